@@ -1,0 +1,177 @@
+/* hiberbox repository: the public interface of snapshot/.
+ *
+ * A repository stores snapshots of directory trees as content-defined chunks
+ * (chunker.h), compressed and grouped into packs (pack.h), found through the
+ * index (index.h), described by manifests (manifest.h), named by refs, on a
+ * store (store.h: local directory, S3, or a local cache in front of S3).
+ *
+ * Layout of a repository on its store:
+ *   config                 JSON: format version, repository id, chunker
+ *                          parameters, compression level, the chunk-id secret
+ *   packs/<2 hex>/<id>     immutable pack files
+ *   index/<id>             immutable index files
+ *   snapshots/<id>         immutable manifests (id = keyed hash of the bytes)
+ *   refs/tags/<name>       mutable: a snapshot id per tag
+ *   refs/sources/<hash>    mutable: the latest snapshot of a source directory
+ *   locks/<id>             who is writing (shared) or collecting (exclusive)
+ *
+ * Commit order: packs, then index, then manifest, then refs.  A crash at any
+ * point leaves every earlier snapshot complete; the leftovers are garbage
+ * that repo_gc() removes.
+ *
+ * All functions return 0 (or a count) or a negative errno with a message
+ * (util/error.h).  A struct repo may be used from several threads for reads
+ * (repo_read_chunk, repo_load_manifest); writes take a repo_writer each.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "snapshot/chunker.h"
+#include "snapshot/manifest.h"
+#include "snapshot/oid.h"
+#include "snapshot/store.h"
+#include "util/buf.h"
+
+#define REPO_FORMAT_VERSION 1
+#define REPO_DEFAULT_ZSTD_LEVEL 3
+#define REPO_TAG_MAX 128
+
+struct repo;
+
+/* Progress reports for long operations (NULL: none).  done/total in bytes. */
+struct repo_progress {
+	void (*update)(void *arg, const char *phase, uint64_t done, uint64_t total);
+	void *arg;
+};
+
+struct repo_init_opts {
+	int zstd_level; /* 0: REPO_DEFAULT_ZSTD_LEVEL */
+	struct chunker_params chunker; /* all 0: defaults */
+};
+
+/* Default location of the embedded repository: $HIBERBOX_REPO, else
+ * $HIBERBOX_HOME/repo, else /var/lib/hiberbox/repo (root) or
+ * ~/.local/share/hiberbox/repo.  Writes into out. */
+int repo_default_location(char *out, size_t size);
+/* Home directory for hiberbox state ($HIBERBOX_HOME or the default). */
+int repo_default_home(char *out, size_t size);
+
+/* Create a repository at location (a path or s3://bucket/prefix).
+ * @return 0, -EEXIST if one is there already. */
+int repo_init(const char *location, const struct repo_init_opts *opts);
+/* Open a repository.  -ENOENT (with "no repository at X: run 'hiberbox init'"),
+ * -EPROTONOSUPPORT for an unknown format version, -EBADMSG for a corrupt config
+ * or a secret that fails its check. */
+int repo_open(const char *location, struct repo **out);
+void repo_close(struct repo *r);
+struct store *repo_store(struct repo *r);
+const struct repo_key *repo_key(struct repo *r);
+const char *repo_location(struct repo *r);
+/* Default zstd level from config (or the one set by repo_set_zstd_level). */
+void repo_set_zstd_level(struct repo *r, int level);
+
+/* Resolve a user's name for a snapshot: a full id, a unique id prefix (at
+ * least 4 hex digits), or a tag.  -ENOENT, -EINVAL for an ambiguous prefix. */
+int repo_resolve(struct repo *r, const char *name, struct oid *out);
+int repo_load_manifest(struct repo *r, const struct oid *id, struct manifest **out);
+/* Read, decode and verify one chunk (holes: zeroes).  out is replaced.
+ * -ENOENT if no index entry, -EBADMSG if corrupt (message names chunk and pack). */
+int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out);
+/* Reload the index from storage (after another process wrote). */
+int repo_refresh(struct repo *r);
+
+/* Tags. */
+int repo_tag_set(struct repo *r, const char *tag, const struct oid *id);
+int repo_tag_get(struct repo *r, const char *tag, struct oid *out);
+int repo_tag_remove(struct repo *r, const char *tag);
+/* Validate a tag name: 1..REPO_TAG_MAX of [A-Za-z0-9._-], not starting with '.'. */
+int repo_tag_valid(const char *tag);
+
+/* Listing. */
+struct repo_snapshot_summary {
+	struct oid id;
+	struct manifest_info info;
+	char tags[512]; /* comma-separated tags pointing at it */
+};
+/* All snapshots, oldest first.  *out is malloc'd. */
+int repo_list_snapshots(struct repo *r, struct repo_snapshot_summary **out, size_t *count);
+
+/* Writing: chunks go through a writer, which packs, indexes and commits. */
+struct repo_writer;
+
+struct repo_writer_opts {
+	int zstd_level;         /* 0: the repository's */
+	unsigned threads;       /* 0: all cores */
+	struct repo_progress progress;
+};
+
+int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct repo_writer **out);
+/* Chunk, dedup and store the content of fd (read from its current offset to
+ * the end) and return its chunk list (malloc'd) and size.  Thread-safe: may be
+ * called for several files at once.  Zero-filled chunks become holes. */
+int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **chunks,
+		       uint32_t *count, uint64_t *size);
+/* Same for bytes in memory. */
+int repo_writer_add_bytes(struct repo_writer *w, const void *data, size_t len,
+			  struct manifest_chunk **chunks, uint32_t *count);
+/* Flush packs and the index, write the manifest (info's stats new_* are
+ * filled in), then set tag (may be NULL) and the source ref if info->source
+ * is set.  The writer is freed whatever happens. */
+int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
+		       struct manifest_info *info, const char *tag, struct oid *out);
+/* Drop a writer without committing (packs already stored become garbage). */
+void repo_writer_abort(struct repo_writer *w);
+
+/* snapshot create DIR. */
+struct repo_create_opts {
+	const char *tag;        /* may be NULL */
+	const struct oid *parent; /* NULL: the latest snapshot of the same source */
+	bool no_parent;         /* read every file */
+	int zstd_level;
+	unsigned threads;
+	struct repo_progress progress;
+};
+int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_create_opts *opts,
+			 struct oid *out, struct manifest_info *info_out);
+
+struct repo_restore_opts {
+	bool force;        /* restore into a non-empty directory */
+	unsigned threads;
+	struct repo_progress progress;
+};
+int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
+			  const struct repo_restore_opts *opts);
+
+/* Remove a snapshot (and the tags pointing at it).  Data goes at the next gc. */
+int repo_snapshot_remove(struct repo *r, const struct oid *id);
+
+/* Differences between two snapshots: fn is called per path with
+ * kind '+' (added), '-' (removed), 'M' (content or metadata changed). */
+int repo_snapshot_diff(struct repo *r, const struct oid *a, const struct oid *b,
+		       int (*fn)(char kind, const char *path, void *arg), void *arg);
+
+struct repo_gc_stats {
+	uint64_t packs_removed, packs_rewritten, packs_kept;
+	uint64_t bytes_freed;
+	uint64_t index_files_removed;
+	uint64_t chunks_removed;
+};
+struct repo_gc_opts {
+	bool dry_run;
+	unsigned repack_percent; /* repack packs with more than this % garbage (default 50) */
+	struct repo_progress progress;
+};
+int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stats *stats);
+
+struct repo_check_opts {
+	bool read_data;   /* decode and verify every chunk */
+	FILE *report;     /* one line per problem (NULL: none) */
+	struct repo_progress progress;
+};
+struct repo_check_stats {
+	uint64_t snapshots, packs, chunks, errors, garbage_packs;
+};
+/* @return 0 if clean, -EBADMSG if problems were found (counted in stats). */
+int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_check_stats *stats);

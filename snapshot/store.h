@@ -1,0 +1,92 @@
+/* The store: where a repository's objects live.
+ *
+ * A store maps names ("packs/ab/ab12….pack", "refs/tags/x") to immutable byte
+ * strings, except under refs/ and locks/ where objects may be replaced.  Each
+ * backend is one file: store-local.c (a directory), store-s3.c (a bucket
+ * prefix, s3/), store-tiered.c (a local cache in front of another store).
+ *
+ * Return contract of every operation: 0 (or a count) on success; -ENOENT when
+ * the object does not exist ("missing" is never "corrupt"); -EEXIST from a
+ * put with STORE_PUT_NOREPLACE over an existing object; other negative errnos
+ * with a message (util/error.h) for real failures.
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define STORE_PUT_NOREPLACE 0x1 /* fail with -EEXIST instead of replacing */
+#define STORE_GET_ALL UINT64_MAX
+
+struct store;
+
+struct store_ops {
+	/* Read len bytes at off (STORE_GET_ALL: to the end) into out (replaced).
+	 * A range past the end is -EBADMSG (a truncated object). */
+	int (*get)(struct store *s, const char *name, uint64_t off, uint64_t len, struct buf *out);
+	/* Write an object atomically: readers see the old state or the whole
+	 * new object, never a part, also after a crash. */
+	int (*put)(struct store *s, const char *name, const void *data, size_t len, int flags);
+	/* Size of an object.  @return 0 or -ENOENT. */
+	int (*stat)(struct store *s, const char *name, uint64_t *size);
+	/* Call fn for every object whose name starts with prefix (in no set
+	 * order).  mtime_sec: last write, for gc's grace period.  A non-zero
+	 * return from fn stops the walk and is returned. */
+	int (*list)(struct store *s, const char *prefix,
+		    int (*fn)(const char *name, uint64_t size, int64_t mtime_sec, void *arg), void *arg);
+	/* Delete an object.  @return 0 or -ENOENT. */
+	int (*remove)(struct store *s, const char *name);
+	/* Remove leftovers of interrupted writes (temporary files).  Optional. */
+	int (*cleanup)(struct store *s);
+	/* A human-readable location ("/var/lib/hiberbox/repo", "s3://b/p"). */
+	const char *(*location)(struct store *s);
+	void (*free)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+static inline int store_get(struct store *s, const char *name, uint64_t off, uint64_t len,
+			    struct buf *out)
+{
+	return s->ops->get(s, name, off, len, out);
+}
+static inline int store_put(struct store *s, const char *name, const void *data, size_t len,
+			    int flags)
+{
+	return s->ops->put(s, name, data, len, flags);
+}
+static inline int store_stat(struct store *s, const char *name, uint64_t *size)
+{
+	return s->ops->stat(s, name, size);
+}
+static inline int store_list(struct store *s, const char *prefix,
+			     int (*fn)(const char *name, uint64_t size, int64_t mtime_sec, void *arg),
+			     void *arg)
+{
+	return s->ops->list(s, prefix, fn, arg);
+}
+static inline int store_remove(struct store *s, const char *name)
+{
+	return s->ops->remove(s, name);
+}
+static inline int store_cleanup(struct store *s)
+{
+	return s->ops->cleanup ? s->ops->cleanup(s) : 0;
+}
+static inline const char *store_location(struct store *s)
+{
+	return s->ops->location(s);
+}
+static inline void store_free(struct store *s)
+{
+	if (s)
+		s->ops->free(s);
+}
+
+/* A store in a local directory (created if create is set). */
+int store_local_open(const char *path, int create, struct store **out);
+/* Open the store named by a location: "s3://bucket/prefix" or a path. */
+int store_open_location(const char *location, int create, struct store **out);

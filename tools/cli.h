@@ -1,0 +1,54 @@
+/* Shared pieces of the hiberbox CLI: command registration, option helpers,
+ * output (--json, progress on a terminal) and error printing.
+ *
+ * Each cmd-*.c file defines one table of commands; hiberbox.c finds the
+ * tables through weak symbols so that a tool built without a layer simply
+ * lacks its commands.  A command's run() returns the process exit code. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snapshot/snapshot.h"
+
+struct cli_command {
+	const char *name;    /* "snapshot create", "mount", ... (words separated by one space) */
+	const char *args;    /* synopsis of arguments for --help */
+	const char *summary; /* one line */
+	int (*run)(int argc, char **argv); /* argv[0] is the last word of name */
+};
+
+/* Tables, each ended by an entry with name == NULL. */
+extern const struct cli_command cli_commands_repo[] __attribute__((weak));
+extern const struct cli_command cli_commands_fs[] __attribute__((weak));
+extern const struct cli_command cli_commands_s3[] __attribute__((weak));
+extern const struct cli_command cli_commands_sandbox[] __attribute__((weak));
+extern const struct cli_command cli_commands_bench[] __attribute__((weak));
+
+/* Global options parsed before the command: --repo, --json, --quiet. */
+struct cli_globals {
+	const char *repo;  /* NULL: repo_default_location() */
+	bool json;
+	bool quiet;
+	bool progress;     /* stderr is a terminal and not --quiet/--json */
+};
+extern struct cli_globals cli;
+
+/* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */
+int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a usage error for the running command; returns 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The repository location to use (--repo, $HIBERBOX_REPO, default). */
+const char *cli_repo_location(void);
+/* Open the repository or print why not; returns 0 or exit code 1. */
+int cli_open_repo(struct repo **out);
+/* A progress reporter drawing a bar on stderr when cli.progress is set. */
+struct repo_progress cli_progress(void);
+void cli_progress_done(void);
+/* Parse sizes like 512M, 1G, 4096.  @return 0 or -EINVAL. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* Format bytes as "12.3 MiB" into out. */
+const char *cli_format_bytes(uint64_t bytes, char *out, size_t size);
+/* Print a --help text for cmd: "usage: hiberbox <name> <args>" + extra lines. */
+void cli_print_help(const struct cli_command *cmd, const char *details);
+/* Find the command entry by name (for help). */
+const struct cli_command *cli_find(const char *name);

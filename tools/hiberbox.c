@@ -1,0 +1,122 @@
+/* hiberbox: the command-line entry point.  Parses global options, finds the
+ * command (one or two words) in the registered tables and runs it. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "util/error.h"
+
+struct cli_globals cli;
+
+static const struct cli_command *const *tables(void)
+{
+	static const struct cli_command *all[6];
+	int n = 0;
+
+	if (cli_commands_repo)
+		all[n++] = cli_commands_repo;
+	if (cli_commands_fs)
+		all[n++] = cli_commands_fs;
+	if (cli_commands_s3)
+		all[n++] = cli_commands_s3;
+	if (cli_commands_sandbox)
+		all[n++] = cli_commands_sandbox;
+	if (cli_commands_bench)
+		all[n++] = cli_commands_bench;
+	all[n] = NULL;
+	return all;
+}
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (const struct cli_command *const *t = tables(); *t; t++)
+		for (const struct cli_command *c = *t; c->name; c++)
+			if (strcmp(c->name, name) == 0)
+				return c;
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hiberbox [--repo LOCATION] [--json] [--quiet] COMMAND [ARGS...]\n\n"
+		   "Snapshots of directory trees that sleep in a repository and wake fast.\n\n"
+		   "Commands:\n");
+	for (const struct cli_command *const *t = tables(); *t; t++)
+		for (const struct cli_command *c = *t; c->name; c++)
+			fprintf(f, "  %-20s %s\n", c->name, c->summary);
+	fprintf(f, "\nRepository: --repo, else $HIBERBOX_REPO, else $HIBERBOX_HOME/repo.\n"
+		   "Run 'hiberbox COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	const struct cli_command *cmd = NULL;
+	int c;
+
+	/* '+': stop at the command word; its options belong to it. */
+	while ((c = getopt_long(argc, argv, "+r:jqhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			cli.repo = optarg;
+			break;
+		case 'j':
+			cli.json = true;
+			break;
+		case 'q':
+			cli.quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hiberbox 0.1.0\n");
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	argc -= optind;
+	argv += optind;
+	if (strcmp(argv[0], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	/* Two-word commands ("snapshot create") first, then one word. */
+	if (argc >= 2) {
+		char two[128];
+
+		snprintf(two, sizeof(two), "%s %s", argv[0], argv[1]);
+		cmd = cli_find(two);
+		if (cmd) {
+			argc--;
+			argv++;
+		}
+	}
+	if (!cmd)
+		cmd = cli_find(argv[0]);
+	if (!cmd) {
+		fprintf(stderr, "hiberbox: unknown command '%s' (see 'hiberbox --help')\n", argv[0]);
+		return 2;
+	}
+	cli.progress = !cli.quiet && !cli.json && isatty(STDERR_FILENO);
+	optind = 0; /* reset getopt for the command */
+	return cmd->run(argc, argv);
+}

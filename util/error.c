@@ -1,0 +1,57 @@
+#include "util/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define ERR_MSG_BYTES 1024
+
+static _Thread_local char err_msg[ERR_MSG_BYTES];
+static _Thread_local int err_code;
+
+int hb_err(int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err_msg, sizeof(err_msg), fmt, ap);
+	va_end(ap);
+	err_code = r;
+	return r;
+}
+
+int hb_err_ctx(int r, const char *fmt, ...)
+{
+	char prefix[ERR_MSG_BYTES], old[ERR_MSG_BYTES];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	if (err_code != 0 && err_msg[0])
+		snprintf(old, sizeof(old), "%s", err_msg);
+	else
+		snprintf(old, sizeof(old), "%s", strerror(r < 0 ? -r : r));
+	snprintf(err_msg, sizeof(err_msg), "%s: %s", prefix, old);
+	err_code = r;
+	return r;
+}
+
+const char *hb_errmsg(int r)
+{
+	if (err_code != 0 && err_msg[0])
+		return err_msg;
+	return strerror(r < 0 ? -r : r);
+}
+
+void hb_err_clear(void)
+{
+	err_code = 0;
+	err_msg[0] = '\0';
+}
+
+void hb_err_save(char *dst, unsigned size)
+{
+	if (size == 0)
+		return;
+	snprintf(dst, size, "%s", err_code ? err_msg : "");
+}

@@ -1,0 +1,32 @@
+/* Small POSIX I/O helpers that retry on EINTR and short transfers.
+ * All return 0 or a negative errno (no message recorded: callers know the path). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/buf.h"
+
+int write_all(int fd, const void *data, size_t len);
+int pwrite_all(int fd, const void *data, size_t len, off_t off);
+/* Read exactly len bytes at off; -EBADMSG (truncated) if the file ends first. */
+int pread_exact(int fd, void *data, size_t len, off_t off);
+/* Read up to len bytes; returns the number read (short only at end of file). */
+ssize_t read_full(int fd, void *data, size_t len);
+/* Read a whole file (at most max bytes, else -EFBIG) into out. */
+int read_file(int dirfd, const char *path, size_t max, struct buf *out);
+/* Write a file atomically: <path>.tmp.<pid>.<rand>, fsync, rename, fsync dir.
+ * With noreplace, an existing path is left alone and -EEXIST returned. */
+int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace);
+/* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine. */
+int mkdir_p(int dirfd, const char *path, mode_t mode);
+/* fsync the directory holding path (relative to dirfd). */
+int fsync_parent(int dirfd, const char *path);
+/* Random bytes from getrandom(). */
+int random_bytes(void *out, size_t len);
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void hex_format(const uint8_t *in, size_t len, char *out);
+/* Parse exactly 2*len hex digits. @return 0 or -EINVAL. */
+int hex_parse(const char *in, uint8_t *out, size_t len);
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
