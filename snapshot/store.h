@@ -90,3 +90,10 @@ static inline void store_free(struct store *s)
 int store_local_open(const char *path, int create, struct store **out);
 /* Open the store named by a location: "s3://bucket/prefix" or a path. */
 int store_open_location(const char *location, int create, struct store **out);
+/* A store on an S3 bucket prefix ("s3://bucket/prefix"), configured from the
+ * AWS_* environment (store-s3.c, present when s3/ is built). */
+int store_s3_open(const char *location, int create, struct store **out);
+/* A local cache directory in front of a remote store (store-tiered.c).
+ * Takes ownership of remote. */
+int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
+		      struct store **out);
