@@ -1,0 +1,390 @@
+/* Repository locks: who may write and who may collect garbage.
+ *
+ * A lock is an object `locks/<32 random hex>` on the repository's store,
+ * holding JSON {exclusive, host, pid, time, boot_id}.  Because it is only
+ * objects on the store, the same protocol works on a local directory and on
+ * an S3 prefix, across processes and hosts.
+ *
+ * Protocol: write our lock object first, then list every lock.  If a lock
+ * that conflicts with ours is there (exclusive vs anything), withdraw ours,
+ * back off for a short random time and try again until wait_ms has passed.
+ * Whoever writes second is guaranteed to see the first one, so two
+ * conflicting holders can never both proceed; at worst both withdraw and
+ * retry, and the random backoff breaks the tie.
+ *
+ * Stale locks are removed on sight: same host (and same boot) with a pid that
+ * no longer exists, or a lock whose time is older than LOCK_STALE_SEC when we
+ * cannot check its pid (another host, another boot).  A live holder rewrites
+ * its lock every LOCK_REFRESH_SEC from a small thread, so a long snapshot on
+ * another host is never mistaken for a dead one.
+ *
+ * A lock object that does not parse is treated as held (never delete data
+ * because of a lock we cannot read) until it is LOCK_STALE_SEC old.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshot/repo-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define LOCK_STALE_SEC 3600
+#define LOCK_REFRESH_SEC 300
+#define LOCK_MAX_BYTES 4096
+#define LOCK_BACKOFF_MIN_MS 10
+#define LOCK_BACKOFF_MAX_MS 500
+#define LOCK_HOST_BYTES 256
+#define LOCK_BOOT_ID_BYTES 64
+
+struct repo_lock {
+	struct store *store;
+	char name[REPO_NAME_BYTES];
+	bool exclusive;
+	/* The refresh thread: wakes every LOCK_REFRESH_SEC or when stop is set. */
+	pthread_t refresher;
+	bool refresher_running;
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+	bool stop;
+};
+
+/* What a lock object says about its holder. */
+struct lock_holder {
+	bool exclusive;
+	char host[LOCK_HOST_BYTES];
+	char boot_id[LOCK_BOOT_ID_BYTES];
+	long long pid;
+	long long time;
+};
+
+static void own_host(char out[LOCK_HOST_BYTES])
+{
+	if (gethostname(out, LOCK_HOST_BYTES) < 0)
+		snprintf(out, LOCK_HOST_BYTES, "unknown");
+	out[LOCK_HOST_BYTES - 1] = '\0';
+}
+
+/* The kernel's id of this boot: a pid seen before a reboot says nothing about
+ * the processes running now.  Empty when unavailable. */
+static void own_boot_id(char out[LOCK_BOOT_ID_BYTES])
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (!fgets(out, LOCK_BOOT_ID_BYTES, f))
+		out[0] = '\0';
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+static int lock_encode(bool exclusive, char **out)
+{
+	char host[LOCK_HOST_BYTES], boot_id[LOCK_BOOT_ID_BYTES];
+	json_t *o;
+
+	own_host(host);
+	own_boot_id(boot_id);
+	o = json_pack("{s:b, s:s, s:I, s:I, s:s}", "exclusive", exclusive, "host", host, "pid",
+		      (json_int_t)getpid(), "time", (json_int_t)time(NULL), "boot_id", boot_id);
+	if (!o)
+		return -ENOMEM;
+	*out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int lock_decode(const struct buf *b, struct lock_holder *h)
+{
+	json_t *o, *v;
+	json_error_t err;
+
+	memset(h, 0, sizeof(*h));
+	o = json_loadb((const char *)b->data, b->len, 0, &err);
+	if (!o)
+		return -EBADMSG;
+	if (!json_is_object(o))
+		goto bad;
+	v = json_object_get(o, "exclusive");
+	if (!json_is_boolean(v))
+		goto bad;
+	h->exclusive = json_is_true(v);
+	v = json_object_get(o, "host");
+	if (!json_is_string(v))
+		goto bad;
+	snprintf(h->host, sizeof(h->host), "%s", json_string_value(v));
+	v = json_object_get(o, "pid");
+	if (!json_is_integer(v))
+		goto bad;
+	h->pid = json_integer_value(v);
+	v = json_object_get(o, "time");
+	if (!json_is_integer(v))
+		goto bad;
+	h->time = json_integer_value(v);
+	v = json_object_get(o, "boot_id"); /* optional */
+	if (json_is_string(v))
+		snprintf(h->boot_id, sizeof(h->boot_id), "%s", json_string_value(v));
+	json_decref(o);
+	return 0;
+bad:
+	json_decref(o);
+	return -EBADMSG;
+}
+
+static bool holder_is_stale(const struct lock_holder *h, const char *host, const char *boot_id)
+{
+	long long now = (long long)time(NULL);
+	bool same_boot = strcmp(h->host, host) == 0 &&
+			 (!h->boot_id[0] || !boot_id[0] || strcmp(h->boot_id, boot_id) == 0);
+
+	if (same_boot) {
+		if (h->pid <= 0 || h->pid > INT32_MAX)
+			return true;
+		return kill((pid_t)h->pid, 0) < 0 && errno == ESRCH;
+	}
+	return now - h->time > LOCK_STALE_SEC;
+}
+
+static void format_since(long long t, char *out, size_t size)
+{
+	time_t tt = (time_t)t, now = time(NULL);
+	struct tm tm, today;
+
+	if (!localtime_r(&tt, &tm) || !localtime_r(&now, &today)) {
+		snprintf(out, size, "%lld", t);
+		return;
+	}
+	if (tm.tm_year == today.tm_year && tm.tm_yday == today.tm_yday)
+		strftime(out, size, "%H:%M:%S", &tm);
+	else
+		strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+struct scan {
+	struct store *store;
+	const char *own_name;
+	bool exclusive;
+	char host[LOCK_HOST_BYTES];
+	char boot_id[LOCK_BOOT_ID_BYTES];
+	/* The first conflicting lock seen, for the message. */
+	bool conflict;
+	bool conflict_unreadable;
+	char conflict_name[REPO_NAME_BYTES];
+	struct lock_holder holder;
+};
+
+static int scan_one(const char *name, uint64_t size, int64_t mtime_sec, void *arg)
+{
+	struct scan *s = arg;
+	struct buf b = { .max = LOCK_MAX_BYTES };
+	struct lock_holder h;
+	bool readable;
+	int r;
+
+	if (strcmp(name, s->own_name) == 0)
+		return 0;
+	if (size > LOCK_MAX_BYTES) {
+		readable = false;
+	} else {
+		r = store_get(s->store, name, 0, STORE_GET_ALL, &b);
+		if (r == -ENOENT) /* released meanwhile */
+			return 0;
+		if (r < 0) {
+			buf_free(&b);
+			return hb_err_ctx(r, "reading lock %s", name);
+		}
+		readable = lock_decode(&b, &h) == 0;
+		buf_free(&b);
+	}
+	if (readable ? holder_is_stale(&h, s->host, s->boot_id)
+		     : (int64_t)time(NULL) - mtime_sec > LOCK_STALE_SEC) {
+		r = store_remove(s->store, name);
+		if (r < 0 && r != -ENOENT)
+			return hb_err_ctx(r, "removing stale lock %s", name);
+		return 0;
+	}
+	if (readable && !h.exclusive && !s->exclusive)
+		return 0;
+	if (!s->conflict) {
+		s->conflict = true;
+		s->conflict_unreadable = !readable;
+		snprintf(s->conflict_name, sizeof(s->conflict_name), "%s", name);
+		if (readable)
+			s->holder = h;
+	}
+	return 0;
+}
+
+static int busy_error(const struct scan *s)
+{
+	char since[64];
+
+	if (s->conflict_unreadable)
+		return hb_err(-EBUSY, "repository is busy: lock %s cannot be read (it is ignored "
+				      "once an hour old; remove it if nothing is running)",
+			      s->conflict_name);
+	format_since(s->holder.time, since, sizeof(since));
+	return hb_err(-EBUSY, "repository is busy: %s running as pid %lld on host %s since %s",
+		      s->holder.exclusive ? "gc" : "a snapshot writer", s->holder.pid,
+		      s->holder.host, since);
+}
+
+static void *refresher_main(void *arg)
+{
+	struct repo_lock *l = arg;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&l->mutex);
+	while (!l->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += LOCK_REFRESH_SEC;
+		while (!l->stop &&
+		       pthread_cond_timedwait(&l->cond, &l->mutex, &deadline) != ETIMEDOUT)
+			;
+		if (l->stop)
+			break;
+		pthread_mutex_unlock(&l->mutex);
+		{
+			char *json = NULL;
+
+			/* A failed refresh is retried next round; the lock only
+			 * goes stale for others after LOCK_STALE_SEC. */
+			if (lock_encode(l->exclusive, &json) == 0)
+				store_put(l->store, l->name, json, strlen(json), 0);
+			free(json);
+			hb_err_clear();
+		}
+		pthread_mutex_lock(&l->mutex);
+	}
+	pthread_mutex_unlock(&l->mutex);
+	return NULL;
+}
+
+static int start_refresher(struct repo_lock *l)
+{
+	pthread_condattr_t attr;
+	int r;
+
+	pthread_mutex_init(&l->mutex, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	r = pthread_create(&l->refresher, NULL, refresher_main, l);
+	if (r != 0)
+		return hb_err(-r, "starting the lock refresh thread: %s", strerror(r));
+	l->refresher_running = true;
+	return 0;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct repo_lock **out)
+{
+	uint64_t deadline = now_ns() + (uint64_t)wait_ms * 1000000ull;
+	unsigned backoff = LOCK_BACKOFF_MIN_MS;
+	struct repo_lock *l;
+	uint8_t rnd[OID_BYTES];
+	char hex[OID_HEX_BYTES];
+	char *json = NULL;
+	int ret;
+
+	*out = NULL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->store = r->store;
+	l->exclusive = exclusive;
+	ret = random_bytes(rnd, sizeof(rnd));
+	if (ret < 0) {
+		ret = hb_err(ret, "getrandom: %s", strerror(-ret));
+		goto fail;
+	}
+	hex_format(rnd, sizeof(rnd), hex);
+	snprintf(l->name, sizeof(l->name), "%s%s", REPO_LOCKS_PREFIX, hex);
+	ret = lock_encode(exclusive, &json);
+	if (ret < 0)
+		goto fail;
+
+	for (;;) {
+		struct scan s = { .store = l->store, .own_name = l->name, .exclusive = exclusive };
+		unsigned jitter;
+
+		own_host(s.host);
+		own_boot_id(s.boot_id);
+		ret = store_put(l->store, l->name, json, strlen(json), 0);
+		if (ret < 0) {
+			ret = hb_err_ctx(ret, "taking the repository lock");
+			goto fail;
+		}
+		ret = store_list(l->store, REPO_LOCKS_PREFIX, scan_one, &s);
+		if (ret < 0) {
+			store_remove(l->store, l->name);
+			goto fail;
+		}
+		if (!s.conflict)
+			break;
+		/* Withdraw while waiting, so a waiter never blocks the holder
+		 * it waits for (or another waiter). */
+		store_remove(l->store, l->name);
+		if (now_ns() >= deadline) {
+			ret = busy_error(&s);
+			goto fail;
+		}
+		random_bytes(&jitter, sizeof(jitter));
+		{
+			uint64_t now = now_ns();
+			uint64_t left_ms = now < deadline ? (deadline - now) / 1000000ull : 0;
+			unsigned ms = backoff / 2 + jitter % (backoff / 2 + 1);
+
+			sleep_ms(ms < left_ms ? ms : (unsigned)left_ms);
+		}
+		if (backoff < LOCK_BACKOFF_MAX_MS)
+			backoff *= 2;
+	}
+	free(json);
+	ret = start_refresher(l);
+	if (ret < 0) {
+		store_remove(l->store, l->name);
+		free(l);
+		return ret;
+	}
+	*out = l;
+	return 0;
+fail:
+	free(json);
+	free(l);
+	return ret;
+}
+
+void repo_lock_release(struct repo_lock *l)
+{
+	if (!l)
+		return;
+	if (l->refresher_running) {
+		pthread_mutex_lock(&l->mutex);
+		l->stop = true;
+		pthread_cond_signal(&l->cond);
+		pthread_mutex_unlock(&l->mutex);
+		pthread_join(l->refresher, NULL);
+		pthread_cond_destroy(&l->cond);
+		pthread_mutex_destroy(&l->mutex);
+	}
+	/* Best effort: a lock left behind is stale once we are gone. */
+	store_remove(l->store, l->name);
+	free(l);
+}
