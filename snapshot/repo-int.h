@@ -1,0 +1,71 @@
+/* Internals shared by the repository's modules (repo.c, writer.c, create.c,
+ * restore.c, diff.c, lock.c, gc.c, check.c).  Not part of the public API. */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "snapshot/index.h"
+#include "snapshot/pack.h"
+#include "snapshot/snapshot.h"
+
+/* Object names on the store. */
+#define REPO_CONFIG_NAME "config"
+#define REPO_PACKS_PREFIX "packs/"
+#define REPO_INDEX_PREFIX "index/"
+#define REPO_SNAPSHOTS_PREFIX "snapshots/"
+#define REPO_TAGS_PREFIX "refs/tags/"
+#define REPO_SOURCES_PREFIX "refs/sources/"
+#define REPO_LOCKS_PREFIX "locks/"
+#define REPO_NAME_BYTES 96
+#define REPO_CONFIG_MAX_BYTES (64u << 10)
+#define REPO_MANIFEST_MAX_BYTES (1u << 30)
+#define REPO_INDEX_FILE_MAX_BYTES (1u << 30)
+
+struct repo {
+	struct store *store;
+	struct repo_key key;
+	struct oid id;
+	struct chunker_params chunker;
+	int zstd_level;
+	/* The merged index, loaded on first use.  index_lock is held for
+	 * reading around every use of the pointer and for writing while it is
+	 * loaded or swapped (repo_refresh), so a refresh never frees a table
+	 * under a concurrent lookup. */
+	pthread_rwlock_t index_lock;
+	struct chunk_index *index;
+	bool index_loaded;
+};
+
+/* "packs/ab/ab…", "index/…", "snapshots/…" for an id. */
+void repo_pack_name(const struct oid *pack, char out[REPO_NAME_BYTES]);
+void repo_index_name(const struct oid *id, char out[REPO_NAME_BYTES]);
+void repo_snapshot_name(const struct oid *id, char out[REPO_NAME_BYTES]);
+/* Parse the id at the end of an object name ("index/<hex>", "packs/xx/<hex>").
+ * @return 0 or -EINVAL. */
+int repo_name_to_oid(const char *name, struct oid *out);
+
+/* Load all index files into r->index if not done yet.  @return 0 or -errno. */
+int repo_load_index(struct repo *r);
+/* Look a chunk up in the merged index (loading it first).
+ * @return 1 found, 0 not found, or -errno from loading. */
+int repo_index_lookup(struct repo *r, const struct oid *chunk, struct index_entry *out);
+/* Add entries (after their pack and index file are stored). */
+int repo_index_add(struct repo *r, const struct index_entry *entries, size_t count);
+/* Read and decode a manifest without the resolve step. */
+int repo_read_manifest(struct repo *r, const struct oid *id, struct manifest **out);
+/* Read just the info header of a snapshot. */
+int repo_read_manifest_info(struct repo *r, const struct oid *id, struct manifest_info *info);
+/* Call fn for every snapshot id on the store. */
+int repo_foreach_snapshot(struct repo *r, int (*fn)(const struct oid *id, void *arg), void *arg);
+
+/* Repository locks (lock.c).  Writers take shared locks, gc an exclusive one.
+ * A lock whose holder is gone (same host, dead pid) is removed on sight.
+ * Waits up to wait_ms for conflicting locks to go, then -EBUSY with a message
+ * naming the holder. */
+struct repo_lock;
+int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct repo_lock **out);
+void repo_lock_release(struct repo_lock *l);
+
+/* The latest snapshot taken of directory `source` on `host` (refs/sources/).
+ * @return 0, or -ENOENT (no message) when there is none. */
+int repo_source_ref_get(struct repo *r, const char *host, const char *source, struct oid *out);

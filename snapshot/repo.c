@@ -1,0 +1,801 @@
+/* The repository: configuration, opening, the merged index, manifests,
+ * tags and snapshot listing.  Writing lives in writer.c, create.c; reading
+ * trees in restore.c; maintenance in gc.c and check.c.
+ *
+ * config is JSON:
+ *   {"format": "hiberbox-repository", "version": 1, "id": "<32 hex>",
+ *    "chunker": {"min": N, "avg": N, "max": N}, "zstd_level": 3,
+ *    "secret": "<384 hex>", "secret_check": "<32 hex>"}
+ * secret_check is the keyed hash of a fixed string: a config whose secret
+ * was damaged or swapped is refused at open instead of failing chunk by
+ * chunk later.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "snapshot/chunk.h"
+#include "snapshot/repo-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define SECRET_CHECK_TEXT "hiberbox repository secret check v1"
+#define MANIFEST_INFO_PROBE_BYTES 8192
+
+int repo_default_home(char *out, size_t size)
+{
+	const char *home = getenv("HIBERBOX_HOME");
+
+	if (home && home[0]) {
+		snprintf(out, size, "%s", home);
+		return 0;
+	}
+	if (geteuid() == 0) {
+		snprintf(out, size, "/var/lib/hiberbox");
+		return 0;
+	}
+	home = getenv("HOME");
+	if (!home || !home[0]) {
+		struct passwd *pw = getpwuid(geteuid());
+
+		if (!pw)
+			return hb_err(-ENOENT, "cannot find a home directory: set HIBERBOX_HOME");
+		home = pw->pw_dir;
+	}
+	snprintf(out, size, "%s/.local/share/hiberbox", home);
+	return 0;
+}
+
+int repo_default_location(char *out, size_t size)
+{
+	const char *repo = getenv("HIBERBOX_REPO");
+	char home[PATH_MAX];
+	int r;
+
+	if (repo && repo[0]) {
+		snprintf(out, size, "%s", repo);
+		return 0;
+	}
+	r = repo_default_home(home, sizeof(home));
+	if (r < 0)
+		return r;
+	snprintf(out, size, "%s/repo", home);
+	return 0;
+}
+
+void repo_pack_name(const struct oid *pack, char out[REPO_NAME_BYTES])
+{
+	char hex[OID_HEX_BYTES];
+
+	oid_format(pack, hex);
+	snprintf(out, REPO_NAME_BYTES, REPO_PACKS_PREFIX "%.2s/%s", hex, hex);
+}
+
+void repo_index_name(const struct oid *id, char out[REPO_NAME_BYTES])
+{
+	char hex[OID_HEX_BYTES];
+
+	snprintf(out, REPO_NAME_BYTES, REPO_INDEX_PREFIX "%s", oid_format(id, hex));
+}
+
+void repo_snapshot_name(const struct oid *id, char out[REPO_NAME_BYTES])
+{
+	char hex[OID_HEX_BYTES];
+
+	snprintf(out, REPO_NAME_BYTES, REPO_SNAPSHOTS_PREFIX "%s", oid_format(id, hex));
+}
+
+int repo_name_to_oid(const char *name, struct oid *out)
+{
+	const char *slash = strrchr(name, '/');
+	const char *hex = slash ? slash + 1 : name;
+
+	if (strlen(hex) != 2 * OID_BYTES)
+		return -EINVAL;
+	return oid_parse(hex, out);
+}
+
+static void secret_check(const struct repo_key *key, struct oid *out)
+{
+	oid_compute(key, SECRET_CHECK_TEXT, strlen(SECRET_CHECK_TEXT), out);
+}
+
+int repo_init(const char *location, const struct repo_init_opts *opts)
+{
+	struct repo_key key;
+	struct oid id, check;
+	struct chunker_params cp;
+	char secret_hex[2 * REPO_KEY_BYTES + 1], id_hex[OID_HEX_BYTES], check_hex[OID_HEX_BYTES];
+	struct store *s = NULL;
+	json_t *cfg = NULL;
+	char *text = NULL;
+	int level = opts && opts->zstd_level ? opts->zstd_level : REPO_DEFAULT_ZSTD_LEVEL;
+	int r;
+
+	if (opts && opts->chunker.avg_bytes)
+		r = chunker_params_init(&cp, opts->chunker.min_bytes, opts->chunker.avg_bytes,
+					opts->chunker.max_bytes);
+	else
+		r = chunker_params_init(&cp, 0, 0, 0);
+	if (r < 0)
+		return hb_err(r, "invalid chunker parameters");
+	r = store_open_location(location, 1, &s);
+	if (r < 0)
+		return r;
+	r = store_stat(s, REPO_CONFIG_NAME, NULL);
+	if (r == 0) {
+		r = hb_err(-EEXIST, "a repository exists at %s already", store_location(s));
+		goto out;
+	}
+	if (r != -ENOENT)
+		goto out;
+	r = random_bytes(key.secret, sizeof(key.secret));
+	if (r == 0)
+		r = random_bytes(id.b, sizeof(id.b));
+	if (r < 0) {
+		r = hb_err(r, "cannot get random bytes");
+		goto out;
+	}
+	secret_check(&key, &check);
+	hex_format(key.secret, sizeof(key.secret), secret_hex);
+	cfg = json_pack("{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s}",
+			"format", "hiberbox-repository", "version", REPO_FORMAT_VERSION,
+			"id", oid_format(&id, id_hex),
+			"chunker", "min", (int)cp.min_bytes, "avg", (int)cp.avg_bytes, "max",
+			(int)cp.max_bytes, "zstd_level", level, "secret", secret_hex,
+			"secret_check", oid_format(&check, check_hex));
+	text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	if (!text) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = store_put(s, REPO_CONFIG_NAME, text, strlen(text), STORE_PUT_NOREPLACE);
+	if (r == -EEXIST)
+		r = hb_err(r, "a repository exists at %s already", store_location(s));
+out:
+	free(text);
+	json_decref(cfg);
+	store_free(s);
+	return r;
+}
+
+static int parse_config(struct repo *r, const struct buf *b, const char *where)
+{
+	json_error_t jerr;
+	json_t *cfg = json_loadb((const char *)b->data, b->len, 0, &jerr);
+	const char *format = NULL, *id = NULL, *secret = NULL, *check = NULL;
+	int version = 0, level = 0, cmin = 0, cavg = 0, cmax = 0, rc;
+	struct oid want, have;
+
+	if (!cfg)
+		return hb_err(-EBADMSG, "%s/config is corrupt: %s", where, jerr.text);
+	rc = json_unpack_ex(cfg, &jerr, 0, "{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s}",
+			    "format", &format, "version", &version, "id", &id, "chunker", "min",
+			    &cmin, "avg", &cavg, "max", &cmax, "zstd_level", &level, "secret",
+			    &secret, "secret_check", &check);
+	if (rc < 0) {
+		rc = hb_err(-EBADMSG, "%s/config is corrupt: %s", where, jerr.text);
+		goto out;
+	}
+	if (strcmp(format, "hiberbox-repository") != 0) {
+		rc = hb_err(-EBADMSG, "%s is not a hiberbox repository", where);
+		goto out;
+	}
+	if (version != REPO_FORMAT_VERSION) {
+		rc = hb_err(-EPROTONOSUPPORT,
+			    "%s: repository format version %d is not supported by this hiberbox (it reads version %d)",
+			    where, version, REPO_FORMAT_VERSION);
+		goto out;
+	}
+	if (strlen(secret) != 2 * REPO_KEY_BYTES ||
+	    hex_parse(secret, r->key.secret, REPO_KEY_BYTES) < 0 || oid_parse(id, &r->id) < 0 ||
+	    oid_parse(check, &want) < 0) {
+		rc = hb_err(-EBADMSG, "%s/config is corrupt: malformed id or secret", where);
+		goto out;
+	}
+	secret_check(&r->key, &have);
+	if (!oid_equal(&want, &have)) {
+		rc = hb_err(-EBADMSG,
+			    "%s/config: the repository secret does not match its check (wrong or damaged secret)",
+			    where);
+		goto out;
+	}
+	if (chunker_params_init(&r->chunker, (uint32_t)cmin, (uint32_t)cavg, (uint32_t)cmax) < 0) {
+		rc = hb_err(-EBADMSG, "%s/config: invalid chunker parameters", where);
+		goto out;
+	}
+	if (level < -7 || level > 22) {
+		rc = hb_err(-EBADMSG, "%s/config: invalid zstd level %d", where, level);
+		goto out;
+	}
+	r->zstd_level = level;
+	rc = 0;
+out:
+	json_decref(cfg);
+	return rc;
+}
+
+int repo_open(const char *location, struct repo **out)
+{
+	struct buf b = BUF_INIT;
+	struct repo *r;
+	int rc;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	pthread_rwlock_init(&r->index_lock, NULL);
+	rc = store_open_location(location, 0, &r->store);
+	if (rc == -ENOENT) {
+		rc = hb_err(rc, "no repository at %s (run 'hiberbox init' to create one)", location);
+		goto fail;
+	}
+	if (rc < 0)
+		goto fail;
+	rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, &b);
+	if (rc == -ENOENT) {
+		rc = hb_err(rc, "no repository at %s (run 'hiberbox init' to create one)",
+			    store_location(r->store));
+		goto fail;
+	}
+	if (rc < 0)
+		goto fail;
+	if (b.len > REPO_CONFIG_MAX_BYTES) {
+		rc = hb_err(-EBADMSG, "%s/config is corrupt: too large", store_location(r->store));
+		goto fail;
+	}
+	rc = parse_config(r, &b, store_location(r->store));
+	if (rc < 0)
+		goto fail;
+	buf_free(&b);
+	*out = r;
+	return 0;
+fail:
+	buf_free(&b);
+	repo_close(r);
+	return rc;
+}
+
+void repo_close(struct repo *r)
+{
+	if (!r)
+		return;
+	chunk_index_free(r->index);
+	store_free(r->store);
+	pthread_rwlock_destroy(&r->index_lock);
+	free(r);
+}
+
+struct store *repo_store(struct repo *r)
+{
+	return r->store;
+}
+
+const struct repo_key *repo_key(struct repo *r)
+{
+	return &r->key;
+}
+
+const char *repo_location(struct repo *r)
+{
+	return store_location(r->store);
+}
+
+void repo_set_zstd_level(struct repo *r, int level)
+{
+	r->zstd_level = level;
+}
+
+/* ---- the index ---- */
+
+struct index_load {
+	struct repo *r;
+	struct chunk_index *idx;
+	struct buf b;
+	int error;
+};
+
+static int load_one_index(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct index_load *st = arg;
+	struct index_entry *entries = NULL;
+	size_t count = 0;
+	int r;
+
+	if (size > REPO_INDEX_FILE_MAX_BYTES)
+		return hb_err(-EBADMSG, "%s: index file too large", name);
+	r = store_get(st->r->store, name, 0, STORE_GET_ALL, &st->b);
+	if (r == -ENOENT)
+		return 0; /* removed by a concurrent gc after its replacement was written */
+	if (r < 0)
+		return r;
+	r = index_file_decode(st->b.data, st->b.len, &entries, &count);
+	if (r < 0)
+		return hb_err_ctx(r, "index file %s", name);
+	for (size_t i = 0; i < count && r >= 0; i++)
+		r = chunk_index_add(st->idx, &entries[i]);
+	free(entries);
+	return r < 0 ? r : 0;
+}
+
+static int read_all_index(struct repo *r, struct chunk_index **out)
+{
+	struct index_load st = { .r = r };
+	int rc;
+
+	st.idx = chunk_index_new();
+	if (!st.idx)
+		return -ENOMEM;
+	rc = store_list(r->store, REPO_INDEX_PREFIX, load_one_index, &st);
+	buf_free(&st.b);
+	if (rc < 0) {
+		chunk_index_free(st.idx);
+		return rc;
+	}
+	*out = st.idx;
+	return 0;
+}
+
+int repo_load_index(struct repo *r)
+{
+	struct chunk_index *idx;
+	bool loaded;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&r->index_lock);
+	loaded = r->index_loaded;
+	pthread_rwlock_unlock(&r->index_lock);
+	if (loaded)
+		return 0;
+	pthread_rwlock_wrlock(&r->index_lock);
+	if (!r->index_loaded) {
+		rc = read_all_index(r, &idx);
+		if (rc == 0) {
+			r->index = idx;
+			r->index_loaded = true;
+		}
+	}
+	pthread_rwlock_unlock(&r->index_lock);
+	return rc;
+}
+
+int repo_index_lookup(struct repo *r, const struct oid *chunk, struct index_entry *out)
+{
+	int rc = repo_load_index(r);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&r->index_lock);
+	rc = chunk_index_lookup(r->index, chunk, out);
+	pthread_rwlock_unlock(&r->index_lock);
+	return rc;
+}
+
+int repo_index_add(struct repo *r, const struct index_entry *entries, size_t count)
+{
+	int rc = repo_load_index(r);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&r->index_lock);
+	for (size_t i = 0; i < count && rc >= 0; i++)
+		rc = chunk_index_add(r->index, &entries[i]);
+	pthread_rwlock_unlock(&r->index_lock);
+	return rc < 0 ? rc : 0;
+}
+
+int repo_refresh(struct repo *r)
+{
+	struct chunk_index *idx, *old;
+	int rc = read_all_index(r, &idx);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_wrlock(&r->index_lock);
+	old = r->index;
+	r->index = idx;
+	r->index_loaded = true;
+	pthread_rwlock_unlock(&r->index_lock);
+	chunk_index_free(old);
+	return 0;
+}
+
+int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
+{
+	struct index_entry e;
+	struct buf blob = BUF_INIT;
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], phex[OID_HEX_BYTES];
+	int rc;
+
+	if (oid_is_zero(chunk))
+		return hb_err(-EINVAL, "a hole has no stored chunk");
+	rc = repo_index_lookup(r, chunk, &e);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return hb_err(-ENOENT, "chunk %s is not in the index (missing index file? run 'hiberbox check')",
+			      oid_format(chunk, hex));
+	repo_pack_name(&e.pack, name);
+	rc = store_get(r->store, name, e.offset, e.length, &blob);
+	if (rc == -ENOENT)
+		rc = hb_err(-EBADMSG, "chunk %s: its pack %s is missing", oid_format(chunk, hex),
+			    oid_format(&e.pack, phex));
+	else if (rc < 0)
+		rc = hb_err_ctx(rc, "chunk %s in pack %s", oid_format(chunk, hex),
+				oid_format(&e.pack, phex));
+	else {
+		rc = chunk_decode(&r->key, chunk, blob.data, blob.len, e.raw_length, e.flags, out);
+		if (rc < 0)
+			rc = hb_err_ctx(rc, "pack %s", oid_format(&e.pack, phex));
+	}
+	buf_free(&blob);
+	return rc;
+}
+
+/* ---- manifests ---- */
+
+int repo_read_manifest(struct repo *r, const struct oid *id, struct manifest **out)
+{
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES];
+	struct buf b = { .max = REPO_MANIFEST_MAX_BYTES };
+	struct oid actual;
+	int rc;
+
+	repo_snapshot_name(id, name);
+	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+	if (rc == -ENOENT) {
+		rc = hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	oid_compute(&r->key, b.data, b.len, &actual);
+	rc = manifest_decode(b.data, b.len, out);
+	if (rc < 0) {
+		rc = hb_err_ctx(rc, "snapshot %s", oid_format(id, hex));
+		goto out;
+	}
+	if (!oid_equal(&actual, id)) {
+		manifest_free(*out);
+		*out = NULL;
+		rc = hb_err(-EBADMSG, "snapshot %s: manifest content does not match its id",
+			    oid_format(id, hex));
+	}
+out:
+	buf_free(&b);
+	return rc;
+}
+
+int repo_load_manifest(struct repo *r, const struct oid *id, struct manifest **out)
+{
+	return repo_read_manifest(r, id, out);
+}
+
+int repo_read_manifest_info(struct repo *r, const struct oid *id, struct manifest_info *info)
+{
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES];
+	struct buf b = BUF_INIT;
+	size_t want = MANIFEST_INFO_PROBE_BYTES, need = 0;
+	uint64_t size;
+	int rc;
+
+	repo_snapshot_name(id, name);
+	rc = store_stat(r->store, name, &size);
+	if (rc == -ENOENT)
+		return hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
+	if (rc < 0)
+		return rc;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (want > size)
+			want = (size_t)size;
+		rc = store_get(r->store, name, 0, want, &b);
+		if (rc < 0)
+			break;
+		rc = manifest_decode_info(b.data, b.len, info, &need);
+		if (rc != -EAGAIN || need <= want || need > REPO_MANIFEST_MAX_BYTES)
+			break;
+		want = need;
+	}
+	if (rc == -EAGAIN)
+		rc = hb_err(-EBADMSG, "snapshot %s: manifest is truncated", oid_format(id, hex));
+	else if (rc < 0)
+		rc = hb_err_ctx(rc, "snapshot %s", oid_format(id, hex));
+	buf_free(&b);
+	return rc;
+}
+
+struct foreach_snapshot {
+	int (*fn)(const struct oid *id, void *arg);
+	void *arg;
+};
+
+static int foreach_snapshot_cb(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct foreach_snapshot *st = arg;
+	struct oid id;
+
+	if (repo_name_to_oid(name, &id) < 0)
+		return 0; /* not ours */
+	return st->fn(&id, st->arg);
+}
+
+int repo_foreach_snapshot(struct repo *r, int (*fn)(const struct oid *id, void *arg), void *arg)
+{
+	struct foreach_snapshot st = { fn, arg };
+
+	return store_list(r->store, REPO_SNAPSHOTS_PREFIX, foreach_snapshot_cb, &st);
+}
+
+/* ---- tags ---- */
+
+int repo_tag_valid(const char *tag)
+{
+	size_t n = strlen(tag);
+
+	if (n == 0 || n > REPO_TAG_MAX || tag[0] == '.' || tag[0] == '-')
+		return hb_err(-EINVAL, "invalid tag '%s': use 1-%d letters, digits, '.', '_' or '-'",
+			      tag, REPO_TAG_MAX);
+	for (size_t i = 0; i < n; i++) {
+		char c = tag[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return hb_err(-EINVAL,
+				      "invalid tag '%s': use 1-%d letters, digits, '.', '_' or '-'",
+				      tag, REPO_TAG_MAX);
+	}
+	return 0;
+}
+
+int repo_tag_set(struct repo *r, const char *tag, const struct oid *id)
+{
+	char name[REPO_NAME_BYTES + REPO_TAG_MAX], hex[OID_HEX_BYTES + 1];
+	int rc = repo_tag_valid(tag);
+
+	if (rc < 0)
+		return rc;
+	oid_format(id, hex);
+	strcat(hex, "\n");
+	snprintf(name, sizeof(name), REPO_TAGS_PREFIX "%s", tag);
+	return store_put(r->store, name, hex, strlen(hex), 0);
+}
+
+static int read_ref(struct repo *r, const char *name, struct oid *out)
+{
+	struct buf b = { .max = 4096 };
+	int rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+
+	if (rc < 0)
+		goto out;
+	if (b.len < 2 * OID_BYTES || oid_parse((const char *)b.data, out) < 0)
+		rc = hb_err(-EBADMSG, "%s is corrupt", name);
+out:
+	buf_free(&b);
+	return rc;
+}
+
+int repo_tag_get(struct repo *r, const char *tag, struct oid *out)
+{
+	char name[REPO_NAME_BYTES + REPO_TAG_MAX];
+	int rc = repo_tag_valid(tag);
+
+	if (rc < 0)
+		return rc;
+	snprintf(name, sizeof(name), REPO_TAGS_PREFIX "%s", tag);
+	return read_ref(r, name, out);
+}
+
+int repo_tag_remove(struct repo *r, const char *tag)
+{
+	char name[REPO_NAME_BYTES + REPO_TAG_MAX];
+	int rc = repo_tag_valid(tag);
+
+	if (rc < 0)
+		return rc;
+	snprintf(name, sizeof(name), REPO_TAGS_PREFIX "%s", tag);
+	return store_remove(r->store, name);
+}
+
+/* ---- resolving names ---- */
+
+struct prefix_match {
+	const char *prefix;
+	size_t len;
+	struct oid found;
+	int matches;
+};
+
+static int prefix_cb(const struct oid *id, void *arg)
+{
+	struct prefix_match *m = arg;
+	char hex[OID_HEX_BYTES];
+
+	oid_format(id, hex);
+	if (strncmp(hex, m->prefix, m->len) == 0) {
+		m->found = *id;
+		m->matches++;
+	}
+	return 0;
+}
+
+static bool is_hex(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+int repo_resolve(struct repo *r, const char *name, struct oid *out)
+{
+	char obj[REPO_NAME_BYTES];
+	struct prefix_match m = { .prefix = name, .len = strlen(name) };
+	int rc;
+
+	if (m.len == 2 * OID_BYTES && oid_parse(name, out) == 0) {
+		repo_snapshot_name(out, obj);
+		rc = store_stat(r->store, obj, NULL);
+		if (rc == 0 || rc != -ENOENT)
+			return rc;
+	}
+	if (repo_tag_valid(name) == 0) {
+		rc = repo_tag_get(r, name, out);
+		if (rc == 0 || rc != -ENOENT)
+			return rc;
+	}
+	hb_err_clear();
+	if (is_hex(name) && m.len >= 4 && m.len < 2 * OID_BYTES) {
+		rc = repo_foreach_snapshot(r, prefix_cb, &m);
+		if (rc < 0)
+			return rc;
+		if (m.matches == 1) {
+			*out = m.found;
+			return 0;
+		}
+		if (m.matches > 1)
+			return hb_err(-EINVAL, "'%s' is ambiguous: %d snapshots start with it", name,
+				      m.matches);
+	}
+	return hb_err(-ENOENT, "no snapshot or tag named '%s'", name);
+}
+
+/* ---- listing ---- */
+
+struct list_state {
+	struct repo *r;
+	struct repo_snapshot_summary *items;
+	size_t count, cap;
+	int error;
+};
+
+static int list_cb(const struct oid *id, void *arg)
+{
+	struct list_state *st = arg;
+	struct repo_snapshot_summary *s;
+	int rc;
+
+	if (st->count == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 16;
+		void *p = realloc(st->items, cap * sizeof(*st->items));
+
+		if (!p)
+			return -ENOMEM;
+		st->items = p;
+		st->cap = cap;
+	}
+	s = &st->items[st->count];
+	memset(s, 0, sizeof(*s));
+	s->id = *id;
+	rc = repo_read_manifest_info(st->r, id, &s->info);
+	if (rc < 0)
+		return rc;
+	st->count++;
+	return 0;
+}
+
+struct tag_state {
+	struct repo *r;
+	struct repo_snapshot_summary *items;
+	size_t count;
+};
+
+static int tag_cb(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct tag_state *st = arg;
+	const char *tag = name + strlen(REPO_TAGS_PREFIX);
+	struct oid id;
+
+	if (read_ref(st->r, name, &id) < 0)
+		return 0; /* check reports broken refs */
+	for (size_t i = 0; i < st->count; i++) {
+		char *t = st->items[i].tags;
+
+		if (!oid_equal(&st->items[i].id, &id))
+			continue;
+		if (strlen(t) + strlen(tag) + 2 < sizeof(st->items[i].tags)) {
+			if (t[0])
+				strcat(t, ",");
+			strcat(t, tag);
+		}
+	}
+	return 0;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const struct repo_snapshot_summary *x = a, *y = b;
+
+	if (x->info.time_sec != y->info.time_sec)
+		return x->info.time_sec < y->info.time_sec ? -1 : 1;
+	if (x->info.time_nsec != y->info.time_nsec)
+		return x->info.time_nsec < y->info.time_nsec ? -1 : 1;
+	return memcmp(x->id.b, y->id.b, OID_BYTES);
+}
+
+int repo_list_snapshots(struct repo *r, struct repo_snapshot_summary **out, size_t *count)
+{
+	struct list_state st = { .r = r };
+	struct tag_state ts;
+	int rc;
+
+	rc = repo_foreach_snapshot(r, list_cb, &st);
+	if (rc < 0) {
+		free(st.items);
+		return rc;
+	}
+	if (st.count)
+		qsort(st.items, st.count, sizeof(*st.items), by_time);
+	ts = (struct tag_state){ r, st.items, st.count };
+	rc = store_list(r->store, REPO_TAGS_PREFIX, tag_cb, &ts);
+	if (rc < 0) {
+		free(st.items);
+		return rc;
+	}
+	*out = st.items;
+	*count = st.count;
+	return 0;
+}
+
+/* ---- removal ---- */
+
+struct unref_state {
+	struct repo *r;
+	struct oid id;
+};
+
+static int unref_cb(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct unref_state *st = arg;
+	struct oid id;
+
+	if (read_ref(st->r, name, &id) == 0 && oid_equal(&id, &st->id))
+		store_remove(st->r->store, name);
+	hb_err_clear();
+	return 0;
+}
+
+int repo_snapshot_remove(struct repo *r, const struct oid *id)
+{
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES];
+	struct unref_state st = { r, *id };
+	int rc;
+
+	repo_snapshot_name(id, name);
+	rc = store_remove(r->store, name);
+	if (rc == -ENOENT)
+		return hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
+	if (rc < 0)
+		return rc;
+	rc = store_list(r->store, REPO_TAGS_PREFIX, unref_cb, &st);
+	if (rc == 0)
+		rc = store_list(r->store, REPO_SOURCES_PREFIX, unref_cb, &st);
+	return rc;
+}

@@ -1,0 +1,523 @@
+/* The repository writer: turns file contents into stored chunks and commits
+ * manifests.
+ *
+ * Content is cut into chunks (chunker.c) in the calling thread, hashed there
+ * (XXH3 is an order of magnitude faster than zstd), and each chunk the
+ * repository does not hold yet is compressed on the writer's worker pool.  A
+ * worker appends its blob to the open pack; whoever fills a pack uploads it
+ * outside the lock, so several packs are in flight at once.  Chunks written by
+ * this writer are visible to the rest of the repository only after commit has
+ * stored their packs and index file (commit order: packs, index, manifest,
+ * refs), which is what keeps readers and crashes safe.
+ *
+ * Lock order: writer->lock, then the repository's index lock (via
+ * repo_index_*); never the other way round.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "snapshot/chunk.h"
+#include "snapshot/repo-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+#include "util/workqueue.h"
+
+#define WRITER_BLOCK_BYTES (8u << 20) /* read and cut this much at a time */
+#define WRITER_LOCK_WAIT_MS 60000
+#define WRITER_PROGRESS_NS 100000000ull
+
+struct repo_writer {
+	struct repo *repo;
+	int level;
+	struct workqueue *pool;
+	struct repo_lock *lock;
+	struct repo_progress progress;
+	_Atomic uint64_t bytes_in;
+	uint64_t last_progress_ns;
+
+	pthread_mutex_t lock_m; /* guards everything below */
+	struct pack_writer *pack;
+	struct chunk_index *pending; /* chunks stored (or being stored) by this writer */
+	struct index_entry *entries; /* of packs already uploaded */
+	size_t nentries, cap;
+	uint64_t new_chunks, new_bytes, new_raw_bytes;
+	int error;
+	char errmsg[512];
+};
+
+static void writer_fail(struct repo_writer *w, int r)
+{
+	pthread_mutex_lock(&w->lock_m);
+	if (!w->error) {
+		w->error = r;
+		hb_err_save(w->errmsg, sizeof(w->errmsg));
+	}
+	pthread_mutex_unlock(&w->lock_m);
+}
+
+int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct repo_writer **out)
+{
+	struct repo_writer *w = calloc(1, sizeof(*w));
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	w->repo = r;
+	w->level = opts && opts->zstd_level ? opts->zstd_level : r->zstd_level;
+	if (opts)
+		w->progress = opts->progress;
+	pthread_mutex_init(&w->lock_m, NULL);
+	w->pool = workqueue_new(opts ? opts->threads : 0, 0);
+	w->pack = pack_writer_new();
+	w->pending = chunk_index_new();
+	if (!w->pool || !w->pack || !w->pending) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = repo_lock_acquire(r, false, WRITER_LOCK_WAIT_MS, &w->lock);
+	if (rc < 0)
+		goto fail;
+	/* Dedup needs the whole index; load it now rather than in a worker. */
+	rc = repo_load_index(r);
+	if (rc < 0)
+		goto fail;
+	*out = w;
+	return 0;
+fail:
+	repo_writer_abort(w);
+	return rc;
+}
+
+void repo_writer_abort(struct repo_writer *w)
+{
+	if (!w)
+		return;
+	workqueue_free(w->pool);
+	if (w->lock)
+		repo_lock_release(w->lock);
+	pack_writer_free(w->pack);
+	chunk_index_free(w->pending);
+	free(w->entries);
+	pthread_mutex_destroy(&w->lock_m);
+	free(w);
+}
+
+/* Store a finished pack and record its entries.  Called without lock_m. */
+static int upload_pack(struct repo_writer *w, struct buf *pack, struct pack_entry *pe, size_t n)
+{
+	char name[REPO_NAME_BYTES];
+	struct oid id;
+	int r;
+
+	oid_compute(&w->repo->key, pack->data, pack->len, &id);
+	repo_pack_name(&id, name);
+	r = store_put(w->repo->store, name, pack->data, pack->len, STORE_PUT_NOREPLACE);
+	if (r == -EEXIST)
+		r = 0; /* the same bytes are there already */
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&w->lock_m);
+	if (w->nentries + n > w->cap) {
+		size_t cap = w->cap ? w->cap : 1024;
+		void *p;
+
+		while (cap < w->nentries + n)
+			cap *= 2;
+		p = realloc(w->entries, cap * sizeof(*w->entries));
+		if (!p) {
+			pthread_mutex_unlock(&w->lock_m);
+			return -ENOMEM;
+		}
+		w->entries = p;
+		w->cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct index_entry *e = &w->entries[w->nentries++];
+
+		e->chunk = pe[i].id;
+		e->pack = id;
+		e->offset = pe[i].offset;
+		e->length = pe[i].length;
+		e->raw_length = pe[i].raw_length;
+		e->flags = pe[i].flags;
+	}
+	pthread_mutex_unlock(&w->lock_m);
+	return 0;
+}
+
+/* Close the open pack (lock_m held) and upload it (lock_m released meanwhile). */
+static int flush_pack_locked(struct repo_writer *w)
+{
+	struct buf pack = BUF_INIT;
+	struct pack_entry *pe = NULL;
+	size_t n = 0;
+	int r;
+
+	if (pack_writer_count(w->pack) == 0)
+		return 0;
+	r = pack_writer_finish(w->pack, &pack, &pe, &n);
+	if (r < 0)
+		return r;
+	pthread_mutex_unlock(&w->lock_m);
+	r = upload_pack(w, &pack, pe, n);
+	pthread_mutex_lock(&w->lock_m);
+	buf_free(&pack);
+	free(pe);
+	return r;
+}
+
+/* Add one encoded chunk unless another worker got there first. */
+static int store_chunk(struct repo_writer *w, const struct oid *id, const struct buf *blob,
+		       uint32_t raw_len, uint32_t flags)
+{
+	struct index_entry e = { .chunk = *id };
+	int r;
+
+	pthread_mutex_lock(&w->lock_m);
+	r = chunk_index_add(w->pending, &e);
+	if (r <= 0)
+		goto out; /* already stored by this writer, or -ENOMEM */
+	r = pack_writer_add(w->pack, id, blob->data, (uint32_t)blob->len, raw_len, flags);
+	if (r < 0)
+		goto out;
+	w->new_chunks++;
+	w->new_bytes += blob->len;
+	w->new_raw_bytes += raw_len;
+	if (pack_writer_bytes(w->pack) >= PACK_TARGET_BYTES)
+		r = flush_pack_locked(w);
+out:
+	pthread_mutex_unlock(&w->lock_m);
+	return r < 0 ? r : 0;
+}
+
+/* A group of compress jobs the submitting thread waits for. */
+struct batch {
+	pthread_mutex_t m;
+	pthread_cond_t done;
+	unsigned remaining;
+};
+
+struct compress_job {
+	struct repo_writer *w;
+	struct batch *batch;
+	const uint8_t *data;
+	uint32_t len;
+	struct oid id;
+};
+
+static void compress_job_run(void *arg)
+{
+	struct compress_job *j = arg;
+	struct buf blob = BUF_INIT;
+	uint32_t flags = 0;
+	int r;
+
+	r = chunk_encode(j->w->level, j->data, j->len, &blob, &flags);
+	if (r == 0)
+		r = store_chunk(j->w, &j->id, &blob, j->len, flags);
+	if (r < 0)
+		writer_fail(j->w, r);
+	buf_free(&blob);
+	pthread_mutex_lock(&j->batch->m);
+	if (--j->batch->remaining == 0)
+		pthread_cond_signal(&j->batch->done);
+	pthread_mutex_unlock(&j->batch->m);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n > 0 && p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+/* A growing chunk list of one file. */
+struct chunk_list {
+	struct manifest_chunk *items;
+	uint32_t count, cap;
+};
+
+static int chunk_list_add(struct chunk_list *l, const struct oid *id, uint32_t size)
+{
+	if (l->count == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 16;
+		void *p = realloc(l->items, cap * sizeof(*l->items));
+
+		if (!p)
+			return -ENOMEM;
+		l->items = p;
+		l->cap = cap;
+	}
+	l->items[l->count].id = *id;
+	l->items[l->count].size = size;
+	l->count++;
+	return 0;
+}
+
+static void report_progress(struct repo_writer *w, uint64_t n)
+{
+	uint64_t total = atomic_fetch_add(&w->bytes_in, n) + n, t;
+
+	if (!w->progress.update)
+		return;
+	t = now_ns();
+	pthread_mutex_lock(&w->lock_m);
+	if (t - w->last_progress_ns >= WRITER_PROGRESS_NS) {
+		w->last_progress_ns = t;
+		w->progress.update(w->progress.arg, "storing", total, 0);
+	}
+	pthread_mutex_unlock(&w->lock_m);
+}
+
+/* Cut data[0..len) into chunks (all of it if eof, else leaving a tail shorter
+ * than the largest chunk), store the new ones, append refs to list.
+ * @return the number of bytes consumed, or -errno. */
+static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t len, bool eof,
+			      struct chunk_list *list)
+{
+	const struct chunker_params *cp = &w->repo->chunker;
+	struct compress_job *jobs = NULL;
+	struct batch batch = { .remaining = 0 };
+	size_t pos = 0, njobs = 0, cap = 0;
+	int r = 0;
+
+	pthread_mutex_init(&batch.m, NULL);
+	pthread_cond_init(&batch.done, NULL);
+	while (pos < len && (eof || len - pos >= cp->max_bytes)) {
+		size_t n = chunker_cut(cp, data + pos, len - pos);
+		struct oid id = { { 0 } };
+
+		if (!all_zero(data + pos, n)) {
+			struct index_entry e;
+
+			oid_compute(&w->repo->key, data + pos, n, &id);
+			r = repo_index_lookup(w->repo, &id, &e);
+			if (r < 0)
+				break;
+			if (r == 0) {
+				pthread_mutex_lock(&w->lock_m);
+				r = chunk_index_lookup(w->pending, &id, &e);
+				pthread_mutex_unlock(&w->lock_m);
+			}
+			if (r == 0) {
+				if (njobs == cap) {
+					size_t c = cap ? cap * 2 : 64;
+					void *p = realloc(jobs, c * sizeof(*jobs));
+
+					if (!p) {
+						r = -ENOMEM;
+						break;
+					}
+					jobs = p;
+					cap = c;
+				}
+				jobs[njobs++] = (struct compress_job){ w, &batch, data + pos,
+								       (uint32_t)n, id };
+			}
+		}
+		r = chunk_list_add(list, &id, (uint32_t)n);
+		if (r < 0)
+			break;
+		pos += n;
+	}
+	/* Submit only once the array no longer moves. */
+	batch.remaining = (unsigned)njobs;
+	for (size_t i = 0; i < njobs; i++)
+		workqueue_submit(w->pool, compress_job_run, &jobs[i]);
+	pthread_mutex_lock(&batch.m);
+	while (batch.remaining > 0)
+		pthread_cond_wait(&batch.done, &batch.m);
+	pthread_mutex_unlock(&batch.m);
+	pthread_mutex_destroy(&batch.m);
+	pthread_cond_destroy(&batch.done);
+	free(jobs);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&w->lock_m);
+	r = w->error;
+	if (r < 0)
+		hb_err(r, "%s", w->errmsg);
+	pthread_mutex_unlock(&w->lock_m);
+	if (r < 0)
+		return r;
+	report_progress(w, pos);
+	return (ssize_t)pos;
+}
+
+int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **chunks,
+		       uint32_t *count, uint64_t *size)
+{
+	struct chunk_list list = { 0 };
+	uint8_t *block = malloc(WRITER_BLOCK_BYTES);
+	size_t have = 0;
+	uint64_t total = 0;
+	bool eof = false;
+	int r = 0;
+
+	if (!block)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n;
+
+		while (!eof && have < WRITER_BLOCK_BYTES) {
+			n = read(fd, block + have, WRITER_BLOCK_BYTES - have);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				r = hb_err(-errno, "read: %s", strerror(errno));
+				goto out;
+			}
+			if (n == 0)
+				eof = true;
+			have += (size_t)n;
+			total += (uint64_t)n;
+		}
+		if (have == 0)
+			break;
+		n = process_window(w, block, have, eof, &list);
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		memmove(block, block + n, have - (size_t)n);
+		have -= (size_t)n;
+		if (eof && have == 0)
+			break;
+	}
+	*chunks = list.items;
+	*count = list.count;
+	if (size)
+		*size = total;
+	list.items = NULL;
+out:
+	free(list.items);
+	free(block);
+	return r;
+}
+
+int repo_writer_add_bytes(struct repo_writer *w, const void *data, size_t len,
+			  struct manifest_chunk **chunks, uint32_t *count)
+{
+	struct chunk_list list = { 0 };
+	const uint8_t *p = data;
+	size_t pos = 0;
+
+	while (pos < len) {
+		size_t window = len - pos > WRITER_BLOCK_BYTES ? WRITER_BLOCK_BYTES : len - pos;
+		bool eof = pos + window == len;
+		ssize_t n = process_window(w, p + pos, window, eof, &list);
+
+		if (n < 0) {
+			free(list.items);
+			return (int)n;
+		}
+		pos += (size_t)n;
+	}
+	*chunks = list.items;
+	*count = list.count;
+	return 0;
+}
+
+static void source_ref_name(const char *host, const char *source, char *out, size_t size)
+{
+	XXH128_hash_t h = XXH3_128bits_withSeed(source, strlen(source), XXH3_64bits(host, strlen(host)));
+
+	snprintf(out, size, REPO_SOURCES_PREFIX "%016llx%016llx", (unsigned long long)h.high64,
+		 (unsigned long long)h.low64);
+}
+
+int repo_source_ref_get(struct repo *r, const char *host, const char *source, struct oid *out)
+{
+	char name[REPO_NAME_BYTES];
+	struct buf b = { .max = 4096 };
+	int rc;
+
+	source_ref_name(host, source, name, sizeof(name));
+	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+	if (rc == 0 && (b.len < 2 * OID_BYTES || oid_parse((const char *)b.data, out) < 0))
+		rc = -EBADMSG;
+	buf_free(&b);
+	if (rc < 0)
+		hb_err_clear();
+	return rc;
+}
+
+int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
+		       struct manifest_info *info, const char *tag, struct oid *out)
+{
+	struct repo *r = w->repo;
+	struct buf data = BUF_INIT;
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES + 1];
+	struct oid id;
+	int rc;
+
+	workqueue_wait(w->pool);
+	pthread_mutex_lock(&w->lock_m);
+	rc = w->error;
+	if (rc < 0)
+		hb_err(rc, "%s", w->errmsg);
+	else
+		rc = flush_pack_locked(w);
+	pthread_mutex_unlock(&w->lock_m);
+	if (rc < 0)
+		goto out;
+	if (tag) {
+		rc = repo_tag_valid(tag);
+		if (rc < 0)
+			goto out;
+	}
+	/* Index after packs: an index entry never points at a missing pack. */
+	if (w->nentries > 0) {
+		rc = index_file_encode(w->entries, w->nentries, &data);
+		if (rc < 0)
+			goto out;
+		oid_compute(&r->key, data.data, data.len, &id);
+		repo_index_name(&id, name);
+		rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
+		if (rc == -EEXIST)
+			rc = 0;
+		if (rc < 0)
+			goto out;
+		rc = repo_index_add(r, w->entries, w->nentries);
+		if (rc < 0)
+			goto out;
+	}
+	/* Manifest after index: every chunk it names can be found. */
+	info->new_chunks = w->new_chunks;
+	info->new_bytes = w->new_bytes;
+	info->new_raw_bytes = w->new_raw_bytes;
+	rc = manifest_builder_encode(b, info, &data);
+	if (rc < 0)
+		goto out;
+	oid_compute(&r->key, data.data, data.len, &id);
+	repo_snapshot_name(&id, name);
+	rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
+	if (rc == -EEXIST)
+		rc = 0;
+	if (rc < 0)
+		goto out;
+	/* Refs last: a name never points at a snapshot that is not complete. */
+	if (tag) {
+		rc = repo_tag_set(r, tag, &id);
+		if (rc < 0)
+			goto out;
+	}
+	if (info->source[0]) {
+		source_ref_name(info->host, info->source, name, sizeof(name));
+		oid_format(&id, hex);
+		strcat(hex, "\n");
+		rc = store_put(r->store, name, hex, strlen(hex), 0);
+		if (rc < 0)
+			goto out;
+	}
+	*out = id;
+out:
+	buf_free(&data);
+	repo_writer_abort(w);
+	return rc;
+}
