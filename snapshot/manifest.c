@@ -175,6 +175,26 @@ static void entry_label(const struct manifest *m, uint32_t parent, const void *n
 	escape_append(out, size, &pos, name, len);
 }
 
+/* The reader's varints with an inline path for the one-byte case, which is
+ * most fields of most entries (this loop is the whole cost of a load). */
+static inline int rd_v(struct reader *r, uint64_t *v)
+{
+	if (r->p < r->end && *r->p < 0x80) {
+		*v = *r->p++;
+		return 0;
+	}
+	return reader_varint(r, v);
+}
+
+static inline int rd_v32(struct reader *r, uint32_t *v)
+{
+	if (r->p < r->end && *r->p < 0x80) {
+		*v = *r->p++;
+		return 0;
+	}
+	return reader_varint32(r, v);
+}
+
 /* ---- decoding ----------------------------------------------------------- */
 
 /* Where the body parser is, for messages. */
@@ -235,7 +255,7 @@ static int read_time(struct reader *r, int64_t *sec, uint32_t *nsec)
 {
 	uint64_t z;
 
-	if (reader_varint(r, &z) < 0 || reader_varint32(r, nsec) < 0)
+	if (rd_v(r, &z) < 0 || rd_v32(r, nsec) < 0)
 		return -EBADMSG;
 	*sec = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
 	return 0;
@@ -247,7 +267,7 @@ static int parse_chunks(struct manifest *m, struct reader *r, struct manifest_no
 	uint64_t sum = 0;
 	uint32_t count;
 
-	if (reader_varint32(r, &count) < 0)
+	if (rd_v32(r, &count) < 0)
 		return bad_entry(m, e, "truncated chunk list");
 	if (count > MANIFEST_MAX_CHUNKS_PER_FILE || count > reader_left(r) / MIN_CHUNK_BYTES)
 		return bad_entry(m, e, "chunk count %" PRIu32 " out of range", count);
@@ -266,7 +286,7 @@ static int parse_chunks(struct manifest *m, struct reader *r, struct manifest_no
 		struct manifest_chunk *c = &m->chunks[m->nchunks + k];
 		const uint8_t *id;
 
-		if (reader_bytes(r, OID_BYTES, &id) < 0 || reader_varint32(r, &c->size) < 0)
+		if (reader_bytes(r, OID_BYTES, &id) < 0 || rd_v32(r, &c->size) < 0)
 			return bad_entry(m, e, "truncated chunk list");
 		memcpy(c->id.b, id, OID_BYTES);
 		if (c->size == 0)
@@ -287,7 +307,7 @@ static int parse_xattrs(struct manifest *m, struct reader *r, struct manifest_no
 	const uint8_t *prev = NULL;
 	size_t prev_len = 0;
 
-	if (reader_varint32(r, &count) < 0)
+	if (rd_v32(r, &count) < 0)
 		return bad_entry(m, e, "truncated xattrs");
 	if (count > MANIFEST_MAX_XATTRS_PER_ENTRY || count > reader_left(r) / MIN_XATTR_BYTES)
 		return bad_entry(m, e, "xattr count %" PRIu32 " out of range", count);
@@ -333,7 +353,7 @@ static int parse_entry(struct manifest *m, struct reader *r, uint32_t i, uint32_
 	uint32_t type;
 	int rc;
 
-	if (reader_varint(r, &delta) < 0 || reader_lenbytes(r, SIZE_MAX, &e.name, &e.name_len) < 0)
+	if (rd_v(r, &delta) < 0 || reader_lenbytes(r, SIZE_MAX, &e.name, &e.name_len) < 0)
 		return bad_entry(m, &e, "truncated");
 	parent = *prev_parent + delta;
 	if (delta > UINT32_MAX || parent >= (i ? i : 1))
@@ -359,14 +379,14 @@ static int parse_entry(struct manifest *m, struct reader *r, uint32_t i, uint32_
 	*prev_parent = (uint32_t)parent;
 	n->parent = (uint32_t)parent;
 
-	if (reader_varint32(r, &n->mode) < 0 || reader_varint32(r, &n->uid) < 0 ||
-	    reader_varint32(r, &n->gid) < 0 || reader_varint32(r, &n->flags) < 0 ||
-	    reader_varint(r, &n->size) < 0 || reader_varint(r, &n->rdev) < 0 ||
+	if (rd_v32(r, &n->mode) < 0 || rd_v32(r, &n->uid) < 0 ||
+	    rd_v32(r, &n->gid) < 0 || rd_v32(r, &n->flags) < 0 ||
+	    rd_v(r, &n->size) < 0 || rd_v(r, &n->rdev) < 0 ||
 	    read_time(r, &n->mtime_sec, &n->mtime_nsec) < 0 ||
 	    read_time(r, &n->atime_sec, &n->atime_nsec) < 0 ||
 	    read_time(r, &n->ctime_sec, &n->ctime_nsec) < 0 ||
-	    reader_varint(r, &n->src_ino) < 0 || reader_varint(r, &n->src_dev) < 0 ||
-	    reader_varint(r, &hardlink) < 0 || reader_varint32(r, &n->nlink) < 0)
+	    rd_v(r, &n->src_ino) < 0 || rd_v(r, &n->src_dev) < 0 ||
+	    rd_v(r, &hardlink) < 0 || rd_v32(r, &n->nlink) < 0)
 		return bad_entry(m, &e, "truncated");
 	n->name_len = (uint32_t)e.name_len;
 	n->name_off = pool_add(m, e.name, e.name_len);
@@ -417,7 +437,7 @@ static int parse_entry(struct manifest *m, struct reader *r, uint32_t i, uint32_
 			uint32_t count;
 
 			/* members take their content from the representative */
-			if (reader_varint32(r, &count) < 0)
+			if (rd_v32(r, &count) < 0)
 				return bad_entry(m, &e, "truncated chunk list");
 			if (count)
 				return bad_entry(m, &e, "chunks on a hard link");
@@ -517,7 +537,7 @@ static int parse_body(struct manifest *m, const uint8_t *raw, size_t raw_len)
 	int rc;
 
 	reader_init(&r, raw, raw_len);
-	if (reader_varint(&r, &count) < 0)
+	if (rd_v(&r, &count) < 0)
 		return hb_err(-EBADMSG, "manifest: truncated body");
 	if (count == 0)
 		return hb_err(-EBADMSG, "manifest: no root entry");
@@ -539,7 +559,7 @@ static int parse_body(struct manifest *m, const uint8_t *raw, size_t raw_len)
 	if ((rc = check_hardlinks(m)) < 0)
 		return rc;
 
-	if (reader_varint32(&r, &nhot) < 0)
+	if (rd_v32(&r, &nhot) < 0)
 		return hb_err(-EBADMSG, "manifest: truncated hot list");
 	if (nhot > MANIFEST_MAX_HOT || reader_left(&r) != (size_t)nhot * OID_BYTES)
 		return hb_err(-EBADMSG, "manifest: hot list of %" PRIu32 " ids does not fill %zu bytes",
