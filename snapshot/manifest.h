@@ -9,7 +9,15 @@
  * Entries are stored in breadth-first order with each directory's children
  * contiguous and sorted bytewise by name, so that children are found by binary
  * search and the parser can verify the tree shape in one pass.  Entry 0 is the
- * root directory, its own parent, with an empty name.
+ * root directory, its own parent, with an empty name.  "Sorted bytewise" is
+ * memcmp order, a name before every longer name it is a prefix of.
+ *
+ * Hard links: only regular files are linked.  Every member of a group names
+ * the group's representative in `hardlink` (the representative names itself).
+ * The representative alone carries the content (chunks or inline); the other
+ * members carry none (nchunks 0, not inline) but the same size, and every
+ * member's nlink is at least the group's size.  Read a member's content
+ * through node->hardlink.
  *
  * Encoding (little-endian):
  *   "HBSNAP01" | version:u32 | info_len:u32 | info (JSON, uncompressed)
@@ -60,7 +68,9 @@ struct manifest_node {
 	uint64_t src_dev;
 	uint32_t parent;   /* index of the parent directory (root: 0) */
 	uint32_t hardlink; /* index of the first entry of its hard-link group; itself if none */
-	uint32_t nlink;    /* links to this inode within the snapshot (dirs: 2 + subdirs) */
+	uint32_t nlink;    /* links to this inode within the snapshot (dirs: 2 + subdirs);
+			    * the decoder checks only 1 <= nlink <= count + 1 and the
+			    * hard-link group size */
 	/* Filled in by the decoder (ignored by the builder): */
 	uint32_t first_child, nchildren; /* directories */
 	uint32_t first_chunk, nchunks;   /* regular files stored as chunks */
@@ -119,7 +129,9 @@ void manifest_xattr(const struct manifest *m, uint32_t i, uint32_t k, struct man
 /* Child of directory `dir` called name[0..len).  @return its index or -ENOENT / -ENOTDIR. */
 int64_t manifest_lookup_child(const struct manifest *m, uint32_t dir, const char *name,
 			      size_t len);
-/* Entry at a relative path ("" or "." is the root; "a/b/c").  @return index or -errno. */
+/* Entry at a relative path ("" or "." is the root; "a/b/c"; empty and "."
+ * components are skipped, so "/a//b/" is "a/b").  @return index, -ENOENT,
+ * -ENOTDIR, or -EINVAL for a ".." component. */
 int64_t manifest_lookup_path(const struct manifest *m, const char *path);
 /* Relative path of entry i ("" for root) into out.  @return 0 or -ENAMETOOLONG. */
 int manifest_path(const struct manifest *m, uint32_t i, char *out, size_t size);
@@ -135,12 +147,14 @@ void manifest_builder_free(struct manifest_builder *b);
 /* Add an entry.  Only the metadata fields of *node are read (mode, uid, gid,
  * flags, size, rdev, times, src_*, parent, hardlink, nlink); hardlink may point
  * to a later entry.  data: inline content (flags & MANIFEST_FLAG_INLINE) or
- * symlink target.  @return the new entry's index, or -EINVAL (order, names),
- * -ENOMEM. */
+ * symlink target; for those, size is taken from data_len.  @return the new
+ * entry's index, or -EINVAL (order, names), -ENOMEM. */
 int64_t manifest_builder_add(struct manifest_builder *b, const struct manifest_node *node,
 			     const char *name, size_t name_len, const void *data, size_t data_len);
-/* Set entry i's chunk list (copied).  Thread-safe against other calls of
- * set_chunks/add_xattr for other entries, but not against manifest_builder_add. */
+/* Set entry i's chunk list (copied; replaces inline content).  The per-entry
+ * setters (set_chunks, add_xattr, set_size, set_inline) are thread-safe
+ * against each other for different entries, but not against
+ * manifest_builder_add. */
 int manifest_builder_set_chunks(struct manifest_builder *b, uint32_t i,
 				const struct manifest_chunk *chunks, uint32_t count);
 int manifest_builder_add_xattr(struct manifest_builder *b, uint32_t i, const char *name,
@@ -152,6 +166,9 @@ int manifest_builder_set_inline(struct manifest_builder *b, uint32_t i, const vo
 				size_t len);
 int manifest_builder_set_hot(struct manifest_builder *b, const struct oid *ids, uint32_t count);
 uint32_t manifest_builder_count(const struct manifest_builder *b);
-/* Serialize with info.  Validates as the decoder would.  @return 0, -EINVAL, -ENOMEM. */
+/* Serialize with info.  Validates with the decoder's own checks (hard links,
+ * chunk sums, xattr duplicates are checked here, not on add): -EINVAL with the
+ * decoder's message.  xattrs of each entry are sorted by name.
+ * @return 0, -EINVAL, -ENOMEM. */
 int manifest_builder_encode(struct manifest_builder *b, const struct manifest_info *info,
 			    struct buf *out);
