@@ -69,3 +69,7 @@ void repo_lock_release(struct repo_lock *l);
 /* The latest snapshot taken of directory `source` on `host` (refs/sources/).
  * @return 0, or -ENOENT (no message) when there is none. */
 int repo_source_ref_get(struct repo *r, const char *host, const char *source, struct oid *out);
+
+/* Parse the 32 hex digits at the start of a ref's content (a newline or
+ * anything else may follow).  @return 0 or -EINVAL. */
+int oid_parse_prefix(const char *text, struct oid *out);

@@ -101,6 +101,15 @@ int repo_name_to_oid(const char *name, struct oid *out)
 	return oid_parse(hex, out);
 }
 
+int oid_parse_prefix(const char *text, struct oid *out)
+{
+	char hex[OID_HEX_BYTES];
+
+	memcpy(hex, text, 2 * OID_BYTES);
+	hex[2 * OID_BYTES] = '\0';
+	return oid_parse(hex, out);
+}
+
 static void secret_check(const struct repo_key *key, struct oid *out)
 {
 	oid_compute(key, SECRET_CHECK_TEXT, strlen(SECRET_CHECK_TEXT), out);
@@ -122,7 +131,7 @@ int repo_init(const char *location, const struct repo_init_opts *opts)
 		r = chunker_params_init(&cp, opts->chunker.min_bytes, opts->chunker.avg_bytes,
 					opts->chunker.max_bytes);
 	else
-		r = chunker_params_init(&cp, 0, 0, 0);
+		r = chunker_params_init(&cp, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
 	if (r < 0)
 		return hb_err(r, "invalid chunker parameters");
 	r = store_open_location(location, 1, &s);
@@ -573,7 +582,7 @@ static int read_ref(struct repo *r, const char *name, struct oid *out)
 
 	if (rc < 0)
 		goto out;
-	if (b.len < 2 * OID_BYTES || oid_parse((const char *)b.data, out) < 0)
+	if (b.len < 2 * OID_BYTES || oid_parse_prefix((const char *)b.data, out) < 0)
 		rc = hb_err(-EBADMSG, "%s is corrupt", name);
 out:
 	buf_free(&b);

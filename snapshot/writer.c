@@ -439,7 +439,7 @@ int repo_source_ref_get(struct repo *r, const char *host, const char *source, st
 
 	source_ref_name(host, source, name, sizeof(name));
 	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
-	if (rc == 0 && (b.len < 2 * OID_BYTES || oid_parse((const char *)b.data, out) < 0))
+	if (rc == 0 && (b.len < 2 * OID_BYTES || oid_parse_prefix((const char *)b.data, out) < 0))
 		rc = -EBADMSG;
 	buf_free(&b);
 	if (rc < 0)
@@ -491,6 +491,7 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	info->new_chunks = w->new_chunks;
 	info->new_bytes = w->new_bytes;
 	info->new_raw_bytes = w->new_raw_bytes;
+	buf_reset(&data);
 	rc = manifest_builder_encode(b, info, &data);
 	if (rc < 0)
 		goto out;
