@@ -1,0 +1,685 @@
+/* Repository verification: is every snapshot restorable, and is everything on
+ * the store what it claims to be?
+ *
+ * Structure (always): the config loads; every index file decodes and is named
+ * by the hash of its bytes; every pack's trailer parses (read by two ranged
+ * reads of its tail, so checking a remote repository does not download it)
+ * and agrees with the index entries pointing into it; every pack an index
+ * entry names exists; every manifest decodes; every chunk a manifest
+ * references is in the index; tags point at existing snapshots.
+ *
+ * Data (read_data): every pack is read whole and every blob in it decoded and
+ * verified against its chunk id, and each snapshot using a corrupt chunk is
+ * named with the first file that uses it.
+ *
+ * Each problem is one line on opts->report; packs that no index refers to are
+ * garbage (a crashed writer's leftovers, which gc removes), reported as notes
+ * and not counted as errors.  check takes no lock: it only reads, and a
+ * writer running beside it adds objects without changing existing ones (a
+ * concurrent gc may make it report packs or index files that vanished).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "snapshot/chunk.h"
+#include "snapshot/repo-int.h"
+#include "util/error.h"
+
+struct check_pack {
+	struct oid id;
+	uint64_t size;
+	bool indexed;
+};
+
+struct check {
+	struct repo *r;
+	const struct repo_check_opts *opts;
+	struct repo_check_stats *stats;
+	/* Every entry of every readable index file, and the merged view. */
+	struct index_entry *entries;
+	size_t nentries, entries_cap;
+	struct chunk_index *idx;
+	/* Packs on the store, sorted by id. */
+	struct check_pack *packs;
+	size_t npacks, packs_cap;
+	/* Packs named by index entries but missing from the store. */
+	struct chunk_index *missing_packs;
+	/* Chunks whose stored blob failed verification (read_data). */
+	struct chunk_index *corrupt;
+	uint64_t bytes_done, bytes_total;
+};
+
+static void report(struct check *c, bool error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void report(struct check *c, bool error, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (error)
+		c->stats->errors++;
+	if (!c->opts->report)
+		return;
+	if (!error)
+		fputs("note: ", c->opts->report);
+	va_start(ap, fmt);
+	vfprintf(c->opts->report, fmt, ap);
+	va_end(ap);
+	fputc('\n', c->opts->report);
+	fflush(c->opts->report);
+}
+
+static void progress(struct check *c, const char *phase, uint64_t done, uint64_t total)
+{
+	if (c->opts->progress.update)
+		c->opts->progress.update(c->opts->progress.arg, phase, done, total);
+}
+
+static int grow(void **items, size_t *cap, size_t count, size_t size)
+{
+	size_t ncap;
+	void *p;
+
+	if (count < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 64;
+	p = realloc(*items, ncap * size);
+	if (!p)
+		return -ENOMEM;
+	*items = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int oid_cmp(const struct oid *a, const struct oid *b)
+{
+	return memcmp(a->b, b->b, OID_BYTES);
+}
+
+static int pack_cmp(const void *a, const void *b)
+{
+	return oid_cmp(&((const struct check_pack *)a)->id, &((const struct check_pack *)b)->id);
+}
+
+static int entry_by_pack_offset(const void *a, const void *b)
+{
+	const struct index_entry *x = a, *y = b;
+	int c = oid_cmp(&x->pack, &y->pack);
+
+	if (c)
+		return c;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int pack_entry_by_offset(const void *a, const void *b)
+{
+	const struct pack_entry *x = a, *y = b;
+
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static struct check_pack *find_pack(struct check *c, const struct oid *id)
+{
+	struct check_pack key = { .id = *id };
+
+	return bsearch(&key, c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
+}
+
+static bool in_set(struct chunk_index *set, const struct oid *id)
+{
+	struct index_entry e;
+
+	return chunk_index_lookup(set, id, &e) > 0;
+}
+
+static int add_to_set(struct chunk_index *set, const struct oid *id)
+{
+	struct index_entry e = { .chunk = *id };
+	int r = chunk_index_add(set, &e);
+
+	return r < 0 ? r : 0;
+}
+
+/* chunk_decode's message starts with "chunk <id>: "; the report line names
+ * the chunk itself, with its pack and offset. */
+static const char *reason(int r)
+{
+	const char *m = hb_errmsg(r);
+
+	if (strncmp(m, "chunk ", 6) == 0 && strlen(m) > 6 + 2 * OID_BYTES + 2 &&
+	    m[6 + 2 * OID_BYTES] == ':')
+		return m + 6 + 2 * OID_BYTES + 2;
+	return m;
+}
+
+/* ---- config ---- */
+
+static int check_config(struct check *c)
+{
+	struct repo *again = NULL;
+	int r = repo_open(repo_location(c->r), &again);
+
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		report(c, true, "config: %s", hb_errmsg(r));
+	repo_close(again);
+	return 0;
+}
+
+/* ---- index files ---- */
+
+struct name_list {
+	char (*names)[REPO_NAME_BYTES];
+	uint64_t *sizes;
+	size_t count, cap;
+};
+
+static int list_name(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct name_list *l = arg;
+
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		void *n = realloc(l->names, cap * sizeof(*l->names));
+
+		if (!n)
+			return -ENOMEM;
+		l->names = n;
+		n = realloc(l->sizes, cap * sizeof(*l->sizes));
+		if (!n)
+			return -ENOMEM;
+		l->sizes = n;
+		l->cap = cap;
+	}
+	snprintf(l->names[l->count], REPO_NAME_BYTES, "%s", name);
+	l->sizes[l->count++] = size;
+	return 0;
+}
+
+static void name_list_free(struct name_list *l)
+{
+	free(l->names);
+	free(l->sizes);
+}
+
+static int check_index_files(struct check *c)
+{
+	struct name_list files = { 0 };
+	struct buf b = { .max = REPO_INDEX_FILE_MAX_BYTES };
+	int r;
+
+	r = store_list(c->r->store, REPO_INDEX_PREFIX, list_name, &files);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < files.count; i++) {
+		const char *name = files.names[i];
+		struct index_entry *e = NULL;
+		struct oid want, got;
+		size_t n = 0;
+
+		progress(c, "check: index", i, files.count);
+		r = store_get(c->r->store, name, 0, STORE_GET_ALL, &b);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0) {
+			report(c, true, "index file %s: %s", name, hb_errmsg(r));
+			continue;
+		}
+		r = index_file_decode(b.data, b.len, &e, &n);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0) {
+			report(c, true, "index file %s: %s", name, hb_errmsg(r));
+			continue;
+		}
+		oid_compute(&c->r->key, b.data, b.len, &got);
+		if (repo_name_to_oid(name, &want) < 0 || !oid_equal(&want, &got))
+			report(c, true, "index file %s: content does not match its name", name);
+		for (size_t k = 0; k < n; k++) {
+			r = grow((void **)&c->entries, &c->entries_cap, c->nentries,
+				 sizeof(*c->entries));
+			if (r == 0)
+				r = chunk_index_add(c->idx, &e[k]);
+			if (r < 0) {
+				free(e);
+				goto out;
+			}
+			c->entries[c->nentries++] = e[k];
+		}
+		free(e);
+	}
+	r = 0;
+out:
+	buf_free(&b);
+	name_list_free(&files);
+	return r;
+}
+
+/* ---- packs ---- */
+
+static int list_pack(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct check *c = arg;
+	char expect[REPO_NAME_BYTES];
+	struct oid id;
+
+	if (repo_name_to_oid(name, &id) < 0 || (repo_pack_name(&id, expect), strcmp(expect, name))) {
+		report(c, false, "%s is not named like a pack (ignored)", name);
+		return 0;
+	}
+	if (grow((void **)&c->packs, &c->packs_cap, c->npacks, sizeof(*c->packs)) < 0)
+		return -ENOMEM;
+	c->packs[c->npacks++] = (struct check_pack){ .id = id, .size = size };
+	c->bytes_total += size;
+	return 0;
+}
+
+/* Read and parse the trailer of a pack: from `data` when the whole pack is
+ * in memory, else with two ranged reads.  Problems are reported; returns
+ * 0 with *entries NULL when the trailer is unusable. */
+static int read_trailer(struct check *c, const struct check_pack *p, const char *name,
+			const struct buf *data, struct pack_entry **entries, size_t *count)
+{
+	char hex[OID_HEX_BYTES];
+	struct buf tail = BUF_INIT;
+	const uint8_t *footer, *t;
+	uint32_t n, entries_bytes;
+	int r;
+
+	*entries = NULL;
+	*count = 0;
+	oid_format(&p->id, hex);
+	if (p->size < PACK_HEADER_BYTES + PACK_FOOTER_BYTES) {
+		report(c, true, "pack %s: truncated (%llu bytes)", hex, (unsigned long long)p->size);
+		return 0;
+	}
+	if (data) {
+		footer = data->data + data->len - PACK_FOOTER_BYTES;
+	} else {
+		r = store_get(c->r->store, name, p->size - PACK_FOOTER_BYTES, PACK_FOOTER_BYTES,
+			      &tail);
+		if (r < 0)
+			goto read_failed;
+		footer = tail.data;
+	}
+	r = pack_footer_parse(footer, p->size, &n, &entries_bytes);
+	if (r < 0) {
+		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
+		r = 0;
+		goto out;
+	}
+	if (data) {
+		t = data->data + data->len - PACK_FOOTER_BYTES - entries_bytes;
+	} else {
+		r = store_get(c->r->store, name, p->size - PACK_FOOTER_BYTES - entries_bytes,
+			      entries_bytes + PACK_FOOTER_BYTES, &tail);
+		if (r < 0)
+			goto read_failed;
+		t = tail.data;
+	}
+	r = pack_trailer_parse(t, entries_bytes + PACK_FOOTER_BYTES, p->size, entries, count);
+	if (r == -EBADMSG) {
+		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
+		r = 0;
+	}
+	goto out;
+read_failed:
+	if (r == -ENOENT) {
+		report(c, true, "pack %s: vanished while being checked", hex);
+		r = 0;
+	} else if (r != -ENOMEM) {
+		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
+		r = 0;
+	}
+out:
+	buf_free(&tail);
+	return r;
+}
+
+/* A corrupt blob matters to snapshots when it is the copy the index points
+ * to (another pack may hold a good copy of the same chunk). */
+static int mark_corrupt(struct check *c, const struct check_pack *p, const struct oid *chunk,
+			uint32_t offset)
+{
+	struct index_entry e;
+
+	if (chunk_index_lookup(c->idx, chunk, &e) > 0 && oid_equal(&e.pack, &p->id) &&
+	    e.offset == offset)
+		return add_to_set(c->corrupt, chunk) < 0 ? -ENOMEM : 1;
+	return 1;
+}
+
+/* Decode and verify one blob of a pack in memory; reports and records a
+ * corrupt chunk.  Returns 1 if corrupt, 0 if fine, -ENOMEM. */
+static int verify_blob(struct check *c, const struct check_pack *p, const struct buf *data,
+		       const struct oid *chunk, uint32_t offset, uint32_t length,
+		       uint32_t raw_length, uint32_t flags, struct buf *scratch)
+{
+	char phex[OID_HEX_BYTES], chex[OID_HEX_BYTES];
+	int r;
+
+	oid_format(&p->id, phex);
+	oid_format(chunk, chex);
+	if ((uint64_t)offset + length > data->len) {
+		report(c, true, "pack %s: chunk %s at offset %u: lies past the end of the pack", phex,
+		       chex, offset);
+		return mark_corrupt(c, p, chunk, offset);
+	}
+	r = chunk_decode(&c->r->key, chunk, data->data + offset, length, raw_length, flags,
+			 scratch);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		report(c, true, "pack %s: chunk %s at offset %u: %s", phex, chex, offset, reason(r));
+		return mark_corrupt(c, p, chunk, offset);
+	}
+	return 0;
+}
+
+/* Index entries idx[0..n) point into pack p (sorted by offset); te[0..tn)
+ * is its trailer (sorted by offset), or NULL when unreadable. */
+static int check_pack(struct check *c, const struct check_pack *p, const struct index_entry *ie,
+		      size_t n, struct buf *data, struct buf *scratch)
+{
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], chex[OID_HEX_BYTES];
+	struct pack_entry *te = NULL;
+	size_t tn = 0;
+	uint64_t errors_before = c->stats->errors;
+	struct buf *whole = NULL;
+	int r;
+
+	repo_pack_name(&p->id, name);
+	oid_format(&p->id, hex);
+	if (c->opts->read_data) {
+		if (p->size > PACK_MAX_BYTES) {
+			report(c, true, "pack %s: %llu bytes, more than a pack may hold", hex,
+			       (unsigned long long)p->size);
+			return 0;
+		}
+		r = store_get(c->r->store, name, 0, STORE_GET_ALL, data);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0) {
+			report(c, true, "pack %s: %s", hex, hb_errmsg(r));
+			return 0;
+		}
+		if (data->len != p->size) {
+			report(c, true, "pack %s: changed size while being checked", hex);
+			return 0;
+		}
+		whole = data;
+	}
+	r = read_trailer(c, p, name, whole, &te, &tn);
+	if (r < 0)
+		return r;
+	if (te)
+		qsort(te, tn, sizeof(*te), pack_entry_by_offset);
+
+	/* Every index entry pointing here must be a blob the trailer lists. */
+	for (size_t i = 0; i < n; i++) {
+		struct pack_entry key = { .offset = ie[i].offset };
+		const struct pack_entry *t =
+			te ? bsearch(&key, te, tn, sizeof(*te), pack_entry_by_offset) : NULL;
+
+		if (te && (!t || !oid_equal(&t->id, &ie[i].chunk) || t->length != ie[i].length ||
+			   t->raw_length != ie[i].raw_length || t->flags != ie[i].flags))
+			report(c, true,
+			       "pack %s: index entry for chunk %s at offset %u does not match the pack's trailer",
+			       hex, oid_format(&ie[i].chunk, chex), ie[i].offset);
+		else if (!te && (uint64_t)ie[i].offset + ie[i].length > p->size)
+			report(c, true, "pack %s: chunk %s at offset %u lies past the end of the pack",
+			       hex, oid_format(&ie[i].chunk, chex), ie[i].offset);
+		/* Blobs the trailer cannot vouch for are verified one by one. */
+		if (whole && (!te || !t)) {
+			r = verify_blob(c, p, whole, &ie[i].chunk, ie[i].offset, ie[i].length,
+					ie[i].raw_length, ie[i].flags, scratch);
+			if (r < 0)
+				goto out;
+		}
+	}
+	if (whole && te) {
+		for (size_t i = 0; i < tn; i++) {
+			r = verify_blob(c, p, whole, &te[i].id, te[i].offset, te[i].length,
+					te[i].raw_length, te[i].flags, scratch);
+			if (r < 0)
+				goto out;
+		}
+	}
+	if (whole && memcmp(whole->data, PACK_MAGIC, PACK_HEADER_BYTES) != 0)
+		report(c, true, "pack %s: bad magic", hex);
+	/* A pack is named by the hash of its bytes: catch damage outside any
+	 * blob (the only kind not reported above). */
+	if (whole && c->stats->errors == errors_before) {
+		struct oid got;
+
+		oid_compute(&c->r->key, whole->data, whole->len, &got);
+		if (!oid_equal(&got, &p->id))
+			report(c, true, "pack %s: content does not match its name", hex);
+	}
+	r = 0;
+out:
+	free(te);
+	return r;
+}
+
+static int check_packs(struct check *c)
+{
+	struct buf data = { .max = PACK_MAX_BYTES }, scratch = BUF_INIT;
+	char hex[OID_HEX_BYTES];
+	size_t i = 0;
+	int r;
+
+	r = store_list(c->r->store, REPO_PACKS_PREFIX, list_pack, c);
+	if (r < 0)
+		return r;
+	qsort(c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
+	qsort(c->entries, c->nentries, sizeof(*c->entries), entry_by_pack_offset);
+	c->stats->packs = c->npacks;
+
+	/* Index entries grouped by pack: their pack must exist. */
+	while (i < c->nentries) {
+		struct check_pack *p = find_pack(c, &c->entries[i].pack);
+		size_t j = i;
+
+		while (j < c->nentries && oid_equal(&c->entries[j].pack, &c->entries[i].pack))
+			j++;
+		if (p) {
+			p->indexed = true;
+		} else {
+			report(c, true, "pack %s is missing (%zu index entr%s point into it)",
+			       oid_format(&c->entries[i].pack, hex), j - i, j - i == 1 ? "y" : "ies");
+			r = add_to_set(c->missing_packs, &c->entries[i].pack);
+			if (r < 0)
+				goto out;
+		}
+		i = j;
+	}
+
+	/* Each pack with the index entries pointing into it. */
+	i = 0;
+	for (size_t k = 0; k < c->npacks; k++) {
+		const struct check_pack *p = &c->packs[k];
+		size_t j;
+
+		while (i < c->nentries && oid_cmp(&c->entries[i].pack, &p->id) < 0)
+			i++;
+		j = i;
+		while (j < c->nentries && oid_equal(&c->entries[j].pack, &p->id))
+			j++;
+		if (!p->indexed) {
+			c->stats->garbage_packs++;
+			report(c, false, "pack %s is in no index (left by an interrupted writer; 'hiberbox gc' removes it)",
+			       oid_format(&p->id, hex));
+		}
+		r = check_pack(c, p, &c->entries[i], j - i, &data, &scratch);
+		if (r < 0)
+			goto out;
+		i = j;
+		c->bytes_done += p->size;
+		progress(c, c->opts->read_data ? "check: reading packs" : "check: packs",
+			 c->bytes_done, c->bytes_total);
+	}
+	r = 0;
+out:
+	buf_free(&data);
+	buf_free(&scratch);
+	return r;
+}
+
+/* ---- snapshots ---- */
+
+struct chunk_problem {
+	uint64_t count;
+	struct oid first;
+	uint32_t first_entry;
+};
+
+static void note_problem(struct chunk_problem *p, const struct oid *id, uint32_t entry)
+{
+	if (!p->count++) {
+		p->first = *id;
+		p->first_entry = entry;
+	}
+}
+
+static void report_problem(struct check *c, const struct oid *snap, const struct manifest *m,
+			   const struct chunk_problem *p, const char *what)
+{
+	char shex[OID_HEX_BYTES], chex[OID_HEX_BYTES], path[4096];
+
+	if (!p->count)
+		return;
+	if (manifest_path(m, p->first_entry, path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "(entry %u)", p->first_entry);
+	report(c, true, "snapshot %s: %llu chunk reference%s %s (first: chunk %s of file %s)",
+	       oid_format(snap, shex), (unsigned long long)p->count, p->count == 1 ? "" : "s",
+	       what, oid_format(&p->first, chex), path);
+}
+
+static int check_snapshot(const struct oid *id, void *arg)
+{
+	struct check *c = arg;
+	struct chunk_problem unindexed = { 0 }, lost = { 0 }, corrupt = { 0 };
+	struct manifest *m = NULL;
+	char hex[OID_HEX_BYTES];
+	int r;
+
+	c->stats->snapshots++;
+	r = repo_read_manifest(c->r, id, &m);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		/* The message already names the snapshot. */
+		const char *msg = hb_errmsg(r);
+
+		if (strstr(msg, oid_format(id, hex)))
+			report(c, true, "%s", msg);
+		else
+			report(c, true, "snapshot %s: %s", hex, msg);
+		return 0;
+	}
+	for (uint32_t i = 0; i < manifest_count(m); i++) {
+		const struct manifest_node *n = manifest_node(m, i);
+		const struct manifest_chunk *ch;
+
+		if (!S_ISREG(n->mode) || (n->flags & MANIFEST_FLAG_INLINE) || !n->nchunks)
+			continue;
+		ch = manifest_chunks(m, i);
+		for (uint32_t k = 0; k < n->nchunks; k++) {
+			struct index_entry e;
+
+			if (oid_is_zero(&ch[k].id))
+				continue;
+			if (chunk_index_lookup(c->idx, &ch[k].id, &e) <= 0)
+				note_problem(&unindexed, &ch[k].id, i);
+			else if (in_set(c->missing_packs, &e.pack))
+				note_problem(&lost, &ch[k].id, i);
+			else if (in_set(c->corrupt, &ch[k].id))
+				note_problem(&corrupt, &ch[k].id, i);
+			else if (e.raw_length != ch[k].size)
+				note_problem(&corrupt, &ch[k].id, i);
+		}
+	}
+	report_problem(c, id, m, &unindexed, "not in the index");
+	report_problem(c, id, m, &lost, "in missing packs");
+	report_problem(c, id, m, &corrupt, "to corrupt or mismatched chunks");
+	manifest_free(m);
+	progress(c, "check: snapshots", c->stats->snapshots, 0);
+	return 0;
+}
+
+/* ---- refs ---- */
+
+static int check_tag(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct check *c = arg;
+	const char *tag = name + strlen(REPO_TAGS_PREFIX);
+	char sname[REPO_NAME_BYTES], hex[OID_HEX_BYTES];
+	struct oid id;
+	int r;
+
+	r = repo_tag_get(c->r, tag, &id);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		report(c, true, "tag %s: %s", tag, hb_errmsg(r));
+		return 0;
+	}
+	repo_snapshot_name(&id, sname);
+	r = store_stat(c->r->store, sname, NULL);
+	if (r == -ENOENT)
+		report(c, true, "tag %s points at snapshot %s, which does not exist", tag,
+		       oid_format(&id, hex));
+	else if (r < 0)
+		report(c, true, "tag %s: %s", tag, hb_errmsg(r));
+	return 0;
+}
+
+int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_check_stats *stats)
+{
+	static const struct repo_check_opts default_opts;
+	struct repo_check_stats local_stats;
+	struct check c = { .r = r };
+	int rc;
+
+	c.opts = opts ? opts : &default_opts;
+	c.stats = stats ? stats : &local_stats;
+	memset(c.stats, 0, sizeof(*c.stats));
+	c.idx = chunk_index_new();
+	c.missing_packs = chunk_index_new();
+	c.corrupt = chunk_index_new();
+	if (!c.idx || !c.missing_packs || !c.corrupt) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = check_config(&c);
+	if (rc >= 0)
+		rc = check_index_files(&c);
+	if (rc >= 0)
+		rc = check_packs(&c);
+	if (rc >= 0) {
+		c.stats->chunks = chunk_index_count(c.idx);
+		rc = repo_foreach_snapshot(r, check_snapshot, &c);
+	}
+	if (rc >= 0)
+		rc = store_list(r->store, REPO_TAGS_PREFIX, check_tag, &c);
+	if (rc < 0) {
+		rc = hb_err_ctx(rc, "check could not finish");
+		goto out;
+	}
+	if (c.stats->errors)
+		rc = hb_err(-EBADMSG, "check found %llu problem%s",
+			    (unsigned long long)c.stats->errors, c.stats->errors == 1 ? "" : "s");
+out:
+	chunk_index_free(c.idx);
+	chunk_index_free(c.missing_packs);
+	chunk_index_free(c.corrupt);
+	free(c.entries);
+	free(c.packs);
+	return rc;
+}
