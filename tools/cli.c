@@ -1,0 +1,167 @@
+/* Shared CLI helpers: errors, repository opening, progress, sizes. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools/cli.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+int cli_fail(int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hiberbox: ", stderr);
+	if (fmt && fmt[0]) {
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputs(": ", stderr);
+	}
+	fprintf(stderr, "%s\n", hb_errmsg(r));
+	return 1;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "hiberbox %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'hiberbox %s --help')\n", cmd);
+	return 2;
+}
+
+const char *cli_repo_location(void)
+{
+	static char loc[PATH_MAX];
+
+	if (cli.repo)
+		return cli.repo;
+	if (repo_default_location(loc, sizeof(loc)) < 0)
+		return NULL;
+	return loc;
+}
+
+int cli_open_repo(struct repo **out)
+{
+	const char *loc = cli_repo_location();
+	int r;
+
+	if (!loc)
+		return cli_fail(-ENOENT, NULL);
+	r = repo_open(loc, out);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	return 0;
+}
+
+static uint64_t progress_start_ns;
+static bool progress_drawn;
+
+static void progress_update(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	char a[32], b[32];
+	uint64_t t = now_ns();
+	double secs;
+
+	if (!progress_start_ns)
+		progress_start_ns = t;
+	secs = (double)(t - progress_start_ns) / 1e9;
+	if (secs < 1.0 && !progress_drawn)
+		return; /* only work longer than a second gets a bar */
+	progress_drawn = true;
+	if (total > 0) {
+		int width = 30, filled = (int)((double)done / (double)total * width);
+		char bar[64];
+
+		if (filled > width)
+			filled = width;
+		memset(bar, '#', (size_t)filled);
+		memset(bar + filled, '-', (size_t)(width - filled));
+		bar[width] = '\0';
+		fprintf(stderr, "\r%-10s [%s] %5.1f%% %s / %s  %.0f MB/s ", phase, bar,
+			100.0 * (double)done / (double)total, cli_format_bytes(done, a, sizeof(a)),
+			cli_format_bytes(total, b, sizeof(b)), secs > 0 ? (double)done / 1e6 / secs : 0);
+	} else {
+		fprintf(stderr, "\r%-10s %s ", phase, cli_format_bytes(done, a, sizeof(a)));
+	}
+	fflush(stderr);
+}
+
+struct repo_progress cli_progress(void)
+{
+	struct repo_progress p = { 0 };
+
+	if (cli.progress) {
+		progress_start_ns = now_ns();
+		p.update = progress_update;
+	}
+	return p;
+}
+
+void cli_progress_done(void)
+{
+	if (progress_drawn) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+	progress_drawn = false;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v;
+	uint64_t mult = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': mult = 1ull << 10; end++; break;
+	case 'm': case 'M': mult = 1ull << 20; end++; break;
+	case 'g': case 'G': mult = 1ull << 30; end++; break;
+	case 't': case 'T': mult = 1ull << 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'I')
+		end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (*end)
+		return -EINVAL;
+	*out = (uint64_t)(v * (double)mult);
+	return 0;
+}
+
+const char *cli_format_bytes(uint64_t bytes, char *out, size_t size)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, size, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(out, size, "%.1f %s", v, units[u]);
+	return out;
+}
+
+void cli_print_help(const struct cli_command *cmd, const char *details)
+{
+	printf("usage: hiberbox %s %s\n\n%s\n", cmd->name, cmd->args, cmd->summary);
+	if (details && details[0])
+		printf("\n%s", details);
+}

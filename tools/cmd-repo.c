@@ -1,0 +1,588 @@
+/* Repository commands: init, snapshot create/restore/list/show/diff/rm, tag,
+ * gc, check. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "tools/cli.h"
+#include "util/error.h"
+
+/* Options every repository command accepts after its name. */
+#define COMMON_OPTS \
+	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
+	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
+
+/* Handle a common option; returns 1 if it was one, -1 for --help. */
+static int common_opt(int c)
+{
+	switch (c) {
+	case 'j':
+		cli.json = true;
+		cli.progress = false;
+		return 1;
+	case 'R':
+		cli.repo = optarg;
+		return 1;
+	case 'q':
+		cli.quiet = true;
+		cli.progress = false;
+		return 1;
+	case 'h':
+		return -1;
+	}
+	return 0;
+}
+
+static int help(const char *name, const char *details)
+{
+	cli_print_help(cli_find(name), details);
+	return 0;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+	if (s)
+		puts(s);
+	free(s);
+	json_decref(j);
+}
+
+static const char *format_time(int64_t sec, char *out, size_t size)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
+	return out;
+}
+
+/* ---- init ---- */
+
+static int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "level", required_argument, NULL, 'l' }, { 0 } };
+	struct repo_init_opts io = { 0 };
+	const char *loc;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("init", "Options:\n  --level N   default zstd level of the repository (1-19, default 3)\n");
+		if (r)
+			continue;
+		if (c == 'l')
+			io.zstd_level = atoi(optarg);
+		else
+			return cli_usage("init", "unknown option");
+	}
+	if (optind != argc)
+		return cli_usage("init", "takes no arguments");
+	loc = cli_repo_location();
+	if (!loc)
+		return cli_fail(-ENOENT, NULL);
+	r = repo_init(loc, &io);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	if (cli.json) {
+		print_json(json_pack("{s:s}", "repository", loc));
+	} else if (!cli.quiet) {
+		printf("initialized repository at %s\n", loc);
+	}
+	return 0;
+}
+
+/* ---- snapshot create ---- */
+
+static json_t *info_json(const struct oid *id, const struct manifest_info *info, const char *tags)
+{
+	char hex[OID_HEX_BYTES], phex[OID_HEX_BYTES];
+	double ratio = info->new_raw_bytes ? (double)info->bytes / (double)info->new_raw_bytes : 0;
+	json_t *j;
+
+	j = json_pack("{s:s, s:s?, s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+		      "id", oid_format(id, hex), "parent",
+		      info->has_parent ? oid_format(&info->parent, phex) : NULL, "time",
+		      (json_int_t)info->time_sec, "host", info->host, "source", info->source, "origin",
+		      info->origin, "files", (json_int_t)info->files, "dirs", (json_int_t)info->dirs,
+		      "others", (json_int_t)info->others, "bytes", (json_int_t)info->bytes, "chunks",
+		      (json_int_t)info->chunks, "new_chunks", (json_int_t)info->new_chunks,
+		      "new_bytes", (json_int_t)info->new_bytes, "new_raw_bytes",
+		      (json_int_t)info->new_raw_bytes, "duration_ms", (json_int_t)info->duration_ms,
+		      "dedup_ratio", ratio);
+	if (j && tags) {
+		json_t *arr = json_array();
+
+		for (const char *p = tags; *p;) {
+			const char *comma = strchr(p, ',');
+			size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+			json_array_append_new(arr, json_stringn(p, n));
+			p += n;
+			if (*p == ',')
+				p++;
+		}
+		json_object_set_new(j, "tags", arr);
+	}
+	return j;
+}
+
+static int cmd_snapshot_create(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS,
+		{ "tag", required_argument, NULL, 't' }, { "parent", required_argument, NULL, 'p' },
+		{ "no-parent", no_argument, NULL, 'n' }, { "level", required_argument, NULL, 'l' },
+		{ "threads", required_argument, NULL, 'T' }, { 0 } };
+	struct repo_create_opts co = { 0 };
+	const char *parent = NULL;
+	struct manifest_info info;
+	struct oid id, parent_id;
+	struct repo *repo;
+	char hex[OID_HEX_BYTES], a[32], b[32];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "ht:p:nl:T:", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot create",
+				    "Stores DIR and prints the new snapshot id as the last line.\n\n"
+				    "Options:\n"
+				    "  --tag NAME      name the snapshot\n"
+				    "  --parent ID     reuse unchanged files of this snapshot (default: the\n"
+				    "                  latest snapshot of the same DIR on this host)\n"
+				    "  --no-parent     read every file\n"
+				    "  --level N       zstd level for new chunks\n"
+				    "  --threads N     worker threads (default: all cores)\n");
+		if (r)
+			continue;
+		switch (c) {
+		case 't': co.tag = optarg; break;
+		case 'p': parent = optarg; break;
+		case 'n': co.no_parent = true; break;
+		case 'l': co.zstd_level = atoi(optarg); break;
+		case 'T': co.threads = (unsigned)atoi(optarg); break;
+		default: return cli_usage("snapshot create", "unknown option");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("snapshot create", "expects one DIR");
+	if (co.zstd_level < -7 || co.zstd_level > 22)
+		return cli_usage("snapshot create", "--level must be between 1 and 19");
+	if (co.tag && (r = repo_tag_valid(co.tag)) < 0)
+		return cli_fail(r, NULL);
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	if (parent) {
+		r = repo_resolve(repo, parent, &parent_id);
+		if (r < 0) {
+			repo_close(repo);
+			return cli_fail(r, "--parent");
+		}
+		co.parent = &parent_id;
+	}
+	co.progress = cli_progress();
+	r = repo_snapshot_create(repo, argv[optind], &co, &id, &info);
+	cli_progress_done();
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot create %s", argv[optind]);
+	if (cli.json) {
+		print_json(info_json(&id, &info, co.tag));
+		return 0;
+	}
+	if (!cli.quiet)
+		fprintf(stderr, "%" PRIu64 " files, %s; %" PRIu64 " new chunks, %s stored; %.1f s\n",
+			info.files, cli_format_bytes(info.bytes, a, sizeof(a)), info.new_chunks,
+			cli_format_bytes(info.new_bytes, b, sizeof(b)), (double)info.duration_ms / 1000);
+	printf("%s\n", oid_format(&id, hex));
+	return 0;
+}
+
+/* ---- snapshot restore ---- */
+
+static int cmd_snapshot_restore(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "force", no_argument, NULL, 'f' },
+		{ "threads", required_argument, NULL, 'T' }, { 0 } };
+	struct repo_restore_opts ro = { 0 };
+	struct repo *repo;
+	struct oid id;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hfT:", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot restore",
+				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
+				    "Options:\n"
+				    "  --force         restore into a non-empty DIR, replacing what is there\n"
+				    "  --threads N     worker threads (default: all cores)\n");
+		if (r)
+			continue;
+		switch (c) {
+		case 'f': ro.force = true; break;
+		case 'T': ro.threads = (unsigned)atoi(optarg); break;
+		default: return cli_usage("snapshot restore", "unknown option");
+		}
+	}
+	if (optind + 2 != argc)
+		return cli_usage("snapshot restore", "expects ID and DIR");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_resolve(repo, argv[optind], &id);
+	if (r == 0) {
+		ro.progress = cli_progress();
+		r = repo_snapshot_restore(repo, &id, argv[optind + 1], &ro);
+		cli_progress_done();
+	}
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot restore");
+	if (cli.json) {
+		char hex[OID_HEX_BYTES];
+
+		print_json(json_pack("{s:s, s:s}", "id", oid_format(&id, hex), "dir", argv[optind + 1]));
+	}
+	return 0;
+}
+
+/* ---- snapshot list / show ---- */
+
+static int cmd_snapshot_list(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct repo_snapshot_summary *items = NULL;
+	struct repo *repo;
+	size_t n = 0;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot list", "Options:\n  --json   machine-readable output\n");
+		if (!r)
+			return cli_usage("snapshot list", "unknown option");
+	}
+	if (optind != argc)
+		return cli_usage("snapshot list", "takes no arguments");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_list_snapshots(repo, &items, &n);
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot list");
+	if (cli.json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, info_json(&items[i].id, &items[i].info, items[i].tags));
+		print_json(arr);
+	} else {
+		printf("%-12s  %-19s  %8s  %10s  %10s  %s\n", "ID", "TIME", "FILES", "SIZE", "ADDED",
+		       "TAGS / SOURCE");
+		for (size_t i = 0; i < n; i++) {
+			char hex[OID_HEX_BYTES], t[32], a[32], b[32];
+
+			oid_format(&items[i].id, hex);
+			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s%s\n", hex,
+			       format_time(items[i].info.time_sec, t, sizeof(t)), items[i].info.files,
+			       cli_format_bytes(items[i].info.bytes, a, sizeof(a)),
+			       cli_format_bytes(items[i].info.new_bytes, b, sizeof(b)), items[i].tags,
+			       items[i].tags[0] ? " " : "", items[i].info.source);
+		}
+	}
+	free(items);
+	return 0;
+}
+
+static int cmd_snapshot_show(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct repo_snapshot_summary *items = NULL, *s = NULL;
+	struct repo *repo;
+	struct oid id;
+	size_t n = 0;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot show", "Options:\n  --json   machine-readable output\n");
+		if (!r)
+			return cli_usage("snapshot show", "unknown option");
+	}
+	if (optind + 1 != argc)
+		return cli_usage("snapshot show", "expects one ID");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_resolve(repo, argv[optind], &id);
+	if (r == 0)
+		r = repo_list_snapshots(repo, &items, &n);
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot show");
+	for (size_t i = 0; i < n; i++)
+		if (oid_equal(&items[i].id, &id))
+			s = &items[i];
+	if (!s) {
+		free(items);
+		return cli_fail(-ENOENT, "snapshot show");
+	}
+	if (cli.json) {
+		print_json(info_json(&s->id, &s->info, s->tags));
+	} else {
+		char hex[OID_HEX_BYTES], t[32], a[32], b[32], d[32];
+		const struct manifest_info *in = &s->info;
+
+		printf("id:          %s\n", oid_format(&s->id, hex));
+		printf("parent:      %s\n", in->has_parent ? oid_format(&in->parent, hex) : "-");
+		printf("time:        %s\n", format_time(in->time_sec, t, sizeof(t)));
+		printf("host:        %s\nsource:      %s\n", in->host, in->source);
+		printf("tags:        %s\n", s->tags[0] ? s->tags : "-");
+		printf("files:       %" PRIu64 " (+%" PRIu64 " dirs, %" PRIu64 " other)\n", in->files,
+		       in->dirs, in->others);
+		printf("bytes:       %s in %" PRIu64 " chunks\n", cli_format_bytes(in->bytes, a, sizeof(a)),
+		       in->chunks);
+		printf("new:         %" PRIu64 " chunks, %s (%s before compression)\n", in->new_chunks,
+		       cli_format_bytes(in->new_bytes, b, sizeof(b)),
+		       cli_format_bytes(in->new_raw_bytes, d, sizeof(d)));
+		if (in->new_raw_bytes)
+			printf("dedup:       %.1fx (bytes / new bytes before compression)\n",
+			       (double)in->bytes / (double)in->new_raw_bytes);
+		else
+			printf("dedup:       everything was already stored\n");
+		printf("took:        %.2f s\n", (double)in->duration_ms / 1000);
+	}
+	free(items);
+	return 0;
+}
+
+/* ---- snapshot diff / rm / tag ---- */
+
+static int print_diff(char kind, const char *path, void *arg)
+{
+	json_t *arr = arg;
+
+	if (arr)
+		json_array_append_new(arr, json_pack("{s:s#, s:s}", "change", &kind, (int)1, "path", path));
+	else
+		printf("%c %s\n", kind, path);
+	return 0;
+}
+
+static int cmd_snapshot_diff(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct repo *repo;
+	struct oid a, b;
+	json_t *arr = NULL;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot diff",
+				    "Lists paths added (+), removed (-) and changed (M) from A to B.\n");
+		if (!r)
+			return cli_usage("snapshot diff", "unknown option");
+	}
+	if (optind + 2 != argc)
+		return cli_usage("snapshot diff", "expects two IDs");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_resolve(repo, argv[optind], &a);
+	if (r == 0)
+		r = repo_resolve(repo, argv[optind + 1], &b);
+	if (r == 0) {
+		if (cli.json)
+			arr = json_array();
+		r = repo_snapshot_diff(repo, &a, &b, print_diff, arr);
+	}
+	repo_close(repo);
+	if (r < 0) {
+		json_decref(arr);
+		return cli_fail(r, "snapshot diff");
+	}
+	if (arr)
+		print_json(arr);
+	return 0;
+}
+
+static int cmd_snapshot_rm(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct repo *repo;
+	struct oid id;
+	int c, r = 0;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("snapshot rm",
+				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n");
+		if (!r)
+			return cli_usage("snapshot rm", "unknown option");
+	}
+	if (optind >= argc)
+		return cli_usage("snapshot rm", "expects at least one ID");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	for (int i = optind; i < argc && r == 0; i++) {
+		r = repo_resolve(repo, argv[i], &id);
+		if (r == 0)
+			r = repo_snapshot_remove(repo, &id);
+	}
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot rm");
+	return 0;
+}
+
+static int cmd_tag(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "delete", no_argument, NULL, 'd' }, { 0 } };
+	bool del = false;
+	struct repo *repo;
+	struct oid id;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("tag", "Points tag NAME at snapshot ID (moving it if it exists).\n"
+					   "  --delete   remove tag NAME\n");
+		if (r)
+			continue;
+		if (c == 'd')
+			del = true;
+		else
+			return cli_usage("tag", "unknown option");
+	}
+	if (optind + (del ? 1 : 2) != argc)
+		return cli_usage("tag", del ? "expects NAME" : "expects NAME and ID");
+	if ((r = repo_tag_valid(argv[optind])) < 0)
+		return cli_fail(r, NULL);
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	if (del)
+		r = repo_tag_remove(repo, argv[optind]);
+	else {
+		r = repo_resolve(repo, argv[optind + 1], &id);
+		if (r == 0)
+			r = repo_tag_set(repo, argv[optind], &id);
+	}
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "tag");
+	return 0;
+}
+
+/* ---- gc / check ---- */
+
+static int cmd_gc(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "dry-run", no_argument, NULL, 'n' },
+		{ "repack-percent", required_argument, NULL, 'p' }, { 0 } };
+	struct repo_gc_opts go = { .repack_percent = 50 };
+	struct repo_gc_stats st = { 0 };
+	struct repo *repo;
+	char a[32];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hnp:", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
+					  "Options:\n  --dry-run            report only\n"
+					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n");
+		if (r)
+			continue;
+		if (c == 'n')
+			go.dry_run = true;
+		else if (c == 'p')
+			go.repack_percent = (unsigned)atoi(optarg);
+		else
+			return cli_usage("gc", "unknown option");
+	}
+	if (optind != argc)
+		return cli_usage("gc", "takes no arguments");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	go.progress = cli_progress();
+	r = repo_gc(repo, &go, &st);
+	cli_progress_done();
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "gc");
+	if (cli.json)
+		print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "packs_removed",
+				     (json_int_t)st.packs_removed, "packs_rewritten",
+				     (json_int_t)st.packs_rewritten, "packs_kept", (json_int_t)st.packs_kept,
+				     "bytes_freed", (json_int_t)st.bytes_freed, "index_files_removed",
+				     (json_int_t)st.index_files_removed, "chunks_removed",
+				     (json_int_t)st.chunks_removed, "dry_run", go.dry_run));
+	else if (!cli.quiet)
+		printf("%s%" PRIu64 " packs removed, %" PRIu64 " repacked, %" PRIu64 " kept; %s freed\n",
+		       go.dry_run ? "(dry run) " : "", st.packs_removed, st.packs_rewritten,
+		       st.packs_kept, cli_format_bytes(st.bytes_freed, a, sizeof(a)));
+	return 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "read-data", no_argument, NULL, 'd' }, { 0 } };
+	struct repo_check_opts co = { 0 };
+	struct repo_check_stats st = { 0 };
+	struct repo *repo;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("check", "Verifies the repository's structure.\n\n"
+					     "Options:\n  --read-data   also read and verify every chunk\n");
+		if (r)
+			continue;
+		if (c == 'd')
+			co.read_data = true;
+		else
+			return cli_usage("check", "unknown option");
+	}
+	if (optind != argc)
+		return cli_usage("check", "takes no arguments");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	co.report = stderr;
+	co.progress = cli_progress();
+	r = repo_check(repo, &co, &st);
+	cli_progress_done();
+	repo_close(repo);
+	if (cli.json)
+		print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "snapshots", (json_int_t)st.snapshots,
+				     "packs", (json_int_t)st.packs, "chunks", (json_int_t)st.chunks,
+				     "errors", (json_int_t)st.errors, "garbage_packs",
+				     (json_int_t)st.garbage_packs, "ok", r == 0));
+	if (r == -EBADMSG && st.errors) {
+		fprintf(stderr, "hiberbox: check found %" PRIu64 " error(s)\n", st.errors);
+		return 1;
+	}
+	if (r < 0)
+		return cli_fail(r, "check");
+	if (!cli.json && !cli.quiet)
+		printf("no errors: %" PRIu64 " snapshots, %" PRIu64 " packs, %" PRIu64 " chunks%s\n",
+		       st.snapshots, st.packs, st.chunks, co.read_data ? " (data verified)" : "");
+	return 0;
+}
+
+const struct cli_command cli_commands_repo[] = {
+	{ "init", "[--level N]", "create a repository", cmd_init },
+	{ "snapshot create", "DIR [--tag NAME] [--parent ID] [--no-parent]", "store a directory tree as a snapshot", cmd_snapshot_create },
+	{ "snapshot restore", "ID|TAG DIR [--force]", "recreate a snapshot's tree in DIR", cmd_snapshot_restore },
+	{ "snapshot list", "[--json]", "list snapshots", cmd_snapshot_list },
+	{ "snapshot show", "ID|TAG [--json]", "show a snapshot's details", cmd_snapshot_show },
+	{ "snapshot diff", "A B", "list paths added, removed and changed from A to B", cmd_snapshot_diff },
+	{ "snapshot rm", "ID|TAG...", "remove snapshots (data goes at the next gc)", cmd_snapshot_rm },
+	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },
+	{ "gc", "[--dry-run]", "remove data no kept snapshot uses", cmd_gc },
+	{ "check", "[--read-data]", "verify the repository", cmd_check },
+	{ NULL, NULL, NULL, NULL },
+};
