@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A short tour on the embedded default repository ($HIBERBOX_HOME/repo):
+# put a workspace to sleep (snapshot), change it, sleep again (only the change
+# is stored), and wake it elsewhere (restore), lazily through the filesystem
+# when FUSE is available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+hb=$PWD/build/tools/hiberbox
+work=$(mktemp -d /tmp/hiberbox-demo.XXXXXX)
+mnt=""
+cleanup() {
+	if [ -n "$mnt" ] && mountpoint -q "$mnt" 2>/dev/null; then "$hb" umount "$mnt" >/dev/null 2>&1 || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "a workspace: a small project with dependencies (~40 MB, 3000 files)"
+ws=$work/workspace
+mkdir -p "$ws/src" "$ws/node_modules"
+for p in $(seq 1 60); do
+	d=$ws/node_modules/pkg-$p/lib
+	mkdir -p "$d"
+	printf '{"name":"pkg-%s","version":"1.0.%s"}\n' "$p" "$p" > "$ws/node_modules/pkg-$p/package.json"
+	for f in $(seq 1 48); do
+		printf 'module.exports = function f%s_%s(x) { return x * %s + %s; };\n' "$p" "$f" "$p" "$f" > "$d/f$f.js"
+	done
+done
+head -c 24M /dev/urandom > "$ws/node_modules/prebuilt.node"
+seq 1 200000 | sed 's/^/log line /' > "$ws/build.log"
+echo 'console.log("hello from the workspace")' > "$ws/src/index.js"
+du -sh "$ws" | sed 's/^/size: /'
+
+if ! "$hb" snapshot list >/dev/null 2>&1; then
+	step "hiberbox init  (the embedded default repository)"
+	"$hb" init
+fi
+
+step "sleep: hiberbox snapshot create (everything is new)"
+first=$("$hb" snapshot create "$ws" --tag demo-1 | tail -1)
+"$hb" snapshot show "$first"
+
+step "the agent edits one file and adds another"
+echo 'console.log("edited")' >> "$ws/src/index.js"
+echo 'export const x = 1;' > "$ws/src/new.js"
+
+step "sleep again: only what changed is stored"
+second=$("$hb" snapshot create "$ws" --tag demo-2 | tail -1)
+"$hb" snapshot show "$second"
+"$hb" snapshot diff "$first" "$second"
+
+step "wake: restore the latest state into a fresh directory"
+time "$hb" snapshot restore demo-2 "$work/restored"
+diff -r "$ws" "$work/restored" && echo "restored tree is identical to the workspace"
+
+if [ -e /dev/fuse ] && "$hb" --help 2>/dev/null | grep -q '^  mount '; then
+	step "wake lazily: mount the snapshot (nothing is copied up front)"
+	mnt=$work/mnt
+	mkdir -p "$mnt"
+	time "$hb" mount demo-2 "$mnt"
+	cat "$mnt/src/index.js"
+	echo "the sandbox writes through the mount" > "$mnt/src/written-while-awake.txt"
+	step "sleep the mount: hiberbox commit"
+	third=$("$hb" commit "$mnt" --tag demo-3 | tail -1)
+	"$hb" snapshot diff demo-2 "$third"
+	"$hb" umount "$mnt"
+	mnt=""
+fi
+
+step "all snapshots"
+"$hb" snapshot list
+step "repository health"
+"$hb" check
