@@ -1,0 +1,192 @@
+/* Internals of the hiberbox filesystem shared by the fs/ modules.
+ *
+ * The model: every inode of the mounted tree is a struct node, created lazily
+ * (a lower directory's children become nodes the first time the directory is
+ * looked into).  The namespace (directory maps), all metadata and the journal
+ * are protected by one rwlock, fs->tree_lock; reads take it shared, changes
+ * exclusively.  File content is not under that lock: lower content is
+ * immutable, upper content lives in a data file whose fd is shared by all
+ * handles of the node (fst->data_lock is taken shared by writers and
+ * exclusively by commit, so a commit never sees a write half done).
+ *
+ * Lock order: commit_lock -> tree_lock -> fst->data_lock -> cache->lock.
+ *
+ * Inode numbers are stable across remounts of the same snapshot and upper:
+ * a lower entry is its hard-link leader's manifest index + 1 (the root is 1),
+ * a node created on the mount gets HBFS_UPPER_INO_BASE + n, recorded in the
+ * journal.
+ */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "fs/fs.h"
+#include "snapshot/snapshot.h"
+#include "util/buf.h"
+
+#define HBFS_UPPER_INO_BASE (1ull << 40)
+#define HBFS_TIMEOUT_SEC 86400.0 /* kernel cache lifetime: we are the only writer */
+#define HBFS_CACHE_CHUNKS 48     /* decoded chunks kept in memory */
+#define HBFS_READAHEAD_CHUNKS 3
+#define HBFS_JOURNAL_MAX_RECORD (16u << 20)
+#define HBFS_XATTR_LIST_MAX (64u * 1024)
+#define HBFS_SYMLINK_MAX 4096
+
+enum {
+	NODE_UPPER_DATA = 0x1, /* content is in upper/data/<ino> */
+	NODE_XATTR_OWN = 0x2,  /* xattrs are node->xattrs (else the lower entry's) */
+	NODE_DIR_LOADED = 0x4, /* dir->children holds every child */
+	NODE_DATA_DIRTY = 0x8, /* content changed since the last commit */
+	NODE_META_JOURNALED = 0x10, /* an INODE record exists (metadata != lower) */
+};
+
+struct xattr {
+	char *name;
+	uint8_t *value;
+	uint32_t len;
+};
+
+struct dirent_slot {
+	char *name;        /* NULL: empty; TOMBSTONE: deleted */
+	uint32_t hash;
+	struct node *child;
+};
+
+struct dir {
+	struct dirent_slot *slots;
+	uint32_t cap, used, live; /* used counts tombstones too */
+	struct node *parent;     /* for ".." (the root's is itself) */
+	uint32_t nsubdirs;
+};
+
+/* Open state of a regular file (exists while opened or pinned). */
+struct file_state {
+	pthread_rwlock_t data_lock;
+	int fd;                 /* upper data fd (O_RDWR), -1 if lower */
+	uint64_t *chunk_end;    /* lower: end offset of each chunk */
+};
+
+struct node {
+	uint64_t ino;
+	uint32_t mode, uid, gid; /* stored (unshifted) ids */
+	uint64_t rdev;
+	uint64_t size;
+	struct timespec atime, mtime, ctime;
+	uint32_t nlink;         /* non-dirs: names; dirs: see node_nlink() */
+	uint32_t flags;
+	int64_t lower;          /* manifest index of the leader, -1 if none */
+	uint64_t nlookup;       /* kernel references */
+	uint32_t nopen;         /* open handles + pins */
+	struct dir *dir;
+	char *target;           /* symlink target when not the lower one */
+	struct xattr *xattrs;
+	uint32_t nxattrs;
+	struct file_state *fst;
+	struct manifest_chunk *committed; /* chunk list at the last commit */
+	uint32_t ncommitted;
+	uint32_t commit_gen, commit_idx, commit_pend;
+	struct node *hash_next;
+};
+
+struct chunk_cache;
+struct journal;
+
+struct hbfs {
+	struct hbfs_opts opts;
+	char mountpoint[4096];
+	char upper_path[4096];
+	struct repo *repo;
+	struct manifest *m;
+	struct oid base_id;     /* the mounted snapshot */
+	struct oid last_id;     /* the last commit (or base) */
+	pthread_rwlock_t tree_lock;
+	struct node *root;
+	struct node **by_lower; /* leader index -> node */
+	struct node **ino_hash;
+	uint64_t ino_hash_cap, nnodes;
+	uint64_t next_ino;
+	int upper_fd;           /* upper directory */
+	int data_fd;            /* upper/data */
+	struct journal *journal;
+	int journal_fd;          /* the journal's fd, for fsync */
+	struct chunk_cache *cache;
+	struct workqueue *readahead;
+	pthread_mutex_t commit_lock;
+	uint32_t commit_gen;
+	struct fuse_session *se;
+	int control_fd;
+	pthread_t control_thread;
+	bool control_running;
+	char sock_path[256];
+	char info_path[4096];
+};
+
+/* node.c */
+int tree_init(struct hbfs *fs);
+void tree_free(struct hbfs *fs);
+struct node *node_by_ino(struct hbfs *fs, uint64_t ino);
+/* The node of lower entry i (created if needed; i's leader's node). */
+struct node *node_lower(struct hbfs *fs, uint32_t i);
+struct node *node_new_upper(struct hbfs *fs, uint64_t ino, uint32_t mode);
+int dir_load(struct hbfs *fs, struct node *d);
+struct node *dir_lookup(struct hbfs *fs, struct node *d, const char *name);
+/* Set entry name of d to child (NULL: remove), adjusting link counts.  d must
+ * be loaded. */
+int dir_set(struct hbfs *fs, struct node *d, const char *name, struct node *child);
+uint32_t node_nlink(const struct node *n);
+/* Free the node (and its data file) if nothing refers to it any more. */
+void node_maybe_free(struct hbfs *fs, struct node *n);
+const char *node_symlink(struct hbfs *fs, struct node *n);
+/* xattrs: lower ones until the first change. */
+int node_xattrs_own(struct hbfs *fs, struct node *n);
+void node_fill_stat(struct hbfs *fs, const struct node *n, struct stat *st);
+/* uid shifting between stored and presented ids. */
+uint32_t id_to_host(const struct hbfs *fs, uint32_t id);
+uint32_t id_from_host(const struct hbfs *fs, uint32_t id);
+
+/* upper.c */
+int upper_open(struct hbfs *fs);
+void upper_close(struct hbfs *fs);
+/* Journal records are built then appended under the tree write lock. */
+struct jrec {
+	struct buf b;
+};
+void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n);
+void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child);
+int jrec_commit(struct hbfs *fs, struct jrec *r);
+int upper_replay(struct hbfs *fs);
+int upper_save_last(struct hbfs *fs);
+/* Make n's content an upper data file (copying the lower content), tree lock
+ * held exclusively.  truncate_to >= 0: the copy ends there (saves copying
+ * data about to be cut off). */
+int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to);
+/* Open the data file of n (O_RDWR). */
+int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mode);
+void upper_data_name(const struct node *n, char out[32]);
+
+/* lower.c */
+int cache_new(struct hbfs *fs);
+void cache_free(struct hbfs *fs);
+/* Chunk end offsets of lower entry i (malloc'd). */
+int lower_chunk_ends(struct hbfs *fs, uint32_t i, uint64_t **out);
+/* Read [off, off+len) of lower file i into out; returns bytes. */
+ssize_t lower_read(struct hbfs *fs, uint32_t i, const uint64_t *ends, void *out, size_t len,
+		   uint64_t off);
+
+/* ops.c */
+void node_close(struct hbfs *fs, struct node *n);
+int node_open_pinned(struct hbfs *fs, struct node *n);
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops hbfs_ops;
+
+/* commit.c */
+int hbfs_commit_local(struct hbfs *fs, const char *tag, struct oid *out);
+
+/* control.c */
+int control_start(struct hbfs *fs);
+void control_stop(struct hbfs *fs);
+int control_paths(const char *mountpoint, char *sock, size_t socksize, char *info,
+		  size_t infosize);

@@ -1,0 +1,277 @@
+/* Mounting: open the repository and the snapshot, recover the upper
+ * directory, mount through FUSE, register the control socket, serve with
+ * libfuse's multi-threaded loop, tear down in reverse.
+ *
+ * In the background mode the caller forks before anything starts a thread;
+ * the child reports "ok" or "error <message>" on a pipe once the kernel mount
+ * exists, and the parent then stats the mountpoint, which returns only when
+ * the fs answered the kernel's INIT: "returns once the mount answers".
+ */
+#define FUSE_USE_VERSION 314
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fs/fs-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define MOUNT_WAIT_MS 60000
+
+void lower_prefetch_hot(struct hbfs *fs);
+
+static void fs_free(struct hbfs *fs)
+{
+	control_stop(fs);
+	cache_free(fs);
+	if (fs->by_lower)
+		tree_free(fs);
+	upper_close(fs);
+	manifest_free(fs->m);
+	repo_close(fs->repo);
+	pthread_rwlock_destroy(&fs->tree_lock);
+	pthread_mutex_destroy(&fs->commit_lock);
+	free(fs);
+}
+
+static int default_upper(char *out, size_t size)
+{
+	char home[4096];
+	uint8_t rnd[8];
+	char hex[17];
+	int r = repo_default_home(home, sizeof(home));
+
+	if (r < 0)
+		return r;
+	r = random_bytes(rnd, sizeof(rnd));
+	if (r < 0)
+		return r;
+	hex_format(rnd, sizeof(rnd), hex);
+	if ((size_t)snprintf(out, size, "%s/upper/%s", home, hex) >= size)
+		return hb_err(-ENAMETOOLONG, "HIBERBOX_HOME is too long");
+	return 0;
+}
+
+/* Everything up to a live kernel mount.  On failure *out is NULL. */
+static int setup(const struct hbfs_opts *opts, struct hbfs **out)
+{
+	struct hbfs *fs = calloc(1, sizeof(*fs));
+	int r;
+
+	*out = NULL;
+	if (!fs)
+		return -ENOMEM;
+	fs->opts = *opts;
+	fs->upper_fd = fs->data_fd = fs->control_fd = -1;
+	pthread_rwlock_init(&fs->tree_lock, NULL);
+	pthread_mutex_init(&fs->commit_lock, NULL);
+	if (!realpath(opts->mountpoint, fs->mountpoint)) {
+		r = hb_err(-errno, "mountpoint %s", opts->mountpoint);
+		goto fail;
+	}
+	if (opts->upper) {
+		snprintf(fs->upper_path, sizeof(fs->upper_path), "%s", opts->upper);
+	} else if ((r = default_upper(fs->upper_path, sizeof(fs->upper_path))) < 0) {
+		goto fail;
+	}
+	r = repo_open(opts->repo, &fs->repo);
+	if (r < 0)
+		goto fail;
+	r = repo_resolve(fs->repo, opts->snapshot, &fs->base_id);
+	if (r < 0)
+		goto fail;
+	r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
+	if (r < 0)
+		goto fail;
+	r = tree_init(fs);
+	if (r < 0)
+		goto fail;
+	r = upper_open(fs);
+	if (r < 0)
+		goto fail;
+	r = upper_replay(fs);
+	if (r < 0)
+		goto fail;
+	r = cache_new(fs);
+	if (r < 0)
+		goto fail;
+	*out = fs;
+	return 0;
+fail:
+	fs_free(fs);
+	return r;
+}
+
+static void report(int fd, int r)
+{
+	char line[1200];
+
+	if (fd < 0)
+		return;
+	if (r < 0)
+		snprintf(line, sizeof(line), "error %s\n", hb_errmsg(r));
+	else
+		snprintf(line, sizeof(line), "ok\n");
+	write_all(fd, line, strlen(line));
+	close(fd);
+}
+
+static int serve(const struct hbfs_opts *opts, int ready_fd)
+{
+	struct hbfs *fs;
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	char optstr[512];
+	char *argv[4];
+	struct fuse_args args;
+	int r;
+
+	r = setup(opts, &fs);
+	if (r < 0) {
+		r = hb_err_ctx(r, "mount %s", opts->snapshot);
+		report(ready_fd, r);
+		return r;
+	}
+	snprintf(optstr, sizeof(optstr), "default_permissions,fsname=hiberbox,subtype=hiberbox%s",
+		 geteuid() == 0 ? ",allow_other" : "");
+	argv[0] = "hiberbox";
+	argv[1] = opts->debug ? "-d" : "-o";
+	argv[2] = opts->debug ? "-o" : optstr;
+	argv[3] = opts->debug ? optstr : NULL;
+	args = (struct fuse_args)FUSE_ARGS_INIT(opts->debug ? 4 : 3, argv);
+	se = fuse_session_new(&args, &hbfs_ops, sizeof(hbfs_ops), fs);
+	if (!se) {
+		r = hb_err(-EIO, "creating the FUSE session");
+		goto out;
+	}
+	fs->se = se;
+	if (fuse_set_signal_handlers(se) < 0) {
+		r = hb_err(-EIO, "installing signal handlers");
+		goto out;
+	}
+	if (fuse_session_mount(se, fs->mountpoint) < 0) {
+		r = hb_err(-EIO, "mounting FUSE at %s (is /dev/fuse usable?)", fs->mountpoint);
+		goto out;
+	}
+	r = control_start(fs);
+	if (r < 0) {
+		fuse_session_unmount(se);
+		goto out;
+	}
+	lower_prefetch_hot(fs);
+	report(ready_fd, 0);
+	ready_fd = -1;
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = -ENOMEM;
+		fuse_session_unmount(se);
+		goto out;
+	}
+	fuse_loop_cfg_set_idle_threads(cfg, 8);
+	fuse_loop_cfg_set_max_threads(cfg, 32);
+	r = fuse_session_loop_mt(se, cfg) < 0 ? -EIO : 0;
+	fuse_loop_cfg_destroy(cfg);
+	control_stop(fs);
+	fuse_session_unmount(se);
+	if (fs->upper_fd >= 0)
+		syncfs(fs->upper_fd);
+out:
+	if (r < 0)
+		report(ready_fd, r);
+	if (se) {
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+	}
+	fs_free(fs);
+	return r;
+}
+
+static int wait_child(int rfd, pid_t pid, const char *mountpoint)
+{
+	char line[1200];
+	size_t len = 0;
+	struct stat st;
+	int status;
+
+	for (;;) {
+		ssize_t n = read(rfd, line + len, sizeof(line) - 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(line) - 1)
+			break;
+	}
+	close(rfd);
+	line[len] = 0;
+	line[strcspn(line, "\n")] = 0;
+	if (!strcmp(line, "ok")) {
+		if (stat(mountpoint, &st) < 0)
+			return hb_err(-errno, "the mount at %s does not answer", mountpoint);
+		return 0;
+	}
+	if (!strncmp(line, "error ", 6)) {
+		waitpid(pid, &status, 0);
+		return hb_err(-EIO, "%s", line + 6);
+	}
+	waitpid(pid, &status, 0);
+	return hb_err(-EIO, "the filesystem process died while mounting");
+}
+
+int hbfs_mount(const struct hbfs_opts *opts)
+{
+	int p[2];
+	pid_t pid;
+
+	if (!opts || !opts->repo || !opts->snapshot || !opts->mountpoint)
+		return hb_err(-EINVAL, "mount: repository, snapshot and mountpoint are required");
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		return hb_err(-errno, "/dev/fuse is not usable");
+	if (opts->foreground || opts->debug)
+		return serve(opts, opts->ready_fd);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return hb_err(-errno, "pipe");
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return hb_err(-errno, "fork");
+	}
+	if (pid == 0) {
+		/* The daemon: its own session, output to a log beside the upper. */
+		int null = open("/dev/null", O_RDWR);
+		char home[4096], log[4200];
+
+		close(p[0]);
+		setsid();
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDOUT_FILENO);
+		}
+		if (repo_default_home(home, sizeof(home)) == 0) {
+			int lfd;
+
+			snprintf(log, sizeof(log), "%s/fs.log", home);
+			mkdir_p(AT_FDCWD, home, 0700);
+			lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+			if (lfd >= 0) {
+				dup2(lfd, STDERR_FILENO);
+				close(lfd);
+			}
+		}
+		if (null > 2)
+			close(null);
+		_exit(serve(opts, p[1]) < 0 ? 1 : 0);
+	}
+	close(p[1]);
+	return wait_child(p[0], pid, opts->mountpoint);
+}

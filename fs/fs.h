@@ -1,0 +1,68 @@
+/* hiberbox filesystem: the public interface of fs/.
+ *
+ * A snapshot mounted read-write through FUSE (libfuse3 low-level API).  The
+ * lower layer is the snapshot's manifest, held in memory, with file data read
+ * chunk by chunk from the repository on access.  Writes go to an upper
+ * directory that describes itself (see fs/README.md): data files named by inode
+ * number plus an append-only journal of namespace and metadata changes, so that
+ * mounting again with the same upper directory after a crash or SIGKILL
+ * recovers every write that reached it.
+ *
+ * A running mount registers itself under $HIBERBOX_HOME/mounts/ with a control
+ * socket; hbfs_commit() (and `hiberbox commit`) asks it for a new snapshot
+ * while it stays mounted and writable.
+ *
+ * All functions return 0 or a negative errno with a message (util/error.h).
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "snapshot/oid.h"
+
+#define HBFS_UID_SHIFT_RANGE 65536u /* stored ids 0..65535 are shifted */
+
+struct hbfs_opts {
+	const char *repo;       /* repository location (required) */
+	const char *snapshot;   /* id, id prefix or tag (required) */
+	const char *mountpoint; /* existing directory (required) */
+	const char *upper;      /* upper directory; NULL: a new one under $HIBERBOX_HOME/upper */
+	uint32_t uid_shift;     /* 0: none */
+	bool foreground;        /* run the FUSE loop in this process */
+	bool debug;             /* libfuse debug output (implies foreground) */
+	/* If ready_fd >= 0 (foreground only), one line is written to it once the
+	 * mount answers: "ok\n" or "error <message>\n", and it is closed. */
+	int ready_fd;
+};
+
+/* Mount and serve.  In the background mode (foreground false) the call forks:
+ * the child serves the mount; the caller returns 0 once the mount answers
+ * (or the child's error).  In the foreground mode it returns when the
+ * filesystem is unmounted (0) or on a setup error. */
+int hbfs_mount(const struct hbfs_opts *opts);
+
+/* Ask the process serving mountpoint to commit a new snapshot (tag may be
+ * NULL).  @return 0 and the id in *out; -ENOENT if no live mount is
+ * registered there. */
+int hbfs_commit(const char *mountpoint, const char *tag, struct oid *out);
+
+/* Unmount: ask the serving process to flush and unmount, or, if it is dead,
+ * detach the stale mount.  Waits until the mountpoint is released. */
+int hbfs_umount(const char *mountpoint);
+
+/* A registered mount. */
+struct hbfs_mount_info {
+	char mountpoint[4096];
+	char upper[4096];
+	char repo[4096];
+	char snapshot[OID_HEX_BYTES]; /* the mounted (lower) snapshot */
+	char last_commit[OID_HEX_BYTES]; /* "" if none */
+	pid_t pid;
+	bool alive;                   /* the serving process answers */
+	uint32_t uid_shift;
+};
+
+/* All registered mounts (alive or not).  *out is malloc'd. */
+int hbfs_list_mounts(struct hbfs_mount_info **out, size_t *count);

@@ -1,0 +1,1382 @@
+/* The FUSE low-level operations: one function per request, the table at the
+ * end.  Node ids given to the kernel are node pointers (the root is 1); a node
+ * lives while the kernel holds a lookup on it, it is open, or it has a name.
+ *
+ * Permission checks are the kernel's (default_permissions); what is checked
+ * here is what only the filesystem knows: existence, emptiness, types.
+ * Every namespace or metadata change appends one journal record (upper.c)
+ * before it is answered, so an answered change survives a kill of this
+ * process.
+ */
+#define FUSE_USE_VERSION 314
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs/fs-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define READ_MAX_BYTES (4u << 20)
+
+static struct hbfs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct node *N(struct hbfs *fs, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? fs->root : (struct node *)(uintptr_t)ino;
+}
+
+static fuse_ino_t NID(struct hbfs *fs, struct node *n)
+{
+	return n == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+static struct timespec now_ts(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return t;
+}
+
+static void rdlock(struct hbfs *fs)
+{
+	pthread_rwlock_rdlock(&fs->tree_lock);
+}
+
+static void wrlock(struct hbfs *fs)
+{
+	pthread_rwlock_wrlock(&fs->tree_lock);
+}
+
+static void unlock(struct hbfs *fs)
+{
+	pthread_rwlock_unlock(&fs->tree_lock);
+}
+
+static void fill_entry(struct hbfs *fs, struct node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = NID(fs, n);
+	e->generation = 1;
+	e->attr_timeout = HBFS_TIMEOUT_SEC;
+	e->entry_timeout = HBFS_TIMEOUT_SEC;
+	node_fill_stat(fs, n, &e->attr);
+}
+
+/* Count the kernel's new reference (any lock mode: atomic). */
+static void lookup_ref(struct node *n)
+{
+	__atomic_add_fetch(&n->nlookup, 1, __ATOMIC_RELAXED);
+}
+
+/* A directory known to be loaded, loading it under the write lock if needed.
+ * Returns with the tree lock held (shared if it was loaded, else exclusive). */
+static int lock_loaded_dir(struct hbfs *fs, struct node *d, bool *exclusive)
+{
+	int r;
+
+	rdlock(fs);
+	*exclusive = false;
+	if (!d->dir)
+		return -ENOTDIR;
+	if (d->flags & NODE_DIR_LOADED)
+		return 0;
+	unlock(fs);
+	wrlock(fs);
+	*exclusive = true;
+	r = dir_load(fs, d);
+	return r;
+}
+
+static void hb_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hbfs *fs = FS(req);
+	struct fuse_entry_param e;
+	struct node *d = N(fs, parent), *n;
+	bool ex;
+	int r;
+
+	if (strlen(name) > MANIFEST_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	r = lock_loaded_dir(fs, d, &ex);
+	if (r < 0) {
+		unlock(fs);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	n = dir_lookup(fs, d, name);
+	if (!n) {
+		unlock(fs);
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = HBFS_TIMEOUT_SEC; /* negative entry, cached */
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	fill_entry(fs, n, &e);
+	lookup_ref(n);
+	unlock(fs);
+	fuse_reply_entry(req, &e);
+}
+
+static void forget_one(struct hbfs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct node *n = N(fs, ino);
+
+	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	node_maybe_free(fs, n);
+}
+
+static void hb_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct hbfs *fs = FS(req);
+
+	wrlock(fs);
+	forget_one(fs, ino, nlookup);
+	unlock(fs);
+	fuse_reply_none(req);
+}
+
+static void hb_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct hbfs *fs = FS(req);
+
+	wrlock(fs);
+	for (size_t i = 0; i < count; i++)
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	unlock(fs);
+	fuse_reply_none(req);
+}
+
+static void hb_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct stat st;
+
+	rdlock(fs);
+	node_fill_stat(fs, N(fs, ino), &st);
+	unlock(fs);
+	fuse_reply_attr(req, &st, HBFS_TIMEOUT_SEC);
+}
+
+/* Journal the whole metadata of nodes a..: one record. */
+static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
+{
+	struct jrec rec = { BUF_INIT };
+	int r;
+
+	jrec_inode(fs, &rec, a);
+	if (b && b != a)
+		jrec_inode(fs, &rec, b);
+	r = jrec_commit(fs, &rec);
+	if (r >= 0) {
+		a->flags |= NODE_META_JOURNALED;
+		if (b)
+			b->flags |= NODE_META_JOURNALED;
+	}
+	return r;
+}
+
+/* The data fd of an upper node: the open one, or a temporary one (closed by
+ * put_fd). */
+static int get_fd(struct hbfs *fs, struct node *n, bool *temp)
+{
+	*temp = false;
+	if (n->fst && n->fst->fd >= 0)
+		return n->fst->fd;
+	*temp = true;
+	return upper_open_data(fs, n, O_RDWR, 0);
+}
+
+static void put_fd(int fd, bool temp)
+{
+	if (temp && fd >= 0)
+		close(fd);
+}
+
+static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
+{
+	bool temp;
+	int fd, r = 0;
+
+	if (!S_ISREG(n->mode))
+		return S_ISDIR(n->mode) ? -EISDIR : -EINVAL;
+	if (!(n->flags & NODE_UPPER_DATA)) {
+		r = upper_copy_up(fs, n, (int64_t)size);
+		if (r < 0)
+			return r;
+	}
+	fd = get_fd(fs, n, &temp);
+	if (fd < 0)
+		return fd;
+	if (n->fst)
+		pthread_rwlock_rdlock(&n->fst->data_lock);
+	if (ftruncate(fd, (off_t)size) < 0)
+		r = -errno;
+	if (n->fst)
+		pthread_rwlock_unlock(&n->fst->data_lock);
+	put_fd(fd, temp);
+	if (r < 0)
+		return r;
+	n->size = size;
+	n->mtime = n->ctime = now_ts();
+	n->flags |= NODE_DATA_DIRTY;
+	return 0;
+}
+
+static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct timespec now = now_ts();
+	struct stat st;
+	int r = 0;
+
+	wrlock(fs);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		r = do_truncate(fs, n, (uint64_t)attr->st_size);
+		if (r < 0)
+			goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		n->uid = id_from_host(fs, attr->st_uid);
+	if (to_set & FUSE_SET_ATTR_GID)
+		n->gid = id_from_host(fs, attr->st_gid);
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		n->atime = now;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		n->atime = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		n->mtime = now;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		n->mtime = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		n->ctime = attr->st_ctim;
+	else
+		n->ctime = now;
+	if ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_SIZE)) &&
+	    (n->flags & NODE_UPPER_DATA)) {
+		/* The data file's mtime is the one a remount believes. */
+		struct timespec t[2] = { n->atime, n->mtime };
+		char name[32];
+
+		upper_data_name(n, name);
+		utimensat(fs->data_fd, name, t, 0);
+	}
+	r = journal_nodes(fs, n, NULL);
+out:
+	if (r >= 0)
+		node_fill_stat(fs, n, &st);
+	unlock(fs);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, HBFS_TIMEOUT_SEC);
+}
+
+static void hb_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hbfs *fs = FS(req);
+	char target[HBFS_SYMLINK_MAX + 1];
+
+	rdlock(fs);
+	snprintf(target, sizeof(target), "%s", node_symlink(fs, N(fs, ino)));
+	unlock(fs);
+	fuse_reply_readlink(req, target);
+}
+
+static int check_name(const char *name)
+{
+	if (strlen(name) > MANIFEST_NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Create a node called name in parent; tree lock held exclusively.  For a
+ * regular file the (empty) data file is created first, so the journal never
+ * names a data file that does not exist. */
+static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const char *name,
+		       mode_t mode, dev_t rdev, const char *target, struct node **out)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct jrec rec = { BUF_INIT };
+	struct timespec now = now_ts();
+	struct node *n;
+	int r;
+
+	r = check_name(name);
+	if (r < 0)
+		return r;
+	if (!d->dir)
+		return -ENOTDIR;
+	r = dir_load(fs, d);
+	if (r < 0)
+		return r;
+	if (!d->nlink)
+		return -ENOENT; /* removed directory */
+	if (dir_lookup(fs, d, name))
+		return -EEXIST;
+	n = node_new_upper(fs, fs->next_ino, mode);
+	if (!n)
+		return -ENOMEM;
+	n->uid = id_from_host(fs, ctx->uid);
+	n->gid = id_from_host(fs, ctx->gid);
+	if (d->mode & S_ISGID) {
+		n->gid = d->gid;
+		if (S_ISDIR(mode))
+			n->mode |= S_ISGID;
+	}
+	n->rdev = rdev;
+	n->atime = n->mtime = n->ctime = now;
+	if (target) {
+		n->target = strdup(target);
+		if (!n->target)
+			r = -ENOMEM;
+		else
+			n->size = strlen(target);
+	}
+	if (!r && S_ISREG(mode)) {
+		int fd = upper_open_data(fs, n, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+		if (fd < 0) {
+			r = hb_err(fd, "creating a data file in %s", fs->upper_path);
+		} else {
+			struct timespec t[2] = { now, now };
+
+			futimens(fd, t);
+			close(fd);
+			n->flags |= NODE_UPPER_DATA;
+		}
+	}
+	if (!r)
+		r = dir_set(fs, d, name, n);
+	if (r < 0) {
+		node_maybe_free(fs, n);
+		return r;
+	}
+	d->mtime = d->ctime = now;
+	jrec_inode(fs, &rec, n);
+	jrec_dirent(&rec, d->ino, name, n->ino);
+	jrec_inode(fs, &rec, d);
+	r = jrec_commit(fs, &rec);
+	if (r < 0) {
+		dir_set(fs, d, name, NULL);
+		node_maybe_free(fs, n);
+		return r;
+	}
+	n->flags |= NODE_META_JOURNALED;
+	*out = n;
+	return 0;
+}
+
+static void reply_new(fuse_req_t req, struct hbfs *fs, int r, struct node *n)
+{
+	struct fuse_entry_param e;
+
+	if (r < 0) {
+		unlock(fs);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fill_entry(fs, n, &e);
+	lookup_ref(n);
+	unlock(fs);
+	fuse_reply_entry(req, &e);
+}
+
+static void hb_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = NULL;
+	int r;
+
+	wrlock(fs);
+	r = create_node(req, fs, N(fs, parent), name, mode, rdev, NULL, &n);
+	reply_new(req, fs, r, n);
+}
+
+static void hb_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = NULL;
+	int r;
+
+	wrlock(fs);
+	r = create_node(req, fs, N(fs, parent), name, S_IFDIR | (mode & 07777), 0, NULL, &n);
+	reply_new(req, fs, r, n);
+}
+
+static void hb_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = NULL;
+	int r;
+
+	if (strlen(link) > HBFS_SYMLINK_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	wrlock(fs);
+	r = create_node(req, fs, N(fs, parent), name, S_IFLNK | 0777, 0, link, &n);
+	reply_new(req, fs, r, n);
+}
+
+static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool want_dir)
+{
+	struct jrec rec = { BUF_INIT };
+	struct node *c;
+	int r = dir_load(fs, d);
+
+	if (r < 0)
+		return r;
+	c = dir_lookup(fs, d, name);
+	if (!c)
+		return -ENOENT;
+	if (want_dir) {
+		if (!c->dir)
+			return -ENOTDIR;
+		r = dir_load(fs, c);
+		if (r < 0)
+			return r;
+		if (c->dir->live)
+			return -ENOTEMPTY;
+	} else if (c->dir) {
+		return -EISDIR;
+	}
+	jrec_dirent(&rec, d->ino, name, 0);
+	d->mtime = d->ctime = now_ts();
+	jrec_inode(fs, &rec, d);
+	r = jrec_commit(fs, &rec);
+	if (r < 0)
+		return r;
+	dir_set(fs, d, name, NULL);
+	c->ctime = d->ctime;
+	node_maybe_free(fs, c);
+	return 0;
+}
+
+static void hb_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hbfs *fs = FS(req);
+	int r;
+
+	wrlock(fs);
+	r = remove_name(fs, N(fs, parent), name, false);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void hb_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hbfs *fs = FS(req);
+	int r;
+
+	wrlock(fs);
+	r = remove_name(fs, N(fs, parent), name, true);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static bool is_ancestor(struct hbfs *fs, struct node *a, struct node *d)
+{
+	for (int depth = 0; depth < 100000; depth++) {
+		if (d == a)
+			return true;
+		if (d == fs->root || !d->dir || !d->dir->parent)
+			return false;
+		d = d->dir->parent;
+	}
+	return true;
+}
+
+static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct node *d2,
+		     const char *newname, unsigned flags)
+{
+	struct jrec rec = { BUF_INIT };
+	struct node *src, *dst;
+	int r;
+
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL;
+	if ((r = check_name(newname)) < 0)
+		return r;
+	if ((r = dir_load(fs, d1)) < 0 || (r = dir_load(fs, d2)) < 0)
+		return r;
+	src = dir_lookup(fs, d1, name);
+	if (!src)
+		return -ENOENT;
+	dst = dir_lookup(fs, d2, newname);
+	if (flags & RENAME_EXCHANGE) {
+		if (!dst)
+			return -ENOENT;
+		if ((src->dir && is_ancestor(fs, src, d2)) || (dst->dir && is_ancestor(fs, dst, d1)))
+			return -EINVAL;
+		jrec_dirent(&rec, d1->ino, name, dst->ino);
+		jrec_dirent(&rec, d2->ino, newname, src->ino);
+	} else {
+		if (dst && (flags & RENAME_NOREPLACE))
+			return -EEXIST;
+		if (dst == src)
+			return 0;
+		if (src->dir && is_ancestor(fs, src, d2))
+			return -EINVAL;
+		if (dst) {
+			if (src->dir && !dst->dir)
+				return -ENOTDIR;
+			if (!src->dir && dst->dir)
+				return -EISDIR;
+			if (dst->dir) {
+				if ((r = dir_load(fs, dst)) < 0)
+					return r;
+				if (dst->dir->live)
+					return -ENOTEMPTY;
+			}
+		}
+		jrec_dirent(&rec, d2->ino, newname, src->ino);
+		jrec_dirent(&rec, d1->ino, name, 0);
+	}
+	d1->mtime = d1->ctime = d2->mtime = d2->ctime = src->ctime = now_ts();
+	jrec_inode(fs, &rec, d1);
+	if (d2 != d1)
+		jrec_inode(fs, &rec, d2);
+	r = jrec_commit(fs, &rec);
+	if (r < 0)
+		return r;
+	if (flags & RENAME_EXCHANGE) {
+		dir_set(fs, d1, name, dst);
+		dir_set(fs, d2, newname, src);
+		dst->ctime = src->ctime;
+	} else {
+		dir_set(fs, d2, newname, src);
+		dir_set(fs, d1, name, NULL);
+		if (dst)
+			node_maybe_free(fs, dst);
+	}
+	return 0;
+}
+
+static void hb_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct hbfs *fs = FS(req);
+	int r;
+
+	wrlock(fs);
+	r = do_rename(fs, N(fs, parent), name, N(fs, newparent), newname, flags);
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino), *d = N(fs, newparent);
+	struct jrec rec = { BUF_INIT };
+	int r;
+
+	wrlock(fs);
+	if ((r = check_name(newname)) < 0)
+		goto out;
+	if (n->dir) {
+		r = -EPERM;
+		goto out;
+	}
+	if ((r = dir_load(fs, d)) < 0)
+		goto out;
+	if (dir_lookup(fs, d, newname)) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (!n->nlink) {
+		r = -ENOENT;
+		goto out;
+	}
+	d->mtime = d->ctime = n->ctime = now_ts();
+	jrec_dirent(&rec, d->ino, newname, n->ino);
+	jrec_inode(fs, &rec, d);
+	r = jrec_commit(fs, &rec);
+	if (r >= 0)
+		r = dir_set(fs, d, newname, n);
+out:
+	reply_new(req, fs, r, n);
+}
+
+/* Open state: created at the first open, kept while open or pinned. */
+static int node_open(struct hbfs *fs, struct node *n)
+{
+	struct file_state *f = n->fst;
+	int r;
+
+	if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		f->fd = -1;
+		pthread_rwlock_init(&f->data_lock, NULL);
+		n->fst = f;
+	}
+	if ((n->flags & NODE_UPPER_DATA) && f->fd < 0) {
+		r = upper_open_data(fs, n, O_RDWR, 0);
+		if (r < 0)
+			goto fail;
+		f->fd = r;
+	}
+	if (!(n->flags & NODE_UPPER_DATA) && !f->chunk_end && n->lower >= 0) {
+		r = lower_chunk_ends(fs, (uint32_t)n->lower, &f->chunk_end);
+		if (r < 0)
+			goto fail;
+	}
+	n->nopen++;
+	return 0;
+fail:
+	if (!n->nopen) {
+		pthread_rwlock_destroy(&f->data_lock);
+		free(f);
+		n->fst = NULL;
+	}
+	return r;
+}
+
+void node_close(struct hbfs *fs, struct node *n)
+{
+	if (n->nopen)
+		n->nopen--;
+	if (!n->nopen && n->fst) {
+		if (n->fst->fd >= 0)
+			close(n->fst->fd);
+		free(n->fst->chunk_end);
+		pthread_rwlock_destroy(&n->fst->data_lock);
+		free(n->fst);
+		n->fst = NULL;
+	}
+	node_maybe_free(fs, n);
+}
+
+int node_open_pinned(struct hbfs *fs, struct node *n)
+{
+	return node_open(fs, n);
+}
+
+static int open_prepare(struct hbfs *fs, struct node *n, int flags)
+{
+	bool writing = (flags & O_ACCMODE) != O_RDONLY;
+	int r;
+
+	if (n->dir)
+		return -EISDIR;
+	if (!S_ISREG(n->mode))
+		return -ENXIO;
+	if ((writing || (flags & O_TRUNC)) && !(n->flags & NODE_UPPER_DATA)) {
+		r = upper_copy_up(fs, n, (flags & O_TRUNC) ? 0 : -1);
+		if (r < 0)
+			return r;
+	}
+	r = node_open(fs, n);
+	if (r < 0)
+		return r;
+	if ((flags & O_TRUNC) && n->size) {
+		r = do_truncate(fs, n, 0);
+		if (r < 0) {
+			node_close(fs, n);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void hb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	int r;
+
+	wrlock(fs);
+	r = open_prepare(fs, N(fs, ino), fi->flags);
+	unlock(fs);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The opener was interrupted: the kernel will not release. */
+		wrlock(fs);
+		node_close(fs, N(fs, ino));
+		unlock(fs);
+	}
+}
+
+static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *d = N(fs, parent), *n = NULL;
+	struct fuse_entry_param e;
+	int r;
+
+	wrlock(fs);
+	r = dir_load(fs, d);
+	if (r >= 0)
+		n = dir_lookup(fs, d, name);
+	if (r >= 0 && n) {
+		r = (fi->flags & O_EXCL) ? -EEXIST : 0;
+		if (r >= 0)
+			r = open_prepare(fs, n, fi->flags);
+	} else if (r >= 0) {
+		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, &n);
+		if (r >= 0)
+			r = open_prepare(fs, n, fi->flags & ~O_TRUNC);
+	}
+	if (r < 0) {
+		unlock(fs);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fill_entry(fs, n, &e);
+	lookup_ref(n);
+	unlock(fs);
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		wrlock(fs);
+		node_close(fs, n);
+		unlock(fs);
+	}
+}
+
+static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct file_state *f;
+	bool upper;
+	char *buf;
+	ssize_t got;
+
+	if (size > READ_MAX_BYTES)
+		size = READ_MAX_BYTES;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rdlock(fs);
+	f = n->fst;
+	upper = (n->flags & NODE_UPPER_DATA) && f && f->fd >= 0;
+	unlock(fs);
+	if (!f) {
+		got = -EBADF;
+	} else if (upper) {
+		pthread_rwlock_rdlock(&f->data_lock);
+		got = pread(f->fd, buf, size, off);
+		if (got < 0)
+			got = -errno;
+		pthread_rwlock_unlock(&f->data_lock);
+	} else {
+		got = lower_read(fs, (uint32_t)n->lower, f->chunk_end, buf, size, (uint64_t)off);
+	}
+	if (got < 0)
+		fuse_reply_err(req, (int)-got);
+	else
+		fuse_reply_buf(req, buf, (size_t)got);
+	free(buf);
+}
+
+/* Make sure n has its content upper and an open fd (a write can arrive on a
+ * handle opened before another handle's copy-up... or through mmap). */
+static int ensure_upper_fd(struct hbfs *fs, struct node *n)
+{
+	int r;
+
+	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0)
+		return 0;
+	wrlock(fs);
+	r = upper_copy_up(fs, n, -1);
+	if (r >= 0 && n->fst && n->fst->fd < 0) {
+		r = upper_open_data(fs, n, O_RDWR, 0);
+		if (r >= 0) {
+			n->fst->fd = r;
+			r = 0;
+		}
+	}
+	if (r >= 0 && !n->fst)
+		r = -EBADF;
+	unlock(fs);
+	return r;
+}
+
+static void after_write(struct hbfs *fs, struct node *n, uint64_t end)
+{
+	wrlock(fs);
+	if (end > n->size)
+		n->size = end;
+	n->mtime = n->ctime = now_ts();
+	n->flags |= NODE_DATA_DIRTY;
+	unlock(fs);
+}
+
+static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct file_state *f;
+	int r;
+
+	r = ensure_upper_fd(fs, n);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	f = n->fst;
+	pthread_rwlock_rdlock(&f->data_lock);
+	r = pwrite_all(f->fd, buf, size, off);
+	pthread_rwlock_unlock(&f->data_lock);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	after_write(fs, n, (uint64_t)off + size);
+	fuse_reply_write(req, size);
+}
+
+static void hb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+
+	wrlock(fs);
+	node_close(fs, N(fs, ino));
+	unlock(fs);
+	fuse_reply_err(req, 0);
+}
+
+static void hb_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	int fd = -1, r = 0;
+
+	rdlock(fs);
+	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0)
+		fd = n->fst->fd;
+	unlock(fs);
+	if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
+		r = errno;
+	if (!r && fdatasync(fs->journal_fd) < 0)
+		r = errno;
+	fuse_reply_err(req, r);
+}
+
+/* Directory handles hold a copy of the listing taken at opendir (and at a
+ * rewind), so entries added or removed meanwhile never make readdir skip or
+ * repeat others. */
+struct dirsnap {
+	uint32_t count;
+	bool served;
+	struct dsent {
+		char *name;
+		uint64_t ino;
+		uint32_t mode;
+	} *e;
+};
+
+static void dirsnap_clear(struct dirsnap *s)
+{
+	for (uint32_t i = 0; i < s->count; i++)
+		free(s->e[i].name);
+	free(s->e);
+	s->e = NULL;
+	s->count = 0;
+	s->served = false;
+}
+
+static int dirsnap_fill(struct hbfs *fs, struct node *d, struct dirsnap *s)
+{
+	struct node *parent = d->dir->parent ? d->dir->parent : d;
+	uint32_t n = 0;
+
+	s->e = calloc((size_t)d->dir->live + 2, sizeof(*s->e));
+	if (!s->e)
+		return -ENOMEM;
+	s->e[n++] = (struct dsent){ strdup("."), d->ino, d->mode };
+	s->e[n++] = (struct dsent){ strdup(".."), parent->ino, parent->mode };
+	for (uint32_t i = 0; i < d->dir->cap; i++) {
+		struct dirent_slot *sl = &d->dir->slots[i];
+
+		if (!sl->child)
+			continue;
+		s->e[n++] = (struct dsent){ strdup(sl->name), sl->child->ino, sl->child->mode };
+	}
+	s->count = n;
+	for (uint32_t i = 0; i < n; i++)
+		if (!s->e[i].name) {
+			dirsnap_clear(s);
+			return -ENOMEM;
+		}
+	return 0;
+}
+
+static void hb_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *d = N(fs, ino);
+	struct dirsnap *s = calloc(1, sizeof(*s));
+	int r = s ? 0 : -ENOMEM;
+
+	wrlock(fs);
+	if (!r)
+		r = dir_load(fs, d);
+	if (!r)
+		r = dirsnap_fill(fs, d, s);
+	unlock(fs);
+	if (r < 0) {
+		free(s);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)s;
+	fi->keep_cache = 1;
+	fi->cache_readdir = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		dirsnap_clear(s);
+		free(s);
+	}
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct hbfs *fs = FS(req);
+	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
+	struct node *d = N(fs, ino);
+	char *buf;
+	size_t used = 0;
+	int r = 0;
+
+	if (size > READ_MAX_BYTES)
+		size = READ_MAX_BYTES;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off == 0 && s->served) {
+		/* rewinddir: a fresh listing */
+		dirsnap_clear(s);
+		wrlock(fs);
+		r = dir_load(fs, d);
+		if (!r)
+			r = dirsnap_fill(fs, d, s);
+		unlock(fs);
+		if (r < 0) {
+			free(buf);
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	s->served = true;
+	if (plus)
+		rdlock(fs);
+	for (uint64_t i = (uint64_t)off; i < s->count; i++) {
+		struct dsent *de = &s->e[i];
+		size_t need;
+
+		if (plus) {
+			struct fuse_entry_param e;
+			struct node *n = NULL;
+
+			memset(&e, 0, sizeof(e));
+			if (i >= 2) {
+				n = dir_lookup(fs, d, de->name);
+				if (n && n->ino != de->ino)
+					n = NULL;
+			}
+			if (n) {
+				fill_entry(fs, n, &e);
+			} else {
+				e.attr.st_ino = de->ino;
+				e.attr.st_mode = de->mode;
+			}
+			need = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e,
+						      (off_t)i + 1);
+			if (need > size - used)
+				break;
+			if (n)
+				lookup_ref(n);
+		} else {
+			struct stat st = { .st_ino = de->ino, .st_mode = de->mode };
+
+			need = fuse_add_direntry(req, buf + used, size - used, de->name, &st,
+						 (off_t)i + 1);
+			if (need > size - used)
+				break;
+		}
+		used += need;
+	}
+	if (plus)
+		unlock(fs);
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void hb_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void hb_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void hb_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
+
+	dirsnap_clear(s);
+	free(s);
+	fuse_reply_err(req, 0);
+}
+
+static void hb_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+
+	fuse_reply_err(req, fdatasync(fs->journal_fd) < 0 ? errno : 0);
+}
+
+static void hb_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hbfs *fs = FS(req);
+	struct statvfs sv;
+
+	if (fstatvfs(fs->upper_fd, &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = MANIFEST_NAME_MAX;
+	sv.f_fsid = 0;
+	fuse_reply_statfs(req, &sv);
+}
+
+static struct xattr *xattr_find(struct node *n, const char *name)
+{
+	for (uint32_t k = 0; k < n->nxattrs; k++)
+		if (!strcmp(n->xattrs[k].name, name))
+			return &n->xattrs[k];
+	return NULL;
+}
+
+static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct xattr *x;
+	uint8_t *copy;
+	int r;
+
+	if (strlen(name) > 255 || !*name) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	if (size > MANIFEST_MAX_XATTR_VALUE) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	wrlock(fs);
+	r = node_xattrs_own(fs, n);
+	if (r < 0)
+		goto out;
+	x = xattr_find(n, name);
+	if (x && (flags & XATTR_CREATE)) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (!x && (flags & XATTR_REPLACE)) {
+		r = -ENODATA;
+		goto out;
+	}
+	if (!x && n->nxattrs >= 1024) {
+		r = -ENOSPC;
+		goto out;
+	}
+	copy = malloc(size ? size : 1);
+	if (!copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(copy, value, size);
+	if (!x) {
+		struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
+		char *nm = strdup(name);
+
+		if (!xs || !nm) {
+			if (xs)
+				n->xattrs = xs;
+			free(nm);
+			free(copy);
+			r = -ENOMEM;
+			goto out;
+		}
+		n->xattrs = xs;
+		x = &xs[n->nxattrs++];
+		x->name = nm;
+		x->value = NULL;
+	}
+	free(x->value);
+	x->value = copy;
+	x->len = (uint32_t)size;
+	n->ctime = now_ts();
+	r = journal_nodes(fs, n, NULL);
+out:
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void reply_sized(fuse_req_t req, const void *data, size_t len, size_t size)
+{
+	if (!size)
+		fuse_reply_xattr(req, len);
+	else if (len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, data, len);
+}
+
+static void hb_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+
+	rdlock(fs);
+	if (n->flags & NODE_XATTR_OWN) {
+		struct xattr *x = xattr_find(n, name);
+
+		if (x)
+			reply_sized(req, x->value, x->len, size);
+		else
+			fuse_reply_err(req, ENODATA);
+	} else {
+		const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
+		uint32_t k;
+		struct manifest_xattr x;
+
+		for (k = 0; k < mn->nxattrs; k++) {
+			manifest_xattr(fs->m, (uint32_t)n->lower, k, &x);
+			if (!strcmp(x.name, name))
+				break;
+		}
+		if (k < mn->nxattrs)
+			reply_sized(req, x.value, x.value_len, size);
+		else
+			fuse_reply_err(req, ENODATA);
+	}
+	unlock(fs);
+}
+
+static void hb_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct buf b = { .max = HBFS_XATTR_LIST_MAX * 4 };
+	int r = 0;
+
+	rdlock(fs);
+	if (n->flags & NODE_XATTR_OWN) {
+		for (uint32_t k = 0; k < n->nxattrs && !r; k++)
+			r = buf_append(&b, n->xattrs[k].name, strlen(n->xattrs[k].name) + 1);
+	} else {
+		const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
+
+		for (uint32_t k = 0; k < mn->nxattrs && !r; k++) {
+			struct manifest_xattr x;
+
+			manifest_xattr(fs->m, (uint32_t)n->lower, k, &x);
+			r = buf_append(&b, x.name, strlen(x.name) + 1);
+		}
+	}
+	unlock(fs);
+	if (r < 0)
+		fuse_reply_err(req, E2BIG);
+	else
+		reply_sized(req, b.data ? (void *)b.data : "", b.len, size);
+	buf_free(&b);
+}
+
+static void hb_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct xattr *x;
+	int r;
+
+	wrlock(fs);
+	r = node_xattrs_own(fs, n);
+	if (r < 0)
+		goto out;
+	x = xattr_find(n, name);
+	if (!x) {
+		r = -ENODATA;
+		goto out;
+	}
+	free(x->name);
+	free(x->value);
+	*x = n->xattrs[--n->nxattrs];
+	n->ctime = now_ts();
+	r = journal_nodes(fs, n, NULL);
+out:
+	unlock(fs);
+	fuse_reply_err(req, -r);
+}
+
+static void hb_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	off_t res = -1;
+	int err = 0;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rdlock(fs);
+	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0) {
+		res = lseek(n->fst->fd, off, whence);
+		if (res < 0)
+			err = errno;
+	} else if (off < 0 || (uint64_t)off >= n->size) {
+		err = ENXIO;
+	} else if (n->lower < 0 || !n->fst || !n->fst->chunk_end ||
+		   !manifest_node(fs->m, (uint32_t)n->lower)->nchunks) {
+		res = whence == SEEK_DATA ? off : (off_t)n->size;
+	} else {
+		const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
+		const struct manifest_chunk *c = manifest_chunks(fs->m, (uint32_t)n->lower);
+		const uint64_t *ends = n->fst->chunk_end;
+		bool want_hole = whence == SEEK_HOLE;
+
+		res = whence == SEEK_DATA ? -1 : (off_t)n->size;
+		for (uint32_t k = 0; k < mn->nchunks; k++) {
+			if (ends[k] <= (uint64_t)off)
+				continue;
+			if (oid_is_zero(&c[k].id) == want_hole) {
+				uint64_t start = ends[k] - c[k].size;
+
+				res = (off_t)(start > (uint64_t)off ? start : (uint64_t)off);
+				break;
+			}
+		}
+		if (res < 0)
+			err = ENXIO;
+	}
+	unlock(fs);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_lseek(req, res);
+}
+
+static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct hbfs *fs = FS(req);
+	struct node *n = N(fs, ino);
+	struct stat st;
+	int r;
+
+	r = ensure_upper_fd(fs, n);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	pthread_rwlock_rdlock(&n->fst->data_lock);
+	r = fallocate(n->fst->fd, mode, off, len) < 0 ? -errno : 0;
+	if (!r && fstat(n->fst->fd, &st) < 0)
+		r = -errno;
+	pthread_rwlock_unlock(&n->fst->data_lock);
+	if (!r) {
+		wrlock(fs);
+		n->size = (uint64_t)st.st_size;
+		n->mtime = n->ctime = now_ts();
+		n->flags |= NODE_DATA_DIRTY;
+		unlock(fs);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void hb_init(void *userdata, struct fuse_conn_info *conn)
+{
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	/* Data is written through: no writeback cache, so mtime/size are ours. */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	conn->max_readahead = 1u << 20;
+}
+
+const struct fuse_lowlevel_ops hbfs_ops = {
+	.init = hb_init,
+	.lookup = hb_lookup,
+	.forget = hb_forget,
+	.forget_multi = hb_forget_multi,
+	.getattr = hb_getattr,
+	.setattr = hb_setattr,
+	.readlink = hb_readlink,
+	.mknod = hb_mknod,
+	.mkdir = hb_mkdir,
+	.symlink = hb_symlink,
+	.unlink = hb_unlink,
+	.rmdir = hb_rmdir,
+	.rename = hb_rename,
+	.link = hb_link,
+	.open = hb_open,
+	.create = hb_create,
+	.read = hb_read,
+	.write = hb_write,
+	.flush = hb_flush,
+	.release = hb_release,
+	.fsync = hb_fsync,
+	.opendir = hb_opendir,
+	.readdir = hb_readdir,
+	.readdirplus = hb_readdirplus,
+	.releasedir = hb_releasedir,
+	.fsyncdir = hb_fsyncdir,
+	.statfs = hb_statfs,
+	.setxattr = hb_setxattr,
+	.getxattr = hb_getxattr,
+	.listxattr = hb_listxattr,
+	.removexattr = hb_removexattr,
+	.lseek = hb_lseek,
+	.fallocate = hb_fallocate,
+};

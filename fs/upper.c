@@ -1,0 +1,593 @@
+/* The upper directory: everything written on a mount, self-describing so that
+ * a remount after a crash or SIGKILL recovers it.
+ *
+ *   upper/meta          "hiberbox-upper 1", the mounted snapshot id, the last
+ *                       commit id (text, replaced atomically)
+ *   upper/journal       append-only records of namespace and metadata changes
+ *   upper/data/<ino>    the content of every regular file created or copied
+ *                       up, named by its inode number (16 hex digits); its
+ *                       size and mtime are the file's
+ *
+ * A journal record is "HBJ1" | payload_len:u32 | XXH3-64(payload):u64 |
+ * payload; the payload is a sequence of operations applied together:
+ *   1 INODE  ino mode uid gid rdev flags size atime mtime ctime target
+ *            [nxattrs (name value)*]  -- the whole metadata of a node
+ *   2 DIRENT parent name child       -- set a name (child 0: remove it)
+ * A rename is one record with two DIRENTs, so it is replayed whole or not at
+ * all.  Records are written with one write() each under the tree lock, which
+ * the kernel completes even if the process is killed right after; a torn tail
+ * (power loss) fails its checksum and is cut off on the next mount.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "fs/fs-int.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define JOURNAL_MAGIC "HBJ1"
+#define JOURNAL_HEADER_BYTES 16
+#define JOURNAL_MAX_BYTES ((size_t)8 << 30)
+#define META_MAX_BYTES 4096
+
+enum { OP_INODE = 1, OP_DIRENT = 2 };
+
+struct journal {
+	int fd;
+	uint64_t bytes;
+};
+
+static uint64_t zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* Record building never fails half way in a way that matters: a failed
+ * append leaves b->data short and jrec_commit refuses it (err flag in max). */
+static void put_varint(struct buf *b, uint64_t v)
+{
+	if (buf_append_varint(b, v) < 0)
+		b->max = 1; /* poison: later appends fail too and commit sees len > max */
+}
+
+static void put_bytes(struct buf *b, const void *p, size_t len)
+{
+	if (buf_append_bytes(b, p, len) < 0)
+		b->max = 1;
+}
+
+void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n)
+{
+	struct buf *b = &r->b;
+	uint8_t op = OP_INODE;
+	uint32_t flags = n->flags & (NODE_UPPER_DATA | NODE_XATTR_OWN);
+
+	if (buf_append(b, &op, 1) < 0)
+		b->max = 1;
+	put_varint(b, n->ino);
+	put_varint(b, n->mode);
+	put_varint(b, n->uid);
+	put_varint(b, n->gid);
+	put_varint(b, n->rdev);
+	put_varint(b, flags);
+	put_varint(b, n->size);
+	put_varint(b, zigzag(n->atime.tv_sec));
+	put_varint(b, (uint64_t)n->atime.tv_nsec);
+	put_varint(b, zigzag(n->mtime.tv_sec));
+	put_varint(b, (uint64_t)n->mtime.tv_nsec);
+	put_varint(b, zigzag(n->ctime.tv_sec));
+	put_varint(b, (uint64_t)n->ctime.tv_nsec);
+	put_bytes(b, n->target ? n->target : "", n->target ? strlen(n->target) : 0);
+	if (flags & NODE_XATTR_OWN) {
+		put_varint(b, n->nxattrs);
+		for (uint32_t k = 0; k < n->nxattrs; k++) {
+			put_bytes(b, n->xattrs[k].name, strlen(n->xattrs[k].name));
+			put_bytes(b, n->xattrs[k].value, n->xattrs[k].len);
+		}
+	}
+	(void)fs;
+}
+
+void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child)
+{
+	struct buf *b = &r->b;
+	uint8_t op = OP_DIRENT;
+
+	if (buf_append(b, &op, 1) < 0)
+		b->max = 1;
+	put_varint(b, parent);
+	put_bytes(b, name, strlen(name));
+	put_varint(b, child);
+}
+
+int jrec_commit(struct hbfs *fs, struct jrec *r)
+{
+	struct buf rec = BUF_INIT;
+	uint8_t h[JOURNAL_HEADER_BYTES];
+	int ret;
+
+	if (r->b.max == 1 || r->b.len > HBFS_JOURNAL_MAX_RECORD) {
+		buf_free(&r->b);
+		return hb_err(-ENOMEM, "journal record too large");
+	}
+	memcpy(h, JOURNAL_MAGIC, 4);
+	put_le32(h + 4, (uint32_t)r->b.len);
+	put_le64(h + 8, XXH3_64bits(r->b.data, r->b.len));
+	ret = buf_append(&rec, h, sizeof(h));
+	if (!ret)
+		ret = buf_append(&rec, r->b.data, r->b.len);
+	if (!ret)
+		ret = write_all(fs->journal->fd, rec.data, rec.len);
+	if (ret < 0)
+		hb_err(ret, "appending to the journal of %s", fs->upper_path);
+	else
+		fs->journal->bytes += rec.len;
+	buf_free(&rec);
+	buf_free(&r->b);
+	return ret;
+}
+
+static int meta_write(struct hbfs *fs)
+{
+	char text[256], base[OID_HEX_BYTES], last[OID_HEX_BYTES];
+	int n;
+
+	oid_format(&fs->base_id, base);
+	oid_format(&fs->last_id, last);
+	n = snprintf(text, sizeof(text), "hiberbox-upper 1\nbase %s\nlast %s\n", base, last);
+	return write_file_atomic(fs->upper_fd, "meta", text, (size_t)n, 0);
+}
+
+int upper_save_last(struct hbfs *fs)
+{
+	int r = meta_write(fs);
+
+	return r < 0 ? hb_err(r, "writing %s/meta", fs->upper_path) : 0;
+}
+
+static int meta_read(struct hbfs *fs)
+{
+	struct buf b = { .max = META_MAX_BYTES };
+	char base[OID_HEX_BYTES] = "", last[OID_HEX_BYTES] = "";
+	struct oid id;
+	int r = read_file(fs->upper_fd, "meta", META_MAX_BYTES, &b);
+
+	if (r == -ENOENT) {
+		fs->last_id = fs->base_id;
+		return meta_write(fs);
+	}
+	if (r < 0)
+		return hb_err(r, "reading %s/meta", fs->upper_path);
+	if (buf_append(&b, "", 1) < 0) {
+		buf_free(&b);
+		return -ENOMEM;
+	}
+	if (sscanf((char *)b.data, "hiberbox-upper 1\nbase %32s\nlast %32s\n", base, last) != 2 ||
+	    oid_parse(base, &id) < 0 || oid_parse(last, &fs->last_id) < 0) {
+		buf_free(&b);
+		return hb_err(-EBADMSG, "%s/meta is not a hiberbox upper directory", fs->upper_path);
+	}
+	buf_free(&b);
+	if (!oid_equal(&id, &fs->base_id))
+		return hb_err(-EINVAL, "upper directory %s belongs to snapshot %s, not this one",
+			      fs->upper_path, base);
+	return 0;
+}
+
+int upper_open(struct hbfs *fs)
+{
+	struct stat st;
+	int r;
+
+	r = mkdir_p(AT_FDCWD, fs->upper_path, 0700);
+	if (r < 0)
+		return hb_err(r, "creating upper directory %s", fs->upper_path);
+	fs->upper_fd = open(fs->upper_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->upper_fd < 0)
+		return hb_err(-errno, "opening upper directory %s", fs->upper_path);
+	if (mkdirat(fs->upper_fd, "data", 0700) < 0 && errno != EEXIST)
+		return hb_err(-errno, "creating %s/data", fs->upper_path);
+	fs->data_fd = openat(fs->upper_fd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fs->data_fd < 0)
+		return hb_err(-errno, "opening %s/data", fs->upper_path);
+	fs->journal = calloc(1, sizeof(*fs->journal));
+	if (!fs->journal)
+		return -ENOMEM;
+	fs->journal->fd = openat(fs->upper_fd, "journal",
+				 O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fs->journal->fd < 0)
+		return hb_err(-errno, "opening %s/journal", fs->upper_path);
+	/* One mount per upper directory. */
+	if (flock(fs->journal->fd, LOCK_EX | LOCK_NB) < 0)
+		return hb_err(-EBUSY, "upper directory %s is in use by another mount",
+			      fs->upper_path);
+	fs->journal_fd = fs->journal->fd;
+	if (fstat(fs->journal->fd, &st) == 0)
+		fs->journal->bytes = (uint64_t)st.st_size;
+	return meta_read(fs);
+}
+
+void upper_close(struct hbfs *fs)
+{
+	if (fs->journal) {
+		if (fs->journal->fd >= 0)
+			close(fs->journal->fd);
+		free(fs->journal);
+		fs->journal = NULL;
+	}
+	if (fs->data_fd >= 0)
+		close(fs->data_fd);
+	if (fs->upper_fd >= 0)
+		close(fs->upper_fd);
+	fs->data_fd = fs->upper_fd = -1;
+}
+
+static int replay_inode(struct hbfs *fs, struct reader *rd)
+{
+	uint64_t ino, mode, uid, gid, rdev, flags, size, t[6];
+	const uint8_t *target;
+	size_t tlen;
+	struct node *n;
+	int r;
+
+	if ((r = reader_varint(rd, &ino)) < 0 || (r = reader_varint(rd, &mode)) < 0 ||
+	    (r = reader_varint(rd, &uid)) < 0 || (r = reader_varint(rd, &gid)) < 0 ||
+	    (r = reader_varint(rd, &rdev)) < 0 || (r = reader_varint(rd, &flags)) < 0 ||
+	    (r = reader_varint(rd, &size)) < 0)
+		return r;
+	for (int i = 0; i < 6; i++)
+		if ((r = reader_varint(rd, &t[i])) < 0)
+			return r;
+	r = reader_lenbytes(rd, HBFS_SYMLINK_MAX, &target, &tlen);
+	if (r < 0)
+		return r;
+	if (!ino || mode > UINT32_MAX || uid > UINT32_MAX || gid > UINT32_MAX ||
+	    t[1] >= 1000000000 || t[3] >= 1000000000 || t[5] >= 1000000000)
+		return -EBADMSG;
+	n = node_by_ino(fs, ino);
+	if (n && (n->mode & S_IFMT) != (mode & S_IFMT))
+		return -EBADMSG;
+	if (!n) {
+		if (ino < HBFS_UPPER_INO_BASE)
+			return -EBADMSG;
+		n = node_new_upper(fs, ino, (uint32_t)mode);
+		if (!n)
+			return -ENOMEM;
+		n->flags &= ~NODE_DATA_DIRTY;
+	}
+	n->mode = (uint32_t)mode;
+	n->uid = (uint32_t)uid;
+	n->gid = (uint32_t)gid;
+	n->rdev = rdev;
+	n->size = size;
+	n->atime = (struct timespec){ unzigzag(t[0]), (long)t[1] };
+	n->mtime = (struct timespec){ unzigzag(t[2]), (long)t[3] };
+	n->ctime = (struct timespec){ unzigzag(t[4]), (long)t[5] };
+	n->flags |= NODE_META_JOURNALED | NODE_DATA_DIRTY;
+	if ((flags & NODE_UPPER_DATA) && S_ISREG(n->mode))
+		n->flags |= NODE_UPPER_DATA;
+	if (tlen && S_ISLNK(n->mode)) {
+		free(n->target);
+		n->target = strndup((const char *)target, tlen);
+		if (!n->target)
+			return -ENOMEM;
+	}
+	if (flags & NODE_XATTR_OWN) {
+		uint32_t nx;
+		struct xattr *xs;
+
+		if ((r = reader_varint32(rd, &nx)) < 0)
+			return r;
+		if (nx > HBFS_XATTR_LIST_MAX)
+			return -EBADMSG;
+		xs = calloc(nx ? nx : 1, sizeof(*xs));
+		if (!xs)
+			return -ENOMEM;
+		for (uint32_t k = 0; k < nx; k++) {
+			const uint8_t *name, *value;
+			size_t nlen, vlen;
+
+			r = reader_lenbytes(rd, 255, &name, &nlen);
+			if (!r)
+				r = reader_lenbytes(rd, MANIFEST_MAX_XATTR_VALUE, &value, &vlen);
+			if (!r && !nlen)
+				r = -EBADMSG;
+			if (!r) {
+				xs[k].name = strndup((const char *)name, nlen);
+				xs[k].value = malloc(vlen ? vlen : 1);
+				if (!xs[k].name || !xs[k].value)
+					r = -ENOMEM;
+				else
+					memcpy(xs[k].value, value, vlen);
+				xs[k].len = (uint32_t)vlen;
+			}
+			if (r < 0) {
+				for (uint32_t j = 0; j <= k; j++) {
+					free(xs[j].name);
+					free(xs[j].value);
+				}
+				free(xs);
+				return r;
+			}
+		}
+		for (uint32_t k = 0; k < n->nxattrs; k++) {
+			free(n->xattrs[k].name);
+			free(n->xattrs[k].value);
+		}
+		free(n->xattrs);
+		n->xattrs = xs;
+		n->nxattrs = nx;
+		n->flags |= NODE_XATTR_OWN;
+	}
+	return 0;
+}
+
+static int replay_dirent(struct hbfs *fs, struct reader *rd)
+{
+	uint64_t parent, child;
+	const uint8_t *name;
+	size_t nlen;
+	char cname[MANIFEST_NAME_MAX + 1];
+	struct node *d, *c = NULL;
+	int r;
+
+	if ((r = reader_varint(rd, &parent)) < 0 ||
+	    (r = reader_lenbytes(rd, MANIFEST_NAME_MAX, &name, &nlen)) < 0 ||
+	    (r = reader_varint(rd, &child)) < 0)
+		return r;
+	if (!nlen || memchr(name, '/', nlen) || memchr(name, 0, nlen))
+		return -EBADMSG;
+	memcpy(cname, name, nlen);
+	cname[nlen] = 0;
+	if (!strcmp(cname, ".") || !strcmp(cname, ".."))
+		return -EBADMSG;
+	d = node_by_ino(fs, parent);
+	if (!d || !d->dir)
+		return -EBADMSG;
+	if (child) {
+		c = node_by_ino(fs, child);
+		if (!c || c == fs->root)
+			return -EBADMSG;
+	}
+	return dir_set(fs, d, cname, c);
+}
+
+static int replay_record(struct hbfs *fs, const uint8_t *p, size_t len)
+{
+	struct reader rd;
+	int r = 0;
+
+	reader_init(&rd, p, len);
+	while (!r && reader_left(&rd)) {
+		const uint8_t *op;
+
+		r = reader_bytes(&rd, 1, &op);
+		if (r < 0)
+			break;
+		if (*op == OP_INODE)
+			r = replay_inode(fs, &rd);
+		else if (*op == OP_DIRENT)
+			r = replay_dirent(fs, &rd);
+		else
+			r = -EBADMSG;
+	}
+	return r;
+}
+
+/* After replay: sizes and mtimes of data files, dead nodes, orphans. */
+static int replay_finish(struct hbfs *fs)
+{
+	struct node **all;
+	uint64_t n = 0;
+	DIR *dir;
+	struct dirent *de;
+	int dfd;
+
+	all = malloc((fs->nnodes ? fs->nnodes : 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < fs->ino_hash_cap; i++)
+		for (struct node *x = fs->ino_hash[i]; x; x = x->hash_next)
+			all[n++] = x;
+	for (uint64_t i = 0; i < n; i++) {
+		struct node *x = all[i];
+
+		if ((x->flags & NODE_UPPER_DATA) && x->nlink) {
+			char name[32];
+			struct stat st;
+
+			upper_data_name(x, name);
+			if (fstatat(fs->data_fd, name, &st, 0) == 0) {
+				x->size = (uint64_t)st.st_size;
+				x->mtime = st.st_mtim;
+			} else {
+				/* Journal ahead of data (should not happen): keep
+				 * an empty file rather than failing the mount. */
+				int fd = openat(fs->data_fd, name, O_CREAT | O_WRONLY | O_CLOEXEC,
+						0600);
+
+				fprintf(stderr, "hiberbox-fs: data file of inode %" PRIu64
+						" missing in %s; it is now empty\n",
+					x->ino, fs->upper_path);
+				if (fd >= 0)
+					close(fd);
+				x->size = 0;
+			}
+		}
+		node_maybe_free(fs, x);
+	}
+	free(all);
+
+	/* Data files no live node owns: interrupted copy-ups and files whose
+	 * last name went away while the fs was killed with the file open. */
+	dfd = dup(fs->data_fd);
+	if (dfd < 0)
+		return -errno;
+	dir = fdopendir(dfd);
+	if (!dir) {
+		close(dfd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		char *end;
+		unsigned long long ino;
+		struct node *x;
+
+		if (de->d_name[0] == '.')
+			continue;
+		ino = strtoull(de->d_name, &end, 16);
+		x = *end ? NULL : node_by_ino(fs, ino);
+		if (!x || !(x->flags & NODE_UPPER_DATA))
+			unlinkat(fs->data_fd, de->d_name, 0);
+	}
+	closedir(dir);
+	return 0;
+}
+
+int upper_replay(struct hbfs *fs)
+{
+	struct buf b = { .max = JOURNAL_MAX_BYTES };
+	size_t off = 0, good = 0;
+	uint64_t records = 0;
+	int r;
+
+	r = read_file(fs->upper_fd, "journal", JOURNAL_MAX_BYTES, &b);
+	if (r < 0)
+		return hb_err(r, "reading %s/journal", fs->upper_path);
+	while (off + JOURNAL_HEADER_BYTES <= b.len) {
+		const uint8_t *h = b.data + off;
+		uint32_t len = get_le32(h + 4);
+
+		if (memcmp(h, JOURNAL_MAGIC, 4) || len > HBFS_JOURNAL_MAX_RECORD ||
+		    len > b.len - off - JOURNAL_HEADER_BYTES ||
+		    XXH3_64bits(h + JOURNAL_HEADER_BYTES, len) != get_le64(h + 8))
+			break;
+		r = replay_record(fs, h + JOURNAL_HEADER_BYTES, len);
+		if (r < 0) {
+			buf_free(&b);
+			return hb_err(r, "%s/journal: record %" PRIu64 " at byte %zu is invalid",
+				      fs->upper_path, records, off);
+		}
+		off += JOURNAL_HEADER_BYTES + len;
+		good = off;
+		records++;
+	}
+	if (good < b.len) {
+		fprintf(stderr, "hiberbox-fs: %s/journal: dropping a torn tail of %zu bytes\n",
+			fs->upper_path, b.len - good);
+		if (ftruncate(fs->journal->fd, (off_t)good) < 0) {
+			buf_free(&b);
+			return hb_err(-errno, "truncating %s/journal", fs->upper_path);
+		}
+		fs->journal->bytes = good;
+	}
+	buf_free(&b);
+	return replay_finish(fs);
+}
+
+int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mode)
+{
+	char name[32];
+	int fd;
+
+	upper_data_name(n, name);
+	fd = openat(fs->data_fd, name, flags | O_CLOEXEC, mode);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Copy the lower content of lower entry i, up to len bytes, into fd,
+ * leaving holes where the chunk list has them. */
+static int copy_lower(struct hbfs *fs, uint32_t i, int fd, uint64_t len)
+{
+	const struct manifest_node *mn = manifest_node(fs->m, i);
+	const struct manifest_chunk *c = manifest_chunks(fs->m, i);
+	struct buf b = BUF_INIT;
+	uint64_t off = 0;
+	int r = 0;
+
+	if (mn->flags & MANIFEST_FLAG_INLINE || !mn->nchunks) {
+		size_t n = mn->data_len < len ? mn->data_len : (size_t)len;
+
+		return n ? pwrite_all(fd, manifest_data(fs->m, i), n, 0) : 0;
+	}
+	for (uint32_t k = 0; k < mn->nchunks && off < len; k++) {
+		uint64_t n = c[k].size < len - off ? c[k].size : len - off;
+
+		if (!oid_is_zero(&c[k].id)) {
+			r = repo_read_chunk(fs->repo, &c[k].id, &b);
+			if (r < 0)
+				break;
+			if (b.len < n) {
+				r = hb_err(-EIO, "chunk shorter than its manifest size");
+				break;
+			}
+			r = pwrite_all(fd, b.data, (size_t)n, (off_t)off);
+			if (r < 0)
+				break;
+		}
+		off += c[k].size;
+	}
+	buf_free(&b);
+	return r;
+}
+
+int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
+{
+	char name[32], tmp[40];
+	uint64_t len = n->size;
+	struct timespec times[2] = { n->atime, n->mtime };
+	struct jrec rec = { BUF_INIT };
+	int fd, r;
+
+	if (n->flags & NODE_UPPER_DATA)
+		return 0;
+	if (!S_ISREG(n->mode))
+		return -EINVAL;
+	if (truncate_to >= 0 && (uint64_t)truncate_to < len)
+		len = (uint64_t)truncate_to;
+	upper_data_name(n, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(fs->data_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hb_err(-errno, "copy-up: creating %s/data/%s", fs->upper_path, tmp);
+	r = n->lower >= 0 ? copy_lower(fs, (uint32_t)n->lower, fd, len) : 0;
+	if (r >= 0 && ftruncate(fd, (off_t)len) < 0)
+		r = -errno;
+	if (r >= 0 && futimens(fd, times) < 0)
+		r = -errno;
+	if (r >= 0 && renameat(fs->data_fd, tmp, fs->data_fd, name) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		unlinkat(fs->data_fd, tmp, 0);
+		return hb_err_ctx(r, "copy-up of inode %llu", (unsigned long long)n->ino);
+	}
+	n->size = len;
+	n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY;
+	if (n->fst) {
+		if (n->fst->fd >= 0)
+			close(n->fst->fd);
+		n->fst->fd = fd;
+	} else {
+		close(fd);
+	}
+	jrec_inode(fs, &rec, n);
+	r = jrec_commit(fs, &rec);
+	if (r >= 0)
+		n->flags |= NODE_META_JOURNALED;
+	return r;
+}

@@ -1,0 +1,240 @@
+/* Filesystem commands: mount, commit, umount, mounts. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "fs/fs.h"
+#include "tools/cli.h"
+#include "util/error.h"
+
+#define COMMON_OPTS \
+	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
+	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
+
+static int common_opt(int c)
+{
+	switch (c) {
+	case 'j':
+		cli.json = true;
+		cli.progress = false;
+		return 1;
+	case 'R':
+		cli.repo = optarg;
+		return 1;
+	case 'q':
+		cli.quiet = true;
+		cli.progress = false;
+		return 1;
+	case 'h':
+		return -1;
+	}
+	return 0;
+}
+
+static int help(const char *name, const char *details)
+{
+	cli_print_help(cli_find(name), details);
+	return 0;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+	if (s)
+		puts(s);
+	free(s);
+	json_decref(j);
+}
+
+static const char mount_help[] =
+	"Mount a snapshot read-write.  Nothing is restored up front: file data is\n"
+	"read from the repository chunk by chunk on access.  Writes go to the upper\n"
+	"directory; mounting again with the same --upper after a crash recovers them.\n\n"
+	"Options:\n"
+	"  --upper DIR      upper directory (default: a new one under $HIBERBOX_HOME/upper)\n"
+	"  --uid-shift N    present stored uid/gid 0..65535 as N..N+65535\n"
+	"  --foreground     serve in this process until unmounted\n"
+	"  --debug          libfuse debug output (implies --foreground)\n";
+
+static int cmd_mount(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "upper", required_argument, NULL, 'u' },
+		{ "uid-shift", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ 0 }
+	};
+	struct hbfs_opts mo = { .ready_fd = -1 };
+	const char *loc;
+	char *end;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hu:s:fd", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("mount", mount_help);
+		if (r)
+			continue;
+		switch (c) {
+		case 'u':
+			mo.upper = optarg;
+			break;
+		case 's': {
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || v > UINT32_MAX - HBFS_UID_SHIFT_RANGE)
+				return cli_usage("mount", "bad --uid-shift '%s'", optarg);
+			mo.uid_shift = (uint32_t)v;
+			break;
+		}
+		case 'f':
+			mo.foreground = true;
+			break;
+		case 'd':
+			mo.debug = true;
+			break;
+		default:
+			return cli_usage("mount", "unknown option");
+		}
+	}
+	if (argc - optind != 2)
+		return cli_usage("mount", "expected ID|TAG and MOUNTPOINT");
+	loc = cli_repo_location();
+	if (!loc)
+		return cli_fail(-ENOENT, "mount");
+	mo.repo = loc;
+	mo.snapshot = argv[optind];
+	mo.mountpoint = argv[optind + 1];
+	r = hbfs_mount(&mo);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	return 0;
+}
+
+static int cmd_commit(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { "tag", required_argument, NULL, 't' },
+					      { 0 } };
+	const char *tag = NULL;
+	char hex[OID_HEX_BYTES];
+	struct oid id;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "ht:", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("commit",
+				    "Turn a live mount into a new snapshot; it stays mounted and\n"
+				    "writable.  Prints the new snapshot id.\n\n"
+				    "Options:\n  --tag NAME   also tag the new snapshot\n");
+		if (r)
+			continue;
+		if (c == 't')
+			tag = optarg;
+		else
+			return cli_usage("commit", "unknown option");
+	}
+	if (argc - optind != 1)
+		return cli_usage("commit", "expected MOUNTPOINT");
+	if (tag && repo_tag_valid(tag) < 0)
+		return cli_fail(-EINVAL, "invalid tag '%s'", tag);
+	r = hbfs_commit(argv[optind], tag, &id);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	oid_format(&id, hex);
+	if (cli.json) {
+		json_t *j = json_object();
+
+		json_object_set_new(j, "id", json_string(hex));
+		if (tag)
+			json_object_set_new(j, "tag", json_string(tag));
+		print_json(j);
+	} else {
+		printf("%s\n", hex);
+	}
+	return 0;
+}
+
+static int cmd_umount(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("umount",
+				    "Flush and unmount a hiberbox mount.  Also clears a mount whose\n"
+				    "filesystem process died (the mountpoint then says ENOTCONN).\n");
+		if (!r)
+			return cli_usage("umount", "unknown option");
+	}
+	if (argc - optind != 1)
+		return cli_usage("umount", "expected MOUNTPOINT");
+	r = hbfs_umount(argv[optind]);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	return 0;
+}
+
+static int cmd_mounts(int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	struct hbfs_mount_info *list;
+	size_t n;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((r = common_opt(c)) < 0)
+			return help("mounts", "List the hiberbox mounts of this host.\n\n"
+					      "Options:\n  --json   machine-readable output\n");
+		if (!r)
+			return cli_usage("mounts", "unknown option");
+	}
+	if (argc - optind != 0)
+		return cli_usage("mounts", "no arguments expected");
+	r = hbfs_list_mounts(&list, &n);
+	if (r < 0)
+		return cli_fail(r, "mounts");
+	if (cli.json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_t *j = json_object();
+
+			json_object_set_new(j, "mountpoint", json_string(list[i].mountpoint));
+			json_object_set_new(j, "snapshot", json_string(list[i].snapshot));
+			json_object_set_new(j, "last_commit", list[i].last_commit[0]
+						       ? json_string(list[i].last_commit) : json_null());
+			json_object_set_new(j, "upper", json_string(list[i].upper));
+			json_object_set_new(j, "repo", json_string(list[i].repo));
+			json_object_set_new(j, "pid", json_integer(list[i].pid));
+			json_object_set_new(j, "alive", json_boolean(list[i].alive));
+			json_object_set_new(j, "uid_shift", json_integer(list[i].uid_shift));
+			json_array_append_new(a, j);
+		}
+		print_json(a);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			printf("%s  %.12s  %s  pid %d%s\n", list[i].mountpoint, list[i].snapshot,
+			       list[i].upper, (int)list[i].pid, list[i].alive ? "" : "  (dead)");
+	}
+	free(list);
+	return 0;
+}
+
+const struct cli_command cli_commands_fs[] = {
+	{ "mount", "[--upper DIR] [--uid-shift N] [--foreground] ID|TAG MOUNTPOINT",
+	  "mount a snapshot read-write (copy-on-write, lazy)", cmd_mount },
+	{ "commit", "[--tag NAME] MOUNTPOINT", "snapshot a live mount", cmd_commit },
+	{ "umount", "MOUNTPOINT", "flush and unmount", cmd_umount },
+	{ "mounts", "[--json]", "list live mounts", cmd_mounts },
+	{ NULL, NULL, NULL, NULL }
+};
