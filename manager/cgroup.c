@@ -1,0 +1,460 @@
+/* Cgroups: one group per sandbox for memory, pids and cpu limits and freezing.
+ *
+ * cgroup v2 when /sys/fs/cgroup is the unified hierarchy; otherwise the v1
+ * hierarchies of the memory, pids, cpu and freezer controllers, found in
+ * /proc/self/mountinfo.  Each sandbox gets <caller's group>/hiberbox/<name>
+ * in every hierarchy, so limits nest under whatever the service manager gave
+ * the caller.  The parent creates the groups and writes the limits before
+ * the child runs a single instruction of its own (it waits on a pipe until
+ * it has been moved in); the groups are removed after the sandbox's init has
+ * been reaped, when the pid namespace is already empty.
+ *
+ * On v2 a group with processes cannot hand controllers to children ("no
+ * internal processes"), so if the caller sits in its group it moves itself
+ * into a leaf <group>/hiberboxd first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "manager/sandbox-int.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+#define CGROUP2_MAGIC 0x63677270
+#define CGROUP_INFO_MAX_BYTES ((size_t)1 << 20)
+#define CGROUP_CPU_PERIOD_US 100000u
+#define CGROUP_FREEZE_TIMEOUT_MS 5000
+#define CGROUP_RMDIR_TIMEOUT_MS 2000
+
+enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_FREEZER, CG_N };
+static const char *const cg_names[CG_N] = { "memory", "pids", "cpu", "freezer" };
+
+struct sandbox_cgroup {
+	int v2;
+	char *dirs[CG_N]; /* v2: all the same string, owned by dirs[0] */
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int write_value(const char *dir, const char *file, const char *val)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
+		return hb_err(-ENAMETOOLONG, "cgroup path too long: %s", dir);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return hb_err(-errno, "open %s: %s", path, strerror(errno));
+	int r = write_all(fd, val, strlen(val));
+	close(fd);
+	if (r < 0)
+		return hb_err(r, "write '%s' to %s: %s", val, path, strerror(-r));
+	return 0;
+}
+
+static int read_value(const char *dir, const char *file, char *out, size_t size)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read_full(fd, out, size - 1);
+	close(fd);
+	if (n < 0)
+		return (int)n;
+	out[n] = '\0';
+	return 0;
+}
+
+static int read_text(const char *path, struct buf *b)
+{
+	b->max = CGROUP_INFO_MAX_BYTES;
+	int r = read_file(AT_FDCWD, path, CGROUP_INFO_MAX_BYTES, b);
+	if (r < 0)
+		return hb_err(r, "read %s: %s", path, strerror(-r));
+	if ((r = buf_append(b, "", 1)) < 0)
+		return hb_err(r, "read %s: out of memory", path);
+	return 0;
+}
+
+static int has_word(const char *list, const char *word)
+{
+	size_t wl = strlen(word);
+	for (const char *p = list; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == wl && memcmp(p, word, wl) == 0)
+			return 1;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* Our path in the hierarchy of controller ctl (v1), or in the unified one
+ * (ctl NULL), from /proc/self/cgroup.  Returns a malloc'd string. */
+static int self_cgroup_path(const char *ctl, char **out)
+{
+	struct buf b = BUF_INIT;
+	int r = read_text("/proc/self/cgroup", &b);
+	if (r < 0)
+		return r;
+	r = hb_err(-ENOENT, "no %s line in /proc/self/cgroup", ctl ? ctl : "unified");
+	char *save = NULL;
+	for (char *line = strtok_r((char *)b.data, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(line, ':');
+		char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		int match = ctl ? has_word(c1 + 1, ctl) : (c1[1] == '\0' && strncmp(line, "0:", 2) == 0);
+		if (!match)
+			continue;
+		*out = strdup(c2 + 1);
+		r = *out ? 0 : hb_err(-ENOMEM, "out of memory");
+		break;
+	}
+	buf_free(&b);
+	return r;
+}
+
+/* Mount point of the v1 hierarchy holding controller ctl, and the root of
+ * that mount within the hierarchy.  malloc'd strings. */
+static int v1_mount_of(const char *ctl, char **mnt, char **mroot)
+{
+	struct buf b = BUF_INIT;
+	int r = read_text("/proc/self/mountinfo", &b);
+	if (r < 0)
+		return r;
+	r = hb_err(-ENOENT, "no cgroup v1 hierarchy has the %s controller", ctl);
+	char *save = NULL;
+	for (char *line = strtok_r((char *)b.data, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		/* id parent maj:min root mountpoint opts... - fstype source superopts */
+		char *f[5];
+		char *p = line;
+		int nf = 0;
+		while (nf < 5 && p) {
+			f[nf++] = p;
+			p = strchr(p, ' ');
+			if (p)
+				*p++ = '\0';
+		}
+		char *dash = p ? strstr(p, " - ") : NULL;
+		if (nf < 5 || !dash)
+			continue;
+		char *fstype = dash + 3;
+		char *src = strchr(fstype, ' ');
+		if (!src)
+			continue;
+		*src++ = '\0';
+		char *opts = strchr(src, ' ');
+		if (!opts || strcmp(fstype, "cgroup") != 0)
+			continue;
+		if (!has_word(opts + 1, ctl))
+			continue;
+		*mnt = strdup(f[4]);
+		*mroot = strdup(f[3]);
+		if (!*mnt || !*mroot) {
+			free(*mnt);
+			free(*mroot);
+			r = hb_err(-ENOMEM, "out of memory");
+		} else {
+			r = 0;
+		}
+		break;
+	}
+	buf_free(&b);
+	return r;
+}
+
+static int mkdir_ok(const char *path)
+{
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return hb_err(-errno, "mkdir %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* base/hiberbox/name, creating the hiberbox level. */
+static int make_group(const char *base, const char *name, char **out)
+{
+	char *mid = NULL;
+	if (asprintf(&mid, "%s/hiberbox", base) < 0)
+		return hb_err(-ENOMEM, "out of memory");
+	int r = mkdir_ok(mid);
+	if (r < 0) {
+		free(mid);
+		return r;
+	}
+	if (asprintf(out, "%s/%s", mid, name) < 0) {
+		free(mid);
+		return hb_err(-ENOMEM, "out of memory");
+	}
+	free(mid);
+	if (mkdir(*out, 0755) < 0) {
+		r = hb_err(-errno, "mkdir %s: %s", *out,
+			   errno == EEXIST ? "a sandbox of that name is running" : strerror(errno));
+		free(*out);
+		*out = NULL;
+		return r;
+	}
+	return 0;
+}
+
+static int create_v1(struct sandbox_cgroup *cg, const char *name)
+{
+	for (int i = 0; i < CG_N; i++) {
+		char *mnt = NULL, *mroot = NULL, *self = NULL;
+		int r = v1_mount_of(cg_names[i], &mnt, &mroot);
+		if (r == -ENOENT && i == CG_FREEZER) {
+			hb_err_clear();
+			continue; /* freezing reports -ENOTSUP later */
+		}
+		if (r < 0)
+			return r;
+		r = self_cgroup_path(cg_names[i], &self);
+		if (r < 0) {
+			free(mnt);
+			free(mroot);
+			return r;
+		}
+		/* a mount of a sub-tree: strip its root from our path */
+		const char *rel = self;
+		size_t rl = strlen(mroot);
+		if (strcmp(mroot, "/") != 0 && strncmp(self, mroot, rl) == 0)
+			rel = self + rl;
+		char *base = NULL;
+		if (asprintf(&base, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0)
+			r = hb_err(-ENOMEM, "out of memory");
+		else
+			r = make_group(base, name, &cg->dirs[i]);
+		free(base);
+		free(mnt);
+		free(mroot);
+		free(self);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* v2: let base hand memory, pids and cpu to its children. */
+static int v2_enable_controllers(const char *base)
+{
+	const char *want = "+memory +pids +cpu";
+	int r = write_value(base, "cgroup.subtree_control", want);
+	if (r != -EBUSY)
+		return r;
+	/* We live in base: move into a leaf, then try again. */
+	hb_err_clear();
+	char *leaf = NULL;
+	if (asprintf(&leaf, "%s/hiberboxd", base) < 0)
+		return hb_err(-ENOMEM, "out of memory");
+	r = mkdir_ok(leaf);
+	if (r == 0)
+		r = write_value(leaf, "cgroup.procs", "0");
+	free(leaf);
+	if (r < 0)
+		return r;
+	return write_value(base, "cgroup.subtree_control", want);
+}
+
+static int create_v2(struct sandbox_cgroup *cg, const char *name)
+{
+	char *self = NULL, *base = NULL, *mid = NULL;
+	int r = self_cgroup_path(NULL, &self);
+	if (r < 0)
+		return r;
+	if (asprintf(&base, "%s%s", CGROUP_ROOT, strcmp(self, "/") == 0 ? "" : self) < 0 ||
+	    asprintf(&mid, "%s/hiberbox", base) < 0) {
+		r = hb_err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = v2_enable_controllers(base)) < 0 || (r = mkdir_ok(mid)) < 0 ||
+	    (r = write_value(mid, "cgroup.subtree_control", "+memory +pids +cpu")) < 0)
+		goto out;
+	r = make_group(base, name, &cg->dirs[0]);
+	for (int i = 1; i < CG_N && r == 0; i++)
+		cg->dirs[i] = cg->dirs[0];
+out:
+	free(self);
+	free(base);
+	free(mid);
+	return r;
+}
+
+static int set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim)
+{
+	char v[64];
+	int r;
+	if (lim->memory_bytes) {
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)lim->memory_bytes);
+		if (cg->v2) {
+			if ((r = write_value(cg->dirs[CG_MEMORY], "memory.max", v)) < 0)
+				return r;
+			r = write_value(cg->dirs[CG_MEMORY], "memory.swap.max", "0");
+			if (r < 0 && r != -ENOENT)
+				return r;
+		} else {
+			if ((r = write_value(cg->dirs[CG_MEMORY], "memory.limit_in_bytes", v)) < 0)
+				return r;
+			/* memory+swap, where the kernel accounts swap: no escape to swap */
+			r = write_value(cg->dirs[CG_MEMORY], "memory.memsw.limit_in_bytes", v);
+			if (r < 0 && r != -ENOENT)
+				return r;
+		}
+		hb_err_clear();
+	}
+	if (lim->pids) {
+		snprintf(v, sizeof(v), "%u", lim->pids);
+		if ((r = write_value(cg->dirs[CG_PIDS], "pids.max", v)) < 0)
+			return r;
+	}
+	if (lim->cpu_millis) {
+		unsigned long long quota = (unsigned long long)lim->cpu_millis * CGROUP_CPU_PERIOD_US / 1000;
+		if (cg->v2) {
+			snprintf(v, sizeof(v), "%llu %u", quota, CGROUP_CPU_PERIOD_US);
+			if ((r = write_value(cg->dirs[CG_CPU], "cpu.max", v)) < 0)
+				return r;
+		} else {
+			snprintf(v, sizeof(v), "%u", CGROUP_CPU_PERIOD_US);
+			if ((r = write_value(cg->dirs[CG_CPU], "cpu.cfs_period_us", v)) < 0)
+				return r;
+			snprintf(v, sizeof(v), "%llu", quota);
+			if ((r = write_value(cg->dirs[CG_CPU], "cpu.cfs_quota_us", v)) < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sandbox_limits *lim)
+{
+	struct statfs sf;
+	struct sandbox_cgroup *cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return hb_err(-ENOMEM, "out of memory");
+	cg->v2 = statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC;
+	int r = cg->v2 ? create_v2(cg, name) : create_v1(cg, name);
+	if (r == 0)
+		r = set_limits(cg, lim);
+	if (r < 0) {
+		int saved = r;
+		char msg[512];
+		hb_err_save(msg, sizeof(msg));
+		cgroup_destroy(cg);
+		return hb_err(saved, "cgroup %s: %s", name, msg);
+	}
+	*out = cg;
+	return 0;
+}
+
+int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid)
+{
+	char v[32];
+	snprintf(v, sizeof(v), "%d", (int)pid);
+	for (int i = 0; i < CG_N; i++) {
+		if (!cg->dirs[i] || (i > 0 && cg->dirs[i] == cg->dirs[0]))
+			continue;
+		int r = write_value(cg->dirs[i], "cgroup.procs", v);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int freezer_state(struct sandbox_cgroup *cg, int *frozen)
+{
+	char v[256];
+	int r;
+	if (cg->v2) {
+		if ((r = read_value(cg->dirs[0], "cgroup.events", v, sizeof(v))) < 0)
+			return hb_err(r, "read cgroup.events: %s", strerror(-r));
+		*frozen = strstr(v, "frozen 1") != NULL;
+	} else {
+		if ((r = read_value(cg->dirs[CG_FREEZER], "freezer.state", v, sizeof(v))) < 0)
+			return hb_err(r, "read freezer.state: %s", strerror(-r));
+		*frozen = strncmp(v, "FROZEN", 6) == 0;
+	}
+	return 0;
+}
+
+int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
+{
+	if (!cg->dirs[CG_FREEZER])
+		return hb_err(-ENOTSUP, "no cgroup freezer on this host");
+	const char *file = cg->v2 ? "cgroup.freeze" : "freezer.state";
+	const char *val = cg->v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+	int r = write_value(cg->dirs[CG_FREEZER], file, val);
+	if (r < 0 || !frozen)
+		return r;
+	/* v1 may stay FREEZING while a task sleeps uninterruptibly: rewrite. */
+	for (unsigned waited = 0; waited < CGROUP_FREEZE_TIMEOUT_MS; waited += 5) {
+		int is_frozen = 0;
+		if ((r = freezer_state(cg, &is_frozen)) < 0)
+			return r;
+		if (is_frozen)
+			return 0;
+		sleep_ms(5);
+		if (!cg->v2 && (r = write_value(cg->dirs[CG_FREEZER], file, val)) < 0)
+			return r;
+	}
+	write_value(cg->dirs[CG_FREEZER], file, cg->v2 ? "0" : "THAWED");
+	return hb_err(-ETIMEDOUT, "freezing %s did not finish in %d ms", cg->dirs[CG_FREEZER],
+		      CGROUP_FREEZE_TIMEOUT_MS);
+}
+
+const char *cgroup_dir(const struct sandbox_cgroup *cg, const char *controller)
+{
+	for (int i = 0; i < CG_N; i++) {
+		if (strcmp(controller, cg_names[i]) == 0)
+			return cg->dirs[i];
+	}
+	return NULL;
+}
+
+int cgroup_destroy(struct sandbox_cgroup *cg)
+{
+	if (!cg)
+		return 0;
+	int ret = 0;
+	for (int i = 0; i < CG_N; i++) {
+		if (!cg->dirs[i] || (i > 0 && cg->dirs[i] == cg->dirs[0]))
+			continue;
+		unsigned waited = 0;
+		while (rmdir(cg->dirs[i]) < 0) {
+			if (errno == ENOENT)
+				break;
+			if (errno != EBUSY || waited >= CGROUP_RMDIR_TIMEOUT_MS) {
+				if (!ret)
+					ret = hb_err(-errno, "rmdir %s: %s", cg->dirs[i], strerror(errno));
+				break;
+			}
+			sleep_ms(10);
+			waited += 10;
+		}
+	}
+	for (int i = 0; i < CG_N; i++) {
+		if (i == 0 || cg->dirs[i] != cg->dirs[0])
+			free(cg->dirs[i]);
+	}
+	free(cg);
+	return ret;
+}

@@ -1,0 +1,154 @@
+/* The sandbox child between clone() and execve(): the order of the steps.
+ *
+ * The clone child starts in new namespaces as the host's root with every
+ * capability of its new user namespace, waits until the parent has written
+ * its uid/gid maps and put it into its cgroups, then, in this order:
+ * drops host descriptors (only the passed ones survive, moved out of the way),
+ * becomes root of the namespace (host uid = id base), builds the mount tree
+ * and pivots into it, sets hostname and loopback, applies rlimits, bounds
+ * capabilities, sets no_new_privs, loads the seccomp filters (last, since
+ * they forbid mount and friends), and becomes the sandbox's init.
+ *
+ * Nothing here allocates: see sandbox-int.h for why.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "manager/sandbox-int.h"
+
+size_t child_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = 0;
+	if (!src)
+		src = "";
+	while (src[n] && n + 1 < size) {
+		dst[n] = src[n];
+		n++;
+	}
+	if (size)
+		dst[n] = '\0';
+	return n;
+}
+
+int child_err(struct child_ctx *c, int err, const char *step, const char *detail)
+{
+	c->fail_step = step;
+	c->fail_detail = detail;
+	return err;
+}
+
+_Noreturn void child_fail(struct child_ctx *c, int err)
+{
+	struct child_report rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.err = err < 0 ? -err : (err ? err : EIO);
+	child_strlcpy(rep.step, c->fail_step ? c->fail_step : "setup", sizeof(rep.step));
+	child_strlcpy(rep.detail, c->fail_detail, sizeof(rep.detail));
+	/* A pipe write of less than PIPE_BUF bytes is atomic: the parent sees
+	 * the whole record or nothing. */
+	ssize_t w = write(c->err_fd, &rep, sizeof(rep));
+	(void)w;
+	_exit(127);
+}
+
+/* Move the passed descriptors above every target number (so that placing
+ * them later cannot clobber one another), then close everything else except
+ * the two report pipes. */
+static int close_host_fds(struct child_ctx *c)
+{
+	const struct sandbox_spec *s = c->spec;
+	int keep[SANDBOX_MAX_FDS + 2];
+	unsigned nkeep = 0;
+
+	for (int i = 0; i < SANDBOX_MAX_FDS; i++) {
+		c->fd_copies[i] = -1;
+		if (s->fds[i] < 0)
+			continue;
+		int d = fcntl(s->fds[i], F_DUPFD_CLOEXEC, SANDBOX_MAX_FDS);
+		if (d < 0)
+			return child_err(c, -errno, "dup passed fd", NULL);
+		c->fd_copies[i] = d;
+		keep[nkeep++] = d;
+	}
+	keep[nkeep++] = c->err_fd;
+	keep[nkeep++] = c->status_fd;
+	/* insertion sort: a handful of entries */
+	for (unsigned i = 1; i < nkeep; i++) {
+		int v = keep[i];
+		unsigned j = i;
+		while (j > 0 && keep[j - 1] > v) {
+			keep[j] = keep[j - 1];
+			j--;
+		}
+		keep[j] = v;
+	}
+	unsigned lo = 0;
+	for (unsigned i = 0; i <= nkeep; i++) {
+		unsigned hi = i < nkeep ? (unsigned)keep[i] : ~0u;
+		if (hi > lo) {
+			if (syscall(SYS_close_range, lo, hi - 1, 0) < 0)
+				return child_err(c, -errno, "close_range", NULL);
+		}
+		lo = hi + 1;
+		if (i == nkeep)
+			break;
+	}
+	return 0;
+}
+
+static int apply_rlimits(struct child_ctx *c)
+{
+	const struct sandbox_spec *s = c->spec;
+	for (unsigned i = 0; i < s->n_rlimits; i++) {
+		if (setrlimit(s->rlimits[i].resource, &s->rlimits[i].rl) < 0)
+			return child_err(c, -errno, "setrlimit", NULL);
+	}
+	return 0;
+}
+
+_Noreturn void child_main(struct child_ctx *c)
+{
+	const struct sandbox_spec *s = c->spec;
+	int r;
+	char b;
+
+	if (s->die_with_parent) {
+		/* A parent that died before this line is caught by the EOF
+		 * below (getppid() is 0 across a pid namespace either way). */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			child_fail(c, child_err(c, -errno, "PR_SET_PDEATHSIG", NULL));
+	}
+	/* The parent writes one byte when the uid map and cgroups are in place;
+	 * EOF means it gave up or died, and then there is nobody to report to. */
+	ssize_t n;
+	do
+		n = read(c->sync_fd, &b, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(127);
+	close(c->sync_fd);
+
+	if ((r = close_host_fds(c)) < 0)
+		child_fail(c, r);
+	if ((r = ns_child_become_root(c)) < 0)
+		child_fail(c, r);
+	if ((r = mounts_child_setup(c)) < 0)
+		child_fail(c, r);
+	if ((r = ns_child_set_hostname(c)) < 0)
+		child_fail(c, r);
+	if (s->net == SANDBOX_NET_NONE && (r = ns_child_loopback_up(c)) < 0)
+		child_fail(c, r);
+	if ((r = apply_rlimits(c)) < 0)
+		child_fail(c, r);
+	if ((r = caps_child_limit(c)) < 0)
+		child_fail(c, r);
+	if ((r = seccomp_child_apply(c)) < 0)
+		child_fail(c, r);
+	init_child_run(c);
+}

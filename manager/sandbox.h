@@ -1,0 +1,133 @@
+/* Sandboxes: run one command isolated inside a given root directory.
+ *
+ * This is the isolation layer the daemon stands on.  A sandbox is a process
+ * tree in new user, mount, pid, ipc, uts and (optionally) net namespaces,
+ * pivot_root'ed into a root directory (later the FUSE mount of a snapshot),
+ * with a fresh /proc, a minimal /dev, /tmp on tmpfs, capabilities bounded to
+ * Docker's default set, no_new_privs, a seccomp filter at least as strict as
+ * Docker's default profile, cgroup limits (memory, pids, cpu) and rlimits.
+ * PID 1 inside is a small init (manager/init.c) that reaps zombies, forwards
+ * signals to the command and exits with the command's status.
+ *
+ * Usage:
+ *	struct sandbox_spec *spec;
+ *	sandbox_spec_new(&spec, "/var/lib/hiberbox/mnt/x");
+ *	sandbox_spec_set_argv(spec, (const char *[]){ "/bin/sh", "-c", "id", NULL });
+ *	sandbox_spec_pass_fd(spec, out_pipe, 1);
+ *	struct sandbox *sb;
+ *	if (sandbox_spawn(spec, &sb) < 0) ... hb_errmsg(r) ...
+ *	struct sandbox_exit ex;
+ *	sandbox_wait(sb, &ex);
+ *	sandbox_free(sb);
+ *	sandbox_spec_free(spec);
+ *
+ * Every function returns 0 or a negative errno with a message recorded by
+ * hb_err().  The library never exits the calling process.  Spawning is safe
+ * from a multi-threaded program: the child allocates nothing and calls no
+ * non-async-signal-safe libc function between clone and execve.
+ *
+ * The caller must be root on the host (it writes uid maps of an arbitrary
+ * host range and creates cgroups).  The root directory and every directory
+ * above it must be searchable by the host uid that root inside maps to.
+ */
+#pragma once
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sandbox_spec;
+struct sandbox;
+
+enum sandbox_network {
+	SANDBOX_NET_NONE = 0, /* a new network namespace with only loopback, up */
+	SANDBOX_NET_HOST = 1, /* the host's network namespace */
+};
+
+/* 0 in any field means "no limit". */
+struct sandbox_limits {
+	uint64_t memory_bytes; /* memory (and memory+swap where the kernel has it) */
+	uint32_t pids;         /* tasks in the sandbox, threads included */
+	uint32_t cpu_millis;   /* CPU time per wall second, 1000 = one core */
+};
+
+/* A spec with defaults: argv {"/bin/sh"}, root inside = host uid/gid
+ * SANDBOX_DEFAULT_ID_BASE (SANDBOX_DEFAULT_ID_COUNT ids mapped), network none,
+ * hostname "sandbox", cwd "/", no limits, /tmp on tmpfs, RLIMIT_CORE 0,
+ * RLIMIT_NOFILE 1024 soft (hard unchanged), stdin/stdout/stderr /dev/null
+ * unless passed, PATH set if the environment has none. */
+#define SANDBOX_DEFAULT_ID_BASE 100000u
+#define SANDBOX_DEFAULT_ID_COUNT 65536u
+#define SANDBOX_MAX_ARGS 4096
+#define SANDBOX_MAX_ENV 4096
+#define SANDBOX_MAX_BINDS 64
+#define SANDBOX_MAX_FDS 16
+#define SANDBOX_MAX_RLIMITS 16
+
+int sandbox_spec_new(struct sandbox_spec **out, const char *rootdir);
+void sandbox_spec_free(struct sandbox_spec *spec); /* NULL is fine */
+
+/* The command: argv[0] is a path inside the sandbox, or a name looked up in
+ * the PATH of the spec's environment.  The array is copied. */
+int sandbox_spec_set_argv(struct sandbox_spec *spec, const char *const *argv);
+/* Add "KEY=VALUE" to the command's environment (initially empty). */
+int sandbox_spec_add_env(struct sandbox_spec *spec, const char *kv);
+/* Working directory inside (absolute). */
+int sandbox_spec_set_cwd(struct sandbox_spec *spec, const char *dir);
+int sandbox_spec_set_hostname(struct sandbox_spec *spec, const char *name);
+/* A name for the sandbox's cgroups ([A-Za-z0-9_.-], at most 64 bytes);
+ * default "sb-<pid>-<counter>".  Two live sandboxes must not share one. */
+int sandbox_spec_set_name(struct sandbox_spec *spec, const char *name);
+/* Ids 0..count-1 inside are host ids base..base+count-1 (uid and gid).
+ * base must be > 0: root inside is never root outside. */
+int sandbox_spec_set_id_map(struct sandbox_spec *spec, uint32_t base, uint32_t count);
+/* The uid/gid the command runs as inside (default 0, the sandbox's root). */
+int sandbox_spec_set_user(struct sandbox_spec *spec, uint32_t uid, uint32_t gid);
+int sandbox_spec_set_network(struct sandbox_spec *spec, enum sandbox_network net);
+int sandbox_spec_set_limits(struct sandbox_spec *spec, const struct sandbox_limits *lim);
+/* An rlimit for the command (RLIMIT_*); hard above the current hard fails. */
+int sandbox_spec_set_rlimit(struct sandbox_spec *spec, int resource, uint64_t soft,
+			    uint64_t hard);
+/* /tmp on a fresh tmpfs of at most bytes (default on, 256 MiB); 0 = leave the
+ * root's own /tmp. */
+int sandbox_spec_set_tmpfs_tmp(struct sandbox_spec *spec, uint64_t bytes);
+/* Bind host path read-only at inside (absolute, created if missing).  For
+ * tests and tools; a sandbox from an image needs none. */
+int sandbox_spec_add_ro_bind(struct sandbox_spec *spec, const char *host, const char *inside);
+/* Make the caller's host_fd the command's fd child_fd (0..SANDBOX_MAX_FDS-1).
+ * Every other descriptor of the caller stays outside. */
+int sandbox_spec_pass_fd(struct sandbox_spec *spec, int host_fd, int child_fd);
+/* Kill the sandbox (SIGKILL to its init) if the thread that spawned it dies.
+ * Off by default: the daemon wants sandboxes to outlive a daemon restart. */
+int sandbox_spec_set_die_with_parent(struct sandbox_spec *spec, int on);
+
+/* Start the sandbox.  Returns once the command has been exec'd; a failure of
+ * any setup step or of execve itself is returned here (e.g. -ENOENT "exec
+ * /bin/nope: ..."), with nothing left behind. */
+int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out);
+
+/* The host pid of the sandbox's init (PID 1 inside). */
+pid_t sandbox_pid(const struct sandbox *sb);
+/* The cgroup name chosen for the sandbox. */
+const char *sandbox_name(const struct sandbox *sb);
+/* The sandbox's cgroup directory for "memory", "pids", "cpu" or "freezer"
+ * (the same directory for all on cgroup v2), for statistics; NULL if none
+ * or once the sandbox has been waited for. */
+const char *sandbox_cgroup_dir(const struct sandbox *sb, const char *controller);
+
+struct sandbox_exit {
+	int code;   /* exit code of the command, or -1 if killed by a signal */
+	int signal; /* the signal that killed it, or 0 */
+};
+
+/* Wait for the command to end (its init exits with it; every other process
+ * of the sandbox is killed then).  With timeout_ms >= 0, -ETIMEDOUT if it is
+ * still running after that long; -1 waits forever.  After a successful wait
+ * the sandbox's cgroups are removed. */
+int sandbox_wait(struct sandbox *sb, int timeout_ms, struct sandbox_exit *ex);
+/* Send sig to the command (init forwards it); SIGKILL kills the whole sandbox. */
+int sandbox_kill(struct sandbox *sb, int sig);
+/* Freeze / thaw every process of the sandbox (cgroup freezer); freeze returns
+ * once the kernel reports the group frozen.  -ENOTSUP without a freezer. */
+int sandbox_freeze(struct sandbox *sb);
+int sandbox_thaw(struct sandbox *sb);
+/* Kill (if running), reap, remove cgroups, free.  NULL is fine. */
+void sandbox_free(struct sandbox *sb);

@@ -1,0 +1,583 @@
+/* Sandbox isolation, tested from both sides.
+ *
+ * Builds root directories holding only a static probe (and busybox when
+ * there is one), runs the probe inside real sandboxes and requires every
+ * escape to fail: mount, ptrace, module loading, keyctl, bpf, new user
+ * namespaces, io_uring, open_by_handle_at, /proc/sys and /sys writes, host
+ * loopback ports, host processes and signals, device nodes, TIOCSTI, the
+ * i386 and x32 ABIs, leaked descriptors.  Limits are checked by their
+ * effect (a fork bomb stops, a memory hog dies alone, a spinner gets its
+ * share of CPU), and the positive side too: output, exit codes, uid 0
+ * inside, the shifted owner of files on the host, signal forwarding,
+ * zombie reaping, freeze/thaw, two sandboxes blind to each other.
+ * Where it is safe, the same probe is also run where the operation must
+ * succeed, so that a probe that cannot detect anything does not pass.
+ *
+ * Needs root, user namespaces and cgroups; exits 77 (skip) without them.
+ * argv[1] is the static probe; $BUSYBOX a static busybox (optional).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "manager/sandbox.h"
+#include "tests/unit/test.h"
+#include "util/buf.h"
+#include "util/fileio.h"
+
+#define ID_BASE_A 100000u
+#define ID_BASE_B 200000u
+#define ID_COUNT 65536u
+#define OUT_MAX_BYTES (64 << 10)
+#define RUN_TIMEOUT_MS 60000
+
+static const char *probe_path;
+static const char *busybox_path;
+static char base_dir[64];
+static char root_a[128], root_b[128];
+
+struct result {
+	int code;
+	int signal;
+	char out[OUT_MAX_BYTES];
+};
+
+static int copy_file(const char *src, const char *dst, uid_t uid)
+{
+	struct buf b = BUF_INIT;
+	int r = read_file(AT_FDCWD, src, (size_t)64 << 20, &b);
+	if (r < 0)
+		return r;
+	int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (fd < 0) {
+		buf_free(&b);
+		return -errno;
+	}
+	r = write_all(fd, b.data, b.len);
+	buf_free(&b);
+	if (fchown(fd, uid, uid) < 0 && r == 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* root/{bin/probe, bin/busybox, bin/sh}, owned by the sandbox's root */
+static int make_root(const char *root, uid_t uid)
+{
+	char p[256];
+	if (mkdir(root, 0755) < 0 || chown(root, uid, uid) < 0)
+		return -errno;
+	snprintf(p, sizeof(p), "%s/bin", root);
+	if (mkdir(p, 0755) < 0 || chown(p, uid, uid) < 0)
+		return -errno;
+	snprintf(p, sizeof(p), "%s/bin/probe", root);
+	int r = copy_file(probe_path, p, uid);
+	if (r < 0)
+		return r;
+	if (busybox_path) {
+		snprintf(p, sizeof(p), "%s/bin/busybox", root);
+		if ((r = copy_file(busybox_path, p, uid)) < 0)
+			return r;
+		snprintf(p, sizeof(p), "%s/bin/sh", root);
+		if (symlink("busybox", p) < 0 || lchown(p, uid, uid) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static struct sandbox_spec *new_spec(const char *root, const char *const *argv)
+{
+	struct sandbox_spec *s = NULL;
+	int r = sandbox_spec_new(&s, root);
+	if (r == 0)
+		r = sandbox_spec_set_argv(s, argv);
+	if (r == 0)
+		r = sandbox_spec_set_die_with_parent(s, 1);
+	if (r == 0 && strcmp(root, root_b) == 0)
+		r = sandbox_spec_set_id_map(s, ID_BASE_B, ID_COUNT);
+	if (r < 0) {
+		fprintf(stderr, "spec: %s\n", hb_errmsg(r));
+		sandbox_spec_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Spawn with stdout+stderr into a pipe whose read end is returned. */
+static int spawn_piped(struct sandbox_spec *s, struct sandbox **sb, int *out_fd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	int r = sandbox_spec_pass_fd(s, p[1], 1);
+	if (r == 0)
+		r = sandbox_spec_pass_fd(s, p[1], 2);
+	if (r == 0)
+		r = sandbox_spawn(s, sb);
+	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return r;
+	}
+	*out_fd = p[0];
+	return 0;
+}
+
+/* Run a spec to completion, collecting output. */
+static int run_spec(struct sandbox_spec *s, struct result *res)
+{
+	struct sandbox *sb;
+	int fd;
+	memset(res, 0, sizeof(*res));
+	int r = spawn_piped(s, &sb, &fd);
+	if (r < 0)
+		return r;
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(fd, res->out + got, sizeof(res->out) - 1 - got)) > 0)
+		got += (size_t)n;
+	res->out[got] = '\0';
+	close(fd);
+	struct sandbox_exit ex;
+	r = sandbox_wait(sb, RUN_TIMEOUT_MS, &ex);
+	sandbox_free(sb);
+	if (r < 0)
+		return r;
+	res->code = ex.code;
+	res->signal = ex.signal;
+	return 0;
+}
+
+static int run_probe(const char *root, const char *test, const char *arg, struct result *res)
+{
+	const char *argv[] = { "/bin/probe", test, arg, NULL };
+	struct sandbox_spec *s = new_spec(root, argv);
+	if (!s)
+		return -EINVAL;
+	int r = run_spec(s, res);
+	sandbox_spec_free(s);
+	return r;
+}
+
+/* The probe run on the host, outside any sandbox (controls). */
+static int run_probe_on_host(const char *test, const char *arg)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execl(probe_path, "probe", test, arg, (char *)NULL);
+		_exit(2);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The escape `test` must be refused inside (probe exit 0), with errname in
+ * its report when given. */
+static void expect_refused(const char *test, const char *arg, const char *errname)
+{
+	struct result res;
+	int r = run_probe(root_a, test, arg, &res);
+	CHECK_OK(r);
+	int ok = r == 0 && res.code == 0 && res.signal == 0 &&
+		 (!errname || strstr(res.out, errname) != NULL);
+	CHECK(ok);
+	if (!ok)
+		fprintf(stderr, "  probe %s %s: code %d signal %d: %s", test, arg ? arg : "",
+			res.code, res.signal, res.out);
+}
+
+static void test_positive(void)
+{
+	struct result res;
+	const char *argv[] = { "/bin/probe", "id", NULL };
+	struct sandbox_spec *s = new_spec(root_a, argv);
+	CHECK(s != NULL);
+	CHECK_OK(sandbox_spec_add_env(s, "FOO=bar baz"));
+	CHECK_OK(sandbox_spec_set_cwd(s, "/bin"));
+	CHECK_OK(sandbox_spec_set_hostname(s, "box1"));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	CHECK(res.code == 0);
+	CHECK(strstr(res.out, "uid=0 gid=0 euid=0 cwd=/bin host=box1 FOO=bar baz") != NULL);
+
+	CHECK_OK(run_probe(root_a, "exit", "42", &res));
+	CHECK(res.code == 42 && res.signal == 0);
+
+	if (busybox_path) {
+		const char *sh[] = { "sh", "-c", "echo hello from $(hostname); exit 7", NULL };
+		s = new_spec(root_a, sh);
+		CHECK_OK(run_spec(s, &res));
+		sandbox_spec_free(s);
+		CHECK(res.code == 7);
+		CHECK(strstr(res.out, "hello from sandbox") != NULL);
+	}
+
+	/* capabilities: Docker's default set, nothing inheritable, nnp, seccomp */
+	CHECK_OK(run_probe(root_a, "status", NULL, &res));
+	CHECK(strstr(res.out, "CapEff=00000000a80425fb") != NULL);
+	CHECK(strstr(res.out, "CapBnd=00000000a80425fb") != NULL);
+	CHECK(strstr(res.out, "CapInh=0000000000000000") != NULL);
+	CHECK(strstr(res.out, "CapAmb=0000000000000000") != NULL);
+	CHECK(strstr(res.out, "NoNewPrivs=1") != NULL);
+	CHECK(strstr(res.out, "Seccomp=2") != NULL);
+
+	/* a non-root user inside has no capabilities at all */
+	const char *st[] = { "/bin/probe", "status", NULL };
+	s = new_spec(root_a, st);
+	CHECK_OK(sandbox_spec_set_user(s, 1000, 1000));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	CHECK(strstr(res.out, "CapEff=0000000000000000") != NULL);
+	CHECK(strstr(res.out, "CapBnd=00000000a80425fb") != NULL);
+
+	/* files written as root inside belong to the shifted uid outside */
+	CHECK_OK(run_probe(root_a, "write", "/owned-by-sandbox", &res));
+	CHECK(res.code == 0);
+	char p[256];
+	struct stat sst;
+	snprintf(p, sizeof(p), "%s/owned-by-sandbox", root_a);
+	CHECK(stat(p, &sst) == 0 && sst.st_uid == ID_BASE_A && sst.st_gid == ID_BASE_A);
+
+	/* /tmp is a tmpfs of the sandbox: nothing lands in the root dir */
+	CHECK_OK(run_probe(root_a, "write", "/tmp/scratch", &res));
+	CHECK(res.code == 0);
+	snprintf(p, sizeof(p), "%s/tmp/scratch", root_a);
+	CHECK(access(p, F_OK) < 0 && errno == ENOENT);
+
+	/* loopback is up in the sandbox's own network namespace */
+	CHECK_OK(run_probe(root_a, "loopback", NULL, &res));
+	CHECK(res.code == 0);
+
+	/* init reaps orphans */
+	CHECK_OK(run_probe(root_a, "zombies", NULL, &res));
+	CHECK(res.code == 0);
+	if (res.code)
+		fprintf(stderr, "  zombies: %s", res.out);
+}
+
+static void test_spawn_errors(void)
+{
+	struct sandbox *sb = NULL;
+	const char *nope[] = { "/bin/nope", NULL };
+	struct sandbox_spec *s = new_spec(root_a, nope);
+	CHECK_OK(sandbox_spec_set_name(s, "hbtest-exec-fail"));
+	CHECK_ERR(sandbox_spawn(s, &sb), -ENOENT);
+	CHECK(strstr(hb_errmsg(-ENOENT), "exec /bin/nope") != NULL);
+	/* nothing left behind: the same cgroup name is free again */
+	CHECK_ERR(sandbox_spawn(s, &sb), -ENOENT);
+	sandbox_spec_free(s);
+
+	const char *name_only[] = { "probe", "exit", "3", NULL };
+	s = new_spec(root_a, name_only);
+	CHECK_OK(sandbox_spec_add_env(s, "PATH=/nowhere:/bin"));
+	struct result res;
+	CHECK_OK(run_spec(s, &res));
+	CHECK(res.code == 3);
+	sandbox_spec_free(s);
+
+	const char *probe[] = { "/bin/probe", "id", NULL };
+	s = new_spec("/nonexistent-hiberbox-root", probe);
+	int r = sandbox_spawn(s, &sb);
+	CHECK(r == -ENOENT);
+	CHECK(strstr(hb_errmsg(r), "bind root") != NULL);
+	sandbox_spec_free(s);
+
+	s = NULL;
+	CHECK_ERR(sandbox_spec_new(&s, "relative/root"), -EINVAL);
+	CHECK_OK(sandbox_spec_new(&s, root_a));
+	CHECK_ERR(sandbox_spec_set_id_map(s, 0, 65536), -EINVAL);
+	CHECK_ERR(sandbox_spec_set_name(s, "../escape"), -EINVAL);
+	CHECK_ERR(sandbox_spec_set_name(s, "a/b"), -EINVAL);
+	CHECK_ERR(sandbox_spec_add_ro_bind(s, "/usr", "/a/../b"), -EINVAL);
+	CHECK_ERR(sandbox_spec_add_ro_bind(s, "usr", "/usr"), -EINVAL);
+	CHECK_ERR(sandbox_spec_add_ro_bind(s, "/usr", "/"), -EINVAL);
+	CHECK_ERR(sandbox_spec_pass_fd(s, 0, SANDBOX_MAX_FDS), -EINVAL);
+	CHECK_ERR(sandbox_spec_pass_fd(s, 9999, 1), -EBADF);
+	CHECK_ERR(sandbox_spec_add_env(s, "NOEQUALS"), -EINVAL);
+	const char *empty[] = { NULL };
+	CHECK_ERR(sandbox_spec_set_argv(s, empty), -EINVAL);
+	sandbox_spec_free(s);
+}
+
+static void test_escapes(void)
+{
+	char pid[32], port[32];
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+
+	/* a listener on the host's loopback */
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	CHECK(l >= 0 && bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(l, 8) == 0 &&
+	      getsockname(l, (struct sockaddr *)&a, &al) == 0);
+	snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+
+	expect_refused("mount", NULL, "EPERM");
+	expect_refused("umount", NULL, "EPERM");
+	expect_refused("pivot_root", NULL, "EPERM");
+	expect_refused("ptrace", pid, NULL);
+	expect_refused("ptrace", "1", "EPERM");
+	expect_refused("ptrace-child", NULL, "EPERM");
+	expect_refused("kill", pid, "ESRCH");
+	expect_refused("module", NULL, "EPERM");
+	expect_refused("delete_module", NULL, "EPERM");
+	expect_refused("keyctl", NULL, "EPERM");
+	expect_refused("bpf", NULL, "EPERM");
+	expect_refused("userns", NULL, "EPERM");
+	expect_refused("unshare-mnt", NULL, "EPERM");
+	expect_refused("setns", NULL, "EPERM");
+	expect_refused("io_uring", NULL, "EPERM");
+	expect_refused("userfaultfd", NULL, "EPERM");
+	expect_refused("perf", NULL, "EPERM");
+	expect_refused("open_by_handle", NULL, "EPERM");
+	expect_refused("procsys", NULL, NULL);
+	expect_refused("sysfs", NULL, NULL);
+	expect_refused("connect", port, "ECONNREFUSED");
+	expect_refused("vsock", NULL, "EPERM");
+	expect_refused("procs", "2", NULL);
+	expect_refused("mknod", NULL, "EPERM");
+	expect_refused("devfuse", NULL, "ENOENT");
+	expect_refused("tiocsti", NULL, "EPERM");
+	expect_refused("i386", NULL, "SIGSYS");
+	expect_refused("x32", NULL, "SIGSYS");
+
+	/* controls: the same probes do see the host where nothing isolates */
+	CHECK(run_probe_on_host("connect", port) == 1);
+	CHECK(run_probe_on_host("procs", "2") == 1);
+	CHECK(run_probe_on_host("kill", pid) == 1);
+	struct result res;
+	const char *argv[] = { "/bin/probe", "connect", port, NULL };
+	struct sandbox_spec *s = new_spec(root_a, argv);
+	CHECK_OK(sandbox_spec_set_network(s, SANDBOX_NET_HOST));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	CHECK(res.code == 1); /* with host networking, the port is reachable */
+	close(l);
+}
+
+static void test_fds_and_binds(void)
+{
+	/* a descriptor the caller forgot to mark O_CLOEXEC stays outside */
+	char p[256];
+	snprintf(p, sizeof(p), "%s/secret", base_dir);
+	int leak = open(p, O_RDWR | O_CREAT, 0600);
+	CHECK(leak > 2);
+	char n[16];
+	snprintf(n, sizeof(n), "%d", leak);
+	expect_refused("fds", n, "none leaked");
+	close(leak);
+
+	/* read-only bind of a host directory */
+	snprintf(p, sizeof(p), "%s/hostdir", base_dir);
+	CHECK(mkdir(p, 0755) == 0);
+	char f[300];
+	snprintf(f, sizeof(f), "%s/file", p);
+	CHECK(write_file_atomic(AT_FDCWD, f, "x", 1, 0) == 0);
+	chmod(f, 0644);
+	struct result res;
+	const char *ex[] = { "/bin/probe", "exists", "/mnt/host/file", NULL };
+	struct sandbox_spec *s = new_spec(root_a, ex);
+	CHECK_OK(sandbox_spec_add_ro_bind(s, p, "/mnt/host"));
+	CHECK_OK(run_spec(s, &res));
+	CHECK(res.code == 0);
+	const char *wr[] = { "/bin/probe", "write", "/mnt/host/new", NULL };
+	CHECK_OK(sandbox_spec_set_argv(s, wr));
+	CHECK_OK(run_spec(s, &res));
+	CHECK(res.code == 1 && strstr(res.out, "Read-only") != NULL);
+	sandbox_spec_free(s);
+	snprintf(f, sizeof(f), "%s/new", p);
+	CHECK(access(f, F_OK) < 0);
+}
+
+static void test_limits(void)
+{
+	struct result res;
+	struct sandbox_limits lim = { .pids = 16 };
+	const char *bomb[] = { "/bin/probe", "forkbomb", "500", NULL };
+	struct sandbox_spec *s = new_spec(root_a, bomb);
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	int forked = -1;
+	char *fp = strstr(res.out, "forked=");
+	if (fp)
+		forked = atoi(fp + 7);
+	CHECK(res.code == 0 && strstr(res.out, "EAGAIN") != NULL);
+	CHECK(forked >= 1 && forked < 16);
+	printf("fork bomb: stopped after %d forks (pids limit 16)\n", forked);
+
+	lim = (struct sandbox_limits){ .memory_bytes = 64 << 20 };
+	const char *hog[] = { "/bin/probe", "memhog", "1024", NULL };
+	s = new_spec(root_a, hog);
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	CHECK(res.signal == SIGKILL);
+	if (res.signal != SIGKILL)
+		fprintf(stderr, "  memhog: code %d signal %d: %s", res.code, res.signal, res.out);
+	/* and we are still here, with a sandbox that still works */
+	CHECK_OK(run_probe(root_a, "exit", "0", &res));
+	CHECK(res.code == 0);
+
+	lim = (struct sandbox_limits){ .cpu_millis = 200 };
+	const char *spin[] = { "/bin/probe", "spin", "1000", NULL };
+	s = new_spec(root_a, spin);
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	char *cp = strstr(res.out, "cpu_ms=");
+	int cpu = cp ? atoi(cp + 7) : -1;
+	CHECK(cpu >= 0 && cpu < 500);
+	printf("cpu limit 0.2: %d ms of CPU in 1000 ms\n", cpu);
+
+	/* an rlimit reaches the command */
+	const char *sh[] = { "sh", "-c", "ulimit -n", NULL };
+	if (busybox_path) {
+		s = new_spec(root_a, sh);
+		CHECK_OK(sandbox_spec_set_rlimit(s, RLIMIT_NOFILE, 77, 77));
+		CHECK_OK(run_spec(s, &res));
+		sandbox_spec_free(s);
+		CHECK(strncmp(res.out, "77", 2) == 0);
+	}
+}
+
+static int read_some(int fd, int timeout_ms)
+{
+	char b[4096];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int total = 0;
+	while (poll(&p, 1, timeout_ms) > 0) {
+		ssize_t n = read(fd, b, sizeof(b));
+		if (n <= 0)
+			break;
+		total += (int)n;
+		timeout_ms = 0;
+	}
+	return total;
+}
+
+static void test_two_sandboxes_and_control(void)
+{
+	/* A stays up while B looks for it */
+	const char *sleeper[] = { "/bin/probe", "signals", NULL };
+	struct sandbox_spec *sa = new_spec(root_a, sleeper);
+	struct sandbox *a = NULL;
+	int afd = -1;
+	CHECK_OK(spawn_piped(sa, &a, &afd));
+	if (!a) {
+		sandbox_spec_free(sa);
+		return;
+	}
+	CHECK(read_some(afd, 5000) > 0); /* "ready" */
+	char apid[32], p[256];
+	snprintf(apid, sizeof(apid), "%d", (int)sandbox_pid(a));
+
+	struct result res;
+	CHECK_OK(run_probe(root_b, "kill", apid, &res));
+	CHECK(res.code == 0 && strstr(res.out, "ESRCH"));
+	CHECK_OK(run_probe(root_b, "procs", "2", &res));
+	CHECK(res.code == 0);
+	CHECK_OK(run_probe(root_b, "exists", "/owned-by-sandbox", &res));
+	CHECK(res.code == 1);
+	CHECK_OK(run_probe(root_b, "write", "/b-file", &res));
+	snprintf(p, sizeof(p), "%s/b-file", root_b);
+	struct stat st;
+	CHECK(stat(p, &st) == 0 && st.st_uid == ID_BASE_B);
+	CHECK_OK(run_probe(root_a, "exists", "/b-file", &res));
+	CHECK(res.code == 1);
+
+	/* wait with a timeout, then SIGTERM, forwarded by init: exit 42 */
+	struct sandbox_exit ex;
+	CHECK_ERR(sandbox_wait(a, 100, &ex), -ETIMEDOUT);
+	CHECK_OK(sandbox_kill(a, SIGTERM));
+	CHECK_OK(sandbox_wait(a, RUN_TIMEOUT_MS, &ex));
+	CHECK(ex.code == 42 && ex.signal == 0);
+	CHECK_ERR(sandbox_kill(a, SIGTERM), -ESRCH);
+	sandbox_free(a);
+	close(afd);
+
+	/* freeze and thaw a process printing every 10 ms */
+	const char *ticker[] = { "/bin/probe", "ticker", NULL };
+	CHECK_OK(sandbox_spec_set_argv(sa, ticker));
+	CHECK_OK(spawn_piped(sa, &a, &afd));
+	CHECK(read_some(afd, 5000) > 0);
+	CHECK_OK(sandbox_freeze(a));
+	read_some(afd, 50); /* what was written before the freeze */
+	CHECK(read_some(afd, 300) == 0);
+	CHECK_OK(sandbox_thaw(a));
+	CHECK(read_some(afd, 2000) > 0);
+	/* SIGKILL ends the whole sandbox, even frozen */
+	CHECK_OK(sandbox_freeze(a));
+	CHECK_OK(sandbox_kill(a, SIGKILL));
+	sandbox_free(a); /* thaws, reaps */
+	close(afd);
+	sandbox_spec_free(sa);
+}
+
+static int rm_rf(const char *path)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("rm", "rm", "-rf", path, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test-sandbox PROBE\n");
+		return 2;
+	}
+	if (geteuid() != 0) {
+		printf("SKIP: needs root\n");
+		return 77;
+	}
+	probe_path = argv[1];
+	busybox_path = getenv("BUSYBOX");
+	if (busybox_path && access(busybox_path, X_OK) < 0)
+		busybox_path = NULL;
+	signal(SIGPIPE, SIG_IGN);
+
+	snprintf(base_dir, sizeof(base_dir), "/tmp/hb-sandbox-XXXXXX");
+	if (!mkdtemp(base_dir) || chmod(base_dir, 0755) < 0) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(root_a, sizeof(root_a), "%s/root-a", base_dir);
+	snprintf(root_b, sizeof(root_b), "%s/root-b", base_dir);
+	CHECK_OK(make_root(root_a, ID_BASE_A));
+	CHECK_OK(make_root(root_b, ID_BASE_B));
+
+	/* can this host make sandboxes at all? */
+	struct result res;
+	int r = run_probe(root_a, "exit", "0", &res);
+	if (r == -EPERM || r == -ENOSYS || r == -EINVAL) {
+		printf("SKIP: cannot create sandboxes here: %s\n", hb_errmsg(r));
+		rm_rf(base_dir);
+		return 77;
+	}
+
+	test_positive();
+	test_spawn_errors();
+	test_escapes();
+	test_fds_and_binds();
+	test_limits();
+	test_two_sandboxes_and_control();
+
+	rm_rf(base_dir);
+	TEST_MAIN_END();
+}
