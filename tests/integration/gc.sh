@@ -1,0 +1,440 @@
+#!/bin/bash
+# gc, check and diff through the real CLI on real trees:
+#   - gc removes the data of a removed snapshot (the repository shrinks), and
+#     --dry-run changes nothing;
+#   - gc keeps everything of kept snapshots (all restored and compared with
+#     diff -r against restores made before gc; check --read-data clean);
+#   - a mostly-garbage pack is repacked (the old pack goes, data stays);
+#     a little garbage is left alone unless --repack-percent says otherwise;
+#   - leftovers of a SIGKILLed `snapshot create` are garbage that gc removes;
+#   - gc refuses while a writer holds the lock, and the writer's snapshot is
+#     complete afterwards;
+#   - check --read-data names chunk and pack of a flipped byte;
+#   - check on a deleted index file, truncated pack, corrupt or truncated
+#     manifest fails with one line naming the problem;
+#   - snapshot diff lists added, removed and changed paths, sorted.
+set -euo pipefail
+shopt -s extglob nullglob
+source "$(dirname "$0")/lib.sh"
+setup_tmp
+
+REPO=$HIBERBOX_REPO
+hb_ok init >/dev/null
+
+# Packs on the store (temporary files of writers in flight excluded).
+pack_files() {
+	local f
+	for f in "$REPO"/packs/*/!(*.tmp.*); do
+		printf '%s\n' "$f"
+	done
+}
+pack_count() {
+	local f=("$REPO"/packs/*/!(*.tmp.*))
+	echo "${#f[@]}"
+}
+pack_bytes() { pack_files | xargs -r stat -c %s | awk '{ s += $1 } END { print s + 0 }'; }
+# Every object of a repository with its size (locks/ excluded: they come and go).
+repo_listing() { (cd "${1:-$REPO}" && find . -type f ! -path './locks/*' -printf '%P %s\n' | LC_ALL=C sort); }
+
+# gc_json ARGS...: run gc --json, print its JSON.
+gc_json() { hb_ok --json gc "$@"; }
+
+# check_clean DESC ARGS...: check must pass and report no garbage.
+check_clean() {
+	local desc=$1
+	shift
+	hb_try --json check "$@"
+	if [ "$HB_RC" -ne 0 ]; then
+		bad "$desc: check $* exited $HB_RC: $(head -c 2000 "$T/err")"
+		return 1
+	fi
+	if [ "$(json_get "$(cat "$T/out")" garbage_packs)" != 0 ]; then
+		bad "$desc: check $* reports garbage packs: $(head -c 1000 "$T/err")"
+		return 1
+	fi
+}
+
+# restore_to ID DIR DESC: restore, or `bad`.
+restore_to() {
+	hb_try snapshot restore "$1" "$2"
+	[ "$HB_RC" -eq 0 ] || { bad "$3: restore $1 exited $HB_RC: $(head -c 1000 "$T/err")"; return 1; }
+}
+
+# flip_byte FILE OFFSET: invert the low bit of one byte in place.
+flip_byte() {
+	local v
+	v=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$v" ] || fail "flip_byte: $1 has no byte at $2"
+	printf "\\x$(printf %02x $((v ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# problem_lines: the lines of $T/err that report problems (not notes, not the
+# CLI's closing summary).
+problem_lines() { grep -v -e '^note: ' -e '^hiberbox: check found' "$T/err" || true; }
+
+# new_packs BEFORE_LIST: packs now present that were not in BEFORE_LIST (a file).
+new_packs() { pack_files | LC_ALL=C sort | comm -13 "$1" -; }
+
+# ---------------------------------------------------------------------------
+log "gc removes the data of a removed snapshot"
+mkdir -p "$T/a" "$T/b"
+randfile "$T/a/one" 6000000 a1
+randfile "$T/b/two" 3000000 b1
+A=$(snapshot_create "$T/a")
+B=$(snapshot_create "$T/b")
+before=$(pack_bytes)
+hb_ok snapshot rm "$A"
+
+listing=$(repo_listing)
+out=$(gc_json --dry-run)
+[ "$(repo_listing)" = "$listing" ] || bad "gc --dry-run changed the repository"
+[ "$(json_get "$out" packs_removed)" -ge 1 ] || bad "gc --dry-run would remove no pack: $out"
+[ "$(json_get "$out" bytes_freed)" -ge 5500000 ] || bad "gc --dry-run would free too little: $out"
+
+out=$(gc_json)
+after=$(pack_bytes)
+log "packs: $before -> $after bytes; $(tr -d "\n " <<<"$out")"
+[ $((before - after)) -ge 5500000 ] || bad "gc freed only $((before - after)) bytes of a 6 MB snapshot"
+[ "$(json_get "$out" bytes_freed)" -ge 5500000 ] || bad "gc reports too few bytes freed: $out"
+[ "$(json_get "$out" packs_removed)" -ge 1 ] || bad "gc reports no pack removed: $out"
+dst=$T/restored-b
+restore_to "$B" "$dst" "after gc" && { diff -r "$T/b" "$dst" >/dev/null || bad "snapshot B differs after gc"; }
+rm -rf "$dst"
+check_clean "after gc" --read-data
+out=$(gc_json)
+[ "$(json_get "$out" packs_removed)" = 0 ] && [ "$(json_get "$out" packs_rewritten)" = 0 ] ||
+	bad "a second gc still found work: $out"
+
+# ---------------------------------------------------------------------------
+log "gc keeps everything of kept snapshots"
+W=$T/work
+make_small_tree "$W/src" 400 7
+mkdir -p "$W/big"
+randfile "$W/big/blob" 5000000 w0
+declare -a ids=()
+for i in 1 2 3 4 5; do
+	randfile "$W/big/new-$i" 1500000 "n$i"
+	rm -f "$W/big/new-$((i - 2))"
+	# an 8-byte edit in the middle of the big blob
+	printf 'edit%04d' "$i" | dd of="$W/big/blob" bs=1 seek=$((2500000 + i * 1000)) conv=notrunc status=none
+	rm -rf "$W/src/$(ls "$W/src" | head -n 1)"
+	echo "version $i" >"$W/src/version-$i"
+	rm -rf "$T/expect-$i"
+	cp -a "$W" "$T/expect-$i"
+	ids[$i]=$(snapshot_create "$W")
+done
+hb_ok snapshot rm "${ids[1]}"
+hb_ok snapshot rm "${ids[3]}"
+keep=(2 4 5)
+for i in "${keep[@]}"; do
+	restore_to "${ids[$i]}" "$T/pre-$i" "before gc"
+done
+out=$(gc_json)
+log "gc: $(tr -d "\n " <<<"$out")"
+for i in "${keep[@]}"; do
+	if restore_to "${ids[$i]}" "$T/post-$i" "after gc"; then
+		diff -r "$T/pre-$i" "$T/post-$i" >/dev/null ||
+			bad "snapshot $i restored after gc differs from its restore before gc"
+		diff -r "$T/expect-$i" "$T/post-$i" >/dev/null ||
+			bad "snapshot $i restored after gc differs from the tree it was made of"
+	fi
+	rm -rf "$T/pre-$i" "$T/post-$i"
+done
+check_clean "history after gc" --read-data
+
+# ---------------------------------------------------------------------------
+log "a mostly-garbage pack is repacked"
+R=$T/rp
+mkdir -p "$R"
+randfile "$R/keep" 600000 k1
+randfile "$R/drop" 2400000 d1
+pack_files | LC_ALL=C sort >"$T/packs-before"
+S1=$(snapshot_create "$R")
+mapfile -t made < <(new_packs "$T/packs-before")
+[ "${#made[@]}" -eq 1 ] || fail "setup: expected the 3 MB snapshot to make one pack, got ${#made[@]}"
+rm "$R/drop"
+S2=$(snapshot_create "$R")
+hb_ok snapshot rm "$S1"
+before=$(pack_bytes)
+out=$(gc_json)
+log "gc: $(tr -d "\n " <<<"$out")"
+[ "$(json_get "$out" packs_rewritten)" -ge 1 ] || bad "a pack 80% garbage was not repacked: $out"
+[ ! -e "${made[0]}" ] || bad "the repacked pack ${made[0]} is still there"
+after=$(pack_bytes)
+[ $((before - after)) -ge 2000000 ] || bad "repacking freed only $((before - after)) bytes"
+dst=$T/restored-rp
+restore_to "$S2" "$dst" "after repack" && { cmp -s "$R/keep" "$dst/keep" || bad "keep differs after repack"; }
+rm -rf "$dst"
+check_clean "after repack" --read-data
+
+# A little garbage is left where it is, unless asked.
+R2=$T/rp2
+mkdir -p "$R2"
+randfile "$R2/keep" 2000000 k2
+randfile "$R2/drop" 600000 d2
+pack_files | LC_ALL=C sort >"$T/packs-before"
+S3=$(snapshot_create "$R2")
+mapfile -t made < <(new_packs "$T/packs-before")
+[ "${#made[@]}" -eq 1 ] || fail "setup: expected the 2.6 MB snapshot to make one pack, got ${#made[@]}"
+rm "$R2/drop"
+S4=$(snapshot_create "$R2")
+hb_ok snapshot rm "$S3"
+gc_json >/dev/null
+[ -e "${made[0]}" ] || bad "a pack 23% garbage was repacked by default"
+gc_json --repack-percent 10 >/dev/null
+[ ! -e "${made[0]}" ] || bad "--repack-percent 10 did not repack a pack 23% garbage"
+dst=$T/restored-rp2
+restore_to "$S4" "$dst" "after repack 2" && { cmp -s "$R2/keep" "$dst/keep" || bad "keep differs after the second repack"; }
+rm -rf "$dst"
+check_clean "after the second repack" --read-data
+
+# ---------------------------------------------------------------------------
+# A writer caught in the middle: started in the background, stopped (or
+# killed) as soon as its first pack is on the store, before its commit.
+K=$T/kill
+mkdir -p "$K"
+randfile "$K/huge" 160000000 kk
+
+# start_writer: sets WPID to a `snapshot create` that has stored at least one
+# pack and has not finished; returns 1 if it finished first.
+start_writer() {
+	local n0 end=$((SECONDS + 120))
+	n0=$(pack_count)
+	"$HIBERBOX" snapshot create "$K" --no-parent >"$T/writer.out" 2>"$T/writer.err" &
+	WPID=$!
+	while [ "$SECONDS" -lt "$end" ]; do
+		[ "$(pack_count)" -gt "$n0" ] && return 0
+		kill -0 "$WPID" 2>/dev/null || return 1
+	done
+	return 1
+}
+
+log "leftovers of a SIGKILLed snapshot create"
+snaps_before=$(list_ids | LC_ALL=C sort)
+caught=0
+for attempt in 1 2 3 4 5; do
+	if start_writer; then
+		kill -KILL "$WPID"
+		wait "$WPID" 2>/dev/null || true
+		caught=1
+		break
+	fi
+	wait "$WPID" 2>/dev/null || true
+	# Finished before we noticed: forget it and try again.
+	for id in $(list_ids | LC_ALL=C sort | comm -13 <(printf '%s\n' "$snaps_before") -); do
+		hb_ok snapshot rm "$id"
+	done
+	hb_ok gc >/dev/null
+done
+[ "$caught" -eq 1 ] || fail "setup: snapshot create always finished before its first pack could be seen"
+[ "$(list_ids | LC_ALL=C sort)" = "$snaps_before" ] || bad "a SIGKILLed snapshot create recorded a snapshot"
+# A few more kills at other moments (whatever they leave must go too).
+for delay in 0.05 0.2 0.4; do
+	"$HIBERBOX" snapshot create "$K" --no-parent >/dev/null 2>&1 &
+	WPID=$!
+	sleep "$delay"
+	kill -KILL "$WPID" 2>/dev/null || true
+	wait "$WPID" 2>/dev/null || true
+done
+for id in $(list_ids | LC_ALL=C sort | comm -13 <(printf '%s\n' "$snaps_before") -); do
+	hb_ok snapshot rm "$id"
+done
+hb_try --json check
+[ "$HB_RC" -eq 0 ] || bad "check after SIGKILL exited $HB_RC (leftovers are garbage, not errors): $(head -c 1000 "$T/err")"
+[ "$(json_get "$(cat "$T/out")" garbage_packs)" -ge 1 ] || bad "check does not count the killed writer's packs as garbage"
+grep -q '^note: pack [0-9a-f]\{32\} is in no index' "$T/err" || bad "check does not note the killed writer's packs: $(head -c 500 "$T/err")"
+out=$(gc_json)
+log "gc after kills: $(tr -d "\n " <<<"$out")"
+[ "$(json_get "$out" packs_removed)" -ge 1 ] || bad "gc removed none of the killed writer's packs: $out"
+check_clean "after SIGKILL and gc" --read-data
+for i in "${keep[@]}"; do
+	restore_to "${ids[$i]}" "$T/post-$i" "after SIGKILL and gc" &&
+		{ diff -r "$T/expect-$i" "$T/post-$i" >/dev/null || bad "snapshot $i differs after SIGKILL and gc"; }
+	rm -rf "$T/post-$i"
+done
+
+# ---------------------------------------------------------------------------
+log "gc refuses while a writer holds the lock"
+caught=0
+for attempt in 1 2 3 4 5; do
+	if start_writer; then
+		kill -STOP "$WPID"
+		# The signal is asynchronous: wait until every thread has stopped.
+		while grep -hq '^State:[[:space:]]*[RSD]' /proc/"$WPID"/task/*/status 2>/dev/null; do
+			sleep 0.01
+		done
+		caught=1
+		break
+	fi
+	wait "$WPID" 2>/dev/null || true
+	for id in $(list_ids | LC_ALL=C sort | comm -13 <(printf '%s\n' "$snaps_before") -); do
+		hb_ok snapshot rm "$id"
+	done
+	hb_ok gc >/dev/null
+done
+[ "$caught" -eq 1 ] || fail "setup: snapshot create always finished before it could be stopped"
+repo_listing >"$T/listing-before"
+hb_try gc
+if [ "$HB_RC" -eq 0 ]; then
+	bad "gc ran while a writer held the lock"
+else
+	expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc beside a writer"
+fi
+repo_listing >"$T/listing-after"
+diff "$T/listing-before" "$T/listing-after" >"$T/listing-diff" ||
+	bad "a refused gc changed the repository:"$'\n'"$(head -c 2000 "$T/listing-diff")"
+kill -CONT "$WPID"
+wrc=0
+wait "$WPID" || wrc=$?
+[ "$wrc" -eq 0 ] || bad "the writer failed after gc was refused (exit $wrc): $(head -c 500 "$T/writer.err")"
+W_ID=$(tail -n 1 "$T/writer.out")
+if [[ "$W_ID" =~ ^[0-9a-f]{32}$ ]]; then
+	dst=$T/restored-k
+	restore_to "$W_ID" "$dst" "writer beside gc" && { cmp -s "$K/huge" "$dst/huge" || bad "the writer's snapshot differs"; }
+	rm -rf "$dst"
+fi
+check_clean "after the writer" --read-data
+hb_ok snapshot rm "$W_ID"
+rm -rf "$K"
+hb_ok gc >/dev/null
+
+# ---------------------------------------------------------------------------
+log "check --read-data names chunk and pack of a flipped byte"
+F=$T/flip
+mkdir -p "$F"
+randfile "$F/data" 500000 f1
+pack_files | LC_ALL=C sort >"$T/packs-before"
+FID=$(snapshot_create "$F")
+mapfile -t made < <(new_packs "$T/packs-before")
+[ "${#made[@]}" -eq 1 ] || fail "setup: expected one new pack, got ${#made[@]}"
+PACK=${made[0]}
+PACK_ID=$(basename "$PACK")
+flip_byte "$PACK" 1000
+hb_try check
+[ "$HB_RC" -eq 0 ] || bad "structural check fails on a flipped data byte (it cannot see it): $(head -c 500 "$T/err")"
+hb_try check --read-data
+if [ "$HB_RC" -eq 0 ]; then
+	bad "check --read-data passes with a flipped byte in pack $PACK_ID"
+else
+	grep -qE "^pack $PACK_ID: chunk [0-9a-f]{32} at offset [0-9]+: " "$T/err" ||
+		bad "check --read-data does not name chunk and pack: $(head -c 1000 "$T/err")"
+	grep -q "snapshot $FID" "$T/err" || bad "check --read-data does not name the snapshot using the chunk: $(head -c 1000 "$T/err")"
+fi
+hb_try snapshot restore "$FID" "$T/restored-flip"
+[ "$HB_RC" -ne 0 ] || bad "restore of a snapshot with a corrupt chunk succeeded"
+rm -rf "$T/restored-flip"
+flip_byte "$PACK" 1000
+check_clean "after flipping the byte back" --read-data
+
+# ---------------------------------------------------------------------------
+log "check on damaged repositories"
+# A small repository of its own, so that each damage hits one snapshot.
+SMALL=$T/small-repo
+mkdir -p "$T/s"
+randfile "$T/s/file" 400000 s1
+echo small >"$T/s/inline"
+HIBERBOX_REPO=$SMALL hb_ok init >/dev/null
+SID=$(HIBERBOX_REPO=$SMALL snapshot_create "$T/s")
+HIBERBOX_REPO=$SMALL hb_ok check --read-data >/dev/null
+
+# damage NAME COMMAND...: copy the small repository, run COMMAND in it (with
+# $D set to the copy), then check must fail with one problem line matching
+# the pattern in $WANT.
+damage() {
+	local name=$1
+	shift
+	D=$T/damaged-$name
+	rm -rf "$D"
+	cp -a "$SMALL" "$D"
+	"$@"
+	hb_try --repo "$D" check
+	local lines
+	lines=$(problem_lines)
+	if [ "$HB_RC" -eq 0 ] || [ "$HB_RC" -ge 124 ]; then
+		bad "check with $name exited $HB_RC: $(head -c 1000 "$T/err")"
+	elif [ "$(grep -c . <<<"$lines")" -ne "${LINES_WANTED:-1}" ]; then
+		bad "check with $name: expected ${LINES_WANTED:-1} problem line(s), got: $lines"
+	elif ! grep -qE -- "$WANT" <<<"$lines"; then
+		bad "check with $name: '$lines' does not match /$WANT/"
+	fi
+	rm -rf "$D"
+}
+rm_index() { rm "$D"/index/*; }
+truncate_pack() { local p=("$D"/packs/*/*); truncate -s -50 "${p[0]}"; }
+flip_manifest() { flip_byte "$D/snapshots/$SID" 40; }
+truncate_manifest() { truncate -s 100 "$D/snapshots/$SID"; }
+corrupt_index() { local i=("$D"/index/*); flip_byte "${i[0]}" 20; }
+WANT="snapshot $SID: .*not in the index" damage missing-index rm_index
+WANT="^pack [0-9a-f]{32}: " damage truncated-pack truncate_pack
+WANT="snapshot $SID" damage corrupt-manifest flip_manifest
+WANT="snapshot $SID" damage truncated-manifest truncate_manifest
+# A corrupt index file, and in consequence chunks the snapshot cannot find.
+LINES_WANTED=2 WANT="^index file index/[0-9a-f]{32}: " damage corrupt-index corrupt_index
+
+# ---------------------------------------------------------------------------
+log "snapshot diff"
+D=$T/diff
+mkdir -p "$D/keep" "$D/gone" "$D/typechange-dir"
+echo same >"$D/keep/same"
+echo old >"$D/keep/modified"
+echo x >"$D/keep/chmod"
+echo x >"$D/keep/touched"
+echo bye >"$D/removed-file"
+echo a >"$D/gone/a"
+echo b >"$D/gone/b"
+ln -s target1 "$D/link"
+echo f >"$D/typechange"
+echo z >"$D/typechange-dir/z"
+randfile "$D/big" 300000 big1
+touch -d '2020-01-01 00:00:00' "$D/keep/modified" "$D/big"
+DA=$(snapshot_create "$D")
+echo new >"$D/keep/modified"
+chmod 600 "$D/keep/chmod"
+touch -d '2021-01-01 00:00:00' "$D/keep/touched"
+rm "$D/removed-file"
+rm -r "$D/gone"
+mkdir -p "$D/added-dir/sub"
+echo n >"$D/added-dir/sub/new"
+echo n2 >"$D/added-file"
+ln -sfn target2 "$D/link"
+rm "$D/typechange"
+mkdir "$D/typechange"
+echo in >"$D/typechange/inner"
+rm -r "$D/typechange-dir"
+echo file >"$D/typechange-dir"
+flip_byte "$D/big" 150000
+touch -d '2020-01-01 00:00:00' "$D/keep/modified" "$D/big"
+DB=$(snapshot_create "$D")
+cat >"$T/diff-expected" <<'EOF'
++ added-dir
++ added-dir/sub
++ added-dir/sub/new
++ added-file
+M big
+- gone
+- gone/a
+- gone/b
+M keep/chmod
+M keep/modified
+M keep/touched
+M link
+- removed-file
+M typechange
+M typechange-dir
+- typechange-dir/z
++ typechange/inner
+EOF
+hb_ok snapshot diff "$DA" "$DB" >"$T/diff-out"
+diff -u "$T/diff-expected" "$T/diff-out" >"$T/diff-diff" || bad "snapshot diff A B:"$'\n'"$(cat "$T/diff-diff")"
+# The other way round: + and - swap, M stays.
+sed 's/^+/x/; s/^-/+/; s/^x/-/' "$T/diff-expected" >"$T/diff-expected-rev"
+hb_ok snapshot diff "$DB" "$DA" >"$T/diff-out"
+diff -u "$T/diff-expected-rev" "$T/diff-out" >"$T/diff-diff" || bad "snapshot diff B A:"$'\n'"$(cat "$T/diff-diff")"
+hb_ok snapshot diff "$DA" "$DA" >"$T/diff-out"
+[ ! -s "$T/diff-out" ] || bad "snapshot diff A A is not empty: $(head -c 500 "$T/diff-out")"
+# Snapshots of different trees: everything of one is gone, of the other new.
+hb_ok snapshot diff "$B" "$S4" >"$T/diff-out"
+[ "$(cat "$T/diff-out")" = "+ keep"$'\n'"- two" ] || bad "snapshot diff of unrelated trees: $(head -c 500 "$T/diff-out")"
+
+check_clean "at the end" --read-data
+finish
