@@ -1,0 +1,165 @@
+#!/bin/bash
+# Round trips: snapshot a tree holding every kind of entry, restore it, and
+# compare everything (treecmp.py); a tree of thousands of small files; restore
+# into non-empty directories; ids by prefix and tags wherever an id goes;
+# diff; rm.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+setup_tmp
+hb_ok init >/dev/null
+
+# --- every file kind ------------------------------------------------------
+log "generating the full tree"
+make_tree "$T/full" 3000 40 1
+dump_tree "$T/full" "$T/full.json"
+log "snapshot + restore of the full tree"
+full=$(snapshot_create "$T/full" --tag full)
+restore_and_compare "$full" "$T/full.json" "full tree" || true
+# the same through a tag and with a single thread
+restore_and_compare full "$T/full.json" "full tree restored by tag" || true
+
+# A second snapshot of the unchanged tree (parent reuse path) restores alike.
+# (Dumped again: the first snapshot's reads may have moved atimes.)
+dump_tree "$T/full" "$T/full2.json"
+full2=$(snapshot_create "$T/full")
+restore_and_compare "$full2" "$T/full2.json" "full tree, second snapshot (unchanged files reused)" || true
+# And one that reads everything again.
+dump_tree "$T/full" "$T/full3.json"
+full3=$(snapshot_create "$T/full" --no-parent)
+restore_and_compare "$full3" "$T/full3.json" "full tree, --no-parent" || true
+
+# --- thousands of small files ------------------------------------------------
+log "5000+ small files"
+make_small_tree "$T/small" 6000 7
+dump_tree "$T/small" "$T/small.json"
+small=$(snapshot_create "$T/small" --tag small)
+sj=$(show_json "$small")
+[ "$(json_get "$sj" files)" -eq 6000 ] || bad "small tree: show says $(json_get "$sj" files) files, expected 6000"
+restore_and_compare "$small" "$T/small.json" "6000 small files" || true
+
+# --- restore targets ------------------------------------------------------------
+# a new directory (with missing parents) is created
+hb_try snapshot restore small "$T/new/parent/dir"
+if [ "$HB_RC" -ne 0 ]; then
+	bad "restore into a new nested directory exited $HB_RC: $(cat "$T/err")"
+else
+	compare_trees "$T/small.json" "$T/new/parent/dir" >"$T/d" || bad "restore into a new nested dir differs: $(head -20 "$T/d")"
+fi
+# an existing empty directory is fine without --force
+mkdir "$T/empty-target"
+hb_try snapshot restore small "$T/empty-target"
+[ "$HB_RC" -eq 0 ] || bad "restore into an existing empty directory exited $HB_RC: $(cat "$T/err")"
+# a file is not a directory
+echo x >"$T/a-file"
+expect_error "restore onto a regular file" snapshot restore small "$T/a-file" || true
+[ "$(cat "$T/a-file")" = x ] || bad "restore onto a regular file changed it"
+
+# a non-empty directory: refused without --force, nothing touched
+mkdir -p "$T/busy/src" "$T/victim"
+echo stray >"$T/busy/stray"
+echo old >"$T/busy/empty-file"
+echo "not a dir" >"$T/busy/big"                       # the snapshot has a directory here
+mkdir -p "$T/busy/links/to-dir/inside"                # ... and a symlink here
+ln -s "$T/victim" "$T/busy/xattrs"                    # must not be followed
+(cd "$T/busy" && find . -printf '%p %y %s\n' | sort) >"$T/busy.before"
+expect_error "restore into a non-empty directory without --force" snapshot restore full "$T/busy" &&
+	expect_in "$HB_ERR" "force|not empty|non-empty" "restore into a non-empty directory" || true
+(cd "$T/busy" && find . -printf '%p %y %s\n' | sort) >"$T/busy.after"
+cmp -s "$T/busy.before" "$T/busy.after" || bad "refused restore changed the target: $(diff "$T/busy.before" "$T/busy.after" | head -20)"
+hb_try snapshot restore full "$T/busy" --force
+if [ "$HB_RC" -ne 0 ]; then
+	bad "restore --force into a non-empty directory exited $HB_RC: $(cat "$T/err")"
+else
+	compare_trees "$T/full.json" "$T/busy" --ignore-extra >"$T/d" ||
+		bad "restore --force: restored entries differ:"$'\n'"$(head -30 "$T/d")"
+fi
+[ -z "$(ls -A "$T/victim")" ] || bad "restore --force wrote through a symlink in the target into $T/victim: $(ls -A "$T/victim")"
+
+# --- ids: full, unique prefixes, tags -------------------------------------------
+p8=${small:0:8}
+p4=${small:0:4}
+for name in "$small" "$p8" "$p4" small; do
+	hb_try snapshot show "$name"
+	[ "$HB_RC" -eq 0 ] && grep -q "$small" "$T/out" || bad "snapshot show $name: exit $HB_RC, $(head -c 300 "$T/err")"
+done
+restore_and_compare "$p8" "$T/small.json" "restore by 8-digit prefix" || true
+expect_error "a 3-digit prefix is too short" snapshot show "${small:0:3}" || true
+expect_error "a prefix that matches nothing" snapshot show ffffffffffffffffffff || true
+expect_error "a non-hex name that is no tag" snapshot show no-such-tag || true
+
+# tag by prefix, then use the tag everywhere
+hb_ok tag by-prefix "$p8"
+sj=$(show_json by-prefix)
+[ "$(json_get "$sj" id)" = "$small" ] || bad "tag by-prefix does not point at $small: $sj"
+hb_ok tag again by-prefix # a tag names a snapshot like an id does
+[ "$(json_get "$(show_json again)" id)" = "$small" ] || bad "tag made from a tag does not point at $small"
+# --parent by tag and by prefix
+echo one-more >"$T/small/added-file"
+child=$(snapshot_create "$T/small" --parent small)
+[ "$(json_get "$(show_json "$child")" parent)" = "$small" ] || bad "--parent TAG not recorded as parent"
+child2=$(snapshot_create "$T/small" --parent "$p8")
+[ "$(json_get "$(show_json "$child2")" parent)" = "$small" ] || bad "--parent PREFIX not recorded as parent"
+child3=$(snapshot_create "$T/small" --no-parent)
+[ -z "$(json_get "$(show_json "$child3")" parent)" ] || bad "--no-parent still recorded a parent"
+# diff by tag and prefix
+hb_try snapshot diff small "${child:0:10}"
+[ "$HB_RC" -eq 0 ] || bad "diff TAG PREFIX exited $HB_RC: $(cat "$T/err")"
+grep -qx "+ added-file" "$T/out" || bad "diff small child: no '+ added-file' in: $(head -c 500 "$T/out")"
+# moving a tag
+hb_ok tag by-prefix "$child"
+[ "$(json_get "$(show_json by-prefix)" id)" = "$child" ] || bad "tag NAME ID did not move an existing tag"
+
+# --- diff ----------------------------------------------------------------------------
+mkdir -p "$T/dt/keep/deep" "$T/dt/change" "$T/dt/gone-dir/sub"
+for i in $(seq 1 20); do echo "keep $i" >"$T/dt/keep/k$i"; echo "keep $i" >"$T/dt/keep/deep/k$i"; done
+echo before >"$T/dt/change/content"
+echo same >"$T/dt/change/mode"
+echo same >"$T/dt/change/times"
+echo same >"$T/dt/change/to-symlink"
+echo bye >"$T/dt/change/removed"
+echo bye >"$T/dt/gone-dir/sub/file"
+randfile "$T/dt/change/big" 3000000 dt
+python3 "$TREEGEN" settimes "$T/dt" 5
+a=$(snapshot_create "$T/dt" --tag diff-a)
+echo after >"$T/dt/change/content"
+chmod 0600 "$T/dt/change/mode"
+touch -d '2019-01-01 00:00:00.5' "$T/dt/change/times"
+rm "$T/dt/change/to-symlink" && ln -s elsewhere "$T/dt/change/to-symlink"
+rm "$T/dt/change/removed"
+rm -r "$T/dt/gone-dir"
+echo new >"$T/dt/change/added"
+mkdir "$T/dt/new-dir" && echo n >"$T/dt/new-dir/file"
+printf 'XXXXXXXX' | dd of="$T/dt/change/big" bs=1 seek=1500000 conv=notrunc status=none
+b=$(snapshot_create "$T/dt" --tag diff-b)
+hb_try snapshot diff diff-a diff-b
+if [ "$HB_RC" -ne 0 ]; then
+	bad "snapshot diff exited $HB_RC: $(cat "$T/err")"
+else
+	for line in "M change/content" "M change/mode" "M change/times" "M change/to-symlink" \
+		"M change/big" "- change/removed" "- gone-dir" "+ change/added" "+ new-dir"; do
+		grep -qxF -- "$line" "$T/out" || bad "diff A B lacks '$line'; got: $(tr '\n' '|' <"$T/out")"
+	done
+	# removed/added subtrees: listed whole or by their top, nothing unchanged
+	if grep -E '^[-+M] keep' "$T/out"; then bad "diff lists unchanged paths under keep/"; fi
+	if grep -vE '^[-+M] ' "$T/out" | grep -q .; then bad "diff lines not in the '+ path' form: $(head -5 "$T/out")"; fi
+fi
+hb_try snapshot diff diff-a diff-a
+[ "$HB_RC" -eq 0 ] && [ ! -s "$T/out" ] || bad "diff of a snapshot with itself is not empty: $(head -c 300 "$T/out")"
+hb_try snapshot diff diff-b diff-a
+grep -qxF -- "+ change/removed" "$T/out" && grep -qxF -- "- change/added" "$T/out" ||
+	bad "diff B A is not the mirror of diff A B: $(tr '\n' '|' <"$T/out")"
+
+# --- rm ------------------------------------------------------------------------------------
+hb_ok snapshot rm diff-a
+ids=$(list_ids)
+grep -q "$a" <<<"$ids" && bad "snapshot rm diff-a: $a still listed"
+expect_error "restore of a removed snapshot" snapshot restore "$a" "$T/gone" || true
+expect_error "the removed snapshot's tag is gone too" snapshot show diff-a || true
+hb_ok snapshot rm "${child2:0:8}" "$child3"
+hb_ok gc >/dev/null
+hb_try check --read-data
+[ "$HB_RC" -eq 0 ] || bad "check --read-data after rm + gc exited $HB_RC: $(head -c 1000 "$T/err")"
+# what is left still restores exactly
+restore_and_compare full "$T/full.json" "full tree after rm + gc" || true
+restore_and_compare "$full2" "$T/full2.json" "second full snapshot after rm + gc" || true
+restore_and_compare small "$T/small.json" "small tree after rm + gc" || true
