@@ -5,8 +5,11 @@
  * chunks), so the table is split in three:
  *   - entries: a dense array of 36-byte records (chunk id, pack number,
  *     offset, lengths, flags) in insertion order;
- *   - slots: an open-addressing (linear probing) array of 32-bit entry
- *     numbers + 1 (0 = empty), kept at most half full so probes stay short;
+ *   - slots: an open-addressing (linear probing) array of 32-bit words,
+ *     kept at most half full so probes stay short; each holds an entry
+ *     number + 1 (0 = empty) and, in its top bits, a few more bits of the
+ *     id's hash, so that a probe past other ids rarely touches their entries
+ *     (each such touch is a cache miss);
  *   - packs: each pack id stored once and referred to by number, since
  *     thousands of chunks share one pack.
  * About 36 + 8..16 bytes per chunk in all.  One rwlock guards everything:
@@ -26,7 +29,9 @@
 
 #define INDEX_HEADER_BYTES 8
 #define INDEX_FOOTER_BYTES 12 /* count:u32 checksum:u64 */
-#define INDEX_MAX_ENTRIES (1u << 31)
+#define SLOT_INDEX_BITS 27
+#define SLOT_INDEX_MASK ((1u << SLOT_INDEX_BITS) - 1)
+#define INDEX_MAX_ENTRIES (SLOT_INDEX_MASK - 1) /* 134 M chunks, 8 TiB at 64 KiB */
 #define INITIAL_SLOTS 1024u
 
 _Static_assert(sizeof(INDEX_MAGIC) - 1 == INDEX_HEADER_BYTES, "index magic is the header");
@@ -44,7 +49,7 @@ struct compact_entry {
 /* An open-addressing set of records that begin with a struct oid, stored
  * elsewhere in an array of `stride`-byte records. */
 struct slot_table {
-	uint32_t *slots; /* record number + 1, 0 = empty */
+	uint32_t *slots; /* tag << SLOT_INDEX_BITS | (record number + 1), 0 = empty */
 	size_t nslots;   /* a power of two */
 };
 
@@ -58,17 +63,36 @@ struct chunk_index {
 	struct slot_table pack_slots;
 };
 
+/* The hash's top bits: independent of the low bits that pick the slot. */
+static uint32_t slot_tag(uint64_t h)
+{
+	return (uint32_t)(h >> (64 - (32 - SLOT_INDEX_BITS))) << SLOT_INDEX_BITS;
+}
+
+static uint32_t slot_make(uint64_t h, size_t record)
+{
+	return slot_tag(h) | (uint32_t)(record + 1);
+}
+
+static size_t slot_record(uint32_t slot)
+{
+	return (slot & SLOT_INDEX_MASK) - 1;
+}
+
 /* The slot holding id, or the empty slot where it would go. */
 static uint32_t *slot_find(const struct slot_table *t, const void *base, size_t stride,
-			   const struct oid *id)
+			   const struct oid *id, uint64_t h)
 {
-	size_t mask = t->nslots - 1, i = (size_t)oid_hash64(id) & mask;
+	size_t mask = t->nslots - 1, i = (size_t)h & mask;
+	uint32_t tag = slot_tag(h);
 
 	for (;;) {
 		uint32_t *s = &t->slots[i];
 
-		if (*s == 0 ||
-		    oid_equal((const struct oid *)((const char *)base + (size_t)(*s - 1) * stride), id))
+		if (*s == 0)
+			return s;
+		if ((*s & ~SLOT_INDEX_MASK) == tag &&
+		    oid_equal((const struct oid *)((const char *)base + slot_record(*s) * stride), id))
 			return s;
 		i = (i + 1) & mask;
 	}
@@ -87,8 +111,9 @@ static int slot_table_fit(struct slot_table *t, const void *base, size_t stride,
 		return -ENOMEM;
 	for (size_t i = 0; i < count; i++) {
 		const struct oid *id = (const struct oid *)((const char *)base + i * stride);
+		uint64_t h = oid_hash64(id);
 
-		*slot_find(&bigger, base, stride, id) = (uint32_t)(i + 1);
+		*slot_find(&bigger, base, stride, id, h) = slot_make(h, i);
 	}
 	free(t->slots);
 	*t = bigger;
@@ -140,13 +165,14 @@ void chunk_index_free(struct chunk_index *idx)
 /* The number of pack id p, added if new.  Caller holds the write lock. */
 static int pack_number(struct chunk_index *idx, const struct oid *p, uint32_t *out)
 {
+	uint64_t h = oid_hash64(p);
 	uint32_t *s;
 	int r;
 
 	if (idx->pack_slots.nslots) {
-		s = slot_find(&idx->pack_slots, idx->packs, sizeof(*idx->packs), p);
+		s = slot_find(&idx->pack_slots, idx->packs, sizeof(*idx->packs), p, h);
 		if (*s) {
-			*out = *s - 1;
+			*out = (uint32_t)slot_record(*s);
 			return 0;
 		}
 	}
@@ -159,15 +185,15 @@ static int pack_number(struct chunk_index *idx, const struct oid *p, uint32_t *o
 	if (r < 0)
 		return r;
 	idx->packs[idx->npacks] = *p;
-	*slot_find(&idx->pack_slots, idx->packs, sizeof(*idx->packs), p) =
-		(uint32_t)(idx->npacks + 1);
+	*slot_find(&idx->pack_slots, idx->packs, sizeof(*idx->packs), p, h) =
+		slot_make(h, idx->npacks);
 	*out = (uint32_t)idx->npacks++;
 	return 0;
 }
 
 int chunk_index_add(struct chunk_index *idx, const struct index_entry *e)
 {
-	struct compact_entry *c;
+	uint64_t h = oid_hash64(&e->chunk);
 	uint32_t *s, pack;
 	int r;
 
@@ -175,13 +201,13 @@ int chunk_index_add(struct chunk_index *idx, const struct index_entry *e)
 	r = slot_table_fit(&idx->entry_slots, idx->entries, sizeof(*idx->entries), idx->count);
 	if (r < 0)
 		goto out;
-	s = slot_find(&idx->entry_slots, idx->entries, sizeof(*idx->entries), &e->chunk);
+	s = slot_find(&idx->entry_slots, idx->entries, sizeof(*idx->entries), &e->chunk, h);
 	if (*s) {
 		r = 0;
 		goto out;
 	}
 	if (idx->count >= INDEX_MAX_ENTRIES) {
-		r = -ENOMEM;
+		r = hb_err(-ENOMEM, "chunk index is full (%zu entries)", idx->count);
 		goto out;
 	}
 	r = array_fit((void **)&idx->entries, &idx->cap, idx->count, sizeof(*idx->entries));
@@ -190,8 +216,7 @@ int chunk_index_add(struct chunk_index *idx, const struct index_entry *e)
 	r = pack_number(idx, &e->pack, &pack);
 	if (r < 0)
 		goto out;
-	c = &idx->entries[idx->count];
-	*c = (struct compact_entry){
+	idx->entries[idx->count] = (struct compact_entry){
 		.chunk = e->chunk,
 		.pack = pack,
 		.offset = e->offset,
@@ -199,7 +224,7 @@ int chunk_index_add(struct chunk_index *idx, const struct index_entry *e)
 		.raw_length = e->raw_length,
 		.flags = e->flags,
 	};
-	*s = (uint32_t)++idx->count;
+	*s = slot_make(h, idx->count++);
 	r = 1;
 out:
 	pthread_rwlock_unlock(&idx->lock);
@@ -226,11 +251,11 @@ int chunk_index_lookup(struct chunk_index *idx, const struct oid *chunk, struct 
 	pthread_rwlock_rdlock(&idx->lock);
 	if (idx->count) {
 		uint32_t *s = slot_find(&idx->entry_slots, idx->entries, sizeof(*idx->entries),
-					chunk);
+					chunk, oid_hash64(chunk));
 
 		if (*s) {
 			if (out)
-				expand(idx, &idx->entries[*s - 1], out);
+				expand(idx, &idx->entries[slot_record(*s)], out);
 			found = 1;
 		}
 	}
@@ -270,7 +295,7 @@ int index_file_encode(const struct index_entry *entries, size_t count, struct bu
 	int r;
 
 	buf_reset(out);
-	if (count > INDEX_MAX_ENTRIES)
+	if (count > UINT32_MAX / INDEX_ENTRY_BYTES)
 		return hb_err(-EFBIG, "index of %zu entries is too large", count);
 	size = INDEX_HEADER_BYTES + count * INDEX_ENTRY_BYTES + INDEX_FOOTER_BYTES;
 	r = buf_reserve(out, size);
