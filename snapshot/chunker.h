@@ -19,7 +19,9 @@ struct chunker_params {
 };
 
 /* Defaults above.  @return 0 or -EINVAL for unusable parameters (not
- * min < avg < max, avg not a power of two, max above 16 MiB). */
+ * min < avg < max, avg not a power of two or below 256, max above 16 MiB).
+ * The boundaries for given parameters are fixed forever (the gear table is
+ * part of the repository format). */
 int chunker_params_init(struct chunker_params *p, uint32_t min_bytes, uint32_t avg_bytes,
 			uint32_t max_bytes);
 
