@@ -1,0 +1,256 @@
+#!/bin/bash
+# Integrity: damage a repository in every way the issue names and check that
+# hiberbox says so in one clear line, exits non-zero, never hands out wrong
+# data as valid, and keeps serving what the damage does not touch.
+#
+# Each case starts from a pristine copy of the same repository holding two
+# snapshots with disjoint data: A (damaged) and B (must stay restorable).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+setup_tmp
+REPOTOOL="$ITDIR/repotool.py"
+hb_ok init >/dev/null
+
+mkdir -p "$T/a/sub" "$T/b"
+randfile "$T/a/first.bin" 3000000 ia
+randfile "$T/a/sub/second.bin" 2500000 ib
+make_small_tree "$T/a/src" 200 11
+randfile "$T/b/third.bin" 2000000 ic
+echo "small b" >"$T/b/small"
+python3 "$TREEGEN" settimes "$T/a" 1
+python3 "$TREEGEN" settimes "$T/b" 2
+dump_tree "$T/a" "$T/a.json"
+dump_tree "$T/b" "$T/b.json"
+
+list_repo() { (cd "$HIBERBOX_REPO" && find "$1" -type f 2>/dev/null | sort); }
+A=$(snapshot_create "$T/a" --tag a)
+packs_a=$(list_repo packs)
+index_a=$(list_repo index)
+B=$(snapshot_create "$T/b" --tag b)
+packs_b=$(comm -13 <(echo "$packs_a") <(list_repo packs))
+[ -n "$packs_a" ] && [ -n "$packs_b" ] || fail "expected packs for both snapshots (A: $packs_a; B: $packs_b)"
+hb_ok check --read-data
+cp -a "$HIBERBOX_REPO" "$T/pristine"
+
+fresh_repo() { rm -rf "$HIBERBOX_REPO" && cp -a "$T/pristine" "$HIBERBOX_REPO"; }
+short() { printf '%s' "${1:0:12}"; }
+
+# B must restore exactly whatever was done to A's data.
+b_still_fine() {
+	restore_and_compare "$B" "$T/b.json" "$1: snapshot B (untouched data)" || true
+}
+
+# restore_fails_cleanly CASE ID: restore must fail with one line; every file
+# it leaves behind is either exactly right or named in that line.
+restore_fails_cleanly() {
+	local case=$1 id=$2 dst="$T/restore-$RANDOM"
+	expect_error "$case: restore" snapshot restore "$id" "$dst" || { rm -rf "$dst"; return 1; }
+	[ -d "$dst" ] || return 0
+	local wrong
+	wrong=$(python3 - "$T/a.json" "$dst" "$HB_ERR" <<'EOF'
+import json, os, sys
+sys.path.insert(0, os.environ["ITDIR"])
+import treecmp
+expected = treecmp.load(sys.argv[1])
+got = treecmp.scan(sys.argv[2])
+msg = sys.argv[3]
+for path, r in sorted(got.items()):
+    e = expected.get(path)
+    if r["kind"] != "file" or e is None or e["kind"] != "file":
+        continue
+    if (r["size"], r["sha256"]) != (e["size"], e["sha256"]) and path not in msg:
+        print("%s (size %d of %d)" % (path, r["size"], e["size"]))
+EOF
+	)
+	rm -rf "$dst"
+	if [ -n "$wrong" ]; then
+		bad "$case: restore left $(wc -l <<<"$wrong") file(s) with wrong content that its error does not name, e.g. $(head -n 4 <<<"$wrong" | tr '\n' ';') (error: $HB_ERR)"
+	fi
+}
+export ITDIR
+
+# --- one flipped byte inside a chunk of A ------------------------------------------
+fresh_repo
+pack=$(head -n 1 <<<"$packs_a")
+read -r chunk off len _raw _flags < <(python3 "$REPOTOOL" pack-entries "$HIBERBOX_REPO/$pack" | sort -k3,3nr | head -n 1)
+packid=$(basename "$pack")
+pos=$((off + len / 2))
+python3 - "$HIBERBOX_REPO/$pack" "$pos" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0x40]))
+EOF
+log "flipped byte $pos of pack $(short "$packid") (chunk $(short "$chunk"))"
+hb_try check --read-data
+if [ "$HB_RC" -eq 0 ] || [ "$HB_RC" -gt 128 ]; then
+	bad "flipped byte: check --read-data exited $HB_RC"
+else
+	grep -q "$(short "$chunk")" "$T/err" || bad "flipped byte: check --read-data does not name chunk $chunk: $(head -c 600 "$T/err")"
+	grep -q "$(short "$packid")" "$T/err" || bad "flipped byte: check --read-data does not name pack $packid: $(head -c 600 "$T/err")"
+	tail -n 1 "$T/err" | grep -q '^hiberbox: ' || bad "flipped byte: check's last stderr line is not 'hiberbox: ...'"
+fi
+if restore_fails_cleanly "flipped byte" a; then
+	expect_in "$HB_ERR" "$(short "$chunk")" "flipped byte: restore error names the chunk" || true
+	expect_in "$HB_ERR" "$(short "$packid")" "flipped byte: restore error names the pack" || true
+fi
+b_still_fine "flipped byte"
+
+# --- a truncated pack ------------------------------------------------------------------
+fresh_repo
+truncate -s $(($(stat -c %s "$HIBERBOX_REPO/$pack") / 2)) "$HIBERBOX_REPO/$pack"
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "truncated pack: check (structure) exited $HB_RC"
+grep -q "$(short "$packid")" "$T/err" || bad "truncated pack: check does not name pack $packid: $(head -c 600 "$T/err")"
+hb_try check --read-data
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "truncated pack: check --read-data exited $HB_RC"
+restore_fails_cleanly "truncated pack" a || true
+b_still_fine "truncated pack"
+
+# --- an empty pack file ---------------------------------------------------------------------
+fresh_repo
+: >"$HIBERBOX_REPO/$pack"
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "empty pack: check exited $HB_RC"
+restore_fails_cleanly "empty pack" a || true
+b_still_fine "empty pack"
+
+# --- damage in a pack's trailer (the chunks themselves are fine) ---------------------
+fresh_repo
+sz=$(stat -c %s "$HIBERBOX_REPO/$pack")
+python3 - "$HIBERBOX_REPO/$pack" $((sz - 24 - 10)) <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 1]))
+EOF
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "damaged pack trailer: check (structure) exited $HB_RC"
+
+# --- a missing index file --------------------------------------------------------------------
+fresh_repo
+for f in $index_a; do rm "$HIBERBOX_REPO/$f"; done
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "missing index: check exited $HB_RC"
+restore_fails_cleanly "missing index" a || true
+b_still_fine "missing index"
+
+# --- a corrupt index file ---------------------------------------------------------------------
+fresh_repo
+idx=$(head -n 1 <<<"$index_a")
+python3 - "$HIBERBOX_REPO/$idx" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(20); b = f.read(1); f.seek(20); f.write(bytes([b[0] ^ 0x10]))
+EOF
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "corrupt index: check exited $HB_RC"
+hb_try snapshot restore a "$T/ci"
+if [ "$HB_RC" -eq 0 ]; then
+	compare_trees "$T/a.json" "$T/ci" >"$T/d" || bad "corrupt index: restore succeeded with a wrong tree: $(head "$T/d")"
+else
+	expect_error "corrupt index: restore" snapshot restore a "$T/ci2" || true
+fi
+rm -rf "$T/ci" "$T/ci2"
+
+# --- a corrupt manifest (one byte of the body) -------------------------------------------
+manifest="snapshots/$A"
+fresh_repo
+read -r _v _il body_off body_len < <(python3 "$REPOTOOL" manifest-layout "$HIBERBOX_REPO/$manifest")
+python3 - "$HIBERBOX_REPO/$manifest" $((body_off + body_len / 2)) <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0x04]))
+EOF
+restore_fails_cleanly "corrupt manifest body" a && expect_in "$HB_ERR" "$(short "$A")|manifest|snapshot" "corrupt manifest: restore names what is damaged" || true
+hb_try check
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "corrupt manifest: check exited $HB_RC"
+grep -q "$(short "$A")" "$T/err" || bad "corrupt manifest: check does not name snapshot $A: $(head -c 500 "$T/err")"
+expect_error "corrupt manifest: diff" snapshot diff a b || true
+hb_try snapshot list
+[ "$HB_RC" -eq 0 ] || [ "$(wc -l <"$T/err")" -eq 1 ] || bad "corrupt manifest: snapshot list exited $HB_RC with $(head -c 300 "$T/err")"
+b_still_fine "corrupt manifest"
+
+# --- a corrupt manifest header (the info JSON) -----------------------------------------------
+fresh_repo
+python3 - "$HIBERBOX_REPO/$manifest" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(20); b = f.read(1); f.seek(20); f.write(bytes([b[0] ^ 0x01]))
+EOF
+restore_fails_cleanly "corrupt manifest header" a || true
+b_still_fine "corrupt manifest header"
+
+# --- a truncated manifest ---------------------------------------------------------------
+for keep in half 40 10 0; do
+	fresh_repo
+	sz=$(stat -c %s "$HIBERBOX_REPO/$manifest")
+	[ "$keep" = half ] && n=$((sz / 2)) || n=$keep
+	truncate -s "$n" "$HIBERBOX_REPO/$manifest"
+	restore_fails_cleanly "manifest truncated to $n bytes" a || true
+	expect_error "manifest truncated to $n bytes: show" snapshot show "$A" || true
+	hb_try check
+	[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "manifest truncated to $n bytes: check exited $HB_RC"
+	hb_try snapshot list
+	[ "$HB_RC" -eq 0 ] || [ "$(wc -l <"$T/err")" -eq 1 ] || bad "manifest truncated to $n: list exited $HB_RC with $(head -c 300 "$T/err")"
+	[ "$HB_RC" -lt 124 ] || bad "manifest truncated to $n: snapshot list crashed ($HB_RC)"
+	b_still_fine "manifest truncated to $n bytes"
+done
+
+# --- a manifest from a future version ----------------------------------------------------
+fresh_repo
+python3 "$REPOTOOL" manifest-set-version "$HIBERBOX_REPO/$manifest" 99
+restore_fails_cleanly "manifest version 99" a && expect_in "$HB_ERR" "version" "manifest version 99: restore" || true
+expect_error "manifest version 99: show" snapshot show a && expect_in "$HB_ERR" "version" "manifest version 99: show" || true
+b_still_fine "manifest version 99"
+fresh_repo
+python3 "$REPOTOOL" manifest-set-version "$HIBERBOX_REPO/$manifest" 2 --keep-checksum # checksum now wrong too
+restore_fails_cleanly "manifest version 2, stale checksum" a || true
+
+# --- config: unknown repository version, wrong secret, foreign config --------------------------
+edit_config() { # edit_config PYTHON-EXPR-ON-c
+	python3 - "$HIBERBOX_REPO/config" "$1" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+open(sys.argv[1], "w").write(json.dumps(c, indent=2))
+EOF
+}
+fresh_repo
+edit_config 'c["version"] = 99'
+expect_error "repository version 99: list" snapshot list && expect_in "$HB_ERR" "version" "repository version 99" || true
+expect_error "repository version 99: restore" snapshot restore b "$T/v99" || true
+expect_error "repository version 99: snapshot create" snapshot create "$T/b" || true
+[ ! -e "$T/v99" ] || bad "repository version 99: restore created its target"
+
+fresh_repo
+edit_config 's = c["secret"]; c["secret"] = ("0" if s[100] != "0" else "1").join((s[:100], s[101:]))'
+expect_error "wrong secret: list" snapshot list && expect_in "$HB_ERR" "secret" "wrong secret: list" || true
+expect_error "wrong secret: restore" snapshot restore b "$T/ws" || true
+expect_error "wrong secret: snapshot create" snapshot create "$T/b" || true
+expect_error "wrong secret: check" check --read-data || true
+
+fresh_repo
+HIBERBOX_REPO="$T/foreign" hb_ok init >/dev/null
+cp "$T/foreign/config" "$HIBERBOX_REPO/config" # a valid config with another secret
+hb_try snapshot restore b "$T/fc"
+if [ "$HB_RC" -eq 0 ]; then
+	bad "a foreign config (another repository's secret): restore of b succeeded"
+elif [ "$HB_RC" -gt 128 ] || [ "$(wc -l <"$T/err")" -ne 1 ]; then
+	bad "a foreign config: restore did not fail in one line (exit $HB_RC): $(head -c 600 "$T/err")"
+fi
+rm -rf "$T/fc"
+hb_try check --read-data
+[ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "a foreign config: check --read-data exited $HB_RC"
+
+fresh_repo
+echo '{"format": "hiberbox-repository", "version": ' >"$HIBERBOX_REPO/config"
+expect_error "corrupt config (bad JSON)" snapshot list || true
+: >"$HIBERBOX_REPO/config"
+expect_error "empty config" snapshot list || true
+rm "$HIBERBOX_REPO/config"
+expect_error "missing config" snapshot list || true
+
+# --- after all that, the pristine copy is still fine (the damage was the cause) ---------------
+fresh_repo
+hb_try check --read-data
+[ "$HB_RC" -eq 0 ] || bad "pristine copy: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
+restore_and_compare a "$T/a.json" "pristine copy: snapshot A" || true
