@@ -347,6 +347,64 @@ static void test_malformed(void)
 #undef REFUSE
 }
 
+/* A small fuzzer that runs in CI: mutate the trailer of a valid pack, make
+ * the checksum valid again, and check that whatever parses keeps its
+ * promises (blobs inside the blob area, not overlapping). */
+static void test_mutated_trailers(void)
+{
+	struct pack_writer *w = pack_writer_new();
+	struct buf pack = BUF_INIT;
+	struct pack_entry *e, *pe;
+	size_t n, pn, blob_end, parsed = 0, broken = 0;
+	uint64_t s = 123;
+
+	build_pack(w, &pack, &e, &n);
+	blob_end = pack.len - PACK_FOOTER_BYTES - n * PACK_ENTRY_BYTES;
+	for (int k = 0; k < 20000; k++) {
+		uint8_t *copy = malloc(pack.len);
+		uint8_t *footer = copy + pack.len - PACK_FOOTER_BYTES;
+		int flips = 1 + (int)(xorshift64(&s) % 4);
+		uint64_t eb;
+
+		memcpy(copy, pack.data, pack.len);
+		for (int f = 0; f < flips; f++) {
+			size_t i = blob_end + xorshift64(&s) % (pack.len - blob_end - 8);
+			uint64_t how = xorshift64(&s);
+
+			/* Small integers are where the interesting cases live. */
+			if (how % 3 == 0)
+				copy[i] = (uint8_t)(how >> 8) % 4;
+			else
+				copy[i] ^= (uint8_t)(how >> 8);
+		}
+		eb = get_le32(footer + 4);
+		if (eb <= pack.len - PACK_FOOTER_BYTES)
+			put_le64(footer + 8, XXH3_64bits(footer - eb, (size_t)eb + 4));
+		if (parse_whole(copy, pack.len, &pe, &pn) == 0) {
+			uint64_t area_end = pack.len - PACK_FOOTER_BYTES - (uint64_t)pn * PACK_ENTRY_BYTES;
+
+			parsed++;
+			for (size_t i = 0; i < pn; i++) {
+				if (pe[i].offset < PACK_HEADER_BYTES ||
+				    (uint64_t)pe[i].offset + pe[i].length > area_end)
+					broken++;
+				for (size_t j = 0; j < i; j++)
+					if (pe[i].length && pe[j].length &&
+					    pe[i].offset < pe[j].offset + pe[j].length &&
+					    pe[j].offset < pe[i].offset + pe[i].length)
+						broken++;
+			}
+			free(pe);
+		}
+		free(copy);
+	}
+	CHECK(broken == 0);
+	CHECK(parsed > 0); /* some mutations (ids, raw lengths) are legal */
+	free(e);
+	pack_writer_free(w);
+	buf_free(&pack);
+}
+
 static void test_size_limit(void)
 {
 	struct pack_writer *w = pack_writer_new();
@@ -412,6 +470,7 @@ int main(int argc, char **argv)
 	test_truncation();
 	test_flips();
 	test_malformed();
+	test_mutated_trailers();
 	test_size_limit();
 	for (int i = 0; i < NCHUNKS; i++)
 		free(chunk_data[i]);
