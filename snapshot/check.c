@@ -126,6 +126,8 @@ static struct check_pack *find_pack(struct check *c, const struct oid *id)
 {
 	struct check_pack key = { .id = *id };
 
+	if (!c->npacks)
+		return NULL;
 	return bsearch(&key, c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
 }
 
@@ -280,12 +282,12 @@ static int list_pack(const char *name, uint64_t size, int64_t mtime, void *arg)
 }
 
 /* Read and parse the trailer of a pack: from `data` when the whole pack is
- * in memory, else with two ranged reads.  Problems are reported; returns
- * 0 with *entries NULL when the trailer is unusable. */
+ * in memory, else with two ranged reads.  @return 1 with the entries, 0 when
+ * the trailer is unusable (why in problem), -ENOMEM. */
 static int read_trailer(struct check *c, const struct check_pack *p, const char *name,
-			const struct buf *data, struct pack_entry **entries, size_t *count)
+			const struct buf *data, struct pack_entry **entries, size_t *count,
+			char *problem, size_t problem_size)
 {
-	char hex[OID_HEX_BYTES];
 	struct buf tail = BUF_INIT;
 	const uint8_t *footer, *t;
 	uint32_t n, entries_bytes;
@@ -293,9 +295,8 @@ static int read_trailer(struct check *c, const struct check_pack *p, const char 
 
 	*entries = NULL;
 	*count = 0;
-	oid_format(&p->id, hex);
 	if (p->size < PACK_HEADER_BYTES + PACK_FOOTER_BYTES) {
-		report(c, true, "pack %s: truncated (%llu bytes)", hex, (unsigned long long)p->size);
+		snprintf(problem, problem_size, "truncated (%llu bytes)", (unsigned long long)p->size);
 		return 0;
 	}
 	if (data) {
@@ -308,11 +309,8 @@ static int read_trailer(struct check *c, const struct check_pack *p, const char 
 		footer = tail.data;
 	}
 	r = pack_footer_parse(footer, p->size, &n, &entries_bytes);
-	if (r < 0) {
-		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
-		r = 0;
-		goto out;
-	}
+	if (r < 0)
+		goto bad;
 	if (data) {
 		t = data->data + data->len - PACK_FOOTER_BYTES - entries_bytes;
 	} else {
@@ -323,22 +321,18 @@ static int read_trailer(struct check *c, const struct check_pack *p, const char 
 		t = tail.data;
 	}
 	r = pack_trailer_parse(t, entries_bytes + PACK_FOOTER_BYTES, p->size, entries, count);
-	if (r == -EBADMSG) {
-		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
-		r = 0;
-	}
-	goto out;
-read_failed:
-	if (r == -ENOENT) {
-		report(c, true, "pack %s: vanished while being checked", hex);
-		r = 0;
-	} else if (r != -ENOMEM) {
-		report(c, true, "pack %s: %s", hex, hb_errmsg(r));
-		r = 0;
-	}
-out:
+	if (r < 0)
+		goto bad;
 	buf_free(&tail);
-	return r;
+	return 1;
+read_failed:
+bad:
+	if (r == -ENOENT)
+		snprintf(problem, problem_size, "vanished while being checked");
+	else
+		snprintf(problem, problem_size, "%s", hb_errmsg(r));
+	buf_free(&tail);
+	return r == -ENOMEM ? r : 0;
 }
 
 /* A corrupt blob matters to snapshots when it is the copy the index points
@@ -381,16 +375,17 @@ static int verify_blob(struct check *c, const struct check_pack *p, const struct
 	return 0;
 }
 
-/* Index entries idx[0..n) point into pack p (sorted by offset); te[0..tn)
- * is its trailer (sorted by offset), or NULL when unreadable. */
+/* Index entries ie[0..n) point into pack p (sorted by offset).  Compare them
+ * with the pack's trailer and, with read_data, verify every blob. */
 static int check_pack(struct check *c, const struct check_pack *p, const struct index_entry *ie,
 		      size_t n, struct buf *data, struct buf *scratch)
 {
-	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], chex[OID_HEX_BYTES];
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], chex[OID_HEX_BYTES], problem[512];
 	struct pack_entry *te = NULL;
-	size_t tn = 0;
+	size_t tn = 0, past_end = 0;
 	uint64_t errors_before = c->stats->errors;
 	struct buf *whole = NULL;
+	bool trailer_ok;
 	int r;
 
 	repo_pack_name(&p->id, name);
@@ -414,35 +409,54 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 		}
 		whole = data;
 	}
-	r = read_trailer(c, p, name, whole, &te, &tn);
+	r = read_trailer(c, p, name, whole, &te, &tn, problem, sizeof(problem));
 	if (r < 0)
 		return r;
-	if (te)
+	trailer_ok = r == 1;
+	if (trailer_ok && tn)
 		qsort(te, tn, sizeof(*te), pack_entry_by_offset);
 
-	/* Every index entry pointing here must be a blob the trailer lists. */
 	for (size_t i = 0; i < n; i++) {
-		struct pack_entry key = { .offset = ie[i].offset };
-		const struct pack_entry *t =
-			te ? bsearch(&key, te, tn, sizeof(*te), pack_entry_by_offset) : NULL;
+		const struct index_entry *e = &ie[i];
+		struct pack_entry key = { .offset = e->offset };
+		const struct pack_entry *t = NULL;
 
-		if (te && (!t || !oid_equal(&t->id, &ie[i].chunk) || t->length != ie[i].length ||
-			   t->raw_length != ie[i].raw_length || t->flags != ie[i].flags))
-			report(c, true,
-			       "pack %s: index entry for chunk %s at offset %u does not match the pack's trailer",
-			       hex, oid_format(&ie[i].chunk, chex), ie[i].offset);
-		else if (!te && (uint64_t)ie[i].offset + ie[i].length > p->size)
-			report(c, true, "pack %s: chunk %s at offset %u lies past the end of the pack",
-			       hex, oid_format(&ie[i].chunk, chex), ie[i].offset);
+		if (!trailer_ok) {
+			/* One line for the pack, below; the blobs that cannot
+			 * be read count as corrupt for the snapshots. */
+			if ((uint64_t)e->offset + e->length > p->size) {
+				past_end++;
+				r = mark_corrupt(c, p, &e->chunk, e->offset);
+				if (r < 0)
+					goto out;
+				continue;
+			}
+		} else {
+			/* Every index entry pointing here must be a blob the
+			 * trailer lists. */
+			t = tn ? bsearch(&key, te, tn, sizeof(*te), pack_entry_by_offset) : NULL;
+			if (!t || !oid_equal(&t->id, &e->chunk) || t->length != e->length ||
+			    t->raw_length != e->raw_length || t->flags != e->flags)
+				report(c, true,
+				       "pack %s: index entry for chunk %s at offset %u does not match the pack's trailer",
+				       hex, oid_format(&e->chunk, chex), e->offset);
+		}
 		/* Blobs the trailer cannot vouch for are verified one by one. */
-		if (whole && (!te || !t)) {
-			r = verify_blob(c, p, whole, &ie[i].chunk, ie[i].offset, ie[i].length,
-					ie[i].raw_length, ie[i].flags, scratch);
+		if (whole && !t) {
+			r = verify_blob(c, p, whole, &e->chunk, e->offset, e->length, e->raw_length,
+					e->flags, scratch);
 			if (r < 0)
 				goto out;
 		}
 	}
-	if (whole && te) {
+	if (!trailer_ok) {
+		if (past_end)
+			report(c, true, "pack %s: %s; %zu index entr%s lie past its end", hex, problem,
+			       past_end, past_end == 1 ? "y" : "ies");
+		else
+			report(c, true, "pack %s: %s", hex, problem);
+	}
+	if (whole && trailer_ok) {
 		for (size_t i = 0; i < tn; i++) {
 			r = verify_blob(c, p, whole, &te[i].id, te[i].offset, te[i].length,
 					te[i].raw_length, te[i].flags, scratch);
@@ -450,15 +464,15 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 				goto out;
 		}
 	}
-	if (whole && memcmp(whole->data, PACK_MAGIC, PACK_HEADER_BYTES) != 0)
-		report(c, true, "pack %s: bad magic", hex);
-	/* A pack is named by the hash of its bytes: catch damage outside any
-	 * blob (the only kind not reported above). */
 	if (whole && c->stats->errors == errors_before) {
 		struct oid got;
 
+		/* A pack is named by the hash of its bytes: this catches
+		 * damage outside any blob, the only kind not reported above. */
 		oid_compute(&c->r->key, whole->data, whole->len, &got);
-		if (!oid_equal(&got, &p->id))
+		if (memcmp(whole->data, PACK_MAGIC, PACK_HEADER_BYTES) != 0)
+			report(c, true, "pack %s: bad magic", hex);
+		else if (!oid_equal(&got, &p->id))
 			report(c, true, "pack %s: content does not match its name", hex);
 	}
 	r = 0;
@@ -477,8 +491,10 @@ static int check_packs(struct check *c)
 	r = store_list(c->r->store, REPO_PACKS_PREFIX, list_pack, c);
 	if (r < 0)
 		return r;
-	qsort(c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
-	qsort(c->entries, c->nentries, sizeof(*c->entries), entry_by_pack_offset);
+	if (c->npacks)
+		qsort(c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
+	if (c->nentries)
+		qsort(c->entries, c->nentries, sizeof(*c->entries), entry_by_pack_offset);
 	c->stats->packs = c->npacks;
 
 	/* Index entries grouped by pack: their pack must exist. */

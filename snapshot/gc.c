@@ -129,6 +129,8 @@ static struct gc_pack *find_pack(struct gc *g, const struct oid *id)
 {
 	struct gc_pack key = { .id = *id };
 
+	if (!g->npacks)
+		return NULL;
 	return bsearch(&key, g->packs, g->npacks, sizeof(*g->packs), pack_cmp);
 }
 
@@ -455,7 +457,8 @@ static int build_new_entries(struct gc *g)
 	if (!live.items)
 		return -ENOMEM;
 	chunk_index_foreach(g->live, collect_entry, &live);
-	qsort(live.items, live.count, sizeof(*live.items), entry_by_pack_offset);
+	if (live.count)
+		qsort(live.items, live.count, sizeof(*live.items), entry_by_pack_offset);
 	for (size_t k = 0; k < g->npacks; k++)
 		to_repack += g->packs[k].action == GC_REPACK;
 
@@ -661,7 +664,8 @@ int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stat
 		rc = hb_err_ctx(rc, "gc: listing packs");
 		goto out;
 	}
-	qsort(g.packs, g.npacks, sizeof(*g.packs), pack_cmp);
+	if (g.npacks)
+		qsort(g.packs, g.npacks, sizeof(*g.packs), pack_cmp);
 	rc = choose_locations(&g);
 	if (rc < 0)
 		goto out;

@@ -361,11 +361,16 @@ damage() {
 }
 rm_index() { rm "$D"/index/*; }
 truncate_pack() { local p=("$D"/packs/*/*); truncate -s -50 "${p[0]}"; }
+halve_pack() { local p=("$D"/packs/*/*); truncate -s $(($(stat -c %s "${p[0]}") / 2)) "${p[0]}"; }
+rm_pack() { rm "$D"/packs/*/*; }
 flip_manifest() { flip_byte "$D/snapshots/$SID" 40; }
 truncate_manifest() { truncate -s 100 "$D/snapshots/$SID"; }
 corrupt_index() { local i=("$D"/index/*); flip_byte "${i[0]}" 20; }
 WANT="snapshot $SID: .*not in the index" damage missing-index rm_index
 WANT="^pack [0-9a-f]{32}: " damage truncated-pack truncate_pack
+# Damage with consequences: the pack, and the snapshot that cannot be read.
+LINES_WANTED=2 WANT="^pack [0-9a-f]{32}: .*past its end" damage halved-pack halve_pack
+LINES_WANTED=2 WANT="^pack [0-9a-f]{32} is missing" damage missing-pack rm_pack
 WANT="snapshot $SID" damage corrupt-manifest flip_manifest
 WANT="snapshot $SID" damage truncated-manifest truncate_manifest
 # A corrupt index file, and in consequence chunks the snapshot cannot find.
