@@ -1,0 +1,1082 @@
+/* S3 client core: configuration, the curl handle pool, one request with its
+ * retries, the single place where curl and HTTP outcomes become errnos, and
+ * the simple object operations (GET, PUT, HEAD, DELETE, list).
+ *
+ * Why a pool and not curl multi: callers (FUSE threads, restore workers) are
+ * already threads that want to block on one object; a handle per in-flight
+ * request, handed back after use, keeps its connection open for the next
+ * request and bounds the number of transfers at once.  DNS answers and TLS
+ * sessions are shared between the handles through one CURLSH.
+ */
+#include "s3/s3-int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/fileio.h"
+
+static const char EMPTY_SHA256[] =
+	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void curl_init_once(void)
+{
+	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- configuration ---- */
+
+void s3_config_defaults(struct s3_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->region, sizeof(cfg->region), "us-east-1");
+	cfg->parallelism = S3_DEFAULT_PARALLELISM;
+	cfg->connect_timeout_ms = S3_DEFAULT_CONNECT_TIMEOUT_MS;
+	cfg->stall_timeout_ms = S3_DEFAULT_STALL_TIMEOUT_MS;
+	cfg->deadline_ms = S3_DEFAULT_DEADLINE_MS;
+	cfg->max_retries = S3_DEFAULT_MAX_RETRIES;
+	cfg->retry_base_ms = S3_DEFAULT_RETRY_BASE_MS;
+	cfg->part_bytes = S3_DEFAULT_PART_BYTES;
+	cfg->multipart_threshold = S3_DEFAULT_MULTIPART_THRESHOLD;
+}
+
+static int env_string(const char *name, char *dst, size_t size)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		return 0;
+	if (strlen(v) >= size)
+		return hb_err(-EINVAL, "%s is too long (at most %zu bytes)", name, size - 1);
+	memcpy(dst, v, strlen(v) + 1);
+	return 1;
+}
+
+static int env_u64(const char *name, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long x;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || *end || x < min || x > max || *v == '-')
+		return hb_err(-EINVAL, "%s=%s: expected a number from %" PRIu64 " to %" PRIu64,
+			      name, v, min, max);
+	*out = x;
+	return 1;
+}
+
+static int env_uint(const char *name, uint64_t min, uint64_t max, unsigned *out)
+{
+	uint64_t x;
+	int r = env_u64(name, min, max, &x);
+
+	if (r > 0)
+		*out = (unsigned)x;
+	return r;
+}
+
+int s3_config_from_env(struct s3_config *cfg)
+{
+	unsigned path_style = 0;
+	int r, has_ps;
+
+	s3_config_defaults(cfg);
+	if ((r = env_string("AWS_ACCESS_KEY_ID", cfg->access_key_id, sizeof(cfg->access_key_id))) < 0 ||
+	    (r = env_string("AWS_SECRET_ACCESS_KEY", cfg->secret_access_key,
+			    sizeof(cfg->secret_access_key))) < 0 ||
+	    (r = env_string("AWS_SESSION_TOKEN", cfg->session_token, sizeof(cfg->session_token))) < 0 ||
+	    (r = env_string("AWS_DEFAULT_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
+	    (r = env_string("AWS_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
+	    (r = env_string("AWS_ENDPOINT_URL", cfg->endpoint, sizeof(cfg->endpoint))) < 0)
+		return r;
+	if (!cfg->access_key_id[0] || !cfg->secret_access_key[0])
+		return hb_err(-EINVAL, "S3 needs credentials: set AWS_ACCESS_KEY_ID and "
+				       "AWS_SECRET_ACCESS_KEY");
+	cfg->path_style = cfg->endpoint[0] != '\0';
+	if ((has_ps = env_uint("HIBERBOX_S3_PATH_STYLE", 0, 1, &path_style)) < 0)
+		return has_ps;
+	if (has_ps)
+		cfg->path_style = (int)path_style;
+	if ((r = env_uint("HIBERBOX_S3_PARALLEL", 1, 256, &cfg->parallelism)) < 0 ||
+	    (r = env_uint("HIBERBOX_S3_CONNECT_TIMEOUT_MS", 1, 600000, &cfg->connect_timeout_ms)) < 0 ||
+	    (r = env_uint("HIBERBOX_S3_TIMEOUT_MS", 1, 3600000, &cfg->stall_timeout_ms)) < 0 ||
+	    (r = env_uint("HIBERBOX_S3_DEADLINE_MS", 1, 86400000, &cfg->deadline_ms)) < 0 ||
+	    (r = env_uint("HIBERBOX_S3_RETRIES", 0, 100, &cfg->max_retries)) < 0 ||
+	    (r = env_uint("HIBERBOX_S3_RETRY_BASE_MS", 1, 60000, &cfg->retry_base_ms)) < 0 ||
+	    (r = env_u64("HIBERBOX_S3_PART_BYTES", 1, (uint64_t)5 << 30, &cfg->part_bytes)) < 0 ||
+	    (r = env_u64("HIBERBOX_S3_MULTIPART_THRESHOLD", 1, (uint64_t)5 << 30,
+			 &cfg->multipart_threshold)) < 0)
+		return r;
+	return 0;
+}
+
+/* ---- the client and its handle pool ---- */
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+{
+	struct s3_client *c = arg;
+
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&c->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *arg)
+{
+	struct s3_client *c = arg;
+
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&c->share_locks[data]);
+}
+
+static int bucket_name_ok(const char *b)
+{
+	size_t n = strlen(b);
+
+	if (n == 0 || n > 255)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= 'A' && b[i] <= 'Z') ||
+		      (b[i] >= '0' && b[i] <= '9') || b[i] == '.' || b[i] == '-' || b[i] == '_'))
+			return 0;
+	return 1;
+}
+
+int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_client **out)
+{
+	struct s3_client *c;
+	const char *ep = cfg->endpoint;
+	size_t eplen = strlen(ep);
+	int n;
+
+	*out = NULL;
+	pthread_once(&curl_once, curl_init_once);
+	if (curl_init_result != CURLE_OK)
+		return hb_err(-ENOMEM, "curl_global_init: %s", curl_easy_strerror(curl_init_result));
+	if (!bucket_name_ok(bucket))
+		return hb_err(-EINVAL, "bad S3 bucket name \"%s\"", bucket);
+	if (!cfg->region[0] || strspn(cfg->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+				       strlen(cfg->region))
+		return hb_err(-EINVAL, "bad AWS_REGION \"%s\"", cfg->region);
+	while (eplen > 0 && ep[eplen - 1] == '/')
+		eplen--;
+	if (eplen && strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8))
+		return hb_err(-EINVAL, "AWS_ENDPOINT_URL \"%s\" must start with http:// or https://",
+			      ep);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	if (c->cfg.parallelism == 0)
+		c->cfg.parallelism = 1;
+	if (c->cfg.part_bytes == 0)
+		c->cfg.part_bytes = S3_DEFAULT_PART_BYTES;
+	snprintf(c->bucket, sizeof(c->bucket), "%s", bucket);
+	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region);
+	/* Virtual-hosted style puts the bucket in the TLS name: not possible
+	 * with dots in it, so those go path-style too. */
+	if (eplen && cfg->path_style)
+		n = snprintf(c->base_url, sizeof(c->base_url), "%.*s/%s", (int)eplen, ep, bucket);
+	else if (eplen) {
+		const char *host = strstr(ep, "://") + 3;
+		n = snprintf(c->base_url, sizeof(c->base_url), "%.*s%s.%.*s", (int)(host - ep), ep,
+			     bucket, (int)(eplen - (size_t)(host - ep)), host);
+	} else if (cfg->path_style || strchr(bucket, '.'))
+		n = snprintf(c->base_url, sizeof(c->base_url), "https://s3.%s.amazonaws.com/%s",
+			     cfg->region, bucket);
+	else
+		n = snprintf(c->base_url, sizeof(c->base_url), "https://%s.s3.%s.amazonaws.com",
+			     bucket, cfg->region);
+	if (n < 0 || (size_t)n >= sizeof(c->base_url)) {
+		free(c);
+		return hb_err(-EINVAL, "S3 endpoint URL too long");
+	}
+	c->idle = calloc(c->cfg.parallelism, sizeof(*c->idle));
+	c->share = curl_share_init();
+	if (!c->idle || !c->share) {
+		if (c->share)
+			curl_share_cleanup(c->share);
+		free(c->idle);
+		free(c);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&c->share_locks[i], NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
+	pthread_cond_init(&c->pool_cond, NULL);
+	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	*out = c;
+	return 0;
+}
+
+void s3_client_free(struct s3_client *c)
+{
+	if (!c)
+		return;
+	/* Easy handles first: they still point at the share. */
+	for (unsigned i = 0; i < c->nidle; i++)
+		curl_easy_cleanup(c->idle[i]);
+	curl_share_cleanup(c->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&c->share_locks[i]);
+	pthread_mutex_destroy(&c->pool_lock);
+	pthread_cond_destroy(&c->pool_cond);
+	free(c->idle);
+	explicit_bzero(&c->cfg, sizeof(c->cfg));
+	free(c);
+}
+
+const char *s3_client_bucket(const struct s3_client *c)
+{
+	return c->bucket;
+}
+
+void s3_client_stats(struct s3_client *c, struct s3_stats *out)
+{
+	out->requests = __atomic_load_n(&c->n_requests, __ATOMIC_RELAXED);
+	out->retries = __atomic_load_n(&c->n_retries, __ATOMIC_RELAXED);
+	out->bytes_sent = __atomic_load_n(&c->n_sent, __ATOMIC_RELAXED);
+	out->bytes_received = __atomic_load_n(&c->n_received, __ATOMIC_RELAXED);
+}
+
+static CURL *pool_get(struct s3_client *c)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&c->pool_lock);
+	while (c->nidle == 0 && c->ncreated >= c->cfg.parallelism)
+		pthread_cond_wait(&c->pool_cond, &c->pool_lock);
+	if (c->nidle > 0) {
+		h = c->idle[--c->nidle];
+	} else {
+		h = curl_easy_init();
+		if (h)
+			c->ncreated++;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	return h;
+}
+
+static void pool_put(struct s3_client *c, CURL *h)
+{
+	pthread_mutex_lock(&c->pool_lock);
+	c->idle[c->nidle++] = h;
+	pthread_cond_signal(&c->pool_cond);
+	pthread_mutex_unlock(&c->pool_lock);
+}
+
+/* ---- encoding ---- */
+
+int s3_uri_encode(const char *in, int keep_slash, char *out, size_t outsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
+			    *p == '~' || (keep_slash && *p == '/');
+		if (o + (plain ? 1 : 3) >= outsz)
+			return -ENAMETOOLONG;
+		if (plain) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	if (o >= outsz)
+		return -ENAMETOOLONG;
+	out[o] = '\0';
+	return (int)o;
+}
+
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+
+	if (!data || len == 0) {
+		memcpy(out, EMPTY_SHA256, 65);
+		return;
+	}
+	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	hex_format(md, 32, out);
+}
+
+/* ---- one attempt ---- */
+
+struct attempt {
+	struct s3_request *rq;
+	long status;
+	int overflow;
+	size_t sent; /* upload position */
+	uint64_t stall_ns, last_move_ns; /* stall detection */
+	curl_off_t last_down, last_up;
+	int stalled;
+	int etag_not_md5; /* SSE-KMS and SSE-C objects have other ETags */
+	struct buf errbody;
+	char code[128], message[512];
+};
+
+static int header_is(const char *line, size_t len, const char *name, const char **val,
+		     size_t *vlen)
+{
+	size_t n = strlen(name);
+
+	if (len <= n || strncasecmp(line, name, n) || line[n] != ':')
+		return 0;
+	line += n + 1;
+	len -= n + 1;
+	while (len && (*line == ' ' || *line == '\t'))
+		line++, len--;
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
+		len--;
+	*val = line;
+	*vlen = len;
+	return 1;
+}
+
+static uint64_t parse_u64(const char *s, size_t len, int *ok)
+{
+	uint64_t v = 0;
+
+	*ok = len > 0 && len <= 19;
+	for (size_t i = 0; i < len && *ok; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			*ok = 0;
+		else
+			v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return v;
+}
+
+static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
+{
+	struct attempt *a = arg;
+	struct s3_request *rq = a->rq;
+	size_t len = size * nitems;
+	const char *v;
+	size_t vlen;
+	int ok;
+
+	if (len > 5 && !memcmp(p, "HTTP/", 5)) {
+		/* A new response (after 100 Continue, or a retry): start over. */
+		const char *sp = memchr(p, ' ', len);
+		a->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		memset(&rq->info, 0, sizeof(rq->info));
+		rq->content_range_total = UINT64_MAX;
+		a->etag_not_md5 = 0;
+		return len;
+	}
+	if (header_is(p, len, "x-amz-server-side-encryption", &v, &vlen)) {
+		if (vlen >= 7 && !strncmp(v, "aws:kms", 7))
+			a->etag_not_md5 = 1;
+	} else if (header_is(p, len, "x-amz-server-side-encryption-customer-algorithm", &v,
+			     &vlen)) {
+		a->etag_not_md5 = 1;
+	} else if (header_is(p, len, "ETag", &v, &vlen)) {
+		if (vlen < sizeof(rq->info.etag)) {
+			memcpy(rq->info.etag, v, vlen);
+			rq->info.etag[vlen] = '\0';
+		}
+	} else if (header_is(p, len, "Content-Length", &v, &vlen)) {
+		uint64_t n = parse_u64(v, vlen, &ok);
+		if (ok)
+			rq->info.size = n;
+	} else if (header_is(p, len, "Last-Modified", &v, &vlen)) {
+		char tmp[64];
+		if (vlen < sizeof(tmp)) {
+			memcpy(tmp, v, vlen);
+			tmp[vlen] = '\0';
+			time_t t = curl_getdate(tmp, NULL);
+			if (t != (time_t)-1)
+				rq->info.mtime_sec = t;
+		}
+	} else if (header_is(p, len, "Content-Range", &v, &vlen)) {
+		const char *slash = memchr(v, '/', vlen);
+		if (slash) {
+			uint64_t n = parse_u64(slash + 1, vlen - (size_t)(slash + 1 - v), &ok);
+			if (ok)
+				rq->content_range_total = n;
+		}
+	}
+	return len;
+}
+
+static size_t on_body(char *p, size_t size, size_t nitems, void *arg)
+{
+	struct attempt *a = arg;
+	size_t len = size * nitems;
+
+	if (a->status >= 200 && a->status < 300 && a->rq->out) {
+		if (buf_append(a->rq->out, p, len) < 0) {
+			a->overflow = 1;
+			return 0;
+		}
+	} else if (a->status >= 200 && a->status < 300 && !a->rq->body_may_hold_error) {
+		/* discarded */
+	} else if (a->errbody.len < S3_ERROR_BODY_MAX) {
+		size_t room = S3_ERROR_BODY_MAX - a->errbody.len;
+		if (buf_append(&a->errbody, p, len < room ? len : room) < 0)
+			return 0;
+	}
+	return len;
+}
+
+static size_t on_read(char *dst, size_t size, size_t nitems, void *arg)
+{
+	struct attempt *a = arg;
+	size_t room = size * nitems, left = a->rq->body_len - a->sent;
+	size_t n = left < room ? left : room;
+
+	memcpy(dst, (const char *)a->rq->body + a->sent, n);
+	a->sent += n;
+	return n;
+}
+
+static int on_seek(void *arg, curl_off_t off, int origin)
+{
+	struct attempt *a = arg;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > a->rq->body_len)
+		return CURL_SEEKFUNC_FAIL;
+	a->sent = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* A transfer that moves no byte, either way, for stall_timeout_ms is given
+ * up.  curl's own low-speed check averages over seconds, so after a burst it
+ * notices a dead peer only several seconds late. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct attempt *a = arg;
+	uint64_t now = now_ns();
+
+	if (dlnow != a->last_down || ulnow != a->last_up || a->last_move_ns == 0) {
+		a->last_down = dlnow;
+		a->last_up = ulnow;
+		a->last_move_ns = now;
+		return 0;
+	}
+	if (now - a->last_move_ns > a->stall_ns) {
+		a->stalled = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void parse_error_body(struct attempt *a, const struct buf *body)
+{
+	const char *p = (const char *)body->data, *end = p + body->len, *v;
+	size_t vlen;
+
+	a->code[0] = a->message[0] = '\0';
+	if (!body->len)
+		return;
+	if (s3_xml_find(p, end, "Code", &v, &vlen))
+		s3_xml_text(v, vlen, a->code, sizeof(a->code));
+	if (s3_xml_find(p, end, "Message", &v, &vlen))
+		s3_xml_text(v, vlen, a->message, sizeof(a->message));
+}
+
+/* The one place where a curl result and an HTTP answer become an errno and
+ * a message.  *retry says whether another attempt may succeed. */
+static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLcode cc,
+			 const struct attempt *a, const char *curlmsg, int *retry)
+{
+	const char *what = rq->key ? rq->key : "";
+	const char *code = a->code;
+	long st = a->status;
+
+	*retry = 0;
+	if (cc != CURLE_OK) {
+		if (a->stalled) {
+			*retry = 1;
+			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: no data moved for %u ms", rq->method,
+				      c->bucket, what, c->cfg.stall_timeout_ms);
+		}
+		switch (cc) {
+		case CURLE_WRITE_ERROR:
+			if (a->overflow)
+				return hb_err(-EFBIG, "s3 %s %s/%s: reply larger than %zu bytes",
+					      rq->method, c->bucket, what,
+					      rq->out->max ? rq->out->max : BUF_DEFAULT_MAX_BYTES);
+			return hb_err(-ENOMEM, "s3 %s %s/%s: out of memory", rq->method, c->bucket,
+				      what);
+		case CURLE_OPERATION_TIMEDOUT:
+			*retry = 1;
+			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: timed out (%s)", rq->method,
+				      c->bucket, what, curlmsg);
+		case CURLE_COULDNT_CONNECT:
+			*retry = 1;
+			return hb_err(-ECONNREFUSED, "s3 %s %s/%s: cannot connect: %s", rq->method,
+				      c->bucket, what, curlmsg);
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			*retry = 1;
+			return hb_err(-EHOSTUNREACH, "s3 %s %s/%s: %s", rq->method, c->bucket, what,
+				      curlmsg);
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+			return hb_err(-EACCES, "s3 %s %s/%s: TLS certificate not trusted: %s",
+				      rq->method, c->bucket, what, curlmsg);
+		case CURLE_OUT_OF_MEMORY:
+			return -ENOMEM;
+		case CURLE_URL_MALFORMAT:
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			return hb_err(-EINVAL, "s3: bad URL for %s/%s: %s", c->bucket, what, curlmsg);
+		default:
+			/* Resets, truncated bodies, TLS hiccups: the network's fault. */
+			*retry = 1;
+			return hb_err(-EIO, "s3 %s %s/%s: %s", rq->method, c->bucket, what, curlmsg);
+		}
+	}
+	if (st >= 200 && st < 300 && !code[0])
+		return 0;
+	if (!strcmp(code, "SlowDown") || !strcmp(code, "RequestTimeout") ||
+	    !strcmp(code, "InternalError") || st == 429 || st == 500 || st == 502 || st == 503 ||
+	    st == 504 || (st >= 200 && st < 300)) {
+		*retry = 1;
+		return hb_err(-EIO, "s3 %s %s/%s: server error: HTTP %ld %s%s%s", rq->method, c->bucket,
+			      what, st, code[0] ? code : "", a->message[0] ? ": " : "", a->message);
+	}
+	if (st == 403 || st == 401)
+		return hb_err(-EACCES,
+			      "access denied to bucket %s: check AWS_ACCESS_KEY_ID and "
+			      "AWS_SECRET_ACCESS_KEY (%s %s: %s)",
+			      c->bucket, rq->method, what, code[0] ? code : "HTTP 403");
+	if (st == 404 && !strcmp(code, "NoSuchBucket"))
+		return hb_err(-ENXIO, "bucket %s does not exist", c->bucket);
+	if (st == 404 && !strcmp(code, "NoSuchUpload"))
+		return hb_err(-ENOENT, "s3 %s %s/%s: multipart upload vanished (NoSuchUpload)",
+			      rq->method, c->bucket, what);
+	if (st == 404)
+		return hb_err(-ENOENT, "s3: %s/%s does not exist", c->bucket, what);
+	if (st == 412)
+		return hb_err(-EEXIST, "s3 %s %s/%s: precondition failed (object exists or changed)",
+			      rq->method, c->bucket, what);
+	if (st == 409)
+		return hb_err(-EAGAIN, "s3 %s %s/%s: conflicting concurrent write (%s)", rq->method,
+			      c->bucket, what, code[0] ? code : "HTTP 409");
+	if (st == 416)
+		return hb_err(-EBADMSG, "s3 GET %s/%s: range starts past the end of the object",
+			      c->bucket, what);
+	if (st == 405 || st == 501)
+		return hb_err(-EOPNOTSUPP, "s3 %s %s/%s: not supported by the server (HTTP %ld %s)",
+			      rq->method, c->bucket, what, st, code);
+	return hb_err(-EINVAL, "s3 %s %s/%s: HTTP %ld %s%s%s", rq->method, c->bucket, what, st,
+		      code, a->message[0] ? ": " : "", a->message);
+}
+
+static int verify_md5(const struct s3_request *rq)
+{
+	unsigned char md[16];
+	unsigned int mdlen = 0;
+	char hex[33];
+	const char *e = rq->info.etag;
+	size_t n = strlen(e);
+
+	/* A single-part ETag is the MD5 of the object in quotes; multipart
+	 * ("...-3") and SSE-KMS ETags are something else and are not checked. */
+	if (n != 34 || e[0] != '"' || e[33] != '"' ||
+	    strspn(e + 1, "0123456789abcdef") != 32)
+		return 0;
+	EVP_Digest(rq->out->data ? (const void *)rq->out->data : (const void *)"", rq->out->len, md,
+		   &mdlen, EVP_md5(), NULL);
+	hex_format(md, 16, hex);
+	return memcmp(hex, e + 1, 32) ? -EBADMSG : 0;
+}
+
+static int perform_once(struct s3_client *c, struct s3_request *rq, const char *url,
+			struct curl_slist *headers, int *retry)
+{
+	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000 };
+	char errbuf[CURL_ERROR_SIZE] = "", range[64];
+	long stall_s = (long)((c->cfg.stall_timeout_ms + 999) / 1000);
+	curl_off_t up = 0, down = 0;
+	CURLcode cc;
+	CURL *h;
+	int r;
+
+	*retry = 0;
+	h = pool_get(c);
+	if (!h)
+		return hb_err(-ENOMEM, "curl_easy_init failed");
+	curl_easy_reset(h);
+	rq->status = 0;
+	rq->content_range_total = UINT64_MAX;
+	memset(&rq->info, 0, sizeof(rq->info));
+	if (rq->out)
+		rq->out->len = 0;
+	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->sigv4);
+	curl_easy_setopt(h, CURLOPT_USERNAME, c->cfg.access_key_id);
+	curl_easy_setopt(h, CURLOPT_PASSWORD, c->cfg.secret_access_key);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->cfg.connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &a);
+	/* Backstop in case progress callbacks stop coming. */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s + 10);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* A server that ignores "Expect: 100-continue" costs at most this. */
+	curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
+	if (!strcmp(rq->method, "HEAD")) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (!strcmp(rq->method, "PUT")) {
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, &a);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, &a);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
+	} else if (!strcmp(rq->method, "POST")) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? (const char *)rq->body : "");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+	} else if (!strcmp(rq->method, "DELETE")) {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+	} else {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		if (rq->has_range) {
+			if (rq->range_len == S3_GET_ALL)
+				snprintf(range, sizeof(range), "%" PRIu64 "-", rq->range_off);
+			else
+				snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, rq->range_off,
+					 rq->range_off + rq->range_len - 1);
+			curl_easy_setopt(h, CURLOPT_RANGE, range);
+		}
+	}
+	__atomic_fetch_add(&c->n_requests, 1, __ATOMIC_RELAXED);
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	__atomic_fetch_add(&c->n_sent, (uint64_t)up, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->n_received, (uint64_t)down, __ATOMIC_RELAXED);
+	pool_put(c, h);
+
+	rq->status = a.status;
+	if (cc == CURLE_OK && (a.status < 200 || a.status >= 300 || rq->body_may_hold_error)) {
+		/* The error document, or the 200 reply that may hold one. */
+		if (a.status >= 200 && a.status < 300 && rq->out)
+			parse_error_body(&a, rq->out);
+		else
+			parse_error_body(&a, &a.errbody);
+		if (a.status >= 200 && a.status < 300 && a.code[0] && rq->out) {
+			const char *p = (const char *)rq->out->data;
+			/* "<Code>" inside a successful reply's own data is not an error:
+			 * only an <Error> document is. */
+			if (!memmem(p, rq->out->len, "<Error>", 7))
+				a.code[0] = '\0';
+		}
+	}
+	buf_free(&a.errbody);
+	r = s3_map_result(c, rq, cc, &a, errbuf[0] ? errbuf : curl_easy_strerror(cc), retry);
+	if (r < 0)
+		return r;
+	if (!strcmp(rq->method, "GET") && rq->out && !rq->has_range && !a.etag_not_md5 &&
+	    verify_md5(rq) < 0) {
+		*retry = 1;
+		return hb_err(-EBADMSG, "s3 GET %s/%s: body does not match its ETag (corrupted on "
+					"the way)", c->bucket, rq->key ? rq->key : "");
+	}
+	return 0;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static uint64_t backoff_ms(const struct s3_config *cfg, unsigned attempt)
+{
+	uint64_t cap = (uint64_t)cfg->retry_base_ms << (attempt < 16 ? attempt : 16);
+	uint32_t rnd = 0;
+
+	if (cap > 20000)
+		cap = 20000;
+	/* Equal jitter: at least half the backoff, so a SlowDown is respected,
+	 * and a random rest, so parallel clients do not retry in step. */
+	random_bytes(&rnd, sizeof(rnd));
+	return cap / 2 + (cap / 2 + 1) * rnd / UINT32_MAX;
+}
+
+static int build_headers(const struct s3_client *c, const struct s3_request *rq,
+			 struct curl_slist **out)
+{
+	char line[4200], sha[65];
+	struct curl_slist *l = NULL, *t;
+	const char *lines[8];
+	int n = 0;
+
+	sha256_hex(rq->body, rq->body_len, sha);
+	snprintf(line, sizeof(line), "x-amz-content-sha256: %s", sha);
+	if (!(l = curl_slist_append(l, line)))
+		return -ENOMEM;
+	/* No "Expect:" line to suppress 100-continue: curl 7.88 would sign the
+	 * empty header without sending it, and every PUT would be refused. */
+	if (rq->key && (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")))
+		lines[n++] = rq->content_type ? rq->content_type : "Content-Type: application/octet-stream";
+	if (rq->if_none_match_any)
+		lines[n++] = "If-None-Match: *";
+	for (int i = 0; i < n; i++) {
+		if (!(t = curl_slist_append(l, lines[i])))
+			goto nomem;
+		l = t;
+	}
+	if (rq->if_match) {
+		snprintf(line, sizeof(line), "If-Match: %s", rq->if_match);
+		if (!(t = curl_slist_append(l, line)))
+			goto nomem;
+		l = t;
+	}
+	if (c->cfg.session_token[0]) {
+		snprintf(line, sizeof(line), "x-amz-security-token: %s", c->cfg.session_token);
+		if (!(t = curl_slist_append(l, line)))
+			goto nomem;
+		l = t;
+	}
+	*out = l;
+	return 0;
+nomem:
+	curl_slist_free_all(l);
+	return -ENOMEM;
+}
+
+int s3_request_run(struct s3_client *c, struct s3_request *rq)
+{
+	char *url, msg[1024];
+	struct curl_slist *headers = NULL;
+	uint64_t start = now_ns();
+	unsigned corrupt = 0;
+	int n, r, retry;
+
+	url = malloc(S3_URL_MAX);
+	if (!url)
+		return -ENOMEM;
+	if (rq->key) {
+		char *enc = malloc(S3_URL_MAX);
+		if (!enc) {
+			free(url);
+			return -ENOMEM;
+		}
+		r = s3_uri_encode(rq->key, 1, enc, S3_URL_MAX);
+		n = r < 0 ? -1 : snprintf(url, S3_URL_MAX, "%s/%s%s%s", c->base_url, enc,
+					  rq->query ? "?" : "", rq->query ? rq->query : "");
+		free(enc);
+	} else {
+		/* The bucket itself: AWS wants "/" as the path of a virtual host. */
+		n = snprintf(url, S3_URL_MAX, "%s%s%s%s", c->base_url,
+			     c->cfg.path_style || strchr(c->bucket, '.') ? "" : "/",
+			     rq->query ? "?" : "", rq->query ? rq->query : "");
+	}
+	if (n < 0 || n >= S3_URL_MAX) {
+		free(url);
+		return hb_err(-ENAMETOOLONG, "s3: key too long: %.64s...", rq->key ? rq->key : "");
+	}
+	if ((r = build_headers(c, rq, &headers)) < 0) {
+		free(url);
+		return r;
+	}
+	for (unsigned attempt = 0;; attempt++) {
+		r = perform_once(c, rq, url, headers, &retry);
+		if (r == 0 || !retry)
+			break;
+		/* A body that arrives corrupt is fetched once more, not forever. */
+		if (r == -EBADMSG && ++corrupt > 1)
+			break;
+		if (attempt >= c->cfg.max_retries) {
+			hb_err_save(msg, sizeof(msg));
+			r = hb_err(r, "%s (gave up after %u attempts)", msg, attempt + 1);
+			break;
+		}
+		uint64_t wait = backoff_ms(&c->cfg, attempt);
+		uint64_t spent = (now_ns() - start) / 1000000;
+		if (spent + wait > c->cfg.deadline_ms) {
+			hb_err_save(msg, sizeof(msg));
+			r = hb_err(r, "%s (gave up after %u attempts in %" PRIu64 " ms)", msg,
+				   attempt + 1, spent);
+			break;
+		}
+		__atomic_fetch_add(&c->n_retries, 1, __ATOMIC_RELAXED);
+		sleep_ms(wait);
+	}
+	curl_slist_free_all(headers);
+	free(url);
+	return r;
+}
+
+/* ---- object operations ---- */
+
+static int key_ok(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+
+	if (n == 0 || n > S3_KEY_MAX)
+		return hb_err(-EINVAL, "bad S3 key (empty or over %d bytes)", S3_KEY_MAX);
+	return 0;
+}
+
+int s3_get(struct s3_client *c, const char *key, uint64_t off, uint64_t len, struct buf *out,
+	   struct s3_object_info *info)
+{
+	struct s3_request rq = { .method = "GET", .key = key, .out = out };
+	int r;
+
+	if ((r = key_ok(key)) < 0)
+		return r;
+	out->len = 0;
+	if (len == 0) {
+		/* No byte range means "nothing": still say whether it exists. */
+		struct s3_object_info tmp;
+		if ((r = s3_head(c, key, &tmp)) < 0)
+			return r;
+		if (off > tmp.size)
+			return hb_err(-EBADMSG, "s3: %s/%s is %" PRIu64 " bytes, read at %" PRIu64,
+				      c->bucket, key, tmp.size, off);
+		if (info)
+			*info = tmp;
+		return 0;
+	}
+	if (len != S3_GET_ALL && off + len < off)
+		return hb_err(-EINVAL, "s3 GET %s: range overflows", key);
+	if (off > 0 || len != S3_GET_ALL) {
+		rq.has_range = 1;
+		rq.range_off = off;
+		rq.range_len = len;
+	}
+	if (len != S3_GET_ALL && (r = buf_reserve(out, len)) < 0)
+		return hb_err(r, "s3 GET %s/%s: cannot hold %" PRIu64 " bytes", c->bucket, key, len);
+	if ((r = s3_request_run(c, &rq)) < 0)
+		return r;
+	if (rq.has_range && rq.status == 200) {
+		/* The server ignored Range and sent everything: cut it here. */
+		uint64_t total = out->len;
+		if (off > total || (len != S3_GET_ALL && off + len > total))
+			return hb_err(-EBADMSG,
+				      "s3: %s/%s is %" PRIu64 " bytes, range %" PRIu64 "+%" PRIu64
+				      " is past its end", c->bucket, key, total, off, len);
+		uint64_t n = len == S3_GET_ALL ? total - off : len;
+		memmove(out->data, out->data + off, n);
+		out->len = n;
+	} else if (rq.has_range && len != S3_GET_ALL && out->len != len) {
+		return hb_err(-EBADMSG,
+			      "s3: %s/%s: range %" PRIu64 "+%" PRIu64 " is past its end (got %zu "
+			      "bytes, object is %" PRIu64 ")", c->bucket, key, off, len, out->len,
+			      rq.content_range_total);
+	}
+	if (info) {
+		*info = rq.info;
+		info->size = rq.content_range_total != UINT64_MAX ? rq.content_range_total : out->len;
+	}
+	return 0;
+}
+
+int s3_head(struct s3_client *c, const char *key, struct s3_object_info *info)
+{
+	struct s3_request rq = { .method = "HEAD", .key = key };
+	int r;
+
+	if ((r = key_ok(key)) < 0)
+		return r;
+	if ((r = s3_request_run(c, &rq)) < 0)
+		return r;
+	if (info)
+		*info = rq.info;
+	return 0;
+}
+
+int s3_delete(struct s3_client *c, const char *key)
+{
+	struct s3_request rq = { .method = "DELETE", .key = key };
+	int r;
+
+	if ((r = key_ok(key)) < 0)
+		return r;
+	return s3_request_run(c, &rq);
+}
+
+int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, int flags,
+	   const char *if_match, char *etag_out)
+{
+	struct s3_request rq = { .method = "PUT", .key = key, .body = data, .body_len = len };
+	int r;
+
+	if ((r = key_ok(key)) < 0)
+		return r;
+	if (if_match && (strlen(if_match) >= S3_ETAG_MAX || strpbrk(if_match, "\r\n")))
+		return hb_err(-EINVAL, "s3 PUT %s: bad If-Match value", key);
+	if (len > c->cfg.multipart_threshold && len > c->cfg.part_bytes)
+		return s3_put_multipart(c, key, data, len, flags, if_match, etag_out);
+	rq.if_none_match_any = !!(flags & S3_PUT_IF_NONE_MATCH);
+	rq.if_match = if_match;
+	if ((r = s3_request_run(c, &rq)) < 0)
+		return r;
+	if (etag_out)
+		snprintf(etag_out, S3_ETAG_MAX, "%s", rq.info.etag);
+	return 0;
+}
+
+struct list_state {
+	s3_list_fn fn;
+	void *arg;
+};
+
+int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
+{
+	struct buf page = { .max = S3_LIST_PAGE_MAX };
+	char *token = NULL, *query = NULL, *enc = NULL, *key = NULL;
+	int r = 0;
+
+	query = malloc(S3_QUERY_MAX);
+	enc = malloc(S3_QUERY_MAX);
+	token = calloc(1, S3_QUERY_MAX);
+	key = malloc(S3_KEY_MAX + 1);
+	if (!query || !enc || !token || !key) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (s3_uri_encode(prefix ? prefix : "", 0, enc, S3_QUERY_MAX / 2) < 0) {
+		r = hb_err(-ENAMETOOLONG, "s3 list: prefix too long");
+		goto out;
+	}
+	for (unsigned pages = 0;; pages++) {
+		struct s3_request rq = { .method = "GET", .query = query, .out = &page };
+		char tokenc[S3_QUERY_MAX / 2];
+		const char *p, *end, *v;
+		size_t vlen;
+
+		/* Parameters in canonical (sorted) order: curl 7.88 signs the query as given. */
+		if (token[0]) {
+			if (s3_uri_encode(token, 0, tokenc, sizeof(tokenc)) < 0) {
+				r = hb_err(-EBADMSG, "s3 list: continuation token too long");
+				goto out;
+			}
+			snprintf(query, S3_QUERY_MAX, "continuation-token=%s&list-type=2&max-keys=1000"
+				 "&prefix=%s", tokenc, enc);
+		} else {
+			snprintf(query, S3_QUERY_MAX, "list-type=2&max-keys=1000&prefix=%s", enc);
+		}
+		if ((r = s3_request_run(c, &rq)) < 0)
+			goto out;
+		p = (const char *)page.data;
+		end = p + page.len;
+		if (!page.len || !memmem(p, page.len, "<ListBucketResult", 17)) {
+			r = hb_err(-EBADMSG, "s3 list %s: reply is not a ListBucketResult", c->bucket);
+			goto out;
+		}
+		for (;;) {
+			struct s3_object_info info = { 0 };
+			const char *cv, *cend;
+			size_t clen;
+			int ok;
+
+			if (!s3_xml_find(p, end, "Contents", &cv, &clen))
+				break;
+			cend = cv + clen;
+			p = cend;
+			if (!s3_xml_find(cv, cend, "Key", &v, &vlen) ||
+			    s3_xml_text(v, vlen, key, S3_KEY_MAX + 1) < 0) {
+				r = hb_err(-EBADMSG, "s3 list %s: entry without a valid <Key>", c->bucket);
+				goto out;
+			}
+			if (s3_xml_find(cv, cend, "Size", &v, &vlen)) {
+				info.size = parse_u64(v, vlen, &ok);
+				if (!ok) {
+					r = hb_err(-EBADMSG, "s3 list %s: bad <Size> for %s", c->bucket, key);
+					goto out;
+				}
+			}
+			if (s3_xml_find(cv, cend, "LastModified", &v, &vlen))
+				s3_parse_iso8601(v, vlen, &info.mtime_sec);
+			if (s3_xml_find(cv, cend, "ETag", &v, &vlen))
+				s3_xml_text(v, vlen, info.etag, sizeof(info.etag));
+			if ((r = fn(key, &info, arg)) != 0)
+				goto out;
+		}
+		p = (const char *)page.data;
+		if (!s3_xml_find(p, end, "IsTruncated", &v, &vlen) || vlen != 4 ||
+		    memcmp(v, "true", 4))
+			break;
+		if (!s3_xml_find(p, end, "NextContinuationToken", &v, &vlen) ||
+		    s3_xml_text(v, vlen, token, S3_QUERY_MAX / 4) <= 0) {
+			r = hb_err(-EBADMSG, "s3 list %s: truncated page without a continuation token",
+				   c->bucket);
+			goto out;
+		}
+		if (pages > 10000000) {
+			r = hb_err(-ELOOP, "s3 list %s: too many pages", c->bucket);
+			goto out;
+		}
+	}
+out:
+	buf_free(&page);
+	free(query);
+	free(enc);
+	free(token);
+	free(key);
+	return r;
+}
+
+int s3_bucket_check(struct s3_client *c)
+{
+	struct buf page = { .max = S3_LIST_PAGE_MAX };
+	struct s3_request rq = { .method = "GET", .query = "list-type=2&max-keys=1",
+				 .out = &page };
+	int r = s3_request_run(c, &rq);
+
+	buf_free(&page);
+	if (r == -ENOENT)
+		return hb_err(-ENXIO, "bucket %s does not exist", c->bucket);
+	return r;
+}
+
+int s3_bucket_create(struct s3_client *c)
+{
+	struct s3_request rq = { .method = "PUT" };
+	int r = s3_request_run(c, &rq);
+
+	/* 409: BucketAlreadyOwnedByYou, or (some servers) BucketAlreadyExists for
+	 * our own bucket: fine if we can list it. */
+	if (r == -EAGAIN) {
+		char saved[1024];
+		hb_err_save(saved, sizeof(saved));
+		if (s3_bucket_check(c) == 0)
+			return 0;
+		return hb_err(-EEXIST, "%s", saved);
+	}
+	return r;
+}

@@ -1,0 +1,143 @@
+/* S3 client on libcurl: objects in one bucket of AWS S3, Cloudflare R2 or MinIO.
+ *
+ * Knows nothing of snapshots: keys are byte strings, objects are byte arrays.
+ * Requests are signed by libcurl (CURLOPT_AWS_SIGV4); every payload's real
+ * SHA-256 travels in x-amz-content-sha256 so that the server refuses a body
+ * that was damaged on the way.  A client is safe to share between threads:
+ * it keeps a pool of curl handles (connections stay open between requests)
+ * and runs at most `parallelism` transfers at once.
+ *
+ * Every call retries connection errors, 500/502/503/504, SlowDown,
+ * RequestTimeout and a 200 whose body is an error, with exponential backoff
+ * and jitter, within a time budget.  Other 4xx answers are not retried.
+ *
+ * Return contract: 0 on success or a negative errno with one line recorded
+ * through hb_err() (util/error.h):
+ *   -ENOENT   no such key (404 NoSuchKey, HEAD 404)
+ *   -ENXIO    no such bucket ("bucket B does not exist")
+ *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...")
+ *   -EEXIST   412: a conditional PUT found the object (or another ETag)
+ *   -EAGAIN   409: a concurrent conditional write won; try again
+ *   -EBADMSG  a range past the end, a short or corrupt body
+ *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -EIO  network / server failures
+ *             that outlasted the retries
+ *   -EINVAL   bad arguments or configuration; -EFBIG a body over its maximum
+ */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define S3_GET_ALL UINT64_MAX
+#define S3_ETAG_MAX 128
+#define S3_KEY_MAX 1024 /* S3's own limit on key length, in bytes */
+
+/* Defaults; each can be changed through the environment (see s3_config_from_env). */
+#define S3_DEFAULT_PARALLELISM 8
+#define S3_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define S3_DEFAULT_STALL_TIMEOUT_MS 30000
+#define S3_DEFAULT_DEADLINE_MS 120000
+#define S3_DEFAULT_MAX_RETRIES 6
+#define S3_DEFAULT_RETRY_BASE_MS 100
+#define S3_DEFAULT_PART_BYTES ((uint64_t)16 << 20)
+#define S3_DEFAULT_MULTIPART_THRESHOLD ((uint64_t)64 << 20)
+#define S3_MAX_PARTS 10000
+
+struct s3_config {
+	char access_key_id[256];
+	char secret_access_key[256];
+	char session_token[4096]; /* "" when not using temporary credentials */
+	char region[64];          /* AWS_REGION, default us-east-1 */
+	/* AWS_ENDPOINT_URL ("http://127.0.0.1:9000", "https://ACCOUNT.r2.cloudflarestorage.com");
+	 * "" means AWS itself: https://BUCKET.s3.REGION.amazonaws.com. */
+	char endpoint[512];
+	int path_style;          /* 1: ENDPOINT/BUCKET/KEY (set for custom endpoints) */
+	unsigned parallelism;    /* HIBERBOX_S3_PARALLEL: transfers at once */
+	unsigned connect_timeout_ms; /* HIBERBOX_S3_CONNECT_TIMEOUT_MS */
+	/* HIBERBOX_S3_TIMEOUT_MS: a transfer that moves no byte for this long is
+	 * abandoned (curl's low-speed limit; whole seconds, rounded up). */
+	unsigned stall_timeout_ms;
+	/* HIBERBOX_S3_DEADLINE_MS: no retry starts after one call has run this long. */
+	unsigned deadline_ms;
+	unsigned max_retries;    /* HIBERBOX_S3_RETRIES */
+	unsigned retry_base_ms;  /* HIBERBOX_S3_RETRY_BASE_MS: first backoff */
+	uint64_t part_bytes;     /* HIBERBOX_S3_PART_BYTES: multipart part size */
+	uint64_t multipart_threshold; /* HIBERBOX_S3_MULTIPART_THRESHOLD */
+};
+
+/* Fill cfg from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+ * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL, HIBERBOX_S3_PATH_STYLE
+ * and the HIBERBOX_S3_* tunables above.
+ * @return 0, or -EINVAL with a message (missing credentials, bad number). */
+int s3_config_from_env(struct s3_config *cfg);
+/* The defaults with no credentials and no endpoint (for tests). */
+void s3_config_defaults(struct s3_config *cfg);
+
+struct s3_client;
+
+/* @return 0 or -EINVAL (bad bucket name, bad endpoint) / -ENOMEM. */
+int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_client **out);
+/* NULL is fine. */
+void s3_client_free(struct s3_client *c);
+const char *s3_client_bucket(const struct s3_client *c);
+
+struct s3_object_info {
+	uint64_t size;
+	int64_t mtime_sec; /* Last-Modified, seconds since the epoch */
+	char etag[S3_ETAG_MAX]; /* with its quotes, as the server sent it */
+};
+
+/* Read len bytes at off (S3_GET_ALL: to the end) into out, replacing its
+ * contents; out->max bounds the size.  Fewer bytes than asked for is
+ * -EBADMSG.  A whole single-part object is checked against its ETag (MD5).
+ * info may be NULL. */
+int s3_get(struct s3_client *c, const char *key, uint64_t off, uint64_t len, struct buf *out,
+	   struct s3_object_info *info);
+
+/* Many GETs, up to parallelism at once.  @return 0 if all succeeded, else the
+ * first failure (by index) with its message; each request's own result is in
+ * result. */
+struct s3_get_request {
+	const char *key;
+	uint64_t off, len;
+	struct buf *out;
+	int result;
+};
+int s3_get_many(struct s3_client *c, struct s3_get_request *reqs, size_t n);
+
+#define S3_PUT_IF_NONE_MATCH 0x1 /* If-None-Match: *  -> -EEXIST if the key exists */
+
+/* Write an object.  Above cfg.multipart_threshold it is uploaded in parts of
+ * cfg.part_bytes, in parallel.  if_match: an ETag the current object must
+ * have (-EEXIST otherwise), or NULL.  etag_out: S3_ETAG_MAX bytes or NULL. */
+int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, int flags,
+	   const char *if_match, char *etag_out);
+
+/* @return 0 with info filled, or -ENOENT. */
+int s3_head(struct s3_client *c, const char *key, struct s3_object_info *info);
+
+/* Delete an object.  S3 answers success for a missing key too. */
+int s3_delete(struct s3_client *c, const char *key);
+
+/* Call fn for every key that starts with prefix, in key order, following
+ * every page of ListObjectsV2.  A non-zero return from fn stops the walk
+ * and is returned. */
+typedef int (*s3_list_fn)(const char *key, const struct s3_object_info *info, void *arg);
+int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg);
+
+/* Check that the bucket exists and the credentials open it (one request).
+ * @return 0, -ENXIO, -EACCES or a network error. */
+int s3_bucket_check(struct s3_client *c);
+/* Create the bucket (tests and first setup).  An existing bucket owned by
+ * us is fine. */
+int s3_bucket_create(struct s3_client *c);
+
+/* Counters since s3_client_new (for --json output and tests). */
+struct s3_stats {
+	uint64_t requests;   /* HTTP requests sent, retries included */
+	uint64_t retries;
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+};
+void s3_client_stats(struct s3_client *c, struct s3_stats *out);
