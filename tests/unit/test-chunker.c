@@ -158,36 +158,43 @@ static void test_pinned_boundaries(void)
 	free(data);
 }
 
-/* Insert 8 bytes in the middle of 30 MB: only the chunks around the edit change. */
+/* Insert 8 bytes into 30 MB of random data (in the middle, and at both
+ * ends): only the one to three chunks around the edit change. */
 static void test_insertion_locality(void)
 {
 	struct chunker_params p;
-	size_t len = 30u * 1000 * 1000, at = len / 2 + 12345;
+	size_t len = 30u * 1000 * 1000;
+	const size_t positions[] = { len / 2 + 12345, len / 3, 0, len - 100 };
 	uint8_t *a = malloc(len), *b = malloc(len + 8);
 	size_t *la = malloc(sizeof(size_t) * 2048), *lb = malloc(sizeof(size_t) * 2048);
-	size_t na, nb, same_head = 0, same_tail = 0;
+	size_t na, nb;
 
 	fill_random(a, len, 99);
-	memcpy(b, a, at);
-	memcpy(b + at, "INSERTED", 8);
-	memcpy(b + at + 8, a + at, len - at);
 	chunker_params_init(&p, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
 	na = cut_all(&p, a, len, la, 2048);
-	nb = cut_all(&p, b, len + 8, lb, 2048);
-	CHECK(na < 2048 && nb < 2048);
-	if (na >= 2048 || nb >= 2048)
-		goto out;
-	while (same_head < na && same_head < nb && la[same_head] == lb[same_head])
-		same_head++;
-	while (same_tail < na - same_head && same_tail < nb - same_head &&
-	       la[na - 1 - same_tail] == lb[nb - 1 - same_tail])
-		same_tail++;
-	/* Chunks of b not shared with a, counted from both ends. */
-	CHECK(nb - same_head - same_tail >= 1);
-	CHECK(nb - same_head - same_tail <= 3);
-	CHECK(na - same_head - same_tail <= 3);
-	CHECK(same_head > na / 4 && same_tail > na / 4);
-out:
+	CHECK(na > 300 && na < 2048);
+	for (size_t k = 0; na < 2048 && k < sizeof(positions) / sizeof(positions[0]); k++) {
+		size_t at = positions[k], same_head = 0, same_tail = 0;
+
+		memcpy(b, a, at);
+		memcpy(b + at, "INSERTED", 8);
+		memcpy(b + at + 8, a + at, len - at);
+		nb = cut_all(&p, b, len + 8, lb, 2048);
+		CHECK(nb < 2048);
+		if (nb >= 2048)
+			break;
+		/* Same lengths from the start: same chunks (the bytes before the
+		 * edit are equal); same lengths from the end: same chunks again. */
+		while (same_head < na && same_head < nb && la[same_head] == lb[same_head])
+			same_head++;
+		while (same_tail < na - same_head && same_tail < nb - same_head &&
+		       la[na - 1 - same_tail] == lb[nb - 1 - same_tail])
+			same_tail++;
+		CHECK(nb - same_head - same_tail >= 1);
+		CHECK(nb - same_head - same_tail <= 3);
+		CHECK(na - same_head - same_tail <= 3);
+		CHECK(same_head + same_tail + 3 >= na);
+	}
 	free(la);
 	free(lb);
 	free(a);
