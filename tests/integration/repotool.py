@@ -100,7 +100,8 @@ def rename(src, dst, old, new):
     if n != 1:
         sys.exit("repotool: name %r found %d times in the body" % (old, n))
     body = body.replace(needle, bytes([len(new)]) + new)
-    z = subprocess.run(["zstd", "-q", "-c", "-3"], input=body, stdout=subprocess.PIPE,
+    z = subprocess.run(["zstd", "-q", "-c", "-3", "--stream-size=%d" % len(body)], input=body,
+                       stdout=subprocess.PIPE,
                        check=True).stdout
     out = bytearray(data[:16 + info_len])
     out += struct.pack("<QQ", len(body), len(z)) + z + b"\0" * 8
