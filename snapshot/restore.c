@@ -42,6 +42,7 @@ struct restore_ctx {
 	char **paths; /* relative path of every entry */
 	struct repo_progress progress;
 	_Atomic uint64_t bytes_done;
+	_Atomic uint64_t skipped; /* device nodes not created (not root) */
 	uint64_t total;
 	uint64_t last_progress_ns;
 	pthread_mutex_t lock;
@@ -122,7 +123,7 @@ static int remove_tree_at(int parentfd, const char *name)
 	return r;
 }
 
-static int create_entry(struct restore_ctx *c, uint32_t i, bool force, uint64_t *skipped)
+static int create_entry(struct restore_ctx *c, uint32_t i, bool force, _Atomic uint64_t *skipped)
 {
 	const struct manifest_node *n = manifest_node(c->m, i);
 	const char *path = c->paths[i];
@@ -142,13 +143,7 @@ static int create_entry(struct restore_ctx *c, uint32_t i, bool force, uint64_t 
 			return hb_err(-errno, "cannot create directory '%s': %s", path, strerror(errno));
 		return 0;
 	case S_IFREG:
-		if (n->hardlink != i)
-			return 0; /* linked in phase 3 */
-		r = open_beneath(c->rootfd, path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		if (r < 0)
-			return hb_err(r, "cannot create '%s': %s", path, strerror(-r));
-		close(r);
-		return 0;
+		return 0; /* created by fill_file, or linked in phase 3 */
 	case S_IFLNK:
 		if (symlinkat((const char *)manifest_data(c->m, i), c->rootfd, path) < 0)
 			return hb_err(-errno, "cannot create symlink '%s': %s", path, strerror(errno));
@@ -158,7 +153,7 @@ static int create_entry(struct restore_ctx *c, uint32_t i, bool force, uint64_t 
 	case S_IFBLK:
 		if (mknodat(c->rootfd, path, (n->mode & S_IFMT) | 0600, (dev_t)n->rdev) < 0) {
 			if (errno == EPERM && !c->as_root && !S_ISFIFO(n->mode)) {
-				(*skipped)++; /* device nodes need root */
+				atomic_fetch_add(skipped, 1); /* device nodes need root */
 				return 0;
 			}
 			return hb_err(-errno, "cannot create '%s': %s", path, strerror(errno));
@@ -268,9 +263,9 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	uint64_t off = 0;
 	int fd, r = 0;
 
-	fd = open_beneath(c->rootfd, path, O_WRONLY, 0);
+	fd = open_beneath(c->rootfd, path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
-		return hb_err(fd, "cannot open '%s': %s", path, strerror(-fd));
+		return hb_err(fd, "cannot create '%s': %s", path, strerror(-fd));
 	if (n->flags & MANIFEST_FLAG_INLINE) {
 		r = pwrite_all(fd, manifest_data(c->m, i), n->data_len, 0);
 		off = n->data_len;
@@ -314,11 +309,21 @@ struct fill_job {
 static void fill_job_run(void *arg)
 {
 	struct fill_job *j = arg;
+	const struct manifest_node *n = manifest_node(j->c->m, j->index);
 	int r;
 
 	if (j->c->error)
 		return;
-	r = fill_file(j->c, j->index);
+	if (S_ISREG(n->mode)) {
+		r = fill_file(j->c, j->index);
+	} else {
+		r = create_entry(j->c, j->index, false, &j->c->skipped);
+		/* A skipped device node is not there to take metadata. */
+		if (r == 0 && (!(S_ISCHR(n->mode) || S_ISBLK(n->mode)) ||
+			       faccessat(j->c->rootfd, j->c->paths[j->index], F_OK,
+					 AT_SYMLINK_NOFOLLOW) == 0))
+			r = set_metadata_path(j->c, j->index);
+	}
 	if (r < 0 && r != -ECANCELED)
 		ctx_fail(j->c, r);
 }
@@ -355,7 +360,6 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	struct restore_ctx c = { .repo = r, .rootfd = -1, .as_root = geteuid() == 0 };
 	struct workqueue *pool = NULL;
 	struct fill_job *jobs = NULL;
-	uint64_t skipped = 0;
 	uint32_t count;
 	bool empty = true;
 	int rc;
@@ -406,13 +410,25 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		if (S_ISREG(manifest_node(c.m, i)->mode) && manifest_node(c.m, i)->hardlink == i)
 			c.total += manifest_node(c.m, i)->size;
 	}
-	/* Phase 1: the skeleton. */
+	/* Phase 1: directories (and, with --force, room for every entry). */
 	for (uint32_t i = 1; i < count; i++) {
-		rc = create_entry(&c, i, !empty, &skipped);
+		const struct manifest_node *n = manifest_node(c.m, i);
+
+		if (!empty && !S_ISDIR(n->mode)) {
+			rc = clear_path(&c, c.paths[i], false);
+			if (rc < 0) {
+				rc = hb_err(rc, "cannot replace '%s': %s", c.paths[i], strerror(-rc));
+				goto out;
+			}
+		}
+		if (!S_ISDIR(n->mode))
+			continue;
+		rc = create_entry(&c, i, !empty, &c.skipped);
 		if (rc < 0)
 			goto out;
 	}
-	/* Phase 2: contents, in parallel. */
+	/* Phase 2: files with their contents, symlinks and special files, in
+	 * parallel (creating files is itself slow on many filesystems). */
 	jobs = calloc(count, sizeof(*jobs));
 	pool = workqueue_new(opts->threads, 0);
 	if (!jobs || !pool) {
@@ -422,7 +438,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (!S_ISREG(n->mode) || n->hardlink != i)
+		if (S_ISDIR(n->mode) || (S_ISREG(n->mode) && n->hardlink != i))
 			continue;
 		jobs[i] = (struct fill_job){ &c, i };
 		workqueue_submit(pool, fill_job_run, &jobs[i]);
@@ -433,26 +449,15 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		rc = hb_err(c.error, "%s", c.errmsg);
 		goto out;
 	}
-	/* Phase 3: links and the metadata of everything else; dirs deepest first. */
+	/* Phase 3: hard links, then directories deepest first. */
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (S_ISDIR(n->mode))
-			continue;
-		if (S_ISREG(n->mode)) {
-			if (n->hardlink != i &&
-			    linkat(c.rootfd, c.paths[n->hardlink], c.rootfd, c.paths[i], 0) < 0) {
-				rc = hb_err(-errno, "cannot link '%s': %s", c.paths[i], strerror(errno));
-				goto out;
-			}
-			continue;
-		}
-		if ((S_ISCHR(n->mode) || S_ISBLK(n->mode)) &&
-		    faccessat(c.rootfd, c.paths[i], F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-			continue; /* skipped device */
-		rc = set_metadata_path(&c, i);
-		if (rc < 0)
+		if (S_ISREG(n->mode) && n->hardlink != i &&
+		    linkat(c.rootfd, c.paths[n->hardlink], c.rootfd, c.paths[i], 0) < 0) {
+			rc = hb_err(-errno, "cannot link '%s': %s", c.paths[i], strerror(errno));
 			goto out;
+		}
 	}
 	for (uint32_t i = count; i-- > 0;) {
 		int fd;
@@ -470,9 +475,9 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		if (rc < 0)
 			goto out;
 	}
-	if (skipped)
+	if (atomic_load(&c.skipped))
 		fprintf(stderr, "hiberbox: %llu device node(s) not restored: creating them needs root\n",
-			(unsigned long long)skipped);
+			(unsigned long long)atomic_load(&c.skipped));
 	if (c.progress.update)
 		c.progress.update(c.progress.arg, "restoring", c.total, c.total);
 	rc = 0;

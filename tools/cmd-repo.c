@@ -74,7 +74,7 @@ static int cmd_init(int argc, char **argv)
 	const char *loc;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjql:", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("init", "Options:\n  --level N   default zstd level of the repository (1-19, default 3)\n");
 		if (r)
@@ -149,7 +149,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 	char hex[OID_HEX_BYTES], a[32], b[32];
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "ht:p:nl:T:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot create",
 				    "Stores DIR and prints the new snapshot id as the last line.\n\n"
@@ -216,7 +216,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hfT:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqfT:", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot restore",
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
@@ -262,7 +262,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 	size_t n = 0;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot list", "Options:\n  --json   machine-readable output\n");
 		if (!r)
@@ -309,7 +309,7 @@ static int cmd_snapshot_show(int argc, char **argv)
 	size_t n = 0;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot show", "Options:\n  --json   machine-readable output\n");
 		if (!r)
@@ -382,7 +382,7 @@ static int cmd_snapshot_diff(int argc, char **argv)
 	json_t *arr = NULL;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot diff",
 				    "Lists paths added (+), removed (-) and changed (M) from A to B.\n");
@@ -418,7 +418,7 @@ static int cmd_snapshot_rm(int argc, char **argv)
 	struct oid id;
 	int c, r = 0;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n");
@@ -448,7 +448,7 @@ static int cmd_tag(int argc, char **argv)
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("tag", "Points tag NAME at snapshot ID (moving it if it exists).\n"
 					   "  --delete   remove tag NAME\n");
@@ -490,7 +490,7 @@ static int cmd_gc(int argc, char **argv)
 	char a[32];
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hnp:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqnp:", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
 					  "Options:\n  --dry-run            report only\n"
@@ -536,7 +536,7 @@ static int cmd_check(int argc, char **argv)
 	struct repo *repo;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
 		if ((r = common_opt(c)) < 0)
 			return help("check", "Verifies the repository's structure.\n\n"
 					     "Options:\n  --read-data   also read and verify every chunk\n");
