@@ -38,16 +38,22 @@
  * in step 7.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
 #include "util/error.h"
 
 #define GC_LOCK_WAIT_MS 10000
+/* Crash testing: with this variable set to n, gc kills itself (SIGKILL, as a
+ * power cut would stop it) just before its n-th change to the store, so that
+ * tests/integration/gc.sh can check every point of the argument above. */
+#define GC_CRASH_ENV "HIBERBOX_TEST_GC_CRASH"
 #define GC_DEFAULT_REPACK_PERCENT 50
 
 enum gc_action { GC_KEEP, GC_DELETE, GC_REPACK };
@@ -90,7 +96,16 @@ struct gc {
 	size_t nnew_packs, new_packs_cap;
 	uint64_t new_pack_bytes;
 	struct pack_writer *pw;
+	/* Changes made to the store so far, and the crash test's target. */
+	unsigned long changes, crash_at;
 };
+
+/* Called before every change gc makes to the store. */
+static void before_change(struct gc *g)
+{
+	if (g->crash_at && ++g->changes == g->crash_at)
+		kill(getpid(), SIGKILL);
+}
 
 /* Grow an array of `size`-byte items to hold one more. */
 static int grow(void **items, size_t *cap, size_t count, size_t size)
@@ -368,6 +383,7 @@ static int flush_new_pack(struct gc *g)
 		goto out;
 	oid_compute(&g->r->key, pack.data, pack.len, &id);
 	repo_pack_name(&id, name);
+	before_change(g);
 	r = store_put(g->r->store, name, pack.data, pack.len, STORE_PUT_NOREPLACE);
 	if (r == -EEXIST)
 		r = 0;
@@ -561,6 +577,7 @@ static int commit(struct gc *g)
 				goto out;
 			oid_compute(&g->r->key, b.data, b.len, &id);
 			repo_index_name(&id, new_name);
+			before_change(g);
 			r = store_put(g->r->store, new_name, b.data, b.len, STORE_PUT_NOREPLACE);
 			if (r == -EEXIST)
 				r = 0;
@@ -581,6 +598,7 @@ static int commit(struct gc *g)
 		removed_bytes += f->size;
 		if (g->opts->dry_run)
 			continue;
+		before_change(g);
 		r = store_remove(g->r->store, f->name);
 		if (r < 0 && r != -ENOENT) {
 			r = hb_err_ctx(r, "gc: removing index file %s", f->name);
@@ -596,6 +614,7 @@ static int commit(struct gc *g)
 		if (p->action == GC_KEEP || is_new_pack(g, &p->id))
 			continue;
 		repo_pack_name(&p->id, name);
+		before_change(g);
 		r = store_remove(g->r->store, name);
 		if (r < 0 && r != -ENOENT) {
 			r = hb_err_ctx(r, "gc: removing pack %s", name);
@@ -633,6 +652,8 @@ int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stat
 	int rc;
 
 	g.opts = opts ? opts : &default_opts;
+	if (getenv(GC_CRASH_ENV))
+		g.crash_at = strtoul(getenv(GC_CRASH_ENV), NULL, 10);
 	g.stats = stats ? stats : &local_stats;
 	memset(g.stats, 0, sizeof(*g.stats));
 	rc = repo_lock_acquire(r, true, GC_LOCK_WAIT_MS, &lock);
@@ -646,6 +667,7 @@ int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stat
 		goto out;
 	}
 	if (!g.opts->dry_run) {
+		before_change(&g);
 		rc = store_cleanup(r->store);
 		if (rc < 0)
 			goto out;

@@ -189,6 +189,63 @@ rm -rf "$dst"
 check_clean "after the second repack" --read-data
 
 # ---------------------------------------------------------------------------
+log "gc killed before each of its changes leaves every kept snapshot readable"
+# A repository of its own with every kind of gc work: packs to repack (three
+# snapshots whose big file was dropped), a pack to delete (a removed
+# snapshot), several index files to merge.
+CR=$T/crash-repo
+export HIBERBOX_REPO=$CR
+hb_ok init >/dev/null
+declare -a kept=()
+for i in 1 2 3; do
+	mkdir -p "$T/c$i"
+	randfile "$T/c$i/keep" 400000 "ck$i"
+	randfile "$T/c$i/drop" 1500000 "cd$i"
+	P=$(snapshot_create "$T/c$i")
+	rm "$T/c$i/drop"
+	kept[$i]=$(snapshot_create "$T/c$i")
+	hb_ok snapshot rm "$P"
+done
+mkdir -p "$T/c4"
+randfile "$T/c4/gone" 1000000 cg
+hb_ok snapshot rm "$(snapshot_create "$T/c4")"
+cp -a "$CR" "$T/crash-repo.orig"
+completed=0
+for ((n = 1; n <= 200; n++)); do
+	rm -rf "$CR"
+	cp -a "$T/crash-repo.orig" "$CR"
+	rc=0
+	HIBERBOX_TEST_GC_CRASH=$n hb gc >/dev/null 2>"$T/gc-err" || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		completed=1
+		break
+	fi
+	[ "$rc" -eq 137 ] || { bad "gc to be killed at change $n exited $rc: $(head -c 500 "$T/gc-err")"; break; }
+	for i in 1 2 3; do
+		hb_try snapshot restore "${kept[$i]}" "$T/crash-restored"
+		if [ "$HB_RC" -ne 0 ]; then
+			bad "gc killed before change $n: snapshot $i cannot be restored: $(head -c 500 "$T/err")"
+		elif ! cmp -s "$T/c$i/keep" "$T/crash-restored/keep"; then
+			bad "gc killed before change $n: snapshot $i restores wrong data"
+		fi
+		rm -rf "$T/crash-restored"
+	done
+	hb_try check
+	[ "$HB_RC" -eq 0 ] || bad "gc killed before change $n: check finds errors: $(head -c 1000 "$T/err")"
+	# The next gc finishes the work.
+	hb_ok gc >/dev/null
+	hb_try --json check --read-data
+	if [ "$HB_RC" -ne 0 ] || [ "$(json_get "$(cat "$T/out")" garbage_packs)" != 0 ]; then
+		bad "gc killed before change $n, then gc: check --read-data not clean: $(head -c 1000 "$T/err")"
+	fi
+done
+[ "$completed" -eq 1 ] || bad "gc never completed with the crash hook"
+[ "$n" -ge 10 ] || bad "gc made only $((n - 1)) changes: the crash test covered too little"
+log "gc was killed before each of its $((n - 1)) changes"
+rm -rf "$CR" "$T/crash-repo.orig"
+export HIBERBOX_REPO=$REPO
+
+# ---------------------------------------------------------------------------
 # A writer caught in the middle: started in the background, stopped (or
 # killed) as soon as its first pack is on the store, before its commit.
 K=$T/kill
