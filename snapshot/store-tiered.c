@@ -1,0 +1,625 @@
+/* A local cache directory in front of a remote store (store_tiered_open).
+ *
+ * What is cached: whole objects (written through put, or read whole) and the
+ * exact byte ranges read from objects (chunks inside packs), each as one file
+ * under CACHE/objects/xx/<hash>, indexed in CACHE/index.sqlite with its size,
+ * an XXH3-64 checksum and a last-access stamp.  Names under refs/ and locks/
+ * change in place, so they are never cached: they always go to the remote.
+ *
+ * Reads: cache, then remote (and the answer is cached).  Writes: remote
+ * first, then the cache, so the cache never holds what the remote lacks.
+ * Size cap: least recently used entries are evicted once the total passes
+ * cache_bytes; one entry may use at most an eighth of it.
+ *
+ * After a crash: cache files are written without fsync (the cache can always
+ * be refetched), so a file may be torn.  Every entry is checked against its
+ * checksum before it is served for the first time in a session (whole files
+ * once per session, range files on every read, they are small); a mismatch
+ * drops the entry and reads the remote.  An unreadable index is deleted with
+ * all cache files.  Files no row points at (a crash between file and row)
+ * are removed at open.
+ *
+ * Locking: one mutex around the SQLite handle and the byte total; file I/O
+ * and remote requests run outside it, so many threads read at once.
+ */
+#define XXH_INLINE_ALL
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "snapshot/store.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define TIERED_MIN_DEFAULT_BYTES ((uint64_t)64 << 20)
+#define TIERED_ENTRY_FRACTION 8 /* one entry at most cap / 8 */
+
+struct tiered {
+	struct store base;
+	struct store *remote;
+	char *dir;
+	int dirfd;
+	sqlite3 *db;
+	pthread_mutex_t lock; /* db, total, clock */
+	uint64_t cap, total, clock;
+	int64_t generation; /* this session: entries verified in it need no re-check */
+	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
+		*q_oldest, *q_exists;
+};
+
+struct entry {
+	int64_t rowid;
+	char file[64];
+	uint64_t size, off;
+	int64_t sum, verified_gen;
+	int whole;
+};
+
+static struct tiered *to_tiered(struct store *s)
+{
+	return (struct tiered *)s;
+}
+
+static int cacheable(const char *name)
+{
+	return strncmp(name, "refs/", 5) && strncmp(name, "locks/", 6);
+}
+
+static int64_t checksum(const void *data, size_t len)
+{
+	return (int64_t)XXH3_64bits(data, len);
+}
+
+static void entry_file(const char *name, int whole, uint64_t off, uint64_t len, char out[64])
+{
+	char key[64];
+	XXH3_state_t st;
+	XXH128_hash_t h;
+
+	snprintf(key, sizeof(key), "\n%d\n%" PRIu64 "\n%" PRIu64, whole, off, len);
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, name, strlen(name));
+	XXH3_128bits_update(&st, key, strlen(key));
+	h = XXH3_128bits_digest(&st);
+	snprintf(out, 64, "objects/%02x/%016" PRIx64 "%016" PRIx64, (unsigned)(h.high64 >> 56),
+		 h.high64, h.low64);
+}
+
+/* ---- index ---- */
+
+static const char SCHEMA[] =
+	"PRAGMA journal_mode=WAL;"
+	"PRAGMA synchronous=NORMAL;"
+	"CREATE TABLE IF NOT EXISTS entries("
+	" name TEXT NOT NULL, whole INTEGER NOT NULL, off INTEGER NOT NULL, len INTEGER NOT NULL,"
+	" file TEXT NOT NULL, size INTEGER NOT NULL, sum INTEGER NOT NULL,"
+	" atime INTEGER NOT NULL, verified_gen INTEGER NOT NULL,"
+	" UNIQUE(name, whole, off, len));"
+	"CREATE INDEX IF NOT EXISTS entries_atime ON entries(atime);"
+	"CREATE INDEX IF NOT EXISTS entries_file ON entries(file);";
+
+static int db_err(struct tiered *t, int rc, const char *what)
+{
+	return hb_err(rc == SQLITE_NOMEM ? -ENOMEM : -EIO, "cache index %s/index.sqlite: %s: %s",
+		      t->dir, what, t->db ? sqlite3_errmsg(t->db) : sqlite3_errstr(rc));
+}
+
+static void db_close(struct tiered *t)
+{
+	sqlite3_stmt **stmts[] = { &t->q_lookup, &t->q_insert, &t->q_touch, &t->q_verified,
+				   &t->q_delete, &t->q_by_name, &t->q_oldest, &t->q_exists };
+
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		sqlite3_finalize(*stmts[i]);
+		*stmts[i] = NULL;
+	}
+	sqlite3_close(t->db);
+	t->db = NULL;
+}
+
+static int db_open(struct tiered *t)
+{
+	char path[4096];
+	sqlite3_stmt *st;
+	int rc;
+	struct {
+		sqlite3_stmt **stmt;
+		const char *sql;
+	} prep[] = {
+		{ &t->q_lookup, "SELECT rowid, file, size, sum, whole, off, verified_gen FROM entries"
+				" WHERE name=?1 AND (whole=1 OR (off=?2 AND len=?3))"
+				" ORDER BY whole DESC LIMIT 1" },
+		{ &t->q_insert, "INSERT OR IGNORE INTO entries(name, whole, off, len, file, size,"
+				" sum, atime, verified_gen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)" },
+		{ &t->q_touch, "UPDATE entries SET atime=?2 WHERE rowid=?1" },
+		{ &t->q_verified, "UPDATE entries SET verified_gen=?2 WHERE rowid=?1" },
+		{ &t->q_delete, "DELETE FROM entries WHERE rowid=?1" },
+		{ &t->q_by_name, "SELECT rowid, file, size FROM entries WHERE name=?1" },
+		{ &t->q_oldest, "SELECT rowid, file, size FROM entries ORDER BY atime LIMIT 64" },
+		{ &t->q_exists, "SELECT 1 FROM entries WHERE file=?1" },
+	};
+
+	snprintf(path, sizeof(path), "%s/index.sqlite", t->dir);
+	rc = sqlite3_open_v2(path, &t->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(t, rc, "open");
+	sqlite3_busy_timeout(t->db, 5000);
+	if ((rc = sqlite3_exec(t->db, SCHEMA, NULL, NULL, NULL)) != SQLITE_OK)
+		return db_err(t, rc, "schema");
+	for (size_t i = 0; i < sizeof(prep) / sizeof(prep[0]); i++)
+		if ((rc = sqlite3_prepare_v2(t->db, prep[i].sql, -1, prep[i].stmt, NULL)) != SQLITE_OK)
+			return db_err(t, rc, "prepare");
+	rc = sqlite3_prepare_v2(t->db, "SELECT COALESCE(SUM(size),0), COALESCE(MAX(atime),0)"
+				       " FROM entries", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(t, rc, "prepare");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		t->total = (uint64_t)sqlite3_column_int64(st, 0);
+		t->clock = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return db_err(t, rc, "totals");
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (ftw->level > 0)
+		remove(path);
+	return 0;
+}
+
+/* Forget everything: the index could not be read. */
+static void wipe_cache(struct tiered *t)
+{
+	char path[4096];
+	static const char *const files[] = { "index.sqlite", "index.sqlite-wal",
+					     "index.sqlite-shm" };
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", t->dir, files[i]);
+		unlink(path);
+	}
+	snprintf(path, sizeof(path), "%s/objects", t->dir);
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Remove cache files that no row points at (and temporary files). */
+static void remove_orphans(struct tiered *t)
+{
+	char sub[32], rel[128];
+	DIR *top, *d;
+	struct dirent *de, *fe;
+	int topfd = openat(t->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (topfd < 0 || !(top = fdopendir(topfd))) {
+		if (topfd >= 0)
+			close(topfd);
+		return;
+	}
+	while ((de = readdir(top))) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) != 2)
+			continue;
+		snprintf(sub, sizeof(sub), "%s", de->d_name);
+		int fd = openat(topfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || !(d = fdopendir(fd))) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		while ((fe = readdir(d))) {
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(rel, sizeof(rel), "objects/%s/%s", sub, fe->d_name);
+			sqlite3_bind_text(t->q_exists, 1, rel, -1, SQLITE_TRANSIENT);
+			int found = sqlite3_step(t->q_exists) == SQLITE_ROW;
+			sqlite3_reset(t->q_exists);
+			if (!found)
+				unlinkat(dirfd(d), fe->d_name, 0);
+		}
+		closedir(d);
+	}
+	closedir(top);
+}
+
+/* ---- entries (callers hold t->lock) ---- */
+
+static int lookup_locked(struct tiered *t, const char *name, uint64_t off, uint64_t len,
+			 struct entry *e)
+{
+	sqlite3_stmt *q = t->q_lookup;
+	int rc, found = 0;
+
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, (int64_t)off);
+	sqlite3_bind_int64(q, 3, (int64_t)len);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		const char *f = (const char *)sqlite3_column_text(q, 1);
+		e->rowid = sqlite3_column_int64(q, 0);
+		snprintf(e->file, sizeof(e->file), "%s", f ? f : "");
+		e->size = (uint64_t)sqlite3_column_int64(q, 2);
+		e->sum = sqlite3_column_int64(q, 3);
+		e->whole = sqlite3_column_int(q, 4);
+		e->off = (uint64_t)sqlite3_column_int64(q, 5);
+		e->verified_gen = sqlite3_column_int64(q, 6);
+		found = 1;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return found;
+}
+
+static void drop_locked(struct tiered *t, int64_t rowid, const char *file, uint64_t size)
+{
+	sqlite3_bind_int64(t->q_delete, 1, rowid);
+	if (sqlite3_step(t->q_delete) == SQLITE_DONE && sqlite3_changes(t->db) > 0)
+		t->total = t->total > size ? t->total - size : 0;
+	sqlite3_reset(t->q_delete);
+	unlinkat(t->dirfd, file, 0);
+}
+
+static void evict_locked(struct tiered *t)
+{
+	while (t->total > t->cap) {
+		struct entry batch[64];
+		int n = 0;
+
+		while (n < 64 && sqlite3_step(t->q_oldest) == SQLITE_ROW) {
+			const char *f = (const char *)sqlite3_column_text(t->q_oldest, 1);
+			batch[n].rowid = sqlite3_column_int64(t->q_oldest, 0);
+			snprintf(batch[n].file, sizeof(batch[n].file), "%s", f ? f : "");
+			batch[n].size = (uint64_t)sqlite3_column_int64(t->q_oldest, 2);
+			n++;
+		}
+		sqlite3_reset(t->q_oldest);
+		if (n == 0) {
+			t->total = 0;
+			return;
+		}
+		for (int i = 0; i < n && t->total > t->cap; i++)
+			drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size);
+	}
+}
+
+static void touch_locked(struct tiered *t, int64_t rowid)
+{
+	sqlite3_bind_int64(t->q_touch, 1, rowid);
+	sqlite3_bind_int64(t->q_touch, 2, (int64_t)++t->clock);
+	sqlite3_step(t->q_touch);
+	sqlite3_reset(t->q_touch);
+}
+
+/* Store bytes in the cache.  Failures only cost a later remote read. */
+static void cache_insert(struct tiered *t, const char *name, int whole, uint64_t off,
+			 uint64_t len, const void *data, size_t size)
+{
+	char file[64], tmp[96], dir[32];
+	int fd, r;
+
+	if (!cacheable(name) || size > t->cap / TIERED_ENTRY_FRACTION)
+		return;
+	entry_file(name, whole, off, whole ? 0 : len, file);
+	snprintf(dir, sizeof(dir), "%.10s", file); /* "objects/xx" */
+	if (mkdir_p(t->dirfd, dir, 0700) < 0)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.%d.%lx.tmp", file, (int)getpid(),
+		 (unsigned long)pthread_self());
+	fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	r = write_all(fd, data, size);
+	if (close(fd) < 0 || r < 0 || renameat(t->dirfd, tmp, t->dirfd, file) < 0) {
+		unlinkat(t->dirfd, tmp, 0);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	/* Already there (another thread fetched the same bytes): keep that row. */
+	sqlite3_stmt *q = t->q_insert;
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, whole);
+	sqlite3_bind_int64(q, 3, (int64_t)(whole ? 0 : off));
+	sqlite3_bind_int64(q, 4, whole ? -1 : (int64_t)len);
+	sqlite3_bind_text(q, 5, file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, (int64_t)size);
+	sqlite3_bind_int64(q, 7, checksum(data, size));
+	sqlite3_bind_int64(q, 8, (int64_t)++t->clock);
+	sqlite3_bind_int64(q, 9, t->generation);
+	if (sqlite3_step(q) == SQLITE_DONE) {
+		if (sqlite3_changes(t->db) > 0)
+			t->total += size;
+	} else {
+		unlinkat(t->dirfd, file, 0);
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	evict_locked(t);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Serve [off, off+len) from the cache.  @return 1 served, 0 miss,
+ * -EBADMSG for a range past the end of a cached whole object. */
+static int cache_read(struct tiered *t, const char *name, uint64_t off, uint64_t len,
+		      struct buf *out)
+{
+	struct entry e;
+	struct stat st;
+	int fd, r = 0, verify;
+
+	pthread_mutex_lock(&t->lock);
+	if (!lookup_locked(t, name, off, len, &e)) {
+		pthread_mutex_unlock(&t->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+
+	fd = openat(t->dirfd, e.file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != e.size)
+		goto torn;
+	if (e.whole) {
+		uint64_t n;
+		if (off > e.size || (len != STORE_GET_ALL && len > e.size - off)) {
+			close(fd);
+			return hb_err(-EBADMSG, "%s: %s is %" PRIu64 " bytes, range %" PRIu64 "+%" PRIu64
+					       " is past its end", store_location(t->remote), name,
+				      e.size, off, len);
+		}
+		n = len == STORE_GET_ALL ? e.size - off : len;
+		/* A whole file is checked once per session, on the first read. */
+		verify = e.verified_gen != t->generation || (off == 0 && n == e.size);
+		if (verify) {
+			out->len = 0;
+			if ((r = buf_reserve(out, e.size)) < 0 ||
+			    pread_exact(fd, out->data, e.size, 0) < 0)
+				goto torn;
+			out->len = e.size;
+			if (checksum(out->data, e.size) != e.sum)
+				goto torn;
+			memmove(out->data, out->data + off, n);
+			out->len = n;
+		} else {
+			out->len = 0;
+			if ((r = buf_reserve(out, n)) < 0 || pread_exact(fd, out->data, n, (off_t)off) < 0)
+				goto torn;
+			out->len = n;
+		}
+	} else {
+		out->len = 0;
+		if ((r = buf_reserve(out, e.size)) < 0 || pread_exact(fd, out->data, e.size, 0) < 0)
+			goto torn;
+		out->len = e.size;
+		if (checksum(out->data, e.size) != e.sum)
+			goto torn;
+		verify = 0;
+	}
+	close(fd);
+	pthread_mutex_lock(&t->lock);
+	touch_locked(t, e.rowid);
+	if (e.whole && verify) {
+		sqlite3_bind_int64(t->q_verified, 1, e.rowid);
+		sqlite3_bind_int64(t->q_verified, 2, t->generation);
+		sqlite3_step(t->q_verified);
+		sqlite3_reset(t->q_verified);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 1;
+torn:
+	/* Missing, short or damaged: never served; the remote has the truth. */
+	if (fd >= 0)
+		close(fd);
+	out->len = 0;
+	if (r == -ENOMEM || r == -EFBIG)
+		return r;
+	pthread_mutex_lock(&t->lock);
+	drop_locked(t, e.rowid, e.file, e.size);
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+static void cache_forget(struct tiered *t, const char *name)
+{
+	struct entry batch[256];
+	int n = 0;
+
+	pthread_mutex_lock(&t->lock);
+	sqlite3_bind_text(t->q_by_name, 1, name, -1, SQLITE_STATIC);
+	while (n < 256 && sqlite3_step(t->q_by_name) == SQLITE_ROW) {
+		const char *f = (const char *)sqlite3_column_text(t->q_by_name, 1);
+		batch[n].rowid = sqlite3_column_int64(t->q_by_name, 0);
+		snprintf(batch[n].file, sizeof(batch[n].file), "%s", f ? f : "");
+		batch[n].size = (uint64_t)sqlite3_column_int64(t->q_by_name, 2);
+		n++;
+	}
+	sqlite3_reset(t->q_by_name);
+	sqlite3_clear_bindings(t->q_by_name);
+	for (int i = 0; i < n; i++)
+		drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size);
+	pthread_mutex_unlock(&t->lock);
+	if (n == 256)
+		cache_forget(t, name);
+}
+
+/* ---- store_ops ---- */
+
+static int tiered_get(struct store *s, const char *name, uint64_t off, uint64_t len,
+		      struct buf *out)
+{
+	struct tiered *t = to_tiered(s);
+	int r;
+
+	if (!cacheable(name))
+		return store_get(t->remote, name, off, len, out);
+	if ((r = cache_read(t, name, off, len, out)) != 0)
+		return r < 0 ? r : 0;
+	if ((r = store_get(t->remote, name, off, len, out)) < 0)
+		return r;
+	if (off == 0 && len == STORE_GET_ALL)
+		cache_insert(t, name, 1, 0, 0, out->data, out->len);
+	else
+		cache_insert(t, name, 0, off, len, out->data, out->len);
+	return 0;
+}
+
+static int tiered_put(struct store *s, const char *name, const void *data, size_t len, int flags)
+{
+	struct tiered *t = to_tiered(s);
+	int r;
+
+	if (cacheable(name) && !(flags & STORE_PUT_NOREPLACE))
+		cache_forget(t, name);
+	if ((r = store_put(t->remote, name, data, len, flags)) < 0)
+		return r;
+	if (cacheable(name)) {
+		cache_forget(t, name); /* ranges of an older version */
+		cache_insert(t, name, 1, 0, 0, data, len);
+	}
+	return 0;
+}
+
+static int tiered_stat(struct store *s, const char *name, uint64_t *size)
+{
+	struct tiered *t = to_tiered(s);
+	struct entry e;
+	int found = 0;
+
+	if (cacheable(name)) {
+		pthread_mutex_lock(&t->lock);
+		found = lookup_locked(t, name, 0, STORE_GET_ALL, &e) && e.whole;
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (found) {
+		*size = e.size;
+		return 0;
+	}
+	return store_stat(t->remote, name, size);
+}
+
+static int tiered_list(struct store *s, const char *prefix,
+		       int (*fn)(const char *name, uint64_t size, int64_t mtime_sec, void *arg),
+		       void *arg)
+{
+	return store_list(to_tiered(s)->remote, prefix, fn, arg);
+}
+
+static int tiered_remove(struct store *s, const char *name)
+{
+	struct tiered *t = to_tiered(s);
+	int r = store_remove(t->remote, name);
+
+	if (cacheable(name))
+		cache_forget(t, name);
+	return r;
+}
+
+static int tiered_cleanup(struct store *s)
+{
+	return store_cleanup(to_tiered(s)->remote);
+}
+
+static const char *tiered_location(struct store *s)
+{
+	return store_location(to_tiered(s)->remote);
+}
+
+static void tiered_free(struct store *s)
+{
+	struct tiered *t = to_tiered(s);
+
+	if (t->db) {
+		sqlite3_exec(t->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
+		db_close(t);
+	}
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+	store_free(t->remote);
+	pthread_mutex_destroy(&t->lock);
+	free(t->dir);
+	free(t);
+}
+
+static const struct store_ops tiered_ops = {
+	.get = tiered_get,
+	.put = tiered_put,
+	.stat = tiered_stat,
+	.list = tiered_list,
+	.remove = tiered_remove,
+	.cleanup = tiered_cleanup,
+	.location = tiered_location,
+	.free = tiered_free,
+};
+
+int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
+		      struct store **out)
+{
+	struct tiered *t;
+	int r;
+
+	*out = NULL;
+	if (!remote || !cache_dir || !*cache_dir) {
+		store_free(remote);
+		return hb_err(-EINVAL, "tiered store needs a remote and a cache directory");
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t || !(t->dir = strdup(cache_dir))) {
+		free(t);
+		store_free(remote);
+		return -ENOMEM;
+	}
+	t->base.ops = &tiered_ops;
+	t->remote = remote;
+	t->dirfd = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	if ((r = mkdir_p(AT_FDCWD, cache_dir, 0700)) < 0) {
+		r = hb_err(r, "cache directory %s: %s", cache_dir, strerror(-r));
+		goto fail;
+	}
+	t->dirfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0) {
+		r = hb_err(-errno, "cache directory %s: %s", cache_dir, strerror(errno));
+		goto fail;
+	}
+	if (cache_bytes == 0) {
+		/* Default: a tenth of the free space, at least 64 MiB. */
+		struct statvfs vfs;
+		if (fstatvfs(t->dirfd, &vfs) == 0)
+			cache_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize / 10;
+		if (cache_bytes < TIERED_MIN_DEFAULT_BYTES)
+			cache_bytes = TIERED_MIN_DEFAULT_BYTES;
+	}
+	t->cap = cache_bytes;
+	if (random_bytes(&t->generation, sizeof(t->generation)) < 0)
+		t->generation = (int64_t)now_ns();
+	if (t->generation == 0)
+		t->generation = 1;
+	if (db_open(t) < 0) {
+		/* A damaged index: the cache is disposable, start over. */
+		db_close(t);
+		wipe_cache(t);
+		hb_err_clear();
+		if ((r = db_open(t)) < 0)
+			goto fail;
+	}
+	remove_orphans(t);
+	pthread_mutex_lock(&t->lock);
+	evict_locked(t); /* the cap may have shrunk since last time */
+	pthread_mutex_unlock(&t->lock);
+	*out = &t->base;
+	return 0;
+fail:
+	tiered_free(&t->base);
+	return r;
+}

@@ -1,0 +1,262 @@
+/* The tiered store (local cache in front of a remote) with a local directory
+ * store as the remote, wrapped to count the requests that reach it.  Checks
+ * hits and misses, torn and corrupt cache files, the size cap and LRU order,
+ * a damaged index, reopening, and that refs/ are never served from cache.
+ * (test-s3 runs the same store over s3rver.)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "snapshot/store.h"
+#include "tests/unit/test.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+/* A store that forwards to another one and counts gets. */
+struct counting {
+	struct store base;
+	struct store *inner;
+	int gets, puts;
+};
+
+static struct counting *to_c(struct store *s)
+{
+	return (struct counting *)s;
+}
+
+static int c_get(struct store *s, const char *n, uint64_t off, uint64_t len, struct buf *out)
+{
+	to_c(s)->gets++;
+	return store_get(to_c(s)->inner, n, off, len, out);
+}
+static int c_put(struct store *s, const char *n, const void *d, size_t len, int flags)
+{
+	to_c(s)->puts++;
+	return store_put(to_c(s)->inner, n, d, len, flags);
+}
+static int c_stat(struct store *s, const char *n, uint64_t *size)
+{
+	return store_stat(to_c(s)->inner, n, size);
+}
+static int c_list(struct store *s, const char *p,
+		  int (*fn)(const char *, uint64_t, int64_t, void *), void *arg)
+{
+	return store_list(to_c(s)->inner, p, fn, arg);
+}
+static int c_remove(struct store *s, const char *n)
+{
+	return store_remove(to_c(s)->inner, n);
+}
+static const char *c_location(struct store *s)
+{
+	return store_location(to_c(s)->inner);
+}
+static void c_free(struct store *s)
+{
+	store_free(to_c(s)->inner);
+	free(s);
+}
+static const struct store_ops counting_ops = { .get = c_get, .put = c_put, .stat = c_stat,
+					       .list = c_list, .remove = c_remove,
+					       .location = c_location, .free = c_free };
+
+static char root[256], remote_dir[300], cache_dir[300];
+static struct counting *counter;
+
+static struct store *open_tiered(uint64_t cap)
+{
+	struct store *local = NULL, *t = NULL;
+
+	CHECK_OK(store_local_open(remote_dir, 1, &local));
+	counter = calloc(1, sizeof(*counter));
+	counter->base.ops = &counting_ops;
+	counter->inner = local;
+	CHECK_OK(store_tiered_open(&counter->base, cache_dir, cap, &t));
+	return t;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i * 2654435761u) >> 13 ^ seed);
+}
+
+/* Damage every cache file: flip a byte in the middle, or cut it short. */
+static void damage_cache(int truncate_it)
+{
+	char cmd[700];
+
+	if (truncate_it)
+		snprintf(cmd, sizeof(cmd),
+			 "find '%s/objects' -type f -exec truncate -s -1 {} \\;", cache_dir);
+	else
+		snprintf(cmd, sizeof(cmd),
+			 "find '%s/objects' -type f -size +0 -exec sh -c 'printf Z | dd of=\"$1\" bs=1 "
+			 "seek=$(( $(stat -c %%s \"$1\") / 2 )) conv=notrunc 2>/dev/null' _ {} \\;",
+			 cache_dir);
+	CHECK(system(cmd) == 0);
+}
+
+static uint64_t cache_file_bytes(void)
+{
+	char cmd[600];
+	unsigned long long n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "find '%s/objects' -type f -printf '%%s\\n' | "
+				   "awk '{s+=$1} END {print s+0}'", cache_dir);
+	f = popen(cmd, "r");
+	if (f) {
+		if (fscanf(f, "%llu", &n) != 1)
+			n = 0;
+		pclose(f);
+	}
+	return n;
+}
+
+int main(void)
+{
+	static uint8_t pack[300000], obj[100000];
+	struct buf b = BUF_INIT;
+	struct store *t;
+	uint64_t size;
+	char name[64];
+	int g;
+
+	snprintf(root, sizeof(root), "/tmp/hb-tiered-test.XXXXXX");
+	if (!mkdtemp(root))
+		return 1;
+	snprintf(remote_dir, sizeof(remote_dir), "%s/remote", root);
+	snprintf(cache_dir, sizeof(cache_dir), "%s/cache", root);
+	fill(pack, sizeof(pack), 1);
+
+	t = open_tiered(4 << 20);
+	if (!t)
+		return 1;
+	CHECK(!strcmp(store_location(t), remote_dir));
+	/* Written through: the remote has it, and reading it back is a hit. */
+	CHECK_OK(store_put(t, "packs/p1", pack, sizeof(pack), 0));
+	CHECK(counter->puts == 1);
+	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
+	CHECK(b.len == sizeof(pack) && !memcmp(b.data, pack, sizeof(pack)));
+	CHECK_OK(store_get(t, "packs/p1", 1000, 500, &b));
+	CHECK(b.len == 500 && !memcmp(b.data, pack + 1000, 500));
+	CHECK(counter->gets == 0);
+	CHECK_ERR(store_get(t, "packs/p1", sizeof(pack) - 10, 20, &b), -EBADMSG);
+	CHECK_OK(store_stat(t, "packs/p1", &size));
+	CHECK(size == sizeof(pack));
+	CHECK_ERR(store_put(t, "packs/p1", pack, 10, STORE_PUT_NOREPLACE), -EEXIST);
+	CHECK_OK(store_get(t, "packs/p1", 0, 16, &b));
+	CHECK(b.len == 16 && !memcmp(b.data, pack, 16)); /* the failed put changed nothing */
+	CHECK(counter->gets == 0);
+	store_free(t);
+
+	/* Written behind its back: ranges fetched once, then served from cache. */
+	struct store *local;
+	CHECK_OK(store_local_open(remote_dir, 0, &local));
+	CHECK_OK(store_put(local, "packs/p2", pack, sizeof(pack), 0));
+	CHECK_OK(store_put(local, "refs/main", "v1", 2, 0));
+	store_free(local);
+	t = open_tiered(4 << 20);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b));
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+	CHECK(counter->gets == 1);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b));
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+	CHECK(counter->gets == 1);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7001, &b)); /* another range: a miss */
+	CHECK(counter->gets == 2);
+	CHECK_ERR(store_get(t, "packs/missing", 0, 10, &b), -ENOENT);
+	/* And the whole object cached in the first session survived the reopen. */
+	g = counter->gets;
+	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
+	CHECK(b.len == sizeof(pack) && !memcmp(b.data, pack, sizeof(pack)));
+	CHECK(counter->gets == g);
+
+	/* refs/ are mutable: always asked of the remote. */
+	CHECK_OK(store_get(t, "refs/main", 0, STORE_GET_ALL, &b));
+	CHECK(b.len == 2 && !memcmp(b.data, "v1", 2));
+	CHECK_OK(store_local_open(remote_dir, 0, &local));
+	CHECK_OK(store_put(local, "refs/main", "v2", 2, 0));
+	store_free(local);
+	CHECK_OK(store_get(t, "refs/main", 0, STORE_GET_ALL, &b));
+	CHECK(b.len == 2 && !memcmp(b.data, "v2", 2));
+	store_free(t);
+
+	/* Corrupted cache files (a torn write after a crash) are never served. */
+	damage_cache(0);
+	t = open_tiered(4 << 20);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b));
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+	CHECK(counter->gets == 1);
+	CHECK_OK(store_get(t, "packs/p1", 100, 100, &b)); /* from a damaged whole file */
+	CHECK(b.len == 100 && !memcmp(b.data, pack + 100, 100));
+	CHECK(counter->gets == 2);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b)); /* refetched copy is good */
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+	CHECK(counter->gets == 2);
+	store_free(t);
+	damage_cache(1);
+	t = open_tiered(4 << 20);
+	CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b));
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+	CHECK(counter->gets == 1);
+	store_free(t);
+
+	/* A damaged index: the cache starts over, reads still work. */
+	char idx[400];
+	snprintf(idx, sizeof(idx), "%s/index.sqlite", cache_dir);
+	CHECK_OK(write_file_atomic(AT_FDCWD, idx, "this is not a database, not at all.....", 40, 0));
+	t = open_tiered(4 << 20);
+	CHECK(t != NULL);
+	if (t) {
+		CHECK_OK(store_get(t, "packs/p2", 5000, 7000, &b));
+		CHECK(b.len == 7000 && !memcmp(b.data, pack + 5000, 7000));
+		CHECK(counter->gets == 1);
+		store_free(t);
+	}
+
+	/* The size cap, least recently used first. */
+	t = open_tiered(1 << 20); /* entries up to 128 KiB */
+	for (int i = 0; i < 30; i++) {
+		fill(obj, sizeof(obj), (unsigned)i);
+		snprintf(name, sizeof(name), "packs/obj%02d", i);
+		CHECK_OK(store_put(t, name, obj, sizeof(obj), 0));
+		/* Keep obj00 hot. */
+		CHECK_OK(store_get(t, "packs/obj00", 0, 100, &b));
+	}
+	CHECK(cache_file_bytes() <= (1 << 20));
+	g = counter->gets;
+	CHECK_OK(store_get(t, "packs/obj00", 0, STORE_GET_ALL, &b));
+	CHECK(counter->gets == g); /* still cached */
+	CHECK_OK(store_get(t, "packs/obj01", 0, STORE_GET_ALL, &b));
+	CHECK(counter->gets == g + 1); /* evicted long ago */
+	fill(obj, sizeof(obj), 1);
+	CHECK(b.len == sizeof(obj) && !memcmp(b.data, obj, sizeof(obj)));
+	/* Too big for the cache at all: served, not cached. */
+	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
+	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
+	CHECK(counter->gets == g + 3);
+	/* remove drops cached copies. */
+	CHECK_OK(store_remove(t, "packs/obj00"));
+	CHECK_ERR(store_get(t, "packs/obj00", 0, STORE_GET_ALL, &b), -ENOENT);
+	CHECK_ERR(store_stat(t, "packs/obj00", &size), -ENOENT);
+	store_free(t);
+
+	/* A smaller cap at open trims the cache. */
+	t = open_tiered(300000);
+	CHECK(cache_file_bytes() <= 300000);
+	store_free(t);
+
+	buf_free(&b);
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", root);
+	TEST_MAIN_END();
+}
