@@ -39,6 +39,9 @@ struct restore_ctx {
 	struct manifest *m;
 	int rootfd;
 	bool as_root;
+	uid_t euid;
+	gid_t egid;
+	mode_t umask; /* read once: creating files with their final mode saves a chmod */
 	char **paths; /* relative path of every entry */
 	struct repo_progress progress;
 	_Atomic uint64_t bytes_done;
@@ -164,24 +167,45 @@ static int create_entry(struct restore_ctx *c, uint32_t i, bool force, _Atomic u
 	}
 }
 
+static mode_t current_umask(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned mask = 022;
+
+	if (!f)
+		return 022;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Umask: %o", &mask) == 1)
+			break;
+	fclose(f);
+	return (mode_t)mask;
+}
+
 static bool tolerable(int err, bool as_root)
 {
 	return err == ENOTSUP || (!as_root && (err == EPERM || err == EACCES));
 }
 
-/* Ownership, xattrs (after chown clears capabilities), mode, then times. */
-static int set_metadata_fd(struct restore_ctx *c, uint32_t i, int fd)
+/* Ownership, xattrs (after chown clears capabilities), mode, then times.
+ * created_mode: the mode the file was created with (0: unknown), so that
+ * calls which would change nothing are skipped: restores of many small
+ * files spend most of their time in such metadata calls. */
+static int set_metadata_fd(struct restore_ctx *c, uint32_t i, int fd, mode_t created_mode)
 {
 	const struct manifest_node *n = manifest_node(c->m, i);
+	const struct manifest_node *parent = manifest_node(c->m, n->parent);
+	bool owner_ok = created_mode && n->uid == c->euid && n->gid == c->egid &&
+			!(parent->mode & S_ISGID);
 	const char *path = c->paths[i][0] ? c->paths[i] : ".";
 	struct timespec ts[2] = {
 		{ .tv_sec = n->atime_sec, .tv_nsec = n->atime_nsec },
 		{ .tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec },
 	};
 
-	if (fchown(fd, n->uid, n->gid) < 0 && !tolerable(errno, c->as_root))
+	if (!owner_ok && fchown(fd, n->uid, n->gid) < 0 && !tolerable(errno, c->as_root))
 		return hb_err(-errno, "cannot set owner of '%s': %s", path, strerror(errno));
-	if (fchmod(fd, n->mode & 07777) < 0)
+	if ((!owner_ok || created_mode != (n->mode & 07777)) && fchmod(fd, n->mode & 07777) < 0)
 		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
 	for (uint32_t k = 0; k < n->nxattrs; k++) {
 		struct manifest_xattr x;
@@ -263,7 +287,12 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	uint64_t off = 0;
 	int fd, r = 0;
 
-	fd = open_beneath(c->rootfd, path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	/* Created with its final permission bits where the umask allows (the
+	 * fd is writable whatever they say); set-id bits only after chown. */
+	mode_t mode = n->mode & 0777, created;
+
+	created = mode & ~c->umask;
+	fd = open_beneath(c->rootfd, path, O_WRONLY | O_CREAT | O_EXCL, mode);
 	if (fd < 0)
 		return hb_err(fd, "cannot create '%s': %s", path, strerror(-fd));
 	if (n->flags & MANIFEST_FLAG_INLINE) {
@@ -288,10 +317,10 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 		}
 	}
 	/* Trailing holes: extend without writing so the file stays sparse. */
-	if (r == 0 && ftruncate(fd, (off_t)n->size) < 0)
+	if (r == 0 && off != n->size && ftruncate(fd, (off_t)n->size) < 0)
 		r = -errno;
 	if (r == 0)
-		r = set_metadata_fd(c, i, fd);
+		r = set_metadata_fd(c, i, fd, created);
 	else if (r != -ECANCELED)
 		r = hb_err_ctx(r, "restoring '%s'", path);
 	close(fd);
@@ -357,7 +386,8 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 			  const struct repo_restore_opts *opts)
 {
 	struct repo_restore_opts defaults = { 0 };
-	struct restore_ctx c = { .repo = r, .rootfd = -1, .as_root = geteuid() == 0 };
+	struct restore_ctx c = { .repo = r, .rootfd = -1, .as_root = geteuid() == 0,
+				 .euid = geteuid(), .egid = getegid(), .umask = current_umask() };
 	struct workqueue *pool = NULL;
 	struct fill_job *jobs = NULL;
 	uint32_t count;
@@ -470,7 +500,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 			rc = hb_err(fd < 0 && i ? fd : -errno, "cannot open '%s'", c.paths[i]);
 			goto out;
 		}
-		rc = set_metadata_fd(&c, i, fd);
+		rc = set_metadata_fd(&c, i, fd, 0);
 		close(fd);
 		if (rc < 0)
 			goto out;

@@ -7,6 +7,7 @@
  * removes once its writer is gone.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,10 +23,22 @@
 #include "util/error.h"
 #include "util/fileio.h"
 
+/* Packs are immutable and read chunk by chunk, often thousands of times in
+ * a row: keep their descriptors open instead of an open/close per chunk. */
+#define FD_CACHE_SLOTS 64
+
+struct fd_slot {
+	char name[128];
+	int fd;
+	unsigned refs; /* readers using fd right now */
+};
+
 struct store_local {
 	struct store base;
 	int dirfd;
 	char *path;
+	pthread_mutex_t fd_lock; /* guards fd_cache */
+	struct fd_slot fd_cache[FD_CACHE_SLOTS];
 };
 
 static struct store_local *to_local(struct store *s)
@@ -52,17 +65,97 @@ static int check_name(const char *name)
 	return 0;
 }
 
+static unsigned name_slot(const char *name)
+{
+	unsigned h = 2166136261u;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 16777619u;
+	return h % FD_CACHE_SLOTS;
+}
+
+static bool cacheable(const char *name)
+{
+	return strncmp(name, "packs/", 6) == 0 && strlen(name) < sizeof(((struct fd_slot *)0)->name);
+}
+
+/* Open name for reading, through the cache for packs.  *slot is set to the
+ * cache slot holding a reference, or -1 if the caller must close fd. */
+static int open_object(struct store_local *l, const char *name, int *slot)
+{
+	struct fd_slot *fs;
+	unsigned k;
+	int fd;
+
+	*slot = -1;
+	if (!cacheable(name))
+		return openat(l->dirfd, name, O_RDONLY | O_CLOEXEC);
+	k = name_slot(name);
+	fs = &l->fd_cache[k];
+	pthread_mutex_lock(&l->fd_lock);
+	if (fs->fd > 0 && strcmp(fs->name, name) == 0) {
+		fs->refs++;
+		fd = fs->fd;
+		*slot = (int)k;
+		pthread_mutex_unlock(&l->fd_lock);
+		return fd;
+	}
+	pthread_mutex_unlock(&l->fd_lock);
+	fd = openat(l->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&l->fd_lock);
+	if (fs->refs == 0) {
+		if (fs->fd > 0)
+			close(fs->fd);
+		fs->fd = fd;
+		snprintf(fs->name, sizeof(fs->name), "%s", name);
+		fs->refs = 1;
+		*slot = (int)k;
+	}
+	pthread_mutex_unlock(&l->fd_lock);
+	return fd;
+}
+
+static void close_object(struct store_local *l, int fd, int slot)
+{
+	if (slot < 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&l->fd_lock);
+	l->fd_cache[slot].refs--;
+	pthread_mutex_unlock(&l->fd_lock);
+}
+
+/* A removed pack must not be served from a cached descriptor. */
+static void forget_object(struct store_local *l, const char *name)
+{
+	struct fd_slot *fs;
+
+	if (!cacheable(name))
+		return;
+	fs = &l->fd_cache[name_slot(name)];
+	pthread_mutex_lock(&l->fd_lock);
+	if (fs->fd > 0 && fs->refs == 0 && strcmp(fs->name, name) == 0) {
+		close(fs->fd);
+		fs->fd = 0;
+		fs->name[0] = '\0';
+	}
+	pthread_mutex_unlock(&l->fd_lock);
+}
+
 static int local_get(struct store *s, const char *name, uint64_t off, uint64_t len,
 		     struct buf *out)
 {
 	struct store_local *l = to_local(s);
 	struct stat st;
-	int fd, r;
+	int fd, r, slot;
 
 	r = check_name(name);
 	if (r < 0)
 		return r;
-	fd = openat(l->dirfd, name, O_RDONLY | O_CLOEXEC);
+	fd = open_object(l, name, &slot);
 	if (fd < 0) {
 		r = -errno;
 		if (r == -ENOENT)
@@ -100,7 +193,7 @@ static int local_get(struct store *s, const char *name, uint64_t off, uint64_t l
 	}
 	out->len = (size_t)len;
 out:
-	close(fd);
+	close_object(l, fd, slot);
 	return r;
 }
 
@@ -213,6 +306,7 @@ static int local_remove(struct store *s, const char *name)
 
 	if (r < 0)
 		return r;
+	forget_object(l, name);
 	if (unlinkat(l->dirfd, name, 0) < 0) {
 		r = -errno;
 		if (r == -ENOENT)
@@ -273,6 +367,10 @@ static void local_free(struct store *s)
 {
 	struct store_local *l = to_local(s);
 
+	for (int i = 0; i < FD_CACHE_SLOTS; i++)
+		if (l->fd_cache[i].fd > 0)
+			close(l->fd_cache[i].fd);
+	pthread_mutex_destroy(&l->fd_lock);
 	close(l->dirfd);
 	free(l->path);
 	free(l);
@@ -310,6 +408,7 @@ int store_local_open(const char *path, int create, struct store **out)
 	}
 	l->base.ops = &local_ops;
 	l->dirfd = fd;
+	pthread_mutex_init(&l->fd_lock, NULL);
 	*out = &l->base;
 	return 0;
 }
