@@ -423,12 +423,16 @@ rm_pack() { rm "$D"/packs/*/*; }
 flip_manifest() { flip_byte "$D/snapshots/$SID" 40; }
 truncate_manifest() { truncate -s 100 "$D/snapshots/$SID"; }
 corrupt_index() { local i=("$D"/index/*); flip_byte "${i[0]}" 20; }
+dangling_tag() { mkdir -p "$D/refs/tags"; echo 0123456789abcdef0123456789abcdef >"$D/refs/tags/dangling"; }
+corrupt_tag() { mkdir -p "$D/refs/tags"; echo 'not an id' >"$D/refs/tags/broken"; }
 WANT="snapshot $SID: .*not in the index" damage missing-index rm_index
 WANT="^pack [0-9a-f]{32}: " damage truncated-pack truncate_pack
 # Damage with consequences: the pack, and the snapshot that cannot be read.
 LINES_WANTED=2 WANT="^pack [0-9a-f]{32}: .*past its end" damage halved-pack halve_pack
 LINES_WANTED=2 WANT="^pack [0-9a-f]{32} is missing" damage missing-pack rm_pack
 WANT="snapshot $SID" damage corrupt-manifest flip_manifest
+WANT="^tag dangling points at snapshot 0123456789abcdef0123456789abcdef, which does not exist" damage dangling-tag dangling_tag
+WANT="^tag broken: " damage corrupt-tag corrupt_tag
 WANT="snapshot $SID" damage truncated-manifest truncate_manifest
 # A corrupt index file, and in consequence chunks the snapshot cannot find.
 LINES_WANTED=2 WANT="^index file index/[0-9a-f]{32}: " damage corrupt-index corrupt_index
@@ -448,7 +452,10 @@ ln -s target1 "$D/link"
 echo f >"$D/typechange"
 echo z >"$D/typechange-dir/z"
 randfile "$D/big" 300000 big1
-touch -d '2020-01-01 00:00:00' "$D/keep/modified" "$D/big"
+echo x >"$D/keep/xattr"
+xattrs=0
+setfattr -n user.color -v red "$D/keep/xattr" 2>/dev/null && xattrs=1
+touch -d '2020-01-01 00:00:00' "$D/keep/modified" "$D/big" "$D/keep/xattr"
 DA=$(snapshot_create "$D")
 echo new >"$D/keep/modified"
 chmod 600 "$D/keep/chmod"
@@ -465,6 +472,10 @@ echo in >"$D/typechange/inner"
 rm -r "$D/typechange-dir"
 echo file >"$D/typechange-dir"
 flip_byte "$D/big" 150000
+if [ "$xattrs" -eq 1 ]; then
+	setfattr -n user.color -v blue "$D/keep/xattr"
+	touch -d '2020-01-01 00:00:00' "$D/keep/xattr"
+fi
 touch -d '2020-01-01 00:00:00' "$D/keep/modified" "$D/big"
 DB=$(snapshot_create "$D")
 cat >"$T/diff-expected" <<'EOF'
@@ -479,6 +490,7 @@ M big
 M keep/chmod
 M keep/modified
 M keep/touched
+M keep/xattr
 M link
 - removed-file
 M typechange
@@ -486,6 +498,7 @@ M typechange-dir
 - typechange-dir/z
 + typechange/inner
 EOF
+[ "$xattrs" -eq 1 ] || { log "no user xattrs here: not testing them"; sed -i '/keep\/xattr/d' "$T/diff-expected"; }
 hb_ok snapshot diff "$DA" "$DB" >"$T/diff-out"
 diff -u "$T/diff-expected" "$T/diff-out" >"$T/diff-diff" || bad "snapshot diff A B:"$'\n'"$(cat "$T/diff-diff")"
 # The other way round: + and - swap, M stays.
