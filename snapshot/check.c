@@ -14,9 +14,9 @@
  *
  * Each problem is one line on opts->report; packs that no index refers to are
  * garbage (a crashed writer's leftovers, which gc removes), reported as notes
- * and not counted as errors.  check takes no lock: it only reads, and a
- * writer running beside it adds objects without changing existing ones (a
- * concurrent gc may make it report packs or index files that vanished).
+ * and not counted as errors.  check takes a shared lock, so that no gc
+ * removes objects while it looks; writers, which only add objects, may run
+ * beside it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -28,6 +28,8 @@
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
 #include "util/error.h"
+
+#define CHECK_LOCK_WAIT_MS 10000
 
 struct check_pack {
 	struct oid id;
@@ -51,6 +53,7 @@ struct check {
 	/* Chunks whose stored blob failed verification (read_data). */
 	struct chunk_index *corrupt;
 	uint64_t bytes_done, bytes_total;
+	uint64_t snapshots_total;
 };
 
 static void report(struct check *c, bool error, const char *fmt, ...)
@@ -586,6 +589,7 @@ static int check_snapshot(const struct oid *id, void *arg)
 	int r;
 
 	c->stats->snapshots++;
+	progress(c, "check: snapshots", c->stats->snapshots, c->snapshots_total);
 	r = repo_read_manifest(c->r, id, &m);
 	if (r == -ENOMEM)
 		return r;
@@ -625,7 +629,21 @@ static int check_snapshot(const struct oid *id, void *arg)
 	report_problem(c, id, m, &lost, "in missing packs");
 	report_problem(c, id, m, &corrupt, "to corrupt or mismatched chunks");
 	manifest_free(m);
-	progress(c, "check: snapshots", c->stats->snapshots, 0);
+	return 0;
+}
+
+struct snapshot_list {
+	struct oid *ids;
+	size_t count, cap;
+};
+
+static int collect_snapshot(const struct oid *id, void *arg)
+{
+	struct snapshot_list *l = arg;
+
+	if (grow((void **)&l->ids, &l->cap, l->count, sizeof(*l->ids)) < 0)
+		return -ENOMEM;
+	l->ids[l->count++] = *id;
 	return 0;
 }
 
@@ -661,6 +679,8 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 	static const struct repo_check_opts default_opts;
 	struct repo_check_stats local_stats;
 	struct check c = { .r = r };
+	struct snapshot_list snaps = { 0 };
+	struct repo_lock *lock = NULL;
 	int rc;
 
 	c.opts = opts ? opts : &default_opts;
@@ -673,15 +693,27 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* A gc would remove objects from under us; writers only add. */
+	rc = repo_lock_acquire(r, false, CHECK_LOCK_WAIT_MS, &lock);
+	if (rc == -EBUSY || rc == -ENOMEM)
+		goto out;
+	if (rc < 0) /* a read-only store: check anyway */
+		report(&c, false, "cannot take a shared lock (%s); a gc running meanwhile would cause false reports",
+		       hb_errmsg(rc));
 	rc = check_config(&c);
+	/* Snapshots first: a writer stores its index before its manifest, so
+	 * the index files read next cover every snapshot listed now, even
+	 * while a writer commits beside us. */
+	if (rc >= 0)
+		rc = repo_foreach_snapshot(r, collect_snapshot, &snaps);
 	if (rc >= 0)
 		rc = check_index_files(&c);
 	if (rc >= 0)
 		rc = check_packs(&c);
-	if (rc >= 0) {
-		c.stats->chunks = chunk_index_count(c.idx);
-		rc = repo_foreach_snapshot(r, check_snapshot, &c);
-	}
+	c.stats->chunks = chunk_index_count(c.idx);
+	c.snapshots_total = snaps.count;
+	for (size_t i = 0; i < snaps.count && rc >= 0; i++)
+		rc = check_snapshot(&snaps.ids[i], &c);
 	if (rc >= 0)
 		rc = store_list(r->store, REPO_TAGS_PREFIX, check_tag, &c);
 	if (rc < 0) {
@@ -692,6 +724,8 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 		rc = hb_err(-EBADMSG, "check found %llu problem%s",
 			    (unsigned long long)c.stats->errors, c.stats->errors == 1 ? "" : "s");
 out:
+	repo_lock_release(lock);
+	free(snaps.ids);
 	chunk_index_free(c.idx);
 	chunk_index_free(c.missing_packs);
 	chunk_index_free(c.corrupt);

@@ -540,7 +540,7 @@ static int commit(struct gc *g)
 {
 	struct repo_gc_stats *st = g->stats;
 	char new_name[REPO_NAME_BYTES] = "";
-	uint64_t removed_bytes = 0, written_bytes = g->new_pack_bytes;
+	uint64_t removed_bytes = 0, written_bytes = g->new_pack_bytes, distinct;
 	bool rewrite = g->nindex_files > 1 || g->nentries != g->nnew_entries;
 	struct buf b = BUF_INIT;
 	int r = 0;
@@ -559,7 +559,8 @@ static int commit(struct gc *g)
 		else
 			st->packs_rewritten++;
 	}
-	st->chunks_removed = count_distinct_chunks(g) - g->nnew_entries;
+	distinct = count_distinct_chunks(g);
+	st->chunks_removed = distinct > g->nnew_entries ? distinct - g->nnew_entries : 0;
 	if (!rewrite)
 		goto done;
 
