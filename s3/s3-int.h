@@ -24,7 +24,7 @@ struct s3_client {
 	pthread_cond_t pool_cond;
 	CURL **idle;
 	unsigned nidle, ncreated;
-	uint64_t n_requests, n_retries, n_sent, n_received; /* atomics */
+	uint64_t n_requests, n_retries, n_connects, n_sent, n_received; /* atomics */
 };
 
 /* One S3 operation: described by the caller, run with retries by s3_request_run. */

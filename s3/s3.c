@@ -252,6 +252,7 @@ void s3_client_stats(struct s3_client *c, struct s3_stats *out)
 {
 	out->requests = __atomic_load_n(&c->n_requests, __ATOMIC_RELAXED);
 	out->retries = __atomic_load_n(&c->n_retries, __ATOMIC_RELAXED);
+	out->connections = __atomic_load_n(&c->n_connects, __ATOMIC_RELAXED);
 	out->bytes_sent = __atomic_load_n(&c->n_sent, __ATOMIC_RELAXED);
 	out->bytes_received = __atomic_load_n(&c->n_received, __ATOMIC_RELAXED);
 }
@@ -614,6 +615,7 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	char errbuf[CURL_ERROR_SIZE] = "", range[64];
 	long stall_s = (long)((c->cfg.stall_timeout_ms + 999) / 1000);
 	curl_off_t up = 0, down = 0;
+	long connects = 0;
 	CURLcode cc;
 	CURL *h;
 	int r;
@@ -681,6 +683,8 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
 	curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+	__atomic_fetch_add(&c->n_connects, (uint64_t)connects, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->n_sent, (uint64_t)up, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->n_received, (uint64_t)down, __ATOMIC_RELAXED);
 	pool_put(c, h);
@@ -880,7 +884,21 @@ int s3_get(struct s3_client *c, const char *key, uint64_t off, uint64_t len, str
 	}
 	if (len != S3_GET_ALL && (r = buf_reserve(out, len)) < 0)
 		return hb_err(r, "s3 GET %s/%s: cannot hold %" PRIu64 " bytes", c->bucket, key, len);
-	if ((r = s3_request_run(c, &rq)) < 0)
+	r = s3_request_run(c, &rq);
+	if (r == -EBADMSG && rq.status == 416 && len == S3_GET_ALL) {
+		/* "From off to the end" with off at the very end is empty, not an error. */
+		struct s3_object_info tmp;
+		char saved[1024];
+		hb_err_save(saved, sizeof(saved));
+		if (s3_head(c, key, &tmp) == 0 && tmp.size == off) {
+			if (info)
+				*info = tmp;
+			out->len = 0;
+			return 0;
+		}
+		return hb_err(-EBADMSG, "%s", saved);
+	}
+	if (r < 0)
 		return r;
 	if (rq.has_range && rq.status == 200) {
 		/* The server ignored Range and sent everything: cut it here. */

@@ -58,7 +58,9 @@ struct s3_config {
 	/* HIBERBOX_S3_TIMEOUT_MS: a transfer that moves no byte for this long is
 	 * abandoned (curl's low-speed limit; whole seconds, rounded up). */
 	unsigned stall_timeout_ms;
-	/* HIBERBOX_S3_DEADLINE_MS: no retry starts after one call has run this long. */
+	/* HIBERBOX_S3_DEADLINE_MS: no retry starts after one call has run this long,
+	 * so a call against a dead server fails within about deadline_ms +
+	 * stall_timeout_ms (+ connect_timeout_ms). */
 	unsigned deadline_ms;
 	unsigned max_retries;    /* HIBERBOX_S3_RETRIES */
 	unsigned retry_base_ms;  /* HIBERBOX_S3_RETRY_BASE_MS: first backoff */
@@ -137,6 +139,7 @@ int s3_bucket_create(struct s3_client *c);
 struct s3_stats {
 	uint64_t requests;   /* HTTP requests sent, retries included */
 	uint64_t retries;
+	uint64_t connections; /* new connections opened (the rest reused one) */
 	uint64_t bytes_sent;
 	uint64_t bytes_received;
 };

@@ -319,6 +319,11 @@ static void test_basic(void)
 	/* Past the end: partly (short) and wholly (416). */
 	CHECK_ERR(s3_get(c, "dir/obj", 99990, 20, &b, NULL), -EBADMSG);
 	CHECK_ERR(s3_get(c, "dir/obj", 200000, 20, &b, NULL), -EBADMSG);
+	CHECK_ERR(s3_get(c, "dir/obj", 200000, S3_GET_ALL, &b, NULL), -EBADMSG);
+	CHECK_OK(s3_get(c, "dir/obj", sizeof(data), S3_GET_ALL, &b, NULL)); /* at the end: empty */
+	CHECK(b.len == 0);
+	CHECK_OK(s3_get(c, "dir/obj", sizeof(data), 0, &b, NULL));
+	CHECK_ERR(s3_get(c, "dir/obj", sizeof(data) + 1, 0, &b, NULL), -EBADMSG);
 	CHECK_ERR(s3_get(c, "nope", 0, S3_GET_ALL, &b, NULL), -ENOENT);
 	CHECK_ERR(s3_get(c, "nope", 10, 10, &b, NULL), -ENOENT);
 	CHECK_ERR(s3_head(c, "nope", &info), -ENOENT);
@@ -396,6 +401,11 @@ static void test_basic(void)
 	struct s3_stats st;
 	s3_client_stats(c, &st);
 	CHECK(st.retries == 0 && st.requests > 1100 && st.bytes_sent >= sizeof(data));
+	/* Connections are kept: one per pool handle (8) for ~1200 requests, plus
+	 * one for the transfer abandoned at its buffer maximum. */
+	printf("basic: %llu requests over %llu connections\n", (unsigned long long)st.requests,
+	       (unsigned long long)st.connections);
+	CHECK(st.connections >= 1 && st.connections <= S3_DEFAULT_PARALLELISM + 1);
 	s3_client_free(c);
 	buf_free(&b);
 }
@@ -651,6 +661,61 @@ static void test_server_death(void)
 	buf_free(&b);
 }
 
+/* ---- figures (loopback, through the node proxy and s3rver) ---- */
+
+static void test_measure(void)
+{
+	struct s3_config cfg;
+	struct s3_client *c;
+	size_t len = 16 << 20, nr = 256;
+	uint8_t *data = malloc(len);
+	struct s3_get_request *reqs = calloc(nr, sizeof(*reqs));
+	struct buf *outs = calloc(nr, sizeof(*outs));
+	struct buf b = BUF_INIT;
+	uint64_t t0;
+	double put_s, seq_s, par_s, get_s;
+
+	test_config(&cfg);
+	cfg.part_bytes = 8 << 20;
+	cfg.multipart_threshold = 8 << 20;
+	c = new_client(&cfg);
+	if (!c || !data || !reqs || !outs)
+		goto out;
+	fill_random(data, len, 11);
+	t0 = now_ns();
+	CHECK_OK(s3_put(c, "m/pack", data, len, 0, NULL, NULL));
+	put_s = (double)(now_ns() - t0) / 1e9;
+	t0 = now_ns();
+	CHECK_OK(s3_get(c, "m/pack", 0, S3_GET_ALL, &b, NULL));
+	get_s = (double)(now_ns() - t0) / 1e9;
+	CHECK(b.len == len && !memcmp(b.data, data, len));
+	t0 = now_ns();
+	for (size_t i = 0; i < nr; i++) {
+		CHECK_OK(s3_get(c, "m/pack", i * 65536, 65536, &b, NULL));
+		CHECK(b.len == 65536 && !memcmp(b.data, data + i * 65536, 65536));
+	}
+	seq_s = (double)(now_ns() - t0) / 1e9;
+	for (size_t i = 0; i < nr; i++)
+		reqs[i] = (struct s3_get_request){ .key = "m/pack", .off = i * 65536, .len = 65536,
+						   .out = &outs[i] };
+	t0 = now_ns();
+	CHECK_OK(s3_get_many(c, reqs, nr));
+	par_s = (double)(now_ns() - t0) / 1e9;
+	for (size_t i = 0; i < nr; i++)
+		CHECK(outs[i].len == 65536 && !memcmp(outs[i].data, data + i * 65536, 65536));
+	printf("figures: 16 MiB multipart PUT %.2f s, GET %.2f s; 256 x 64 KiB ranges: "
+	       "sequential %.2f s (%.0f req/s), parallel x%u %.2f s (%.0f req/s)\n",
+	       put_s, get_s, seq_s, nr / seq_s, cfg.parallelism, par_s, nr / par_s);
+out:
+	for (size_t i = 0; outs && i < nr; i++)
+		buf_free(&outs[i]);
+	free(outs);
+	free(reqs);
+	free(data);
+	buf_free(&b);
+	s3_client_free(c);
+}
+
 /* ---- the store ---- */
 
 struct names {
@@ -714,6 +779,42 @@ static void test_store(void)
 	CHECK_ERR(store_get(st, "packs/a.pack", 0, STORE_GET_ALL, &b), -ENOENT);
 	store_free(st);
 
+	/* The tiered store over S3: the second read of a range is not a request. */
+	struct store *remote = NULL, *tiered = NULL;
+	char cache[300];
+	uint8_t pack[50000];
+	fill_random(pack, sizeof(pack), 9);
+	snprintf(cache, sizeof(cache), "%s/cache", data_dir);
+	CHECK_OK(store_s3_open("s3://" BUCKET "/repo/tiered", 1, &remote));
+	if (remote)
+		CHECK_OK(store_tiered_open(remote, cache, 8 << 20, &tiered));
+	if (tiered) {
+		CHECK_OK(store_put(tiered, "packs/t.pack", pack, sizeof(pack), STORE_PUT_NOREPLACE));
+		CHECK_ERR(store_put(tiered, "packs/t.pack", pack, 10, STORE_PUT_NOREPLACE), -EEXIST);
+		long gets = stat_field("GET");
+		CHECK_OK(store_get(tiered, "packs/t.pack", 100, 1000, &b));
+		CHECK(b.len == 1000 && !memcmp(b.data, pack + 100, 1000));
+		CHECK(stat_field("GET") == gets); /* written through: cached whole */
+		store_free(tiered);
+		tiered = NULL;
+		/* A fresh cache: one Range GET, then none. */
+		snprintf(cache, sizeof(cache), "%s/cache2", data_dir);
+		CHECK_OK(store_s3_open("s3://" BUCKET "/repo/tiered", 0, &remote));
+		if (remote)
+			CHECK_OK(store_tiered_open(remote, cache, 8 << 20, &tiered));
+	}
+	if (tiered) {
+		long gets = stat_field("GET");
+		for (int i = 0; i < 3; i++) {
+			CHECK_OK(store_get(tiered, "packs/t.pack", 4000, 20000, &b));
+			CHECK(b.len == 20000 && !memcmp(b.data, pack + 4000, 20000));
+		}
+		CHECK(stat_field("GET") == gets + 1);
+		CHECK_ERR(store_get(tiered, "packs/t.pack", 40000, 20000, &b), -EBADMSG);
+		CHECK_ERR(store_get(tiered, "packs/none", 0, 10, &b), -ENOENT);
+		store_free(tiered);
+	}
+
 	/* A second store on another prefix sees nothing of the first. */
 	CHECK_OK(store_s3_open("s3://" BUCKET "/repo/two", 0, &st));
 	nm = (struct names){ 0 };
@@ -751,6 +852,7 @@ int main(void)
 	test_auth();
 	test_faults();
 	test_store();
+	test_measure();
 	test_server_death();
 	stop_server(SIGKILL);
 	snprintf(nm, sizeof(nm), "rm -rf '%s'", tmpl);
