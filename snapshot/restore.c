@@ -284,7 +284,7 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	const struct manifest_node *n = manifest_node(c->m, i);
 	const char *path = c->paths[i];
 	struct buf chunk = BUF_INIT;
-	uint64_t off = 0;
+	uint64_t off = 0, written_end = 0;
 	int fd, r = 0;
 
 	/* Created with its final permission bits where the umask allows (the
@@ -297,7 +297,7 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 		return hb_err(fd, "cannot create '%s': %s", path, strerror(-fd));
 	if (n->flags & MANIFEST_FLAG_INLINE) {
 		r = pwrite_all(fd, manifest_data(c->m, i), n->data_len, 0);
-		off = n->data_len;
+		written_end = n->data_len;
 	} else {
 		const struct manifest_chunk *ch = manifest_chunks(c->m, i);
 
@@ -311,13 +311,14 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 						   chunk.len, ch[k].size);
 				if (r == 0)
 					r = pwrite_all(fd, chunk.data, chunk.len, (off_t)off);
+				written_end = off + ch[k].size;
 			}
 			off += ch[k].size;
 			report(c, ch[k].size);
 		}
 	}
 	/* Trailing holes: extend without writing so the file stays sparse. */
-	if (r == 0 && off != n->size && ftruncate(fd, (off_t)n->size) < 0)
+	if (r == 0 && written_end != n->size && ftruncate(fd, (off_t)n->size) < 0)
 		r = -errno;
 	if (r == 0)
 		r = set_metadata_fd(c, i, fd, created);

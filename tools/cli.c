@@ -11,18 +11,39 @@
 #include "util/error.h"
 #include "util/fileio.h"
 
+/* Messages quote user input (paths, tags) that may hold newlines or
+ * terminal escapes; an error must stay one line and print nothing active. */
+static void put_escaped(const char *s, FILE *f)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p == '\t')
+			fputs("\\t", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\x%02x", *p);
+		else
+			fputc(*p, f);
+	}
+}
+
 int cli_fail(int r, const char *fmt, ...)
 {
+	char prefix[1024] = "";
 	va_list ap;
 
-	fputs("hiberbox: ", stderr);
 	if (fmt && fmt[0]) {
 		va_start(ap, fmt);
-		vfprintf(stderr, fmt, ap);
+		vsnprintf(prefix, sizeof(prefix), fmt, ap);
 		va_end(ap);
+	}
+	fputs("hiberbox: ", stderr);
+	if (prefix[0]) {
+		put_escaped(prefix, stderr);
 		fputs(": ", stderr);
 	}
-	fprintf(stderr, "%s\n", hb_errmsg(r));
+	put_escaped(hb_errmsg(r), stderr);
+	fputc('\n', stderr);
 	return 1;
 }
 
@@ -30,10 +51,13 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "hiberbox %s: ", cmd);
+	char msg[1024];
+
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "hiberbox %s: ", cmd);
+	put_escaped(msg, stderr);
 	fprintf(stderr, " (see 'hiberbox %s --help')\n", cmd);
 	return 2;
 }

@@ -82,7 +82,7 @@ static int cmd_init(int argc, char **argv)
 		if (c == 'l')
 			io.zstd_level = atoi(optarg);
 		else
-			return cli_usage("init", "unknown option");
+			return cli_usage("init", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("init", "takes no arguments");
@@ -168,7 +168,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 		case 'n': co.no_parent = true; break;
 		case 'l': co.zstd_level = atoi(optarg); break;
 		case 'T': co.threads = (unsigned)atoi(optarg); break;
-		default: return cli_usage("snapshot create", "unknown option");
+		default: return cli_usage("snapshot create", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind + 1 != argc)
@@ -228,7 +228,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 		switch (c) {
 		case 'f': ro.force = true; break;
 		case 'T': ro.threads = (unsigned)atoi(optarg); break;
-		default: return cli_usage("snapshot restore", "unknown option");
+		default: return cli_usage("snapshot restore", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind + 2 != argc)
@@ -266,7 +266,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot list", "Options:\n  --json   machine-readable output\n");
 		if (!r)
-			return cli_usage("snapshot list", "unknown option");
+			return cli_usage("snapshot list", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("snapshot list", "takes no arguments");
@@ -313,13 +313,20 @@ static int cmd_snapshot_show(int argc, char **argv)
 		if ((r = common_opt(c)) < 0)
 			return help("snapshot show", "Options:\n  --json   machine-readable output\n");
 		if (!r)
-			return cli_usage("snapshot show", "unknown option");
+			return cli_usage("snapshot show", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind + 1 != argc)
 		return cli_usage("snapshot show", "expects one ID");
 	if ((r = cli_open_repo(&repo)) != 0)
 		return r;
 	r = repo_resolve(repo, argv[optind], &id);
+	if (r == 0) {
+		/* Decode all of it: show must not vouch for a damaged manifest. */
+		struct manifest *m = NULL;
+
+		r = repo_load_manifest(repo, &id, &m);
+		manifest_free(m);
+	}
 	if (r == 0)
 		r = repo_list_snapshots(repo, &items, &n);
 	repo_close(repo);
@@ -387,7 +394,7 @@ static int cmd_snapshot_diff(int argc, char **argv)
 			return help("snapshot diff",
 				    "Lists paths added (+), removed (-) and changed (M) from A to B.\n");
 		if (!r)
-			return cli_usage("snapshot diff", "unknown option");
+			return cli_usage("snapshot diff", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind + 2 != argc)
 		return cli_usage("snapshot diff", "expects two IDs");
@@ -423,7 +430,7 @@ static int cmd_snapshot_rm(int argc, char **argv)
 			return help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n");
 		if (!r)
-			return cli_usage("snapshot rm", "unknown option");
+			return cli_usage("snapshot rm", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind >= argc)
 		return cli_usage("snapshot rm", "expects at least one ID");
@@ -457,7 +464,7 @@ static int cmd_tag(int argc, char **argv)
 		if (c == 'd')
 			del = true;
 		else
-			return cli_usage("tag", "unknown option");
+			return cli_usage("tag", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind + (del ? 1 : 2) != argc)
 		return cli_usage("tag", del ? "expects NAME" : "expects NAME and ID");
@@ -502,7 +509,7 @@ static int cmd_gc(int argc, char **argv)
 		else if (c == 'p')
 			go.repack_percent = (unsigned)atoi(optarg);
 		else
-			return cli_usage("gc", "unknown option");
+			return cli_usage("gc", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("gc", "takes no arguments");
@@ -545,7 +552,7 @@ static int cmd_check(int argc, char **argv)
 		if (c == 'd')
 			co.read_data = true;
 		else
-			return cli_usage("check", "unknown option");
+			return cli_usage("check", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind != argc)
 		return cli_usage("check", "takes no arguments");

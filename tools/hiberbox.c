@@ -118,5 +118,6 @@ int main(int argc, char **argv)
 	}
 	cli.progress = !cli.quiet && !cli.json && isatty(STDERR_FILENO);
 	optind = 0; /* reset getopt for the command */
+	opterr = 0; /* commands report unknown options in one line of their own */
 	return cmd->run(argc, argv);
 }
