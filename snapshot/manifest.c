@@ -30,9 +30,11 @@
  *   nxattrs:v, nxattrs * (name:s, value:s), names strictly increasing
  *
  * Hard links: every member of a group names the group's representative in
- * `hardlink` (the representative names itself).  Only regular files are
- * linked.  The representative carries the content; the other members carry
- * none (no chunks, not inline) but the same size.
+ * `hardlink` (the representative names itself).  Any non-directory may be
+ * linked; all members have the representative's file type and size.  For
+ * regular files the representative alone carries the content, the other
+ * members none (no chunks, not inline); symlink members repeat the target
+ * (it must be the same), device members the same rdev.
  *
  * The decoder makes one pass over the body, filling flat arrays (nodes,
  * chunks, xattr records) and one pool holding every name, symlink target,
@@ -414,8 +416,8 @@ static int parse_entry(struct manifest *m, struct reader *r, uint32_t i, uint32_
 	if (hardlink >= m->count)
 		return bad_entry(m, &e, "hard link target %" PRIu64 " out of range", hardlink);
 	n->hardlink = (uint32_t)hardlink;
-	if (n->hardlink != i && type != S_IFREG)
-		return bad_entry(m, &e, "hard link on a non-regular file");
+	if (n->hardlink != i && type == S_IFDIR)
+		return bad_entry(m, &e, "hard link on a directory");
 	if (n->nlink == 0 || n->nlink > m->count + 1)
 		return bad_entry(m, &e, "link count %" PRIu32 " out of range", n->nlink);
 
@@ -474,8 +476,9 @@ static int parse_entry(struct manifest *m, struct reader *r, uint32_t i, uint32_
 }
 
 /* Hard links may point forward, so they are checked once all nodes exist:
- * each member names a regular representative of the same size that names
- * itself, and each member's link count is at least its group's size. */
+ * each member names a representative of the same type, size (and target or
+ * device) that names itself, and each member's link count is at least its
+ * group's size. */
 static int check_hardlinks(struct manifest *m)
 {
 	uint32_t *group = NULL;
@@ -490,14 +493,17 @@ static int check_hardlinks(struct manifest *m)
 		if (n->hardlink == i)
 			continue;
 		h = &m->nodes[n->hardlink];
-		if (!S_ISREG(h->mode) || h->hardlink != n->hardlink) {
+		if ((h->mode & S_IFMT) != (n->mode & S_IFMT) || h->hardlink != n->hardlink) {
 			rc = bad_entry(m, &e, "hard link target %" PRIu32
-					      " is not the regular file heading its group",
+					      " is not a file of the same type heading its group",
 				       n->hardlink);
 			goto out;
 		}
-		if (h->size != n->size) {
-			rc = bad_entry(m, &e, "size differs from its hard link target %" PRIu32,
+		if (h->size != n->size || h->rdev != n->rdev ||
+		    (S_ISLNK(n->mode) &&
+		     memcmp(m->pool + h->data_off, m->pool + n->data_off, n->data_len) != 0)) {
+			rc = bad_entry(m, &e, "size, target or device differs from its hard link"
+					      " target %" PRIu32,
 				       n->hardlink);
 			goto out;
 		}

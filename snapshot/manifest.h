@@ -12,12 +12,13 @@
  * root directory, its own parent, with an empty name.  "Sorted bytewise" is
  * memcmp order, a name before every longer name it is a prefix of.
  *
- * Hard links: only regular files are linked.  Every member of a group names
- * the group's representative in `hardlink` (the representative names itself).
- * The representative alone carries the content (chunks or inline); the other
- * members carry none (nchunks 0, not inline) but the same size, and every
- * member's nlink is at least the group's size.  Read a member's content
- * through node->hardlink.
+ * Hard links: any non-directory may be linked.  Every member of a group names
+ * the group's representative in `hardlink` (the representative names itself);
+ * all members have its file type and size, and nlink at least the group's
+ * size.  A regular file's content (chunks or inline) is on the representative
+ * alone, the other members carry none (nchunks 0, not inline): read a
+ * member's content through node->hardlink.  Symlink members repeat the same
+ * target; device members the same rdev.
  *
  * Encoding (little-endian):
  *   "HBSNAP01" | version:u32 | info_len:u32 | info (JSON, uncompressed)

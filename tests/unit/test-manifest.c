@@ -799,7 +799,7 @@ static void test_crafted(void)
 	n = mknode(S_IFREG | 0644, 1);
 	n.hardlink = 1; /* a directory */
 	manifest_builder_add(b, &n, "h", 1, NULL, 0);
-	REFUSED(b, "manifest entry 3 ('a/h'): hard link target 1 is not the regular file heading");
+	REFUSED(b, "manifest entry 3 ('a/h'): hard link target 1 is not a file of the same type heading");
 	b = base();
 	n = mknode(S_IFREG | 0644, 1);
 	n.hardlink = 4;
@@ -811,7 +811,7 @@ static void test_crafted(void)
 	n.size = 9;
 	n.nlink = 2;
 	manifest_builder_add(b, &n, "h", 1, NULL, 0);
-	REFUSED(b, "size differs from its hard link target 2");
+	REFUSED(b, "size, target or device differs from its hard link target 2");
 	b = base();
 	n = mknode(S_IFREG | 0644, 1);
 	n.hardlink = 2;
@@ -823,7 +823,7 @@ static void test_crafted(void)
 	n = mknode(S_IFDIR | 0755, 1);
 	n.hardlink = 1;
 	manifest_builder_add(b, &n, "h", 1, NULL, 0);
-	REFUSED(b, "hard link on a non-regular file");
+	REFUSED(b, "hard link on a directory");
 	b = base();
 	n = mknode(S_IFREG | 0644, 1);
 	n.hardlink = 2;
@@ -848,6 +848,62 @@ static void test_crafted(void)
 	b = base();
 	manifest_builder_set_hot(b, (struct oid[]){ mkid(1), { { 0 } } }, 2);
 	REFUSED(b, "hot list entry 1 is a hole");
+}
+
+/* Hard links between symlinks, fifos and devices: kept, and checked. */
+static struct manifest_builder *links_tree(const char *target2, uint64_t rdev2, uint32_t mode2)
+{
+	struct manifest_builder *b = manifest_builder_new();
+	struct manifest_node n;
+
+	add_dir(b, 0, "");
+	n = mknode(S_IFCHR | 0600, 0);
+	n.nlink = 2;
+	n.rdev = makedev(4, 5);
+	n.hardlink = 1;
+	manifest_builder_add(b, &n, "c1", 2, NULL, 0);
+	n.rdev = rdev2;
+	manifest_builder_add(b, &n, "c2", 2, NULL, 0);
+	n = mknode(S_IFIFO | 0600, 0);
+	n.nlink = 2;
+	n.hardlink = 4; /* forward */
+	manifest_builder_add(b, &n, "fifo1", 5, NULL, 0);
+	n.mode = mode2;
+	manifest_builder_add(b, &n, "fifo2", 5, NULL, 0);
+	n = mknode(S_IFLNK | 0777, 0);
+	n.nlink = 2;
+	n.hardlink = 5;
+	manifest_builder_add(b, &n, "l1", 2, "target", 6);
+	manifest_builder_add(b, &n, "l2", 2, target2, strlen(target2));
+	return b;
+}
+
+static void test_hardlink_kinds(void)
+{
+	struct manifest_builder *b = links_tree("target", makedev(4, 5), S_IFIFO | 0600);
+	struct manifest_info info;
+	struct buf enc = BUF_INIT;
+	struct manifest *m = NULL;
+
+	memset(&info, 0, sizeof(info));
+	CHECK_OK(manifest_builder_encode(b, &info, &enc));
+	manifest_builder_free(b);
+	CHECK_OK(decode_buf(&enc, &m));
+	if (m) {
+		CHECK(manifest_node(m, 2)->hardlink == 1 && manifest_node(m, 2)->rdev == makedev(4, 5));
+		CHECK(manifest_node(m, 3)->hardlink == 4 && manifest_node(m, 4)->hardlink == 4);
+		CHECK(manifest_node(m, 6)->hardlink == 5);
+		CHECK(strcmp((const char *)manifest_data(m, 6), "target") == 0);
+	}
+	manifest_free(m);
+	buf_free(&enc);
+	/* a member whose target, device or type differs */
+	b = links_tree("other!", makedev(4, 5), S_IFIFO | 0600);
+	REFUSED(b, "manifest entry 6 ('l2'): size, target or device differs");
+	b = links_tree("target", makedev(4, 6), S_IFIFO | 0600);
+	REFUSED(b, "manifest entry 2 ('c2'): size, target or device differs");
+	b = links_tree("target", makedev(4, 5), S_IFSOCK | 0600);
+	REFUSED(b, "is not a file of the same type");
 }
 
 /* Bodies the builder cannot even express. */
@@ -1139,6 +1195,7 @@ int main(int argc, char **argv)
 	test_big();
 	test_builder_refusals();
 	test_crafted();
+	test_hardlink_kinds();
 	test_raw_bodies();
 	test_info_json();
 	test_container();
