@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -63,7 +64,7 @@ _Noreturn void child_fail(struct child_ctx *c, int err)
 static int close_host_fds(struct child_ctx *c)
 {
 	const struct sandbox_spec *s = c->spec;
-	int keep[SANDBOX_MAX_FDS + 2];
+	int keep[SANDBOX_MAX_FDS + 3];
 	unsigned nkeep = 0;
 
 	for (int i = 0; i < SANDBOX_MAX_FDS; i++) {
@@ -78,6 +79,8 @@ static int close_host_fds(struct child_ctx *c)
 	}
 	keep[nkeep++] = c->err_fd;
 	keep[nkeep++] = c->status_fd;
+	if (c->is_exec)
+		keep[nkeep++] = c->join_pidfd;
 	/* insertion sort: a handful of entries */
 	for (unsigned i = 1; i < nkeep; i++) {
 		int v = keep[i];
@@ -100,6 +103,19 @@ static int close_host_fds(struct child_ctx *c)
 			break;
 	}
 	return 0;
+}
+
+/* The child is a copy of the caller: its argv and environment strings
+ * (/proc/<pid>/cmdline and environ read them from this memory) could carry
+ * secrets such as AWS keys.  The copy is ours to scribble on. */
+static void wipe_caller_strings(struct child_ctx *c)
+{
+	if (c->argv_area && c->argv_len) {
+		memset(c->argv_area, 0, c->argv_len);
+		child_strlcpy(c->argv_area, "hiberbox-init", c->argv_len);
+	}
+	if (c->env_area && c->env_len)
+		memset(c->env_area, 0, c->env_len);
 }
 
 static int apply_rlimits(struct child_ctx *c)
@@ -134,21 +150,30 @@ _Noreturn void child_main(struct child_ctx *c)
 		_exit(127);
 	close(c->sync_fd);
 
+	wipe_caller_strings(c);
 	if ((r = close_host_fds(c)) < 0)
 		child_fail(c, r);
-	if ((r = ns_child_become_root(c)) < 0)
-		child_fail(c, r);
-	if ((r = mounts_child_setup(c)) < 0)
-		child_fail(c, r);
-	if ((r = ns_child_set_hostname(c)) < 0)
-		child_fail(c, r);
-	if (s->net == SANDBOX_NET_NONE && (r = ns_child_loopback_up(c)) < 0)
-		child_fail(c, r);
+	if (c->is_exec) {
+		/* exec into a running sandbox: everything is set up already */
+		if ((r = ns_child_join(c)) < 0 || (r = ns_child_become_root(c)) < 0)
+			child_fail(c, r);
+	} else {
+		/* the cgroup namespace now, so that its root is our own group */
+		if (unshare(CLONE_NEWCGROUP) < 0)
+			child_fail(c, child_err(c, -errno, "unshare cgroup namespace", NULL));
+		if ((r = ns_child_become_root(c)) < 0 || (r = mounts_child_setup(c)) < 0 ||
+		    (r = ns_child_set_hostname(c)) < 0)
+			child_fail(c, r);
+		if (s->net == SANDBOX_NET_NONE && (r = ns_child_loopback_up(c)) < 0)
+			child_fail(c, r);
+	}
 	if ((r = apply_rlimits(c)) < 0)
 		child_fail(c, r);
 	if ((r = caps_child_limit(c)) < 0)
 		child_fail(c, r);
 	if ((r = seccomp_child_apply(c)) < 0)
 		child_fail(c, r);
+	if (c->is_exec)
+		exec_child_run(c);
 	init_child_run(c);
 }

@@ -1,4 +1,4 @@
-/* The sandbox's init: PID 1 of its pid namespace.
+/* The sandbox's init (PID 1 of its pid namespace), and the waiter of execs.
  *
  * PID 1 has two duties nobody else does: reap orphans (else zombies pile up)
  * and receive signals (the kernel drops signals to a namespace's init that it
@@ -9,6 +9,16 @@
  * its code (128+signal if it was killed); the kernel then kills whatever
  * else is left in the namespace.
  *
+ * An init-only sandbox starts no command: its init just reaps and exits on
+ * SIGTERM, SIGINT or SIGHUP, and commands are started with sandbox_exec().
+ *
+ * An exec'd command is started differently (exec_child_run): the process
+ * that joined the sandbox's namespaces clones it with CLONE_PARENT, so that
+ * it lands in the sandbox's pid namespace as a child of the caller, who
+ * waits for and signals it directly; the joiner reports its pid and exits.
+ * A waiter in between would be outside the pid namespace, and a command
+ * orphaned by its death would go to the host's init, not the sandbox's.
+ *
  * The command is started with a raw clone(SIGCHLD): glibc's fork() runs
  * atfork handlers and takes locks a thread of the original caller may have
  * held at the moment of the first clone.
@@ -18,6 +28,8 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,22 +107,42 @@ _Noreturn static void command_main(struct child_ctx *c)
 	/* The copies and the pipes are O_CLOEXEC; dup2 cleared it on targets. */
 	if ((r = caps_child_set_ids(c, s->uid, s->gid)) < 0)
 		child_fail(c, r);
+	/* An exec'd command is the caller's child (see exec_child_run); after
+	 * the uid change, which would clear it, it may die with the caller. */
+	if (c->is_exec && s->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		child_fail(c, child_err(c, -errno, "PR_SET_PDEATHSIG", NULL));
 	if (chdir(s->cwd) < 0)
 		child_fail(c, child_err(c, -errno, "chdir", s->cwd));
 	child_fail(c, exec_command(c));
 }
 
+/* The command's wait status as init passes it on: for init-only sandboxes
+ * ended by a signal, "killed by that signal". */
+_Noreturn static void report_and_exit(struct child_ctx *c, int st)
+{
+	int32_t raw = st;
+	ssize_t n = write(c->status_fd, &raw, sizeof(raw));
+	(void)n;
+	if (WIFEXITED(st))
+		_exit(WEXITSTATUS(st));
+	_exit(128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+}
+
 _Noreturn void init_child_run(struct child_ctx *c)
 {
+	const int init_only = c->spec->init_only;
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 
-	long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-	if (pid < 0)
-		child_fail(c, child_err(c, -errno, "start command", NULL));
-	if (pid == 0)
-		command_main(c);
+	long pid = 0;
+	if (!init_only) {
+		pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+		if (pid < 0)
+			child_fail(c, child_err(c, -errno, "start command", NULL));
+		if (pid == 0)
+			command_main(c);
+	}
 
 	/* Only the command (and its descendants) may hold the passed fds and
 	 * the error pipe: the caller learns of exec by EOF on the error pipe
@@ -127,7 +159,10 @@ _Noreturn void init_child_run(struct child_ctx *c)
 		if (sig < 0)
 			continue;
 		if (sig != SIGCHLD) {
-			kill((pid_t)pid, sig);
+			if (!init_only)
+				kill((pid_t)pid, sig);
+			else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
+				report_and_exit(c, sig); /* W_EXITCODE(0, sig) */
 			continue;
 		}
 		for (;;) {
@@ -135,14 +170,21 @@ _Noreturn void init_child_run(struct child_ctx *c)
 			pid_t w = waitpid(-1, &st, WNOHANG);
 			if (w <= 0)
 				break;
-			if (w != pid)
-				continue;
-			int32_t raw = st;
-			ssize_t n = write(c->status_fd, &raw, sizeof(raw));
-			(void)n;
-			if (WIFEXITED(st))
-				_exit(WEXITSTATUS(st));
-			_exit(128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0));
+			if (!init_only && w == pid)
+				report_and_exit(c, st);
 		}
 	}
+}
+
+_Noreturn void exec_child_run(struct child_ctx *c)
+{
+	long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	if (pid < 0)
+		child_fail(c, child_err(c, -errno, "start command", NULL));
+	if (pid == 0)
+		command_main(c);
+	int32_t v = (int32_t)pid;
+	ssize_t n = write(c->status_fd, &v, sizeof(v));
+	(void)n;
+	_exit(0);
 }

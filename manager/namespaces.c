@@ -55,10 +55,25 @@ int ns_write_id_maps(pid_t pid, uint32_t base, uint32_t count)
 	return write_map(pid, "gid_map", base, count);
 }
 
+/* exec: enter every namespace of the sandbox's init at once.  Entering
+ * its mount namespace also puts us at its (pivoted) root. */
+int ns_child_join(struct child_ctx *c)
+{
+	int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+		    CLONE_NEWCGROUP;
+	if (c->join_net)
+		flags |= CLONE_NEWNET;
+	if (setns(c->join_pidfd, flags) < 0)
+		return child_err(c, -errno, "join sandbox namespaces", NULL);
+	close(c->join_pidfd);
+	c->join_pidfd = -1;
+	if (chdir("/") < 0)
+		return child_err(c, -errno, "chdir /", NULL);
+	return 0;
+}
+
 int ns_child_become_root(struct child_ctx *c)
 {
-	if (unshare(CLONE_NEWCGROUP) < 0)
-		return child_err(c, -errno, "unshare cgroup namespace", NULL);
 	if (syscall(SYS_setgroups, 0, NULL) < 0)
 		return child_err(c, -errno, "setgroups", NULL);
 	if (syscall(SYS_setresgid, 0, 0, 0) < 0)

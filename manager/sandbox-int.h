@@ -51,6 +51,7 @@ struct sandbox_spec {
 	unsigned n_binds;
 	int fds[SANDBOX_MAX_FDS]; /* host fd for child fd i, or -1 */
 	int die_with_parent;
+	int init_only;
 };
 
 /* Compiled seccomp programs, applied in order (the kernel enforces the
@@ -76,7 +77,15 @@ struct child_ctx {
 	const char *path_env; /* PATH value used to find argv[0] */
 	int sync_fd;   /* read end: the parent writes one byte when maps and cgroups are set */
 	int err_fd;    /* write end, O_CLOEXEC: a child_report on failure, EOF on exec */
-	int status_fd; /* write end, O_CLOEXEC: init writes the command's wait status */
+	int status_fd; /* write end, O_CLOEXEC: init writes the command's wait status;
+			* an exec's joiner, the command's pid */
+	int is_exec;    /* joining a running sandbox rather than creating one */
+	int join_pidfd; /* exec: pidfd of the sandbox's init whose namespaces to join */
+	int join_net;   /* exec: the sandbox has a network namespace of its own */
+	/* the caller's argv and environment strings, wiped in the child's copy
+	 * (init's /proc/1/cmdline would show them inside) */
+	char *argv_area, *env_area;
+	size_t argv_len, env_len;
 	int fd_copies[SANDBOX_MAX_FDS]; /* passed fds, moved above every target */
 	/* set by child_err() */
 	const char *fail_step;
@@ -92,6 +101,7 @@ size_t child_strlcpy(char *dst, const char *src, size_t size);
 /* namespaces.c */
 int ns_clone_flags(const struct sandbox_spec *spec);
 int ns_write_id_maps(pid_t pid, uint32_t base, uint32_t count); /* parent */
+int ns_child_join(struct child_ctx *c);
 int ns_child_become_root(struct child_ctx *c);
 int ns_child_set_hostname(struct child_ctx *c);
 int ns_child_loopback_up(struct child_ctx *c);
@@ -110,6 +120,9 @@ int seccomp_child_apply(struct child_ctx *c);
 
 /* init.c (child): becomes PID 1, starts the command, never returns */
 _Noreturn void init_child_run(struct child_ctx *c);
+/* exec (child, joined): starts the command as the caller's child, writes
+ * its host pid on the status pipe and exits */
+_Noreturn void exec_child_run(struct child_ctx *c);
 
 /* cgroup.c (parent) */
 struct sandbox_cgroup;

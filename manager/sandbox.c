@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "manager/sandbox-int.h"
+#include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -36,13 +37,18 @@
 #define DEFAULT_NOFILE_SOFT 1024
 #define SANDBOX_STR_MAX 4096 /* hostnames, cwd, env entries, paths */
 
-struct sandbox {
-	pid_t pid;
+struct sandbox_proc {
+	pid_t pid; /* host pid: the sandbox's init, or an exec'd command */
 	int pidfd;
-	int status_fd; /* read end */
+	int status_fd; /* read end: the command's wait status */
 	int reaped;
 	struct sandbox_exit exit;
+};
+
+struct sandbox {
+	struct sandbox_proc init;
 	struct sandbox_cgroup *cg;
+	enum sandbox_network net;
 	char name[SANDBOX_NAME_MAX + 1];
 };
 
@@ -318,9 +324,15 @@ int sandbox_spec_set_die_with_parent(struct sandbox_spec *s, int on)
 	return 0;
 }
 
+int sandbox_spec_set_init_only(struct sandbox_spec *s, int on)
+{
+	s->init_only = !!on;
+	return 0;
+}
+
 pid_t sandbox_pid(const struct sandbox *sb)
 {
-	return sb->pid;
+	return sb->init.pid;
 }
 
 const char *sandbox_name(const struct sandbox *sb)
@@ -407,40 +419,65 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
+/* The caller's argv and environment strings (fields 48-51 of
+ * /proc/self/stat), for the child to wipe in its copy.  Best effort. */
+static void find_caller_strings(struct child_ctx *c)
+{
+	struct buf b = { .max = 8192 };
+	if (read_file(AT_FDCWD, "/proc/self/stat", 8192, &b) < 0 || buf_append(&b, "", 1) < 0) {
+		buf_free(&b);
+		return;
+	}
+	const char *p = strrchr((const char *)b.data, ')');
+	unsigned long long v[4] = { 0 };
+	int field = 2, got = 0;
+	while (p && *p && got < 4) {
+		p = strchr(p, ' ');
+		if (!p)
+			break;
+		p++;
+		field++;
+		if (field >= 48 && field <= 51)
+			v[got++] = strtoull(p, NULL, 10);
+	}
+	buf_free(&b);
+	if (got == 4 && v[1] > v[0] && v[3] > v[2]) {
+		c->argv_area = (char *)(uintptr_t)v[0];
+		c->argv_len = (size_t)(v[1] - v[0]);
+		c->env_area = (char *)(uintptr_t)v[2];
+		c->env_len = (size_t)(v[3] - v[2]);
+	}
+}
+
+/* Start a child: a new sandbox's init (join NULL, cg its fresh cgroups) or
+ * a command exec'd into join (through a short-lived joiner that makes it
+ * our child).  Fills p on success. */
+static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
+		       struct sandbox_cgroup *cg, struct sandbox_proc *p)
 {
 	struct sandbox_seccomp sc = { 0 };
-	struct sandbox *sb = NULL;
 	char **envp = NULL;
 	int sync_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, st_p[2] = { -1, -1 };
 	pid_t pid = -1;
+	int pidfd = -1;
 	int r;
 
-	if (!spec || !spec->argv || !spec->argv[0])
-		return hb_err(-EINVAL, "sandbox: no command");
-	sb = calloc(1, sizeof(*sb));
-	if (!sb)
-		return hb_err(-ENOMEM, "out of memory");
-	sb->pidfd = sb->status_fd = -1;
-	if (spec->name[0])
-		memcpy(sb->name, spec->name, sizeof(sb->name));
-	else
-		snprintf(sb->name, sizeof(sb->name), "sb-%d-%u", (int)getpid(),
-			 atomic_fetch_add(&sandbox_counter, 1));
-
-	struct child_ctx c = { .spec = spec, .seccomp = &sc };
+	struct child_ctx c = { .spec = spec, .seccomp = &sc, .join_pidfd = -1 };
+	if (join) {
+		c.is_exec = 1;
+		c.join_pidfd = join->init.pidfd;
+		c.join_net = join->net == SANDBOX_NET_NONE;
+	}
+	find_caller_strings(&c);
 	if ((r = build_env(spec, &envp, &c.path_env)) < 0)
 		goto fail;
 	c.envp = envp;
 	if ((r = seccomp_filters_build(&sc)) < 0)
 		goto fail;
-	if ((r = cgroup_create(&sb->cg, sb->name, &spec->lim)) < 0)
-		goto fail;
 	/* sync is a socket pair so that a child that died early costs the
 	 * caller an EPIPE, not a SIGPIPE (MSG_NOSIGNAL) */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_p) < 0 ||
-	    pipe2(err_p, O_CLOEXEC) < 0 ||
-	    pipe2(st_p, O_CLOEXEC) < 0) {
+	    pipe2(err_p, O_CLOEXEC) < 0 || pipe2(st_p, O_CLOEXEC) < 0) {
 		r = hb_err(-errno, "pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -448,9 +485,10 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
 	c.err_fd = err_p[1];
 	c.status_fd = st_p[1];
 
-	pid = (pid_t)syscall(SYS_clone, ns_clone_flags(spec) | SIGCHLD, 0, 0, 0, 0);
+	int flags = join ? 0 : ns_clone_flags(spec);
+	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
 	if (pid < 0) {
-		r = hb_err(-errno, "clone into new namespaces: %s", strerror(errno));
+		r = hb_err(-errno, "clone%s: %s", join ? "" : " into new namespaces", strerror(errno));
 		goto fail;
 	}
 	if (pid == 0)
@@ -459,14 +497,14 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
 	close_fd(&sync_p[0]);
 	close_fd(&err_p[1]);
 	close_fd(&st_p[1]);
-	sb->pid = pid;
-	sb->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (sb->pidfd < 0) {
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
 		r = hb_err(-errno, "pidfd_open: %s", strerror(errno));
 		goto fail_child;
 	}
-	if ((r = ns_write_id_maps(pid, spec->id_base, spec->id_count)) < 0 ||
-	    (r = cgroup_add_pid(sb->cg, pid)) < 0)
+	if (!join && (r = ns_write_id_maps(pid, spec->id_base, spec->id_count)) < 0)
+		goto fail_child;
+	if ((r = cgroup_add_pid(cg, pid)) < 0)
 		goto fail_child;
 	char go = 1;
 	if (send(sync_p[1], &go, 1, MSG_NOSIGNAL) != 1) {
@@ -477,110 +515,183 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
 		goto fail_child;
 	}
 	close_fd(&sync_p[1]);
-	if ((r = read_child_report(err_p[0], pid)) < 0)
+	r = read_child_report(err_p[0], pid);
+	if (join) {
+		/* the joiner exits on its own once the command is started (or
+		 * failed); the command is our child, reported by pid */
+		if (r == -ETIMEDOUT)
+			kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+			;
+		pid_t cmd = 0;
+		int32_t v;
+		if (read_full(st_p[0], &v, sizeof(v)) == (ssize_t)sizeof(v) && v > 0)
+			cmd = (pid_t)v;
+		close_fd(&pidfd);
+		if (r == 0 && cmd > 0) {
+			pidfd = (int)syscall(SYS_pidfd_open, cmd, 0);
+			if (pidfd < 0)
+				r = hb_err(-errno, "pidfd_open: %s", strerror(errno));
+		} else if (r == 0) {
+			r = hb_err(-ECHILD, "exec: no command was started");
+		}
+		if (r < 0) {
+			if (cmd > 0) {
+				if (r == -ETIMEDOUT)
+					kill(cmd, SIGKILL);
+				while (waitpid(cmd, NULL, __WALL) < 0 && errno == EINTR)
+					;
+			}
+			pid = -1;
+			goto fail;
+		}
+		pid = cmd;
+		close_fd(&st_p[0]); /* the command's status comes from waitpid */
+	} else if (r < 0) {
 		goto fail_child;
+	}
 	close_fd(&err_p[0]);
-	sb->status_fd = st_p[0];
 	free(envp);
 	seccomp_filters_free(&sc);
-	*out = sb;
+	*p = (struct sandbox_proc){ .pid = pid, .pidfd = pidfd, .status_fd = st_p[0] };
 	return 0;
 
 fail_child:
 	abort_child(pid);
 fail:
+	close_fd(&pidfd);
 	close_fd(&sync_p[0]);
 	close_fd(&sync_p[1]);
 	close_fd(&err_p[0]);
 	close_fd(&err_p[1]);
 	close_fd(&st_p[0]);
 	close_fd(&st_p[1]);
-	if (sb->pidfd >= 0)
-		close(sb->pidfd);
-	if (sb->cg) {
-		char msg[512];
-		hb_err_save(msg, sizeof(msg));
-		cgroup_destroy(sb->cg);
-		hb_err(r, "%s", msg);
-	}
-	free(sb);
 	free(envp);
 	seccomp_filters_free(&sc);
 	return r;
 }
 
+static int proc_wait(struct sandbox_proc *p, int timeout_ms, const char *name)
+{
+	if (p->reaped)
+		return 0;
+	struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+	uint64_t deadline = now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
+	for (;;) {
+		int left = -1;
+		if (timeout_ms >= 0) {
+			uint64_t now = now_ns();
+			left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+		}
+		int pr = poll(&pf, 1, left);
+		if (pr > 0)
+			break;
+		if (pr == 0)
+			return hb_err(-ETIMEDOUT, "%s still running", name);
+		if (errno != EINTR)
+			return hb_err(-errno, "poll pidfd: %s", strerror(errno));
+	}
+	int st;
+	while (waitpid(p->pid, &st, __WALL) < 0) {
+		if (errno != EINTR)
+			return hb_err(-errno, "waitpid %d: %s", (int)p->pid, strerror(errno));
+	}
+	p->reaped = 1;
+	/* init's report of the command's status; without one (init was
+	 * killed), its own status stands for the command's.  An exec'd
+	 * command has no status pipe: it is our child. */
+	if (p->status_fd >= 0) {
+		int32_t raw;
+		int fl = fcntl(p->status_fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(p->status_fd, F_SETFL, fl | O_NONBLOCK);
+		if (read(p->status_fd, &raw, sizeof(raw)) == (ssize_t)sizeof(raw))
+			st = raw;
+		close_fd(&p->status_fd);
+	}
+	if (WIFEXITED(st)) {
+		p->exit.code = WEXITSTATUS(st);
+		p->exit.signal = 0;
+	} else {
+		p->exit.code = -1;
+		p->exit.signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	}
+	return 0;
+}
+
+static int proc_kill(struct sandbox_proc *p, int sig, const char *name)
+{
+	if (p->reaped)
+		return hb_err(-ESRCH, "%s has ended", name);
+	if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+		return hb_err(-errno, "signal %d to %s: %s", sig, name, strerror(errno));
+	return 0;
+}
+
+int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
+{
+	if (!spec || !spec->argv || !spec->argv[0])
+		return hb_err(-EINVAL, "sandbox: no command");
+	struct sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return hb_err(-ENOMEM, "out of memory");
+	sb->init.pidfd = sb->init.status_fd = -1;
+	sb->net = spec->net;
+	if (spec->name[0])
+		memcpy(sb->name, spec->name, sizeof(sb->name));
+	else
+		snprintf(sb->name, sizeof(sb->name), "sb-%d-%u", (int)getpid(),
+			 atomic_fetch_add(&sandbox_counter, 1));
+	int r = cgroup_create(&sb->cg, sb->name, &spec->lim);
+	if (r == 0)
+		r = start_child(spec, NULL, sb->cg, &sb->init);
+	if (r < 0) {
+		if (sb->cg) {
+			char msg[512];
+			hb_err_save(msg, sizeof(msg));
+			cgroup_destroy(sb->cg);
+			hb_err(r, "%s", msg);
+		}
+		free(sb);
+		return r;
+	}
+	*out = sb;
+	return 0;
+}
+
 int sandbox_wait(struct sandbox *sb, int timeout_ms, struct sandbox_exit *ex)
 {
-	if (!sb->reaped) {
-		struct pollfd p = { .fd = sb->pidfd, .events = POLLIN };
-		uint64_t deadline = now_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000;
-		for (;;) {
-			int left = -1;
-			if (timeout_ms >= 0) {
-				uint64_t now = now_ns();
-				left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
-			}
-			int pr = poll(&p, 1, left);
-			if (pr > 0)
-				break;
-			if (pr == 0)
-				return hb_err(-ETIMEDOUT, "sandbox %s still running", sb->name);
-			if (errno != EINTR)
-				return hb_err(-errno, "poll pidfd: %s", strerror(errno));
-		}
-		int st;
-		while (waitpid(sb->pid, &st, __WALL) < 0) {
-			if (errno != EINTR)
-				return hb_err(-errno, "waitpid %d: %s", (int)sb->pid, strerror(errno));
-		}
-		sb->reaped = 1;
-		/* init's report of the command's status; without one (init was
-		 * killed), init's own status stands for the command's */
-		int32_t raw;
-		int fl = fcntl(sb->status_fd, F_GETFL);
-		fcntl(sb->status_fd, F_SETFL, fl | O_NONBLOCK);
-		if (read(sb->status_fd, &raw, sizeof(raw)) == (ssize_t)sizeof(raw))
-			st = raw;
-		close_fd(&sb->status_fd);
-		if (WIFEXITED(st)) {
-			sb->exit.code = WEXITSTATUS(st);
-			sb->exit.signal = 0;
-		} else {
-			sb->exit.code = -1;
-			sb->exit.signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-		}
-		int r = cgroup_destroy(sb->cg);
-		sb->cg = NULL;
-		if (r < 0) {
-			if (ex)
-				*ex = sb->exit;
-			return r;
-		}
-	}
+	char what[SANDBOX_NAME_MAX + 16];
+	snprintf(what, sizeof(what), "sandbox %s", sb->name);
+	int r = proc_wait(&sb->init, timeout_ms, what);
+	if (r < 0)
+		return r;
 	if (ex)
-		*ex = sb->exit;
-	return 0;
+		*ex = sb->init.exit;
+	if (sb->cg) {
+		r = cgroup_destroy(sb->cg);
+		sb->cg = NULL;
+	}
+	return r;
 }
 
 int sandbox_kill(struct sandbox *sb, int sig)
 {
-	if (sb->reaped)
-		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
-	if (syscall(SYS_pidfd_send_signal, sb->pidfd, sig, NULL, 0) < 0)
-		return hb_err(-errno, "signal %d to sandbox %s: %s", sig, sb->name, strerror(errno));
-	return 0;
+	char what[SANDBOX_NAME_MAX + 16];
+	snprintf(what, sizeof(what), "sandbox %s", sb->name);
+	return proc_kill(&sb->init, sig, what);
 }
 
 int sandbox_freeze(struct sandbox *sb)
 {
-	if (sb->reaped || !sb->cg)
+	if (sb->init.reaped || !sb->cg)
 		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
 	return cgroup_set_frozen(sb->cg, 1);
 }
 
 int sandbox_thaw(struct sandbox *sb)
 {
-	if (sb->reaped || !sb->cg)
+	if (sb->init.reaped || !sb->cg)
 		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
 	return cgroup_set_frozen(sb->cg, 0);
 }
@@ -589,7 +700,7 @@ void sandbox_free(struct sandbox *sb)
 {
 	if (!sb)
 		return;
-	if (!sb->reaped) {
+	if (!sb->init.reaped) {
 		/* frozen tasks do not die until thawed */
 		if (sb->cg)
 			cgroup_set_frozen(sb->cg, 0);
@@ -598,7 +709,56 @@ void sandbox_free(struct sandbox *sb)
 	}
 	if (sb->cg)
 		cgroup_destroy(sb->cg);
-	close_fd(&sb->pidfd);
-	close_fd(&sb->status_fd);
+	close_fd(&sb->init.pidfd);
+	close_fd(&sb->init.status_fd);
 	free(sb);
+}
+
+int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct sandbox_proc **out)
+{
+	if (!spec || !spec->argv || !spec->argv[0])
+		return hb_err(-EINVAL, "exec: no command");
+	if (sb->init.reaped || !sb->cg)
+		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
+	struct sandbox_proc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return hb_err(-ENOMEM, "out of memory");
+	int r = start_child(spec, sb, sb->cg, p);
+	if (r < 0) {
+		free(p);
+		return hb_err_ctx(r, "exec in %s: ", sb->name);
+	}
+	*out = p;
+	return 0;
+}
+
+pid_t sandbox_proc_pid(const struct sandbox_proc *p)
+{
+	return p->pid;
+}
+
+int sandbox_proc_wait(struct sandbox_proc *p, int timeout_ms, struct sandbox_exit *ex)
+{
+	int r = proc_wait(p, timeout_ms, "exec'd command");
+	if (r == 0 && ex)
+		*ex = p->exit;
+	return r;
+}
+
+int sandbox_proc_kill(struct sandbox_proc *p, int sig)
+{
+	return proc_kill(p, sig, "exec'd command");
+}
+
+void sandbox_proc_free(struct sandbox_proc *p)
+{
+	if (!p)
+		return;
+	if (!p->reaped) {
+		proc_kill(p, SIGKILL, "exec'd command");
+		proc_wait(p, -1, "exec'd command");
+	}
+	close_fd(&p->pidfd);
+	close_fd(&p->status_fd);
+	free(p);
 }

@@ -98,6 +98,10 @@ int sandbox_spec_pass_fd(struct sandbox_spec *spec, int host_fd, int child_fd);
 /* Kill the sandbox (SIGKILL to its init) if the thread that spawned it dies.
  * Off by default: the daemon wants sandboxes to outlive a daemon restart. */
 int sandbox_spec_set_die_with_parent(struct sandbox_spec *spec, int on);
+/* Init only: PID 1 starts no command (argv is ignored); it reaps, and ends
+ * on SIGTERM, SIGINT or SIGHUP (reported as killed by that signal) or
+ * SIGKILL.  Commands then run with sandbox_exec().  Off by default. */
+int sandbox_spec_set_init_only(struct sandbox_spec *spec, int on);
 
 /* Start the sandbox.  Returns once the command has been exec'd; a failure of
  * any setup step or of execve itself is returned here (e.g. -ENOENT "exec
@@ -129,5 +133,26 @@ int sandbox_kill(struct sandbox *sb, int sig);
  * once the kernel reports the group frozen.  -ENOTSUP without a freezer. */
 int sandbox_freeze(struct sandbox *sb);
 int sandbox_thaw(struct sandbox *sb);
-/* Kill (if running), reap, remove cgroups, free.  NULL is fine. */
+/* Kill (if running), reap, remove cgroups, free.  NULL is fine.  Commands
+ * exec'd into it die with it; their handles still need sandbox_proc_free(). */
 void sandbox_free(struct sandbox *sb);
+
+/* A command started in a running sandbox. */
+struct sandbox_proc;
+
+/* Run a command in a running sandbox: it joins all the sandbox's namespaces
+ * and cgroups (its pids and memory count against the sandbox's limits) and
+ * gets the same root, id map, capabilities, no_new_privs and seccomp filter.
+ * From spec only argv, env, cwd, user, rlimits, passed fds and
+ * die_with_parent apply; root, binds, limits, network and id map are the
+ * sandbox's.  Returns once execve succeeded (or with its error). */
+int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct sandbox_proc **out);
+/* Host pid of the command (a child of the caller, in the sandbox's pid
+ * namespace; its orphans go to the sandbox's init). */
+pid_t sandbox_proc_pid(const struct sandbox_proc *p);
+/* As sandbox_wait, for one command. */
+int sandbox_proc_wait(struct sandbox_proc *p, int timeout_ms, struct sandbox_exit *ex);
+/* Send sig to the command. */
+int sandbox_proc_kill(struct sandbox_proc *p, int sig);
+/* Kill (if running), reap and free.  NULL is fine. */
+void sandbox_proc_free(struct sandbox_proc *p);

@@ -130,6 +130,18 @@ static const unsigned long clone_ns_flags[] = { CLONE_NEWNS,  CLONE_NEWUTS, CLON
 #define AF_VSOCK 40
 #endif
 
+/* SCMP_A0() and friends leave datum_b unset, which clang warns about. */
+static struct scmp_arg_cmp arg_eq(unsigned arg, uint64_t val)
+{
+	return (struct scmp_arg_cmp){ .arg = arg, .op = SCMP_CMP_EQ, .datum_a = val, .datum_b = 0 };
+}
+
+static struct scmp_arg_cmp arg_masked_eq(unsigned arg, uint64_t mask, uint64_t val)
+{
+	return (struct scmp_arg_cmp){ .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask,
+				      .datum_b = val };
+}
+
 static int export_prog(scmp_filter_ctx ctx, struct sock_fprog *out)
 {
 	int fd = memfd_create("hiberbox-seccomp", MFD_CLOEXEC);
@@ -196,7 +208,7 @@ static int build_allow_list(struct sock_fprog *out)
 	for (size_t i = 0; i < sizeof(allowed_personalities) / sizeof(allowed_personalities[0]);
 	     i++) {
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
-				     SCMP_A0(SCMP_CMP_EQ, allowed_personalities[i]));
+				     arg_eq(0, allowed_personalities[i]));
 		if (r < 0) {
 			r = hb_err(r, "seccomp rule for personality: %s", strerror(-r));
 			goto out;
@@ -222,19 +234,19 @@ static int build_arg_denies(struct sock_fprog *out)
 	const uint32_t deny = SCMP_ACT_ERRNO(EPERM);
 	for (size_t i = 0; i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++) {
 		r = seccomp_rule_add(ctx, deny, SCMP_SYS(clone), 1,
-				     SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
+				     arg_masked_eq(0, clone_ns_flags[i], clone_ns_flags[i]));
 		if (r < 0)
 			goto fail;
 	}
 	static const unsigned long bad_ioctls[] = { TIOCSTI, TIOCLINUX };
 	for (size_t i = 0; i < 2; i++) {
 		r = seccomp_rule_add(ctx, deny, SCMP_SYS(ioctl), 1,
-				     SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, bad_ioctls[i]));
+				     arg_masked_eq(1, 0xffffffffUL, bad_ioctls[i]));
 		if (r < 0)
 			goto fail;
 	}
 	r = seccomp_rule_add(ctx, deny, SCMP_SYS(socket), 1,
-			     SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffUL, (unsigned long)AF_VSOCK));
+			     arg_masked_eq(0, 0xffffffffUL, AF_VSOCK));
 	if (r < 0)
 		goto fail;
 	r = export_prog(ctx, out);

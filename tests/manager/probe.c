@@ -119,8 +119,18 @@ static int count_procs(int print)
 	while ((e = readdir(d))) {
 		if (e->d_name[0] >= '1' && e->d_name[0] <= '9') {
 			n++;
-			if (print)
-				printf(" %s", e->d_name);
+			if (print) {
+				char path[64], st[256] = "";
+				snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+				FILE *f = fopen(path, "r");
+				if (f) {
+					if (!fgets(st, sizeof(st), f))
+						st[0] = '\0';
+					fclose(f);
+				}
+				char *paren = strrchr(st, ')');
+				printf(" %s(%c)", e->d_name, paren && paren[1] ? paren[2] : '?');
+			}
 		}
 	}
 	closedir(d);
@@ -493,6 +503,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(t, "forkbomb")) {
 		long max = arg_num(argc, argv);
+		static pid_t kids[4096];
+		if (max > 4096)
+			max = 4096;
 		long n = 0;
 		for (; n < max; n++) {
 			pid_t pid = fork();
@@ -502,9 +515,15 @@ int main(int argc, char **argv)
 			}
 			if (pid < 0)
 				break;
+			kids[n] = pid;
 		}
 		int e = errno;
 		printf("forked=%ld\n", n);
+		/* no orphans left holding our stdout */
+		for (long i = 0; i < n; i++)
+			kill(kids[i], SIGKILL);
+		while (wait(NULL) > 0)
+			;
 		if (n == max)
 			return allowed("fork bomb");
 		return refused("fork bomb", e);

@@ -110,6 +110,32 @@ static struct sandbox_spec *new_spec(const char *root, const char *const *argv)
 	return s;
 }
 
+/* Read a command's output until EOF, but never hang the suite: a process
+ * left holding the pipe turns into a failed check after RUN_TIMEOUT_MS. */
+static void read_output(int fd, struct result *res)
+{
+	size_t got = 0;
+	uint64_t deadline = now_ns() + (uint64_t)RUN_TIMEOUT_MS * 1000000;
+	for (;;) {
+		uint64_t now = now_ns();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000) + 1) == 0) {
+			fprintf(stderr, "  output still open after %d ms\n", RUN_TIMEOUT_MS);
+			CHECK(0);
+			break;
+		}
+		ssize_t n = read(fd, res->out + got, sizeof(res->out) - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got == sizeof(res->out) - 1)
+			break;
+	}
+	res->out[got] = '\0';
+}
+
 /* Spawn with stdout+stderr into a pipe whose read end is returned. */
 static int spawn_piped(struct sandbox_spec *s, struct sandbox **sb, int *out_fd)
 {
@@ -139,11 +165,7 @@ static int run_spec(struct sandbox_spec *s, struct result *res)
 	int r = spawn_piped(s, &sb, &fd);
 	if (r < 0)
 		return r;
-	size_t got = 0;
-	ssize_t n;
-	while ((n = read(fd, res->out + got, sizeof(res->out) - 1 - got)) > 0)
-		got += (size_t)n;
-	res->out[got] = '\0';
+	read_output(fd, res);
 	close(fd);
 	struct sandbox_exit ex;
 	r = sandbox_wait(sb, RUN_TIMEOUT_MS, &ex);
@@ -524,6 +546,114 @@ static void test_two_sandboxes_and_control(void)
 	sandbox_spec_free(sa);
 }
 
+/* Run argv in the running sandbox sb, collecting output. */
+static int run_exec(struct sandbox *sb, const char *const *argv, struct result *res)
+{
+	struct sandbox_spec *s = new_spec(root_a, argv);
+	int p[2];
+	memset(res, 0, sizeof(*res));
+	if (!s || pipe2(p, O_CLOEXEC) < 0) {
+		sandbox_spec_free(s);
+		return -EINVAL;
+	}
+	struct sandbox_proc *proc = NULL;
+	int r = sandbox_spec_pass_fd(s, p[1], 1);
+	if (r == 0)
+		r = sandbox_exec(sb, s, &proc);
+	close(p[1]);
+	sandbox_spec_free(s);
+	if (r < 0) {
+		close(p[0]);
+		return r;
+	}
+	read_output(p[0], res);
+	close(p[0]);
+	struct sandbox_exit ex;
+	r = sandbox_proc_wait(proc, RUN_TIMEOUT_MS, &ex);
+	sandbox_proc_free(proc);
+	res->code = ex.code;
+	res->signal = ex.signal;
+	return r;
+}
+
+static void test_exec(void)
+{
+	const char *unused[] = { "/bin/false", NULL };
+	struct sandbox_spec *s = new_spec(root_a, unused);
+	struct sandbox_limits lim = { .pids = 16 };
+	CHECK_OK(sandbox_spec_set_init_only(s, 1));
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	CHECK_OK(sandbox_spec_set_hostname(s, "longlived"));
+	struct sandbox *sb = NULL;
+	CHECK_OK(sandbox_spawn(s, &sb));
+	sandbox_spec_free(s);
+	if (!sb)
+		return;
+
+	struct result res;
+	const char *id[] = { "/bin/probe", "id", NULL };
+	CHECK_OK(run_exec(sb, id, &res));
+	CHECK(res.code == 0 && strstr(res.out, "uid=0 gid=0 euid=0 cwd=/ host=longlived"));
+	const char *procs[] = { "/bin/probe", "procs", "2", NULL };
+	CHECK_OK(run_exec(sb, procs, &res)); /* init and itself, not its waiter */
+	CHECK(res.code == 0);
+	const char *mnt[] = { "/bin/probe", "mount", NULL };
+	CHECK_OK(run_exec(sb, mnt, &res));
+	CHECK(res.code == 0 && strstr(res.out, "EPERM"));
+	const char *userns[] = { "/bin/probe", "userns", NULL };
+	CHECK_OK(run_exec(sb, userns, &res));
+	CHECK(res.code == 0 && strstr(res.out, "EPERM"));
+	const char *status[] = { "/bin/probe", "status", NULL };
+	CHECK_OK(run_exec(sb, status, &res));
+	CHECK(strstr(res.out, "CapBnd=00000000a80425fb") && strstr(res.out, "Seccomp=2"));
+	const char *wr[] = { "/bin/probe", "write", "/from-exec", NULL };
+	CHECK_OK(run_exec(sb, wr, &res));
+	char p[256];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/from-exec", root_a);
+	CHECK(stat(p, &st) == 0 && st.st_uid == ID_BASE_A);
+	const char *bomb[] = { "/bin/probe", "forkbomb", "500", NULL };
+	CHECK_OK(run_exec(sb, bomb, &res)); /* the sandbox's pids limit holds */
+	CHECK(res.code == 0 && strstr(res.out, "EAGAIN"));
+	const char *nope[] = { "/bin/nope", NULL };
+	CHECK_ERR(run_exec(sb, nope, &res), -ENOENT);
+
+	/* a long-running exec: signals are forwarded, the other exec sees it */
+	const char *sig[] = { "/bin/probe", "signals", NULL };
+	struct sandbox_spec *ls = new_spec(root_a, sig);
+	int pp[2];
+	CHECK(pipe2(pp, O_CLOEXEC) == 0);
+	CHECK_OK(sandbox_spec_pass_fd(ls, pp[1], 1));
+	struct sandbox_proc *proc = NULL;
+	CHECK_OK(sandbox_exec(sb, ls, &proc));
+	close(pp[1]);
+	sandbox_spec_free(ls);
+	if (proc) {
+		CHECK(read_some(pp[0], 5000) > 0);
+		const char *procs3[] = { "/bin/probe", "procs", "3", NULL };
+		CHECK_OK(run_exec(sb, procs3, &res));
+		CHECK(res.code == 0 && strstr(res.out, "procs=3"));
+		if (!strstr(res.out, "procs=3"))
+			fprintf(stderr, "  exec procs: %s", res.out);
+		struct sandbox_exit ex;
+		CHECK_ERR(sandbox_proc_wait(proc, 50, &ex), -ETIMEDOUT);
+		CHECK_OK(sandbox_proc_kill(proc, SIGTERM));
+		CHECK_OK(sandbox_proc_wait(proc, RUN_TIMEOUT_MS, &ex));
+		CHECK(ex.code == 42);
+		sandbox_proc_free(proc);
+	}
+	close(pp[0]);
+
+	/* an init-only sandbox ends on SIGTERM */
+	struct sandbox_exit ex;
+	CHECK_ERR(sandbox_wait(sb, 50, &ex), -ETIMEDOUT);
+	CHECK_OK(sandbox_kill(sb, SIGTERM));
+	CHECK_OK(sandbox_wait(sb, RUN_TIMEOUT_MS, &ex));
+	CHECK(ex.signal == SIGTERM);
+	CHECK_ERR(run_exec(sb, id, &res), -ESRCH);
+	sandbox_free(sb);
+}
+
 static int rm_rf(const char *path)
 {
 	pid_t pid = fork();
@@ -577,6 +707,7 @@ int main(int argc, char **argv)
 	test_fds_and_binds();
 	test_limits();
 	test_two_sandboxes_and_control();
+	test_exec();
 
 	rm_rf(base_dir);
 	TEST_MAIN_END();
