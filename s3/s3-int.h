@@ -61,6 +61,13 @@ int s3_xml_find(const char *p, const char *end, const char *tag, const char **va
 /* Decode the five XML entities and numeric references into out (NUL-ended).
  * @return length, or -EBADMSG on a bad reference / -ENAMETOOLONG. */
 int s3_xml_text(const char *val, size_t vlen, char *out, size_t outsz);
+/* Parse one ListObjectsV2 page: call fn for each <Contents> (key decoded into
+ * keybuf, S3_KEY_MAX + 1 bytes).  *more: another page follows, its token in
+ * token (tokensz bytes).  A non-zero return of fn stops: it is put in
+ * *fn_ret and 0 returned.  @return 0 or -EBADMSG (with a message) for any
+ * page that is not a well-formed listing. */
+int s3_list_parse_page(const char *page, size_t len, s3_list_fn fn, void *arg, int *fn_ret,
+		       char *keybuf, char *token, size_t tokensz, int *more);
 /* Parse "2024-01-31T12:34:56.000Z".  @return 0 or -EBADMSG. */
 int s3_parse_iso8601(const char *s, size_t len, int64_t *sec);
 

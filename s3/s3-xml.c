@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/error.h"
+
 int s3_xml_find(const char *p, const char *end, const char *tag, const char **val, size_t *vlen)
 {
 	char open[80], close[80];
@@ -168,5 +170,73 @@ int s3_parse_iso8601(const char *s, size_t len, int64_t *sec)
 	tm.tm_min = v[4];
 	tm.tm_sec = v[5];
 	*sec = (int64_t)timegm(&tm);
+	return 0;
+}
+
+static int parse_size(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 19)
+		return -EBADMSG;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EBADMSG;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int s3_list_parse_page(const char *page, size_t len, s3_list_fn fn, void *arg, int *fn_ret,
+		       char *keybuf, char *token, size_t tokensz, int *more)
+{
+	const char *end = page + len, *p = page, *v;
+	size_t vlen;
+
+	*more = 0;
+	*fn_ret = 0;
+	if (!page || !len || !memmem(page, len, "<ListBucketResult", 17))
+		return hb_err(-EBADMSG, "reply is not a ListBucketResult");
+	/* <IsTruncated> comes before the entries: only a page that reaches its
+	 * end tag can say it is the last one. */
+	if (!memmem(page, len, "</ListBucketResult>", 19))
+		return hb_err(-EBADMSG, "listing cut short");
+	for (;;) {
+		struct s3_object_info info = { 0 };
+		const char *cv, *cend, *open;
+		size_t clen;
+
+		open = memmem(p, (size_t)(end - p), "<Contents>", 10);
+		if (!open)
+			break;
+		/* An opened entry must close: a cut page must not end the listing early. */
+		if (!s3_xml_find(open, end, "Contents", &cv, &clen))
+			return hb_err(-EBADMSG, "listing cut inside an entry");
+		cend = cv + clen;
+		p = cend;
+		if (!s3_xml_find(cv, cend, "Key", &v, &vlen) ||
+		    s3_xml_text(v, vlen, keybuf, S3_KEY_MAX + 1) <= 0)
+			return hb_err(-EBADMSG, "entry without a valid <Key>");
+		if (!s3_xml_find(cv, cend, "Size", &v, &vlen) || parse_size(v, vlen, &info.size) < 0)
+			return hb_err(-EBADMSG, "bad or missing <Size> for %s", keybuf);
+		if (s3_xml_find(cv, cend, "LastModified", &v, &vlen))
+			s3_parse_iso8601(v, vlen, &info.mtime_sec);
+		if (s3_xml_find(cv, cend, "ETag", &v, &vlen) &&
+		    s3_xml_text(v, vlen, info.etag, sizeof(info.etag)) < 0)
+			info.etag[0] = '\0';
+		if ((*fn_ret = fn(keybuf, &info, arg)) != 0)
+			return 0;
+	}
+	if (!s3_xml_find(page, end, "IsTruncated", &v, &vlen))
+		return hb_err(-EBADMSG, "listing without <IsTruncated>");
+	if (vlen == 5 && !memcmp(v, "false", 5))
+		return 0;
+	if (vlen != 4 || memcmp(v, "true", 4))
+		return hb_err(-EBADMSG, "bad <IsTruncated>");
+	if (!s3_xml_find(page, end, "NextContinuationToken", &v, &vlen) ||
+	    s3_xml_text(v, vlen, token, tokensz) <= 0)
+		return hb_err(-EBADMSG, "truncated listing without a continuation token");
+	*more = 1;
 	return 0;
 }

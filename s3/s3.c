@@ -561,6 +561,17 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 		return hb_err(-EIO, "s3 %s %s/%s: server error: HTTP %ld %s%s%s", rq->method, c->bucket,
 			      what, st, code[0] ? code : "", a->message[0] ? ": " : "", a->message);
 	}
+	if (!strcmp(code, "RequestTimeTooSkewed"))
+		return hb_err(-EACCES, "s3: this machine's clock is too far from the server's "
+				       "(RequestTimeTooSkewed): fix the time and retry");
+	if (!strcmp(code, "ExpiredToken") || !strcmp(code, "TokenRefreshRequired"))
+		return hb_err(-EACCES, "s3: the temporary credentials (AWS_SESSION_TOKEN) have "
+				       "expired");
+	if (st == 301 || !strcmp(code, "PermanentRedirect") ||
+	    !strcmp(code, "AuthorizationHeaderMalformed"))
+		return hb_err(-EINVAL, "bucket %s does not answer in region %s: check AWS_REGION "
+				       "(%s%s%s)", c->bucket, c->cfg.region, code[0] ? code : "HTTP 301",
+			      a->message[0] ? ": " : "", a->message);
 	if (st == 403 || st == 401)
 		return hb_err(-EACCES,
 			      "access denied to bucket %s: check AWS_ACCESS_KEY_ID and "
@@ -976,14 +987,15 @@ struct list_state {
 int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 {
 	struct buf page = { .max = S3_LIST_PAGE_MAX };
-	char *token = NULL, *query = NULL, *enc = NULL, *key = NULL;
+	char *token = NULL, *query = NULL, *enc = NULL, *key = NULL, *last_token = NULL;
 	int r = 0;
 
 	query = malloc(S3_QUERY_MAX);
 	enc = malloc(S3_QUERY_MAX);
 	token = calloc(1, S3_QUERY_MAX);
 	key = malloc(S3_KEY_MAX + 1);
-	if (!query || !enc || !token || !key) {
+	last_token = calloc(1, S3_QUERY_MAX / 4);
+	if (!query || !enc || !token || !key || !last_token) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -994,11 +1006,15 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 	for (unsigned pages = 0;; pages++) {
 		struct s3_request rq = { .method = "GET", .query = query, .out = &page };
 		char tokenc[S3_QUERY_MAX / 2];
-		const char *p, *end, *v;
-		size_t vlen;
 
 		/* Parameters in canonical (sorted) order: curl 7.88 signs the query as given. */
 		if (token[0]) {
+			if (!strcmp(token, last_token)) {
+				r = hb_err(-EBADMSG, "s3 list %s: the server repeats its continuation "
+					   "token", c->bucket);
+				goto out;
+			}
+			snprintf(last_token, S3_QUERY_MAX / 4, "%s", token);
 			if (s3_uri_encode(token, 0, tokenc, sizeof(tokenc)) < 0) {
 				r = hb_err(-EBADMSG, "s3 list: continuation token too long");
 				goto out;
@@ -1010,51 +1026,19 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 		}
 		if ((r = s3_request_run(c, &rq)) < 0)
 			goto out;
-		p = (const char *)page.data;
-		end = p + page.len;
-		if (!page.len || !memmem(p, page.len, "<ListBucketResult", 17)) {
-			r = hb_err(-EBADMSG, "s3 list %s: reply is not a ListBucketResult", c->bucket);
+		int more = 0, fn_ret = 0;
+		r = s3_list_parse_page((const char *)page.data, page.len, fn, arg, &fn_ret, key, token,
+				       S3_QUERY_MAX / 4, &more);
+		if (r < 0) {
+			r = hb_err_ctx(r, "s3 list %s/%s", c->bucket, prefix ? prefix : "");
 			goto out;
 		}
-		for (;;) {
-			struct s3_object_info info = { 0 };
-			const char *cv, *cend;
-			size_t clen;
-			int ok;
-
-			if (!s3_xml_find(p, end, "Contents", &cv, &clen))
-				break;
-			cend = cv + clen;
-			p = cend;
-			if (!s3_xml_find(cv, cend, "Key", &v, &vlen) ||
-			    s3_xml_text(v, vlen, key, S3_KEY_MAX + 1) < 0) {
-				r = hb_err(-EBADMSG, "s3 list %s: entry without a valid <Key>", c->bucket);
-				goto out;
-			}
-			if (s3_xml_find(cv, cend, "Size", &v, &vlen)) {
-				info.size = parse_u64(v, vlen, &ok);
-				if (!ok) {
-					r = hb_err(-EBADMSG, "s3 list %s: bad <Size> for %s", c->bucket, key);
-					goto out;
-				}
-			}
-			if (s3_xml_find(cv, cend, "LastModified", &v, &vlen))
-				s3_parse_iso8601(v, vlen, &info.mtime_sec);
-			if (s3_xml_find(cv, cend, "ETag", &v, &vlen))
-				s3_xml_text(v, vlen, info.etag, sizeof(info.etag));
-			if ((r = fn(key, &info, arg)) != 0)
-				goto out;
+		if (fn_ret) {
+			r = fn_ret;
+			goto out;
 		}
-		p = (const char *)page.data;
-		if (!s3_xml_find(p, end, "IsTruncated", &v, &vlen) || vlen != 4 ||
-		    memcmp(v, "true", 4))
+		if (!more)
 			break;
-		if (!s3_xml_find(p, end, "NextContinuationToken", &v, &vlen) ||
-		    s3_xml_text(v, vlen, token, S3_QUERY_MAX / 4) <= 0) {
-			r = hb_err(-EBADMSG, "s3 list %s: truncated page without a continuation token",
-				   c->bucket);
-			goto out;
-		}
 		if (pages > 10000000) {
 			r = hb_err(-ELOOP, "s3 list %s: too many pages", c->bucket);
 			goto out;
@@ -1065,6 +1049,7 @@ out:
 	free(query);
 	free(enc);
 	free(token);
+	free(last_token);
 	free(key);
 	return r;
 }

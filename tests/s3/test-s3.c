@@ -182,6 +182,66 @@ static void fill_random(uint8_t *p, size_t n, uint32_t seed)
 
 /* ---- pure helpers (no server) ---- */
 
+struct page_keys {
+	int n;
+	char last[64];
+};
+
+static int page_key(const char *key, const struct s3_object_info *info, void *arg)
+{
+	struct page_keys *pk = arg;
+
+	pk->n++;
+	snprintf(pk->last, sizeof(pk->last), "%s", key);
+	return 0;
+}
+
+/* The listing parser on a good page, on every prefix of it and on random
+ * damage: a result or -EBADMSG, never a crash, never a silently short page. */
+static void test_list_parser(void)
+{
+	static const char page[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"x\">"
+		"<Name>b</Name><Prefix>p/</Prefix><KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
+		"<IsTruncated>true</IsTruncated>"
+		"<Contents><Key>p/a</Key><LastModified>2024-01-31T12:34:56.000Z</LastModified>"
+		"<ETag>&quot;abc&quot;</ETag><Size>10</Size></Contents>"
+		"<Contents><Key>p/b&amp;c</Key><Size>0</Size></Contents>"
+		"<Contents><Key>p/&#x4E2D;</Key><Size>5497558138880</Size></Contents>"
+		"<NextContinuationToken>tok+/=</NextContinuationToken></ListBucketResult>";
+	size_t len = sizeof(page) - 1;
+	char key[S3_KEY_MAX + 1], token[256], *copy = malloc(len);
+	struct page_keys pk = { 0 };
+	int more, fn_ret, bad = 0, r;
+	uint32_t seed = 5;
+
+	CHECK_OK(s3_list_parse_page(page, len, page_key, &pk, &fn_ret, key, token, sizeof(token),
+				    &more));
+	CHECK(pk.n == 3 && more == 1 && !strcmp(token, "tok+/=") && !strcmp(pk.last, "p/\xe4\xb8\xad"));
+	for (size_t cut = 0; cut < len; cut++) {
+		memcpy(copy, page, cut);
+		pk.n = 0;
+		r = s3_list_parse_page(copy, cut, page_key, &pk, &fn_ret, key, token, sizeof(token),
+				       &more);
+		if (r != -EBADMSG)
+			bad++;
+	}
+	CHECK(bad == 0);
+	for (int round = 0; round < 20000; round++) {
+		memcpy(copy, page, len);
+		for (int k = 0; k < 1 + round % 4; k++) {
+			seed = seed * 1103515245u + 12345u;
+			copy[(seed >> 8) % len] = (char)(seed >> 24);
+		}
+		r = s3_list_parse_page(copy, len, page_key, &pk, &fn_ret, key, token, sizeof(token),
+				       &more);
+		if (r != 0 && r != -EBADMSG)
+			bad++;
+	}
+	CHECK(bad == 0);
+	free(copy);
+}
+
 static void test_helpers(void)
 {
 	char out[64];
@@ -494,6 +554,8 @@ static void test_auth(void)
 	snprintf(cfg.region, sizeof(cfg.region), "eu-west-1");
 	c = new_client(&cfg);
 	CHECK(s3_head(c, "dir/obj", NULL) < 0);
+	CHECK_ERR(s3_get(c, "dir/obj", 0, S3_GET_ALL, &b, NULL), -EINVAL);
+	CHECK(strstr(hb_errmsg(-EINVAL), "does not answer in region eu-west-1: check AWS_REGION"));
 	s3_client_free(c);
 
 	/* A missing bucket. */
@@ -840,6 +902,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	test_helpers();
+	test_list_parser();
 	if (!mkdtemp(tmpl)) {
 		perror("mkdtemp");
 		return 1;
