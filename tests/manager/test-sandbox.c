@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -654,6 +655,57 @@ static void test_exec(void)
 	sandbox_free(sb);
 }
 
+/* An image whose /dev is a symlink to a host path gets no mount there. */
+static void test_symlinked_mount_target(void)
+{
+	char root[256], p[300];
+	snprintf(root, sizeof(root), "%s/root-evil", base_dir);
+	CHECK_OK(make_root(root, ID_BASE_A));
+	snprintf(p, sizeof(p), "%s/dev", root);
+	CHECK(symlink("/etc", p) == 0);
+	const char *argv[] = { "/bin/probe", "id", NULL };
+	struct sandbox_spec *s = new_spec(root, argv);
+	struct sandbox *sb = NULL;
+	int r = sandbox_spawn(s, &sb);
+	CHECK(r == -ENOTDIR);
+	CHECK(strstr(hb_errmsg(r), "dev") != NULL);
+	sandbox_spec_free(s);
+	if (r == 0)
+		sandbox_free(sb);
+}
+
+/* Spawning from several threads at once: the child must not depend on
+ * locks other threads hold (malloc, stdio) between clone and exec. */
+#define SPAWN_THREADS 4
+#define SPAWNS_PER_THREAD 6
+static void *spawn_thread(void *arg)
+{
+	long ok = 0;
+	for (int i = 0; i < SPAWNS_PER_THREAD; i++) {
+		char code[16];
+		snprintf(code, sizeof(code), "%d", (int)((long)arg * 10 + i));
+		struct result *res = malloc(sizeof(*res));
+		if (res && run_probe(root_a, "exit", code, res) == 0 && res->code == atoi(code))
+			ok++;
+		free(res);
+	}
+	return (void *)ok;
+}
+
+static void test_threads(void)
+{
+	pthread_t t[SPAWN_THREADS];
+	for (long i = 0; i < SPAWN_THREADS; i++)
+		CHECK(pthread_create(&t[i], NULL, spawn_thread, (void *)i) == 0);
+	long total = 0;
+	for (int i = 0; i < SPAWN_THREADS; i++) {
+		void *ok = NULL;
+		pthread_join(t[i], &ok);
+		total += (long)ok;
+	}
+	CHECK(total == SPAWN_THREADS * SPAWNS_PER_THREAD);
+}
+
 static int rm_rf(const char *path)
 {
 	pid_t pid = fork();
@@ -708,6 +760,8 @@ int main(int argc, char **argv)
 	test_limits();
 	test_two_sandboxes_and_control();
 	test_exec();
+	test_symlinked_mount_target();
+	test_threads();
 
 	rm_rf(base_dir);
 	TEST_MAIN_END();
