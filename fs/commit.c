@@ -19,6 +19,7 @@
  * the chunking, which dominates, is proportional to the content changed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@ struct child {
 struct pending {
 	struct node *n;
 	uint32_t idx;
+	uint8_t *inline_data;
+	uint32_t inline_len;
 	uint32_t *members; /* other names of the file: their size follows */
 	uint32_t nmembers;
 	struct manifest_chunk *chunks;
@@ -254,9 +257,14 @@ static int add_node(struct commit_ctx *c, struct node *n, const char *name, uint
 			} else {
 				count_entry(c, n->mode, n->size, true, NULL, 0);
 			}
-		} else if (!(n->flags & NODE_DATA_DIRTY) && n->committed &&
-			   n->size > MANIFEST_INLINE_MAX_BYTES) {
-			r = manifest_builder_set_chunks(c->b, idx, n->committed, n->ncommitted);
+		} else if (!(n->flags & NODE_DATA_DIRTY) && (n->flags & NODE_COMMITTED)) {
+			/* Unchanged since the last commit: its content as then. */
+			if (n->committed_inline || !n->ncommitted)
+				r = manifest_builder_set_inline(c->b, idx, n->committed_inline,
+								n->committed_inline_len);
+			else
+				r = manifest_builder_set_chunks(c->b, idx, n->committed,
+								n->ncommitted);
 			count_entry(c, n->mode, n->size, true, n->committed, n->ncommitted);
 		} else {
 			r = pend_push(c, n, idx);
@@ -376,21 +384,30 @@ static int chunk_one(struct commit_ctx *c, struct repo_writer *w, struct pending
 	ssize_t got;
 	int r;
 
+	int fd = upper_open_data(c->fs, p->n, O_RDONLY, 0);
+
+	if (fd < 0)
+		return hb_err(fd, "commit: opening the data of inode %llu",
+			      (unsigned long long)p->n->ino);
 	pthread_rwlock_wrlock(&f->data_lock);
-	got = pread(f->fd, small, sizeof(small), 0);
+	got = pread(fd, small, sizeof(small), 0);
 	if (got < 0) {
 		r = hb_err(-errno, "commit: reading inode %llu", (unsigned long long)p->n->ino);
 	} else if ((size_t)got <= MANIFEST_INLINE_MAX_BYTES) {
 		r = manifest_builder_set_inline(c->b, p->idx, small, (size_t)got);
 		size = (uint64_t)got;
-	} else if (lseek(f->fd, 0, SEEK_SET) < 0) {
-		r = -errno;
+		p->inline_data = malloc(size ? size : 1);
+		if (p->inline_data) {
+			memcpy(p->inline_data, small, size);
+			p->inline_len = (uint32_t)size;
+		}
 	} else {
-		r = repo_writer_add_fd(w, f->fd, &p->chunks, &p->count, &size);
+		r = repo_writer_add_fd(w, fd, &p->chunks, &p->count, &size);
 		if (r >= 0)
 			r = manifest_builder_set_chunks(c->b, p->idx, p->chunks, p->count);
 	}
 	pthread_rwlock_unlock(&f->data_lock);
+	close(fd);
 	if (r >= 0) {
 		manifest_builder_set_size(c->b, p->idx, size);
 		for (uint32_t k = 0; k < p->nmembers; k++)
@@ -463,15 +480,21 @@ out:
 	for (size_t i = 0; i < c.npend; i++) {
 		struct pending *p = &c.pend[i];
 
-		if (r >= 0 && p->chunks) {
+		if (r >= 0 && (p->chunks || p->inline_data)) {
 			free(p->n->committed);
+			free(p->n->committed_inline);
 			p->n->committed = p->chunks;
 			p->n->ncommitted = p->count;
+			p->n->committed_inline = p->inline_data;
+			p->n->committed_inline_len = p->inline_len;
+			p->n->flags |= NODE_COMMITTED;
 			p->chunks = NULL;
+			p->inline_data = NULL;
 		} else if (r < 0) {
 			p->n->flags |= NODE_DATA_DIRTY;
 		}
 		free(p->chunks);
+		free(p->inline_data);
 		free(p->members);
 		p->n->commit_pend = 0;
 		node_close(fs, p->n);

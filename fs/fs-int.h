@@ -41,6 +41,7 @@ enum {
 	NODE_DIR_LOADED = 0x4, /* dir->children holds every child */
 	NODE_DATA_DIRTY = 0x8, /* content changed since the last commit */
 	NODE_META_JOURNALED = 0x10, /* an INODE record exists (metadata != lower) */
+	NODE_COMMITTED = 0x20, /* committed* hold the content of the last commit */
 };
 
 struct xattr {
@@ -85,8 +86,10 @@ struct node {
 	struct xattr *xattrs;
 	uint32_t nxattrs;
 	struct file_state *fst;
-	struct manifest_chunk *committed; /* chunk list at the last commit */
+	struct manifest_chunk *committed; /* content at the last commit: chunks */
 	uint32_t ncommitted;
+	uint8_t *committed_inline;        /* ... or inline bytes */
+	uint32_t committed_inline_len;
 	uint32_t commit_gen, commit_idx, commit_pend;
 	struct node *hash_next;
 };

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,6 +134,15 @@ static int serve(const struct hbfs_opts *opts, int ready_fd)
 	struct fuse_args args;
 	int r;
 
+	{
+		/* A sandbox keeps many files open; each open file here is one fd. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	r = setup(opts, &fs);
 	if (r < 0) {
 		r = hb_err_ctx(r, "mount %s", opts->snapshot);

@@ -411,6 +411,7 @@ static void node_free_mem(struct node *n)
 		free(n->fst);
 	}
 	free(n->committed);
+	free(n->committed_inline);
 	free(n);
 }
 
@@ -487,7 +488,8 @@ void node_fill_stat(struct hbfs *fs, const struct node *n, struct stat *st)
 	st->st_ctim = n->ctime;
 	if (S_ISLNK(n->mode))
 		st->st_size = (off_t)strlen(node_symlink(fs, (struct node *)n));
-	if (S_ISREG(n->mode) && (n->flags & NODE_UPPER_DATA)) {
+	if (S_ISREG(n->mode) && (n->flags & NODE_UPPER_DATA) && n->size > 65536) {
+		/* Only a large file can be sparse enough for it to matter. */
 		struct stat ds;
 		char name[32];
 

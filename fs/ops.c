@@ -222,7 +222,9 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 		return fd;
 	if (n->fst)
 		pthread_rwlock_rdlock(&n->fst->data_lock);
-	if (ftruncate(fd, (off_t)size) < 0)
+	struct stat st;
+
+	if (ftruncate(fd, (off_t)size) < 0 || fstat(fd, &st) < 0)
 		r = -errno;
 	if (n->fst)
 		pthread_rwlock_unlock(&n->fst->data_lock);
@@ -230,7 +232,8 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 	if (r < 0)
 		return r;
 	n->size = size;
-	n->mtime = n->ctime = now_ts();
+	n->mtime = st.st_mtim;
+	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
 	return 0;
 }
@@ -666,9 +669,21 @@ void node_close(struct hbfs *fs, struct node *n)
 	node_maybe_free(fs, n);
 }
 
+/* Keep n alive and give it a data lock without opening its data file (a
+ * commit pins every changed file at once: fds would run out). */
 int node_open_pinned(struct hbfs *fs, struct node *n)
 {
-	return node_open(fs, n);
+	if (!n->fst) {
+		struct file_state *f = calloc(1, sizeof(*f));
+
+		if (!f)
+			return -ENOMEM;
+		f->fd = -1;
+		pthread_rwlock_init(&f->data_lock, NULL);
+		n->fst = f;
+	}
+	n->nopen++;
+	return 0;
 }
 
 static int open_prepare(struct hbfs *fs, struct node *n, int flags)
@@ -820,12 +835,13 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 	return r;
 }
 
-static void after_write(struct hbfs *fs, struct node *n, uint64_t end)
+/* Size and mtime from the data file itself, which a remount believes. */
+static void after_write(struct hbfs *fs, struct node *n, const struct stat *st)
 {
 	wrlock(fs);
-	if (end > n->size)
-		n->size = end;
-	n->mtime = n->ctime = now_ts();
+	n->size = (uint64_t)st->st_size;
+	n->mtime = st->st_mtim;
+	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
 	unlock(fs);
 }
@@ -836,6 +852,7 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	struct file_state *f;
+	struct stat st;
 	int r;
 
 	r = ensure_upper_fd(fs, n);
@@ -846,12 +863,14 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	f = n->fst;
 	pthread_rwlock_rdlock(&f->data_lock);
 	r = pwrite_all(f->fd, buf, size, off);
+	if (!r && fstat(f->fd, &st) < 0)
+		r = -errno;
 	pthread_rwlock_unlock(&f->data_lock);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	after_write(fs, n, (uint64_t)off + size);
+	after_write(fs, n, &st);
 	fuse_reply_write(req, size);
 }
 
@@ -1319,13 +1338,8 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	if (!r && fstat(n->fst->fd, &st) < 0)
 		r = -errno;
 	pthread_rwlock_unlock(&n->fst->data_lock);
-	if (!r) {
-		wrlock(fs);
-		n->size = (uint64_t)st.st_size;
-		n->mtime = n->ctime = now_ts();
-		n->flags |= NODE_DATA_DIRTY;
-		unlock(fs);
-	}
+	if (!r)
+		after_write(fs, n, &st);
 	fuse_reply_err(req, -r);
 }
 

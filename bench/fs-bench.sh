@@ -1,0 +1,167 @@
+#!/bin/bash
+# fs-bench: the hiberbox mount against the native filesystem and against
+# fuse-overlayfs over a squashfuse lower (the writable FUSE stack others use
+# to restore sandboxes), on a tree of many small files in a git repository.
+#
+#   mount      `hiberbox mount` until the first `ls` of the root answers
+#   stat       warm `find . -type f -print0 | xargs -0 stat` (median of runs)
+#   git        warm `git status` (median of runs)
+#   untar      extracting a tar of the tree onto the (empty) filesystem
+#   read       sequential read of a 1 GiB file: cold (from the repository)
+#              and warm (page cache), MB/s
+#   rss        resident memory of the hiberbox fs process after the stat run
+#
+# usage: bench/fs-bench.sh [--files N] [--read-mb MB] [--runs N] [--work DIR]
+#        (HIBERBOX=path to the binary; default build/tools/hiberbox)
+# Prints a table with ratios to native and writes bench/results/fs-<UTC>.json.
+set -euo pipefail
+
+SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+HB=${HIBERBOX:-$SRCDIR/build/tools/hiberbox}
+WORK=${BENCH_WORK:-/var/tmp/hiberbox-fs-bench}
+FILES=30000
+READ_MB=1024
+RUNS=3
+while [ $# -gt 0 ]; do
+	case $1 in
+	--files) FILES=$2; shift 2 ;;
+	--read-mb) READ_MB=$2; shift 2 ;;
+	--runs) RUNS=$2; shift 2 ;;
+	--work) WORK=$2; shift 2 ;;
+	*) echo "usage: $0 [--files N] [--read-mb MB] [--runs N] [--work DIR]" >&2; exit 2 ;;
+	esac
+done
+[ -c /dev/fuse ] || { echo "fs-bench: /dev/fuse is absent" >&2; exit 1; }
+
+MOUNTS=()
+cleanup() {
+	for m in "${MOUNTS[@]}"; do
+		"$HB" umount "$m" >/dev/null 2>&1 || fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+rm -rf "$WORK"
+mkdir -p "$WORK"
+export HIBERBOX_HOME="$WORK/home"
+export HIBERBOX_REPO="$WORK/repo"
+export GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# time_cmd DIR CMD...: median wall ms of RUNS warm runs (one warm-up first).
+time_cmd() {
+	local dir=$1
+	shift
+	(cd "$dir" && "$@" >/dev/null 2>&1) || true
+	for _ in $(seq "$RUNS"); do
+		local t
+		t=$(date +%s%N)
+		(cd "$dir" && "$@" >/dev/null 2>&1) || true
+		ms "$t"
+	done | median
+}
+stat_all() { find . -type f -print0 | xargs -0 stat >/dev/null; }
+git_status() { git status --porcelain >/dev/null; }
+
+echo "fs-bench: building a tree of $FILES files" >&2
+mkdir -p "$WORK/tree/project"
+python3 "$SRCDIR/tests/integration/treegen.py" small "$WORK/tree/project" "$FILES" 7
+(cd "$WORK/tree/project" && git init -q -b main . && git add -A && git commit -q -m tree)
+mkdir -p "$WORK/big"
+head -c $((READ_MB * 1048576)) /dev/urandom >"$WORK/big/file"
+tar -C "$WORK/tree" -cf "$WORK/tree.tar" project
+mkdir -p "$WORK/empty"
+
+"$HB" init >/dev/null
+TREE_ID=$("$HB" snapshot create "$WORK/tree" 2>/dev/null | tail -n 1)
+BIG_ID=$("$HB" snapshot create "$WORK/big" 2>/dev/null | tail -n 1)
+EMPTY_ID=$("$HB" snapshot create "$WORK/empty" 2>/dev/null | tail -n 1)
+
+# native
+N_STAT=$(time_cmd "$WORK/tree/project" stat_all)
+N_GIT=$(time_cmd "$WORK/tree/project" git_status)
+rm -rf "$WORK/native-untar" && mkdir "$WORK/native-untar"
+sync
+t=$(date +%s%N); tar -C "$WORK/native-untar" -xf "$WORK/tree.tar"; sync; N_UNTAR=$(ms "$t")
+t=$(date +%s%N); cat "$WORK/big/file" >/dev/null; t2=$(ms "$t")
+N_READ=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
+
+# hiberbox
+mkdir -p "$WORK/hb"
+MOUNTS+=("$WORK/hb")
+t=$(date +%s%N)
+"$HB" mount "$TREE_ID" "$WORK/hb" --upper "$WORK/hb-upper"
+ls "$WORK/hb" >/dev/null
+H_MOUNT=$(ms "$t")
+H_STAT=$(time_cmd "$WORK/hb/project" stat_all)
+H_GIT=$(time_cmd "$WORK/hb/project" git_status)
+pid=$(python3 -c 'import json,sys
+for m in json.load(sys.stdin):
+    print(m["pid"])' <<<"$("$HB" mounts --json)" | head -n 1)
+H_RSS=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
+"$HB" umount "$WORK/hb"
+
+mkdir -p "$WORK/hbu"
+MOUNTS+=("$WORK/hbu")
+"$HB" mount "$EMPTY_ID" "$WORK/hbu" --upper "$WORK/hbu-upper"
+t=$(date +%s%N); tar -C "$WORK/hbu" -xf "$WORK/tree.tar"; sync; H_UNTAR=$(ms "$t")
+t=$(date +%s%N); C=$("$HB" commit "$WORK/hbu"); H_COMMIT=$(ms "$t")
+"$HB" umount "$WORK/hbu"
+
+mkdir -p "$WORK/hbr"
+MOUNTS+=("$WORK/hbr")
+"$HB" mount "$BIG_ID" "$WORK/hbr" --upper "$WORK/hbr-upper"
+t=$(date +%s%N); cat "$WORK/hbr/file" >/dev/null; t2=$(ms "$t")
+H_READ_COLD=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
+t=$(date +%s%N); cat "$WORK/hbr/file" >/dev/null; t2=$(ms "$t")
+H_READ_WARM=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
+"$HB" umount "$WORK/hbr"
+
+# fuse-overlayfs over squashfuse
+O_STAT=- O_GIT=- O_UNTAR=- O_MOUNT=-
+if command -v fuse-overlayfs >/dev/null && command -v squashfuse >/dev/null && command -v mksquashfs >/dev/null; then
+	mksquashfs "$WORK/tree" "$WORK/tree.sqfs" -quiet -no-progress -comp zstd >/dev/null
+	mksquashfs "$WORK/empty" "$WORK/empty.sqfs" -quiet -no-progress -comp zstd >/dev/null
+	mkdir -p "$WORK/sq" "$WORK/ov" "$WORK/ov-up" "$WORK/ov-work"
+	MOUNTS+=("$WORK/ov" "$WORK/sq")
+	t=$(date +%s%N)
+	squashfuse "$WORK/tree.sqfs" "$WORK/sq"
+	fuse-overlayfs -o "lowerdir=$WORK/sq,upperdir=$WORK/ov-up,workdir=$WORK/ov-work" "$WORK/ov"
+	ls "$WORK/ov" >/dev/null
+	O_MOUNT=$(ms "$t")
+	O_STAT=$(time_cmd "$WORK/ov/project" stat_all)
+	O_GIT=$(time_cmd "$WORK/ov/project" git_status)
+	fusermount3 -u "$WORK/ov"
+	fusermount3 -u "$WORK/sq"
+	rm -rf "$WORK/ov-up" "$WORK/ov-work"
+	mkdir -p "$WORK/ov-up" "$WORK/ov-work"
+	squashfuse "$WORK/empty.sqfs" "$WORK/sq"
+	fuse-overlayfs -o "lowerdir=$WORK/sq,upperdir=$WORK/ov-up,workdir=$WORK/ov-work" "$WORK/ov"
+	t=$(date +%s%N); tar -C "$WORK/ov" -xf "$WORK/tree.tar"; sync; O_UNTAR=$(ms "$t")
+	fusermount3 -u "$WORK/ov"
+	fusermount3 -u "$WORK/sq"
+fi
+
+ratio() { [ "$2" = - ] && echo - || awk -v a="$2" -v b="$1" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+printf '%-28s %10s %10s %8s %12s %8s\n' "($FILES files)" native hiberbox ratio overlay+sq ratio
+printf '%-28s %10s %10s %8s %12s %8s\n' "warm find+stat (ms)" "$N_STAT" "$H_STAT" "$(ratio "$N_STAT" "$H_STAT")" "$O_STAT" "$(ratio "$N_STAT" "$O_STAT")"
+printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT" "$(ratio "$N_GIT" "$H_GIT")" "$O_GIT" "$(ratio "$N_GIT" "$O_GIT")"
+printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
+printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
+printf '%-28s %10s %10s\n' "commit after untar (ms)" - "$H_COMMIT"
+printf '%-28s %10s %10s\n' "seq read cold (MB/s)" - "$H_READ_COLD"
+printf '%-28s %10s %10s %8s\n' "seq read warm (MB/s)" "$N_READ" "$H_READ_WARM" "$(ratio "$H_READ_WARM" "$N_READ")"
+printf '%-28s %10s %10s\n' "fs process RSS (MiB)" - "$H_RSS"
+
+mkdir -p "$SRCDIR/bench/results"
+out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
+cat >"$out" <<JSON
+{"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS,
+ "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "read_warm_mbps": $N_READ},
+ "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "mount_ms": $H_MOUNT,
+              "commit_ms": $H_COMMIT, "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
+ "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "mount_ms": "$O_MOUNT"}}
+JSON
+echo "fs-bench: wrote $out" >&2

@@ -1,0 +1,525 @@
+/* Randomized model test: the same random sequence of file operations applied
+ * to a hiberbox mount and to a native directory must give the same results
+ * (return values, errno, data read, stat fields) and the same final tree.
+ *
+ * usage: fs-model MOUNT_DIR NATIVE_DIR SEED NOPS
+ *   NOPS 0 only compares the two trees (after a commit and remount).
+ * Both directories start with the same content (a snapshot of a copy).
+ * Prints the first differences and exits 1 if any.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define NFDS 4
+#define MAX_FILE (320 * 1024)
+
+static const char *paths[] = {
+	"a", "b", "c", "d0", "d1", "d0/a", "d0/b", "d0/d2", "d0/d2/a", "d1/a", "d1/b",
+	"d1/d3", "d1/d3/x", "lower/f1", "lower/f2", "lower/sub", "lower/sub/g", "lower/big",
+};
+#define NPATHS (sizeof(paths) / sizeof(paths[0]))
+
+static const char *roots[2];
+static int fds[2][NFDS];
+static uint64_t rng;
+static int failures;
+static unsigned long step;
+static char *wbuf, *rbuf[2];
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static unsigned pick(unsigned n)
+{
+	return (unsigned)(rnd() % n);
+}
+
+static void full(char *out, int side, const char *rel)
+{
+	snprintf(out, PATH_MAX, "%s/%s", roots[side], rel);
+}
+
+static void differ(const char *what, const char *detail)
+{
+	failures++;
+	if (failures <= 30)
+		printf("step %lu: %s: %s\n", step, what, detail);
+}
+
+/* Compare two results (value or -errno). */
+static void same(const char *op, const char *arg, long long r0, long long r1)
+{
+	char d[PATH_MAX + 128];
+
+	if (getenv("FS_MODEL_TRACE"))
+		printf("%lu %s %s = %lld / %lld\n", step, op, arg, r0, r1);
+	if (r0 == r1)
+		return;
+	snprintf(d, sizeof(d), "%s: mount %lld, native %lld", arg, r0, r1);
+	differ(op, d);
+}
+
+#define RES(x) ({ long long _v = (long long)(x); _v < 0 ? -(long long)errno : _v; })
+
+static void fill(size_t len, uint64_t seed)
+{
+	uint64_t s = seed | 1;
+
+	for (size_t i = 0; i < len; i++) {
+		s ^= s << 13;
+		s ^= s >> 7;
+		s ^= s << 17;
+		wbuf[i] = (char)(s >> 24);
+	}
+}
+
+static void op_write_path(void)
+{
+	const char *p = paths[pick(NPATHS)];
+	int flags = O_WRONLY | O_CREAT;
+	size_t len = pick(70000);
+	off_t off = pick(4) == 0 ? 0 : (off_t)pick(200000);
+	uint64_t seed = rnd();
+	long long r[2];
+
+	if (pick(4) == 0)
+		flags |= O_TRUNC;
+	if (pick(5) == 0)
+		flags |= O_APPEND;
+	if (pick(6) == 0)
+		flags |= O_EXCL;
+	fill(len, seed);
+	for (int s = 0; s < 2; s++) {
+		char f[PATH_MAX];
+		int fd;
+
+		full(f, s, p);
+		fd = open(f, flags, 0644);
+		if (fd < 0) {
+			r[s] = -errno;
+			continue;
+		}
+		r[s] = (flags & O_APPEND) ? RES(write(fd, wbuf, len)) : RES(pwrite(fd, wbuf, len, off));
+		close(fd);
+	}
+	same("write", p, r[0], r[1]);
+}
+
+static long long read_all(int side, const char *p, char *out, size_t *len)
+{
+	char f[PATH_MAX];
+	int fd;
+	ssize_t n;
+
+	full(f, side, p);
+	fd = open(f, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, MAX_FILE);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	*len = n > 0 ? (size_t)n : 0;
+	return n;
+}
+
+static void op_read_path(void)
+{
+	const char *p = paths[pick(NPATHS)];
+	size_t l0, l1;
+	long long r0 = read_all(0, p, rbuf[0], &l0), r1 = read_all(1, p, rbuf[1], &l1);
+
+	same("read", p, r0, r1);
+	if (r0 == r1 && r0 > 0 && memcmp(rbuf[0], rbuf[1], l0))
+		differ("read content", p);
+}
+
+static void op_stat(void)
+{
+	const char *p = paths[pick(NPATHS)];
+	struct stat st[2];
+	long long r[2];
+	char d[PATH_MAX + 200];
+
+	for (int s = 0; s < 2; s++) {
+		char f[PATH_MAX];
+
+		full(f, s, p);
+		r[s] = RES(lstat(f, &st[s]));
+	}
+	same("lstat", p, r[0], r[1]);
+	if (r[0] || r[1])
+		return;
+	if (st[0].st_mode != st[1].st_mode || st[0].st_nlink != st[1].st_nlink ||
+	    (!S_ISDIR(st[0].st_mode) && st[0].st_size != st[1].st_size) ||
+	    st[0].st_uid != st[1].st_uid) {
+		snprintf(d, sizeof(d), "%s: mode %o/%o nlink %lu/%lu size %lld/%lld", p,
+			 st[0].st_mode, st[1].st_mode, (unsigned long)st[0].st_nlink,
+			 (unsigned long)st[1].st_nlink, (long long)st[0].st_size,
+			 (long long)st[1].st_size);
+		differ("stat", d);
+	}
+}
+
+#define BOTH(opname, arg, call)                                                  \
+	do {                                                                     \
+		long long _r[2];                                                 \
+		for (int s = 0; s < 2; s++) {                                    \
+			char f[PATH_MAX], g[PATH_MAX];                           \
+			(void)g;                                                 \
+			full(f, s, a);                                           \
+			full(g, s, b);                                           \
+			_r[s] = RES(call);                                       \
+		}                                                                \
+		same(opname, arg, _r[0], _r[1]);                                 \
+	} while (0)
+
+static void op_misc(void)
+{
+	const char *a = paths[pick(NPATHS)], *b = paths[pick(NPATHS)];
+	char arg[PATH_MAX];
+	unsigned size = pick(MAX_FILE);
+	mode_t mode = 0600 | pick(0200);
+	char val[64];
+	char tgt[64];
+	int xflags;
+
+	snprintf(arg, sizeof(arg), "%s -> %s", a, b);
+	switch (pick(12)) {
+	case 0:
+		BOTH("truncate", a, truncate(f, size));
+		break;
+	case 1:
+		BOTH("unlink", a, unlink(f));
+		break;
+	case 2:
+		BOTH("mkdir", a, mkdir(f, 0755));
+		break;
+	case 3:
+		BOTH("rmdir", a, rmdir(f));
+		break;
+	case 4:
+		BOTH("rename", arg, rename(f, g));
+		break;
+	case 5: {
+		unsigned flags = pick(2) ? 1 /* NOREPLACE */ : 2 /* EXCHANGE */;
+
+		BOTH(flags == 1 ? "rename-noreplace" : "rename-exchange", arg,
+		     syscall(SYS_renameat2, AT_FDCWD, f, AT_FDCWD, g, flags));
+		break;
+	}
+	case 6:
+		BOTH("link", arg, link(f, g));
+		break;
+	case 7:
+		snprintf(tgt, sizeof(tgt), "target-%u", pick(100));
+		BOTH("symlink", a, symlink(tgt, f));
+		break;
+	case 8:
+		BOTH("chmod", a, chmod(f, mode));
+		break;
+	case 9:
+		snprintf(val, sizeof(val), "value-%u", pick(1000));
+		snprintf(tgt, sizeof(tgt), "user.k%u", pick(3));
+		xflags = pick(3) == 0 ? XATTR_CREATE : 0;
+		BOTH("setxattr", a, setxattr(f, tgt, val, strlen(val), xflags));
+		break;
+	case 10:
+		snprintf(tgt, sizeof(tgt), "user.k%u", pick(3));
+		BOTH("removexattr", a, removexattr(f, tgt));
+		break;
+	case 11: {
+		/* directory listing */
+		char names[2][4096];
+
+		for (int s = 0; s < 2; s++) {
+			char f[PATH_MAX];
+			DIR *d;
+			struct dirent *de;
+			char *list[256];
+			int n = 0;
+
+			full(f, s, a);
+			names[s][0] = 0;
+			d = opendir(f);
+			if (!d) {
+				snprintf(names[s], sizeof(names[s]), "error %d", errno);
+				continue;
+			}
+			while ((de = readdir(d)) && n < 256)
+				list[n++] = strdup(de->d_name);
+			closedir(d);
+			for (int i = 0; i < n; i++)
+				for (int j = i + 1; j < n; j++)
+					if (strcmp(list[i], list[j]) > 0) {
+						char *t = list[i];
+
+						list[i] = list[j];
+						list[j] = t;
+					}
+			for (int i = 0; i < n; i++) {
+				strncat(names[s], list[i], sizeof(names[s]) - strlen(names[s]) - 2);
+				strcat(names[s], "/");
+				free(list[i]);
+			}
+		}
+		if (strcmp(names[0], names[1])) {
+			char d[8300];
+
+			snprintf(d, sizeof(d), "%s: mount [%s] native [%s]", a, names[0], names[1]);
+			differ("readdir", d);
+		}
+		break;
+	}
+	}
+}
+
+/* Operations through long-lived descriptors: unlinked-open files, writes
+ * after renames. */
+static void op_fd(void)
+{
+	unsigned k = pick(NFDS);
+	const char *p = paths[pick(NPATHS)];
+	long long r[2];
+
+	switch (pick(4)) {
+	case 0: /* (re)open */
+		for (int s = 0; s < 2; s++) {
+			char f[PATH_MAX];
+
+			if (fds[s][k] >= 0)
+				close(fds[s][k]);
+			full(f, s, p);
+			fds[s][k] = open(f, O_RDWR);
+			r[s] = fds[s][k] < 0 ? -errno : 0;
+		}
+		same("open", p, r[0], r[1]);
+		break;
+	case 1: { /* write */
+		size_t len = pick(20000);
+		off_t off = (off_t)pick(100000);
+
+		fill(len, rnd());
+		for (int s = 0; s < 2; s++)
+			r[s] = fds[s][k] < 0 ? -EBADF : RES(pwrite(fds[s][k], wbuf, len, off));
+		same("fd write", "", r[0], r[1]);
+		break;
+	}
+	case 2: { /* read */
+		off_t off = (off_t)pick(100000);
+
+		for (int s = 0; s < 2; s++)
+			r[s] = fds[s][k] < 0 ? -EBADF : RES(pread(fds[s][k], rbuf[s], 65536, off));
+		same("fd read", "", r[0], r[1]);
+		if (r[0] == r[1] && r[0] > 0 && memcmp(rbuf[0], rbuf[1], (size_t)r[0]))
+			differ("fd read content", "");
+		break;
+	}
+	case 3: { /* fstat + close */
+		struct stat st[2];
+
+		for (int s = 0; s < 2; s++) {
+			r[s] = fds[s][k] < 0 ? -EBADF : RES(fstat(fds[s][k], &st[s]));
+		}
+		same("fstat", "", r[0], r[1]);
+		if (!r[0] && !r[1] && (st[0].st_size != st[1].st_size || st[0].st_nlink != st[1].st_nlink))
+			differ("fstat fields", "size or nlink");
+		for (int s = 0; s < 2; s++) {
+			if (fds[s][k] >= 0)
+				close(fds[s][k]);
+			fds[s][k] = -1;
+		}
+		break;
+	}
+	}
+}
+
+/* Whole-tree comparison: names, kinds, modes, sizes, contents, link counts,
+ * symlink targets, user xattrs, hard-link structure. */
+struct seen {
+	ino_t ino[2];
+	char path[256];
+};
+static struct seen seen_inos[4096];
+static int nseen;
+
+static void compare_tree(const char *rel)
+{
+	char f[2][PATH_MAX], d[PATH_MAX + 200];
+	struct stat st[2];
+	DIR *dir;
+	struct dirent *de;
+	char *names[1024];
+	int n = 0;
+
+	for (int s = 0; s < 2; s++) {
+		snprintf(f[s], PATH_MAX, "%s%s%s", roots[s], *rel ? "/" : "", rel);
+		if (lstat(f[s], &st[s]) < 0) {
+			snprintf(d, sizeof(d), "%s: lstat on side %d: %s", rel, s, strerror(errno));
+			differ("tree", d);
+			return;
+		}
+	}
+	if ((st[0].st_mode != st[1].st_mode) ||
+	    (!S_ISDIR(st[0].st_mode) && st[0].st_nlink != st[1].st_nlink) ||
+	    (S_ISREG(st[0].st_mode) && st[0].st_size != st[1].st_size)) {
+		snprintf(d, sizeof(d), "%s: mode %o/%o nlink %lu/%lu size %lld/%lld", rel,
+			 st[0].st_mode, st[1].st_mode, (unsigned long)st[0].st_nlink,
+			 (unsigned long)st[1].st_nlink, (long long)st[0].st_size,
+			 (long long)st[1].st_size);
+		differ("tree", d);
+		return;
+	}
+	if (*rel && !S_ISDIR(st[0].st_mode)) {
+		int i;
+
+		for (i = 0; i < nseen; i++)
+			if (seen_inos[i].ino[0] == st[0].st_ino || seen_inos[i].ino[1] == st[1].st_ino)
+				break;
+		if (i < nseen) {
+			if (seen_inos[i].ino[0] != st[0].st_ino || seen_inos[i].ino[1] != st[1].st_ino) {
+				snprintf(d, sizeof(d), "%s and %s: hard links differ", rel,
+					 seen_inos[i].path);
+				differ("tree", d);
+			}
+		} else if (nseen < 4096) {
+			seen_inos[nseen].ino[0] = st[0].st_ino;
+			seen_inos[nseen].ino[1] = st[1].st_ino;
+			snprintf(seen_inos[nseen].path, sizeof(seen_inos[nseen].path), "%s", rel);
+			nseen++;
+		}
+	}
+	if (S_ISREG(st[0].st_mode)) {
+		size_t l0, l1;
+		long long r0 = read_all(0, rel, rbuf[0], &l0), r1 = read_all(1, rel, rbuf[1], &l1);
+
+		if (r0 != r1 || (r0 > 0 && memcmp(rbuf[0], rbuf[1], l0)))
+			differ("tree content", rel);
+	} else if (S_ISLNK(st[0].st_mode)) {
+		char t0[256] = "", t1[256] = "";
+
+		if (readlink(f[0], t0, sizeof(t0) - 1) < 0 || readlink(f[1], t1, sizeof(t1) - 1) < 0 ||
+		    strcmp(t0, t1))
+			differ("tree symlink", rel);
+	}
+	if (!S_ISLNK(st[0].st_mode)) {
+		char l0[1024], l1[1024];
+		ssize_t n0 = llistxattr(f[0], l0, sizeof(l0)), n1 = llistxattr(f[1], l1, sizeof(l1));
+
+		/* order may differ: compare each name's value */
+		if (n0 != n1) {
+			differ("tree xattr list", rel);
+		} else {
+			for (ssize_t o = 0; o < n0; o += (ssize_t)strlen(l0 + o) + 1) {
+				char v0[256], v1[256];
+				ssize_t a = lgetxattr(f[0], l0 + o, v0, sizeof(v0));
+				ssize_t b = lgetxattr(f[1], l0 + o, v1, sizeof(v1));
+
+				if (a != b || (a > 0 && memcmp(v0, v1, (size_t)a)))
+					differ("tree xattr", rel);
+			}
+		}
+	}
+	if (!S_ISDIR(st[0].st_mode))
+		return;
+	dir = opendir(f[1]);
+	if (!dir) {
+		differ("tree opendir", rel);
+		return;
+	}
+	while ((de = readdir(dir)) && n < 1024)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			names[n++] = strdup(de->d_name);
+	closedir(dir);
+	/* entries only on the mount side */
+	dir = opendir(f[0]);
+	if (dir) {
+		while ((de = readdir(dir))) {
+			char other[PATH_MAX];
+			struct stat x;
+
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			snprintf(other, sizeof(other), "%s/%s", f[1], de->d_name);
+			if (lstat(other, &x) < 0) {
+				snprintf(d, sizeof(d), "%s/%s only on the mount", rel, de->d_name);
+				differ("tree", d);
+			}
+		}
+		closedir(dir);
+	}
+	for (int i = 0; i < n; i++) {
+		char child[PATH_MAX];
+
+		snprintf(child, sizeof(child), "%s%s%s", rel, *rel ? "/" : "", names[i]);
+		compare_tree(child);
+		free(names[i]);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long nops;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: fs-model MOUNT_DIR NATIVE_DIR SEED NOPS\n");
+		return 2;
+	}
+	roots[0] = argv[1];
+	roots[1] = argv[2];
+	rng = strtoull(argv[3], NULL, 10) * 2654435761u + 88172645463325252ull;
+	nops = strtoul(argv[4], NULL, 10);
+	wbuf = malloc(MAX_FILE);
+	rbuf[0] = malloc(MAX_FILE);
+	rbuf[1] = malloc(MAX_FILE);
+	if (!wbuf || !rbuf[0] || !rbuf[1])
+		return 2;
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < NFDS; k++)
+			fds[s][k] = -1;
+	umask(022);
+	for (step = 1; step <= nops; step++) {
+		switch (pick(10)) {
+		case 0:
+		case 1:
+			op_write_path();
+			break;
+		case 2:
+			op_read_path();
+			break;
+		case 3:
+			op_stat();
+			break;
+		case 4:
+		case 5:
+			op_fd();
+			break;
+		default:
+			op_misc();
+			break;
+		}
+	}
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < NFDS; k++)
+			if (fds[s][k] >= 0)
+				close(fds[s][k]);
+	step = 0;
+	compare_tree("");
+	printf("%lu operations, %d differences\n", nops, failures);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,59 @@
+# Helpers for the filesystem tests (sourced after tests/integration/lib.sh).
+#
+# Mounts made with fs_mount are unmounted on exit whatever happens, before the
+# temporary area is removed (rm -rf must never walk into a live mount).
+
+[ -c /dev/fuse ] || { echo "SKIP: /dev/fuse is absent"; exit 77; }
+
+FS_MOUNTS=()
+
+fs_setup() {
+	setup_tmp
+	chmod 0755 "$T" # the permission tests run as another user
+	trap 'fs_rc=$?; fs_cleanup; (exit $fs_rc); cleanup_tmp' EXIT
+}
+
+fs_cleanup() {
+	local m
+	for m in "${FS_MOUNTS[@]}"; do
+		if mountpoint -q "$m" 2>/dev/null || ! stat "$m" >/dev/null 2>&1; then
+			"$HIBERBOX" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	if [ -n "${T:-}" ] && [ -f "$HIBERBOX_HOME/fs.log" ] && [ "${fs_rc:-0}" -ne 0 ]; then
+		echo "--- fs.log (tail) ---" >&2
+		tail -n 30 "$HIBERBOX_HOME/fs.log" >&2
+	fi
+}
+
+# fs_mount SNAPSHOT MOUNTPOINT [ARGS...]
+fs_mount() {
+	local snap=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	FS_MOUNTS+=("$mnt")
+	hb_ok mount "$snap" "$mnt" "$@"
+}
+
+fs_umount() {
+	hb_ok umount "$1"
+}
+
+# The pid of the process serving a mountpoint (from `mounts --json`).
+fs_pid() {
+	local out
+	out=$(hb_ok mounts --json) || exit 1
+	python3 -c 'import json,os,sys
+for m in json.loads(sys.argv[1]):
+    if os.path.realpath(m["mountpoint"]) == os.path.realpath(sys.argv[2]):
+        print(m["pid"])' "$out" "$1"
+}
+
+# fs_commit MOUNTPOINT [ARGS...]: prints the new id (validated).
+fs_commit() {
+	local out id
+	out=$(hb_ok commit "$@") || exit 1
+	id=$(printf '%s\n' "$out" | tail -n 1)
+	[[ "$id" =~ ^[0-9a-f]{32}$ ]] || fail "commit $*: '$id' is not an id"
+	printf '%s\n' "$id"
+}
