@@ -437,6 +437,23 @@ WANT="snapshot $SID" damage truncated-manifest truncate_manifest
 # A corrupt index file, and in consequence chunks the snapshot cannot find.
 LINES_WANTED=2 WANT="^index file index/[0-9a-f]{32}: " damage corrupt-index corrupt_index
 
+# gc on a repository with an unreadable snapshot must stop before deleting
+# anything: with a partial view, live data would look like garbage.
+D=$T/damaged-gc
+cp -a "$SMALL" "$D"
+mkdir -p "$T/s2"
+randfile "$T/s2/other" 300000 s2
+HIBERBOX_REPO=$D hb_ok snapshot rm "$(HIBERBOX_REPO=$D snapshot_create "$T/s2")"
+flip_byte "$D/snapshots/$SID" 40
+repo_listing "$D" >"$T/listing-before"
+hb_try --repo "$D" gc
+[ "$HB_RC" -ne 0 ] || bad "gc ran with a corrupt manifest"
+grep -q "nothing deleted" "$T/err" || bad "gc with a corrupt manifest does not say it deleted nothing: $(head -c 500 "$T/err")"
+repo_listing "$D" >"$T/listing-after"
+diff "$T/listing-before" "$T/listing-after" >"$T/listing-diff" ||
+	bad "gc with a corrupt manifest changed the repository:"$'\n'"$(head -c 2000 "$T/listing-diff")"
+rm -rf "$D"
+
 # ---------------------------------------------------------------------------
 log "snapshot diff"
 D=$T/diff
