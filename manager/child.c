@@ -7,7 +7,10 @@
  * becomes root of the namespace (host uid = id base), builds the mount tree
  * and pivots into it, sets hostname and loopback, applies rlimits, bounds
  * capabilities, sets no_new_privs, loads the seccomp filters (last, since
- * they forbid mount and friends), and becomes the sandbox's init.
+ * they forbid mount and friends), and execs the sandbox-init program
+ * (init-main.c), which starts the command.  For sandbox_exec() the child
+ * joins the namespaces of a running sandbox instead of building them and
+ * starts the command itself (exec_child_run).
  *
  * Nothing here allocates: see sandbox-int.h for why.
  */
@@ -22,41 +25,6 @@
 #include <unistd.h>
 
 #include "manager/sandbox-int.h"
-
-size_t child_strlcpy(char *dst, const char *src, size_t size)
-{
-	size_t n = 0;
-	if (!src)
-		src = "";
-	while (src[n] && n + 1 < size) {
-		dst[n] = src[n];
-		n++;
-	}
-	if (size)
-		dst[n] = '\0';
-	return n;
-}
-
-int child_err(struct child_ctx *c, int err, const char *step, const char *detail)
-{
-	c->fail_step = step;
-	c->fail_detail = detail;
-	return err;
-}
-
-_Noreturn void child_fail(struct child_ctx *c, int err)
-{
-	struct child_report rep;
-	memset(&rep, 0, sizeof(rep));
-	rep.err = err < 0 ? -err : (err ? err : EIO);
-	child_strlcpy(rep.step, c->fail_step ? c->fail_step : "setup", sizeof(rep.step));
-	child_strlcpy(rep.detail, c->fail_detail, sizeof(rep.detail));
-	/* A pipe write of less than PIPE_BUF bytes is atomic: the parent sees
-	 * the whole record or nothing. */
-	ssize_t w = write(c->err_fd, &rep, sizeof(rep));
-	(void)w;
-	_exit(127);
-}
 
 /* Move the passed descriptors above every target number (so that placing
  * them later cannot clobber one another), then close everything else except
@@ -81,6 +49,8 @@ static int close_host_fds(struct child_ctx *c)
 	keep[nkeep++] = c->status_fd;
 	if (c->is_exec)
 		keep[nkeep++] = c->join_pidfd;
+	else
+		keep[nkeep++] = c->init_fd;
 	/* insertion sort: a handful of entries */
 	for (unsigned i = 1; i < nkeep; i++) {
 		int v = keep[i];
@@ -116,6 +86,71 @@ static void wipe_caller_strings(struct child_ctx *c)
 	}
 	if (c->env_area && c->env_len)
 		memset(c->env_area, 0, c->env_len);
+}
+
+/* Decimal, without snprintf (not async-signal-safe). */
+static char *format_int(char *buf, size_t size, long v)
+{
+	char tmp[24];
+	int n = 0;
+	unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u && n < (int)sizeof(tmp));
+	size_t i = 0;
+	if (v < 0 && i + 1 < size)
+		buf[i++] = '-';
+	while (n > 0 && i + 1 < size)
+		buf[i++] = tmp[--n];
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Become the sandbox-init program (see init-main.c for its arguments),
+ * handing over the report pipes and the passed descriptors. */
+static int exec_sandbox_init(struct child_ctx *c)
+{
+	const struct sandbox_spec *s = c->spec;
+	static const size_t fixed = 10;
+	const char *argv[SANDBOX_MAX_ARGS + 11];
+	char num[5][24];
+	char fdmap[SANDBOX_MAX_FDS * 12];
+	size_t len = 0;
+
+	int handed[SANDBOX_MAX_FDS + 2];
+	int nh = 0;
+	handed[nh++] = c->status_fd;
+	handed[nh++] = c->err_fd;
+	for (int i = 0; i < SANDBOX_MAX_FDS; i++) {
+		char one[24];
+		format_int(one, sizeof(one), c->fd_copies[i]);
+		len += child_strlcpy(fdmap + len, one, sizeof(fdmap) - len);
+		if (i + 1 < SANDBOX_MAX_FDS)
+			len += child_strlcpy(fdmap + len, ",", sizeof(fdmap) - len);
+		if (c->fd_copies[i] >= 0)
+			handed[nh++] = c->fd_copies[i];
+	}
+	for (int i = 0; i < nh; i++) {
+		if (fcntl(handed[i], F_SETFD, 0) < 0)
+			return child_err(c, -errno, "hand fds to sandbox init", NULL);
+	}
+	argv[0] = "hiberbox-init";
+	argv[1] = format_int(num[0], sizeof(num[0]), c->status_fd);
+	argv[2] = format_int(num[1], sizeof(num[1]), c->err_fd);
+	argv[3] = s->init_only ? "1" : "0";
+	argv[4] = format_int(num[2], sizeof(num[2]), (long)s->uid);
+	argv[5] = format_int(num[3], sizeof(num[3]), (long)s->gid);
+	argv[6] = s->cwd;
+	argv[7] = fdmap;
+	argv[8] = c->path_env;
+	argv[9] = "--";
+	size_t n = fixed;
+	for (size_t i = 0; !s->init_only && s->argv[i] && i < SANDBOX_MAX_ARGS; i++)
+		argv[n++] = s->argv[i];
+	argv[n] = NULL;
+	syscall(SYS_execveat, c->init_fd, "", argv, c->envp, AT_EMPTY_PATH);
+	return child_err(c, -errno, "exec sandbox init", NULL);
 }
 
 static int apply_rlimits(struct child_ctx *c)
@@ -175,5 +210,5 @@ _Noreturn void child_main(struct child_ctx *c)
 		child_fail(c, r);
 	if (c->is_exec)
 		exec_child_run(c);
-	init_child_run(c);
+	child_fail(c, exec_sandbox_init(c));
 }

@@ -81,6 +81,7 @@ struct child_ctx {
 			* an exec's joiner, the command's pid */
 	int is_exec;    /* joining a running sandbox rather than creating one */
 	int join_pidfd; /* exec: pidfd of the sandbox's init whose namespaces to join */
+	int init_fd;    /* spawn: memfd holding the sandbox-init program */
 	int join_net;   /* exec: the sandbox has a network namespace of its own */
 	/* the caller's argv and environment strings, wiped in the child's copy
 	 * (init's /proc/1/cmdline would show them inside) */
@@ -118,11 +119,15 @@ int seccomp_filters_build(struct sandbox_seccomp *out); /* parent */
 void seccomp_filters_free(struct sandbox_seccomp *sc);
 int seccomp_child_apply(struct child_ctx *c);
 
-/* init.c (child): becomes PID 1, starts the command, never returns */
+/* init.c (in the sandbox-init program): PID 1 starts the command, never returns */
 _Noreturn void init_child_run(struct child_ctx *c);
 /* exec (child, joined): starts the command as the caller's child, writes
  * its host pid on the status pipe and exits */
 _Noreturn void exec_child_run(struct child_ctx *c);
+
+/* The sandbox-init program (init-main.c), embedded at build time. */
+extern const unsigned char sandbox_init_blob[];
+extern const size_t sandbox_init_blob_len;
 
 /* cgroup.c (parent) */
 struct sandbox_cgroup;

@@ -17,11 +17,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -53,6 +55,35 @@ struct sandbox {
 };
 
 static atomic_uint sandbox_counter;
+
+/* The sandbox-init program in a sealed memfd, made once per process. */
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+static pthread_once_t init_fd_once = PTHREAD_ONCE_INIT;
+static int init_fd = -1;
+static int init_fd_err;
+
+static void make_init_fd(void)
+{
+	int fd = memfd_create("hiberbox-sandbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (fd < 0 && errno == EINVAL) /* kernels before 6.3 know no MFD_EXEC */
+		fd = memfd_create("hiberbox-sandbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		init_fd_err = errno;
+		return;
+	}
+	int r = write_all(fd, sandbox_init_blob, sandbox_init_blob_len);
+	if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+						F_SEAL_SEAL) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		init_fd_err = -r;
+		return;
+	}
+	init_fd = fd;
+}
 
 static int dup_str(const char *s, const char *what, char **out)
 {
@@ -462,8 +493,14 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	int pidfd = -1;
 	int r;
 
-	struct child_ctx c = { .spec = spec, .seccomp = &sc, .join_pidfd = -1 };
-	if (join) {
+	struct child_ctx c = { .spec = spec, .seccomp = &sc, .join_pidfd = -1, .init_fd = -1 };
+	if (!join) {
+		pthread_once(&init_fd_once, make_init_fd);
+		if (init_fd < 0)
+			return hb_err(-init_fd_err, "sandbox init program in a memfd: %s",
+				      strerror(init_fd_err));
+		c.init_fd = init_fd;
+	} else {
 		c.is_exec = 1;
 		c.join_pidfd = join->init.pidfd;
 		c.join_net = join->net == SANDBOX_NET_NONE;

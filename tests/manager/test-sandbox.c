@@ -651,6 +651,8 @@ static void test_exec(void)
 	CHECK_OK(sandbox_kill(sb, SIGTERM));
 	CHECK_OK(sandbox_wait(sb, RUN_TIMEOUT_MS, &ex));
 	CHECK(ex.signal == SIGTERM);
+	if (ex.signal != SIGTERM)
+		fprintf(stderr, "  init-only sandbox ended with code %d signal %d\n", ex.code, ex.signal);
 	CHECK_ERR(run_exec(sb, id, &res), -ESRCH);
 	sandbox_free(sb);
 }
