@@ -91,7 +91,8 @@ static int s3s_stat(struct store *st, const char *name, uint64_t *size)
 		return r;
 	if ((r = s3_head(s->client, key, &info)) < 0)
 		return r;
-	*size = info.size;
+	if (size) /* NULL: only whether it exists */
+		*size = info.size;
 	return 0;
 }
 

@@ -502,7 +502,8 @@ static int tiered_stat(struct store *s, const char *name, uint64_t *size)
 		pthread_mutex_unlock(&t->lock);
 	}
 	if (found) {
-		*size = e.size;
+		if (size) /* NULL: only whether it exists */
+			*size = e.size;
 		return 0;
 	}
 	return store_stat(t->remote, name, size);

@@ -829,6 +829,7 @@ static void test_store(void)
 	CHECK_ERR(store_get(st, "packs/missing", 0, STORE_GET_ALL, &b), -ENOENT);
 	CHECK_OK(store_stat(st, "packs/a.pack", &size));
 	CHECK(size == 5);
+	CHECK_OK(store_stat(st, "packs/a.pack", NULL)); /* existence only */
 	CHECK_ERR(store_stat(st, "packs/missing", &size), -ENOENT);
 	struct names nm = { 0 };
 	CHECK_OK(store_list(st, "", collect_name, &nm));

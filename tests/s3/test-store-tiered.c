@@ -150,6 +150,7 @@ int main(void)
 	CHECK_ERR(store_get(t, "packs/p1", sizeof(pack) - 10, 20, &b), -EBADMSG);
 	CHECK_OK(store_stat(t, "packs/p1", &size));
 	CHECK(size == sizeof(pack));
+	CHECK_OK(store_stat(t, "packs/p1", NULL)); /* existence only */
 	CHECK_ERR(store_put(t, "packs/p1", pack, 10, STORE_PUT_NOREPLACE), -EEXIST);
 	CHECK_OK(store_get(t, "packs/p1", 0, 16, &b));
 	CHECK(b.len == 16 && !memcmp(b.data, pack, 16)); /* the failed put changed nothing */

@@ -1,0 +1,126 @@
+#!/bin/bash
+# The real CLI on an s3:// repository, against s3rver behind the verifying,
+# fault-injecting proxy (tests/s3/server.js): round trip, 503 bursts and
+# resets, corrupted bodies, bad credentials, a missing bucket, an unreachable
+# endpoint, and the server killed in the middle of a snapshot.
+#
+# Skips (77) without node or tests/s3/node_modules (npm ci --prefix tests/s3).
+set -euo pipefail
+source "$SRCDIR/tests/integration/lib.sh"
+S3DIR="$SRCDIR/tests/s3"
+if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
+	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
+	exit 77
+fi
+setup_tmp
+# Stop the server whatever happens (lib.sh's trap cleans $T afterwards).
+trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' EXIT
+
+start_s3() {
+	eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbtest)" || fail "cannot start the S3 test server"
+}
+fault() { # KIND COUNT [METHOD [PATH-SUBSTRING]]
+	curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=$1&count=$2${3:+&method=$3}${4:+&match=$4}" >/dev/null
+}
+clear_faults() { curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/clear" >/dev/null; }
+injected() { # KIND: how many times it was injected
+	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["injected"].get(sys.argv[1], 0))' "$1"
+}
+
+start_s3
+export HIBERBOX_REPO=s3://hbtest/repo
+# Short timeouts so that failures are quick; retries stay on.
+export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_TIMEOUT_MS=3000 HIBERBOX_S3_CONNECT_TIMEOUT_MS=2000
+export HIBERBOX_S3_DEADLINE_MS=8000
+
+log "init and a first snapshot"
+hb_ok init >/dev/null
+make_small_tree "$T/src" 400 3
+randfile "$T/src/big.bin" $((6 << 20)) big
+dump_tree "$T/src" "$T/src.json"
+first=$(snapshot_create "$T/src" --tag first)
+restore_and_compare first "$T/src.json" "restore from S3" || true
+hb_ok check >/dev/null
+
+log "503 SlowDown bursts and resets are retried"
+mkdir -p "$T/src2" && cp -a "$T/src/." "$T/src2/" && randfile "$T/src2/more.bin" $((2 << 20)) more
+dump_tree "$T/src2" "$T/src2.json"
+fault slowdown 6
+fault reset 2 PUT
+second=$(snapshot_create "$T/src2" --tag second)
+[ "$(injected slowdown)" -eq 6 ] || bad "expected 6 SlowDown answers, proxy served $(injected slowdown)"
+[ "$(injected reset)" -eq 2 ] || bad "expected 2 resets, proxy did $(injected reset)"
+# (At most 6 in a row on one request: it has 7 attempts.)
+fault slowdown 2 GET
+fault reset 2 GET
+fault truncate 1 GET
+fault reset 3 GET packs/
+restore_and_compare second "$T/src2.json" "restore through 503s, resets and truncated bodies" || true
+clear_faults
+
+log "corrupted chunk reads: never silent"
+fault corrupt 1000 GET packs/
+dst="$T/corrupt-dst"
+hb_try snapshot restore second "$dst"
+if [ "$HB_RC" -eq 0 ]; then
+	compare_trees "$T/src2.json" "$dst" >"$T/d" || bad "restore with corrupted bodies succeeded with wrong data: $(head -5 "$T/d")"
+else
+	[ "$HB_RC" -lt 124 ] || bad "restore with corrupted bodies crashed or hung (exit $HB_RC)"
+	log "corrupt bodies -> exit $HB_RC: $(head -n 1 "$T/err")"
+fi
+clear_faults
+rm -rf "$dst"
+restore_and_compare second "$T/src2.json" "restore after the corruption stopped" || true
+
+log "bad credentials, missing bucket"
+AWS_SECRET_ACCESS_KEY=wrong expect_error "wrong secret" snapshot list &&
+	expect_in "$HB_ERR" "access denied to bucket hbtest: check AWS_ACCESS_KEY_ID" "wrong secret"
+HIBERBOX_REPO=s3://no-such-bucket/x expect_error "missing bucket" snapshot list &&
+	expect_in "$HB_ERR" "bucket no-such-bucket does not exist" "missing bucket"
+
+log "unreachable endpoint: an error in bounded time"
+start=$(date +%s)
+AWS_ENDPOINT_URL=http://127.0.0.1:9 HIBERBOX_S3_DEADLINE_MS=2000 expect_error "unreachable" snapshot list &&
+	expect_in "$HB_ERR" "connect" "unreachable endpoint"
+[ $(($(date +%s) - start)) -le 15 ] || bad "unreachable endpoint took $(($(date +%s) - start)) s"
+
+log "server killed in the middle of a snapshot"
+mkdir -p "$T/src3" && cp -a "$T/src2/." "$T/src3/"
+for i in 1 2 3 4 5 6; do randfile "$T/src3/late$i.bin" $((3 << 20)) "late$i"; done
+dump_tree "$T/src3" "$T/src3.json"
+port=$(cat "$T/s3/port")
+# Slow every upload down so that the kill lands mid-snapshot.
+curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=delay&count=1000&method=PUT&ms=300" >/dev/null
+hb snapshot create "$T/src3" --tag third >"$T/out3" 2>"$T/err3" &
+hbpid=$!
+sleep 1.5
+kill -KILL "$(cat "$T/s3/pid")"
+start=$(date +%s)
+rc=0
+wait "$hbpid" || rc=$?
+took=$(($(date +%s) - start))
+[ "$rc" -ne 0 ] || bad "snapshot create succeeded although the server died"
+[ "$rc" -lt 124 ] || bad "snapshot create with a dead server crashed or hung (exit $rc)"
+[ "$took" -le 30 ] || bad "snapshot create took $took s to notice the dead server"
+[ "$(wc -l <"$T/err3")" -eq 1 ] && grep -q '^hiberbox: ' "$T/err3" ||
+	bad "dead server: expected one 'hiberbox: ' line, got: $(head -c 800 "$T/err3")"
+log "dead server -> exit $rc after $took s: $(head -n 1 "$T/err3")"
+
+# Back on the same port with the same data: earlier snapshots intact, retry works.
+"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true
+node --openssl-legacy-provider "$S3DIR/server.js" --dir "$T/s3/data" --port "$port" --bucket hbtest \
+	>"$T/s3/ready" 2>>"$T/s3/server.log" &
+echo $! >"$T/s3/pid"
+for _ in $(seq 100); do grep -q READY "$T/s3/ready" && break; sleep 0.1; done
+grep -q READY "$T/s3/ready" || fail "S3 test server did not come back"
+restore_and_compare first "$T/src.json" "first snapshot after the crash" || true
+restore_and_compare second "$T/src2.json" "second snapshot after the crash" || true
+hb_ok check >/dev/null
+dump_tree "$T/src3" "$T/src3.json" # the killed run read files: atimes moved
+third=$(snapshot_create "$T/src3" --tag third)
+restore_and_compare third "$T/src3.json" "snapshot retried after the server came back" || true
+hb_ok gc >/dev/null
+hb_ok check >/dev/null
+restore_and_compare first "$T/src.json" "first snapshot after gc" || true
+finish
