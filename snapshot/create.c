@@ -321,8 +321,8 @@ out:
 	return r;
 }
 
-/* Hard links: group regular files by (dev, ino); the first in walk order
- * represents the group and carries the content. */
+/* Hard links: group non-directories by (dev, ino); the first in walk order
+ * represents the group and carries a regular file's content. */
 struct link_key {
 	uint64_t dev, ino;
 	uint32_t index;
@@ -345,7 +345,7 @@ static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
 	size_t n = 0;
 
 	for (uint32_t i = 0; i < c->count; i++)
-		if (S_ISREG(c->entries[i].node.mode) && st_nlink[i] > 1)
+		if (!S_ISDIR(c->entries[i].node.mode) && st_nlink[i] > 1)
 			n++;
 	if (n == 0)
 		return 0;
@@ -354,7 +354,7 @@ static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
 		return -ENOMEM;
 	n = 0;
 	for (uint32_t i = 0; i < c->count; i++)
-		if (S_ISREG(c->entries[i].node.mode) && st_nlink[i] > 1)
+		if (!S_ISDIR(c->entries[i].node.mode) && st_nlink[i] > 1)
 			keys[n++] = (struct link_key){ c->entries[i].node.src_dev,
 						       c->entries[i].node.src_ino, i };
 	qsort(keys, n, sizeof(*keys), link_cmp);
@@ -368,9 +368,15 @@ static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
 
 			e->node.hardlink = keys[a].index;
 			e->node.nlink = (uint32_t)(b - a);
-			/* All members show the representative's metadata. */
-			if (k > a)
-				e->node.size = c->entries[keys[a].index].node.size;
+			/* All members show the representative's metadata (an
+			 * inode changed between two lstat calls would not). */
+			if (k > a) {
+				struct walk_entry *rep = &c->entries[keys[a].index];
+
+				e->node.mode = rep->node.mode;
+				e->node.size = rep->node.size;
+				e->node.rdev = rep->node.rdev;
+			}
 		}
 		a = b;
 	}
@@ -407,7 +413,7 @@ static int walk(struct create_ctx *c)
 		if (r < 0)
 			return r;
 	}
-	/* The walk stored st_nlink nowhere; take it again for regular files. */
+	/* The walk stored st_nlink nowhere; take it again for non-directories. */
 	st_nlink = calloc(c->count, sizeof(*st_nlink));
 	if (!st_nlink)
 		return -ENOMEM;
@@ -416,8 +422,9 @@ static int walk(struct create_ctx *c)
 
 		if (S_ISDIR(e->node.mode))
 			c->entries[e->node.parent].node.nlink++;
-		if (S_ISREG(e->node.mode) && fstatat(c->rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    st.st_ino == e->node.src_ino)
+		if (!S_ISDIR(e->node.mode) &&
+		    fstatat(c->rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == e->node.src_ino && st.st_mode == e->node.mode)
 			st_nlink[i] = st.st_nlink;
 	}
 	for (uint32_t i = 0; i < c->count; i++)
@@ -496,6 +503,7 @@ static int store_file(struct create_ctx *c, uint32_t i)
 			goto out;
 		}
 		if ((size_t)n <= MANIFEST_INLINE_MAX_BYTES) {
+			e->node.size = (uint64_t)n;
 			manifest_builder_set_size(c->builder, i, (uint64_t)n);
 			atomic_fetch_add(&c->stored_bytes, (uint64_t)n);
 			r = manifest_builder_set_inline(c->builder, i, small, (size_t)n);
@@ -512,6 +520,7 @@ static int store_file(struct create_ctx *c, uint32_t i)
 		r = hb_err_ctx(r, "'%s'", e->path);
 		goto out;
 	}
+	e->node.size = size;
 	manifest_builder_set_size(c->builder, i, size);
 	atomic_fetch_add(&c->stored_bytes, size);
 	atomic_fetch_add(&c->stored_chunks, count_chunks(chunks, count));
@@ -595,6 +604,13 @@ static int store_contents(struct create_ctx *c, unsigned threads)
 		return r;
 	if (c->error)
 		return hb_err(c->error, "%s", c->errmsg);
+	/* Members of a group take the size their representative was stored with. */
+	for (uint32_t i = 0; i < c->count; i++) {
+		struct walk_entry *e = &c->entries[i];
+
+		if (S_ISREG(e->node.mode) && e->node.hardlink != i)
+			manifest_builder_set_size(c->builder, i, c->entries[e->node.hardlink].node.size);
+	}
 	return 0;
 }
 

@@ -469,8 +469,8 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (S_ISDIR(n->mode) || (S_ISREG(n->mode) && n->hardlink != i))
-			continue;
+		if (S_ISDIR(n->mode) || n->hardlink != i)
+			continue; /* members of a link group are linked in phase 3 */
 		jobs[i] = (struct fill_job){ &c, i };
 		workqueue_submit(pool, fill_job_run, &jobs[i]);
 	}
@@ -484,7 +484,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (S_ISREG(n->mode) && n->hardlink != i &&
+		if (!S_ISDIR(n->mode) && n->hardlink != i &&
 		    linkat(c.rootfd, c.paths[n->hardlink], c.rootfd, c.paths[i], 0) < 0) {
 			rc = hb_err(-errno, "cannot link '%s': %s", c.paths[i], strerror(errno));
 			goto out;
