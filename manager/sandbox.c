@@ -64,6 +64,19 @@ static pthread_once_t init_fd_once = PTHREAD_ONCE_INIT;
 static int init_fd = -1;
 static int init_fd_err;
 
+/* The seccomp programs are the same for every sandbox: compiled once. */
+static pthread_once_t seccomp_once = PTHREAD_ONCE_INIT;
+static struct sandbox_seccomp seccomp_progs;
+static int seccomp_err;
+static char seccomp_errmsg[256];
+
+static void build_seccomp(void)
+{
+	seccomp_err = seccomp_filters_build(&seccomp_progs);
+	if (seccomp_err < 0)
+		hb_err_save(seccomp_errmsg, sizeof(seccomp_errmsg));
+}
+
 static void make_init_fd(void)
 {
 	int fd = memfd_create("hiberbox-sandbox-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
@@ -486,14 +499,17 @@ static void find_caller_strings(struct child_ctx *c)
 static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 		       struct sandbox_cgroup *cg, struct sandbox_proc *p)
 {
-	struct sandbox_seccomp sc = { 0 };
 	char **envp = NULL;
 	int sync_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, st_p[2] = { -1, -1 };
 	pid_t pid = -1;
 	int pidfd = -1;
 	int r;
 
-	struct child_ctx c = { .spec = spec, .seccomp = &sc, .join_pidfd = -1, .init_fd = -1 };
+	pthread_once(&seccomp_once, build_seccomp);
+	if (seccomp_err < 0)
+		return hb_err(seccomp_err, "%s", seccomp_errmsg);
+	struct child_ctx c = { .spec = spec, .seccomp = &seccomp_progs, .join_pidfd = -1,
+			       .init_fd = -1 };
 	if (!join) {
 		pthread_once(&init_fd_once, make_init_fd);
 		if (init_fd < 0)
@@ -509,8 +525,6 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	if ((r = build_env(spec, &envp, &c.path_env)) < 0)
 		goto fail;
 	c.envp = envp;
-	if ((r = seccomp_filters_build(&sc)) < 0)
-		goto fail;
 	/* sync is a socket pair so that a child that died early costs the
 	 * caller an EPIPE, not a SIGPIPE (MSG_NOSIGNAL) */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_p) < 0 ||
@@ -589,7 +603,6 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	}
 	close_fd(&err_p[0]);
 	free(envp);
-	seccomp_filters_free(&sc);
 	*p = (struct sandbox_proc){ .pid = pid, .pidfd = pidfd, .status_fd = st_p[0] };
 	return 0;
 
@@ -604,7 +617,6 @@ fail:
 	close_fd(&st_p[0]);
 	close_fd(&st_p[1]);
 	free(envp);
-	seccomp_filters_free(&sc);
 	return r;
 }
 

@@ -708,6 +708,36 @@ static void test_threads(void)
 	CHECK(total == SPAWN_THREADS * SPAWNS_PER_THREAD);
 }
 
+/* How long a sandbox takes: spawn to exit of a trivial command, and an exec
+ * into a running one.  Printed for the record; bounded loosely. */
+static void test_timing(void)
+{
+	const int runs = 20;
+	struct result res;
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < runs; i++)
+		CHECK_OK(run_probe(root_a, "exit", "0", &res));
+	double spawn_ms = (double)(now_ns() - t0) / 1e6 / runs;
+
+	const char *unused[] = { "/bin/false", NULL };
+	struct sandbox_spec *s = new_spec(root_a, unused);
+	CHECK_OK(sandbox_spec_set_init_only(s, 1));
+	struct sandbox *sb = NULL;
+	CHECK_OK(sandbox_spawn(s, &sb));
+	sandbox_spec_free(s);
+	if (!sb)
+		return;
+	const char *argv[] = { "/bin/probe", "exit", "0", NULL };
+	t0 = now_ns();
+	for (int i = 0; i < runs; i++)
+		CHECK_OK(run_exec(sb, argv, &res));
+	double exec_ms = (double)(now_ns() - t0) / 1e6 / runs;
+	sandbox_free(sb);
+	printf("timing: spawn+run+reap %.1f ms, exec+run+reap %.1f ms (mean of %d)\n", spawn_ms,
+	       exec_ms, runs);
+	CHECK(spawn_ms < 1000 && exec_ms < 1000);
+}
+
 static int rm_rf(const char *path)
 {
 	pid_t pid = fork();
@@ -764,6 +794,7 @@ int main(int argc, char **argv)
 	test_exec();
 	test_symlinked_mount_target();
 	test_threads();
+	test_timing();
 
 	rm_rf(base_dir);
 	TEST_MAIN_END();
