@@ -19,6 +19,7 @@
  * beside it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,12 @@
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
 #include "util/error.h"
+#include "util/workqueue.h"
 
 #define CHECK_LOCK_WAIT_MS 10000
+/* Packs are checked in parallel: CPU-bound locally, latency-bound on S3. */
+#define CHECK_MIN_THREADS 4
+#define CHECK_MAX_THREADS 8
 
 struct check_pack {
 	struct oid id;
@@ -54,6 +59,11 @@ struct check {
 	struct chunk_index *corrupt;
 	uint64_t bytes_done, bytes_total;
 	uint64_t snapshots_total;
+	/* Guards stats, the report stream, progress and fatal while packs are
+	 * checked by several threads. */
+	pthread_mutex_t mutex;
+	int fatal;
+	char fatal_msg[512];
 };
 
 static void report(struct check *c, bool error, const char *fmt, ...)
@@ -63,17 +73,19 @@ static void report(struct check *c, bool error, const char *fmt, ...)
 {
 	va_list ap;
 
+	pthread_mutex_lock(&c->mutex);
 	if (error)
 		c->stats->errors++;
-	if (!c->opts->report)
-		return;
-	if (!error)
-		fputs("note: ", c->opts->report);
-	va_start(ap, fmt);
-	vfprintf(c->opts->report, fmt, ap);
-	va_end(ap);
-	fputc('\n', c->opts->report);
-	fflush(c->opts->report);
+	if (c->opts->report) {
+		if (!error)
+			fputs("note: ", c->opts->report);
+		va_start(ap, fmt);
+		vfprintf(c->opts->report, fmt, ap);
+		va_end(ap);
+		fputc('\n', c->opts->report);
+		fflush(c->opts->report);
+	}
+	pthread_mutex_unlock(&c->mutex);
 }
 
 static void progress(struct check *c, const char *phase, uint64_t done, uint64_t total)
@@ -385,8 +397,7 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 {
 	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], chex[OID_HEX_BYTES], problem[512];
 	struct pack_entry *te = NULL;
-	size_t tn = 0, past_end = 0;
-	uint64_t errors_before = c->stats->errors;
+	size_t tn = 0, past_end = 0, problems = 0;
 	struct buf *whole = NULL;
 	bool trailer_ok;
 	int r;
@@ -439,10 +450,12 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 			 * trailer lists. */
 			t = tn ? bsearch(&key, te, tn, sizeof(*te), pack_entry_by_offset) : NULL;
 			if (!t || !oid_equal(&t->id, &e->chunk) || t->length != e->length ||
-			    t->raw_length != e->raw_length || t->flags != e->flags)
+			    t->raw_length != e->raw_length || t->flags != e->flags) {
+				problems++;
 				report(c, true,
 				       "pack %s: index entry for chunk %s at offset %u does not match the pack's trailer",
 				       hex, oid_format(&e->chunk, chex), e->offset);
+			}
 		}
 		/* Blobs the trailer cannot vouch for are verified one by one. */
 		if (whole && !t) {
@@ -450,9 +463,11 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 					e->flags, scratch);
 			if (r < 0)
 				goto out;
+			problems += (size_t)r;
 		}
 	}
 	if (!trailer_ok) {
+		problems++;
 		if (past_end)
 			report(c, true, "pack %s: %s; %zu index entr%s lie past its end", hex, problem,
 			       past_end, past_end == 1 ? "y" : "ies");
@@ -465,9 +480,10 @@ static int check_pack(struct check *c, const struct check_pack *p, const struct 
 					te[i].raw_length, te[i].flags, scratch);
 			if (r < 0)
 				goto out;
+			problems += (size_t)r;
 		}
 	}
-	if (whole && c->stats->errors == errors_before) {
+	if (whole && !problems) {
 		struct oid got;
 
 		/* A pack is named by the hash of its bytes: this catches
@@ -484,10 +500,44 @@ out:
 	return r;
 }
 
+struct pack_job {
+	struct check *c;
+	const struct check_pack *p;
+	const struct index_entry *ie;
+	size_t n;
+};
+
+static void pack_job_run(void *arg)
+{
+	struct pack_job *j = arg;
+	struct check *c = j->c;
+	struct buf data = { .max = PACK_MAX_BYTES }, scratch = BUF_INIT;
+	int r;
+
+	pthread_mutex_lock(&c->mutex);
+	r = c->fatal;
+	pthread_mutex_unlock(&c->mutex);
+	if (r == 0)
+		r = check_pack(c, j->p, j->ie, j->n, &data, &scratch);
+	buf_free(&data);
+	buf_free(&scratch);
+	pthread_mutex_lock(&c->mutex);
+	if (r < 0 && !c->fatal) {
+		c->fatal = r;
+		hb_err_save(c->fatal_msg, sizeof(c->fatal_msg));
+	}
+	c->bytes_done += j->p->size;
+	progress(c, c->opts->read_data ? "check: reading packs" : "check: packs", c->bytes_done,
+		 c->bytes_total);
+	pthread_mutex_unlock(&c->mutex);
+}
+
 static int check_packs(struct check *c)
 {
-	struct buf data = { .max = PACK_MAX_BYTES }, scratch = BUF_INIT;
+	struct pack_job *jobs = NULL;
+	struct workqueue *wq = NULL;
 	char hex[OID_HEX_BYTES];
+	unsigned threads = cpu_count();
 	size_t i = 0;
 	int r;
 
@@ -514,14 +564,24 @@ static int check_packs(struct check *c)
 			       oid_format(&c->entries[i].pack, hex), j - i, j - i == 1 ? "y" : "ies");
 			r = add_to_set(c->missing_packs, &c->entries[i].pack);
 			if (r < 0)
-				goto out;
+				return r;
 		}
 		i = j;
 	}
+	if (!c->npacks)
+		return 0;
 
 	/* Each pack with the index entries pointing into it. */
+	jobs = calloc(c->npacks, sizeof(*jobs));
+	threads = threads < CHECK_MIN_THREADS ? CHECK_MIN_THREADS
+					      : threads > CHECK_MAX_THREADS ? CHECK_MAX_THREADS : threads;
+	wq = workqueue_new(threads, 2 * threads);
+	if (!jobs || !wq) {
+		r = -ENOMEM;
+		goto out;
+	}
 	i = 0;
-	for (size_t k = 0; k < c->npacks; k++) {
+	for (size_t k = 0; k < c->npacks && r >= 0; k++) {
 		const struct check_pack *p = &c->packs[k];
 		size_t j;
 
@@ -531,22 +591,22 @@ static int check_packs(struct check *c)
 		while (j < c->nentries && oid_equal(&c->entries[j].pack, &p->id))
 			j++;
 		if (!p->indexed) {
+			pthread_mutex_lock(&c->mutex);
 			c->stats->garbage_packs++;
+			pthread_mutex_unlock(&c->mutex);
 			report(c, false, "pack %s is in no index (left by an interrupted writer; 'hiberbox gc' removes it)",
 			       oid_format(&p->id, hex));
 		}
-		r = check_pack(c, p, &c->entries[i], j - i, &data, &scratch);
-		if (r < 0)
-			goto out;
+		jobs[k] = (struct pack_job){ c, p, &c->entries[i], j - i };
+		r = workqueue_submit(wq, pack_job_run, &jobs[k]);
 		i = j;
-		c->bytes_done += p->size;
-		progress(c, c->opts->read_data ? "check: reading packs" : "check: packs",
-			 c->bytes_done, c->bytes_total);
 	}
-	r = 0;
+	workqueue_wait(wq);
+	if (r >= 0 && c->fatal)
+		r = hb_err(c->fatal, "%s", c->fatal_msg[0] ? c->fatal_msg : strerror(-c->fatal));
 out:
-	buf_free(&data);
-	buf_free(&scratch);
+	workqueue_free(wq);
+	free(jobs);
 	return r;
 }
 
@@ -685,6 +745,7 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 
 	c.opts = opts ? opts : &default_opts;
 	c.stats = stats ? stats : &local_stats;
+	pthread_mutex_init(&c.mutex, NULL);
 	memset(c.stats, 0, sizeof(*c.stats));
 	c.idx = chunk_index_new();
 	c.missing_packs = chunk_index_new();
@@ -731,5 +792,6 @@ out:
 	chunk_index_free(c.corrupt);
 	free(c.entries);
 	free(c.packs);
+	pthread_mutex_destroy(&c.mutex);
 	return rc;
 }
