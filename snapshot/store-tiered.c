@@ -19,6 +19,12 @@
  * all cache files.  Files no row points at (a crash between file and row)
  * are removed at open.
  *
+ * The cache remembers which remote it belongs to (its location) and starts
+ * over when opened in front of another one.  Bytes are cached as the remote
+ * returned them: the repository verifies chunks above this layer, and on a
+ * mismatch calls store_tiered_forget() before it fetches again, so that a
+ * bad copy is not served twice.
+ *
  * Locking: one mutex around the SQLite handle and the byte total; file I/O
  * and remote requests run outside it, so many threads read at once.
  */
@@ -107,6 +113,7 @@ static const char SCHEMA[] =
 	" atime INTEGER NOT NULL, verified_gen INTEGER NOT NULL,"
 	" UNIQUE(name, whole, off, len));"
 	"CREATE INDEX IF NOT EXISTS entries_atime ON entries(atime);"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS entries_file ON entries(file);";
 
 static int db_err(struct tiered *t, int rc, const char *what)
@@ -161,6 +168,29 @@ static int db_open(struct tiered *t)
 	for (size_t i = 0; i < sizeof(prep) / sizeof(prep[0]); i++)
 		if ((rc = sqlite3_prepare_v2(t->db, prep[i].sql, -1, prep[i].stmt, NULL)) != SQLITE_OK)
 			return db_err(t, rc, "prepare");
+	/* A cache belongs to one remote: names like "config" mean something else
+	 * in another repository. */
+	rc = sqlite3_prepare_v2(t->db, "SELECT value FROM meta WHERE key='remote'", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_err(t, rc, "prepare");
+	rc = sqlite3_step(st);
+	const char *owner = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+	int same = owner && !strcmp(owner, store_location(t->remote));
+	int empty = rc == SQLITE_DONE;
+	sqlite3_finalize(st);
+	if (!same && !empty)
+		return hb_err(-ESTALE, "cache %s belongs to another repository", t->dir);
+	if (empty) {
+		rc = sqlite3_prepare_v2(t->db, "INSERT INTO meta(key, value) VALUES('remote', ?1)", -1,
+					&st, NULL);
+		if (rc != SQLITE_OK)
+			return db_err(t, rc, "prepare");
+		sqlite3_bind_text(st, 1, store_location(t->remote), -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return db_err(t, rc, "meta");
+	}
 	rc = sqlite3_prepare_v2(t->db, "SELECT COALESCE(SUM(size),0), COALESCE(MAX(atime),0)"
 				       " FROM entries", -1, &st, NULL);
 	if (rc != SQLITE_OK)
@@ -563,6 +593,15 @@ static const struct store_ops tiered_ops = {
 	.free = tiered_free,
 };
 
+int store_tiered_forget(struct store *s, const char *name)
+{
+	if (!s || s->ops != &tiered_ops || !name)
+		return 0;
+	if (cacheable(name))
+		cache_forget(to_tiered(s), name);
+	return 0;
+}
+
 int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
 		      struct store **out)
 {
@@ -607,7 +646,8 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 	if (t->generation == 0)
 		t->generation = 1;
 	if (db_open(t) < 0) {
-		/* A damaged index: the cache is disposable, start over. */
+		/* A damaged index, or another repository's cache: it is disposable,
+		 * start over. */
 		db_close(t);
 		wipe_cache(t);
 		hb_err_clear();
