@@ -29,11 +29,32 @@
 /* Move the passed descriptors above every target number (so that placing
  * them later cannot clobber one another), then close everything else except
  * the two report pipes. */
+/* Move one of our own descriptors above the command's fd numbers: a caller
+ * started with stdin closed gets pipe fd 0, which placing the command's
+ * fd 0 would otherwise overwrite. */
+static int move_high(struct child_ctx *c, int *fd)
+{
+	if (*fd < 0 || *fd >= SANDBOX_MAX_FDS)
+		return 0;
+	int d = fcntl(*fd, F_DUPFD_CLOEXEC, SANDBOX_MAX_FDS);
+	if (d < 0)
+		return child_err(c, -errno, "move fd", NULL);
+	close(*fd);
+	*fd = d;
+	return 0;
+}
+
 static int close_host_fds(struct child_ctx *c)
 {
 	const struct sandbox_spec *s = c->spec;
 	int keep[SANDBOX_MAX_FDS + 3];
 	unsigned nkeep = 0;
+	int r;
+
+	/* err_fd first: a failure after it has moved is still reported */
+	if ((r = move_high(c, &c->err_fd)) < 0 || (r = move_high(c, &c->status_fd)) < 0 ||
+	    (r = move_high(c, c->is_exec ? &c->join_pidfd : &c->init_fd)) < 0)
+		return r;
 
 	for (int i = 0; i < SANDBOX_MAX_FDS; i++) {
 		c->fd_copies[i] = -1;
@@ -168,6 +189,11 @@ _Noreturn void child_main(struct child_ctx *c)
 	const struct sandbox_spec *s = c->spec;
 	int r;
 	char b;
+
+	/* No handler of the caller may run in this copy of it. */
+	sigset_t all;
+	sigfillset(&all);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, _NSIG / 8);
 
 	if (s->die_with_parent) {
 		/* A parent that died before this line is caught by the EOF

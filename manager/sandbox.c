@@ -51,6 +51,7 @@ struct sandbox {
 	struct sandbox_proc init;
 	struct sandbox_cgroup *cg;
 	enum sandbox_network net;
+	int frozen;
 	char name[SANDBOX_NAME_MAX + 1];
 };
 
@@ -735,14 +736,20 @@ int sandbox_freeze(struct sandbox *sb)
 {
 	if (sb->init.reaped || !sb->cg)
 		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
-	return cgroup_set_frozen(sb->cg, 1);
+	int r = cgroup_set_frozen(sb->cg, 1);
+	if (r == 0)
+		sb->frozen = 1;
+	return r;
 }
 
 int sandbox_thaw(struct sandbox *sb)
 {
 	if (sb->init.reaped || !sb->cg)
 		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
-	return cgroup_set_frozen(sb->cg, 0);
+	int r = cgroup_set_frozen(sb->cg, 0);
+	if (r == 0)
+		sb->frozen = 0;
+	return r;
 }
 
 void sandbox_free(struct sandbox *sb)
@@ -769,6 +776,8 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct san
 		return hb_err(-EINVAL, "exec: no command");
 	if (sb->init.reaped || !sb->cg)
 		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
+	if (sb->frozen) /* the joiner would freeze on entering its cgroup */
+		return hb_err(-EBUSY, "sandbox %s is frozen: thaw it first", sb->name);
 	struct sandbox_proc *p = calloc(1, sizeof(*p));
 	if (!p)
 		return hb_err(-ENOMEM, "out of memory");

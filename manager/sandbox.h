@@ -26,6 +26,7 @@
  * from a multi-threaded program: the child allocates nothing and calls no
  * non-async-signal-safe libc function between clone and execve.
  *
+ * The child runs on a copy of the calling thread's stack: allow about 48 KiB.
  * The caller must be root on the host (it writes uid maps of an arbitrary
  * host range and creates cgroups).  The root directory and every directory
  * above it must be searchable by the host uid that root inside maps to.
@@ -145,7 +146,8 @@ struct sandbox_proc;
  * gets the same root, id map, capabilities, no_new_privs and seccomp filter.
  * From spec only argv, env, cwd, user, rlimits, passed fds and
  * die_with_parent apply; root, binds, limits, network and id map are the
- * sandbox's.  Returns once execve succeeded (or with its error). */
+ * sandbox's.  Returns once execve succeeded (or with its error); -EBUSY
+ * while the sandbox is frozen. */
 int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct sandbox_proc **out);
 /* Host pid of the command (a child of the caller, in the sandbox's pid
  * namespace; its orphans go to the sandbox's init). */

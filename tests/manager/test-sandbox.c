@@ -526,6 +526,7 @@ static void test_two_sandboxes_and_control(void)
 	CHECK_OK(sandbox_wait(a, RUN_TIMEOUT_MS, &ex));
 	CHECK(ex.code == 42 && ex.signal == 0);
 	CHECK_ERR(sandbox_kill(a, SIGTERM), -ESRCH);
+	CHECK_ERR(sandbox_freeze(a), -ESRCH);
 	sandbox_free(a);
 	close(afd);
 
@@ -655,6 +656,37 @@ static void test_exec(void)
 		fprintf(stderr, "  init-only sandbox ended with code %d signal %d\n", ex.code, ex.signal);
 	CHECK_ERR(run_exec(sb, id, &res), -ESRCH);
 	sandbox_free(sb);
+}
+
+/* Our own pipes to the child may have any number, also one that the
+ * command's descriptors are placed on: every child fd 0..15 in use must
+ * still leave exec failures reported and statuses delivered. */
+static void test_all_fd_slots(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	CHECK(null >= 0);
+	const char *nope[] = { "/bin/nope", NULL };
+	const char *nine[] = { "/bin/probe", "exit", "9", NULL };
+	for (int round = 0; round < 2; round++) {
+		struct sandbox_spec *s = new_spec(root_a, round ? nine : nope);
+		for (int i = 0; i < SANDBOX_MAX_FDS; i++)
+			CHECK_OK(sandbox_spec_pass_fd(s, null, i));
+		struct sandbox *sb = NULL;
+		int r = sandbox_spawn(s, &sb);
+		if (round == 0) {
+			CHECK(r == -ENOENT);
+		} else {
+			struct sandbox_exit ex = { 0 };
+			CHECK_OK(r);
+			if (r == 0)
+				CHECK_OK(sandbox_wait(sb, RUN_TIMEOUT_MS, &ex));
+			CHECK(ex.code == 9);
+		}
+		if (r == 0)
+			sandbox_free(sb);
+		sandbox_spec_free(s);
+	}
+	close(null);
 }
 
 /* An image whose /dev is a symlink to a host path gets no mount there. */
@@ -793,6 +825,7 @@ int main(int argc, char **argv)
 	test_two_sandboxes_and_control();
 	test_exec();
 	test_symlinked_mount_target();
+	test_all_fd_slots();
 	test_threads();
 	test_timing();
 
