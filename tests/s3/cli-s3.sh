@@ -90,8 +90,9 @@ mkdir -p "$T/src3" && cp -a "$T/src2/." "$T/src3/"
 for i in 1 2 3 4 5 6; do randfile "$T/src3/late$i.bin" $((3 << 20)) "late$i"; done
 dump_tree "$T/src3" "$T/src3.json"
 port=$(cat "$T/s3/port")
-# Slow every upload down so that the kill lands mid-snapshot.
-curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=delay&count=1000&method=PUT&ms=300" >/dev/null
+# Hold every pack upload for 1.5 s so that the kill lands mid-snapshot
+# however fast the machine is.
+curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=delay&count=1000&method=PUT&match=packs/&ms=1500" >/dev/null
 hb snapshot create "$T/src3" --tag third >"$T/out3" 2>"$T/err3" &
 hbpid=$!
 sleep 1.5
