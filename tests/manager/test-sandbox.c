@@ -536,6 +536,10 @@ static void test_two_sandboxes_and_control(void)
 	CHECK_OK(spawn_piped(sa, &a, &afd));
 	CHECK(read_some(afd, 5000) > 0);
 	CHECK_OK(sandbox_freeze(a));
+	struct sandbox_proc *proc = NULL;
+	const char *id[] = { "/bin/probe", "id", NULL };
+	CHECK_OK(sandbox_spec_set_argv(sa, id));
+	CHECK_ERR(sandbox_exec(a, sa, &proc), -EBUSY);
 	read_some(afd, 50); /* what was written before the freeze */
 	CHECK(read_some(afd, 300) == 0);
 	CHECK_OK(sandbox_thaw(a));
@@ -656,6 +660,55 @@ static void test_exec(void)
 		fprintf(stderr, "  init-only sandbox ended with code %d signal %d\n", ex.code, ex.signal);
 	CHECK_ERR(run_exec(sb, id, &res), -ESRCH);
 	sandbox_free(sb);
+}
+
+/* Real tools under the seccomp filter: the host's /usr bound read-only into
+ * a root of symlinks, then a shell, python (threads, subprocess), node
+ * (worker threads, child processes, fs) and git, where installed. */
+static void test_host_tools(void)
+{
+	char root[256], p[300];
+	snprintf(root, sizeof(root), "%s/root-usr", base_dir);
+	CHECK(mkdir(root, 0755) == 0 && chown(root, ID_BASE_A, ID_BASE_A) == 0);
+	static const char *const links[][2] = { { "usr/bin", "bin" }, { "usr/sbin", "sbin" },
+						{ "usr/lib", "lib" }, { "usr/lib64", "lib64" } };
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", root, links[i][1]);
+		CHECK(symlink(links[i][0], p) == 0 && lchown(p, ID_BASE_A, ID_BASE_A) == 0);
+	}
+	const char *script =
+		"set -e; cd /work; echo shell-ok\n"
+		"if command -v python3 >/dev/null; then python3 -c '"
+		"import subprocess, threading\n"
+		"t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+		"print(subprocess.run([\"echo\", \"python-ok\"], capture_output=True, text=True).stdout.strip())'"
+		"; else echo python-ok; fi\n"
+		"if command -v node >/dev/null; then node -e '"
+		"const { Worker } = require(\"worker_threads\");"
+		"const cp = require(\"child_process\"); const fs = require(\"fs\");"
+		"fs.writeFileSync(\"/work/n\", \"x\");"
+		"new Worker(\"1\", { eval: true }).on(\"exit\", () =>"
+		" console.log(cp.execSync(\"echo node-ok\").toString().trim()))'"
+		"; else echo node-ok; fi\n"
+		"if command -v git >/dev/null; then git init -q r && cd r && echo a > a && git add a &&"
+		" git -c user.email=a@b -c user.name=n commit -qm m && echo git-ok; else echo git-ok; fi\n";
+	const char *argv[] = { "/bin/bash", "-c", script, NULL };
+	struct sandbox_spec *s = new_spec(root, argv);
+	CHECK_OK(sandbox_spec_add_ro_bind(s, "/usr", "/usr"));
+	CHECK_OK(sandbox_spec_add_ro_bind(s, "/etc", "/etc"));
+	CHECK_OK(sandbox_spec_add_env(s, "HOME=/work"));
+	struct sandbox_limits lim = { .memory_bytes = (uint64_t)1 << 30, .pids = 256 };
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	snprintf(p, sizeof(p), "%s/work", root);
+	CHECK(mkdir(p, 0755) == 0 && chown(p, ID_BASE_A, ID_BASE_A) == 0);
+	struct result res;
+	CHECK_OK(run_spec(s, &res));
+	sandbox_spec_free(s);
+	int ok = res.code == 0 && strstr(res.out, "shell-ok") && strstr(res.out, "python-ok") &&
+		 strstr(res.out, "node-ok") && strstr(res.out, "git-ok");
+	CHECK(ok);
+	if (!ok)
+		fprintf(stderr, "  host tools: code %d signal %d: %s", res.code, res.signal, res.out);
 }
 
 /* Our own pipes to the child may have any number, also one that the
@@ -826,6 +879,8 @@ int main(int argc, char **argv)
 	test_exec();
 	test_symlinked_mount_target();
 	test_all_fd_slots();
+	if (access("/bin/bash", X_OK) == 0)
+		test_host_tools();
 	test_threads();
 	test_timing();
 
