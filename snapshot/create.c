@@ -620,7 +620,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	struct repo_create_opts defaults = { 0 };
 	struct create_ctx c = { .repo = r, .rootfd = -1 };
 	struct repo_writer_opts wopts = { 0 };
-	struct progress_wrap pw;
+	struct progress_wrap pw = { { 0 }, 0 };
 	struct manifest_info info = { 0 };
 	struct oid parent_id;
 	struct timespec start, end;
@@ -656,6 +656,18 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	gethostname(info.host, sizeof(info.host) - 1);
 	snprintf(info.source, sizeof(info.source), "%s", root);
 	snprintf(info.origin, sizeof(info.origin), "create");
+
+	/* The writer holds the repository's shared lock: take it before reading
+	 * the parent, so that gc cannot free chunks we are about to reuse. */
+	wopts.zstd_level = opts->zstd_level;
+	wopts.threads = opts->threads;
+	if (opts->progress.update) {
+		pw = (struct progress_wrap){ opts->progress, 0 };
+		wopts.progress = (struct repo_progress){ progress_wrap_update, &pw };
+	}
+	rc = repo_writer_new(r, &wopts, &c.writer);
+	if (rc < 0)
+		goto out;
 
 	/* The parent: given, or the last snapshot of this directory. */
 	if (opts->parent) {
@@ -700,15 +712,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 			c.total_bytes += n->size;
 	}
 	info.bytes = c.total_bytes;
-	wopts.zstd_level = opts->zstd_level;
-	wopts.threads = opts->threads;
-	if (opts->progress.update) {
-		pw = (struct progress_wrap){ opts->progress, c.total_bytes };
-		wopts.progress = (struct repo_progress){ progress_wrap_update, &pw };
-	}
-	rc = repo_writer_new(r, &wopts, &c.writer);
-	if (rc < 0)
-		goto out;
+	pw.total = c.total_bytes;
 	rc = store_contents(&c, opts->threads);
 	if (rc < 0)
 		goto out;

@@ -415,15 +415,13 @@ int repo_refresh(struct repo *r)
 	return 0;
 }
 
-int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
+static int read_chunk_once(struct repo *r, const struct oid *chunk, struct buf *out)
 {
 	struct index_entry e;
 	struct buf blob = BUF_INIT;
 	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES], phex[OID_HEX_BYTES];
 	int rc;
 
-	if (oid_is_zero(chunk))
-		return hb_err(-EINVAL, "a hole has no stored chunk");
 	rc = repo_index_lookup(r, chunk, &e);
 	if (rc < 0)
 		return rc;
@@ -433,7 +431,7 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 	repo_pack_name(&e.pack, name);
 	rc = store_get(r->store, name, e.offset, e.length, &blob);
 	if (rc == -ENOENT)
-		rc = hb_err(-EBADMSG, "chunk %s: its pack %s is missing", oid_format(chunk, hex),
+		rc = hb_err(-ENOENT, "chunk %s: its pack %s is missing", oid_format(chunk, hex),
 			    oid_format(&e.pack, phex));
 	else if (rc < 0)
 		rc = hb_err_ctx(rc, "chunk %s in pack %s", oid_format(chunk, hex),
@@ -444,6 +442,25 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 			rc = hb_err_ctx(rc, "pack %s", oid_format(&e.pack, phex));
 	}
 	buf_free(&blob);
+	return rc;
+}
+
+int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
+{
+	int rc;
+
+	if (oid_is_zero(chunk))
+		return hb_err(-EINVAL, "a hole has no stored chunk");
+	rc = read_chunk_once(r, chunk, out);
+	if (rc != -ENOENT)
+		return rc;
+	/* gc may have moved the chunk to a new pack (it writes the new index
+	 * before deleting old packs): read the index again and retry once. */
+	if (repo_refresh(r) < 0)
+		return rc;
+	rc = read_chunk_once(r, chunk, out);
+	if (rc == -ENOENT)
+		rc = hb_err(-EBADMSG, "%s", hb_errmsg(rc)); /* referenced but gone: damage */
 	return rc;
 }
 

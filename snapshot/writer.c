@@ -65,6 +65,7 @@ static void writer_fail(struct repo_writer *w, int r)
 int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct repo_writer **out)
 {
 	struct repo_writer *w = calloc(1, sizeof(*w));
+	bool loaded;
 	int rc;
 
 	if (!w)
@@ -84,8 +85,13 @@ int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct 
 	rc = repo_lock_acquire(r, false, WRITER_LOCK_WAIT_MS, &w->lock);
 	if (rc < 0)
 		goto fail;
-	/* Dedup needs the whole index; load it now rather than in a worker. */
-	rc = repo_load_index(r);
+	/* Dedup needs the whole index; load it now rather than in a worker.
+	 * One loaded before the lock may predate another process's gc: a
+	 * chunk it lists could be gone, so read it again under the lock. */
+	pthread_rwlock_rdlock(&r->index_lock);
+	loaded = r->index_loaded;
+	pthread_rwlock_unlock(&r->index_lock);
+	rc = loaded ? repo_refresh(r) : repo_load_index(r);
 	if (rc < 0)
 		goto fail;
 	*out = w;
