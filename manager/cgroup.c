@@ -29,7 +29,13 @@
 #include "util/error.h"
 #include "util/fileio.h"
 
+/* -DHB_CGROUP_V2_ON_HYBRID exercises the v2 code on a hybrid host (its
+ * unified hierarchy usually lacks controllers: limits report -ENOTSUP). */
+#ifdef HB_CGROUP_V2_ON_HYBRID
+#define CGROUP_ROOT "/sys/fs/cgroup/unified"
+#else
 #define CGROUP_ROOT "/sys/fs/cgroup"
+#endif
 #define CGROUP2_MAGIC 0x63677270
 #define CGROUP_INFO_MAX_BYTES ((size_t)1 << 20)
 #define CGROUP_CPU_PERIOD_US 100000u
@@ -255,10 +261,9 @@ static int create_v1(struct sandbox_cgroup *cg, const char *name)
 	return 0;
 }
 
-/* v2: let base hand memory, pids and cpu to its children. */
-static int v2_enable_controllers(const char *base)
+/* v2: let base hand the controllers in want ("+memory +pids") down. */
+static int v2_enable_controllers(const char *base, const char *want)
 {
-	const char *want = "+memory +pids +cpu";
 	int r = write_value(base, "cgroup.subtree_control", want);
 	if (r != -EBUSY)
 		return r;
@@ -276,9 +281,46 @@ static int v2_enable_controllers(const char *base)
 	return write_value(base, "cgroup.subtree_control", want);
 }
 
-static int create_v2(struct sandbox_cgroup *cg, const char *name)
+/* The v2 controllers to enable: those of memory, pids and cpu that base
+ * has; a limit whose controller is missing is an error. */
+static int v2_wanted(const char *base, const struct sandbox_limits *lim, char *want, size_t size)
+{
+	char avail[512];
+	int r = read_value(base, "cgroup.controllers", avail, sizeof(avail));
+	if (r < 0)
+		return hb_err(r, "read %s/cgroup.controllers: %s", base, strerror(-r));
+	const struct {
+		const char *name;
+		int needed;
+	} ctl[] = { { "memory", lim->memory_bytes != 0 },
+		    { "pids", lim->pids != 0 },
+		    { "cpu", lim->cpu_millis != 0 } };
+	want[0] = '\0';
+	for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++) {
+		int have = 0;
+		size_t nl = strlen(ctl[i].name);
+		for (const char *p = avail; (p = strstr(p, ctl[i].name)); p += nl) {
+			if ((p == avail || p[-1] == ' ') && (p[nl] == ' ' || p[nl] == '\n' || !p[nl])) {
+				have = 1;
+				break;
+			}
+		}
+		if (!have && ctl[i].needed)
+			return hb_err(-ENOTSUP, "cgroup v2 controller %s is not available in %s",
+				      ctl[i].name, base);
+		if (have) {
+			size_t l = strlen(want);
+			snprintf(want + l, size - l, "%s+%s", l ? " " : "", ctl[i].name);
+		}
+	}
+	return 0;
+}
+
+static int create_v2(struct sandbox_cgroup *cg, const char *name,
+		     const struct sandbox_limits *lim)
 {
 	char *self = NULL, *base = NULL, *mid = NULL;
+	char want[64];
 	int r = self_cgroup_path(NULL, &self);
 	if (r < 0)
 		return r;
@@ -287,8 +329,13 @@ static int create_v2(struct sandbox_cgroup *cg, const char *name)
 		r = hb_err(-ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((r = v2_enable_controllers(base)) < 0 || (r = mkdir_ok(mid)) < 0 ||
-	    (r = write_value(mid, "cgroup.subtree_control", "+memory +pids +cpu")) < 0)
+	if ((r = v2_wanted(base, lim, want, sizeof(want))) < 0)
+		goto out;
+	if (want[0] && (r = v2_enable_controllers(base, want)) < 0)
+		goto out;
+	if ((r = mkdir_ok(mid)) < 0)
+		goto out;
+	if (want[0] && (r = write_value(mid, "cgroup.subtree_control", want)) < 0)
 		goto out;
 	r = make_group(base, name, &cg->dirs[0]);
 	for (int i = 1; i < CG_N && r == 0; i++)
@@ -352,7 +399,7 @@ int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sa
 	if (!cg)
 		return hb_err(-ENOMEM, "out of memory");
 	cg->v2 = statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC;
-	int r = cg->v2 ? create_v2(cg, name) : create_v1(cg, name);
+	int r = cg->v2 ? create_v2(cg, name, lim) : create_v1(cg, name);
 	if (r == 0)
 		r = set_limits(cg, lim);
 	if (r < 0) {

@@ -1,0 +1,135 @@
+/* Private pieces of the daemon: the registry (registry.c), the lifecycle of
+ * one sandbox (lifecycle.c), the daemon context shared with the API (api.c).
+ *
+ * Lock order: hbd.lock (the list) -> sbx.lock (one sandbox).  The registry
+ * connection is serialized by SQLite itself (SQLITE_OPEN_FULLMUTEX). */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "manager/daemon/daemon.h"
+#include "snapshot/oid.h"
+
+#define SBX_NAME_MAX 64
+#define SBX_ENV_MAX 256
+#define SBX_ID_BASE_FIRST 200000u
+#define SBX_ID_RANGE 65536u
+#define SBX_SLOTS_MAX 4096
+
+enum sbx_state { SBX_SLEEPING = 0, SBX_RUNNING = 1 };
+
+/* One row of the sandboxes table. */
+struct sbx_record {
+	char name[SBX_NAME_MAX + 1];
+	char image[256];
+	char base[OID_HEX_BYTES];   /* snapshot it was created from */
+	char latest[OID_HEX_BYTES]; /* its latest snapshot ("" = base) */
+	char lower[OID_HEX_BYTES];  /* snapshot mounted now ("" when sleeping) */
+	enum sbx_state state;
+	uint64_t memory_bytes;
+	uint32_t pids;
+	uint32_t cpu_millis;
+	int network; /* enum sandbox_network */
+	char *env_json; /* JSON array of "K=V" (malloc'd) */
+	uint64_t idle_timeout_s;
+	uint32_t id_base;
+	int64_t init_pid;
+	uint64_t init_start; /* /proc/PID/stat starttime, against pid reuse */
+	int64_t created, slept_at, woken_at; /* unix seconds */
+	uint64_t last_sleep_ms, last_wake_ms;
+};
+
+/* registry.c */
+struct registry;
+int registry_open(const char *path, struct registry **out);
+void registry_close(struct registry *reg);
+int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, void *), void *arg);
+int registry_insert(struct registry *reg, const struct sbx_record *rec);
+int registry_update(struct registry *reg, const struct sbx_record *rec);
+int registry_delete(struct registry *reg, const char *name);
+/* Snapshots committed by sandboxes, so that rm can free them. */
+int registry_snapshot_add(struct registry *reg, const char *id, const char *owner);
+int registry_snapshot_set_owner(struct registry *reg, const char *id, const char *owner);
+int registry_snapshot_delete(struct registry *reg, const char *id);
+/* ids owned by owner: fn per id. */
+int registry_snapshots_of(struct registry *reg, const char *owner,
+			  int (*fn)(const char *id, void *), void *arg);
+void sbx_record_clear(struct sbx_record *rec);
+int sbx_record_copy(struct sbx_record *dst, const struct sbx_record *src);
+/* Validate a sandbox or image name: 1..64 of [A-Za-z0-9_.-], not starting
+ * with '.' or '-'. */
+int sbx_name_valid(const char *name);
+
+/* A live detached process. */
+struct sbx_detached {
+	struct sandbox_proc *proc;
+	pid_t pid;
+	struct sbx_detached *next;
+};
+
+/* One sandbox in memory. */
+struct sbx {
+	pthread_mutex_t lock; /* lifecycle; held across sleep/wake/commit */
+	struct sbx_record rec;
+	struct sandbox *sb;   /* NULL when sleeping */
+	int active_execs;     /* foreground execs streaming now */
+	struct sbx_detached *detached;
+	uint64_t last_activity_ns;
+	int refs;             /* under hbd.lock */
+	bool removed;
+};
+
+struct hbd {
+	pthread_mutex_t lock; /* the list */
+	struct sbx **list;
+	size_t count, cap;
+	struct registry *reg;
+	char home[4096];
+	char repo[4096];
+	const char *const *helper_argv;
+	volatile int stopping;
+	int stop_pipe[2];
+};
+
+/* lifecycle.c: functions ending in _locked need s->lock held. */
+int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
+int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out);
+int sbx_commit_locked(struct hbd *d, struct sbx *s);
+int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct sbx **out);
+int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx **out);
+int sbx_remove(struct hbd *d, struct sbx *s);
+int sbx_recover(struct hbd *d, struct sbx *s);
+/* Reap finished detached processes; count live processes besides init. */
+int sbx_reap_locked(struct sbx *s);
+int sbx_process_count_locked(struct sbx *s);
+int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size);
+json_t *sbx_to_json(struct sbx *s);
+/* Exec: start a command; fds are the caller's (closed by the caller). */
+struct sbx_exec_req {
+	const char **argv;
+	const char **env;
+	const char *cwd;
+	uint32_t uid, gid;
+	int stdin_fd, stdout_fd, stderr_fd;
+};
+int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req,
+			  struct sandbox_proc **out);
+/* Open a path inside a sandbox's root without leaving it. */
+int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode);
+
+/* Images (lifecycle.c). */
+int image_import(struct hbd *d, const char *name, const char *source, json_t **out);
+int image_list(struct hbd *d, json_t **out);
+int image_remove(struct hbd *d, const char *name);
+
+/* The list (api.c). */
+struct sbx *hbd_get(struct hbd *d, const char *name); /* ref'd, or NULL */
+void hbd_put(struct hbd *d, struct sbx *s);
+int hbd_add(struct hbd *d, struct sbx *s);
+void hbd_unlist(struct hbd *d, struct sbx *s);
+uint32_t hbd_free_id_base(struct hbd *d);
+int rm_rf(const char *path);

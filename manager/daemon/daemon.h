@@ -1,0 +1,73 @@
+/* hiberboxd: the sandbox daemon and its client.
+ *
+ * The daemon owns sandboxes (a registry in SQLite under $HIBERBOX_HOME),
+ * their lifecycle (create, exec, sleep, wake, fork, rm, idle sleep) and an
+ * HTTP/1.1 + JSON API on the unix socket $HIBERBOX_HOME/hiberboxd.sock
+ * (docs/api.md).  The client half is what the CLI uses to talk to it.
+ *
+ * All functions return 0 (or a count) or a negative errno with a message
+ * recorded by hb_err() (util/error.h).
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define HBD_SOCKET_NAME "hiberboxd.sock"
+#define HBD_API_PREFIX "/v1"
+
+struct hbd_config {
+	const char *home; /* NULL: repo_default_home() */
+	const char *repo; /* NULL: repo_default_location() */
+	/* How to run this program's mount helper (hbd_mount_helper_main):
+	 * a NULL-terminated argv prefix, e.g. {"/proc/self/exe", "mount-helper"}. */
+	const char *const *helper_argv;
+};
+
+/* Run the daemon in the foreground until `POST /v1/daemon/stop`, SIGTERM or
+ * SIGINT.  Running sandboxes are put to sleep on the way out. */
+int hbd_run(const struct hbd_config *cfg);
+
+/* The mount helper: argv = [name] --repo R --upper DIR --uid-shift N SNAP MNT.
+ * Mounts in the background (the fs process is in its own session, so a
+ * daemon crash leaves it alive) and returns an exit code. */
+int hbd_mount_helper_main(int argc, char **argv);
+
+/* Client. */
+
+/* The socket path for home (NULL: default home) into out. */
+int hbd_socket_path(const char *home, char *out, size_t size);
+
+/* Make sure a daemon answers; if nothing does, start self_argv (a
+ * NULL-terminated argv running the daemon in the foreground) detached, with
+ * its output appended to $HIBERBOX_HOME/hiberboxd.log, and wait for it. */
+int hbd_client_ensure(const char *const *self_argv);
+
+/* One request: method, path (under /v1, e.g. "/sandboxes"), optional JSON
+ * body.  *reply gets the decoded JSON reply (NULL for an empty body); a
+ * reply with an HTTP status >= 400 returns its errno with its "error" text. */
+int hbd_client_call(const char *method, const char *path, json_t *body, json_t **reply);
+
+/* Raw request: body bytes out (may be NULL), reply bytes written to fd. */
+int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
+		   int out_fd);
+
+/* Exec with streamed output (see docs/api.md for the framing).  query is the
+ * already-encoded query string.  stdin_data may be NULL.  Output frames are
+ * written to out_fd / err_fd as they arrive.  *exit_code, *signal and, for
+ * detached execs, the JSON reply (*detached, may be NULL) come back. */
+int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
+		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
+		    json_t **detached);
+
+/* Frame types of the exec stream: [type:1][0 0 0][len:4 big-endian][payload]. */
+enum hbd_frame {
+	HBD_FRAME_STDOUT = 1,
+	HBD_FRAME_STDERR = 2,
+	HBD_FRAME_EXIT = 3,  /* payload: JSON {"exit_code", "signal", "timed_out"} */
+	HBD_FRAME_ERROR = 4, /* payload: JSON {"error"} */
+};
+#define HBD_FRAME_HEADER_BYTES 8
+#define HBD_FRAME_MAX_BYTES (1u << 20)
