@@ -1357,6 +1357,9 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->max_readahead = 1u << 20;
+	/* One write() of up to 1 MiB arrives as one request, so a commit
+	 * captures it wholly or not at all (and big writes cost fewer trips). */
+	conn->max_write = 1u << 20;
 }
 
 const struct fuse_lowlevel_ops hbfs_ops = {

@@ -20,6 +20,11 @@ fs_cleanup() {
 			"$HIBERBOX" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null || true
 		fi
 	done
+	# The fs processes log there: sanitizer reports fail the test.
+	if [ -n "${T:-}" ] && grep -qE "ERROR: (Address|Leak|Thread)Sanitizer|runtime error:" "$HIBERBOX_HOME/fs.log" 2>/dev/null; then
+		echo "FAIL: sanitizer report in the fs process log" >&2
+		fs_rc=1
+	fi
 	if [ -n "${T:-}" ] && [ -f "$HIBERBOX_HOME/fs.log" ] && [ "${fs_rc:-0}" -ne 0 ]; then
 		echo "--- fs.log (tail) ---" >&2
 		tail -n 30 "$HIBERBOX_HOME/fs.log" >&2
