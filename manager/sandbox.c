@@ -1,18 +1,23 @@
-/* Sandboxes, the caller's side: specs, spawning, waiting, signals, freezing.
+/* Sandboxes, the caller's side: specs, spawning, exec, waiting, signals,
+ * freezing.
  *
- * sandbox_spawn() prepares everything that needs memory (the seccomp
- * programs, the environment, the cgroups) before clone(); the child half
- * (child.c) then only reads that memory.  The handshake:
+ * start_child() prepares everything that needs memory (the environment, the
+ * seccomp programs and the init program's memfd, both made once per
+ * process; for a new sandbox its cgroups) before clone(); the child half
+ * (child.c) only reads that memory.  The handshake:
  *
  *   parent                                child (new namespaces)
- *   clone ─────────────────────────────▶  waits on sync pipe
+ *   clone ─────────────────────────────▶  waits on the sync socket
  *   write uid/gid maps, join cgroups
- *   write 1 byte on sync ──────────────▶  setup... init... execve(command)
- *   read err pipe until EOF  ◀──────────  a child_report on failure, EOF on exec
+ *   send 1 byte ───────────────────────▶  setup, execveat(init) → command
+ *   read err pipe until EOF  ◀──────────  a child_report on failure, EOF on
+ *                                         the command's execve
  *
- * The child's init later writes the command's wait status on the status
- * pipe, read by sandbox_wait().  A pidfd makes waiting with a timeout and
- * signalling free of pid-reuse races.
+ * The sandbox's init later writes the command's wait status on the status
+ * pipe, read by sandbox_wait().  For an exec the child joins the running
+ * sandbox instead, starts the command as our child (CLONE_PARENT), writes
+ * its pid on the status pipe and exits.  pidfds make waiting with a timeout
+ * and signalling free of pid-reuse races.
  */
 #include <errno.h>
 #include <fcntl.h>
