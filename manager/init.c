@@ -1,4 +1,4 @@
-/* The sandbox's init (PID 1 of its pid namespace), and the waiter of execs.
+/* The sandbox's init (PID 1 of its pid namespace), and how commands start.
  *
  * PID 1 has two duties nobody else does: reap orphans (else zombies pile up)
  * and receive signals (the kernel drops signals to a namespace's init that it
