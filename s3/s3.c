@@ -117,7 +117,9 @@ int s3_config_from_env(struct s3_config *cfg)
 	    (r = env_uint("HIBERBOX_S3_DEADLINE_MS", 1, 86400000, &cfg->deadline_ms)) < 0 ||
 	    (r = env_uint("HIBERBOX_S3_RETRIES", 0, 100, &cfg->max_retries)) < 0 ||
 	    (r = env_uint("HIBERBOX_S3_RETRY_BASE_MS", 1, 60000, &cfg->retry_base_ms)) < 0 ||
-	    (r = env_u64("HIBERBOX_S3_PART_BYTES", 1, (uint64_t)5 << 30, &cfg->part_bytes)) < 0 ||
+	    /* S3 refuses parts under 5 MiB (but the last). */
+	    (r = env_u64("HIBERBOX_S3_PART_BYTES", (uint64_t)5 << 20, (uint64_t)5 << 30,
+			 &cfg->part_bytes)) < 0 ||
 	    (r = env_u64("HIBERBOX_S3_MULTIPART_THRESHOLD", 1, (uint64_t)5 << 30,
 			 &cfg->multipart_threshold)) < 0)
 		return r;
@@ -558,8 +560,9 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 	    !strcmp(code, "InternalError") || st == 429 || st == 500 || st == 502 || st == 503 ||
 	    st == 504 || (st >= 200 && st < 300)) {
 		*retry = 1;
-		return hb_err(-EIO, "s3 %s %s/%s: server error: HTTP %ld %s%s%s", rq->method, c->bucket,
-			      what, st, code[0] ? code : "", a->message[0] ? ": " : "", a->message);
+		return hb_err(-EIO, "s3 %s %s/%s: server error: HTTP %ld%s%s%s%s", rq->method,
+			      c->bucket, what, st, code[0] ? " " : "", code, a->message[0] ? ": " : "",
+			      a->message);
 	}
 	if (!strcmp(code, "RequestTimeTooSkewed"))
 		return hb_err(-EACCES, "s3: this machine's clock is too far from the server's "
@@ -594,10 +597,10 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 		return hb_err(-EBADMSG, "s3 GET %s/%s: range starts past the end of the object",
 			      c->bucket, what);
 	if (st == 405 || st == 501)
-		return hb_err(-EOPNOTSUPP, "s3 %s %s/%s: not supported by the server (HTTP %ld %s)",
-			      rq->method, c->bucket, what, st, code);
+		return hb_err(-EOPNOTSUPP, "s3 %s %s/%s: not supported by the server (HTTP %ld%s%s)",
+			      rq->method, c->bucket, what, st, code[0] ? " " : "", code);
 	return hb_err(-EINVAL, "s3 %s %s/%s: HTTP %ld %s%s%s", rq->method, c->bucket, what, st,
-		      code, a->message[0] ? ": " : "", a->message);
+		      code[0] ? code : "(no details)", a->message[0] ? ": " : "", a->message);
 }
 
 static int verify_md5(const struct s3_request *rq)

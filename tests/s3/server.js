@@ -24,7 +24,8 @@
 //        a connection reset), truncate (half the body then a clean close),
 //        corrupt (one byte of the body flipped), stall (half the body, then
 //        silence), delay (ms before answering), error200 (200 whose body is
-//        an <Error>; meant for CompleteMultipartUpload)
+//        an <Error>; meant for CompleteMultipartUpload), error (an S3 error
+//        answer: &status=400&code=RequestTimeout)
 //   POST /__control/clear      drop pending faults and zero the counters
 //   GET  /__control/stats      JSON counters
 'use strict';
@@ -194,6 +195,7 @@ async function handle(s3port, req, res, body) {
   if (fault && fault.kind === 'delay') await new Promise((r) => setTimeout(r, fault.ms || 1000));
   if (fault && fault.kind === 'slowdown') return sendError(res, 503, 'SlowDown', 'Please reduce your request rate.');
   if (fault && fault.kind === 'error500') return sendError(res, 500, 'InternalError', 'We encountered an internal error. Please try again.');
+  if (fault && fault.kind === 'error') return sendError(res, fault.status || 400, fault.code || 'InvalidArgument', 'injected by the test proxy');
   if (fault && fault.kind === 'error200') {
     const b = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
     res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(b) });
@@ -247,7 +249,8 @@ function control(req, res) {
   const [path, raw] = req.url.split('?');
   const q = parseQuery(raw);
   if (path === '/__control/fault') {
-    faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0) });
+    faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0),
+                  status: +(q.status || 0), code: q.code });
   } else if (path === '/__control/clear') {
     faults = [];
     stats = newStats();

@@ -461,6 +461,9 @@ static void test_basic(void)
 	struct s3_stats st;
 	s3_client_stats(c, &st);
 	CHECK(st.retries == 0 && st.requests > 1100 && st.bytes_sent >= sizeof(data));
+	/* Every request so far was signed and hashed right, as the proxy saw it. */
+	CHECK(stat_field("sigFailures") == 0 && stat_field("shaFailures") == 0);
+	CHECK(stat_field("requests") > 1100);
 	/* Connections are kept: one per pool handle (8) for ~1200 requests, plus
 	 * one for the transfer abandoned at its buffer maximum. */
 	printf("basic: %llu requests over %llu connections\n", (unsigned long long)st.requests,
@@ -526,6 +529,37 @@ out:
 }
 
 /* ---- errors and faults ---- */
+
+/* The proxy really checks payload hashes (else the tests above prove little):
+ * a correctly signed PUT whose x-amz-content-sha256 lies is refused. */
+static void test_proxy_checks_hash(void)
+{
+	char url[256], auth[64];
+	struct curl_slist *h = NULL;
+	struct buf reply = BUF_INIT;
+	long status = 0;
+	CURL *e = curl_easy_init();
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/" BUCKET "/liar", server_port);
+	snprintf(auth, sizeof(auth), "%s:%s", KEY_ID, SECRET);
+	h = curl_slist_append(h, "x-amz-content-sha256: "
+				 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+	curl_easy_setopt(e, CURLOPT_USERPWD, auth);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, "not empty");
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &reply);
+	CHECK(curl_easy_perform(e) == CURLE_OK);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	CHECK(status == 400);
+	CHECK(reply.len && memmem(reply.data, reply.len, "XAmzContentSHA256Mismatch", 25));
+	curl_easy_cleanup(e);
+	curl_slist_free_all(h);
+	buf_free(&reply);
+}
 
 static void test_auth(void)
 {
@@ -597,6 +631,22 @@ static void test_faults(void)
 	CHECK(stat_field("slowdown") == 7);
 	s3_client_stats(c, &st);
 	CHECK(st.retries == 7);
+
+	/* Other codes: RequestTimeout and 502/504 are retried, other 4xx are not. */
+	control("fault?kind=error&count=2&status=400&code=RequestTimeout", NULL);
+	control("fault?kind=error&count=1&status=502&code=BadGateway", NULL);
+	control("fault?kind=error&count=1&status=504&code=GatewayTimeout", NULL);
+	s3_client_stats(c, &st);
+	uint64_t before = st.requests;
+	CHECK_OK(s3_get(c, "f/obj", 0, 10, &b, NULL)); /* (a HEAD answer has no code to read) */
+	s3_client_stats(c, &st);
+	CHECK(st.requests == before + 5);
+	control("fault?kind=error&count=1&status=400&code=InvalidArgument", NULL);
+	CHECK_ERR(s3_get(c, "f/obj", 0, 10, &b, NULL), -EINVAL);
+	CHECK(strstr(hb_errmsg(-EINVAL), "HTTP 400 InvalidArgument"));
+	s3_client_stats(c, &st);
+	CHECK(st.requests == before + 6);
+	CHECK_OK(s3_get(c, "f/obj", 0, 10, &b, NULL));
 
 	/* More 503s than retries: a clear error. */
 	fault("slowdown", 100, NULL);
@@ -913,6 +963,7 @@ int main(void)
 		return 1;
 	test_basic();
 	test_multipart();
+	test_proxy_checks_hash();
 	test_auth();
 	test_faults();
 	test_store();
