@@ -331,7 +331,6 @@ struct attempt {
 	struct s3_request *rq;
 	long status;
 	int overflow;
-	size_t sent; /* upload position */
 	uint64_t stall_ns, last_move_ns; /* stall detection */
 	curl_off_t last_down, last_up;
 	int stalled;
@@ -443,27 +442,6 @@ static size_t on_body(char *p, size_t size, size_t nitems, void *arg)
 			return 0;
 	}
 	return len;
-}
-
-static size_t on_read(char *dst, size_t size, size_t nitems, void *arg)
-{
-	struct attempt *a = arg;
-	size_t room = size * nitems, left = a->rq->body_len - a->sent;
-	size_t n = left < room ? left : room;
-
-	memcpy(dst, (const char *)a->rq->body + a->sent, n);
-	a->sent += n;
-	return n;
-}
-
-static int on_seek(void *arg, curl_off_t off, int origin)
-{
-	struct attempt *a = arg;
-
-	if (origin != SEEK_SET || off < 0 || (uint64_t)off > a->rq->body_len)
-		return CURL_SEEKFUNC_FAIL;
-	a->sent = (size_t)off;
-	return CURL_SEEKFUNC_OK;
 }
 
 /* A transfer that moves no byte, either way, for stall_timeout_ms is given
@@ -669,17 +647,13 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
 	if (!strcmp(rq->method, "HEAD")) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	} else if (!strcmp(rq->method, "PUT")) {
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
-		curl_easy_setopt(h, CURLOPT_READDATA, &a);
-		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
-		curl_easy_setopt(h, CURLOPT_SEEKDATA, &a);
-		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
-	} else if (!strcmp(rq->method, "POST")) {
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? (const char *)rq->body : "");
+	} else if (!strcmp(rq->method, "PUT") || !strcmp(rq->method, "POST")) {
+		/* The body from memory (POSTFIELDS), also for PUT: nothing to rewind
+		 * on a retry, and no "Expect: 100-continue" round trip under 1 MiB. */
+		if (!strcmp(rq->method, "PUT"))
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? (const char *)rq->body : "");
 	} else if (!strcmp(rq->method, "DELETE")) {
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
 	} else {
