@@ -198,13 +198,14 @@ static int mkdir_ok(const char *path)
 	return 0;
 }
 
-/* base/hiberbox/name, creating the hiberbox level. */
-static int make_group(const char *base, const char *name, char **out)
+/* base/hiberbox/name, creating it (and the hiberbox level), or with
+ * create 0 finding the existing one. */
+static int make_group(const char *base, const char *name, char **out, int create)
 {
 	char *mid = NULL;
 	if (asprintf(&mid, "%s/hiberbox", base) < 0)
 		return hb_err(-ENOMEM, "out of memory");
-	int r = mkdir_ok(mid);
+	int r = create ? mkdir_ok(mid) : 0;
 	if (r < 0) {
 		free(mid);
 		return r;
@@ -214,6 +215,15 @@ static int make_group(const char *base, const char *name, char **out)
 		return hb_err(-ENOMEM, "out of memory");
 	}
 	free(mid);
+	if (!create) {
+		struct stat st;
+		if (stat(*out, &st) == 0 && S_ISDIR(st.st_mode))
+			return 0;
+		r = hb_err(-ENOENT, "no cgroup %s", *out);
+		free(*out);
+		*out = NULL;
+		return r;
+	}
 	if (mkdir(*out, 0755) < 0) {
 		r = hb_err(-errno, "mkdir %s: %s", *out,
 			   errno == EEXIST ? "a sandbox of that name is running" : strerror(errno));
@@ -224,7 +234,7 @@ static int make_group(const char *base, const char *name, char **out)
 	return 0;
 }
 
-static int create_v1(struct sandbox_cgroup *cg, const char *name)
+static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 {
 	for (int i = 0; i < CG_N; i++) {
 		char *mnt = NULL, *mroot = NULL, *self = NULL;
@@ -250,7 +260,7 @@ static int create_v1(struct sandbox_cgroup *cg, const char *name)
 		if (asprintf(&base, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0)
 			r = hb_err(-ENOMEM, "out of memory");
 		else
-			r = make_group(base, name, &cg->dirs[i]);
+			r = make_group(base, name, &cg->dirs[i], create);
 		free(base);
 		free(mnt);
 		free(mroot);
@@ -317,7 +327,7 @@ static int v2_wanted(const char *base, const struct sandbox_limits *lim, char *w
 }
 
 static int create_v2(struct sandbox_cgroup *cg, const char *name,
-		     const struct sandbox_limits *lim)
+		     const struct sandbox_limits *lim, int create)
 {
 	char *self = NULL, *base = NULL, *mid = NULL;
 	char want[64];
@@ -329,6 +339,10 @@ static int create_v2(struct sandbox_cgroup *cg, const char *name,
 		r = hb_err(-ENOMEM, "out of memory");
 		goto out;
 	}
+	if (!create) {
+		r = make_group(base, name, &cg->dirs[0], 0);
+		goto fill;
+	}
 	if ((r = v2_wanted(base, lim, want, sizeof(want))) < 0)
 		goto out;
 	if (want[0] && (r = v2_enable_controllers(base, want)) < 0)
@@ -337,7 +351,8 @@ static int create_v2(struct sandbox_cgroup *cg, const char *name,
 		goto out;
 	if (want[0] && (r = write_value(mid, "cgroup.subtree_control", want)) < 0)
 		goto out;
-	r = make_group(base, name, &cg->dirs[0]);
+	r = make_group(base, name, &cg->dirs[0], 1);
+fill:
 	for (int i = 1; i < CG_N && r == 0; i++)
 		cg->dirs[i] = cg->dirs[0];
 out:
@@ -399,7 +414,7 @@ int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sa
 	if (!cg)
 		return hb_err(-ENOMEM, "out of memory");
 	cg->v2 = statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC;
-	int r = cg->v2 ? create_v2(cg, name, lim) : create_v1(cg, name);
+	int r = cg->v2 ? create_v2(cg, name, lim, 1) : create_v1(cg, name, 1);
 	if (r == 0)
 		r = set_limits(cg, lim);
 	if (r < 0) {
@@ -408,6 +423,23 @@ int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sa
 		hb_err_save(msg, sizeof(msg));
 		cgroup_destroy(cg);
 		return hb_err(saved, "cgroup %s: %s", name, msg);
+	}
+	*out = cg;
+	return 0;
+}
+
+int cgroup_open(struct sandbox_cgroup **out, const char *name)
+{
+	struct statfs sf;
+	static const struct sandbox_limits none;
+	struct sandbox_cgroup *cg = calloc(1, sizeof(*cg));
+	if (!cg)
+		return hb_err(-ENOMEM, "out of memory");
+	cg->v2 = statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC;
+	int r = cg->v2 ? create_v2(cg, name, &none, 0) : create_v1(cg, name, 0);
+	if (r < 0) {
+		cgroup_forget(cg); /* not ours to remove */
+		return r;
 	}
 	*out = cg;
 	return 0;
@@ -443,6 +475,12 @@ static int freezer_state(struct sandbox_cgroup *cg, int *frozen)
 	return 0;
 }
 
+int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen)
+{
+	*frozen = 0;
+	return cg->dirs[CG_FREEZER] ? freezer_state(cg, frozen) : 0;
+}
+
 int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
 {
 	if (!cg->dirs[CG_FREEZER])
@@ -466,6 +504,17 @@ int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
 	write_value(cg->dirs[CG_FREEZER], file, cg->v2 ? "0" : "THAWED");
 	return hb_err(-ETIMEDOUT, "freezing %s did not finish in %d ms", cg->dirs[CG_FREEZER],
 		      CGROUP_FREEZE_TIMEOUT_MS);
+}
+
+void cgroup_forget(struct sandbox_cgroup *cg)
+{
+	if (!cg)
+		return;
+	for (int i = 0; i < CG_N; i++) {
+		if (i == 0 || cg->dirs[i] != cg->dirs[0])
+			free(cg->dirs[i]);
+	}
+	free(cg);
 }
 
 const char *cgroup_dir(const struct sandbox_cgroup *cg, const char *controller)

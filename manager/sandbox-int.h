@@ -132,7 +132,12 @@ extern const size_t sandbox_init_blob_len;
 /* cgroup.c (parent) */
 struct sandbox_cgroup;
 int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sandbox_limits *lim);
+/* The groups of a running sandbox (after a restart): -ENOENT if absent. */
+int cgroup_open(struct sandbox_cgroup **out, const char *name);
 int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
+int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen);
+/* Free the handle, leave the groups. */
+void cgroup_forget(struct sandbox_cgroup *cg);
 /* frozen = 1 freezes and waits until frozen; 0 thaws. */
 int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen);
 /* Remove the groups (retrying briefly while dying tasks leave) and free. */

@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -245,7 +246,7 @@ int sandbox_spec_set_hostname(struct sandbox_spec *s, const char *name)
 	return replace_str(&s->hostname, name, "hostname");
 }
 
-int sandbox_spec_set_name(struct sandbox_spec *s, const char *name)
+static int check_name(const char *name)
 {
 	size_t n = name ? strlen(name) : 0;
 	if (n == 0 || n > SANDBOX_NAME_MAX || name[0] == '.')
@@ -257,7 +258,15 @@ int sandbox_spec_set_name(struct sandbox_spec *s, const char *name)
 		      c == '_' || c == '-' || c == '.'))
 			return hb_err(-EINVAL, "sandbox name '%s': only A-Z a-z 0-9 _ . -", name);
 	}
-	memcpy(s->name, name, n + 1);
+	return 0;
+}
+
+int sandbox_spec_set_name(struct sandbox_spec *s, const char *name)
+{
+	int r = check_name(name);
+	if (r < 0)
+		return r;
+	memcpy(s->name, name, strlen(name) + 1);
 	return 0;
 }
 
@@ -646,11 +655,21 @@ static int proc_wait(struct sandbox_proc *p, int timeout_ms, const char *name)
 		if (errno != EINTR)
 			return hb_err(-errno, "poll pidfd: %s", strerror(errno));
 	}
-	int st;
-	while (waitpid(p->pid, &st, __WALL) < 0) {
-		if (errno != EINTR)
-			return hb_err(-errno, "waitpid %d: %s", (int)p->pid, strerror(errno));
+	/* waitid on the pidfd: no pid reuse, and ECHILD tells an adopted
+	 * sandbox (not our child: its status is lost) from our own */
+	siginfo_t si;
+	int st = 0, known = 1;
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | __WALL) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno != ECHILD)
+			return hb_err(-errno, "waitid %d: %s", (int)p->pid, strerror(errno));
+		known = 0;
+		break;
 	}
+	if (known)
+		st = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : si.si_status;
 	p->reaped = 1;
 	/* init's report of the command's status; without one (init was
 	 * killed), its own status stands for the command's.  An exec'd
@@ -660,9 +679,15 @@ static int proc_wait(struct sandbox_proc *p, int timeout_ms, const char *name)
 		int fl = fcntl(p->status_fd, F_GETFL);
 		if (fl >= 0)
 			fcntl(p->status_fd, F_SETFL, fl | O_NONBLOCK);
-		if (read(p->status_fd, &raw, sizeof(raw)) == (ssize_t)sizeof(raw))
+		if (read(p->status_fd, &raw, sizeof(raw)) == (ssize_t)sizeof(raw)) {
 			st = raw;
+			known = 1;
+		}
 		close_fd(&p->status_fd);
+	}
+	if (!known) {
+		p->exit = (struct sandbox_exit){ .code = -1, .signal = 0 };
+		return 0;
 	}
 	if (WIFEXITED(st)) {
 		p->exit.code = WEXITSTATUS(st);
@@ -824,4 +849,106 @@ void sandbox_proc_free(struct sandbox_proc *p)
 	close_fd(&p->pidfd);
 	close_fd(&p->status_fd);
 	free(p);
+}
+
+/* Is pid the init of sandbox name?  Its pid inside is 1 and it sits in
+ * that sandbox's cgroup. */
+static int check_adoptee(pid_t pid, const char *name)
+{
+	char path[64];
+	struct buf b = { .max = 65536 };
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int r = read_file(AT_FDCWD, path, 65536, &b);
+	if (r == 0)
+		r = buf_append(&b, "", 1);
+	if (r < 0) {
+		buf_free(&b);
+		return hb_err(r == -ENOENT ? -ESRCH : r, "read %s: %s", path, strerror(-r));
+	}
+	const char *ns = strstr((const char *)b.data, "\nNSpid:");
+	const char *eol = ns ? strchr(ns + 1, '\n') : NULL;
+	const char *last = NULL;
+	if (ns && eol) {
+		for (const char *q = ns + 8; q < eol; q++) {
+			if ((*q == ' ' || *q == '\t') && q + 1 < eol && q[1] != ' ' && q[1] != '\t')
+				last = q + 1;
+		}
+	}
+	int is_init = last && last[0] == '1' && (last + 1 == eol);
+	buf_free(&b);
+	if (!is_init)
+		return hb_err(-ESRCH, "process %d is not the init of a sandbox", (int)pid);
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	b = (struct buf){ .max = 65536 };
+	r = read_file(AT_FDCWD, path, 65536, &b);
+	if (r == 0)
+		r = buf_append(&b, "", 1);
+	if (r < 0) {
+		buf_free(&b);
+		return hb_err(r == -ENOENT ? -ESRCH : r, "read %s: %s", path, strerror(-r));
+	}
+	char want[SANDBOX_NAME_MAX + 16];
+	snprintf(want, sizeof(want), "/hiberbox/%s\n", name);
+	int in_group = strstr((const char *)b.data, want) != NULL;
+	buf_free(&b);
+	if (!in_group)
+		return hb_err(-ESRCH, "process %d is not in the cgroup of sandbox %s", (int)pid, name);
+	return 0;
+}
+
+int sandbox_adopt(const char *name, pid_t pid, struct sandbox **out)
+{
+	int r = check_name(name);
+	if (r < 0)
+		return r;
+	if (pid <= 1)
+		return hb_err(-EINVAL, "adopt %s: bad pid %d", name, (int)pid);
+	struct sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return hb_err(-ENOMEM, "out of memory");
+	sb->init.status_fd = -1;
+	sb->init.pid = pid;
+	memcpy(sb->name, name, strlen(name) + 1);
+	/* the pidfd pins the process: if it is still alive after the checks,
+	 * they were about it and not about a process that reused its pid */
+	sb->init.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (sb->init.pidfd < 0) {
+		r = hb_err(-errno, "adopt %s: process %d: %s", name, (int)pid, strerror(errno));
+		goto fail;
+	}
+	if ((r = check_adoptee(pid, name)) < 0)
+		goto fail;
+	if (syscall(SYS_pidfd_send_signal, sb->init.pidfd, 0, NULL, 0) < 0) {
+		r = hb_err(-ESRCH, "adopt %s: process %d has ended", name, (int)pid);
+		goto fail;
+	}
+	struct stat mine, theirs;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (stat("/proc/self/ns/net", &mine) < 0 || stat(path, &theirs) < 0) {
+		r = hb_err(-errno, "adopt %s: network namespace: %s", name, strerror(errno));
+		goto fail;
+	}
+	sb->net = mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev ? SANDBOX_NET_HOST
+										 : SANDBOX_NET_NONE;
+	if ((r = cgroup_open(&sb->cg, name)) < 0)
+		goto fail;
+	if ((r = cgroup_is_frozen(sb->cg, &sb->frozen)) < 0)
+		goto fail;
+	*out = sb;
+	return 0;
+fail:
+	sandbox_release(sb);
+	return r;
+}
+
+void sandbox_release(struct sandbox *sb)
+{
+	if (!sb)
+		return;
+	close_fd(&sb->init.pidfd);
+	close_fd(&sb->init.status_fd);
+	cgroup_forget(sb->cg);
+	free(sb);
 }

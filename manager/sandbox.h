@@ -138,6 +138,17 @@ int sandbox_thaw(struct sandbox *sb);
  * exec'd into it die with it; their handles still need sandbox_proc_free(). */
 void sandbox_free(struct sandbox *sb);
 
+/* Take over a running sandbox, e.g. after a daemon restart: name as given
+ * at spawn (sandbox_name()), pid its init's host pid (sandbox_pid()).
+ * -ESRCH unless pid is PID 1 of a pid namespace sitting in that sandbox's
+ * cgroup.  Everything works on the handle; sandbox_wait() reports init's
+ * own exit code (the command's, or 128+signal) if the caller has become
+ * init's parent (a subreaper), else code -1, signal 0 (unknown). */
+int sandbox_adopt(const char *name, pid_t pid, struct sandbox **out);
+/* Free the handle and leave the sandbox running, its cgroups in place (for
+ * a daemon that stops without stopping its sandboxes).  NULL is fine. */
+void sandbox_release(struct sandbox *sb);
+
 /* A command started in a running sandbox. */
 struct sandbox_proc;
 

@@ -1,7 +1,8 @@
 /* Private pieces of the daemon: the registry (registry.c), the lifecycle of
  * one sandbox (lifecycle.c), the daemon context shared with the API (api.c).
  *
- * Lock order: hbd.lock (the list) -> sbx.lock (one sandbox).  The registry
+ * Lock order: sbx.lock (one sandbox) -> hbd.lock (the list); nobody takes
+ * a sandbox's lock while holding the list's.  The registry
  * connection is serialized by SQLite itself (SQLITE_OPEN_FULLMUTEX). */
 #pragma once
 #include <pthread.h>
@@ -13,6 +14,9 @@
 
 #include "manager/daemon/daemon.h"
 #include "snapshot/oid.h"
+
+struct sandbox;
+struct sandbox_proc;
 
 #define SBX_NAME_MAX 64
 #define SBX_ENV_MAX 256
@@ -55,6 +59,10 @@ int registry_delete(struct registry *reg, const char *name);
 int registry_snapshot_add(struct registry *reg, const char *id, const char *owner);
 int registry_snapshot_set_owner(struct registry *reg, const char *id, const char *owner);
 int registry_snapshot_delete(struct registry *reg, const char *id);
+/* A sandbox other than except whose latest, lower or base is id: 1 and its
+ * name, or 0. */
+int registry_snapshot_user(struct registry *reg, const char *id, const char *except,
+			   char *name_out, size_t size);
 /* ids owned by owner: fn per id. */
 int registry_snapshots_of(struct registry *reg, const char *owner,
 			  int (*fn)(const char *id, void *), void *arg);

@@ -1,0 +1,888 @@
+/* The lifecycle of one sandbox: create, wake, sleep, commit, fork, remove,
+ * recovery after a daemon crash, exec, and the images sandboxes start from.
+ *
+ * A sandbox's state lives in $HIBERBOX_HOME/sandboxes/NAME/: root/ (the FUSE
+ * mount of its latest snapshot while running), upper/ (the mount's writes,
+ * dropped after each sleep's commit) and logs/ (output of detached
+ * processes).  The FUSE mount is served by its own process (started through
+ * the mount helper), so that a daemon crash leaves it, and the writes it
+ * holds, alive for the next daemon to commit.
+ *
+ * Repository names: "image.NAME" tags an image, "sb.NAME" a sandbox's latest
+ * snapshot.  The registry records which snapshots each sandbox committed, so
+ * that older ones can be removed once nothing uses them and rm frees all. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+#include "manager/daemon/daemon-int.h"
+#include "manager/sandbox.h"
+#include "snapshot/snapshot.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+extern char **environ;
+
+#define MOUNT_HELPER_ERR_MAX 2048
+
+int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/sandboxes/%s%s%s", d->home, name, sub ? "/" : "",
+			 sub ? sub : "");
+	if (n < 0 || (size_t)n >= size)
+		return hb_err(-ENAMETOOLONG, "state path of %s too long", name);
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+int rm_rf(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : hb_err(-errno, "stat %s", path);
+	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+		return hb_err(-errno, "remove %s", path);
+	return 0;
+}
+
+static void tag_of(const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "sb.%s", name);
+}
+
+static int now_sec(void)
+{
+	return (int)time(NULL);
+}
+
+/* starttime (field 22) of /proc/PID/stat: tells a pid from its reuse. */
+static uint64_t proc_start_time(pid_t pid)
+{
+	char path[64], data[1024];
+	uint64_t v = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	data[n] = 0;
+	char *p = strrchr(data, ')'); /* the name may hold spaces and ')' */
+	if (!p)
+		return 0;
+	/* after ") " come fields 3.. ; starttime is field 22 */
+	for (int field = 2; field < 22 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		v = strtoull(p + 1, NULL, 10);
+	return v;
+}
+
+/* Run the mount helper and return its error line, if any. */
+static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, const char *mnt,
+			  uint32_t shift)
+{
+	const char *argv[32];
+	char shift_s[16], err[MOUNT_HELPER_ERR_MAX];
+	int n = 0, p[2], status, r;
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+
+	for (const char *const *a = d->helper_argv; *a && n < 20; a++)
+		argv[n++] = *a;
+	snprintf(shift_s, sizeof(shift_s), "%u", shift);
+	argv[n++] = "--repo";
+	argv[n++] = d->repo;
+	argv[n++] = "--upper";
+	argv[n++] = upper;
+	argv[n++] = "--uid-shift";
+	argv[n++] = shift_s;
+	argv[n++] = snap;
+	argv[n++] = mnt;
+	argv[n] = NULL;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return hb_err(-errno, "pipe");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	if (r != 0) {
+		close(p[0]);
+		return hb_err(-r, "start mount helper %s: %s", argv[0], strerror(r));
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* The fs process sends its stderr to a log, so the pipe ends with the helper. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	ssize_t len = read(p[0], err, sizeof(err) - 1);
+	close(p[0]);
+	err[len > 0 ? len : 0] = 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	char *nl = strchr(err, '\n');
+	if (nl)
+		*nl = 0;
+	return hb_err(-EIO, "mount %s: %s", snap, err[0] ? err : "mount helper failed");
+}
+
+/* Is a live fs process serving mnt? 1 yes, 0 no (stale or none). */
+static int mount_alive(const char *mnt)
+{
+	struct hbfs_mount_info *m = NULL;
+	size_t count = 0;
+	int alive = 0;
+
+	if (hbfs_list_mounts(&m, &count) < 0) {
+		hb_err_clear();
+		return 0;
+	}
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(m[i].mountpoint, mnt) == 0 && m[i].alive)
+			alive = 1;
+	free(m);
+	return alive;
+}
+
+static int save(struct hbd *d, struct sbx *s)
+{
+	return registry_update(d->reg, &s->rec);
+}
+
+static int open_repo(struct hbd *d, struct repo **out)
+{
+	return repo_open(d->repo, out);
+}
+
+static void free_detached(struct sbx *s)
+{
+	while (s->detached) {
+		struct sbx_detached *x = s->detached;
+		s->detached = x->next;
+		sandbox_proc_free(x->proc);
+		free(x);
+	}
+}
+
+/* Kill every process, then release the mount.  No commit. */
+static void stop_all(struct sbx *s, const char *root)
+{
+	sandbox_free(s->sb);
+	s->sb = NULL;
+	free_detached(s);
+	if (hbfs_umount(root) < 0) {
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
+}
+
+int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
+{
+	char root[4200], upper[4200], host[65];
+	const char *snap = s->rec.latest[0] ? s->rec.latest : s->rec.base;
+	struct sandbox_spec *spec = NULL;
+	uint64_t t0 = now_ns();
+	int r;
+
+	if (ms)
+		*ms = 0;
+	if (s->removed)
+		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
+	if (s->sb)
+		return 0;
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
+	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
+		return r;
+	if ((r = mkdir_p(AT_FDCWD, root, 0755)) < 0)
+		return hb_err(r, "mkdir %s", root);
+	/* A mount left behind (the previous daemon died during a sleep) goes. */
+	if (mount_alive(root) || hbfs_umount(root) == 0)
+		hbfs_umount(root);
+	hb_err_clear();
+	if ((r = rm_rf(upper)) < 0)
+		return r;
+	if (mkdir(upper, 0700) < 0)
+		return hb_err(-errno, "mkdir %s", upper);
+	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base)) < 0)
+		return hb_err_ctx(r, "wake %s", s->rec.name);
+
+	struct sandbox_limits lim = {
+		.memory_bytes = s->rec.memory_bytes,
+		.pids = s->rec.pids,
+		.cpu_millis = s->rec.cpu_millis,
+	};
+	snprintf(host, sizeof(host), "%s", s->rec.name);
+	for (char *c = host; *c; c++)
+		if (*c == '_' || *c == '.')
+			*c = '-';
+	if ((r = sandbox_spec_new(&spec, root)) < 0 ||
+	    (r = sandbox_spec_set_init_only(spec, 1)) < 0 ||
+	    (r = sandbox_spec_set_id_map(spec, s->rec.id_base, SBX_ID_RANGE)) < 0 ||
+	    (r = sandbox_spec_set_network(spec, s->rec.network)) < 0 ||
+	    (r = sandbox_spec_set_limits(spec, &lim)) < 0 ||
+	    (r = sandbox_spec_set_hostname(spec, host)) < 0 ||
+	    (r = sandbox_spawn(spec, &s->sb)) < 0) {
+		sandbox_spec_free(spec);
+		hbfs_umount(root);
+		rm_rf(upper);
+		return hb_err_ctx(r, "wake %s", s->rec.name);
+	}
+	sandbox_spec_free(spec);
+	s->rec.state = SBX_RUNNING;
+	snprintf(s->rec.lower, sizeof(s->rec.lower), "%s", snap);
+	s->rec.init_pid = sandbox_pid(s->sb);
+	s->rec.init_start = proc_start_time(sandbox_pid(s->sb));
+	s->rec.woken_at = now_sec();
+	s->rec.last_wake_ms = (now_ns() - t0) / 1000000;
+	s->last_activity_ns = now_ns();
+	if (ms)
+		*ms = s->rec.last_wake_ms;
+	return save(d, s);
+}
+
+/* Remove snapshots owned by s that nothing uses any more. */
+static int prune_one(const char *id, void *arg)
+{
+	void **a = arg;
+	struct hbd *d = a[0];
+	struct sbx *s = a[1];
+	struct repo *repo = a[2];
+	char user[SBX_NAME_MAX + 1];
+	struct oid oid;
+	int r;
+
+	if (strcmp(id, s->rec.latest) == 0 || strcmp(id, s->rec.lower) == 0 ||
+	    strcmp(id, s->rec.base) == 0)
+		return 0;
+	r = registry_snapshot_user(d->reg, id, s->rec.name, user, sizeof(user));
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		if (s->removed) /* the user inherits it, to free it later */
+			return registry_snapshot_set_owner(d->reg, id, user);
+		return 0;
+	}
+	if (oid_parse(id, &oid) == 0) {
+		r = repo_snapshot_remove(repo, &oid);
+		if (r < 0 && r != -ENOENT) {
+			fprintf(stderr, "hiberboxd: remove snapshot %s: %s\n", id, hb_errmsg(r));
+			hb_err_clear();
+			return 0;
+		}
+	}
+	return registry_snapshot_delete(d->reg, id);
+}
+
+static int prune(struct hbd *d, struct sbx *s)
+{
+	struct repo *repo;
+	int r = open_repo(d, &repo);
+
+	if (r < 0)
+		return r;
+	void *a[3] = { d, s, repo };
+	r = registry_snapshots_of(d->reg, s->rec.name, prune_one, a);
+	repo_close(repo);
+	return r;
+}
+
+static int record_commit(struct hbd *d, struct sbx *s, const struct oid *id)
+{
+	char hex[OID_HEX_BYTES];
+
+	oid_format(id, hex);
+	snprintf(s->rec.latest, sizeof(s->rec.latest), "%s", hex);
+	return registry_snapshot_add(d->reg, hex, s->rec.name);
+}
+
+int sbx_commit_locked(struct hbd *d, struct sbx *s)
+{
+	char root[4200], tag[128];
+	struct oid id;
+	int r, frozen;
+
+	if (!s->sb)
+		return 0;
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
+		return r;
+	tag_of(s->rec.name, tag, sizeof(tag));
+	frozen = sandbox_freeze(s->sb) == 0;
+	hb_err_clear();
+	r = hbfs_commit(root, tag, &id);
+	if (frozen)
+		sandbox_thaw(s->sb);
+	if (r < 0)
+		return hb_err_ctx(r, "commit %s", s->rec.name);
+	if ((r = record_commit(d, s, &id)) < 0)
+		return r;
+	return save(d, s);
+}
+
+int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out)
+{
+	char root[4200], upper[4200], tag[128];
+	uint64_t t0 = now_ns();
+	struct oid id;
+	int r, frozen;
+
+	if (ms)
+		*ms = 0;
+	if (!s->sb) {
+		if (snap_out)
+			snprintf(snap_out, OID_HEX_BYTES, "%s",
+				 s->rec.latest[0] ? s->rec.latest : s->rec.base);
+		return 0;
+	}
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
+	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
+		return r;
+	tag_of(s->rec.name, tag, sizeof(tag));
+	/* Frozen, nothing writes while the snapshot is taken. */
+	frozen = sandbox_freeze(s->sb) == 0;
+	hb_err_clear();
+	r = hbfs_commit(root, tag, &id);
+	if (r < 0) {
+		if (frozen)
+			sandbox_thaw(s->sb);
+		return hb_err_ctx(r, "sleep %s", s->rec.name);
+	}
+	stop_all(s, root);
+	rm_rf(upper);
+	hb_err_clear();
+	if ((r = record_commit(d, s, &id)) < 0)
+		return r;
+	if (snap_out)
+		oid_format(&id, snap_out);
+	s->rec.state = SBX_SLEEPING;
+	s->rec.lower[0] = 0;
+	s->rec.init_pid = 0;
+	s->rec.init_start = 0;
+	s->rec.slept_at = now_sec();
+	s->rec.last_sleep_ms = (now_ns() - t0) / 1000000;
+	if (ms)
+		*ms = s->rec.last_sleep_ms;
+	if ((r = save(d, s)) < 0)
+		return r;
+	if (prune(d, s) < 0) { /* storage only: the sleep itself succeeded */
+		fprintf(stderr, "hiberboxd: prune %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
+	return 0;
+}
+
+static int resolve_image(struct hbd *d, const char *image, char *hex)
+{
+	struct repo *repo;
+	char tag[200];
+	struct oid id;
+	int r = open_repo(d, &repo);
+
+	if (r < 0)
+		return r;
+	snprintf(tag, sizeof(tag), "image.%s", image);
+	r = repo_tag_valid(tag) == 0 ? repo_tag_get(repo, tag, &id) : -ENOENT;
+	if (r < 0) {
+		hb_err_clear();
+		r = repo_resolve(repo, image, &id);
+		if (r == -ENOENT)
+			r = hb_err(-ENOENT, "no image '%s' (see 'hiberbox image ls')", image);
+	}
+	repo_close(repo);
+	if (r == 0)
+		oid_format(&id, hex);
+	return r;
+}
+
+static struct sbx *sbx_new(const struct sbx_record *rec)
+{
+	struct sbx *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (sbx_record_copy(&s->rec, rec) < 0) {
+		free(s);
+		return NULL;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	s->refs = 1;
+	s->last_activity_ns = now_ns();
+	return s;
+}
+
+/* List and register a new sandbox (rec.id_base 0: a free range is taken). */
+static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out)
+{
+	struct sbx *s;
+	char dir[4200];
+	int r;
+
+	if ((r = sbx_name_valid(rec->name)) < 0)
+		return r;
+	if (!(s = sbx_new(rec)))
+		return hb_err(-ENOMEM, "out of memory");
+	s->rec.created = now_sec();
+	if ((r = hbd_add(d, s)) < 0) { /* sets id_base */
+		sbx_record_clear(&s->rec);
+		free(s);
+		return r;
+	}
+	if ((r = registry_insert(d->reg, &s->rec)) < 0) {
+		hbd_unlist(d, s);
+		hbd_put(d, s);
+		return r;
+	}
+	if ((r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir))) < 0 ||
+	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0) {
+		registry_delete(d->reg, rec->name);
+		hbd_unlist(d, s);
+		hbd_put(d, s);
+		return hb_err(r, "mkdir %s", dir);
+	}
+	*out = s;
+	return 0;
+}
+
+int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct sbx **out)
+{
+	struct sbx_record rec;
+	struct sbx *s;
+	int r;
+
+	if ((r = sbx_name_valid(req->name)) < 0)
+		return r;
+	if ((s = hbd_get(d, req->name))) {
+		hbd_put(d, s);
+		return hb_err(-EEXIST, "a sandbox named '%s' exists already", req->name);
+	}
+	if ((r = sbx_record_copy(&rec, req)) < 0)
+		return r;
+	if ((r = resolve_image(d, req->image, rec.base)) < 0)
+		goto out;
+	rec.latest[0] = rec.lower[0] = 0;
+	rec.state = SBX_SLEEPING;
+	rec.id_base = 0;
+	if ((r = add_new(d, &rec, &s)) < 0)
+		goto out;
+	if (start) {
+		pthread_mutex_lock(&s->lock);
+		r = sbx_wake_locked(d, s, NULL);
+		pthread_mutex_unlock(&s->lock);
+		if (r < 0) {
+			char msg[512];
+			hb_err_save(msg, sizeof(msg));
+			sbx_remove(d, s);
+			hbd_put(d, s);
+			r = hb_err(r, "%s", msg);
+			goto out;
+		}
+	}
+	*out = s;
+out:
+	sbx_record_clear(&rec);
+	return r;
+}
+
+int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx **out)
+{
+	struct sbx_record rec;
+	struct sbx *s;
+	int r;
+
+	if ((r = sbx_name_valid(newname)) < 0)
+		return r;
+	if ((s = hbd_get(d, newname))) {
+		hbd_put(d, s);
+		return hb_err(-EEXIST, "a sandbox named '%s' exists already", newname);
+	}
+	pthread_mutex_lock(&parent->lock);
+	if (parent->removed) {
+		pthread_mutex_unlock(&parent->lock);
+		return hb_err(-ENOENT, "sandbox %s was removed", parent->rec.name);
+	}
+	if ((r = sbx_commit_locked(d, parent)) < 0 ||
+	    (r = sbx_record_copy(&rec, &parent->rec)) < 0) {
+		pthread_mutex_unlock(&parent->lock);
+		return r;
+	}
+	/* Inserted under the parent's lock: its pruning sees the new user. */
+	snprintf(rec.name, sizeof(rec.name), "%s", newname);
+	if (rec.latest[0])
+		memcpy(rec.base, rec.latest, sizeof(rec.base));
+	memcpy(rec.latest, rec.base, sizeof(rec.latest));
+	rec.lower[0] = 0;
+	rec.state = SBX_SLEEPING;
+	rec.id_base = 0;
+	rec.init_pid = 0;
+	rec.init_start = 0;
+	rec.slept_at = rec.woken_at = 0;
+	rec.last_sleep_ms = rec.last_wake_ms = 0;
+	r = add_new(d, &rec, &s);
+	pthread_mutex_unlock(&parent->lock);
+	sbx_record_clear(&rec);
+	if (r == 0)
+		*out = s;
+	return r;
+}
+
+int sbx_remove(struct hbd *d, struct sbx *s)
+{
+	char root[4200], dir[4200], tag[128];
+	struct repo *repo;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->removed) {
+		pthread_mutex_unlock(&s->lock);
+		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
+	}
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
+	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
+		goto out;
+	stop_all(s, root);
+	s->removed = true;
+	s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
+	if ((r = prune(d, s)) < 0)
+		goto out;
+	if (open_repo(d, &repo) == 0) {
+		tag_of(s->rec.name, tag, sizeof(tag));
+		repo_tag_remove(repo, tag);
+		repo_close(repo);
+	}
+	hb_err_clear();
+	if ((r = registry_delete(d->reg, s->rec.name)) < 0)
+		goto out;
+	rm_rf(dir);
+	hb_err_clear();
+	hbd_unlist(d, s);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* The previous daemon died with s running.  Its init cannot be taken over
+ * (the isolation library has no handle for a foreign init), so the sandbox
+ * is stopped and its writes committed: it sleeps, and wakes on the next exec
+ * with its whole disk. */
+int sbx_recover(struct hbd *d, struct sbx *s)
+{
+	char root[4200], upper[4200], meta[4300], tag[128];
+	struct oid id;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
+	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
+	snprintf(meta, sizeof(meta), "%s/meta", upper);
+	tag_of(s->rec.name, tag, sizeof(tag));
+	if (s->rec.init_pid > 0 && s->rec.init_start &&
+	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start)
+		kill((pid_t)s->rec.init_pid, SIGKILL);
+	if (mount_alive(root)) {
+		r = hbfs_commit(root, tag, &id);
+	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
+		/* The fs process died too: its upper replays on a new mount. */
+		hbfs_umount(root);
+		hb_err_clear();
+		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
+		if (r == 0)
+			r = hbfs_commit(root, tag, &id);
+	}
+	if (r == 0)
+		r = record_commit(d, s, &id);
+	else
+		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
+			"lost)\n", s->rec.name, hb_errmsg(r));
+	hb_err_clear();
+	hbfs_umount(root);
+	hb_err_clear();
+	rm_rf(upper);
+	s->rec.state = SBX_SLEEPING;
+	s->rec.lower[0] = 0;
+	s->rec.init_pid = 0;
+	s->rec.init_start = 0;
+	s->rec.slept_at = now_sec();
+	r = save(d, s);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int sbx_reap_locked(struct sbx *s)
+{
+	struct sbx_detached **pp = &s->detached;
+	int alive = 0;
+
+	while (*pp) {
+		struct sbx_detached *x = *pp;
+		struct sandbox_exit ex;
+
+		if (sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) {
+			alive++;
+			pp = &x->next;
+			continue;
+		}
+		hb_err_clear();
+		*pp = x->next;
+		sandbox_proc_free(x->proc);
+		free(x);
+	}
+	return alive;
+}
+
+int sbx_process_count_locked(struct sbx *s)
+{
+	const char *dir = s->sb ? sandbox_cgroup_dir(s->sb, "pids") : NULL;
+	char path[4200], data[65536];
+	int fd, count = 0;
+	ssize_t n;
+
+	if (!dir)
+		return 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read_full(fd, data, sizeof(data));
+	close(fd);
+	for (ssize_t i = 0; i < n; i++)
+		count += data[i] == '\n';
+	return count > 0 ? count - 1 : 0; /* init does not count */
+}
+
+int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req,
+			  struct sandbox_proc **out)
+{
+	char root[4200];
+	struct sandbox_spec *spec = NULL;
+	json_t *env = NULL;
+	int r;
+
+	if ((r = sbx_wake_locked(d, s, NULL)) < 0)
+		return r;
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
+		return r;
+	if ((r = sandbox_spec_new(&spec, root)) < 0 || (r = sandbox_spec_set_argv(spec, req->argv)) < 0)
+		goto out;
+	env = json_loads(s->rec.env_json ? s->rec.env_json : "[]", 0, NULL);
+	for (size_t i = 0; env && i < json_array_size(env) && r == 0; i++)
+		if (json_is_string(json_array_get(env, i)))
+			r = sandbox_spec_add_env(spec, json_string_value(json_array_get(env, i)));
+	for (size_t i = 0; req->env && req->env[i] && r == 0; i++)
+		r = sandbox_spec_add_env(spec, req->env[i]);
+	if (r < 0)
+		goto out;
+	if (req->cwd && (r = sandbox_spec_set_cwd(spec, req->cwd)) < 0)
+		goto out;
+	if ((r = sandbox_spec_set_user(spec, req->uid, req->gid)) < 0 ||
+	    (r = sandbox_spec_pass_fd(spec, req->stdin_fd, 0)) < 0 ||
+	    (r = sandbox_spec_pass_fd(spec, req->stdout_fd, 1)) < 0 ||
+	    (r = sandbox_spec_pass_fd(spec, req->stderr_fd, 2)) < 0)
+		goto out;
+	r = sandbox_exec(s->sb, spec, out);
+	s->last_activity_ns = now_ns();
+out:
+	json_decref(env);
+	sandbox_spec_free(spec);
+	return r;
+}
+
+int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode)
+{
+	char root[4200];
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.mode = (flags & O_CREAT) ? mode : 0,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	int r, rootfd, fd;
+
+	if (!path || path[0] != '/')
+		return hb_err(-EINVAL, "path '%s' inside the sandbox must be absolute",
+			      path ? path : "");
+	if ((r = sbx_wake_locked(d, s, NULL)) < 0)
+		return r;
+	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
+		return r;
+	if ((rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return hb_err(-errno, "open %s", root);
+	fd = (int)syscall(SYS_openat2, rootfd, path + 1, &how, sizeof(how));
+	r = fd < 0 ? -errno : 0;
+	close(rootfd);
+	if (r < 0)
+		return hb_err(r, "%s:%s: %s", s->rec.name, path, strerror(-r));
+	s->last_activity_ns = now_ns();
+	return fd;
+}
+
+/* Images. */
+
+static int image_tag(const char *name, char *tag, size_t size)
+{
+	int r = sbx_name_valid(name);
+	if (r < 0)
+		return r;
+	snprintf(tag, size, "image.%s", name);
+	return 0;
+}
+
+static int untar(const char *tarball, const char *dir)
+{
+	const char *argv[] = { "tar", "-xf", tarball, "-C", dir, "--numeric-owner",
+			       "--same-permissions", "--no-same-owner", NULL };
+	posix_spawn_file_actions_t fa;
+	int status, r;
+	pid_t pid;
+
+	/* root extracting keeps owners by default; --no-same-owner is dropped */
+	argv[7] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	r = posix_spawnp(&pid, "tar", &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r != 0)
+		return hb_err(-r, "run tar: %s", strerror(r));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return hb_err(-EIO, "tar -xf %s failed (status %d)", tarball, status);
+	return 0;
+}
+
+int image_import(struct hbd *d, const char *name, const char *source, json_t **out)
+{
+	char tag[200], tmp[4200] = "", hex[OID_HEX_BYTES];
+	struct repo *repo = NULL;
+	struct manifest_info info;
+	struct oid id;
+	struct stat st;
+	const char *dir = source;
+	uint64_t t0 = now_ns();
+	int r;
+
+	if ((r = image_tag(name, tag, sizeof(tag))) < 0)
+		return r;
+	if (!source || source[0] != '/')
+		return hb_err(-EINVAL, "image source must be an absolute path");
+	if (stat(source, &st) < 0)
+		return hb_err(-errno, "%s: %s", source, strerror(errno));
+	if ((r = open_repo(d, &repo)) < 0)
+		return r;
+	if (repo_tag_get(repo, tag, &id) == 0) {
+		r = hb_err(-EEXIST, "image '%s' exists already", name);
+		goto out;
+	}
+	hb_err_clear();
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(tmp, sizeof(tmp), "%s/tmp", d->home);
+		mkdir_p(AT_FDCWD, tmp, 0700);
+		snprintf(tmp, sizeof(tmp), "%s/tmp/import-XXXXXX", d->home);
+		if (!mkdtemp(tmp)) {
+			r = hb_err(-errno, "mkdtemp %s", tmp);
+			tmp[0] = 0;
+			goto out;
+		}
+		chmod(tmp, 0755);
+		if ((r = untar(source, tmp)) < 0)
+			goto out;
+		dir = tmp;
+	}
+	struct repo_create_opts co = { .tag = tag, .no_parent = true };
+	if ((r = repo_snapshot_create(repo, dir, &co, &id, &info)) < 0)
+		goto out;
+	oid_format(&id, hex);
+	*out = json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", name, "snapshot", hex,
+			 "files", (json_int_t)info.files, "bytes", (json_int_t)info.bytes,
+			 "import_ms", (json_int_t)((now_ns() - t0) / 1000000));
+out:
+	if (tmp[0])
+		rm_rf(tmp);
+	repo_close(repo);
+	return r;
+}
+
+int image_list(struct hbd *d, json_t **out)
+{
+	struct repo_snapshot_summary *list = NULL;
+	struct repo *repo;
+	size_t count = 0;
+	int r = open_repo(d, &repo);
+
+	if (r < 0)
+		return r;
+	r = repo_list_snapshots(repo, &list, &count);
+	repo_close(repo);
+	if (r < 0)
+		return r;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < count; i++) {
+		char tags[sizeof(list[i].tags)], hex[OID_HEX_BYTES], *save = NULL;
+
+		snprintf(tags, sizeof(tags), "%s", list[i].tags);
+		oid_format(&list[i].id, hex);
+		for (char *t = strtok_r(tags, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			if (strncmp(t, "image.", 6) == 0)
+				json_array_append_new(arr, json_pack(
+					"{s:s, s:s, s:I, s:I, s:I}", "name", t + 6, "snapshot", hex,
+					"created", (json_int_t)list[i].info.time_sec,
+					"files", (json_int_t)list[i].info.files,
+					"bytes", (json_int_t)list[i].info.bytes));
+	}
+	free(list);
+	*out = arr;
+	return 0;
+}
+
+int image_remove(struct hbd *d, const char *name)
+{
+	char tag[200], hex[OID_HEX_BYTES], user[SBX_NAME_MAX + 1];
+	struct repo *repo;
+	struct oid id;
+	int r;
+
+	if ((r = image_tag(name, tag, sizeof(tag))) < 0)
+		return r;
+	if ((r = open_repo(d, &repo)) < 0)
+		return r;
+	if ((r = repo_tag_get(repo, tag, &id)) < 0) {
+		r = hb_err(-ENOENT, "no image '%s'", name);
+		goto out;
+	}
+	oid_format(&id, hex);
+	r = registry_snapshot_user(d->reg, hex, NULL, user, sizeof(user));
+	if (r > 0)
+		r = hb_err(-EBUSY, "image '%s' is used by sandbox '%s'", name, user);
+	if (r < 0)
+		goto out;
+	if ((r = repo_snapshot_remove(repo, &id)) < 0)
+		goto out;
+out:
+	repo_close(repo);
+	return r;
+}
