@@ -891,6 +891,14 @@ static void test_adopt(void)
 	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
 }
 
+static int count_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
 static int rm_rf(const char *path)
 {
 	pid_t pid = fork();
@@ -938,6 +946,7 @@ int main(int argc, char **argv)
 		return 77;
 	}
 
+	int fds_before = count_fds();
 	test_positive();
 	test_spawn_errors();
 	test_escapes();
@@ -952,6 +961,11 @@ int main(int argc, char **argv)
 	test_threads();
 	test_timing();
 	test_adopt();
+	/* the library's own memfd stays (one per process); nothing else may */
+	int fds_after = count_fds();
+	CHECK(fds_after <= fds_before + 1);
+	if (fds_after > fds_before + 1)
+		fprintf(stderr, "  descriptors: %d before, %d after\n", fds_before, fds_after);
 
 	rm_rf(base_dir);
 	TEST_MAIN_END();
