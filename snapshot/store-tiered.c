@@ -1,7 +1,8 @@
 /* A local cache directory in front of a remote store (store_tiered_open).
  *
  * What is cached: whole objects (written through put, or read whole) and the
- * exact byte ranges read from objects (chunks inside packs), each as one file
+ * byte ranges read from objects (chunks inside packs; a read inside a cached
+ * range, e.g. one chunk of a coalesced read, is served from it), each as one file
  * under CACHE/objects/xx/<hash>, indexed in CACHE/index.sqlite with its size,
  * an XXH3-64 checksum and a last-access stamp.  Names under refs/ and locks/
  * change in place, so they are never cached: they always go to the remote.
@@ -13,9 +14,8 @@
  *
  * After a crash: cache files are written without fsync (the cache can always
  * be refetched), so a file may be torn.  Every entry is checked against its
- * checksum before it is served for the first time in a session (whole files
- * once per session, range files on every read, they are small); a mismatch
- * drops the entry and reads the remote.  An unreadable index is deleted with
+ * checksum before it is served for the first time in a session (and whenever
+ * it is read whole); a mismatch drops the entry and reads the remote.  An unreadable index is deleted with
  * all cache files.  Files no row points at (a crash between file and row)
  * are removed at open.
  *
@@ -144,9 +144,13 @@ static int db_open(struct tiered *t)
 		sqlite3_stmt **stmt;
 		const char *sql;
 	} prep[] = {
+		/* The whole object, else the smallest cached range holding the
+		 * wanted one (ranges are often read coalesced, then chunk by chunk);
+		 * "to the end" (?3 = -1) only matches a range cached as such. */
 		{ &t->q_lookup, "SELECT rowid, file, size, sum, whole, off, verified_gen FROM entries"
-				" WHERE name=?1 AND (whole=1 OR (off=?2 AND len=?3))"
-				" ORDER BY whole DESC LIMIT 1" },
+				" WHERE name=?1 AND (whole=1 OR (whole=0 AND ((?3=-1 AND off=?2 AND len=-1)"
+				" OR (?3<>-1 AND off<=?2 AND off+size>=?2+?3))))"
+				" ORDER BY whole DESC, size ASC LIMIT 1" },
 		{ &t->q_insert, "INSERT OR IGNORE INTO entries(name, whole, off, len, file, size,"
 				" sum, atime, verified_gen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)" },
 		{ &t->q_touch, "UPDATE entries SET atime=?2 WHERE rowid=?1" },
@@ -383,12 +387,35 @@ static void cache_insert(struct tiered *t, const char *name, int whole, uint64_t
 
 /* Serve [off, off+len) from the cache.  @return 1 served, 0 miss,
  * -EBADMSG for a range past the end of a cached whole object. */
+/* Stream the file through XXH3 and compare (no buffer the size of the file). */
+static int file_matches(int fd, uint64_t size, int64_t sum)
+{
+	XXH3_state_t st;
+	uint8_t *chunk = malloc(1 << 20);
+	uint64_t done = 0;
+	int ok = chunk != NULL;
+
+	XXH3_64bits_reset(&st);
+	while (ok && done < size) {
+		size_t n = size - done < (1 << 20) ? (size_t)(size - done) : (1 << 20);
+		ok = pread_exact(fd, chunk, n, (off_t)done) == 0;
+		XXH3_64bits_update(&st, chunk, n);
+		done += n;
+	}
+	free(chunk);
+	return ok && (int64_t)XXH3_64bits_digest(&st) == sum;
+}
+
+/* Serve [off, off+len) from the cache.  @return 1 served, 0 miss,
+ * -EBADMSG for a range past the end of a cached whole object, -ENOMEM/-EFBIG
+ * when out cannot hold the answer. */
 static int cache_read(struct tiered *t, const char *name, uint64_t off, uint64_t len,
 		      struct buf *out)
 {
 	struct entry e;
 	struct stat st;
-	int fd, r = 0, verify;
+	uint64_t base, n;
+	int fd = -1, r = 0, verify;
 
 	pthread_mutex_lock(&t->lock);
 	if (!lookup_locked(t, name, off, len, &e)) {
@@ -397,49 +424,38 @@ static int cache_read(struct tiered *t, const char *name, uint64_t off, uint64_t
 	}
 	pthread_mutex_unlock(&t->lock);
 
+	/* The entry holds the object's bytes [base, base + size). */
+	base = e.whole ? 0 : e.off;
+	if (e.whole && (off > e.size || (len != STORE_GET_ALL && len > e.size - off)))
+		return hb_err(-EBADMSG, "%s: %s is %" PRIu64 " bytes, range %" PRIu64 "+%" PRIu64
+				       " is past its end", store_location(t->remote), name, e.size,
+			      off, len);
+	if (off < base || off - base > e.size)
+		return 0; /* cannot happen with the lookup's conditions */
+	n = len == STORE_GET_ALL ? e.size - (off - base) : len;
+	if (n > e.size - (off - base))
+		return 0;
 	fd = openat(t->dirfd, e.file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != e.size)
 		goto torn;
-	if (e.whole) {
-		uint64_t n;
-		if (off > e.size || (len != STORE_GET_ALL && len > e.size - off)) {
-			close(fd);
-			return hb_err(-EBADMSG, "%s: %s is %" PRIu64 " bytes, range %" PRIu64 "+%" PRIu64
-					       " is past its end", store_location(t->remote), name,
-				      e.size, off, len);
-		}
-		n = len == STORE_GET_ALL ? e.size - off : len;
-		/* A whole file is checked once per session, on the first read. */
-		verify = e.verified_gen != t->generation || (off == 0 && n == e.size);
-		if (verify) {
-			out->len = 0;
-			if ((r = buf_reserve(out, e.size)) < 0 ||
-			    pread_exact(fd, out->data, e.size, 0) < 0)
-				goto torn;
-			out->len = e.size;
-			if (checksum(out->data, e.size) != e.sum)
-				goto torn;
-			memmove(out->data, out->data + off, n);
-			out->len = n;
-		} else {
-			out->len = 0;
-			if ((r = buf_reserve(out, n)) < 0 || pread_exact(fd, out->data, n, (off_t)off) < 0)
-				goto torn;
-			out->len = n;
-		}
-	} else {
-		out->len = 0;
-		if ((r = buf_reserve(out, e.size)) < 0 || pread_exact(fd, out->data, e.size, 0) < 0)
-			goto torn;
-		out->len = e.size;
-		if (checksum(out->data, e.size) != e.sum)
-			goto torn;
-		verify = 0;
+	/* Each file is checked against its checksum once per session (a torn
+	 * write can only come from an earlier one), and whenever it is read whole. */
+	verify = e.verified_gen != t->generation || n == e.size;
+	if (verify && !file_matches(fd, e.size, e.sum))
+		goto torn;
+	out->len = 0;
+	if ((r = buf_reserve(out, n)) < 0) {
+		close(fd);
+		return hb_err(r, "%s: %s: %" PRIu64 " bytes do not fit the read buffer",
+			      store_location(t->remote), name, n);
 	}
+	if (pread_exact(fd, out->data, n, (off_t)(off - base)) < 0)
+		goto torn;
+	out->len = n;
 	close(fd);
 	pthread_mutex_lock(&t->lock);
 	touch_locked(t, e.rowid);
-	if (e.whole && verify) {
+	if (verify && e.verified_gen != t->generation) {
 		sqlite3_bind_int64(t->q_verified, 1, e.rowid);
 		sqlite3_bind_int64(t->q_verified, 2, t->generation);
 		sqlite3_step(t->q_verified);
@@ -452,8 +468,6 @@ torn:
 	if (fd >= 0)
 		close(fd);
 	out->len = 0;
-	if (r == -ENOMEM || r == -EFBIG)
-		return r;
 	pthread_mutex_lock(&t->lock);
 	drop_locked(t, e.rowid, e.file, e.size);
 	pthread_mutex_unlock(&t->lock);

@@ -210,8 +210,35 @@ int main(void)
 	CHECK_OK(store_get(t, "packs/p2", 5000, 7001, &b)); /* another range: a miss */
 	CHECK(counter->gets == 2);
 	CHECK_ERR(store_get(t, "packs/missing", 0, 10, &b), -ENOENT);
+	CHECK(counter->gets == 3);
+	/* A read inside a cached range is served from it; one that sticks out is not. */
+	CHECK_OK(store_get(t, "packs/p2", 100000, 70000, &b)); /* a coalesced read */
+	CHECK(counter->gets == 4);
+	CHECK_OK(store_get(t, "packs/p2", 107000, 7000, &b));
+	CHECK(b.len == 7000 && !memcmp(b.data, pack + 107000, 7000));
+	CHECK_OK(store_get(t, "packs/p2", 100000, 1, &b));
+	CHECK(b.len == 1 && b.data[0] == pack[100000]);
+	CHECK_OK(store_get(t, "packs/p2", 169999, 1, &b));
+	CHECK(b.len == 1 && b.data[0] == pack[169999]);
+	CHECK(counter->gets == 4);
+	CHECK_OK(store_get(t, "packs/p2", 169999, 2, &b));
+	CHECK(b.len == 2 && !memcmp(b.data, pack + 169999, 2));
+	CHECK(counter->gets == 5);
+	/* A small read buffer is enough for a small read from a big cached file. */
+	struct buf small = { .max = 4096 };
+	CHECK_OK(store_get(t, "packs/p2", 100500, 4000, &small));
+	CHECK(small.len == 4000 && !memcmp(small.data, pack + 100500, 4000));
+	buf_free(&small);
+	g = counter->gets;
+	CHECK_OK(store_get(t, "packs/p2", 299990, STORE_GET_ALL, &b)); /* to the end */
+	CHECK_OK(store_get(t, "packs/p2", 299990, STORE_GET_ALL, &b));
+	CHECK(b.len == 10 && !memcmp(b.data, pack + 299990, 10) && counter->gets == g + 1);
 	/* And the whole object cached in the first session survived the reopen. */
 	g = counter->gets;
+	struct buf tiny = { .max = 100 };
+	CHECK_OK(store_get(t, "packs/p1", 5, 100, &tiny)); /* checked whole, served small */
+	CHECK(tiny.len == 100 && !memcmp(tiny.data, pack + 5, 100));
+	buf_free(&tiny);
 	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
 	CHECK(b.len == sizeof(pack) && !memcmp(b.data, pack, sizeof(pack)));
 	CHECK(counter->gets == g);
