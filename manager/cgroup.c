@@ -506,6 +506,22 @@ int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
 		      CGROUP_FREEZE_TIMEOUT_MS);
 }
 
+unsigned cgroup_oom_kills(struct sandbox_cgroup *cg)
+{
+	char v[1024];
+	if (!cg->dirs[CG_MEMORY])
+		return 0;
+	/* v1: memory.oom_control "oom_kill N" (kernel >= 4.13); v2: memory.events */
+	if (read_value(cg->dirs[CG_MEMORY], cg->v2 ? "memory.events" : "memory.oom_control", v,
+		       sizeof(v)) < 0)
+		return 0;
+	for (const char *p = v; (p = strstr(p, "oom_kill ")); p += 9) {
+		if (p == v || p[-1] == '\n')
+			return (unsigned)strtoul(p + 9, NULL, 10);
+	}
+	return 0;
+}
+
 void cgroup_forget(struct sandbox_cgroup *cg)
 {
 	if (!cg)

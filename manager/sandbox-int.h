@@ -136,6 +136,8 @@ int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sa
 int cgroup_open(struct sandbox_cgroup **out, const char *name);
 int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
 int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen);
+/* How many tasks the kernel's OOM killer killed in the memory group. */
+unsigned cgroup_oom_kills(struct sandbox_cgroup *cg);
 /* Free the handle, leave the groups. */
 void cgroup_forget(struct sandbox_cgroup *cg);
 /* frozen = 1 freezes and waits until frozen; 0 thaws. */

@@ -746,6 +746,8 @@ int sandbox_wait(struct sandbox *sb, int timeout_ms, struct sandbox_exit *ex)
 	int r = proc_wait(&sb->init, timeout_ms, what);
 	if (r < 0)
 		return r;
+	if (sb->cg)
+		sb->init.exit.oom_kills = cgroup_oom_kills(sb->cg);
 	if (ex)
 		*ex = sb->init.exit;
 	if (sb->cg) {

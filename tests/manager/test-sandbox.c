@@ -48,6 +48,7 @@ static char root_a[128], root_b[128];
 struct result {
 	int code;
 	int signal;
+	unsigned oom_kills;
 	char out[OUT_MAX_BYTES];
 };
 
@@ -176,6 +177,7 @@ static int run_spec(struct sandbox_spec *s, struct result *res)
 		return r;
 	res->code = ex.code;
 	res->signal = ex.signal;
+	res->oom_kills = ex.oom_kills;
 	return 0;
 }
 
@@ -235,7 +237,7 @@ static void test_positive(void)
 	CHECK(strstr(res.out, "uid=0 gid=0 euid=0 cwd=/bin host=box1 FOO=bar baz") != NULL);
 
 	CHECK_OK(run_probe(root_a, "exit", "42", &res));
-	CHECK(res.code == 42 && res.signal == 0);
+	CHECK(res.code == 42 && res.signal == 0 && res.oom_kills == 0);
 
 	if (busybox_path) {
 		const char *sh[] = { "sh", "-c", "echo hello from $(hostname); exit 7", NULL };
@@ -446,9 +448,10 @@ static void test_limits(void)
 	CHECK_OK(sandbox_spec_set_limits(s, &lim));
 	CHECK_OK(run_spec(s, &res));
 	sandbox_spec_free(s);
-	CHECK(res.signal == SIGKILL);
-	if (res.signal != SIGKILL)
-		fprintf(stderr, "  memhog: code %d signal %d: %s", res.code, res.signal, res.out);
+	CHECK(res.signal == SIGKILL && res.oom_kills >= 1);
+	if (res.signal != SIGKILL || res.oom_kills < 1)
+		fprintf(stderr, "  memhog: code %d signal %d oom_kills %u: %s", res.code, res.signal,
+			res.oom_kills, res.out);
 	/* and we are still here, with a sandbox that still works */
 	CHECK_OK(run_probe(root_a, "exit", "0", &res));
 	CHECK(res.code == 0);
