@@ -101,7 +101,8 @@ int s3_config_from_env(struct s3_config *cfg)
 	    (r = env_string("AWS_SESSION_TOKEN", cfg->session_token, sizeof(cfg->session_token))) < 0 ||
 	    (r = env_string("AWS_DEFAULT_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
 	    (r = env_string("AWS_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
-	    (r = env_string("AWS_ENDPOINT_URL", cfg->endpoint, sizeof(cfg->endpoint))) < 0)
+	    (r = env_string("AWS_ENDPOINT_URL", cfg->endpoint, sizeof(cfg->endpoint))) < 0 ||
+	    (r = env_string("AWS_CA_BUNDLE", cfg->ca_bundle, sizeof(cfg->ca_bundle))) < 0)
 		return r;
 	if (!cfg->access_key_id[0] || !cfg->secret_access_key[0])
 		return hb_err(-EINVAL, "S3 needs credentials: set AWS_ACCESS_KEY_ID and "
@@ -518,9 +519,12 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 			return hb_err(-EHOSTUNREACH, "s3 %s %s/%s: %s", rq->method, c->bucket, what,
 				      curlmsg);
 		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CACERT_BADFILE:
-			return hb_err(-EACCES, "s3 %s %s/%s: TLS certificate not trusted: %s",
+			return hb_err(-EACCES, "s3 %s %s/%s: the server's TLS certificate is not "
+					       "trusted (%s); AWS_CA_BUNDLE names extra CAs",
 				      rq->method, c->bucket, what, curlmsg);
+		case CURLE_SSL_CACERT_BADFILE:
+			return hb_err(-EINVAL, "s3: cannot use the CA bundle %s: %s",
+				      c->cfg.ca_bundle[0] ? c->cfg.ca_bundle : "(system)", curlmsg);
 		case CURLE_OUT_OF_MEMORY:
 			return -ENOMEM;
 		case CURLE_URL_MALFORMAT:
@@ -639,6 +643,8 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, stall_s + 10);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (c->cfg.ca_bundle[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->cfg.ca_bundle);
 	/* A server that ignores "Expect: 100-continue" costs at most this. */
 	curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);

@@ -53,6 +53,7 @@ struct s3_config {
 	 * "" means AWS itself: https://BUCKET.s3.REGION.amazonaws.com. */
 	char endpoint[512];
 	int path_style;          /* 1: ENDPOINT/BUCKET/KEY (set for custom endpoints) */
+	char ca_bundle[512];     /* AWS_CA_BUNDLE: PEM file of trusted CAs; "" = the system's */
 	unsigned parallelism;    /* HIBERBOX_S3_PARALLEL: transfers at once */
 	unsigned connect_timeout_ms; /* HIBERBOX_S3_CONNECT_TIMEOUT_MS */
 	/* HIBERBOX_S3_TIMEOUT_MS: a transfer that moves no byte for this long is
@@ -69,7 +70,7 @@ struct s3_config {
 };
 
 /* Fill cfg from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
- * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL, HIBERBOX_S3_PATH_STYLE
+ * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL, AWS_CA_BUNDLE, HIBERBOX_S3_PATH_STYLE
  * and the HIBERBOX_S3_* tunables above.
  * @return 0, or -EINVAL with a message (missing credentials, bad number). */
 int s3_config_from_env(struct s3_config *cfg);

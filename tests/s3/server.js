@@ -14,6 +14,7 @@
 //  - injects faults on demand (control endpoint below).
 //
 // Usage: node --openssl-legacy-provider server.js --dir DIR [--port N] [--bucket NAME ...]
+//            [--tls-key KEY.pem --tls-cert CERT.pem]   (HTTPS on the proxy port)
 // (s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3
 // only offers through its legacy provider.)
 // Prints "READY <proxy-port> <s3rver-port>" on stdout once both listen.
@@ -31,6 +32,7 @@
 'use strict';
 
 const http = require('http');
+const https = require('https');
 const crypto = require('crypto');
 const S3rver = require('s3rver');
 const { SignatureV4 } = require('@smithy/signature-v4');
@@ -280,7 +282,7 @@ async function main() {
     configureBuckets: buckets.map((name) => ({ name, configs: [] })),
   });
   const { port: s3port } = await s3.run();
-  const server = http.createServer((req, res) => {
+  const onRequest = (req, res) => {
     if (req.url.startsWith('/__control/')) return control(req, res);
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -290,7 +292,10 @@ async function main() {
         else res.destroy();
       });
     });
-  });
+  };
+  const server = arg('--tls-key')
+    ? https.createServer({ key: fs.readFileSync(arg('--tls-key')), cert: fs.readFileSync(arg('--tls-cert')) }, onRequest)
+    : http.createServer(onRequest);
   server.keepAliveTimeout = 30000;
   server.listen(+(arg('--port', 0)), '127.0.0.1', () => {
     fs.writeSync(1, 'READY ' + server.address().port + ' ' + s3port + '\n');
