@@ -131,7 +131,8 @@ else
 	expect_error "ambiguous prefix: restore" snapshot restore "$amb" "$T/r-amb" || true
 	[ ! -e "$T/r-amb" ] || bad "ambiguous restore created its target"
 	expect_error "ambiguous prefix: rm" snapshot rm "$amb" || true
-	list_ids | grep -q "$id" && list_ids | grep -q "$other" || bad "a refused ambiguous rm removed something"
+	ids=$(list_ids)
+	grep -q "$id" <<<"$ids" && grep -q "$other" <<<"$ids" || bad "a refused ambiguous rm removed something"
 	# one more digit (where they differ) is unique again
 	n=4
 	while [ "${id:0:$n}" = "${other:0:$n}" ]; do n=$((n + 1)); done

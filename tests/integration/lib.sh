@@ -179,16 +179,19 @@ show_json() {
 	printf '%s\n' "$out"
 }
 
-# Ids of all snapshots, from `snapshot list --json` (one per line).
+# Ids of all snapshots, from `snapshot list --json` (one per line).  The
+# JSON goes through a file: with hundreds of snapshots it is too long for argv.
 list_ids() {
-	local out
-	out=$(hb_ok snapshot list --json) || exit 1
+	local f
+	f=$(mktemp "$T/list.XXXXXX")
+	hb_ok snapshot list --json >"$f" || exit 1
 	python3 -c 'import json,sys
-v = json.loads(sys.argv[1])
+v = json.load(open(sys.argv[1]))
 if isinstance(v, dict):
     v = v.get("snapshots", [])
 for s in v:
-    print(s["id"])' "$out" || fail "snapshot list --json: unexpected output: $(head -c 500 <<<"$out")"
+    print(s["id"])' "$f" || fail "snapshot list --json: unexpected output: $(head -c 500 "$f")"
+	rm -f "$f"
 }
 
 # randfile PATH BYTES SEED: incompressible, deterministic data (AES-CTR of zeros).
