@@ -383,8 +383,14 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 
 	if (len > 5 && !memcmp(p, "HTTP/", 5)) {
 		/* A new response (after 100 Continue, or a retry): start over. */
+		/* (Header data is not NUL-terminated: parse within len.) */
 		const char *sp = memchr(p, ' ', len);
-		a->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		a->status = 0;
+		for (size_t i = sp ? (size_t)(sp + 1 - p) : len, k = 0; i < len && k < 3; i++, k++) {
+			if (p[i] < '0' || p[i] > '9')
+				break;
+			a->status = a->status * 10 + (p[i] - '0');
+		}
 		memset(&rq->info, 0, sizeof(rq->info));
 		rq->content_range_total = UINT64_MAX;
 		a->etag_not_md5 = 0;
