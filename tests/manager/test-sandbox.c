@@ -296,7 +296,9 @@ static void test_spawn_errors(void)
 	struct sandbox *sb = NULL;
 	const char *nope[] = { "/bin/nope", NULL };
 	struct sandbox_spec *s = new_spec(root_a, nope);
-	CHECK_OK(sandbox_spec_set_name(s, "hbtest-exec-fail"));
+	char name[64]; /* unique: other builds may run this test at the same time */
+	snprintf(name, sizeof(name), "hbtest-exec-fail-%d", (int)getpid());
+	CHECK_OK(sandbox_spec_set_name(s, name));
 	CHECK_ERR(sandbox_spawn(s, &sb), -ENOENT);
 	CHECK(strstr(hb_errmsg(-ENOENT), "exec /bin/nope") != NULL);
 	/* nothing left behind: the same cgroup name is free again */
@@ -833,6 +835,9 @@ static void test_timing(void)
 static void test_adopt(void)
 {
 	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+	char name[64], other[64];
+	snprintf(name, sizeof(name), "hbtest-adopt-%d", (int)getpid());
+	snprintf(other, sizeof(other), "hbtest-other-%d", (int)getpid());
 	int p[2];
 	CHECK(pipe2(p, O_CLOEXEC) == 0);
 	pid_t old_daemon = fork();
@@ -843,7 +848,7 @@ static void test_adopt(void)
 		int32_t pid = -1;
 		if (s && sandbox_spec_set_init_only(s, 1) == 0 &&
 		    sandbox_spec_set_die_with_parent(s, 0) == 0 &&
-		    sandbox_spec_set_name(s, "hbtest-adopt") == 0 && sandbox_spawn(s, &sb) == 0)
+		    sandbox_spec_set_name(s, name) == 0 && sandbox_spawn(s, &sb) == 0)
 			pid = sandbox_pid(sb);
 		if (write(p[1], &pid, sizeof(pid)) != sizeof(pid))
 			_exit(1);
@@ -858,10 +863,10 @@ static void test_adopt(void)
 		return;
 
 	struct sandbox *sb = NULL;
-	CHECK_ERR(sandbox_adopt("hbtest-other", pid, &sb), -ESRCH);
-	CHECK_ERR(sandbox_adopt("hbtest-adopt", getpid(), &sb), -ESRCH);
+	CHECK_ERR(sandbox_adopt(other, pid, &sb), -ESRCH);
+	CHECK_ERR(sandbox_adopt(name, getpid(), &sb), -ESRCH);
 	CHECK_ERR(sandbox_adopt("../x", pid, &sb), -EINVAL);
-	CHECK_OK(sandbox_adopt("hbtest-adopt", pid, &sb));
+	CHECK_OK(sandbox_adopt(name, pid, &sb));
 	if (!sb)
 		return;
 	struct result res;
@@ -872,7 +877,7 @@ static void test_adopt(void)
 	/* a handle let go and taken again sees the frozen state */
 	sandbox_release(sb);
 	sb = NULL;
-	CHECK_OK(sandbox_adopt("hbtest-adopt", pid, &sb));
+	CHECK_OK(sandbox_adopt(name, pid, &sb));
 	if (!sb)
 		return;
 	struct sandbox_proc *proc = NULL;
@@ -890,7 +895,7 @@ static void test_adopt(void)
 	if (ex.code != 128 + SIGTERM)
 		fprintf(stderr, "  adopted: code %d signal %d\n", ex.code, ex.signal);
 	sandbox_free(sb);
-	CHECK_ERR(sandbox_adopt("hbtest-adopt", pid, &sb), -ESRCH);
+	CHECK_ERR(sandbox_adopt(name, pid, &sb), -ESRCH);
 	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
 }
 
