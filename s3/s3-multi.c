@@ -211,6 +211,21 @@ static int complete_upload(struct multipart *m, int flags, const char *if_match,
 	rq.body = body.data;
 	rq.body_len = body.len;
 	r = s3_request_run(m->c, &rq);
+	if (r == -ENOENT) {
+		/* NoSuchUpload after a retry: the first completion went through but
+		 * its answer was lost.  The object says whether that is so. */
+		struct s3_object_info info;
+		char saved[S3_MSG_BYTES];
+		hb_err_save(saved, sizeof(saved));
+		if (s3_head(m->c, m->key, &info) == 0 && info.size == m->len) {
+			if (etag_out)
+				snprintf(etag_out, S3_ETAG_MAX, "%s", info.etag);
+			buf_free(&body);
+			buf_free(&reply);
+			return 0;
+		}
+		r = hb_err(-EIO, "%s", saved);
+	}
 	if (r == 0 && !memmem(reply.data, reply.len, "CompleteMultipartUploadResult", 29))
 		r = hb_err(-EBADMSG, "s3: completing the upload of %s: unexpected reply", m->key);
 	if (r == 0 && etag_out) {

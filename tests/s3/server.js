@@ -50,6 +50,7 @@ const buckets = [];
 process.argv.forEach((a, i) => { if (a === '--bucket') buckets.push(process.argv[i + 1]); });
 
 let faults = [];
+const completedUploads = new Set();
 let stats = newStats();
 function newStats() {
   return { requests: 0, byMethod: {}, sigFailures: 0, shaFailures: 0, preconditionFailures: 0,
@@ -205,6 +206,10 @@ async function handle(s3port, req, res, body) {
   }
 
   const isComplete = req.method === 'POST' && /[?&]uploadId=/.test(req.url);
+  const uploadId = isComplete ? parseQuery(req.url.split('?')[1]).uploadId : null;
+  // S3 answers 404 NoSuchUpload for an upload already completed (s3rver: 500).
+  if (isComplete && completedUploads.has(uploadId))
+    return sendError(res, 404, 'NoSuchUpload', 'The specified upload does not exist.');
   const isPut = req.method === 'PUT' && !/[?&]partNumber=/.test(req.url);
   let up;
   if (isPut || isComplete) {
@@ -218,6 +223,7 @@ async function handle(s3port, req, res, body) {
       return sendError(res, ...r.pre);
     }
     up = r.up;
+    if (isComplete && up.status === 200 && !up.body.includes('<Error>')) completedUploads.add(uploadId);
   } else {
     up = await upstream(s3port, req.method, req.url, req.headers, body);
   }

@@ -519,6 +519,17 @@ static void test_multipart(void)
 	CHECK_OK(s3_get(c, "big/one", 0, 16, &b, NULL));
 	CHECK(b.len == 16 && !memcmp(b.data, data, 16));
 
+	/* The completion goes through but its answer is lost: the retry finds
+	 * no upload any more, and the object itself shows the write succeeded. */
+	data[1] ^= 1;
+	control("fault?kind=reset&count=1&method=POST&match=uploadId", NULL);
+	CHECK_OK(s3_put(c, "big/one", data, len, 0, NULL, NULL));
+	CHECK(stat_field("reset") == 1);
+	CHECK_OK(s3_get(c, "big/one", 0, S3_GET_ALL, &b, NULL));
+	CHECK(b.len == len && !memcmp(b.data, data, len));
+	data[1] ^= 1;
+	CHECK_OK(s3_put(c, "big/one", data, len, 0, NULL, NULL));
+
 	/* Parts fail for good: an error, and the object keeps its old content. */
 	data[0] ^= 1;
 	fault("error500", 100, "PUT");
