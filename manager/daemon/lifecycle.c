@@ -172,6 +172,13 @@ static int mount_alive(const char *mnt)
 	return alive;
 }
 
+/* The sandbox's cgroup name: stable across daemon restarts (adoption finds
+ * it again) and unique among live sandboxes (so is the id range). */
+static void cgroup_name_of(const struct sbx *s, char *out, size_t size)
+{
+	snprintf(out, size, "hbd-%u", s->rec.id_base);
+}
+
 static int save(struct hbd *d, struct sbx *s)
 {
 	return registry_update(d->reg, &s->rec);
@@ -198,7 +205,7 @@ static void stop_all(struct sbx *s, const char *root)
 	sandbox_free(s->sb);
 	s->sb = NULL;
 	free_detached(s);
-	if (hbfs_umount(root) < 0) {
+	if (s->rec.lower[0] && hbfs_umount(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 		hb_err_clear();
 	}
@@ -239,6 +246,8 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		.pids = s->rec.pids,
 		.cpu_millis = s->rec.cpu_millis,
 	};
+	char cgname[32];
+	cgroup_name_of(s, cgname, sizeof(cgname));
 	snprintf(host, sizeof(host), "%s", s->rec.name);
 	for (char *c = host; *c; c++)
 		if (*c == '_' || *c == '.')
@@ -249,6 +258,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sandbox_spec_set_network(spec, s->rec.network)) < 0 ||
 	    (r = sandbox_spec_set_limits(spec, &lim)) < 0 ||
 	    (r = sandbox_spec_set_hostname(spec, host)) < 0 ||
+	    (r = sandbox_spec_set_name(spec, cgname)) < 0 ||
 	    (r = sandbox_spawn(spec, &s->sb)) < 0) {
 		sandbox_spec_free(spec);
 		hbfs_umount(root);
@@ -432,7 +442,7 @@ static struct sbx *sbx_new(const struct sbx_record *rec)
 		return NULL;
 	}
 	pthread_mutex_init(&s->lock, NULL);
-	s->refs = 1;
+	s->refs = 2; /* the list's and the caller's */
 	s->last_activity_ns = now_ns();
 	return s;
 }
@@ -459,7 +469,9 @@ static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out
 		hbd_put(d, s);
 		return r;
 	}
-	if ((r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir))) < 0 ||
+	if ((r = sbx_state_dir(d, rec->name, NULL, dir, sizeof(dir))) < 0 ||
+	    (r = mkdir_p(AT_FDCWD, dir, 0755)) < 0 ||
+	    (r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir))) < 0 ||
 	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0) {
 		registry_delete(d->reg, rec->name);
 		hbd_unlist(d, s);
@@ -587,14 +599,16 @@ out:
 	return r;
 }
 
-/* The previous daemon died with s running.  Its init cannot be taken over
- * (the isolation library has no handle for a foreign init), so the sandbox
- * is stopped and its writes committed: it sleeps, and wakes on the next exec
- * with its whole disk. */
+/* The previous daemon died with s running.  If its mount and its init
+ * are both alive the sandbox is taken over as it is (processes and all).
+ * Otherwise what is left is stopped and the writes committed: it sleeps, and
+ * wakes on the next exec with its whole disk. */
 int sbx_recover(struct hbd *d, struct sbx *s)
 {
-	char root[4200], upper[4200], meta[4300], tag[128];
+	char root[4200], upper[4200], meta[4300], tag[128], cgname[32];
+	struct sandbox *sb = NULL;
 	struct oid id;
+	bool alive;
 	int r = -ENOENT;
 
 	pthread_mutex_lock(&s->lock);
@@ -602,10 +616,26 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
 	snprintf(meta, sizeof(meta), "%s/meta", upper);
 	tag_of(s->rec.name, tag, sizeof(tag));
+	cgroup_name_of(s, cgname, sizeof(cgname));
+	alive = mount_alive(root);
 	if (s->rec.init_pid > 0 && s->rec.init_start &&
-	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start)
+	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start &&
+	    sandbox_adopt(cgname, (pid_t)s->rec.init_pid, &sb) == 0) {
+		if (alive) {
+			s->sb = sb;
+			s->last_activity_ns = now_ns();
+			fprintf(stderr, "hiberboxd: %s: re-adopted (init pid %lld)\n", s->rec.name,
+				(long long)s->rec.init_pid);
+			pthread_mutex_unlock(&s->lock);
+			return 0;
+		}
+		sandbox_free(sb); /* kills it and removes its cgroups */
+	} else if (s->rec.init_pid > 0 && s->rec.init_start &&
+		   proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start) {
 		kill((pid_t)s->rec.init_pid, SIGKILL);
-	if (mount_alive(root)) {
+	}
+	hb_err_clear();
+	if (alive) {
 		r = hbfs_commit(root, tag, &id);
 	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
 		/* The fs process died too: its upper replays on a new mount. */

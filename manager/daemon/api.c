@@ -1,0 +1,1305 @@
+/* hiberboxd: the daemon's main loop, the list of sandboxes, the idle
+ * sleeper and the HTTP/1.1 + JSON API (libmicrohttpd on a unix socket,
+ * one thread per connection so that an exec can stream for as long as its
+ * command runs).  Endpoints and the exec stream framing: docs/api.md. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "manager/daemon/daemon-int.h"
+#include "manager/sandbox.h"
+#include "snapshot/snapshot.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define API_JSON_MAX_BYTES (1u << 20)
+#define API_UPLOAD_MAX_BYTES (64u << 20)
+#define API_EXEC_ARGS_MAX 1024
+#define API_READ_CHUNK_BYTES 65536
+#define API_POLL_MS 200
+#define IDLE_TICK_MS 500
+#define PASSWD_MAX_BYTES (1u << 20)
+
+/* The list. */
+
+struct sbx *hbd_get(struct hbd *d, const char *name)
+{
+	struct sbx *found = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->count; i++)
+		if (strcmp(d->list[i]->rec.name, name) == 0) {
+			found = d->list[i];
+			found->refs++;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+	if (!found)
+		hb_err(-ENOENT, "no sandbox named '%.64s'", name);
+	return found;
+}
+
+void hbd_put(struct hbd *d, struct sbx *s)
+{
+	int last;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&d->lock);
+	last = --s->refs == 0;
+	pthread_mutex_unlock(&d->lock);
+	if (last) {
+		sandbox_free(s->sb);
+		while (s->detached) {
+			struct sbx_detached *x = s->detached;
+			s->detached = x->next;
+			sandbox_proc_free(x->proc);
+			free(x);
+		}
+		sbx_record_clear(&s->rec);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+	}
+}
+
+static bool id_base_used(struct hbd *d, uint32_t base)
+{
+	for (size_t i = 0; i < d->count; i++)
+		if (d->list[i]->rec.id_base == base)
+			return true;
+	return false;
+}
+
+uint32_t hbd_free_id_base(struct hbd *d)
+{
+	for (uint32_t slot = 0; slot < SBX_SLOTS_MAX; slot++) {
+		uint32_t base = SBX_ID_BASE_FIRST + slot * SBX_ID_RANGE;
+		if (!id_base_used(d, base))
+			return base;
+	}
+	return 0;
+}
+
+int hbd_add(struct hbd *d, struct sbx *s)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->count; i++)
+		if (strcmp(d->list[i]->rec.name, s->rec.name) == 0)
+			r = hb_err(-EEXIST, "a sandbox named '%s' exists already", s->rec.name);
+	if (r == 0 && s->rec.id_base == 0 && !(s->rec.id_base = hbd_free_id_base(d)))
+		r = hb_err(-ENOSPC, "no free id range for another sandbox");
+	if (r == 0 && d->count == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		void *p = realloc(d->list, cap * sizeof(*d->list));
+		if (!p)
+			r = hb_err(-ENOMEM, "out of memory");
+		else {
+			d->list = p;
+			d->cap = cap;
+		}
+	}
+	if (r == 0)
+		d->list[d->count++] = s;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* Drop the list's reference (the caller still holds its own). */
+void hbd_unlist(struct hbd *d, struct sbx *s)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->count; i++)
+		if (d->list[i] == s) {
+			d->list[i] = d->list[--d->count];
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock);
+	if (found)
+		hbd_put(d, s);
+}
+
+/* A referenced copy of the list, sorted by name. */
+static int cmp_sbx(const void *a, const void *b)
+{
+	return strcmp((*(struct sbx *const *)a)->rec.name, (*(struct sbx *const *)b)->rec.name);
+}
+
+static struct sbx **hbd_all(struct hbd *d, size_t *n)
+{
+	struct sbx **all;
+
+	pthread_mutex_lock(&d->lock);
+	all = calloc(d->count + 1, sizeof(*all));
+	*n = 0;
+	if (all)
+		for (size_t i = 0; i < d->count; i++) {
+			all[(*n)++] = d->list[i];
+			d->list[i]->refs++;
+		}
+	pthread_mutex_unlock(&d->lock);
+	if (all)
+		qsort(all, *n, sizeof(*all), cmp_sbx);
+	return all;
+}
+
+static void hbd_put_all(struct hbd *d, struct sbx **all, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hbd_put(d, all[i]);
+	free(all);
+}
+
+json_t *sbx_to_json(struct sbx *s)
+{
+	const struct sbx_record *r = &s->rec;
+	json_t *env = json_loads(r->env_json ? r->env_json : "[]", 0, NULL);
+	json_t *procs = json_array();
+
+	for (struct sbx_detached *x = s->detached; x; x = x->next)
+		json_array_append_new(procs, json_integer(x->pid));
+	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:f}, s:s, s:o,"
+			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+			 "name", r->name, "image", r->image, "base", r->base,
+			 "latest", r->latest[0] ? r->latest : r->base,
+			 "mounted", r->lower[0] ? r->lower : NULL,
+			 "state", r->state == SBX_RUNNING ? "running" : "sleeping",
+			 "limits", "memory_bytes", (json_int_t)r->memory_bytes,
+			 "pids", (json_int_t)r->pids, "cpus", r->cpu_millis / 1000.0,
+			 "network", r->network ? "host" : "none",
+			 "env", env ? env : json_array(),
+			 "idle_timeout_s", (json_int_t)r->idle_timeout_s,
+			 "id_base", (json_int_t)r->id_base,
+			 "init_pid", (json_int_t)(s->sb ? sandbox_pid(s->sb) : 0),
+			 "created", (json_int_t)r->created, "slept_at", (json_int_t)r->slept_at,
+			 "woken_at", (json_int_t)r->woken_at,
+			 "sleep_ms", (json_int_t)r->last_sleep_ms,
+			 "wake_ms", (json_int_t)r->last_wake_ms,
+			 "detached_pids", procs);
+}
+
+/* Idle sleeper: a running sandbox with no exec, no detached process and no
+ * process besides init for idle_timeout_s goes to sleep. */
+static void *idle_main(void *arg)
+{
+	struct hbd *d = arg;
+
+	while (!d->stopping) {
+		struct timespec ts = { 0, IDLE_TICK_MS * 1000000L };
+		size_t n;
+		struct sbx **all;
+
+		nanosleep(&ts, NULL);
+		if (!(all = hbd_all(d, &n)))
+			continue;
+		for (size_t i = 0; i < n && !d->stopping; i++) {
+			struct sbx *s = all[i];
+
+			if (pthread_mutex_trylock(&s->lock) != 0)
+				continue;
+			int busy = sbx_reap_locked(s);
+			if (s->sb && !s->removed && s->rec.idle_timeout_s) {
+				busy += s->active_execs + sbx_process_count_locked(s);
+				if (busy)
+					s->last_activity_ns = now_ns();
+				else if (now_ns() - s->last_activity_ns >=
+					 s->rec.idle_timeout_s * 1000000000ull) {
+					uint64_t ms;
+					int r = sbx_sleep_locked(d, s, &ms, NULL);
+					if (r < 0)
+						fprintf(stderr, "hiberboxd: idle sleep %s: %s\n",
+							s->rec.name, hb_errmsg(r));
+					else
+						fprintf(stderr, "hiberboxd: %s idle: asleep in %llu ms\n",
+							s->rec.name, (unsigned long long)ms);
+					hb_err_clear();
+				}
+			}
+			pthread_mutex_unlock(&s->lock);
+		}
+		hbd_put_all(d, all, n);
+	}
+	return NULL;
+}
+
+/* HTTP plumbing. */
+
+struct request {
+	struct buf body;
+	bool too_big;
+	bool started;
+};
+
+static int status_of(int r)
+{
+	switch (-r) {
+	case ENOENT: case ESRCH: return MHD_HTTP_NOT_FOUND;
+	case EEXIST: case EBUSY: return MHD_HTTP_CONFLICT;
+	case EINVAL: case ENAMETOOLONG: case E2BIG: case EISDIR: case ENOTDIR:
+		return MHD_HTTP_BAD_REQUEST;
+	case EACCES: case EPERM: return MHD_HTTP_FORBIDDEN;
+	case EFBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
+	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	json_decref(j);
+	if (!s)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result reply_err(struct MHD_Connection *c, int r)
+{
+	const char *msg = hb_errmsg(r);
+	json_t *j = json_pack("{s:s, s:i}", "error", msg, "errno", -r);
+
+	hb_err_clear();
+	return reply_json(c, status_of(r), j);
+}
+
+static enum MHD_Result reply_ok(struct MHD_Connection *c, json_t *j, int r)
+{
+	if (r < 0) {
+		json_decref(j);
+		return reply_err(c, r);
+	}
+	return reply_json(c, MHD_HTTP_OK, j ? j : json_object());
+}
+
+static const char *arg(struct MHD_Connection *c, const char *key)
+{
+	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static json_t *body_json(struct request *rq, int *r)
+{
+	json_error_t e;
+	json_t *j;
+
+	if (rq->body.len == 0)
+		return json_object();
+	j = json_loadb((const char *)rq->body.data, rq->body.len, 0, &e);
+	if (!j || !json_is_object(j)) {
+		json_decref(j);
+		*r = hb_err(-EINVAL, "request body: %s", j ? "not a JSON object" : e.text);
+		return NULL;
+	}
+	return j;
+}
+
+/* "5m", "30s", "2h", "90" (seconds), "0" (never). */
+static int parse_duration(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return hb_err(-EINVAL, "empty duration");
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return hb_err(-EINVAL, "bad duration '%.32s'", s);
+	uint64_t mul = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 :
+		!strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+	if (!mul || v > UINT32_MAX)
+		return hb_err(-EINVAL, "bad duration '%.32s' (use 30s, 5m, 2h)", s);
+	*out = v * mul;
+	return 0;
+}
+
+/* POST /sandboxes */
+static int do_create(struct hbd *d, json_t *req, json_t **out)
+{
+	struct sbx_record rec = { 0 };
+	json_t *v, *env;
+	struct sbx *s = NULL;
+	int r = 0;
+
+	const char *name = json_string_value(json_object_get(req, "name"));
+	const char *image = json_string_value(json_object_get(req, "image"));
+	if (!name || !image)
+		return hb_err(-EINVAL, "create needs \"name\" and \"image\"");
+	snprintf(rec.name, sizeof(rec.name), "%s", name);
+	if (strlen(name) > SBX_NAME_MAX)
+		return sbx_name_valid(name);
+	snprintf(rec.image, sizeof(rec.image), "%s", image);
+	if ((v = json_object_get(req, "memory_bytes")) && json_integer_value(v) > 0)
+		rec.memory_bytes = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(req, "pids")) && json_integer_value(v) > 0)
+		rec.pids = (uint32_t)json_integer_value(v);
+	if ((v = json_object_get(req, "cpus"))) {
+		double c = json_number_value(v);
+		if (c < 0 || c > 1024)
+			return hb_err(-EINVAL, "cpus must be between 0 and 1024");
+		rec.cpu_millis = (uint32_t)(c * 1000 + 0.5);
+	}
+	if ((v = json_object_get(req, "network"))) {
+		const char *n = json_string_value(v);
+		if (!n || (strcmp(n, "none") && strcmp(n, "host")))
+			return hb_err(-EINVAL, "network must be \"none\" or \"host\"");
+		rec.network = strcmp(n, "host") == 0;
+	}
+	if ((v = json_object_get(req, "idle_timeout"))) {
+		if (json_is_integer(v) && json_integer_value(v) >= 0)
+			rec.idle_timeout_s = (uint64_t)json_integer_value(v);
+		else if ((r = parse_duration(json_string_value(v), &rec.idle_timeout_s)) < 0)
+			return r;
+	}
+	env = json_object_get(req, "env");
+	if (env && !json_is_array(env))
+		return hb_err(-EINVAL, "env must be an array of \"K=V\" strings");
+	for (size_t i = 0; env && i < json_array_size(env); i++) {
+		const char *kv = json_string_value(json_array_get(env, i));
+		if (!kv || !strchr(kv, '=') || kv[0] == '=' || i >= SBX_ENV_MAX)
+			return hb_err(-EINVAL, "env entries are \"K=V\" (at most %d)", SBX_ENV_MAX);
+	}
+	rec.env_json = env ? json_dumps(env, JSON_COMPACT) : strdup("[]");
+	if (!rec.env_json)
+		return hb_err(-ENOMEM, "out of memory");
+	uint64_t t0 = now_ns();
+	r = sbx_create(d, &rec, true, &s);
+	sbx_record_clear(&rec);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	*out = sbx_to_json(s);
+	json_object_set_new(*out, "create_ms", json_integer((json_int_t)((now_ns() - t0) / 1000000)));
+	pthread_mutex_unlock(&s->lock);
+	hbd_put(d, s);
+	return 0;
+}
+
+/* Exec stream. */
+
+struct exec_stream {
+	struct hbd *d;
+	struct sbx *s;
+	struct sandbox_proc *proc;
+	int out_fd, err_fd;
+	uint64_t deadline_ns; /* 0: none */
+	bool timed_out, done, exited;
+	struct sandbox_exit ex;
+	struct buf pending;
+	size_t pending_off;
+};
+
+static int frame(struct buf *b, int type, const void *data, size_t len)
+{
+	uint8_t h[HBD_FRAME_HEADER_BYTES] = { (uint8_t)type, 0, 0, 0, (uint8_t)(len >> 24),
+					      (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+					      (uint8_t)len };
+	int r = buf_append(b, h, sizeof(h));
+	return r < 0 ? r : buf_append(b, data, len);
+}
+
+static void exec_finish(struct exec_stream *x)
+{
+	json_t *j = json_pack("{s:i, s:i, s:b}", "exit_code", x->ex.code, "signal", x->ex.signal,
+			      "timed_out", x->timed_out);
+	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+
+	if (s)
+		frame(&x->pending, HBD_FRAME_EXIT, s, strlen(s));
+	free(s);
+	json_decref(j);
+	x->done = true;
+}
+
+/* Read what one pipe has; 0 at its end. */
+static ssize_t drain_one(struct exec_stream *x, int *fd, int type, size_t room)
+{
+	uint8_t data[API_READ_CHUNK_BYTES];
+	size_t want = room < sizeof(data) ? room : sizeof(data);
+	ssize_t n;
+
+	if (*fd < 0 || want == 0)
+		return 0;
+	n = read(*fd, data, want);
+	if (n > 0) {
+		frame(&x->pending, type, data, (size_t)n);
+		return n;
+	}
+	if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		close(*fd);
+		*fd = -1;
+	}
+	return n < 0 ? -1 : 0;
+}
+
+static void exec_step(struct exec_stream *x, size_t room)
+{
+	struct pollfd p[2] = { { x->out_fd, POLLIN, 0 }, { x->err_fd, POLLIN, 0 } };
+	int timeout = API_POLL_MS;
+
+	if (room <= HBD_FRAME_HEADER_BYTES)
+		room = HBD_FRAME_HEADER_BYTES + 1;
+	room -= HBD_FRAME_HEADER_BYTES;
+	if (x->out_fd < 0 && x->err_fd < 0) {
+		/* Both pipes closed: the command's end is its exit. */
+		int r = sandbox_proc_wait(x->proc, -1, &x->ex);
+		if (r < 0) {
+			x->ex.code = -1;
+			x->ex.signal = SIGKILL;
+		}
+		hb_err_clear();
+		exec_finish(x);
+		return;
+	}
+	if (x->deadline_ns) {
+		uint64_t now = now_ns();
+		if (now >= x->deadline_ns) {
+			if (!x->timed_out)
+				sandbox_proc_kill(x->proc, SIGKILL);
+			x->timed_out = true;
+		} else if ((x->deadline_ns - now) / 1000000 < (uint64_t)timeout) {
+			timeout = (int)((x->deadline_ns - now) / 1000000) + 1;
+		}
+	}
+	int n = poll(p, 2, timeout);
+	if (n > 0) {
+		if (p[0].revents)
+			drain_one(x, &x->out_fd, HBD_FRAME_STDOUT, room);
+		if (p[1].revents && x->pending.len == 0)
+			drain_one(x, &x->err_fd, HBD_FRAME_STDERR, room);
+		return;
+	}
+	/* Quiet pipes: the command may have ended while its children hold
+	 * them open (a background job); its exit ends the stream. */
+	if (sandbox_proc_wait(x->proc, 0, &x->ex) == 0) {
+		while (x->out_fd >= 0 && drain_one(x, &x->out_fd, HBD_FRAME_STDOUT, room) > 0 &&
+		       x->pending.len < room)
+			;
+		if (x->out_fd >= 0)
+			close(x->out_fd);
+		if (x->err_fd >= 0)
+			close(x->err_fd);
+		x->out_fd = x->err_fd = -1;
+		exec_finish(x);
+	}
+	hb_err_clear();
+}
+
+static ssize_t exec_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct exec_stream *x = cls;
+
+	for (;;) {
+		if (x->pending_off < x->pending.len) {
+			size_t n = x->pending.len - x->pending_off;
+			if (n > max)
+				n = max;
+			memcpy(out, x->pending.data + x->pending_off, n);
+			x->pending_off += n;
+			if (x->pending_off == x->pending.len) {
+				x->pending.len = 0;
+				x->pending_off = 0;
+			}
+			return (ssize_t)n;
+		}
+		if (x->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		exec_step(x, max);
+	}
+}
+
+static void exec_free(void *cls)
+{
+	struct exec_stream *x = cls;
+
+	if (!x->done && x->proc)
+		sandbox_proc_kill(x->proc, SIGKILL);
+	sandbox_proc_free(x->proc);
+	if (x->out_fd >= 0)
+		close(x->out_fd);
+	if (x->err_fd >= 0)
+		close(x->err_fd);
+	buf_free(&x->pending);
+	pthread_mutex_lock(&x->s->lock);
+	x->s->active_execs--;
+	x->s->last_activity_ns = now_ns();
+	pthread_mutex_unlock(&x->s->lock);
+	hbd_put(x->d, x->s);
+	free(x);
+}
+
+struct exec_args {
+	const char *argv[API_EXEC_ARGS_MAX + 1];
+	const char *env[API_EXEC_ARGS_MAX + 1];
+	size_t argc, envc;
+	bool overflow;
+};
+
+static enum MHD_Result collect_args(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct exec_args *a = cls;
+
+	if (!strcmp(key, "arg")) {
+		if (a->argc < API_EXEC_ARGS_MAX)
+			a->argv[a->argc++] = value ? value : "";
+		else
+			a->overflow = true;
+	} else if (!strcmp(key, "env")) {
+		if (a->envc < API_EXEC_ARGS_MAX && value && strchr(value, '='))
+			a->env[a->envc++] = value;
+		else
+			a->overflow = true;
+	}
+	return MHD_YES;
+}
+
+/* --user: "uid[:gid]" or a name from the sandbox's /etc/passwd. */
+static int resolve_user(struct hbd *d, struct sbx *s, const char *user, uint32_t *uid,
+			uint32_t *gid)
+{
+	char *end;
+	unsigned long u, g;
+
+	*uid = *gid = 0;
+	if (!user || !*user)
+		return 0;
+	u = strtoul(user, &end, 10);
+	if (end != user && (*end == 0 || *end == ':')) {
+		g = u;
+		if (*end == ':') {
+			const char *gs = end + 1;
+			g = strtoul(gs, &end, 10);
+			if (end == gs || *end)
+				return hb_err(-EINVAL, "bad user '%.64s' (uid[:gid] or a name)", user);
+		}
+		if (u >= SBX_ID_RANGE || g >= SBX_ID_RANGE)
+			return hb_err(-EINVAL, "user ids must be below %u", SBX_ID_RANGE);
+		*uid = (uint32_t)u;
+		*gid = (uint32_t)g;
+		return 0;
+	}
+	int fd = sbx_open_inside(d, s, "/etc/passwd", O_RDONLY, 0);
+	struct buf b = { .max = PASSWD_MAX_BYTES };
+	int r;
+
+	if (fd < 0)
+		return hb_err_ctx(fd, "user %.64s", user);
+	r = read_file(fd, "", PASSWD_MAX_BYTES, &b);
+	if (r < 0) {
+		/* read_file wants a path: read through /proc/self/fd */
+		char p[64];
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		r = read_file(AT_FDCWD, p, PASSWD_MAX_BYTES, &b);
+	}
+	close(fd);
+	if (r < 0)
+		return hb_err(r, "reading /etc/passwd of %s", s->rec.name);
+	r = hb_err(-ENOENT, "no user '%.64s' in %s's /etc/passwd", user, s->rec.name);
+	size_t ulen = strlen(user);
+	for (size_t i = 0; i < b.len;) {
+		const char *line = (const char *)b.data + i;
+		const char *nl = memchr(line, '\n', b.len - i);
+		size_t len = nl ? (size_t)(nl - line) : b.len - i;
+		i += len + 1;
+		if (len > ulen + 1 && !memcmp(line, user, ulen) && line[ulen] == ':') {
+			char tmp[512];
+			snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 511 ? len : 511), line);
+			char *f[4] = { 0 }, *sv = NULL, *t = tmp;
+			for (int k = 0; k < 4 && (f[k] = strtok_r(t, ":", &sv)); k++)
+				t = NULL;
+			if (f[2] && f[3]) {
+				u = strtoul(f[2], NULL, 10);
+				g = strtoul(f[3], NULL, 10);
+				if (u < SBX_ID_RANGE && g < SBX_ID_RANGE) {
+					*uid = (uint32_t)u;
+					*gid = (uint32_t)g;
+					hb_err_clear();
+					r = 0;
+				}
+			}
+			break;
+		}
+	}
+	buf_free(&b);
+	return r;
+}
+
+static int stdin_fd_from(struct request *rq)
+{
+	int fd;
+
+	if (rq->body.len == 0)
+		return open("/dev/null", O_RDONLY | O_CLOEXEC);
+	fd = memfd_create("hiberbox-stdin", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write_all(fd, rq->body.data, rq->body.len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		close(fd);
+		return -EIO;
+	}
+	return fd;
+}
+
+static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
+			       struct request *rq)
+{
+	struct exec_args *a = calloc(1, sizeof(*a));
+	struct sbx_exec_req req = { .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
+	const char *t = arg(c, "timeout"), *detach = arg(c, "detach");
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, r;
+	uint64_t timeout_s = 0;
+	struct sandbox_proc *proc = NULL;
+	char logs[4200], tmp[4300], final[4300];
+	bool detached = detach && strcmp(detach, "0") && strcmp(detach, "false");
+
+	if (!a)
+		return reply_err(c, hb_err(-ENOMEM, "out of memory"));
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_args, a);
+	if (a->overflow || a->argc == 0) {
+		r = hb_err(-EINVAL, a->argc ? "too many or malformed arg/env parameters" :
+			   "exec needs at least one arg parameter");
+		goto fail;
+	}
+	if (t && (r = parse_duration(t, &timeout_s)) < 0)
+		goto fail;
+	req.argv = a->argv;
+	req.env = a->env;
+	req.cwd = arg(c, "cwd");
+	pthread_mutex_lock(&s->lock);
+	r = resolve_user(d, s, arg(c, "user"), &req.uid, &req.gid);
+	if (r < 0)
+		goto fail_locked;
+	if ((req.stdin_fd = stdin_fd_from(rq)) < 0) {
+		r = hb_err(req.stdin_fd, "stdin");
+		goto fail_locked;
+	}
+	if (detached) {
+		if ((r = sbx_state_dir(d, s->rec.name, "logs", logs, sizeof(logs))) < 0 ||
+		    (r = mkdir_p(AT_FDCWD, logs, 0700)) < 0)
+			goto fail_locked;
+		snprintf(tmp, sizeof(tmp), "%s/new-XXXXXX", logs);
+		if ((out[1] = mkostemp(tmp, O_CLOEXEC | O_APPEND)) < 0) {
+			r = hb_err(-errno, "log file in %s", logs);
+			goto fail_locked;
+		}
+		req.stdout_fd = req.stderr_fd = out[1];
+	} else {
+		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+			r = hb_err(-errno, "pipe");
+			goto fail_locked;
+		}
+		req.stdout_fd = out[1];
+		req.stderr_fd = err[1];
+	}
+	r = sbx_exec_start_locked(d, s, &req, &proc);
+	if (r < 0) {
+		if (detached)
+			unlink(tmp);
+		goto fail_locked;
+	}
+	if (detached) {
+		struct sbx_detached *x = calloc(1, sizeof(*x));
+		pid_t pid = sandbox_proc_pid(proc);
+
+		snprintf(final, sizeof(final), "%s/%d.log", logs, (int)pid);
+		rename(tmp, final);
+		if (!x) {
+			sandbox_proc_free(proc);
+			r = hb_err(-ENOMEM, "out of memory");
+			goto fail_locked;
+		}
+		x->proc = proc;
+		x->pid = pid;
+		x->next = s->detached;
+		s->detached = x;
+		pthread_mutex_unlock(&s->lock);
+		close(out[1]);
+		close(req.stdin_fd);
+		free(a);
+		hbd_put(d, s);
+		return reply_json(c, MHD_HTTP_OK, json_pack("{s:i, s:s}", "pid", (int)pid,
+							     "log", final));
+	}
+	s->active_execs++;
+	pthread_mutex_unlock(&s->lock);
+	close(out[1]);
+	close(err[1]);
+	close(req.stdin_fd);
+	free(a);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	fcntl(err[0], F_SETFL, O_NONBLOCK);
+
+	struct exec_stream *x = calloc(1, sizeof(*x));
+	if (!x) { /* the process runs on with nobody listening: stop it */
+		sandbox_proc_free(proc);
+		close(out[0]);
+		close(err[0]);
+		pthread_mutex_lock(&s->lock);
+		s->active_execs--;
+		pthread_mutex_unlock(&s->lock);
+		hbd_put(d, s);
+		return reply_err(c, hb_err(-ENOMEM, "out of memory"));
+	}
+	x->d = d;
+	x->s = s; /* the reference passes to the stream */
+	x->proc = proc;
+	x->out_fd = out[0];
+	x->err_fd = err[0];
+	x->pending.max = 4 * API_READ_CHUNK_BYTES;
+	x->deadline_ns = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+		MHD_SIZE_UNKNOWN, API_READ_CHUNK_BYTES + HBD_FRAME_HEADER_BYTES, exec_read, x,
+		exec_free);
+	if (!resp) {
+		exec_free(x);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/vnd.hiberbox.stream");
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+fail_locked:
+	pthread_mutex_unlock(&s->lock);
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	if (req.stdin_fd >= 0)
+		close(req.stdin_fd);
+	free(a);
+	hbd_put(d, s);
+	return reply_err(c, r);
+}
+
+static enum MHD_Result reply_fd(struct MHD_Connection *c, int fd)
+{
+	struct stat st;
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int r = S_ISDIR(st.st_mode) ? hb_err(-EISDIR, "a directory: only files can be "
+						     "copied") : hb_err(-EINVAL, "not a regular file");
+		close(fd);
+		return reply_err(c, r);
+	}
+	resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+	if (!resp) {
+		close(fd);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	char mode[16];
+	snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+	MHD_add_response_header(resp, "X-Hiberbox-Mode", mode);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static int latest_log(const char *dir, char *out, size_t size)
+{
+	char path[4400];
+	int r = hb_err(-ENOENT, "no logs: start a process with 'exec -d'");
+	struct timespec best = { 0, 0 };
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+
+	if (!dh)
+		return r;
+	while ((e = readdir(dh))) {
+		struct stat st;
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 4, ".log") || !strncmp(e->d_name, "new-", 4))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (stat(path, &st) == 0 && (st.st_mtim.tv_sec > best.tv_sec ||
+		    (st.st_mtim.tv_sec == best.tv_sec && st.st_mtim.tv_nsec > best.tv_nsec))) {
+			best = st.st_mtim;
+			snprintf(out, size, "%s", path);
+			hb_err_clear();
+			r = 0;
+		}
+	}
+	closedir(dh);
+	return r;
+}
+
+static enum MHD_Result do_logs(struct hbd *d, struct sbx *s, struct MHD_Connection *c)
+{
+	char dir[4200], path[4400];
+	const char *pid = arg(c, "pid");
+	int r = sbx_state_dir(d, s->rec.name, "logs", dir, sizeof(dir)), fd;
+	char *end;
+
+	hbd_put(d, s);
+	if (r < 0)
+		return reply_err(c, r);
+	if (pid) {
+		long v = strtol(pid, &end, 10);
+		if (end == pid || *end || v <= 0 || v > INT_MAX)
+			return reply_err(c, hb_err(-EINVAL, "bad pid '%.32s'", pid));
+		snprintf(path, sizeof(path), "%s/%ld.log", dir, v);
+	} else if ((r = latest_log(dir, path, sizeof(path))) < 0) {
+		return reply_err(c, r);
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return reply_err(c, hb_err(-errno, "no log for pid %s", pid ? pid : "?"));
+	return reply_fd(c, fd);
+}
+
+static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
+				const char *method, struct request *rq)
+{
+	const char *path = arg(c, "path"), *mode_s = arg(c, "mode");
+	int fd, r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (!strcmp(method, "GET")) {
+		fd = sbx_open_inside(d, s, path, O_RDONLY, 0);
+		pthread_mutex_unlock(&s->lock);
+		hbd_put(d, s);
+		return fd < 0 ? reply_err(c, fd) : reply_fd(c, fd);
+	}
+	mode_t mode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0644;
+	fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
+	if (fd >= 0) {
+		struct stat st;
+		/* a new file belongs to the sandbox's root, not the host's */
+		if (fstat(fd, &st) == 0 && st.st_uid == 0)
+			fchown(fd, s->rec.id_base, s->rec.id_base);
+		fchmod(fd, mode);
+		r = write_all(fd, rq->body.data, rq->body.len);
+		if (r < 0)
+			r = hb_err(r, "writing %s:%s", s->rec.name, path);
+		close(fd);
+	} else {
+		r = fd;
+	}
+	pthread_mutex_unlock(&s->lock);
+	json_t *j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path,
+					     "bytes", (json_int_t)rq->body.len);
+	hbd_put(d, s);
+	return reply_ok(c, j, r);
+}
+
+static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const char *method,
+				  const char *rest, struct request *rq)
+{
+	char name[SBX_NAME_MAX + 2];
+	const char *slash = strchr(rest, '/');
+	const char *op = slash ? slash + 1 : "";
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+	json_t *out = NULL, *body;
+	struct sbx *s;
+	uint64_t ms;
+	int r;
+
+	if (n > SBX_NAME_MAX)
+		return reply_err(c, hb_err(-EINVAL, "name too long"));
+	memcpy(name, rest, n);
+	name[n] = 0;
+	if ((r = sbx_name_valid(name)) < 0)
+		return reply_err(c, r);
+	if (!(s = hbd_get(d, name)))
+		return reply_err(c, -ENOENT);
+
+	if (!*op && !strcmp(method, "GET")) {
+		pthread_mutex_lock(&s->lock);
+		sbx_reap_locked(s);
+		out = sbx_to_json(s);
+		json_object_set_new(out, "processes",
+				    json_integer(sbx_process_count_locked(s)));
+		pthread_mutex_unlock(&s->lock);
+	} else if (!*op && !strcmp(method, "DELETE")) {
+		r = sbx_remove(d, s);
+		if (r == 0)
+			out = json_pack("{s:s}", "removed", name);
+	} else if (!strcmp(op, "sleep") && !strcmp(method, "POST")) {
+		char snap[OID_HEX_BYTES] = "";
+		pthread_mutex_lock(&s->lock);
+		bool was = s->sb != NULL;
+		r = sbx_sleep_locked(d, s, &ms, snap);
+		if (r == 0)
+			out = json_pack("{s:s, s:s, s:I, s:b}", "name", name, "snapshot", snap,
+					"sleep_ms", (json_int_t)ms, "was_running", was);
+		pthread_mutex_unlock(&s->lock);
+	} else if (!strcmp(op, "wake") && !strcmp(method, "POST")) {
+		pthread_mutex_lock(&s->lock);
+		bool was = s->sb != NULL;
+		r = sbx_wake_locked(d, s, &ms);
+		if (r == 0)
+			out = json_pack("{s:s, s:I, s:b}", "name", name, "wake_ms", (json_int_t)ms,
+					"was_running", was);
+		pthread_mutex_unlock(&s->lock);
+	} else if (!strcmp(op, "fork") && !strcmp(method, "POST")) {
+		struct sbx *child = NULL;
+		uint64_t t0 = now_ns();
+		if ((body = body_json(rq, &r))) {
+			const char *nn = json_string_value(json_object_get(body, "name"));
+			r = nn ? sbx_fork(d, s, nn, &child) :
+				 hb_err(-EINVAL, "fork needs \"name\"");
+			json_decref(body);
+		}
+		if (r == 0) {
+			pthread_mutex_lock(&child->lock);
+			out = sbx_to_json(child);
+			pthread_mutex_unlock(&child->lock);
+			json_object_set_new(out, "fork_ms",
+					    json_integer((json_int_t)((now_ns() - t0) / 1000000)));
+			hbd_put(d, child);
+		}
+	} else if (!strcmp(op, "exec") && !strcmp(method, "POST")) {
+		return do_exec(d, s, c, rq);
+	} else if (!strcmp(op, "logs") && !strcmp(method, "GET")) {
+		return do_logs(d, s, c);
+	} else if (!strcmp(op, "files") && (!strcmp(method, "GET") || !strcmp(method, "PUT"))) {
+		return do_files(d, s, c, method, rq);
+	} else {
+		r = hb_err(-ENOENT, "no endpoint %s /sandboxes/%s", method, rest);
+	}
+	hbd_put(d, s);
+	return reply_ok(c, out, r);
+}
+
+static enum MHD_Result route(struct hbd *d, struct MHD_Connection *c, const char *url,
+			     const char *method, struct request *rq)
+{
+	json_t *out = NULL, *body;
+	int r = 0;
+
+	if (strncmp(url, HBD_API_PREFIX "/", strlen(HBD_API_PREFIX) + 1) != 0)
+		return reply_err(c, hb_err(-ENOENT, "unknown path %s (the API is under /v1)", url));
+	url += strlen(HBD_API_PREFIX);
+
+	if (!strcmp(url, "/daemon") && !strcmp(method, "GET")) {
+		pthread_mutex_lock(&d->lock);
+		size_t n = d->count;
+		pthread_mutex_unlock(&d->lock);
+		out = json_pack("{s:i, s:s, s:s, s:I, s:s}", "pid", (int)getpid(),
+				"home", d->home, "repo", d->repo, "sandboxes", (json_int_t)n,
+				"version", "0.1.0");
+	} else if (!strcmp(url, "/daemon/stop") && !strcmp(method, "POST")) {
+		d->stopping = 1;
+		if (write(d->stop_pipe[1], "x", 1) < 0) { /* poll wakes anyway */ }
+		out = json_pack("{s:b}", "stopping", 1);
+	} else if (!strcmp(url, "/images") && !strcmp(method, "GET")) {
+		r = image_list(d, &out);
+	} else if (!strcmp(url, "/images") && !strcmp(method, "POST")) {
+		if ((body = body_json(rq, &r))) {
+			const char *name = json_string_value(json_object_get(body, "name"));
+			const char *src = json_string_value(json_object_get(body, "source"));
+			r = name && src ? image_import(d, name, src, &out) :
+				hb_err(-EINVAL, "import needs \"name\" and \"source\"");
+			json_decref(body);
+		}
+	} else if (!strncmp(url, "/images/", 8) && !strcmp(method, "DELETE")) {
+		r = image_remove(d, url + 8);
+		if (r == 0)
+			out = json_pack("{s:s}", "removed", url + 8);
+	} else if (!strcmp(url, "/sandboxes") && !strcmp(method, "GET")) {
+		size_t n;
+		struct sbx **all = hbd_all(d, &n);
+		out = json_array();
+		for (size_t i = 0; all && i < n; i++) {
+			pthread_mutex_lock(&all[i]->lock);
+			json_array_append_new(out, sbx_to_json(all[i]));
+			pthread_mutex_unlock(&all[i]->lock);
+		}
+		if (all)
+			hbd_put_all(d, all, n);
+	} else if (!strcmp(url, "/sandboxes") && !strcmp(method, "POST")) {
+		if ((body = body_json(rq, &r))) {
+			r = do_create(d, body, &out);
+			json_decref(body);
+		}
+	} else if (!strncmp(url, "/sandboxes/", 11)) {
+		return do_sandbox(d, c, method, url + 11, rq);
+	} else {
+		r = hb_err(-ENOENT, "no endpoint %s %s", method, url);
+	}
+	return reply_ok(c, out, r);
+}
+
+static bool big_body(const char *url)
+{
+	size_t n = strlen(url);
+	return (n > 5 && !strcmp(url + n - 5, "/exec")) || (n > 6 && !strcmp(url + n - 6, "/files"));
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **ctx)
+{
+	struct hbd *d = cls;
+	struct request *rq = *ctx;
+
+	if (!rq) {
+		if (!(rq = calloc(1, sizeof(*rq))))
+			return MHD_NO;
+		rq->body.max = big_body(url) ? API_UPLOAD_MAX_BYTES : API_JSON_MAX_BYTES;
+		*ctx = rq;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!rq->too_big && buf_append(&rq->body, upload, *upload_size) < 0)
+			rq->too_big = true;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (rq->started)
+		return MHD_NO;
+	rq->started = true;
+	if (rq->too_big)
+		return reply_err(c, hb_err(-EFBIG, "request body larger than %zu bytes",
+					   rq->body.max));
+	return route(d, c, url, method, rq);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **ctx,
+		      enum MHD_RequestTerminationCode code)
+{
+	struct request *rq = *ctx;
+
+	if (rq) {
+		buf_free(&rq->body);
+		free(rq);
+		*ctx = NULL;
+	}
+}
+
+/* Startup and shutdown. */
+
+static int load_one(const struct sbx_record *rec, void *arg)
+{
+	struct hbd *d = arg;
+	struct sbx *s = calloc(1, sizeof(*s));
+	int r;
+
+	if (!s)
+		return hb_err(-ENOMEM, "out of memory");
+	if ((r = sbx_record_copy(&s->rec, rec)) < 0) {
+		free(s);
+		return r;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	s->refs = 1;
+	s->last_activity_ns = now_ns();
+	return hbd_add(d, s);
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return hb_err(-ENAMETOOLONG, "socket path %s too long", path);
+	strcpy(sa.sun_path, path);
+	unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return hb_err(-errno, "socket");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
+	    listen(fd, 64) < 0) {
+		int r = hb_err(-errno, "listen on %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int hbd_socket_path(const char *home, char *out, size_t size)
+{
+	char h[4096];
+	int r;
+
+	if (!home) {
+		if ((r = repo_default_home(h, sizeof(h))) < 0)
+			return r;
+		home = h;
+	}
+	if ((size_t)snprintf(out, size, "%s/%s", home, HBD_SOCKET_NAME) >= size)
+		return hb_err(-ENAMETOOLONG, "socket path too long");
+	return 0;
+}
+
+int hbd_run(const struct hbd_config *cfg)
+{
+	struct hbd *d = calloc(1, sizeof(*d));
+	char path[4200];
+	struct MHD_Daemon *mhd = NULL;
+	pthread_t idle;
+	bool idle_started = false;
+	sigset_t sigs;
+	int r, lockfd = -1, sfd = -1, lfd = -1;
+
+	if (!d)
+		return hb_err(-ENOMEM, "out of memory");
+	pthread_mutex_init(&d->lock, NULL);
+	d->stop_pipe[0] = d->stop_pipe[1] = -1;
+	d->helper_argv = cfg->helper_argv;
+	if (cfg->home)
+		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
+	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
+		goto out;
+	if (cfg->repo)
+		snprintf(d->repo, sizeof(d->repo), "%s", cfg->repo);
+	else if ((r = repo_default_location(d->repo, sizeof(d->repo))) < 0)
+		goto out;
+	/* The mount helper and the fs processes find the home through it. */
+	setenv("HIBERBOX_HOME", d->home, 1);
+	snprintf(path, sizeof(path), "%s/sandboxes", d->home);
+	if ((r = mkdir_p(AT_FDCWD, path, 0755)) < 0) {
+		r = hb_err(r, "mkdir %s", path);
+		goto out;
+	}
+	chmod(d->home, 0755); /* sandbox roots below must be reachable by their uids */
+	snprintf(path, sizeof(path), "%s/hiberboxd.lock", d->home);
+	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		r = hb_err(errno == EWOULDBLOCK ? -EBUSY : -errno,
+			   "another hiberboxd runs on %s", d->home);
+		goto out;
+	}
+	{
+		struct repo *repo;
+		r = repo_open(d->repo, &repo);
+		if (r == -ENOENT) {
+			hb_err_clear();
+			r = repo_init(d->repo, NULL);
+			if (r == 0)
+				r = repo_open(d->repo, &repo);
+		}
+		if (r < 0)
+			goto out;
+		repo_close(repo);
+	}
+	snprintf(path, sizeof(path), "%s/sandboxes.db", d->home);
+	if ((r = registry_open(path, &d->reg)) < 0 || (r = registry_load(d->reg, load_one, d)) < 0)
+		goto out;
+	/* Sandboxes the previous daemon left running. */
+	for (size_t i = 0; i < d->count; i++)
+		if (d->list[i]->rec.state == SBX_RUNNING) {
+			fprintf(stderr, "hiberboxd: recovering %s\n", d->list[i]->rec.name);
+			if (sbx_recover(d, d->list[i]) < 0) {
+				fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
+				hb_err_clear();
+			}
+		}
+
+	/* Signals go to the main thread's signalfd; every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
+		r = hb_err(-errno, "signalfd");
+		goto out;
+	}
+	if ((r = hbd_socket_path(d->home, path, sizeof(path))) < 0 || (lfd = listen_unix(path)) < 0) {
+		r = r < 0 ? r : lfd;
+		goto out;
+	}
+	mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+			       0, NULL, NULL, handler, d,
+			       MHD_OPTION_LISTEN_SOCKET, lfd,
+			       MHD_OPTION_NOTIFY_COMPLETED, completed, d,
+			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+			       MHD_OPTION_END);
+	if (!mhd) {
+		r = hb_err(-EIO, "cannot start the HTTP server on %s", path);
+		goto out;
+	}
+	lfd = -1; /* MHD owns it */
+	if (pthread_create(&idle, NULL, idle_main, d) == 0)
+		idle_started = true;
+	fprintf(stderr, "hiberboxd: pid %d listening on %s (repository %s)\n", (int)getpid(),
+		path, d->repo);
+	while (!d->stopping) {
+		struct pollfd p[2] = { { sfd, POLLIN, 0 }, { d->stop_pipe[0], POLLIN, 0 } };
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si))
+				fprintf(stderr, "hiberboxd: signal %u: stopping\n", si.ssi_signo);
+			d->stopping = 1;
+		}
+		if (p[1].revents)
+			d->stopping = 1;
+	}
+	r = 0;
+out:
+	d->stopping = 1;
+	if (idle_started)
+		pthread_join(idle, NULL);
+	/* Sleep everything: streams see their commands end, then the server stops. */
+	{
+		size_t n;
+		struct sbx **all = hbd_all(d, &n);
+		for (size_t i = 0; all && i < n; i++) {
+			pthread_mutex_lock(&all[i]->lock);
+			if (all[i]->sb && sbx_sleep_locked(d, all[i], NULL, NULL) < 0) {
+				fprintf(stderr, "hiberboxd: sleep %s: %s\n", all[i]->rec.name,
+					hb_errmsg(-EIO));
+				hb_err_clear();
+			}
+			pthread_mutex_unlock(&all[i]->lock);
+		}
+		if (all)
+			hbd_put_all(d, all, n);
+	}
+	if (mhd) {
+		MHD_stop_daemon(mhd);
+		if (hbd_socket_path(d->home, path, sizeof(path)) == 0)
+			unlink(path);
+	}
+	if (lfd >= 0)
+		close(lfd);
+	while (d->count)
+		hbd_unlist(d, d->list[d->count - 1]);
+	free(d->list);
+	registry_close(d->reg);
+	if (sfd >= 0)
+		close(sfd);
+	for (int i = 0; i < 2; i++)
+		if (d->stop_pipe[i] >= 0)
+			close(d->stop_pipe[i]);
+	if (lockfd >= 0)
+		close(lockfd);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	return r;
+}

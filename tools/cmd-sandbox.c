@@ -1,0 +1,770 @@
+/* Sandbox commands: images, create, exec, logs, cp, ls, inspect, sleep,
+ * wake, fork, rm and the daemon itself.  Everything but `daemon run` talks to
+ * hiberboxd over its socket (manager/daemon/daemon.h), starting it when
+ * nothing answers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "manager/daemon/daemon.h"
+#include "tools/cli.h"
+#include "util/buf.h"
+#include "util/error.h"
+#include "util/fileio.h"
+
+#define CLI_UPLOAD_MAX_BYTES (64u << 20)
+#define CLI_QUERY_MAX_BYTES 65536
+#define EXIT_EXEC_FAILED 125
+
+#define COMMON_OPTS \
+	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
+	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
+
+static int common_opt(int c)
+{
+	switch (c) {
+	case 'j':
+		cli.json = true;
+		cli.progress = false;
+		return 1;
+	case 'R':
+		cli.repo = optarg;
+		return 1;
+	case 'q':
+		cli.quiet = true;
+		cli.progress = false;
+		return 1;
+	case 'h':
+		return -1;
+	}
+	return 0;
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+/* Reach the daemon, starting it if needed. */
+static int connect_daemon(void)
+{
+	const char *argv[8];
+	int n = 0, r;
+
+	argv[n++] = "/proc/self/exe";
+	if (cli.repo) {
+		argv[n++] = "--repo";
+		argv[n++] = cli.repo;
+	}
+	argv[n++] = "daemon";
+	argv[n++] = "run";
+	argv[n] = NULL;
+	r = hbd_client_ensure(argv);
+	return r < 0 ? cli_fail(r, NULL) : 0;
+}
+
+/* Parse only the common options; returns -1 for --help, 2 for a bad one. */
+static int parse_common(const char *name, int argc, char **argv)
+{
+	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+		int k = common_opt(c);
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			return cli_usage(name, "unknown option");
+	}
+	return 0;
+}
+
+static int help(const char *name, const char *details)
+{
+	cli_print_help(cli_find(name), details);
+	return 0;
+}
+
+/* Call and print: --json prints the reply, else fmt(reply). */
+static int call_print(const char *method, const char *path, json_t *body,
+		      void (*human)(json_t *reply))
+{
+	json_t *reply = NULL;
+	int r = connect_daemon();
+
+	if (r)
+		return r;
+	r = hbd_client_call(method, path, body, &reply);
+	json_decref(body);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	if (cli.json)
+		print_json(reply);
+	else if (human && !cli.quiet)
+		human(reply);
+	json_decref(reply);
+	return 0;
+}
+
+/* Images. */
+
+static void human_import(json_t *j)
+{
+	printf("imported %s: snapshot %.16s, %lld files in %lld ms\n",
+	       json_string_value(json_object_get(j, "name")),
+	       json_string_value(json_object_get(j, "snapshot")),
+	       (long long)json_integer_value(json_object_get(j, "files")),
+	       (long long)json_integer_value(json_object_get(j, "import_ms")));
+}
+
+static int cmd_image_import(int argc, char **argv)
+{
+	char abs[PATH_MAX];
+	int r = parse_common("image import", argc, argv);
+
+	if (r)
+		return r < 0 ? help("image import", "DIR is a root filesystem tree; TARBALL any tar "
+				    "(e.g. 'docker export') that tar -xf reads.\n") : r;
+	if (argc - optind != 2)
+		return cli_usage("image import", "expected DIR|TARBALL NAME");
+	if (!realpath(argv[optind], abs))
+		return cli_fail(-errno, "%s: %s", argv[optind], strerror(errno));
+	return call_print("POST", "/images", json_pack("{s:s, s:s}", "name", argv[optind + 1],
+						       "source", abs), human_import);
+}
+
+static void human_images(json_t *j)
+{
+	size_t i;
+	json_t *v;
+
+	printf("%-24s %-16s %10s %12s\n", "NAME", "SNAPSHOT", "FILES", "BYTES");
+	json_array_foreach(j, i, v)
+		printf("%-24s %-16.16s %10lld %12lld\n",
+		       json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "snapshot")),
+		       (long long)json_integer_value(json_object_get(v, "files")),
+		       (long long)json_integer_value(json_object_get(v, "bytes")));
+}
+
+static int cmd_image_ls(int argc, char **argv)
+{
+	int r = parse_common("image ls", argc, argv);
+
+	if (r)
+		return r < 0 ? help("image ls", NULL) : r;
+	if (argc != optind)
+		return cli_usage("image ls", "no arguments expected");
+	return call_print("GET", "/images", NULL, human_images);
+}
+
+static void human_removed(json_t *j)
+{
+	printf("removed %s\n", json_string_value(json_object_get(j, "removed")));
+}
+
+static int cmd_image_rm(int argc, char **argv)
+{
+	char path[256];
+	int r = parse_common("image rm", argc, argv);
+
+	if (r)
+		return r < 0 ? help("image rm", "Refused while a sandbox uses the image.\n") : r;
+	if (argc - optind != 1)
+		return cli_usage("image rm", "expected NAME");
+	snprintf(path, sizeof(path), "/images/%.64s", argv[optind]);
+	return call_print("DELETE", path, NULL, human_removed);
+}
+
+/* Sandboxes. */
+
+static const char create_help[] =
+	"Create a sandbox from an image (or any snapshot id or tag) and start it.\n\n"
+	"Options:\n"
+	"  --image IMG          image name (see 'hiberbox image ls')\n"
+	"  --memory SIZE        memory limit, e.g. 512M\n"
+	"  --pids N             process/thread limit\n"
+	"  --cpus N             CPU limit in cores, e.g. 1.5\n"
+	"  --network none|host  loopback only (default) or the host's network\n"
+	"  --idle-timeout D     sleep after D without exec or process (30s, 5m, 2h)\n"
+	"  --env K=V            environment of every exec (repeatable)\n";
+
+static void human_created(json_t *j)
+{
+	printf("%s %s in %lld ms\n", json_string_value(json_object_get(j, "name")),
+	       json_object_get(j, "create_ms") ? "created" : "forked",
+	       (long long)json_integer_value(json_object_get(j, "create_ms") ?:
+					     json_object_get(j, "fork_ms")));
+}
+
+static int cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "image", required_argument, NULL, 'I' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "pids", required_argument, NULL, 'p' },
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "network", required_argument, NULL, 'n' },
+		{ "idle-timeout", required_argument, NULL, 't' },
+		{ "env", required_argument, NULL, 'e' },
+		{ 0 }
+	};
+	json_t *req = json_object(), *env = json_array();
+	char *end;
+	int c, k;
+
+	while ((c = getopt_long(argc, argv, "hjqI:m:p:c:n:t:e:", opts, NULL)) != -1) {
+		uint64_t v;
+		if ((k = common_opt(c)) < 0)
+			return help("create", create_help);
+		if (k)
+			continue;
+		switch (c) {
+		case 'I':
+			json_object_set_new(req, "image", json_string(optarg));
+			break;
+		case 'm':
+			if (cli_parse_size(optarg, &v) < 0)
+				return cli_usage("create", "bad --memory '%s'", optarg);
+			json_object_set_new(req, "memory_bytes", json_integer((json_int_t)v));
+			break;
+		case 'p':
+			v = strtoull(optarg, &end, 10);
+			if (end == optarg || *end || v == 0 || v > UINT32_MAX)
+				return cli_usage("create", "bad --pids '%s'", optarg);
+			json_object_set_new(req, "pids", json_integer((json_int_t)v));
+			break;
+		case 'c': {
+			double d = strtod(optarg, &end);
+			if (end == optarg || *end || d <= 0)
+				return cli_usage("create", "bad --cpus '%s'", optarg);
+			json_object_set_new(req, "cpus", json_real(d));
+			break;
+		}
+		case 'n':
+			json_object_set_new(req, "network", json_string(optarg));
+			break;
+		case 't':
+			json_object_set_new(req, "idle_timeout", json_string(optarg));
+			break;
+		case 'e':
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return cli_usage("create", "--env wants K=V, not '%s'", optarg);
+			json_array_append_new(env, json_string(optarg));
+			break;
+		default:
+			return cli_usage("create", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage("create", "expected NAME");
+	if (!json_object_get(req, "image"))
+		return cli_usage("create", "--image is required");
+	json_object_set_new(req, "name", json_string(argv[optind]));
+	json_object_set_new(req, "env", env);
+	return call_print("POST", "/sandboxes", req, human_created);
+}
+
+static int append_param(struct buf *q, const char *key, const char *value)
+{
+	char *e = curl_easy_escape(NULL, value, 0);
+	int r = 0;
+
+	if (!e)
+		return -ENOMEM;
+	if (q->len)
+		r = buf_append(q, "&", 1);
+	if (r == 0)
+		r = buf_append(q, key, strlen(key));
+	if (r == 0)
+		r = buf_append(q, "=", 1);
+	if (r == 0)
+		r = buf_append(q, e, strlen(e));
+	curl_free(e);
+	return r;
+}
+
+static const char exec_help[] =
+	"Run CMD in the sandbox (woken first if it sleeps).  Its stdout and stderr\n"
+	"stream as produced; its exit code is this command's (128+N if killed by\n"
+	"signal N, 125 if it could not be started).\n\n"
+	"Options:\n"
+	"  -i, --interactive    send this command's stdin (read to its end first)\n"
+	"  -d, --detach         run in the background; prints its pid ('hiberbox logs')\n"
+	"  --cwd DIR            working directory inside\n"
+	"  --env K=V            extra environment (repeatable)\n"
+	"  --timeout S          kill the command after S seconds (or 5m, 1h)\n"
+	"  --user U             uid[:gid] or a name from the sandbox's /etc/passwd\n";
+
+static int cmd_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		COMMON_OPTS,
+		{ "interactive", no_argument, NULL, 'i' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "cwd", required_argument, NULL, 'C' },
+		{ "env", required_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "user", required_argument, NULL, 'u' },
+		{ 0 }
+	};
+	struct buf q = { .max = CLI_QUERY_MAX_BYTES }, in = { .max = CLI_UPLOAD_MAX_BYTES };
+	bool interactive = false, detach = false;
+	int c, k, r = 0, code = 0, sig = 0;
+	json_t *det = NULL;
+	const char *name;
+
+	while ((c = getopt_long(argc, argv, "+hjqidC:e:t:u:", opts, NULL)) != -1) {
+		if ((k = common_opt(c)) < 0)
+			return help("exec", exec_help);
+		if (k)
+			continue;
+		switch (c) {
+		case 'i':
+			interactive = true;
+			break;
+		case 'd':
+			detach = true;
+			break;
+		case 'C':
+			r = append_param(&q, "cwd", optarg);
+			break;
+		case 'e':
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return cli_usage("exec", "--env wants K=V, not '%s'", optarg);
+			r = append_param(&q, "env", optarg);
+			break;
+		case 't':
+			r = append_param(&q, "timeout", optarg);
+			break;
+		case 'u':
+			r = append_param(&q, "user", optarg);
+			break;
+		default:
+			return cli_usage("exec", "unknown option");
+		}
+		if (r < 0)
+			return cli_fail(r, "arguments too long");
+	}
+	if (optind >= argc)
+		return cli_usage("exec", "expected NAME -- CMD...");
+	name = argv[optind++];
+	/* Options may follow NAME too, up to "--". */
+	while (optind < argc && strcmp(argv[optind], "--") != 0 && argv[optind][0] == '-') {
+		int sub_argc = argc - optind + 1;
+		char **sub = argv + optind - 1;
+		int save = optind;
+		optind = 1;
+		c = getopt_long(sub_argc, sub, "+hjqidC:e:t:u:", opts, NULL);
+		int used = optind;
+		optind = save + used - 1;
+		if (c == -1)
+			break;
+		if ((k = common_opt(c)) < 0)
+			return help("exec", exec_help);
+		if (k)
+			continue;
+		switch (c) {
+		case 'i': interactive = true; break;
+		case 'd': detach = true; break;
+		case 'C': r = append_param(&q, "cwd", optarg); break;
+		case 'e': r = append_param(&q, "env", optarg); break;
+		case 't': r = append_param(&q, "timeout", optarg); break;
+		case 'u': r = append_param(&q, "user", optarg); break;
+		default: return cli_usage("exec", "unknown option");
+		}
+		if (r < 0)
+			return cli_fail(r, "arguments too long");
+	}
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		return cli_usage("exec", "expected a command after NAME (use -- CMD...)");
+	for (int i = optind; i < argc && r == 0; i++)
+		r = append_param(&q, "arg", argv[i]);
+	if (r == 0 && detach)
+		r = append_param(&q, "detach", "1");
+	if (r == 0)
+		r = buf_append(&q, "", 1);
+	if (r < 0)
+		return cli_fail(-E2BIG, "command line too long for one request");
+	if (interactive) {
+		uint8_t chunk[65536];
+		ssize_t n;
+		while ((n = read(STDIN_FILENO, chunk, sizeof(chunk))) > 0)
+			if (buf_append(&in, chunk, (size_t)n) < 0) {
+				buf_free(&q);
+				buf_free(&in);
+				return cli_fail(-EFBIG, "stdin larger than %u bytes", CLI_UPLOAD_MAX_BYTES);
+			}
+	}
+	if ((r = connect_daemon())) {
+		buf_free(&q);
+		buf_free(&in);
+		return r;
+	}
+	r = hbd_client_exec(name, (const char *)q.data, in.data, in.len, STDOUT_FILENO,
+			    STDERR_FILENO, &code, &sig, detach ? &det : NULL);
+	buf_free(&q);
+	buf_free(&in);
+	if (r < 0) {
+		cli_fail(r, NULL);
+		return EXIT_EXEC_FAILED;
+	}
+	if (detach) {
+		if (cli.json)
+			print_json(det);
+		else
+			printf("%lld\n", (long long)json_integer_value(json_object_get(det, "pid")));
+		json_decref(det);
+		return 0;
+	}
+	return sig ? 128 + sig : code;
+}
+
+static int cmd_logs(int argc, char **argv)
+{
+	char path[256];
+	int r = parse_common("logs", argc, argv);
+
+	if (r)
+		return r < 0 ? help("logs", "Without PID: the most recent detached process.\n") : r;
+	if (argc - optind < 1 || argc - optind > 2)
+		return cli_usage("logs", "expected NAME [PID]");
+	if (argc - optind == 2)
+		snprintf(path, sizeof(path), "/sandboxes/%.64s/logs?pid=%.20s", argv[optind],
+			 argv[optind + 1]);
+	else
+		snprintf(path, sizeof(path), "/sandboxes/%.64s/logs", argv[optind]);
+	if ((r = connect_daemon()))
+		return r;
+	r = hbd_client_raw("GET", path, NULL, 0, STDOUT_FILENO);
+	return r < 0 ? cli_fail(r, NULL) : 0;
+}
+
+/* "NAME:/path" -> name and path; 0 if s is a local path. */
+static int split_remote(const char *s, char *name, size_t size, const char **path)
+{
+	const char *colon = strchr(s, ':');
+
+	if (!colon || colon == s || colon[1] != '/' || (size_t)(colon - s) >= size)
+		return 0;
+	for (const char *p = s; p < colon; p++)
+		if (*p == '/')
+			return 0;
+	memcpy(name, s, (size_t)(colon - s));
+	name[colon - s] = 0;
+	*path = colon + 1;
+	return 1;
+}
+
+static int cmd_cp(int argc, char **argv)
+{
+	char name[128], target[PATH_MAX + 256];
+	const char *rpath, *src, *dst;
+	struct buf q = { .max = CLI_QUERY_MAX_BYTES };
+	int r = parse_common("cp", argc, argv), fd;
+
+	if (r)
+		return r < 0 ? help("cp", "One side is NAME:/absolute/path inside a sandbox; "
+				    "regular files only.\n'-' as the local side is stdin/stdout.\n") : r;
+	if (argc - optind != 2)
+		return cli_usage("cp", "expected SRC DST");
+	src = argv[optind];
+	dst = argv[optind + 1];
+	int src_remote = split_remote(src, name, sizeof(name), &rpath);
+	char name2[128];
+	const char *rpath2;
+	int dst_remote = split_remote(dst, name2, sizeof(name2), &rpath2);
+	if (src_remote == dst_remote)
+		return cli_usage("cp", "exactly one of SRC and DST must be NAME:/path");
+	if ((r = connect_daemon()))
+		return r;
+	if (src_remote) {
+		struct stat st;
+		const char *base = strrchr(rpath, '/') + 1;
+		if (strcmp(dst, "-") == 0) {
+			fd = STDOUT_FILENO;
+		} else {
+			if (stat(dst, &st) == 0 && S_ISDIR(st.st_mode))
+				snprintf(target, sizeof(target), "%s/%s", dst, base);
+			else
+				snprintf(target, sizeof(target), "%s", dst);
+			fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			if (fd < 0)
+				return cli_fail(-errno, "%s: %s", target, strerror(errno));
+		}
+		append_param(&q, "path", rpath);
+		buf_append(&q, "", 1);
+		snprintf(target, sizeof(target), "/sandboxes/%s/files?%s", name, (char *)q.data);
+		r = hbd_client_raw("GET", target, NULL, 0, fd);
+		if (fd != STDOUT_FILENO)
+			close(fd);
+	} else {
+		struct buf data = { .max = CLI_UPLOAD_MAX_BYTES };
+		struct stat st = { .st_mode = 0644 };
+		char mode[16], full[PATH_MAX + 256];
+		if (strcmp(src, "-") == 0) {
+			r = read_file(AT_FDCWD, "/dev/stdin", CLI_UPLOAD_MAX_BYTES, &data);
+		} else {
+			if (stat(src, &st) < 0)
+				return cli_fail(-errno, "%s: %s", src, strerror(errno));
+			if (!S_ISREG(st.st_mode))
+				return cli_fail(-EINVAL, "%s: only regular files can be copied", src);
+			r = read_file(AT_FDCWD, src, CLI_UPLOAD_MAX_BYTES, &data);
+		}
+		if (r < 0) {
+			buf_free(&data);
+			return cli_fail(r, "reading %s", src);
+		}
+		const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+		if (rpath2[strlen(rpath2) - 1] == '/')
+			snprintf(full, sizeof(full), "%s%s", rpath2, base);
+		else
+			snprintf(full, sizeof(full), "%s", rpath2);
+		snprintf(mode, sizeof(mode), "%o", (unsigned)(st.st_mode & 07777));
+		append_param(&q, "path", full);
+		append_param(&q, "mode", mode);
+		buf_append(&q, "", 1);
+		snprintf(target, sizeof(target), "/sandboxes/%s/files?%s", name2, (char *)q.data);
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		r = hbd_client_raw("PUT", target, data.data ? (const void *)data.data : "", data.len,
+				   null);
+		close(null);
+		buf_free(&data);
+	}
+	buf_free(&q);
+	return r < 0 ? cli_fail(r, NULL) : 0;
+}
+
+static void human_ls(json_t *j)
+{
+	size_t i;
+	json_t *v;
+
+	printf("%-24s %-9s %-16s %-16s %s\n", "NAME", "STATE", "IMAGE", "LATEST", "IDLE-TIMEOUT");
+	json_array_foreach(j, i, v)
+		printf("%-24s %-9s %-16s %-16.16s %llds\n",
+		       json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "state")),
+		       json_string_value(json_object_get(v, "image")),
+		       json_string_value(json_object_get(v, "latest")),
+		       (long long)json_integer_value(json_object_get(v, "idle_timeout_s")));
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+	int r = parse_common("ls", argc, argv);
+
+	if (r)
+		return r < 0 ? help("ls", NULL) : r;
+	if (argc != optind)
+		return cli_usage("ls", "no arguments expected");
+	return call_print("GET", "/sandboxes", NULL, human_ls);
+}
+
+static void human_inspect(json_t *j)
+{
+	print_json(j);
+}
+
+static void human_sleep(json_t *j)
+{
+	printf("%s asleep in %lld ms (snapshot %.16s)\n", json_string_value(json_object_get(j, "name")),
+	       (long long)json_integer_value(json_object_get(j, "sleep_ms")),
+	       json_string_value(json_object_get(j, "snapshot")));
+}
+
+static void human_wake(json_t *j)
+{
+	printf("%s awake in %lld ms\n", json_string_value(json_object_get(j, "name")),
+	       (long long)json_integer_value(json_object_get(j, "wake_ms")));
+}
+
+/* NAME-only commands: inspect, sleep, wake, rm. */
+static int one_name(const char *cmd, int argc, char **argv, const char *method, const char *op,
+		    void (*human)(json_t *), const char *details)
+{
+	char path[256];
+	int r = parse_common(cmd, argc, argv);
+
+	if (r)
+		return r < 0 ? help(cmd, details) : r;
+	if (argc - optind != 1)
+		return cli_usage(cmd, "expected NAME");
+	snprintf(path, sizeof(path), "/sandboxes/%.64s%s%s", argv[optind], op ? "/" : "",
+		 op ? op : "");
+	return call_print(method, path, NULL, human);
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	return one_name("inspect", argc, argv, "GET", NULL, human_inspect, NULL);
+}
+
+static int cmd_sleep(int argc, char **argv)
+{
+	return one_name("sleep", argc, argv, "POST", "sleep", human_sleep,
+			"Freeze, commit the disk, stop every process, unmount.\n");
+}
+
+static int cmd_wake(int argc, char **argv)
+{
+	return one_name("wake", argc, argv, "POST", "wake", human_wake,
+			"Mount the latest snapshot and start the sandbox's init.\n");
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	return one_name("rm", argc, argv, "DELETE", NULL, human_removed,
+			"Stop the sandbox and delete its snapshots; 'hiberbox gc' reclaims "
+			"the space.\n");
+}
+
+static int cmd_fork(int argc, char **argv)
+{
+	char path[256];
+	int r = parse_common("fork", argc, argv);
+
+	if (r)
+		return r < 0 ? help("fork", "NEW starts from NAME's latest state (committed "
+				    "first if NAME runs); no data is copied.\n") : r;
+	if (argc - optind != 2)
+		return cli_usage("fork", "expected NAME NEW");
+	snprintf(path, sizeof(path), "/sandboxes/%.64s/fork", argv[optind]);
+	return call_print("POST", path, json_pack("{s:s}", "name", argv[optind + 1]),
+			  human_created);
+}
+
+/* The daemon. */
+
+static int cmd_daemon_run(int argc, char **argv)
+{
+	static const char *const helper[] = { "/proc/self/exe", "daemon", "mount-helper", NULL };
+	struct hbd_config cfg = { .helper_argv = helper };
+	int r = parse_common("daemon run", argc, argv);
+
+	if (r)
+		return r < 0 ? help("daemon run", "Runs hiberboxd in the foreground.\n") : r;
+	cfg.repo = cli_repo_location();
+	r = hbd_run(&cfg);
+	return r < 0 ? cli_fail(r, NULL) : 0;
+}
+
+static int cmd_daemon_mount_helper(int argc, char **argv)
+{
+	return hbd_mount_helper_main(argc, argv);
+}
+
+static void human_status(json_t *j)
+{
+	printf("hiberboxd pid %lld, %lld sandboxes, home %s, repository %s\n",
+	       (long long)json_integer_value(json_object_get(j, "pid")),
+	       (long long)json_integer_value(json_object_get(j, "sandboxes")),
+	       json_string_value(json_object_get(j, "home")),
+	       json_string_value(json_object_get(j, "repo")));
+}
+
+static int cmd_daemon_status(int argc, char **argv)
+{
+	json_t *j = NULL;
+	int r = parse_common("daemon status", argc, argv);
+
+	if (r)
+		return r < 0 ? help("daemon status", NULL) : r;
+	/* status never starts a daemon */
+	r = hbd_client_call("GET", "/daemon", NULL, &j);
+	if (r == -ECONNREFUSED) {
+		if (cli.json)
+			puts("{\"running\": false}");
+		else
+			printf("hiberboxd is not running\n");
+		hb_err_clear();
+		return 3;
+	}
+	if (r < 0)
+		return cli_fail(r, NULL);
+	json_object_set_new(j, "running", json_true());
+	if (cli.json)
+		print_json(j);
+	else
+		human_status(j);
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_daemon(int argc, char **argv)
+{
+	return cmd_daemon_status(argc, argv);
+}
+
+static int cmd_daemon_stop(int argc, char **argv)
+{
+	json_t *j = NULL;
+	int r = parse_common("daemon stop", argc, argv);
+
+	if (r)
+		return r < 0 ? help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
+	r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
+	json_decref(j);
+	if (r == -ECONNREFUSED) {
+		hb_err_clear();
+		if (!cli.quiet)
+			printf("hiberboxd is not running\n");
+		return 0;
+	}
+	if (r < 0)
+		return cli_fail(r, NULL);
+	for (int i = 0; i < 1200; i++) { /* sleeping every sandbox may take a while */
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+		j = NULL;
+		r = hbd_client_call("GET", "/daemon", NULL, &j);
+		json_decref(j);
+		if (r == -ECONNREFUSED) {
+			hb_err_clear();
+			if (!cli.quiet)
+				printf("hiberboxd stopped\n");
+			return 0;
+		}
+	}
+	return cli_fail(-ETIMEDOUT, "hiberboxd did not stop within 2 minutes");
+}
+
+const struct cli_command cli_commands_sandbox[] = {
+	{ "image import", "DIR|TARBALL NAME", "import a root filesystem as an image", cmd_image_import },
+	{ "image ls", "", "list images", cmd_image_ls },
+	{ "image rm", "NAME", "remove an image", cmd_image_rm },
+	{ "create", "NAME --image IMG [OPTIONS]", "create and start a sandbox", cmd_create },
+	{ "exec", "NAME [-i] [-d] [OPTIONS] -- CMD...", "run a command in a sandbox", cmd_exec },
+	{ "logs", "NAME [PID]", "output of a detached process", cmd_logs },
+	{ "cp", "SRC DST", "copy a file into or out of a sandbox (NAME:/path)", cmd_cp },
+	{ "ls", "", "list sandboxes", cmd_ls },
+	{ "inspect", "NAME", "show a sandbox", cmd_inspect },
+	{ "sleep", "NAME", "commit and stop a sandbox", cmd_sleep },
+	{ "wake", "NAME", "start a sleeping sandbox", cmd_wake },
+	{ "fork", "NAME NEW", "new sandbox from NAME's latest state", cmd_fork },
+	{ "rm", "NAME", "remove a sandbox", cmd_rm },
+	{ "daemon", "[run|stop|status]", "the sandbox daemon (default: status)", cmd_daemon },
+	{ "daemon run", "", "run hiberboxd in the foreground", cmd_daemon_run },
+	{ "daemon stop", "", "stop hiberboxd (sandboxes go to sleep)", cmd_daemon_stop },
+	{ "daemon status", "", "is hiberboxd running", cmd_daemon_status },
+	{ "daemon mount-helper", "", "(internal) start a FUSE mount for the daemon",
+	  cmd_daemon_mount_helper },
+	{ NULL, NULL, NULL, NULL }
+};
