@@ -226,7 +226,7 @@ int bench_parse_opts(int argc, char **argv, struct bench_opts *o)
 	o->files = BENCH_DEFAULT_FILES;
 	optind = 0;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+hn:p:t:b:jo:R:w:f:kq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hn:p:t:b:jo:R:w:f:kq", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			o->help = true;
@@ -467,10 +467,17 @@ static void html_chart(const struct bench_result *res, enum bench_row r, FILE *f
 				x0, x1, y + 15, y + 15, x0, x0, y + 10, y + 20, x1, x1, y + 10, y + 20);
 		format_secs(c->stat.median, a, sizeof(a));
 		format_ratio(bench_speedup(res, r, (enum bench_method)m), b, sizeof(b));
-		fprintf(f, "<text x='%d' y='%d' font-size='13'>%s%s%s%s</text>\n",
-			label_w + bar_w + 8, y + 19, a, m == BENCH_TAR ? "  (baseline)" : "",
-			m != BENCH_TAR && b[0] != '-' ? "  " : "",
-			m != BENCH_TAR && b[0] != '-' ? b : "");
+		{
+			double sp = bench_speedup(res, r, (enum bench_method)m);
+
+			fprintf(f, "<text x='%d' y='%d' font-size='13'>%s", label_w + bar_w + 8, y + 19, a);
+			if (m == BENCH_TAR)
+				fputs("  (baseline)", f);
+			else if (sp > 0)
+				fprintf(f, "  <tspan fill='%s'>%s %s</tspan>", sp >= 1 ? "#1a7f37" : "#b42318",
+					b, sp >= 1 ? "faster" : "(slower)");
+			fputs("</text>\n", f);
+		}
 		y += row_h;
 	}
 	fputs("</svg>\n", f);
@@ -494,8 +501,10 @@ int bench_write_html(const struct bench_result *res, FILE *f)
 	best = bench_speedup(res, BENCH_FIRST_CMD, BENCH_HIBERBOX);
 	if (best > 0) {
 		format_ratio(best, a, sizeof(a));
-		fprintf(f, "<p class='big'>First command after a cold wake: <b>%s sooner</b> "
-			   "than download + extract of a .tar.zst.</p>\n", a);
+		fprintf(f, "<p class='big'>First command after a cold wake: <b>%s %s</b> "
+			   "than %s + extract of a .tar.zst (median of %u).</p>\n", a,
+			best >= 1 ? "sooner" : "later (slower)",
+			strcmp(res->repo_kind, "s3") == 0 ? "download" : "reading", res->runs);
 	}
 	fprintf(f, "<p>%u files, %.1f MB &middot; %s repository &middot; link: ",
 		(unsigned)res->tree_files, (double)res->tree_bytes / 1e6, res->repo_kind);
@@ -1385,7 +1394,7 @@ static uint64_t dir_bytes(const char *dir)
 static uint64_t tree_files_count, tree_bytes_count;
 static int count_file(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-	if (type == FTW_F) {
+	if (type == FTW_F || type == FTW_SL) { /* every non-directory */
 		tree_files_count++;
 		if (S_ISREG(st->st_mode))
 			tree_bytes_count += (uint64_t)st->st_size;

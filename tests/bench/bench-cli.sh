@@ -1,0 +1,90 @@
+#!/bin/bash
+# `hiberbox bench restore` end to end on tiny trees with --runs 1: the user's
+# DIR is only read, JSON and both report formats come out, a missing
+# baseline tool (squashfuse, taken out of PATH) is reported and skipped, bad
+# arguments are one-line errors, and the scratch directory goes away.
+set -euo pipefail
+HB=${HIBERBOX:?set HIBERBOX to the hiberbox binary}
+[ -c /dev/fuse ] || { echo "no /dev/fuse: skip"; exit 77; }
+T=$(mktemp -d /tmp/bench-cli.XXXXXX)
+cleanup() {
+	for m in "$T"/work*/mnt "$T"/work*/ov "$T"/work*/sq; do
+		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m"; }
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+export HIBERBOX_HOME=$T/home HIBERBOX_REPO=$T/repo
+fail() { echo "FAIL: $*" >&2; exit 1; }
+jq_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); $2" "$1"; }
+
+# --- bad arguments: exit 2 and one line, nothing run ---------------------------
+for args in "--runs 0" "--runs x" "--report out.txt" "--bandwidth 0" "--nope" "a b"; do
+	set +e
+	# shellcheck disable=SC2086
+	"$HB" bench restore $args >"$T/out" 2>"$T/err"
+	rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "bench restore $args: exit $rc, expected 2"
+	[ "$(wc -l <"$T/err")" -eq 1 ] || fail "bench restore $args: not one line: $(cat "$T/err")"
+done
+set +e
+"$HB" bench restore --rtt 30 --work "$T/work-rtt" --files 20 >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -q "s3://" "$T/err" || fail "--rtt on a local repository: exit $rc, $(cat "$T/err")"
+"$HB" bench restore --help | grep -q -- "--probe CMD" || fail "help"
+
+# --- a user's DIR: only read; JSON and a Markdown report ------------------------
+mkdir -p "$T/ws/sub"
+for i in $(seq 1 40); do echo "file $i" >"$T/ws/sub/f$i.txt"; done
+head -c 200000 /dev/urandom >"$T/ws/blob.bin"
+ln -s sub/f1.txt "$T/ws/link"
+before=$(cd "$T/ws" && find . -printf '%p %s %T@ %m\n' | sort | md5sum)
+"$HB" bench restore "$T/ws" --runs 1 --json --report "$T/r.md" --work "$T/work1" \
+	--probe 'test -f sub/f1.txt && cat blob.bin >/dev/null' >"$T/r.json" 2>"$T/err" ||
+	fail "bench restore DIR: $(cat "$T/err")"
+after=$(cd "$T/ws" && find . -printf '%p %s %T@ %m\n' | sort | md5sum)
+[ "$before" = "$after" ] || fail "the user's DIR changed"
+jq_py "$T/r.json" '
+f = d["figures"]
+assert d["runs"] == 1 and d["tree"]["files"] == 42, d["tree"]
+for row in ("sleep_full", "sleep_incremental", "wake_cold", "wake_warm", "first_command", "restore"):
+    hb = f[row]["hiberbox"]
+    assert hb["median_s"] > 0 and hb["min_s"] == hb["max_s"] == hb["median_s"], (row, hb)
+    assert len(hb["runs_s"]) == 1
+    tar = f[row]["tar_zstd"]
+    assert abs(hb["vs_tar_zstd"] - tar["median_s"] / hb["median_s"]) < 1e-9, row
+    assert "median_s" in f[row]["cp_a"]
+assert d["repository"] == "local"
+assert d["stored_bytes"]["hiberbox"] > 0 and d["stored_bytes"]["tar_zstd"] > 0
+' || fail "JSON: $(cat "$T/r.json")"
+grep -q "^## wake, cold cache" "$T/r.md" || fail "markdown report"
+grep -q "| hiberbox |" "$T/r.md" || fail "markdown rows"
+[ -d "$T/work1" ] && [ ! -e "$T/work1/mnt/sub" ] || fail "work dir given: kept, nothing mounted"
+grep -q "probe\|test -f" "$T/work1/bench.log" || fail "log of the commands"
+
+# --- a generated workspace, squashfuse missing from PATH, an HTML report --------
+mkdir -p "$T/bin"
+for tool in sh bash ls cat find rm cp tar zstd mksquashfs unsquashfs fuse-overlayfs fusermount3 \
+	mount umount sync; do
+	p=$(command -v "$tool" || true)
+	[ -n "$p" ] && ln -s "$p" "$T/bin/$tool"
+done
+[ ! -e "$T/bin/squashfuse" ] || fail "squashfuse still reachable"
+PATH=$T/bin "$HB" bench restore --files 60 --runs 1 --report "$T/r.html" --work "$T/work2" \
+	>"$T/table" 2>"$T/err" || fail "bench restore without squashfuse: $(cat "$T/err")"
+grep -q "squashfs+overlay.*skipped: squashfuse is not installed" "$T/table" ||
+	fail "missing tool not reported: $(cat "$T/table")"
+grep -q "^note: squashfs+overlay skipped: squashfuse" "$T/table" || fail "note"
+grep -q "hiberbox .* vs tar" "$T/table" || fail "table rows: $(cat "$T/table")"
+grep -q "<svg" "$T/r.html" && grep -q "skipped: squashfuse" "$T/r.html" || fail "html report"
+! grep -q "<script\|src=\|href=" "$T/r.html" || fail "html report is not self-contained"
+grep -q "60 files" "$T/table" || fail "generated workspace size: $(head -1 "$T/table")"
+
+# --- without --work the scratch directory is removed ---------------------------
+ls -d /var/tmp/hiberbox-bench-* 2>/dev/null | sort >"$T/scratch-before" || true
+"$HB" bench restore --files 20 --runs 1 --quiet >/dev/null 2>"$T/err" || fail "default work: $(cat "$T/err")"
+ls -d /var/tmp/hiberbox-bench-* 2>/dev/null | sort >"$T/scratch-after" || true
+cmp -s "$T/scratch-before" "$T/scratch-after" || fail "scratch directory left behind"
+echo "bench-cli: ok"
