@@ -28,6 +28,7 @@
 
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
+#include "util/array.h"
 #include "util/error.h"
 #include "util/workqueue.h"
 
@@ -92,22 +93,6 @@ static void progress(struct check *c, const char *phase, uint64_t done, uint64_t
 {
 	if (c->opts->progress.update)
 		c->opts->progress.update(c->opts->progress.arg, phase, done, total);
-}
-
-static int grow(void **items, size_t *cap, size_t count, size_t size)
-{
-	size_t ncap;
-	void *p;
-
-	if (count < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	p = realloc(*items, ncap * size);
-	if (!p)
-		return -ENOMEM;
-	*items = p;
-	*cap = ncap;
-	return 0;
 }
 
 static int oid_cmp(const struct oid *a, const struct oid *b)
@@ -258,7 +243,7 @@ static int check_index_files(struct check *c)
 		if (repo_name_to_oid(name, &want) < 0 || !oid_equal(&want, &got))
 			report(c, true, "index file %s: content does not match its name", name);
 		for (size_t k = 0; k < n; k++) {
-			r = grow((void **)&c->entries, &c->entries_cap, c->nentries,
+			r = array_grow((void **)&c->entries, &c->entries_cap, c->nentries,
 				 sizeof(*c->entries));
 			if (r == 0)
 				r = chunk_index_add(c->idx, &e[k]);
@@ -289,7 +274,7 @@ static int list_pack(const char *name, uint64_t size, int64_t mtime, void *arg)
 		report(c, false, "%s is not named like a pack (ignored)", name);
 		return 0;
 	}
-	if (grow((void **)&c->packs, &c->packs_cap, c->npacks, sizeof(*c->packs)) < 0)
+	if (array_grow((void **)&c->packs, &c->packs_cap, c->npacks, sizeof(*c->packs)) < 0)
 		return -ENOMEM;
 	c->packs[c->npacks++] = (struct check_pack){ .id = id, .size = size };
 	c->bytes_total += size;
@@ -701,7 +686,7 @@ static int collect_snapshot(const struct oid *id, void *arg)
 {
 	struct snapshot_list *l = arg;
 
-	if (grow((void **)&l->ids, &l->cap, l->count, sizeof(*l->ids)) < 0)
+	if (array_grow((void **)&l->ids, &l->cap, l->count, sizeof(*l->ids)) < 0)
 		return -ENOMEM;
 	l->ids[l->count++] = *id;
 	return 0;

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "snapshot/repo-int.h"
+#include "util/array.h"
 #include "util/error.h"
 
 struct diff_item {
@@ -43,22 +44,6 @@ struct diff {
 	size_t nwork, work_cap;
 };
 
-static int grow(void **items, size_t *cap, size_t count, size_t size)
-{
-	size_t ncap;
-	void *p;
-
-	if (count < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	p = realloc(*items, ncap * size);
-	if (!p)
-		return -ENOMEM;
-	*items = p;
-	*cap = ncap;
-	return 0;
-}
-
 static char *join(const char *dir, const char *name)
 {
 	size_t dl = strlen(dir), nl = strlen(name);
@@ -79,7 +64,7 @@ static int emit(struct diff *d, char kind, char *path)
 {
 	if (!path)
 		return -ENOMEM;
-	if (grow((void **)&d->items, &d->items_cap, d->nitems, sizeof(*d->items)) < 0) {
+	if (array_grow((void **)&d->items, &d->items_cap, d->nitems, sizeof(*d->items)) < 0) {
 		free(path);
 		return -ENOMEM;
 	}
@@ -94,7 +79,7 @@ static int push(struct diff *d, uint32_t a, uint32_t b, char *path)
 {
 	if (!path)
 		return -ENOMEM;
-	if (grow((void **)&d->work, &d->work_cap, d->nwork, sizeof(*d->work)) < 0) {
+	if (array_grow((void **)&d->work, &d->work_cap, d->nwork, sizeof(*d->work)) < 0) {
 		free(path);
 		return -ENOMEM;
 	}

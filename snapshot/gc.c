@@ -47,6 +47,7 @@
 
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
+#include "util/array.h"
 #include "util/error.h"
 
 #define GC_LOCK_WAIT_MS 10000
@@ -108,22 +109,6 @@ static void before_change(struct gc *g)
 }
 
 /* Grow an array of `size`-byte items to hold one more. */
-static int grow(void **items, size_t *cap, size_t count, size_t size)
-{
-	size_t ncap;
-	void *p;
-
-	if (count < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 64;
-	p = realloc(*items, ncap * size);
-	if (!p)
-		return -ENOMEM;
-	*items = p;
-	*cap = ncap;
-	return 0;
-}
-
 static void progress(struct gc *g, const char *phase, uint64_t done, uint64_t total)
 {
 	if (g->opts->progress.update)
@@ -214,7 +199,7 @@ static int list_index_file(const char *name, uint64_t size, int64_t mtime, void 
 	struct gc *g = arg;
 	struct gc_index_file *f;
 
-	if (grow((void **)&g->index_files, &g->index_files_cap, g->nindex_files,
+	if (array_grow((void **)&g->index_files, &g->index_files_cap, g->nindex_files,
 		 sizeof(*g->index_files)) < 0)
 		return -ENOMEM;
 	f = &g->index_files[g->nindex_files++];
@@ -282,7 +267,7 @@ static int list_pack(const char *name, uint64_t size, int64_t mtime, void *arg)
 	repo_pack_name(&id, expect);
 	if (strcmp(expect, name) != 0)
 		return 0;
-	if (grow((void **)&g->packs, &g->packs_cap, g->npacks, sizeof(*g->packs)) < 0)
+	if (array_grow((void **)&g->packs, &g->packs_cap, g->npacks, sizeof(*g->packs)) < 0)
 		return -ENOMEM;
 	p = &g->packs[g->npacks++];
 	memset(p, 0, sizeof(*p));
@@ -360,7 +345,7 @@ static void plan_packs(struct gc *g)
 
 static int add_new_entry(struct gc *g, const struct index_entry *e)
 {
-	if (grow((void **)&g->new_entries, &g->new_entries_cap, g->nnew_entries,
+	if (array_grow((void **)&g->new_entries, &g->new_entries_cap, g->nnew_entries,
 		 sizeof(*g->new_entries)) < 0)
 		return -ENOMEM;
 	g->new_entries[g->nnew_entries++] = *e;
@@ -392,7 +377,7 @@ static int flush_new_pack(struct gc *g)
 		goto out;
 	}
 	g->new_pack_bytes += pack.len;
-	r = grow((void **)&g->new_packs, &g->new_packs_cap, g->nnew_packs, sizeof(*g->new_packs));
+	r = array_grow((void **)&g->new_packs, &g->new_packs_cap, g->nnew_packs, sizeof(*g->new_packs));
 	if (r < 0)
 		goto out;
 	g->new_packs[g->nnew_packs++] = id;
