@@ -13,29 +13,35 @@
 
 struct cli_globals cli;
 
-static const struct cli_command *const *tables(void)
+struct command_table {
+	const char *title;
+	const struct cli_command *commands;
+};
+
+/* The registered tables, in the order --help shows them. */
+static const struct command_table *tables(void)
 {
-	static const struct cli_command *all[6];
+	static struct command_table all[6];
 	int n = 0;
 
 	if (cli_commands_repo)
-		all[n++] = cli_commands_repo;
+		all[n++] = (struct command_table){ "Snapshots", cli_commands_repo };
 	if (cli_commands_fs)
-		all[n++] = cli_commands_fs;
+		all[n++] = (struct command_table){ "Live mounts", cli_commands_fs };
 	if (cli_commands_s3)
-		all[n++] = cli_commands_s3;
+		all[n++] = (struct command_table){ "Object storage", cli_commands_s3 };
 	if (cli_commands_sandbox)
-		all[n++] = cli_commands_sandbox;
+		all[n++] = (struct command_table){ "Sandboxes", cli_commands_sandbox };
 	if (cli_commands_bench)
-		all[n++] = cli_commands_bench;
-	all[n] = NULL;
+		all[n++] = (struct command_table){ "Benchmarks", cli_commands_bench };
+	all[n] = (struct command_table){ NULL, NULL };
 	return all;
 }
 
 const struct cli_command *cli_find(const char *name)
 {
-	for (const struct cli_command *const *t = tables(); *t; t++)
-		for (const struct cli_command *c = *t; c->name; c++)
+	for (const struct command_table *t = tables(); t->commands; t++)
+		for (const struct cli_command *c = t->commands; c->name; c++)
 			if (strcmp(c->name, name) == 0)
 				return c;
 	return NULL;
@@ -44,11 +50,13 @@ const struct cli_command *cli_find(const char *name)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hiberbox [--repo LOCATION] [--json] [--quiet] COMMAND [ARGS...]\n\n"
-		   "Snapshots of directory trees that sleep in a repository and wake fast.\n\n"
-		   "Commands:\n");
-	for (const struct cli_command *const *t = tables(); *t; t++)
-		for (const struct cli_command *c = *t; c->name; c++)
-			fprintf(f, "  %-20s %s\n", c->name, c->summary);
+		   "Sandboxes and workspaces that sleep in a repository and wake fast.\n");
+	for (const struct command_table *t = tables(); t->commands; t++) {
+		fprintf(f, "\n%s:\n", t->title);
+		for (const struct cli_command *c = t->commands; c->name; c++)
+			if (strncmp(c->summary, "(internal)", 10) != 0)
+				fprintf(f, "  %-20s %s\n", c->name, c->summary);
+	}
 	fprintf(f, "\nRepository: --repo, else $HIBERBOX_REPO, else $HIBERBOX_HOME/repo.\n"
 		   "Run 'hiberbox COMMAND --help' for a command's options.\n");
 }
