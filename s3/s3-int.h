@@ -42,6 +42,7 @@ struct s3_request {
 	int body_may_hold_error; /* a 200 can carry <Error> (CompleteMultipartUpload) */
 	struct buf *out;         /* the 2xx body; NULL: discarded */
 	/* Results of the last attempt. */
+	unsigned attempts;
 	long status;
 	struct s3_object_info info; /* etag, Last-Modified, Content-Length */
 	uint64_t content_range_total; /* UINT64_MAX if not sent */

@@ -816,6 +816,7 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 		return r;
 	}
 	for (unsigned attempt = 0;; attempt++) {
+		rq->attempts = attempt + 1;
 		r = perform_once(c, rq, url, headers, &retry);
 		if (r == 0 || !retry)
 			break;
@@ -961,7 +962,31 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, i
 		return s3_put_multipart(c, key, data, len, flags, if_match, etag_out);
 	rq.if_none_match_any = !!(flags & S3_PUT_IF_NONE_MATCH);
 	rq.if_match = if_match;
-	if ((r = s3_request_run(c, &rq)) < 0)
+	r = s3_request_run(c, &rq);
+	if (r == -EEXIST && rq.if_none_match_any) {
+		/* An earlier attempt (ours, or curl's own retry on a dropped
+		 * connection) may have written the object and lost only its answer.
+		 * An object that is ours byte for byte (its ETag is our MD5) counts
+		 * as written. */
+		struct s3_object_info info;
+		unsigned char md[16];
+		unsigned int mdlen = 0;
+		char want[40], saved[1024];
+		hb_err_save(saved, sizeof(saved));
+		EVP_Digest(data ? data : (const void *)"", len, md, &mdlen, EVP_md5(), NULL);
+		want[0] = '"';
+		hex_format(md, 16, want + 1);
+		want[33] = '"';
+		want[34] = '\0';
+		if (s3_head(c, key, &info) == 0 && info.size == len && !strcmp(info.etag, want)) {
+			hb_err_clear();
+			if (etag_out)
+				snprintf(etag_out, S3_ETAG_MAX, "%s", info.etag);
+			return 0;
+		}
+		return hb_err(-EEXIST, "%s", saved);
+	}
+	if (r < 0)
 		return r;
 	if (etag_out)
 		snprintf(etag_out, S3_ETAG_MAX, "%s", rq.info.etag);
