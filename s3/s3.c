@@ -963,7 +963,7 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, i
 	rq.if_none_match_any = !!(flags & S3_PUT_IF_NONE_MATCH);
 	rq.if_match = if_match;
 	r = s3_request_run(c, &rq);
-	if (r == -EEXIST && rq.if_none_match_any) {
+	if (r == -EEXIST && (rq.if_none_match_any || rq.if_match)) {
 		/* An earlier attempt (ours, or curl's own retry on a dropped
 		 * connection) may have written the object and lost only its answer.
 		 * An object that is ours byte for byte (its ETag is our MD5) counts

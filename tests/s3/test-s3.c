@@ -433,6 +433,13 @@ static void test_basic(void)
 	CHECK_ERR(s3_put(c, "cond-lost", "other", 5, S3_PUT_IF_NONE_MATCH, NULL, NULL), -EEXIST);
 	CHECK_OK(s3_get(c, "cond-lost", 0, S3_GET_ALL, &b, NULL));
 	CHECK(b.len == 4 && !memcmp(b.data, "mine", 4));
+	/* The same with If-Match (a compare-and-swap whose answer is lost). */
+	CHECK_OK(s3_head(c, "cond-lost", &info));
+	control("fault?kind=reset&count=1&method=PUT", NULL);
+	CHECK_OK(s3_put(c, "cond-lost", "mine, v2", 8, 0, info.etag, NULL));
+	CHECK_OK(s3_get(c, "cond-lost", 0, S3_GET_ALL, &b, NULL));
+	CHECK(b.len == 8 && !memcmp(b.data, "mine, v2", 8));
+	CHECK_ERR(s3_put(c, "cond-lost", "mine, v3", 8, 0, info.etag, NULL), -EEXIST);
 	control("clear", NULL);
 
 	/* Delete. */
