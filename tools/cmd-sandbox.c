@@ -62,10 +62,14 @@ static void print_json(json_t *j)
 /* Reach the daemon, starting it if needed. */
 static int connect_daemon(void)
 {
+	static char self[PATH_MAX];
 	const char *argv[8];
 	int n = 0, r;
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	argv[n++] = "/proc/self/exe";
+	/* the real path, so that ps and logs name the daemon */
+	self[len > 0 ? len : 0] = 0;
+	argv[n++] = len > 0 && !strstr(self, " (deleted)") ? self : "/proc/self/exe";
 	if (cli.repo) {
 		argv[n++] = "--repo";
 		argv[n++] = cli.repo;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -892,14 +893,22 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		return fd < 0 ? reply_err(c, fd) : reply_fd(c, fd);
 	}
 	mode_t mode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0644;
-	fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode);
+	bool created = true;
+	fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+	if (fd == -EEXIST) {
+		hb_err_clear();
+		created = false;
+		fd = sbx_open_inside(d, s, path, O_WRONLY | O_TRUNC | O_NOFOLLOW, 0);
+	}
 	if (fd >= 0) {
-		struct stat st;
-		/* a new file belongs to the sandbox's root, not the host's */
-		if (fstat(fd, &st) == 0 && st.st_uid == 0)
-			fchown(fd, s->rec.id_base, s->rec.id_base);
-		fchmod(fd, mode);
-		r = write_all(fd, rq->body.data, rq->body.len);
+		/* a new file belongs to the sandbox's root, not to the host's
+		 * (which the fs presents as the overflow id) */
+		if (created)
+			r = fchown(fd, s->rec.id_base, s->rec.id_base) < 0 ? -errno : 0;
+		if (r == 0)
+			r = fchmod(fd, mode) < 0 ? -errno : 0;
+		if (r == 0)
+			r = write_all(fd, rq->body.data, rq->body.len);
 		if (r < 0)
 			r = hb_err(r, "writing %s:%s", s->rec.name, path);
 		close(fd);
@@ -1176,6 +1185,8 @@ int hbd_run(const struct hbd_config *cfg)
 		snprintf(d->repo, sizeof(d->repo), "%s", cfg->repo);
 	else if ((r = repo_default_location(d->repo, sizeof(d->repo))) < 0)
 		goto out;
+	/* fs processes (grandchildren through the mount helper) are ours to reap. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	/* The mount helper and the fs processes find the home through it. */
 	setenv("HIBERBOX_HOME", d->home, 1);
 	snprintf(path, sizeof(path), "%s/sandboxes", d->home);

@@ -13,6 +13,7 @@
  * that older ones can be removed once nothing uses them and rm frees all. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <linux/openat2.h>
 #include <signal.h>
@@ -21,10 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "fs/fs.h"
 #include "manager/daemon/daemon-int.h"
@@ -174,9 +178,11 @@ static int mount_alive(const char *mnt)
 
 /* The sandbox's cgroup name: stable across daemon restarts (adoption finds
  * it again) and unique among live sandboxes (so is the id range). */
-static void cgroup_name_of(const struct sbx *s, char *out, size_t size)
+static void cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t size)
 {
-	snprintf(out, size, "hbd-%u", s->rec.id_base);
+	/* the home's hash keeps daemons of different homes apart */
+	snprintf(out, size, "hbd-%08x-%u", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
+		 s->rec.id_base);
 }
 
 static int save(struct hbd *d, struct sbx *s)
@@ -199,13 +205,55 @@ static void free_detached(struct sbx *s)
 	}
 }
 
+/* Unmount root and wait for its fs process to end.  The daemon is a child
+ * subreaper, so the fs processes it started are its children and are reaped
+ * here at once (hbfs_umount alone would poll until whoever reaps orphans
+ * gets to it). */
+static int unmount_root(const char *root)
+{
+	struct hbfs_mount_info *m = NULL;
+	char real[PATH_MAX];
+	size_t count = 0;
+	pid_t pid = 0;
+
+	if (!realpath(root, real) || hbfs_list_mounts(&m, &count) < 0) {
+		hb_err_clear();
+		return hbfs_umount(root);
+	}
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(m[i].mountpoint, real) == 0 && m[i].alive)
+			pid = m[i].pid;
+	free(m);
+	if (pid <= 0 || umount2(real, 0) < 0)
+		return hbfs_umount(root);
+	for (int i = 0; i < 4000; i++) { /* 20 s */
+		struct timespec ts = { 0, 5000000L };
+		pid_t w = waitpid(pid, NULL, WNOHANG);
+		if (w == pid || (w < 0 && errno == ECHILD && kill(pid, 0) < 0 && errno == ESRCH))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return hb_err(-ETIMEDOUT, "the fs process of %s did not end", root);
+}
+
+/* Detach the mount of a dead fs process (the kernel answers ENOTCONN).
+ * Not hbfs_umount: it waits for the dead process to be reaped, which is
+ * init's business once its parent daemon died. */
+static void detach_stale(const char *root)
+{
+	struct stat st;
+
+	if (stat(root, &st) < 0 && errno == ENOTCONN)
+		umount2(root, MNT_DETACH);
+}
+
 /* Kill every process, then release the mount.  No commit. */
 static void stop_all(struct sbx *s, const char *root)
 {
 	sandbox_free(s->sb);
 	s->sb = NULL;
 	free_detached(s);
-	if (s->rec.lower[0] && hbfs_umount(root) < 0) {
+	if (s->rec.lower[0] && unmount_root(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 		hb_err_clear();
 	}
@@ -231,8 +279,10 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	if ((r = mkdir_p(AT_FDCWD, root, 0755)) < 0)
 		return hb_err(r, "mkdir %s", root);
 	/* A mount left behind (the previous daemon died during a sleep) goes. */
-	if (mount_alive(root) || hbfs_umount(root) == 0)
-		hbfs_umount(root);
+	if (mount_alive(root))
+		unmount_root(root);
+	else
+		detach_stale(root);
 	hb_err_clear();
 	if ((r = rm_rf(upper)) < 0)
 		return r;
@@ -247,7 +297,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		.cpu_millis = s->rec.cpu_millis,
 	};
 	char cgname[32];
-	cgroup_name_of(s, cgname, sizeof(cgname));
+	cgroup_name_of(d, s, cgname, sizeof(cgname));
 	snprintf(host, sizeof(host), "%s", s->rec.name);
 	for (char *c = host; *c; c++)
 		if (*c == '_' || *c == '.')
@@ -616,7 +666,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
 	snprintf(meta, sizeof(meta), "%s/meta", upper);
 	tag_of(s->rec.name, tag, sizeof(tag));
-	cgroup_name_of(s, cgname, sizeof(cgname));
+	cgroup_name_of(d, s, cgname, sizeof(cgname));
 	alive = mount_alive(root);
 	if (s->rec.init_pid > 0 && s->rec.init_start &&
 	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start &&
@@ -639,8 +689,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 		r = hbfs_commit(root, tag, &id);
 	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
 		/* The fs process died too: its upper replays on a new mount. */
-		hbfs_umount(root);
-		hb_err_clear();
+		detach_stale(root);
 		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
 		if (r == 0)
 			r = hbfs_commit(root, tag, &id);
@@ -651,7 +700,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
 			"lost)\n", s->rec.name, hb_errmsg(r));
 	hb_err_clear();
-	hbfs_umount(root);
+	unmount_root(root);
 	hb_err_clear();
 	rm_rf(upper);
 	s->rec.state = SBX_SLEEPING;

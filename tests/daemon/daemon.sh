@@ -1,0 +1,233 @@
+#!/bin/bash
+# hiberboxd end to end: the real CLI and daemon, real FUSE mounts, real
+# namespaces.  An image is a busybox-static tree; every check below asserts
+# what a user of the sandbox manager relies on.
+#   env: HIBERBOX [BUSYBOX]
+set -uo pipefail
+: "${HIBERBOX:?}"
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+[ -x "$BUSYBOX" ] || { echo "SKIP: no static busybox at $BUSYBOX"; exit 77; }
+
+T=$(mktemp -d /tmp/hb-daemon-XXXXXX)
+chmod 755 "$T"
+export HIBERBOX_HOME=$T/home
+HB=$HIBERBOX
+START=$(date +%s)
+
+daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
+cleanup() {
+	"$HB" daemon stop >/dev/null 2>&1
+	local p
+	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+	for m in "$HIBERBOX_HOME"/sandboxes/*/root; do
+		[ -d "$m" ] && { "$HB" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null; }
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*" >&2
+	echo "--- daemon log:" >&2
+	tail -30 "$HIBERBOX_HOME/hiberboxd.log" >&2 2>/dev/null
+	exit 1
+}
+step() { echo "== $* ($(( $(date +%s) - START ))s)"; }
+state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
+repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
+
+# An image: static busybox, its applets, a passwd with an unprivileged user.
+mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/home/user" "$T/img/tmp"
+cp "$BUSYBOX" "$T/img/bin/busybox"
+for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test; do
+	ln -s busybox "$T/img/bin/$c"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
+echo "image file" > "$T/img/etc/motd"
+
+step "image import (directory and tarball), ls, duplicate"
+"$HB" image import "$T/img" base >/dev/null || fail "import dir"
+[ "$(stat -c %a "$HIBERBOX_HOME/hiberboxd.sock")" = 660 ] || fail "socket mode is not 0660"
+tar -C "$T/img" -cf "$T/img.tar" . || fail "tar"
+"$HB" image import "$T/img.tar" fromtar >/dev/null || fail "import tarball"
+"$HB" image ls | grep -q '^fromtar ' || fail "image ls lacks fromtar"
+"$HB" image import "$T/img" base 2>"$T/err" && fail "importing an existing name succeeded"
+grep -q "exists already" "$T/err" || fail "duplicate import: $(cat "$T/err")"
+
+step "names"
+for bad in "../x" "a/b" ".hidden" "" "$(printf 'x%.0s' {1..70})" 'a b'; do
+	"$HB" create "$bad" --image base >/dev/null 2>"$T/err" && fail "created sandbox '$bad'"
+	grep -q "invalid name\|expected NAME" "$T/err" || fail "bad name '$bad': $(cat "$T/err")"
+done
+"$HB" create x --image nope 2>"$T/err" && fail "created from a missing image"
+grep -q "no image 'nope'" "$T/err" || fail "missing image: $(cat "$T/err")"
+
+step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd, user"
+"$HB" create a --image base --memory 256M --pids 128 --cpus 1 --env GREETING=hi >/dev/null ||
+	fail "create a"
+[ "$(state_of a)" = running ] || fail "a is not running after create"
+out=$("$HB" exec a -- sh -c 'echo out; echo err >&2; exit 7' 2>"$T/err"); rc=$?
+[ "$rc" = 7 ] || fail "exit code $rc, expected 7"
+[ "$out" = out ] || fail "stdout: '$out'"
+[ "$(cat "$T/err")" = err ] || fail "stderr: '$(cat "$T/err")'"
+"$HB" exec a -- sh -c 'kill -9 $$'; rc=$?
+[ "$rc" = 137 ] || fail "killed by SIGKILL: exit $rc, expected 137"
+t0=$(date +%s%N)
+"$HB" exec --timeout 1 a -- sleep 20; rc=$?
+t1=$(date +%s%N)
+[ "$rc" = 137 ] || fail "timeout: exit $rc, expected 137"
+[ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "timeout took $(( (t1 - t0) / 1000000 )) ms"
+out=$(printf 'line1\nline2\n' | "$HB" exec -i a -- wc -l)
+[ "$(echo $out)" = 2 ] || fail "stdin: '$out'"
+out=$("$HB" exec a --env EXTRA=1 --cwd /etc -- sh -c 'echo $GREETING $EXTRA $(pwd)')
+[ "$out" = "hi 1 /etc" ] || fail "env/cwd: '$out'"
+out=$("$HB" exec --user user a -- id -u)
+[ "$out" = 1000 ] || fail "--user user: '$out'"
+out=$("$HB" exec --user 1234:55 a -- id)
+grep -q "uid=1234 gid=55" <<<"$out" || fail "--user 1234:55: '$out'"
+"$HB" exec a -- /bin/nonexistent 2>"$T/err"; rc=$?
+[ "$rc" = 125 ] || fail "missing command: exit $rc, expected 125"
+"$HB" exec nosuch -- true 2>"$T/err"; rc=$?
+[ "$rc" = 125 ] && grep -q "no sandbox named 'nosuch'" "$T/err" || fail "exec on missing: $rc $(cat "$T/err")"
+# output is streamed as produced, not at the end
+"$HB" exec a -- sh -c 'echo first; sleep 3; echo second' > "$T/stream" &
+sp=$!
+sleep 1.5
+[ "$(cat "$T/stream")" = first ] || fail "output not streamed: '$(cat "$T/stream")'"
+wait $sp
+
+step "detached process and logs; cp in and out"
+pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
+[ -n "$pid" ] || fail "exec -d printed no pid"
+sleep 2
+out=$("$HB" logs a "$pid")
+[ "$out" = "$(printf 'started\nfinished')" ] || fail "logs: '$out'"
+head -c 100000 /dev/urandom > "$T/blob"
+"$HB" cp "$T/blob" a:/blob || fail "cp in"
+"$HB" cp a:/blob "$T/blob.out" || fail "cp out"
+cmp -s "$T/blob" "$T/blob.out" || fail "cp round trip differs"
+[ "$("$HB" exec a -- stat -c %u /blob)" = 0 ] || fail "copied-in file not owned by the sandbox's root"
+"$HB" cp a:/../../../etc/shadow "$T/shadow" 2>/dev/null && cmp -s "$T/shadow" /etc/shadow &&
+	fail "cp escaped the sandbox root"
+"$HB" cp a:/nope "$T/nope" 2>/dev/null && fail "cp of a missing file succeeded"
+
+step "persistence across sleep/wake; exec wakes a sleeping sandbox"
+"$HB" exec a -- sh -c 'mkdir -p /work && echo persistent > /work/file && rm /etc/motd' || fail "write"
+out=$("$HB" --json sleep a) || fail "sleep"
+grep -q '"sleep_ms"' <<<"$out" || fail "sleep --json lacks sleep_ms: $out"
+[ "$(state_of a)" = sleeping ] || fail "a is not sleeping"
+out=$("$HB" --json wake a) || fail "wake"
+grep -q '"wake_ms"' <<<"$out" || fail "wake --json lacks wake_ms: $out"
+[ "$("$HB" exec a -- cat /work/file)" = persistent ] || fail "file lost across sleep/wake"
+"$HB" exec a -- test -e /etc/motd && fail "deleted file came back"
+"$HB" sleep a >/dev/null
+out=$("$HB" exec a -- cat /work/file) || fail "exec on a sleeping sandbox"
+[ "$out" = persistent ] || fail "exec after sleep: '$out'"
+[ "$(state_of a)" = running ] || fail "exec did not wake a"
+
+step "fork isolation; two sandboxes see neither files nor processes of each other"
+"$HB" fork a b >/dev/null || fail "fork"
+[ "$("$HB" exec b -- cat /work/file)" = persistent ] || fail "fork lacks the parent's file"
+"$HB" exec b -- sh -c 'echo fork > /work/file; echo only > /only-b' || fail "fork write"
+[ "$("$HB" exec a -- cat /work/file)" = persistent ] || fail "fork's write reached the parent"
+"$HB" exec a -- test -e /only-b && fail "fork's new file visible in the parent"
+"$HB" sleep a >/dev/null; "$HB" sleep b >/dev/null
+[ "$("$HB" exec a -- cat /work/file)" = persistent ] || fail "after sleeping both: parent changed"
+[ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "after sleeping both: fork lost its write"
+"$HB" exec a -- sh -c 'echo parent-later > /later' || fail "parent write"
+"$HB" exec b -- test -e /later && fail "parent's later write visible in the fork"
+bgpid=$("$HB" exec -d a -- sleep 300)
+sleep 0.3
+"$HB" exec b -- ps | grep -q "sleep 300" && fail "b sees a's process"
+"$HB" exec a -- ps | grep -q "sleep 300" || fail "a does not see its own process"
+n=$("$HB" exec b -- sh -c 'ls /proc | grep -c "^[0-9]"')
+[ "$n" -lt 6 ] || fail "b sees $n processes"
+
+step "daemon kill -9: running sandboxes are re-adopted"
+"$HB" exec a -- sh -c 'echo unsaved > /unsaved' || fail "write before crash"
+init_before=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+dp=$(daemon_pid)
+kill -9 "$dp"
+sleep 0.3
+[ "$("$HB" exec a -- cat /unsaved)" = unsaved ] || fail "write lost over a daemon crash"
+init_after=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+[ "$init_before" = "$init_after" ] || fail "a was not re-adopted (init $init_before -> $init_after)"
+"$HB" exec a -- ps | grep -q "sleep 300" || fail "a's detached process did not survive the crash"
+
+step "daemon and fs process both killed: the upper is committed, the sandbox sleeps"
+"$HB" exec b -- sh -c 'echo crash > /crash' || fail "write b"
+fspid=$("$HB" --json mounts | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    if m["mountpoint"].endswith("/sandboxes/b/root") and m["alive"]:
+        print(m["pid"])')
+[ -n "$fspid" ] || fail "no fs process for b"
+dp=$(daemon_pid)
+kill -9 "$dp" "$fspid"
+sleep 0.3
+[ "$("$HB" exec b -- cat /crash)" = crash ] || fail "write lost when daemon and fs died"
+[ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "b lost older data"
+
+step "idle timeout"
+"$HB" create idle --image base --idle-timeout 2s >/dev/null || fail "create idle"
+"$HB" exec idle -- true
+for i in $(seq 1 40); do
+	[ "$(state_of idle)" = sleeping ] && break
+	sleep 0.25
+done
+[ "$(state_of idle)" = sleeping ] || fail "idle sandbox did not sleep"
+"$HB" exec -d idle -- sleep 5 >/dev/null
+sleep 3
+[ "$(state_of idle)" = running ] || fail "a sandbox with a live process went to sleep"
+
+step "rm frees the sandbox's snapshots for gc"
+"$HB" create big --image base >/dev/null || fail "create big"
+"$HB" exec big -- sh -c 'head -c 4000000 /dev/urandom > /big' || fail "write big"
+"$HB" sleep big >/dev/null
+"$HB" exec big -- sh -c 'echo x > /x'; "$HB" sleep big >/dev/null
+before=$(repo_bytes)
+"$HB" rm big >/dev/null || fail "rm"
+"$HB" inspect big 2>/dev/null && fail "big still listed"
+[ -e "$HIBERBOX_HOME/sandboxes/big" ] && fail "state directory of big left behind"
+"$HB" gc >/dev/null || fail "gc"
+after=$(repo_bytes)
+[ $(( before - after )) -gt 3000000 ] || fail "gc reclaimed only $(( before - after )) bytes"
+"$HB" check >/dev/null || fail "repository check after rm + gc"
+"$HB" image rm base 2>"$T/err" && fail "removed an image in use"
+grep -q "used by sandbox" "$T/err" || fail "image rm in use: $(cat "$T/err")"
+
+step "20 sandboxes from one image cost about one image"
+img_bytes=$(du -sb "$T/img" | cut -f1)
+before=$(repo_bytes)
+for i in $(seq 1 20); do
+	"$HB" create "many$i" --image fromtar >/dev/null || fail "create many$i"
+	"$HB" exec "many$i" -- sh -c "echo $i > /id" || fail "exec many$i"
+	"$HB" sleep "many$i" >/dev/null || fail "sleep many$i"
+done
+after=$(repo_bytes)
+grown=$(( after - before ))
+echo "   20 sandboxes: repository grew $grown bytes (image $img_bytes bytes)"
+[ "$grown" -lt $(( img_bytes / 2 )) ] || fail "20 sandboxes grew the repository by $grown bytes"
+[ "$("$HB" exec many7 -- cat /id)" = 7 ] || fail "many7 lost its file"
+local_bytes=$(du -sbx "$HIBERBOX_HOME/sandboxes" | cut -f1)
+[ "$local_bytes" -lt 2000000 ] || fail "sleeping sandboxes hold $local_bytes local bytes"
+
+step "daemon stop puts sandboxes to sleep; restart keeps everything"
+"$HB" daemon stop >/dev/null || fail "daemon stop"
+"$HB" daemon status >/dev/null && fail "daemon still answers after stop"
+"$HB" --json ls | grep -q '"state": "running"' && fail "a sandbox still runs after daemon stop"
+[ "$("$HB" exec a -- cat /unsaved)" = unsaved ] || fail "lost a's file over stop/start"
+[ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "lost b's file over stop/start"
+
+step "corrupt registry: a clear error"
+"$HB" daemon stop >/dev/null
+cp "$HIBERBOX_HOME/sandboxes.db" "$T/good.db"
+head -c 8192 /dev/urandom > "$HIBERBOX_HOME/sandboxes.db"
+rm -f "$HIBERBOX_HOME/sandboxes.db-wal" "$HIBERBOX_HOME/sandboxes.db-shm"
+"$HB" daemon run 2>"$T/err" && fail "the daemon ran on a corrupt registry"
+grep -qi "corrupt\|not a database" "$T/err" || fail "corrupt registry: $(cat "$T/err")"
+cp "$T/good.db" "$HIBERBOX_HOME/sandboxes.db"
+"$HB" ls >/dev/null || fail "daemon with the registry restored"
+
+echo "daemon: ok ($(( $(date +%s) - START ))s)"

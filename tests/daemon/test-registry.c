@@ -1,0 +1,176 @@
+/* The sandbox registry: round trips, names, uniqueness, snapshot ownership,
+ * and files that are not (or no longer) a registry of ours. */
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "manager/daemon/daemon-int.h"
+#include "tests/unit/test.h"
+
+static int count_rows(const struct sbx_record *rec, void *arg)
+{
+	struct sbx_record *last = arg;
+
+	free(last->env_json);
+	*last = *rec;
+	last->env_json = strdup(rec->env_json);
+	return 0;
+}
+
+static int count_ids(const char *id, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void write_garbage(const char *path, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char junk[8192];
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 131 + 7);
+	if (fd >= 0) {
+		if (write(fd, junk, len < sizeof(junk) ? len : sizeof(junk)) < 0)
+			perror("write");
+		close(fd);
+	}
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/hb-registry-XXXXXX", path[256], wal[300];
+	struct registry *reg = NULL;
+	struct sbx_record rec = { 0 }, got = { 0 };
+	char user[SBX_NAME_MAX + 1];
+	int n;
+
+	if (!mkdtemp(dir))
+		return 1;
+	snprintf(path, sizeof(path), "%s/sandboxes.db", dir);
+
+	/* names */
+	CHECK_OK(sbx_name_valid("a"));
+	CHECK_OK(sbx_name_valid("web-1.dev_x"));
+	CHECK_ERR(sbx_name_valid(""), -EINVAL);
+	CHECK_ERR(sbx_name_valid(NULL), -EINVAL);
+	CHECK_ERR(sbx_name_valid(".."), -EINVAL);
+	CHECK_ERR(sbx_name_valid("../x"), -EINVAL);
+	CHECK_ERR(sbx_name_valid("a/b"), -EINVAL);
+	CHECK_ERR(sbx_name_valid("-rf"), -EINVAL);
+	CHECK_ERR(sbx_name_valid("a b"), -EINVAL);
+	CHECK_ERR(sbx_name_valid("a\nb"), -EINVAL);
+	CHECK_ERR(sbx_name_valid("\xc3\xa9"), -EINVAL);
+	char longname[SBX_NAME_MAX + 2];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[SBX_NAME_MAX + 1] = 0;
+	CHECK_ERR(sbx_name_valid(longname), -EINVAL);
+	longname[SBX_NAME_MAX] = 0;
+	CHECK_OK(sbx_name_valid(longname));
+
+	/* round trip */
+	CHECK_OK(registry_open(path, &reg));
+	snprintf(rec.name, sizeof(rec.name), "one");
+	snprintf(rec.image, sizeof(rec.image), "base");
+	memset(rec.base, 'a', OID_HEX_BYTES - 1);
+	rec.state = SBX_RUNNING;
+	rec.memory_bytes = 512ull << 20;
+	rec.pids = 77;
+	rec.cpu_millis = 1500;
+	rec.network = 1;
+	rec.env_json = strdup("[\"K=V\"]");
+	rec.idle_timeout_s = 300;
+	rec.id_base = 200000;
+	rec.init_pid = 1234;
+	rec.init_start = 99999999999ull;
+	CHECK_OK(registry_insert(reg, &rec));
+	CHECK_ERR(registry_insert(reg, &rec), -EEXIST);
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(strcmp(got.name, "one") == 0);
+	CHECK(strcmp(got.base, rec.base) == 0);
+	CHECK(got.state == SBX_RUNNING && got.memory_bytes == rec.memory_bytes);
+	CHECK(got.pids == 77 && got.cpu_millis == 1500 && got.network == 1);
+	CHECK(got.idle_timeout_s == 300 && got.id_base == 200000 && got.init_pid == 1234);
+	CHECK(got.init_start == rec.init_start);
+	CHECK(strcmp(got.env_json, "[\"K=V\"]") == 0);
+
+	/* another sandbox may not take the same id range */
+	struct sbx_record two = rec;
+	snprintf(two.name, sizeof(two.name), "two");
+	CHECK(registry_insert(reg, &two) < 0);
+	two.id_base = 200000 + SBX_ID_RANGE;
+	CHECK_OK(registry_insert(reg, &two));
+
+	rec.state = SBX_SLEEPING;
+	memset(rec.latest, 'b', OID_HEX_BYTES - 1);
+	CHECK_OK(registry_update(reg, &rec));
+	CHECK_OK(registry_load(reg, count_rows, &got)); /* ends with "two" */
+	struct sbx_record ghost = rec;
+	snprintf(ghost.name, sizeof(ghost.name), "ghost");
+	CHECK_ERR(registry_update(reg, &ghost), -ENOENT);
+
+	/* snapshot ownership and users */
+	CHECK_OK(registry_snapshot_add(reg, rec.latest, "one"));
+	CHECK_OK(registry_snapshot_add(reg, "cccc", "one"));
+	n = 0;
+	CHECK_OK(registry_snapshots_of(reg, "one", count_ids, &n));
+	CHECK(n == 2);
+	CHECK(registry_snapshot_user(reg, rec.latest, NULL, user, sizeof(user)) == 1);
+	CHECK(strcmp(user, "one") == 0);
+	CHECK(registry_snapshot_user(reg, rec.latest, "one", user, sizeof(user)) == 0);
+	/* "two" was created from the same base: a user of it */
+	CHECK(registry_snapshot_user(reg, rec.base, "one", user, sizeof(user)) == 1);
+	CHECK(strcmp(user, "two") == 0);
+	CHECK_OK(registry_snapshot_set_owner(reg, "cccc", "two"));
+	n = 0;
+	CHECK_OK(registry_snapshots_of(reg, "two", count_ids, &n));
+	CHECK(n == 1);
+	CHECK_OK(registry_snapshot_delete(reg, "cccc"));
+	CHECK_OK(registry_delete(reg, "two"));
+	registry_close(reg);
+	reg = NULL;
+
+	/* reopen: rows survive */
+	CHECK_OK(registry_open(path, &reg));
+	memset(&got, 0, sizeof(got));
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(strcmp(got.name, "one") == 0 && got.state == SBX_SLEEPING);
+	free(got.env_json);
+	registry_close(reg);
+	reg = NULL;
+
+	/* a schema from the future is refused, not rewritten */
+	sqlite3 *db;
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "PRAGMA user_version = 9", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_ERR(registry_open(path, &reg), -EPROTONOSUPPORT);
+	CHECK(reg == NULL);
+
+	/* garbage and a truncated file: -EBADMSG with a message, no crash */
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	unlink(wal);
+	write_garbage(path, 8192);
+	CHECK_ERR(registry_open(path, &reg), -EBADMSG);
+	CHECK(strstr(hb_errmsg(-EBADMSG), "corrupt") != NULL);
+	write_garbage(path, 100);
+	CHECK_ERR(registry_open(path, &reg), -EBADMSG);
+
+	/* a row with a name that is not valid is an error, not a path */
+	unlink(path);
+	CHECK_OK(registry_open(path, &reg));
+	snprintf(rec.name, sizeof(rec.name), "../../etc");
+	CHECK_OK(registry_insert(reg, &rec));
+	memset(&got, 0, sizeof(got));
+	CHECK_ERR(registry_load(reg, count_rows, &got), -EBADMSG);
+	free(got.env_json);
+	registry_close(reg);
+
+	free(rec.env_json);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		perror("rm");
+	TEST_MAIN_END();
+}
