@@ -137,7 +137,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	fi
 done
 log "$killed creates killed, $finished finished, ${#committed[@]} snapshots in all"
-[ "$killed" -ge $((ROUNDS / 3)) ] || bad "only $killed of $ROUNDS creates were killed: the delays do not hit the create"
+[ "$killed" -ge $((ROUNDS / 4)) ] || bad "only $killed of $ROUNDS creates were killed: the delays do not hit the create"
 
 # The end: gc, a clean check of every byte, no leftovers, every snapshot exact.
 hb_try gc
