@@ -230,4 +230,11 @@ grep -qi "corrupt\|not a database" "$T/err" || fail "corrupt registry: $(cat "$T
 cp "$T/good.db" "$HIBERBOX_HOME/sandboxes.db"
 "$HB" ls >/dev/null || fail "daemon with the registry restored"
 
+step "the daemon's log is free of sanitizer reports"
+"$HB" daemon stop >/dev/null
+if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
+	grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
+	fail "sanitizer reports in the daemon's log"
+fi
+
 echo "daemon: ok ($(( $(date +%s) - START ))s)"

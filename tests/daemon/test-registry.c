@@ -133,6 +133,7 @@ int main(void)
 
 	/* reopen: rows survive */
 	CHECK_OK(registry_open(path, &reg));
+	free(got.env_json);
 	memset(&got, 0, sizeof(got));
 	CHECK_OK(registry_load(reg, count_rows, &got));
 	CHECK(strcmp(got.name, "one") == 0 && got.state == SBX_SLEEPING);
