@@ -50,6 +50,7 @@
 
 #define TIERED_MIN_DEFAULT_BYTES ((uint64_t)64 << 20)
 #define TIERED_ENTRY_FRACTION 8 /* one entry at most cap / 8 */
+#define TIERED_PENDING_TOUCHES 256 /* access stamps written in one transaction */
 
 struct tiered {
 	struct store base;
@@ -60,6 +61,12 @@ struct tiered {
 	pthread_mutex_t lock; /* db, total, clock */
 	uint64_t cap, total, clock;
 	int64_t generation; /* this session: entries verified in it need no re-check */
+	/* Access stamps of cache hits, written in batches: a write transaction
+	 * per hit would cost more than the hit. */
+	struct {
+		int64_t rowid, atime;
+	} pending[TIERED_PENDING_TOUCHES];
+	unsigned npending;
 	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
 		*q_oldest, *q_exists;
 };
@@ -144,13 +151,15 @@ static int db_open(struct tiered *t)
 		sqlite3_stmt **stmt;
 		const char *sql;
 	} prep[] = {
-		/* The whole object, else the smallest cached range holding the
-		 * wanted one (ranges are often read coalesced, then chunk by chunk);
-		 * "to the end" (?3 = -1) only matches a range cached as such. */
+		/* The whole object, else a cached range holding the wanted one
+		 * (ranges are often read coalesced, then chunk by chunk): the few
+		 * nearest starting at or before it, through the unique index.
+		 * "To the end" (?3 = -1) only matches a range cached as such. */
 		{ &t->q_lookup, "SELECT rowid, file, size, sum, whole, off, verified_gen FROM entries"
-				" WHERE name=?1 AND (whole=1 OR (whole=0 AND ((?3=-1 AND off=?2 AND len=-1)"
-				" OR (?3<>-1 AND off<=?2 AND off+size>=?2+?3))))"
-				" ORDER BY whole DESC, size ASC LIMIT 1" },
+				" WHERE name=?1 AND whole=1"
+				" UNION ALL SELECT * FROM (SELECT rowid, file, size, sum, whole, off,"
+				" verified_gen FROM entries WHERE name=?1 AND whole=0 AND off<=?2"
+				" AND (?3<>-1 OR (off=?2 AND len=-1)) ORDER BY off DESC LIMIT 8)" },
 		{ &t->q_insert, "INSERT OR IGNORE INTO entries(name, whole, off, len, file, size,"
 				" sum, atime, verified_gen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)" },
 		{ &t->q_touch, "UPDATE entries SET atime=?2 WHERE rowid=?1" },
@@ -276,13 +285,12 @@ static int lookup_locked(struct tiered *t, const char *name, uint64_t off, uint6
 			 struct entry *e)
 {
 	sqlite3_stmt *q = t->q_lookup;
-	int rc, found = 0;
+	int found = 0;
 
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, (int64_t)off);
 	sqlite3_bind_int64(q, 3, (int64_t)len);
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
+	while (!found && sqlite3_step(q) == SQLITE_ROW) {
 		const char *f = (const char *)sqlite3_column_text(q, 1);
 		e->rowid = sqlite3_column_int64(q, 0);
 		snprintf(e->file, sizeof(e->file), "%s", f ? f : "");
@@ -291,7 +299,9 @@ static int lookup_locked(struct tiered *t, const char *name, uint64_t off, uint6
 		e->whole = sqlite3_column_int(q, 4);
 		e->off = (uint64_t)sqlite3_column_int64(q, 5);
 		e->verified_gen = sqlite3_column_int64(q, 6);
-		found = 1;
+		/* A range must hold all of [off, off+len). */
+		found = e->whole || len == STORE_GET_ALL ||
+			(e->off <= off && e->size >= len && off - e->off <= e->size - len);
 	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
@@ -307,8 +317,12 @@ static void drop_locked(struct tiered *t, int64_t rowid, const char *file, uint6
 	unlinkat(t->dirfd, file, 0);
 }
 
+static void flush_touches_locked(struct tiered *t);
+
 static void evict_locked(struct tiered *t)
 {
+	if (t->total > t->cap)
+		flush_touches_locked(t); /* LRU order needs the latest stamps */
 	while (t->total > t->cap) {
 		struct entry batch[64];
 		int n = 0;
@@ -330,12 +344,28 @@ static void evict_locked(struct tiered *t)
 	}
 }
 
+static void flush_touches_locked(struct tiered *t)
+{
+	if (t->npending == 0)
+		return;
+	sqlite3_exec(t->db, "BEGIN", NULL, NULL, NULL);
+	for (unsigned i = 0; i < t->npending; i++) {
+		sqlite3_bind_int64(t->q_touch, 1, t->pending[i].rowid);
+		sqlite3_bind_int64(t->q_touch, 2, t->pending[i].atime);
+		sqlite3_step(t->q_touch);
+		sqlite3_reset(t->q_touch);
+	}
+	sqlite3_exec(t->db, "COMMIT", NULL, NULL, NULL);
+	t->npending = 0;
+}
+
 static void touch_locked(struct tiered *t, int64_t rowid)
 {
-	sqlite3_bind_int64(t->q_touch, 1, rowid);
-	sqlite3_bind_int64(t->q_touch, 2, (int64_t)++t->clock);
-	sqlite3_step(t->q_touch);
-	sqlite3_reset(t->q_touch);
+	if (t->npending == TIERED_PENDING_TOUCHES)
+		flush_touches_locked(t);
+	t->pending[t->npending].rowid = rowid;
+	t->pending[t->npending].atime = (int64_t)++t->clock;
+	t->npending++;
 }
 
 /* Store bytes in the cache.  Failures only cost a later remote read. */
@@ -585,6 +615,7 @@ static void tiered_free(struct store *s)
 	struct tiered *t = to_tiered(s);
 
 	if (t->db) {
+		flush_touches_locked(t);
 		sqlite3_exec(t->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
 		db_close(t);
 	}
