@@ -162,6 +162,23 @@ static const struct store_ops store_s3_ops = {
 	.free = s3s_free,
 };
 
+/* Transfer figures (requests, retries, bytes) for --json output; s may be
+ * the S3 store or a tiered store in front of it.  Not in store.h (yet).
+ * @return 0, or -EINVAL if there is no S3 store there. */
+struct store *store_tiered_remote(struct store *s);
+
+int store_s3_stats(struct store *s, struct s3_stats *out)
+{
+	struct store *inner = store_tiered_remote(s);
+
+	if (inner)
+		s = inner;
+	if (!s || s->ops != &store_s3_ops)
+		return -EINVAL;
+	s3_client_stats(to_s3(s)->client, out);
+	return 0;
+}
+
 int store_s3_open(const char *location, int create, struct store **out)
 {
 	struct s3_config cfg;

@@ -25,6 +25,12 @@
  * mismatch calls store_tiered_forget() before it fetches again, so that a
  * bad copy is not served twice.
  *
+ * Several processes may share a cache directory (SQLite serialises them);
+ * each keeps its own running total, so the cap is then approximate.
+ *
+ * Not in store.h (yet): store_tiered_forget(s, name), store_tiered_remote(s),
+ * store_tiered_stats(s, &hits, &misses, &cached_bytes).
+ *
  * Locking: one mutex around the SQLite handle and the byte total; file I/O
  * and remote requests run outside it, so many threads read at once.
  */
@@ -67,6 +73,7 @@ struct tiered {
 		int64_t rowid, atime;
 	} pending[TIERED_PENDING_TOUCHES];
 	unsigned npending;
+	uint64_t hits, misses; /* atomics */
 	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
 		*q_oldest, *q_exists;
 };
@@ -537,8 +544,12 @@ static int tiered_get(struct store *s, const char *name, uint64_t off, uint64_t 
 
 	if (!cacheable(name))
 		return store_get(t->remote, name, off, len, out);
-	if ((r = cache_read(t, name, off, len, out)) != 0)
+	if ((r = cache_read(t, name, off, len, out)) != 0) {
+		if (r > 0)
+			__atomic_fetch_add(&t->hits, 1, __ATOMIC_RELAXED);
 		return r < 0 ? r : 0;
+	}
+	__atomic_fetch_add(&t->misses, 1, __ATOMIC_RELAXED);
 	if ((r = store_get(t->remote, name, off, len, out)) < 0)
 		return r;
 	if (off == 0 && len == STORE_GET_ALL)
@@ -644,6 +655,26 @@ int store_tiered_forget(struct store *s, const char *name)
 		return 0;
 	if (cacheable(name))
 		cache_forget(to_tiered(s), name);
+	return 0;
+}
+
+struct store *store_tiered_remote(struct store *s)
+{
+	return s && s->ops == &tiered_ops ? to_tiered(s)->remote : NULL;
+}
+
+int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64_t *cached_bytes)
+{
+	struct tiered *t;
+
+	if (!s || s->ops != &tiered_ops)
+		return -EINVAL;
+	t = to_tiered(s);
+	*hits = __atomic_load_n(&t->hits, __ATOMIC_RELAXED);
+	*misses = __atomic_load_n(&t->misses, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&t->lock);
+	*cached_bytes = t->total;
+	pthread_mutex_unlock(&t->lock);
 	return 0;
 }
 

@@ -35,6 +35,10 @@
 #define KEY_ID "S3RVER"
 #define SECRET "S3RVER"
 
+/* Not yet in store.h. */
+int store_s3_stats(struct store *s, struct s3_stats *out);
+int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64_t *cached_bytes);
+
 static const char *test_dir;
 static char data_dir[256];
 static pid_t server_pid;
@@ -1020,6 +1024,13 @@ static void test_store(void)
 			CHECK(b.len == 20000 && !memcmp(b.data, pack + 4000, 20000));
 		}
 		CHECK(stat_field("GET") == gets + 1);
+		uint64_t hits = 0, misses = 0, cached = 0;
+		CHECK_OK(store_tiered_stats(tiered, &hits, &misses, &cached));
+		CHECK(hits == 2 && misses == 1 && cached == 20000);
+		struct s3_stats s3st;
+		CHECK_OK(store_s3_stats(tiered, &s3st)); /* through the cache to the S3 store */
+		CHECK(s3st.requests >= 2 && s3st.bytes_received >= 20000);
+		CHECK_ERR(store_tiered_stats(remote, &hits, &misses, &cached), -EINVAL);
 		CHECK_ERR(store_get(tiered, "packs/t.pack", 40000, 20000, &b), -EBADMSG);
 		CHECK_ERR(store_get(tiered, "packs/none", 0, 10, &b), -ENOENT);
 		store_free(tiered);

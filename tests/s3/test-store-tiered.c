@@ -70,6 +70,8 @@ static const struct store_ops counting_ops = { .get = c_get, .put = c_put, .stat
 /* Not yet in store.h: drop cached copies of an object (after a chunk failed
  * verification, before fetching it again). */
 int store_tiered_forget(struct store *s, const char *name);
+struct store *store_tiered_remote(struct store *s);
+int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64_t *cached_bytes);
 
 static char root[256], remote_dir[300], cache_dir[300];
 static struct counting *counter;
@@ -343,6 +345,10 @@ int main(void)
 	CHECK_OK(store_get(t, "packs/r0", 0, 7000, &b));
 	CHECK(counter->gets == g + 1);
 	CHECK_OK(store_tiered_forget(counter->inner, "packs/r0")); /* not tiered: no-op */
+	uint64_t hits, misses, cached;
+	CHECK_OK(store_tiered_stats(t, &hits, &misses, &cached));
+	CHECK(hits + misses == 6 * 300 + 3 && misses >= 2 && hits > 0 && cached <= 100000);
+	CHECK(store_tiered_remote(t) == &counter->base && store_tiered_remote(&counter->base) == NULL);
 	store_free(t);
 
 	/* Another remote in front of the same cache directory: it starts over
