@@ -629,6 +629,15 @@ static void test_auth(void)
 	CHECK(st.retries == 0 && st.requests == 3); /* a 403 is not retried */
 	s3_client_free(c);
 
+	/* Temporary credentials: the token travels signed (the proxy checks
+	 * every signed header). */
+	test_config(&cfg);
+	snprintf(cfg.session_token, sizeof(cfg.session_token), "FwoGZXIvYXdzEBYaDH+token/with=chars");
+	c = new_client(&cfg);
+	CHECK_OK(s3_head(c, "dir/obj", NULL));
+	CHECK_OK(s3_put(c, "tok", "x", 1, 0, NULL, NULL));
+	s3_client_free(c);
+
 	/* Wrong region: the signature scope is wrong, the request refused. */
 	test_config(&cfg);
 	snprintf(cfg.region, sizeof(cfg.region), "eu-west-1");
