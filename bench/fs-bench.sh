@@ -68,7 +68,7 @@ git_status() { git status --porcelain >/dev/null; }
 echo "fs-bench: building a tree of $FILES files" >&2
 mkdir -p "$WORK/tree/project"
 python3 "$SRCDIR/tests/integration/treegen.py" small "$WORK/tree/project" "$FILES" 7
-(cd "$WORK/tree/project" && git init -q -b main . && git add -A && git commit -q -m tree)
+(cd "$WORK/tree/project" && git init -q -b main . && git config gc.auto 0 && git config maintenance.auto false && git add -A && git commit -q -m tree)
 mkdir -p "$WORK/big"
 head -c $((READ_MB * 1048576)) /dev/urandom >"$WORK/big/file"
 tar -C "$WORK/tree" -cf "$WORK/tree.tar" project

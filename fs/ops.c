@@ -309,11 +309,27 @@ static int check_name(const char *name)
 	return 0;
 }
 
+/* Open state of a node around an already open data fd. */
+static int file_state_new(struct node *n, int fd)
+{
+	struct file_state *f = calloc(1, sizeof(*f));
+
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f->fd = fd;
+	pthread_rwlock_init(&f->data_lock, NULL);
+	n->fst = f;
+	return 0;
+}
+
 /* Create a node called name in parent; tree lock held exclusively.  For a
  * regular file the (empty) data file is created first, so the journal never
  * names a data file that does not exist. */
 static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const char *name,
-		       mode_t mode, dev_t rdev, const char *target, struct node **out)
+		       mode_t mode, dev_t rdev, const char *target, bool keep_open,
+		       struct node **out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct jrec rec = { BUF_INIT };
@@ -354,15 +370,19 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 	}
 	if (!r && S_ISREG(mode)) {
 		int fd = upper_open_data(fs, n, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		struct stat st;
 
 		if (fd < 0) {
 			r = hb_err(fd, "creating a data file in %s", fs->upper_path);
 		} else {
-			struct timespec t[2] = { now, now };
-
-			futimens(fd, t);
-			close(fd);
+			/* Times are the data file's: what a remount will see. */
+			if (fstat(fd, &st) == 0)
+				n->atime = n->mtime = st.st_mtim;
 			n->flags |= NODE_UPPER_DATA;
+			if (keep_open)
+				r = file_state_new(n, fd);
+			else
+				close(fd);
 		}
 	}
 	if (!r)
@@ -408,7 +428,7 @@ static void hb_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int r;
 
 	wrlock(fs);
-	r = create_node(req, fs, N(fs, parent), name, mode, rdev, NULL, &n);
+	r = create_node(req, fs, N(fs, parent), name, mode, rdev, NULL, false, &n);
 	reply_new(req, fs, r, n);
 }
 
@@ -419,7 +439,8 @@ static void hb_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int r;
 
 	wrlock(fs);
-	r = create_node(req, fs, N(fs, parent), name, S_IFDIR | (mode & 07777), 0, NULL, &n);
+	r = create_node(req, fs, N(fs, parent), name, S_IFDIR | (mode & 07777), 0, NULL, false,
+			&n);
 	reply_new(req, fs, r, n);
 }
 
@@ -434,7 +455,7 @@ static void hb_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 		return;
 	}
 	wrlock(fs);
-	r = create_node(req, fs, N(fs, parent), name, S_IFLNK | 0777, 0, link, &n);
+	r = create_node(req, fs, N(fs, parent), name, S_IFLNK | 0777, 0, link, false, &n);
 	reply_new(req, fs, r, n);
 }
 
@@ -752,7 +773,7 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (r >= 0)
 			r = open_prepare(fs, n, fi->flags);
 	} else if (r >= 0) {
-		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, &n);
+		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, true, &n);
 		if (r >= 0)
 			r = open_prepare(fs, n, fi->flags & ~O_TRUNC);
 	}
@@ -911,7 +932,7 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
  * repeat others. */
 struct dirsnap {
 	uint32_t count;
-	bool served;
+	bool filled, served;
 	struct dsent {
 		char *name;
 		uint64_t ino;
@@ -927,6 +948,7 @@ static void dirsnap_clear(struct dirsnap *s)
 	s->e = NULL;
 	s->count = 0;
 	s->served = false;
+	s->filled = false;
 }
 
 static int dirsnap_fill(struct hbfs *fs, struct node *d, struct dirsnap *s)
@@ -962,20 +984,18 @@ static void hb_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct dirsnap *s = calloc(1, sizeof(*s));
 	int r = s ? 0 : -ENOMEM;
 
-	wrlock(fs);
-	if (!r)
-		r = dir_load(fs, d);
-	if (!r)
-		r = dirsnap_fill(fs, d, s);
-	unlock(fs);
+	if (!r && !d->dir)
+		r = -ENOTDIR;
 	if (r < 0) {
 		free(s);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* The listing is taken at the first readdir: an opendir served from
+	 * the kernel's cached listing costs nothing here. */
 	fi->fh = (uintptr_t)s;
 	fi->keep_cache = 1;
-	fi->cache_readdir = 0;
+	fi->cache_readdir = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		dirsnap_clear(s);
 		free(s);
@@ -999,8 +1019,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (off == 0 && s->served) {
-		/* rewinddir: a fresh listing */
+	if (!s->filled || (off == 0 && s->served)) {
+		/* first read, or rewinddir: a fresh listing */
 		dirsnap_clear(s);
 		wrlock(fs);
 		r = dir_load(fs, d);
@@ -1012,6 +1032,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, -r);
 			return;
 		}
+		s->filled = true;
 	}
 	s->served = true;
 	if (plus)
