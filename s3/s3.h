@@ -9,14 +9,19 @@
  *
  * Every call retries connection errors, 500/502/503/504, SlowDown,
  * RequestTimeout and a 200 whose body is an error, with exponential backoff
- * and jitter, within a time budget.  Other 4xx answers are not retried.
+ * and jitter, within a time budget (deadline_ms); a transfer that moves no
+ * byte for stall_timeout_ms is abandoned.  Other 4xx answers are not retried.
+ * Errors carry a hint where one helps (wrong keys, missing bucket, wrong
+ * region, clock skew, expired token, untrusted TLS certificate).
  *
  * Return contract: 0 on success or a negative errno with one line recorded
  * through hb_err() (util/error.h):
  *   -ENOENT   no such key (404 NoSuchKey, HEAD 404)
  *   -ENXIO    no such bucket ("bucket B does not exist")
  *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...")
- *   -EEXIST   412: a conditional PUT found the object (or another ETag)
+ *   -EEXIST   412: a conditional PUT found the object (or another ETag); an
+ *             object identical to the one being written counts as success
+ *             (an earlier attempt wrote it and only its answer was lost)
  *   -EAGAIN   409: a concurrent conditional write won; try again
  *   -EBADMSG  a range past the end, a short or corrupt body
  *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -EIO  network / server failures
@@ -120,7 +125,8 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, i
 /* @return 0 with info filled, or -ENOENT. */
 int s3_head(struct s3_client *c, const char *key, struct s3_object_info *info);
 
-/* Delete an object.  S3 answers success for a missing key too. */
+/* Delete an object.  S3 answers success for a missing key too (store-s3
+ * HEADs first to report -ENOENT). */
 int s3_delete(struct s3_client *c, const char *key);
 
 /* Call fn for every key that starts with prefix, in key order, following
