@@ -43,6 +43,7 @@ struct walk_entry {
 	struct walk_xattr *xattrs;
 	uint32_t nxattrs;
 	int64_t prev;    /* same path in the parent snapshot, or -1 */
+	uint64_t st_nlink;
 	bool reused;     /* content taken from the parent snapshot */
 };
 
@@ -238,6 +239,7 @@ static int walk_add(struct create_ctx *c, uint32_t parent, const char *name)
 	if (!e->name)
 		return -ENOMEM;
 	fill_node(&e->node, &st);
+	e->st_nlink = st.st_nlink;
 	e->node.parent = parent;
 	e->node.hardlink = c->count - 1;
 	if (S_ISLNK(st.st_mode)) {
@@ -339,13 +341,13 @@ static int link_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
+static int group_hardlinks(struct create_ctx *c)
 {
 	struct link_key *keys = NULL;
 	size_t n = 0;
 
 	for (uint32_t i = 0; i < c->count; i++)
-		if (!S_ISDIR(c->entries[i].node.mode) && st_nlink[i] > 1)
+		if (!S_ISDIR(c->entries[i].node.mode) && c->entries[i].st_nlink > 1)
 			n++;
 	if (n == 0)
 		return 0;
@@ -354,7 +356,7 @@ static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
 		return -ENOMEM;
 	n = 0;
 	for (uint32_t i = 0; i < c->count; i++)
-		if (!S_ISDIR(c->entries[i].node.mode) && st_nlink[i] > 1)
+		if (!S_ISDIR(c->entries[i].node.mode) && c->entries[i].st_nlink > 1)
 			keys[n++] = (struct link_key){ c->entries[i].node.src_dev,
 						       c->entries[i].node.src_ino, i };
 	qsort(keys, n, sizeof(*keys), link_cmp);
@@ -387,7 +389,6 @@ static int group_hardlinks(struct create_ctx *c, const uint64_t *st_nlink)
 static int walk(struct create_ctx *c)
 {
 	struct walk_entry *root;
-	uint64_t *st_nlink;
 	struct stat st;
 	int r;
 
@@ -413,26 +414,13 @@ static int walk(struct create_ctx *c)
 		if (r < 0)
 			return r;
 	}
-	/* The walk stored st_nlink nowhere; take it again for non-directories. */
-	st_nlink = calloc(c->count, sizeof(*st_nlink));
-	if (!st_nlink)
-		return -ENOMEM;
-	for (uint32_t i = 1; i < c->count; i++) {
-		struct walk_entry *e = &c->entries[i];
-
-		if (S_ISDIR(e->node.mode))
-			c->entries[e->node.parent].node.nlink++;
-		if (!S_ISDIR(e->node.mode) &&
-		    fstatat(c->rootfd, e->path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    st.st_ino == e->node.src_ino && st.st_mode == e->node.mode)
-			st_nlink[i] = st.st_nlink;
-	}
+	for (uint32_t i = 1; i < c->count; i++)
+		if (S_ISDIR(c->entries[i].node.mode))
+			c->entries[c->entries[i].node.parent].node.nlink++;
 	for (uint32_t i = 0; i < c->count; i++)
 		if (S_ISDIR(c->entries[i].node.mode))
 			c->entries[i].node.nlink++; /* "." and the entry in its parent */
-	r = group_hardlinks(c, st_nlink);
-	free(st_nlink);
-	return r;
+	return group_hardlinks(c);
 }
 
 /* Can entry i take its content from the parent snapshot unread? */

@@ -331,31 +331,50 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	return r;
 }
 
+/* A job is a run of siblings: workers then create files in different
+ * directories, instead of queueing on one directory's lock. */
+#define FILL_JOB_MAX_ENTRIES 128
+#define FILL_JOB_MAX_BYTES (4u << 20)
+
 struct fill_job {
 	struct restore_ctx *c;
-	uint32_t index;
+	uint32_t first, end; /* entries [first, end) */
 };
+
+static bool restored_in_phase2(const struct manifest_node *n, uint32_t i)
+{
+	return !S_ISDIR(n->mode) && n->hardlink == i; /* link members: phase 3 */
+}
+
+static int restore_one(struct restore_ctx *c, uint32_t i)
+{
+	const struct manifest_node *n = manifest_node(c->m, i);
+	int r;
+
+	if (S_ISREG(n->mode))
+		return fill_file(c, i);
+	r = create_entry(c, i, false, &c->skipped);
+	/* A skipped device node is not there to take metadata. */
+	if (r == 0 && (!(S_ISCHR(n->mode) || S_ISBLK(n->mode)) ||
+		       faccessat(c->rootfd, c->paths[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0))
+		r = set_metadata_path(c, i);
+	return r;
+}
 
 static void fill_job_run(void *arg)
 {
 	struct fill_job *j = arg;
-	const struct manifest_node *n = manifest_node(j->c->m, j->index);
-	int r;
 
-	if (j->c->error)
-		return;
-	if (S_ISREG(n->mode)) {
-		r = fill_file(j->c, j->index);
-	} else {
-		r = create_entry(j->c, j->index, false, &j->c->skipped);
-		/* A skipped device node is not there to take metadata. */
-		if (r == 0 && (!(S_ISCHR(n->mode) || S_ISBLK(n->mode)) ||
-			       faccessat(j->c->rootfd, j->c->paths[j->index], F_OK,
-					 AT_SYMLINK_NOFOLLOW) == 0))
-			r = set_metadata_path(j->c, j->index);
+	for (uint32_t i = j->first; i < j->end && !j->c->error; i++) {
+		const struct manifest_node *n = manifest_node(j->c->m, i);
+		int r;
+
+		if (!restored_in_phase2(n, i))
+			continue;
+		r = restore_one(j->c, i);
+		if (r < 0 && r != -ECANCELED)
+			ctx_fail(j->c, r);
 	}
-	if (r < 0 && r != -ECANCELED)
-		ctx_fail(j->c, r);
 }
 
 static int check_empty(const char *dir, int fd, bool *empty)
@@ -466,13 +485,22 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t i = 1; i < count; i++) {
-		const struct manifest_node *n = manifest_node(c.m, i);
+	for (uint32_t i = 1, njobs = 0; i < count;) {
+		uint32_t end = i, parent = manifest_node(c.m, i)->parent;
+		uint64_t bytes = 0;
 
-		if (S_ISDIR(n->mode) || n->hardlink != i)
-			continue; /* members of a link group are linked in phase 3 */
-		jobs[i] = (struct fill_job){ &c, i };
-		workqueue_submit(pool, fill_job_run, &jobs[i]);
+		/* Siblings are contiguous (breadth-first order). */
+		while (end < count && end - i < FILL_JOB_MAX_ENTRIES &&
+		       manifest_node(c.m, end)->parent == parent && bytes < FILL_JOB_MAX_BYTES) {
+			const struct manifest_node *n = manifest_node(c.m, end);
+
+			if (restored_in_phase2(n, end) && S_ISREG(n->mode))
+				bytes += n->size;
+			end++;
+		}
+		jobs[njobs] = (struct fill_job){ &c, i, end };
+		workqueue_submit(pool, fill_job_run, &jobs[njobs++]);
+		i = end;
 	}
 	workqueue_free(pool);
 	pool = NULL;
