@@ -65,6 +65,19 @@ hb_try
 	hb_ok init >/dev/null
 	[ -f "$HIBERBOX_HOME/repo/config" ] || fail "init without HIBERBOX_REPO did not create \$HIBERBOX_HOME/repo/config"
 ) || bad "embedded default repository"
+# Not root and no HIBERBOX_HOME: ~/.local/share/hiberbox/repo
+if is_root && command -v setpriv >/dev/null; then
+	mkdir -p "$T/nbhome"
+	chown 65534:65534 "$T/nbhome"
+	chmod 755 "$T"
+	if setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$HIBERBOX"; then
+		rc=0
+		setpriv --reuid=65534 --regid=65534 --clear-groups env -u HIBERBOX_HOME -u HIBERBOX_REPO \
+			HOME="$T/nbhome" "$HIBERBOX" init >/dev/null 2>"$T/err" || rc=$?
+		[ "$rc" -eq 0 ] && [ -f "$T/nbhome/.local/share/hiberbox/repo/config" ] ||
+			bad "init as a user without HIBERBOX_HOME: exit $rc, no ~/.local/share/hiberbox/repo/config ($(cat "$T/err"))"
+	fi
+fi
 # HIBERBOX_REPO beats HIBERBOX_HOME, --repo beats both
 hb_ok init >/dev/null
 [ -f "$HIBERBOX_REPO/config" ] || bad "init with HIBERBOX_REPO did not create $HIBERBOX_REPO/config"

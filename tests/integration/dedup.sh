@@ -160,5 +160,46 @@ hb_ok snapshot restore "$s10" "$T/rh"
 [ "$(($(stat -c %b "$T/rh/all-hole") * 512))" -lt $((1 * MiB)) ] || bad "all-hole restored with $(($(stat -c %b "$T/rh/all-hole") * 512)) bytes allocated"
 cmp -s "$T/rh/written-zeros" "$T/holes/written-zeros" || bad "written zeros restored wrong"
 
+# A 4.25 GiB sparse file with data past 4 GiB: 64-bit offsets end to end.
+mkdir -p "$T/huge"
+truncate -s 4352M "$T/huge/file"
+randbytes 1000000 huge >"$T/huge.data"
+dd if="$T/huge.data" of="$T/huge/file" bs=1M seek=4200 conv=notrunc status=none
+s11=$(snapshot_create "$T/huge")
+hb_ok snapshot restore "$s11" "$T/rhuge"
+[ "$(stat -c %s "$T/rhuge/file")" -eq $((4352 * MiB)) ] || bad "4.25 GiB sparse file restored with size $(stat -c %s "$T/rhuge/file")"
+[ "$(($(stat -c %b "$T/rhuge/file") * 512))" -lt $((8 * MiB)) ] ||
+	bad "4.25 GiB sparse file restored with $(($(stat -c %b "$T/rhuge/file") * 512)) bytes allocated"
+python3 - "$T/rhuge/file" "$T/huge.data" $((4200 * MiB)) <<'PY' || bad "4.25 GiB sparse file restored wrong"
+import sys
+f = open(sys.argv[1], "rb")
+data = open(sys.argv[2], "rb").read()
+off = int(sys.argv[3])
+f.seek(off)
+if f.read(len(data)) != data:
+    sys.exit("data past 4 GiB differs")
+for probe in (0, 1 << 32, off - 4096, off + len(data), (4352 << 20) - 4096):
+    f.seek(probe)
+    if f.read(4096).strip(b"\0"):
+        sys.exit("non-zero bytes at %d" % probe)
+PY
+rm -rf "$T/rhuge" "$T/huge"
+
+# --- compression level ------------------------------------------------------------------
+# The same compressible data at --level 1 and --level 19 (separate
+# repositories, so nothing is deduplicated): 19 stores fewer bytes.
+python3 "$TREEGEN" logs "$T/lv" 6 77
+stored_at_level() { # stored_at_level N -> new_bytes of a snapshot of $T/lv
+	local id
+	HIBERBOX_REPO="$T/repo-l$1" hb_ok init >/dev/null
+	id=$(HIBERBOX_REPO="$T/repo-l$1" snapshot_create "$T/lv" --level "$1")
+	HIBERBOX_REPO="$T/repo-l$1" field "$id" new_bytes
+}
+nb1=$(stored_at_level 1)
+nb19=$(stored_at_level 19)
+log "6 MB of logs stored as $nb1 bytes at --level 1, $nb19 at --level 19"
+[ "$nb19" -lt "$nb1" ] || bad "--level 19 stored $nb19 bytes, --level 1 $nb1: the level is not used"
+[ "$nb1" -lt $((6 * MiB / 2)) ] || bad "compressible logs stored at $nb1 bytes: not compressed"
+
 hb_try check --read-data
 [ "$HB_RC" -eq 0 ] || bad "check --read-data exited $HB_RC: $(head -c 500 "$T/err")"

@@ -61,6 +61,10 @@ echo old >"$T/busy/empty-file"
 echo "not a dir" >"$T/busy/big"                       # the snapshot has a directory here
 mkdir -p "$T/busy/links/to-dir/inside"                # ... and a symlink here
 ln -s "$T/victim" "$T/busy/xattrs"                    # must not be followed
+echo "outside, keep me" >"$T/outside-file"
+mkdir -p "$T/busy/hard/a" "$T/busy/names"
+ln "$T/outside-file" "$T/busy/hard/a/one"             # an inode shared with a file outside
+ln -s "$T/outside-file" "$T/busy/names/with space"    # a symlink where a file goes
 (cd "$T/busy" && find . -printf '%p %y %s\n' | sort) >"$T/busy.before"
 expect_error "restore into a non-empty directory without --force" snapshot restore full "$T/busy" &&
 	expect_in "$HB_ERR" "force|not empty|non-empty" "restore into a non-empty directory" || true
@@ -74,6 +78,8 @@ else
 		bad "restore --force: restored entries differ:"$'\n'"$(head -30 "$T/d")"
 fi
 [ -z "$(ls -A "$T/victim")" ] || bad "restore --force wrote through a symlink in the target into $T/victim: $(ls -A "$T/victim")"
+[ "$(cat "$T/outside-file")" = "outside, keep me" ] ||
+	bad "restore --force wrote into a file outside DIR (through a hard link or a symlink in DIR)"
 
 # --- ids: full, unique prefixes, tags -------------------------------------------
 p8=${small:0:8}
