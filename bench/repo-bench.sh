@@ -109,13 +109,15 @@ timed() {
 	local name=$1
 	shift
 	drop_caches
-	local t0 t1 t2
+	local t0 t1 t2 TIMEFORMAT='%U %S'
 	t0=$(now_ns)
-	"$@" >/dev/null
+	# bash's `time` gives the CPU seconds: (user + sys) / wall = cores used
+	{ time "$@" >/dev/null 2>"$WORK/cmd.err"; } 2>"$WORK/cpu" ||
+		{ echo "repo-bench: $* failed: $(cat "$WORK/cmd.err")" >&2; exit 1; }
 	t1=$(now_ns)
 	sync
 	t2=$(now_ns)
-	echo "$(((t1 - t0) / 1000)) $(((t2 - t0) / 1000))" >>"$WORK/t.$name"
+	echo "$(((t1 - t0) / 1000)) $(((t2 - t0) / 1000)) $(cat "$WORK/cpu")" >>"$WORK/t.$name"
 }
 rm -f "$WORK"/t.*
 declare -a stored=() tarsz=()
@@ -154,11 +156,13 @@ work, result, tree_bytes, tree_files, drop_note, runs, commit, stored, tarsz = s
 tree_bytes = int(tree_bytes)
 def load(name):
     rows = [l.split() for l in open(os.path.join(work, "t." + name))]
-    return ([int(a) / 1e6 for a, _ in rows], [int(b) / 1e6 for _, b in rows])
+    return ([int(r[0]) / 1e6 for r in rows], [int(r[1]) / 1e6 for r in rows],
+            [(float(r[2]) + float(r[3])) / (int(r[0]) / 1e6) for r in rows])
 t = {n: load(n) for n in ("tar_create", "tar_extract", "hb_create", "hb_unchanged",
                          "hb_unchanged_warm", "hb_restore")}
 med = {n: statistics.median(v[0]) for n, v in t.items()}
 med_sync = {n: statistics.median(v[1]) for n, v in t.items()}
+cores = {n: statistics.median(v[2]) for n, v in t.items()}
 stored_b = statistics.median(int(x) for x in stored.split())
 tar_b = statistics.median(int(x) for x in tarsz.split())
 mbs = lambda s: tree_bytes / 1e6 / s
@@ -180,6 +184,7 @@ doc = {
     "runs": int(runs), "page_cache": drop_note,
     "seconds_median": med, "seconds_median_incl_sync": med_sync,
     "seconds_all": {n: v[0] for n, v in t.items()},
+    "cpu_cores_used_median": cores,
     "mb_per_s": {n: mbs(s) for n, s in med.items() if not n.startswith("hb_unchanged")},
     "bytes": {"repository": stored_b, "tar_zst": tar_b},
     "ratios": ratios, "targets": {k: "%s %g" % v for k, v in targets.items()}, "targets_met": met,
@@ -187,12 +192,12 @@ doc = {
 with open(result, "w") as f:
     json.dump(doc, f, indent=2, sort_keys=True)
 print("tree: %d files, %.0f MB; %s runs, median; page cache %s" % (int(tree_files), tree_bytes / 1e6, runs, drop_note))
-print("%-38s %9s %9s %9s" % ("step", "seconds", "+sync", "MB/s"))
+print("%-38s %9s %9s %9s %7s" % ("step", "seconds", "+sync", "MB/s", "cores"))
 for n, label in (("tar_create", "tar -I 'zstd -T0 -3' -cf"), ("hb_create", "hiberbox snapshot create (first)"),
                  ("hb_unchanged", "hiberbox snapshot create (unchanged)"),
                  ("hb_unchanged_warm", "  the same, metadata cached"), ("tar_extract", "tar -I zstd -xf"),
                  ("hb_restore", "hiberbox snapshot restore")):
-    print("%-38s %9.2f %9.2f %9.0f" % (label[:38], med[n], med_sync[n], mbs(med[n])))
+    print("%-38s %9.2f %9.2f %9.0f %7.2f" % (label[:38], med[n], med_sync[n], mbs(med[n]), cores[n]))
 print("%-38s %9.1f MB" % (".tar.zst", tar_b / 1e6))
 print("%-38s %9.1f MB" % ("repository after the first snapshot", stored_b / 1e6))
 print()
