@@ -409,8 +409,9 @@ struct exec_stream {
 	struct sbx *s;
 	struct sandbox_proc *proc;
 	int out_fd, err_fd;
+	int client_fd;        /* the connection, watched for the client leaving */
 	uint64_t deadline_ns; /* 0: none */
-	bool timed_out, done, exited;
+	bool timed_out, done, exited, client_gone;
 	struct sandbox_exit ex;
 	struct buf pending;
 	size_t pending_off;
@@ -461,7 +462,8 @@ static ssize_t drain_one(struct exec_stream *x, int *fd, int type, size_t room)
 
 static void exec_step(struct exec_stream *x, size_t room)
 {
-	struct pollfd p[2] = { { x->out_fd, POLLIN, 0 }, { x->err_fd, POLLIN, 0 } };
+	struct pollfd p[3] = { { x->out_fd, POLLIN, 0 }, { x->err_fd, POLLIN, 0 },
+			       { x->client_fd, POLLRDHUP, 0 } };
 	int timeout = API_POLL_MS;
 
 	if (room <= HBD_FRAME_HEADER_BYTES)
@@ -488,7 +490,15 @@ static void exec_step(struct exec_stream *x, size_t room)
 			timeout = (int)((x->deadline_ns - now) / 1000000) + 1;
 		}
 	}
-	int n = poll(p, 2, timeout);
+	int n = poll(p, 3, timeout);
+	if (n > 0 && (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		/* Nobody reads the output any more: the command goes (as with
+		 * a terminal that closes). */
+		sandbox_proc_kill(x->proc, SIGKILL);
+		x->client_gone = true;
+		x->done = true;
+		return;
+	}
 	if (n > 0) {
 		if (p[0].revents)
 			drain_one(x, &x->out_fd, HBD_FRAME_STDOUT, room);
@@ -530,7 +540,8 @@ static ssize_t exec_read(void *cls, uint64_t pos, char *out, size_t max)
 			return (ssize_t)n;
 		}
 		if (x->done)
-			return MHD_CONTENT_READER_END_OF_STREAM;
+			return x->client_gone ? MHD_CONTENT_READER_END_WITH_ERROR :
+						MHD_CONTENT_READER_END_OF_STREAM;
 		exec_step(x, max);
 	}
 }
@@ -773,6 +784,9 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	x->proc = proc;
 	x->out_fd = out[0];
 	x->err_fd = err[0];
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	x->client_fd = ci ? ci->connect_fd : -1;
 	x->pending.max = 4 * API_READ_CHUNK_BYTES;
 	x->deadline_ns = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
 	struct MHD_Response *resp = MHD_create_response_from_callback(

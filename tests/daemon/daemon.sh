@@ -96,6 +96,15 @@ sp=$!
 sleep 1.5
 [ "$(cat "$T/stream")" = first ] || fail "output not streamed: '$(cat "$T/stream")'"
 wait $sp
+# a client that goes away takes its command with it
+timeout 1 "$HB" exec a -- sleep 30
+sleep 0.6
+n=$("$HB" --json inspect a | sed -n 's/.*"processes": \([0-9]*\).*/\1/p')
+[ "$n" = 0 ] || fail "a command outlived its client ($n processes)"
+# concurrent execs in one sandbox
+for i in 1 2 3 4; do "$HB" exec a -- sh -c "sleep 1; echo $i" > "$T/par$i" & done
+wait
+for i in 1 2 3 4; do [ "$(cat "$T/par$i")" = $i ] || fail "concurrent exec $i: $(cat "$T/par$i")"; done
 
 step "detached process and logs; cp in and out"
 pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
