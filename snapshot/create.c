@@ -482,15 +482,15 @@ static int store_file(struct create_ctx *c, uint32_t i)
 	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return hb_err(-errno, "cannot read '%s': %s", e->path, strerror(errno));
-	if (e->node.size <= MANIFEST_INLINE_MAX_BYTES) {
-		uint8_t small[MANIFEST_INLINE_MAX_BYTES + 1];
+	if (e->node.size <= MANIFEST_INLINE_WRITE_BYTES) {
+		uint8_t small[MANIFEST_INLINE_WRITE_BYTES + 1];
 		ssize_t n = read_full(fd, small, sizeof(small));
 
 		if (n < 0) {
 			r = hb_err((int)n, "cannot read '%s': %s", e->path, strerror((int)-n));
 			goto out;
 		}
-		if ((size_t)n <= MANIFEST_INLINE_MAX_BYTES) {
+		if ((size_t)n <= MANIFEST_INLINE_WRITE_BYTES) {
 			e->node.size = (uint64_t)n;
 			manifest_builder_set_size(c->builder, i, (uint64_t)n);
 			atomic_fetch_add(&c->stored_bytes, (uint64_t)n);

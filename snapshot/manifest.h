@@ -43,7 +43,11 @@
 
 #define MANIFEST_MAGIC "HBSNAP01"
 #define MANIFEST_VERSION 1
-#define MANIFEST_INLINE_MAX_BYTES 2048 /* files up to this size live in the manifest */
+#define MANIFEST_INLINE_MAX_BYTES 2048 /* the most a reader accepts inline */
+/* Writers inline files up to this size.  Inline bytes are repeated in every
+ * manifest (they do not dedup across snapshots) and every wake loads them,
+ * so only files too small to be worth a chunk of their own live there. */
+#define MANIFEST_INLINE_WRITE_BYTES 512
 #define MANIFEST_NAME_MAX 255
 #define MANIFEST_MAX_ENTRIES (64u << 20)
 #define MANIFEST_MAX_XATTR_VALUE (64u * 1024)
