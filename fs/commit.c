@@ -379,7 +379,7 @@ static int walk(struct commit_ctx *c)
 static int chunk_one(struct commit_ctx *c, struct repo_writer *w, struct pending *p)
 {
 	struct file_state *f = p->n->fst;
-	uint8_t small[MANIFEST_INLINE_MAX_BYTES + 1];
+	uint8_t small[MANIFEST_INLINE_WRITE_BYTES + 1];
 	uint64_t size = 0;
 	ssize_t got;
 	int r;
@@ -393,7 +393,7 @@ static int chunk_one(struct commit_ctx *c, struct repo_writer *w, struct pending
 	got = pread(fd, small, sizeof(small), 0);
 	if (got < 0) {
 		r = hb_err(-errno, "commit: reading inode %llu", (unsigned long long)p->n->ino);
-	} else if ((size_t)got <= MANIFEST_INLINE_MAX_BYTES) {
+	} else if ((size_t)got <= MANIFEST_INLINE_WRITE_BYTES) {
 		r = manifest_builder_set_inline(c->b, p->idx, small, (size_t)got);
 		size = (uint64_t)got;
 		p->inline_data = malloc(size ? size : 1);
@@ -458,6 +458,20 @@ int hbfs_commit_local(struct hbfs *fs, const char *tag, struct oid *out)
 	if (r < 0)
 		goto out;
 
+	{
+		/* What this mount read from the repository, for the next wake's
+		 * prefetch. */
+		struct oid *hot;
+		uint32_t nhot;
+
+		r = lower_hot_list(fs, &hot, &nhot);
+		if (r >= 0) {
+			r = manifest_builder_set_hot(c.b, hot, nhot);
+			free(hot);
+		}
+		if (r < 0)
+			goto out;
+	}
 	c.info.parent = fs->last_id;
 	c.info.has_parent = true;
 	gethostname(c.info.host, sizeof(c.info.host) - 1);

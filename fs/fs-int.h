@@ -10,6 +10,9 @@
  * exclusively by commit, so a commit never sees a write half done).
  *
  * Lock order: commit_lock -> tree_lock -> fst->data_lock -> cache->lock.
+ * A copy-up of a large file drops the tree lock while it copies (see
+ * upper_copy_up): callers must not keep anything read under the lock across
+ * that call except node pointers they hold a reference on.
  *
  * Inode numbers are stable across remounts of the same snapshot and upper:
  * a lower entry is its hard-link leader's manifest index + 1 (the root is 1),
@@ -34,6 +37,8 @@
 #define HBFS_JOURNAL_MAX_RECORD (16u << 20)
 #define HBFS_XATTR_LIST_MAX (64u * 1024)
 #define HBFS_SYMLINK_MAX 4096
+#define HBFS_COPY_UP_UNLOCKED_BYTES (256u * 1024) /* larger copy-ups release the tree lock */
+#define HBFS_HOT_MAX 8192        /* chunks recorded as the access trace of a mount */
 
 enum {
 	NODE_UPPER_DATA = 0x1, /* content is in upper/data/<ino> */
@@ -42,6 +47,7 @@ enum {
 	NODE_DATA_DIRTY = 0x8, /* content changed since the last commit */
 	NODE_META_JOURNALED = 0x10, /* an INODE record exists (metadata != lower) */
 	NODE_COMMITTED = 0x20, /* committed* hold the content of the last commit */
+	NODE_COPYING = 0x40,   /* a copy-up runs without the tree lock */
 };
 
 struct xattr {
@@ -118,6 +124,8 @@ struct hbfs {
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
 	pthread_mutex_t commit_lock;
+	pthread_mutex_t copy_lock;  /* with copy_done: waiting for a copy-up */
+	pthread_cond_t copy_done;
 	uint32_t commit_gen;
 	struct fuse_session *se;
 	int control_fd;
@@ -178,6 +186,10 @@ int lower_chunk_ends(struct hbfs *fs, uint32_t i, uint64_t **out);
 /* Read [off, off+len) of lower file i into out; returns bytes. */
 ssize_t lower_read(struct hbfs *fs, uint32_t i, const uint64_t *ends, void *out, size_t len,
 		   uint64_t off);
+
+/* The chunks fetched from the repository since the mount, in order (the hot
+ * list of the next commit).  *out malloc'd. */
+int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count);
 
 /* ops.c */
 void node_close(struct hbfs *fs, struct node *n);

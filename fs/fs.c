@@ -39,6 +39,8 @@ static void fs_free(struct hbfs *fs)
 	repo_close(fs->repo);
 	pthread_rwlock_destroy(&fs->tree_lock);
 	pthread_mutex_destroy(&fs->commit_lock);
+	pthread_mutex_destroy(&fs->copy_lock);
+	pthread_cond_destroy(&fs->copy_done);
 	free(fs);
 }
 
@@ -73,6 +75,8 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	fs->upper_fd = fs->data_fd = fs->control_fd = -1;
 	pthread_rwlock_init(&fs->tree_lock, NULL);
 	pthread_mutex_init(&fs->commit_lock, NULL);
+	pthread_mutex_init(&fs->copy_lock, NULL);
+	pthread_cond_init(&fs->copy_done, NULL);
 	if (!realpath(opts->mountpoint, fs->mountpoint)) {
 		r = hb_err(-errno, "mountpoint %s", opts->mountpoint);
 		goto fail;

@@ -30,6 +30,8 @@ struct chunk_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t loaded;
 	uint64_t clock;
+	struct oid hot[HBFS_HOT_MAX]; /* first fetches, in order */
+	uint32_t nhot;
 	struct cache_entry e[HBFS_CACHE_CHUNKS];
 };
 
@@ -122,6 +124,8 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 	}
 
 	pthread_mutex_lock(&c->lock);
+	if (r >= 0 && c->nhot < HBFS_HOT_MAX)
+		c->hot[c->nhot++] = *id;
 	if (r >= 0 && dst)
 		memcpy(dst, b.data + skip, n);
 	if (victim) {
@@ -253,14 +257,19 @@ ssize_t lower_read(struct hbfs *fs, uint32_t i, const uint64_t *ends, void *out,
 	return (ssize_t)len;
 }
 
-/* Prefetch the hot list of the last mount (best effort, in the background). */
+/* Prefetch the hot list of the last mount (best effort, in the background):
+ * the first chunks into the memory cache; from a remote repository the rest
+ * too, which fills the repository's local cache (store-tiered) in parallel
+ * with the first reads. */
 void lower_prefetch_hot(struct hbfs *fs);
 void lower_prefetch_hot(struct hbfs *fs)
 {
-	uint32_t count;
+	uint32_t count, limit = HBFS_CACHE_CHUNKS / 2;
 	const struct oid *hot = manifest_hot(fs->m, &count);
 
-	for (uint32_t k = 0; k < count && k < HBFS_CACHE_CHUNKS / 2; k++) {
+	if (!strncmp(repo_location(fs->repo), "s3://", 5))
+		limit = HBFS_HOT_MAX;
+	for (uint32_t k = 0; k < count && k < limit; k++) {
 		struct readahead_job *j = malloc(sizeof(*j));
 
 		if (!j)
@@ -270,4 +279,20 @@ void lower_prefetch_hot(struct hbfs *fs)
 		if (workqueue_submit(fs->readahead, readahead_run, j) < 0)
 			free(j);
 	}
+}
+
+int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count)
+{
+	struct chunk_cache *c = fs->cache;
+	struct oid *ids;
+
+	pthread_mutex_lock(&c->lock);
+	ids = malloc((c->nhot ? c->nhot : 1) * sizeof(*ids));
+	if (ids) {
+		memcpy(ids, c->hot, c->nhot * sizeof(*ids));
+		*count = c->nhot;
+	}
+	pthread_mutex_unlock(&c->lock);
+	*out = ids;
+	return ids ? 0 : -ENOMEM;
 }

@@ -545,18 +545,36 @@ static int copy_lower(struct hbfs *fs, uint32_t i, int fd, uint64_t len)
 	return r;
 }
 
+/* Wait until no other thread copies n up; the tree lock (held exclusively)
+ * is released meanwhile. */
+static void copy_up_wait(struct hbfs *fs, struct node *n)
+{
+	while (n->flags & NODE_COPYING) {
+		pthread_mutex_lock(&fs->copy_lock);
+		pthread_rwlock_unlock(&fs->tree_lock);
+		/* flags are cleared under copy_lock too: no lost wake-up */
+		while (__atomic_load_n(&n->flags, __ATOMIC_ACQUIRE) & NODE_COPYING)
+			pthread_cond_wait(&fs->copy_done, &fs->copy_lock);
+		pthread_mutex_unlock(&fs->copy_lock);
+		pthread_rwlock_wrlock(&fs->tree_lock);
+	}
+}
+
 int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 {
 	char name[32], tmp[40];
-	uint64_t len = n->size;
-	struct timespec times[2] = { n->atime, n->mtime };
+	uint64_t len;
+	struct timespec times[2];
 	struct jrec rec = { BUF_INIT };
+	bool unlocked;
 	int fd, r;
 
+	copy_up_wait(fs, n);
 	if (n->flags & NODE_UPPER_DATA)
 		return 0;
 	if (!S_ISREG(n->mode))
 		return -EINVAL;
+	len = n->size;
 	if (truncate_to >= 0 && (uint64_t)truncate_to < len)
 		len = (uint64_t)truncate_to;
 	upper_data_name(n, name);
@@ -564,9 +582,21 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	fd = openat(fs->data_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return hb_err(-errno, "copy-up: creating %s/data/%s", fs->upper_path, tmp);
+	/* A large copy runs without the tree lock (the lower content cannot
+	 * change); the node is pinned and marked so that others wait for it. */
+	unlocked = len > HBFS_COPY_UP_UNLOCKED_BYTES;
+	if (unlocked) {
+		n->flags |= NODE_COPYING;
+		n->nopen++;
+		pthread_rwlock_unlock(&fs->tree_lock);
+	}
 	r = n->lower >= 0 ? copy_lower(fs, (uint32_t)n->lower, fd, len) : 0;
 	if (r >= 0 && ftruncate(fd, (off_t)len) < 0)
 		r = -errno;
+	if (unlocked)
+		pthread_rwlock_wrlock(&fs->tree_lock);
+	times[0] = n->atime; /* as they are now: a utimens may have come meanwhile */
+	times[1] = n->mtime;
 	if (r >= 0 && futimens(fd, times) < 0)
 		r = -errno;
 	if (r >= 0 && renameat(fs->data_fd, tmp, fs->data_fd, name) < 0)
@@ -574,20 +604,29 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	if (r < 0) {
 		close(fd);
 		unlinkat(fs->data_fd, tmp, 0);
-		return hb_err_ctx(r, "copy-up of inode %llu", (unsigned long long)n->ino);
-	}
-	n->size = len;
-	n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY;
-	if (n->fst) {
-		if (n->fst->fd >= 0)
-			close(n->fst->fd);
-		n->fst->fd = fd;
+		hb_err_ctx(r, "copy-up of inode %llu", (unsigned long long)n->ino);
 	} else {
-		close(fd);
+		n->size = len;
+		n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY;
+		if (n->fst) {
+			if (n->fst->fd >= 0)
+				close(n->fst->fd);
+			n->fst->fd = fd;
+		} else {
+			close(fd);
+		}
+		jrec_inode(fs, &rec, n);
+		r = jrec_commit(fs, &rec);
+		if (r >= 0)
+			n->flags |= NODE_META_JOURNALED;
 	}
-	jrec_inode(fs, &rec, n);
-	r = jrec_commit(fs, &rec);
-	if (r >= 0)
-		n->flags |= NODE_META_JOURNALED;
+	if (unlocked) {
+		pthread_mutex_lock(&fs->copy_lock);
+		__atomic_and_fetch(&n->flags, ~(uint32_t)NODE_COPYING, __ATOMIC_RELEASE);
+		pthread_cond_broadcast(&fs->copy_done);
+		pthread_mutex_unlock(&fs->copy_lock);
+		/* unpin (callers hold a reference: the node is not freed here) */
+		node_close(fs, n);
+	}
 	return r;
 }

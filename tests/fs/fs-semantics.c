@@ -6,6 +6,7 @@
  *   lower.txt      "lower content\n", 0644, xattr user.lower = "1"
  *   lowerdir/a, lowerdir/b
  *   big.bin        3 MiB of random bytes (a copy is big.ref outside the mount)
+ *   big2.bin       the same bytes
  *   sparse         64 MiB, 4 KiB of data at 10 MiB, holes elsewhere
  *   hl1, hl2       hard links, "hl\n"
  *   private        0600 "secret\n"
@@ -172,6 +173,38 @@ static void test_big_lower(const char *ref)
 	CHECK(pread(a, x, sizeof(x), 1000000) == sizeof(x));
 	CHECK(pread(b, y, sizeof(y), 1000000) == sizeof(y));
 	memcpy(y + 500000, "MIDDLE", 6);
+	CHECK(!memcmp(x, y, sizeof(x)));
+	close(a);
+	close(b);
+}
+
+/* Several processes open the same large lower file for writing at once:
+ * one copy-up, every write kept. */
+static void test_concurrent_copy_up(const char *ref)
+{
+	static char x[3 * 1048576], y[3 * 1048576];
+	pid_t pids[4];
+	int status, a, b;
+
+	for (int i = 0; i < 4; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			int fd = open(P("big2.bin"), O_RDWR);
+			char c = (char)('A' + i);
+
+			_exit(fd >= 0 && pwrite(fd, &c, 1, 100000 * (i + 1)) == 1 ? 0 : 1);
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		CHECK(waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0);
+	a = open(P("big2.bin"), O_RDONLY);
+	b = open(ref, O_RDONLY);
+	CHECK(a >= 0 && b >= 0);
+	CHECK(pread(a, x, sizeof(x), 0) == sizeof(x));
+	CHECK(pread(b, y, sizeof(y), 0) == sizeof(y));
+	for (int i = 0; i < 4; i++)
+		y[100000 * (i + 1)] = (char)('A' + i);
 	CHECK(!memcmp(x, y, sizeof(x)));
 	close(a);
 	close(b);
@@ -654,6 +687,7 @@ int main(int argc, char **argv)
 	test_open_flags();
 	test_rw_offsets();
 	test_big_lower(argv[2]);
+	test_concurrent_copy_up(argv[2]);
 	test_unlink_open();
 	test_rename();
 	test_links();

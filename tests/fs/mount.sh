@@ -25,6 +25,7 @@ echo a >"$S/lowerdir/a"
 echo b >"$S/lowerdir/b"
 randfile "$S/big.bin" 3145728 big
 cp "$S/big.bin" "$T/big.ref"
+cp "$S/big.bin" "$S/big2.bin"
 truncate -s 64M "$S/sparse"
 randbytes 4096 sp | dd of="$S/sparse" bs=4096 seek=2560 conv=notrunc status=none
 printf 'hl\n' >"$S/hl1"
