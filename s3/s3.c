@@ -219,7 +219,12 @@ int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_cli
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&c->share_locks[i], NULL);
 	pthread_mutex_init(&c->pool_lock, NULL);
-	pthread_cond_init(&c->pool_cond, NULL);
+	/* Waits for a free handle end at a monotonic deadline. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->pool_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
@@ -260,22 +265,32 @@ void s3_client_stats(struct s3_client *c, struct s3_stats *out)
 	out->bytes_received = __atomic_load_n(&c->n_received, __ATOMIC_RELAXED);
 }
 
-static CURL *pool_get(struct s3_client *c)
+/* A handle, waiting at most until deadline_ns (monotonic) for one to be free.
+ * @return 0, -ETIMEDOUT or -ENOMEM. */
+static int pool_get(struct s3_client *c, uint64_t deadline_ns, CURL **out)
 {
 	CURL *h = NULL;
+	int timed_out = 0;
 
 	pthread_mutex_lock(&c->pool_lock);
-	while (c->nidle == 0 && c->ncreated >= c->cfg.parallelism)
-		pthread_cond_wait(&c->pool_cond, &c->pool_lock);
+	while (c->nidle == 0 && c->ncreated >= c->cfg.parallelism && !timed_out) {
+		struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000),
+				       .tv_nsec = (long)(deadline_ns % 1000000000) };
+		timed_out = pthread_cond_timedwait(&c->pool_cond, &c->pool_lock, &ts) == ETIMEDOUT &&
+			    c->nidle == 0;
+	}
 	if (c->nidle > 0) {
 		h = c->idle[--c->nidle];
-	} else {
+	} else if (!timed_out) {
 		h = curl_easy_init();
 		if (h)
 			c->ncreated++;
 	}
 	pthread_mutex_unlock(&c->pool_lock);
-	return h;
+	*out = h;
+	if (!h)
+		return timed_out ? -ETIMEDOUT : -ENOMEM;
+	return 0;
 }
 
 static void pool_put(struct s3_client *c, CURL *h)
@@ -611,7 +626,7 @@ static int verify_md5(const struct s3_request *rq)
 }
 
 static int perform_once(struct s3_client *c, struct s3_request *rq, const char *url,
-			struct curl_slist *headers, int *retry)
+			struct curl_slist *headers, uint64_t deadline_ns, int *retry)
 {
 	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000 };
 	char errbuf[CURL_ERROR_SIZE] = "", range[64];
@@ -623,9 +638,12 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	int r;
 
 	*retry = 0;
-	h = pool_get(c);
-	if (!h)
-		return hb_err(-ENOMEM, "curl_easy_init failed");
+	if ((r = pool_get(c, deadline_ns, &h)) == -ETIMEDOUT)
+		return hb_err(r, "s3 %s %s/%s: all %u connections stayed busy for %u ms", rq->method,
+			      c->bucket, rq->key ? rq->key : "", c->cfg.parallelism,
+			      c->cfg.deadline_ms);
+	if (r < 0)
+		return hb_err(r, "curl_easy_init failed");
 	curl_easy_reset(h);
 	rq->status = 0;
 	rq->content_range_total = UINT64_MAX;
@@ -817,7 +835,8 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 	}
 	for (unsigned attempt = 0;; attempt++) {
 		rq->attempts = attempt + 1;
-		r = perform_once(c, rq, url, headers, &retry);
+		r = perform_once(c, rq, url, headers, start + (uint64_t)c->cfg.deadline_ms * 1000000,
+				 &retry);
 		if (r == 0 || !retry)
 			break;
 		/* A body that arrives corrupt is fetched once more, not forever. */

@@ -660,6 +660,21 @@ static void test_auth(void)
 	buf_free(&b);
 }
 
+struct held {
+	struct s3_client *c;
+	int r;
+};
+
+static void *hold_connection(void *arg)
+{
+	struct held *h = arg;
+	struct buf b = BUF_INIT;
+
+	h->r = s3_get(h->c, "f/obj", 0, S3_GET_ALL, &b, NULL);
+	buf_free(&b);
+	return NULL;
+}
+
 static void test_faults(void)
 {
 	struct s3_config cfg;
@@ -752,6 +767,29 @@ static void test_faults(void)
 	fault("stall", 1, "GET");
 	CHECK_OK(s3_get(c, "f/obj", 0, S3_GET_ALL, &b, NULL));
 	CHECK(b.len == sizeof(data));
+	s3_client_free(c);
+
+	/* Every connection held by a stalled transfer: a caller waiting for one
+	 * gives up at its own deadline instead of queueing without end. */
+	test_config(&cfg);
+	cfg.parallelism = 1;
+	cfg.stall_timeout_ms = 3000;
+	cfg.max_retries = 0;
+	cfg.deadline_ms = 1000;
+	c = new_client(&cfg);
+	fault("stall", 1, "GET");
+	struct held h = { .c = c };
+	pthread_t th;
+	pthread_create(&th, NULL, hold_connection, &h);
+	usleep(300000);
+	t0 = now_ns();
+	CHECK_ERR(s3_head(c, "f/obj", NULL), -ETIMEDOUT);
+	secs = (double)(now_ns() - t0) / 1e9;
+	CHECK(strstr(hb_errmsg(-ETIMEDOUT), "all 1 connections stayed busy"));
+	CHECK(secs >= 0.9 && secs < 2.5);
+	pthread_join(th, NULL);
+	CHECK(h.r == -ETIMEDOUT);
+	CHECK_OK(s3_head(c, "f/obj", NULL)); /* and the handle came back */
 	s3_client_free(c);
 	control("clear", NULL);
 	buf_free(&b);
