@@ -128,20 +128,21 @@ t=$(date +%s%N)
 import_ms=$(ms "$t")
 "$HB" create ws --image nodeimg --memory 2G --pids 1024 >/dev/null
 
-setup_cmd='cd /work && rm -rf app && git clone -q /srv/app.git app && cd app &&
+# each setup run in a fresh directory (deleting the previous one is not part of it)
+setup_cmd='mkdir -p /work/$RUN && cd /work/$RUN && git clone -q /srv/app.git app && cd app &&
 	HOME=/root npm install --offline --no-audit --no-fund --loglevel=error >/dev/null && node index.js'
-first_exec='cd /work/app && node index.js'
+first_exec='cd /work/r1/app && node index.js'
 
 echo "setup (git clone + npm install of $PACKAGES packages) in the sandbox:"
 setups=()
 for i in $(seq 1 3); do
 	t=$(date +%s%N)
-	out=$("$HB" exec ws -- sh -c "$setup_cmd")
+	out=$("$HB" exec ws --env RUN=r$i -- sh -c "$setup_cmd")
 	setups+=("$(ms "$t")")
 	echo "  run $i: ${setups[-1]} ms ($out)"
 done
 setup_ms=$(printf '%s\n' "${setups[@]}" | median)
-files=$("$HB" exec ws -- sh -c 'find /work/app | wc -l')
+files=$("$HB" exec ws -- sh -c 'find /work/r1/app | wc -l')
 
 echo "sleep, then exec (wakes the sandbox) of '$first_exec':"
 sleeps=() wakes=() server_wakes=()

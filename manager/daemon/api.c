@@ -471,12 +471,24 @@ static void exec_step(struct exec_stream *x, size_t room)
 	room -= HBD_FRAME_HEADER_BYTES;
 	if (x->out_fd < 0 && x->err_fd < 0) {
 		/* Both pipes closed: the command's end is its exit. */
-		int r = sandbox_proc_wait(x->proc, -1, &x->ex);
+		int r = sandbox_proc_wait(x->proc, API_POLL_MS, &x->ex);
+		hb_err_clear();
+		if (r == -ETIMEDOUT) {
+			struct pollfd cp = { x->client_fd, POLLRDHUP, 0 };
+			if (poll(&cp, 1, 0) > 0 && (cp.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+				sandbox_proc_kill(x->proc, SIGKILL);
+				x->client_gone = true;
+				x->done = true;
+			} else if (x->deadline_ns && now_ns() >= x->deadline_ns && !x->timed_out) {
+				sandbox_proc_kill(x->proc, SIGKILL);
+				x->timed_out = true;
+			}
+			return;
+		}
 		if (r < 0) {
 			x->ex.code = -1;
 			x->ex.signal = SIGKILL;
 		}
-		hb_err_clear();
 		exec_finish(x);
 		return;
 	}
@@ -511,6 +523,9 @@ static void exec_step(struct exec_stream *x, size_t room)
 	if (sandbox_proc_wait(x->proc, 0, &x->ex) == 0) {
 		while (x->out_fd >= 0 && drain_one(x, &x->out_fd, HBD_FRAME_STDOUT, room) > 0 &&
 		       x->pending.len < room)
+			;
+		while (x->err_fd >= 0 && x->pending.len < room &&
+		       drain_one(x, &x->err_fd, HBD_FRAME_STDERR, room) > 0)
 			;
 		if (x->out_fd >= 0)
 			close(x->out_fd);

@@ -40,7 +40,7 @@ repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
 # An image: static busybox, its applets, a passwd with an unprivileged user.
 mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/home/user" "$T/img/tmp"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test; do
+for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof; do
 	ln -s busybox "$T/img/bin/$c"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
@@ -78,6 +78,16 @@ t0=$(date +%s%N)
 t1=$(date +%s%N)
 [ "$rc" = 137 ] || fail "timeout: exit $rc, expected 137"
 [ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "timeout took $(( (t1 - t0) / 1000000 )) ms"
+t0=$(date +%s%N)
+"$HB" exec --timeout 1 a -- sh -c 'exec >&- 2>&-; sleep 20'; rc=$?
+[ "$rc" = 137 ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+	fail "timeout of a command without stdout/stderr: exit $rc"
+# a background child holding stdout does not hold the exec
+t0=$(date +%s%N)
+out=$("$HB" exec a -- sh -c 'echo fg; sleep 20 & echo done')
+[ "$out" = "$(printf 'fg\ndone')" ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+	fail "exec with a background child: '$out' after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+"$HB" exec a -- sh -c 'kill $(pidof sleep) 2>/dev/null; true'
 out=$(printf 'line1\nline2\n' | "$HB" exec -i a -- wc -l)
 [ "$(echo $out)" = 2 ] || fail "stdin: '$out'"
 out=$("$HB" exec a --env EXTRA=1 --cwd /etc -- sh -c 'echo $GREETING $EXTRA $(pwd)')
