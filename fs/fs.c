@@ -262,10 +262,15 @@ int hbfs_mount(const struct hbfs_opts *opts)
 	}
 	if (pid == 0) {
 		/* The daemon: its own session, output to a log beside the upper. */
-		int null = open("/dev/null", O_RDWR);
+		int null;
 		char home[4096], log[4200];
 
 		close(p[0]);
+		/* The daemon keeps nothing of its caller but the status pipe. */
+		if (p[1] > 3)
+			close_range(3, (unsigned)p[1] - 1, 0);
+		close_range((unsigned)p[1] + 1, ~0u, 0);
+		null = open("/dev/null", O_RDWR);
 		setsid();
 		if (null >= 0) {
 			dup2(null, STDIN_FILENO);
