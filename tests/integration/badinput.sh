@@ -16,8 +16,8 @@ echo x >"$T/src/file"
 expect_error "create without a repository" --repo "$T/nope" snapshot create "$T/src" &&
 	expect_in "$HB_ERR" "hiberbox init" "create without a repository" || true
 [ ! -e "$T/nope" ] || bad "a command on a missing repository created $T/nope"
-expect_error "restore without a repository" --repo "$T/nope" snapshot restore 0123abcd "$T/out" || true
-[ ! -e "$T/out" ] || bad "restore without a repository created its target"
+expect_error "restore without a repository" --repo "$T/nope" snapshot restore 0123abcd "$T/restore-target" || true
+[ ! -e "$T/restore-target" ] || bad "restore without a repository created its target"
 
 hb_ok init >/dev/null
 count() { list_ids | wc -l; }
