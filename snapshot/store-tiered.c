@@ -248,6 +248,34 @@ static void wipe_cache(struct tiered *t)
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static int64_t meta_get_int(struct tiered *t, const char *key)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(t->db, "SELECT value FROM meta WHERE key=?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void meta_set_int(struct tiered *t, const char *key, int64_t v)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(t->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", -1,
+			       &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
 /* Remove cache files that no row points at (and temporary files). */
 static void remove_orphans(struct tiered *t)
 {
@@ -627,6 +655,7 @@ static void tiered_free(struct store *s)
 
 	if (t->db) {
 		flush_touches_locked(t);
+		meta_set_int(t, "clean", 1);
 		sqlite3_exec(t->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
 		db_close(t);
 	}
@@ -730,7 +759,11 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		if ((r = db_open(t)) < 0)
 			goto fail;
 	}
-	remove_orphans(t);
+	/* Orphan files come from a session that did not close: only then is
+	 * the (long, for a big cache) scan worth it. */
+	if (meta_get_int(t, "clean") != 1)
+		remove_orphans(t);
+	meta_set_int(t, "clean", 0);
 	pthread_mutex_lock(&t->lock);
 	evict_locked(t); /* the cap may have shrunk since last time */
 	pthread_mutex_unlock(&t->lock);
