@@ -220,6 +220,9 @@ static void *idle_main(void *arg)
 			if (pthread_mutex_trylock(&s->lock) != 0)
 				continue;
 			int busy = sbx_reap_locked(s);
+			if (s->sb && !s->removed)
+				sbx_check_init_locked(d, s);
+			hb_err_clear();
 			if (s->sb && !s->removed && s->rec.idle_timeout_s) {
 				busy += s->active_execs + sbx_process_count_locked(s);
 				if (busy)

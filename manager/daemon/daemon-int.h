@@ -105,6 +105,8 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
+/* If the sandbox's init has ended, commit and put it to sleep. */
+int sbx_check_init_locked(struct hbd *d, struct sbx *s);
 int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out);
 int sbx_commit_locked(struct hbd *d, struct sbx *s);
 int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct sbx **out);

@@ -259,6 +259,25 @@ static void stop_all(struct sbx *s, const char *root)
 	}
 }
 
+int sbx_check_init_locked(struct hbd *d, struct sbx *s)
+{
+	struct sandbox_exit ex;
+	int r;
+
+	if (!s->sb || sandbox_wait(s->sb, 0, &ex) != 0) {
+		hb_err_clear();
+		return 0;
+	}
+	/* Its init ended (killed from outside, or OOM): keep the disk, and
+	 * let the next use start it again. */
+	fprintf(stderr, "hiberboxd: %s: init ended (code %d, signal %d): sleeping\n",
+		s->rec.name, ex.code, ex.signal);
+	r = sbx_sleep_locked(d, s, NULL, NULL);
+	if (r < 0)
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(r));
+	return r;
+}
+
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 {
 	char root[4200], upper[4200], host[65];
@@ -271,6 +290,8 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		*ms = 0;
 	if (s->removed)
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
+	if ((r = sbx_check_init_locked(d, s)) < 0)
+		return r;
 	if (s->sb)
 		return 0;
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||

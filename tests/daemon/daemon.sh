@@ -174,6 +174,16 @@ init_after=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p'
 [ "$init_before" = "$init_after" ] || fail "a was not re-adopted (init $init_before -> $init_after)"
 "$HB" exec a -- ps | grep -q "sleep 300" || fail "a's detached process did not survive the crash"
 
+step "an init killed from outside: the disk is kept, the next exec starts it again"
+"$HB" create k --image base >/dev/null || fail "create k"
+"$HB" exec k -- sh -c 'echo before-init-kill > /ik' || fail "write before init kill"
+kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+kill -9 "$kinit"
+sleep 1
+[ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init was killed"
+[ "$(state_of k)" = running ] || fail "k not running after exec"
+"$HB" rm k >/dev/null || fail "rm k"
+
 step "daemon and fs process both killed: the upper is committed, the sandbox sleeps"
 "$HB" exec b -- sh -c 'echo crash > /crash' || fail "write b"
 fspid=$("$HB" --json mounts | python3 -c '
