@@ -384,7 +384,14 @@ void repo_lock_release(struct repo_lock *l)
 		pthread_cond_destroy(&l->cond);
 		pthread_mutex_destroy(&l->mutex);
 	}
-	/* Best effort: a lock left behind is stale once we are gone. */
+	/* Best effort: a lock left behind is stale once we are gone.  Keep the
+	 * caller's error message: the failure that made it give up matters,
+	 * not this one (a dead S3 endpoint fails both). */
+	char msg[1024];
+
+	hb_err_save(msg, sizeof(msg));
 	store_remove(l->store, l->name);
+	if (msg[0])
+		hb_err(-EIO, "%s", msg);
 	free(l);
 }

@@ -452,6 +452,22 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 	if (oid_is_zero(chunk))
 		return hb_err(-EINVAL, "a hole has no stored chunk");
 	rc = read_chunk_once(r, chunk, out);
+	if (rc == -EBADMSG) {
+		/* A cache (or a flaky transfer) may hold a bad copy: drop it and
+		 * read the source once more before calling the chunk damaged. */
+		struct index_entry e;
+		char name[REPO_NAME_BYTES], msg[1024];
+
+		hb_err_save(msg, sizeof(msg));
+		if (repo_index_lookup(r, chunk, &e) == 1) {
+			repo_pack_name(&e.pack, name);
+			store_invalidate(r->store, name);
+			rc = read_chunk_once(r, chunk, out);
+			if (rc == -EBADMSG)
+				hb_err(rc, "%s", msg);
+		}
+		return rc;
+	}
 	if (rc != -ENOENT)
 		return rc;
 	/* gc may have moved the chunk to a new pack (it writes the new index

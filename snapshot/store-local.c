@@ -376,7 +376,13 @@ static void local_free(struct store *s)
 	free(l);
 }
 
+static void local_invalidate(struct store *s, const char *name)
+{
+	forget_object(to_local(s), name);
+}
+
 static const struct store_ops local_ops = {
+	.invalidate = local_invalidate,
 	.get = local_get,
 	.put = local_put,
 	.stat = local_stat,

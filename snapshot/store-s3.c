@@ -163,10 +163,7 @@ static const struct store_ops store_s3_ops = {
 };
 
 /* Transfer figures (requests, retries, bytes) for --json output; s may be
- * the S3 store or a tiered store in front of it.  Not in store.h (yet).
- * @return 0, or -EINVAL if there is no S3 store there. */
-struct store *store_tiered_remote(struct store *s);
-
+ * the S3 store or a tiered store in front of it. */
 int store_s3_stats(struct store *s, struct s3_stats *out)
 {
 	struct store *inner = store_tiered_remote(s);

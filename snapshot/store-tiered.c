@@ -22,14 +22,11 @@
  * The cache remembers which remote it belongs to (its location) and starts
  * over when opened in front of another one.  Bytes are cached as the remote
  * returned them: the repository verifies chunks above this layer, and on a
- * mismatch calls store_tiered_forget() before it fetches again, so that a
+ * mismatch calls store_invalidate() before it fetches again, so that a
  * bad copy is not served twice.
  *
  * Several processes may share a cache directory (SQLite serialises them);
  * each keeps its own running total, so the cap is then approximate.
- *
- * Not in store.h (yet): store_tiered_forget(s, name), store_tiered_remote(s),
- * store_tiered_stats(s, &hits, &misses, &cached_bytes).
  *
  * Locking: one mutex around the SQLite handle and the byte total; file I/O
  * and remote requests run outside it, so many threads read at once.
@@ -667,7 +664,10 @@ static void tiered_free(struct store *s)
 	free(t);
 }
 
+static void tiered_invalidate(struct store *s, const char *name);
+
 static const struct store_ops tiered_ops = {
+	.invalidate = tiered_invalidate,
 	.get = tiered_get,
 	.put = tiered_put,
 	.stat = tiered_stat,
@@ -678,13 +678,14 @@ static const struct store_ops tiered_ops = {
 	.free = tiered_free,
 };
 
-int store_tiered_forget(struct store *s, const char *name)
+static void tiered_invalidate(struct store *s, const char *name)
 {
-	if (!s || s->ops != &tiered_ops || !name)
-		return 0;
+	struct store *remote = store_tiered_remote(s);
+
 	if (cacheable(name))
 		cache_forget(to_tiered(s), name);
-	return 0;
+	if (remote)
+		store_invalidate(remote, name);
 }
 
 struct store *store_tiered_remote(struct store *s)

@@ -28,7 +28,8 @@ struct store_ops {
 	/* Write an object atomically: readers see the old state or the whole
 	 * new object, never a part, also after a crash. */
 	int (*put)(struct store *s, const char *name, const void *data, size_t len, int flags);
-	/* Size of an object.  @return 0 or -ENOENT. */
+	/* Size of an object (size may be NULL to ask for existence only).
+	 * @return 0 or -ENOENT. */
 	int (*stat)(struct store *s, const char *name, uint64_t *size);
 	/* Call fn for every object whose name starts with prefix (in no set
 	 * order).  mtime_sec: last write, for gc's grace period.  A non-zero
@@ -39,6 +40,10 @@ struct store_ops {
 	int (*remove)(struct store *s, const char *name);
 	/* Remove leftovers of interrupted writes (temporary files).  Optional. */
 	int (*cleanup)(struct store *s);
+	/* Drop any copy of `name` kept by this store or the layers under it (a
+	 * cache, an open descriptor), so that the next get reads the source
+	 * again: called when bytes read failed verification.  Optional. */
+	void (*invalidate)(struct store *s, const char *name);
 	/* A human-readable location ("/var/lib/hiberbox/repo", "s3://b/p"). */
 	const char *(*location)(struct store *s);
 	void (*free)(struct store *s);
@@ -76,6 +81,11 @@ static inline int store_cleanup(struct store *s)
 {
 	return s->ops->cleanup ? s->ops->cleanup(s) : 0;
 }
+static inline void store_invalidate(struct store *s, const char *name)
+{
+	if (s->ops->invalidate)
+		s->ops->invalidate(s, name);
+}
 static inline const char *store_location(struct store *s)
 {
 	return s->ops->location(s);
@@ -94,6 +104,14 @@ int store_open_location(const char *location, int create, struct store **out);
  * AWS_* environment (store-s3.c, present when s3/ is built). */
 int store_s3_open(const char *location, int create, struct store **out);
 /* A local cache directory in front of a remote store (store-tiered.c).
- * Takes ownership of remote. */
+ * Takes ownership of remote.  cache_bytes 0: 10% of the free space (at least
+ * 64 MiB). */
 int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
 		      struct store **out);
+/* The remote store behind a tiered one (NULL if s is not tiered). */
+struct store *store_tiered_remote(struct store *s);
+/* Cache figures of a tiered store (-EINVAL if s is not tiered). */
+int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64_t *cached_bytes);
+struct s3_stats;
+/* Request figures of an S3 store (-EINVAL if s is not one). */
+int store_s3_stats(struct store *s, struct s3_stats *out);

@@ -49,7 +49,7 @@ const struct cli_command *cli_find(const char *name)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hiberbox [--repo LOCATION] [--json] [--quiet] COMMAND [ARGS...]\n\n"
+	fprintf(f, "usage: hiberbox [--repo LOCATION] [--cache-size SIZE] [--json] [--quiet] COMMAND [ARGS...]\n\n"
 		   "Sandboxes and workspaces that sleep in a repository and wake fast.\n");
 	for (const struct command_table *t = tables(); t->commands; t++) {
 		fprintf(f, "\n%s:\n", t->title);
@@ -58,6 +58,9 @@ static void usage(FILE *f)
 				fprintf(f, "  %-20s %s\n", c->name, c->summary);
 	}
 	fprintf(f, "\nRepository: --repo, else $HIBERBOX_REPO, else $HIBERBOX_HOME/repo.\n"
+		   "A remote repository (s3://bucket/prefix) is read through a cache in\n"
+		   "$HIBERBOX_HOME/cache of --cache-size bytes ($HIBERBOX_CACHE_SIZE; default a\n"
+		   "tenth of the free disk).\n"
 		   "Run 'hiberbox COMMAND --help' for a command's options.\n");
 }
 
@@ -65,6 +68,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
+		{ "cache-size", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -75,10 +79,13 @@ int main(int argc, char **argv)
 	int c;
 
 	/* '+': stop at the command word; its options belong to it. */
-	while ((c = getopt_long(argc, argv, "+r:jqhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+r:C:jqhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			cli.repo = optarg;
+			break;
+		case 'C': /* read where the cache is opened (snapshot/store-open.c) */
+			setenv("HIBERBOX_CACHE_SIZE", optarg, 1);
 			break;
 		case 'j':
 			cli.json = true;

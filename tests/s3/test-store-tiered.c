@@ -68,11 +68,6 @@ static const struct store_ops counting_ops = { .get = c_get, .put = c_put, .stat
 					       .list = c_list, .remove = c_remove,
 					       .location = c_location, .free = c_free };
 
-/* Not yet in store.h: drop cached copies of an object (after a chunk failed
- * verification, before fetching it again). */
-int store_tiered_forget(struct store *s, const char *name);
-struct store *store_tiered_remote(struct store *s);
-int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64_t *cached_bytes);
 
 static char root[256], remote_dir[300], cache_dir[300];
 static struct counting *counter;
@@ -362,15 +357,15 @@ int main(void)
 		CHECK(ra[i].wrong == 0 && ra[i].errors == 0);
 	}
 	CHECK(cache_file_bytes() <= 100000);
-	/* forget: the next read goes to the remote again. */
+	/* invalidate: the next read goes to the remote again. */
 	CHECK_OK(store_get(t, "packs/r0", 0, 7000, &b));
 	g = counter->gets;
 	CHECK_OK(store_get(t, "packs/r0", 0, 7000, &b));
 	CHECK(counter->gets == g);
-	CHECK_OK(store_tiered_forget(t, "packs/r0"));
+	store_invalidate(t, "packs/r0");
 	CHECK_OK(store_get(t, "packs/r0", 0, 7000, &b));
 	CHECK(counter->gets == g + 1);
-	CHECK_OK(store_tiered_forget(counter->inner, "packs/r0")); /* not tiered: no-op */
+	store_invalidate(counter->inner, "packs/r0"); /* no invalidate op: a no-op */
 	uint64_t hits, misses, cached;
 	CHECK_OK(store_tiered_stats(t, &hits, &misses, &cached));
 	CHECK(hits + misses == 6 * 300 + 3 && misses >= 2 && hits > 0 && cached <= 100000);
