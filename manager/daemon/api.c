@@ -359,11 +359,20 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 	if (strlen(name) > SBX_NAME_MAX)
 		return sbx_name_valid(name);
 	snprintf(rec.image, sizeof(rec.image), "%s", image);
-	if ((v = json_object_get(req, "memory_bytes")) && json_integer_value(v) > 0)
+	if ((v = json_object_get(req, "memory_bytes"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return hb_err(-EINVAL, "memory_bytes must be a number of bytes");
 		rec.memory_bytes = (uint64_t)json_integer_value(v);
-	if ((v = json_object_get(req, "pids")) && json_integer_value(v) > 0)
+	}
+	if ((v = json_object_get(req, "pids"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > UINT32_MAX)
+			return hb_err(-EINVAL, "pids must be a count");
 		rec.pids = (uint32_t)json_integer_value(v);
+	}
 	if ((v = json_object_get(req, "cpus"))) {
+		if (!json_is_number(v))
+			return hb_err(-EINVAL, "cpus must be a number");
 		double c = json_number_value(v);
 		if (c < 0 || c > 1024)
 			return hb_err(-EINVAL, "cpus must be between 0 and 1024");

@@ -116,6 +116,33 @@ for i in 1 2 3 4; do "$HB" exec a -- sh -c "sleep 1; echo $i" > "$T/par$i" & don
 wait
 for i in 1 2 3 4; do [ "$(cat "$T/par$i")" = $i ] || fail "concurrent exec $i: $(cat "$T/par$i")"; done
 
+step "API: bad requests get clear errors, the daemon survives them"
+S=$HIBERBOX_HOME/hiberboxd.sock
+api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
+[ "$(api http://x/v1/nope)" = 404 ] || fail "unknown path"
+[ "$(api http://x/other)" = 404 ] || fail "path outside /v1"
+[ "$(api -X POST -d '{not json' http://x/v1/sandboxes)" = 400 ] || fail "bad JSON: $(cat "$T/api.out")"
+grep -q '"error"' "$T/api.out" || fail "no error text for bad JSON"
+[ "$(api -X POST -d '[1,2]' http://x/v1/sandboxes)" = 400 ] || fail "JSON array body"
+[ "$(api -X POST -d '{"name":"z","image":"base","network":"wifi"}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "bad network"
+[ "$(api -X POST -d '{"name":"z","image":"base","idle_timeout":"5 parsecs"}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "bad idle timeout"
+[ "$(api -X POST -d '{"name":"z","image":"base","env":["NOEQUALS"]}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "bad env"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec')" = 400 ] || fail "exec without arg"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true&timeout=soon')" = 400 ] || fail "bad timeout"
+[ "$(api -X POST 'http://x/v1/sandboxes/..%2Fetc/exec?arg=true')" -ge 400 ] || fail "name with .."
+[ "$(api 'http://x/v1/sandboxes/a/files?path=relative')" = 400 ] || fail "relative file path"
+[ "$(api 'http://x/v1/sandboxes/a/logs?pid=abc')" = 400 ] || fail "bad pid"
+head -c 2000000 /dev/zero | tr '\0' ' ' > "$T/bigjson"
+[ "$(api -X POST --data-binary @"$T/bigjson" http://x/v1/sandboxes)" = 413 ] || fail "oversized JSON body"
+[ "$(api -X POST -d '{"name":"z","image":"base","memory_bytes":"lots"}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "memory_bytes as a string"
+[ "$(api -X POST -d '{"name":"z","image":"base","cpus":-1}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "negative cpus"
+"$HB" inspect a >/dev/null || fail "the daemon did not survive bad requests"
+
 step "detached process and logs; cp in and out"
 pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
 [ -n "$pid" ] || fail "exec -d printed no pid"
