@@ -116,6 +116,19 @@ for i in 1 2 3 4; do "$HB" exec a -- sh -c "sleep 1; echo $i" > "$T/par$i" & don
 wait
 for i in 1 2 3 4; do [ "$(cat "$T/par$i")" = $i ] || fail "concurrent exec $i: $(cat "$T/par$i")"; done
 
+step "limits: a memory hog dies in its own cgroup, a fork bomb stops at --pids"
+"$HB" create lim --image base --memory 64M --pids 20 >/dev/null || fail "create lim"
+"$HB" exec lim -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived ${#x}' >"$T/hog" 2>&1
+rc=$?
+[ "$rc" = 137 ] || fail "memory hog: exit $rc ($(cat "$T/hog"))"
+out=$("$HB" exec lim -- sh -c '(i=0; while [ $i -lt 60 ]; do sleep 2 & i=$((i+1)); done) 2>/dev/null
+	set -- /proc/[0-9]*; echo $#' 2>/dev/null)
+[ -n "$out" ] && [ "$out" -le 20 ] || fail "fork bomb: $out processes with --pids 20"
+sleep 2.5
+[ "$("$HB" exec lim -- echo alive)" = alive ] || fail "lim unusable after the fork bomb"
+"$HB" daemon status >/dev/null || fail "the daemon died with the memory hog"
+"$HB" rm lim >/dev/null || fail "rm lim"
+
 step "API: bad requests get clear errors, the daemon survives them"
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
