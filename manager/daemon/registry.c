@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
@@ -93,6 +94,8 @@ int registry_open(const char *path, struct registry **out)
 	if (rc != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(reg->db, REGISTRY_BUSY_TIMEOUT_MS);
+	/* rows hold sandboxes' environments: nobody else's business */
+	chmod(path, 0600);
 	/* The first read of a file that is not a database fails here. */
 	rc = sqlite3_prepare_v2(reg->db, "PRAGMA user_version", -1, &st, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
