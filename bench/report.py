@@ -228,6 +228,24 @@ def fs_section(doc, r):
               % (r["hiberbox"]["rss_mib"], r["hiberbox"].get("commit_ms", "?")), "help")
 
 
+def sandbox_section(doc, r):
+    doc.h2("sandbox wake (bench/sandbox-wake.sh)")
+    if "error" in r:
+        doc.p("failed: " + r["error"], "err")
+        return
+    if "setup_ms" in r:
+        doc.p("%s workspace files, %s packages; medians. Figure of merit: setup / (wake + first exec) = %sx."
+              % (r.get("workspace_files", "?"), r.get("packages", "?"), r.get("ratio", "?")), "help")
+        bars = [Bar(label, float(r[k]), "%.0f ms" % float(r[k]), color) for label, k, color in (
+            ("setup: clone + npm install", "setup_ms", COLORS["tar_zstd"]),
+            ("wake + first exec", "wake_first_exec_ms", COLORS["hiberbox"]),
+            ("wake (daemon side)", "wake_ms", COLORS["hiberbox"]),
+            ("sleep", "sleep_ms", COLORS["cp_a"])) if k in r]
+        doc.chart("time to a working sandbox (ms)", bars)
+    if r.get("output"):
+        doc.p(r["output"], "help")
+
+
 def other_section(doc, name, r):
     doc.h2(name)
     if isinstance(r, dict) and "error" in r:
@@ -250,8 +268,10 @@ def render(res):
         repo_section(doc, res["repo"])
     if "fs" in res:
         fs_section(doc, res["fs"])
+    if "sandbox_wake" in res:
+        sandbox_section(doc, res["sandbox_wake"])
     for name in sorted(res):
-        if name not in ("restore_local", "restore_s3", "restore_s3_wan", "repo", "fs", "date_utc",
+        if name not in ("restore_local", "restore_s3", "restore_s3_wan", "repo", "fs", "sandbox_wake", "date_utc",
                         "machine", "commit", "quick") and isinstance(res[name], (dict, list)):
             other_section(doc, name, res[name])
     return doc

@@ -1500,6 +1500,7 @@ static int run_hiberbox(struct bench_ctx *x)
 	}
 
 	progress(x, "hiberbox: wake, warm cache");
+	sync(); /* warm, but not competing with the writeback of earlier steps */
 	t0 = now_ns();
 	if ((r = hb(x, home, repo, NULL, NULL, "mount", id, mnt, NULL)) < 0)
 		goto out;
@@ -1578,6 +1579,7 @@ static int run_tar(struct bench_ctx *x)
 	progress(x, "tar+zstd: extract the local archive (warm)");
 	if ((r = fresh_dir(x, out)) < 0)
 		return r;
+	sync();
 	{
 		const char *argv[] = { "tar", "-I", "zstd", "-xf", src, "-C", out, NULL };
 
@@ -1688,6 +1690,7 @@ static int run_squashfs(struct bench_ctx *x)
 	bench_cell_add(CELL(BENCH_FIRST_CMD, BENCH_SQUASHFS), download + mount + t_probe);
 
 	progress(x, "squashfs: mount the local image (warm)");
+	sync();
 	t0 = now_ns();
 	r = squashfs_mount(x, src);
 	s = (double)(now_ns() - t0) / 1e9;
@@ -1742,6 +1745,7 @@ static int run_cp(struct bench_ctx *x)
 		return r;
 	if ((r = rm_rf(x, out)) < 0)
 		return r;
+	sync();
 	{
 		const char *argv[] = { "cp", "-a", x->tree, out, NULL };
 
