@@ -45,6 +45,7 @@ struct sbx_record {
 	uint64_t init_start; /* /proc/PID/stat starttime, against pid reuse */
 	int64_t created, slept_at, woken_at; /* unix seconds */
 	uint64_t last_sleep_ms, last_wake_ms;
+	uint64_t wakes; /* count, part of the cgroup name (unique per wake) */
 };
 
 /* registry.c */

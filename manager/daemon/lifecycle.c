@@ -40,6 +40,7 @@
 extern char **environ;
 
 #define MOUNT_HELPER_ERR_MAX 2048
+#define SBX_STOP_WAIT_MS 5000
 
 int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size)
 {
@@ -181,8 +182,8 @@ static int mount_alive(const char *mnt)
 static void cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t size)
 {
 	/* the home's hash keeps daemons of different homes apart */
-	snprintf(out, size, "hbd-%08x-%u", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
-		 s->rec.id_base);
+	snprintf(out, size, "hbd-%08x-%u-%llu", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
+		 s->rec.id_base, (unsigned long long)s->rec.wakes);
 }
 
 static int save(struct hbd *d, struct sbx *s)
@@ -247,11 +248,32 @@ static void detach_stale(const char *root)
 		umount2(root, MNT_DETACH);
 }
 
+/* Kill every process of the sandbox, bounded in time: an init whose pid
+ * namespace still holds zombies that nobody reaps (children of a crashed
+ * daemon, orphaned to a host init that does not reap) never ends; its handle
+ * is then released, its cgroups left, rather than the daemon hanging. */
+static void stop_sandbox(struct sbx *s)
+{
+	if (!s->sb)
+		return;
+	sandbox_kill(s->sb, SIGKILL); /* pending while frozen, fatal at thaw */
+	sandbox_thaw(s->sb);
+	hb_err_clear();
+	if (sandbox_wait(s->sb, SBX_STOP_WAIT_MS, NULL) == -ETIMEDOUT) {
+		fprintf(stderr, "hiberboxd: %s: init %d did not end within %d ms; left behind\n",
+			s->rec.name, (int)sandbox_pid(s->sb), SBX_STOP_WAIT_MS);
+		sandbox_release(s->sb);
+	} else {
+		sandbox_free(s->sb);
+	}
+	hb_err_clear();
+	s->sb = NULL;
+}
+
 /* Kill every process, then release the mount.  No commit. */
 static void stop_all(struct sbx *s, const char *root)
 {
-	sandbox_free(s->sb);
-	s->sb = NULL;
+	stop_sandbox(s);
 	free_detached(s);
 	if (s->rec.lower[0] && unmount_root(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
@@ -317,7 +339,8 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		.pids = s->rec.pids,
 		.cpu_millis = s->rec.cpu_millis,
 	};
-	char cgname[32];
+	char cgname[64];
+	s->rec.wakes++;
 	cgroup_name_of(d, s, cgname, sizeof(cgname));
 	snprintf(host, sizeof(host), "%s", s->rec.name);
 	for (char *c = host; *c; c++)
@@ -676,7 +699,7 @@ out:
  * wakes on the next exec with its whole disk. */
 int sbx_recover(struct hbd *d, struct sbx *s)
 {
-	char root[4200], upper[4200], meta[4300], tag[128], cgname[32];
+	char root[4200], upper[4200], meta[4300], tag[128], cgname[64];
 	struct sandbox *sb = NULL;
 	struct oid id;
 	bool alive;
@@ -700,7 +723,8 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 			pthread_mutex_unlock(&s->lock);
 			return 0;
 		}
-		sandbox_free(sb); /* kills it and removes its cgroups */
+		s->sb = sb;
+		stop_sandbox(s); /* kills it and removes its cgroups */
 	} else if (s->rec.init_pid > 0 && s->rec.init_start &&
 		   proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start) {
 		kill((pid_t)s->rec.init_pid, SIGKILL);

@@ -31,7 +31,8 @@ static const char schema_v1[] =
 	" network TEXT NOT NULL, env TEXT NOT NULL, idle_timeout_s INTEGER NOT NULL,"
 	" id_base INTEGER NOT NULL UNIQUE, init_pid INTEGER NOT NULL, init_start INTEGER NOT NULL,"
 	" created INTEGER NOT NULL, slept_at INTEGER NOT NULL, woken_at INTEGER NOT NULL,"
-	" last_sleep_ms INTEGER NOT NULL, last_wake_ms INTEGER NOT NULL);"
+	" last_sleep_ms INTEGER NOT NULL, last_wake_ms INTEGER NOT NULL,"
+	" wakes INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, owner TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS snapshots_owner ON snapshots(owner);";
 
@@ -173,7 +174,7 @@ static const char *text(sqlite3_stmt *st, int col)
 
 #define COLUMNS "name, image, base, latest, lower, state, memory_bytes, pids, cpu_millis," \
 	" network, env, idle_timeout_s, id_base, init_pid, init_start, created, slept_at," \
-	" woken_at, last_sleep_ms, last_wake_ms"
+	" woken_at, last_sleep_ms, last_wake_ms, wakes"
 
 int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, void *), void *arg)
 {
@@ -207,6 +208,7 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 		rec.woken_at = sqlite3_column_int64(st, 17);
 		rec.last_sleep_ms = (uint64_t)sqlite3_column_int64(st, 18);
 		rec.last_wake_ms = (uint64_t)sqlite3_column_int64(st, 19);
+		rec.wakes = (uint64_t)sqlite3_column_int64(st, 20);
 		if (!rec.env_json) {
 			r = hb_err(-ENOMEM, "out of memory");
 			break;
@@ -251,6 +253,7 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	sqlite3_bind_int64(st, i++, rec->woken_at);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->last_sleep_ms);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->last_wake_ms);
+	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->wakes);
 	return i;
 }
 
@@ -279,7 +282,7 @@ static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_rec
 int registry_insert(struct registry *reg, const struct sbx_record *rec)
 {
 	int r = exec_stmt(reg, "INSERT INTO sandboxes (" COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,"
-			  "?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
+			  "?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
 	if (r == -EEXIST)
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", rec->name);
 	return r < 0 ? r : 0;
@@ -291,7 +294,7 @@ int registry_update(struct registry *reg, const struct sbx_record *rec)
 			  " state=?6, memory_bytes=?7, pids=?8, cpu_millis=?9, network=?10, env=?11,"
 			  " idle_timeout_s=?12, id_base=?13, init_pid=?14, init_start=?15,"
 			  " created=?16, slept_at=?17, woken_at=?18, last_sleep_ms=?19,"
-			  " last_wake_ms=?20 WHERE name=?1", rec, NULL, NULL, "update");
+			  " last_wake_ms=?20, wakes=?21 WHERE name=?1", rec, NULL, NULL, "update");
 	if (r == 0)
 		return hb_err(-ENOENT, "no sandbox named '%s'", rec->name);
 	return r < 0 ? r : 0;

@@ -18,9 +18,11 @@ START=$(date +%s)
 
 daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
 cleanup() {
-	"$HB" daemon stop >/dev/null 2>&1
-	local p
+	local p inits
+	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
+	timeout 60 "$HB" daemon stop >/dev/null 2>&1
 	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+	for p in $inits; do kill -9 "$p" 2>/dev/null; done
 	for m in "$HIBERBOX_HOME"/sandboxes/*/root; do
 		[ -d "$m" ] && { "$HB" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null; }
 	done
