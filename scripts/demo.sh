@@ -69,6 +69,28 @@ if [ -e /dev/fuse ] && "$hb" --help 2>/dev/null | grep -q '^  mount '; then
 	mnt=""
 fi
 
+if "$hb" --help 2>/dev/null | grep -q '^  create ' && [ -x /bin/busybox ]; then
+	step "a sandbox: an image (static busybox), a workspace inside it"
+	img=$work/image
+	mkdir -p "$img/bin" "$img/etc" "$img/tmp" "$img/root" "$img/proc" "$img/dev"
+	cp /bin/busybox "$img/bin/busybox"
+	for c in sh ls cat echo seq wc mkdir du sleep; do ln -s busybox "$img/bin/$c"; done
+	echo 'root:x:0:0:root:/root:/bin/sh' > "$img/etc/passwd"
+	"$hb" image ls 2>/dev/null | grep -qw demo-busybox || "$hb" image import "$img" demo-busybox
+	"$hb" rm demo-sandbox >/dev/null 2>&1 || true
+	"$hb" create demo-sandbox --image demo-busybox --memory 256M --pids 128
+	"$hb" exec demo-sandbox -- sh -c 'mkdir -p /root/project && seq 1 100000 > /root/project/data.txt && echo "built inside the sandbox" > /root/project/README && ls -la /root/project'
+
+	step "sleep: freeze, commit, stop, unmount"
+	"$hb" sleep demo-sandbox --json
+	"$hb" ls
+
+	step "wake: an exec on a sleeping sandbox wakes it; its files are all there"
+	time "$hb" exec demo-sandbox -- sh -c 'cat /root/project/README; wc -l /root/project/data.txt'
+	"$hb" rm demo-sandbox
+	"$hb" daemon stop >/dev/null 2>&1 || true
+fi
+
 step "all snapshots"
 "$hb" snapshot list
 step "repository health"
