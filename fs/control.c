@@ -401,6 +401,31 @@ static bool pid_alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/* The type of the mount at path in /proc/self/mounts (last one wins):
+ * 1 hiberbox, 0 not mounted, -1 another filesystem. */
+static int mount_kind(const char *path)
+{
+	FILE *f = fopen("/proc/self/mounts", "re");
+	char line[8192];
+	int kind = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char dev[4096], mnt[4096], type[256];
+
+		if (sscanf(line, "%4095s %4095s %255s", dev, mnt, type) != 3)
+			continue;
+		/* /proc/self/mounts escapes spaces etc. as octal; compare raw
+		 * paths without such characters only */
+		if (strcmp(mnt, path))
+			continue;
+		kind = !strcmp(type, "fuse.hiberbox") ? 1 : -1;
+	}
+	fclose(f);
+	return kind;
+}
+
 int hbfs_umount(const char *mountpoint)
 {
 	char sock[256], info[4096], real[PATH_MAX];
@@ -417,6 +442,19 @@ int hbfs_umount(const char *mountpoint)
 	dead = stat(mountpoint, &st) < 0 && errno == ENOTCONN;
 	if (!realpath(mountpoint, real))
 		snprintf(real, sizeof(real), "%s", have_info ? mi.mountpoint : mountpoint);
+	if (!strpbrk(real, " \t\n\\")) {
+		int kind = mount_kind(real);
+
+		if (kind < 0)
+			return hb_err(-EINVAL, "%s is not a hiberbox mount", real);
+		if (kind == 0 && !dead) {
+			if (have_info && !pid_alive(mi.pid)) {
+				unlink(info);
+				unlink(sock);
+			}
+			return hb_err(-EINVAL, "%s is not mounted", real);
+		}
+	}
 	if (dead) {
 		/* The fs process is gone: detach what the kernel still holds. */
 		if (umount2(real, MNT_DETACH) < 0 && run_fusermount(real, true) < 0)
