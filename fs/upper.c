@@ -473,9 +473,16 @@ int upper_replay(struct hbfs *fs)
 		uint32_t len = get_le32(h + 4);
 
 		if (memcmp(h, JOURNAL_MAGIC, 4) || len > HBFS_JOURNAL_MAX_RECORD ||
-		    len > b.len - off - JOURNAL_HEADER_BYTES ||
-		    XXH3_64bits(h + JOURNAL_HEADER_BYTES, len) != get_le64(h + 8))
-			break;
+		    len > b.len - off - JOURNAL_HEADER_BYTES)
+			break; /* a record cut short: the torn tail of a crash */
+		if (XXH3_64bits(h + JOURNAL_HEADER_BYTES, len) != get_le64(h + 8)) {
+			if (off + JOURNAL_HEADER_BYTES + len == b.len)
+				break; /* the last record, partly written */
+			buf_free(&b);
+			return hb_err(-EBADMSG, "%s/journal: record %" PRIu64 " at byte %zu is corrupt "
+					       "(later records exist): refusing to guess",
+				      fs->upper_path, records, off);
+		}
 		r = replay_record(fs, h + JOURNAL_HEADER_BYTES, len);
 		if (r < 0) {
 			buf_free(&b);

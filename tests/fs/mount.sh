@@ -150,6 +150,19 @@ fs_mount "$ID4" "$M2"
 [ "$(stat -c %u:%g "$M2/sem/lower.txt")" = "5:6" ] || bad "uid shift stored back: $(stat -c %u:%g "$M2/sem/lower.txt")"
 fs_umount "$M2"
 
+log "journal: a torn tail is dropped, corruption in the middle refuses the mount"
+fs_mount "$ID" "$M" --upper "$T/upper-j"
+echo one >"$M/j1"
+echo two >"$M/j2"
+fs_umount "$M"
+printf 'HBJ1\x40\x00\x00\x00partial' >>"$T/upper-j/journal"
+fs_mount "$ID" "$M" --upper "$T/upper-j"
+[ "$(cat "$M/j1" "$M/j2" 2>/dev/null | tr '\n' ' ')" = "one two " ] || bad "torn journal tail: writes lost"
+fs_umount "$M"
+printf 'X' | dd of="$T/upper-j/journal" bs=1 seek=40 conv=notrunc status=none
+expect_error "corrupt journal" mount "$ID" "$M" --upper "$T/upper-j" && expect_in "$HB_ERR" "journal" "corrupt journal error"
+mountpoint -q "$M" && bad "mounted over a corrupt journal"
+
 log "a corrupt chunk is EIO for its file only"
 mkdir -p "$T/c1" "$T/c2"
 randfile "$T/c1/victim" 1000000 victim
