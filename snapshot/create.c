@@ -187,6 +187,47 @@ out:
 	return r;
 }
 
+/* Same inode, not touched since the parent snapshot (ctime covers content,
+ * metadata and xattr changes). */
+static bool inode_unchanged(const struct create_ctx *c, const struct walk_entry *e)
+{
+	const struct manifest_node *p;
+
+	if (e->prev < 0)
+		return false;
+	p = manifest_node(c->parent, (uint32_t)e->prev);
+	return p->mode == e->node.mode && p->src_ino == e->node.src_ino &&
+	       p->ctime_sec == e->node.ctime_sec && p->ctime_nsec == e->node.ctime_nsec;
+}
+
+static int copy_parent_xattrs(const struct create_ctx *c, struct walk_entry *e)
+{
+	const struct manifest_node *p = manifest_node(c->parent, (uint32_t)e->prev);
+
+	if (p->nxattrs == 0)
+		return 0;
+	e->xattrs = calloc(p->nxattrs, sizeof(*e->xattrs));
+	if (!e->xattrs)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < p->nxattrs; k++) {
+		struct walk_xattr *x = &e->xattrs[k];
+		struct manifest_xattr mx;
+
+		manifest_xattr(c->parent, (uint32_t)e->prev, k, &mx);
+		x->name = strdup(mx.name);
+		x->value = malloc(mx.value_len + 1);
+		if (!x->name || !x->value) {
+			free(x->name);
+			free(x->value);
+			return -ENOMEM;
+		}
+		memcpy(x->value, mx.value, mx.value_len);
+		x->len = mx.value_len;
+		e->nxattrs++;
+	}
+	return 0;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -254,16 +295,17 @@ static int walk_add(struct create_ctx *c, uint32_t parent, const char *name)
 			return -ENOMEM;
 		e->node.size = (uint64_t)n;
 	}
-	snprintf(full, sizeof(full), "%s/%s", c->root, path);
-	r = read_xattrs(full, path, e);
-	if (r < 0)
-		return r;
 	if (c->parent && pe->prev >= 0) {
 		int64_t prev = manifest_lookup_child(c->parent, (uint32_t)pe->prev, name, strlen(name));
 
 		e->prev = prev >= 0 ? prev : -1;
 	}
-	return 0;
+	/* Setting an xattr changes the ctime: an inode whose ctime and number
+	 * match the parent snapshot's has the xattrs recorded there. */
+	if (inode_unchanged(c, e))
+		return copy_parent_xattrs(c, e);
+	snprintf(full, sizeof(full), "%s/%s", c->root, path);
+	return read_xattrs(full, path, e);
 }
 
 static int walk_dir(struct create_ctx *c, uint32_t i)
@@ -428,13 +470,11 @@ static bool same_as_parent(const struct create_ctx *c, const struct walk_entry *
 {
 	const struct manifest_node *p;
 
-	if (e->prev < 0)
+	if (!inode_unchanged(c, e))
 		return false;
 	p = manifest_node(c->parent, (uint32_t)e->prev);
 	return S_ISREG(p->mode) && p->hardlink == (uint32_t)e->prev && p->size == e->node.size &&
-	       p->mtime_sec == e->node.mtime_sec && p->mtime_nsec == e->node.mtime_nsec &&
-	       p->ctime_sec == e->node.ctime_sec && p->ctime_nsec == e->node.ctime_nsec &&
-	       p->src_ino == e->node.src_ino;
+	       p->mtime_sec == e->node.mtime_sec && p->mtime_nsec == e->node.mtime_nsec;
 }
 
 static int add_to_builder(struct create_ctx *c)
