@@ -110,8 +110,10 @@ static int call_print(const char *method, const char *path, json_t *body,
 	json_t *reply = NULL;
 	int r = connect_daemon();
 
-	if (r)
+	if (r) {
+		json_decref(body);
 		return r;
+	}
 	r = hbd_client_call(method, path, body, &reply);
 	json_decref(body);
 	if (r < 0)
@@ -230,12 +232,12 @@ static int cmd_create(int argc, char **argv)
 	};
 	json_t *req = json_object(), *env = json_array();
 	char *end;
-	int c, k;
+	int c, k, rc;
 
 	while ((c = getopt_long(argc, argv, "hjqI:m:p:c:n:t:e:", opts, NULL)) != -1) {
 		uint64_t v;
 		if ((k = common_opt(c)) < 0)
-			return help("create", create_help);
+			{ rc = help("create", create_help); goto out; }
 		if (k)
 			continue;
 		switch (c) {
@@ -244,19 +246,19 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'm':
 			if (cli_parse_size(optarg, &v) < 0)
-				return cli_usage("create", "bad --memory '%s'", optarg);
+				{ rc = cli_usage("create", "bad --memory '%s'", optarg); goto out; }
 			json_object_set_new(req, "memory_bytes", json_integer((json_int_t)v));
 			break;
 		case 'p':
 			v = strtoull(optarg, &end, 10);
 			if (end == optarg || *end || v == 0 || v > UINT32_MAX)
-				return cli_usage("create", "bad --pids '%s'", optarg);
+				{ rc = cli_usage("create", "bad --pids '%s'", optarg); goto out; }
 			json_object_set_new(req, "pids", json_integer((json_int_t)v));
 			break;
 		case 'c': {
 			double d = strtod(optarg, &end);
 			if (end == optarg || *end || d <= 0)
-				return cli_usage("create", "bad --cpus '%s'", optarg);
+				{ rc = cli_usage("create", "bad --cpus '%s'", optarg); goto out; }
 			json_object_set_new(req, "cpus", json_real(d));
 			break;
 		}
@@ -268,20 +270,24 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return cli_usage("create", "--env wants K=V, not '%s'", optarg);
+				{ rc = cli_usage("create", "--env wants K=V, not '%s'", optarg); goto out; }
 			json_array_append_new(env, json_string(optarg));
 			break;
 		default:
-			return cli_usage("create", "unknown option");
+			{ rc = cli_usage("create", "unknown option"); goto out; }
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage("create", "expected NAME");
+		{ rc = cli_usage("create", "expected NAME"); goto out; }
 	if (!json_object_get(req, "image"))
-		return cli_usage("create", "--image is required");
+		{ rc = cli_usage("create", "--image is required"); goto out; }
 	json_object_set_new(req, "name", json_string(argv[optind]));
 	json_object_set_new(req, "env", env);
 	return call_print("POST", "/sandboxes", req, human_created);
+out:
+	json_decref(req);
+	json_decref(env);
+	return rc;
 }
 
 static int append_param(struct buf *q, const char *key, const char *value)
