@@ -49,6 +49,7 @@ export HIBERBOX_REPO="$WORK/repo"
 export GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@b GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@b
 
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+note() { echo "fs-bench: $*" >&2; } # each figure as soon as it is known
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # time_cmd DIR CMD...: median wall ms of RUNS warm runs (one warm-up first).
@@ -89,6 +90,7 @@ t=$(date +%s%N); tar -C "$WORK/native-untar" -xf "$WORK/tree.tar"; sync; N_UNTAR
 cat "$WORK/big/file" >/dev/null # warm, like the mount's second read
 t=$(date +%s%N); cat "$WORK/big/file" >/dev/null; t2=$(ms "$t")
 N_READ=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
+note "native: stat $N_STAT ms, git status $N_GIT ms, untar $N_UNTAR ms, read $N_READ MB/s"
 
 # hiberbox
 mkdir -p "$WORK/hb"
@@ -120,6 +122,7 @@ H_READ_COLD=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
 t=$(date +%s%N); cat "$WORK/hbr/file" >/dev/null; t2=$(ms "$t")
 H_READ_WARM=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
 "$HB" umount "$WORK/hbr"
+note "hiberbox: mount $H_MOUNT ms, stat $H_STAT ms, git status $H_GIT ms, untar $H_UNTAR ms, commit $H_COMMIT ms, read cold $H_READ_COLD / warm $H_READ_WARM MB/s, rss $H_RSS MiB"
 
 # fuse-overlayfs over squashfuse
 O_STAT=- O_GIT=- O_UNTAR=- O_MOUNT=-
