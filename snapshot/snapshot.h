@@ -108,9 +108,11 @@ struct repo_writer_opts {
 };
 
 int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct repo_writer **out);
-/* Chunk, dedup and store the content of fd (read from its current offset to
+/* Chunk, dedup and store the content of fd (from its current offset to
  * the end) and return its chunk list (malloc'd) and size.  Thread-safe: may be
- * called for several files at once.  Zero-filled chunks become holes. */
+ * called for several files at once.  Zero-filled chunks become holes, and
+ * holes of a sparse file (SEEK_DATA) are recorded without being read.  Reads
+ * with pread: the fd's offset is left undefined. */
 int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **chunks,
 		       uint32_t *count, uint64_t *size);
 /* Same for bytes in memory. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -355,13 +356,37 @@ static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t
 	return (ssize_t)pos;
 }
 
+/* Length of the hole at file offset pos, if it is worth skipping (at least
+ * WRITER_HOLE_MIN_BYTES); 0 if there is data at pos or the filesystem cannot
+ * say.  A sparse file's holes are then recorded without reading gigabytes of
+ * zeros. */
+#define WRITER_HOLE_MIN_BYTES (1u << 20)
+#define WRITER_HOLE_REF_BYTES (1u << 30) /* one chunk-list entry per GiB of hole */
+
+static uint64_t hole_at(int fd, uint64_t pos)
+{
+	off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+	struct stat st;
+
+	if (data < 0) {
+		if (errno != ENXIO || fstat(fd, &st) < 0 || (uint64_t)st.st_size <= pos)
+			return 0;
+		data = st.st_size; /* a hole up to the end of the file */
+	}
+	if ((uint64_t)data < pos + WRITER_HOLE_MIN_BYTES)
+		return 0;
+	return (uint64_t)data - pos;
+}
+
 int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **chunks,
 		       uint32_t *count, uint64_t *size)
 {
+	static const struct oid hole_id;
 	struct chunk_list list = { 0 };
 	uint8_t *block = malloc(WRITER_BLOCK_BYTES);
 	size_t have = 0;
-	uint64_t total = 0;
+	off_t start = lseek(fd, 0, SEEK_CUR);
+	uint64_t total = 0, pos = start > 0 ? (uint64_t)start : 0;
 	bool eof = false;
 	int r = 0;
 
@@ -369,9 +394,34 @@ int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **ch
 		return -ENOMEM;
 	for (;;) {
 		ssize_t n;
+		uint64_t hole = eof ? 0 : hole_at(fd, pos);
 
+		if (hole) {
+			/* Close the data before the hole, record the hole, go on after it. */
+			if (have) {
+				n = process_window(w, block, have, true, &list);
+				if (n < 0) {
+					r = (int)n;
+					goto out;
+				}
+				have = 0;
+			}
+			for (uint64_t left = hole; left > 0;) {
+				uint32_t piece = left > WRITER_HOLE_REF_BYTES ? WRITER_HOLE_REF_BYTES
+									     : (uint32_t)left;
+
+				r = chunk_list_add(&list, &hole_id, piece);
+				if (r < 0)
+					goto out;
+				left -= piece;
+			}
+			pos += hole;
+			total += hole;
+			report_progress(w, hole);
+		}
 		while (!eof && have < WRITER_BLOCK_BYTES) {
-			n = read(fd, block + have, WRITER_BLOCK_BYTES - have);
+			/* pread: hole_at() moves the file offset. */
+			n = pread(fd, block + have, WRITER_BLOCK_BYTES - have, (off_t)pos);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -382,9 +432,16 @@ int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **ch
 				eof = true;
 			have += (size_t)n;
 			total += (uint64_t)n;
+			pos += (uint64_t)n;
+			/* Stop filling at the start of a large hole. */
+			if (!eof && n > 0 && hole_at(fd, pos))
+				break;
 		}
-		if (have == 0)
-			break;
+		if (have == 0) {
+			if (eof)
+				break;
+			continue;
+		}
 		n = process_window(w, block, have, eof, &list);
 		if (n < 0) {
 			r = (int)n;
