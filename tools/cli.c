@@ -27,6 +27,35 @@ static void put_escaped(const char *s, FILE *f)
 	}
 }
 
+/* The registered tables, in the order --help shows them. */
+const struct command_table *cli_tables(void)
+{
+	static struct command_table all[6];
+	int n = 0;
+
+	if (cli_commands_repo)
+		all[n++] = (struct command_table){ "Snapshots", cli_commands_repo };
+	if (cli_commands_fs)
+		all[n++] = (struct command_table){ "Live mounts", cli_commands_fs };
+	if (cli_commands_s3)
+		all[n++] = (struct command_table){ "Object storage", cli_commands_s3 };
+	if (cli_commands_sandbox)
+		all[n++] = (struct command_table){ "Sandboxes", cli_commands_sandbox };
+	if (cli_commands_bench)
+		all[n++] = (struct command_table){ "Benchmarks", cli_commands_bench };
+	all[n] = (struct command_table){ NULL, NULL };
+	return all;
+}
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (const struct command_table *t = cli_tables(); t->commands; t++)
+		for (const struct cli_command *c = t->commands; c->name; c++)
+			if (strcmp(c->name, name) == 0)
+				return c;
+	return NULL;
+}
+
 int cli_fail(int r, const char *fmt, ...)
 {
 	char prefix[1024] = "";
@@ -188,4 +217,40 @@ void cli_print_help(const struct cli_command *cmd, const char *details)
 	printf("usage: hiberbox %s %s\n\n%s\n", cmd->name, cmd->args, cmd->summary);
 	if (details && details[0])
 		printf("\n%s", details);
+}
+
+int cli_common_option(int c)
+{
+	switch (c) {
+	case 'j':
+		cli.json = true;
+		cli.progress = false;
+		return 1;
+	case 'R':
+		cli.repo = optarg;
+		return 1;
+	case 'q':
+		cli.quiet = true;
+		cli.progress = false;
+		return 1;
+	case 'h':
+		return -1;
+	}
+	return 0;
+}
+
+int cli_help(const char *name, const char *details)
+{
+	cli_print_help(cli_find(name), details);
+	return 0;
+}
+
+void cli_print_json(json_t *j)
+{
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+
+	if (s)
+		puts(s);
+	free(s);
+	json_decref(j);
 }

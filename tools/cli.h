@@ -8,6 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <getopt.h>
+#include <jansson.h>
+
 #include "snapshot/snapshot.h"
 
 struct cli_command {
@@ -50,5 +53,23 @@ int cli_parse_size(const char *s, uint64_t *out);
 const char *cli_format_bytes(uint64_t bytes, char *out, size_t size);
 /* Print a --help text for cmd: "usage: hiberbox <name> <args>" + extra lines. */
 void cli_print_help(const struct cli_command *cmd, const char *details);
+/* Options every command accepts after its name, for its getopt_long table
+ * (short letters "hjq"), and their handling: 1 if c was one of them, -1 for
+ * --help, 0 otherwise. */
+#define CLI_COMMON_OPTIONS \
+	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
+	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
+int cli_common_option(int c);
+/* Print the --help of the command called name; returns exit code 0. */
+int cli_help(const char *name, const char *details);
+/* Print j as indented JSON on stdout and release it. */
+void cli_print_json(json_t *j);
+/* The registered tables, in the order --help shows them, ended by an entry
+ * with commands == NULL. */
+struct command_table {
+	const char *title;
+	const struct cli_command *commands;
+};
+const struct command_table *cli_tables(void);
 /* Find the command entry by name (for help). */
 const struct cli_command *cli_find(const char *name);

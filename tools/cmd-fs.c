@@ -12,46 +12,6 @@
 #include "tools/cli.h"
 #include "util/error.h"
 
-#define COMMON_OPTS \
-	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
-	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
-
-static int common_opt(int c)
-{
-	switch (c) {
-	case 'j':
-		cli.json = true;
-		cli.progress = false;
-		return 1;
-	case 'R':
-		cli.repo = optarg;
-		return 1;
-	case 'q':
-		cli.quiet = true;
-		cli.progress = false;
-		return 1;
-	case 'h':
-		return -1;
-	}
-	return 0;
-}
-
-static int help(const char *name, const char *details)
-{
-	cli_print_help(cli_find(name), details);
-	return 0;
-}
-
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-
-	if (s)
-		puts(s);
-	free(s);
-	json_decref(j);
-}
-
 static const char mount_help[] =
 	"Mount a snapshot read-write.  Nothing is restored up front: file data is\n"
 	"read from the repository chunk by chunk on access.  Writes go to the upper\n"
@@ -65,7 +25,7 @@ static const char mount_help[] =
 static int cmd_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		COMMON_OPTS,
+		CLI_COMMON_OPTIONS,
 		{ "upper", required_argument, NULL, 'u' },
 		{ "uid-shift", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -78,8 +38,8 @@ static int cmd_mount(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hu:s:fd", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("mount", mount_help);
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("mount", mount_help);
 		if (r)
 			continue;
 		switch (c) {
@@ -122,7 +82,7 @@ static int cmd_mount(int argc, char **argv)
 
 static int cmd_commit(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "tag", required_argument, NULL, 't' },
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "tag", required_argument, NULL, 't' },
 					      { 0 } };
 	const char *tag = NULL;
 	char hex[OID_HEX_BYTES];
@@ -130,8 +90,8 @@ static int cmd_commit(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "ht:", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("commit",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("commit",
 				    "Turn a live mount into a new snapshot; it stays mounted and\n"
 				    "writable.  Prints the new snapshot id.\n\n"
 				    "Options:\n  --tag NAME   also tag the new snapshot\n");
@@ -156,7 +116,7 @@ static int cmd_commit(int argc, char **argv)
 		json_object_set_new(j, "id", json_string(hex));
 		if (tag)
 			json_object_set_new(j, "tag", json_string(tag));
-		print_json(j);
+		cli_print_json(j);
 	} else {
 		printf("%s\n", hex);
 	}
@@ -165,12 +125,12 @@ static int cmd_commit(int argc, char **argv)
 
 static int cmd_umount(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("umount",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("umount",
 				    "Flush and unmount a hiberbox mount.  Also clears a mount whose\n"
 				    "filesystem process died (the mountpoint then says ENOTCONN).\n");
 		if (!r)
@@ -186,14 +146,14 @@ static int cmd_umount(int argc, char **argv)
 
 static int cmd_mounts(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct hbfs_mount_info *list;
 	size_t n;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("mounts", "List the hiberbox mounts of this host.\n\n"
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("mounts", "List the hiberbox mounts of this host.\n\n"
 					      "Options:\n  --json   machine-readable output\n");
 		if (!r)
 			return cli_usage("mounts", "unknown option");
@@ -220,7 +180,7 @@ static int cmd_mounts(int argc, char **argv)
 			json_object_set_new(j, "uid_shift", json_integer(list[i].uid_shift));
 			json_array_append_new(a, j);
 		}
-		print_json(a);
+		cli_print_json(a);
 	} else {
 		for (size_t i = 0; i < n; i++)
 			printf("%s  %.12s  %s  pid %d%s\n", list[i].mountpoint, list[i].snapshot,

@@ -13,48 +13,6 @@
 #include "tools/cli.h"
 #include "util/error.h"
 
-/* Options every repository command accepts after its name. */
-#define COMMON_OPTS \
-	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
-	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
-
-/* Handle a common option; returns 1 if it was one, -1 for --help. */
-static int common_opt(int c)
-{
-	switch (c) {
-	case 'j':
-		cli.json = true;
-		cli.progress = false;
-		return 1;
-	case 'R':
-		cli.repo = optarg;
-		return 1;
-	case 'q':
-		cli.quiet = true;
-		cli.progress = false;
-		return 1;
-	case 'h':
-		return -1;
-	}
-	return 0;
-}
-
-static int help(const char *name, const char *details)
-{
-	cli_print_help(cli_find(name), details);
-	return 0;
-}
-
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-
-	if (s)
-		puts(s);
-	free(s);
-	json_decref(j);
-}
-
 static const char *format_time(int64_t sec, char *out, size_t size)
 {
 	time_t t = (time_t)sec;
@@ -69,14 +27,14 @@ static const char *format_time(int64_t sec, char *out, size_t size)
 
 static int cmd_init(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "level", required_argument, NULL, 'l' }, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "level", required_argument, NULL, 'l' }, { 0 } };
 	struct repo_init_opts io = { 0 };
 	const char *loc;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjql:", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("init", "Options:\n  --level N   default zstd level of the repository (1-19, default 3)\n");
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("init", "Options:\n  --level N   default zstd level of the repository (1-19, default 3)\n");
 		if (r)
 			continue;
 		if (c == 'l')
@@ -93,7 +51,7 @@ static int cmd_init(int argc, char **argv)
 	if (r < 0)
 		return cli_fail(r, NULL);
 	if (cli.json) {
-		print_json(json_pack("{s:s}", "repository", loc));
+		cli_print_json(json_pack("{s:s}", "repository", loc));
 	} else if (!cli.quiet) {
 		printf("initialized repository at %s\n", loc);
 	}
@@ -137,7 +95,7 @@ static json_t *info_json(const struct oid *id, const struct manifest_info *info,
 
 static int cmd_snapshot_create(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS,
+	static const struct option opts[] = { CLI_COMMON_OPTIONS,
 		{ "tag", required_argument, NULL, 't' }, { "parent", required_argument, NULL, 'p' },
 		{ "no-parent", no_argument, NULL, 'n' }, { "level", required_argument, NULL, 'l' },
 		{ "threads", required_argument, NULL, 'T' }, { 0 } };
@@ -150,8 +108,8 @@ static int cmd_snapshot_create(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot create",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot create",
 				    "Stores DIR and prints the new snapshot id as the last line.\n\n"
 				    "Options:\n"
 				    "  --tag NAME      name the snapshot\n"
@@ -194,7 +152,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 	if (r < 0)
 		return cli_fail(r, "snapshot create %s", argv[optind]);
 	if (cli.json) {
-		print_json(info_json(&id, &info, co.tag));
+		cli_print_json(info_json(&id, &info, co.tag));
 		return 0;
 	}
 	if (!cli.quiet)
@@ -209,7 +167,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 
 static int cmd_snapshot_restore(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "force", no_argument, NULL, 'f' },
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "force", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 'T' }, { 0 } };
 	struct repo_restore_opts ro = { 0 };
 	struct repo *repo;
@@ -217,8 +175,8 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqfT:", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot restore",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot restore",
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
 				    "Options:\n"
 				    "  --force         restore into a non-empty DIR, replacing what is there\n"
@@ -247,7 +205,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	if (cli.json) {
 		char hex[OID_HEX_BYTES];
 
-		print_json(json_pack("{s:s, s:s}", "id", oid_format(&id, hex), "dir", argv[optind + 1]));
+		cli_print_json(json_pack("{s:s, s:s}", "id", oid_format(&id, hex), "dir", argv[optind + 1]));
 	}
 	return 0;
 }
@@ -256,15 +214,15 @@ static int cmd_snapshot_restore(int argc, char **argv)
 
 static int cmd_snapshot_list(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo_snapshot_summary *items = NULL;
 	struct repo *repo;
 	size_t n = 0;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot list", "Options:\n  --json   machine-readable output\n");
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot list", "Options:\n  --json   machine-readable output\n");
 		if (!r)
 			return cli_usage("snapshot list", "unknown option '%s'", argv[optind - 1]);
 	}
@@ -281,7 +239,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 
 		for (size_t i = 0; i < n; i++)
 			json_array_append_new(arr, info_json(&items[i].id, &items[i].info, items[i].tags));
-		print_json(arr);
+		cli_print_json(arr);
 	} else {
 		printf("%-12s  %-19s  %8s  %10s  %10s  %s\n", "ID", "TIME", "FILES", "SIZE", "ADDED",
 		       "TAGS / SOURCE");
@@ -302,7 +260,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 
 static int cmd_snapshot_show(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo_snapshot_summary *items = NULL, *s = NULL;
 	struct repo *repo;
 	struct oid id;
@@ -310,8 +268,8 @@ static int cmd_snapshot_show(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot show", "Options:\n  --json   machine-readable output\n");
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot show", "Options:\n  --json   machine-readable output\n");
 		if (!r)
 			return cli_usage("snapshot show", "unknown option '%s'", argv[optind - 1]);
 	}
@@ -340,7 +298,7 @@ static int cmd_snapshot_show(int argc, char **argv)
 		return cli_fail(-ENOENT, "snapshot show");
 	}
 	if (cli.json) {
-		print_json(info_json(&s->id, &s->info, s->tags));
+		cli_print_json(info_json(&s->id, &s->info, s->tags));
 	} else {
 		char hex[OID_HEX_BYTES], t[32], a[32], b[32], d[32];
 		const struct manifest_info *in = &s->info;
@@ -383,15 +341,15 @@ static int print_diff(char kind, const char *path, void *arg)
 
 static int cmd_snapshot_diff(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo *repo;
 	struct oid a, b;
 	json_t *arr = NULL;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot diff",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot diff",
 				    "Lists paths added (+), removed (-) and changed (M) from A to B.\n");
 		if (!r)
 			return cli_usage("snapshot diff", "unknown option '%s'", argv[optind - 1]);
@@ -414,20 +372,20 @@ static int cmd_snapshot_diff(int argc, char **argv)
 		return cli_fail(r, "snapshot diff");
 	}
 	if (arr)
-		print_json(arr);
+		cli_print_json(arr);
 	return 0;
 }
 
 static int cmd_snapshot_rm(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo *repo;
 	struct oid id;
 	int c, r = 0;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("snapshot rm",
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n");
 		if (!r)
 			return cli_usage("snapshot rm", "unknown option '%s'", argv[optind - 1]);
@@ -449,15 +407,15 @@ static int cmd_snapshot_rm(int argc, char **argv)
 
 static int cmd_tag(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "delete", no_argument, NULL, 'd' }, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "delete", no_argument, NULL, 'd' }, { 0 } };
 	bool del = false;
 	struct repo *repo;
 	struct oid id;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("tag", "Points tag NAME at snapshot ID (moving it if it exists).\n"
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("tag", "Points tag NAME at snapshot ID (moving it if it exists).\n"
 					   "  --delete   remove tag NAME\n");
 		if (r)
 			continue;
@@ -489,7 +447,7 @@ static int cmd_tag(int argc, char **argv)
 
 static int cmd_gc(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "dry-run", no_argument, NULL, 'n' },
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "dry-run", no_argument, NULL, 'n' },
 		{ "repack-percent", required_argument, NULL, 'p' }, { 0 } };
 	struct repo_gc_opts go = { .repack_percent = 50 };
 	struct repo_gc_stats st = { 0 };
@@ -498,8 +456,8 @@ static int cmd_gc(int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqnp:", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
 					  "Options:\n  --dry-run            report only\n"
 					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n");
 		if (r)
@@ -522,7 +480,7 @@ static int cmd_gc(int argc, char **argv)
 	if (r < 0)
 		return cli_fail(r, "gc");
 	if (cli.json)
-		print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "packs_removed",
+		cli_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "packs_removed",
 				     (json_int_t)st.packs_removed, "packs_rewritten",
 				     (json_int_t)st.packs_rewritten, "packs_kept", (json_int_t)st.packs_kept,
 				     "bytes_freed", (json_int_t)st.bytes_freed, "index_files_removed",
@@ -537,15 +495,15 @@ static int cmd_gc(int argc, char **argv)
 
 static int cmd_check(int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { "read-data", no_argument, NULL, 'd' }, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "read-data", no_argument, NULL, 'd' }, { 0 } };
 	struct repo_check_opts co = { 0 };
 	struct repo_check_stats st = { 0 };
 	struct repo *repo;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
-		if ((r = common_opt(c)) < 0)
-			return help("check", "Verifies the repository's structure.\n\n"
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("check", "Verifies the repository's structure.\n\n"
 					     "Options:\n  --read-data   also read and verify every chunk\n");
 		if (r)
 			continue;
@@ -564,7 +522,7 @@ static int cmd_check(int argc, char **argv)
 	cli_progress_done();
 	repo_close(repo);
 	if (cli.json)
-		print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "snapshots", (json_int_t)st.snapshots,
+		cli_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "snapshots", (json_int_t)st.snapshots,
 				     "packs", (json_int_t)st.packs, "chunks", (json_int_t)st.chunks,
 				     "errors", (json_int_t)st.errors, "garbage_packs",
 				     (json_int_t)st.garbage_packs, "ok", r == 0));

@@ -26,39 +26,6 @@
 #define CLI_QUERY_MAX_BYTES 65536
 #define EXIT_EXEC_FAILED 125
 
-#define COMMON_OPTS \
-	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
-	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
-
-static int common_opt(int c)
-{
-	switch (c) {
-	case 'j':
-		cli.json = true;
-		cli.progress = false;
-		return 1;
-	case 'R':
-		cli.repo = optarg;
-		return 1;
-	case 'q':
-		cli.quiet = true;
-		cli.progress = false;
-		return 1;
-	case 'h':
-		return -1;
-	}
-	return 0;
-}
-
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-
-	if (s)
-		puts(s);
-	free(s);
-}
-
 /* Reach the daemon, starting it if needed. */
 static int connect_daemon(void)
 {
@@ -84,22 +51,16 @@ static int connect_daemon(void)
 /* Parse only the common options; returns -1 for --help, 2 for a bad one. */
 static int parse_common(const char *name, int argc, char **argv)
 {
-	static const struct option opts[] = { COMMON_OPTS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	int c;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
-		int k = common_opt(c);
+		int k = cli_common_option(c);
 		if (k < 0)
 			return -1;
 		if (k == 0)
 			return cli_usage(name, "unknown option");
 	}
-	return 0;
-}
-
-static int help(const char *name, const char *details)
-{
-	cli_print_help(cli_find(name), details);
 	return 0;
 }
 
@@ -119,7 +80,7 @@ static int call_print(const char *method, const char *path, json_t *body,
 	if (r < 0)
 		return cli_fail(r, NULL);
 	if (cli.json)
-		print_json(reply);
+		cli_print_json(json_incref(reply));
 	else if (human && !cli.quiet)
 		human(reply);
 	json_decref(reply);
@@ -143,7 +104,7 @@ static int cmd_image_import(int argc, char **argv)
 	int r = parse_common("image import", argc, argv);
 
 	if (r)
-		return r < 0 ? help("image import", "DIR is a root filesystem tree; TARBALL any tar "
+		return r < 0 ? cli_help("image import", "DIR is a root filesystem tree; TARBALL any tar "
 				    "(e.g. 'docker export') that tar -xf reads.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("image import", "expected DIR|TARBALL NAME");
@@ -172,7 +133,7 @@ static int cmd_image_ls(int argc, char **argv)
 	int r = parse_common("image ls", argc, argv);
 
 	if (r)
-		return r < 0 ? help("image ls", NULL) : r;
+		return r < 0 ? cli_help("image ls", NULL) : r;
 	if (argc != optind)
 		return cli_usage("image ls", "no arguments expected");
 	return call_print("GET", "/images", NULL, human_images);
@@ -189,7 +150,7 @@ static int cmd_image_rm(int argc, char **argv)
 	int r = parse_common("image rm", argc, argv);
 
 	if (r)
-		return r < 0 ? help("image rm", "Refused while a sandbox uses the image.\n") : r;
+		return r < 0 ? cli_help("image rm", "Refused while a sandbox uses the image.\n") : r;
 	if (argc - optind != 1)
 		return cli_usage("image rm", "expected NAME");
 	snprintf(path, sizeof(path), "/images/%.64s", argv[optind]);
@@ -220,7 +181,7 @@ static void human_created(json_t *j)
 static int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		COMMON_OPTS,
+		CLI_COMMON_OPTIONS,
 		{ "image", required_argument, NULL, 'I' },
 		{ "memory", required_argument, NULL, 'm' },
 		{ "pids", required_argument, NULL, 'p' },
@@ -236,8 +197,8 @@ static int cmd_create(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "hjqI:m:p:c:n:t:e:", opts, NULL)) != -1) {
 		uint64_t v;
-		if ((k = common_opt(c)) < 0)
-			{ rc = help("create", create_help); goto out; }
+		if ((k = cli_common_option(c)) < 0)
+			{ rc = cli_help("create", create_help); goto out; }
 		if (k)
 			continue;
 		switch (c) {
@@ -324,7 +285,7 @@ static const char exec_help[] =
 static int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		COMMON_OPTS,
+		CLI_COMMON_OPTIONS,
 		{ "interactive", no_argument, NULL, 'i' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "cwd", required_argument, NULL, 'C' },
@@ -340,8 +301,8 @@ static int cmd_exec(int argc, char **argv)
 	const char *name;
 
 	while ((c = getopt_long(argc, argv, "+hjqidC:e:t:u:", opts, NULL)) != -1) {
-		if ((k = common_opt(c)) < 0)
-			return help("exec", exec_help);
+		if ((k = cli_common_option(c)) < 0)
+			return cli_help("exec", exec_help);
 		if (k)
 			continue;
 		switch (c) {
@@ -385,8 +346,8 @@ static int cmd_exec(int argc, char **argv)
 		optind = save + used - 1;
 		if (c == -1)
 			break;
-		if ((k = common_opt(c)) < 0)
-			return help("exec", exec_help);
+		if ((k = cli_common_option(c)) < 0)
+			return cli_help("exec", exec_help);
 		if (k)
 			continue;
 		switch (c) {
@@ -438,7 +399,7 @@ static int cmd_exec(int argc, char **argv)
 	}
 	if (detach) {
 		if (cli.json)
-			print_json(det);
+			cli_print_json(json_incref(det));
 		else
 			printf("%lld\n", (long long)json_integer_value(json_object_get(det, "pid")));
 		json_decref(det);
@@ -453,7 +414,7 @@ static int cmd_logs(int argc, char **argv)
 	int r = parse_common("logs", argc, argv);
 
 	if (r)
-		return r < 0 ? help("logs", "Without PID: the most recent detached process.\n") : r;
+		return r < 0 ? cli_help("logs", "Without PID: the most recent detached process.\n") : r;
 	if (argc - optind < 1 || argc - optind > 2)
 		return cli_usage("logs", "expected NAME [PID]");
 	if (argc - optind == 2)
@@ -491,7 +452,7 @@ static int cmd_cp(int argc, char **argv)
 	int r = parse_common("cp", argc, argv), fd;
 
 	if (r)
-		return r < 0 ? help("cp", "One side is NAME:/absolute/path inside a sandbox; "
+		return r < 0 ? cli_help("cp", "One side is NAME:/absolute/path inside a sandbox; "
 				    "regular files only.\n'-' as the local side is stdin/stdout.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("cp", "expected SRC DST");
@@ -582,7 +543,7 @@ static int cmd_ls(int argc, char **argv)
 	int r = parse_common("ls", argc, argv);
 
 	if (r)
-		return r < 0 ? help("ls", NULL) : r;
+		return r < 0 ? cli_help("ls", NULL) : r;
 	if (argc != optind)
 		return cli_usage("ls", "no arguments expected");
 	return call_print("GET", "/sandboxes", NULL, human_ls);
@@ -590,7 +551,7 @@ static int cmd_ls(int argc, char **argv)
 
 static void human_inspect(json_t *j)
 {
-	print_json(j);
+	cli_print_json(json_incref(j));
 }
 
 static void human_sleep(json_t *j)
@@ -614,7 +575,7 @@ static int one_name(const char *cmd, int argc, char **argv, const char *method, 
 	int r = parse_common(cmd, argc, argv);
 
 	if (r)
-		return r < 0 ? help(cmd, details) : r;
+		return r < 0 ? cli_help(cmd, details) : r;
 	if (argc - optind != 1)
 		return cli_usage(cmd, "expected NAME");
 	snprintf(path, sizeof(path), "/sandboxes/%.64s%s%s", argv[optind], op ? "/" : "",
@@ -652,7 +613,7 @@ static int cmd_fork(int argc, char **argv)
 	int r = parse_common("fork", argc, argv);
 
 	if (r)
-		return r < 0 ? help("fork", "NEW starts from NAME's latest state (committed "
+		return r < 0 ? cli_help("fork", "NEW starts from NAME's latest state (committed "
 				    "first if NAME runs); no data is copied.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("fork", "expected NAME NEW");
@@ -670,7 +631,7 @@ static int cmd_daemon_run(int argc, char **argv)
 	int r = parse_common("daemon run", argc, argv);
 
 	if (r)
-		return r < 0 ? help("daemon run", "Runs hiberboxd in the foreground.\n") : r;
+		return r < 0 ? cli_help("daemon run", "Runs hiberboxd in the foreground.\n") : r;
 	cfg.repo = cli_repo_location();
 	r = hbd_run(&cfg);
 	return r < 0 ? cli_fail(r, NULL) : 0;
@@ -696,7 +657,7 @@ static int cmd_daemon_status(int argc, char **argv)
 	int r = parse_common("daemon status", argc, argv);
 
 	if (r)
-		return r < 0 ? help("daemon status", NULL) : r;
+		return r < 0 ? cli_help("daemon status", NULL) : r;
 	/* status never starts a daemon */
 	r = hbd_client_call("GET", "/daemon", NULL, &j);
 	if (r == -ECONNREFUSED) {
@@ -711,7 +672,7 @@ static int cmd_daemon_status(int argc, char **argv)
 		return cli_fail(r, NULL);
 	json_object_set_new(j, "running", json_true());
 	if (cli.json)
-		print_json(j);
+		cli_print_json(json_incref(j));
 	else
 		human_status(j);
 	json_decref(j);
@@ -729,7 +690,7 @@ static int cmd_daemon_stop(int argc, char **argv)
 	int r = parse_common("daemon stop", argc, argv);
 
 	if (r)
-		return r < 0 ? help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
+		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
 	r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
 	json_decref(j);
 	if (r == -ECONNREFUSED) {

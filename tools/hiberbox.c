@@ -13,45 +13,11 @@
 
 struct cli_globals cli;
 
-struct command_table {
-	const char *title;
-	const struct cli_command *commands;
-};
-
-/* The registered tables, in the order --help shows them. */
-static const struct command_table *tables(void)
-{
-	static struct command_table all[6];
-	int n = 0;
-
-	if (cli_commands_repo)
-		all[n++] = (struct command_table){ "Snapshots", cli_commands_repo };
-	if (cli_commands_fs)
-		all[n++] = (struct command_table){ "Live mounts", cli_commands_fs };
-	if (cli_commands_s3)
-		all[n++] = (struct command_table){ "Object storage", cli_commands_s3 };
-	if (cli_commands_sandbox)
-		all[n++] = (struct command_table){ "Sandboxes", cli_commands_sandbox };
-	if (cli_commands_bench)
-		all[n++] = (struct command_table){ "Benchmarks", cli_commands_bench };
-	all[n] = (struct command_table){ NULL, NULL };
-	return all;
-}
-
-const struct cli_command *cli_find(const char *name)
-{
-	for (const struct command_table *t = tables(); t->commands; t++)
-		for (const struct cli_command *c = t->commands; c->name; c++)
-			if (strcmp(c->name, name) == 0)
-				return c;
-	return NULL;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: hiberbox [--repo LOCATION] [--cache-size SIZE] [--json] [--quiet] COMMAND [ARGS...]\n\n"
 		   "Sandboxes and workspaces that sleep in a repository and wake fast.\n");
-	for (const struct command_table *t = tables(); t->commands; t++) {
+	for (const struct command_table *t = cli_tables(); t->commands; t++) {
 		fprintf(f, "\n%s:\n", t->title);
 		for (const struct cli_command *c = t->commands; c->name; c++)
 			if (strncmp(c->summary, "(internal)", 10) != 0)
