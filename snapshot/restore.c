@@ -377,6 +377,19 @@ static void fill_job_run(void *arg)
 	}
 }
 
+/* Restoring from object storage waits on round trips, not on cores: keep
+ * many range requests in flight. */
+#define RESTORE_REMOTE_THREADS 16
+
+static unsigned restore_threads(struct repo *r, unsigned wanted)
+{
+	if (wanted)
+		return wanted;
+	if (strncmp(store_location(r->store), "s3://", 5) == 0)
+		return RESTORE_REMOTE_THREADS;
+	return 0; /* one per core */
+}
+
 static int check_empty(const char *dir, int fd, bool *empty)
 {
 	int dup_fd = dup(fd);
@@ -480,7 +493,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	/* Phase 2: files with their contents, symlinks and special files, in
 	 * parallel (creating files is itself slow on many filesystems). */
 	jobs = calloc(count, sizeof(*jobs));
-	pool = workqueue_new(opts->threads, 0);
+	pool = workqueue_new(restore_threads(r, opts->threads), 0);
 	if (!jobs || !pool) {
 		rc = -ENOMEM;
 		goto out;
