@@ -1596,11 +1596,29 @@ static int run_tar(struct bench_ctx *x)
 	return rm_rf(x, out);
 }
 
+/* fusermount3 -u of the overlay returns before fuse-overlayfs has let go of
+ * the squashfuse mount below it, which is then busy for a moment: retry,
+ * and detach lazily as the last resort so that nothing stays mounted. */
 static void fuse_unmount(struct bench_ctx *x, const char *mnt)
 {
 	const char *argv[] = { "fusermount3", "-u", "-q", mnt, NULL };
+	const char *lazy[] = { "fusermount3", "-u", "-z", "-q", mnt, NULL };
+	struct stat st, parent;
+	char up[PATH_MAX];
 
-	run_cmd(x, argv, NULL, NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		snprintf(up, sizeof(up), "%s/..", mnt);
+		if (lstat(mnt, &st) < 0 && errno == ENOENT)
+			return;
+		if (stat(mnt, &st) == 0 && stat(up, &parent) == 0 && st.st_dev == parent.st_dev)
+			return; /* not (or no longer) a mount point */
+		if (run_cmd(x, argv, NULL, NULL, NULL) == 0)
+			return;
+		hb_err_clear();
+		usleep(20000);
+	}
+	run_cmd(x, lazy, NULL, NULL, NULL);
+	hb_err_clear();
 }
 
 /* squashfuse on the image, fuse-overlayfs on top (the writable stack). */
