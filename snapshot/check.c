@@ -95,11 +95,6 @@ static void progress(struct check *c, const char *phase, uint64_t done, uint64_t
 		c->opts->progress.update(c->opts->progress.arg, phase, done, total);
 }
 
-static int oid_cmp(const struct oid *a, const struct oid *b)
-{
-	return memcmp(a->b, b->b, OID_BYTES);
-}
-
 static int pack_cmp(const void *a, const void *b)
 {
 	return oid_cmp(&((const struct check_pack *)a)->id, &((const struct check_pack *)b)->id);

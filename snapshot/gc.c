@@ -108,16 +108,10 @@ static void before_change(struct gc *g)
 		kill(getpid(), SIGKILL);
 }
 
-/* Grow an array of `size`-byte items to hold one more. */
 static void progress(struct gc *g, const char *phase, uint64_t done, uint64_t total)
 {
 	if (g->opts->progress.update)
 		g->opts->progress.update(g->opts->progress.arg, phase, done, total);
-}
-
-static int oid_cmp(const struct oid *a, const struct oid *b)
-{
-	return memcmp(a->b, b->b, OID_BYTES);
 }
 
 static int pack_cmp(const void *a, const void *b)

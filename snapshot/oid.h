@@ -38,6 +38,14 @@ static inline bool oid_equal(const struct oid *a, const struct oid *b)
 			return false;
 	return true;
 }
+/* Bytewise order, for sorting and binary search. */
+static inline int oid_cmp(const struct oid *a, const struct oid *b)
+{
+	for (int i = 0; i < OID_BYTES; i++)
+		if (a->b[i] != b->b[i])
+			return a->b[i] < b->b[i] ? -1 : 1;
+	return 0;
+}
 /* The all-zero id marks a hole (a run of zero bytes) in a file's chunk list. */
 static inline bool oid_is_zero(const struct oid *a)
 {

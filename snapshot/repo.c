@@ -779,7 +779,7 @@ static int by_time(const void *a, const void *b)
 		return x->info.time_sec < y->info.time_sec ? -1 : 1;
 	if (x->info.time_nsec != y->info.time_nsec)
 		return x->info.time_nsec < y->info.time_nsec ? -1 : 1;
-	return memcmp(x->id.b, y->id.b, OID_BYTES);
+	return oid_cmp(&x->id, &y->id);
 }
 
 int repo_list_snapshots(struct repo *r, struct repo_snapshot_summary **out, size_t *count)
