@@ -22,6 +22,10 @@ static const char mount_help[] =
 	"  --foreground     serve in this process until unmounted\n"
 	"  --debug          libfuse debug output (implies --foreground)\n";
 
+/* S3 limits for a mount's reads, unless the environment sets them. */
+#define MOUNT_S3_DEADLINE_MS "20000"
+#define MOUNT_S3_STALL_MS "10000"
+
 static int cmd_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -74,6 +78,10 @@ static int cmd_mount(int argc, char **argv)
 	mo.repo = loc;
 	mo.snapshot = argv[optind];
 	mo.mountpoint = argv[optind + 1];
+	/* A program reading through the mount should get EIO within seconds
+	 * when the bucket is unreachable, not after a batch job's patience. */
+	setenv("HIBERBOX_S3_DEADLINE_MS", MOUNT_S3_DEADLINE_MS, 0);
+	setenv("HIBERBOX_S3_TIMEOUT_MS", MOUNT_S3_STALL_MS, 0);
 	r = hbfs_mount(&mo);
 	if (r < 0)
 		return cli_fail(r, NULL);

@@ -1,0 +1,62 @@
+#!/bin/bash
+# A lazy mount of a snapshot stored in S3, with an empty local cache: the tree
+# reads back exactly, the second mount is served from the cache, and when the
+# server goes away a read of data never fetched fails with EIO within the
+# configured deadline instead of hanging.
+#
+# Skips (77) without node or tests/s3/node_modules, or without /dev/fuse.
+set -euo pipefail
+source "$SRCDIR/tests/integration/lib.sh"
+S3DIR="$SRCDIR/tests/s3"
+if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
+	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
+	exit 77
+fi
+[ -e /dev/fuse ] || { echo "skipped: no /dev/fuse"; exit 77; }
+setup_tmp
+MNT="$T/mnt"
+cleanup() {
+	"$HIBERBOX" umount "$MNT" >/dev/null 2>&1 || true
+	"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true
+	cleanup_tmp
+}
+trap cleanup EXIT
+
+eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbmount)" || fail "cannot start the S3 test server"
+export HIBERBOX_REPO=s3://hbmount/repo
+export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_CONNECT_TIMEOUT_MS=1000
+export HIBERBOX_S3_TIMEOUT_MS=2000 HIBERBOX_S3_DEADLINE_MS=5000
+
+log "a snapshot in S3"
+hb_ok init >/dev/null
+make_small_tree "$T/src" 300 2
+randfile "$T/src/big.bin" $((8 << 20)) big
+randfile "$T/src/later.bin" $((4 << 20)) later
+id=$(snapshot_create "$T/src")
+
+log "mount with an empty cache: everything reads back exactly"
+rm -rf "$HIBERBOX_HOME/cache"
+mkdir -p "$MNT"
+hb_ok mount "$id" "$MNT" >/dev/null
+for f in $(cd "$T/src" && find . -type f ! -name later.bin | sort); do
+	cmp -s "$T/src/$f" "$MNT/$f" || bad "mounted $f differs from the source"
+done
+[ -d "$HIBERBOX_HOME/cache" ] || bad "the mount did not fill the local cache"
+
+log "the server goes away: an unread file fails with EIO, in bounded time"
+"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null
+start=$(date +%s)
+if timeout 60 cat "$MNT/later.bin" >/dev/null 2>"$T/cat.err"; then
+	bad "reading data never fetched succeeded with the server gone"
+else
+	rc=$?
+	[ "$rc" -ne 124 ] || bad "a read with the server gone hung for 60 s"
+	grep -qi "input/output error" "$T/cat.err" || bad "expected EIO, got: $(cat "$T/cat.err")"
+fi
+elapsed=$(( $(date +%s) - start ))
+[ "$elapsed" -le 30 ] || bad "EIO took ${elapsed} s (deadline 5 s per request)"
+# What was read before still reads (kernel or local cache), and the fs lives on.
+cmp -s "$T/src/big.bin" "$MNT/big.bin" || bad "a file read before the outage no longer reads"
+hb_ok umount "$MNT" >/dev/null
+
+finish
