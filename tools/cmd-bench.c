@@ -1525,43 +1525,70 @@ out:
 	return r;
 }
 
+/* Sleep by an image baseline: build the image with argv (page cache dropped
+ * first), upload it when the run is remote, and count that time in both sleep
+ * rows (an image has no incremental form).  *bytes gets the image's size. */
+static int baseline_sleep(struct bench_ctx *x, int method, const char *const *argv,
+			  const char *image, const char *name, uint64_t *bytes)
+{
+	double create, upload = 0;
+	struct stat st;
+	int r;
+
+	unlink(image);
+	drop_caches(x);
+	if ((r = run_cmd(x, argv, NULL, NULL, &create)) < 0)
+		return r;
+	if (stat(image, &st) == 0)
+		*bytes = (uint64_t)st.st_size;
+	if (x->remote && (r = s3_upload_file(x, image, name, &upload)) < 0)
+		return r;
+	bench_cell_add(CELL(BENCH_SLEEP_FULL, method), create + upload);
+	bench_cell_add(CELL(BENCH_SLEEP_INCR, method), create + upload);
+	return 0;
+}
+
+/* The image a wake starts from, with a cold page cache: the local one, or a
+ * fresh download to `fetched` when remote (*download: its seconds). */
+static int baseline_fetch(struct bench_ctx *x, const char *image, const char *fetched,
+			  const char *name, const char **src, double *download)
+{
+	int r;
+
+	*src = image;
+	drop_caches(x);
+	if (x->remote) {
+		unlink(fetched);
+		if ((r = s3_download_file(x, name, fetched, download)) < 0)
+			return r;
+		*src = fetched;
+	}
+	return 0;
+}
+
 static int run_tar(struct bench_ctx *x)
 {
 	char archive[PATH_MAX], fetched[PATH_MAX], out[PATH_MAX], out2[PATH_MAX];
-	double create, upload = 0, download = 0, extract, warm, t_probe;
+	double download = 0, extract, warm, t_probe;
 	const char *src;
-	struct stat st;
 	int r;
 
 	path_in(x, archive, sizeof(archive), "tree.tar.zst");
 	path_in(x, fetched, sizeof(fetched), "fetched.tar.zst");
 	path_in(x, out, sizeof(out), "out");
 	progress(x, "tar+zstd: create%s", x->remote ? " and upload" : "");
-	unlink(archive);
-	drop_caches(x);
 	{
 		const char *argv[] = { "tar", "-I", "zstd -T0 -3", "-cf", archive, "-C", x->tree, ".",
 				       NULL };
 
-		if ((r = run_cmd(x, argv, NULL, NULL, &create)) < 0)
+		if ((r = baseline_sleep(x, BENCH_TAR, argv, archive, "tree.tar.zst",
+					&x->res->tar_bytes)) < 0)
 			return r;
 	}
-	if (stat(archive, &st) == 0)
-		x->res->tar_bytes = (uint64_t)st.st_size;
-	if (x->remote && (r = s3_upload_file(x, archive, "tree.tar.zst", &upload)) < 0)
-		return r;
-	bench_cell_add(CELL(BENCH_SLEEP_FULL, BENCH_TAR), create + upload);
-	bench_cell_add(CELL(BENCH_SLEEP_INCR, BENCH_TAR), create + upload);
 
 	progress(x, "tar+zstd: %sextract", x->remote ? "download and " : "");
-	src = archive;
-	drop_caches(x);
-	if (x->remote) {
-		unlink(fetched);
-		if ((r = s3_download_file(x, "tree.tar.zst", fetched, &download)) < 0)
-			return r;
-		src = fetched;
-	}
+	if ((r = baseline_fetch(x, archive, fetched, "tree.tar.zst", &src, &download)) < 0)
+		return r;
 	if ((r = fresh_dir(x, out)) < 0)
 		return r;
 	{
@@ -1665,9 +1692,8 @@ static void squashfs_unmount(struct bench_ctx *x)
 static int run_squashfs(struct bench_ctx *x)
 {
 	char image[PATH_MAX], fetched[PATH_MAX], out[PATH_MAX], ov[PATH_MAX];
-	double create, upload = 0, download = 0, mount, t_probe, s;
+	double download = 0, mount, t_probe, s;
 	const char *src;
-	struct stat st;
 	uint64_t t0;
 	int r;
 
@@ -1676,31 +1702,18 @@ static int run_squashfs(struct bench_ctx *x)
 	path_in(x, out, sizeof(out), "out");
 	path_in(x, ov, sizeof(ov), "ov");
 	progress(x, "squashfs: create%s", x->remote ? " and upload" : "");
-	unlink(image);
-	drop_caches(x);
 	{
 		const char *argv[] = { "mksquashfs", x->tree, image, "-comp", "zstd", "-noappend",
 				       "-quiet", "-no-progress", NULL };
 
-		if ((r = run_cmd(x, argv, NULL, NULL, &create)) < 0)
+		if ((r = baseline_sleep(x, BENCH_SQUASHFS, argv, image, "tree.sqfs",
+					&x->res->squashfs_bytes)) < 0)
 			return r;
 	}
-	if (stat(image, &st) == 0)
-		x->res->squashfs_bytes = (uint64_t)st.st_size;
-	if (x->remote && (r = s3_upload_file(x, image, "tree.sqfs", &upload)) < 0)
-		return r;
-	bench_cell_add(CELL(BENCH_SLEEP_FULL, BENCH_SQUASHFS), create + upload);
-	bench_cell_add(CELL(BENCH_SLEEP_INCR, BENCH_SQUASHFS), create + upload);
 
 	progress(x, "squashfs: %smount", x->remote ? "download and " : "");
-	src = image;
-	drop_caches(x);
-	if (x->remote) {
-		unlink(fetched);
-		if ((r = s3_download_file(x, "tree.sqfs", fetched, &download)) < 0)
-			return r;
-		src = fetched;
-	}
+	if ((r = baseline_fetch(x, image, fetched, "tree.sqfs", &src, &download)) < 0)
+		return r;
 	t0 = now_ns();
 	r = squashfs_mount(x, src);
 	mount = (double)(now_ns() - t0) / 1e9;
