@@ -100,16 +100,6 @@ static int pack_cmp(const void *a, const void *b)
 	return oid_cmp(&((const struct check_pack *)a)->id, &((const struct check_pack *)b)->id);
 }
 
-static int entry_by_pack_offset(const void *a, const void *b)
-{
-	const struct index_entry *x = a, *y = b;
-	int c = oid_cmp(&x->pack, &y->pack);
-
-	if (c)
-		return c;
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
 static int pack_entry_by_offset(const void *a, const void *b)
 {
 	const struct pack_entry *x = a, *y = b;
@@ -527,7 +517,7 @@ static int check_packs(struct check *c)
 	if (c->npacks)
 		qsort(c->packs, c->npacks, sizeof(*c->packs), pack_cmp);
 	if (c->nentries)
-		qsort(c->entries, c->nentries, sizeof(*c->entries), entry_by_pack_offset);
+		qsort(c->entries, c->nentries, sizeof(*c->entries), index_entry_cmp_pack_offset);
 	c->stats->packs = c->npacks;
 
 	/* Index entries grouped by pack: their pack must exist. */

@@ -128,18 +128,6 @@ static struct gc_pack *find_pack(struct gc *g, const struct oid *id)
 	return bsearch(&key, g->packs, g->npacks, sizeof(*g->packs), pack_cmp);
 }
 
-/* Live entries grouped by pack, in blob order, so a repack reads each pack
- * once and copies its blobs in their original order. */
-static int entry_by_pack_offset(const void *a, const void *b)
-{
-	const struct index_entry *x = a, *y = b;
-	int c = oid_cmp(&x->pack, &y->pack);
-
-	if (c)
-		return c;
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
 static int entry_by_chunk(const void *a, const void *b)
 {
 	return oid_cmp(&((const struct index_entry *)a)->chunk,
@@ -453,7 +441,9 @@ static int build_new_entries(struct gc *g)
 		return -ENOMEM;
 	chunk_index_foreach(g->live, collect_entry, &live);
 	if (live.count)
-		qsort(live.items, live.count, sizeof(*live.items), entry_by_pack_offset);
+		/* Grouped by pack in blob order: a repack reads each pack once
+		 * and copies its blobs in their original order. */
+		qsort(live.items, live.count, sizeof(*live.items), index_entry_cmp_pack_offset);
 	for (size_t k = 0; k < g->npacks; k++)
 		to_repack += g->packs[k].action == GC_REPACK;
 

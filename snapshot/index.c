@@ -366,3 +366,13 @@ int index_file_decode(const uint8_t *data, size_t len, struct index_entry **entr
 	*count = n;
 	return 0;
 }
+
+int index_entry_cmp_pack_offset(const void *a, const void *b)
+{
+	const struct index_entry *x = a, *y = b;
+	int c = oid_cmp(&x->pack, &y->pack);
+
+	if (c)
+		return c;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}

@@ -42,6 +42,10 @@ size_t chunk_index_count(struct chunk_index *idx);
 int chunk_index_foreach(struct chunk_index *idx, int (*fn)(const struct index_entry *e, void *arg),
 			void *arg);
 
+/* qsort order: by pack, then by offset inside it (a pack's blobs in the
+ * order they are stored, so one pass reads each pack once). */
+int index_entry_cmp_pack_offset(const void *a, const void *b);
+
 /* Encode entries as an index file into out (replacing content). */
 int index_file_encode(const struct index_entry *entries, size_t count, struct buf *out);
 /* Decode an index file; *entries is malloc'd.  @return 0, -EBADMSG, -ENOMEM. */
