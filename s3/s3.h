@@ -39,7 +39,7 @@
 #define S3_KEY_MAX 1024 /* S3's own limit on key length, in bytes */
 
 /* Defaults; each can be changed through the environment (see s3_config_from_env). */
-#define S3_DEFAULT_PARALLELISM 8
+#define S3_DEFAULT_PARALLELISM 16
 #define S3_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define S3_DEFAULT_STALL_TIMEOUT_MS 30000
 #define S3_DEFAULT_DEADLINE_MS 120000

@@ -1,19 +1,28 @@
 /* snapshot restore: recreate a snapshot's tree in a directory.
  *
  * Phase 1 (one thread, breadth-first so parents exist before children)
- * creates directories, empty regular files, symlinks, fifos and devices.
- * Phase 2 fills regular files on a pool of workers, each chunk verified on
- * the way (repo_read_chunk).  Phase 3 makes hard links and sets the metadata
- * of everything that is not a regular file; directories last and deepest
- * first, so that creating their children does not disturb their times.
- * Ownership is set before the mode (chown clears set-id bits) and xattrs after
- * ownership (chown clears security.capability); times go last.
+ * creates directories.  Phase 2 fills regular files and creates symlinks,
+ * fifos and devices, in parallel.  Phase 3 makes hard links and sets the
+ * metadata of directories, last and deepest first, so that creating their
+ * children does not disturb their times.  Ownership is set before the mode
+ * (chown clears set-id bits) and xattrs after ownership (chown clears
+ * security.capability); times go last.
  *
- * A file whose content fails verification is removed, not left half
- * written, and the restore fails naming the file, the chunk and the pack.
- * Every path is opened beneath the target with symlinks refused
- * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a hostile tree already
- * in the target (restore --force) cannot redirect writes outside it.
+ * Phase 2 has two ways to get file content.  From object storage, where
+ * round trips cost more than anything else, restore-fetch.c reads the
+ * chunks of all files by pack, many ranges in flight, and calls put_chunk
+ * for each chunk as it arrives: the file is created by its first chunk and
+ * gets its metadata with its last, while workers create the files that need
+ * no chunk (empty, inline, holes only) and the other non-directories beside
+ * it.  From a local repository, where a chunk read is a pread, workers fill
+ * whole files each (fill_file), chunk after chunk (repo_read_chunk).
+ *
+ * Every chunk is verified on the way.  A file whose content fails
+ * verification, or that is not complete when the restore fails, is removed,
+ * not left half written, and the restore fails naming the file, the chunk
+ * and the pack.  Every path is opened beneath the target with symlinks
+ * refused (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a hostile tree
+ * already in the target (restore --force) cannot redirect writes outside it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,10 +38,25 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "snapshot/repo-int.h"
+#include "snapshot/restore-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
+
+/* A file written chunk by chunk as ranges arrive (put_chunk). */
+struct fetched_file {
+	_Atomic uint32_t remaining; /* chunk uses not yet written */
+	bool created, done;         /* under its lock */
+	int fd;                     /* kept open between chunks, or -1 */
+	mode_t created_mode;
+};
+
+/* Files share these locks by index: one per file would cost more than the
+ * rare wait. */
+#define RESTORE_FILE_LOCKS 256
+/* Descriptors kept open for files that wait for more chunks; past this
+ * many, each chunk opens its file again. */
+#define RESTORE_KEPT_FDS_MAX 256
 
 struct restore_ctx {
 	struct repo *repo;
@@ -50,7 +74,14 @@ struct restore_ctx {
 	uint64_t last_progress_ns;
 	pthread_mutex_t lock;
 	int error;
+	_Atomic int cancel; /* error is set: stop starting work */
+	_Atomic bool dirs_done; /* phase 1 is over (or failed): under lock */
+	pthread_cond_t dirs_cond;
 	char errmsg[1024];
+	/* Phase 2 from object storage (NULL otherwise). */
+	struct fetched_file *files;
+	pthread_mutex_t file_locks[RESTORE_FILE_LOCKS];
+	_Atomic unsigned kept_fds;
 };
 
 static void ctx_fail(struct restore_ctx *c, int r)
@@ -59,6 +90,7 @@ static void ctx_fail(struct restore_ctx *c, int r)
 	if (!c->error) {
 		c->error = r;
 		hb_err_save(c->errmsg, sizeof(c->errmsg));
+		atomic_store(&c->cancel, 1);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -302,7 +334,7 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 		const struct manifest_chunk *ch = manifest_chunks(c->m, i);
 
 		for (uint32_t k = 0; k < n->nchunks && r == 0; k++) {
-			if (c->error)
+			if (atomic_load(&c->cancel))
 				r = -ECANCELED;
 			else if (!oid_is_zero(&ch[k].id)) {
 				r = repo_read_chunk(c->repo, &ch[k].id, &chunk);
@@ -331,6 +363,197 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	return r;
 }
 
+/* ---- files written as their chunks arrive (restore-fetch.c) ---- */
+
+/* A file filled by put_chunk: a regular file (not a hard-link member) with
+ * at least one stored chunk. */
+static bool fetched(const struct manifest *m, uint32_t i)
+{
+	const struct manifest_node *n = manifest_node(m, i);
+	const struct manifest_chunk *ch;
+
+	if (!S_ISREG(n->mode) || n->hardlink != i || (n->flags & MANIFEST_FLAG_INLINE))
+		return false;
+	ch = manifest_chunks(m, i);
+	for (uint32_t k = 0; k < n->nchunks; k++)
+		if (!oid_is_zero(&ch[k].id))
+			return true;
+	return false;
+}
+
+/* The last chunk is written: trailing holes, then metadata. */
+static int finish_fetched(struct restore_ctx *c, uint32_t i, int fd)
+{
+	const struct manifest_node *n = manifest_node(c->m, i);
+	const struct manifest_chunk *ch = manifest_chunks(c->m, i);
+	uint64_t off = 0, written_end = 0;
+
+	for (uint32_t k = 0; k < n->nchunks; k++) {
+		off += ch[k].size;
+		if (!oid_is_zero(&ch[k].id))
+			written_end = off;
+	}
+	/* Extend without writing so that trailing holes stay sparse. */
+	if (written_end != n->size && ftruncate(fd, (off_t)n->size) < 0)
+		return hb_err(-errno, "restoring '%s': %s", c->paths[i], strerror(errno));
+	return set_metadata_fd(c, i, fd, c->files[i].created_mode);
+}
+
+/* Open file i for a chunk: created (O_EXCL) by its first one.  Called with
+ * its lock held. */
+static int open_fetched(struct restore_ctx *c, uint32_t i)
+{
+	struct fetched_file *f = &c->files[i];
+	mode_t mode = manifest_node(c->m, i)->mode & 0777;
+	int fd;
+
+	if (f->created)
+		return open_beneath(c->rootfd, c->paths[i], O_WRONLY, 0);
+	/* Created with its final permission bits where the umask allows, unless
+	 * later chunks must open it again (owner-writable until the end). */
+	if (atomic_load(&f->remaining) > 1)
+		mode |= 0600;
+	fd = open_beneath(c->rootfd, c->paths[i], O_WRONLY | O_CREAT | O_EXCL, mode);
+	if (fd >= 0) {
+		f->created = true;
+		f->created_mode = mode & ~c->umask;
+	}
+	return fd;
+}
+
+/* Phase 1 is over (or the restore failed): chunks may be written. */
+static void dirs_ready(struct restore_ctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->dirs_done, true);
+	pthread_cond_broadcast(&c->dirs_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int wait_for_dirs(struct restore_ctx *c)
+{
+	pthread_mutex_lock(&c->lock);
+	while (!atomic_load(&c->dirs_done))
+		pthread_cond_wait(&c->dirs_cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	return atomic_load(&c->cancel) ? -ECANCELED : 0;
+}
+
+/* restore_fetch's put: write one chunk use where it belongs; the file's
+ * last chunk finishes it. */
+static int put_chunk(void *arg, uint32_t i, uint64_t off, const void *data, size_t len)
+{
+	struct restore_ctx *c = arg;
+	struct fetched_file *f = &c->files[i];
+	pthread_mutex_t *lock = &c->file_locks[i % RESTORE_FILE_LOCKS];
+	bool kept = false;
+	int fd, r;
+
+	if (!atomic_load(&c->dirs_done) && (r = wait_for_dirs(c)) < 0)
+		return r;
+	pthread_mutex_lock(lock);
+	fd = f->fd;
+	if (fd >= 0) {
+		kept = true;
+	} else {
+		fd = open_fetched(c, i);
+		if (fd >= 0 && atomic_load(&f->remaining) > 1 &&
+		    atomic_fetch_add(&c->kept_fds, 1) < RESTORE_KEPT_FDS_MAX) {
+			f->fd = fd;
+			kept = true;
+		} else if (fd >= 0 && atomic_load(&f->remaining) > 1) {
+			atomic_fetch_sub(&c->kept_fds, 1);
+		}
+	}
+	pthread_mutex_unlock(lock);
+	if (fd < 0)
+		return hb_err(fd, "cannot create '%s': %s", c->paths[i], strerror(-fd));
+	r = pwrite_all(fd, data, len, (off_t)off);
+	if (r < 0) {
+		r = hb_err(r, "restoring '%s': %s", c->paths[i], strerror(-r));
+	} else {
+		report(c, len);
+		/* Every other write of this file is complete once this reaches 0. */
+		if (atomic_fetch_sub(&f->remaining, 1) == 1) {
+			r = finish_fetched(c, i, fd);
+			pthread_mutex_lock(lock);
+			if (f->fd >= 0) {
+				if (f->fd != fd)
+					close(f->fd);
+				f->fd = -1;
+				atomic_fetch_sub(&c->kept_fds, 1);
+			}
+			f->done = r == 0;
+			pthread_mutex_unlock(lock);
+			close(fd);
+			return r;
+		}
+	}
+	if (!kept)
+		close(fd);
+	return r;
+}
+
+static void fetch_failed(void *arg, int r)
+{
+	ctx_fail(arg, r);
+}
+
+/* After a failure: no file that is not complete may look restored. */
+static void remove_unfinished(struct restore_ctx *c)
+{
+	for (uint32_t i = 0; i < manifest_count(c->m); i++) {
+		struct fetched_file *f = &c->files[i];
+
+		if (f->fd >= 0)
+			close(f->fd);
+		f->fd = -1;
+		if (f->created && !f->done)
+			unlinkat(c->rootfd, c->paths[i], 0);
+	}
+}
+
+/* Start reading the chunks of every fetched file.  *run is NULL when there
+ * is none. */
+static int start_fetch(struct restore_ctx *c, struct restore_fetch *fetch, unsigned fetchers,
+		       uint32_t **files_out, struct restore_fetch_run **run)
+{
+	uint32_t count = manifest_count(c->m), n = 0, *files;
+
+	*run = NULL;
+	*files_out = NULL;
+	c->files = calloc(count, sizeof(*c->files));
+	if (!c->files)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < RESTORE_FILE_LOCKS; i++)
+		pthread_mutex_init(&c->file_locks[i], NULL);
+	for (uint32_t i = 0; i < count; i++)
+		c->files[i].fd = -1;
+	files = calloc(count, sizeof(*files));
+	*files_out = files;
+	if (!files)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		const struct manifest_node *nd = manifest_node(c->m, i);
+		const struct manifest_chunk *ch;
+		uint32_t uses = 0;
+
+		if (!fetched(c->m, i))
+			continue;
+		ch = manifest_chunks(c->m, i);
+		for (uint32_t k = 0; k < nd->nchunks; k++)
+			uses += !oid_is_zero(&ch[k].id);
+		atomic_init(&c->files[i].remaining, uses);
+		files[n++] = i;
+	}
+	if (n == 0)
+		return 0;
+	*fetch = (struct restore_fetch){ .repo = c->repo, .m = c->m, .paths = c->paths,
+					 .fetchers = fetchers, .put = put_chunk,
+					 .fail = fetch_failed, .arg = c, .cancel = &c->cancel };
+	return restore_fetch_start(fetch, files, n, run);
+}
+
 /* A job is a run of siblings: workers then create files in different
  * directories, instead of queueing on one directory's lock. */
 #define FILL_JOB_MAX_ENTRIES 128
@@ -344,6 +567,12 @@ struct fill_job {
 static bool restored_in_phase2(const struct manifest_node *n, uint32_t i)
 {
 	return !S_ISDIR(n->mode) && n->hardlink == i; /* link members: phase 3 */
+}
+
+/* Filled by the workers (not by put_chunk). */
+static bool filled_by_worker(const struct restore_ctx *c, uint32_t i)
+{
+	return restored_in_phase2(manifest_node(c->m, i), i) && !(c->files && fetched(c->m, i));
 }
 
 static int restore_one(struct restore_ctx *c, uint32_t i)
@@ -365,11 +594,10 @@ static void fill_job_run(void *arg)
 {
 	struct fill_job *j = arg;
 
-	for (uint32_t i = j->first; i < j->end && !j->c->error; i++) {
-		const struct manifest_node *n = manifest_node(j->c->m, i);
+	for (uint32_t i = j->first; i < j->end && !atomic_load(&j->c->cancel); i++) {
 		int r;
 
-		if (!restored_in_phase2(n, i))
+		if (!filled_by_worker(j->c, i))
 			continue;
 		r = restore_one(j->c, i);
 		if (r < 0 && r != -ECANCELED)
@@ -379,15 +607,46 @@ static void fill_job_run(void *arg)
 
 /* Restoring from object storage waits on round trips, not on cores: keep
  * many range requests in flight. */
-#define RESTORE_REMOTE_THREADS 16
+#define RESTORE_REMOTE_FETCHERS 16
 
-static unsigned restore_threads(struct repo *r, unsigned wanted)
+/* Workers for phase 2 (0: one per core).  Without reads by pack, chunk
+ * reads from object storage wait on round trips: many workers then. */
+static unsigned restore_threads(struct repo *r, unsigned wanted, bool by_pack)
 {
+	if (by_pack)
+		return 0; /* the workers only create files; --threads went to fetchers */
 	if (wanted)
 		return wanted;
-	if (strncmp(store_location(r->store), "s3://", 5) == 0)
-		return RESTORE_REMOTE_THREADS;
-	return 0; /* one per core */
+	if (store_tiered_remote(r->store) || strncmp(store_location(r->store), "s3://", 5) == 0)
+		return RESTORE_REMOTE_FETCHERS;
+	return 0;
+}
+
+/* Whether chunks come by pack through restore-fetch.c: from object storage
+ * (HIBERBOX_RESTORE_BY_PACK=0/1 overrides, to compare). */
+static bool fetch_by_pack(struct repo *r)
+{
+	const char *env = getenv("HIBERBOX_RESTORE_BY_PACK");
+
+	if (env && (env[0] == '0' || env[0] == '1'))
+		return env[0] == '1';
+	return store_tiered_remote(r->store) != NULL ||
+	       strncmp(store_location(r->store), "s3://", 5) == 0;
+}
+
+struct index_thread_arg {
+	struct repo *r;
+	unsigned parallel;
+};
+
+/* A failure here shows again, with its message, when the plan looks the
+ * first chunk up. */
+static void *index_thread_main(void *arg)
+{
+	struct index_thread_arg *a = arg;
+
+	restore_load_index(a->r, a->parallel);
+	return NULL;
 }
 
 static int check_empty(const char *dir, int fd, bool *empty)
@@ -423,15 +682,35 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 				 .euid = geteuid(), .egid = getegid(), .umask = current_umask() };
 	struct workqueue *pool = NULL;
 	struct fill_job *jobs = NULL;
-	uint32_t count;
-	bool empty = true;
+	struct restore_fetch fetch;
+	struct restore_fetch_run *fetch_run = NULL;
+	uint32_t count, *fetch_files = NULL;
+	struct index_thread_arg index_thread_arg;
+	pthread_t index_thread;
+	bool empty = true, by_pack, index_thread_started = false;
+	unsigned fetchers;
 	int rc;
 
 	if (!opts)
 		opts = &defaults;
 	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.dirs_cond, NULL);
 	c.progress = opts->progress;
+	by_pack = fetch_by_pack(r);
+	fetchers = opts->threads ? opts->threads : RESTORE_REMOTE_FETCHERS;
+	/* The index arrives while the manifest does (each is round trips). */
+	if (by_pack) {
+		struct index_thread_arg it = { r, fetchers };
+
+		index_thread_arg = it;
+		index_thread_started = pthread_create(&index_thread, NULL, index_thread_main,
+						      &index_thread_arg) == 0;
+	}
 	rc = repo_read_manifest(r, id, &c.m);
+	if (index_thread_started) {
+		pthread_join(index_thread, NULL);
+		index_thread_started = false;
+	}
 	if (rc < 0)
 		goto out;
 	count = manifest_count(c.m);
@@ -473,6 +752,13 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		if (S_ISREG(manifest_node(c.m, i)->mode) && manifest_node(c.m, i)->hardlink == i)
 			c.total += manifest_node(c.m, i)->size;
 	}
+	/* Chunk reads by pack start before phase 1: the network is busy while
+	 * directories are made, and put_chunk waits for them. */
+	if (by_pack) {
+		rc = start_fetch(&c, &fetch, fetchers, &fetch_files, &fetch_run);
+		if (rc < 0)
+			goto out;
+	}
 	/* Phase 1: directories (and, with --force, room for every entry). */
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
@@ -490,10 +776,13 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		if (rc < 0)
 			goto out;
 	}
+	dirs_ready(&c);
 	/* Phase 2: files with their contents, symlinks and special files, in
-	 * parallel (creating files is itself slow on many filesystems). */
+	 * parallel (creating files is itself slow on many filesystems); files
+	 * with chunks are written by put_chunk meanwhile. */
 	jobs = calloc(count, sizeof(*jobs));
-	pool = workqueue_new(restore_threads(r, opts->threads), 0);
+	/* Every job queued at once: the caller never runs one itself. */
+	pool = workqueue_new(restore_threads(r, opts->threads, fetch_run != NULL), count + 1);
 	if (!jobs || !pool) {
 		rc = -ENOMEM;
 		goto out;
@@ -501,22 +790,30 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1, njobs = 0; i < count;) {
 		uint32_t end = i, parent = manifest_node(c.m, i)->parent;
 		uint64_t bytes = 0;
+		bool any = false;
 
 		/* Siblings are contiguous (breadth-first order). */
 		while (end < count && end - i < FILL_JOB_MAX_ENTRIES &&
 		       manifest_node(c.m, end)->parent == parent && bytes < FILL_JOB_MAX_BYTES) {
 			const struct manifest_node *n = manifest_node(c.m, end);
 
-			if (restored_in_phase2(n, end) && S_ISREG(n->mode))
-				bytes += n->size;
+			if (filled_by_worker(&c, end)) {
+				any = true;
+				if (S_ISREG(n->mode))
+					bytes += n->size;
+			}
 			end++;
 		}
-		jobs[njobs] = (struct fill_job){ &c, i, end };
-		workqueue_submit(pool, fill_job_run, &jobs[njobs++]);
+		if (any) {
+			jobs[njobs] = (struct fill_job){ &c, i, end };
+			workqueue_submit(pool, fill_job_run, &jobs[njobs++]);
+		}
 		i = end;
 	}
 	workqueue_free(pool);
 	pool = NULL;
+	restore_fetch_wait(fetch_run);
+	fetch_run = NULL;
 	if (c.error) {
 		rc = hb_err(c.error, "%s", c.errmsg);
 		goto out;
@@ -554,7 +851,20 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		c.progress.update(c.progress.arg, "restoring", c.total, c.total);
 	rc = 0;
 out:
+	if (rc < 0) {
+		atomic_store(&c.cancel, 1);
+		dirs_ready(&c); /* wakes fetchers that wait for phase 1 */
+	}
 	workqueue_free(pool);
+	restore_fetch_wait(fetch_run);
+	if (c.files) {
+		if (rc < 0)
+			remove_unfinished(&c);
+		for (uint32_t i = 0; i < RESTORE_FILE_LOCKS; i++)
+			pthread_mutex_destroy(&c.file_locks[i]);
+	}
+	free(c.files);
+	free(fetch_files);
 	free(jobs);
 	if (c.paths)
 		for (uint32_t i = 0; i < manifest_count(c.m); i++)
@@ -564,5 +874,6 @@ out:
 	if (c.rootfd >= 0)
 		close(c.rootfd);
 	pthread_mutex_destroy(&c.lock);
+	pthread_cond_destroy(&c.dirs_cond);
 	return rc;
 }

@@ -72,7 +72,7 @@ struct tiered {
 	unsigned npending;
 	uint64_t hits, misses; /* atomics */
 	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
-		*q_oldest, *q_exists;
+		*q_oldest, *q_exists, *q_ranges;
 };
 
 struct entry {
@@ -136,7 +136,8 @@ static int db_err(struct tiered *t, int rc, const char *what)
 static void db_close(struct tiered *t)
 {
 	sqlite3_stmt **stmts[] = { &t->q_lookup, &t->q_insert, &t->q_touch, &t->q_verified,
-				   &t->q_delete, &t->q_by_name, &t->q_oldest, &t->q_exists };
+				   &t->q_delete, &t->q_by_name, &t->q_oldest, &t->q_exists,
+				   &t->q_ranges };
 
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		sqlite3_finalize(*stmts[i]);
@@ -172,6 +173,7 @@ static int db_open(struct tiered *t)
 		{ &t->q_by_name, "SELECT rowid, file, size FROM entries WHERE name=?1" },
 		{ &t->q_oldest, "SELECT rowid, file, size FROM entries ORDER BY atime LIMIT 64" },
 		{ &t->q_exists, "SELECT 1 FROM entries WHERE file=?1" },
+		{ &t->q_ranges, "SELECT whole, off, size FROM entries WHERE name=?1 ORDER BY off" },
 	};
 
 	snprintf(path, sizeof(path), "%s/index.sqlite", t->dir);
@@ -666,8 +668,45 @@ static void tiered_free(struct store *s)
 
 static void tiered_invalidate(struct store *s, const char *name);
 
+#define TIERED_RANGES_MAX 4096 /* a restore plans around this many cached ranges of one object */
+
+/* What the cache holds of one object, for readers that plan their requests
+ * (restore).  Reported from the index only: a torn file is found when it is
+ * read, and that read then goes to the remote. */
+static int tiered_cached(struct store *s, const char *name,
+			 int (*fn)(uint64_t off, uint64_t len, void *arg), void *arg)
+{
+	struct tiered *t = to_tiered(s);
+	struct { uint64_t off, len; } *ranges;
+	size_t n = 0;
+	int r = 0;
+
+	if (!cacheable(name))
+		return 0;
+	ranges = malloc(TIERED_RANGES_MAX * sizeof(*ranges));
+	if (!ranges)
+		return -ENOMEM;
+	pthread_mutex_lock(&t->lock);
+	sqlite3_bind_text(t->q_ranges, 1, name, -1, SQLITE_STATIC);
+	while (n < TIERED_RANGES_MAX && sqlite3_step(t->q_ranges) == SQLITE_ROW) {
+		int whole = sqlite3_column_int(t->q_ranges, 0);
+
+		ranges[n].off = whole ? 0 : (uint64_t)sqlite3_column_int64(t->q_ranges, 1);
+		ranges[n].len = whole ? STORE_GET_ALL : (uint64_t)sqlite3_column_int64(t->q_ranges, 2);
+		n++;
+	}
+	sqlite3_reset(t->q_ranges);
+	sqlite3_clear_bindings(t->q_ranges);
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = fn(ranges[i].off, ranges[i].len, arg);
+	free(ranges);
+	return r;
+}
+
 static const struct store_ops tiered_ops = {
 	.invalidate = tiered_invalidate,
+	.cached = tiered_cached,
 	.get = tiered_get,
 	.put = tiered_put,
 	.stat = tiered_stat,

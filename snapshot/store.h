@@ -44,6 +44,14 @@ struct store_ops {
 	 * cache, an open descriptor), so that the next get reads the source
 	 * again: called when bytes read failed verification.  Optional. */
 	void (*invalidate)(struct store *s, const char *name);
+	/* Call fn(off, len) for each byte range of `name` that a cache layer of
+	 * this store holds locally (a whole object: 0, STORE_GET_ALL), so that
+	 * a reader can plan which ranges to ask the network for.  A get of a
+	 * range inside one of them is served locally.  Optional: stores that
+	 * are not caches report nothing.  A non-zero return from fn stops the
+	 * walk and is returned. */
+	int (*cached)(struct store *s, const char *name,
+		      int (*fn)(uint64_t off, uint64_t len, void *arg), void *arg);
 	/* A human-readable location ("/var/lib/hiberbox/repo", "s3://b/p"). */
 	const char *(*location)(struct store *s);
 	void (*free)(struct store *s);
@@ -85,6 +93,11 @@ static inline void store_invalidate(struct store *s, const char *name)
 {
 	if (s->ops->invalidate)
 		s->ops->invalidate(s, name);
+}
+static inline int store_cached(struct store *s, const char *name,
+			       int (*fn)(uint64_t off, uint64_t len, void *arg), void *arg)
+{
+	return s->ops->cached ? s->ops->cached(s, name, fn, arg) : 0;
 }
 static inline const char *store_location(struct store *s)
 {

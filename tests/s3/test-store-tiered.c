@@ -132,6 +132,23 @@ struct reader_arg {
 	int wrong, errors;
 };
 
+struct pieces {
+	uint64_t off[64], len[64];
+	size_t n;
+};
+
+static int add_piece(uint64_t off, uint64_t len, void *arg)
+{
+	struct pieces *p = arg;
+
+	if (p->n < 64) {
+		p->off[p->n] = off;
+		p->len[p->n] = len;
+		p->n++;
+	}
+	return 0;
+}
+
 static void *reader(void *p)
 {
 	struct reader_arg *a = p;
@@ -240,6 +257,30 @@ int main(void)
 	CHECK_OK(store_get(t, "packs/p1", 0, STORE_GET_ALL, &b));
 	CHECK(b.len == sizeof(pack) && !memcmp(b.data, pack, sizeof(pack)));
 	CHECK(counter->gets == g);
+
+	/* What is cached, for readers that plan around it (restore). */
+	struct pieces pc = { 0 };
+	CHECK_OK(store_cached(t, "packs/p1", add_piece, &pc));
+	CHECK(pc.n == 1 && pc.off[0] == 0 && pc.len[0] == STORE_GET_ALL); /* whole */
+	pc.n = 0;
+	CHECK_OK(store_cached(t, "packs/p2", add_piece, &pc));
+	CHECK(pc.n >= 4);
+	int held = 0;
+	for (size_t i = 0; i < pc.n; i++)
+		held += pc.off[i] == 100000 && pc.len[i] == 70000;
+	CHECK(held == 1); /* the coalesced read, with its real length */
+	for (size_t i = 0; i < pc.n; i++) { /* each reported piece reads locally */
+		g = counter->gets;
+		CHECK_OK(store_get(t, "packs/p2", pc.off[i], pc.len[i], &b));
+		CHECK(b.len == pc.len[i] && !memcmp(b.data, pack + pc.off[i], b.len));
+		CHECK(counter->gets == g);
+	}
+	pc.n = 0;
+	CHECK_OK(store_cached(t, "packs/none", add_piece, &pc));
+	CHECK_OK(store_cached(t, "refs/main", add_piece, &pc));
+	CHECK(pc.n == 0);
+	CHECK_OK(store_cached(counter->inner, "packs/p1", add_piece, &pc)); /* not a cache */
+	CHECK(pc.n == 0);
 
 	/* refs/ are mutable: always asked of the remote. */
 	CHECK_OK(store_get(t, "refs/main", 0, STORE_GET_ALL, &b));
