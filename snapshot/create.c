@@ -1,58 +1,36 @@
 /* snapshot create: store a directory tree as a new snapshot.
  *
- * Two phases.  The walk reads the tree's metadata breadth-first (the order
- * manifests are stored in), which is quick and gives the total size for
- * progress.  Then the content of every regular file that the parent snapshot
- * does not already describe (same size, mtime, ctime and inode) is read and
- * stored by a pool of file workers feeding one repo_writer.  Any unreadable
- * file fails the whole snapshot: nothing is recorded, so a snapshot is never
- * silently partial.
+ * Two phases.  The walk (walk.c) reads the tree's metadata with many threads
+ * and hands it over breadth-first (the order manifests are stored in); it
+ * starts before the repository lock and the parent snapshot are loaded, which
+ * it needs only at the end.  Then the content of every regular file that the
+ * parent snapshot does not already describe (same size, mtime, ctime and
+ * inode) is read and stored by a pool of file workers feeding one
+ * repo_writer.  Any unreadable file fails the whole snapshot: nothing is
+ * recorded, so a snapshot is never silently partial.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "snapshot/repo-int.h"
+#include "snapshot/walk.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
-
-#define XATTR_LIST_MAX_BYTES (64u * 1024)
-
-struct walk_xattr {
-	char *name;
-	uint8_t *value;
-	uint32_t len;
-};
-
-struct walk_entry {
-	struct manifest_node node;
-	char *name;
-	char *path;      /* relative to the source root ("" for the root) */
-	char *target;    /* symlink target */
-	struct walk_xattr *xattrs;
-	uint32_t nxattrs;
-	int64_t prev;    /* same path in the parent snapshot, or -1 */
-	uint64_t st_nlink;
-	bool reused;     /* content taken from the parent snapshot */
-};
 
 struct create_ctx {
 	struct repo *repo;
 	int rootfd;
 	const char *root;
 	struct walk_entry *entries;
-	uint32_t count, cap;
+	uint32_t count;
 	struct manifest *parent;
 	struct manifest_builder *builder;
 	struct repo_writer *writer;
@@ -74,403 +52,12 @@ static void ctx_fail(struct create_ctx *c, int r)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static struct walk_entry *new_entry(struct create_ctx *c)
-{
-	if (c->count == c->cap) {
-		uint32_t cap = c->cap ? c->cap * 2 : 1024;
-		void *p = realloc(c->entries, (size_t)cap * sizeof(*c->entries));
-
-		if (!p)
-			return NULL;
-		c->entries = p;
-		c->cap = cap;
-	}
-	memset(&c->entries[c->count], 0, sizeof(c->entries[0]));
-	c->entries[c->count].prev = -1;
-	return &c->entries[c->count++];
-}
-
-static void fill_node(struct manifest_node *n, const struct stat *st)
-{
-	n->mode = st->st_mode;
-	n->uid = st->st_uid;
-	n->gid = st->st_gid;
-	n->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
-	n->rdev = (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) ? (uint64_t)st->st_rdev : 0;
-	n->mtime_sec = st->st_mtim.tv_sec;
-	n->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-	n->atime_sec = st->st_atim.tv_sec;
-	n->atime_nsec = (uint32_t)st->st_atim.tv_nsec;
-	n->ctime_sec = st->st_ctim.tv_sec;
-	n->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
-	n->src_ino = st->st_ino;
-	n->src_dev = st->st_dev;
-	n->nlink = 1;
-}
-
-static int xattr_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct walk_xattr *)a)->name, ((const struct walk_xattr *)b)->name);
-}
-
-/* Read the xattrs of path (not following symlinks). */
-static int read_xattrs(const char *path, const char *label, struct walk_entry *e)
-{
-	char *list;
-	ssize_t len;
-	int r = 0;
-
-	len = llistxattr(path, NULL, 0);
-	if (len < 0) {
-		if (errno == ENOTSUP || errno == ENODATA)
-			return 0;
-		return hb_err(-errno, "cannot list xattrs of '%s': %s", label, strerror(errno));
-	}
-	if (len == 0)
-		return 0;
-	list = malloc((size_t)len + 1);
-	if (!list)
-		return -ENOMEM;
-	len = llistxattr(path, list, (size_t)len);
-	if (len < 0) {
-		r = hb_err(-errno, "cannot list xattrs of '%s': %s", label, strerror(errno));
-		goto out;
-	}
-	for (char *name = list; name < list + len; name += strlen(name) + 1) {
-		ssize_t vlen = lgetxattr(path, name, NULL, 0);
-		struct walk_xattr *x;
-		void *p;
-
-		if (vlen < 0) {
-			if (errno == ENODATA)
-				continue; /* removed meanwhile */
-			r = hb_err(-errno, "cannot read xattr %s of '%s': %s", name, label,
-				   strerror(errno));
-			goto out;
-		}
-		if ((size_t)vlen > MANIFEST_MAX_XATTR_VALUE) {
-			r = hb_err(-E2BIG, "xattr %s of '%s' is too large", name, label);
-			goto out;
-		}
-		p = realloc(e->xattrs, (e->nxattrs + 1) * sizeof(*e->xattrs));
-		if (!p) {
-			r = -ENOMEM;
-			goto out;
-		}
-		e->xattrs = p;
-		x = &e->xattrs[e->nxattrs];
-		x->name = strdup(name);
-		x->value = malloc((size_t)vlen + 1);
-		if (!x->name || !x->value) {
-			free(x->name);
-			free(x->value);
-			r = -ENOMEM;
-			goto out;
-		}
-		vlen = lgetxattr(path, name, x->value, (size_t)vlen);
-		if (vlen < 0) {
-			free(x->name);
-			free(x->value);
-			if (errno == ENODATA)
-				continue;
-			r = hb_err(-errno, "cannot read xattr %s of '%s': %s", name, label,
-				   strerror(errno));
-			goto out;
-		}
-		x->len = (uint32_t)vlen;
-		e->nxattrs++;
-	}
-	if (e->nxattrs > 1)
-		qsort(e->xattrs, e->nxattrs, sizeof(*e->xattrs), xattr_cmp);
-out:
-	free(list);
-	return r;
-}
-
-/* Same inode, not touched since the parent snapshot (ctime covers content,
- * metadata and xattr changes). */
-static bool inode_unchanged(const struct create_ctx *c, const struct walk_entry *e)
-{
-	const struct manifest_node *p;
-
-	if (e->prev < 0)
-		return false;
-	p = manifest_node(c->parent, (uint32_t)e->prev);
-	return p->mode == e->node.mode && p->src_ino == e->node.src_ino &&
-	       p->ctime_sec == e->node.ctime_sec && p->ctime_nsec == e->node.ctime_nsec;
-}
-
-static int copy_parent_xattrs(const struct create_ctx *c, struct walk_entry *e)
-{
-	const struct manifest_node *p = manifest_node(c->parent, (uint32_t)e->prev);
-
-	if (p->nxattrs == 0)
-		return 0;
-	e->xattrs = calloc(p->nxattrs, sizeof(*e->xattrs));
-	if (!e->xattrs)
-		return -ENOMEM;
-	for (uint32_t k = 0; k < p->nxattrs; k++) {
-		struct walk_xattr *x = &e->xattrs[k];
-		struct manifest_xattr mx;
-
-		manifest_xattr(c->parent, (uint32_t)e->prev, k, &mx);
-		x->name = strdup(mx.name);
-		x->value = malloc(mx.value_len + 1);
-		if (!x->name || !x->value) {
-			free(x->name);
-			free(x->value);
-			return -ENOMEM;
-		}
-		memcpy(x->value, mx.value, mx.value_len);
-		x->len = mx.value_len;
-		e->nxattrs++;
-	}
-	return 0;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char *join_path(const char *dir, const char *name)
-{
-	char *p;
-
-	if (!dir[0])
-		return strdup(name);
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		return NULL;
-	return p;
-}
-
-/* Describe one entry found in directory `parent` (an index into entries). */
-static int walk_add(struct create_ctx *c, uint32_t parent, const char *name)
-{
-	struct walk_entry *pe = &c->entries[parent], *e;
-	char full[PATH_MAX * 2];
-	struct stat st;
-	char *path = join_path(pe->path, name);
-	int r;
-
-	if (!path)
-		return -ENOMEM;
-	if (fstatat(c->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		r = -errno;
-		if (r == -ENOENT) { /* deleted while we walked: not part of the snapshot */
-			free(path);
-			return 0;
-		}
-		r = hb_err(r, "cannot stat '%s': %s", path, strerror(-r));
-		free(path);
-		return r;
-	}
-	if (S_ISSOCK(st.st_mode)) { /* sockets cannot be restored meaningfully */
-		free(path);
-		return 0;
-	}
-	e = new_entry(c);
-	if (!e) {
-		free(path);
-		return -ENOMEM;
-	}
-	pe = &c->entries[parent]; /* new_entry may have moved the array */
-	e->path = path;
-	e->name = strdup(name);
-	if (!e->name)
-		return -ENOMEM;
-	fill_node(&e->node, &st);
-	e->st_nlink = st.st_nlink;
-	e->node.parent = parent;
-	e->node.hardlink = c->count - 1;
-	if (S_ISLNK(st.st_mode)) {
-		char target[PATH_MAX];
-		ssize_t n = readlinkat(c->rootfd, path, target, sizeof(target) - 1);
-
-		if (n < 0)
-			return hb_err(-errno, "cannot read symlink '%s': %s", path, strerror(errno));
-		target[n] = '\0';
-		e->target = strdup(target);
-		if (!e->target)
-			return -ENOMEM;
-		e->node.size = (uint64_t)n;
-	}
-	if (c->parent && pe->prev >= 0) {
-		int64_t prev = manifest_lookup_child(c->parent, (uint32_t)pe->prev, name, strlen(name));
-
-		e->prev = prev >= 0 ? prev : -1;
-	}
-	/* Setting an xattr changes the ctime: an inode whose ctime and number
-	 * match the parent snapshot's has the xattrs recorded there. */
-	if (inode_unchanged(c, e))
-		return copy_parent_xattrs(c, e);
-	snprintf(full, sizeof(full), "%s/%s", c->root, path);
-	return read_xattrs(full, path, e);
-}
-
-static int walk_dir(struct create_ctx *c, uint32_t i)
-{
-	const char *path = c->entries[i].path;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d;
-	int fd, r = 0;
-
-	fd = openat(c->rootfd, path[0] ? path : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return hb_err(-errno, "cannot open directory '%s': %s", path[0] ? path : ".",
-			      strerror(errno));
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -ENOMEM;
-	}
-	errno = 0;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' &&
-		    (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
-			continue;
-		if (n == cap) {
-			size_t c2 = cap ? cap * 2 : 64;
-			void *p = realloc(names, c2 * sizeof(*names));
-
-			if (!p) {
-				r = -ENOMEM;
-				goto out;
-			}
-			names = p;
-			cap = c2;
-		}
-		names[n] = strdup(de->d_name);
-		if (!names[n]) {
-			r = -ENOMEM;
-			goto out;
-		}
-		n++;
-	}
-	if (errno) {
-		r = hb_err(-errno, "cannot read directory '%s': %s", path, strerror(errno));
-		goto out;
-	}
-	if (n > 1)
-		qsort(names, n, sizeof(*names), name_cmp);
-	for (size_t k = 0; k < n && r == 0; k++)
-		r = walk_add(c, i, names[k]);
-out:
-	for (size_t k = 0; k < n; k++)
-		free(names[k]);
-	free(names);
-	closedir(d);
-	return r;
-}
-
-/* Hard links: group non-directories by (dev, ino); the first in walk order
- * represents the group and carries a regular file's content. */
-struct link_key {
-	uint64_t dev, ino;
-	uint32_t index;
-};
-
-static int link_cmp(const void *a, const void *b)
-{
-	const struct link_key *x = a, *y = b;
-
-	if (x->dev != y->dev)
-		return x->dev < y->dev ? -1 : 1;
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return x->index < y->index ? -1 : x->index > y->index;
-}
-
-static int group_hardlinks(struct create_ctx *c)
-{
-	struct link_key *keys = NULL;
-	size_t n = 0;
-
-	for (uint32_t i = 0; i < c->count; i++)
-		if (!S_ISDIR(c->entries[i].node.mode) && c->entries[i].st_nlink > 1)
-			n++;
-	if (n == 0)
-		return 0;
-	keys = malloc(n * sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
-	n = 0;
-	for (uint32_t i = 0; i < c->count; i++)
-		if (!S_ISDIR(c->entries[i].node.mode) && c->entries[i].st_nlink > 1)
-			keys[n++] = (struct link_key){ c->entries[i].node.src_dev,
-						       c->entries[i].node.src_ino, i };
-	qsort(keys, n, sizeof(*keys), link_cmp);
-	for (size_t a = 0; a < n;) {
-		size_t b = a + 1;
-
-		while (b < n && keys[b].dev == keys[a].dev && keys[b].ino == keys[a].ino)
-			b++;
-		for (size_t k = a; k < b; k++) {
-			struct walk_entry *e = &c->entries[keys[k].index];
-
-			e->node.hardlink = keys[a].index;
-			e->node.nlink = (uint32_t)(b - a);
-			/* All members show the representative's metadata (an
-			 * inode changed between two lstat calls would not). */
-			if (k > a) {
-				struct walk_entry *rep = &c->entries[keys[a].index];
-
-				e->node.mode = rep->node.mode;
-				e->node.size = rep->node.size;
-				e->node.rdev = rep->node.rdev;
-			}
-		}
-		a = b;
-	}
-	free(keys);
-	return 0;
-}
-
-static int walk(struct create_ctx *c)
-{
-	struct walk_entry *root;
-	struct stat st;
-	int r;
-
-	if (fstat(c->rootfd, &st) < 0)
-		return hb_err(-errno, "%s: %s", c->root, strerror(errno));
-	root = new_entry(c);
-	if (!root)
-		return -ENOMEM;
-	root->name = strdup("");
-	root->path = strdup("");
-	if (!root->name || !root->path)
-		return -ENOMEM;
-	fill_node(&root->node, &st);
-	root->prev = c->parent ? 0 : -1;
-	r = read_xattrs(c->root, ".", root);
-	if (r < 0)
-		return r;
-	/* Entries are appended while we scan: breadth-first by construction. */
-	for (uint32_t i = 0; i < c->count; i++) {
-		if (!S_ISDIR(c->entries[i].node.mode))
-			continue;
-		r = walk_dir(c, i);
-		if (r < 0)
-			return r;
-	}
-	for (uint32_t i = 1; i < c->count; i++)
-		if (S_ISDIR(c->entries[i].node.mode))
-			c->entries[c->entries[i].node.parent].node.nlink++;
-	for (uint32_t i = 0; i < c->count; i++)
-		if (S_ISDIR(c->entries[i].node.mode))
-			c->entries[i].node.nlink++; /* "." and the entry in its parent */
-	return group_hardlinks(c);
-}
-
 /* Can entry i take its content from the parent snapshot unread? */
 static bool same_as_parent(const struct create_ctx *c, const struct walk_entry *e)
 {
 	const struct manifest_node *p;
 
-	if (!inode_unchanged(c, e))
+	if (!walk_inode_unchanged(c->parent, e))
 		return false;
 	p = manifest_node(c->parent, (uint32_t)e->prev);
 	return S_ISREG(p->mode) && p->hardlink == (uint32_t)e->prev && p->size == e->node.size &&
@@ -519,7 +106,11 @@ static int store_file(struct create_ctx *c, uint32_t i)
 	uint64_t size = 0;
 	int fd, r;
 
-	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* Reading for a snapshot should not change the source's atimes (which
+	 * the next snapshot records); O_NOATIME is only for the owner. */
+	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return hb_err(-errno, "cannot read '%s': %s", e->path, strerror(errno));
 	if (e->node.size <= MANIFEST_INLINE_WRITE_BYTES) {
@@ -584,6 +175,35 @@ static int reuse_from_parent(struct create_ctx *c, uint32_t i)
 							 p->nchunks));
 	return manifest_builder_set_chunks(c->builder, i, manifest_chunks(c->parent, prev),
 					   p->nchunks);
+}
+
+/* repo_read_manifest, but keeping the parent's body: an unchanged tree gives
+ * the same body, which is then stored without compressing it again. */
+static int read_parent(struct repo *r, const struct oid *id, struct manifest **out)
+{
+	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES];
+	struct buf b = { .max = REPO_MANIFEST_MAX_BYTES };
+	struct oid actual;
+	int rc;
+
+	repo_snapshot_name(id, name);
+	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+	if (rc == -ENOENT)
+		rc = hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
+	if (rc < 0)
+		goto out;
+	oid_compute(&r->key, b.data, b.len, &actual);
+	if (!oid_equal(&actual, id)) {
+		rc = hb_err(-EBADMSG, "snapshot %s: manifest content does not match its id",
+			    oid_format(id, hex));
+		goto out;
+	}
+	rc = manifest_decode_reusable(b.data, b.len, out);
+	if (rc < 0)
+		rc = hb_err_ctx(rc, "snapshot %s", oid_format(id, hex));
+out:
+	buf_free(&b);
+	return rc;
 }
 
 struct progress_wrap {
@@ -652,6 +272,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	struct manifest_info info = { 0 };
 	struct oid parent_id;
 	struct timespec start, end;
+	struct walk *walk = NULL;
 	char *root = NULL;
 	struct stat st;
 	int rc;
@@ -684,6 +305,11 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	gethostname(info.host, sizeof(info.host) - 1);
 	snprintf(info.source, sizeof(info.source), "%s", root);
 	snprintf(info.origin, sizeof(info.origin), "create");
+	/* The walk reads only the source tree: it runs while we take the lock
+	 * and load the parent (and, cold, those wait for the disk too). */
+	rc = walk_start(&(struct walk_opts){ .rootfd = c.rootfd, .root = root }, &walk);
+	if (rc < 0)
+		goto out;
 
 	/* The writer holds the repository's shared lock: take it before reading
 	 * the parent, so that gc cannot free chunks we are about to reuse. */
@@ -706,7 +332,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 		info.has_parent = true;
 	}
 	if (info.has_parent) {
-		rc = repo_read_manifest(r, &parent_id, &c.parent);
+		rc = read_parent(r, &parent_id, &c.parent);
 		if (rc < 0 && opts->parent)
 			goto out;
 		if (rc < 0) { /* a removed or broken parent only costs speed */
@@ -716,7 +342,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 			info.parent = parent_id;
 		}
 	}
-	rc = walk(&c);
+	rc = walk_finish(walk, c.parent, &c.entries, &c.count);
+	walk = NULL;
 	if (rc < 0)
 		goto out;
 	c.builder = manifest_builder_new();
@@ -724,6 +351,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (c.parent)
+		manifest_builder_set_base(c.builder, c.parent);
 	rc = add_to_builder(&c);
 	if (rc < 0)
 		goto out;
@@ -757,22 +386,11 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	if (rc == 0 && info_out)
 		*info_out = info;
 out:
+	walk_cancel(walk);
 	repo_writer_abort(c.writer);
 	manifest_builder_free(c.builder);
 	manifest_free(c.parent);
-	for (uint32_t i = 0; i < c.count; i++) {
-		struct walk_entry *e = &c.entries[i];
-
-		free(e->name);
-		free(e->path);
-		free(e->target);
-		for (uint32_t k = 0; k < e->nxattrs; k++) {
-			free(e->xattrs[k].name);
-			free(e->xattrs[k].value);
-		}
-		free(e->xattrs);
-	}
-	free(c.entries);
+	walk_free(c.entries, c.count);
 	if (c.rootfd >= 0)
 		close(c.rootfd);
 	free(root);

@@ -85,6 +85,9 @@ struct manifest {
 	size_t pool_len, pool_cap;
 	struct oid *hot;
 	uint32_t nhot;
+	/* Only from manifest_decode_reusable: the plain and the stored body. */
+	uint8_t *raw_body, *zbody;
+	size_t raw_len, zlen;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -619,6 +622,8 @@ void manifest_free(struct manifest *m)
 	free(m->xattrs);
 	free(m->pool);
 	free(m->hot);
+	free(m->raw_body);
+	free(m->zbody);
 	free(m);
 }
 
@@ -833,7 +838,7 @@ int manifest_decode_info(const void *data, size_t len, struct manifest_info *inf
 	return info_from_json((const uint8_t *)data + MANIFEST_HEADER_BYTES, info_len, info);
 }
 
-int manifest_decode(const void *data, size_t len, struct manifest **out)
+static int decode(const void *data, size_t len, bool keep, struct manifest **out)
 {
 	const uint8_t *p = data;
 	struct manifest *m = NULL;
@@ -888,17 +893,42 @@ int manifest_decode(const void *data, size_t len, struct manifest **out)
 	if (rc < 0)
 		goto out;
 	m->info = info;
+	if (keep) {
+		m->zbody = malloc(body_len ? (size_t)body_len : 1);
+		if (!m->zbody) {
+			manifest_free(m);
+			rc = hb_err(-ENOMEM, "manifest: out of memory");
+			goto out;
+		}
+		memcpy(m->zbody, p + off, (size_t)body_len);
+		m->zlen = (size_t)body_len;
+		m->raw_body = raw;
+		m->raw_len = (size_t)raw_len;
+		raw = NULL;
+	}
 	*out = m;
 out:
 	free(raw);
 	return rc;
 }
 
-int manifest_wrap_body(uint32_t version, const struct manifest_info *info, const void *raw,
-		       size_t raw_len, struct buf *out)
+int manifest_decode(const void *data, size_t len, struct manifest **out)
+{
+	return decode(data, len, false, out);
+}
+
+int manifest_decode_reusable(const void *data, size_t len, struct manifest **out)
+{
+	return decode(data, len, true, out);
+}
+
+/* The container around a body: compressed here from raw, or given already
+ * compressed (zbody, zlen). */
+static int wrap(uint32_t version, const struct manifest_info *info, const void *raw,
+		size_t raw_len, const void *zbody, size_t zlen, struct buf *out)
 {
 	char *json = NULL;
-	size_t json_len, bound, zlen, start = out->len;
+	size_t json_len, bound, start = out->len;
 	uint8_t hdr[MANIFEST_HEADER_BYTES], lens[16], sum[CHECKSUM_BYTES];
 	int rc;
 
@@ -913,7 +943,7 @@ int manifest_wrap_body(uint32_t version, const struct manifest_info *info, const
 	memcpy(hdr, MANIFEST_MAGIC, 8);
 	put_le32(hdr + 8, version);
 	put_le32(hdr + 12, (uint32_t)json_len);
-	bound = ZSTD_compressBound(raw_len);
+	bound = zbody ? zlen : ZSTD_compressBound(raw_len);
 	rc = buf_append(out, hdr, sizeof(hdr));
 	if (rc == 0)
 		rc = buf_append(out, json, json_len);
@@ -924,7 +954,11 @@ int manifest_wrap_body(uint32_t version, const struct manifest_info *info, const
 		out->len = start;
 		return hb_err(rc, "manifest: out of memory");
 	}
-	zlen = ZSTD_compress(out->data + out->len + 16, bound, raw, raw_len, MANIFEST_ZSTD_LEVEL);
+	if (zbody)
+		memcpy(out->data + out->len + 16, zbody, zlen);
+	else
+		zlen = ZSTD_compress(out->data + out->len + 16, bound, raw, raw_len,
+				     MANIFEST_ZSTD_LEVEL);
 	if (ZSTD_isError(zlen)) {
 		out->len = start;
 		return hb_err(-ENOMEM, "manifest: zstd: %s", ZSTD_getErrorName(zlen));
@@ -937,6 +971,12 @@ int manifest_wrap_body(uint32_t version, const struct manifest_info *info, const
 	memcpy(out->data + out->len, sum, CHECKSUM_BYTES);
 	out->len += CHECKSUM_BYTES;
 	return 0;
+}
+
+int manifest_wrap_body(uint32_t version, const struct manifest_info *info, const void *raw,
+		       size_t raw_len, struct buf *out)
+{
+	return wrap(version, info, raw, raw_len, NULL, 0, out);
 }
 
 /* ---- accessors and lookups ---------------------------------------------- */
@@ -1092,6 +1132,7 @@ struct manifest_builder {
 	struct oid *hot;
 	uint32_t nhot;
 	bool unchecked;
+	const struct manifest *base; /* manifest_builder_set_base */
 };
 
 struct manifest_builder *manifest_builder_new(void)
@@ -1127,6 +1168,11 @@ void manifest_builder_free(struct manifest_builder *b)
 void manifest_builder_set_unchecked(struct manifest_builder *b, bool unchecked)
 {
 	b->unchecked = unchecked;
+}
+
+void manifest_builder_set_base(struct manifest_builder *b, const struct manifest *base)
+{
+	b->base = base;
 }
 
 uint32_t manifest_builder_count(const struct manifest_builder *b)
@@ -1448,6 +1494,15 @@ int manifest_builder_encode_body(struct manifest_builder *b, struct buf *raw)
 	return 0;
 }
 
+/* Is raw the base manifest's body, byte for byte? */
+static bool same_as_base(const struct manifest_builder *b, const struct buf *raw)
+{
+	const struct manifest *m = b->base;
+
+	return m && m->raw_body && m->raw_len == raw->len &&
+	       memcmp(m->raw_body, raw->data, raw->len) == 0;
+}
+
 int manifest_builder_encode(struct manifest_builder *b, const struct manifest_info *info,
 			    struct buf *out)
 {
@@ -1457,6 +1512,12 @@ int manifest_builder_encode(struct manifest_builder *b, const struct manifest_in
 	rc = manifest_builder_encode_body(b, &raw);
 	if (rc < 0)
 		goto out;
+	/* An unchanged tree: the base's body was validated when it was decoded,
+	 * and compressing the same bytes again would give the same frame. */
+	if (same_as_base(b, &raw)) {
+		rc = wrap(MANIFEST_VERSION, info, NULL, raw.len, b->base->zbody, b->base->zlen, out);
+		goto out;
+	}
 	if (!b->unchecked) {
 		struct manifest *m;
 

@@ -118,6 +118,10 @@ int manifest_decode(const void *data, size_t len, struct manifest **out);
  * @return 0, -EAGAIN if len is too short (retry with *need bytes), -EBADMSG,
  * -EPROTONOSUPPORT. */
 int manifest_decode_info(const void *data, size_t len, struct manifest_info *info, size_t *need);
+/* manifest_decode, and keep the plain and the compressed body (about twice
+ * the stored size in memory) so that a builder given this manifest as its
+ * base can store an identical body without compressing it again. */
+int manifest_decode_reusable(const void *data, size_t len, struct manifest **out);
 void manifest_free(struct manifest *m);
 
 const struct manifest_info *manifest_info(const struct manifest *m);
@@ -171,6 +175,11 @@ int manifest_builder_set_inline(struct manifest_builder *b, uint32_t i, const vo
 				size_t len);
 int manifest_builder_set_hot(struct manifest_builder *b, const struct oid *ids, uint32_t count);
 uint32_t manifest_builder_count(const struct manifest_builder *b);
+/* base: a manifest from manifest_decode_reusable, typically the parent
+ * snapshot; it must outlive the encode.  If the body comes out byte for byte
+ * the same as base's (an unchanged tree), encode reuses base's compressed
+ * body: no second validation, no compression. */
+void manifest_builder_set_base(struct manifest_builder *b, const struct manifest *base);
 /* Serialize with info.  Validates with the decoder's own checks (hard links,
  * chunk sums, xattr duplicates are checked here, not on add): -EINVAL with the
  * decoder's message.  xattrs of each entry are sorted by name.

@@ -1186,6 +1186,116 @@ static int write_corpus(const char *dir)
 	return rc ? 1 : 0;
 }
 
+/* ---- reusing a base manifest's body ------------------------------------- */
+
+static struct manifest_builder *reuse_tree(int64_t mtime)
+{
+	struct manifest_builder *b = manifest_builder_new();
+	struct manifest_node n = mknode(S_IFREG | 0644, 1);
+
+	add_dir(b, 0, NULL);
+	add_dir(b, 0, "a");
+	add_file(b, 1, "big", 70000);
+	n.mtime_sec = mtime;
+	n.flags = MANIFEST_FLAG_INLINE;
+	CHECK(add(b, n, "small", "tiny", 4) == 3);
+	return b;
+}
+
+/* The body of an encoded manifest: (pointer, length). */
+static const uint8_t *body_of(const struct buf *m, size_t *len)
+{
+	uint32_t info_len = (uint32_t)m->data[12] | (uint32_t)m->data[13] << 8 |
+			    (uint32_t)m->data[14] << 16 | (uint32_t)m->data[15] << 24;
+	size_t off = MANIFEST_HEADER_BYTES + info_len + 16;
+
+	*len = m->len - off - 8;
+	return m->data + off;
+}
+
+/* A builder whose body equals its base's stores the base's compressed bytes
+ * as they are: shown with a base compressed at another zstd level than the
+ * builder would use.  Any difference, or a base decoded without its body,
+ * means compressing (and validating) as usual. */
+static void test_base_body_reused(void)
+{
+	struct manifest_builder *b = reuse_tree(1700000000);
+	struct manifest_info info = test_info();
+	struct buf raw = BUF_INIT, plain = BUF_INIT, crafted = BUF_INIT, out = BUF_INIT;
+	struct manifest *keep = NULL, *nokeep = NULL, *m = NULL;
+	uint8_t z[4096], le[8];
+	size_t zlen, blen, prefix;
+	const uint8_t *body;
+
+	CHECK_OK(manifest_builder_encode_body(b, &raw));
+	CHECK_OK(manifest_builder_encode(b, &info, &plain));
+	zlen = ZSTD_compress(z, sizeof(z), raw.data, raw.len, 19);
+	CHECK(!ZSTD_isError(zlen));
+	body = body_of(&plain, &blen);
+	CHECK(blen != zlen || memcmp(body, z, zlen) != 0); /* the two levels differ */
+	/* the same container with the level-19 frame in it */
+	prefix = (size_t)(body - plain.data) - 16;
+	CHECK_OK(buf_append(&crafted, plain.data, prefix));
+	for (int k = 0; k < 8; k++)
+		le[k] = (uint8_t)((uint64_t)raw.len >> (8 * k));
+	CHECK_OK(buf_append(&crafted, le, 8));
+	for (int k = 0; k < 8; k++)
+		le[k] = (uint8_t)((uint64_t)zlen >> (8 * k));
+	CHECK_OK(buf_append(&crafted, le, 8));
+	CHECK_OK(buf_append(&crafted, z, zlen));
+	{
+		uint64_t sum = XXH3_64bits(crafted.data, crafted.len);
+
+		for (int k = 0; k < 8; k++)
+			le[k] = (uint8_t)(sum >> (8 * k));
+		CHECK_OK(buf_append(&crafted, le, 8));
+	}
+	CHECK_OK(manifest_decode_reusable(crafted.data, crafted.len, &keep));
+	CHECK_OK(manifest_decode(crafted.data, crafted.len, &nokeep));
+	manifest_builder_free(b);
+
+	/* identical tree: the level-19 frame is stored, with the new info */
+	b = reuse_tree(1700000000);
+	manifest_builder_set_base(b, keep);
+	info.files = 77;
+	CHECK_OK(manifest_builder_encode(b, &info, &out));
+	body = body_of(&out, &blen);
+	CHECK(blen == zlen && memcmp(body, z, zlen) == 0);
+	CHECK_OK(manifest_decode(out.data, out.len, &m));
+	CHECK(m && manifest_info(m)->files == 77 && manifest_count(m) == 4);
+	manifest_free(m);
+	m = NULL;
+	manifest_builder_free(b);
+
+	/* one mtime differs: compressed anew, and what is stored says so */
+	b = reuse_tree(1700000001);
+	manifest_builder_set_base(b, keep);
+	buf_reset(&out);
+	CHECK_OK(manifest_builder_encode(b, &info, &out));
+	body = body_of(&out, &blen);
+	CHECK(blen != zlen || memcmp(body, z, zlen) != 0);
+	CHECK_OK(manifest_decode(out.data, out.len, &m));
+	CHECK(m && manifest_node(m, 3)->mtime_sec == 1700000001);
+	manifest_free(m);
+	manifest_builder_free(b);
+
+	/* a base without its body: nothing to reuse */
+	b = reuse_tree(1700000000);
+	manifest_builder_set_base(b, nokeep);
+	buf_reset(&out);
+	CHECK_OK(manifest_builder_encode(b, &info, &out));
+	body = body_of(&out, &blen);
+	CHECK(blen != zlen || memcmp(body, z, zlen) != 0);
+	manifest_builder_free(b);
+
+	manifest_free(keep);
+	manifest_free(nokeep);
+	buf_free(&raw);
+	buf_free(&plain);
+	buf_free(&crafted);
+	buf_free(&out);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0)
@@ -1199,5 +1309,6 @@ int main(int argc, char **argv)
 	test_raw_bodies();
 	test_info_json();
 	test_container();
+	test_base_body_reused();
 	TEST_MAIN_END();
 }
