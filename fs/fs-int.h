@@ -102,6 +102,7 @@ struct node {
 
 struct chunk_cache;
 struct journal;
+struct precreate;
 
 struct hbfs {
 	struct hbfs_opts opts;
@@ -121,6 +122,7 @@ struct hbfs {
 	int data_fd;            /* upper/data */
 	struct journal *journal;
 	int journal_fd;          /* the journal's fd, for fsync */
+	struct precreate *precreate; /* empty data files made ahead (upper.c) */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
 	pthread_mutex_t commit_lock;
@@ -174,6 +176,10 @@ int upper_save_last(struct hbfs *fs);
  * held exclusively.  truncate_to >= 0: the copy ends there (saves copying
  * data about to be cut off). */
 int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to);
+/* An empty data file made ahead by the precreate thread, its inode number
+ * reserved: 0 with *ino and *fd (O_RDWR) set, or -EAGAIN if none is ready.
+ * Tree lock held exclusively. */
+int upper_take_precreated(struct hbfs *fs, uint64_t *ino, int *fd);
 /* Open the data file of n (O_RDWR). */
 int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mode);
 void upper_data_name(const struct node *n, char out[32]);

@@ -13,9 +13,12 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <linux/fuse.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -61,6 +64,101 @@ static void wrlock(struct hbfs *fs)
 static void unlock(struct hbfs *fs)
 {
 	pthread_rwlock_unlock(&fs->tree_lock);
+}
+
+/* FUSE_HANDLE_KILLPRIV_V2: the kernel stops asking for
+ * getxattr("security.capability") before every write and for the attributes
+ * before every chown, and instead flags the requests that must clear
+ * setuid/setgid (a write, truncate or O_TRUNC open by a caller without
+ * CAP_FSETID, any chown of a non-directory).  libfuse 3.14 neither negotiates
+ * it nor passes the flags on, so the session's I/O is ours (hbfs_io): the
+ * INIT reply gets the flag, and each request read is looked at for the kill
+ * flags, which the thread that read it keeps in kill_flagged while it serves
+ * it (libfuse serves a request on the thread that read it).  A kernel without
+ * the feature ignores the flag and clears the bits itself as before. */
+static __thread bool kill_flagged;
+static bool init_reply_pending;
+
+static bool request_kills(const void *buf, size_t len)
+{
+	const struct fuse_in_header *h = buf;
+	const uint8_t *arg = (const uint8_t *)buf + sizeof(*h);
+
+	if (len < sizeof(*h))
+		return false;
+	len -= sizeof(*h);
+	switch (h->opcode) {
+	case FUSE_WRITE:
+		return len >= sizeof(struct fuse_write_in) &&
+		       (((const struct fuse_write_in *)arg)->write_flags & FUSE_WRITE_KILL_SUIDGID);
+	case FUSE_SETATTR:
+		return len >= sizeof(struct fuse_setattr_in) &&
+		       (((const struct fuse_setattr_in *)arg)->valid & FATTR_KILL_SUIDGID);
+	case FUSE_OPEN:
+		return len >= sizeof(struct fuse_open_in) &&
+		       (((const struct fuse_open_in *)arg)->open_flags & FUSE_OPEN_KILL_SUIDGID);
+	case FUSE_CREATE:
+		return len >= sizeof(struct fuse_create_in) &&
+		       (((const struct fuse_create_in *)arg)->open_flags & FUSE_OPEN_KILL_SUIDGID);
+	default:
+		return false;
+	}
+}
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	(void)userdata;
+	kill_flagged = n > 0 && request_kills(buf, (size_t)n);
+	return n; /* errno as read left it: libfuse looks at it */
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	(void)userdata;
+	/* The first reply after init() is INIT's: nothing else is answered
+	 * before it. */
+	if (__atomic_exchange_n(&init_reply_pending, false, __ATOMIC_ACQ_REL) && count >= 2 &&
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
+		((struct fuse_init_out *)iov[1].iov_base)->flags |= FUSE_HANDLE_KILLPRIV_V2;
+	return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io hbfs_io = { .read = io_read, .writev = io_writev };
+
+/* Whether the caller is in group gid (stored id), supplementary groups
+ * included. */
+static bool caller_in_group(fuse_req_t req, struct hbfs *fs, uint32_t gid)
+{
+	gid_t host = id_to_host(fs, gid), groups[64];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == host)
+		return true;
+	n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == host)
+			return true;
+	return false;
+}
+
+/* A request the kernel flagged clears setuid, and setgid when the file is
+ * group-executable or the caller is outside its group (then without
+ * CAP_FSETID: a flagged write or truncate says so; for a chown, root is
+ * taken as capable), as the kernel's own code would.  Returns whether the
+ * mode changed.  Tree lock held exclusively. */
+static bool kill_suidgid(fuse_req_t req, struct hbfs *fs, struct node *n, bool chown)
+{
+	uint32_t old = n->mode;
+
+	if (S_ISDIR(n->mode) || !(n->mode & (S_ISUID | S_ISGID)))
+		return false;
+	n->mode &= ~(uint32_t)S_ISUID;
+	if ((n->mode & S_IXGRP) ||
+	    (!(chown && fuse_req_ctx(req)->uid == 0) && !caller_in_group(req, fs, n->gid)))
+		n->mode &= ~(uint32_t)S_ISGID;
+	return n->mode != old;
 }
 
 static void fill_entry(struct hbfs *fs, struct node *n, struct fuse_entry_param *e)
@@ -255,6 +353,8 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (to_set & FUSE_SET_ATTR_MODE)
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
+	else if (kill_flagged) /* chown, or truncate without CAP_FSETID */
+		kill_suidgid(req, fs, n, to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID));
 	if (to_set & FUSE_SET_ATTR_UID)
 		n->uid = id_from_host(fs, attr->st_uid);
 	if (to_set & FUSE_SET_ATTR_GID)
@@ -273,12 +373,15 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		n->ctime = now;
 	if ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_SIZE)) &&
 	    (n->flags & NODE_UPPER_DATA)) {
-		/* The data file's mtime is the one a remount believes. */
+		/* The data file's mtime is the one a remount believes (through
+		 * the open fd when there is one: no lookup in upper/data). */
 		struct timespec t[2] = { n->atime, n->mtime };
 		char name[32];
 
-		upper_data_name(n, name);
-		utimensat(fs->data_fd, name, t, 0);
+		if (!n->fst || n->fst->fd < 0 || futimens(n->fst->fd, t) < 0) {
+			upper_data_name(n, name);
+			utimensat(fs->data_fd, name, t, 0);
+		}
 	}
 	r = journal_nodes(fs, n, NULL);
 out:
@@ -335,6 +438,8 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 	struct jrec rec = { BUF_INIT };
 	struct timespec now = now_ts();
 	struct node *n;
+	uint64_t ino;
+	int pre_fd = -1;
 	int r;
 
 	r = check_name(name);
@@ -349,9 +454,18 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 		return -ENOENT; /* removed directory */
 	if (dir_lookup(fs, d, name))
 		return -EEXIST;
-	n = node_new_upper(fs, fs->next_ino, mode);
-	if (!n)
-		return -ENOMEM;
+	if (S_ISREG(mode) && upper_take_precreated(fs, &ino, &pre_fd) == 0) {
+		/* Its times are set to the node's below: a remount reads them. */
+		n = node_new_upper(fs, ino, mode);
+		if (!n) {
+			close(pre_fd);
+			return -ENOMEM;
+		}
+	} else {
+		n = node_new_upper(fs, fs->next_ino, mode);
+		if (!n)
+			return -ENOMEM;
+	}
 	n->uid = id_from_host(fs, ctx->uid);
 	n->gid = id_from_host(fs, ctx->gid);
 	if (d->mode & S_ISGID) {
@@ -369,14 +483,17 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 			n->size = strlen(target);
 	}
 	if (!r && S_ISREG(mode)) {
-		int fd = upper_open_data(fs, n, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		bool pre = pre_fd >= 0;
+		int fd = pre ? pre_fd : upper_open_data(fs, n, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		struct timespec t[2] = { now, now };
 		struct stat st;
 
 		if (fd < 0) {
 			r = hb_err(fd, "creating a data file in %s", fs->upper_path);
 		} else {
-			/* Times are the data file's: what a remount will see. */
-			if (fstat(fd, &st) == 0)
+			/* Times are the data file's: what a remount will see.  A
+			 * precreated file is older than the create: it gets now. */
+			if ((!pre || futimens(fd, t) < 0) && fstat(fd, &st) == 0)
 				n->atime = n->mtime = st.st_mtim;
 			n->flags |= NODE_UPPER_DATA;
 			if (keep_open)
@@ -707,7 +824,9 @@ int node_open_pinned(struct hbfs *fs, struct node *n)
 	return 0;
 }
 
-static int open_prepare(struct hbfs *fs, struct node *n, int flags)
+/* *killed: an O_TRUNC cleared setuid/setgid (see kill_suidgid). */
+static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int flags,
+			bool *killed)
 {
 	bool writing = (flags & O_ACCMODE) != O_RDONLY;
 	int r;
@@ -731,16 +850,25 @@ static int open_prepare(struct hbfs *fs, struct node *n, int flags)
 			return r;
 		}
 	}
+	*killed = (flags & O_TRUNC) && kill_flagged && kill_suidgid(req, fs, n, false);
+	if (*killed) {
+		r = journal_nodes(fs, n, NULL);
+		if (r < 0) {
+			node_close(fs, n);
+			return r;
+		}
+	}
 	return 0;
 }
 
 static void hb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hbfs *fs = FS(req);
+	bool killed = false;
 	int r;
 
 	wrlock(fs);
-	r = open_prepare(fs, N(fs, ino), fi->flags);
+	r = open_prepare(req, fs, N(fs, ino), fi->flags, &killed);
 	unlock(fs);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -754,6 +882,8 @@ static void hb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node_close(fs, N(fs, ino));
 		unlock(fs);
 	}
+	if (killed) /* the kernel's cached mode still has the bits */
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
 static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -762,6 +892,7 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct hbfs *fs = FS(req);
 	struct node *d = N(fs, parent), *n = NULL;
 	struct fuse_entry_param e;
+	bool killed = false; /* the entry's attributes carry the new mode */
 	int r;
 
 	wrlock(fs);
@@ -771,11 +902,11 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (r >= 0 && n) {
 		r = (fi->flags & O_EXCL) ? -EEXIST : 0;
 		if (r >= 0)
-			r = open_prepare(fs, n, fi->flags);
+			r = open_prepare(req, fs, n, fi->flags, &killed);
 	} else if (r >= 0) {
 		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, true, &n);
 		if (r >= 0)
-			r = open_prepare(fs, n, fi->flags & ~O_TRUNC);
+			r = open_prepare(req, fs, n, fi->flags & ~O_TRUNC, &killed);
 	}
 	if (r < 0) {
 		unlock(fs);
@@ -856,15 +987,24 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 	return r;
 }
 
-/* Size and mtime from the data file itself, which a remount believes. */
-static void after_write(struct hbfs *fs, struct node *n, const struct stat *st)
+/* Size and mtime from the data file itself, which a remount believes; a
+ * write flagged by the kernel clears setuid/setgid (journaled: the mode is
+ * not the data file's). */
+static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, const struct stat *st,
+		       bool *killed)
 {
+	int r = 0;
+
 	wrlock(fs);
 	n->size = (uint64_t)st->st_size;
 	n->mtime = st->st_mtim;
 	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
+	*killed = kill_flagged && kill_suidgid(req, fs, n, false);
+	if (*killed)
+		r = journal_nodes(fs, n, NULL);
 	unlock(fs);
+	return r;
 }
 
 static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -874,6 +1014,7 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node *n = N(fs, ino);
 	struct file_state *f;
 	struct stat st;
+	bool killed = false;
 	int r;
 
 	r = ensure_upper_fd(fs, n);
@@ -891,8 +1032,13 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, -r);
 		return;
 	}
-	after_write(fs, n, &st);
-	fuse_reply_write(req, size);
+	r = after_write(req, fs, n, &st, &killed);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+	if (killed) /* the kernel's cached mode still has the bits */
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
 static void hb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1347,6 +1493,7 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	struct stat st;
+	bool killed = false;
 	int r;
 
 	r = ensure_upper_fd(fs, n);
@@ -1360,12 +1507,16 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		r = -errno;
 	pthread_rwlock_unlock(&n->fst->data_lock);
 	if (!r)
-		after_write(fs, n, &st);
+		r = after_write(req, fs, n, &st, &killed);
 	fuse_reply_err(req, -r);
+	if (killed)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
 static void hb_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct hbfs *fs = userdata;
+
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -1376,7 +1527,11 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	/* Data is written through: no writeback cache, so mtime/size are ours. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	/* We clear setuid/setgid (kill_suidgid): see hbfs_io. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ; /* requests go through io_read */
+	if (!fuse_session_custom_io(fs->se, &hbfs_io, fuse_session_fd(fs->se)))
+		__atomic_store_n(&init_reply_pending, true, __ATOMIC_RELEASE);
 	conn->max_readahead = 1u << 20;
 	/* One write() of up to 1 MiB arrives as one request, so a commit
 	 * captures it wholly or not at all (and big writes cost fewer trips). */

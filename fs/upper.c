@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,16 @@
 #define JOURNAL_HEADER_BYTES 16
 #define JOURNAL_MAX_BYTES ((size_t)8 << 30)
 #define META_MAX_BYTES 4096
+/* Precreated data files: refilled in batches of PRE_BATCH when fewer than
+ * PRE_LOW are ready. */
+#define PRE_BATCH 32
+#define PRE_LOW 64
+#define PRE_CAP (PRE_LOW + PRE_BATCH)
 
 enum { OP_INODE = 1, OP_DIRENT = 2 };
+
+static int precreate_start(struct hbfs *fs);
+static void precreate_stop(struct hbfs *fs);
 
 struct journal {
 	int fd;
@@ -223,6 +232,8 @@ int upper_open(struct hbfs *fs)
 
 void upper_close(struct hbfs *fs)
 {
+	if (fs->data_fd >= 0)
+		precreate_stop(fs);
 	if (fs->journal) {
 		if (fs->journal->fd >= 0)
 			close(fs->journal->fd);
@@ -503,7 +514,136 @@ int upper_replay(struct hbfs *fs)
 		fs->journal->bytes = good;
 	}
 	buf_free(&b);
-	return replay_finish(fs);
+	r = replay_finish(fs);
+	if (r < 0)
+		return r;
+	/* after replay: it deletes data files no node owns, and next_ino is
+	 * final */
+	return precreate_start(fs);
+}
+
+/* Creating a file on the upper filesystem (an inode, a directory entry in
+ * upper/data) is the dearest step of a create on the mount, often more than
+ * all its FUSE round trips together.  A thread makes empty data files ahead,
+ * for inode numbers it reserves, so that a create only takes one (an untar
+ * gets the upper filesystem's work done on the other core).  Reserved numbers
+ * that are never used leave gaps, which nothing minds; their files, left
+ * behind by a kill, are deleted by the next mount's replay like any data file
+ * no node owns.  Files are made only while the pool runs low, so an idle
+ * mount costs nothing. */
+struct precreate {
+	pthread_mutex_t lock;
+	pthread_cond_t low;        /* the pool needs a refill, or stop */
+	uint64_t ino[PRE_CAP];
+	int fd[PRE_CAP];
+	uint32_t head, count;
+	bool stop;
+	pthread_t thread;
+};
+
+static void *precreate_main(void *arg)
+{
+	struct hbfs *fs = arg;
+	struct precreate *p = fs->precreate;
+
+	for (;;) {
+		uint64_t base;
+		bool stop;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->stop && p->count >= PRE_LOW)
+			pthread_cond_wait(&p->low, &p->lock);
+		stop = p->stop;
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			break;
+		pthread_rwlock_wrlock(&fs->tree_lock);
+		base = fs->next_ino;
+		fs->next_ino += PRE_BATCH;
+		pthread_rwlock_unlock(&fs->tree_lock);
+		for (uint32_t k = 0; k < PRE_BATCH; k++) {
+			char name[32];
+			int fd;
+
+			snprintf(name, sizeof(name), "%016llx", (unsigned long long)(base + k));
+			fd = openat(fs->data_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (fd < 0)
+				continue; /* a create does it itself then */
+			pthread_mutex_lock(&p->lock);
+			p->ino[(p->head + p->count) % PRE_CAP] = base + k;
+			p->fd[(p->head + p->count) % PRE_CAP] = fd;
+			p->count++;
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
+	return NULL;
+}
+
+static int precreate_start(struct hbfs *fs)
+{
+	struct precreate *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->low, NULL);
+	fs->precreate = p;
+	r = pthread_create(&p->thread, NULL, precreate_main, fs);
+	if (r) {
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->low);
+		free(p);
+		fs->precreate = NULL;
+		return hb_err(-r, "starting the precreate thread");
+	}
+	return 0;
+}
+
+static void precreate_stop(struct hbfs *fs)
+{
+	struct precreate *p = fs->precreate;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->low);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	for (uint32_t k = 0; k < p->count; k++) {
+		uint32_t i = (p->head + k) % PRE_CAP;
+		char name[32];
+
+		snprintf(name, sizeof(name), "%016llx", (unsigned long long)p->ino[i]);
+		close(p->fd[i]);
+		unlinkat(fs->data_fd, name, 0);
+	}
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->low);
+	free(p);
+	fs->precreate = NULL;
+}
+
+int upper_take_precreated(struct hbfs *fs, uint64_t *ino, int *fd)
+{
+	struct precreate *p = fs->precreate;
+	int r = -EAGAIN;
+
+	if (!p)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	if (p->count) {
+		*ino = p->ino[p->head];
+		*fd = p->fd[p->head];
+		p->head = (p->head + 1) % PRE_CAP;
+		p->count--;
+		r = 0;
+	}
+	if (p->count < PRE_LOW)
+		pthread_cond_signal(&p->low);
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mode)

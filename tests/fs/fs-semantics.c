@@ -661,6 +661,69 @@ static void test_permissions(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static unsigned mode_of(const char *rel)
+{
+	struct stat st;
+
+	return stat(P(rel), &st) == 0 ? st.st_mode & 07777 : 0xffff;
+}
+
+/* setuid/setgid are cleared as the kernel clears them on a native
+ * filesystem (the fs does it: FUSE_HANDLE_KILLPRIV_V2): a write, truncate
+ * or O_TRUNC open by a user without CAP_FSETID; any chown. */
+static void test_killpriv(void)
+{
+	static const struct {
+		const char *name;
+		unsigned mode;
+	} f[] = { { "w/kp/suid", 04777 },   { "w/kp/sgid", 02777 },  { "w/kp/sgid-noexec", 02767 },
+		  { "w/kp/trunc", 04777 },  { "w/kp/otrunc", 04777 }, { "w/kp/root", 04757 } };
+	pid_t pid;
+	int status, fd;
+
+	CHECK(mkdir(P("w/kp"), 0755) == 0);
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		CHECK_OK(write_whole(P(f[i].name), "data", 0));
+		CHECK(chmod(P(f[i].name), f[i].mode) == 0 && mode_of(f[i].name) == f[i].mode);
+	}
+	pid = fork();
+	if (pid == 0) {
+		int bad = 0;
+
+		if (setgroups(0, NULL) < 0 || setgid(4242) < 0 || setuid(4242) < 0)
+			_exit(100);
+		if (write_whole(P("w/kp/suid"), "x", O_APPEND) < 0)
+			bad |= 1;
+		if (write_whole(P("w/kp/sgid"), "x", O_APPEND) < 0)
+			bad |= 2;
+		if (write_whole(P("w/kp/sgid-noexec"), "x", O_APPEND) < 0)
+			bad |= 4;
+		if (truncate(P("w/kp/trunc"), 1) < 0)
+			bad |= 8;
+		fd = open(P("w/kp/otrunc"), O_WRONLY | O_TRUNC);
+		if (fd < 0)
+			bad |= 16;
+		else
+			close(fd);
+		_exit(bad);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(mode_of("w/kp/suid") == 0777);
+	CHECK(mode_of("w/kp/sgid") == 0777);
+	CHECK(mode_of("w/kp/sgid-noexec") == 0767); /* the writer is not in the group */
+	CHECK(mode_of("w/kp/trunc") == 0777);
+	CHECK(mode_of("w/kp/otrunc") == 0777);
+	/* root (CAP_FSETID) keeps them on write and truncate */
+	CHECK_OK(write_whole(P("w/kp/root"), "x", O_APPEND));
+	CHECK(truncate(P("w/kp/root"), 2) == 0);
+	CHECK(mode_of("w/kp/root") == 04757);
+	/* any chown clears setuid; setgid without group-execute stays for root */
+	CHECK(chmod(P("w/kp/root"), 06755) == 0 && chown(P("w/kp/root"), 7, 7) == 0);
+	CHECK(mode_of("w/kp/root") == 0755);
+	CHECK(chmod(P("w/kp/root"), 02745) == 0 && chown(P("w/kp/root"), 8, 8) == 0);
+	CHECK(mode_of("w/kp/root") == 02745);
+}
+
 int main(int argc, char **argv)
 {
 	int many = 100000;
@@ -697,8 +760,10 @@ int main(int argc, char **argv)
 	test_mmap();
 	test_sparse();
 	test_readdir_stable();
-	if (getuid() == 0)
+	if (getuid() == 0) {
 		test_permissions();
+		test_killpriv();
+	}
 	if (many)
 		test_many_entries(many);
 	TEST_MAIN_END();
