@@ -9,7 +9,8 @@
 #   restore    hiberbox snapshot restore vs tar -I zstd -xf
 #   unchanged  hiberbox snapshot create of the unchanged tree (parent reuse)
 #              vs the first snapshot
-#   stored     repository bytes vs the .tar.zst
+#   stored     repository bytes vs the .tar.zst (and by kind: packs/,
+#              index/, snapshots/, dicts/, config)
 # and writes bench/results/repo-<UTC date>.json plus a table on stdout.
 # See bench/README.md.
 #
@@ -135,6 +136,9 @@ for run in $(seq 1 "$RUNS"); do
 	timed hb_create "$HB" --quiet snapshot create "$TREE"
 	id=$("$HB" snapshot list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 	stored+=("$(find "$REPO" -type f -printf '%s\n' | awk '{s += $1} END {print s}')")
+	# where those bytes go: packs, index, snapshots (manifests), dicts, ...
+	(cd "$REPO" && find . -type f ! -path './locks/*' -printf '%P %s\n') |
+		awk '{split($1, p, "/"); s[p[1]] += $2} END {for (k in s) print k, s[k]}' >"$WORK/bytes-by-kind"
 	timed hb_unchanged "$HB" --quiet snapshot create "$TREE"
 	# the same with the metadata in cache: the tool's own cost, without the
 	# disk reads of 30 000 inodes that any tool walking the tree pays cold
@@ -154,6 +158,7 @@ python3 - "$WORK" "$result" "$tree_bytes" "$tree_files" "$drop_note" "$RUNS" \
 import json, os, platform, statistics, sys
 work, result, tree_bytes, tree_files, drop_note, runs, commit, stored, tarsz = sys.argv[1:10]
 tree_bytes = int(tree_bytes)
+by_kind = {k: int(v) for k, v in (l.split() for l in open(os.path.join(work, "bytes-by-kind")))}
 def load(name):
     rows = [l.split() for l in open(os.path.join(work, "t." + name))]
     return ([int(r[0]) / 1e6 for r in rows], [int(r[1]) / 1e6 for r in rows],
@@ -187,6 +192,7 @@ doc = {
     "cpu_cores_used_median": cores,
     "mb_per_s": {n: mbs(s) for n, s in med.items() if not n.startswith("hb_unchanged")},
     "bytes": {"repository": stored_b, "tar_zst": tar_b},
+    "repository_bytes_by_kind": by_kind,
     "ratios": ratios, "targets": {k: "%s %g" % v for k, v in targets.items()}, "targets_met": met,
 }
 with open(result, "w") as f:
@@ -200,6 +206,8 @@ for n, label in (("tar_create", "tar -I 'zstd -T0 -3' -cf"), ("hb_create", "hibe
     print("%-38s %9.2f %9.2f %9.0f %7.2f" % (label[:38], med[n], med_sync[n], mbs(med[n]), cores[n]))
 print("%-38s %9.1f MB" % (".tar.zst", tar_b / 1e6))
 print("%-38s %9.1f MB" % ("repository after the first snapshot", stored_b / 1e6))
+for k in sorted(by_kind, key=lambda k: -by_kind[k]):
+    print("%-38s %9.3f MB" % ("  " + k + "/", by_kind[k] / 1e6))
 print()
 print("%-26s %8s  %-8s %s" % ("ratio", "value", "target", ""))
 for k in ("snapshot_vs_tar", "restore_vs_tar", "unchanged_vs_first", "stored_vs_tarzst"):

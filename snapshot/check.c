@@ -5,7 +5,8 @@
  * by the hash of its bytes; every pack's trailer parses (read by two ranged
  * reads of its tail, so checking a remote repository does not download it)
  * and agrees with the index entries pointing into it; every pack an index
- * entry names exists; every manifest decodes; every chunk a manifest
+ * entry names exists; every dictionary a chunk needs loads and matches its
+ * id (dictionaries no chunk uses are notes); every manifest decodes; every chunk a manifest
  * references is in the index; tags point at existing snapshots.
  *
  * Data (read_data): every pack is read whole and every blob in it decoded and
@@ -247,6 +248,72 @@ out:
 	return r;
 }
 
+/* ---- dictionaries ---- */
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Every dictionary an index entry names must load and verify; every one on
+ * the store too (a note when no chunk uses it). */
+static int check_dicts(struct check *c)
+{
+	uint32_t *on_store = NULL, *used = NULL;
+	size_t nstore = 0, nused = 0;
+	char name[DICT_NAME_BYTES];
+	int r;
+
+	r = repo_dict_numbers(c->r, &on_store, &nstore);
+	if (r < 0)
+		return r;
+	used = malloc((c->nentries ? c->nentries : 1) * sizeof(*used));
+	if (!used) {
+		free(on_store);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->nentries; i++)
+		if (chunk_flags_dict(c->entries[i].flags))
+			used[nused++] = chunk_flags_dict(c->entries[i].flags);
+	qsort(used, nused, sizeof(*used), cmp_u32);
+	for (size_t i = 0; i < nused;) {
+		const struct chunk_dict *d;
+		size_t j = i;
+
+		while (j < nused && used[j] == used[i])
+			j++;
+		r = repo_dict_for(c->r, used[i] << CHUNK_DICT_SHIFT | CHUNK_FLAG_DICT, &d);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0)
+			report(c, true, "%s (%zu chunk%s use it)", hb_errmsg(r), j - i,
+			       j - i == 1 ? "" : "s");
+		i = j;
+	}
+	for (size_t i = 0; i < nstore; i++) {
+		const struct chunk_dict *d;
+
+		if (bsearch(&on_store[i], used, nused, sizeof(*used), cmp_u32))
+			continue; /* checked above */
+		dict_name(on_store[i], name);
+		r = repo_dict_for(c->r, on_store[i] << CHUNK_DICT_SHIFT | CHUNK_FLAG_DICT, &d);
+		if (r == -ENOMEM)
+			goto out;
+		if (r < 0)
+			report(c, true, "%s", hb_errmsg(r));
+		else
+			report(c, false, "dictionary %s is used by no chunk ('hiberbox gc' removes it)",
+			       name);
+	}
+	r = 0;
+out:
+	free(on_store);
+	free(used);
+	return r;
+}
+
 /* ---- packs ---- */
 
 static int list_pack(const char *name, uint64_t size, int64_t mtime, void *arg)
@@ -349,8 +416,7 @@ static int verify_blob(struct check *c, const struct check_pack *p, const struct
 		       chex, offset);
 		return mark_corrupt(c, p, chunk, offset);
 	}
-	r = chunk_decode(&c->r->key, chunk, data->data + offset, length, raw_length, flags,
-			 scratch);
+	r = repo_chunk_decode(c->r, chunk, data->data + offset, length, raw_length, flags, scratch);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
@@ -739,6 +805,8 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 		rc = repo_foreach_snapshot(r, collect_snapshot, &snaps);
 	if (rc >= 0)
 		rc = check_index_files(&c);
+	if (rc >= 0)
+		rc = check_dicts(&c);
 	if (rc >= 0)
 		rc = check_packs(&c);
 	c.stats->chunks = chunk_index_count(c.idx);

@@ -15,7 +15,9 @@
  *      chunk_decode first, into new packs named by their keyed hash;
  *   6. writes one new index file holding every live entry;
  *   7. removes the old index files;
- *   8. removes the packs to delete and the repacked ones.
+ *   8. removes the packs to delete and the repacked ones;
+ *   9. removes dictionaries that no index entry of a remaining pack names
+ *      (those of a crashed writer's first snapshot, or of deleted data).
  *
  * Why a crash at any point leaves every kept snapshot readable: a snapshot
  * is readable when each chunk it references has an index entry in some index
@@ -33,6 +35,9 @@
  *   - Step 8 removes packs that, after step 7, no index file refers to (the
  *     new index never points into them), so no lookup can lead there.  A crash
  *     in the middle leaves unindexed packs: leftovers for the next gc.
+ *   - Step 9 removes only dictionaries that no blob of a remaining pack uses
+ *     (every blob of a pack has an index entry), so nothing that can be read
+ *     needs them; no writer runs meanwhile to pick one.
  * A new pack whose bytes happen to equal an old pack (same name) is never
  * removed in step 8, and an index file equal to the new one is not removed
  * in step 7.
@@ -396,8 +401,8 @@ static int repack_one(struct gc *g, const struct gc_pack *p, const struct index_
 		if ((uint64_t)e->offset + e->length > data->len)
 			return hb_err(-EBADMSG, "gc stopped, nothing deleted: pack %s: chunk %s at offset %u lies past its end",
 				      oid_format(&p->id, phex), oid_format(&e->chunk, chex), e->offset);
-		r = chunk_decode(&g->r->key, &e->chunk, blob, e->length, e->raw_length, e->flags,
-				 scratch);
+		r = repo_chunk_decode(g->r, &e->chunk, blob, e->length, e->raw_length, e->flags,
+				      scratch);
 		if (r < 0)
 			return hb_err_ctx(r, "gc stopped, nothing deleted: pack %s: at offset %u",
 					  oid_format(&p->id, phex), e->offset);
@@ -505,6 +510,64 @@ static uint64_t count_distinct_chunks(struct gc *g)
 	return n;
 }
 
+static bool dict_used(const uint32_t *used, size_t n, uint32_t number)
+{
+	for (size_t i = 0; i < n; i++)
+		if (used[i] == number)
+			return true;
+	return false;
+}
+
+/* Add the dictionary of flags to the set used[0..*n) (a handful at most). */
+static int note_dict(uint32_t **used, size_t *n, size_t *cap, uint32_t flags)
+{
+	uint32_t number = chunk_flags_dict(flags);
+
+	if (!number || dict_used(*used, *n, number))
+		return 0;
+	if (array_grow((void **)used, cap, *n, sizeof(**used)) < 0)
+		return -ENOMEM;
+	(*used)[(*n)++] = number;
+	return 0;
+}
+
+static int remove_unused_dicts(struct gc *g)
+{
+	uint32_t *used = NULL, *on_store = NULL;
+	size_t nused = 0, cap = 0, nstore = 0;
+	char name[DICT_NAME_BYTES];
+	int r = 0;
+
+	/* Blobs of kept packs (live or not: check reads them all) and of the
+	 * new packs. */
+	for (size_t i = 0; i < g->nentries && r >= 0; i++) {
+		const struct gc_pack *p = find_pack(g, &g->entries[i].pack);
+
+		if (p && p->action == GC_KEEP)
+			r = note_dict(&used, &nused, &cap, g->entries[i].flags);
+	}
+	for (size_t i = 0; i < g->nnew_entries && r >= 0; i++)
+		r = note_dict(&used, &nused, &cap, g->new_entries[i].flags);
+	if (r == 0)
+		r = repo_dict_numbers(g->r, &on_store, &nstore);
+	for (size_t i = 0; i < nstore && r >= 0; i++) {
+		if (dict_used(used, nused, on_store[i]))
+			continue;
+		dict_name(on_store[i], name);
+		before_change(g);
+		r = store_remove(g->r->store, name);
+		if (r == -ENOENT)
+			r = 0;
+		if (r < 0)
+			r = hb_err_ctx(r, "gc: removing dictionary %s", name);
+		else
+			g->stats->dicts_removed++;
+	}
+	free(used);
+	free(on_store);
+	return r;
+}
+
 static int commit(struct gc *g)
 {
 	struct repo_gc_stats *st = g->stats;
@@ -531,7 +594,7 @@ static int commit(struct gc *g)
 	distinct = count_distinct_chunks(g);
 	st->chunks_removed = distinct > g->nnew_entries ? distinct - g->nnew_entries : 0;
 	if (!rewrite)
-		goto done;
+		goto dicts;
 
 	/* 6. The new index, sorted so that the same content gets the same name. */
 	if (g->nnew_entries) {
@@ -542,7 +605,9 @@ static int commit(struct gc *g)
 		} else {
 			qsort(g->new_entries, g->nnew_entries, sizeof(*g->new_entries),
 			      entry_by_chunk);
-			r = index_file_encode(g->new_entries, g->nnew_entries, &b);
+			r = repo_has_dicts(g->r)
+				    ? index_file_encode_v2(g->new_entries, g->nnew_entries, &b)
+				    : index_file_encode(g->new_entries, g->nnew_entries, &b);
 			if (r < 0)
 				goto out;
 			oid_compute(&g->r->key, b.data, b.len, &id);
@@ -593,7 +658,13 @@ static int commit(struct gc *g)
 		r = 0;
 		progress(g, "gc: removing packs", i + 1, g->npacks);
 	}
-done:
+	/* 9. Dictionaries nothing uses any more. */
+dicts:
+	if (!g->opts->dry_run) {
+		r = remove_unused_dicts(g);
+		if (r < 0)
+			goto out;
+	}
 	st->bytes_freed = removed_bytes > written_bytes ? removed_bytes - written_bytes : 0;
 out:
 	buf_free(&b);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #include "snapshot/chunk.h"
 #include "snapshot/pack.h"
@@ -29,6 +30,8 @@
 
 #define INDEX_HEADER_BYTES 8
 #define INDEX_FOOTER_BYTES 12 /* count:u32 checksum:u64 */
+#define INDEX_V2_HEADER_BYTES 20 /* magic, count:u32, raw_len:u32, zstd_len:u32 */
+#define INDEX_ZSTD_LEVEL 9
 #define SLOT_INDEX_BITS 27
 #define SLOT_INDEX_MASK ((1u << SLOT_INDEX_BITS) - 1)
 #define INDEX_MAX_ENTRIES (SLOT_INDEX_MASK - 1) /* 134 M chunks, 8 TiB at 64 KiB */
@@ -320,8 +323,17 @@ int index_file_encode(const struct index_entry *entries, size_t count, struct bu
 	return 0;
 }
 
-int index_file_decode(const uint8_t *data, size_t len, struct index_entry **entries,
-		      size_t *count)
+/* The same rules a pack's own trailer obeys. */
+static bool entry_possible(const struct index_entry *e)
+{
+	return chunk_flags_valid(e->flags) &&
+	       !((e->flags & CHUNK_FLAG_RAW) && e->length != e->raw_length) &&
+	       e->offset >= PACK_HEADER_BYTES &&
+	       (uint64_t)e->offset + e->length <= PACK_MAX_BYTES - PACK_FOOTER_BYTES;
+}
+
+static int decode_v1(const uint8_t *data, size_t len, struct index_entry **entries,
+		     size_t *count)
 {
 	struct index_entry *e = NULL;
 	uint32_t n;
@@ -353,11 +365,7 @@ int index_file_decode(const uint8_t *data, size_t len, struct index_entry **entr
 		e[i].length = get_le32(p + 36);
 		e[i].raw_length = get_le32(p + 40);
 		e[i].flags = get_le32(p + 44);
-		/* The same rules a pack's own trailer obeys. */
-		if (e[i].flags & ~CHUNK_FLAG_RAW ||
-		    ((e[i].flags & CHUNK_FLAG_RAW) && e[i].length != e[i].raw_length) ||
-		    e[i].offset < PACK_HEADER_BYTES ||
-		    (uint64_t)e[i].offset + e[i].length > PACK_MAX_BYTES - PACK_FOOTER_BYTES) {
+		if (!entry_possible(&e[i])) {
 			free(e);
 			return hb_err(-EBADMSG, "index file: entry %u is impossible", i);
 		}
@@ -365,6 +373,218 @@ int index_file_decode(const uint8_t *data, size_t len, struct index_entry **entr
 	*entries = e;
 	*count = n;
 	return 0;
+}
+
+/* ---- version 2: compressed columns ---- */
+
+static uint64_t zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* The raw body of entries sorted by pack then offset (see index.h). */
+static int encode_columns(const struct index_entry *e, size_t n, struct buf *b)
+{
+	size_t npacks = 0, pack = 0;
+	uint64_t end = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		npacks += i == 0 || !oid_equal(&e[i].pack, &e[i - 1].pack);
+	r |= buf_append_varint(b, npacks);
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || !oid_equal(&e[i].pack, &e[i - 1].pack))
+			r |= buf_append(b, e[i].pack.b, OID_BYTES);
+	for (size_t i = 0; i < n; i++) {
+		pack += i > 0 && !oid_equal(&e[i].pack, &e[i - 1].pack);
+		r |= buf_append_varint(b, pack);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0 || !oid_equal(&e[i].pack, &e[i - 1].pack))
+			end = PACK_HEADER_BYTES;
+		/* Blobs follow each other: the gap is 0 but where chunks of a
+		 * pack are in another index file (gc). */
+		r |= buf_append_varint(b, zigzag((int64_t)e[i].offset - (int64_t)end));
+		end = (uint64_t)e[i].offset + e[i].length;
+	}
+	for (size_t i = 0; i < n; i++)
+		r |= buf_append_varint(b, e[i].length);
+	for (size_t i = 0; i < n; i++)
+		r |= buf_append_varint(b, zigzag((int64_t)e[i].raw_length - (int64_t)e[i].length));
+	for (size_t i = 0; i < n; i++)
+		r |= buf_append_varint(b, e[i].flags);
+	for (size_t i = 0; i < n; i++)
+		r |= buf_append(b, e[i].chunk.b, OID_BYTES);
+	return r ? -ENOMEM : 0;
+}
+
+int index_file_encode_v2(const struct index_entry *entries, size_t count, struct buf *out)
+{
+	struct index_entry *sorted = NULL;
+	struct buf body = BUF_INIT;
+	size_t bound, n;
+	int r;
+
+	buf_reset(out);
+	if (count > INDEX_MAX_ENTRIES)
+		return hb_err(-EFBIG, "index of %zu entries is too large", count);
+	if (count) {
+		sorted = malloc(count * sizeof(*sorted));
+		if (!sorted)
+			return -ENOMEM;
+		memcpy(sorted, entries, count * sizeof(*sorted));
+		qsort(sorted, count, sizeof(*sorted), index_entry_cmp_pack_offset);
+	}
+	r = encode_columns(sorted, count, &body);
+	free(sorted);
+	if (r < 0)
+		goto out;
+	bound = ZSTD_compressBound(body.len);
+	r = buf_reserve(out, INDEX_V2_HEADER_BYTES + bound + 8);
+	if (r < 0)
+		goto out;
+	memcpy(out->data, INDEX_MAGIC_V2, INDEX_HEADER_BYTES);
+	n = ZSTD_compress(out->data + INDEX_V2_HEADER_BYTES, bound, body.data, body.len,
+			  INDEX_ZSTD_LEVEL);
+	if (ZSTD_isError(n)) {
+		r = hb_err(-ENOMEM, "index file: zstd: %s", ZSTD_getErrorName(n));
+		goto out;
+	}
+	put_le32(out->data + 8, (uint32_t)count);
+	put_le32(out->data + 12, (uint32_t)body.len);
+	put_le32(out->data + 16, (uint32_t)n);
+	out->len = INDEX_V2_HEADER_BYTES + n;
+	put_le64(out->data + out->len, XXH3_64bits(out->data, out->len));
+	out->len += 8;
+out:
+	buf_free(&body);
+	return r;
+}
+
+static int decode_columns(const uint8_t *body, size_t len, struct index_entry *e, uint32_t n)
+{
+	struct reader rd;
+	const uint8_t *packs, *ids;
+	uint64_t npacks, v, end = 0;
+	uint32_t prev_pack = 0;
+
+	reader_init(&rd, body, len);
+	if (reader_varint(&rd, &npacks) < 0 || npacks > n ||
+	    reader_bytes(&rd, (size_t)npacks * OID_BYTES, &packs) < 0)
+		return -EBADMSG;
+	for (uint32_t i = 0; i < n; i++) {
+		if (reader_varint(&rd, &v) < 0 || v >= npacks || v < prev_pack)
+			return -EBADMSG;
+		memcpy(e[i].pack.b, packs + v * OID_BYTES, OID_BYTES);
+		prev_pack = (uint32_t)v;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (reader_varint(&rd, &v) < 0 || v > UINT32_MAX)
+			return -EBADMSG;
+		e[i].offset = (uint32_t)v; /* the zigzag gap, until lengths are known */
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (reader_varint32(&rd, &e[i].length) < 0)
+			return -EBADMSG;
+	for (uint32_t i = 0; i < n; i++) {
+		int64_t raw;
+
+		if (reader_varint(&rd, &v) < 0)
+			return -EBADMSG;
+		raw = (int64_t)e[i].length + unzigzag(v);
+		if (raw < 0 || raw > UINT32_MAX)
+			return -EBADMSG;
+		e[i].raw_length = (uint32_t)raw;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (reader_varint32(&rd, &e[i].flags) < 0)
+			return -EBADMSG;
+	if (reader_bytes(&rd, (size_t)n * OID_BYTES, &ids) < 0 || reader_left(&rd) != 0)
+		return -EBADMSG;
+	/* Offsets from the gaps, now that lengths are known. */
+	for (uint32_t i = 0; i < n; i++) {
+		int64_t off;
+
+		if (i == 0 || !oid_equal(&e[i].pack, &e[i - 1].pack))
+			end = PACK_HEADER_BYTES;
+		off = (int64_t)end + unzigzag(e[i].offset);
+		if (off < 0 || off > UINT32_MAX)
+			return -EBADMSG;
+		e[i].offset = (uint32_t)off;
+		end = (uint64_t)off + e[i].length;
+		memcpy(e[i].chunk.b, ids + (size_t)i * OID_BYTES, OID_BYTES);
+	}
+	return 0;
+}
+
+static int decode_v2(const uint8_t *data, size_t len, struct index_entry **entries,
+		     size_t *count)
+{
+	struct index_entry *e = NULL;
+	uint32_t n, raw_len, zlen;
+	uint8_t *body = NULL;
+	size_t got;
+	int r;
+
+	if (len < INDEX_V2_HEADER_BYTES + 8)
+		return hb_err(-EBADMSG, "index file of %zu bytes is too short", len);
+	n = get_le32(data + 8);
+	raw_len = get_le32(data + 12);
+	zlen = get_le32(data + 16);
+	if ((uint64_t)INDEX_V2_HEADER_BYTES + zlen + 8 != len)
+		return hb_err(-EBADMSG, "index file: %zu bytes, its header says %llu", len,
+			      (unsigned long long)INDEX_V2_HEADER_BYTES + zlen + 8);
+	if (XXH3_64bits(data, len - 8) != get_le64(data + len - 8))
+		return hb_err(-EBADMSG, "index file: checksum mismatch");
+	/* Each entry takes 16 bytes of id and at least 5 of varints. */
+	if (n > INDEX_MAX_ENTRIES || raw_len < (uint64_t)n * (OID_BYTES + 5) ||
+	    raw_len > 1 + (uint64_t)n * (2 * OID_BYTES + 5 * 10))
+		return hb_err(-EBADMSG, "index file: %u entries cannot take %u bytes", n, raw_len);
+	body = malloc(raw_len ? raw_len : 1);
+	e = malloc((n ? n : 1) * sizeof(*e));
+	if (!body || !e) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	got = ZSTD_decompress(body, raw_len, data + INDEX_V2_HEADER_BYTES, zlen);
+	if (ZSTD_isError(got) || got != raw_len) {
+		r = hb_err(-EBADMSG, "index file: cannot decompress (%s)",
+			   ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+		goto fail;
+	}
+	if (decode_columns(body, raw_len, e, n) < 0) {
+		r = hb_err(-EBADMSG, "index file: malformed entries");
+		goto fail;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (!entry_possible(&e[i])) {
+			r = hb_err(-EBADMSG, "index file: entry %u is impossible", i);
+			goto fail;
+		}
+	}
+	free(body);
+	*entries = e;
+	*count = n;
+	return 0;
+fail:
+	free(body);
+	free(e);
+	return r;
+}
+
+int index_file_decode(const uint8_t *data, size_t len, struct index_entry **entries,
+		      size_t *count)
+{
+	*entries = NULL;
+	*count = 0;
+	if (len >= INDEX_HEADER_BYTES && memcmp(data, INDEX_MAGIC_V2, INDEX_HEADER_BYTES) == 0)
+		return decode_v2(data, len, entries, count);
+	return decode_v1(data, len, entries, count);
 }
 
 int index_entry_cmp_pack_offset(const void *a, const void *b)

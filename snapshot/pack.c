@@ -263,7 +263,7 @@ int pack_trailer_parse(const uint8_t *tail, size_t tail_len, uint64_t pack_size,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		entry_get(tail + (size_t)i * PACK_ENTRY_BYTES, &e[i]);
-		if (e[i].flags & ~CHUNK_FLAG_RAW) {
+		if (!chunk_flags_valid(e[i].flags)) {
 			r = hb_err(-EBADMSG, "pack entry %u: unknown flags 0x%x", i, e[i].flags);
 			goto fail;
 		}

@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "snapshot/chunk.h"
+#include "snapshot/dict.h"
 #include "snapshot/index.h"
 #include "snapshot/pack.h"
 #include "snapshot/snapshot.h"
@@ -27,6 +29,13 @@ struct repo {
 	struct oid id;
 	struct chunker_params chunker;
 	int zstd_level;
+	int version; /* of the format, from config */
+	/* Dictionaries loaded so far (never unloaded before repo_close, so a
+	 * pointer handed out stays valid). */
+	pthread_mutex_t dict_lock;
+	struct chunk_dict **dicts;
+	size_t ndicts;
+	bool resolver_added; /* chunk_decode finds dictionaries through r */
 	/* The merged index, loaded on first use.  index_lock is held for
 	 * reading around every use of the pointer and for writing while it is
 	 * loaded or swapped (repo_refresh), so a refresh never frees a table
@@ -51,6 +60,27 @@ int repo_load_index(struct repo *r);
 int repo_index_lookup(struct repo *r, const struct oid *chunk, struct index_entry *out);
 /* Add entries (after their pack and index file are stored). */
 int repo_index_add(struct repo *r, const struct index_entry *entries, size_t count);
+/* Whether writers may use dictionaries and index files of version 2
+ * (repositories of format version 2 and later). */
+static inline bool repo_has_dicts(const struct repo *r)
+{
+	return r->version >= 2;
+}
+/* The dictionary a chunk's flags name (*out NULL when they name none),
+ * loaded and verified on first use.  @return 0, -ENOENT "dictionary dicts/x
+ * is missing", -EBADMSG (corrupt), other -errno. */
+int repo_dict_for(struct repo *r, uint32_t flags, const struct chunk_dict **out);
+/* The dictionary a writer uses: the lowest-numbered one on the store that
+ * loads (*out NULL when there is none).  @return 0 or -errno. */
+int repo_dict_pick(struct repo *r, const struct chunk_dict **out);
+/* Numbers of the dictionaries on the store (*numbers malloc'd). */
+int repo_dict_numbers(struct repo *r, uint32_t **numbers, size_t *count);
+/* Store a newly trained dictionary (dict is modified, see dict.h) and load
+ * it.  @return 0 or -errno. */
+int repo_dict_add(struct repo *r, struct buf *dict, const struct chunk_dict **out);
+/* chunk_decode for this repository (its dictionaries are found). */
+int repo_chunk_decode(struct repo *r, const struct oid *id, const void *blob, size_t blob_len,
+		      uint32_t raw_len, uint32_t flags, struct buf *out);
 /* Read and decode a manifest without the resolve step. */
 int repo_read_manifest(struct repo *r, const struct oid *id, struct manifest **out);
 /* Read just the info header of a snapshot. */

@@ -3,7 +3,7 @@
  * trees in restore.c; maintenance in gc.c and check.c.
  *
  * config is JSON:
- *   {"format": "hiberbox-repository", "version": 1, "id": "<32 hex>",
+ *   {"format": "hiberbox-repository", "version": 2, "id": "<32 hex>",
  *    "chunker": {"min": N, "avg": N, "max": N}, "zstd_level": 3,
  *    "secret": "<384 hex>", "secret_check": "<32 hex>"}
  * secret_check is the keyed hash of a fixed string: a config whose secret
@@ -110,6 +110,8 @@ int oid_parse_prefix(const char *text, struct oid *out)
 	return oid_parse(hex, out);
 }
 
+static int resolve_dict(void *ctx, uint32_t number, const struct chunk_dict **out);
+
 static void secret_check(const struct repo_key *key, struct oid *out)
 {
 	oid_compute(key, SECRET_CHECK_TEXT, strlen(SECRET_CHECK_TEXT), out);
@@ -196,12 +198,13 @@ static int parse_config(struct repo *r, const struct buf *b, const char *where)
 		rc = hb_err(-EBADMSG, "%s is not a hiberbox repository", where);
 		goto out;
 	}
-	if (version != REPO_FORMAT_VERSION) {
+	if (version < REPO_FORMAT_VERSION_MIN || version > REPO_FORMAT_VERSION) {
 		rc = hb_err(-EPROTONOSUPPORT,
-			    "%s: repository format version %d is not supported by this hiberbox (it reads version %d)",
-			    where, version, REPO_FORMAT_VERSION);
+			    "%s: repository format version %d is not supported by this hiberbox (it reads versions %d to %d)",
+			    where, version, REPO_FORMAT_VERSION_MIN, REPO_FORMAT_VERSION);
 		goto out;
 	}
+	r->version = version;
 	if (strlen(secret) != 2 * REPO_KEY_BYTES ||
 	    hex_parse(secret, r->key.secret, REPO_KEY_BYTES) < 0 || oid_parse(id, &r->id) < 0 ||
 	    oid_parse(check, &want) < 0) {
@@ -240,6 +243,7 @@ int repo_open(const char *location, struct repo **out)
 	if (!r)
 		return -ENOMEM;
 	pthread_rwlock_init(&r->index_lock, NULL);
+	pthread_mutex_init(&r->dict_lock, NULL);
 	rc = store_open_location(location, 0, &r->store);
 	if (rc == -ENOENT) {
 		rc = hb_err(rc, "no repository at %s (run 'hiberbox init' to create one)", location);
@@ -262,6 +266,10 @@ int repo_open(const char *location, struct repo **out)
 	rc = parse_config(r, &b, store_location(r->store));
 	if (rc < 0)
 		goto fail;
+	rc = chunk_dict_resolver_add(&r->key, resolve_dict, r);
+	if (rc < 0)
+		goto fail;
+	r->resolver_added = true;
 	buf_free(&b);
 	*out = r;
 	return 0;
@@ -275,9 +283,15 @@ void repo_close(struct repo *r)
 {
 	if (!r)
 		return;
+	if (r->resolver_added)
+		chunk_dict_resolver_remove(&r->key);
 	chunk_index_free(r->index);
 	store_free(r->store);
 	pthread_rwlock_destroy(&r->index_lock);
+	for (size_t i = 0; i < r->ndicts; i++)
+		chunk_dict_free(r->dicts[i]);
+	free(r->dicts);
+	pthread_mutex_destroy(&r->dict_lock);
 	free(r);
 }
 
@@ -437,7 +451,7 @@ static int read_chunk_once(struct repo *r, const struct oid *chunk, struct buf *
 		rc = hb_err_ctx(rc, "chunk %s in pack %s", oid_format(chunk, hex),
 				oid_format(&e.pack, phex));
 	else {
-		rc = chunk_decode(&r->key, chunk, blob.data, blob.len, e.raw_length, e.flags, out);
+		rc = repo_chunk_decode(r, chunk, blob.data, blob.len, e.raw_length, e.flags, out);
 		if (rc < 0)
 			rc = hb_err_ctx(rc, "pack %s", oid_format(&e.pack, phex));
 	}
@@ -477,6 +491,207 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 	rc = read_chunk_once(r, chunk, out);
 	if (rc == -ENOENT)
 		rc = hb_err(-EBADMSG, "%s", hb_errmsg(rc)); /* referenced but gone: damage */
+	return rc;
+}
+
+/* ---- dictionaries ---- */
+
+static const struct chunk_dict *dict_cached(struct repo *r, uint32_t number)
+{
+	for (size_t i = 0; i < r->ndicts; i++)
+		if (chunk_dict_number(r->dicts[i]) == number)
+			return r->dicts[i];
+	return NULL;
+}
+
+/* Keep d in the cache (dict_lock held); frees d and gives the cached one if
+ * another thread loaded the same number meanwhile. */
+static int dict_keep(struct repo *r, struct chunk_dict *d, const struct chunk_dict **out)
+{
+	const struct chunk_dict *have = dict_cached(r, chunk_dict_number(d));
+	void *p;
+
+	if (have) {
+		chunk_dict_free(d);
+		*out = have;
+		return 0;
+	}
+	p = realloc(r->dicts, (r->ndicts + 1) * sizeof(*r->dicts));
+	if (!p) {
+		chunk_dict_free(d);
+		return -ENOMEM;
+	}
+	r->dicts = p;
+	r->dicts[r->ndicts++] = d;
+	*out = d;
+	return 0;
+}
+
+static int dict_load(struct repo *r, uint32_t number, const struct chunk_dict **out)
+{
+	char name[DICT_NAME_BYTES];
+	struct buf b = { .max = DICT_MAX_BYTES };
+	struct chunk_dict *d = NULL;
+	const uint8_t *bytes;
+	size_t len;
+	int rc;
+
+	pthread_mutex_lock(&r->dict_lock);
+	*out = dict_cached(r, number);
+	pthread_mutex_unlock(&r->dict_lock);
+	if (*out)
+		return 0;
+	dict_name(number, name);
+	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+	if (rc == -ENOENT)
+		rc = hb_err(rc, "dictionary %s is missing", name);
+	else if (rc == -EFBIG || rc == -E2BIG)
+		rc = hb_err(-EBADMSG, "dictionary %s is corrupt: too large", name);
+	else if (rc < 0)
+		rc = hb_err_ctx(rc, "dictionary %s", name);
+	if (rc == 0)
+		rc = dict_object_decode(&r->key, number, b.data, b.len, &bytes, &len);
+	if (rc == 0)
+		rc = chunk_dict_new(number, bytes, len, r->zstd_level, &d);
+	buf_free(&b);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&r->dict_lock);
+	rc = dict_keep(r, d, out);
+	pthread_mutex_unlock(&r->dict_lock);
+	return rc;
+}
+
+int repo_dict_for(struct repo *r, uint32_t flags, const struct chunk_dict **out)
+{
+	uint32_t number = chunk_flags_dict(flags);
+
+	*out = NULL;
+	return number ? dict_load(r, number, out) : 0;
+}
+
+int repo_chunk_decode(struct repo *r, const struct oid *id, const void *blob, size_t blob_len,
+		      uint32_t raw_len, uint32_t flags, struct buf *out)
+{
+	return chunk_decode(&r->key, id, blob, blob_len, raw_len, flags, out);
+}
+
+/* chunk_decode's way to this repository's dictionaries. */
+static int resolve_dict(void *ctx, uint32_t number, const struct chunk_dict **out)
+{
+	return dict_load(ctx, number, out);
+}
+
+struct dict_list {
+	uint32_t *numbers;
+	size_t count;
+};
+
+static int list_dict(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	struct dict_list *l = arg;
+	uint32_t number = dict_name_number(name);
+	void *p;
+
+	if (!number)
+		return 0; /* not ours */
+	p = realloc(l->numbers, (l->count + 1) * sizeof(*l->numbers));
+	if (!p)
+		return -ENOMEM;
+	l->numbers = p;
+	l->numbers[l->count++] = number;
+	return 0;
+}
+
+int repo_dict_numbers(struct repo *r, uint32_t **numbers, size_t *count)
+{
+	struct dict_list l = { 0 };
+	int rc = store_list(r->store, DICT_PREFIX, list_dict, &l);
+
+	if (rc < 0) {
+		free(l.numbers);
+		return rc;
+	}
+	*numbers = l.numbers;
+	*count = l.count;
+	return 0;
+}
+
+int repo_dict_pick(struct repo *r, const struct chunk_dict **out)
+{
+	uint32_t *numbers = NULL, best = 0;
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	rc = repo_dict_numbers(r, &numbers, &n);
+	if (rc < 0)
+		return rc;
+	/* The lowest number that loads: writers beside each other agree. */
+	while (rc == 0) {
+		uint32_t next = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (numbers[i] > best && (!next || numbers[i] < next))
+				next = numbers[i];
+		if (!next)
+			break;
+		best = next;
+		rc = dict_load(r, best, out);
+		if (rc == -ENOENT || rc == -EBADMSG) {
+			/* Gone or damaged ('hiberbox check' says which): try the next. */
+			hb_err_clear();
+			rc = 0;
+			*out = NULL;
+			continue;
+		}
+		if (rc == 0)
+			break;
+	}
+	free(numbers);
+	return rc;
+}
+
+int repo_dict_add(struct repo *r, struct buf *dict, const struct chunk_dict **out)
+{
+	uint32_t *numbers = NULL, number;
+	struct buf obj = BUF_INIT;
+	char name[DICT_NAME_BYTES];
+	struct chunk_dict *d = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = repo_dict_numbers(r, &numbers, &n);
+	for (int attempt = 0; rc == 0; attempt++) {
+		rc = dict_object_encode(&r->key, dict, numbers, n, &obj, &number);
+		if (rc < 0)
+			break;
+		dict_name(number, name);
+		rc = store_put(r->store, name, obj.data, obj.len, STORE_PUT_NOREPLACE);
+		if (rc != -EEXIST || attempt == 8)
+			break;
+		/* Someone stored one with the same number since the listing:
+		 * never replace it, take another number. */
+		hb_err_clear();
+		void *p = realloc(numbers, (n + 1) * sizeof(*numbers));
+
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
+		numbers = p;
+		numbers[n++] = number;
+		rc = 0;
+	}
+	if (rc == 0)
+		rc = chunk_dict_new(number, dict->data, dict->len, r->zstd_level, &d);
+	if (rc == 0) {
+		pthread_mutex_lock(&r->dict_lock);
+		rc = dict_keep(r, d, out);
+		pthread_mutex_unlock(&r->dict_lock);
+	}
+	free(numbers);
+	buf_free(&obj);
 	return rc;
 }
 

@@ -34,7 +34,11 @@
 #include "snapshot/store.h"
 #include "util/buf.h"
 
-#define REPO_FORMAT_VERSION 1
+/* Format version written by init.  Readers accept every version from 1 up to
+ * this one (docs/repository.md): 2 added dictionaries and compressed index
+ * files, which writers use only in repositories of version 2. */
+#define REPO_FORMAT_VERSION 2
+#define REPO_FORMAT_VERSION_MIN 1
 #define REPO_DEFAULT_ZSTD_LEVEL 3
 #define REPO_TAG_MAX 128
 
@@ -159,6 +163,7 @@ struct repo_gc_stats {
 	uint64_t bytes_freed;
 	uint64_t index_files_removed;
 	uint64_t chunks_removed;
+	uint64_t dicts_removed;
 };
 struct repo_gc_opts {
 	bool dry_run;

@@ -10,6 +10,15 @@
  * stored their packs and index file (commit order: packs, index, manifest,
  * refs), which is what keeps readers and crashes safe.
  *
+ * Dictionary (repositories of format 2, chunk.h, dict.h): a writer uses the
+ * repository's dictionary for chunks up to CHUNK_DICT_MAX_RAW_BYTES.  When
+ * the repository has none yet (its first snapshot), new small chunks are kept
+ * aside (copied) instead of compressed until WRITER_DICT_SAMPLE_BYTES of them
+ * are there, or the snapshot ends; then a dictionary is trained on them,
+ * stored (before any pack that uses it), and they are compressed with it.
+ * Too few of them (a small first snapshot) train none: they are compressed
+ * without, and the next writer tries again.
+ *
  * Lock order: writer->lock, then the repository's index lock (via
  * repo_index_*); never the other way round.
  */
@@ -33,6 +42,29 @@
 #define WRITER_BLOCK_BYTES (8u << 20) /* read and cut this much at a time */
 #define WRITER_LOCK_WAIT_MS 60000
 #define WRITER_PROGRESS_NS 100000000ull
+/* Train once this much of sample-sized chunks waits, or this much in all. */
+#define WRITER_DICT_SAMPLE_BYTES (2u << 20)
+#define WRITER_DICT_DEFER_MAX_BYTES (16u << 20)
+
+enum writer_dict_state {
+	DICT_OFF,      /* a format 1 repository, or training found nothing to learn */
+	DICT_COLLECT,  /* no dictionary yet: small new chunks wait in `deferred` */
+	DICT_TRAINING, /* one thread trains; the others keep deferring */
+	DICT_READY,    /* `dict` is set */
+};
+
+/* A small new chunk kept aside until the dictionary is there. */
+struct deferred_chunk {
+	struct oid id;
+	uint8_t *data;
+	uint32_t len;
+};
+
+struct deferred_list {
+	struct deferred_chunk *items;
+	size_t count, cap;
+	uint64_t bytes, sample_bytes;
+};
 
 struct repo_writer {
 	struct repo *repo;
@@ -49,6 +81,9 @@ struct repo_writer {
 	struct index_entry *entries; /* of packs already uploaded */
 	size_t nentries, cap;
 	uint64_t new_chunks, new_bytes, new_raw_bytes;
+	enum writer_dict_state dict_state;
+	const struct chunk_dict *dict; /* owned by the repository */
+	struct deferred_list deferred;
 	int error;
 	char errmsg[512];
 };
@@ -95,6 +130,12 @@ int repo_writer_new(struct repo *r, const struct repo_writer_opts *opts, struct 
 	rc = loaded ? repo_refresh(r) : repo_load_index(r);
 	if (rc < 0)
 		goto fail;
+	if (repo_has_dicts(r)) {
+		rc = repo_dict_pick(r, &w->dict);
+		if (rc < 0)
+			goto fail;
+		w->dict_state = w->dict ? DICT_READY : DICT_COLLECT;
+	}
 	*out = w;
 	return 0;
 fail:
@@ -102,11 +143,20 @@ fail:
 	return rc;
 }
 
+static void deferred_free(struct deferred_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i].data);
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
 void repo_writer_abort(struct repo_writer *w)
 {
 	if (!w)
 		return;
 	workqueue_free(w->pool);
+	deferred_free(&w->deferred);
 	if (w->lock)
 		repo_lock_release(w->lock);
 	pack_writer_free(w->pack);
@@ -180,15 +230,16 @@ static int flush_pack_locked(struct repo_writer *w)
 	return r;
 }
 
-/* Add one encoded chunk unless another worker got there first. */
+/* Add one encoded chunk unless another worker got there first (reserved: the
+ * chunk is in `pending` already, put there when it was deferred). */
 static int store_chunk(struct repo_writer *w, const struct oid *id, const struct buf *blob,
-		       uint32_t raw_len, uint32_t flags)
+		       uint32_t raw_len, uint32_t flags, bool reserved)
 {
 	struct index_entry e = { .chunk = *id };
 	int r;
 
 	pthread_mutex_lock(&w->lock_m);
-	r = chunk_index_add(w->pending, &e);
+	r = reserved ? 1 : chunk_index_add(w->pending, &e);
 	if (r <= 0)
 		goto out; /* already stored by this writer, or -ENOMEM */
 	r = pack_writer_add(w->pack, id, blob->data, (uint32_t)blob->len, raw_len, flags);
@@ -217,6 +268,8 @@ struct compress_job {
 	const uint8_t *data;
 	uint32_t len;
 	struct oid id;
+	const struct chunk_dict *dict;
+	bool reserved;
 };
 
 static void compress_job_run(void *arg)
@@ -226,9 +279,9 @@ static void compress_job_run(void *arg)
 	uint32_t flags = 0;
 	int r;
 
-	r = chunk_encode(j->w->level, j->data, j->len, &blob, &flags);
+	r = chunk_encode(j->w->level, j->dict, j->data, j->len, &blob, &flags);
 	if (r == 0)
-		r = store_chunk(j->w, &j->id, &blob, j->len, flags);
+		r = store_chunk(j->w, &j->id, &blob, j->len, flags, j->reserved);
 	if (r < 0)
 		writer_fail(j->w, r);
 	buf_free(&blob);
@@ -281,6 +334,152 @@ static void report_progress(struct repo_writer *w, uint64_t n)
 	pthread_mutex_unlock(&w->lock_m);
 }
 
+static void batch_run(struct repo_writer *w, struct compress_job *jobs, size_t njobs)
+{
+	struct batch batch = { .remaining = (unsigned)njobs };
+
+	if (!njobs)
+		return;
+	pthread_mutex_init(&batch.m, NULL);
+	pthread_cond_init(&batch.done, NULL);
+	/* Submit only once the array no longer moves. */
+	for (size_t i = 0; i < njobs; i++) {
+		jobs[i].batch = &batch;
+		workqueue_submit(w->pool, compress_job_run, &jobs[i]);
+	}
+	pthread_mutex_lock(&batch.m);
+	while (batch.remaining > 0)
+		pthread_cond_wait(&batch.done, &batch.m);
+	pthread_mutex_unlock(&batch.m);
+	pthread_mutex_destroy(&batch.m);
+	pthread_cond_destroy(&batch.done);
+}
+
+static int writer_error(struct repo_writer *w)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock_m);
+	r = w->error;
+	if (r < 0)
+		hb_err(r, "%s", w->errmsg);
+	pthread_mutex_unlock(&w->lock_m);
+	return r;
+}
+
+/* Keep a new small chunk aside (lock_m held; it is in `pending` already).
+ * @return 0 or -ENOMEM. */
+static int defer_locked(struct repo_writer *w, const struct oid *id, const uint8_t *data,
+			uint32_t len)
+{
+	struct deferred_list *l = &w->deferred;
+	uint8_t *copy;
+
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		void *p = realloc(l->items, cap * sizeof(*l->items));
+
+		if (!p)
+			return -ENOMEM;
+		l->items = p;
+		l->cap = cap;
+	}
+	copy = malloc(len);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, data, len);
+	l->items[l->count++] = (struct deferred_chunk){ *id, copy, len };
+	l->bytes += len;
+	if (len <= DICT_SAMPLE_MAX_RAW_BYTES)
+		l->sample_bytes += len;
+	return 0;
+}
+
+static bool train_due_locked(const struct repo_writer *w)
+{
+	return w->dict_state == DICT_COLLECT &&
+	       (w->deferred.sample_bytes >= WRITER_DICT_SAMPLE_BYTES ||
+		w->deferred.bytes >= WRITER_DICT_DEFER_MAX_BYTES);
+}
+
+/* Compress and store deferred chunks (with dict, may be NULL), then free them. */
+static int flush_deferred(struct repo_writer *w, struct deferred_list *l,
+			  const struct chunk_dict *dict)
+{
+	struct compress_job *jobs = l->count ? calloc(l->count, sizeof(*jobs)) : NULL;
+
+	if (l->count && !jobs) {
+		deferred_free(l);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < l->count; i++)
+		jobs[i] = (struct compress_job){ .w = w, .data = l->items[i].data,
+						 .len = l->items[i].len, .id = l->items[i].id,
+						 .dict = dict, .reserved = true };
+	batch_run(w, jobs, l->count);
+	free(jobs);
+	deferred_free(l);
+	return writer_error(w);
+}
+
+/* Train the dictionary on the deferred chunks, store it, and compress them
+ * with it.  at_end: the snapshot is complete, train on whatever there is. */
+static int writer_train(struct repo_writer *w, bool at_end)
+{
+	struct deferred_list mine, more;
+	struct buf samples = BUF_INIT, dict = BUF_INIT;
+	const struct chunk_dict *d = NULL;
+	size_t *sizes = NULL;
+	unsigned n = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock_m);
+	if (w->dict_state != DICT_COLLECT || (!at_end && !train_due_locked(w))) {
+		pthread_mutex_unlock(&w->lock_m);
+		return 0;
+	}
+	w->dict_state = DICT_TRAINING;
+	mine = w->deferred;
+	memset(&w->deferred, 0, sizeof(w->deferred));
+	pthread_mutex_unlock(&w->lock_m);
+
+	sizes = malloc((mine.count ? mine.count : 1) * sizeof(*sizes));
+	r = sizes ? buf_reserve(&samples, mine.sample_bytes ? mine.sample_bytes : 1) : -ENOMEM;
+	for (size_t i = 0; i < mine.count && r == 0; i++) {
+		if (mine.items[i].len > DICT_SAMPLE_MAX_RAW_BYTES)
+			continue;
+		buf_append(&samples, mine.items[i].data, mine.items[i].len);
+		sizes[n++] = mine.items[i].len;
+	}
+	if (r == 0)
+		r = dict_train(samples.data, sizes, n, &dict);
+	if (r == 0)
+		r = repo_dict_add(w->repo, &dict, &d);
+	if (r == -ENODATA)
+		r = 0; /* nothing worth learning: go on without */
+	buf_free(&samples);
+	buf_free(&dict);
+	free(sizes);
+
+	pthread_mutex_lock(&w->lock_m);
+	w->dict = d;
+	w->dict_state = d ? DICT_READY : DICT_OFF;
+	more = w->deferred; /* deferred by others meanwhile; no more from now on */
+	memset(&w->deferred, 0, sizeof(w->deferred));
+	pthread_mutex_unlock(&w->lock_m);
+	if (r < 0) {
+		deferred_free(&mine);
+		deferred_free(&more);
+		return r;
+	}
+	r = flush_deferred(w, &mine, d);
+	if (r == 0)
+		r = flush_deferred(w, &more, d);
+	else
+		deferred_free(&more);
+	return r;
+}
+
 /* Cut data[0..len) into chunks (all of it if eof, else leaving a tail shorter
  * than the largest chunk), store the new ones, append refs to list.
  * @return the number of bytes consumed, or -errno. */
@@ -289,18 +488,17 @@ static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t
 {
 	const struct chunker_params *cp = &w->repo->chunker;
 	struct compress_job *jobs = NULL;
-	struct batch batch = { .remaining = 0 };
 	size_t pos = 0, njobs = 0, cap = 0;
+	bool train = false;
 	int r = 0;
 
-	pthread_mutex_init(&batch.m, NULL);
-	pthread_cond_init(&batch.done, NULL);
 	while (pos < len && (eof || len - pos >= cp->max_bytes)) {
 		size_t n = chunker_cut(cp, data + pos, len - pos);
 		struct oid id = { { 0 } };
 
 		if (!all_zero(data + pos, n)) {
-			struct index_entry e;
+			struct index_entry e = { .chunk = { { 0 } } };
+			const struct chunk_dict *dict = NULL;
 
 			oid_compute(&w->repo->key, data + pos, n, &id);
 			r = repo_index_lookup(w->repo, &id, &e);
@@ -309,7 +507,19 @@ static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t
 			if (r == 0) {
 				pthread_mutex_lock(&w->lock_m);
 				r = chunk_index_lookup(w->pending, &id, &e);
+				if (r == 0 && n <= CHUNK_DICT_MAX_RAW_BYTES &&
+				    (w->dict_state == DICT_COLLECT || w->dict_state == DICT_TRAINING)) {
+					e.chunk = id;
+					r = chunk_index_add(w->pending, &e);
+					if (r > 0)
+						r = defer_locked(w, &id, data + pos, (uint32_t)n);
+					train |= train_due_locked(w);
+					r = r < 0 ? r : 1; /* handled */
+				}
+				dict = w->dict;
 				pthread_mutex_unlock(&w->lock_m);
+				if (r < 0)
+					break;
 			}
 			if (r == 0) {
 				if (njobs == cap) {
@@ -323,8 +533,9 @@ static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t
 					jobs = p;
 					cap = c;
 				}
-				jobs[njobs++] = (struct compress_job){ w, &batch, data + pos,
-								       (uint32_t)n, id };
+				jobs[njobs++] = (struct compress_job){ .w = w, .data = data + pos,
+								       .len = (uint32_t)n, .id = id,
+								       .dict = dict };
 			}
 		}
 		r = chunk_list_add(list, &id, (uint32_t)n);
@@ -332,24 +543,13 @@ static ssize_t process_window(struct repo_writer *w, const uint8_t *data, size_t
 			break;
 		pos += n;
 	}
-	/* Submit only once the array no longer moves. */
-	batch.remaining = (unsigned)njobs;
-	for (size_t i = 0; i < njobs; i++)
-		workqueue_submit(w->pool, compress_job_run, &jobs[i]);
-	pthread_mutex_lock(&batch.m);
-	while (batch.remaining > 0)
-		pthread_cond_wait(&batch.done, &batch.m);
-	pthread_mutex_unlock(&batch.m);
-	pthread_mutex_destroy(&batch.m);
-	pthread_cond_destroy(&batch.done);
+	batch_run(w, jobs, njobs);
 	free(jobs);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&w->lock_m);
-	r = w->error;
-	if (r < 0)
-		hb_err(r, "%s", w->errmsg);
-	pthread_mutex_unlock(&w->lock_m);
+	r = writer_error(w);
+	if (r == 0 && train)
+		r = writer_train(w, false);
 	if (r < 0)
 		return r;
 	report_progress(w, pos);
@@ -520,6 +720,10 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	int rc;
 
 	workqueue_wait(w->pool);
+	/* The first snapshot of a small tree: train on what there is. */
+	rc = writer_train(w, true);
+	if (rc < 0)
+		goto out;
 	pthread_mutex_lock(&w->lock_m);
 	rc = w->error;
 	if (rc < 0)
@@ -536,7 +740,8 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	}
 	/* Index after packs: an index entry never points at a missing pack. */
 	if (w->nentries > 0) {
-		rc = index_file_encode(w->entries, w->nentries, &data);
+		rc = repo_has_dicts(r) ? index_file_encode_v2(w->entries, w->nentries, &data)
+				       : index_file_encode(w->entries, w->nentries, &data);
 		if (rc < 0)
 			goto out;
 		oid_compute(&r->key, data.data, data.len, &id);

@@ -12,7 +12,8 @@
 #   - check --read-data names chunk and pack of a flipped byte;
 #   - check on a deleted index file, truncated pack, corrupt or truncated
 #     manifest fails with one line naming the problem;
-#   - snapshot diff lists added, removed and changed paths, sorted.
+#   - snapshot diff lists added, removed and changed paths, sorted;
+#   - gc keeps the dictionary chunks use and removes one they do not.
 set -euo pipefail
 shopt -s extglob nullglob
 source "$(dirname "$0")/lib.sh"
@@ -527,6 +528,14 @@ hb_ok snapshot diff "$DA" "$DA" >"$T/diff-out"
 # Snapshots of different trees: everything of one is gone, of the other new.
 hb_ok snapshot diff "$B" "$S4" >"$T/diff-out"
 [ "$(cat "$T/diff-out")" = "+ keep"$'\n'"- two" ] || bad "snapshot diff of unrelated trees: $(head -c 500 "$T/diff-out")"
+
+# --- dictionaries: gc keeps the one chunks use, removes any other ----------------------------
+used_dicts=$(cd "$REPO" && ls dicts)
+[ -n "$used_dicts" ] || bad "no dictionary in a repository of thousands of small files"
+cp "$REPO/dicts/$(head -n 1 <<<"$used_dicts")" "$REPO/dicts/000001" # as a crashed writer leaves one
+gc_json >/dev/null
+[ ! -e "$REPO/dicts/000001" ] || bad "gc kept a dictionary no chunk uses"
+[ "$(cd "$REPO" && ls dicts)" = "$used_dicts" ] || bad "gc removed a dictionary in use: $(cd "$REPO" && ls dicts)"
 
 check_clean "at the end" --read-data
 finish

@@ -249,6 +249,40 @@ expect_error "empty config" snapshot list || true
 rm "$HIBERBOX_REPO/config"
 expect_error "missing config" snapshot list || true
 
+# --- the repository's dictionary (trained on A's small files): damaged or missing ----------
+# check_names CASE REGEX: check fails (not a crash) with a report line matching REGEX.
+check_names() {
+	hb_try check
+	if [ "$HB_RC" -eq 0 ] || [ "$HB_RC" -gt 128 ]; then
+		bad "$1: check exited $HB_RC: $(head -c 500 "$T/err")"
+	elif ! grep -qE -- "$2" "$T/err"; then
+		bad "$1: check did not report /$2/: $(head -c 500 "$T/err")"
+	fi
+}
+fresh_repo
+dicts=$(list_repo dicts)
+if [ "$(wc -w <<<"$dicts")" -ne 1 ]; then
+	bad "expected one dictionary after the first snapshots, found: '$dicts'"
+else
+	dname=${dicts#dicts/}
+	python3 - "$HIBERBOX_REPO/$dicts" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(100)
+    b = f.read(1)
+    f.seek(100)
+    f.write(bytes([b[0] ^ 0x20]))
+EOF
+	check_names "corrupt dictionary" "^dictionary dicts/$dname is corrupt: .*[0-9]+ chunks use it"
+	restore_fails_cleanly "corrupt dictionary" a && expect_in "$HB_ERR" "dicts/$dname" "corrupt dictionary: restore" || true
+	b_still_fine "corrupt dictionary"
+	fresh_repo
+	rm "$HIBERBOX_REPO/$dicts"
+	check_names "missing dictionary" "^dictionary dicts/$dname is missing \([0-9]+ chunks use it\)"
+	restore_fails_cleanly "missing dictionary" a && expect_in "$HB_ERR" "dicts/$dname" "missing dictionary: restore" || true
+	b_still_fine "missing dictionary"
+fi
+
 # --- after all that, the pristine copy is still fine (the damage was the cause) ---------------
 fresh_repo
 hb_try check --read-data

@@ -288,11 +288,101 @@ static void test_file_corrupt(void)
 	CHECK_ERR(index_file_decode(f.data, f.len, &out, &n), -EBADMSG);
 	/* Bad magic with a valid checksum. */
 	CHECK_OK(index_file_encode(in, 4, &f));
-	f.data[7] = '2';
+	f.data[7] = '9';
 	reseal(&f, 4);
 	CHECK_ERR(index_file_decode(f.data, f.len, &out, &n), -EBADMSG);
 	CHECK(strstr(hb_errmsg(-EBADMSG), "magic") != NULL);
 	buf_free(&f);
+}
+
+static int by_chunk(const void *a, const void *b)
+{
+	return oid_cmp(&((const struct index_entry *)a)->chunk,
+		       &((const struct index_entry *)b)->chunk);
+}
+
+/* Entries as a writer makes them: packs of blobs back to back. */
+static void make_packed(struct index_entry *e, size_t n)
+{
+	uint32_t off = PACK_HEADER_BYTES;
+
+	for (size_t i = 0; i < n; i++) {
+		make_entry((uint64_t)i, &e[i]);
+		e[i].pack = e[i - i % 300].pack; /* 300 chunks a pack */
+		if (i % 300 == 0)
+			off = PACK_HEADER_BYTES;
+		e[i].offset = off;
+		e[i].length = 100 + (uint32_t)(i * 37 % 20000);
+		e[i].raw_length = e[i].length * 3;
+		e[i].flags = i % 5 == 0 ? CHUNK_FLAG_DICT | 0x4c5eaeu << CHUNK_DICT_SHIFT
+			   : i % 7 == 0 ? CHUNK_FLAG_RAW : 0;
+		if (e[i].flags == CHUNK_FLAG_RAW)
+			e[i].raw_length = e[i].length;
+		off += e[i].length;
+	}
+}
+
+static void test_file_v2(void)
+{
+	enum { N = 3000 };
+	struct index_entry *in = calloc(N, sizeof(*in)), *out = NULL;
+	struct buf f = BUF_INIT, v1 = BUF_INIT;
+	size_t n = 0;
+
+	make_packed(in, N);
+	in[17].offset += 1000; /* a gap, as after gc */
+	CHECK_OK(index_file_encode_v2(in, N, &f));
+	CHECK_OK(index_file_encode(in, N, &v1));
+	CHECK(!memcmp(f.data, INDEX_MAGIC_V2, 8));
+	CHECK(f.len * 2 < v1.len); /* the point of it */
+	CHECK_OK(index_file_decode(f.data, f.len, &out, &n));
+	CHECK(n == N);
+	if (n == N) {
+		/* The same entries, in pack order: compare as sets. */
+		qsort(in, N, sizeof(*in), by_chunk);
+		qsort(out, N, sizeof(*out), by_chunk);
+		for (size_t i = 0; i < N; i++)
+			CHECK(entry_same(&in[i], &out[i]));
+	}
+	free(out);
+	/* The same entries in another order: the same bytes (gc names files by
+	 * their content). */
+	CHECK_OK(index_file_encode_v2(in, N, &v1));
+	CHECK(v1.len == f.len && !memcmp(v1.data, f.data, f.len));
+	/* Empty. */
+	CHECK_OK(index_file_encode_v2(in, 0, &f));
+	CHECK_OK(index_file_decode(f.data, f.len, &out, &n));
+	CHECK(n == 0);
+	free(out);
+
+	/* Every truncation and every byte flip is refused. */
+	CHECK_OK(index_file_encode_v2(in, 40, &f));
+	for (size_t len = 0; len < f.len; len++) {
+		CHECK_ERR(index_file_decode(f.data, len, &out, &n), -EBADMSG);
+		CHECK(out == NULL && n == 0);
+	}
+	for (size_t i = 0; i < f.len; i++) {
+		f.data[i] ^= 0x11;
+		CHECK_ERR(index_file_decode(f.data, f.len, &out, &n), -EBADMSG);
+		f.data[i] ^= 0x11;
+	}
+	CHECK_OK(index_file_decode(f.data, f.len, &out, &n));
+	free(out);
+	/* Impossible entries behind a valid checksum. */
+	{
+		struct index_entry m[3] = { in[0], in[1], in[2] };
+
+		m[1].flags = CHUNK_FLAG_DICT; /* a dictionary without number */
+		CHECK_OK(index_file_encode_v2(m, 3, &f));
+		CHECK_ERR(index_file_decode(f.data, f.len, &out, &n), -EBADMSG);
+		m[1] = in[1];
+		m[1].offset = PACK_MAX_BYTES;
+		CHECK_OK(index_file_encode_v2(m, 3, &f));
+		CHECK_ERR(index_file_decode(f.data, f.len, &out, &n), -EBADMSG);
+	}
+	buf_free(&f);
+	buf_free(&v1);
+	free(in);
 }
 
 /* test-index --write-corpus DIR: index files as fuzzer seeds. */
@@ -327,5 +417,6 @@ int main(int argc, char **argv)
 	test_concurrent();
 	test_file_roundtrip();
 	test_file_corrupt();
+	test_file_v2();
 	TEST_MAIN_END();
 }

@@ -42,7 +42,7 @@ static void build_pack(struct pack_writer *w, struct buf *pack, struct pack_entr
 	for (int i = 0; i < NCHUNKS; i++) {
 		uint32_t flags;
 
-		CHECK_OK(chunk_encode(3, chunk_data[i], chunk_sizes[i], &blob, &flags));
+		CHECK_OK(chunk_encode(3, NULL, chunk_data[i], chunk_sizes[i], &blob, &flags));
 		CHECK_OK(pack_writer_add(w, &chunk_ids[i], blob.data, (uint32_t)blob.len,
 					 (uint32_t)chunk_sizes[i], flags));
 	}
