@@ -362,17 +362,23 @@ static int stat_child(struct walk_dir *d, uint32_t k)
 	e->st_nlink = sx.stx_nlink;
 	e->prev = -1;
 	if (S_ISLNK(sx.stx_mode)) {
-		char target[PATH_MAX];
-		ssize_t n = readlinkat(d->fd, name, target, sizeof(target) - 1);
+		/* On the heap: a full queue runs a subdirectory's job inline, so
+		 * this frame may repeat once per level of a deep tree. */
+		ssize_t n;
+		char *shrink;
 
+		e->target = malloc(PATH_MAX);
+		if (!e->target)
+			return -ENOMEM;
+		n = readlinkat(d->fd, name, e->target, PATH_MAX - 1);
 		if (n < 0)
 			return hb_err(-errno, "cannot read symlink '%s': %s", e->path,
 				      strerror(errno));
-		target[n] = '\0';
-		e->target = strdup(target);
-		if (!e->target)
-			return -ENOMEM;
+		e->target[n] = '\0';
 		e->node.size = (uint64_t)n;
+		shrink = realloc(e->target, (size_t)n + 1); /* do not keep PATH_MAX per link */
+		if (shrink)
+			e->target = shrink;
 	}
 	atomic_fetch_add(&d->c->kept, 1);
 	if (S_ISDIR(sx.stx_mode)) {

@@ -461,6 +461,39 @@ static void test_racy_ctime(void)
 	close(o.rootfd);
 }
 
+/* A deep chain of directories (each level is a job of its own). */
+static void test_deep_tree(void)
+{
+	char deep[4096], p[4096];
+	struct walk_opts o = { .root = deep, .threads = 4 };
+	struct walk_entry *w = NULL;
+	uint32_t n = 0;
+	size_t len;
+
+	snprintf(deep, sizeof(deep), "%s/deep", base);
+	CHECK(mkdir(deep, 0755) == 0);
+	strcpy(p, deep);
+	len = strlen(p);
+	for (int i = 0; i < 600; i++) {
+		memcpy(p + len, "/a", 3);
+		len += 2;
+		CHECK(mkdir(p, 0755) == 0);
+	}
+	memcpy(p + len, "/leaf", 6);
+	CHECK(symlink("../../..", p) == 0);
+	o.rootfd = open(deep, O_RDONLY | O_DIRECTORY);
+	CHECK_OK(walk_tree(&o, NULL, &w, &n));
+	CHECK(n == 602);
+	if (n == 602) {
+		CHECK(strlen(w[601].path) == 600 * 2 - 1 + 5);
+		CHECK(w[601].target && !strcmp(w[601].target, "../../.."));
+		CHECK(w[601].node.parent == 600 && w[600].node.nlink == 2);
+		CHECK(w[1].node.nlink == 3);
+	}
+	walk_free(w, n);
+	close(o.rootfd);
+}
+
 /* A directory that cannot be listed fails the walk, naming it. */
 static void test_unreadable_dir_fails(void)
 {
@@ -614,6 +647,7 @@ int main(void)
 	test_threads_same_result();
 	test_parent_matching();
 	test_racy_ctime();
+	test_deep_tree();
 	test_unreadable_dir_fails();
 	test_create_rereads_changed();
 	test_unchanged_body_reused();
