@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,11 @@
 #include <unistd.h>
 
 #include "fs/fs-int.h"
+#include "fs/lower.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
 #define MOUNT_WAIT_MS 60000
-
-void lower_prefetch_hot(struct hbfs *fs);
 
 static void fs_free(struct hbfs *fs)
 {
@@ -62,6 +62,47 @@ static int default_upper(char *out, size_t size)
 	return 0;
 }
 
+/* The upper directory is opened (and its meta written and synced, on a new
+ * one) in a thread of its own while the manifest is decoded: it needs only
+ * the snapshot id, and an fsync costs as much as decoding a large manifest. */
+struct upper_job {
+	struct hbfs *fs;
+	int r;
+	char msg[1024];
+};
+
+static void *upper_open_main(void *arg)
+{
+	struct upper_job *j = arg;
+
+	j->r = upper_open(j->fs);
+	if (j->r < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", hb_errmsg(j->r));
+	return NULL;
+}
+
+/* Load the manifest and build the tree while upper_open runs beside. */
+static int load_lower_and_upper(struct hbfs *fs)
+{
+	struct upper_job j = { .fs = fs };
+	pthread_t t;
+	bool threaded = pthread_create(&t, NULL, upper_open_main, &j) == 0;
+	int r;
+
+	if (!threaded)
+		upper_open_main(&j);
+	r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
+	if (r >= 0)
+		r = tree_init(fs);
+	if (threaded)
+		pthread_join(t, NULL);
+	if (r < 0)
+		return r;
+	if (j.r < 0)
+		return hb_err(j.r, "%s", j.msg);
+	return 0;
+}
+
 /* Everything up to a live kernel mount.  On failure *out is NULL. */
 static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 {
@@ -92,13 +133,7 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	r = repo_resolve(fs->repo, opts->snapshot, &fs->base_id);
 	if (r < 0)
 		goto fail;
-	r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
-	if (r < 0)
-		goto fail;
-	r = tree_init(fs);
-	if (r < 0)
-		goto fail;
-	r = upper_open(fs);
+	r = load_lower_and_upper(fs);
 	if (r < 0)
 		goto fail;
 	r = upper_replay(fs);
@@ -112,6 +147,41 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 fail:
 	fs_free(fs);
 	return r;
+}
+
+/* The kernel reads ahead at most 128 KiB on a FUSE mount by default (the
+ * bdi's own limit, below the 1 MiB the fs offers at INIT): a program's first
+ * start faults its binary in through hundreds of requests.  Raise the bdi's
+ * limit to HBFS_BDI_READAHEAD_KB: a quarter as many requests and decoded
+ * chunks handed over whole.  Best effort (needs root; sysfs may be absent). */
+#define HBFS_BDI_READAHEAD_KB 1024
+
+static void raise_readahead(const char *mountpoint)
+{
+	char line[8192], path[128], dev[32] = "";
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int fd;
+
+	if (!f)
+		return;
+	/* "id parent major:minor root mountpoint ...": the last match wins */
+	while (fgets(line, sizeof(line), f)) {
+		char d[32], mnt[4096];
+
+		if (sscanf(line, "%*u %*u %31s %*s %4095s", d, mnt) == 2 && !strcmp(mnt, mountpoint))
+			snprintf(dev, sizeof(dev), "%s", d);
+	}
+	fclose(f);
+	if (!dev[0])
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	snprintf(line, sizeof(line), "%d\n", HBFS_BDI_READAHEAD_KB);
+	if (write(fd, line, strlen(line)) < 0)
+		fprintf(stderr, "hiberbox-fs: %s: %s\n", path, strerror(errno));
+	close(fd);
 }
 
 static void report(int fd, int r)
@@ -153,6 +223,9 @@ static int serve(const struct hbfs_opts *opts, int ready_fd)
 		report(ready_fd, r);
 		return r;
 	}
+	/* Decoding the hot list overlaps the kernel mount and whatever the
+	 * caller does before its first read (a sandbox's init). */
+	lower_prefetch_hot(fs);
 	snprintf(optstr, sizeof(optstr), "default_permissions,fsname=hiberbox,subtype=hiberbox%s",
 		 geteuid() == 0 ? ",allow_other" : "");
 	argv[0] = "hiberbox";
@@ -174,12 +247,12 @@ static int serve(const struct hbfs_opts *opts, int ready_fd)
 		r = hb_err(-EIO, "mounting FUSE at %s (is /dev/fuse usable?)", fs->mountpoint);
 		goto out;
 	}
+	raise_readahead(fs->mountpoint);
 	r = control_start(fs);
 	if (r < 0) {
 		fuse_session_unmount(se);
 		goto out;
 	}
-	lower_prefetch_hot(fs);
 	report(ready_fd, 0);
 	ready_fd = -1;
 	cfg = fuse_loop_cfg_create();

@@ -1,12 +1,23 @@
 /* Reading lower file content: chunk by chunk through repo_read_chunk (which
- * verifies every chunk), with a small cache of decoded chunks and read-ahead
- * of the chunks after the ones just read.
+ * verifies every chunk), with a cache of decoded chunks, read-ahead of the
+ * chunks after the ones just read, and a prefetch of the hot list.
  *
- * The cache is a fixed array scanned linearly (a few dozen entries: cheaper
- * than a hash).  An entry being fetched is marked loading so that a reader and
- * the read-ahead never fetch the same chunk twice; waiters sleep on a condvar.
- * A chunk that fails verification is not cached: that read returns EIO, is
- * logged, and a later read tries again.
+ * The cache is a fixed array with a small hash index (chained through entry
+ * indices).  An entry being fetched is marked loading so that a reader, the
+ * read-ahead and the prefetch never fetch the same chunk twice; waiters sleep
+ * on a condvar.  A chunk that fails verification is not cached: that read
+ * returns EIO, is logged, and a later read tries again.
+ *
+ * Hot list.  The chunks readers use in the first LOWER_HOT_WINDOW_SEC after
+ * the mount, in first-use order, become the hot list of the next commit.  On
+ * the next mount a few threads decode that list into the cache as soon as the
+ * manifest is loaded (before the kernel mount exists), so that a sandbox's
+ * first command finds its binary and libraries decoded.  The prefetch stays
+ * at most LOWER_PREFETCH_AHEAD chunks ahead of the furthest hot chunk a
+ * reader has used, so it never evicts what is about to be read; entries it
+ * decoded and nobody used yet are evicted last (for the hot window).  If
+ * readers use none of it for LOWER_PREFETCH_STALL_MS (the workload changed)
+ * it stops, and its entries become ordinary ones.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,26 +25,80 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs/fs-int.h"
+#include "fs/lower.h"
 #include "util/error.h"
+#include "util/fileio.h"
 #include "util/workqueue.h"
+
+#define LOWER_CACHE_CHUNKS 192       /* decoded chunks kept (64 KiB on average) */
+#define LOWER_CACHE_BUCKETS 256      /* hash index; a power of two */
+#define LOWER_PREFETCH_AHEAD 128     /* hot chunks decoded ahead of the readers */
+#define LOWER_PREFETCH_STALL_MS 3000
+#define LOWER_PREFETCH_THREADS_LOCAL 2 /* decoding: bound by cores */
+#define LOWER_PREFETCH_THREADS_REMOTE 8 /* S3: bound by round trips */
+#define LOWER_HOT_WINDOW_SEC 30
+
+_Static_assert(LOWER_PREFETCH_AHEAD < LOWER_CACHE_CHUNKS, "prefetch window exceeds the cache");
 
 struct cache_entry {
 	struct oid id;
 	struct buf data;
 	uint64_t last_use;
-	bool valid, loading;
+	int32_t next;     /* hash chain: index of the next entry, -1 at the end */
+	uint32_t hot_idx; /* prefetched, not used yet: index in the hot list + 1; else 0 */
+	bool valid, loading, used;
 };
 
 struct chunk_cache {
 	pthread_mutex_t lock;
-	pthread_cond_t loaded;
+	pthread_cond_t loaded;   /* an entry stopped loading */
+	pthread_cond_t progress; /* a reader used a prefetched chunk, or stop */
 	uint64_t clock;
-	struct oid hot[HBFS_HOT_MAX]; /* first fetches, in order */
+	uint64_t start_ns;       /* the mount: the hot window starts here */
+	/* hot list recorded for the next commit, in first-use order */
+	struct oid hot[HBFS_HOT_MAX];
 	uint32_t nhot;
-	struct cache_entry e[HBFS_CACHE_CHUNKS];
+	/* prefetch of the mounted snapshot's hot list */
+	const struct oid *pf_list;
+	uint32_t pf_count, pf_next, pf_pos; /* pf_pos: furthest used index + 1 */
+	uint32_t pf_running;                /* threads still working */
+	pthread_t pf_threads[LOWER_PREFETCH_THREADS_REMOTE];
+	uint32_t pf_nthreads;
+	bool pf_stop;
+	struct lower_stats stats;
+	int32_t bucket[LOWER_CACHE_BUCKETS];
+	struct cache_entry e[LOWER_CACHE_CHUNKS];
 };
+
+static uint32_t bucket_of(const struct oid *id)
+{
+	uint32_t h;
+
+	memcpy(&h, id->b, sizeof(h)); /* chunk ids are keyed hashes: uniform */
+	return h & (LOWER_CACHE_BUCKETS - 1);
+}
+
+static void index_add(struct chunk_cache *c, int32_t i)
+{
+	uint32_t b = bucket_of(&c->e[i].id);
+
+	c->e[i].next = c->bucket[b];
+	c->bucket[b] = i;
+}
+
+static void index_remove(struct chunk_cache *c, int32_t i)
+{
+	int32_t *p = &c->bucket[bucket_of(&c->e[i].id)];
+
+	while (*p >= 0 && *p != i)
+		p = &c->e[*p].next;
+	if (*p == i)
+		*p = c->e[i].next;
+	c->e[i].next = -1;
+}
 
 int cache_new(struct hbfs *fs)
 {
@@ -43,6 +108,12 @@ int cache_new(struct hbfs *fs)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->loaded, NULL);
+	pthread_cond_init(&c->progress, NULL);
+	c->start_ns = now_ns();
+	for (int i = 0; i < LOWER_CACHE_BUCKETS; i++)
+		c->bucket[i] = -1;
+	for (int i = 0; i < LOWER_CACHE_CHUNKS; i++)
+		c->e[i].next = -1;
 	fs->cache = c;
 	fs->readahead = workqueue_new(2, 64);
 	if (!fs->readahead)
@@ -50,35 +121,97 @@ int cache_new(struct hbfs *fs)
 	return 0;
 }
 
+static void prefetch_stop(struct chunk_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->pf_stop = true;
+	pthread_cond_broadcast(&c->progress);
+	pthread_mutex_unlock(&c->lock);
+	for (uint32_t t = 0; t < c->pf_nthreads; t++)
+		pthread_join(c->pf_threads[t], NULL);
+	c->pf_nthreads = 0;
+}
+
 void cache_free(struct hbfs *fs)
 {
 	struct chunk_cache *c = fs->cache;
 
+	if (c)
+		prefetch_stop(c);
 	workqueue_free(fs->readahead);
 	fs->readahead = NULL;
 	if (!c)
 		return;
-	for (int i = 0; i < HBFS_CACHE_CHUNKS; i++)
+	if (c->stats.hot_count)
+		fprintf(stderr, "hiberbox-fs: hot list at unmount: %u of %u chunks prefetched, "
+				"%u of them used by readers\n", c->stats.prefetched,
+			c->stats.hot_count, c->stats.prefetch_hits);
+	for (int i = 0; i < LOWER_CACHE_CHUNKS; i++)
 		buf_free(&c->e[i].data);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->loaded);
+	pthread_cond_destroy(&c->progress);
 	free(c);
 	fs->cache = NULL;
 }
 
 static struct cache_entry *cache_find(struct chunk_cache *c, const struct oid *id)
 {
-	for (int i = 0; i < HBFS_CACHE_CHUNKS; i++)
-		if ((c->e[i].valid || c->e[i].loading) && oid_equal(&c->e[i].id, id))
+	for (int32_t i = c->bucket[bucket_of(id)]; i >= 0; i = c->e[i].next)
+		if (oid_equal(&c->e[i].id, id))
 			return &c->e[i];
 	return NULL;
 }
 
-/* Copy [skip, skip+n) of chunk id into dst (dst NULL: only load it). */
-static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t skip, size_t n)
+/* The entry to reuse: a free one, else the least recently used that no
+ * reader is waiting for, prefetched-but-unused entries last.  Lock held. */
+static struct cache_entry *cache_victim(struct chunk_cache *c)
+{
+	struct cache_entry *victim = NULL;
+	/* the protection ends with the prefetch's stall or the hot window */
+	bool protect = !c->pf_stop &&
+		       now_ns() - c->start_ns < (uint64_t)LOWER_HOT_WINDOW_SEC * 1000000000ull;
+
+	for (int i = 0; i < LOWER_CACHE_CHUNKS; i++) {
+		struct cache_entry *x = &c->e[i];
+		bool xp = protect && x->hot_idx, vp = victim && protect && victim->hot_idx;
+
+		if (x->loading)
+			continue;
+		if (!x->valid)
+			return x;
+		if (!victim || (vp && !xp) || (vp == xp && x->last_use < victim->last_use))
+			victim = x;
+	}
+	return victim;
+}
+
+/* A reader uses entry e (lock held): the hot list and the prefetch's
+ * progress learn about it. */
+static void note_use(struct chunk_cache *c, struct cache_entry *e)
+{
+	if (e->hot_idx) {
+		if (e->hot_idx > c->pf_pos)
+			c->pf_pos = e->hot_idx;
+		e->hot_idx = 0;
+		c->stats.prefetch_hits++;
+		pthread_cond_broadcast(&c->progress);
+	}
+	if (e->used)
+		return;
+	e->used = true;
+	if (c->nhot < HBFS_HOT_MAX &&
+	    now_ns() - c->start_ns < (uint64_t)LOWER_HOT_WINDOW_SEC * 1000000000ull)
+		c->hot[c->nhot++] = e->id;
+}
+
+/* Copy [skip, skip+n) of chunk id into dst (dst NULL: only load it, for the
+ * read-ahead, or for the prefetch with hot_idx = index in its list + 1). */
+static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t skip, size_t n,
+		      uint32_t hot_idx)
 {
 	struct chunk_cache *c = fs->cache;
-	struct cache_entry *e, *victim = NULL;
+	struct cache_entry *e, *victim;
 	struct buf b = BUF_INIT;
 	int r;
 
@@ -89,29 +222,29 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 		e->last_use = ++c->clock;
 		r = 0;
 		if (dst) {
+			note_use(c, e);
 			if (skip + n > e->data.len)
 				r = -EIO;
 			else
 				memcpy(dst, e->data.data + skip, n);
+		} else if (hot_idx && e->used && hot_idx > c->pf_pos) {
+			c->pf_pos = hot_idx; /* a reader got there first */
 		}
 		pthread_mutex_unlock(&c->lock);
 		return r;
 	}
-	for (int i = 0; i < HBFS_CACHE_CHUNKS; i++) {
-		struct cache_entry *x = &c->e[i];
-
-		if (x->loading)
-			continue;
-		if (!victim || !x->valid || (victim->valid && x->last_use < victim->last_use))
-			victim = x;
-		if (!x->valid)
-			break;
-	}
+	victim = cache_victim(c);
 	if (victim) {
+		if (victim->valid) /* indexed while valid or loading */
+			index_remove(c, (int32_t)(victim - c->e));
 		victim->valid = false;
 		victim->loading = true;
+		victim->used = false;
+		victim->hot_idx = 0;
 		victim->id = *id;
+		index_add(c, (int32_t)(victim - c->e));
 	}
+	c->stats.fetched++;
 	pthread_mutex_unlock(&c->lock);
 
 	r = repo_read_chunk(fs->repo, id, &b);
@@ -124,8 +257,6 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 	}
 
 	pthread_mutex_lock(&c->lock);
-	if (r >= 0 && c->nhot < HBFS_HOT_MAX)
-		c->hot[c->nhot++] = *id;
 	if (r >= 0 && dst)
 		memcpy(dst, b.data + skip, n);
 	if (victim) {
@@ -136,6 +267,11 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 			b = (struct buf)BUF_INIT;
 			victim->valid = true;
 			victim->last_use = ++c->clock;
+			victim->hot_idx = hot_idx;
+			if (dst)
+				note_use(c, victim);
+		} else {
+			index_remove(c, (int32_t)(victim - c->e));
 		}
 		pthread_cond_broadcast(&c->loaded);
 	}
@@ -170,7 +306,7 @@ static void readahead_run(void *arg)
 {
 	struct readahead_job *j = arg;
 
-	cache_read(j->fs, &j->id, NULL, 0, 0);
+	cache_read(j->fs, &j->id, NULL, 0, 0, 0);
 	free(j);
 }
 
@@ -240,7 +376,7 @@ ssize_t lower_read(struct hbfs *fs, uint32_t i, const uint64_t *ends, void *out,
 		if (oid_is_zero(&c[k].id)) {
 			memset(dst + done, 0, n);
 		} else {
-			int r = cache_read(fs, &c[k].id, dst + done, skip, n);
+			int r = cache_read(fs, &c[k].id, dst + done, skip, n, 0);
 
 			if (r < 0) {
 				fprintf(stderr, "hiberbox-fs: read of inode %u at %" PRIu64
@@ -257,28 +393,117 @@ ssize_t lower_read(struct hbfs *fs, uint32_t i, const uint64_t *ends, void *out,
 	return (ssize_t)len;
 }
 
-/* Prefetch the hot list of the last mount (best effort, in the background):
- * the first chunks into the memory cache; from a remote repository the rest
- * too, which fills the repository's local cache (store-tiered) in parallel
- * with the first reads. */
-void lower_prefetch_hot(struct hbfs *fs);
+/* Next index of the hot list to prefetch, or -1 when done.  Waits while the
+ * window ahead of the readers is full; stops for good after a stall. */
+static int64_t prefetch_next(struct chunk_cache *c)
+{
+	int64_t k = -1;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->pf_stop && c->pf_next < c->pf_count) {
+		struct timespec until;
+		uint32_t pos = c->pf_pos;
+		int r;
+
+		if (c->pf_next < pos + LOWER_PREFETCH_AHEAD) {
+			k = c->pf_next++;
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += LOWER_PREFETCH_STALL_MS / 1000;
+		until.tv_nsec += (LOWER_PREFETCH_STALL_MS % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		r = pthread_cond_timedwait(&c->progress, &c->lock, &until);
+		if (r == ETIMEDOUT && c->pf_pos == pos)
+			c->pf_stop = true; /* nobody reads what we decode */
+	}
+	pthread_mutex_unlock(&c->lock);
+	return k;
+}
+
+/* The last prefetch thread out: what it did goes to the log. */
+static void prefetch_finish(struct hbfs *fs)
+{
+	struct chunk_cache *c = fs->cache;
+	struct lower_stats st;
+
+	pthread_mutex_lock(&c->lock);
+	if (--c->pf_running) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->stats.prefetch_done = true;
+	st = c->stats;
+	pthread_mutex_unlock(&c->lock);
+	fprintf(stderr, "hiberbox-fs: hot list: %u of %u chunks prefetched (%u failed), %u used "
+			"so far, %" PRIu64 " ms after the start\n", st.prefetched, st.hot_count,
+		st.prefetch_failed, st.prefetch_hits, (now_ns() - c->start_ns) / 1000000);
+}
+
+static void *prefetch_main(void *arg)
+{
+	struct hbfs *fs = arg;
+	struct chunk_cache *c = fs->cache;
+	int64_t k;
+
+	while ((k = prefetch_next(c)) >= 0) {
+		int r = cache_read(fs, &c->pf_list[k], NULL, 0, 0, (uint32_t)k + 1);
+
+		pthread_mutex_lock(&c->lock);
+		if (r < 0)
+			c->stats.prefetch_failed++;
+		else
+			c->stats.prefetched++;
+		pthread_mutex_unlock(&c->lock);
+		hb_err_clear();
+	}
+	prefetch_finish(fs);
+	return NULL;
+}
+
 void lower_prefetch_hot(struct hbfs *fs)
 {
-	uint32_t count, limit = HBFS_CACHE_CHUNKS / 2;
+	struct chunk_cache *c = fs->cache;
+	uint32_t count, threads = LOWER_PREFETCH_THREADS_LOCAL;
 	const struct oid *hot = manifest_hot(fs->m, &count);
 
+	if (!c || !count || c->pf_nthreads)
+		return;
 	if (!strncmp(repo_location(fs->repo), "s3://", 5))
-		limit = HBFS_HOT_MAX;
-	for (uint32_t k = 0; k < count && k < limit; k++) {
-		struct readahead_job *j = malloc(sizeof(*j));
-
-		if (!j)
-			return;
-		j->fs = fs;
-		j->id = hot[k];
-		if (workqueue_submit(fs->readahead, readahead_run, j) < 0)
-			free(j);
+		threads = LOWER_PREFETCH_THREADS_REMOTE;
+	pthread_mutex_lock(&c->lock);
+	c->pf_list = hot;
+	c->pf_count = count;
+	c->stats.hot_count = count;
+	c->pf_running = threads;
+	pthread_mutex_unlock(&c->lock);
+	for (uint32_t t = 0; t < threads; t++) {
+		if (pthread_create(&c->pf_threads[t], NULL, prefetch_main, fs) != 0) {
+			/* the threads never started count as finished */
+			pthread_mutex_lock(&c->lock);
+			c->pf_running -= threads - t - 1;
+			pthread_mutex_unlock(&c->lock);
+			prefetch_finish(fs);
+			break;
+		}
+		c->pf_nthreads++;
 	}
+}
+
+void lower_stats(struct hbfs *fs, struct lower_stats *out)
+{
+	struct chunk_cache *c = fs->cache;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	out->recorded = c->nhot;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count)
