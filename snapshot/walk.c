@@ -307,12 +307,21 @@ static void dir_job(void *arg);
  * store now.  Record such a ctime 1 ns earlier, so that the next snapshot
  * finds it different and looks at the inode again (git "smudges" racily
  * clean index entries the same way).  ctime is never restored; only change
- * detection reads it. */
+ * detection reads it.  A ctime of whole seconds may come from a filesystem
+ * that keeps no more (ext4 with small inodes: seconds, FAT: 2 s): there the
+ * tick is that long. */
+#define WALK_COARSE_FS_TICK_SEC 2
+
 static void smudge_racy_ctime(const struct walk *c, struct manifest_node *n)
 {
-	if (n->ctime_sec < c->started.tv_sec ||
-	    (n->ctime_sec == c->started.tv_sec && n->ctime_nsec < (uint32_t)c->started.tv_nsec))
+	if (n->ctime_nsec == 0) {
+		if (n->ctime_sec + WALK_COARSE_FS_TICK_SEC <= c->started.tv_sec)
+			return;
+	} else if (n->ctime_sec < c->started.tv_sec ||
+		   (n->ctime_sec == c->started.tv_sec &&
+		    n->ctime_nsec < (uint32_t)c->started.tv_nsec)) {
 		return;
+	}
 	if (n->ctime_nsec > 0) {
 		n->ctime_nsec--;
 	} else {
