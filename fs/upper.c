@@ -14,11 +14,9 @@
  *            [nxattrs (name value)*]  -- the whole metadata of a node
  *   2 DIRENT parent name child       -- set a name (child 0: remove it)
  * A rename is one record with two DIRENTs, so it is replayed whole or not at
- * all.  Records are copied into a shared mapping of the journal under the
- * tree lock (see struct journal): in the page cache once copied, even if the
- * process is killed right after; a torn tail (a kill during the copy, power
- * loss) fails its checksum and is cut off on the next mount, like the zeros
- * after it.
+ * all.  Records are written with one write() each under the tree lock, which
+ * the kernel completes even if the process is killed right after; a torn tail
+ * (power loss) fails its checksum and is cut off on the next mount.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -53,20 +50,9 @@ enum { OP_INODE = 1, OP_DIRENT = 2 };
 static int precreate_start(struct hbfs *fs);
 static void precreate_stop(struct hbfs *fs);
 
-/* Records are copied into a shared mapping of the journal: like a write(),
- * they are in the page cache once copied (a kill loses nothing answered), but
- * without a system call each (nor ext4 updating the journal's times each
- * time).  The file is grown ahead with fallocate, so a full disk fails the
- * fallocate instead of a store into the mapping (SIGBUS); the zeros after the
- * last record are cut off at unmount, and after a kill a replay reads them as
- * the end.  When the mapping cannot be had, records are pwrite()n. */
-#define JOURNAL_MAP_STEP ((size_t)4 << 20)
-
 struct journal {
 	int fd;
-	uint64_t bytes;  /* the records end here */
-	uint8_t *map;    /* [0, map_len) of the file, shared; NULL: none yet */
-	size_t map_len;  /* the file's size while mapped (zeros after bytes) */
+	uint64_t bytes;
 };
 
 static uint64_t zigzag(int64_t v)
@@ -137,33 +123,8 @@ void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t chi
 	put_varint(b, child);
 }
 
-/* Room for need more bytes in the mapping: 0, or negative errno (then the
- * caller writes instead). */
-static int journal_reserve(struct journal *j, size_t need)
-{
-	size_t len;
-	void *m;
-
-	if (j->map && j->bytes + need <= j->map_len)
-		return 0;
-	len = (size_t)j->bytes + need + (size_t)j->bytes / 4; /* grow by a quarter */
-	len = (len + JOURNAL_MAP_STEP - 1) / JOURNAL_MAP_STEP * JOURNAL_MAP_STEP;
-	if (fallocate(j->fd, 0, 0, (off_t)len) < 0)
-		return -errno;
-	if (j->map)
-		m = mremap(j->map, j->map_len, len, MREMAP_MAYMOVE);
-	else
-		m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, j->fd, 0);
-	if (m == MAP_FAILED)
-		return -errno; /* an old mapping stays valid */
-	j->map = m;
-	j->map_len = len;
-	return 0;
-}
-
 int jrec_commit(struct hbfs *fs, struct jrec *r)
 {
-	struct journal *j = fs->journal;
 	struct buf rec = BUF_INIT;
 	uint8_t h[JOURNAL_HEADER_BYTES];
 	int ret;
@@ -175,22 +136,15 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 	memcpy(h, JOURNAL_MAGIC, 4);
 	put_le32(h + 4, (uint32_t)r->b.len);
 	put_le64(h + 8, XXH3_64bits(r->b.data, r->b.len));
-	if (journal_reserve(j, sizeof(h) + r->b.len) == 0) {
-		memcpy(j->map + j->bytes, h, sizeof(h));
-		memcpy(j->map + j->bytes + sizeof(h), r->b.data, r->b.len);
-		j->bytes += sizeof(h) + r->b.len;
-		buf_free(&r->b);
-		return 0;
-	}
 	ret = buf_append(&rec, h, sizeof(h));
 	if (!ret)
 		ret = buf_append(&rec, r->b.data, r->b.len);
 	if (!ret)
-		ret = pwrite_all(j->fd, rec.data, rec.len, (off_t)j->bytes);
+		ret = write_all(fs->journal->fd, rec.data, rec.len);
 	if (ret < 0)
 		hb_err(ret, "appending to the journal of %s", fs->upper_path);
 	else
-		j->bytes += rec.len;
+		fs->journal->bytes += rec.len;
 	buf_free(&rec);
 	buf_free(&r->b);
 	return ret;
@@ -263,7 +217,7 @@ int upper_open(struct hbfs *fs)
 	if (!fs->journal)
 		return -ENOMEM;
 	fs->journal->fd = openat(fs->upper_fd, "journal",
-				 O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+				 O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fs->journal->fd < 0)
 		return hb_err(-errno, "opening %s/journal", fs->upper_path);
 	/* One mount per upper directory. */
@@ -281,12 +235,6 @@ void upper_close(struct hbfs *fs)
 	if (fs->data_fd >= 0)
 		precreate_stop(fs);
 	if (fs->journal) {
-		if (fs->journal->map) {
-			munmap(fs->journal->map, fs->journal->map_len);
-			if (ftruncate(fs->journal->fd, (off_t)fs->journal->bytes) < 0)
-				fprintf(stderr, "hiberbox-fs: cannot cut the zeros off %s/journal\n",
-					fs->upper_path); /* harmless: replay stops at them */
-		}
 		if (fs->journal->fd >= 0)
 			close(fs->journal->fd);
 		free(fs->journal);
@@ -521,14 +469,6 @@ static int replay_finish(struct hbfs *fs)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 int upper_replay(struct hbfs *fs)
 {
 	struct buf b = { .max = JOURNAL_MAX_BYTES };
@@ -547,9 +487,7 @@ int upper_replay(struct hbfs *fs)
 		    len > b.len - off - JOURNAL_HEADER_BYTES)
 			break; /* a record cut short: the torn tail of a crash */
 		if (XXH3_64bits(h + JOURNAL_HEADER_BYTES, len) != get_le64(h + 8)) {
-			size_t end = off + JOURNAL_HEADER_BYTES + len;
-
-			if (all_zero(b.data + end, b.len - end))
+			if (off + JOURNAL_HEADER_BYTES + len == b.len)
 				break; /* the last record, partly written */
 			buf_free(&b);
 			return hb_err(-EBADMSG, "%s/journal: record %" PRIu64 " at byte %zu is corrupt "
@@ -567,10 +505,8 @@ int upper_replay(struct hbfs *fs)
 		records++;
 	}
 	if (good < b.len) {
-		/* zeros only: the room a killed mount had made ahead */
-		if (!all_zero(b.data + good, b.len - good))
-			fprintf(stderr, "hiberbox-fs: %s/journal: dropping a torn tail of %zu bytes\n",
-				fs->upper_path, b.len - good);
+		fprintf(stderr, "hiberbox-fs: %s/journal: dropping a torn tail of %zu bytes\n",
+			fs->upper_path, b.len - good);
 		if (ftruncate(fs->journal->fd, (off_t)good) < 0) {
 			buf_free(&b);
 			return hb_err(-errno, "truncating %s/journal", fs->upper_path);
