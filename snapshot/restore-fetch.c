@@ -11,12 +11,13 @@
  * already holds (store_cached) is read from it, in ranges that each lie in
  * one cached piece, and not asked of the network again.
  *
- * Run: a pool of f->fetchers threads, one range each at a time: read it
+ * Run: a pipeline.  f->fetchers threads each read one range at a time
  * (through the store, so a tiered store keeps it in the cache for a later
- * mount), decode and verify each blob once (a chunk used by several files
- * or several times in one is decoded once) and hand it to f->put for each
- * use.  Files are thus written while other ranges are still downloading;
- * memory stays at about fetchers x RESTORE_RANGE_MAX_BYTES.
+ * mount) and hand it to f->writers, which decode and verify each blob once
+ * (a chunk used by several files or several times in one is decoded once)
+ * and give it to f->put for each use.  Files are thus written while other
+ * ranges are still downloading.  Memory: the ranges in flight plus at most
+ * RESTORE_LANDED_MAX_BYTES landed and not yet written.
  *
  * Failures: a blob that fails verification drops the cached copy of its pack
  * (store_invalidate) and its range is read once more from the source before
@@ -57,7 +58,10 @@ struct restore_fetch_run {
 	struct range *ranges;
 	size_t nranges, cap_ranges;
 	uint64_t range_max; /* bytes per range, for this restore */
-	struct workqueue *pool;
+	struct workqueue *pool; /* the fetchers */
+	pthread_mutex_t budget_lock;
+	pthread_cond_t budget_cond;
+	uint64_t landed_bytes; /* fetched or being fetched, not yet written */
 };
 
 static int use_cmp(const void *a, const void *b)
@@ -394,12 +398,12 @@ static bool cancelled(const struct restore_fetch *f)
 	return atomic_load(f->cancel) != 0;
 }
 
-/* Decode and verify one stored blob, as repo_read_chunk does after its read:
- * the one place here that knows how chunks are encoded. */
+/* Decode and verify one stored blob, as repo_read_chunk does after its read
+ * (with the repository's dictionaries). */
 static int decode_blob(struct repo *r, const struct index_entry *e, const void *blob,
 		       struct buf *out)
 {
-	return chunk_decode(&r->key, &e->chunk, blob, e->length, e->raw_length, e->flags, out);
+	return repo_chunk_decode(r, &e->chunk, blob, e->length, e->raw_length, e->flags, out);
 }
 
 /* Hand the decoded chunk to every use [first, end) of it. */
@@ -444,28 +448,17 @@ static int fetch_by_chunk(struct range *g, struct buf *chunk)
 	return r;
 }
 
-static int fetch_range(struct range *g)
+/* Decode, verify and hand out every blob of a landed range (on a writer). */
+static int write_range(struct range *g, struct buf *data)
 {
 	struct restore_fetch_run *run = g->run;
 	const struct restore_fetch *f = run->f;
 	struct store *store = f->repo->store;
-	struct buf data = { .max = g->len }, chunk = BUF_INIT;
+	struct buf chunk = BUF_INIT;
 	char name[REPO_NAME_BYTES], phex[OID_HEX_BYTES], chex[OID_HEX_BYTES];
 	bool refetched = false;
-	int r;
+	int r = 0;
 
-	repo_pack_name(&g->pack, name);
-	r = store_get(store, name, g->off, g->len, &data);
-	if (r == -ENOENT) {
-		r = fetch_by_chunk(g, &chunk);
-		goto out;
-	}
-	if (r < 0) {
-		r = hb_err_ctx(r, "restoring '%s'%s: pack %s", f->paths[run->uses[g->first].file],
-			       g->end - g->first > 1 ? " (and what shares its range)" : "",
-			       oid_format(&g->pack, phex));
-		goto out;
-	}
 	for (size_t i = g->first, j; i < g->end && r == 0; i = j) {
 		const struct use *u = &run->uses[i];
 
@@ -475,13 +468,14 @@ static int fetch_range(struct range *g)
 			r = -ECANCELED;
 			break;
 		}
-		r = decode_blob(f->repo, &u->e, data.data + (u->e.offset - g->off), &chunk);
+		r = decode_blob(f->repo, &u->e, data->data + (u->e.offset - g->off), &chunk);
 		if (r == -EBADMSG && !refetched) {
 			/* A cached copy or a transfer may be bad: read the range once
 			 * more from the source before calling the chunk damaged. */
 			refetched = true;
+			repo_pack_name(&g->pack, name);
 			store_invalidate(store, name);
-			r = store_get(store, name, g->off, g->len, &data);
+			r = store_get(store, name, g->off, g->len, data);
 			if (r < 0) {
 				r = hb_err_ctx(r, "restoring '%s': pack %s", f->paths[u->file],
 					       oid_format(&g->pack, phex));
@@ -498,9 +492,87 @@ static int fetch_range(struct range *g)
 		}
 		r = put_uses(run, i, j, &chunk);
 	}
-out:
-	buf_free(&data);
 	buf_free(&chunk);
+	return r;
+}
+
+/* A range whose bytes have arrived, waiting for a writer. */
+struct landed {
+	struct range *g;
+	struct buf data;
+};
+
+static void budget_release(struct restore_fetch_run *run, uint64_t bytes)
+{
+	pthread_mutex_lock(&run->budget_lock);
+	run->landed_bytes -= bytes;
+	pthread_cond_broadcast(&run->budget_cond);
+	pthread_mutex_unlock(&run->budget_lock);
+}
+
+static void write_job(void *arg)
+{
+	struct landed *l = arg;
+	struct restore_fetch_run *run = l->g->run;
+	const struct restore_fetch *f = run->f;
+	int r = 0;
+
+	if (!cancelled(f)) {
+		hb_err_clear();
+		r = write_range(l->g, &l->data);
+		if (r < 0 && r != -ECANCELED)
+			f->fail(f->arg, r);
+	}
+	budget_release(run, l->g->len);
+	buf_free(&l->data);
+	free(l);
+}
+
+/* Wait until the landed ranges leave room for this one (memory stays
+ * bounded however much slower the writers are than the network). */
+static void budget_take(struct restore_fetch_run *run, uint64_t bytes)
+{
+	pthread_mutex_lock(&run->budget_lock);
+	while (run->landed_bytes > 0 && run->landed_bytes + bytes > RESTORE_LANDED_MAX_BYTES &&
+	       !cancelled(run->f))
+		pthread_cond_wait(&run->budget_cond, &run->budget_lock);
+	run->landed_bytes += bytes;
+	pthread_mutex_unlock(&run->budget_lock);
+}
+
+/* On a fetcher: read one range and hand it to the writers. */
+static int fetch_range(struct range *g)
+{
+	struct restore_fetch_run *run = g->run;
+	const struct restore_fetch *f = run->f;
+	struct landed *l = calloc(1, sizeof(*l));
+	char name[REPO_NAME_BYTES], phex[OID_HEX_BYTES];
+	int r;
+
+	if (!l)
+		return -ENOMEM;
+	l->g = g;
+	l->data.max = g->len;
+	budget_take(run, g->len);
+	repo_pack_name(&g->pack, name);
+	r = cancelled(f) ? -ECANCELED : store_get(f->repo->store, name, g->off, g->len, &l->data);
+	if (r == 0) {
+		workqueue_submit(f->writers, write_job, l);
+		return 0;
+	}
+	if (r == -ENOENT) {
+		struct buf chunk = BUF_INIT;
+
+		r = fetch_by_chunk(g, &chunk);
+		buf_free(&chunk);
+	} else if (r != -ECANCELED) {
+		r = hb_err_ctx(r, "restoring '%s'%s: pack %s", f->paths[run->uses[g->first].file],
+			       g->end - g->first > 1 ? " (and what shares its range)" : "",
+			       oid_format(&g->pack, phex));
+	}
+	budget_release(run, g->len);
+	buf_free(&l->data);
+	free(l);
 	return r;
 }
 
@@ -534,6 +606,10 @@ static int range_cmp_uses(const void *a, const void *b)
 static void run_free(struct restore_fetch_run *run)
 {
 	workqueue_free(run->pool);
+	if (run->f->writers)
+		workqueue_wait(run->f->writers); /* they use the plan */
+	pthread_mutex_destroy(&run->budget_lock);
+	pthread_cond_destroy(&run->budget_cond);
 	free(run->uses);
 	free(run->ranges);
 	free(run);
@@ -549,6 +625,8 @@ int restore_fetch_start(const struct restore_fetch *f, const uint32_t *files, si
 	if (!run)
 		return -ENOMEM;
 	run->f = f;
+	pthread_mutex_init(&run->budget_lock, NULL);
+	pthread_cond_init(&run->budget_cond, NULL);
 	if ((r = plan_uses(run, files, nfiles)) < 0 || (r = plan_ranges(run)) < 0) {
 		run_free(run);
 		return r;

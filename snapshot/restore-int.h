@@ -11,6 +11,8 @@
 #pragma once
 #include <stdatomic.h>
 
+#include "util/workqueue.h"
+
 #include "snapshot/repo-int.h"
 
 /* A range read holds at most this much (memory: fetchers x this)... */
@@ -21,6 +23,9 @@
  * on the way, instead of after a few big ranges have landed. */
 #define RESTORE_RANGE_MIN_BYTES (1u << 20)
 #define RESTORE_RANGES_PER_FETCHER 2
+/* Ranges fetched but not yet written hold at most this much memory (one
+ * range is always allowed): fetchers wait for writers beyond it. */
+#define RESTORE_LANDED_MAX_BYTES (128u << 20)
 /* Blobs closer than this are read in one range, the gap read and dropped:
  * a request costs a round trip, a few hundred KiB cost less on any link
  * where round trips matter. */
@@ -31,6 +36,11 @@ struct restore_fetch {
 	const struct manifest *m;
 	char *const *paths; /* relative path of every entry, for messages */
 	unsigned fetchers;  /* ranges in flight */
+	/* Where landed ranges are decoded, verified and handed to put (a pool
+	 * with about one thread per core: creating files, the slow part, gains
+	 * nothing from more threads than cores, and contends in the
+	 * filesystem).  Jobs are queued here as ranges land. */
+	struct workqueue *writers;
 	/* Called from the fetch threads once for every chunk use (file entry,
 	 * byte offset in it), with its verified bytes.  @return 0, or a negative
 	 * errno with a message: the restore stops. */
@@ -56,5 +66,7 @@ int restore_load_index(struct repo *r, unsigned parallel);
  * message when planning failed (nothing was started). */
 int restore_fetch_start(const struct restore_fetch *f, const uint32_t *files, size_t nfiles,
 			struct restore_fetch_run **out);
-/* Wait for every started range and free the run.  Failures went to f->fail. */
+/* Wait for every started range to be fetched and written (f->writers is
+ * waited for: all its jobs, not only the ranges) and free the run.
+ * Failures went to f->fail. */
 void restore_fetch_wait(struct restore_fetch_run *run);

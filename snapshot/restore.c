@@ -1,8 +1,9 @@
 /* snapshot restore: recreate a snapshot's tree in a directory.
  *
- * Phase 1 (one thread, breadth-first so parents exist before children)
- * creates directories.  Phase 2 fills regular files and creates symlinks,
- * fifos and devices, in parallel.  Phase 3 makes hard links and sets the
+ * Phase 1 creates directories, a depth at a time (breadth-first so parents
+ * exist before children) on all cores.  Phase 2 fills regular files and
+ * creates symlinks, fifos and devices, in parallel, in each directory as
+ * soon as phase 1 has made it.  Phase 3 makes hard links and sets the
  * metadata of directories, last and deepest first, so that creating their
  * children does not disturb their times.  Ownership is set before the mode
  * (chown clears set-id bits) and xattrs after ownership (chown clears
@@ -10,12 +11,13 @@
  *
  * Phase 2 has two ways to get file content.  From object storage, where
  * round trips cost more than anything else, restore-fetch.c reads the
- * chunks of all files by pack, many ranges in flight, and calls put_chunk
- * for each chunk as it arrives: the file is created by its first chunk and
- * gets its metadata with its last, while workers create the files that need
- * no chunk (empty, inline, holes only) and the other non-directories beside
- * it.  From a local repository, where a chunk read is a pread, workers fill
- * whole files each (fill_file), chunk after chunk (repo_read_chunk).
+ * chunks of all files by pack, many ranges in flight from before phase 1,
+ * and the workers call put_chunk for each chunk of a range that has
+ * landed: the file is created by its first chunk and gets its metadata
+ * with its last, while the same workers create the files that need no
+ * chunk (empty, inline, holes only) and the other non-directories.  From
+ * a local repository, where a chunk read is a pread, workers fill whole
+ * files each (fill_file), chunk after chunk (repo_read_chunk).
  *
  * Every chunk is verified on the way.  A file whose content fails
  * verification, or that is not complete when the restore fails, is removed,
@@ -75,8 +77,13 @@ struct restore_ctx {
 	pthread_mutex_t lock;
 	int error;
 	_Atomic int cancel; /* error is set: stop starting work */
-	_Atomic bool dirs_done; /* phase 1 is over (or failed): under lock */
+	/* Phase 1 makes directories a depth at a time: every directory of
+	 * depth < dirs_made exists (UINT32_MAX: all, or the restore failed;
+	 * 0: not even the root may be written to yet).  Changed under lock,
+	 * with dirs_cond broadcast. */
+	_Atomic uint32_t dirs_made;
 	pthread_cond_t dirs_cond;
+	uint32_t *depth; /* of every entry (root: 0) */
 	char errmsg[1024];
 	/* Phase 2 from object storage (NULL otherwise). */
 	struct fetched_file *files;
@@ -421,21 +428,27 @@ static int open_fetched(struct restore_ctx *c, uint32_t i)
 	return fd;
 }
 
-/* Phase 1 is over (or the restore failed): chunks may be written. */
-static void dirs_ready(struct restore_ctx *c)
+/* Every directory down to `level` exists (UINT32_MAX: all of them, or the
+ * restore failed): files may be created in them. */
+static void dirs_ready(struct restore_ctx *c, uint32_t level)
 {
 	pthread_mutex_lock(&c->lock);
-	atomic_store(&c->dirs_done, true);
+	atomic_store(&c->dirs_made, level == UINT32_MAX ? level : level + 1);
 	pthread_cond_broadcast(&c->dirs_cond);
 	pthread_mutex_unlock(&c->lock);
 }
 
-static int wait_for_dirs(struct restore_ctx *c)
+/* Wait until directory `dir` exists.  @return 0, or -ECANCELED. */
+static int wait_for_dir(struct restore_ctx *c, uint32_t dir)
 {
-	pthread_mutex_lock(&c->lock);
-	while (!atomic_load(&c->dirs_done))
-		pthread_cond_wait(&c->dirs_cond, &c->lock);
-	pthread_mutex_unlock(&c->lock);
+	uint32_t need = c->depth[dir];
+
+	if (atomic_load(&c->dirs_made) <= need) {
+		pthread_mutex_lock(&c->lock);
+		while (atomic_load(&c->dirs_made) <= need)
+			pthread_cond_wait(&c->dirs_cond, &c->lock);
+		pthread_mutex_unlock(&c->lock);
+	}
 	return atomic_load(&c->cancel) ? -ECANCELED : 0;
 }
 
@@ -449,7 +462,7 @@ static int put_chunk(void *arg, uint32_t i, uint64_t off, const void *data, size
 	bool kept = false;
 	int fd, r;
 
-	if (!atomic_load(&c->dirs_done) && (r = wait_for_dirs(c)) < 0)
+	if ((r = wait_for_dir(c, manifest_node(c->m, i)->parent)) < 0)
 		return r;
 	pthread_mutex_lock(lock);
 	fd = f->fd;
@@ -516,7 +529,7 @@ static void remove_unfinished(struct restore_ctx *c)
 /* Start reading the chunks of every fetched file.  *run is NULL when there
  * is none. */
 static int start_fetch(struct restore_ctx *c, struct restore_fetch *fetch, unsigned fetchers,
-		       uint32_t **files_out, struct restore_fetch_run **run)
+		       struct workqueue *writers, uint32_t **files_out, struct restore_fetch_run **run)
 {
 	uint32_t count = manifest_count(c->m), n = 0, *files;
 
@@ -549,7 +562,7 @@ static int start_fetch(struct restore_ctx *c, struct restore_fetch *fetch, unsig
 	if (n == 0)
 		return 0;
 	*fetch = (struct restore_fetch){ .repo = c->repo, .m = c->m, .paths = c->paths,
-					 .fetchers = fetchers, .put = put_chunk,
+					 .fetchers = fetchers, .writers = writers, .put = put_chunk,
 					 .fail = fetch_failed, .arg = c, .cancel = &c->cancel };
 	return restore_fetch_start(fetch, files, n, run);
 }
@@ -603,6 +616,110 @@ static void fill_job_run(void *arg)
 		if (r < 0 && r != -ECANCELED)
 			ctx_fail(j->c, r);
 	}
+}
+
+/* Phase 2's worker jobs, made in manifest order, each handed out once its
+ * directory exists. */
+struct fill_plan {
+	struct fill_job *jobs;
+	uint32_t njobs, next; /* next entry to look at */
+	struct workqueue *pool;
+};
+
+/* Submit the jobs of every sibling run whose directory is at depth <= level. */
+static void submit_fill_jobs(struct restore_ctx *c, struct fill_plan *p, uint32_t level)
+{
+	uint32_t count = manifest_count(c->m);
+
+	while (p->next < count) {
+		uint32_t i = p->next, end = i, parent = manifest_node(c->m, i)->parent;
+		uint64_t bytes = 0;
+		bool any = false;
+
+		if (c->depth[parent] > level)
+			return; /* breadth-first: every later run is deeper */
+		/* Siblings are contiguous (breadth-first order). */
+		while (end < count && end - i < FILL_JOB_MAX_ENTRIES &&
+		       manifest_node(c->m, end)->parent == parent && bytes < FILL_JOB_MAX_BYTES) {
+			const struct manifest_node *n = manifest_node(c->m, end);
+
+			if (filled_by_worker(c, end)) {
+				any = true;
+				if (S_ISREG(n->mode))
+					bytes += n->size;
+			}
+			end++;
+		}
+		if (any) {
+			p->jobs[p->njobs] = (struct fill_job){ c, i, end };
+			workqueue_submit(p->pool, fill_job_run, &p->jobs[p->njobs++]);
+		}
+		p->next = end;
+	}
+}
+
+#define MKDIR_JOB_MAX_ENTRIES 64
+
+static void mkdir_job_run(void *arg)
+{
+	struct fill_job *j = arg;
+
+	for (uint32_t i = j->first; i < j->end && !atomic_load(&j->c->cancel); i++) {
+		int r;
+
+		if (!S_ISDIR(manifest_node(j->c->m, i)->mode))
+			continue;
+		r = create_entry(j->c, i, false, &j->c->skipped);
+		if (r < 0)
+			ctx_fail(j->c, r);
+	}
+}
+
+/* Phase 1 into an empty directory: the directories of one depth at a time,
+ * on all cores, and after each depth the worker jobs of the directories it
+ * completed, so that files are created at the top of the tree while deeper
+ * directories are still being made.  (Creating an inode is the slow part of
+ * a restore on many filesystems.) */
+static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
+{
+	uint32_t count = manifest_count(c->m), level = 0;
+	struct workqueue *pool = workqueue_new(0, count / MKDIR_JOB_MAX_ENTRIES + 2);
+	struct fill_job *jobs = calloc(count / MKDIR_JOB_MAX_ENTRIES + 2, sizeof(*jobs));
+	uint32_t i = 1;
+	int r = 0;
+
+	if (!pool || !jobs) {
+		workqueue_free(pool);
+		free(jobs);
+		return -ENOMEM;
+	}
+	dirs_ready(c, 0); /* the root */
+	submit_fill_jobs(c, fp, 0);
+	while (i < count && r == 0) {
+		uint32_t njobs = 0;
+
+		level = c->depth[i];
+		/* Entries of one depth are contiguous (breadth-first order). */
+		while (i < count && c->depth[i] == level) {
+			uint32_t end = i;
+
+			while (end < count && c->depth[end] == level && end - i < MKDIR_JOB_MAX_ENTRIES)
+				end++;
+			jobs[njobs] = (struct fill_job){ c, i, end };
+			workqueue_submit(pool, mkdir_job_run, &jobs[njobs++]);
+			i = end;
+		}
+		workqueue_wait(pool);
+		if (atomic_load(&c->cancel)) {
+			r = hb_err(c->error, "%s", c->errmsg); /* set once, never changed */
+			break;
+		}
+		dirs_ready(c, level);
+		submit_fill_jobs(c, fp, level);
+	}
+	workqueue_free(pool);
+	free(jobs);
+	return r;
 }
 
 /* Restoring from object storage waits on round trips, not on cores: keep
@@ -680,8 +797,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	struct repo_restore_opts defaults = { 0 };
 	struct restore_ctx c = { .repo = r, .rootfd = -1, .as_root = geteuid() == 0,
 				 .euid = geteuid(), .egid = getegid(), .umask = current_umask() };
-	struct workqueue *pool = NULL;
-	struct fill_job *jobs = NULL;
+	struct fill_plan fill = { 0 };
 	struct restore_fetch fetch;
 	struct restore_fetch_run *fetch_run = NULL;
 	uint32_t count, *fetch_files = NULL;
@@ -732,7 +848,8 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		goto out;
 	}
 	c.paths = calloc(count, sizeof(*c.paths));
-	if (!c.paths) {
+	c.depth = calloc(count, sizeof(*c.depth));
+	if (!c.paths || !c.depth) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -751,69 +868,58 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		}
 		if (S_ISREG(manifest_node(c.m, i)->mode) && manifest_node(c.m, i)->hardlink == i)
 			c.total += manifest_node(c.m, i)->size;
+		/* The decoder checked that parents come first (breadth-first). */
+		if (i > 0)
+			c.depth[i] = c.depth[manifest_node(c.m, i)->parent] + 1;
 	}
+	/* Phase 2's workers: files with their contents (unless put_chunk
+	 * writes them), symlinks and special files, each run of siblings as
+	 * soon as its directory exists; and, from object storage, the writers
+	 * of landed ranges.  (A queue that is full runs a job in the thread
+	 * that submits it: a fetcher then writes its own range.) */
+	fill.jobs = calloc(count, sizeof(*fill.jobs));
+	fill.pool = workqueue_new(restore_threads(r, opts->threads, by_pack), count + 64);
+	if (!fill.jobs || !fill.pool) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	fill.next = 1;
 	/* Chunk reads by pack start before phase 1: the network is busy while
 	 * directories are made, and put_chunk waits for them. */
 	if (by_pack) {
-		rc = start_fetch(&c, &fetch, fetchers, &fetch_files, &fetch_run);
+		rc = start_fetch(&c, &fetch, fetchers, fill.pool, &fetch_files, &fetch_run);
 		if (rc < 0)
 			goto out;
 	}
 	/* Phase 1: directories (and, with --force, room for every entry). */
-	for (uint32_t i = 1; i < count; i++) {
-		const struct manifest_node *n = manifest_node(c.m, i);
-
-		if (!empty && !S_ISDIR(n->mode)) {
-			rc = clear_path(&c, c.paths[i], false);
-			if (rc < 0) {
-				rc = hb_err(rc, "cannot replace '%s': %s", c.paths[i], strerror(-rc));
-				goto out;
-			}
-		}
-		if (!S_ISDIR(n->mode))
-			continue;
-		rc = create_entry(&c, i, !empty, &c.skipped);
+	if (empty) {
+		rc = make_dirs_by_depth(&c, &fill);
 		if (rc < 0)
 			goto out;
-	}
-	dirs_ready(&c);
-	/* Phase 2: files with their contents, symlinks and special files, in
-	 * parallel (creating files is itself slow on many filesystems); files
-	 * with chunks are written by put_chunk meanwhile. */
-	jobs = calloc(count, sizeof(*jobs));
-	/* Every job queued at once: the caller never runs one itself. */
-	pool = workqueue_new(restore_threads(r, opts->threads, fetch_run != NULL), count + 1);
-	if (!jobs || !pool) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t i = 1, njobs = 0; i < count;) {
-		uint32_t end = i, parent = manifest_node(c.m, i)->parent;
-		uint64_t bytes = 0;
-		bool any = false;
+	} else {
+		for (uint32_t i = 1; i < count; i++) {
+			const struct manifest_node *n = manifest_node(c.m, i);
 
-		/* Siblings are contiguous (breadth-first order). */
-		while (end < count && end - i < FILL_JOB_MAX_ENTRIES &&
-		       manifest_node(c.m, end)->parent == parent && bytes < FILL_JOB_MAX_BYTES) {
-			const struct manifest_node *n = manifest_node(c.m, end);
-
-			if (filled_by_worker(&c, end)) {
-				any = true;
-				if (S_ISREG(n->mode))
-					bytes += n->size;
+			if (!S_ISDIR(n->mode)) {
+				rc = clear_path(&c, c.paths[i], false);
+				if (rc < 0) {
+					rc = hb_err(rc, "cannot replace '%s': %s", c.paths[i],
+						    strerror(-rc));
+					goto out;
+				}
+				continue;
 			}
-			end++;
+			rc = create_entry(&c, i, true, &c.skipped);
+			if (rc < 0)
+				goto out;
 		}
-		if (any) {
-			jobs[njobs] = (struct fill_job){ &c, i, end };
-			workqueue_submit(pool, fill_job_run, &jobs[njobs++]);
-		}
-		i = end;
 	}
-	workqueue_free(pool);
-	pool = NULL;
-	restore_fetch_wait(fetch_run);
+	dirs_ready(&c, UINT32_MAX);
+	submit_fill_jobs(&c, &fill, UINT32_MAX);
+	restore_fetch_wait(fetch_run); /* fetchers, then writers */
 	fetch_run = NULL;
+	workqueue_free(fill.pool);
+	fill.pool = NULL;
 	if (c.error) {
 		rc = hb_err(c.error, "%s", c.errmsg);
 		goto out;
@@ -853,10 +959,10 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 out:
 	if (rc < 0) {
 		atomic_store(&c.cancel, 1);
-		dirs_ready(&c); /* wakes fetchers that wait for phase 1 */
+		dirs_ready(&c, UINT32_MAX); /* wakes fetchers that wait for phase 1 */
 	}
-	workqueue_free(pool);
 	restore_fetch_wait(fetch_run);
+	workqueue_free(fill.pool);
 	if (c.files) {
 		if (rc < 0)
 			remove_unfinished(&c);
@@ -865,7 +971,8 @@ out:
 	}
 	free(c.files);
 	free(fetch_files);
-	free(jobs);
+	free(fill.jobs);
+	free(c.depth);
 	if (c.paths)
 		for (uint32_t i = 0; i < manifest_count(c.m); i++)
 			free(c.paths[i]);

@@ -226,12 +226,17 @@ int store_s3_open(const char *location, int create, struct store **out)
 		free(s);
 		return hb_err_ctx(r, "%s", location);
 	}
-	r = s3_bucket_check(s->client);
-	if (r == -ENXIO && create)
-		r = s3_bucket_create(s->client);
-	if (r < 0) {
-		s3s_free(&s->base);
-		return r;
+	/* To read, the first request tells a missing bucket or wrong keys as
+	 * clearly as a check would (s3.c names both): the check would only
+	 * add a round trip to every command, the restore's included. */
+	if (create) {
+		r = s3_bucket_check(s->client);
+		if (r == -ENXIO)
+			r = s3_bucket_create(s->client);
+		if (r < 0) {
+			s3s_free(&s->base);
+			return r;
+		}
 	}
 	*out = &s->base;
 	return 0;

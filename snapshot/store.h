@@ -114,7 +114,10 @@ int store_local_open(const char *path, int create, struct store **out);
 /* Open the store named by a location: "s3://bucket/prefix" or a path. */
 int store_open_location(const char *location, int create, struct store **out);
 /* A store on an S3 bucket prefix ("s3://bucket/prefix"), configured from the
- * AWS_* environment (store-s3.c, present when s3/ is built). */
+ * AWS_* environment (store-s3.c, present when s3/ is built).  With create,
+ * the bucket is checked (and made if missing) at once; without, nothing is
+ * asked until the first operation, which then reports a missing bucket or
+ * refused keys. */
 int store_s3_open(const char *location, int create, struct store **out);
 /* A local cache directory in front of a remote store (store-tiered.c).
  * Takes ownership of remote.  cache_bytes 0: 10% of the free space (at least

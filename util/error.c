@@ -10,11 +10,14 @@ static _Thread_local int err_code;
 
 int hb_err(int r, const char *fmt, ...)
 {
+	char msg[ERR_MSG_BYTES];
 	va_list ap;
 
+	/* Through a copy: hb_err(r, "%s", hb_errmsg(r)) must keep the message. */
 	va_start(ap, fmt);
-	vsnprintf(err_msg, sizeof(err_msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(err_msg, msg, sizeof(err_msg));
 	err_code = r;
 	return r;
 }

@@ -1009,7 +1009,15 @@ static void test_store(void)
 	unsetenv("AWS_REGION");
 	CHECK_ERR(store_s3_open("/local/path", 1, &st), -EINVAL);
 	CHECK_ERR(store_s3_open("s3://", 1, &st), -EINVAL);
-	CHECK_ERR(store_s3_open("s3://other-missing/repo", 0, &st), -ENXIO);
+	/* Opened to read, a missing bucket shows at the first request (the
+	 * open itself costs no round trip); opened to create, at once. */
+	CHECK_OK(store_s3_open("s3://other-missing/repo", 0, &st));
+	if (st) {
+		CHECK_ERR(store_get(st, "config", 0, STORE_GET_ALL, &b), -ENXIO);
+		CHECK(strstr(hb_errmsg(-ENXIO), "bucket other-missing does not exist") != NULL);
+		store_free(st);
+		st = NULL;
+	}
 	CHECK_OK(store_s3_open("s3://" BUCKET "//repo/one/", 1, &st));
 	if (!st)
 		return;
@@ -1076,7 +1084,7 @@ static void test_store(void)
 		CHECK(hits == 2 && misses == 1 && cached == 20000);
 		struct s3_stats s3st;
 		CHECK_OK(store_s3_stats(tiered, &s3st)); /* through the cache to the S3 store */
-		CHECK(s3st.requests >= 2 && s3st.bytes_received >= 20000);
+		CHECK(s3st.requests >= 1 && s3st.bytes_received >= 20000);
 		CHECK_ERR(store_tiered_stats(remote, &hits, &misses, &cached), -EINVAL);
 		CHECK_ERR(store_get(tiered, "packs/t.pack", 40000, 20000, &b), -EBADMSG);
 		CHECK_ERR(store_get(tiered, "packs/none", 0, 10, &b), -ENOENT);
