@@ -541,9 +541,12 @@ static int decode_v2(const uint8_t *data, size_t len, struct index_entry **entri
 			      (unsigned long long)INDEX_V2_HEADER_BYTES + zlen + 8);
 	if (XXH3_64bits(data, len - 8) != get_le64(data + len - 8))
 		return hb_err(-EBADMSG, "index file: checksum mismatch");
-	/* Each entry takes 16 bytes of id and at least 5 of varints. */
+	/* Each entry takes 16 bytes of id and at least 5 of varints; and since
+	 * ids do not compress, the body is never many times its frame (which
+	 * bounds what a crafted file can make us allocate). */
 	if (n > INDEX_MAX_ENTRIES || raw_len < (uint64_t)n * (OID_BYTES + 5) ||
-	    raw_len > 1 + (uint64_t)n * (2 * OID_BYTES + 5 * 10))
+	    raw_len > 1 + (uint64_t)n * (2 * OID_BYTES + 5 * 10) ||
+	    raw_len > 16 * (uint64_t)zlen + 65536)
 		return hb_err(-EBADMSG, "index file: %u entries cannot take %u bytes", n, raw_len);
 	body = malloc(raw_len ? raw_len : 1);
 	e = malloc((n ? n : 1) * sizeof(*e));

@@ -489,8 +489,14 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 	if (repo_refresh(r) < 0)
 		return rc;
 	rc = read_chunk_once(r, chunk, out);
-	if (rc == -ENOENT)
-		rc = hb_err(-EBADMSG, "%s", hb_errmsg(rc)); /* referenced but gone: damage */
+	if (rc == -ENOENT) {
+		/* Referenced but gone: damage.  (The message is copied first:
+		 * hb_err must not format from its own buffer.) */
+		char msg[1024];
+
+		hb_err_save(msg, sizeof(msg));
+		rc = hb_err(-EBADMSG, "%s", msg);
+	}
 	return rc;
 }
 

@@ -385,7 +385,7 @@ static void test_file_v2(void)
 	free(in);
 }
 
-/* test-index --write-corpus DIR: index files as fuzzer seeds. */
+/* test-index --write-corpus DIR: index files (versions 1 and 2) as fuzzer seeds. */
 static int write_corpus(const char *dir)
 {
 	struct index_entry in[3];
@@ -394,10 +394,12 @@ static int write_corpus(const char *dir)
 
 	for (int i = 0; i < 3; i++)
 		make_entry((uint64_t)i, &in[i]);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 4; k++) {
 		FILE *fp;
+		int r = k < 2 ? index_file_encode(in, k % 2 ? 3 : 0, &f)
+			      : index_file_encode_v2(in, k % 2 ? 3 : 0, &f);
 
-		if (index_file_encode(in, k ? 3 : 0, &f) < 0)
+		if (r < 0)
 			return 1;
 		snprintf(path, sizeof(path), "%s/index-%d", dir, k);
 		fp = fopen(path, "wb");
