@@ -12,7 +12,9 @@
 #   rss        resident memory of the hiberbox fs process after the stat run
 #
 # usage: bench/fs-bench.sh [--files N] [--read-mb MB] [--runs N] [--work DIR]
-#        (HIBERBOX=path to the binary; default build/tools/hiberbox)
+#        (HIBERBOX=path to the binary; default build/tools/hiberbox;
+#         HIBERBOX_BASE=another binary: its untar is measured in the same run,
+#         alternating with hiberbox's, for an A/B on a noisy machine)
 # Prints a table with ratios to native and writes bench/results/fs-<UTC>.json.
 # On a shared machine (other jobs, page cache drops) run it more than once.
 set -euo pipefail
@@ -109,10 +111,33 @@ H_RSS=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
 
 mkdir -p "$WORK/hbu"
 MOUNTS+=("$WORK/hbu")
-"$HB" mount "$EMPTY_ID" "$WORK/hbu" --upper "$WORK/hbu-upper"
-t=$(date +%s%N); tar -C "$WORK/hbu" -xf "$WORK/tree.tar"; sync; H_UNTAR=$(ms "$t")
+# untar_on BIN UPPER: ms of an untar onto a fresh mount of the empty snapshot
+untar_on() {
+	local t r
+	rm -rf "$2"
+	"$1" mount "$EMPTY_ID" "$WORK/hbu" --upper "$2"
+	sync
+	t=$(date +%s%N); tar -C "$WORK/hbu" -xf "$WORK/tree.tar"; sync; r=$(ms "$t")
+	echo "$r"
+}
+B_UNTAR=-
+if [ -n "${HIBERBOX_BASE:-}" ]; then
+	B_UNTAR=$(untar_on "$HIBERBOX_BASE" "$WORK/hbb-upper")
+	"$HIBERBOX_BASE" umount "$WORK/hbu"
+	rm -rf "$WORK/hbb-upper"
+fi
+H_UNTAR=$(untar_on "$HB" "$WORK/hbu-upper")
 t=$(date +%s%N); C=$("$HB" commit "$WORK/hbu"); H_COMMIT=$(ms "$t")
 "$HB" umount "$WORK/hbu"
+if [ -n "${HIBERBOX_BASE:-}" ]; then
+	# native again between the two, and the base after: the average of the
+	# neighbours is the baseline of each
+	rm -rf "$WORK/native-untar2" && mkdir "$WORK/native-untar2"
+	sync
+	t=$(date +%s%N); tar -C "$WORK/native-untar2" -xf "$WORK/tree.tar"; sync; N_UNTAR2=$(ms "$t")
+	rm -rf "$WORK/native-untar2"
+	N_UNTAR=$(((N_UNTAR + N_UNTAR2) / 2))
+fi
 
 mkdir -p "$WORK/hbr"
 MOUNTS+=("$WORK/hbr")
@@ -154,6 +179,7 @@ printf '%-28s %10s %10s %8s %12s %8s\n' "($FILES files)" native hiberbox ratio o
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm find+stat (ms)" "$N_STAT" "$H_STAT" "$(ratio "$N_STAT" "$H_STAT")" "$O_STAT" "$(ratio "$N_STAT" "$O_STAT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT" "$(ratio "$N_GIT" "$H_GIT")" "$O_GIT" "$(ratio "$N_GIT" "$O_GIT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
+[ "$B_UNTAR" = - ] || printf '%-28s %10s %10s %8s\n' "untar, HIBERBOX_BASE (ms)" "$N_UNTAR" "$B_UNTAR" "$(ratio "$N_UNTAR" "$B_UNTAR")"
 printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
 printf '%-28s %10s %10s\n' "commit after untar (ms)" - "$H_COMMIT"
 printf '%-28s %10s %10s\n' "seq read cold (MB/s)" - "$H_READ_COLD"
@@ -166,7 +192,7 @@ cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS,
  "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "read_warm_mbps": $N_READ},
  "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "mount_ms": $H_MOUNT,
-              "commit_ms": $H_COMMIT, "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
+              "commit_ms": $H_COMMIT, "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
  "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "mount_ms": "$O_MOUNT"}}
 JSON
 echo "fs-bench: wrote $out" >&2
