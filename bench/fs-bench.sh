@@ -129,6 +129,7 @@ fi
 H_UNTAR=$(untar_on "$HB" "$WORK/hbu-upper")
 t=$(date +%s%N); C=$("$HB" commit "$WORK/hbu"); H_COMMIT=$(ms "$t")
 "$HB" umount "$WORK/hbu"
+[ "$B_UNTAR" = - ] || note "untar: hiberbox $H_UNTAR ms, HIBERBOX_BASE $B_UNTAR ms"
 if [ -n "${HIBERBOX_BASE:-}" ]; then
 	# native again between the two, and the base after: the average of the
 	# neighbours is the baseline of each
