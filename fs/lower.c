@@ -506,16 +506,22 @@ void lower_stats(struct hbfs *fs, struct lower_stats *out)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A mount that read nothing lower (a sandbox woken and put back to sleep)
+ * passes on the hot list it was given, instead of an empty one. */
 int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count)
 {
 	struct chunk_cache *c = fs->cache;
+	uint32_t n, given;
+	const struct oid *from, *hot = manifest_hot(fs->m, &given);
 	struct oid *ids;
 
 	pthread_mutex_lock(&c->lock);
-	ids = malloc((c->nhot ? c->nhot : 1) * sizeof(*ids));
+	from = c->nhot ? c->hot : hot;
+	n = c->nhot ? c->nhot : given;
+	ids = malloc((n ? n : 1) * sizeof(*ids));
 	if (ids) {
-		memcpy(ids, c->hot, c->nhot * sizeof(*ids));
-		*count = c->nhot;
+		memcpy(ids, from, n * sizeof(*ids));
+		*count = n;
 	}
 	pthread_mutex_unlock(&c->lock);
 	*out = ids;

@@ -64,6 +64,19 @@ line=$(wait_log "$from" "hot list at unmount") || fail "no prefetch figures at u
 used=$(sed -nE 's/.*hot list at unmount: .* ([0-9]+) of them used by readers.*/\1/p' <<<"$line")
 [ -n "$used" ] && [ "$used" -gt 0 ] || bad "no reader used a prefetched chunk: $(tail -n 5 "$LOG")"
 
+log "a mount that reads nothing passes its hot list on to its commit"
+from=$(log_lines)
+fs_mount "$HOT" "$M" --upper "$T/up4"
+wait_log "$from" "hot list: [0-9]+ of [0-9]+ chunks prefetched" >/dev/null || fail "no prefetch"
+IDLE=$(fs_commit "$M") || exit 1
+fs_umount "$M"
+from=$(log_lines)
+fs_mount "$IDLE" "$M" --upper "$T/up5"
+line=$(wait_log "$from" "hot list: [0-9]+ of [0-9]+ chunks prefetched") ||
+	bad "the commit of an idle mount lost the hot list"
+grep -q "of $total chunks" <<<"$line" || bad "hot list changed through an idle mount: $line (was $total)"
+fs_umount "$M"
+
 log "a corrupt chunk in the hot list: EIO for its file only"
 size=$(stat -c %s "$victim_pack")
 printf 'garbage!' | dd of="$victim_pack" bs=1 seek=$((size / 3)) conv=notrunc status=none
