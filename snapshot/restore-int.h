@@ -36,10 +36,10 @@ struct restore_fetch {
 	const struct manifest *m;
 	char *const *paths; /* relative path of every entry, for messages */
 	unsigned fetchers;  /* ranges in flight */
-	/* Where landed ranges are decoded, verified and handed to put (a pool
-	 * with about one thread per core: creating files, the slow part, gains
-	 * nothing from more threads than cores, and contends in the
-	 * filesystem).  Jobs are queued here as ranges land. */
+	/* Where landed ranges are decoded, verified and handed to put: the
+	 * restore's pool of file creators (few threads: creating files, the
+	 * slow part, gains nothing from more threads than cores and contends
+	 * in the filesystem).  Jobs are queued here as ranges land. */
 	struct workqueue *writers;
 	/* Called from the fetch threads once for every chunk use (file entry,
 	 * byte offset in it), with its verified bytes.  @return 0, or a negative

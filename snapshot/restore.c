@@ -1,7 +1,7 @@
 /* snapshot restore: recreate a snapshot's tree in a directory.
  *
  * Phase 1 creates directories, a depth at a time (breadth-first so parents
- * exist before children) on all cores.  Phase 2 fills regular files and
+ * exist before children), on the creator threads (see creators()).  Phase 2 fills regular files and
  * creates symlinks, fifos and devices, in parallel, in each directory as
  * soon as phase 1 has made it.  Phase 3 makes hard links and sets the
  * metadata of directories, last and deepest first, so that creating their
@@ -84,6 +84,7 @@ struct restore_ctx {
 	_Atomic uint32_t dirs_made;
 	pthread_cond_t dirs_cond;
 	uint32_t *depth; /* of every entry (root: 0) */
+	unsigned creators; /* threads of phase 1 (0: one per core) */
 	char errmsg[1024];
 	/* Phase 2 from object storage (NULL otherwise). */
 	struct fetched_file *files;
@@ -676,14 +677,14 @@ static void mkdir_job_run(void *arg)
 }
 
 /* Phase 1 into an empty directory: the directories of one depth at a time,
- * on all cores, and after each depth the worker jobs of the directories it
+ * on c->creators threads, and after each depth the worker jobs of the directories it
  * completed, so that files are created at the top of the tree while deeper
  * directories are still being made.  (Creating an inode is the slow part of
  * a restore on many filesystems.) */
 static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
 {
 	uint32_t count = manifest_count(c->m), level = 0;
-	struct workqueue *pool = workqueue_new(0, count / MKDIR_JOB_MAX_ENTRIES + 2);
+	struct workqueue *pool = workqueue_new(c->creators, count / MKDIR_JOB_MAX_ENTRIES + 2);
 	struct fill_job *jobs = calloc(count / MKDIR_JOB_MAX_ENTRIES + 2, sizeof(*jobs));
 	uint32_t i = 1;
 	int r = 0;
@@ -726,12 +727,29 @@ static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
  * many range requests in flight. */
 #define RESTORE_REMOTE_FETCHERS 16
 
+/* Threads that create inodes in phase 1, and from object storage in phase
+ * 2 too (0: one per core).  Reads by pack keep the network busy on their own
+ * threads, so one creator suffices there, and it is what holds up on a
+ * loaded machine: on ext4 without a journal, threads allocating inodes in a
+ * group that holds many recently deleted ones each scan the same bitmap and
+ * collide (bench restore on the shared VM: 0.74x tar with two, 1.04x with
+ * one).  HIBERBOX_RESTORE_CREATORS=N overrides, to compare. */
+static unsigned creators(bool by_pack)
+{
+	const char *env = getenv("HIBERBOX_RESTORE_CREATORS");
+	long n = env ? strtol(env, NULL, 10) : 0;
+
+	if (n > 0 && n <= 256)
+		return (unsigned)n;
+	return by_pack ? 1 : 0;
+}
+
 /* Workers for phase 2 (0: one per core).  Without reads by pack, chunk
  * reads from object storage wait on round trips: many workers then. */
 static unsigned restore_threads(struct repo *r, unsigned wanted, bool by_pack)
 {
 	if (by_pack)
-		return 0; /* the workers only create files; --threads went to fetchers */
+		return creators(true); /* --threads went to the fetchers */
 	if (wanted)
 		return wanted;
 	if (store_tiered_remote(r->store) || strncmp(store_location(r->store), "s3://", 5) == 0)
@@ -884,6 +902,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		goto out;
 	}
 	fill.next = 1;
+	c.creators = creators(by_pack);
 	/* Chunk reads by pack start before phase 1: the network is busy while
 	 * directories are made, and put_chunk waits for them. */
 	if (by_pack) {

@@ -180,7 +180,8 @@ static int cmd_snapshot_restore(int argc, char **argv)
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
 				    "Options:\n"
 				    "  --force         restore into a non-empty DIR, replacing what is there\n"
-				    "  --threads N     worker threads (default: all cores)\n");
+				    "  --threads N     worker threads (default: all cores); from S3, range\n"
+				    "                  requests in flight (default 16)\n");
 		if (r)
 			continue;
 		switch (c) {
