@@ -1,9 +1,9 @@
 /* snapshot restore: recreate a snapshot's tree in a directory.
  *
  * Phase 1 creates directories, a depth at a time (breadth-first so parents
- * exist before children), on the creator threads (see creators()).  Phase 2 fills regular files and
- * creates symlinks, fifos and devices, in parallel, in each directory as
- * soon as phase 1 has made it.  Phase 3 makes hard links and sets the
+ * exist before children), on the creator threads (see creators()).  Phase
+ * 2 fills regular files and creates symlinks, fifos and devices, in
+ * parallel, in each directory as soon as phase 1 has made it.  Phase 3 makes hard links and sets the
  * metadata of directories, last and deepest first, so that creating their
  * children does not disturb their times.  Ownership is set before the mode
  * (chown clears set-id bits) and xattrs after ownership (chown clears
@@ -728,20 +728,18 @@ static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
 #define RESTORE_REMOTE_FETCHERS 16
 
 /* Threads that create inodes in phase 1, and from object storage in phase
- * 2 too (0: one per core).  Reads by pack keep the network busy on their own
- * threads, so one creator suffices there, and it is what holds up on a
- * loaded machine: on ext4 without a journal, threads allocating inodes in a
- * group that holds many recently deleted ones each scan the same bitmap and
- * collide (bench restore on the shared VM: 0.74x tar with two, 1.04x with
- * one).  HIBERBOX_RESTORE_CREATORS=N overrides, to compare. */
-static unsigned creators(bool by_pack)
+ * 2 too (0: one per core; reads by pack keep the network busy on their own
+ * threads).  HIBERBOX_RESTORE_CREATORS=N overrides, to compare: on a quiet
+ * 2-core VM, bench restore from loopback s3rver was 1.93x tar with one per
+ * core and 1.32x with one (through the 30 ms link 1.33x and 1.20x); on a
+ * loaded one with ext4 full of recently deleted inodes (no journal: each
+ * allocating thread scans them) one creator held up better. */
+static unsigned creators(void)
 {
 	const char *env = getenv("HIBERBOX_RESTORE_CREATORS");
 	long n = env ? strtol(env, NULL, 10) : 0;
 
-	if (n > 0 && n <= 256)
-		return (unsigned)n;
-	return by_pack ? 1 : 0;
+	return n > 0 && n <= 256 ? (unsigned)n : 0;
 }
 
 /* Workers for phase 2 (0: one per core).  Without reads by pack, chunk
@@ -749,7 +747,7 @@ static unsigned creators(bool by_pack)
 static unsigned restore_threads(struct repo *r, unsigned wanted, bool by_pack)
 {
 	if (by_pack)
-		return creators(true); /* --threads went to the fetchers */
+		return creators(); /* --threads went to the fetchers */
 	if (wanted)
 		return wanted;
 	if (store_tiered_remote(r->store) || strncmp(store_location(r->store), "s3://", 5) == 0)
@@ -902,7 +900,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		goto out;
 	}
 	fill.next = 1;
-	c.creators = creators(by_pack);
+	c.creators = creators();
 	/* Chunk reads by pack start before phase 1: the network is busy while
 	 * directories are made, and put_chunk waits for them. */
 	if (by_pack) {
