@@ -603,12 +603,29 @@ static int link_cmp(const void *a, const void *b)
 static void link_group(struct walk_entry *entries, const struct link_key *keys, size_t n)
 {
 	const struct walk_entry *rep = &entries[keys[0].index];
+	int64_t atime_sec = rep->node.atime_sec;
+	uint32_t atime_nsec = rep->node.atime_nsec;
 
+	/* Reading a symlink moves its atime (relatime) and readlink has no
+	 * O_NOATIME: a name stat'ed after another name's readlink sees the moved
+	 * time.  Each name is stat'ed before its own readlink, so the earliest
+	 * atime of the group is the one from before the snapshot touched it. */
+	for (size_t k = 1; k < n; k++) {
+		const struct walk_entry *e = &entries[keys[k].index];
+
+		if (e->node.atime_sec < atime_sec ||
+		    (e->node.atime_sec == atime_sec && e->node.atime_nsec < atime_nsec)) {
+			atime_sec = e->node.atime_sec;
+			atime_nsec = e->node.atime_nsec;
+		}
+	}
 	for (size_t k = 0; k < n; k++) {
 		struct walk_entry *e = &entries[keys[k].index];
 
 		e->node.hardlink = keys[0].index;
 		e->node.nlink = (uint32_t)n;
+		e->node.atime_sec = atime_sec;
+		e->node.atime_nsec = atime_nsec;
 		/* All members show the representative's metadata (an inode
 		 * changed between two stat calls would not). */
 		if (k > 0) {

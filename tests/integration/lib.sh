@@ -21,9 +21,14 @@ FAILURES=0
 
 log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%H:%M:%S)" "$*"; }
 
-# Fatal failure: print and exit.
+# Fatal failure: print and exit.  Inside $(...) an exit would only end the
+# subshell, and a script without set -e would carry on and could pass, so the
+# main script is told too (USR1, below) and ends with the same failure.
+HB_MAIN_PID=$$
+trap 'exit 1' USR1
 fail() {
 	printf 'FAIL [%s]: %s\n' "$TEST_NAME" "$*" >&2
+	[ "$BASHPID" = "$HB_MAIN_PID" ] || kill -USR1 "$HB_MAIN_PID" 2>/dev/null
 	exit 1
 }
 
