@@ -81,6 +81,26 @@ static void *upper_open_main(void *arg)
 	return NULL;
 }
 
+/* Resolve the snapshot's name and load its manifest.  A full id is tried
+ * as such first: the manifest's GET then also says whether it exists, which
+ * saves the existence check's round trip on an object store. */
+static int load_base_manifest(struct hbfs *fs)
+{
+	const char *name = fs->opts.snapshot;
+	int r;
+
+	if (strlen(name) == OID_HEX_BYTES - 1 && oid_parse(name, &fs->base_id) == 0) {
+		r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
+		if (r != -ENOENT)
+			return r;
+		hb_err_clear(); /* maybe a tag that looks like an id */
+	}
+	r = repo_resolve(fs->repo, name, &fs->base_id);
+	if (r < 0)
+		return r;
+	return repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
+}
+
 /* Load the manifest and build the tree while upper_open runs beside. */
 static int load_lower_and_upper(struct hbfs *fs)
 {
@@ -91,7 +111,7 @@ static int load_lower_and_upper(struct hbfs *fs)
 
 	if (!threaded)
 		upper_open_main(&j);
-	r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
+	r = load_base_manifest(fs);
 	if (r >= 0)
 		r = tree_init(fs);
 	if (threaded)
@@ -130,9 +150,9 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	r = repo_open(opts->repo, &fs->repo);
 	if (r < 0)
 		goto fail;
-	r = repo_resolve(fs->repo, opts->snapshot, &fs->base_id);
-	if (r < 0)
-		goto fail;
+	/* From an object store, the index and dictionaries come in while the
+	 * manifest does: every round trip saved is one the wake waits less. */
+	repo_warm_start(fs->repo);
 	r = load_lower_and_upper(fs);
 	if (r < 0)
 		goto fail;

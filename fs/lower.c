@@ -247,7 +247,10 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 	c->stats.fetched++;
 	pthread_mutex_unlock(&c->lock);
 
-	r = repo_read_chunk(fs->repo, id, &b);
+	/* A reader (or its read-ahead) likely wants the neighbours next: the
+	 * files of a directory are stored side by side.  The hot list knows
+	 * exactly what it wants. */
+	r = hot_idx ? repo_read_chunk(fs->repo, id, &b) : repo_read_chunk_near(fs->repo, id, &b);
 	if (r < 0) {
 		char hex[OID_HEX_BYTES];
 

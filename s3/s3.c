@@ -11,8 +11,10 @@
 #include "s3/s3-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -798,14 +800,58 @@ nomem:
 	return -ENOMEM;
 }
 
+/* HIBERBOX_S3_TRACE=FILE (or "-" for stderr): one line per request, so that a
+ * slow wake can be read as the chain of round trips it made.  Lines are
+ * written with one write() each on an O_APPEND descriptor, so concurrent
+ * requests and processes do not interleave within a line. */
+static int trace_fd = -2;
+static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+static uint64_t trace_epoch;
+
+static void trace_open(void)
+{
+	const char *path = getenv("HIBERBOX_S3_TRACE");
+
+	trace_epoch = now_ns();
+	if (!path || !*path)
+		trace_fd = -1;
+	else if (strcmp(path, "-") == 0)
+		trace_fd = STDERR_FILENO;
+	else
+		trace_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+static void trace_request(const struct s3_request *rq, uint64_t start, int result)
+{
+	char line[512];
+	uint64_t end = now_ns();
+	int n;
+
+	if (trace_fd < 0)
+		return;
+	n = snprintf(line, sizeof(line), "s3 %d +%.1fms %.1fms %s %s", (int)getpid(),
+		     (double)(start - trace_epoch) / 1e6, (double)(end - start) / 1e6, rq->method,
+		     rq->key ? rq->key : "/");
+	if (rq->has_range && n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " bytes=%" PRIu64 "+%" PRIu64,
+			      rq->range_off, rq->range_len);
+	if (n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " -> %ld%s%s\n", rq->status,
+			      result < 0 ? " error " : "", result < 0 ? strerror(-result) : "");
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!write(trace_fd, line, (size_t)n);
+}
+
 int s3_request_run(struct s3_client *c, struct s3_request *rq)
 {
 	char *url, msg[1024];
 	struct curl_slist *headers = NULL;
-	uint64_t start = now_ns();
+	uint64_t start;
 	unsigned corrupt = 0;
 	int n, r, retry;
 
+	pthread_once(&trace_once, trace_open);
+	start = now_ns();
 	url = malloc(S3_URL_MAX);
 	if (!url)
 		return -ENOMEM;
@@ -858,6 +904,7 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 		__atomic_fetch_add(&c->n_retries, 1, __ATOMIC_RELAXED);
 		sleep_ms(wait);
 	}
+	trace_request(rq, start, r);
 	curl_slist_free_all(headers);
 	free(url);
 	return r;

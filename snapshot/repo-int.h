@@ -23,6 +23,9 @@
 #define REPO_MANIFEST_MAX_BYTES (1u << 30)
 #define REPO_INDEX_FILE_MAX_BYTES (1u << 30)
 
+#define REPO_WINDOWS_IN_FLIGHT 64
+#define REPO_WINDOWS_REMEMBERED 4096
+
 struct repo {
 	struct store *store;
 	struct repo_key key;
@@ -43,6 +46,24 @@ struct repo {
 	pthread_rwlock_t index_lock;
 	struct chunk_index *index;
 	bool index_loaded;
+	/* Per pack, the end of its last indexed blob (sorted by pack; under
+	 * index_lock): windowed reads never ask for bytes past it. */
+	struct pack_end *pack_ends;
+	size_t npack_ends;
+	/* Windowed reads (repo_read_chunk_near): windows being fetched, and
+	 * a direct-mapped memory of windows fetched in this session. */
+	pthread_mutex_t window_lock;
+	pthread_cond_t window_done;
+	uint64_t window_busy[REPO_WINDOWS_IN_FLIGHT];
+	uint64_t window_fetched[REPO_WINDOWS_REMEMBERED];
+	/* repo_warm_start's thread */
+	pthread_t warm_threads[2];
+	unsigned nwarm;
+};
+
+struct pack_end {
+	struct oid pack;
+	uint64_t end;
 };
 
 /* "packs/ab/ab…", "index/…", "snapshots/…" for an id. */

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,6 +245,8 @@ int repo_open(const char *location, struct repo **out)
 		return -ENOMEM;
 	pthread_rwlock_init(&r->index_lock, NULL);
 	pthread_mutex_init(&r->dict_lock, NULL);
+	pthread_mutex_init(&r->window_lock, NULL);
+	pthread_cond_init(&r->window_done, NULL);
 	rc = store_open_location(location, 0, &r->store);
 	if (rc == -ENOENT) {
 		rc = hb_err(rc, "no repository at %s (run 'hiberbox init' to create one)", location);
@@ -283,11 +286,15 @@ void repo_close(struct repo *r)
 {
 	if (!r)
 		return;
+	repo_warm_wait(r);
 	if (r->resolver_added)
 		chunk_dict_resolver_remove(&r->key);
 	chunk_index_free(r->index);
+	free(r->pack_ends);
 	store_free(r->store);
 	pthread_rwlock_destroy(&r->index_lock);
+	pthread_mutex_destroy(&r->window_lock);
+	pthread_cond_destroy(&r->window_done);
 	for (size_t i = 0; i < r->ndicts; i++)
 		chunk_dict_free(r->dicts[i]);
 	free(r->dicts);
@@ -317,52 +324,196 @@ void repo_set_zstd_level(struct repo *r, int level)
 
 /* ---- the index ---- */
 
-struct index_load {
-	struct repo *r;
-	struct chunk_index *idx;
-	struct buf b;
-	int error;
+/* Index files are fetched by up to INDEX_LOAD_THREADS threads at once: on
+ * an object store each GET is a round trip, and a repository with a
+ * hundred snapshots has a hundred index files; a mount waits for them. */
+#define INDEX_LOAD_THREADS 16
+
+struct index_file {
+	char name[REPO_NAME_BYTES];
+	uint64_t size;
+	struct index_entry *entries;
+	size_t count;
 };
 
-static int load_one_index(const char *name, uint64_t size, int64_t mtime, void *arg)
+struct index_load {
+	struct repo *r;
+	struct index_file *files;
+	size_t nfiles, cap;
+	pthread_mutex_t lock;
+	size_t next;
+	int error;
+	char msg[1024];
+};
+
+static int list_index_file(const char *name, uint64_t size, int64_t mtime, void *arg)
 {
 	struct index_load *st = arg;
-	struct index_entry *entries = NULL;
-	size_t count = 0;
-	int r;
 
+	(void)mtime;
 	if (size > REPO_INDEX_FILE_MAX_BYTES)
 		return hb_err(-EBADMSG, "%s: index file too large", name);
-	r = store_get(st->r->store, name, 0, STORE_GET_ALL, &st->b);
-	if (r == -ENOENT)
-		return 0; /* removed by a concurrent gc after its replacement was written */
-	if (r < 0)
-		return r;
-	r = index_file_decode(st->b.data, st->b.len, &entries, &count);
-	if (r < 0)
-		return hb_err_ctx(r, "index file %s", name);
-	for (size_t i = 0; i < count && r >= 0; i++)
-		r = chunk_index_add(st->idx, &entries[i]);
-	free(entries);
-	return r < 0 ? r : 0;
+	if (strlen(name) >= REPO_NAME_BYTES)
+		return hb_err(-EBADMSG, "%s: not an index file name", name);
+	if (st->nfiles == st->cap) {
+		size_t cap = st->cap ? 2 * st->cap : 64;
+		struct index_file *f = realloc(st->files, cap * sizeof(*f));
+
+		if (!f)
+			return -ENOMEM;
+		st->files = f;
+		st->cap = cap;
+	}
+	memset(&st->files[st->nfiles], 0, sizeof(st->files[0]));
+	memcpy(st->files[st->nfiles].name, name, strlen(name) + 1);
+	st->files[st->nfiles++].size = size;
+	return 0;
 }
 
-static int read_all_index(struct repo *r, struct chunk_index **out)
+static int fetch_index_file(struct repo *r, struct index_file *f, struct buf *b)
+{
+	int rc = store_get(r->store, f->name, 0, STORE_GET_ALL, b);
+
+	if (rc == -ENOENT) {
+		hb_err_clear();
+		return 0; /* removed by a concurrent gc after its replacement was written */
+	}
+	if (rc < 0)
+		return rc;
+	rc = index_file_decode(b->data, b->len, &f->entries, &f->count);
+	return rc < 0 ? hb_err_ctx(rc, "index file %s", f->name) : 0;
+}
+
+static void *index_fetcher(void *arg)
+{
+	struct index_load *st = arg;
+	struct buf b = BUF_INIT;
+
+	for (;;) {
+		size_t i;
+		int rc;
+
+		pthread_mutex_lock(&st->lock);
+		i = st->error ? st->nfiles : st->next++;
+		pthread_mutex_unlock(&st->lock);
+		if (i >= st->nfiles)
+			break;
+		rc = fetch_index_file(st->r, &st->files[i], &b);
+		if (rc < 0) {
+			pthread_mutex_lock(&st->lock);
+			if (!st->error) {
+				st->error = rc;
+				hb_err_save(st->msg, sizeof(st->msg));
+			}
+			pthread_mutex_unlock(&st->lock);
+		}
+	}
+	buf_free(&b);
+	return NULL;
+}
+
+static int pack_end_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct pack_end *)a)->pack, &((const struct pack_end *)b)->pack,
+		      sizeof(struct oid));
+}
+
+/* Per pack, the end of its last blob in any index file: runs of one pack
+ * collapse as they are seen (v2 files are sorted by pack), then sort and merge. */
+static int collect_pack_ends(const struct index_load *st, struct pack_end **out, size_t *count)
+{
+	struct pack_end *v = NULL;
+	size_t n = 0, cap = 0, k = 0;
+
+	for (size_t i = 0; i < st->nfiles; i++) {
+		for (size_t j = 0; j < st->files[i].count; j++) {
+			const struct index_entry *e = &st->files[i].entries[j];
+			uint64_t end = (uint64_t)e->offset + e->length;
+
+			if (n && oid_equal(&v[n - 1].pack, &e->pack)) {
+				if (end > v[n - 1].end)
+					v[n - 1].end = end;
+				continue;
+			}
+			if (n == cap) {
+				struct pack_end *nv;
+
+				cap = cap ? 2 * cap : 64;
+				nv = realloc(v, cap * sizeof(*v));
+				if (!nv) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nv;
+			}
+			v[n].pack = e->pack;
+			v[n++].end = end;
+		}
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), pack_end_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (k && oid_equal(&v[k - 1].pack, &v[i].pack)) {
+			if (v[i].end > v[k - 1].end)
+				v[k - 1].end = v[i].end;
+		} else {
+			v[k++] = v[i];
+		}
+	}
+	*out = v;
+	*count = k;
+	return 0;
+}
+
+static int read_all_index(struct repo *r, struct chunk_index **out, struct pack_end **ends,
+			  size_t *nends)
 {
 	struct index_load st = { .r = r };
+	pthread_t tids[INDEX_LOAD_THREADS];
+	unsigned nthreads = 0, want;
+	struct chunk_index *idx = NULL;
 	int rc;
 
-	st.idx = chunk_index_new();
-	if (!st.idx)
-		return -ENOMEM;
-	rc = store_list(r->store, REPO_INDEX_PREFIX, load_one_index, &st);
-	buf_free(&st.b);
-	if (rc < 0) {
-		chunk_index_free(st.idx);
-		return rc;
+	pthread_mutex_init(&st.lock, NULL);
+	rc = store_list(r->store, REPO_INDEX_PREFIX, list_index_file, &st);
+	if (rc < 0)
+		goto out;
+	/* a local store answers at disk speed: threads would only add cost */
+	want = store_tiered_remote(r->store) && st.nfiles > 1
+		       ? (st.nfiles < INDEX_LOAD_THREADS ? (unsigned)st.nfiles : INDEX_LOAD_THREADS)
+		       : 0;
+	while (nthreads < want && pthread_create(&tids[nthreads], NULL, index_fetcher, &st) == 0)
+		nthreads++;
+	if (nthreads == 0)
+		index_fetcher(&st);
+	for (unsigned i = 0; i < nthreads; i++)
+		pthread_join(tids[i], NULL);
+	if (st.error) {
+		rc = nthreads ? hb_err(st.error, "%s", st.msg) : st.error;
+		goto out;
 	}
-	*out = st.idx;
-	return 0;
+	idx = chunk_index_new();
+	if (!idx) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < st.nfiles && rc >= 0; i++)
+		for (size_t k = 0; k < st.files[i].count && rc >= 0; k++)
+			rc = chunk_index_add(idx, &st.files[i].entries[k]);
+	if (rc >= 0)
+		rc = collect_pack_ends(&st, ends, nends);
+	if (rc < 0) {
+		chunk_index_free(idx);
+		goto out;
+	}
+	*out = idx;
+	rc = 0;
+out:
+	for (size_t i = 0; i < st.nfiles; i++)
+		free(st.files[i].entries);
+	free(st.files);
+	pthread_mutex_destroy(&st.lock);
+	return rc;
 }
 
 int repo_load_index(struct repo *r)
@@ -378,9 +529,15 @@ int repo_load_index(struct repo *r)
 		return 0;
 	pthread_rwlock_wrlock(&r->index_lock);
 	if (!r->index_loaded) {
-		rc = read_all_index(r, &idx);
+		struct pack_end *ends;
+		size_t nends;
+
+		rc = read_all_index(r, &idx, &ends, &nends);
 		if (rc == 0) {
 			r->index = idx;
+			free(r->pack_ends);
+			r->pack_ends = ends;
+			r->npack_ends = nends;
 			r->index_loaded = true;
 		}
 	}
@@ -416,20 +573,123 @@ int repo_index_add(struct repo *r, const struct index_entry *entries, size_t cou
 int repo_refresh(struct repo *r)
 {
 	struct chunk_index *idx, *old;
-	int rc = read_all_index(r, &idx);
+	struct pack_end *ends, *old_ends;
+	size_t nends;
+	int rc = read_all_index(r, &idx, &ends, &nends);
 
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_wrlock(&r->index_lock);
 	old = r->index;
+	old_ends = r->pack_ends;
 	r->index = idx;
+	r->pack_ends = ends;
+	r->npack_ends = nends;
 	r->index_loaded = true;
 	pthread_rwlock_unlock(&r->index_lock);
 	chunk_index_free(old);
+	free(old_ends);
 	return 0;
 }
 
-static int read_chunk_once(struct repo *r, const struct oid *chunk, struct buf *out)
+/* ---- windowed reads ---- */
+
+static uint64_t pack_end_of(struct repo *r, const struct oid *pack)
+{
+	struct pack_end key = { .pack = *pack }, *hit;
+	uint64_t end = 0;
+
+	pthread_rwlock_rdlock(&r->index_lock);
+	hit = r->npack_ends ? bsearch(&key, r->pack_ends, r->npack_ends, sizeof(key), pack_end_cmp)
+			    : NULL;
+	if (hit)
+		end = hit->end;
+	pthread_rwlock_unlock(&r->index_lock);
+	return end;
+}
+
+/* A window's name in the in-flight and fetched tables (never 0). */
+static uint64_t window_key(const struct oid *pack, uint64_t off)
+{
+	uint64_t k;
+
+	memcpy(&k, pack->b, sizeof(k));
+	return (k ^ (off / REPO_READ_WINDOW * 0x9e3779b97f4a7c15ull)) | 1;
+}
+
+/* Claim the window for fetching (1), or learn that it is already fetched
+ * in this session or cannot be tracked (0): then read just the blob. */
+static int window_claim(struct repo *r, uint64_t key)
+{
+	uint64_t *seen = &r->window_fetched[key % REPO_WINDOWS_REMEMBERED];
+	int slot = -1;
+
+	pthread_mutex_lock(&r->window_lock);
+	for (;;) {
+		bool busy = false;
+
+		if (*seen == key)
+			break;
+		slot = -1;
+		for (int i = 0; i < REPO_WINDOWS_IN_FLIGHT; i++) {
+			if (r->window_busy[i] == key)
+				busy = true;
+			else if (!r->window_busy[i] && slot < 0)
+				slot = i;
+		}
+		if (!busy) {
+			if (slot >= 0)
+				r->window_busy[slot] = key;
+			break;
+		}
+		slot = -1;
+		pthread_cond_wait(&r->window_done, &r->window_lock);
+	}
+	pthread_mutex_unlock(&r->window_lock);
+	return slot < 0 ? 0 : slot + 1;
+}
+
+static void window_release(struct repo *r, int claim, uint64_t key, bool fetched)
+{
+	pthread_mutex_lock(&r->window_lock);
+	r->window_busy[claim - 1] = 0;
+	if (fetched)
+		r->window_fetched[key % REPO_WINDOWS_REMEMBERED] = key;
+	pthread_cond_broadcast(&r->window_done);
+	pthread_mutex_unlock(&r->window_lock);
+}
+
+/* The blob of e into out, through its pack's window when that is the first
+ * read there.  Falls back to the blob alone whenever the window is not
+ * worth it or fails (the blob's own read then reports what is wrong). */
+static int get_blob_windowed(struct repo *r, const struct index_entry *e, const char *name,
+			     struct buf *out)
+{
+	uint64_t end = pack_end_of(r, &e->pack), woff, wend, key;
+	int claim, rc;
+
+	woff = (uint64_t)e->offset / REPO_READ_WINDOW * REPO_READ_WINDOW;
+	wend = woff + REPO_READ_WINDOW < end ? woff + REPO_READ_WINDOW : end;
+	if (wend < (uint64_t)e->offset + e->length)
+		wend = (uint64_t)e->offset + e->length;
+	if (wend - woff <= (uint64_t)e->length * 2)
+		return store_get(r->store, name, e->offset, e->length, out);
+	key = window_key(&e->pack, woff);
+	claim = window_claim(r, key);
+	if (!claim)
+		return store_get(r->store, name, e->offset, e->length, out);
+	rc = store_get(r->store, name, woff, wend - woff, out);
+	window_release(r, claim, key, rc == 0);
+	if (rc < 0) {
+		hb_err_clear();
+		return store_get(r->store, name, e->offset, e->length, out);
+	}
+	memmove(out->data, out->data + (e->offset - woff), e->length);
+	out->len = e->length;
+	return 0;
+}
+
+static int read_chunk_once(struct repo *r, const struct oid *chunk, bool near, struct buf *out)
 {
 	struct index_entry e;
 	struct buf blob = BUF_INIT;
@@ -443,7 +703,10 @@ static int read_chunk_once(struct repo *r, const struct oid *chunk, struct buf *
 		return hb_err(-ENOENT, "chunk %s is not in the index (missing index file? run 'hiberbox check')",
 			      oid_format(chunk, hex));
 	repo_pack_name(&e.pack, name);
-	rc = store_get(r->store, name, e.offset, e.length, &blob);
+	if (near && store_tiered_remote(r->store))
+		rc = get_blob_windowed(r, &e, name, &blob);
+	else
+		rc = store_get(r->store, name, e.offset, e.length, &blob);
 	if (rc == -ENOENT)
 		rc = hb_err(-ENOENT, "chunk %s: its pack %s is missing", oid_format(chunk, hex),
 			    oid_format(&e.pack, phex));
@@ -459,13 +722,13 @@ static int read_chunk_once(struct repo *r, const struct oid *chunk, struct buf *
 	return rc;
 }
 
-int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
+static int read_chunk(struct repo *r, const struct oid *chunk, bool near, struct buf *out)
 {
 	int rc;
 
 	if (oid_is_zero(chunk))
 		return hb_err(-EINVAL, "a hole has no stored chunk");
-	rc = read_chunk_once(r, chunk, out);
+	rc = read_chunk_once(r, chunk, near, out);
 	if (rc == -EBADMSG) {
 		/* A cache (or a flaky transfer) may hold a bad copy: drop it and
 		 * read the source once more before calling the chunk damaged. */
@@ -476,7 +739,7 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 		if (repo_index_lookup(r, chunk, &e) == 1) {
 			repo_pack_name(&e.pack, name);
 			store_invalidate(r->store, name);
-			rc = read_chunk_once(r, chunk, out);
+			rc = read_chunk_once(r, chunk, near, out);
 			if (rc == -EBADMSG)
 				hb_err(rc, "%s", msg);
 		}
@@ -488,7 +751,7 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 	 * before deleting old packs): read the index again and retry once. */
 	if (repo_refresh(r) < 0)
 		return rc;
-	rc = read_chunk_once(r, chunk, out);
+	rc = read_chunk_once(r, chunk, near, out);
 	if (rc == -ENOENT) {
 		/* Referenced but gone: damage.  (The message is copied first:
 		 * hb_err must not format from its own buffer.) */
@@ -498,6 +761,16 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 		rc = hb_err(-EBADMSG, "%s", msg);
 	}
 	return rc;
+}
+
+int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
+{
+	return read_chunk(r, chunk, false, out);
+}
+
+int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *out)
+{
+	return read_chunk(r, chunk, true, out);
 }
 
 /* ---- dictionaries ---- */
@@ -699,6 +972,51 @@ int repo_dict_add(struct repo *r, struct buf *dict, const struct chunk_dict **ou
 	free(numbers);
 	buf_free(&obj);
 	return rc;
+}
+
+/* ---- warming up a remote repository ---- */
+
+static void *warm_index_main(void *arg)
+{
+	(void)repo_load_index(arg); /* on failure, the first reader tries again and says why */
+	hb_err_clear();
+	return NULL;
+}
+
+static void *warm_dicts_main(void *arg)
+{
+	struct repo *r = arg;
+	uint32_t *numbers;
+	size_t count;
+
+	if (repo_dict_numbers(r, &numbers, &count) == 0) {
+		for (size_t i = 0; i < count; i++) {
+			const struct chunk_dict *d;
+
+			(void)dict_load(r, numbers[i], &d);
+		}
+		free(numbers);
+	}
+	hb_err_clear();
+	return NULL;
+}
+
+void repo_warm_start(struct repo *r)
+{
+	void *(*fns[2])(void *) = { warm_index_main, warm_dicts_main };
+
+	if (r->nwarm || !store_tiered_remote(r->store))
+		return;
+	for (unsigned i = 0; i < 2; i++)
+		if (pthread_create(&r->warm_threads[r->nwarm], NULL, fns[i], r) == 0)
+			r->nwarm++;
+}
+
+void repo_warm_wait(struct repo *r)
+{
+	for (unsigned i = 0; i < r->nwarm; i++)
+		pthread_join(r->warm_threads[i], NULL);
+	r->nwarm = 0;
 }
 
 /* ---- manifests ---- */

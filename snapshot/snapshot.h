@@ -83,8 +83,22 @@ int repo_load_manifest(struct repo *r, const struct oid *id, struct manifest **o
 /* Read, decode and verify one chunk (holes: zeroes).  out is replaced.
  * -ENOENT if no index entry, -EBADMSG if corrupt (message names chunk and pack). */
 int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out);
+/* The same, for a reader that will likely want the chunks stored next to
+ * this one (a filesystem serving a tree: files of one directory sit side by
+ * side in a pack).  On a remote store, the first read inside an aligned
+ * window of REPO_READ_WINDOW bytes of a pack fetches the whole window in one
+ * request (the cache keeps it); the next reads there are local.  On a local
+ * store it is repo_read_chunk. */
+#define REPO_READ_WINDOW (512u << 10)
+int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *out);
 /* Reload the index from storage (after another process wrote). */
 int repo_refresh(struct repo *r);
+/* Fetch, in the background, what reads from a remote store will wait for
+ * (the index, the dictionaries), while the caller fetches the manifest.
+ * Readers block on the index until it is in.  repo_warm_wait() joins it
+ * (repo_close does too).  A local store: nothing to do. */
+void repo_warm_start(struct repo *r);
+void repo_warm_wait(struct repo *r);
 
 /* Tags. */
 int repo_tag_set(struct repo *r, const char *tag, const struct oid *id);

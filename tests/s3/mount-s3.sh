@@ -43,6 +43,73 @@ for f in $(cd "$T/src" && find . -type f ! -name later.bin | sort); do
 done
 [ -d "$HIBERBOX_HOME/cache" ] || bad "the mount did not fill the local cache"
 
+fault() { # KIND COUNT [METHOD [PATH-SUBSTRING]]
+	curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=$1&count=$2${3:+&method=$3}${4:+&match=$4}" >/dev/null
+}
+clear_faults() { curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/clear" >/dev/null; }
+injected() { # KIND: how many times it was injected
+	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["injected"].get(sys.argv[1], 0))' "$1"
+}
+# the small files stored as chunks (larger than what the manifest inlines)
+small=$(cd "$T/src" && find . -type f -size +1k ! -name '*.bin' | sort)
+nsmall=$(echo "$small" | wc -l)
+[ "$nsmall" -ge 100 ] || fail "the test tree has only $nsmall small files stored as chunks"
+
+log "a cold mount reads a directory's files through pack windows, not one request each"
+hb_ok umount "$MNT" >/dev/null
+rm -rf "$HIBERBOX_HOME/cache"
+HIBERBOX_S3_TRACE="$T/trace" hb_ok mount "$id" "$MNT" >/dev/null
+for f in $small; do
+	cmp -s "$T/src/$f" "$MNT/$f" || bad "mounted $f differs from the source (cold, windowed)"
+done
+[ -s "$T/trace" ] || fail "HIBERBOX_S3_TRACE wrote no trace"
+gets=$(grep -c ' GET repo/packs/' "$T/trace" || true)
+log "$nsmall small files read with $gets pack requests"
+[ "$gets" -ge 1 ] || bad "the trace shows no pack request at all"
+[ "$gets" -le $((nsmall / 4)) ] || bad "$gets pack requests for $nsmall small files: no windowed reads"
+if grep ' HEAD repo/snapshots/' "$T/trace" >/dev/null; then
+	bad "mounting a full id checked the snapshot with a HEAD before fetching it"
+fi
+hb_ok umount "$MNT" >/dev/null
+
+log "a corrupted window: the chunks in it are fetched again, alone, and read right"
+rm -rf "$HIBERBOX_HOME/cache"
+hb_ok mount "$id" "$MNT" >/dev/null
+fault corrupt 1 GET packs/
+for f in $small; do
+	cmp -s "$T/src/$f" "$MNT/$f" || bad "after a corrupted window, $f reads wrong (or EIO)"
+done
+[ "$(injected corrupt)" -ge 1 ] || bad "the corrupt fault was never injected"
+clear_faults
+
+log "every pack body corrupted: each read is right or EIO, never wrong data"
+hb_ok umount "$MNT" >/dev/null
+rm -rf "$HIBERBOX_HOME/cache"
+hb_ok mount "$id" "$MNT" >/dev/null
+fault corrupt 100000 GET packs/
+# (the fault flips one byte per body: a chunk away from a window's middle
+# may well arrive intact, and must then read right)
+neio=0
+for f in $small; do
+	if cat "$MNT/$f" >"$T/corrupt.out" 2>"$T/corrupt.err"; then
+		cmp -s "$T/src/$f" "$T/corrupt.out" || bad "$f read wrong data from corrupted bodies"
+	else
+		grep -qi "input/output error" "$T/corrupt.err" ||
+			bad "expected EIO with corrupted bodies, got: $(cat "$T/corrupt.err")"
+		neio=$((neio + 1))
+	fi
+done
+log "$neio of $nsmall small files failed with EIO"
+[ "$neio" -ge 1 ] || bad "no read failed although every pack body was corrupted"
+clear_faults
+for f in $small; do
+	cmp -s "$T/src/$f" "$MNT/$f" || bad "once the corruption stopped, $f still reads wrong"
+done
+hb_ok umount "$MNT" >/dev/null
+hb_ok mount "$id" "$MNT" >/dev/null
+cmp -s "$T/src/big.bin" "$MNT/big.bin" || bad "big.bin reads wrong"
+
 log "the server goes away: an unread file fails with EIO, in bounded time"
 "$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null
 start=$(date +%s)
