@@ -74,6 +74,10 @@ struct s3_config {
 	uint64_t multipart_threshold; /* HIBERBOX_S3_MULTIPART_THRESHOLD */
 };
 
+/* HIBERBOX_S3_TRACE=FILE ("-": stderr) is read by s3_request_run itself:
+ * one line per request (pid, start relative to the first request, duration,
+ * method, key, range, status), appended with one write() each. */
+
 /* Fill cfg from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
  * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL, AWS_CA_BUNDLE, HIBERBOX_S3_PATH_STYLE
  * and the HIBERBOX_S3_* tunables above.
