@@ -65,6 +65,10 @@ struct chunk_cache {
 	const struct oid *pf_list;
 	uint32_t pf_count, pf_next, pf_pos; /* pf_pos: furthest used index + 1 */
 	uint32_t pf_running;                /* threads still working */
+	/* hot list index + 1 of a chunk id (open addressing, 0 = empty): a
+	 * reader that loads a hot chunk itself still moves the prefetch on */
+	uint32_t *pf_map;
+	uint32_t pf_map_mask;
 	pthread_t pf_threads[LOWER_PREFETCH_THREADS_REMOTE];
 	uint32_t pf_nthreads;
 	bool pf_stop;
@@ -151,6 +155,7 @@ void cache_free(struct hbfs *fs)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->loaded);
 	pthread_cond_destroy(&c->progress);
+	free(c->pf_map);
 	free(c);
 	fs->cache = NULL;
 }
@@ -186,16 +191,50 @@ static struct cache_entry *cache_victim(struct chunk_cache *c)
 	return victim;
 }
 
+static uint32_t hot_slot(const struct oid *id, uint32_t mask)
+{
+	uint32_t h;
+
+	memcpy(&h, id->b + 4, sizeof(h)); /* other bytes than bucket_of's */
+	return h & mask;
+}
+
+/* Index + 1 of id in the hot list being prefetched, 0 if not in it. */
+static uint32_t hot_lookup(const struct chunk_cache *c, const struct oid *id)
+{
+	if (!c->pf_map)
+		return 0;
+	for (uint32_t k = hot_slot(id, c->pf_map_mask);; k = (k + 1) & c->pf_map_mask) {
+		uint32_t v = c->pf_map[k];
+
+		if (!v || oid_equal(&c->pf_list[v - 1], id))
+			return v;
+	}
+}
+
+/* A reader got to hot index hi (+1).  A jump past the window means the
+ * readers replay another part of the list (a hot list carries several
+ * sessions' working sets): the prefetch skips to them. */
+static void follow_reader(struct chunk_cache *c, uint32_t hi)
+{
+	if (hi <= c->pf_pos)
+		return;
+	if (hi > c->pf_next + LOWER_PREFETCH_AHEAD)
+		c->pf_next = hi;
+	c->pf_pos = hi;
+	pthread_cond_broadcast(&c->progress);
+}
+
 /* A reader uses entry e (lock held): the hot list and the prefetch's
  * progress learn about it. */
 static void note_use(struct chunk_cache *c, struct cache_entry *e)
 {
 	if (e->hot_idx) {
-		if (e->hot_idx > c->pf_pos)
-			c->pf_pos = e->hot_idx;
+		follow_reader(c, e->hot_idx);
 		e->hot_idx = 0;
 		c->stats.prefetch_hits++;
-		pthread_cond_broadcast(&c->progress);
+	} else if (!e->used && !c->pf_stop) {
+		follow_reader(c, hot_lookup(c, &e->id));
 	}
 	if (e->used)
 		return;
@@ -470,15 +509,28 @@ static void *prefetch_main(void *arg)
 void lower_prefetch_hot(struct hbfs *fs)
 {
 	struct chunk_cache *c = fs->cache;
-	uint32_t count, threads = LOWER_PREFETCH_THREADS_LOCAL;
+	uint32_t count, threads = LOWER_PREFETCH_THREADS_LOCAL, map_size = 16, *map;
 	const struct oid *hot = manifest_hot(fs->m, &count);
 
 	if (!c || !count || c->pf_nthreads)
 		return;
+	while (map_size < 2 * count)
+		map_size *= 2;
+	map = calloc(map_size, sizeof(*map));
+	for (uint32_t i = 0; map && i < count; i++) {
+		uint32_t k = hot_slot(&hot[i], map_size - 1);
+
+		while (map[k] && !oid_equal(&hot[map[k] - 1], &hot[i]))
+			k = (k + 1) & (map_size - 1);
+		if (!map[k])
+			map[k] = i + 1;
+	}
 	if (!strncmp(repo_location(fs->repo), "s3://", 5))
 		threads = LOWER_PREFETCH_THREADS_REMOTE;
 	pthread_mutex_lock(&c->lock);
 	c->pf_list = hot;
+	c->pf_map = map; /* may be NULL: then only prefetched entries move it */
+	c->pf_map_mask = map_size - 1;
 	c->pf_count = count;
 	c->stats.hot_count = count;
 	c->pf_running = threads;
@@ -509,24 +561,46 @@ void lower_stats(struct hbfs *fs, struct lower_stats *out)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* A mount that read nothing lower (a sandbox woken and put back to sleep)
- * passes on the hot list it was given, instead of an empty one. */
+/* The hot list for the next commit: the chunks this mount used first, in
+ * that order, then those of the list it was given that it did not use, up to
+ * HBFS_HOT_MAX.  A sandbox alternates between kinds of work (an agent's `ls`
+ * one time, its test suite the next); the list keeps the recent ones' working
+ * sets, and the prefetch follows the readers to whichever part they replay.
+ * A mount that read nothing passes on what it was given. */
 int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count)
 {
 	struct chunk_cache *c = fs->cache;
-	uint32_t n, given;
-	const struct oid *from, *hot = manifest_hot(fs->m, &given);
+	uint32_t given, n = 0, size = 16, *seen;
+	const struct oid *hot = manifest_hot(fs->m, &given);
 	struct oid *ids;
 
 	pthread_mutex_lock(&c->lock);
-	from = c->nhot ? c->hot : hot;
-	n = c->nhot ? c->nhot : given;
-	ids = malloc((n ? n : 1) * sizeof(*ids));
-	if (ids) {
-		memcpy(ids, from, n * sizeof(*ids));
-		*count = n;
+	while (size < 2 * (c->nhot + given))
+		size *= 2;
+	ids = malloc((c->nhot + given + 1) * sizeof(*ids));
+	seen = calloc(size, sizeof(*seen));
+	for (uint32_t pass = 0; ids && seen && pass < 2; pass++) {
+		const struct oid *from = pass ? hot : c->hot;
+		uint32_t m = pass ? given : c->nhot;
+
+		for (uint32_t i = 0; i < m && n < HBFS_HOT_MAX; i++) {
+			uint32_t k = hot_slot(&from[i], size - 1);
+
+			while (seen[k] && !oid_equal(&ids[seen[k] - 1], &from[i]))
+				k = (k + 1) & (size - 1);
+			if (seen[k])
+				continue;
+			ids[n] = from[i];
+			seen[k] = ++n;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
+	free(seen);
+	if (ids && !seen) {
+		free(ids);
+		ids = NULL;
+	}
 	*out = ids;
+	*count = n;
 	return ids ? 0 : -ENOMEM;
 }

@@ -77,6 +77,24 @@ line=$(wait_log "$from" "hot list: [0-9]+ of [0-9]+ chunks prefetched") ||
 grep -q "of $total chunks" <<<"$line" || bad "hot list changed through an idle mount: $line (was $total)"
 fs_umount "$M"
 
+log "a session reading other files: its chunks lead the next hot list, the given ones follow"
+from=$(log_lines)
+fs_mount "$HOT" "$M" --upper "$T/up6"
+cmp -s "$M/late" "$T/src/late" || bad "late differs"
+MIX=$(fs_commit "$M") || exit 1
+fs_umount "$M"
+from=$(log_lines)
+fs_mount "$MIX" "$M" --upper "$T/up7"
+line=$(wait_log "$from" "hot list: [0-9]+ of [0-9]+ chunks prefetched") ||
+	fail "the merged hot list was not prefetched: $(tail -n 5 "$LOG")"
+mixed=$(sed -E 's/.*hot list: [0-9]+ of ([0-9]+) chunks prefetched.*/\1/' <<<"$line")
+# late (1.5 MB) adds at least 5 chunks of at most 256 KiB to early's and victim's
+[ "$mixed" -ge $((total + 5)) ] || bad "hot list of $mixed chunks after reading late: the given $total were not kept"
+for f in early victim late; do
+	cmp -s "$M/$f" "$T/src/$f" || bad "$f differs with the merged hot list"
+done
+fs_umount "$M"
+
 log "a corrupt chunk in the hot list: EIO for its file only"
 size=$(stat -c %s "$victim_pack")
 printf 'garbage!' | dd of="$victim_pack" bs=1 seek=$((size / 3)) conv=notrunc status=none
