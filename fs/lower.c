@@ -40,6 +40,12 @@
 #define LOWER_PREFETCH_THREADS_LOCAL 2 /* decoding: bound by cores */
 #define LOWER_PREFETCH_THREADS_REMOTE 8 /* S3: bound by round trips */
 #define LOWER_HOT_WINDOW_SEC 30
+/* From a remote store, the windows of the hot list are fetched (not decoded)
+ * by their own threads, up to LOWER_FETCH_AHEAD chunks ahead of the readers:
+ * decoding threads that meet a window being fetched wait for it, so alone
+ * they would keep only a couple of requests in flight. */
+#define LOWER_FETCH_THREADS 12
+#define LOWER_FETCH_AHEAD 512
 
 _Static_assert(LOWER_PREFETCH_AHEAD < LOWER_CACHE_CHUNKS, "prefetch window exceeds the cache");
 
@@ -70,6 +76,9 @@ struct chunk_cache {
 	uint32_t *pf_map;
 	uint32_t pf_map_mask;
 	pthread_t pf_threads[LOWER_PREFETCH_THREADS_REMOTE];
+	uint32_t fa_next; /* the fetch-ahead's next index */
+	pthread_t fa_threads[LOWER_FETCH_THREADS];
+	uint32_t fa_nthreads;
 	uint32_t pf_nthreads;
 	bool pf_stop;
 	struct lower_stats stats;
@@ -134,6 +143,9 @@ static void prefetch_stop(struct chunk_cache *c)
 	for (uint32_t t = 0; t < c->pf_nthreads; t++)
 		pthread_join(c->pf_threads[t], NULL);
 	c->pf_nthreads = 0;
+	for (uint32_t t = 0; t < c->fa_nthreads; t++)
+		pthread_join(c->fa_threads[t], NULL);
+	c->fa_nthreads = 0;
 }
 
 void cache_free(struct hbfs *fs)
@@ -221,6 +233,8 @@ static void follow_reader(struct chunk_cache *c, uint32_t hi)
 		return;
 	if (hi > c->pf_next + LOWER_PREFETCH_AHEAD)
 		c->pf_next = hi;
+	if (hi > c->fa_next)
+		c->fa_next = hi;
 	c->pf_pos = hi;
 	pthread_cond_broadcast(&c->progress);
 }
@@ -286,10 +300,11 @@ static int cache_read(struct hbfs *fs, const struct oid *id, void *dst, size_t s
 	c->stats.fetched++;
 	pthread_mutex_unlock(&c->lock);
 
-	/* A reader (or its read-ahead) likely wants the neighbours next: the
-	 * files of a directory are stored side by side.  The hot list knows
-	 * exactly what it wants. */
-	r = hot_idx ? repo_read_chunk(fs->repo, id, &b) : repo_read_chunk_near(fs->repo, id, &b);
+	/* Readers likely want the neighbours next (the files of a directory
+	 * are stored side by side), and the hot list is in first-use order,
+	 * mostly along the packs: from a remote store, both fetch whole
+	 * windows of a pack. */
+	r = repo_read_chunk_near(fs->repo, id, &b);
 	if (r < 0) {
 		char hex[OID_HEX_BYTES];
 
@@ -485,6 +500,29 @@ static void prefetch_finish(struct hbfs *fs)
 		st.prefetch_failed, st.prefetch_hits, (now_ns() - c->start_ns) / 1000000);
 }
 
+static void *fetch_ahead_main(void *arg)
+{
+	struct hbfs *fs = arg;
+	struct chunk_cache *c = fs->cache;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->pf_stop && c->fa_next < c->pf_count) {
+		uint32_t k;
+
+		if (c->fa_next >= c->pf_pos + LOWER_FETCH_AHEAD) {
+			pthread_cond_wait(&c->progress, &c->lock);
+			continue;
+		}
+		k = c->fa_next++;
+		pthread_mutex_unlock(&c->lock);
+		(void)repo_fetch_near(fs->repo, &c->pf_list[k]); /* the decoding reports failures */
+		hb_err_clear();
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 static void *prefetch_main(void *arg)
 {
 	struct hbfs *fs = arg;
@@ -546,6 +584,12 @@ void lower_prefetch_hot(struct hbfs *fs)
 		}
 		c->pf_nthreads++;
 	}
+	if (store_tiered_remote(repo_store(fs->repo)))
+		for (uint32_t t = 0; t < LOWER_FETCH_THREADS; t++) {
+			if (pthread_create(&c->fa_threads[t], NULL, fetch_ahead_main, fs) != 0)
+				break;
+			c->fa_nthreads++;
+		}
 }
 
 void lower_stats(struct hbfs *fs, struct lower_stats *out)

@@ -619,7 +619,7 @@ static uint64_t window_key(const struct oid *pack, uint64_t off)
 
 /* Claim the window for fetching (1), or learn that it is already fetched
  * in this session or cannot be tracked (0): then read just the blob. */
-static int window_claim(struct repo *r, uint64_t key)
+static int window_claim(struct repo *r, uint64_t key, bool wait)
 {
 	uint64_t *seen = &r->window_fetched[key % REPO_WINDOWS_REMEMBERED];
 	int slot = -1;
@@ -643,6 +643,8 @@ static int window_claim(struct repo *r, uint64_t key)
 			break;
 		}
 		slot = -1;
+		if (!wait)
+			break;
 		pthread_cond_wait(&r->window_done, &r->window_lock);
 	}
 	pthread_mutex_unlock(&r->window_lock);
@@ -662,20 +664,29 @@ static void window_release(struct repo *r, int claim, uint64_t key, bool fetched
 /* The blob of e into out, through its pack's window when that is the first
  * read there.  Falls back to the blob alone whenever the window is not
  * worth it or fails (the blob's own read then reports what is wrong). */
+/* The window of e's pack that holds it: false when it is not worth more
+ * than the blob alone (the pack ends soon after, or the blob is most of it). */
+static bool window_of(struct repo *r, const struct index_entry *e, uint64_t *woff, uint64_t *wend)
+{
+	uint64_t end = pack_end_of(r, &e->pack);
+
+	*woff = (uint64_t)e->offset / REPO_READ_WINDOW * REPO_READ_WINDOW;
+	*wend = *woff + REPO_READ_WINDOW < end ? *woff + REPO_READ_WINDOW : end;
+	if (*wend < (uint64_t)e->offset + e->length)
+		*wend = (uint64_t)e->offset + e->length;
+	return *wend - *woff > (uint64_t)e->length * 2;
+}
+
 static int get_blob_windowed(struct repo *r, const struct index_entry *e, const char *name,
 			     struct buf *out)
 {
-	uint64_t end = pack_end_of(r, &e->pack), woff, wend, key;
+	uint64_t woff, wend, key;
 	int claim, rc;
 
-	woff = (uint64_t)e->offset / REPO_READ_WINDOW * REPO_READ_WINDOW;
-	wend = woff + REPO_READ_WINDOW < end ? woff + REPO_READ_WINDOW : end;
-	if (wend < (uint64_t)e->offset + e->length)
-		wend = (uint64_t)e->offset + e->length;
-	if (wend - woff <= (uint64_t)e->length * 2)
+	if (!window_of(r, e, &woff, &wend))
 		return store_get(r->store, name, e->offset, e->length, out);
 	key = window_key(&e->pack, woff);
-	claim = window_claim(r, key);
+	claim = window_claim(r, key, true);
 	if (!claim)
 		return store_get(r->store, name, e->offset, e->length, out);
 	rc = store_get(r->store, name, woff, wend - woff, out);
@@ -771,6 +782,34 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out)
 int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *out)
 {
 	return read_chunk(r, chunk, true, out);
+}
+
+int repo_fetch_near(struct repo *r, const struct oid *chunk)
+{
+	struct index_entry e;
+	struct buf b = BUF_INIT;
+	char name[REPO_NAME_BYTES];
+	uint64_t woff, wend, key;
+	int claim, rc;
+
+	if (!store_tiered_remote(r->store))
+		return 0;
+	rc = repo_index_lookup(r, chunk, &e);
+	if (rc <= 0)
+		return rc;
+	repo_pack_name(&e.pack, name);
+	if (!window_of(r, &e, &woff, &wend)) {
+		woff = e.offset;
+		wend = (uint64_t)e.offset + e.length;
+	}
+	key = window_key(&e.pack, woff);
+	claim = window_claim(r, key, false);
+	if (!claim)
+		return 0;
+	rc = store_get(r->store, name, woff, wend - woff, &b);
+	window_release(r, claim, key, rc == 0);
+	buf_free(&b);
+	return rc;
 }
 
 /* ---- dictionaries ---- */

@@ -91,6 +91,10 @@ int repo_read_chunk(struct repo *r, const struct oid *chunk, struct buf *out);
  * store it is repo_read_chunk. */
 #define REPO_READ_WINDOW (512u << 10)
 int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *out);
+/* Fetch the window that repo_read_chunk_near would, into the cache only,
+ * waiting for nobody: 0 at once when it is fetched or being fetched (or the
+ * store is local).  For prefetchers that run ahead of the decoding. */
+int repo_fetch_near(struct repo *r, const struct oid *chunk);
 /* Reload the index from storage (after another process wrote). */
 int repo_refresh(struct repo *r);
 /* Fetch, in the background, what reads from a remote store will wait for
