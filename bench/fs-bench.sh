@@ -3,7 +3,9 @@
 # fuse-overlayfs over a squashfuse lower (the writable FUSE stack others use
 # to restore sandboxes), on a tree of many small files in a git repository.
 #
-#   mount      `hiberbox mount` until the first `ls` of the root answers
+#   mount      `hiberbox mount` until the first `ls` of the root answers (once
+#              on the tree; median of runs+2 on a 50 000-file snapshot, with
+#              the fs process's RSS after a stat of every file)
 #   stat       warm `find . -type f -print0 | xargs -0 stat` (median of runs)
 #   git        warm `git status` (median of runs)
 #   untar      extracting a tar of the tree onto the (empty) filesystem
@@ -109,6 +111,42 @@ for m in json.load(sys.stdin):
 H_RSS=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
 "$HB" umount "$WORK/hb"
 
+# Issue 3's mount figure: a 50 000-file snapshot (500 directories of 100
+# small files) from `hiberbox mount` to the answer of the first `ls`, the
+# median of RUNS+2 mounts with the repository in the page cache; then the fs
+# process's RSS after every file of it was stat'ed.
+python3 - "$WORK/t50k" <<'PY'
+import os, sys
+root = sys.argv[1]
+for d in range(500):
+    p = os.path.join(root, "d%03d" % d)
+    os.makedirs(p)
+    for f in range(100):
+        with open(os.path.join(p, "f%03d.txt" % f), "w") as fh:
+            fh.write("file %d of dir %d\n" % (f, d) * (1 + f % 7))
+PY
+T50K_ID=$("$HB" --quiet snapshot create "$WORK/t50k" | tail -n 1)
+mkdir -p "$WORK/m50k"
+mounts50k=()
+for i in $(seq $((RUNS + 2))); do
+	rm -rf "$WORK/m50k-upper"
+	t=$(date +%s%N)
+	"$HB" mount "$T50K_ID" "$WORK/m50k" --upper "$WORK/m50k-upper"
+	ls "$WORK/m50k" >/dev/null
+	mounts50k+=("$(ms "$t")")
+	if [ "$i" -eq 1 ]; then
+		find "$WORK/m50k" -type f -print0 | xargs -0 stat >/dev/null
+		pid=$(python3 -c 'import json,sys
+for m in json.load(sys.stdin):
+    print(m["pid"])' <<<"$("$HB" mounts --json)" | head -n 1)
+		H_RSS50K=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
+	fi
+	"$HB" umount "$WORK/m50k"
+done
+H_MOUNT50K=$(printf '%s\n' "${mounts50k[@]}" | median)
+note "hiberbox: 50k-file mount to first ls ${mounts50k[*]} ms (median $H_MOUNT50K), rss after stat of all $H_RSS50K MiB"
+rm -rf "$WORK/t50k"
+
 mkdir -p "$WORK/hbu"
 MOUNTS+=("$WORK/hbu")
 # untar_on BIN UPPER: ms of an untar onto a fresh mount of the empty snapshot
@@ -182,6 +220,8 @@ printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT"
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
 [ "$B_UNTAR" = - ] || printf '%-28s %10s %10s %8s\n' "untar, HIBERBOX_BASE (ms)" "$N_UNTAR" "$B_UNTAR" "$(ratio "$N_UNTAR" "$B_UNTAR")"
 printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
+printf '%-28s %10s %10s\n' "50k files: mount to ls (ms)" - "$H_MOUNT50K"
+printf '%-28s %10s %10s\n' "50k files: RSS, all stat'ed" - "$H_RSS50K"
 printf '%-28s %10s %10s\n' "commit after untar (ms)" - "$H_COMMIT"
 printf '%-28s %10s %10s\n' "seq read cold (MB/s)" - "$H_READ_COLD"
 printf '%-28s %10s %10s %8s\n' "seq read warm (MB/s)" "$N_READ" "$H_READ_WARM" "$(ratio "$H_READ_WARM" "$N_READ")"
@@ -193,6 +233,7 @@ cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS,
  "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "read_warm_mbps": $N_READ},
  "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "mount_ms": $H_MOUNT,
+              "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
               "commit_ms": $H_COMMIT, "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
  "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "mount_ms": "$O_MOUNT"}}
 JSON
