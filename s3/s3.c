@@ -801,10 +801,12 @@ nomem:
 }
 
 /* HIBERBOX_S3_TRACE=FILE (or "-" for stderr): one line per request, so that a
- * slow wake can be read as the chain of round trips it made.  Lines are
- * written with one write() each on an O_APPEND descriptor, so concurrent
- * requests and processes do not interleave within a line. */
-static int trace_fd = -2;
+ * slow wake can be read as the chain of round trips it made.  The file is
+ * opened for each line (O_APPEND, one write()): a descriptor kept open would
+ * not survive the fs daemon's fork, which closes what it inherits, and its
+ * number could then name another file.  Tracing is for diagnosis; a
+ * syscall more per request does not matter then. */
+static const char *trace_path;
 static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
 static uint64_t trace_epoch;
 
@@ -813,12 +815,7 @@ static void trace_open(void)
 	const char *path = getenv("HIBERBOX_S3_TRACE");
 
 	trace_epoch = now_ns();
-	if (!path || !*path)
-		trace_fd = -1;
-	else if (strcmp(path, "-") == 0)
-		trace_fd = STDERR_FILENO;
-	else
-		trace_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	trace_path = path && *path ? path : NULL;
 }
 
 static void trace_request(const struct s3_request *rq, uint64_t start, int result)
@@ -827,7 +824,7 @@ static void trace_request(const struct s3_request *rq, uint64_t start, int resul
 	uint64_t end = now_ns();
 	int n;
 
-	if (trace_fd < 0)
+	if (!trace_path)
 		return;
 	n = snprintf(line, sizeof(line), "s3 %d +%.1fms %.1fms %s %s", (int)getpid(),
 		     (double)(start - trace_epoch) / 1e6, (double)(end - start) / 1e6, rq->method,
@@ -838,8 +835,17 @@ static void trace_request(const struct s3_request *rq, uint64_t start, int resul
 	if (n > 0 && (size_t)n < sizeof(line))
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " -> %ld%s%s\n", rq->status,
 			      result < 0 ? " error " : "", result < 0 ? strerror(-result) : "");
-	if (n > 0 && (size_t)n < sizeof(line))
-		(void)!write(trace_fd, line, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(line)) {
+		int fd = strcmp(trace_path, "-") == 0
+				 ? STDERR_FILENO
+				 : open(trace_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd >= 0) {
+			(void)!write(fd, line, (size_t)n);
+			if (fd != STDERR_FILENO)
+				close(fd);
+		}
+	}
 }
 
 int s3_request_run(struct s3_client *c, struct s3_request *rq)
