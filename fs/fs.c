@@ -147,12 +147,16 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	} else if ((r = default_upper(fs->upper_path, sizeof(fs->upper_path))) < 0) {
 		goto fail;
 	}
-	r = repo_open(opts->repo, &fs->repo);
+	{
+		/* A full id: its manifest comes in beside the config. */
+		struct oid id;
+		bool full = strlen(opts->snapshot) == OID_HEX_BYTES - 1 &&
+			    oid_parse(opts->snapshot, &id) == 0;
+
+		r = repo_open_for(opts->repo, full ? &id : NULL, &fs->repo);
+	}
 	if (r < 0)
 		goto fail;
-	/* From an object store, the index and dictionaries come in while the
-	 * manifest does: every round trip saved is one the wake waits less. */
-	repo_warm_start(fs->repo);
 	r = load_lower_and_upper(fs);
 	if (r < 0)
 		goto fail;

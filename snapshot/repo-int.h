@@ -56,7 +56,7 @@ struct repo {
 	pthread_cond_t window_done;
 	uint64_t window_busy[REPO_WINDOWS_IN_FLIGHT];
 	uint64_t window_fetched[REPO_WINDOWS_REMEMBERED];
-	/* repo_warm_start's thread */
+	/* warm_start's threads (repo_open_for): index and dictionaries */
 	pthread_t warm_threads[2];
 	unsigned nwarm;
 };

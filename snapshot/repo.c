@@ -112,6 +112,8 @@ int oid_parse_prefix(const char *text, struct oid *out)
 }
 
 static int resolve_dict(void *ctx, uint32_t number, const struct chunk_dict **out);
+static void warm_start(struct repo *r);
+static void repo_warm_wait(struct repo *r);
 
 static void secret_check(const struct repo_key *key, struct oid *out)
 {
@@ -234,8 +236,34 @@ out:
 	return rc;
 }
 
+struct manifest_fetch {
+	struct store *store;
+	char name[REPO_NAME_BYTES];
+};
+
+/* Into the store's cache, while the config comes in; what it finds is
+ * read again (from the cache) by repo_read_manifest, errors included. */
+static void *manifest_fetch_main(void *arg)
+{
+	struct manifest_fetch *f = arg;
+	struct buf b = { .max = REPO_MANIFEST_MAX_BYTES };
+
+	(void)store_get(f->store, f->name, 0, STORE_GET_ALL, &b);
+	hb_err_clear();
+	buf_free(&b);
+	return NULL;
+}
+
 int repo_open(const char *location, struct repo **out)
 {
+	return repo_open_for(location, NULL, out);
+}
+
+int repo_open_for(const char *location, const struct oid *snapshot, struct repo **out)
+{
+	struct manifest_fetch fetch;
+	pthread_t fetcher;
+	bool fetching = false;
 	struct buf b = BUF_INIT;
 	struct repo *r;
 	int rc;
@@ -254,7 +282,15 @@ int repo_open(const char *location, struct repo **out)
 	}
 	if (rc < 0)
 		goto fail;
+	if (snapshot && store_tiered_remote(r->store)) {
+		warm_start(r);
+		fetch.store = r->store;
+		repo_snapshot_name(snapshot, fetch.name);
+		fetching = pthread_create(&fetcher, NULL, manifest_fetch_main, &fetch) == 0;
+	}
 	rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, &b);
+	if (fetching)
+		pthread_join(fetcher, NULL);
 	if (rc == -ENOENT) {
 		rc = hb_err(rc, "no repository at %s (run 'hiberbox init' to create one)",
 			    store_location(r->store));
@@ -1022,6 +1058,8 @@ static void *warm_index_main(void *arg)
 	return NULL;
 }
 
+/* The dictionaries' objects into the store's cache (decoding them needs the
+ * config's key, which may not be in yet: dict_load decodes from the cache). */
 static void *warm_dicts_main(void *arg)
 {
 	struct repo *r = arg;
@@ -1030,9 +1068,12 @@ static void *warm_dicts_main(void *arg)
 
 	if (repo_dict_numbers(r, &numbers, &count) == 0) {
 		for (size_t i = 0; i < count; i++) {
-			const struct chunk_dict *d;
+			char name[DICT_NAME_BYTES];
+			struct buf b = { .max = DICT_MAX_BYTES };
 
-			(void)dict_load(r, numbers[i], &d);
+			dict_name(numbers[i], name);
+			(void)store_get(r->store, name, 0, STORE_GET_ALL, &b);
+			buf_free(&b);
 		}
 		free(numbers);
 	}
@@ -1040,7 +1081,10 @@ static void *warm_dicts_main(void *arg)
 	return NULL;
 }
 
-void repo_warm_start(struct repo *r)
+/* Fetch, in the background, what reads from a remote store will wait for
+ * (the index, the dictionaries), while the caller fetches the config and the
+ * manifest.  Readers block on the index until it is in; repo_close joins. */
+static void warm_start(struct repo *r)
 {
 	void *(*fns[2])(void *) = { warm_index_main, warm_dicts_main };
 
@@ -1051,7 +1095,7 @@ void repo_warm_start(struct repo *r)
 			r->nwarm++;
 }
 
-void repo_warm_wait(struct repo *r)
+static void repo_warm_wait(struct repo *r)
 {
 	for (unsigned i = 0; i < r->nwarm; i++)
 		pthread_join(r->warm_threads[i], NULL);

@@ -69,6 +69,12 @@ int repo_init(const char *location, const struct repo_init_opts *opts);
  * -EPROTONOSUPPORT for an unknown format version, -EBADMSG for a corrupt config
  * or a secret that fails its check. */
 int repo_open(const char *location, struct repo **out);
+/* The same, for a caller about to mount this snapshot: from an object store,
+ * its manifest, the index and the dictionaries are fetched (into the cache,
+ * the index into memory, by background threads that repo_close joins) while
+ * the config is, so that a wake waits for one round trip instead of five.
+ * snapshot NULL: repo_open. */
+int repo_open_for(const char *location, const struct oid *snapshot, struct repo **out);
 void repo_close(struct repo *r);
 struct store *repo_store(struct repo *r);
 const struct repo_key *repo_key(struct repo *r);
@@ -97,12 +103,7 @@ int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *ou
 int repo_fetch_near(struct repo *r, const struct oid *chunk);
 /* Reload the index from storage (after another process wrote). */
 int repo_refresh(struct repo *r);
-/* Fetch, in the background, what reads from a remote store will wait for
- * (the index, the dictionaries), while the caller fetches the manifest.
- * Readers block on the index until it is in.  repo_warm_wait() joins it
- * (repo_close does too).  A local store: nothing to do. */
-void repo_warm_start(struct repo *r);
-void repo_warm_wait(struct repo *r);
+
 
 /* Tags. */
 int repo_tag_set(struct repo *r, const char *tag, const struct oid *id);
