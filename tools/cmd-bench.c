@@ -2145,7 +2145,71 @@ static int cmd_bench_restore(int argc, char **argv)
 	return r < 0 ? 1 : 0;
 }
 
+/* `hiberbox bench link`: the same relay for other benchmarks' scripts
+ * (bench/s3-wake.sh --rtt): prints its URL, then relays until killed. */
+static int cmd_bench_link(int argc, char **argv)
+{
+	static const struct option opts[] = { { "rtt", required_argument, NULL, 'r' },
+					       { "bandwidth", required_argument, NULL, 'b' },
+					       { "help", no_argument, NULL, 'h' },
+					       { NULL, 0, NULL, 0 } };
+	const char *ep = getenv("AWS_ENDPOINT_URL");
+	unsigned rtt = 0;
+	double mbps = 0;
+	struct relay *rl;
+	sigset_t set;
+	int c, r, sig;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		char *end;
+
+		switch (c) {
+		case 'r':
+			errno = 0;
+			rtt = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || rtt > 10000)
+				return cli_usage("bench link", "--rtt %s: expected milliseconds, 0 to 10000",
+						 optarg);
+			break;
+		case 'b':
+			mbps = strtod(optarg, &end);
+			if (*end || !*optarg || !(mbps >= 0) || mbps > 1e6)
+				return cli_usage("bench link", "--bandwidth %s: expected MB/s", optarg);
+			break;
+		case 'h':
+			cli_print_help(cli_find("bench link"),
+				       "Relay 127.0.0.1:<port> to $AWS_ENDPOINT_URL, holding each byte RTT/2 in\n"
+				       "each direction and pacing each direction to the bandwidth (a link\n"
+				       "emulated in user space, as `bench restore --rtt` does).  Prints\n"
+				       "http://127.0.0.1:<port> and relays until SIGINT or SIGTERM.\n");
+			return 0;
+		default:
+			return cli_usage("bench link", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage("bench link", "unexpected argument '%s'", argv[optind]);
+	if (!ep)
+		return cli_usage("bench link", "needs AWS_ENDPOINT_URL=http://HOST:PORT");
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* the relay's threads inherit it */
+	if ((r = relay_start(ep, rtt, mbps, &rl)) < 0) {
+		fprintf(stderr, "hiberbox: %s\n", hb_errmsg(r));
+		return 1;
+	}
+	printf("http://127.0.0.1:%u\n", rl->port);
+	fflush(stdout);
+	sigwait(&set, &sig);
+	return 0;
+}
+
 const struct cli_command cli_commands_bench[] = {
+	{ "bench link", "--rtt MS [--bandwidth MBPS]",
+	  "relay to $AWS_ENDPOINT_URL through an emulated link (for benchmark scripts)",
+	  cmd_bench_link },
 	{ "bench restore",
 	  "[DIR] [--runs N] [--probe CMD] [--rtt MS] [--bandwidth MBPS] [--json] [--report FILE]",
 	  "time sleep and wake of a workspace against tar+zstd, squashfs and cp -a",

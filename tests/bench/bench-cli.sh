@@ -35,6 +35,39 @@ set -e
 [ "$rc" -eq 1 ] && grep -q "s3://" "$T/err" || fail "--rtt on a local repository: exit $rc, $(cat "$T/err")"
 "$HB" bench restore --help | grep -q -- "--probe CMD" || fail "help"
 
+# --- bench link: the emulated link for benchmark scripts ------------------------
+for args in "--rtt x" "--bandwidth -1" "--nope" "extra"; do
+	set +e
+	# shellcheck disable=SC2086
+	AWS_ENDPOINT_URL=http://127.0.0.1:9 "$HB" bench link $args >"$T/out" 2>"$T/err"
+	rc=$?
+	set -e
+	[ "$rc" -eq 2 ] && [ "$(wc -l <"$T/err")" -eq 1 ] || fail "bench link $args: exit $rc, $(cat "$T/err")"
+done
+set +e
+env -u AWS_ENDPOINT_URL "$HB" bench link --rtt 30 >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q AWS_ENDPOINT_URL "$T/err" || fail "bench link without an endpoint: exit $rc, $(cat "$T/err")"
+# a real round trip through it: same bytes, and no sooner than the RTT
+mkdir -p "$T/www" && head -c 300000 /dev/urandom >"$T/www/blob"
+python3 -m http.server 0 --bind 127.0.0.1 --directory "$T/www" >"$T/http.log" 2>&1 &
+http_pid=$!
+for _ in $(seq 50); do grep -q "port" "$T/http.log" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -nE 's/.*port ([0-9]+).*/\1/p' "$T/http.log" | head -n 1)
+[ -n "$port" ] || { kill "$http_pid"; fail "no http server for the link test"; }
+AWS_ENDPOINT_URL=http://127.0.0.1:$port "$HB" bench link --rtt 200 --bandwidth 10 >"$T/link.url" &
+link_pid=$!
+for _ in $(seq 50); do [ -s "$T/link.url" ] && break; sleep 0.1; done
+t0=$(date +%s%N)
+curl -fsS "$(cat "$T/link.url")/blob" -o "$T/blob.out" || { kill "$http_pid" "$link_pid"; fail "curl through the link"; }
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill "$link_pid" "$http_pid"
+wait "$link_pid" 2>/dev/null || true
+cmp -s "$T/www/blob" "$T/blob.out" || fail "the link changed the bytes"
+# connect + request + answer: at least one RTT; 300 kB at 10 MB/s: 30 ms more
+[ "$took" -ge 230 ] || fail "a request through a 200 ms link took $took ms"
+
 # --- a user's DIR: only read; JSON and a Markdown report ------------------------
 mkdir -p "$T/ws/sub"
 for i in $(seq 1 40); do echo "file $i" >"$T/ws/sub/f$i.txt"; done

@@ -75,6 +75,17 @@ clear_faults
 rm -rf "$dst"
 restore_and_compare second "$T/src2.json" "restore after the corruption stopped" || true
 
+log "a corrupt index file among those fetched in parallel: one clear line, then recovery"
+# first and second wrote an index file each: a cold read fetches both at once
+rm -rf "$HIBERBOX_HOME/cache" "$T/idx-dst"
+fault corrupt 1000 GET index/
+expect_error "restore with every index body corrupted" snapshot restore second "$T/idx-dst" &&
+	expect_in "$HB_ERR" "index" "corrupt index"
+[ "$(injected corrupt)" -ge 2 ] || bad "the corrupt index fault was injected $(injected corrupt) times"
+clear_faults
+rm -rf "$HIBERBOX_HOME/cache" "$T/idx-dst"
+restore_and_compare second "$T/src2.json" "restore after the index corruption stopped" || true
+
 log "bad credentials, missing bucket"
 AWS_SECRET_ACCESS_KEY=wrong expect_error "wrong secret" snapshot list &&
 	expect_in "$HB_ERR" "access denied to bucket hbtest: check AWS_ACCESS_KEY_ID" "wrong secret"
