@@ -7,6 +7,7 @@
 # Skips (77) without node or tests/s3/node_modules (npm ci --prefix tests/s3).
 set -euo pipefail
 source "$SRCDIR/tests/integration/lib.sh"
+source "$SRCDIR/tests/s3/faults.sh"
 S3DIR="$SRCDIR/tests/s3"
 if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
 	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
@@ -18,14 +19,6 @@ trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' 
 
 start_s3() {
 	eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbtest)" || fail "cannot start the S3 test server"
-}
-fault() { # KIND COUNT [METHOD [PATH-SUBSTRING]]
-	curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=$1&count=$2${3:+&method=$3}${4:+&match=$4}" >/dev/null
-}
-clear_faults() { curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/clear" >/dev/null; }
-injected() { # KIND: how many times it was injected
-	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["injected"].get(sys.argv[1], 0))' "$1"
 }
 
 start_s3
@@ -105,7 +98,7 @@ dump_tree "$T/src3" "$T/src3.json"
 port=$(cat "$T/s3/port")
 # Hold every pack upload for 1.5 s so that the kill lands mid-snapshot
 # however fast the machine is.
-curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=delay&count=1000&method=PUT&match=packs/&ms=1500" >/dev/null
+fault delay 1000 PUT packs/ 1500
 hb snapshot create "$T/src3" --tag third >"$T/out3" 2>"$T/err3" &
 hbpid=$!
 sleep 1.5

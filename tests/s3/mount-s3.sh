@@ -7,6 +7,7 @@
 # Skips (77) without node or tests/s3/node_modules, or without /dev/fuse.
 set -euo pipefail
 source "$SRCDIR/tests/integration/lib.sh"
+source "$SRCDIR/tests/s3/faults.sh"
 S3DIR="$SRCDIR/tests/s3"
 if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
 	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
@@ -43,14 +44,6 @@ for f in $(cd "$T/src" && find . -type f ! -name later.bin | sort); do
 done
 [ -d "$HIBERBOX_HOME/cache" ] || bad "the mount did not fill the local cache"
 
-fault() { # KIND COUNT [METHOD [PATH-SUBSTRING]]
-	curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=$1&count=$2${3:+&method=$3}${4:+&match=$4}" >/dev/null
-}
-clear_faults() { curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/clear" >/dev/null; }
-injected() { # KIND: how many times it was injected
-	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["injected"].get(sys.argv[1], 0))' "$1"
-}
 # the small files stored as chunks (larger than what the manifest inlines)
 small=$(cd "$T/src" && find . -type f -size +1k ! -name '*.bin' | sort)
 nsmall=$(echo "$small" | wc -l)

@@ -10,6 +10,7 @@
 # Skips (77) without node or tests/s3/node_modules (npm ci --prefix tests/s3).
 set -euo pipefail
 source "$SRCDIR/tests/integration/lib.sh"
+source "$SRCDIR/tests/s3/faults.sh"
 S3DIR="$SRCDIR/tests/s3"
 if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
 	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
@@ -22,14 +23,6 @@ eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbrestore)" || fail "cannot start t
 export HIBERBOX_REPO=s3://hbrestore/repo
 export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_TIMEOUT_MS=2000 HIBERBOX_S3_CONNECT_TIMEOUT_MS=1000
 export HIBERBOX_S3_DEADLINE_MS=5000
-fault() { # KIND COUNT [METHOD [PATH-SUBSTRING [MS]]]
-	curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/fault?kind=$1&count=$2${3:+&method=$3}${4:+&match=$4}${5:+&ms=$5}" >/dev/null
-}
-clear_faults() { curl -fsS -X POST "$AWS_ENDPOINT_URL/__control/clear" >/dev/null; }
-gets() { # GET requests the proxy answered since the last clear
-	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["byMethod"].get("GET", 0))'
-}
 fresh_home() { rm -rf "$HIBERBOX_HOME"; mkdir -p "$HIBERBOX_HOME"; }
 # The second tree is a copy (cp -a): reading it to snapshot it may move
 # atimes (relatime: its ctimes are new), so they are not compared.
