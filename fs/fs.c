@@ -81,6 +81,12 @@ static void *upper_open_main(void *arg)
 	return NULL;
 }
 
+/* The snapshot was named by its full id (which may still be a tag). */
+static bool full_id(const char *name, struct oid *id)
+{
+	return strlen(name) == OID_HEX_BYTES - 1 && oid_parse(name, id) == 0;
+}
+
 /* Resolve the snapshot's name and load its manifest.  A full id is tried
  * as such first: the manifest's GET then also says whether it exists, which
  * saves the existence check's round trip on an object store. */
@@ -89,7 +95,7 @@ static int load_base_manifest(struct hbfs *fs)
 	const char *name = fs->opts.snapshot;
 	int r;
 
-	if (strlen(name) == OID_HEX_BYTES - 1 && oid_parse(name, &fs->base_id) == 0) {
+	if (full_id(name, &fs->base_id)) {
 		r = repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
 		if (r != -ENOENT)
 			return r;
@@ -150,10 +156,8 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	{
 		/* A full id: its manifest comes in beside the config. */
 		struct oid id;
-		bool full = strlen(opts->snapshot) == OID_HEX_BYTES - 1 &&
-			    oid_parse(opts->snapshot, &id) == 0;
 
-		r = repo_open_for(opts->repo, full ? &id : NULL, &fs->repo);
+		r = repo_open_for(opts->repo, full_id(opts->snapshot, &id) ? &id : NULL, &fs->repo);
 	}
 	if (r < 0)
 		goto fail;

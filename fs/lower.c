@@ -76,11 +76,11 @@ struct chunk_cache {
 	uint32_t *pf_map;
 	uint32_t pf_map_mask;
 	pthread_t pf_threads[LOWER_PREFETCH_THREADS_REMOTE];
+	uint32_t pf_nthreads;
+	bool pf_stop;
 	uint32_t fa_next; /* the fetch-ahead's next index */
 	pthread_t fa_threads[LOWER_FETCH_THREADS];
 	uint32_t fa_nthreads;
-	uint32_t pf_nthreads;
-	bool pf_stop;
 	struct lower_stats stats;
 	int32_t bucket[LOWER_CACHE_BUCKETS];
 	struct cache_entry e[LOWER_CACHE_CHUNKS];
@@ -203,25 +203,24 @@ static struct cache_entry *cache_victim(struct chunk_cache *c)
 	return victim;
 }
 
-static uint32_t hot_slot(const struct oid *id, uint32_t mask)
+/* Sets of chunk ids over a list of them: an open-addressed table of list
+ * index + 1 (0 = empty), mask + 1 slots (a power of two, at least twice the
+ * entries).  The slot of id: empty, or the one naming it. */
+static uint32_t *id_set_slot(uint32_t *table, uint32_t mask, const struct oid *list,
+			     const struct oid *id)
 {
-	uint32_t h;
+	uint32_t h, k;
 
 	memcpy(&h, id->b + 4, sizeof(h)); /* other bytes than bucket_of's */
-	return h & mask;
+	for (k = h & mask; table[k] && !oid_equal(&list[table[k] - 1], id); k = (k + 1) & mask)
+		;
+	return &table[k];
 }
 
 /* Index + 1 of id in the hot list being prefetched, 0 if not in it. */
 static uint32_t hot_lookup(const struct chunk_cache *c, const struct oid *id)
 {
-	if (!c->pf_map)
-		return 0;
-	for (uint32_t k = hot_slot(id, c->pf_map_mask);; k = (k + 1) & c->pf_map_mask) {
-		uint32_t v = c->pf_map[k];
-
-		if (!v || oid_equal(&c->pf_list[v - 1], id))
-			return v;
-	}
+	return c->pf_map ? *id_set_slot(c->pf_map, c->pf_map_mask, c->pf_list, id) : 0;
 }
 
 /* A reader got to hot index hi (+1).  A jump past the window means the
@@ -556,12 +555,10 @@ void lower_prefetch_hot(struct hbfs *fs)
 		map_size *= 2;
 	map = calloc(map_size, sizeof(*map));
 	for (uint32_t i = 0; map && i < count; i++) {
-		uint32_t k = hot_slot(&hot[i], map_size - 1);
+		uint32_t *slot = id_set_slot(map, map_size - 1, hot, &hot[i]);
 
-		while (map[k] && !oid_equal(&hot[map[k] - 1], &hot[i]))
-			k = (k + 1) & (map_size - 1);
-		if (!map[k])
-			map[k] = i + 1;
+		if (!*slot)
+			*slot = i + 1;
 	}
 	if (!strncmp(repo_location(fs->repo), "s3://", 5))
 		threads = LOWER_PREFETCH_THREADS_REMOTE;
@@ -628,14 +625,12 @@ int lower_hot_list(struct hbfs *fs, struct oid **out, uint32_t *count)
 		uint32_t m = pass ? given : c->nhot;
 
 		for (uint32_t i = 0; i < m && n < HBFS_HOT_MAX; i++) {
-			uint32_t k = hot_slot(&from[i], size - 1);
+			uint32_t *slot = id_set_slot(seen, size - 1, ids, &from[i]);
 
-			while (seen[k] && !oid_equal(&ids[seen[k] - 1], &from[i]))
-				k = (k + 1) & (size - 1);
-			if (seen[k])
+			if (*slot)
 				continue;
 			ids[n] = from[i];
-			seen[k] = ++n;
+			*slot = ++n;
 		}
 	}
 	pthread_mutex_unlock(&c->lock);

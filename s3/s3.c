@@ -821,11 +821,12 @@ static void trace_open(void)
 static void trace_request(const struct s3_request *rq, uint64_t start, int result)
 {
 	char line[512];
-	uint64_t end = now_ns();
+	uint64_t end;
 	int n;
 
 	if (!trace_path)
 		return;
+	end = now_ns();
 	n = snprintf(line, sizeof(line), "s3 %d +%.1fms %.1fms %s %s", (int)getpid(),
 		     (double)(start - trace_epoch) / 1e6, (double)(end - start) / 1e6, rq->method,
 		     rq->key ? rq->key : "/");

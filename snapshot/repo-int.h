@@ -76,6 +76,9 @@ int repo_name_to_oid(const char *name, struct oid *out);
 
 /* Load all index files into r->index if not done yet.  @return 0 or -errno. */
 int repo_load_index(struct repo *r);
+/* The same with up to `threads` index files in flight (restore asks for as
+ * many as it has fetchers); repo_load_index picks for the store. */
+int repo_load_index_threads(struct repo *r, unsigned threads);
 /* Look a chunk up in the merged index (loading it first).
  * @return 1 found, 0 not found, or -errno from loading. */
 int repo_index_lookup(struct repo *r, const struct oid *chunk, struct index_entry *out);

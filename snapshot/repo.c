@@ -360,10 +360,13 @@ void repo_set_zstd_level(struct repo *r, int level)
 
 /* ---- the index ---- */
 
-/* Index files are fetched by up to INDEX_LOAD_THREADS threads at once: on
- * an object store each GET is a round trip, and a repository with a
- * hundred snapshots has a hundred index files; a mount waits for them. */
+/* Index files are fetched by several threads at once from an object store
+ * (INDEX_LOAD_THREADS unless the caller says, at most INDEX_LOAD_THREADS_MAX):
+ * each GET is a round trip, and a repository with a hundred snapshots has a
+ * hundred index files; a mount waits for them.  A local store answers at
+ * disk speed: one thread. */
 #define INDEX_LOAD_THREADS 16
+#define INDEX_LOAD_THREADS_MAX 64
 
 struct index_file {
 	char name[REPO_NAME_BYTES];
@@ -501,11 +504,16 @@ static int collect_pack_ends(const struct index_load *st, struct pack_end **out,
 	return 0;
 }
 
-static int read_all_index(struct repo *r, struct chunk_index **out, struct pack_end **ends,
-			  size_t *nends)
+static unsigned default_index_threads(struct repo *r)
+{
+	return store_tiered_remote(r->store) ? INDEX_LOAD_THREADS : 1;
+}
+
+static int read_all_index(struct repo *r, unsigned threads, struct chunk_index **out,
+			  struct pack_end **ends, size_t *nends)
 {
 	struct index_load st = { .r = r };
-	pthread_t tids[INDEX_LOAD_THREADS];
+	pthread_t tids[INDEX_LOAD_THREADS_MAX];
 	unsigned nthreads = 0, want;
 	struct chunk_index *idx = NULL;
 	int rc;
@@ -514,10 +522,11 @@ static int read_all_index(struct repo *r, struct chunk_index **out, struct pack_
 	rc = store_list(r->store, REPO_INDEX_PREFIX, list_index_file, &st);
 	if (rc < 0)
 		goto out;
-	/* a local store answers at disk speed: threads would only add cost */
-	want = store_tiered_remote(r->store) && st.nfiles > 1
-		       ? (st.nfiles < INDEX_LOAD_THREADS ? (unsigned)st.nfiles : INDEX_LOAD_THREADS)
-		       : 0;
+	want = threads < INDEX_LOAD_THREADS_MAX ? threads : INDEX_LOAD_THREADS_MAX;
+	if (want > st.nfiles)
+		want = (unsigned)st.nfiles;
+	if (want < 2)
+		want = 0; /* this thread alone */
 	while (nthreads < want && pthread_create(&tids[nthreads], NULL, index_fetcher, &st) == 0)
 		nthreads++;
 	if (nthreads == 0)
@@ -554,6 +563,11 @@ out:
 
 int repo_load_index(struct repo *r)
 {
+	return repo_load_index_threads(r, default_index_threads(r));
+}
+
+int repo_load_index_threads(struct repo *r, unsigned threads)
+{
 	struct chunk_index *idx;
 	bool loaded;
 	int rc = 0;
@@ -568,7 +582,7 @@ int repo_load_index(struct repo *r)
 		struct pack_end *ends;
 		size_t nends;
 
-		rc = read_all_index(r, &idx, &ends, &nends);
+		rc = read_all_index(r, threads, &idx, &ends, &nends);
 		if (rc == 0) {
 			r->index = idx;
 			free(r->pack_ends);
@@ -611,7 +625,7 @@ int repo_refresh(struct repo *r)
 	struct chunk_index *idx, *old;
 	struct pack_end *ends, *old_ends;
 	size_t nends;
-	int rc = read_all_index(r, &idx, &ends, &nends);
+	int rc = read_all_index(r, default_index_threads(r), &idx, &ends, &nends);
 
 	if (rc < 0)
 		return rc;
@@ -697,9 +711,6 @@ static void window_release(struct repo *r, int claim, uint64_t key, bool fetched
 	pthread_mutex_unlock(&r->window_lock);
 }
 
-/* The blob of e into out, through its pack's window when that is the first
- * read there.  Falls back to the blob alone whenever the window is not
- * worth it or fails (the blob's own read then reports what is wrong). */
 /* The window of e's pack that holds it: false when it is not worth more
  * than the blob alone (the pack ends soon after, or the blob is most of it). */
 static bool window_of(struct repo *r, const struct index_entry *e, uint64_t *woff, uint64_t *wend)
@@ -713,6 +724,9 @@ static bool window_of(struct repo *r, const struct index_entry *e, uint64_t *wof
 	return *wend - *woff > (uint64_t)e->length * 2;
 }
 
+/* The blob of e into out, through its pack's window when that is the first
+ * read there.  Falls back to the blob alone whenever the window is not
+ * worth it or fails (the blob's own read then reports what is wrong). */
 static int get_blob_windowed(struct repo *r, const struct index_entry *e, const char *name,
 			     struct buf *out)
 {

@@ -54,12 +54,6 @@ struct restore_fetch {
 
 struct restore_fetch_run;
 
-/* Load the repository's index (as repo_load_index does) with up to
- * `parallel` index files in flight: on object storage a repository with
- * many snapshots has many index files, and one after the other each costs
- * a round trip.  @return 0 or a negative errno with a message. */
-int restore_load_index(struct repo *r, unsigned parallel);
-
 /* Plan the chunks of `files` (regular file entries stored as chunks; holes
  * are skipped) and start reading them on f->fetchers threads.  f and files
  * must live until restore_fetch_wait.  @return 0, or a negative errno with a

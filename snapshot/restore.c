@@ -778,7 +778,7 @@ static void *index_thread_main(void *arg)
 {
 	struct index_thread_arg *a = arg;
 
-	restore_load_index(a->r, a->parallel);
+	repo_load_index_threads(a->r, a->parallel);
 	return NULL;
 }
 
