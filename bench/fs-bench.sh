@@ -8,7 +8,9 @@
 #              the fs process's RSS after a stat of every file)
 #   stat       warm `find . -type f -print0 | xargs -0 stat` (median of runs)
 #   git        warm `git status` (median of runs)
-#   untar      extracting a tar of the tree onto the (empty) filesystem
+#   untar      extracting a tar of the tree onto the (empty) filesystem, each
+#              side's files (native, upper directories) on a fresh ext4 loop
+#              image; hiberbox also with the fs and tar pinned to one CPU
 #   read       sequential read of a 1 GiB file: cold (from the repository)
 #              and warm (page cache), MB/s
 #   rss        resident memory of the hiberbox fs process after the stat run
@@ -42,6 +44,10 @@ MOUNTS=()
 cleanup() {
 	for m in "${MOUNTS[@]}"; do
 		"$HB" umount "$m" >/dev/null 2>&1 || fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	# and the loop filesystems of untar_on, made in a subshell, innermost first
+	awk -v w="$WORK/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 	done
 	rm -rf "$WORK"
 }
@@ -88,9 +94,31 @@ EMPTY_ID=$("$HB" snapshot create "$WORK/empty" 2>/dev/null | tail -n 1)
 # native
 N_STAT=$(time_cmd "$WORK/tree/project" stat_all)
 N_GIT=$(time_cmd "$WORK/tree/project" git_status)
-rm -rf "$WORK/native-untar" && mkdir "$WORK/native-untar"
+# Untars land on fresh ext4 filesystems (a loop image each): ext4 skips
+# inodes freed in the last ~30 s, one by one, so on a disk where files were
+# just deleted an untar can take 10x longer (measured: native 1.2 s, then
+# 11.6 s right after deleting the first copy), whichever side it measures.
+# Without loop devices it falls back to $WORK's filesystem and says so.
+UNTAR_FS="fresh ext4 image"
+fresh_fs() { # fresh_fs DIR: an empty filesystem mounted at DIR
+	mkdir -p "$1"
+	[ "$UNTAR_FS" = "fresh ext4 image" ] || return 0
+	rm -f "$1.img" && truncate -s 8G "$1.img"
+	if mkfs.ext4 -q -F "$1.img" >/dev/null 2>&1 && mount -o loop "$1.img" "$1" 2>/dev/null; then
+		MOUNTS+=("$1")
+	else
+		rm -f "$1.img"
+		UNTAR_FS="$WORK's filesystem (no loop mount)"
+		note "untar: no loop mount here; untars go to $UNTAR_FS"
+	fi
+}
+drop_fs() { # drop_fs DIR: unmount a fresh_fs and delete it
+	if mountpoint -q "$1"; then umount "$1" && rm -f "$1.img" && rmdir "$1"; else rm -rf "$1"; fi
+}
+fresh_fs "$WORK/native-untar"
 sync
 t=$(date +%s%N); tar -C "$WORK/native-untar" -xf "$WORK/tree.tar"; sync; N_UNTAR=$(ms "$t")
+drop_fs "$WORK/native-untar"
 cat "$WORK/big/file" >/dev/null # warm, like the mount's second read
 t=$(date +%s%N); cat "$WORK/big/file" >/dev/null; t2=$(ms "$t")
 N_READ=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
@@ -115,31 +143,45 @@ H_RSS=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
 mkdir -p "$WORK/hbu"
 MOUNTS+=("$WORK/hbu")
 # untar_on BIN UPPER: ms of an untar onto a fresh mount of the empty snapshot
+# (the upper directory on a fresh filesystem; PIN=CPU runs the fs and tar on
+# that one CPU)
 untar_on() {
 	local t r
-	rm -rf "$2"
-	"$1" mount "$EMPTY_ID" "$WORK/hbu" --upper "$2"
+	fresh_fs "$2"
+	${PIN:+taskset -c "$PIN"} "$1" mount "$EMPTY_ID" "$WORK/hbu" --upper "$2/upper"
 	sync
-	t=$(date +%s%N); tar -C "$WORK/hbu" -xf "$WORK/tree.tar"; sync; r=$(ms "$t")
+	t=$(date +%s%N); ${PIN:+taskset -c "$PIN"} tar -C "$WORK/hbu" -xf "$WORK/tree.tar"; sync; r=$(ms "$t")
 	echo "$r"
 }
 B_UNTAR=-
 if [ -n "${HIBERBOX_BASE:-}" ]; then
 	B_UNTAR=$(untar_on "$HIBERBOX_BASE" "$WORK/hbb-upper")
 	"$HIBERBOX_BASE" umount "$WORK/hbu"
-	rm -rf "$WORK/hbb-upper"
+	drop_fs "$WORK/hbb-upper"
 fi
 H_UNTAR=$(untar_on "$HB" "$WORK/hbu-upper")
 t=$(date +%s%N); C=$("$HB" commit "$WORK/hbu"); H_COMMIT=$(ms "$t")
 "$HB" umount "$WORK/hbu"
+drop_fs "$WORK/hbu-upper"
+# The same with the fs and tar on one CPU: every request and reply then
+# switches threads on that CPU instead of waking the other one, which on a VM
+# whose idle vCPUs halt at once (guest_halt_poll_ns=0) costs an IPI and an exit
+# each time.  The gap between the two figures is that wake-up cost.
+H_UNTAR_1CPU=-
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
+	H_UNTAR_1CPU=$(PIN=0 untar_on "$HB" "$WORK/hbu-upper")
+	"$HB" umount "$WORK/hbu"
+	drop_fs "$WORK/hbu-upper"
+fi
+note "untar: native $N_UNTAR ms, hiberbox $H_UNTAR ms, hiberbox with fs and tar on one CPU $H_UNTAR_1CPU ms ($UNTAR_FS)"
 [ "$B_UNTAR" = - ] || note "untar: hiberbox $H_UNTAR ms, HIBERBOX_BASE $B_UNTAR ms"
 if [ -n "${HIBERBOX_BASE:-}" ]; then
 	# native again between the two, and the base after: the average of the
 	# neighbours is the baseline of each
-	rm -rf "$WORK/native-untar2" && mkdir "$WORK/native-untar2"
+	fresh_fs "$WORK/native-untar2"
 	sync
 	t=$(date +%s%N); tar -C "$WORK/native-untar2" -xf "$WORK/tree.tar"; sync; N_UNTAR2=$(ms "$t")
-	rm -rf "$WORK/native-untar2"
+	drop_fs "$WORK/native-untar2"
 	N_UNTAR=$(((N_UNTAR + N_UNTAR2) / 2))
 fi
 
@@ -170,12 +212,14 @@ if command -v fuse-overlayfs >/dev/null && command -v squashfuse >/dev/null && c
 	fusermount3 -u "$WORK/ov"
 	fusermount3 -u "$WORK/sq"
 	rm -rf "$WORK/ov-up" "$WORK/ov-work"
-	mkdir -p "$WORK/ov-up" "$WORK/ov-work"
+	fresh_fs "$WORK/ov-fs"
+	mkdir -p "$WORK/ov-fs/up" "$WORK/ov-fs/work"
 	squashfuse "$WORK/empty.sqfs" "$WORK/sq"
-	fuse-overlayfs -o "lowerdir=$WORK/sq,upperdir=$WORK/ov-up,workdir=$WORK/ov-work" "$WORK/ov"
+	fuse-overlayfs -o "lowerdir=$WORK/sq,upperdir=$WORK/ov-fs/up,workdir=$WORK/ov-fs/work" "$WORK/ov"
 	t=$(date +%s%N); tar -C "$WORK/ov" -xf "$WORK/tree.tar"; sync; O_UNTAR=$(ms "$t")
 	fusermount3 -u "$WORK/ov"
 	fusermount3 -u "$WORK/sq"
+	drop_fs "$WORK/ov-fs"
 fi
 
 # Issue 3's mount figure: a 50 000-file snapshot (500 directories of 100
@@ -221,6 +265,7 @@ printf '%-28s %10s %10s %8s %12s %8s\n' "($FILES files)" native hiberbox ratio o
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm find+stat (ms)" "$N_STAT" "$H_STAT" "$(ratio "$N_STAT" "$H_STAT")" "$O_STAT" "$(ratio "$N_STAT" "$O_STAT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT" "$(ratio "$N_GIT" "$H_GIT")" "$O_GIT" "$(ratio "$N_GIT" "$O_GIT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
+printf '%-28s %10s %10s %8s\n' "untar, fs+tar on 1 CPU (ms)" "$N_UNTAR" "$H_UNTAR_1CPU" "$(ratio "$N_UNTAR" "$H_UNTAR_1CPU")"
 [ "$B_UNTAR" = - ] || printf '%-28s %10s %10s %8s\n' "untar, HIBERBOX_BASE (ms)" "$N_UNTAR" "$B_UNTAR" "$(ratio "$N_UNTAR" "$B_UNTAR")"
 printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
 printf '%-28s %10s %10s\n' "50k files: mount to ls (ms)" - "$H_MOUNT50K"
@@ -233,11 +278,11 @@ printf '%-28s %10s %10s\n' "fs process RSS (MiB)" - "$H_RSS"
 mkdir -p "$SRCDIR/bench/results"
 out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat >"$out" <<JSON
-{"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS,
+{"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS, "untar_fs": "$UNTAR_FS",
  "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "read_warm_mbps": $N_READ},
  "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "mount_ms": $H_MOUNT,
               "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
-              "commit_ms": $H_COMMIT, "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
+              "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
  "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "mount_ms": "$O_MOUNT"}}
 JSON
 echo "fs-bench: wrote $out" >&2

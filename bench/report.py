@@ -223,6 +223,11 @@ def fs_section(doc, r):
             bars.append(Bar(label, float(v), "%.0f MB/s" % float(v), COLORS[m]))
     if bars:
         doc.chart("sequential read (MB/s, longer is better)", bars)
+    one_cpu = r.get("hiberbox", {}).get("untar_1cpu_ms")
+    if one_cpu not in (None, "-") and r.get("native", {}).get("untar_ms"):
+        doc.p("untar with the fs and tar pinned to one CPU: %s ms, %.2fx native (the gap to the unpinned figure "
+              "is the cost of waking the other CPU for each request and reply); untars on: %s"
+              % (one_cpu, float(one_cpu) / float(r["native"]["untar_ms"]), r.get("untar_fs", "?")), "help")
     if "rss_mib" in r.get("hiberbox", {}):
         doc.p("hiberbox fs process RSS: %s MiB; commit after untar: %s ms"
               % (r["hiberbox"]["rss_mib"], r["hiberbox"].get("commit_ms", "?")), "help")
