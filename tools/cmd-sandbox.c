@@ -275,7 +275,8 @@ static const char exec_help[] =
 	"stream as produced; its exit code is this command's (128+N if killed by\n"
 	"signal N, 125 if it could not be started).\n\n"
 	"Options:\n"
-	"  -i, --interactive    send this command's stdin (read to its end first)\n"
+	"  -i, --interactive    pass this command's stdin on as it comes (with -d: read\n"
+	"                       to its end first, at most 64 MiB)\n"
 	"  -d, --detach         run in the background; prints its pid ('hiberbox logs')\n"
 	"  --cwd DIR            working directory inside\n"
 	"  --env K=V            extra environment (repeatable)\n"
@@ -374,6 +375,20 @@ static int cmd_exec(int argc, char **argv)
 		r = buf_append(&q, "", 1);
 	if (r < 0)
 		return cli_fail(-E2BIG, "command line too long for one request");
+	if (interactive && !detach) {
+		if ((r = connect_daemon())) {
+			buf_free(&q);
+			return r;
+		}
+		r = hbd_client_exec_stream(name, (const char *)q.data, STDIN_FILENO, STDOUT_FILENO,
+					   STDERR_FILENO, &code, &sig);
+		buf_free(&q);
+		if (r < 0) {
+			cli_fail(r, NULL);
+			return EXIT_EXEC_FAILED;
+		}
+		return sig ? 128 + sig : code;
+	}
 	if (interactive) {
 		uint8_t chunk[65536];
 		ssize_t n;

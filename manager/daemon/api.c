@@ -259,7 +259,7 @@ static int status_of(int r)
 {
 	switch (-r) {
 	case ENOENT: case ESRCH: return MHD_HTTP_NOT_FOUND;
-	case EEXIST: case EBUSY: return MHD_HTTP_CONFLICT;
+	case EEXIST: case EBUSY: case EPIPE: return MHD_HTTP_CONFLICT;
 	case EINVAL: case ENAMETOOLONG: case E2BIG: case EISDIR: case ENOTDIR:
 		return MHD_HTTP_BAD_REQUEST;
 	case EACCES: case EPERM: return MHD_HTTP_FORBIDDEN;
@@ -427,7 +427,39 @@ struct exec_stream {
 	struct sandbox_exit ex;
 	struct buf pending;
 	size_t pending_off;
+	/* stdin=stream: the pipe's write end, fed by POST .../exec/ID/stdin */
+	uint64_t id;
+	int stdin_w;
+	struct exec_stream *next; /* in live_streams */
 };
+
+/* Execs whose stdin streams in: found by id when a stdin request comes. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct exec_stream *live_streams;
+static uint64_t live_next_id = 1;
+
+static void live_add(struct exec_stream *x)
+{
+	pthread_mutex_lock(&live_lock);
+	x->id = live_next_id++;
+	x->next = live_streams;
+	live_streams = x;
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(struct exec_stream *x)
+{
+	pthread_mutex_lock(&live_lock);
+	for (struct exec_stream **p = &live_streams; *p; p = &(*p)->next)
+		if (*p == x) {
+			*p = x->next;
+			break;
+		}
+	if (x->stdin_w >= 0)
+		close(x->stdin_w);
+	x->stdin_w = -1;
+	pthread_mutex_unlock(&live_lock);
+}
 
 static int frame(struct buf *b, int type, const void *data, size_t len)
 {
@@ -579,6 +611,7 @@ static void exec_free(void *cls)
 
 	if (!x->done && x->proc)
 		sandbox_proc_kill(x->proc, SIGKILL);
+	live_remove(x);
 	sandbox_proc_free(x->proc);
 	if (x->out_fd >= 0)
 		close(x->out_fd);
@@ -711,8 +744,8 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 {
 	struct exec_args *a = calloc(1, sizeof(*a));
 	struct sbx_exec_req req = { .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1 };
-	const char *t = arg(c, "timeout"), *detach = arg(c, "detach");
-	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, r;
+	const char *t = arg(c, "timeout"), *detach = arg(c, "detach"), *in = arg(c, "stdin");
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, inp[2] = { -1, -1 }, r;
 	uint64_t timeout_s = 0;
 	struct sandbox_proc *proc = NULL;
 	char logs[4200], tmp[4300], final[4300];
@@ -728,6 +761,15 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	}
 	if (t && (r = parse_duration(t, &timeout_s)) < 0)
 		goto fail;
+	bool stream_in = in && !strcmp(in, "stream");
+	if (in && !stream_in) {
+		r = hb_err(-EINVAL, "stdin must be \"stream\" (or absent: the body is stdin)");
+		goto fail;
+	}
+	if (stream_in && (detached || rq->body.len)) {
+		r = hb_err(-EINVAL, "stdin=stream takes no body and no detach");
+		goto fail;
+	}
 	req.argv = a->argv;
 	req.env = a->env;
 	req.cwd = arg(c, "cwd");
@@ -735,7 +777,13 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	r = resolve_user(d, s, arg(c, "user"), &req.uid, &req.gid);
 	if (r < 0)
 		goto fail_locked;
-	if ((req.stdin_fd = stdin_fd_from(rq)) < 0) {
+	if (stream_in) {
+		if (pipe2(inp, O_CLOEXEC) < 0) {
+			r = hb_err(-errno, "pipe");
+			goto fail_locked;
+		}
+		req.stdin_fd = inp[0];
+	} else if ((req.stdin_fd = stdin_fd_from(rq)) < 0) {
 		r = hb_err(req.stdin_fd, "stdin");
 		goto fail_locked;
 	}
@@ -800,6 +848,8 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		sandbox_proc_free(proc);
 		close(out[0]);
 		close(err[0]);
+		if (inp[1] >= 0)
+			close(inp[1]);
 		pthread_mutex_lock(&s->lock);
 		s->active_execs--;
 		pthread_mutex_unlock(&s->lock);
@@ -816,6 +866,16 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	x->client_fd = ci ? ci->connect_fd : -1;
 	x->pending.max = 4 * API_READ_CHUNK_BYTES;
 	x->deadline_ns = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
+	x->stdin_w = inp[1];
+	if (stream_in) {
+		char started[64];
+
+		/* the write end must not block the stream's thread: a command
+		 * that never reads stdin only stalls the stdin requests */
+		live_add(x);
+		snprintf(started, sizeof(started), "{\"exec\":%llu}", (unsigned long long)x->id);
+		frame(&x->pending, HBD_FRAME_STARTED, started, strlen(started));
+	}
 	struct MHD_Response *resp = MHD_create_response_from_callback(
 		MHD_SIZE_UNKNOWN, API_READ_CHUNK_BYTES + HBD_FRAME_HEADER_BYTES, exec_read, x,
 		exec_free);
@@ -838,9 +898,60 @@ fail:
 	}
 	if (req.stdin_fd >= 0)
 		close(req.stdin_fd);
+	if (inp[1] >= 0)
+		close(inp[1]);
 	free(a);
 	hbd_put(d, s);
 	return reply_err(c, r);
+}
+
+/* POST .../exec/ID/stdin[?eof=1]: the body goes to the command's stdin (this
+ * request waits while the pipe is full: the command sets the pace); eof=1
+ * closes it after the body. */
+static int do_exec_stdin(struct sbx *s, struct MHD_Connection *c, const char *idstr,
+			 struct request *rq, json_t **out)
+{
+	const char *eof = arg(c, "eof");
+	bool close_after = eof && strcmp(eof, "0") && strcmp(eof, "false");
+	char *end;
+	unsigned long long id = strtoull(idstr, &end, 10);
+	int fd = -1, r = 0;
+	bool found = false;
+
+	if (end == idstr || strcmp(end, "/stdin"))
+		return hb_err(-ENOENT, "no endpoint POST .../exec/%.32s", idstr);
+	pthread_mutex_lock(&live_lock);
+	for (struct exec_stream *x = live_streams; x; x = x->next)
+		if (x->id == id && x->s == s) {
+			found = true;
+			if (x->stdin_w >= 0 && rq->body.len)
+				fd = fcntl(x->stdin_w, F_DUPFD_CLOEXEC, 0);
+			if (x->stdin_w >= 0 && close_after) {
+				close(x->stdin_w);
+				x->stdin_w = -1;
+			} else if (x->stdin_w < 0 && rq->body.len) {
+				r = hb_err(-EPIPE, "stdin of exec %llu is already closed", id);
+			}
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+	if (!found)
+		return hb_err(-ENOENT, "no exec %llu with streamed stdin in %s (it has ended?)", id,
+			      s->rec.name);
+	if (r == 0 && rq->body.len) {
+		if (fd < 0)
+			return hb_err(-errno, "stdin of exec %llu", id);
+		r = write_all(fd, rq->body.data, rq->body.len);
+		close(fd);
+		if (r == -EPIPE)
+			return hb_err(r, "the command of exec %llu no longer reads its stdin", id);
+		if (r < 0)
+			return hb_err(-EIO, "writing stdin of exec %llu", id);
+	}
+	if (r == 0)
+		*out = json_pack("{s:I, s:b}", "written", (json_int_t)rq->body.len, "closed",
+				 close_after);
+	return r;
 }
 
 static enum MHD_Result reply_fd(struct MHD_Connection *c, int fd)
@@ -1031,6 +1142,8 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 		}
 	} else if (!strcmp(op, "exec") && !strcmp(method, "POST")) {
 		return do_exec(d, s, c, rq);
+	} else if (!strncmp(op, "exec/", 5) && !strcmp(method, "POST")) {
+		r = do_exec_stdin(s, c, op + 5, rq, &out);
 	} else if (!strcmp(op, "logs") && !strcmp(method, "GET")) {
 		return do_logs(d, s, c);
 	} else if (!strcmp(op, "files") && (!strcmp(method, "GET") || !strcmp(method, "PUT"))) {
@@ -1104,7 +1217,8 @@ static enum MHD_Result route(struct hbd *d, struct MHD_Connection *c, const char
 static bool big_body(const char *url)
 {
 	size_t n = strlen(url);
-	return (n > 5 && !strcmp(url + n - 5, "/exec")) || (n > 6 && !strcmp(url + n - 6, "/files"));
+	return (n > 5 && !strcmp(url + n - 5, "/exec")) || (n > 6 && !strcmp(url + n - 6, "/files")) ||
+	       (n > 6 && !strcmp(url + n - 6, "/stdin"));
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,

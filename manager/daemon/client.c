@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,106 @@ struct sink {
 	bool got_exit;
 	int exit_code, signal;
 	char error[512];
+	/* stdin=stream: the pump started by the STARTED frame */
+	const char *name;
+	int stdin_fd;
+	struct stdin_pump *pump;
 };
+
+/* Sends what the caller's stdin gives, a request per read, to an exec whose
+ * stdin streams (docs/api.md), then its end.  Shared by the stream's thread
+ * and the pump thread, freed by whichever lets go last: the pump may still
+ * sit in a request when the exec ends (a background job of the command can
+ * hold a full stdin pipe), and the caller must not wait for it. */
+struct stdin_pump {
+	int refs;             /* atomic */
+	int fd;               /* the caller's stdin (not ours to close) */
+	int stop[2];          /* a byte on stop[1]: the exec has ended */
+	char path[512];       /* .../exec/ID/stdin */
+};
+
+static void pump_release(struct stdin_pump *p)
+{
+	if (__atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		close(p->stop[0]);
+		close(p->stop[1]);
+		free(p);
+	}
+}
+
+static void *pump_main(void *arg)
+{
+	struct stdin_pump *p = arg;
+	size_t cap = 256u << 10;
+	uint8_t *data = malloc(cap);
+	char eof_path[600];
+
+	snprintf(eof_path, sizeof(eof_path), "%s?eof=1", p->path);
+	while (data) {
+		struct pollfd w[2] = { { p->fd, POLLIN, 0 }, { p->stop[0], POLLIN, 0 } };
+		ssize_t n;
+
+		if (poll(w, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (w[1].revents)
+			break;
+		n = read(p->fd, data, cap);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) { /* end (or an unreadable stdin): the command sees EOF */
+			hbd_client_raw("POST", eof_path, NULL, 0, -1);
+			break;
+		}
+		if (hbd_client_raw("POST", p->path, data, (size_t)n, -1) < 0)
+			break; /* the exec has ended or stopped reading */
+	}
+	free(data);
+	pump_release(p);
+	return NULL;
+}
+
+static int pump_start(struct sink *k, uint64_t id)
+{
+	struct stdin_pump *p = calloc(1, sizeof(*p));
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	if (pipe2(p->stop, O_CLOEXEC) < 0) {
+		free(p);
+		return -errno;
+	}
+	p->refs = 2;
+	p->fd = k->stdin_fd;
+	snprintf(p->path, sizeof(p->path), "/sandboxes/%s/exec/%llu/stdin", k->name,
+		 (unsigned long long)id);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, pump_main, p);
+	pthread_attr_destroy(&attr);
+	if (r) {
+		close(p->stop[0]);
+		close(p->stop[1]);
+		free(p);
+		return -r;
+	}
+	k->pump = p;
+	return 0;
+}
+
+static void pump_stop(struct sink *k)
+{
+	if (!k->pump)
+		return;
+	if (write(k->pump->stop[1], "x", 1) < 0) { /* a full pipe is a stop too */ }
+	pump_release(k->pump);
+	k->pump = NULL;
+}
 
 static long status_of(struct sink *k)
 {
@@ -72,6 +173,12 @@ static int decode_frames(struct sink *k)
 					 json_string_value(json_object_get(j, "error")) ?: "error");
 			}
 			json_decref(j);
+		} else if (h[0] == HBD_FRAME_STARTED && k->stdin_fd >= 0 && !k->pump) {
+			json_t *j = json_loadb((const char *)p, len, 0, NULL);
+			json_int_t id = json_integer_value(json_object_get(j, "exec"));
+			json_decref(j);
+			if (id <= 0 || pump_start(k, (uint64_t)id) < 0)
+				return -EBADMSG;
 		}
 		off += HBD_FRAME_HEADER_BYTES + len;
 	}
@@ -185,11 +292,40 @@ int hbd_client_raw(const char *method, const char *path, const void *body, size_
 	return r;
 }
 
+int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
+			   int err_fd, int *exit_code, int *signal)
+{
+	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd,
+			  .name = name, .stdin_fd = stdin_fd };
+	char path[256];
+	struct buf q = { .max = 64u << 10 };
+	int r;
+
+	snprintf(path, sizeof(path), "/sandboxes/%s/exec", name);
+	if (buf_append(&q, query, strlen(query)) < 0 || buf_append(&q, "&stdin=stream", 14) < 0) {
+		buf_free(&q);
+		return hb_err(-E2BIG, "command line too long for one request");
+	}
+	r = perform("POST", path, (const char *)q.data, NULL, 0, "application/octet-stream", &k);
+	pump_stop(&k);
+	if (r == 0 && k.error[0])
+		r = hb_err(-EIO, "%s", k.error);
+	else if (r == 0 && !k.got_exit)
+		r = hb_err(-EIO, "the exec stream ended without an exit status");
+	*exit_code = k.exit_code;
+	*signal = k.signal;
+	buf_free(&q);
+	buf_free(&k.body);
+	buf_free(&k.frame);
+	return r;
+}
+
 int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
 		    json_t **detached)
 {
-	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd };
+	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd,
+			  .stdin_fd = -1 };
 	char path[256];
 	int r;
 

@@ -62,12 +62,19 @@ int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
 		    json_t **detached);
 
+/* Exec whose stdin streams from stdin_fd while it runs (stdin=stream: each
+ * read of stdin_fd is one request, its end closes the command's stdin).
+ * query as for hbd_client_exec, without stdin. */
+int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
+			   int err_fd, int *exit_code, int *signal);
+
 /* Frame types of the exec stream: [type:1][0 0 0][len:4 big-endian][payload]. */
 enum hbd_frame {
 	HBD_FRAME_STDOUT = 1,
 	HBD_FRAME_STDERR = 2,
 	HBD_FRAME_EXIT = 3,  /* payload: JSON {"exit_code", "signal", "timed_out"} */
 	HBD_FRAME_ERROR = 4, /* payload: JSON {"error"} */
+	HBD_FRAME_STARTED = 5, /* stdin=stream only, first: JSON {"exec": ID} */
 };
 #define HBD_FRAME_HEADER_BYTES 8
 #define HBD_FRAME_MAX_BYTES (1u << 20)

@@ -42,7 +42,7 @@ repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
 # An image: static busybox, its applets, a passwd with an unprivileged user.
 mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/home/user" "$T/img/tmp"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof; do
+for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum; do
 	ln -s busybox "$T/img/bin/$c"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
@@ -93,6 +93,27 @@ out=$("$HB" exec a -- sh -c 'echo fg; sleep 20 & echo done')
 "$HB" exec a -- sh -c 'kill $(pidof sleep) 2>/dev/null; true'
 out=$(printf 'line1\nline2\n' | "$HB" exec -i a -- wc -l)
 [ "$(echo $out)" = 2 ] || fail "stdin: '$out'"
+# -i streams: each line is answered before the next is sent
+coproc IA { "$HB" exec -i a -- sh -c 'while read l; do echo "got $l"; done; echo bye'; }
+for w in one two; do
+	echo "$w" >&"${IA[1]}"
+	read -t 10 -r line <&"${IA[0]}" || fail "-i: no answer to '$w' while stdin is open"
+	[ "$line" = "got $w" ] || fail "-i: '$line' for '$w'"
+done
+exec {IA[1]}>&-
+read -t 10 -r line <&"${IA[0]}"
+[ "$line" = bye ] || fail "-i: the end of stdin did not reach the command ('$line')"
+wait "$IA_PID" || fail "-i: exit $?"
+# a stdin larger than the pipe and the old 64 MiB body limit arrives whole
+head -c 70000000 /dev/urandom > "$T/bigin"
+out=$("$HB" exec -i a -- md5sum < "$T/bigin")
+[ "${out%% *}" = "$(md5sum < "$T/bigin" | cut -d' ' -f1)" ] || fail "-i: 70 MB stdin: '$out'"
+rm -f "$T/bigin"
+# a command that ends without reading stdin ends the exec at once
+t0=$(date +%s%N)
+out=$("$HB" exec -i a -- echo quick < <(sleep 20))
+[ "$out" = quick ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+	fail "-i with unread stdin: '$out' after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 out=$("$HB" exec a --env EXTRA=1 --cwd /etc -- sh -c 'echo $GREETING $EXTRA $(pwd)')
 [ "$out" = "hi 1 /etc" ] || fail "env/cwd: '$out'"
 out=$("$HB" exec --user user a -- id -u)
@@ -151,6 +172,13 @@ grep -q '"error"' "$T/api.out" || fail "no error text for bad JSON"
 [ "$(api -X POST 'http://x/v1/sandboxes/..%2Fetc/exec?arg=true')" -ge 400 ] || fail "name with .."
 [ "$(api 'http://x/v1/sandboxes/a/files?path=relative')" = 400 ] || fail "relative file path"
 [ "$(api 'http://x/v1/sandboxes/a/logs?pid=abc')" = 400 ] || fail "bad pid"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true&stdin=file')" = 400 ] || fail "bad stdin mode"
+[ "$(api -X POST -d x 'http://x/v1/sandboxes/a/exec?arg=true&stdin=stream')" = 400 ] ||
+	fail "stdin=stream with a body"
+[ "$(api -X POST -d x 'http://x/v1/sandboxes/a/exec/987654/stdin')" = 404 ] ||
+	fail "stdin of an unknown exec: $(cat "$T/api.out")"
+grep -q "no exec 987654" "$T/api.out" || fail "stdin of an unknown exec: $(cat "$T/api.out")"
+[ "$(api -X POST -d x 'http://x/v1/sandboxes/a/exec/12x/stdin')" = 404 ] || fail "bad exec id"
 head -c 2000000 /dev/zero | tr '\0' ' ' > "$T/bigjson"
 [ "$(api -X POST --data-binary @"$T/bigjson" http://x/v1/sandboxes)" = 413 ] || fail "oversized JSON body"
 [ "$(api -X POST -d '{"name":"z","image":"base","memory_bytes":"lots"}' http://x/v1/sandboxes)" = 400 ] ||
