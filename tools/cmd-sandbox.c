@@ -461,81 +461,40 @@ static int split_remote(const char *s, char *name, size_t size, const char **pat
 
 static int cmd_cp(int argc, char **argv)
 {
-	char name[128], target[PATH_MAX + 256];
-	const char *rpath, *src, *dst;
-	struct buf q = { .max = CLI_QUERY_MAX_BYTES };
-	int r = parse_common("cp", argc, argv), fd;
+	char name[128], name2[128];
+	const char *rpath, *rpath2, *src, *dst;
+	struct hbd_copy_stats st;
+	int r = parse_common("cp", argc, argv);
 
 	if (r)
-		return r < 0 ? cli_help("cp", "One side is NAME:/absolute/path inside a sandbox; "
-				    "regular files only.\n'-' as the local side is stdin/stdout.\n") : r;
+		return r < 0 ? cli_help("cp", "One side is NAME:/absolute/path inside a sandbox.  A directory\n"
+				    "is copied with everything in it (files, directories, symlinks, with\n"
+				    "their permission bits; other kinds are skipped and counted); an\n"
+				    "existing destination directory receives SRC under its own name.\n"
+				    "'-' as the local side is stdin/stdout, for one file.  Files are\n"
+				    "at most 64 MiB each.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("cp", "expected SRC DST");
 	src = argv[optind];
 	dst = argv[optind + 1];
 	int src_remote = split_remote(src, name, sizeof(name), &rpath);
-	char name2[128];
-	const char *rpath2;
 	int dst_remote = split_remote(dst, name2, sizeof(name2), &rpath2);
 	if (src_remote == dst_remote)
 		return cli_usage("cp", "exactly one of SRC and DST must be NAME:/path");
 	if ((r = connect_daemon()))
 		return r;
-	if (src_remote) {
-		struct stat st;
-		const char *base = strrchr(rpath, '/') + 1;
-		if (strcmp(dst, "-") == 0) {
-			fd = STDOUT_FILENO;
-		} else {
-			if (stat(dst, &st) == 0 && S_ISDIR(st.st_mode))
-				snprintf(target, sizeof(target), "%s/%s", dst, base);
-			else
-				snprintf(target, sizeof(target), "%s", dst);
-			fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-			if (fd < 0)
-				return cli_fail(-errno, "%s: %s", target, strerror(errno));
-		}
-		append_param(&q, "path", rpath);
-		buf_append(&q, "", 1);
-		snprintf(target, sizeof(target), "/sandboxes/%s/files?%s", name, (char *)q.data);
-		r = hbd_client_raw("GET", target, NULL, 0, fd);
-		if (fd != STDOUT_FILENO)
-			close(fd);
-	} else {
-		struct buf data = { .max = CLI_UPLOAD_MAX_BYTES };
-		struct stat st = { .st_mode = 0644 };
-		char mode[16], full[PATH_MAX + 256];
-		if (strcmp(src, "-") == 0) {
-			r = read_file(AT_FDCWD, "/dev/stdin", CLI_UPLOAD_MAX_BYTES, &data);
-		} else {
-			if (stat(src, &st) < 0)
-				return cli_fail(-errno, "%s: %s", src, strerror(errno));
-			if (!S_ISREG(st.st_mode))
-				return cli_fail(-EINVAL, "%s: only regular files can be copied", src);
-			r = read_file(AT_FDCWD, src, CLI_UPLOAD_MAX_BYTES, &data);
-		}
-		if (r < 0) {
-			buf_free(&data);
-			return cli_fail(r, "reading %s", src);
-		}
-		const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
-		if (rpath2[strlen(rpath2) - 1] == '/')
-			snprintf(full, sizeof(full), "%s%s", rpath2, base);
-		else
-			snprintf(full, sizeof(full), "%s", rpath2);
-		snprintf(mode, sizeof(mode), "%o", (unsigned)(st.st_mode & 07777));
-		append_param(&q, "path", full);
-		append_param(&q, "mode", mode);
-		buf_append(&q, "", 1);
-		snprintf(target, sizeof(target), "/sandboxes/%s/files?%s", name2, (char *)q.data);
-		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		r = hbd_client_raw("PUT", target, data.data ? (const void *)data.data : "", data.len,
-				   null);
-		close(null);
-		buf_free(&data);
-	}
-	buf_free(&q);
-	return r < 0 ? cli_fail(r, NULL) : 0;
+	r = src_remote ? hbd_copy_out(name, rpath, dst, &st) : hbd_copy_in(name2, src, rpath2, &st);
+	if (r < 0)
+		return cli_fail(r, NULL);
+	if (cli.json)
+		cli_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I}", "files", (json_int_t)st.files,
+					 "dirs", (json_int_t)st.dirs, "symlinks",
+					 (json_int_t)st.symlinks, "skipped", (json_int_t)st.skipped,
+					 "bytes", (json_int_t)st.bytes));
+	else if (st.skipped)
+		fprintf(stderr, "hiberbox: skipped %llu entries that are not files, directories or "
+			"symlinks\n", (unsigned long long)st.skipped);
+	return 0;
 }
 
 static void human_ls(json_t *j)
@@ -739,7 +698,7 @@ const struct cli_command cli_commands_sandbox[] = {
 	{ "create", "NAME --image IMG [OPTIONS]", "create and start a sandbox", cmd_create },
 	{ "exec", "NAME [-i] [-d] [OPTIONS] -- CMD...", "run a command in a sandbox", cmd_exec },
 	{ "logs", "NAME [PID]", "output of a detached process", cmd_logs },
-	{ "cp", "SRC DST", "copy a file into or out of a sandbox (NAME:/path)", cmd_cp },
+	{ "cp", "SRC DST", "copy a file or a directory into or out of a sandbox (NAME:/path)", cmd_cp },
 	{ "ls", "", "list sandboxes", cmd_ls },
 	{ "inspect", "NAME", "show a sandbox", cmd_inspect },
 	{ "sleep", "NAME", "commit and stop a sandbox", cmd_sleep },

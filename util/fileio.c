@@ -89,52 +89,49 @@ ssize_t read_full(int fd, void *data, size_t len)
 	return (ssize_t)got;
 }
 
-int read_file(int dirfd, const char *path, size_t max, struct buf *out)
+int read_fd(int fd, size_t max, struct buf *out)
 {
 	struct stat st;
-	int fd, r = 0;
+	int r = 0;
 
-	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
-		r = -EFBIG;
-		goto out;
-	}
+	if ((uint64_t)st.st_size > max)
+		return -EFBIG;
 	out->len = 0;
 	r = buf_reserve(out, (size_t)st.st_size + 1);
 	if (r < 0)
-		goto out;
+		return r;
 	for (;;) {
 		ssize_t n;
 
 		if (out->len == out->cap) {
-			if (out->len >= max) {
-				r = -EFBIG;
-				goto out;
-			}
+			if (out->len >= max)
+				return -EFBIG;
 			r = buf_reserve(out, 4096);
 			if (r < 0)
-				goto out;
+				return r;
 		}
 		n = read(fd, out->data + out->len, out->cap - out->len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = -errno;
-			goto out;
+			return -errno;
 		}
 		if (n == 0)
 			break;
 		out->len += (size_t)n;
 	}
-	if (out->len > max)
-		r = -EFBIG;
-out:
+	return out->len > max ? -EFBIG : 0;
+}
+
+int read_file(int dirfd, const char *path, size_t max, struct buf *out)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = read_fd(fd, max, out);
 	close(fd);
 	return r;
 }

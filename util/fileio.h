@@ -15,6 +15,8 @@ int pread_exact(int fd, void *data, size_t len, off_t off);
 ssize_t read_full(int fd, void *data, size_t len);
 /* Read a whole file (at most max bytes, else -EFBIG) into out. */
 int read_file(int dirfd, const char *path, size_t max, struct buf *out);
+/* The same from an open fd, from its current offset to its end. */
+int read_fd(int fd, size_t max, struct buf *out);
 /* Write a file atomically: <path>.tmp.<pid>.<rand>, fsync, rename, fsync dir.
  * With noreplace, an existing path is left alone and -EEXIST returned. */
 int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace);

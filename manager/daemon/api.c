@@ -307,6 +307,13 @@ static const char *arg(struct MHD_Connection *c, const char *key)
 	return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
 }
 
+/* A query flag: present and not "0"/"false". */
+static bool flag(struct MHD_Connection *c, const char *key)
+{
+	const char *v = arg(c, key);
+	return v && strcmp(v, "0") && strcmp(v, "false");
+}
+
 static json_t *body_json(struct request *rq, int *r)
 {
 	json_error_t e;
@@ -683,13 +690,7 @@ static int resolve_user(struct hbd *d, struct sbx *s, const char *user, uint32_t
 
 	if (fd < 0)
 		return hb_err_ctx(fd, "user %.64s", user);
-	r = read_file(fd, "", PASSWD_MAX_BYTES, &b);
-	if (r < 0) {
-		/* read_file wants a path: read through /proc/self/fd */
-		char p[64];
-		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-		r = read_file(AT_FDCWD, p, PASSWD_MAX_BYTES, &b);
-	}
+	r = read_fd(fd, PASSWD_MAX_BYTES, &b);
 	close(fd);
 	if (r < 0)
 		return hb_err(r, "reading /etc/passwd of %s", s->rec.name);
@@ -911,8 +912,7 @@ fail:
 static int do_exec_stdin(struct sbx *s, struct MHD_Connection *c, const char *idstr,
 			 struct request *rq, json_t **out)
 {
-	const char *eof = arg(c, "eof");
-	bool close_after = eof && strcmp(eof, "0") && strcmp(eof, "false");
+	bool close_after = flag(c, "eof");
 	char *end;
 	unsigned long long id = strtoull(idstr, &end, 10);
 	int fd = -1, r = 0;
@@ -1037,7 +1037,32 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 	const char *path = arg(c, "path"), *mode_s = arg(c, "mode");
 	int fd, r = 0;
 
+	const char *type = arg(c, "type");
+	json_t *j = NULL;
+
 	pthread_mutex_lock(&s->lock);
+	if (!strcmp(method, "GET") && (flag(c, "stat") || flag(c, "list"))) {
+		r = flag(c, "stat") ? sbx_file_stat(d, s, path, &j) : sbx_dir_list(d, s, path, &j);
+		pthread_mutex_unlock(&s->lock);
+		hbd_put(d, s);
+		return reply_ok(c, j, r);
+	}
+	if (!strcmp(method, "PUT") && type && strcmp(type, "file")) {
+		mode_t dmode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0755;
+
+		if (!strcmp(type, "dir"))
+			r = rq->body.len ? hb_err(-EINVAL, "type=dir takes no body") :
+					   sbx_make_dir(d, s, path, dmode);
+		else if (!strcmp(type, "symlink"))
+			r = sbx_make_symlink(d, s, path, rq->body.data, rq->body.len);
+		else
+			r = hb_err(-EINVAL, "type must be file, dir or symlink");
+		pthread_mutex_unlock(&s->lock);
+		if (r == 0)
+			j = json_pack("{s:s, s:s}", "path", path, "type", type);
+		hbd_put(d, s);
+		return reply_ok(c, j, r);
+	}
 	if (!strcmp(method, "GET")) {
 		fd = sbx_open_inside(d, s, path, O_RDONLY, 0);
 		pthread_mutex_unlock(&s->lock);
@@ -1068,8 +1093,7 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		r = fd;
 	}
 	pthread_mutex_unlock(&s->lock);
-	json_t *j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path,
-					     "bytes", (json_int_t)rq->body.len);
+	j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path, "bytes", (json_int_t)rq->body.len);
 	hbd_put(d, s);
 	return reply_ok(c, j, r);
 }

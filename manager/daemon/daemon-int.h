@@ -131,6 +131,12 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
 			  struct sandbox_proc **out);
 /* Open a path inside a sandbox's root without leaving it. */
 int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode);
+/* files.c: the tree operations of the files endpoint (s->lock held). */
+int sbx_file_stat(struct hbd *d, struct sbx *s, const char *path, json_t **out);
+int sbx_dir_list(struct hbd *d, struct sbx *s, const char *path, json_t **out);
+int sbx_make_dir(struct hbd *d, struct sbx *s, const char *path, mode_t mode);
+int sbx_make_symlink(struct hbd *d, struct sbx *s, const char *path, const void *target,
+		     size_t len);
 
 /* Images (lifecycle.c). */
 int image_import(struct hbd *d, const char *name, const char *source, json_t **out);

@@ -68,6 +68,19 @@ int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
 			   int err_fd, int *exit_code, int *signal);
 
+/* Copy a file or a tree into or out of sandbox name (copy.c; like cp -r: an
+ * existing destination directory receives SRC under its own name; "-" as the
+ * local side is stdin or stdout, for one file).  Directories, files (at most
+ * 64 MiB each) and symlinks are copied with their permission bits; other
+ * kinds are counted in skipped. */
+struct hbd_copy_stats {
+	uint64_t files, dirs, symlinks, skipped, bytes;
+};
+int hbd_copy_in(const char *name, const char *local, const char *remote,
+		struct hbd_copy_stats *stats);
+int hbd_copy_out(const char *name, const char *remote, const char *local,
+		 struct hbd_copy_stats *stats);
+
 /* Frame types of the exec stream: [type:1][0 0 0][len:4 big-endian][payload]. */
 enum hbd_frame {
 	HBD_FRAME_STDOUT = 1,

@@ -855,7 +855,7 @@ int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, m
 		return r;
 	if ((rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return hb_err(-errno, "open %s", root);
-	fd = (int)syscall(SYS_openat2, rootfd, path + 1, &how, sizeof(how));
+	fd = (int)syscall(SYS_openat2, rootfd, path[1] ? path + 1 : ".", &how, sizeof(how));
 	r = fd < 0 ? -errno : 0;
 	close(rootfd);
 	if (r < 0)

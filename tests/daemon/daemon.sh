@@ -42,7 +42,7 @@ repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
 # An image: static busybox, its applets, a passwd with an unprivileged user.
 mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/home/user" "$T/img/tmp"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum; do
+for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum readlink find sort; do
 	ln -s busybox "$T/img/bin/$c"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
@@ -201,6 +201,66 @@ cmp -s "$T/blob" "$T/blob.out" || fail "cp round trip differs"
 "$HB" cp a:/../../../etc/shadow "$T/shadow" 2>/dev/null && cmp -s "$T/shadow" /etc/shadow &&
 	fail "cp escaped the sandbox root"
 "$HB" cp a:/nope "$T/nope" 2>/dev/null && fail "cp of a missing file succeeded"
+echo keep > "$T/keep"
+"$HB" cp a:/nope "$T/keep" 2>"$T/err" && fail "cp of a missing file over a local one succeeded"
+[ "$(cat "$T/keep")" = keep ] || fail "a failed cp clobbered the local file"
+grep -q "nope" "$T/err" || fail "cp of a missing file: $(cat "$T/err")"
+
+step "cp of directories: in, into an existing directory, out; modes, symlinks, special files"
+tree() { (cd "$1" && { find . -printf '%y %m %p -> %l\n'; find . -type f -printf '%s %p\n'; } | sort); }
+mkdir -p "$T/ct/src/sub/deep" "$T/ct/src/empty" "$T/ct/src/ro" "$T/ct/src/with space"
+echo hello > "$T/ct/src/a.txt"
+head -c 300000 /dev/urandom > "$T/ct/src/sub/deep/blob"
+printf '#!/bin/sh\necho run\n' > "$T/ct/src/sub/run.sh"
+chmod 755 "$T/ct/src/sub/run.sh"
+: > "$T/ct/src/with space/empty file"
+echo locked > "$T/ct/src/ro/inside"
+chmod 555 "$T/ct/src/ro"
+chmod 750 "$T/ct/src/sub"
+ln -s a.txt "$T/ct/src/link"
+ln -s /no/such/target "$T/ct/src/dangling"
+mkfifo "$T/ct/src/fifo"
+out=$("$HB" --json cp "$T/ct/src" a:/tree-in 2>"$T/err") || fail "cp of a directory in: $(cat "$T/err")"
+grep -q '"skipped": 1' <<<"$out" && grep -q '"symlinks": 2' <<<"$out" && grep -q '"files": 5' <<<"$out" ||
+	fail "cp in: counts $out"
+[ "$("$HB" exec a -- cat /tree-in/a.txt)" = hello ] || fail "cp in: a.txt"
+[ "$("$HB" exec a -- /tree-in/sub/run.sh)" = run ] || fail "cp in: the script lost its mode"
+[ "$("$HB" exec a -- readlink /tree-in/dangling)" = /no/such/target ] || fail "cp in: dangling symlink"
+[ "$("$HB" exec a -- stat -c '%a %u' /tree-in/ro /tree-in/sub /tree-in/link)" = "$(printf '555 0\n750 0\n777 0')" ] ||
+	fail "cp in: modes/owners $("$HB" exec a -- stat -c '%a %u %n' /tree-in/ro /tree-in/sub /tree-in/link)"
+"$HB" exec a -- test -e /tree-in/fifo && fail "cp in: a fifo was copied"
+# into an existing directory: under its own name
+"$HB" cp "$T/ct/src" a:/tree-in >/dev/null 2>&1 || fail "cp into an existing directory"
+[ "$("$HB" exec a -- cat /tree-in/src/sub/run.sh | tail -n 1)" = "echo run" ] ||
+	fail "cp into an existing directory: not under /tree-in/src"
+# out again: the same tree (the fifo aside)
+rm "$T/ct/src/fifo"
+"$HB" cp a:/tree-in "$T/ct/out" 2>"$T/err" || fail "cp of a directory out: $(cat "$T/err")"
+rm -rf "$T/ct/out/src"
+[ "$(tree "$T/ct/src")" = "$(tree "$T/ct/out")" ] ||
+	fail "cp out differs: $(diff <(tree "$T/ct/src") <(tree "$T/ct/out") | head -5)"
+cmp -s "$T/ct/src/sub/deep/blob" "$T/ct/out/sub/deep/blob" || fail "cp out: blob differs"
+# a symlink in the sandbox that points outside is recreated, never followed
+"$HB" exec a -- sh -c 'mkdir -p /trap && ln -sf / /trap/root && ln -sf /etc/passwd /trap/pw' || fail "trap"
+"$HB" cp a:/trap "$T/ct/trap" 2>"$T/err" || fail "cp out of symlinks: $(cat "$T/err")"
+[ -L "$T/ct/trap/root" ] && [ "$(readlink "$T/ct/trap/root")" = / ] && [ -L "$T/ct/trap/pw" ] ||
+	fail "cp out: symlinks were not recreated as symlinks"
+# a local symlink where a file of the sandbox lands is replaced, not written through
+mkdir -p "$T/ct/victim" && ln -s "$T/ct/target" "$T/ct/victim/a.txt"
+"$HB" cp a:/tree-in/a.txt "$T/ct/victim/" 2>/dev/null
+[ -e "$T/ct/target" ] && fail "cp out wrote through a local symlink"
+"$HB" cp "$T/ct/src" a:/no/such/dir/ 2>"$T/err" && fail "cp into a missing directory succeeded"
+grep -q "no such directory\|No such file" "$T/err" || fail "cp into a missing directory: $(cat "$T/err")"
+[ "$(api -X PUT 'http://x/v1/sandboxes/a/files?path=/tree-in/..&type=dir')" = 400 ] || fail "mkdir of .."
+[ "$(api -X PUT 'http://x/v1/sandboxes/a/files?path=/x&type=pipe')" = 400 ] || fail "unknown type"
+[ "$(api -X PUT 'http://x/v1/sandboxes/a/files?path=/tree-in/a.txt&type=dir')" = 409 ] ||
+	fail "mkdir over a file: $(cat "$T/api.out")"
+[ "$(api 'http://x/v1/sandboxes/a/files?path=/tree-in/a.txt&list=1')" -ge 400 ] || fail "list of a file"
+chmod 755 "$T/ct/src/ro" "$T/ct/out/ro"
+echo "from stdin" | "$HB" cp - a:/tree-in/piped || fail "cp from stdin"
+[ "$("$HB" cp a:/tree-in/piped -)" = "from stdin" ] || fail "cp to stdout"
+"$HB" cp a:/tree-in - >/dev/null 2>"$T/err" && fail "cp of a directory to stdout succeeded"
+grep -q "only a file goes to stdout" "$T/err" || fail "cp of a directory to stdout: $(cat "$T/err")"
 
 step "persistence across sleep/wake; exec wakes a sleeping sandbox"
 "$HB" exec a -- sh -c 'mkdir -p /work && echo persistent > /work/file && rm /etc/motd' || fail "write"
