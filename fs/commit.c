@@ -316,9 +316,9 @@ static int list_children(struct commit_ctx *c, const struct walk_item *it, struc
 		ch = malloc((d->live ? d->live : 1) * sizeof(*ch));
 		if (!ch)
 			return -ENOMEM;
-		for (uint32_t i = 0; i < d->cap; i++)
-			if (d->slots[i].child)
-				ch[n++] = (struct child){ d->slots[i].name, d->slots[i].child, -1 };
+		for (uint32_t i = 0; i < d->nents; i++)
+			if (d->ents[i].child)
+				ch[n++] = (struct child){ d->ents[i].name, d->ents[i].child, -1 };
 		qsort(ch, n, sizeof(*ch), child_cmp);
 	} else {
 		uint32_t li = (uint32_t)(it->n ? it->n->lower : it->lower);

@@ -56,18 +56,31 @@ struct xattr {
 	uint32_t len;
 };
 
-struct dirent_slot {
-	char *name;        /* NULL: empty; TOMBSTONE: deleted */
+/* A directory: its entries in an array in insertion order, with a hash index
+ * over it for lookups.  An entry's cookie (its readdir offset) never changes
+ * while it exists, and cookies grow with insertion, so a listing read in
+ * pieces while others add and remove entries returns every untouched entry
+ * exactly once without any per-open state: the kernel can open directories
+ * without asking us (no OPENDIR/RELEASEDIR round trips).  Removed entries
+ * stay as holes until a compaction, which keeps the order and the cookies. */
+struct dir_ent {
+	char *name;         /* NULL: removed */
 	uint32_t hash;
 	struct node *child;
+	uint64_t cookie;    /* >= DIR_FIRST_COOKIE (1 and 2 are "." and "..") */
 };
-
+#define DIR_FIRST_COOKIE 3
 struct dir {
-	struct dirent_slot *slots;
-	uint32_t cap, used, live; /* used counts tombstones too */
-	struct node *parent;     /* for ".." (the root's is itself) */
+	struct dir_ent *ents;
+	uint32_t nents, ents_cap; /* nents counts holes too */
+	uint32_t *index;          /* position in ents + 1; 0 empty; DIR_INDEX_HOLE removed */
+	uint32_t cap, used, live; /* index slots (used counts holes), live entries */
+	uint64_t next_cookie;
+	struct node *parent;      /* for ".." (the root's is itself) */
 	uint32_t nsubdirs;
 };
+/* The first entry of d whose cookie is above off (d->nents if none). */
+uint32_t dir_seek(const struct dir *d, uint64_t off);
 
 /* Open state of a regular file (exists while opened or pinned). */
 struct file_state {
@@ -123,6 +136,7 @@ struct hbfs {
 	struct journal *journal;
 	int journal_fd;          /* the journal's fd, for fsync */
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
+	bool no_opendir;             /* the kernel opens directories without us */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
 	pthread_mutex_t commit_lock;

@@ -1,6 +1,6 @@
 /* The inode table of a mount: nodes created lazily from the lower manifest or
  * on the mount, found by inode number (hash) or by lower index (array), and
- * directories as hash maps from name to node.
+ * directories as entry arrays with a hash index by name (see struct dir).
  *
  * Everything here runs with fs->tree_lock held (shared for lookups that do not
  * create nodes is not enough: dir_load and node_lower create, so callers hold
@@ -16,8 +16,7 @@
 #include "fs/fs-int.h"
 #include "util/error.h"
 
-static char tombstone_mark;
-#define TOMBSTONE (&tombstone_mark)
+#define DIR_INDEX_HOLE UINT32_MAX
 
 uint32_t id_to_host(const struct hbfs *fs, uint32_t id)
 {
@@ -195,88 +194,134 @@ static uint32_t name_hash(const char *name, size_t len)
 	return (uint32_t)XXH3_64bits(name, len);
 }
 
-/* Slot of name, or of the empty slot where it would go (first tombstone
+/* Index slot of name, or of the slot where it would go (the first hole
  * passed, else the empty one). */
-static struct dirent_slot *dir_find(struct dir *d, const char *name, uint32_t h, bool *found)
+static uint32_t *dir_find(struct dir *d, const char *name, uint32_t h, bool *found)
 {
-	struct dirent_slot *tomb = NULL;
-	uint32_t mask = d->cap - 1;
+	uint32_t *hole = NULL, mask = d->cap - 1;
 
 	*found = false;
 	for (uint32_t i = h & mask;; i = (i + 1) & mask) {
-		struct dirent_slot *s = &d->slots[i];
+		uint32_t *s = &d->index[i];
+		const struct dir_ent *e;
 
-		if (!s->name)
-			return tomb ? tomb : s;
-		if (s->name == TOMBSTONE) {
-			if (!tomb)
-				tomb = s;
+		if (!*s)
+			return hole ? hole : s;
+		if (*s == DIR_INDEX_HOLE) {
+			if (!hole)
+				hole = s;
 			continue;
 		}
-		if (s->hash == h && strcmp(s->name, name) == 0) {
+		e = &d->ents[*s - 1];
+		if (e->hash == h && strcmp(e->name, name) == 0) {
 			*found = true;
 			return s;
 		}
 	}
 }
 
-static int dir_grow(struct dir *d)
+/* A fresh index for the live entries, at least twice their number. */
+static int dir_reindex(struct dir *d, uint32_t want)
 {
-	uint32_t cap = d->cap ? d->cap : 8;
-	struct dirent_slot *old = d->slots;
-	uint32_t oldcap = d->cap;
+	uint32_t cap = 8, *index;
 
-	while ((uint64_t)(d->live + 1) * 2 > cap)
+	while ((uint64_t)want * 2 > cap)
 		cap *= 2;
 	if (cap > (1u << 30))
 		return -ENOSPC;
-	d->slots = calloc(cap, sizeof(*d->slots));
-	if (!d->slots) {
-		d->slots = old;
+	if (!(index = calloc(cap, sizeof(*index))))
 		return -ENOMEM;
-	}
+	free(d->index);
+	d->index = index;
 	d->cap = cap;
-	d->used = d->live;
-	for (uint32_t i = 0; i < oldcap; i++) {
-		struct dirent_slot *s = &old[i];
+	d->used = 0;
+	for (uint32_t i = 0; i < d->nents; i++) {
 		bool found;
 
-		if (!s->name || s->name == TOMBSTONE)
+		if (!d->ents[i].name)
 			continue;
-		*dir_find(d, s->name, s->hash, &found) = *s;
+		*dir_find(d, d->ents[i].name, d->ents[i].hash, &found) = i + 1;
+		d->used++;
 	}
-	free(old);
 	return 0;
+}
+
+/* Squeeze the holes out of ents once they outnumber the entries. */
+static void dir_compact(struct dir *d)
+{
+	uint32_t k = 0;
+
+	if (d->nents - d->live <= d->live || d->nents < 64)
+		return;
+	for (uint32_t i = 0; i < d->nents; i++)
+		if (d->ents[i].name)
+			d->ents[k++] = d->ents[i];
+	d->nents = k;
+	if (dir_reindex(d, d->live) < 0) {
+		/* keep the old index valid: rebuild it in place */
+		memset(d->index, 0, d->cap * sizeof(*d->index));
+		d->used = 0;
+		for (uint32_t i = 0; i < d->nents; i++) {
+			bool found;
+			*dir_find(d, d->ents[i].name, d->ents[i].hash, &found) = i + 1;
+			d->used++;
+		}
+	}
+}
+
+uint32_t dir_seek(const struct dir *d, uint64_t off)
+{
+	uint32_t lo = 0, hi = d->nents;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (d->ents[mid].cookie <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 /* Insert without touching link counts (loading lower children). */
 static int dir_insert(struct dir *d, const char *name, struct node *child)
 {
 	size_t len = strlen(name);
-	uint32_t h = name_hash(name, len);
-	struct dirent_slot *s;
+	uint32_t h = name_hash(name, len), *s;
+	struct dir_ent *e;
 	bool found;
 	char *copy;
 
 	if ((uint64_t)(d->used + 1) * 4 > (uint64_t)d->cap * 3) {
-		int r = dir_grow(d);
+		int r = dir_reindex(d, d->live + 1);
 
 		if (r < 0)
 			return r;
 	}
 	s = dir_find(d, name, h, &found);
 	if (found) {
-		s->child = child;
+		d->ents[*s - 1].child = child;
 		return 0;
 	}
-	copy = strdup(name);
-	if (!copy)
+	if (d->nents == d->ents_cap) {
+		uint32_t cap = d->ents_cap ? d->ents_cap * 2 : 8;
+		struct dir_ent *ents = cap > d->ents_cap ? realloc(d->ents, cap * sizeof(*ents)) : NULL;
+
+		if (!ents)
+			return -ENOMEM;
+		d->ents = ents;
+		d->ents_cap = cap;
+	}
+	if (!(copy = strdup(name)))
 		return -ENOMEM;
-	if (!s->name)
+	if (!d->next_cookie)
+		d->next_cookie = DIR_FIRST_COOKIE;
+	e = &d->ents[d->nents];
+	*e = (struct dir_ent){ copy, h, child, d->next_cookie++ };
+	if (!*s)
 		d->used++;
-	s->name = copy;
-	s->hash = h;
-	s->child = child;
+	*s = ++d->nents;
 	d->live++;
 	return 0;
 }
@@ -314,12 +359,12 @@ int dir_load(struct hbfs *fs, struct node *d)
 struct node *dir_lookup(struct hbfs *fs, struct node *d, const char *name)
 {
 	bool found;
-	struct dirent_slot *s;
+	uint32_t *s;
 
 	if (!d->dir || !d->dir->cap)
 		return NULL;
 	s = dir_find(d->dir, name, name_hash(name, strlen(name)), &found);
-	return found ? s->child : NULL;
+	return found ? d->dir->ents[*s - 1].child : NULL;
 }
 
 static void link_inc(struct node *d, struct node *c)
@@ -342,8 +387,7 @@ static void link_dec(struct node *d, struct node *c)
 int dir_set(struct hbfs *fs, struct node *d, const char *name, struct node *child)
 {
 	size_t len = strlen(name);
-	uint32_t h = name_hash(name, len);
-	struct dirent_slot *s;
+	uint32_t h = name_hash(name, len), *s;
 	bool found;
 	int r;
 
@@ -351,20 +395,24 @@ int dir_set(struct hbfs *fs, struct node *d, const char *name, struct node *chil
 	if (r < 0)
 		return r;
 	if (d->dir->cap && (s = dir_find(d->dir, name, h, &found), found)) {
-		struct node *old = s->child;
+		struct dir_ent *e = &d->dir->ents[*s - 1];
+		struct node *old = e->child;
 
 		if (old == child)
 			return 0;
 		if (child) {
 			link_inc(d, child);
-			s->child = child;
+			e->child = child;
 		} else {
-			free(s->name);
-			s->name = TOMBSTONE;
-			s->child = NULL;
+			free(e->name);
+			e->name = NULL;
+			e->child = NULL;
+			*s = DIR_INDEX_HOLE;
 			d->dir->live--;
 		}
 		link_dec(d, old);
+		if (!child)
+			dir_compact(d->dir);
 		return 0;
 	}
 	if (!child)
@@ -391,10 +439,10 @@ void upper_data_name(const struct node *n, char out[32])
 static void node_free_mem(struct node *n)
 {
 	if (n->dir) {
-		for (uint32_t i = 0; i < n->dir->cap; i++)
-			if (n->dir->slots[i].name != TOMBSTONE)
-				free(n->dir->slots[i].name);
-		free(n->dir->slots);
+		for (uint32_t i = 0; i < n->dir->nents; i++)
+			free(n->dir->ents[i].name);
+		free(n->dir->ents);
+		free(n->dir->index);
 		free(n->dir);
 	}
 	free(n->target);

@@ -1076,88 +1076,40 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 /* Directory handles hold a copy of the listing taken at opendir (and at a
  * rewind), so entries added or removed meanwhile never make readdir skip or
  * repeat others. */
-struct dirsnap {
-	uint32_t count;
-	bool filled, served;
-	struct dsent {
-		char *name;
-		uint64_t ino;
-		uint32_t mode;
-	} *e;
-};
-
-static void dirsnap_clear(struct dirsnap *s)
-{
-	for (uint32_t i = 0; i < s->count; i++)
-		free(s->e[i].name);
-	free(s->e);
-	s->e = NULL;
-	s->count = 0;
-	s->served = false;
-	s->filled = false;
-}
-
-static int dirsnap_fill(struct hbfs *fs, struct node *d, struct dirsnap *s)
-{
-	struct node *parent = d->dir->parent ? d->dir->parent : d;
-	uint32_t n = 0;
-
-	s->e = calloc((size_t)d->dir->live + 2, sizeof(*s->e));
-	if (!s->e)
-		return -ENOMEM;
-	s->e[n++] = (struct dsent){ strdup("."), d->ino, d->mode };
-	s->e[n++] = (struct dsent){ strdup(".."), parent->ino, parent->mode };
-	for (uint32_t i = 0; i < d->dir->cap; i++) {
-		struct dirent_slot *sl = &d->dir->slots[i];
-
-		if (!sl->child)
-			continue;
-		s->e[n++] = (struct dsent){ strdup(sl->name), sl->child->ino, sl->child->mode };
-	}
-	s->count = n;
-	for (uint32_t i = 0; i < n; i++)
-		if (!s->e[i].name) {
-			dirsnap_clear(s);
-			return -ENOMEM;
-		}
-	return 0;
-}
-
+/* Directories need no open state (readdir offsets are entry cookies, see
+ * struct dir): where the kernel can do without OPENDIR we say so, and each
+ * opendir/closedir on the mount costs no round trip; its listing is cached
+ * by the kernel (FOPEN_CACHE_DIR, the kernel's default then) until the
+ * directory changes. */
 static void hb_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hbfs *fs = FS(req);
 	struct node *d = N(fs, ino);
-	struct dirsnap *s = calloc(1, sizeof(*s));
-	int r = s ? 0 : -ENOMEM;
 
-	if (!r && !d->dir)
-		r = -ENOTDIR;
-	if (r < 0) {
-		free(s);
-		fuse_reply_err(req, -r);
+	if (!d->dir) {
+		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	/* The listing is taken at the first readdir: an opendir served from
-	 * the kernel's cached listing costs nothing here. */
-	fi->fh = (uintptr_t)s;
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->fh = 0;
 	fi->keep_cache = 1;
 	fi->cache_readdir = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		dirsnap_clear(s);
-		free(s);
-	}
+	fuse_reply_open(req, fi);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, bool plus)
 {
 	struct hbfs *fs = FS(req);
-	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
-	struct node *d = N(fs, ino);
+	struct node *d = N(fs, ino), *parent;
 	char *buf;
 	size_t used = 0;
 	int r = 0;
 
+	(void)fi;
 	if (size > READ_MAX_BYTES)
 		size = READ_MAX_BYTES;
 	buf = malloc(size ? size : 1);
@@ -1165,62 +1117,69 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (!s->filled || (off == 0 && s->served)) {
-		/* first read, or rewinddir: a fresh listing */
-		dirsnap_clear(s);
+	rdlock(fs);
+	if (d->dir && !(d->flags & NODE_DIR_LOADED)) {
+		/* loading creates nodes: exclusively, then back to shared */
+		unlock(fs);
 		wrlock(fs);
 		r = dir_load(fs, d);
-		if (!r)
-			r = dirsnap_fill(fs, d, s);
 		unlock(fs);
-		if (r < 0) {
-			free(buf);
-			fuse_reply_err(req, -r);
-			return;
-		}
-		s->filled = true;
-	}
-	s->served = true;
-	if (plus)
 		rdlock(fs);
-	for (uint64_t i = (uint64_t)off; i < s->count; i++) {
-		struct dsent *de = &s->e[i];
+	}
+	if (!r && !d->dir)
+		r = -ENOTDIR;
+	if (r < 0) {
+		unlock(fs);
+		free(buf);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	parent = d->dir->parent ? d->dir->parent : d;
+	for (uint64_t dot = (uint64_t)off; dot < 2; dot++) {
+		struct node *x = dot ? parent : d;
 		size_t need;
 
 		if (plus) {
-			struct fuse_entry_param e;
-			struct node *n = NULL;
+			struct fuse_entry_param e = { .attr = { .st_ino = x->ino, .st_mode = x->mode } };
+			need = fuse_add_direntry_plus(req, buf + used, size - used, dot ? ".." : ".", &e,
+						      (off_t)dot + 1);
+		} else {
+			struct stat st = { .st_ino = x->ino, .st_mode = x->mode };
+			need = fuse_add_direntry(req, buf + used, size - used, dot ? ".." : ".", &st,
+						 (off_t)dot + 1);
+		}
+		if (need > size - used)
+			goto full;
+		used += need;
+	}
+	for (uint32_t i = dir_seek(d->dir, (uint64_t)off); i < d->dir->nents; i++) {
+		const struct dir_ent *de = &d->dir->ents[i];
+		struct node *n = de->child;
+		size_t need;
 
-			memset(&e, 0, sizeof(e));
-			if (i >= 2) {
-				n = dir_lookup(fs, d, de->name);
-				if (n && n->ino != de->ino)
-					n = NULL;
-			}
-			if (n) {
-				fill_entry(fs, n, &e);
-			} else {
-				e.attr.st_ino = de->ino;
-				e.attr.st_mode = de->mode;
-			}
+		if (!n)
+			continue;
+		if (plus) {
+			struct fuse_entry_param e;
+
+			fill_entry(fs, n, &e);
 			need = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e,
-						      (off_t)i + 1);
+						      (off_t)de->cookie);
 			if (need > size - used)
 				break;
-			if (n)
-				lookup_ref(n);
+			lookup_ref(n);
 		} else {
-			struct stat st = { .st_ino = de->ino, .st_mode = de->mode };
+			struct stat st = { .st_ino = n->ino, .st_mode = n->mode };
 
 			need = fuse_add_direntry(req, buf + used, size - used, de->name, &st,
-						 (off_t)i + 1);
+						 (off_t)de->cookie);
 			if (need > size - used)
 				break;
 		}
 		used += need;
 	}
-	if (plus)
-		unlock(fs);
+full:
+	unlock(fs);
 	fuse_reply_buf(req, buf, used);
 	free(buf);
 }
@@ -1239,10 +1198,8 @@ static void hb_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void hb_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dirsnap *s = (struct dirsnap *)(uintptr_t)fi->fh;
-
-	dirsnap_clear(s);
-	free(s);
+	(void)ino;
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -1523,6 +1480,7 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	fs->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	/* Data is written through: no writeback cache, so mtime/size are ours. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;

@@ -534,17 +534,24 @@ static void test_sparse(void)
 	CHECK(unlink(P("w/huge")) == 0);
 }
 
+/* Entries added and removed while a listing is read in many pieces (far more
+ * than one getdents): every entry present throughout comes exactly once,
+ * removed ones at most once, also when the removals (here of entries already
+ * read and of some not yet read) make the fs compact the directory in the
+ * middle of the listing. */
 static void test_readdir_stable(void)
 {
+	enum { FILES = 3000, AT = 1500, GONE = 2000, ADDED = 500 };
+	static int seen[FILES];
 	DIR *d;
 	struct dirent *de;
 	char name[64];
-	int seen[200] = { 0 };
-	int n = 0;
+	int n = 0, added_seen = 0;
 
+	memset(seen, 0, sizeof(seen));
 	CHECK(mkdir(P("w/rd"), 0755) == 0);
-	for (int i = 0; i < 200; i++) {
-		snprintf(name, sizeof(name), "w/rd/f%03d", i);
+	for (int i = 0; i < FILES; i++) {
+		snprintf(name, sizeof(name), "w/rd/f%04d", i);
 		CHECK_OK(write_whole(P(name), "", 0));
 	}
 	d = opendir(P("w/rd"));
@@ -556,29 +563,41 @@ static void test_readdir_stable(void)
 
 		if (de->d_name[0] == '.')
 			continue;
-		if (n++ == 50) {
-			/* add and remove entries mid-listing */
-			for (int i = 0; i < 100; i++) {
-				snprintf(name, sizeof(name), "w/rd/new%03d", i);
+		if (n++ == AT) {
+			for (int i = 0; i < ADDED; i++) {
+				snprintf(name, sizeof(name), "w/rd/new%04d", i);
 				write_whole(P(name), "", 0);
 			}
-			for (int i = 150; i < 200; i++) {
-				snprintf(name, sizeof(name), "w/rd/f%03d", i);
+			for (int i = 0; i < GONE; i++) {
+				snprintf(name, sizeof(name), "w/rd/f%04d", i);
 				unlink(P(name));
 			}
 		}
-		if (sscanf(de->d_name, "f%03d", &k) == 1 && k >= 0 && k < 200)
+		if (sscanf(de->d_name, "f%04d", &k) == 1 && k >= 0 && k < FILES)
 			seen[k]++;
+		else if (!strncmp(de->d_name, "new", 3))
+			added_seen++;
 	}
 	closedir(d);
-	/* every entry present throughout seen exactly once */
-	for (int i = 0; i < 150; i++)
-		if (seen[i] != 1) {
-			CHECK(seen[i] == 1);
+	for (int i = 0; i < FILES; i++) {
+		/* read before the removals, or present throughout: once */
+		int once = i < AT || i >= GONE;
+
+		if (once ? seen[i] != 1 : seen[i] > 1) {
+			fprintf(stderr, "readdir: f%04d seen %d times\n", i, seen[i]);
+			CHECK(!"every untouched entry exactly once");
 			break;
 		}
-	for (int i = 150; i < 200; i++)
-		CHECK(seen[i] <= 1);
+	}
+	CHECK(added_seen <= ADDED);
+	/* a fresh listing shows exactly what is there now */
+	n = 0;
+	d = opendir(P("w/rd"));
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK(n == FILES - GONE + ADDED);
 }
 
 static void test_many_entries(int count)
