@@ -220,6 +220,20 @@ static uint32_t *dir_find(struct dir *d, const char *name, uint32_t h, bool *fou
 	}
 }
 
+/* Point the (cleared) index at every live entry. */
+static void dir_index_fill(struct dir *d)
+{
+	d->used = 0;
+	for (uint32_t i = 0; i < d->nents; i++) {
+		bool found;
+
+		if (!d->ents[i].name)
+			continue;
+		*dir_find(d, d->ents[i].name, d->ents[i].hash, &found) = i + 1;
+		d->used++;
+	}
+}
+
 /* A fresh index for the live entries, at least twice their number. */
 static int dir_reindex(struct dir *d, uint32_t want)
 {
@@ -234,19 +248,12 @@ static int dir_reindex(struct dir *d, uint32_t want)
 	free(d->index);
 	d->index = index;
 	d->cap = cap;
-	d->used = 0;
-	for (uint32_t i = 0; i < d->nents; i++) {
-		bool found;
-
-		if (!d->ents[i].name)
-			continue;
-		*dir_find(d, d->ents[i].name, d->ents[i].hash, &found) = i + 1;
-		d->used++;
-	}
+	dir_index_fill(d);
 	return 0;
 }
 
-/* Squeeze the holes out of ents once they outnumber the entries. */
+/* Squeeze the holes out of ents once they outnumber the entries (order and
+ * cookies stay). */
 static void dir_compact(struct dir *d)
 {
 	uint32_t k = 0;
@@ -258,14 +265,9 @@ static void dir_compact(struct dir *d)
 			d->ents[k++] = d->ents[i];
 	d->nents = k;
 	if (dir_reindex(d, d->live) < 0) {
-		/* keep the old index valid: rebuild it in place */
+		/* no memory for a smaller index: refill the one we have */
 		memset(d->index, 0, d->cap * sizeof(*d->index));
-		d->used = 0;
-		for (uint32_t i = 0; i < d->nents; i++) {
-			bool found;
-			*dir_find(d, d->ents[i].name, d->ents[i].hash, &found) = i + 1;
-			d->used++;
-		}
+		dir_index_fill(d);
 	}
 }
 
