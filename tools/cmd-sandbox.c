@@ -471,8 +471,7 @@ static int cmd_cp(int argc, char **argv)
 				    "is copied with everything in it (files, directories, symlinks, with\n"
 				    "their permission bits; other kinds are skipped and counted); an\n"
 				    "existing destination directory receives SRC under its own name.\n"
-				    "'-' as the local side is stdin/stdout, for one file.  Files are\n"
-				    "at most 64 MiB each.\n") : r;
+				    "'-' as the local side is stdin/stdout, for one file.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("cp", "expected SRC DST");
 	src = argv[optind];

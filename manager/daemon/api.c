@@ -1071,6 +1071,20 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 	}
 	mode_t mode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0644;
 	bool created = true;
+	if (flag(c, "append")) {
+		/* the next piece of a file larger than one request */
+		fd = sbx_open_inside(d, s, path, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
+		r = fd < 0 ? fd : write_all(fd, rq->body.data, rq->body.len);
+		if (fd >= 0)
+			close(fd);
+		if (fd >= 0 && r < 0)
+			r = hb_err(r, "writing %s:%s", s->rec.name, path);
+		pthread_mutex_unlock(&s->lock);
+		j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path, "bytes",
+					     (json_int_t)rq->body.len);
+		hbd_put(d, s);
+		return reply_ok(c, j, r);
+	}
 	fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
 	if (fd == -EEXIST) {
 		hb_err_clear();

@@ -22,11 +22,10 @@
 #include <curl/curl.h>
 
 #include "manager/daemon/daemon.h"
-#include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
-#define COPY_FILE_MAX_BYTES (64u << 20) /* the daemon's request body limit */
+#define COPY_PIECE_BYTES (32u << 20) /* the daemon takes bodies up to 64 MiB */
 #define COPY_URL_MAX 8192
 
 struct copy {
@@ -106,26 +105,33 @@ static int put(const struct copy *c, const char *path, const char *query, const 
 	return r;
 }
 
+/* A file in pieces of at most one request body: the first creates or
+ * truncates it with its mode, the others append. */
 static int put_file(const struct copy *c, int fd, const char *what, mode_t mode,
 		    const char *remote)
 {
-	struct buf data = { .max = COPY_FILE_MAX_BYTES };
+	uint8_t *piece = malloc(COPY_PIECE_BYTES);
 	char q[32];
-	int r = read_fd(fd, COPY_FILE_MAX_BYTES, &data);
+	int r = piece ? 0 : hb_err(-ENOMEM, "out of memory");
 
-	if (r == -EFBIG)
-		r = hb_err(r, "%s: larger than %u MiB, the most one request carries", what,
-			   COPY_FILE_MAX_BYTES >> 20);
-	else if (r < 0)
-		r = hb_err(r, "reading %s", what);
 	snprintf(q, sizeof(q), "mode=%o", (unsigned)(mode & 07777));
-	if (r == 0)
-		r = put(c, remote, q, data.data, data.len);
-	if (r == 0) {
-		c->st->files++;
-		c->st->bytes += data.len;
+	for (bool first = true; r == 0; first = false) {
+		ssize_t n = read_full(fd, piece, COPY_PIECE_BYTES);
+
+		if (n < 0) {
+			r = hb_err((int)n, "reading %s", what);
+			break;
+		}
+		if (n == 0 && !first)
+			break;
+		if ((r = put(c, remote, first ? q : "append=1", piece, (size_t)n)) == 0)
+			c->st->bytes += (uint64_t)n;
+		if ((size_t)n < COPY_PIECE_BYTES)
+			break;
 	}
-	buf_free(&data);
+	if (r == 0)
+		c->st->files++;
+	free(piece);
 	return r;
 }
 

@@ -70,8 +70,8 @@ int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, in
 
 /* Copy a file or a tree into or out of sandbox name (copy.c; like cp -r: an
  * existing destination directory receives SRC under its own name; "-" as the
- * local side is stdin or stdout, for one file).  Directories, files (at most
- * 64 MiB each) and symlinks are copied with their permission bits; other
+ * local side is stdin or stdout, for one file).  Directories, files (sent in
+ * 32 MiB pieces) and symlinks are copied with their permission bits; other
  * kinds are counted in skipped. */
 struct hbd_copy_stats {
 	uint64_t files, dirs, symlinks, skipped, bytes;

@@ -257,6 +257,17 @@ grep -q "no such directory\|No such file" "$T/err" || fail "cp into a missing di
 	fail "mkdir over a file: $(cat "$T/api.out")"
 [ "$(api 'http://x/v1/sandboxes/a/files?path=/tree-in/a.txt&list=1')" -ge 400 ] || fail "list of a file"
 chmod 755 "$T/ct/src/ro" "$T/ct/out/ro"
+# files larger than one request go in pieces, from a file and from stdin
+head -c 70000000 /dev/urandom > "$T/ct/big"
+"$HB" cp "$T/ct/big" a:/tree-in/big || fail "cp of a 70 MB file in"
+[ "$("$HB" exec a -- md5sum /tree-in/big | cut -d' ' -f1)" = "$(md5sum < "$T/ct/big" | cut -d' ' -f1)" ] ||
+	fail "cp of a 70 MB file in: content differs"
+"$HB" exec a -- sh -c 'head -c 1000 /tree-in/big > /tree-in/small' || fail "shrink"
+cat "$T/ct/big" | "$HB" cp - a:/tree-in/small || fail "cp of 70 MB from stdin over a smaller file"
+"$HB" cp a:/tree-in/small "$T/ct/big.out" || fail "cp of 70 MB out"
+cmp -s "$T/ct/big" "$T/ct/big.out" || fail "70 MB round trip through stdin and out differs"
+rm -f "$T/ct/big" "$T/ct/big.out"
+"$HB" exec a -- rm /tree-in/big /tree-in/small
 echo "from stdin" | "$HB" cp - a:/tree-in/piped || fail "cp from stdin"
 [ "$("$HB" cp a:/tree-in/piped -)" = "from stdin" ] || fail "cp to stdout"
 "$HB" cp a:/tree-in - >/dev/null 2>"$T/err" && fail "cp of a directory to stdout succeeded"
