@@ -229,8 +229,11 @@ int hbd_copy_in(const char *name, const char *local, const char *remote,
 		r = join(target, sizeof(target), remote, base_name(local, b, sizeof(b)));
 	else if (r == -ENOENT && remote[strlen(remote) - 1] == '/')
 		r = hb_err(r, "%s:%s: no such directory", name, remote);
-	else if (r == 0 || r == -ENOENT)
-		r = (hb_err_clear(), snprintf(target, sizeof(target), "%s", remote), 0);
+	else if (r == 0 || r == -ENOENT) { /* a file there, or nothing: that name */
+		hb_err_clear();
+		snprintf(target, sizeof(target), "%s", remote);
+		r = 0;
+	}
 	json_decref(rs);
 	if (r == 0)
 		r = S_ISDIR(st.st_mode) ? put_tree(&c, fd, local, st.st_mode, target) :
