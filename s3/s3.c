@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/curl-lazy.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -168,6 +169,8 @@ int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_cli
 	int n;
 
 	*out = NULL;
+	if (curl_lazy_error())
+		return hb_err(-ENOPKG, "S3 needs libcurl: %s", curl_lazy_error());
 	pthread_once(&curl_once, curl_init_once);
 	if (curl_init_result != CURLE_OK)
 		return hb_err(-ENOMEM, "curl_global_init: %s", curl_easy_strerror(curl_init_result));

@@ -13,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "manager/daemon/daemon.h"
@@ -253,21 +252,15 @@ out:
 
 static int append_param(struct buf *q, const char *key, const char *value)
 {
-	char *e = curl_easy_escape(NULL, value, 0);
 	int r = 0;
 
-	if (!e)
-		return -ENOMEM;
 	if (q->len)
 		r = buf_append(q, "&", 1);
 	if (r == 0)
 		r = buf_append(q, key, strlen(key));
 	if (r == 0)
 		r = buf_append(q, "=", 1);
-	if (r == 0)
-		r = buf_append(q, e, strlen(e));
-	curl_free(e);
-	return r;
+	return r ? r : hbd_url_escape(q, value);
 }
 
 static const char exec_help[] =

@@ -1,5 +1,7 @@
-/* The daemon's client (what the CLI calls): HTTP over the unix socket with
- * libcurl, JSON with jansson, the exec stream decoded frame by frame, and
+/* The daemon's client (what the CLI calls): HTTP/1.1 over the unix socket
+ * (a small client of our own: the requests are simple, and loading libcurl
+ * with its 30 libraries cost each CLI call more than the call), JSON with
+ * jansson, the exec stream decoded frame by frame, and
  * starting the daemon when nothing answers.  Also the mount helper that the
  * daemon runs to start a FUSE mount in its own process. */
 #include <errno.h>
@@ -10,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "fs/fs.h"
 #include "manager/daemon/daemon.h"
@@ -31,7 +35,6 @@ struct sink {
 	struct buf body;      /* JSON replies and error bodies */
 	int fd;               /* raw replies: straight to this fd (when status < 400) */
 	long status;
-	CURL *curl;
 	/* exec stream decoding */
 	bool stream;
 	int out_fd, err_fd;
@@ -140,12 +143,6 @@ static void pump_stop(struct sink *k)
 	k->pump = NULL;
 }
 
-static long status_of(struct sink *k)
-{
-	if (!k->status)
-		curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &k->status);
-	return k->status;
-}
 
 /* Consume whole frames from k->frame. */
 static int decode_frames(struct sink *k)
@@ -194,58 +191,230 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 	struct sink *k = arg;
 	size_t len = size * n;
 
-	if (status_of(k) < 400 && k->stream) {
+	if (k->status < 400 && k->stream) {
 		if (buf_append(&k->frame, data, len) < 0 || decode_frames(k) < 0)
 			return 0;
 		return len;
 	}
-	if (status_of(k) < 400 && k->fd >= 0)
+	if (k->status < 400 && k->fd >= 0)
 		return write_all(k->fd, data, len) < 0 ? 0 : len;
 	return buf_append(&k->body, data, len) < 0 ? 0 : len;
+}
+
+int hbd_url_escape(struct buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+		bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9') || strchr("-._~", ch);
+		int r = plain ? buf_append(out, s, 1) : buf_append(out, e, 3);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The reply as it comes off the socket: headers, then a body by length,
+ * in chunks, or up to the end. */
+struct reply {
+	int fd;
+	uint8_t in[65536];
+	size_t have, pos;
+	bool eof;
+};
+
+static int reply_fill(struct reply *rp)
+{
+	ssize_t n;
+
+	if (rp->pos == rp->have)
+		rp->pos = rp->have = 0;
+	do
+		n = read(rp->fd, rp->in + rp->have, sizeof(rp->in) - rp->have);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		rp->eof = true;
+	rp->have += (size_t)n;
+	return (int)n;
+}
+
+/* One line (CRLF cut off) into line; -EBADMSG if longer than size. */
+static int reply_line(struct reply *rp, char *line, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		while (rp->pos < rp->have) {
+			char c = (char)rp->in[rp->pos++];
+
+			if (c == '\n') {
+				if (n && line[n - 1] == '\r')
+					n--;
+				line[n] = 0;
+				return 0;
+			}
+			if (n + 1 >= size)
+				return -EBADMSG;
+			line[n++] = c;
+		}
+		int r = reply_fill(rp);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return -EPIPE;
+	}
+}
+
+/* Up to want body bytes to the sink; 0 at the end of the connection. */
+static ssize_t reply_body(struct reply *rp, struct sink *k, uint64_t want)
+{
+	size_t n;
+	int r;
+
+	if (rp->pos == rp->have && (r = reply_fill(rp)) <= 0)
+		return r;
+	n = rp->have - rp->pos;
+	if (n > want)
+		n = (size_t)want;
+	if (on_data((char *)rp->in + rp->pos, 1, n, k) != n)
+		return -ECANCELED;
+	rp->pos += n;
+	return (ssize_t)n;
+}
+
+static int read_reply(struct reply *rp, struct sink *k)
+{
+	char line[8192];
+	uint64_t length = UINT64_MAX;
+	bool chunked = false;
+	int r, code;
+
+	if ((r = reply_line(rp, line, sizeof(line))) < 0)
+		return r;
+	if (sscanf(line, "HTTP/1.%*d %d", &code) != 1)
+		return -EBADMSG;
+	k->status = code;
+	for (;;) {
+		if ((r = reply_line(rp, line, sizeof(line))) < 0)
+			return r;
+		if (!*line)
+			break;
+		if (!strncasecmp(line, "Content-Length:", 15))
+			length = strtoull(line + 15, NULL, 10);
+		else if (!strncasecmp(line, "Transfer-Encoding:", 18) && strcasestr(line + 18, "chunked"))
+			chunked = true;
+	}
+	if (!chunked) {
+		while (length) {
+			ssize_t n = reply_body(rp, k, length);
+
+			if (n <= 0)
+				return n < 0 ? (int)n : length == UINT64_MAX ? 0 : -EPIPE;
+			if (length != UINT64_MAX)
+				length -= (uint64_t)n;
+		}
+		return 0;
+	}
+	for (;;) {
+		uint64_t size;
+		char *end;
+
+		if ((r = reply_line(rp, line, sizeof(line))) < 0)
+			return r;
+		size = strtoull(line, &end, 16);
+		if (end == line)
+			return -EBADMSG;
+		if (size == 0)
+			break;
+		while (size) {
+			ssize_t n = reply_body(rp, k, size);
+
+			if (n <= 0)
+				return n < 0 ? (int)n : -EPIPE;
+			size -= (uint64_t)n;
+		}
+		if ((r = reply_line(rp, line, sizeof(line))) < 0)
+			return r;
+	}
+	while ((r = reply_line(rp, line, sizeof(line))) == 0 && *line)
+		; /* trailers */
+	return r;
+}
+
+static int send_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* One HTTP exchange; fills k. */
 static int perform(const char *method, const char *path, const char *query, const void *body,
 		   size_t len, const char *ctype, struct sink *k)
 {
-	char sock[4200], url[8192];
-	struct curl_slist *hdrs = NULL;
-	CURLcode cc;
-	int r;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char sock[4200], head[8192 + 512];
+	struct reply *rp;
+	int r, fd, n;
 
 	if ((r = hbd_socket_path(getenv("HIBERBOX_HOME"), sock, sizeof(sock))) < 0)
 		return r;
-	if ((size_t)snprintf(url, sizeof(url), "http://hiberboxd%s%s%s%s", HBD_API_PREFIX, path,
-			     query && *query ? "?" : "", query ? query : "") >= sizeof(url))
-		return hb_err(-E2BIG, "request too long (arguments over %zu bytes)", sizeof(url));
-	if (!(k->curl = curl_easy_init()))
-		return hb_err(-ENOMEM, "curl init");
+	if (strlen(sock) >= sizeof(sa.sun_path))
+		return hb_err(-ENAMETOOLONG, "socket path too long: %s", sock);
+	strcpy(sa.sun_path, sock);
+	n = snprintf(head, sizeof(head), "%s %s%s%s%s HTTP/1.1\r\nHost: hiberboxd\r\n"
+		     "Connection: close\r\n", method, HBD_API_PREFIX, path,
+		     query && *query ? "?" : "", query ? query : "");
+	if (n >= 8192)
+		return hb_err(-E2BIG, "request too long (arguments over 8 KiB)");
+	if (body || !strcmp(method, "POST") || !strcmp(method, "PUT"))
+		n += snprintf(head + n, sizeof(head) - (size_t)n,
+			      "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, body ? len : 0);
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
 	k->body.max = CLIENT_REPLY_MAX_BYTES;
 	k->frame.max = 2 * HBD_FRAME_MAX_BYTES;
-	curl_easy_setopt(k->curl, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(k->curl, CURLOPT_URL, url);
-	curl_easy_setopt(k->curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(k->curl, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(k->curl, CURLOPT_WRITEDATA, k);
-	curl_easy_setopt(k->curl, CURLOPT_NOSIGNAL, 1L);
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	if (body || !strcmp(method, "POST") || !strcmp(method, "PUT")) {
-		char ct[128];
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-		hdrs = curl_slist_append(hdrs, ct);
-		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDS, body ? body : "");
-		curl_easy_setopt(k->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return hb_err(-errno, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = errno;
+		close(fd);
+		if (r == ECONNREFUSED || r == ENOENT)
+			return hb_err(-ECONNREFUSED, "no daemon answers on %s", sock);
+		return hb_err(-r, "connecting to %s: %s", sock, strerror(r));
 	}
-	curl_easy_setopt(k->curl, CURLOPT_HTTPHEADER, hdrs);
-	cc = curl_easy_perform(k->curl);
-	status_of(k);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(k->curl);
-	k->curl = NULL;
-	if (cc == CURLE_COULDNT_CONNECT)
-		return hb_err(-ECONNREFUSED, "no daemon answers on %s", sock);
-	if (cc != CURLE_OK && !(k->stream && k->got_exit))
-		return hb_err(-EIO, "talking to the daemon on %s: %s", sock, curl_easy_strerror(cc));
+	r = send_all(fd, head, (size_t)n);
+	if (r == 0 && body && len)
+		r = send_all(fd, body, len);
+	if (!(rp = malloc(sizeof(*rp)))) {
+		close(fd);
+		return hb_err(-ENOMEM, "out of memory");
+	}
+	rp->fd = fd;
+	rp->have = rp->pos = 0;
+	rp->eof = false;
+	/* a refused request may be answered before its body is all sent */
+	int rr = read_reply(rp, k);
+	free(rp);
+	close(fd);
+	if (k->status == 0)
+		return hb_err(r < 0 ? r : rr < 0 ? rr : -EIO, "talking to the daemon on %s: %s", sock,
+			      strerror(-(r < 0 ? r : rr < 0 ? rr : -EIO)));
 	if (k->status >= 400) {
 		json_t *j = json_loadb((const char *)k->body.data, k->body.len, 0, NULL);
 		const char *msg = json_string_value(json_object_get(j, "error"));
@@ -254,6 +423,9 @@ static int perform(const char *method, const char *path, const char *query, cons
 		json_decref(j);
 		return r;
 	}
+	if ((r < 0 || rr < 0) && !(k->stream && k->got_exit))
+		return hb_err(r < 0 ? r : rr, "talking to the daemon on %s: %s", sock,
+			      strerror(-(r < 0 ? r : rr)));
 	return 0;
 }
 

@@ -19,9 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "manager/daemon/daemon.h"
+#include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -36,15 +35,15 @@ struct copy {
 /* "/sandboxes/NAME/files?path=P[&k=v]" */
 static int files_url(const struct copy *c, const char *path, const char *extra, char *out)
 {
-	char *e = curl_easy_escape(NULL, path, 0);
-	int n;
+	struct buf e = { .max = COPY_URL_MAX };
+	int r = hbd_url_escape(&e, path), n = 0;
 
-	if (!e)
-		return -ENOMEM;
-	n = snprintf(out, COPY_URL_MAX, "/sandboxes/%s/files?path=%s%s%s", c->name, e,
-		     extra ? "&" : "", extra ? extra : "");
-	curl_free(e);
-	return n >= COPY_URL_MAX ? hb_err(-ENAMETOOLONG, "path too long: %.200s", path) : 0;
+	if (r == 0)
+		n = snprintf(out, COPY_URL_MAX, "/sandboxes/%s/files?path=%.*s%s%s", c->name,
+			     (int)e.len, (const char *)e.data, extra ? "&" : "", extra ? extra : "");
+	buf_free(&e);
+	return r < 0 || n >= COPY_URL_MAX ? hb_err(-ENAMETOOLONG, "path too long: %.200s", path) :
+					    0;
 }
 
 static int join(char *out, size_t size, const char *dir, const char *name)
