@@ -266,7 +266,14 @@ head -c 70000000 /dev/urandom > "$T/ct/big"
 cat "$T/ct/big" | "$HB" cp - a:/tree-in/small || fail "cp of 70 MB from stdin over a smaller file"
 "$HB" cp a:/tree-in/small "$T/ct/big.out" || fail "cp of 70 MB out"
 cmp -s "$T/ct/big" "$T/ct/big.out" || fail "70 MB round trip through stdin and out differs"
-rm -f "$T/ct/big" "$T/ct/big.out"
+rm -f "$T/ct/big.out"
+# a large output stream (many chunks, split across reads) arrives byte for
+# byte, stdout and stderr each whole
+"$HB" exec a -- sh -c 'cat /tree-in/small; cat /tree-in/small >&2' >"$T/ct/out1" 2>"$T/ct/err1" ||
+	fail "exec with 70 MB of output"
+cmp -s "$T/ct/big" "$T/ct/out1" && cmp -s "$T/ct/big" "$T/ct/err1" ||
+	fail "exec: 70 MB of stdout/stderr differ ($(stat -c %s "$T/ct/out1" "$T/ct/err1" | tr '\n' ' '))"
+rm -f "$T/ct/out1" "$T/ct/err1" "$T/ct/big"
 "$HB" exec a -- rm /tree-in/big /tree-in/small
 echo "from stdin" | "$HB" cp - a:/tree-in/piped || fail "cp from stdin"
 [ "$("$HB" cp a:/tree-in/piped -)" = "from stdin" ] || fail "cp to stdout"
