@@ -52,9 +52,6 @@ struct s3_request {
  * @return 0 (2xx) or a negative errno with a message. */
 int s3_request_run(struct s3_client *c, struct s3_request *rq);
 
-/* AWS URI encoding: unreserved characters stay, the rest become %XX;
- * keep_slash leaves '/' alone (object keys in paths).  @return length or -ENAMETOOLONG. */
-int s3_uri_encode(const char *in, int keep_slash, char *out, size_t outsz);
 
 /* Find the text of the first <tag>...</tag> in [p, end).  The text is
  * returned raw (entities not decoded).  @return 1 found, 0 not. */

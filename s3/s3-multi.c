@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/uri.h"
 
 #define S3_MSG_BYTES 1024
 
@@ -263,7 +264,7 @@ int s3_put_multipart(struct s3_client *c, const char *key, const void *data, siz
 	if (!s3_xml_find((const char *)reply.data, (const char *)reply.data + reply.len, "UploadId",
 			 &v, &vlen) ||
 	    s3_xml_text(v, vlen, upload_id, sizeof(upload_id)) <= 0 ||
-	    s3_uri_encode(upload_id, 0, m.upload_id_enc, sizeof(m.upload_id_enc)) < 0) {
+	    uri_encode(upload_id, 0, m.upload_id_enc, sizeof(m.upload_id_enc)) < 0) {
 		r = hb_err(-EBADMSG, "s3: starting a multipart upload of %s: no valid UploadId",
 			   key);
 		goto out;

@@ -25,6 +25,7 @@
 #include "util/curl-lazy.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/uri.h"
 
 static const char EMPTY_SHA256[] =
 	"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -306,32 +307,6 @@ static void pool_put(struct s3_client *c, CURL *h)
 	pthread_mutex_unlock(&c->pool_lock);
 }
 
-/* ---- encoding ---- */
-
-int s3_uri_encode(const char *in, int keep_slash, char *out, size_t outsz)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-			    *p == '~' || (keep_slash && *p == '/');
-		if (o + (plain ? 1 : 3) >= outsz)
-			return -ENAMETOOLONG;
-		if (plain) {
-			out[o++] = (char)*p;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[*p >> 4];
-			out[o++] = hex[*p & 15];
-		}
-	}
-	if (o >= outsz)
-		return -ENAMETOOLONG;
-	out[o] = '\0';
-	return (int)o;
-}
 
 static void sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -871,7 +846,7 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 			free(url);
 			return -ENOMEM;
 		}
-		r = s3_uri_encode(rq->key, 1, enc, S3_URL_MAX);
+		r = uri_encode(rq->key, 1, enc, S3_URL_MAX);
 		n = r < 0 ? -1 : snprintf(url, S3_URL_MAX, "%s/%s%s%s", c->base_url, enc,
 					  rq->query ? "?" : "", rq->query ? rq->query : "");
 		free(enc);
@@ -1089,7 +1064,7 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 		r = -ENOMEM;
 		goto out;
 	}
-	if (s3_uri_encode(prefix ? prefix : "", 0, enc, S3_QUERY_MAX / 2) < 0) {
+	if (uri_encode(prefix ? prefix : "", 0, enc, S3_QUERY_MAX / 2) < 0) {
 		r = hb_err(-ENAMETOOLONG, "s3 list: prefix too long");
 		goto out;
 	}
@@ -1105,7 +1080,7 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 				goto out;
 			}
 			snprintf(last_token, S3_QUERY_MAX / 4, "%s", token);
-			if (s3_uri_encode(token, 0, tokenc, sizeof(tokenc)) < 0) {
+			if (uri_encode(token, 0, tokenc, sizeof(tokenc)) < 0) {
 				r = hb_err(-EBADMSG, "s3 list: continuation token too long");
 				goto out;
 			}

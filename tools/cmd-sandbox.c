@@ -20,6 +20,7 @@
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/uri.h"
 
 #define CLI_UPLOAD_MAX_BYTES (64u << 20)
 #define CLI_QUERY_MAX_BYTES 65536
@@ -260,7 +261,7 @@ static int append_param(struct buf *q, const char *key, const char *value)
 		r = buf_append(q, key, strlen(key));
 	if (r == 0)
 		r = buf_append(q, "=", 1);
-	return r ? r : hbd_url_escape(q, value);
+	return r ? r : uri_encode_append(q, value);
 }
 
 static const char exec_help[] =

@@ -201,23 +201,6 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 	return buf_append(&k->body, data, len) < 0 ? 0 : len;
 }
 
-int hbd_url_escape(struct buf *out, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
-		bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			     (ch >= '0' && ch <= '9') || strchr("-._~", ch);
-		int r = plain ? buf_append(out, s, 1) : buf_append(out, e, 3);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* The reply as it comes off the socket: headers, then a body by length,
  * in chunks, or up to the end. */
 struct reply {

@@ -20,9 +20,9 @@
 #include <unistd.h>
 
 #include "manager/daemon/daemon.h"
-#include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/uri.h"
 
 #define COPY_PIECE_BYTES (32u << 20) /* the daemon takes bodies up to 64 MiB */
 #define COPY_URL_MAX 8192
@@ -35,14 +35,13 @@ struct copy {
 /* "/sandboxes/NAME/files?path=P[&k=v]" */
 static int files_url(const struct copy *c, const char *path, const char *extra, char *out)
 {
-	struct buf e = { .max = COPY_URL_MAX };
-	int r = hbd_url_escape(&e, path), n = 0;
+	char e[COPY_URL_MAX];
+	int n = uri_encode(path, 0, e, sizeof(e));
 
-	if (r == 0)
-		n = snprintf(out, COPY_URL_MAX, "/sandboxes/%s/files?path=%.*s%s%s", c->name,
-			     (int)e.len, (const char *)e.data, extra ? "&" : "", extra ? extra : "");
-	buf_free(&e);
-	return r < 0 || n >= COPY_URL_MAX ? hb_err(-ENAMETOOLONG, "path too long: %.200s", path) :
+	if (n >= 0)
+		n = snprintf(out, COPY_URL_MAX, "/sandboxes/%s/files?path=%s%s%s", c->name, e,
+			     extra ? "&" : "", extra ? extra : "");
+	return n < 0 || n >= COPY_URL_MAX ? hb_err(-ENAMETOOLONG, "path too long: %.200s", path) :
 					    0;
 }
 

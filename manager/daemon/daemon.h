@@ -50,10 +50,6 @@ int hbd_client_ensure(const char *const *self_argv);
  * reply with an HTTP status >= 400 returns its errno with its "error" text. */
 int hbd_client_call(const char *method, const char *path, json_t *body, json_t **reply);
 
-/* Append s percent-encoded for a query (all but A-Z a-z 0-9 - . _ ~). */
-struct buf;
-int hbd_url_escape(struct buf *out, const char *s);
-
 /* Raw request: body bytes out (may be NULL), reply bytes written to fd. */
 int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
 		   int out_fd);

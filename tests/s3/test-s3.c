@@ -30,6 +30,7 @@
 #include "tests/unit/test.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/uri.h"
 
 #define BUCKET "hbtest"
 #define KEY_ID "S3RVER"
@@ -266,10 +267,10 @@ static void test_helpers(void)
 	struct s3_config cfg;
 	struct s3_client *c;
 
-	CHECK(s3_uri_encode("a b/c+~é", 1, out, sizeof(out)) > 0);
+	CHECK(uri_encode("a b/c+~é", 1, out, sizeof(out)) > 0);
 	CHECK(!strcmp(out, "a%20b/c%2B~%C3%A9"));
-	CHECK(s3_uri_encode("a/b", 0, out, sizeof(out)) > 0 && !strcmp(out, "a%2Fb"));
-	CHECK_ERR(s3_uri_encode("0123456789", 0, out, 10), -ENAMETOOLONG);
+	CHECK(uri_encode("a/b", 0, out, sizeof(out)) > 0 && !strcmp(out, "a%2Fb"));
+	CHECK_ERR(uri_encode("0123456789", 0, out, 10), -ENAMETOOLONG);
 
 	const char doc[] = "<a><Key>x&amp;y&lt;&#65;&#x42;&#233;</Key><Key>second</Key></a>";
 	CHECK(s3_xml_find(doc, doc + sizeof(doc) - 1, "Key", &v, &vlen) == 1);
