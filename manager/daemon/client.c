@@ -186,19 +186,15 @@ static int decode_frames(struct sink *k)
 	return 0;
 }
 
-static size_t on_data(char *data, size_t size, size_t n, void *arg)
+/* Reply body bytes: the exec stream's frames, a raw reply's fd, or (JSON
+ * and errors) the body buffer.  @return 0 or -1 to stop reading. */
+static int on_data(struct sink *k, const void *data, size_t len)
 {
-	struct sink *k = arg;
-	size_t len = size * n;
-
-	if (k->status < 400 && k->stream) {
-		if (buf_append(&k->frame, data, len) < 0 || decode_frames(k) < 0)
-			return 0;
-		return len;
-	}
+	if (k->status < 400 && k->stream)
+		return buf_append(&k->frame, data, len) < 0 || decode_frames(k) < 0 ? -1 : 0;
 	if (k->status < 400 && k->fd >= 0)
-		return write_all(k->fd, data, len) < 0 ? 0 : len;
-	return buf_append(&k->body, data, len) < 0 ? 0 : len;
+		return write_all(k->fd, data, len) < 0 ? -1 : 0;
+	return buf_append(&k->body, data, len) < 0 ? -1 : 0;
 }
 
 /* The reply as it comes off the socket: headers, then a body by length,
@@ -207,7 +203,6 @@ struct reply {
 	int fd;
 	uint8_t in[65536];
 	size_t have, pos;
-	bool eof;
 };
 
 static int reply_fill(struct reply *rp)
@@ -221,8 +216,6 @@ static int reply_fill(struct reply *rp)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	if (n == 0)
-		rp->eof = true;
 	rp->have += (size_t)n;
 	return (int)n;
 }
@@ -265,7 +258,7 @@ static ssize_t reply_body(struct reply *rp, struct sink *k, uint64_t want)
 	n = rp->have - rp->pos;
 	if (n > want)
 		n = (size_t)want;
-	if (on_data((char *)rp->in + rp->pos, 1, n, k) != n)
+	if (on_data(k, rp->in + rp->pos, n) < 0)
 		return -ECANCELED;
 	rp->pos += n;
 	return (ssize_t)n;
@@ -330,6 +323,8 @@ static int read_reply(struct reply *rp, struct sink *k)
 	return r;
 }
 
+/* write_all, but a daemon that hangs up is an error here, not a SIGPIPE
+ * (the CLI does not ignore it). */
 static int send_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
@@ -390,7 +385,6 @@ static int perform(const char *method, const char *path, const char *query, cons
 	}
 	rp->fd = fd;
 	rp->have = rp->pos = 0;
-	rp->eof = false;
 	/* a refused request may be answered before its body is all sent */
 	int rr = read_reply(rp, k);
 	free(rp);
@@ -447,6 +441,21 @@ int hbd_client_raw(const char *method, const char *path, const void *body, size_
 	return r;
 }
 
+/* How an exec stream ended: its error frame or a missing exit status as an
+ * error, the exit status out; frees the sink. */
+static int exec_result(struct sink *k, int r, int *exit_code, int *signal)
+{
+	if (r == 0 && k->error[0])
+		r = hb_err(-EIO, "%s", k->error);
+	else if (r == 0 && !k->got_exit)
+		r = hb_err(-EIO, "the exec stream ended without an exit status");
+	*exit_code = k->exit_code;
+	*signal = k->signal;
+	buf_free(&k->body);
+	buf_free(&k->frame);
+	return r;
+}
+
 int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
 			   int err_fd, int *exit_code, int *signal)
 {
@@ -463,43 +472,26 @@ int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, in
 	}
 	r = perform("POST", path, (const char *)q.data, NULL, 0, "application/octet-stream", &k);
 	pump_stop(&k);
-	if (r == 0 && k.error[0])
-		r = hb_err(-EIO, "%s", k.error);
-	else if (r == 0 && !k.got_exit)
-		r = hb_err(-EIO, "the exec stream ended without an exit status");
-	*exit_code = k.exit_code;
-	*signal = k.signal;
 	buf_free(&q);
-	buf_free(&k.body);
-	buf_free(&k.frame);
-	return r;
+	return exec_result(&k, r, exit_code, signal);
 }
 
 int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
 		    json_t **detached)
 {
-	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd,
+	struct sink k = { .fd = -1, .stream = !detached, .out_fd = out_fd, .err_fd = err_fd,
 			  .stdin_fd = -1 };
 	char path[256];
 	int r;
 
 	snprintf(path, sizeof(path), "/sandboxes/%s/exec", name);
-	if (detached) {
-		k.stream = false;
-		*detached = NULL;
-	}
 	r = perform("POST", path, query, stdin_data ? stdin_data : "", stdin_len,
 		    "application/octet-stream", &k);
-	if (r == 0 && detached) {
-		*detached = json_loadb((const char *)k.body.data, k.body.len, 0, NULL);
-	} else if (r == 0 && k.error[0]) {
-		r = hb_err(-EIO, "%s", k.error);
-	} else if (r == 0 && !k.got_exit) {
-		r = hb_err(-EIO, "the exec stream ended without an exit status");
-	}
-	*exit_code = k.exit_code;
-	*signal = k.signal;
+	if (!detached)
+		return exec_result(&k, r, exit_code, signal);
+	*detached = r == 0 ? json_loadb((const char *)k.body.data, k.body.len, 0, NULL) : NULL;
+	*exit_code = *signal = 0;
 	buf_free(&k.body);
 	buf_free(&k.frame);
 	return r;
