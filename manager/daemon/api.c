@@ -1034,11 +1034,9 @@ static enum MHD_Result do_logs(struct hbd *d, struct sbx *s, struct MHD_Connecti
 static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
 				const char *method, struct request *rq)
 {
-	const char *path = arg(c, "path"), *mode_s = arg(c, "mode");
-	int fd, r = 0;
-
-	const char *type = arg(c, "type");
+	const char *path = arg(c, "path"), *mode_s = arg(c, "mode"), *type = arg(c, "type");
 	json_t *j = NULL;
+	int fd, r = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (!strcmp(method, "GET") && (flag(c, "stat") || flag(c, "list"))) {
@@ -1070,33 +1068,24 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		return fd < 0 ? reply_err(c, fd) : reply_fd(c, fd);
 	}
 	mode_t mode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0644;
-	bool created = true;
-	if (flag(c, "append")) {
-		/* the next piece of a file larger than one request */
+	bool append = flag(c, "append"), created = false;
+	if (append) {
+		/* the next piece of a file larger than one request: as it is */
 		fd = sbx_open_inside(d, s, path, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
-		r = fd < 0 ? fd : write_all(fd, rq->body.data, rq->body.len);
-		if (fd >= 0)
-			close(fd);
-		if (fd >= 0 && r < 0)
-			r = hb_err(r, "writing %s:%s", s->rec.name, path);
-		pthread_mutex_unlock(&s->lock);
-		j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path, "bytes",
-					     (json_int_t)rq->body.len);
-		hbd_put(d, s);
-		return reply_ok(c, j, r);
-	}
-	fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
-	if (fd == -EEXIST) {
-		hb_err_clear();
-		created = false;
-		fd = sbx_open_inside(d, s, path, O_WRONLY | O_TRUNC | O_NOFOLLOW, 0);
+	} else {
+		fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+		created = fd >= 0;
+		if (fd == -EEXIST) {
+			hb_err_clear();
+			fd = sbx_open_inside(d, s, path, O_WRONLY | O_TRUNC | O_NOFOLLOW, 0);
+		}
 	}
 	if (fd >= 0) {
 		/* a new file belongs to the sandbox's root, not to the host's
 		 * (which the fs presents as the overflow id) */
 		if (created)
 			r = fchown(fd, s->rec.id_base, s->rec.id_base) < 0 ? -errno : 0;
-		if (r == 0)
+		if (r == 0 && !append)
 			r = fchmod(fd, mode) < 0 ? -errno : 0;
 		if (r == 0)
 			r = write_all(fd, rq->body.data, rq->body.len);
