@@ -13,13 +13,12 @@
  * take the place of libcurl's own symbols inside libcurl. */
 #define CURL_DISABLE_TYPECHECK /* the setopt/getinfo type-check macros */
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdio.h>
 
 #include "util/curl-lazy.h"
+#include "util/dl-bind.h"
 
 static struct {
 	CURLcode (*global_init)(long);
@@ -31,8 +30,6 @@ static struct {
 	void (*easy_cleanup)(CURL *);
 	void (*easy_reset)(CURL *);
 	const char *(*easy_strerror)(CURLcode);
-	char *(*easy_escape)(CURL *, const char *, int);
-	void (*free)(void *);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
 	CURLSH *(*share_init)(void);
@@ -46,8 +43,7 @@ static char load_error[256];
 
 static void load(void)
 {
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-	const struct { void **slot; const char *name; } syms[] = {
+	const struct dl_sym syms[] = {
 		{ (void **)&fn.global_init, "curl_global_init" },
 		{ (void **)&fn.global_cleanup, "curl_global_cleanup" },
 		{ (void **)&fn.easy_init, "curl_easy_init" },
@@ -57,8 +53,6 @@ static void load(void)
 		{ (void **)&fn.easy_cleanup, "curl_easy_cleanup" },
 		{ (void **)&fn.easy_reset, "curl_easy_reset" },
 		{ (void **)&fn.easy_strerror, "curl_easy_strerror" },
-		{ (void **)&fn.easy_escape, "curl_easy_escape" },
-		{ (void **)&fn.free, "curl_free" },
 		{ (void **)&fn.slist_append, "curl_slist_append" },
 		{ (void **)&fn.slist_free_all, "curl_slist_free_all" },
 		{ (void **)&fn.share_init, "curl_share_init" },
@@ -67,16 +61,8 @@ static void load(void)
 		{ (void **)&fn.getdate, "curl_getdate" },
 	};
 
-	if (!h) {
-		snprintf(load_error, sizeof(load_error), "%s", dlerror());
-		return;
-	}
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
-		if (!(*syms[i].slot = dlsym(h, syms[i].name))) {
-			snprintf(load_error, sizeof(load_error), "libcurl.so.4 lacks %s", syms[i].name);
-			return;
-		}
-	loaded = true;
+	loaded = dl_bind("libcurl.so.4", syms, sizeof(syms) / sizeof(syms[0]), load_error,
+			 sizeof(load_error)) == 0;
 }
 
 static bool ready(void)
@@ -163,17 +149,6 @@ void curl_easy_reset(CURL *h)
 const char *curl_easy_strerror(CURLcode code)
 {
 	return ready() ? fn.easy_strerror(code) : "libcurl could not be loaded";
-}
-
-char *curl_easy_escape(CURL *h, const char *s, int len)
-{
-	return ready() ? fn.easy_escape(h, s, len) : NULL;
-}
-
-void curl_free(void *p)
-{
-	if (p && ready())
-		fn.free(p);
 }
 
 struct curl_slist *curl_slist_append(struct curl_slist *l, const char *s)

@@ -7,7 +7,6 @@
  * on first use instead (see util/curl-lazy.c for the same with libcurl).
  * Only MHD_start_daemon can be the first call: it returns NULL (and says why
  * on stderr) if the library cannot be loaded; the others need its daemon. */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,6 +15,8 @@
 #include <sys/types.h>
 
 #include <microhttpd.h>
+
+#include "util/dl-bind.h"
 
 static struct {
 	struct MHD_Daemon *(*start_daemon_va)(unsigned int, uint16_t, MHD_AcceptPolicyCallback,
@@ -43,8 +44,8 @@ static bool loaded;
 
 static void load(void)
 {
-	void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
-	const struct { void **slot; const char *name; } syms[] = {
+	char err[256];
+	const struct dl_sym syms[] = {
 		{ (void **)&fn.start_daemon_va, "MHD_start_daemon_va" },
 		{ (void **)&fn.stop_daemon, "MHD_stop_daemon" },
 		{ (void **)&fn.add_response_header, "MHD_add_response_header" },
@@ -58,16 +59,10 @@ static void load(void)
 		{ (void **)&fn.create_response_from_buffer, "MHD_create_response_from_buffer" },
 	};
 
-	if (!h) {
-		fprintf(stderr, "hiberboxd: %s\n", dlerror());
-		return;
-	}
-	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
-		if (!(*syms[i].slot = dlsym(h, syms[i].name))) {
-			fprintf(stderr, "hiberboxd: libmicrohttpd.so.12 lacks %s\n", syms[i].name);
-			return;
-		}
-	loaded = true;
+	loaded = dl_bind("libmicrohttpd.so.12", syms, sizeof(syms) / sizeof(syms[0]), err,
+			 sizeof(err)) == 0;
+	if (!loaded)
+		fprintf(stderr, "hiberboxd: %s\n", err);
 }
 
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
