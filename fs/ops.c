@@ -1107,7 +1107,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct node *d = N(fs, ino), *parent;
 	char *buf;
 	size_t used = 0;
-	int r = 0;
+	bool ex;
+	int r;
 
 	(void)fi;
 	if (size > READ_MAX_BYTES)
@@ -1117,17 +1118,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rdlock(fs);
-	if (d->dir && !(d->flags & NODE_DIR_LOADED)) {
-		/* loading creates nodes: exclusively, then back to shared */
-		unlock(fs);
-		wrlock(fs);
-		r = dir_load(fs, d);
-		unlock(fs);
-		rdlock(fs);
-	}
-	if (!r && !d->dir)
-		r = -ENOTDIR;
+	r = lock_loaded_dir(fs, d, &ex);
 	if (r < 0) {
 		unlock(fs);
 		free(buf);
