@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -105,6 +106,8 @@ _Noreturn static void command_main(struct child_ctx *c)
 		}
 	}
 	/* The copies and the pipes are O_CLOEXEC; dup2 cleared it on targets. */
+	if (s->tty && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(c, child_err(c, -errno, "make fd 0 the controlling terminal", NULL));
 	if ((r = caps_child_set_ids(c, s->uid, s->gid)) < 0)
 		child_fail(c, r);
 	/* An exec'd command is the caller's child (see exec_child_run); after

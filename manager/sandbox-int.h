@@ -52,6 +52,7 @@ struct sandbox_spec {
 	int fds[SANDBOX_MAX_FDS]; /* host fd for child fd i, or -1 */
 	int die_with_parent;
 	int init_only;
+	int tty; /* exec only: fd 0 becomes the controlling terminal */
 };
 
 /* Compiled seccomp programs, applied in order (the kernel enforces the

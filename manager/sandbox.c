@@ -383,6 +383,12 @@ int sandbox_spec_set_die_with_parent(struct sandbox_spec *s, int on)
 	return 0;
 }
 
+int sandbox_spec_set_tty(struct sandbox_spec *s, int on)
+{
+	s->tty = !!on;
+	return 0;
+}
+
 int sandbox_spec_set_init_only(struct sandbox_spec *s, int on)
 {
 	s->init_only = !!on;
@@ -712,6 +718,8 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
 {
 	if (!spec || !spec->argv || !spec->argv[0])
 		return hb_err(-EINVAL, "sandbox: no command");
+	if (spec->tty) /* init's command runs from the init program, which takes no terminal */
+		return hb_err(-EINVAL, "sandbox: a terminal is for sandbox_exec only");
 	struct sandbox *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return hb_err(-ENOMEM, "out of memory");

@@ -103,6 +103,10 @@ int sandbox_spec_set_die_with_parent(struct sandbox_spec *spec, int on);
  * on SIGTERM, SIGINT or SIGHUP (reported as killed by that signal) or
  * SIGKILL.  Commands then run with sandbox_exec().  Off by default. */
 int sandbox_spec_set_init_only(struct sandbox_spec *spec, int on);
+/* sandbox_exec only: the command's fd 0 is a terminal (the slave of a pty)
+ * that becomes the controlling terminal of its session, so that job control,
+ * ^C and window size changes reach it.  Off by default. */
+int sandbox_spec_set_tty(struct sandbox_spec *spec, int on);
 
 /* Start the sandbox.  Returns once the command has been exec'd; a failure of
  * any setup step or of execve itself is returned here (e.g. -ENOENT "exec

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -271,11 +274,105 @@ static const char exec_help[] =
 	"Options:\n"
 	"  -i, --interactive    pass this command's stdin on as it comes (with -d: read\n"
 	"                       to its end first, at most 64 MiB)\n"
+	"  -t, --tty            run CMD on a terminal inside the sandbox (stdout and\n"
+	"                       stderr merged, its size following this one's); with\n"
+	"                       -i from a terminal, that terminal is raw meanwhile so\n"
+	"                       keys such as ^C and ^D go to CMD: -it for a shell\n"
 	"  -d, --detach         run in the background; prints its pid ('hiberbox logs')\n"
 	"  --cwd DIR            working directory inside\n"
 	"  --env K=V            extra environment (repeatable)\n"
 	"  --timeout S          kill the command after S seconds (or 5m, 1h)\n"
 	"  --user U             uid[:gid] or a name from the sandbox's /etc/passwd\n";
+
+/* The terminal this command runs on, if any: the one whose size the
+ * sandbox's follows. */
+static int local_terminal(void)
+{
+	return isatty(STDIN_FILENO) ? STDIN_FILENO : isatty(STDOUT_FILENO) ? STDOUT_FILENO : -1;
+}
+
+/* tty=1 with this terminal's size and TERM (unless --env gave one). */
+static int tty_params(struct buf *q, bool term_set)
+{
+	struct winsize ws;
+	const char *term = getenv("TERM");
+	int t = local_terminal(), r = append_param(q, "tty", "1");
+	char n[16];
+
+	if (r == 0 && t >= 0 && ioctl(t, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+		snprintf(n, sizeof(n), "%u", ws.ws_row);
+		r = append_param(q, "rows", n);
+		snprintf(n, sizeof(n), "%u", ws.ws_col);
+		if (r == 0)
+			r = append_param(q, "cols", n);
+	}
+	if (r == 0 && !term_set) {
+		char kv[256];
+		snprintf(kv, sizeof(kv), "TERM=%s", term && *term ? term : "xterm");
+		r = append_param(q, "env", kv);
+	}
+	return r;
+}
+
+/* While a tty exec runs with -i from a terminal, that terminal is raw (keys
+ * go to the sandbox's terminal, which does the echo and line editing); it is
+ * put back however this command ends. */
+static struct termios saved_termios;
+static volatile sig_atomic_t termios_saved;
+static int winch_pipe[2] = { -1, -1 };
+
+static void restore_terminal(void)
+{
+	if (termios_saved) {
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_termios);
+		termios_saved = 0;
+	}
+}
+
+static void on_fatal_signal(int sig)
+{
+	restore_terminal();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void on_winch(int sig)
+{
+	int saved = errno;
+	(void)sig;
+	if (write(winch_pipe[1], "w", 1) < 0) { /* full: a resize is pending anyway */ }
+	errno = saved;
+}
+
+static int exec_streamed(const char *name, const char *query, bool interactive, bool tty,
+			 int *code, int *sig)
+{
+	struct hbd_exec_tty t = { .term_fd = -1, .winch_fd = -1 };
+	int r;
+
+	if (tty && (t.term_fd = local_terminal()) >= 0 &&
+	    pipe2(winch_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+		struct sigaction sa = { .sa_handler = on_winch, .sa_flags = SA_RESTART };
+		sigaction(SIGWINCH, &sa, NULL);
+		t.winch_fd = winch_pipe[0];
+	}
+	if (tty && interactive && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
+		struct termios raw = saved_termios;
+		static const int fatal[] = { SIGTERM, SIGHUP, SIGQUIT, SIGINT, SIGPIPE };
+
+		for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+			signal(fatal[i], on_fatal_signal);
+		cfmakeraw(&raw);
+		termios_saved = 1;
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &raw);
+	}
+	r = hbd_client_exec_stream(name, query, interactive ? STDIN_FILENO : -1, tty ? &t : NULL,
+				   STDOUT_FILENO, STDERR_FILENO, code, sig);
+	restore_terminal();
+	if (t.winch_fd >= 0)
+		signal(SIGWINCH, SIG_DFL);
+	return r;
+}
 
 static int cmd_exec(int argc, char **argv)
 {
@@ -283,19 +380,20 @@ static int cmd_exec(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "interactive", no_argument, NULL, 'i' },
 		{ "detach", no_argument, NULL, 'd' },
+		{ "tty", no_argument, NULL, 't' },
 		{ "cwd", required_argument, NULL, 'C' },
 		{ "env", required_argument, NULL, 'e' },
-		{ "timeout", required_argument, NULL, 't' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "user", required_argument, NULL, 'u' },
 		{ 0 }
 	};
 	struct buf q = { .max = CLI_QUERY_MAX_BYTES }, in = { .max = CLI_UPLOAD_MAX_BYTES };
-	bool interactive = false, detach = false;
+	bool interactive = false, detach = false, tty = false, term_set = false;
 	int c, k, r = 0, code = 0, sig = 0;
 	json_t *det = NULL;
 	const char *name;
 
-	while ((c = getopt_long(argc, argv, "+hjqidC:e:t:u:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hjqidtC:e:u:", opts, NULL)) != -1) {
 		if ((k = cli_common_option(c)) < 0)
 			return cli_help("exec", exec_help);
 		if (k)
@@ -307,15 +405,19 @@ static int cmd_exec(int argc, char **argv)
 		case 'd':
 			detach = true;
 			break;
+		case 't':
+			tty = true;
+			break;
 		case 'C':
 			r = append_param(&q, "cwd", optarg);
 			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=')
 				return cli_usage("exec", "--env wants K=V, not '%s'", optarg);
+			term_set |= !strncmp(optarg, "TERM=", 5);
 			r = append_param(&q, "env", optarg);
 			break;
-		case 't':
+		case 'T':
 			r = append_param(&q, "timeout", optarg);
 			break;
 		case 'u':
@@ -336,7 +438,7 @@ static int cmd_exec(int argc, char **argv)
 		char **sub = argv + optind - 1;
 		int save = optind;
 		optind = 1;
-		c = getopt_long(sub_argc, sub, "+hjqidC:e:t:u:", opts, NULL);
+		c = getopt_long(sub_argc, sub, "+hjqidtC:e:u:", opts, NULL);
 		int used = optind;
 		optind = save + used - 1;
 		if (c == -1)
@@ -348,9 +450,13 @@ static int cmd_exec(int argc, char **argv)
 		switch (c) {
 		case 'i': interactive = true; break;
 		case 'd': detach = true; break;
+		case 't': tty = true; break;
 		case 'C': r = append_param(&q, "cwd", optarg); break;
-		case 'e': r = append_param(&q, "env", optarg); break;
-		case 't': r = append_param(&q, "timeout", optarg); break;
+		case 'e':
+			term_set |= !strncmp(optarg, "TERM=", 5);
+			r = append_param(&q, "env", optarg);
+			break;
+		case 'T': r = append_param(&q, "timeout", optarg); break;
 		case 'u': r = append_param(&q, "user", optarg); break;
 		default: return cli_usage("exec", "unknown option");
 		}
@@ -365,17 +471,20 @@ static int cmd_exec(int argc, char **argv)
 		r = append_param(&q, "arg", argv[i]);
 	if (r == 0 && detach)
 		r = append_param(&q, "detach", "1");
+	if (tty && detach)
+		return cli_usage("exec", "--tty and --detach do not go together");
+	if (r == 0 && tty)
+		r = tty_params(&q, term_set);
 	if (r == 0)
 		r = buf_append(&q, "", 1);
 	if (r < 0)
 		return cli_fail(-E2BIG, "command line too long for one request");
-	if (interactive && !detach) {
+	if (tty || (interactive && !detach)) {
 		if ((r = connect_daemon())) {
 			buf_free(&q);
 			return r;
 		}
-		r = hbd_client_exec_stream(name, (const char *)q.data, STDIN_FILENO, STDOUT_FILENO,
-					   STDERR_FILENO, &code, &sig);
+		r = exec_streamed(name, (const char *)q.data, interactive, tty, &code, &sig);
 		buf_free(&q);
 		if (r < 0) {
 			cli_fail(r, NULL);

@@ -3,6 +3,7 @@
  * one thread per connection so that an exec can stream for as long as its
  * command runs).  Endpoints and the exec stream framing: docs/api.md. */
 #include <dirent.h>
+#include <linux/openat2.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -434,9 +438,11 @@ struct exec_stream {
 	struct sandbox_exit ex;
 	struct buf pending;
 	size_t pending_off;
-	/* stdin=stream: the pipe's write end, fed by POST .../exec/ID/stdin */
+	/* stdin=stream: the pipe's write end, fed by POST .../exec/ID/stdin;
+	 * tty=1: a copy of the terminal's master (stdin, eof and resize) */
 	uint64_t id;
 	int stdin_w;
+	bool tty;
 	struct exec_stream *next; /* in live_streams */
 };
 
@@ -724,6 +730,67 @@ static int resolve_user(struct hbd *d, struct sbx *s, const char *user, uint32_t
 	return r;
 }
 
+static int parse_size_param(struct MHD_Connection *c, const char *key, unsigned *out)
+{
+	const char *v = arg(c, key);
+	char *end;
+	unsigned long n;
+
+	if (!v)
+		return 0;
+	n = strtoul(v, &end, 10);
+	if (end == v || *end || n == 0 || n > 10000)
+		return hb_err(-EINVAL, "%s must be 1..10000, not '%.32s'", key, v);
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* A terminal for a tty exec: a pty of the sandbox's own devpts instance, so
+ * that the command's ttyname() is a /dev/pts/N that exists inside.  The
+ * sandbox's root is reached through its init's /proc root, with every link
+ * resolved inside it, and whatever is found must be a pty master; the slave
+ * comes from the master (TIOCGPTPEER), not from a path.  It belongs to the
+ * command's user, as after a login. */
+static int open_tty(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req, unsigned rows,
+		    unsigned cols, int *master, int *slave)
+{
+	struct open_how how = {
+		.flags = O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	char path[64];
+	struct stat st;
+	int root, m, sl = -1, unlock = 0, r;
+
+	if ((r = sbx_wake_locked(d, s, NULL)) < 0)
+		return r;
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)sandbox_pid(s->sb));
+	if ((root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return hb_err(-errno, "terminal: %s: %s", path, strerror(errno));
+	m = (int)syscall(SYS_openat2, root, "dev/pts/ptmx", &how, sizeof(how));
+	r = m < 0 ? -errno : 0;
+	close(root);
+	if (r < 0)
+		return hb_err(r, "terminal: /dev/pts/ptmx in %s: %s", s->rec.name, strerror(-r));
+	if (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) || ioctl(m, TIOCSPTLCK, &unlock) < 0 ||
+	    (sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) {
+		close(m);
+		return hb_err(-ENOTTY, "terminal: /dev/pts/ptmx in %s is not a pty multiplexer",
+			      s->rec.name);
+	}
+	if (ioctl(m, TIOCSWINSZ, &ws) < 0 ||
+	    fchown(sl, s->rec.id_base + req->uid, s->rec.id_base + req->gid) < 0) {
+		r = hb_err(-errno, "terminal: %s", strerror(errno));
+		close(sl);
+		close(m);
+		return r;
+	}
+	*master = m;
+	*slave = sl;
+	return 0;
+}
+
 static int stdin_fd_from(struct request *rq)
 {
 	int fd;
@@ -771,6 +838,15 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		r = hb_err(-EINVAL, "stdin=stream takes no body and no detach");
 		goto fail;
 	}
+	bool tty = flag(c, "tty");
+	unsigned rows = 24, cols = 80;
+	if (tty && (detached || rq->body.len)) {
+		r = hb_err(-EINVAL, "tty=1 takes no body and no detach (its input comes by .../stdin)");
+		goto fail;
+	}
+	if (tty && ((r = parse_size_param(c, "rows", &rows)) < 0 ||
+		    (r = parse_size_param(c, "cols", &cols)) < 0))
+		goto fail;
 	req.argv = a->argv;
 	req.env = a->env;
 	req.cwd = arg(c, "cwd");
@@ -778,7 +854,13 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	r = resolve_user(d, s, arg(c, "user"), &req.uid, &req.gid);
 	if (r < 0)
 		goto fail_locked;
-	if (stream_in) {
+	if (tty) {
+		int slave = -1;
+		if ((r = open_tty(d, s, &req, rows, cols, &out[0], &slave)) < 0)
+			goto fail_locked;
+		req.stdin_fd = req.stdout_fd = req.stderr_fd = slave;
+		req.tty = true;
+	} else if (stream_in) {
 		if (pipe2(inp, O_CLOEXEC) < 0) {
 			r = hb_err(-errno, "pipe");
 			goto fail_locked;
@@ -798,7 +880,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 			goto fail_locked;
 		}
 		req.stdout_fd = req.stderr_fd = out[1];
-	} else {
+	} else if (!tty) {
 		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
 			r = hb_err(-errno, "pipe");
 			goto fail_locked;
@@ -837,18 +919,33 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	}
 	s->active_execs++;
 	pthread_mutex_unlock(&s->lock);
-	close(out[1]);
-	close(err[1]);
+	/* The terminal's slave (or the pipes' other ends) now belong to the
+	 * command alone: its exit is then the end of the output. */
+	if (!tty) {
+		close(out[1]);
+		close(err[1]);
+	}
 	close(req.stdin_fd);
 	free(a);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	if (err[0] >= 0)
+		fcntl(err[0], F_SETFL, O_NONBLOCK);
+	if (tty && (inp[1] = fcntl(out[0], F_DUPFD_CLOEXEC, 0)) < 0) {
+		sandbox_proc_free(proc); /* kills it: without a copy nobody could type */
+		close(out[0]);
+		pthread_mutex_lock(&s->lock);
+		s->active_execs--;
+		pthread_mutex_unlock(&s->lock);
+		hbd_put(d, s);
+		return reply_err(c, hb_err(-errno, "terminal"));
+	}
 
 	struct exec_stream *x = calloc(1, sizeof(*x));
 	if (!x) { /* the process runs on with nobody listening: stop it */
 		sandbox_proc_free(proc);
 		close(out[0]);
-		close(err[0]);
+		if (err[0] >= 0)
+			close(err[0]);
 		if (inp[1] >= 0)
 			close(inp[1]);
 		pthread_mutex_lock(&s->lock);
@@ -868,7 +965,8 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	x->pending.max = 4 * API_READ_CHUNK_BYTES;
 	x->deadline_ns = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
 	x->stdin_w = inp[1];
-	if (stream_in) {
+	x->tty = tty;
+	if (stream_in || tty) {
 		char started[64];
 
 		/* the write end must not block the stream's thread: a command
@@ -906,30 +1004,83 @@ fail:
 	return reply_err(c, r);
 }
 
+/* Whether exec id of s is still live (its stdin or terminal may be
+ * written). */
+static bool exec_live(struct sbx *s, uint64_t id)
+{
+	bool live = false;
+
+	pthread_mutex_lock(&live_lock);
+	for (struct exec_stream *x = live_streams; x && !live; x = x->next)
+		live = x->id == id && x->s == s;
+	pthread_mutex_unlock(&live_lock);
+	return live;
+}
+
+/* Write all of data to an exec's stdin pipe (blocking) or terminal
+ * (non-blocking: waits while its input queue is full, for as long as the
+ * exec lives). */
+static int exec_input(struct sbx *s, uint64_t id, int fd, const uint8_t *data, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, data, len);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = { fd, POLLOUT, 0 };
+			if (poll(&p, 1, API_POLL_MS) == 0 && !exec_live(s, id))
+				return -EPIPE;
+			continue;
+		}
+		return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
 /* POST .../exec/ID/stdin[?eof=1]: the body goes to the command's stdin (this
  * request waits while the pipe is full: the command sets the pace); eof=1
- * closes it after the body. */
-static int do_exec_stdin(struct sbx *s, struct MHD_Connection *c, const char *idstr,
+ * closes it after the body, or on a terminal types its end-of-file
+ * character (closing a terminal would hang it up).
+ * POST .../exec/ID/resize?rows=R&cols=C: a tty exec's window size (the
+ * command gets SIGWINCH). */
+static int do_exec_input(struct sbx *s, struct MHD_Connection *c, const char *idstr,
 			 struct request *rq, json_t **out)
 {
-	bool close_after = flag(c, "eof");
+	bool close_after = flag(c, "eof"), resize = false, tty = false;
 	char *end;
 	unsigned long long id = strtoull(idstr, &end, 10);
+	unsigned rows = 0, cols = 0;
 	int fd = -1, r = 0;
 	bool found = false;
 
-	if (end == idstr || strcmp(end, "/stdin"))
+	if (end != idstr && !strcmp(end, "/resize")) {
+		resize = true;
+		if ((r = parse_size_param(c, "rows", &rows)) < 0 ||
+		    (r = parse_size_param(c, "cols", &cols)) < 0)
+			return r;
+		if (!rows || !cols)
+			return hb_err(-EINVAL, "resize needs rows and cols");
+	} else if (end == idstr || strcmp(end, "/stdin")) {
 		return hb_err(-ENOENT, "no endpoint POST .../exec/%.32s", idstr);
+	}
 	pthread_mutex_lock(&live_lock);
 	for (struct exec_stream *x = live_streams; x; x = x->next)
 		if (x->id == id && x->s == s) {
 			found = true;
-			if (x->stdin_w >= 0 && rq->body.len)
+			tty = x->tty;
+			if (resize && !tty)
+				r = hb_err(-EINVAL, "exec %llu has no terminal to resize", id);
+			else if (x->stdin_w >= 0 && (rq->body.len || resize || (tty && close_after)))
 				fd = fcntl(x->stdin_w, F_DUPFD_CLOEXEC, 0);
-			if (x->stdin_w >= 0 && close_after) {
+			if (r == 0 && !resize && !tty && x->stdin_w >= 0 && close_after) {
 				close(x->stdin_w);
 				x->stdin_w = -1;
-			} else if (x->stdin_w < 0 && rq->body.len) {
+			} else if (r == 0 && !resize && x->stdin_w < 0 && rq->body.len) {
 				r = hb_err(-EPIPE, "stdin of exec %llu is already closed", id);
 			}
 			break;
@@ -938,20 +1089,35 @@ static int do_exec_stdin(struct sbx *s, struct MHD_Connection *c, const char *id
 	if (!found)
 		return hb_err(-ENOENT, "no exec %llu with streamed stdin in %s (it has ended?)", id,
 			      s->rec.name);
-	if (r == 0 && rq->body.len) {
-		if (fd < 0)
-			return hb_err(-errno, "stdin of exec %llu", id);
-		r = write_all(fd, rq->body.data, rq->body.len);
+	if (r == 0 && fd < 0 && (rq->body.len || resize || (tty && close_after)))
+		r = hb_err(-errno, "stdin of exec %llu", id);
+	if (r == 0 && resize) {
+		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+		if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
+			r = hb_err(-errno, "resizing the terminal of exec %llu", id);
+		else
+			*out = json_pack("{s:i, s:i}", "rows", (int)rows, "cols", (int)cols);
 		close(fd);
-		if (r == -EPIPE)
-			return hb_err(r, "the command of exec %llu no longer reads its stdin", id);
-		if (r < 0)
-			return hb_err(-EIO, "writing stdin of exec %llu", id);
+		return r;
 	}
-	if (r == 0)
-		*out = json_pack("{s:I, s:b}", "written", (json_int_t)rq->body.len, "closed",
-				 close_after);
-	return r;
+	if (r == 0 && rq->body.len)
+		r = exec_input(s, id, fd, rq->body.data, rq->body.len);
+	if (r == 0 && tty && close_after) {
+		struct termios t;
+		uint8_t eof = 4; /* ^D, unless the terminal says otherwise */
+		if (tcgetattr(fd, &t) == 0 && t.c_cc[VEOF])
+			eof = t.c_cc[VEOF];
+		r = exec_input(s, id, fd, &eof, 1);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (r == -EPIPE)
+		return hb_err(r, "the command of exec %llu no longer reads its stdin", id);
+	if (r < 0)
+		return hb_err(-EIO, "writing stdin of exec %llu", id);
+	*out = json_pack("{s:I, s:b}", "written", (json_int_t)rq->body.len, "closed",
+			 close_after);
+	return 0;
 }
 
 static enum MHD_Result reply_fd(struct MHD_Connection *c, int fd)
@@ -1170,7 +1336,7 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 	} else if (!strcmp(op, "exec") && !strcmp(method, "POST")) {
 		return do_exec(d, s, c, rq);
 	} else if (!strncmp(op, "exec/", 5) && !strcmp(method, "POST")) {
-		r = do_exec_stdin(s, c, op + 5, rq, &out);
+		r = do_exec_input(s, c, op + 5, rq, &out);
 	} else if (!strcmp(op, "logs") && !strcmp(method, "GET")) {
 		return do_logs(d, s, c);
 	} else if (!strcmp(op, "files") && (!strcmp(method, "GET") || !strcmp(method, "PUT"))) {

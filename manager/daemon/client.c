@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -45,19 +46,22 @@ struct sink {
 	/* stdin=stream: the pump started by the STARTED frame */
 	const char *name;
 	int stdin_fd;
+	const struct hbd_exec_tty *tty;
 	struct stdin_pump *pump;
 };
 
 /* Sends what the caller's stdin gives, a request per read, to an exec whose
- * stdin streams (docs/api.md), then its end.  Shared by the stream's thread
+ * stdin streams (docs/api.md), then its end; for a tty exec also the local
+ * terminal's size whenever it changes.  Shared by the stream's thread
  * and the pump thread, freed by whichever lets go last: the pump may still
  * sit in a request when the exec ends (a background job of the command can
  * hold a full stdin pipe), and the caller must not wait for it. */
 struct stdin_pump {
 	int refs;             /* atomic */
-	int fd;               /* the caller's stdin (not ours to close) */
+	int fd;               /* the caller's stdin (not ours to close), or -1 */
+	int term_fd, winch_fd; /* tty exec: see struct hbd_exec_tty (not ours) */
 	int stop[2];          /* a byte on stop[1]: the exec has ended */
-	char path[512];       /* .../exec/ID/stdin */
+	char path[512];       /* .../exec/ID/ */
 };
 
 static void pump_release(struct stdin_pump *p)
@@ -69,33 +73,57 @@ static void pump_release(struct stdin_pump *p)
 	}
 }
 
+/* Tell the daemon the local terminal's size. */
+static void pump_resize(struct stdin_pump *p)
+{
+	struct winsize ws;
+	char path[640];
+
+	if (p->term_fd < 0 || ioctl(p->term_fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+		return;
+	snprintf(path, sizeof(path), "%sresize?rows=%u&cols=%u", p->path, ws.ws_row, ws.ws_col);
+	hbd_client_raw("POST", path, NULL, 0, -1);
+	hb_err_clear(); /* the exec may just have ended */
+}
+
 static void *pump_main(void *arg)
 {
 	struct stdin_pump *p = arg;
 	size_t cap = 256u << 10;
 	uint8_t *data = malloc(cap);
-	char eof_path[600];
+	char in_path[600], eof_path[600];
 
-	snprintf(eof_path, sizeof(eof_path), "%s?eof=1", p->path);
-	while (data) {
-		struct pollfd w[2] = { { p->fd, POLLIN, 0 }, { p->stop[0], POLLIN, 0 } };
+	snprintf(in_path, sizeof(in_path), "%sstdin", p->path);
+	snprintf(eof_path, sizeof(eof_path), "%sstdin?eof=1", p->path);
+	while (data && (p->fd >= 0 || p->winch_fd >= 0)) {
+		struct pollfd w[3] = { { p->stop[0], POLLIN, 0 }, { p->fd, POLLIN, 0 },
+				       { p->winch_fd, POLLIN, 0 } };
 		ssize_t n;
 
-		if (poll(w, 2, -1) < 0) {
+		if (poll(w, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (w[1].revents)
+		if (w[0].revents)
 			break;
+		if (w[2].revents) {
+			uint8_t drain[64];
+			while (read(p->winch_fd, drain, sizeof(drain)) > 0)
+				;
+			pump_resize(p);
+		}
+		if (!w[1].revents)
+			continue;
 		n = read(p->fd, data, cap);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) { /* end (or an unreadable stdin): the command sees EOF */
 			hbd_client_raw("POST", eof_path, NULL, 0, -1);
-			break;
+			p->fd = -1; /* a terminal may still change size */
+			continue;
 		}
-		if (hbd_client_raw("POST", p->path, data, (size_t)n, -1) < 0)
+		if (hbd_client_raw("POST", in_path, data, (size_t)n, -1) < 0)
 			break; /* the exec has ended or stopped reading */
 	}
 	free(data);
@@ -118,7 +146,9 @@ static int pump_start(struct sink *k, uint64_t id)
 	}
 	p->refs = 2;
 	p->fd = k->stdin_fd;
-	snprintf(p->path, sizeof(p->path), "/sandboxes/%s/exec/%llu/stdin", k->name,
+	p->term_fd = k->tty ? k->tty->term_fd : -1;
+	p->winch_fd = k->tty ? k->tty->winch_fd : -1;
+	snprintf(p->path, sizeof(p->path), "/sandboxes/%s/exec/%llu/", k->name,
 		 (unsigned long long)id);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -170,7 +200,8 @@ static int decode_frames(struct sink *k)
 					 json_string_value(json_object_get(j, "error")) ?: "error");
 			}
 			json_decref(j);
-		} else if (h[0] == HBD_FRAME_STARTED && k->stdin_fd >= 0 && !k->pump) {
+		} else if (h[0] == HBD_FRAME_STARTED && !k->pump &&
+			   (k->stdin_fd >= 0 || (k->tty && k->tty->winch_fd >= 0))) {
 			json_t *j = json_loadb((const char *)p, len, 0, NULL);
 			json_int_t id = json_integer_value(json_object_get(j, "exec"));
 			json_decref(j);
@@ -456,17 +487,20 @@ static int exec_result(struct sink *k, int r, int *exit_code, int *signal)
 	return r;
 }
 
-int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
-			   int err_fd, int *exit_code, int *signal)
+int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd,
+			   const struct hbd_exec_tty *tty, int out_fd, int err_fd, int *exit_code,
+			   int *signal)
 {
 	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd,
-			  .name = name, .stdin_fd = stdin_fd };
+			  .name = name, .stdin_fd = stdin_fd, .tty = tty };
 	char path[256];
 	struct buf q = { .max = 64u << 10 };
 	int r;
 
 	snprintf(path, sizeof(path), "/sandboxes/%s/exec", name);
-	if (buf_append(&q, query, strlen(query)) < 0 || buf_append(&q, "&stdin=stream", 14) < 0) {
+	const char *more = stdin_fd >= 0 ? "&stdin=stream" : "";
+	if (buf_append(&q, query, strlen(query)) < 0 ||
+	    buf_append(&q, more, strlen(more) + 1) < 0) {
 		buf_free(&q);
 		return hb_err(-E2BIG, "command line too long for one request");
 	}

@@ -126,6 +126,7 @@ struct sbx_exec_req {
 	const char *cwd;
 	uint32_t uid, gid;
 	int stdin_fd, stdout_fd, stderr_fd;
+	bool tty; /* stdin_fd is a pty's slave: the command's controlling terminal */
 };
 int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req,
 			  struct sandbox_proc **out);

@@ -62,11 +62,20 @@ int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
 		    json_t **detached);
 
+/* A tty exec's local side (query has tty=1): the remote terminal's size
+ * follows term_fd's, re-read whenever winch_fd (a pipe the caller's SIGWINCH
+ * handler writes to) has bytes.  Either may be -1. */
+struct hbd_exec_tty {
+	int term_fd, winch_fd;
+};
+
 /* Exec whose stdin streams from stdin_fd while it runs (stdin=stream: each
- * read of stdin_fd is one request, its end closes the command's stdin).
+ * read of stdin_fd is one request, its end closes the command's stdin, or on
+ * a terminal types end-of-file).  stdin_fd may be -1 with a tty: no input.
  * query as for hbd_client_exec, without stdin. */
-int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd, int out_fd,
-			   int err_fd, int *exit_code, int *signal);
+int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd,
+			   const struct hbd_exec_tty *tty, int out_fd, int err_fd, int *exit_code,
+			   int *signal);
 
 /* Copy a file or a tree into or out of sandbox name (copy.c; like cp -r: an
  * existing destination directory receives SRC under its own name; "-" as the
@@ -87,7 +96,7 @@ enum hbd_frame {
 	HBD_FRAME_STDERR = 2,
 	HBD_FRAME_EXIT = 3,  /* payload: JSON {"exit_code", "signal", "timed_out"} */
 	HBD_FRAME_ERROR = 4, /* payload: JSON {"error"} */
-	HBD_FRAME_STARTED = 5, /* stdin=stream only, first: JSON {"exec": ID} */
+	HBD_FRAME_STARTED = 5, /* stdin=stream or tty=1, first: JSON {"exec": ID} */
 };
 #define HBD_FRAME_HEADER_BYTES 8
 #define HBD_FRAME_MAX_BYTES (1u << 20)

@@ -826,7 +826,8 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
 	if ((r = sandbox_spec_set_user(spec, req->uid, req->gid)) < 0 ||
 	    (r = sandbox_spec_pass_fd(spec, req->stdin_fd, 0)) < 0 ||
 	    (r = sandbox_spec_pass_fd(spec, req->stdout_fd, 1)) < 0 ||
-	    (r = sandbox_spec_pass_fd(spec, req->stderr_fd, 2)) < 0)
+	    (r = sandbox_spec_pass_fd(spec, req->stderr_fd, 2)) < 0 ||
+	    (r = sandbox_spec_set_tty(spec, req->tty)) < 0)
 		goto out;
 	r = sandbox_exec(s->sb, spec, out);
 	s->last_activity_ns = now_ns();

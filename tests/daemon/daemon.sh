@@ -42,7 +42,7 @@ repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
 # An image: static busybox, its applets, a passwd with an unprivileged user.
 mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/home/user" "$T/img/tmp"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum readlink find sort; do
+for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum readlink find sort tty stty; do
 	ln -s busybox "$T/img/bin/$c"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
@@ -140,6 +140,30 @@ for i in 1 2 3 4; do "$HB" exec a -- sh -c "sleep 1; echo $i" > "$T/par$i" & don
 wait
 for i in 1 2 3 4; do [ "$(cat "$T/par$i")" = $i ] || fail "concurrent exec $i: $(cat "$T/par$i")"; done
 
+step "exec -t: a terminal of the sandbox's own, ^C, window size, the local terminal restored"
+out=$("$HB" exec -t a --env TERM=vt100 -- sh -c 'tty; stty size; echo $TERM; echo err >&2' 2>"$T/err" | tr -d '\r')
+[[ "$out" =~ ^/dev/pts/[0-9]+$'\n'"24 80"$'\n'vt100$'\n'err$ ]] && [ ! -s "$T/err" ] ||
+	fail "exec -t: '$out' (stderr '$(cat "$T/err")')"
+# the name is one of the sandbox's own ptys, owned by the command's user
+out=$("$HB" exec -t --user user a -- sh -c 'ls /dev/pts/$(basename $(tty)) && stat -c %u $(tty)' | tr -d '\r')
+[[ "$out" =~ ^/dev/pts/[0-9]+$'\n'1000$ ]] || fail "exec -t --user: '$out'"
+"$HB" exec a -- tty >/dev/null; rc=$?
+[ "$rc" = 1 ] || fail "exec without -t has a terminal (tty: exit $rc)"
+# -it from a terminal (script gives the CLI one): ^C reaches the foreground
+# job only, exit codes come back, the terminal is put back as it was
+t0=$(date +%s)
+{ sleep 1; printf 'sleep 60\n'; sleep 1; printf '\003'; sleep 0.5; printf 'echo alive $?\nexit 3\n'; } |
+	script -qec "stty -g > $T/stty.before; $HB exec -it a -- sh; rc=\$?; stty -g > $T/stty.after; exit \$rc" \
+	/dev/null > "$T/ts" 2>&1; rc=$?
+[ "$rc" = 3 ] || fail "exec -it: exit $rc ($(tr -d '\r' < "$T/ts" | tail -5))"
+[ $(( $(date +%s) - t0 )) -lt 30 ] || fail "exec -it: ^C did not stop sleep"
+tr -d '\r' < "$T/ts" | grep -q '^alive 130$' || fail "exec -it: no 'alive 130' after ^C: $(tr -d '\r' < "$T/ts" | tail -5)"
+cmp -s "$T/stty.before" "$T/stty.after" || fail "exec -it left the local terminal changed"
+# a change of the local terminal's size reaches the command (SIGWINCH)
+script -qec "$HB exec -t a -- sh -c 'trap \"stty size; exit 0\" WINCH; while :; do sleep 0.1; done' & sleep 2; stty rows 50 cols 132; wait" \
+	/dev/null > "$T/ts" 2>&1
+tr -d '\r' < "$T/ts" | grep -q '^50 132$' || fail "resize did not reach the command: '$(tr -d '\r' < "$T/ts")'"
+
 step "limits: a memory hog dies in its own cgroup, a fork bomb stops at --pids"
 "$HB" create lim --image base --memory 64M --pids 20 >/dev/null || fail "create lim"
 "$HB" exec lim -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived ${#x}' >"$T/hog" 2>&1
@@ -179,6 +203,10 @@ grep -q '"error"' "$T/api.out" || fail "no error text for bad JSON"
 	fail "stdin of an unknown exec: $(cat "$T/api.out")"
 grep -q "no exec 987654" "$T/api.out" || fail "stdin of an unknown exec: $(cat "$T/api.out")"
 [ "$(api -X POST -d x 'http://x/v1/sandboxes/a/exec/12x/stdin')" = 404 ] || fail "bad exec id"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true&tty=1&detach=1')" = 400 ] || fail "tty with detach"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true&tty=1&rows=0')" = 400 ] || fail "tty with 0 rows"
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec/987654/resize?rows=5&cols=5')" = 404 ] ||
+	fail "resize of an unknown exec"
 head -c 2000000 /dev/zero | tr '\0' ' ' > "$T/bigjson"
 [ "$(api -X POST --data-binary @"$T/bigjson" http://x/v1/sandboxes)" = 413 ] || fail "oversized JSON body"
 [ "$(api -X POST -d '{"name":"z","image":"base","memory_bytes":"lots"}' http://x/v1/sandboxes)" = 400 ] ||
