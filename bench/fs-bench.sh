@@ -11,6 +11,11 @@
 #   untar      extracting a tar of the tree onto the (empty) filesystem, each
 #              side's files (native, upper directories) on a fresh ext4 loop
 #              image; hiberbox also with the fs and tar pinned to one CPU
+#   npm ci     `npm ci --offline` of a real project (express, lodash, axios,
+#              react, react-dom; typescript, eslint, jest as dev dependencies:
+#              ~420 packages, ~7 500 files) from a warm local npm cache, on a
+#              fresh ext4 image each; only when the npm registry answers (the
+#              cache is filled from it first) and not with NPM=no
 #   read       sequential read of a 1 GiB file: cold (from the repository)
 #              and warm (page cache), MB/s
 #   rss        resident memory of the hiberbox fs process after the stat run
@@ -222,6 +227,64 @@ if command -v fuse-overlayfs >/dev/null && command -v squashfuse >/dev/null && c
 	drop_fs "$WORK/ov-fs"
 fi
 
+# npm ci: what a sandbox does most, node_modules written by npm itself
+# (tarballs unpacked by node, many small writes and renames) rather than by tar.
+N_NPM=- H_NPM=- O_NPM=-
+if [ "${NPM:-auto}" != no ] && command -v npm >/dev/null && timeout 20 npm ping >/dev/null 2>&1; then
+	NPMW=$WORK/npm
+	mkdir -p "$NPMW/proj"
+	cat >"$NPMW/proj/package.json" <<'PKG'
+{"name": "app", "version": "1.0.0", "private": true,
+ "dependencies": {"express": "4.21.2", "lodash": "4.17.21", "axios": "1.7.9", "react": "18.3.1", "react-dom": "18.3.1"},
+ "devDependencies": {"typescript": "5.7.2", "eslint": "9.17.0", "jest": "29.7.0"}}
+PKG
+	npm_flags=(--cache "$NPMW/cache" --no-audit --no-fund --no-update-notifier --loglevel=error)
+	# the lock file and a cache that --offline can work from (ci asks for
+	# metadata that install did not keep)
+	if (cd "$NPMW/proj" && npm install "${npm_flags[@]}" && rm -rf node_modules &&
+		npm ci --prefer-offline "${npm_flags[@]}" && rm -rf node_modules) >"$NPMW/log" 2>&1; then
+		npm_ci_in() { # npm_ci_in DIR: ms of npm ci into DIR
+			local t
+			mkdir -p "$1"
+			cp "$NPMW/proj/package.json" "$NPMW/proj/package-lock.json" "$1/"
+			sync
+			t=$(date +%s%N)
+			(cd "$1" && npm ci --offline "${npm_flags[@]}" >/dev/null 2>&1) || { echo -; return; }
+			sync
+			ms "$t"
+		}
+		fresh_fs "$WORK/native-npm"
+		N_NPM=$(npm_ci_in "$WORK/native-npm/app")
+		drop_fs "$WORK/native-npm"
+		fresh_fs "$WORK/hbn-upper"
+		"$HB" mount "$EMPTY_ID" "$WORK/hbu" --upper "$WORK/hbn-upper/upper"
+		H_NPM=$(npm_ci_in "$WORK/hbu/app")
+		"$HB" umount "$WORK/hbu"
+		drop_fs "$WORK/hbn-upper"
+		if [ -f "$WORK/empty.sqfs" ]; then
+			fresh_fs "$WORK/ovn-fs"
+			mkdir -p "$WORK/ovn-fs/up" "$WORK/ovn-fs/work"
+			squashfuse "$WORK/empty.sqfs" "$WORK/sq"
+			fuse-overlayfs -o "lowerdir=$WORK/sq,upperdir=$WORK/ovn-fs/up,workdir=$WORK/ovn-fs/work" "$WORK/ov"
+			O_NPM=$(npm_ci_in "$WORK/ov/app")
+			fusermount3 -u "$WORK/ov"
+			fusermount3 -u "$WORK/sq"
+			drop_fs "$WORK/ovn-fs"
+		fi
+		# native again: the mean of the two native runs is the baseline
+		fresh_fs "$WORK/native-npm2"
+		n2=$(npm_ci_in "$WORK/native-npm2/app")
+		drop_fs "$WORK/native-npm2"
+		[ "$N_NPM" = - ] || [ "$n2" = - ] || N_NPM=$(((N_NPM + n2) / 2))
+		note "npm ci: native $N_NPM ms (mean of two), hiberbox $H_NPM ms, fuse-overlayfs $O_NPM ms"
+	else
+		note "npm ci: skipped, filling the npm cache failed: $(tail -n 2 "$NPMW/log" | tr '\n' ' ')"
+	fi
+	rm -rf "$NPMW"
+else
+	note "npm ci: skipped (no npm, the registry does not answer, or NPM=no)"
+fi
+
 # Issue 3's mount figure: a 50 000-file snapshot (500 directories of 100
 # small files) from `hiberbox mount` to the answer of the first `ls`, the
 # median of RUNS+2 mounts with the repository in the page cache; then the fs
@@ -265,6 +328,7 @@ printf '%-28s %10s %10s %8s %12s %8s\n' "($FILES files)" native hiberbox ratio o
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm find+stat (ms)" "$N_STAT" "$H_STAT" "$(ratio "$N_STAT" "$H_STAT")" "$O_STAT" "$(ratio "$N_STAT" "$O_STAT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT" "$(ratio "$N_GIT" "$H_GIT")" "$O_GIT" "$(ratio "$N_GIT" "$O_GIT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
+printf '%-28s %10s %10s %8s %12s %8s\n' "npm ci (ms)" "$N_NPM" "$H_NPM" "$(ratio "$N_NPM" "$H_NPM")" "$O_NPM" "$(ratio "$N_NPM" "$O_NPM")"
 printf '%-28s %10s %10s %8s\n' "untar, fs+tar on 1 CPU (ms)" "$N_UNTAR" "$H_UNTAR_1CPU" "$(ratio "$N_UNTAR" "$H_UNTAR_1CPU")"
 [ "$B_UNTAR" = - ] || printf '%-28s %10s %10s %8s\n' "untar, HIBERBOX_BASE (ms)" "$N_UNTAR" "$B_UNTAR" "$(ratio "$N_UNTAR" "$B_UNTAR")"
 printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
@@ -279,10 +343,10 @@ mkdir -p "$SRCDIR/bench/results"
 out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS, "untar_fs": "$UNTAR_FS",
- "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "read_warm_mbps": $N_READ},
- "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "mount_ms": $H_MOUNT,
+ "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "read_warm_mbps": $N_READ},
+ "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "npm_ci_ms": "$H_NPM", "mount_ms": $H_MOUNT,
               "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
               "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
- "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "mount_ms": "$O_MOUNT"}}
+ "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "npm_ci_ms": "$O_NPM", "mount_ms": "$O_MOUNT"}}
 JSON
 echo "fs-bench: wrote $out" >&2

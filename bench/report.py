@@ -200,7 +200,9 @@ def fs_section(doc, r):
         return
     doc.p("%d files; %d MB file for reads; %d run(s), medians, warm." % (r["files"], r["read_mb"], r["runs"]), "help")
     for key, label in (("stat_ms", "find + stat of every file (ms)"), ("git_status_ms", "git status (ms)"),
-                       ("untar_ms", "untar onto the filesystem (ms)"), ("mount_ms", "mount to first ls (ms)")):
+                       ("untar_ms", "untar onto the filesystem (ms)"),
+                       ("npm_ci_ms", "npm ci from a warm cache onto the filesystem (ms)"),
+                       ("mount_ms", "mount to first ls (ms)")):
         bars = []
         for m in ("native", "hiberbox", "overlay_squashfuse"):
             v = r.get(m, {}).get(key)
