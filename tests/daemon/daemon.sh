@@ -321,6 +321,9 @@ grep -q '"wake_ms"' <<<"$out" || fail "wake --json lacks wake_ms: $out"
 out=$("$HB" exec a -- cat /work/file) || fail "exec on a sleeping sandbox"
 [ "$out" = persistent ] || fail "exec after sleep: '$out'"
 [ "$(state_of a)" = running ] || fail "exec did not wake a"
+"$HB" sleep a >/dev/null
+out=$("$HB" exec -t a -- cat /work/file | tr -d '\r') || fail "exec -t on a sleeping sandbox"
+[ "$out" = persistent ] || fail "exec -t after sleep: '$out'"
 
 step "fork isolation; two sandboxes see neither files nor processes of each other"
 "$HB" fork a b >/dev/null || fail "fork"
