@@ -48,6 +48,7 @@ enum {
 	NODE_META_JOURNALED = 0x10, /* an INODE record exists (metadata != lower) */
 	NODE_COMMITTED = 0x20, /* committed* hold the content of the last commit */
 	NODE_COPYING = 0x40,   /* a copy-up runs without the tree lock */
+	NODE_TMPFILE = 0x80,   /* an O_TMPFILE not linked yet: no name, no journal record */
 };
 
 struct xattr {

@@ -110,6 +110,12 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 	ssize_t n = read(fd, buf, len);
 
 	(void)userdata;
+	/* libfuse 3.14 has no tmpfile operation; the request is a CREATE's
+	 * (fuse_create_in, then the dentry's name, "/", which no create can
+	 * have) and wants a CREATE's reply, so hb_create serves it. */
+	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_TMPFILE)
+		((struct fuse_in_header *)buf)->opcode = FUSE_CREATE;
 	kill_flagged = n > 0 && request_kills(buf, (size_t)n);
 	return n; /* errno as read left it: libfuse looks at it */
 }
@@ -427,33 +433,19 @@ static int file_state_new(struct node *n, int fd)
 	return 0;
 }
 
-/* Create a node called name in parent; tree lock held exclusively.  For a
- * regular file the (empty) data file is created first, so the journal never
- * names a data file that does not exist. */
-static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const char *name,
-		       mode_t mode, dev_t rdev, const char *target, bool keep_open,
-		       struct node **out)
+/* A new node of the caller's for directory d, with no name yet (nlink 0);
+ * a regular file gets its empty data file, open if keep_open.  Tree lock
+ * held exclusively. */
+static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode, dev_t rdev,
+		    const char *target, bool keep_open, struct node **out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct jrec rec = { BUF_INIT };
 	struct timespec now = now_ts();
 	struct node *n;
 	uint64_t ino;
 	int pre_fd = -1;
-	int r;
+	int r = 0;
 
-	r = check_name(name);
-	if (r < 0)
-		return r;
-	if (!d->dir)
-		return -ENOTDIR;
-	r = dir_load(fs, d);
-	if (r < 0)
-		return r;
-	if (!d->nlink)
-		return -ENOENT; /* removed directory */
-	if (dir_lookup(fs, d, name))
-		return -EEXIST;
 	if (S_ISREG(mode) && upper_take_precreated(fs, &ino, &pre_fd) == 0) {
 		/* Its times are set to the node's below: a remount reads them. */
 		n = node_new_upper(fs, ino, mode);
@@ -496,19 +488,52 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 			if ((!pre || futimens(fd, t) < 0) && fstat(fd, &st) == 0)
 				n->atime = n->mtime = st.st_mtim;
 			n->flags |= NODE_UPPER_DATA;
-			if (keep_open)
-				r = file_state_new(n, fd);
-			else
+			if (keep_open && (r = file_state_new(n, fd)) < 0)
+				close(fd);
+			else if (!keep_open)
 				close(fd);
 		}
 	}
-	if (!r)
-		r = dir_set(fs, d, name, n);
 	if (r < 0) {
 		node_maybe_free(fs, n);
 		return r;
 	}
-	d->mtime = d->ctime = now;
+	*out = n;
+	return 0;
+}
+
+/* Create a node called name in parent; tree lock held exclusively.  For a
+ * regular file the (empty) data file is created first, so the journal never
+ * names a data file that does not exist. */
+static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const char *name,
+		       mode_t mode, dev_t rdev, const char *target, bool keep_open,
+		       struct node **out)
+{
+	struct jrec rec = { BUF_INIT };
+	struct node *n;
+	int r;
+
+	r = check_name(name);
+	if (r < 0)
+		return r;
+	if (!d->dir)
+		return -ENOTDIR;
+	r = dir_load(fs, d);
+	if (r < 0)
+		return r;
+	if (!d->nlink)
+		return -ENOENT; /* removed directory */
+	if (dir_lookup(fs, d, name))
+		return -EEXIST;
+	r = new_node(req, fs, d, mode, rdev, target, keep_open, &n);
+	if (r < 0)
+		return r;
+	r = dir_set(fs, d, name, n);
+	if (r < 0) {
+		node_maybe_free(fs, n);
+		return r;
+	}
+	d->mtime = d->ctime = n->ctime;
 	jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, name, n->ino);
 	jrec_inode(fs, &rec, d);
@@ -742,16 +767,22 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		r = -EEXIST;
 		goto out;
 	}
-	if (!n->nlink) {
+	if (!n->nlink && !(n->flags & NODE_TMPFILE)) {
 		r = -ENOENT;
 		goto out;
 	}
 	d->mtime = d->ctime = n->ctime = now_ts();
+	if (n->flags & NODE_TMPFILE) /* its first name: journaled as a create is */
+		jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, newname, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
 	if (r >= 0)
 		r = dir_set(fs, d, newname, n);
+	if (r >= 0 && (n->flags & NODE_TMPFILE)) {
+		n->flags &= ~NODE_TMPFILE;
+		n->flags |= NODE_META_JOURNALED;
+	}
 out:
 	reply_new(req, fs, r, n);
 }
@@ -886,15 +917,73 @@ static void hb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
+/* The reply to a create: the kernel gets a lookup and an open of n, unless
+ * the caller went away meanwhile (the reply then fails with ENOENT, and no
+ * FORGET or RELEASE will come for them).  Takes the tree lock's hold. */
+static void reply_created(fuse_req_t req, struct hbfs *fs, struct node *n,
+			  struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+
+	fill_entry(fs, n, &e);
+	lookup_ref(n);
+	unlock(fs);
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		wrlock(fs);
+		forget_one(fs, NID(fs, n), 1);
+		node_close(fs, n);
+		unlock(fs);
+	}
+}
+
+/* O_TMPFILE (a TMPFILE request that io_read turned into a CREATE of "/"):
+ * an open regular file without a name, which linkat() may name later (see
+ * hb_link).  Until then nothing of it is journaled: after a crash its data
+ * file is an orphan, removed at the next mount. */
+static void hb_tmpfile(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	struct node *n = NULL;
+	bool killed = false;
+	int r = 0;
+
+	wrlock(fs);
+	if (!d->dir)
+		r = -ENOTDIR;
+	else if ((r = dir_load(fs, d)) >= 0 && !d->nlink)
+		r = -ENOENT; /* removed directory */
+	if (r >= 0)
+		r = new_node(req, fs, d, S_IFREG | (mode & 07777), 0, NULL, true, &n);
+	if (r >= 0) {
+		n->flags |= NODE_TMPFILE;
+		r = open_prepare(req, fs, n, fi->flags & ~O_TRUNC, &killed);
+		if (r < 0)
+			node_maybe_free(fs, n);
+	}
+	if (r < 0) {
+		unlock(fs);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	/* its nlink 0 goes to the kernel as is: the VFS then refuses linkat()
+	 * of an O_EXCL tmpfile, as on a native filesystem */
+	reply_created(req, fs, n, fi);
+}
+
 static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
 	struct hbfs *fs = FS(req);
 	struct node *d = N(fs, parent), *n = NULL;
-	struct fuse_entry_param e;
 	bool killed = false; /* the entry's attributes carry the new mode */
 	int r;
 
+	if (!strcmp(name, "/")) { /* no name can be "/": only a tmpfile's */
+		hb_tmpfile(req, fs, d, mode, fi);
+		return;
+	}
 	wrlock(fs);
 	r = dir_load(fs, d);
 	if (r >= 0)
@@ -913,16 +1002,7 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fill_entry(fs, n, &e);
-	lookup_ref(n);
-	unlock(fs);
-	fi->keep_cache = 1;
-	fi->noflush = 1;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		wrlock(fs);
-		node_close(fs, n);
-		unlock(fs);
-	}
+	reply_created(req, fs, n, fi);
 }
 
 static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -243,6 +243,42 @@ static long long renameat2_(const char *a, const char *b, unsigned flags)
 	return E(syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, flags));
 }
 
+/* O_TMPFILE: an open file without a name, which linkat() can name (not
+ * after O_EXCL); mount.sh then commits and remounts the named one. */
+static void test_tmpfile(void)
+{
+	char b[64], proc[64];
+	struct stat st;
+	int fd = open(P("w"), O_TMPFILE | O_RDWR, 0640);
+
+	CHECK(fd >= 0);
+	CHECK(fstat(fd, &st) == 0 && st.st_nlink == 0 && S_ISREG(st.st_mode) &&
+	      (st.st_mode & 07777) == 0640 && st.st_size == 0);
+	CHECK(write(fd, "tmp data", 8) == 8);
+	CHECK(pread(fd, b, sizeof(b), 0) == 8 && !memcmp(b, "tmp data", 8));
+	CHECK_ERR(E(access(P("w/tmp-named"), F_OK)), -ENOENT);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	CHECK_OK(E(linkat(AT_FDCWD, proc, AT_FDCWD, P("w/tmp-named"), AT_SYMLINK_FOLLOW)));
+	CHECK(fstat(fd, &st) == 0 && st.st_nlink == 1);
+	CHECK(write(fd, "!", 1) == 1); /* the same file under its name */
+	close(fd);
+	CHECK(read_whole(P("w/tmp-named"), b, sizeof(b)) == 9 && !strcmp(b, "tmp data!"));
+	CHECK(stat(P("w/tmp-named"), &st) == 0 && st.st_nlink == 1 && (st.st_mode & 07777) == 0640);
+
+	fd = open(P("w"), O_TMPFILE | O_WRONLY | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	CHECK_ERR(E(linkat(AT_FDCWD, proc, AT_FDCWD, P("w/tmp-excl"), AT_SYMLINK_FOLLOW)), -ENOENT);
+	close(fd);
+	CHECK_ERR(E(access(P("w/tmp-excl"), F_OK)), -ENOENT);
+
+	/* one never named is dropped at its close, and nothing is listed */
+	fd = open(P("w"), O_TMPFILE | O_RDWR, 0600);
+	CHECK(fd >= 0 && write(fd, "gone", 4) == 4);
+	close(fd);
+	CHECK_ERR(E(open(P("lower.txt"), O_TMPFILE | O_RDWR, 0600)), -ENOTDIR);
+}
+
 static void test_rename(void)
 {
 	char b[64];
@@ -771,6 +807,7 @@ int main(int argc, char **argv)
 	test_big_lower(argv[2]);
 	test_concurrent_copy_up(argv[2]);
 	test_unlink_open();
+	test_tmpfile();
 	test_rename();
 	test_links();
 	test_attrs();

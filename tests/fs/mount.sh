@@ -75,6 +75,26 @@ mkdir "$M/killdir" && echo x >"$M/killdir/f"
 mv "$M/tree/src" "$M/tree/src-moved"
 rm "$M/sem/hl1"
 exec 7<"$M/sem/big.bin"
+# an O_TMPFILE named by linkat() survives; one still open without a name
+# leaves an orphan data file, which the next mount removes
+python3 - "$M" >"$T/tmpfile.ino" <<'PY' &
+import ctypes, os, sys, time
+m = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o644)
+os.write(fd, b"named after the fact\n")
+if libc.linkat(-100, b"/proc/self/fd/%d" % fd, -100, (m + "/tmp-linked.txt").encode(), 0x400):
+    sys.exit("linkat: " + os.strerror(ctypes.get_errno()))
+os.close(fd)
+fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o644)
+os.write(fd, b"never named\n")
+print("%016x" % os.fstat(fd).st_ino, flush=True)
+time.sleep(60)
+PY
+tmppy=$!
+for _ in $(seq 100); do [ -s "$T/tmpfile.ino" ] && break; sleep 0.1; done
+orphan=$(cat "$T/tmpfile.ino")
+[ -n "$orphan" ] && [ -f "$T/upper/data/$orphan" ] || bad "no data file for the open O_TMPFILE ('$orphan')"
 pid=$(fs_pid "$M")
 [ -n "$pid" ] || fail "no pid for $M"
 kill -KILL "$pid"
@@ -87,6 +107,7 @@ elapsed=$((($(date +%s%N) - start) / 1000000))
 grep -q "Transport endpoint is not connected" "$T/ls.err" || bad "dead mount: $(cat "$T/ls.err")"
 [ "$elapsed" -lt 2000 ] || bad "dead mount took ${elapsed} ms to fail"
 exec 7<&-
+kill "$tmppy" 2>/dev/null; wait "$tmppy" 2>/dev/null
 dead=$(hb_ok mounts --json)
 [[ "$dead" == *'"alive": false'* ]] || bad "mounts does not show the dead mount: $dead"
 hb_ok umount "$M"
@@ -96,6 +117,8 @@ fs_mount "$ID" "$M" --upper "$T/upper"
 [ -f "$M/killdir/f" ] || bad "mkdir lost by SIGKILL"
 [ -d "$M/tree/src-moved" ] && [ ! -e "$M/tree/src" ] || bad "rename lost by SIGKILL"
 [ ! -e "$M/sem/hl1" ] || bad "unlink lost by SIGKILL"
+[ "$(cat "$M/tmp-linked.txt" 2>/dev/null)" = "named after the fact" ] || bad "linked O_TMPFILE lost by SIGKILL"
+[ ! -e "$T/upper/data/$orphan" ] || bad "the unnamed O_TMPFILE's data file outlived the recovery"
 dump_tree "$M" "$T/state2.json"
 ID3=$(fs_commit "$M") || exit 1
 fs_umount "$M"
