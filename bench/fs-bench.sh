@@ -18,6 +18,8 @@
 #              cache is filled from it first) and not with NPM=no
 #   read       sequential read of a 1 GiB file: cold (from the repository)
 #              and warm (page cache), MB/s
+#   cp         cp of that file inside the filesystem (copy_file_range), from
+#              the repository and from an upper file, then sync
 #   rss        resident memory of the hiberbox fs process after the stat run
 #
 # usage: bench/fs-bench.sh [--files N] [--read-mb MB] [--runs N] [--work DIR]
@@ -197,7 +199,14 @@ t=$(date +%s%N); cat "$WORK/hbr/file" >/dev/null; t2=$(ms "$t")
 H_READ_COLD=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
 t=$(date +%s%N); cat "$WORK/hbr/file" >/dev/null; t2=$(ms "$t")
 H_READ_WARM=$((READ_MB * 1000 / (t2 > 0 ? t2 : 1)))
+# cp of the big file inside the filesystem (coreutils cp: copy_file_range),
+# from the repository and then from that copy, each followed by a sync
+t=$(date +%s%N); cp "$WORK/hbr/file" "$WORK/hbr/copy1"; sync; H_CP_LOWER=$(ms "$t")
+t=$(date +%s%N); cp "$WORK/hbr/copy1" "$WORK/hbr/copy2"; sync; H_CP_UPPER=$(ms "$t")
 "$HB" umount "$WORK/hbr"
+t=$(date +%s%N); cp "$WORK/big/file" "$WORK/big/copy1"; sync; N_CP=$(ms "$t")
+rm -f "$WORK/big/copy1"
+note "cp of the ${READ_MB} MiB file: native $N_CP ms, hiberbox from the repository $H_CP_LOWER ms, from an upper file $H_CP_UPPER ms"
 note "hiberbox: mount $H_MOUNT ms, stat $H_STAT ms, git status $H_GIT ms, untar $H_UNTAR ms, commit $H_COMMIT ms, read cold $H_READ_COLD / warm $H_READ_WARM MB/s, rss $H_RSS MiB"
 
 # fuse-overlayfs over squashfuse
@@ -335,6 +344,8 @@ printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O
 printf '%-28s %10s %10s\n' "50k files: mount to ls (ms)" - "$H_MOUNT50K"
 printf '%-28s %10s %10s\n' "50k files: RSS, all stat'ed" - "$H_RSS50K"
 printf '%-28s %10s %10s\n' "commit after untar (ms)" - "$H_COMMIT"
+printf '%-28s %10s %10s %8s\n' "cp big file, lower (ms)" "$N_CP" "$H_CP_LOWER" "$(ratio "$N_CP" "$H_CP_LOWER")"
+printf '%-28s %10s %10s %8s\n' "cp big file, upper (ms)" "$N_CP" "$H_CP_UPPER" "$(ratio "$N_CP" "$H_CP_UPPER")"
 printf '%-28s %10s %10s\n' "seq read cold (MB/s)" - "$H_READ_COLD"
 printf '%-28s %10s %10s %8s\n' "seq read warm (MB/s)" "$N_READ" "$H_READ_WARM" "$(ratio "$H_READ_WARM" "$N_READ")"
 printf '%-28s %10s %10s\n' "fs process RSS (MiB)" - "$H_RSS"
@@ -343,9 +354,10 @@ mkdir -p "$SRCDIR/bench/results"
 out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS, "untar_fs": "$UNTAR_FS",
- "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "read_warm_mbps": $N_READ},
+ "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "cp_big_ms": $N_CP, "read_warm_mbps": $N_READ},
  "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "npm_ci_ms": "$H_NPM", "mount_ms": $H_MOUNT,
               "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
+              "cp_big_lower_ms": $H_CP_LOWER, "cp_big_upper_ms": $H_CP_UPPER,
               "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
  "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "npm_ci_ms": "$O_NPM", "mount_ms": "$O_MOUNT"}}
 JSON

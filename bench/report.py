@@ -225,6 +225,14 @@ def fs_section(doc, r):
             bars.append(Bar(label, float(v), "%.0f MB/s" % float(v), COLORS[m]))
     if bars:
         doc.chart("sequential read (MB/s, longer is better)", bars)
+    bars = []
+    for m, key, label in (("native", "cp_big_ms", "native"), ("hiberbox", "cp_big_lower_ms", "hiberbox, from the repository"),
+                          ("hiberbox", "cp_big_upper_ms", "hiberbox, from an upper file")):
+        v = r.get(m, {}).get(key)
+        if v is not None:
+            bars.append(Bar(label, float(v), "%.0f ms" % float(v), COLORS[m]))
+    if len(bars) > 1:
+        doc.chart("cp of the big file inside the filesystem, then sync (ms)", bars)
     one_cpu = r.get("hiberbox", {}).get("untar_1cpu_ms")
     if one_cpu not in (None, "-") and r.get("native", {}).get("untar_ms"):
         doc.p("untar with the fs and tar pinned to one CPU: %s ms, %.2fx native (the gap to the unpinned figure "

@@ -460,8 +460,16 @@ int hbfs_umount(const char *mountpoint)
 		if (umount2(real, MNT_DETACH) < 0 && run_fusermount(real, true) < 0)
 			return hb_err(-errno ? -errno : -EIO, "cannot detach the dead mount at %s", real);
 	} else {
-		if (umount2(real, 0) < 0) {
-			r = -errno;
+		/* Files a process just closed can hold the mount for a moment
+		 * (their last references go after the process is reported gone):
+		 * a mount still busy after a second is in use. */
+		for (int i = 0;; i++) {
+			r = umount2(real, 0) < 0 ? -errno : 0;
+			if (r != -EBUSY || i == 100)
+				break;
+			usleep(10000);
+		}
+		if (r < 0) {
 			if (r == -EPERM)
 				r = run_fusermount(real, false);
 			if (r == -EINVAL)

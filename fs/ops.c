@@ -27,6 +27,10 @@
 #include "util/fileio.h"
 
 #define READ_MAX_BYTES (4u << 20)
+/* One COPY_FILE_RANGE request copies at most this much (the caller loops on
+ * a short count): a commit waits for the destination's data lock no longer
+ * than for that. */
+#define COPY_RANGE_MAX_BYTES (64u << 20)
 
 static struct hbfs *FS(fuse_req_t req)
 {
@@ -1121,6 +1125,81 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
+/* copy_file_range() between two files of the mount: data file to data file
+ * in the kernel (or from the repository through a buffer when the source is
+ * still lower), instead of the kernel's fallback, which moves every page
+ * through a READ and a WRITE request (a 1 GiB cp took 8 s).  The kernel has
+ * written back both ranges before asking and drops the destination's cached
+ * pages after.  Only the destination's data lock is held, as for a write:
+ * the source is read as any reader would, and holding both could deadlock
+ * against a commit taking them in the other order. */
+static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct hbfs *fs = FS(req);
+	struct node *in = N(fs, ino_in), *out = N(fs, ino_out);
+	struct file_state *f_in, *f_out;
+	struct stat st;
+	bool killed = false, in_upper;
+	int in_fd = -1, r;
+	ssize_t done = 0;
+
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (len > COPY_RANGE_MAX_BYTES)
+		len = COPY_RANGE_MAX_BYTES;
+	r = ensure_upper_fd(fs, out);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	rdlock(fs);
+	f_in = in->fst;
+	in_upper = (in->flags & NODE_UPPER_DATA) && f_in && f_in->fd >= 0;
+	if (in_upper)
+		in_fd = fcntl(f_in->fd, F_DUPFD_CLOEXEC, 0); /* a copy-up may close the fd */
+	unlock(fs);
+	if (!f_in || (in_upper && in_fd < 0)) {
+		fuse_reply_err(req, f_in ? errno : EBADF);
+		return;
+	}
+	f_out = out->fst;
+	pthread_rwlock_rdlock(&f_out->data_lock);
+	if (in_upper) {
+		loff_t oi = off_in, oo = off_out;
+		done = copy_file_range(in_fd, &oi, f_out->fd, &oo, len, 0);
+		if (done < 0)
+			done = -errno;
+	} else if (len) {
+		size_t want = len < READ_MAX_BYTES ? len : READ_MAX_BYTES;
+		char *buf = malloc(want);
+
+		done = buf ? lower_read(fs, (uint32_t)in->lower, f_in->chunk_end, buf, want,
+					(uint64_t)off_in) : -ENOMEM;
+		if (done > 0)
+			r = pwrite_all(f_out->fd, buf, (size_t)done, off_out);
+		if (r < 0)
+			done = r;
+		free(buf);
+	}
+	if (done >= 0 && fstat(f_out->fd, &st) < 0)
+		done = -errno;
+	pthread_rwlock_unlock(&f_out->data_lock);
+	if (in_fd >= 0)
+		close(in_fd);
+	if (done > 0 && (r = after_write(req, fs, out, &st, &killed)) < 0)
+		done = r;
+	if (done < 0)
+		fuse_reply_err(req, (int)-done);
+	else
+		fuse_reply_write(req, (size_t)done);
+	if (killed)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino_out, -1, 0);
+}
+
 static void hb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hbfs *fs = FS(req);
@@ -1586,6 +1665,7 @@ const struct fuse_lowlevel_ops hbfs_ops = {
 	.create = hb_create,
 	.read = hb_read,
 	.write = hb_write,
+	.copy_file_range = hb_copy_file_range,
 	.flush = hb_flush,
 	.release = hb_release,
 	.fsync = hb_fsync,

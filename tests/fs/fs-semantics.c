@@ -147,6 +147,68 @@ static void test_rw_offsets(void)
 	CHECK(stat(P("w/rw"), &st) == 0 && st.st_size == 0);
 }
 
+/* copy_file_range() whole until it returns 0, as cp does. */
+static long long copy_all(int in, int out)
+{
+	long long total = 0;
+
+	for (;;) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return total;
+		total += n;
+	}
+}
+
+/* copy_file_range(): from a lower file (the repository) and between upper
+ * files, at offsets, within one file; what it writes is what reads see. */
+static void test_copy_range(const char *ref)
+{
+	static char x[3 << 20], y[3 << 20];
+	int a = open(P("big2.bin"), O_RDONLY), b, r = open(ref, O_RDONLY);
+	loff_t oi, oo;
+	struct stat st;
+
+	CHECK(a >= 0 && r >= 0);
+	b = open(P("w/cfr-big"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(b >= 0);
+	CHECK(copy_all(a, b) == 3 << 20);
+	CHECK(fstat(b, &st) == 0 && st.st_size == 3 << 20);
+	CHECK(pread(b, x, sizeof(x), 0) == sizeof(x) && pread(r, y, sizeof(y), 0) == sizeof(y));
+	CHECK(!memcmp(x, y, sizeof(x)));
+	close(a);
+	/* upper to upper at offsets: bytes 1000..21000 of cfr-big to 5000 of a
+	 * file holding "0123456789", past its end (the gap reads as zeros) */
+	a = open(P("w/cfr-part"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(a >= 0 && write(a, "0123456789", 10) == 10);
+	oi = 1000;
+	oo = 5000;
+	CHECK(copy_file_range(b, &oi, a, &oo, 20000, 0) == 20000 && oi == 21000 && oo == 25000);
+	CHECK(fstat(a, &st) == 0 && st.st_size == 25000);
+	memset(x, 0, 25000);
+	memcpy(x, "0123456789", 10);
+	memcpy(x + 5000, y + 1000, 20000);
+	CHECK(pread(a, x + 30000, 25000, 0) == 25000 && !memcmp(x, x + 30000, 25000));
+	/* within one file: not overlapping is fine, overlapping is EINVAL */
+	oi = 0;
+	oo = 100000;
+	CHECK(copy_file_range(a, &oi, a, &oo, 10, 0) == 10);
+	CHECK(pread(a, x, 10, 100000) == 10 && !memcmp(x, "0123456789", 10));
+	oi = 0;
+	oo = 5;
+	CHECK_ERR(E(copy_file_range(a, &oi, a, &oo, 10, 0)), -EINVAL);
+	close(a);
+	/* a destination open read-only is refused */
+	a = open(P("w/cfr-part"), O_RDONLY);
+	CHECK(a >= 0);
+	CHECK_ERR(E(copy_file_range(b, NULL, a, NULL, 10, 0)), -EBADF);
+	close(a);
+	close(b);
+	close(r);
+}
+
 static void test_big_lower(const char *ref)
 {
 	int a = open(P("big.bin"), O_RDONLY), b = open(ref, O_RDONLY);
@@ -804,6 +866,7 @@ int main(int argc, char **argv)
 	CHECK_OK(write_whole(P("w/pub/roots"), "r", 0));
 	test_open_flags();
 	test_rw_offsets();
+	test_copy_range(argv[2]);
 	test_big_lower(argv[2]);
 	test_concurrent_copy_up(argv[2]);
 	test_unlink_open();

@@ -160,6 +160,17 @@ expect_error "mount on a missing directory" mount "$ID" "$T/nonexistent"
 expect_error "umount of a non-mount" umount "$T/src"
 expect_usage_error "mount without arguments" mount
 hb_ok mount --help >/dev/null
+# umount of a mount in use fails (after a second of retries) and leaves it
+# serving; once the file is closed it goes at once, even right after a
+# process that just closed files there
+fs_mount "$ID" "$M2"
+exec 8<"$M2/sem/lower.txt"
+expect_error "umount of a mount in use" umount "$M2" && expect_in "$HB_ERR" "in use" "busy umount"
+[ "$(head -c 5 "$M2/sem/lower.txt")" = lower ] || bad "a refused umount broke the mount"
+exec 8<&-
+for i in 1 2 3 4 5; do cp "$M2/sem/lower.txt" "$M2/copy$i" && hb_ok umount "$M2" && fs_mount "$ID" "$M2"; done
+fs_umount "$M2"
+mountpoint -q "$M2" && bad "umount left $M2 mounted"
 
 log "uid shift"
 fs_mount "$ID" "$M" --upper "$T/upper-shift" --uid-shift 100000
