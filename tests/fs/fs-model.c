@@ -189,6 +189,43 @@ static void op_stat(void)
 		same(opname, arg, _r[0], _r[1]);                                 \
 	} while (0)
 
+/* copy_file_range of a random range of a into b (created if missing). */
+static long long copy_range(const char *f, const char *g, off_t off_in, off_t off_out, size_t len)
+{
+	int in = open(f, O_RDONLY), out;
+	long long r;
+
+	if (in < 0)
+		return -errno;
+	out = open(g, O_WRONLY | O_CREAT, 0644);
+	if (out < 0) {
+		r = -errno;
+		close(in);
+		return r;
+	}
+	r = RES(copy_file_range(in, &off_in, out, &off_out, len, 0));
+	close(in);
+	close(out);
+	return r;
+}
+
+/* An O_TMPFILE in directory f with len bytes of wbuf, then named g. */
+static long long tmpfile_named(const char *f, const char *g, size_t len)
+{
+	char proc[64];
+	int fd = open(f, O_TMPFILE | O_RDWR, 0640);
+	long long r;
+
+	if (fd < 0)
+		return -errno;
+	r = RES(write(fd, wbuf, len));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (r >= 0)
+		r = RES(linkat(AT_FDCWD, proc, AT_FDCWD, g, AT_SYMLINK_FOLLOW));
+	close(fd);
+	return r;
+}
+
 static void op_misc(void)
 {
 	const char *a = paths[pick(NPATHS)], *b = paths[pick(NPATHS)];
@@ -200,7 +237,21 @@ static void op_misc(void)
 	int xflags;
 
 	snprintf(arg, sizeof(arg), "%s -> %s", a, b);
-	switch (pick(12)) {
+	switch (pick(14)) {
+	case 12: {
+		off_t off_in = (off_t)pick(MAX_FILE), off_out = (off_t)pick(MAX_FILE);
+		size_t len = pick(MAX_FILE);
+
+		BOTH("copy_file_range", arg, copy_range(f, g, off_in, off_out, len));
+		break;
+	}
+	case 13: {
+		size_t len = pick(70000);
+
+		fill(len, rnd());
+		BOTH("tmpfile+linkat", arg, tmpfile_named(f, g, len));
+		break;
+	}
 	case 0:
 		BOTH("truncate", a, truncate(f, size));
 		break;
