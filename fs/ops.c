@@ -1159,11 +1159,12 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	rdlock(fs);
 	f_in = in->fst;
 	in_upper = (in->flags & NODE_UPPER_DATA) && f_in && f_in->fd >= 0;
-	if (in_upper)
-		in_fd = fcntl(f_in->fd, F_DUPFD_CLOEXEC, 0); /* a copy-up may close the fd */
+	/* a copy of the fd, usable after the tree lock is let go */
+	if (in_upper && (in_fd = fcntl(f_in->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		r = -errno;
 	unlock(fs);
-	if (!f_in || (in_upper && in_fd < 0)) {
-		fuse_reply_err(req, f_in ? errno : EBADF);
+	if (!f_in || r < 0) {
+		fuse_reply_err(req, f_in ? -r : EBADF);
 		return;
 	}
 	f_out = out->fst;

@@ -3,10 +3,10 @@
  * one thread per connection so that an exec can stream for as long as its
  * command runs).  Endpoints and the exec stream framing: docs/api.md. */
 #include <dirent.h>
-#include <linux/openat2.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
