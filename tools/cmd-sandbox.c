@@ -798,7 +798,7 @@ const struct cli_command cli_commands_sandbox[] = {
 	{ "image ls", "", "list images", cmd_image_ls },
 	{ "image rm", "NAME", "remove an image", cmd_image_rm },
 	{ "create", "NAME --image IMG [OPTIONS]", "create and start a sandbox", cmd_create },
-	{ "exec", "NAME [-i] [-d] [OPTIONS] -- CMD...", "run a command in a sandbox", cmd_exec },
+	{ "exec", "NAME [-i] [-t] [-d] [OPTIONS] -- CMD...", "run a command in a sandbox", cmd_exec },
 	{ "logs", "NAME [PID]", "output of a detached process", cmd_logs },
 	{ "cp", "SRC DST", "copy a file or a directory into or out of a sandbox (NAME:/path)", cmd_cp },
 	{ "ls", "", "list sandboxes", cmd_ls },
