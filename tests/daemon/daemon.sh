@@ -151,16 +151,20 @@ out=$("$HB" exec -t --user user a -- sh -c 'ls /dev/pts/$(basename $(tty)) && st
 [ "$rc" = 1 ] || fail "exec without -t has a terminal (tty: exit $rc)"
 # -it from a terminal (script gives the CLI one): ^C reaches the foreground
 # job only, exit codes come back, the terminal is put back as it was
+# wait_in CMD...: until CMD succeeds inside sandbox a (at most 10 s)
+wait_in() { for _ in $(seq 100); do "$HB" exec a -- "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 t0=$(date +%s)
-{ sleep 1; printf 'sleep 60\n'; sleep 1; printf '\003'; sleep 0.5; printf 'echo alive $?\nexit 3\n'; } |
-	script -qec "stty -g > $T/stty.before; $HB exec -it a -- sh; rc=\$?; stty -g > $T/stty.after; exit \$rc" \
+{ sleep 1; printf 'sleep 60\n'; wait_in pidof sleep; printf '\003'; sleep 0.5; printf 'echo alive $?\nexit 3\n'; } |
+	timeout 90 script -qec "stty -g > $T/stty.before; $HB exec -it a -- sh; rc=\$?; stty -g > $T/stty.after; exit \$rc" \
 	/dev/null > "$T/ts" 2>&1; rc=$?
 [ "$rc" = 3 ] || fail "exec -it: exit $rc ($(tr -d '\r' < "$T/ts" | tail -5))"
 [ $(( $(date +%s) - t0 )) -lt 30 ] || fail "exec -it: ^C did not stop sleep"
 tr -d '\r' < "$T/ts" | grep -q '^alive 130$' || fail "exec -it: no 'alive 130' after ^C: $(tr -d '\r' < "$T/ts" | tail -5)"
 cmp -s "$T/stty.before" "$T/stty.after" || fail "exec -it left the local terminal changed"
 # a change of the local terminal's size reaches the command (SIGWINCH)
-script -qec "$HB exec -t a -- sh -c 'trap \"stty size; exit 0\" WINCH; while :; do sleep 0.1; done' & sleep 2; stty rows 50 cols 132; wait" \
+"$HB" exec a -- rm -f /tmp/winch-ready
+timeout 90 script -qec "$HB exec -t a -- sh -c 'trap \"stty size; exit 0\" WINCH; : > /tmp/winch-ready; i=0; while [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done; echo no-winch' &
+	for i in \$(seq 100); do $HB exec a -- test -e /tmp/winch-ready && break; sleep 0.1; done; stty rows 50 cols 132; wait" \
 	/dev/null > "$T/ts" 2>&1
 tr -d '\r' < "$T/ts" | grep -q '^50 132$' || fail "resize did not reach the command: '$(tr -d '\r' < "$T/ts")'"
 
