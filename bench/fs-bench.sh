@@ -8,6 +8,8 @@
 #              the fs process's RSS after a stat of every file)
 #   stat       warm `find . -type f -print0 | xargs -0 stat` (median of runs)
 #   git        warm `git status` (median of runs)
+#   read all   warm `tar -c` of the tree into a pipe: every file opened and
+#              read (median of runs)
 #   untar      extracting a tar of the tree onto the (empty) filesystem, each
 #              side's files (native, upper directories) on a fresh ext4 loop
 #              image; hiberbox also with the fs and tar pinned to one CPU
@@ -83,6 +85,8 @@ time_cmd() {
 }
 stat_all() { find . -type f -print0 | xargs -0 stat >/dev/null; }
 git_status() { git status --porcelain >/dev/null; }
+# every file opened and read (tar skips reading when its archive is /dev/null)
+read_all() { tar -cf - . | cat >/dev/null; }
 
 echo "fs-bench: building a tree of $FILES files" >&2
 mkdir -p "$WORK/tree/project"
@@ -101,6 +105,7 @@ EMPTY_ID=$("$HB" snapshot create "$WORK/empty" 2>/dev/null | tail -n 1)
 # native
 N_STAT=$(time_cmd "$WORK/tree/project" stat_all)
 N_GIT=$(time_cmd "$WORK/tree/project" git_status)
+N_READALL=$(time_cmd "$WORK/tree/project" read_all)
 # Untars land on fresh ext4 filesystems (a loop image each): ext4 skips
 # inodes freed in the last ~30 s, one by one, so on a disk where files were
 # just deleted an untar can take 10x longer (measured: native 1.2 s, then
@@ -140,6 +145,7 @@ ls "$WORK/hb" >/dev/null
 H_MOUNT=$(ms "$t")
 H_STAT=$(time_cmd "$WORK/hb/project" stat_all)
 H_GIT=$(time_cmd "$WORK/hb/project" git_status)
+H_READALL=$(time_cmd "$WORK/hb/project" read_all)
 pid=$(python3 -c 'import json,sys
 for m in json.load(sys.stdin):
     print(m["pid"])' <<<"$("$HB" mounts --json)" | head -n 1)
@@ -210,7 +216,7 @@ note "cp of the ${READ_MB} MiB file: native $N_CP ms, hiberbox from the reposito
 note "hiberbox: mount $H_MOUNT ms, stat $H_STAT ms, git status $H_GIT ms, untar $H_UNTAR ms, commit $H_COMMIT ms, read cold $H_READ_COLD / warm $H_READ_WARM MB/s, rss $H_RSS MiB"
 
 # fuse-overlayfs over squashfuse
-O_STAT=- O_GIT=- O_UNTAR=- O_MOUNT=-
+O_STAT=- O_GIT=- O_READALL=- O_UNTAR=- O_MOUNT=-
 if command -v fuse-overlayfs >/dev/null && command -v squashfuse >/dev/null && command -v mksquashfs >/dev/null; then
 	mksquashfs "$WORK/tree" "$WORK/tree.sqfs" -quiet -no-progress -comp zstd >/dev/null
 	mksquashfs "$WORK/empty" "$WORK/empty.sqfs" -quiet -no-progress -comp zstd >/dev/null
@@ -223,6 +229,7 @@ if command -v fuse-overlayfs >/dev/null && command -v squashfuse >/dev/null && c
 	O_MOUNT=$(ms "$t")
 	O_STAT=$(time_cmd "$WORK/ov/project" stat_all)
 	O_GIT=$(time_cmd "$WORK/ov/project" git_status)
+	O_READALL=$(time_cmd "$WORK/ov/project" read_all)
 	fusermount3 -u "$WORK/ov"
 	fusermount3 -u "$WORK/sq"
 	rm -rf "$WORK/ov-up" "$WORK/ov-work"
@@ -336,6 +343,7 @@ ratio() { [ "$2" = - ] && echo - || awk -v a="$2" -v b="$1" 'BEGIN {printf "%.2f
 printf '%-28s %10s %10s %8s %12s %8s\n' "($FILES files)" native hiberbox ratio overlay+sq ratio
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm find+stat (ms)" "$N_STAT" "$H_STAT" "$(ratio "$N_STAT" "$H_STAT")" "$O_STAT" "$(ratio "$N_STAT" "$O_STAT")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "warm git status (ms)" "$N_GIT" "$H_GIT" "$(ratio "$N_GIT" "$H_GIT")" "$O_GIT" "$(ratio "$N_GIT" "$O_GIT")"
+printf '%-28s %10s %10s %8s %12s %8s\n' "warm tar c of every file (ms)" "$N_READALL" "$H_READALL" "$(ratio "$N_READALL" "$H_READALL")" "$O_READALL" "$(ratio "$N_READALL" "$O_READALL")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "npm ci (ms)" "$N_NPM" "$H_NPM" "$(ratio "$N_NPM" "$H_NPM")" "$O_NPM" "$(ratio "$N_NPM" "$O_NPM")"
 printf '%-28s %10s %10s %8s\n' "untar, fs+tar on 1 CPU (ms)" "$N_UNTAR" "$H_UNTAR_1CPU" "$(ratio "$N_UNTAR" "$H_UNTAR_1CPU")"
@@ -354,11 +362,11 @@ mkdir -p "$SRCDIR/bench/results"
 out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS, "untar_fs": "$UNTAR_FS",
- "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "cp_big_ms": $N_CP, "read_warm_mbps": $N_READ},
- "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "untar_ms": $H_UNTAR, "npm_ci_ms": "$H_NPM", "mount_ms": $H_MOUNT,
+ "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "read_all_ms": $N_READALL, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "cp_big_ms": $N_CP, "read_warm_mbps": $N_READ},
+ "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "read_all_ms": $H_READALL, "untar_ms": $H_UNTAR, "npm_ci_ms": "$H_NPM", "mount_ms": $H_MOUNT,
               "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
               "cp_big_lower_ms": $H_CP_LOWER, "cp_big_upper_ms": $H_CP_UPPER,
               "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
- "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "untar_ms": "$O_UNTAR", "npm_ci_ms": "$O_NPM", "mount_ms": "$O_MOUNT"}}
+ "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "read_all_ms": "$O_READALL", "untar_ms": "$O_UNTAR", "npm_ci_ms": "$O_NPM", "mount_ms": "$O_MOUNT"}}
 JSON
 echo "fs-bench: wrote $out" >&2

@@ -200,6 +200,7 @@ def fs_section(doc, r):
         return
     doc.p("%d files; %d MB file for reads; %d run(s), medians, warm." % (r["files"], r["read_mb"], r["runs"]), "help")
     for key, label in (("stat_ms", "find + stat of every file (ms)"), ("git_status_ms", "git status (ms)"),
+                       ("read_all_ms", "tar c of every file, warm (ms)"),
                        ("untar_ms", "untar onto the filesystem (ms)"),
                        ("npm_ci_ms", "npm ci from a warm cache onto the filesystem (ms)"),
                        ("mount_ms", "mount to first ls (ms)")):

@@ -49,6 +49,8 @@ enum {
 	NODE_COMMITTED = 0x20, /* committed* hold the content of the last commit */
 	NODE_COPYING = 0x40,   /* a copy-up runs without the tree lock */
 	NODE_TMPFILE = 0x80,   /* an O_TMPFILE not linked yet: no name, no journal record */
+	NODE_KERNEL_OPEN = 0x100, /* fst made at a first read/write of a file the kernel
+				   * opened without a message; one nopen until FORGET */
 };
 
 struct xattr {
@@ -138,6 +140,7 @@ struct hbfs {
 	int journal_fd;          /* the journal's fd, for fsync */
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
 	bool no_opendir;             /* the kernel opens directories without us */
+	bool no_open;                /* ... and files (see lazy_state in ops.c) */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
 	pthread_mutex_t commit_lock;

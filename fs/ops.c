@@ -243,6 +243,11 @@ static void forget_one(struct hbfs *fs, fuse_ino_t ino, uint64_t nlookup)
 	struct node *n = N(fs, ino);
 
 	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	if (!n->nlookup && (n->flags & NODE_KERNEL_OPEN)) {
+		n->flags &= ~NODE_KERNEL_OPEN;
+		node_close(fs, n); /* the kernel's last open of it is gone */
+		return;
+	}
 	node_maybe_free(fs, n);
 }
 
@@ -791,8 +796,9 @@ out:
 	reply_new(req, fs, r, n);
 }
 
-/* Open state: created at the first open, kept while open or pinned. */
-static int node_open(struct hbfs *fs, struct node *n)
+/* Open state: created at the first open, kept while open or pinned.
+ * Without with_fd an upper file gets no fd here (requests open one each). */
+static int node_open(struct hbfs *fs, struct node *n, bool with_fd)
 {
 	struct file_state *f = n->fst;
 	int r;
@@ -805,7 +811,7 @@ static int node_open(struct hbfs *fs, struct node *n)
 		pthread_rwlock_init(&f->data_lock, NULL);
 		n->fst = f;
 	}
-	if ((n->flags & NODE_UPPER_DATA) && f->fd < 0) {
+	if (with_fd && (n->flags & NODE_UPPER_DATA) && f->fd < 0) {
 		r = upper_open_data(fs, n, O_RDWR, 0);
 		if (r < 0)
 			goto fail;
@@ -860,6 +866,36 @@ int node_open_pinned(struct hbfs *fs, struct node *n)
 }
 
 /* *killed: an O_TRUNC cleared setuid/setgid (see kill_suidgid). */
+/* The kernel opens files without telling the fs (no_open: hb_open answered
+ * ENOSYS once), so a file gets its open state at its first read or write,
+ * held for the kernel until it forgets the inode (forget_one): an unlinked
+ * file stays readable while anything has it open, as before.  That state
+ * never keeps an fd of its own; requests open the data file for their
+ * duration, so fds stay bounded by creates.  Returns with n->fst set. */
+static int lazy_state(struct hbfs *fs, struct node *n)
+{
+	int r = 0;
+
+	wrlock(fs);
+	if (!n->fst) {
+		r = node_open(fs, n, false);
+		if (r >= 0)
+			n->flags |= NODE_KERNEL_OPEN;
+	}
+	unlock(fs);
+	return r;
+}
+
+/* The fd of an upper file for one request: its own while it has one, else
+ * a temporary one (*temp: close it after). */
+static int request_fd(struct hbfs *fs, struct node *n, int flags, bool *temp)
+{
+	int fd = n->fst ? n->fst->fd : -1;
+
+	*temp = fd < 0;
+	return fd >= 0 ? fd : upper_open_data(fs, n, flags, 0);
+}
+
 static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int flags,
 			bool *killed)
 {
@@ -875,7 +911,7 @@ static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int fla
 		if (r < 0)
 			return r;
 	}
-	r = node_open(fs, n);
+	r = node_open(fs, n, true);
 	if (r < 0)
 		return r;
 	if ((flags & O_TRUNC) && n->size) {
@@ -902,6 +938,10 @@ static void hb_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool killed = false;
 	int r;
 
+	if (fs->no_open) { /* once: the kernel then opens files by itself */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	wrlock(fs);
 	r = open_prepare(req, fs, N(fs, ino), fi->flags, &killed);
 	unlock(fs);
@@ -1026,17 +1066,28 @@ static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (!n->fst && fs->no_open && (got = lazy_state(fs, n)) < 0) {
+		fuse_reply_err(req, (int)-got);
+		free(buf);
+		return;
+	}
 	rdlock(fs);
 	f = n->fst;
-	upper = (n->flags & NODE_UPPER_DATA) && f && f->fd >= 0;
+	upper = (n->flags & NODE_UPPER_DATA) && f;
 	unlock(fs);
 	if (!f) {
 		got = -EBADF;
 	} else if (upper) {
+		bool temp;
+		int fd;
+
 		pthread_rwlock_rdlock(&f->data_lock);
-		got = pread(f->fd, buf, size, off);
-		if (got < 0)
+		fd = request_fd(fs, n, O_RDONLY, &temp);
+		got = fd < 0 ? fd : pread(fd, buf, size, off);
+		if (got < 0 && fd >= 0)
 			got = -errno;
+		if (temp && fd >= 0)
+			close(fd);
 		pthread_rwlock_unlock(&f->data_lock);
 	} else {
 		got = lower_read(fs, (uint32_t)n->lower, f->chunk_end, buf, size, (uint64_t)off);
@@ -1054,11 +1105,20 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 {
 	int r;
 
-	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0)
+	if ((n->flags & NODE_UPPER_DATA) && n->fst &&
+	    (n->fst->fd >= 0 || (n->flags & NODE_KERNEL_OPEN)))
 		return 0;
+	if (!n->fst && fs->no_open && (r = lazy_state(fs, n)) < 0)
+		return r;
 	wrlock(fs);
 	r = upper_copy_up(fs, n, -1);
-	if (r >= 0 && n->fst && n->fst->fd < 0) {
+	if (r >= 0 && (n->flags & NODE_KERNEL_OPEN)) {
+		/* state without an fd of its own (lazy_state): the copy-up's goes;
+		 * nobody used an fd of this file while it was lower */
+		if (n->fst->fd >= 0)
+			close(n->fst->fd);
+		n->fst->fd = -1;
+	} else if (r >= 0 && n->fst && n->fst->fd < 0) {
 		r = upper_open_data(fs, n, O_RDWR, 0);
 		if (r >= 0) {
 			n->fst->fd = r;
@@ -1108,9 +1168,16 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	f = n->fst;
 	pthread_rwlock_rdlock(&f->data_lock);
-	r = pwrite_all(f->fd, buf, size, off);
-	if (!r && fstat(f->fd, &st) < 0)
-		r = -errno;
+	{
+		bool temp;
+		int fd = request_fd(fs, n, O_RDWR, &temp);
+
+		r = fd < 0 ? fd : pwrite_all(fd, buf, size, off);
+		if (!r && fstat(fd, &st) < 0)
+			r = -errno;
+		if (temp && fd >= 0)
+			close(fd);
+	}
 	pthread_rwlock_unlock(&f->data_lock);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -1152,16 +1219,20 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	if (len > COPY_RANGE_MAX_BYTES)
 		len = COPY_RANGE_MAX_BYTES;
 	r = ensure_upper_fd(fs, out);
+	if (r >= 0 && !in->fst && fs->no_open)
+		r = lazy_state(fs, in);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	rdlock(fs);
 	f_in = in->fst;
-	in_upper = (in->flags & NODE_UPPER_DATA) && f_in && f_in->fd >= 0;
-	/* a copy of the fd, usable after the tree lock is let go */
-	if (in_upper && (in_fd = fcntl(f_in->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+	in_upper = (in->flags & NODE_UPPER_DATA) && f_in;
+	/* an fd of its own, usable after the tree lock is let go */
+	if (in_upper && f_in->fd >= 0 && (in_fd = fcntl(f_in->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		r = -errno;
+	else if (in_upper && f_in->fd < 0 && (in_fd = upper_open_data(fs, in, O_RDONLY, 0)) < 0)
+		r = in_fd;
 	unlock(fs);
 	if (!f_in || r < 0) {
 		fuse_reply_err(req, f_in ? -r : EBADF);
@@ -1169,9 +1240,13 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	}
 	f_out = out->fst;
 	pthread_rwlock_rdlock(&f_out->data_lock);
-	if (in_upper) {
+	bool out_temp;
+	int out_fd = request_fd(fs, out, O_RDWR, &out_temp);
+	if (out_fd < 0) {
+		done = out_fd;
+	} else if (in_upper) {
 		loff_t oi = off_in, oo = off_out;
-		done = copy_file_range(in_fd, &oi, f_out->fd, &oo, len, 0);
+		done = copy_file_range(in_fd, &oi, out_fd, &oo, len, 0);
 		if (done < 0)
 			done = -errno;
 	} else if (len) {
@@ -1181,13 +1256,15 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		done = buf ? lower_read(fs, (uint32_t)in->lower, f_in->chunk_end, buf, want,
 					(uint64_t)off_in) : -ENOMEM;
 		if (done > 0)
-			r = pwrite_all(f_out->fd, buf, (size_t)done, off_out);
+			r = pwrite_all(out_fd, buf, (size_t)done, off_out);
 		if (r < 0)
 			done = r;
 		free(buf);
 	}
-	if (done >= 0 && fstat(f_out->fd, &st) < 0)
+	if (done >= 0 && fstat(out_fd, &st) < 0)
 		done = -errno;
+	if (out_temp && out_fd >= 0)
+		close(out_fd);
 	pthread_rwlock_unlock(&f_out->data_lock);
 	if (in_fd >= 0)
 		close(in_fd);
@@ -1213,7 +1290,9 @@ static void hb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void hb_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, 0);
+	/* Without an open reply there is no FOPEN_NOFLUSH: one ENOSYS stops
+	 * FLUSH on every close (it has nothing to do here). */
+	fuse_reply_err(req, FS(req)->no_open ? ENOSYS : 0);
 }
 
 static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -1222,12 +1301,19 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct node *n = N(fs, ino);
 	int fd = -1, r = 0;
 
+	bool temp = false;
+
 	rdlock(fs);
-	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0)
-		fd = n->fst->fd;
+	if (n->flags & NODE_UPPER_DATA) {
+		fd = request_fd(fs, n, O_RDONLY, &temp);
+		if (fd < 0)
+			r = -fd;
+	}
 	unlock(fs);
 	if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
 		r = errno;
+	if (temp && fd >= 0)
+		close(fd);
 	if (!r && fdatasync(fs->journal_fd) < 0)
 		r = errno;
 	fuse_reply_err(req, r);
@@ -1558,11 +1644,20 @@ static void hb_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (!n->fst && fs->no_open && (err = -lazy_state(fs, n)) > 0) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	rdlock(fs);
-	if ((n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0) {
-		res = lseek(n->fst->fd, off, whence);
+	if (n->flags & NODE_UPPER_DATA) {
+		bool temp;
+		int fd = request_fd(fs, n, O_RDONLY, &temp);
+
+		res = fd < 0 ? -1 : lseek(fd, off, whence);
 		if (res < 0)
-			err = errno;
+			err = fd < 0 ? -fd : errno;
+		if (temp && fd >= 0)
+			close(fd);
 	} else if (off < 0 || (uint64_t)off >= n->size) {
 		err = ENXIO;
 	} else if (n->lower < 0 || !n->fst || !n->fst->chunk_end ||
@@ -1610,9 +1705,16 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		return;
 	}
 	pthread_rwlock_rdlock(&n->fst->data_lock);
-	r = fallocate(n->fst->fd, mode, off, len) < 0 ? -errno : 0;
-	if (!r && fstat(n->fst->fd, &st) < 0)
-		r = -errno;
+	{
+		bool temp;
+		int fd = request_fd(fs, n, O_RDWR, &temp);
+
+		r = fd < 0 ? fd : fallocate(fd, mode, off, len) < 0 ? -errno : 0;
+		if (!r && fstat(fd, &st) < 0)
+			r = -errno;
+		if (temp && fd >= 0)
+			close(fd);
+	}
 	pthread_rwlock_unlock(&n->fst->data_lock);
 	if (!r)
 		r = after_write(req, fs, n, &st, &killed);
@@ -1625,8 +1727,16 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct hbfs *fs = userdata;
 
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	/* Files open without a message (hb_open answers ENOSYS once): no OPEN
+	 * round trip per open of a file; O_TRUNC then arrives as a SETATTR, so
+	 * no atomic truncating open.  HIBERBOX_FS_OPEN_REQUESTS=1 keeps OPENs
+	 * (for A/B measurements). */
+	fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) &&
+		      !getenv("HIBERBOX_FS_OPEN_REQUESTS");
+	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) && !fs->no_open)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	else /* libfuse wants it by default */
+		conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
