@@ -910,8 +910,13 @@ static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int fla
 		r = upper_copy_up(fs, n, (flags & O_TRUNC) ? 0 : -1);
 		if (r < 0)
 			return r;
+		if (fs->no_open && n->fst && n->fst->fd >= 0) {
+			/* lazy state keeps no fd; nobody used one while it was lower */
+			close(n->fst->fd);
+			n->fst->fd = -1;
+		}
 	}
-	r = node_open(fs, n, true);
+	r = node_open(fs, n, !fs->no_open);
 	if (r < 0)
 		return r;
 	if ((flags & O_TRUNC) && n->size) {
@@ -969,6 +974,15 @@ static void reply_created(fuse_req_t req, struct hbfs *fs, struct node *n,
 {
 	struct fuse_entry_param e;
 
+	if (fs->no_open) {
+		/* Once the kernel opens files by itself it sends no RELEASE for
+		 * created ones either: this open is held like a lazy_state one,
+		 * until FORGET (and a RELEASE, for creates before it learned
+		 * that, is ignored: hb_release). */
+		if (n->flags & NODE_KERNEL_OPEN)
+			node_close(fs, n); /* it had one already */
+		n->flags |= NODE_KERNEL_OPEN;
+	}
 	fill_entry(fs, n, &e);
 	lookup_ref(n);
 	unlock(fs);
@@ -976,8 +990,9 @@ static void reply_created(fuse_req_t req, struct hbfs *fs, struct node *n,
 	fi->noflush = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		wrlock(fs);
-		forget_one(fs, NID(fs, n), 1);
-		node_close(fs, n);
+		forget_one(fs, NID(fs, n), 1); /* with no_open, that also closes */
+		if (!fs->no_open)
+			node_close(fs, n);
 		unlock(fs);
 	}
 }
@@ -999,7 +1014,7 @@ static void hb_tmpfile(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t m
 	else if ((r = dir_load(fs, d)) >= 0 && !d->nlink)
 		r = -ENOENT; /* removed directory */
 	if (r >= 0)
-		r = new_node(req, fs, d, S_IFREG | (mode & 07777), 0, NULL, true, &n);
+		r = new_node(req, fs, d, S_IFREG | (mode & 07777), 0, NULL, !fs->no_open, &n);
 	if (r >= 0) {
 		n->flags |= NODE_TMPFILE;
 		r = open_prepare(req, fs, n, fi->flags & ~O_TRUNC, &killed);
@@ -1037,7 +1052,8 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (r >= 0)
 			r = open_prepare(req, fs, n, fi->flags, &killed);
 	} else if (r >= 0) {
-		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, true, &n);
+		r = create_node(req, fs, d, name, S_IFREG | (mode & 07777), 0, NULL, !fs->no_open,
+				&n);
 		if (r >= 0)
 			r = open_prepare(req, fs, n, fi->flags & ~O_TRUNC, &killed);
 	}
@@ -1282,6 +1298,10 @@ static void hb_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct hbfs *fs = FS(req);
 
+	if (fs->no_open) { /* opens end at FORGET (reply_created) */
+		fuse_reply_err(req, 0);
+		return;
+	}
 	wrlock(fs);
 	node_close(fs, N(fs, ino));
 	unlock(fs);

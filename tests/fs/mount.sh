@@ -126,6 +126,24 @@ fs_mount "$ID3" "$M2"
 diffs=$(compare_trees "$T/state2.json" "$M2" --no-root-meta) || bad "commit after recovery differs:"$'\n'"$diffs"
 fs_umount "$M2"
 
+log "files open without OPEN/RELEASE hold no fd of the fs"
+# after the first open the kernel opens files by itself and sends no RELEASE,
+# for created files either: 3 000 creates must not leave 3 000 fds behind
+# (npm install ran the fs out of them: EMFILE)
+fs_mount "$ID" "$M2"
+cat "$M2/sem/lower.txt" >/dev/null
+pid=$(fs_pid "$M2")
+python3 -c '
+import sys
+for i in range(3000):
+    with open("%s/fdcheck-%d" % (sys.argv[1], i), "w") as f:
+        f.write("x" * 100)
+' "$M2" || bad "3000 creates failed"
+nfd=$(ls "/proc/$pid/fd" | wc -l)
+[ "$nfd" -lt 1000 ] || bad "the fs holds $nfd fds after 3000 creates and closes"
+[ "$(cat "$M2/fdcheck-2999")" = "$(printf 'x%.0s' $(seq 100))" ] || bad "fdcheck-2999 content"
+fs_umount "$M2"
+
 log "100k entries in one directory, committed"
 M3="$T/mnt3"
 fs_mount "$ID" "$M3"
