@@ -301,15 +301,16 @@ static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
 	return r;
 }
 
-/* The data fd of an upper node: the open one, or a temporary one (closed by
- * put_fd). */
-static int get_fd(struct hbfs *fs, struct node *n, bool *temp)
+/* The data fd of an upper node for one request: its open one, or a
+ * temporary one opened with flags (closed by put_fd).  Files the kernel
+ * opened by itself have none of their own (lazy_state). */
+static int get_fd(struct hbfs *fs, struct node *n, int flags, bool *temp)
 {
 	*temp = false;
 	if (n->fst && n->fst->fd >= 0)
 		return n->fst->fd;
 	*temp = true;
-	return upper_open_data(fs, n, O_RDWR, 0);
+	return upper_open_data(fs, n, flags, 0);
 }
 
 static void put_fd(int fd, bool temp)
@@ -330,7 +331,7 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 		if (r < 0)
 			return r;
 	}
-	fd = get_fd(fs, n, &temp);
+	fd = get_fd(fs, n, O_RDWR, &temp);
 	if (fd < 0)
 		return fd;
 	if (n->fst)
@@ -871,11 +872,14 @@ int node_open_pinned(struct hbfs *fs, struct node *n)
  * held for the kernel until it forgets the inode (forget_one): an unlinked
  * file stays readable while anything has it open, as before.  That state
  * never keeps an fd of its own; requests open the data file for their
- * duration, so fds stay bounded by creates.  Returns with n->fst set. */
+ * duration, so fds stay bounded by creates.  Returns with n->fst set
+ * (unless the kernel sends OPENs: then an open made it). */
 static int lazy_state(struct hbfs *fs, struct node *n)
 {
 	int r = 0;
 
+	if (n->fst || !fs->no_open)
+		return 0;
 	wrlock(fs);
 	if (!n->fst) {
 		r = node_open(fs, n, false);
@@ -886,15 +890,6 @@ static int lazy_state(struct hbfs *fs, struct node *n)
 	return r;
 }
 
-/* The fd of an upper file for one request: its own while it has one, else
- * a temporary one (*temp: close it after). */
-static int request_fd(struct hbfs *fs, struct node *n, int flags, bool *temp)
-{
-	int fd = n->fst ? n->fst->fd : -1;
-
-	*temp = fd < 0;
-	return fd >= 0 ? fd : upper_open_data(fs, n, flags, 0);
-}
 
 static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int flags,
 			bool *killed)
@@ -1082,7 +1077,7 @@ static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (!n->fst && fs->no_open && (got = lazy_state(fs, n)) < 0) {
+	if ((got = lazy_state(fs, n)) < 0) {
 		fuse_reply_err(req, (int)-got);
 		free(buf);
 		return;
@@ -1098,12 +1093,11 @@ static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		int fd;
 
 		pthread_rwlock_rdlock(&f->data_lock);
-		fd = request_fd(fs, n, O_RDONLY, &temp);
+		fd = get_fd(fs, n, O_RDONLY, &temp);
 		got = fd < 0 ? fd : pread(fd, buf, size, off);
 		if (got < 0 && fd >= 0)
 			got = -errno;
-		if (temp && fd >= 0)
-			close(fd);
+		put_fd(fd, temp);
 		pthread_rwlock_unlock(&f->data_lock);
 	} else {
 		got = lower_read(fs, (uint32_t)n->lower, f->chunk_end, buf, size, (uint64_t)off);
@@ -1124,7 +1118,7 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 	if ((n->flags & NODE_UPPER_DATA) && n->fst &&
 	    (n->fst->fd >= 0 || (n->flags & NODE_KERNEL_OPEN)))
 		return 0;
-	if (!n->fst && fs->no_open && (r = lazy_state(fs, n)) < 0)
+	if ((r = lazy_state(fs, n)) < 0)
 		return r;
 	wrlock(fs);
 	r = upper_copy_up(fs, n, -1);
@@ -1186,13 +1180,12 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	pthread_rwlock_rdlock(&f->data_lock);
 	{
 		bool temp;
-		int fd = request_fd(fs, n, O_RDWR, &temp);
+		int fd = get_fd(fs, n, O_RDWR, &temp);
 
 		r = fd < 0 ? fd : pwrite_all(fd, buf, size, off);
 		if (!r && fstat(fd, &st) < 0)
 			r = -errno;
-		if (temp && fd >= 0)
-			close(fd);
+		put_fd(fd, temp);
 	}
 	pthread_rwlock_unlock(&f->data_lock);
 	if (r < 0) {
@@ -1235,7 +1228,7 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	if (len > COPY_RANGE_MAX_BYTES)
 		len = COPY_RANGE_MAX_BYTES;
 	r = ensure_upper_fd(fs, out);
-	if (r >= 0 && !in->fst && fs->no_open)
+	if (r >= 0)
 		r = lazy_state(fs, in);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -1257,7 +1250,7 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	f_out = out->fst;
 	pthread_rwlock_rdlock(&f_out->data_lock);
 	bool out_temp;
-	int out_fd = request_fd(fs, out, O_RDWR, &out_temp);
+	int out_fd = get_fd(fs, out, O_RDWR, &out_temp);
 	if (out_fd < 0) {
 		done = out_fd;
 	} else if (in_upper) {
@@ -1279,8 +1272,7 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	}
 	if (done >= 0 && fstat(out_fd, &st) < 0)
 		done = -errno;
-	if (out_temp && out_fd >= 0)
-		close(out_fd);
+	put_fd(out_fd, out_temp);
 	pthread_rwlock_unlock(&f_out->data_lock);
 	if (in_fd >= 0)
 		close(in_fd);
@@ -1325,15 +1317,14 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 	rdlock(fs);
 	if (n->flags & NODE_UPPER_DATA) {
-		fd = request_fd(fs, n, O_RDONLY, &temp);
+		fd = get_fd(fs, n, O_RDONLY, &temp);
 		if (fd < 0)
 			r = -fd;
 	}
 	unlock(fs);
 	if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
 		r = errno;
-	if (temp && fd >= 0)
-		close(fd);
+	put_fd(fd, temp);
 	if (!r && fdatasync(fs->journal_fd) < 0)
 		r = errno;
 	fuse_reply_err(req, r);
@@ -1664,20 +1655,19 @@ static void hb_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!n->fst && fs->no_open && (err = -lazy_state(fs, n)) > 0) {
+	if ((err = -lazy_state(fs, n)) > 0) {
 		fuse_reply_err(req, err);
 		return;
 	}
 	rdlock(fs);
 	if (n->flags & NODE_UPPER_DATA) {
 		bool temp;
-		int fd = request_fd(fs, n, O_RDONLY, &temp);
+		int fd = get_fd(fs, n, O_RDONLY, &temp);
 
 		res = fd < 0 ? -1 : lseek(fd, off, whence);
 		if (res < 0)
 			err = fd < 0 ? -fd : errno;
-		if (temp && fd >= 0)
-			close(fd);
+		put_fd(fd, temp);
 	} else if (off < 0 || (uint64_t)off >= n->size) {
 		err = ENXIO;
 	} else if (n->lower < 0 || !n->fst || !n->fst->chunk_end ||
@@ -1727,13 +1717,12 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	pthread_rwlock_rdlock(&n->fst->data_lock);
 	{
 		bool temp;
-		int fd = request_fd(fs, n, O_RDWR, &temp);
+		int fd = get_fd(fs, n, O_RDWR, &temp);
 
 		r = fd < 0 ? fd : fallocate(fd, mode, off, len) < 0 ? -errno : 0;
 		if (!r && fstat(fd, &st) < 0)
 			r = -errno;
-		if (temp && fd >= 0)
-			close(fd);
+		put_fd(fd, temp);
 	}
 	pthread_rwlock_unlock(&n->fst->data_lock);
 	if (!r)
