@@ -1004,15 +1004,24 @@ fail:
 	return reply_err(c, r);
 }
 
+/* The live exec id of s, or NULL (live_lock held). */
+static struct exec_stream *live_find(struct sbx *s, uint64_t id)
+{
+	struct exec_stream *x = live_streams;
+
+	while (x && !(x->id == id && x->s == s))
+		x = x->next;
+	return x;
+}
+
 /* Whether exec id of s is still live (its stdin or terminal may be
  * written). */
 static bool exec_live(struct sbx *s, uint64_t id)
 {
-	bool live = false;
+	bool live;
 
 	pthread_mutex_lock(&live_lock);
-	for (struct exec_stream *x = live_streams; x && !live; x = x->next)
-		live = x->id == id && x->s == s;
+	live = live_find(s, id) != NULL;
 	pthread_mutex_unlock(&live_lock);
 	return live;
 }
@@ -1056,7 +1065,8 @@ static int do_exec_input(struct sbx *s, struct MHD_Connection *c, const char *id
 	unsigned long long id = strtoull(idstr, &end, 10);
 	unsigned rows = 0, cols = 0;
 	int fd = -1, r = 0;
-	bool found = false;
+	struct exec_stream *x;
+	bool found;
 
 	if (end != idstr && !strcmp(end, "/resize")) {
 		resize = true;
@@ -1069,22 +1079,21 @@ static int do_exec_input(struct sbx *s, struct MHD_Connection *c, const char *id
 		return hb_err(-ENOENT, "no endpoint POST .../exec/%.32s", idstr);
 	}
 	pthread_mutex_lock(&live_lock);
-	for (struct exec_stream *x = live_streams; x; x = x->next)
-		if (x->id == id && x->s == s) {
-			found = true;
-			tty = x->tty;
-			if (resize && !tty)
-				r = hb_err(-EINVAL, "exec %llu has no terminal to resize", id);
-			else if (x->stdin_w >= 0 && (rq->body.len || resize || (tty && close_after)))
-				fd = fcntl(x->stdin_w, F_DUPFD_CLOEXEC, 0);
-			if (r == 0 && !resize && !tty && x->stdin_w >= 0 && close_after) {
-				close(x->stdin_w);
-				x->stdin_w = -1;
-			} else if (r == 0 && !resize && x->stdin_w < 0 && rq->body.len) {
-				r = hb_err(-EPIPE, "stdin of exec %llu is already closed", id);
-			}
-			break;
+	x = live_find(s, id);
+	found = x != NULL;
+	if (x) {
+		tty = x->tty;
+		if (resize && !tty)
+			r = hb_err(-EINVAL, "exec %llu has no terminal to resize", id);
+		else if (x->stdin_w >= 0 && (rq->body.len || resize || (tty && close_after)))
+			fd = fcntl(x->stdin_w, F_DUPFD_CLOEXEC, 0);
+		if (r == 0 && !resize && !tty && x->stdin_w >= 0 && close_after) {
+			close(x->stdin_w);
+			x->stdin_w = -1;
+		} else if (r == 0 && !resize && x->stdin_w < 0 && rq->body.len) {
+			r = hb_err(-EPIPE, "stdin of exec %llu is already closed", id);
 		}
+	}
 	pthread_mutex_unlock(&live_lock);
 	if (!found)
 		return hb_err(-ENOENT, "no exec %llu with streamed stdin in %s (it has ended?)", id,
