@@ -374,6 +374,34 @@ static int exec_streamed(const char *name, const char *query, bool interactive, 
 	return r;
 }
 
+struct exec_flags {
+	bool interactive, detach, tty, term_set;
+};
+
+/* One of exec's own options, before or after NAME: 0, or the exit code of
+ * a bad one. */
+static int exec_option(int c, struct exec_flags *f, struct buf *q)
+{
+	int r = 0;
+
+	switch (c) {
+	case 'i': f->interactive = true; break;
+	case 'd': f->detach = true; break;
+	case 't': f->tty = true; break;
+	case 'C': r = append_param(q, "cwd", optarg); break;
+	case 'e':
+		if (!strchr(optarg, '=') || optarg[0] == '=')
+			return cli_usage("exec", "--env wants K=V, not '%s'", optarg);
+		f->term_set |= !strncmp(optarg, "TERM=", 5);
+		r = append_param(q, "env", optarg);
+		break;
+	case 'T': r = append_param(q, "timeout", optarg); break;
+	case 'u': r = append_param(q, "user", optarg); break;
+	default: return cli_usage("exec", "unknown option");
+	}
+	return r < 0 ? cli_fail(r, "arguments too long") : 0;
+}
+
 static int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -388,7 +416,7 @@ static int cmd_exec(int argc, char **argv)
 		{ 0 }
 	};
 	struct buf q = { .max = CLI_QUERY_MAX_BYTES }, in = { .max = CLI_UPLOAD_MAX_BYTES };
-	bool interactive = false, detach = false, tty = false, term_set = false;
+	struct exec_flags f = { 0 };
 	int c, k, r = 0, code = 0, sig = 0;
 	json_t *det = NULL;
 	const char *name;
@@ -396,38 +424,8 @@ static int cmd_exec(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+hjqidtC:e:u:", opts, NULL)) != -1) {
 		if ((k = cli_common_option(c)) < 0)
 			return cli_help("exec", exec_help);
-		if (k)
-			continue;
-		switch (c) {
-		case 'i':
-			interactive = true;
-			break;
-		case 'd':
-			detach = true;
-			break;
-		case 't':
-			tty = true;
-			break;
-		case 'C':
-			r = append_param(&q, "cwd", optarg);
-			break;
-		case 'e':
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return cli_usage("exec", "--env wants K=V, not '%s'", optarg);
-			term_set |= !strncmp(optarg, "TERM=", 5);
-			r = append_param(&q, "env", optarg);
-			break;
-		case 'T':
-			r = append_param(&q, "timeout", optarg);
-			break;
-		case 'u':
-			r = append_param(&q, "user", optarg);
-			break;
-		default:
-			return cli_usage("exec", "unknown option");
-		}
-		if (r < 0)
-			return cli_fail(r, "arguments too long");
+		if (!k && (k = exec_option(c, &f, &q)))
+			return k;
 	}
 	if (optind >= argc)
 		return cli_usage("exec", "expected NAME -- CMD...");
@@ -445,23 +443,8 @@ static int cmd_exec(int argc, char **argv)
 			break;
 		if ((k = cli_common_option(c)) < 0)
 			return cli_help("exec", exec_help);
-		if (k)
-			continue;
-		switch (c) {
-		case 'i': interactive = true; break;
-		case 'd': detach = true; break;
-		case 't': tty = true; break;
-		case 'C': r = append_param(&q, "cwd", optarg); break;
-		case 'e':
-			term_set |= !strncmp(optarg, "TERM=", 5);
-			r = append_param(&q, "env", optarg);
-			break;
-		case 'T': r = append_param(&q, "timeout", optarg); break;
-		case 'u': r = append_param(&q, "user", optarg); break;
-		default: return cli_usage("exec", "unknown option");
-		}
-		if (r < 0)
-			return cli_fail(r, "arguments too long");
+		if (!k && (k = exec_option(c, &f, &q)))
+			return k;
 	}
 	if (optind < argc && strcmp(argv[optind], "--") == 0)
 		optind++;
@@ -469,22 +452,22 @@ static int cmd_exec(int argc, char **argv)
 		return cli_usage("exec", "expected a command after NAME (use -- CMD...)");
 	for (int i = optind; i < argc && r == 0; i++)
 		r = append_param(&q, "arg", argv[i]);
-	if (r == 0 && detach)
+	if (r == 0 && f.detach)
 		r = append_param(&q, "detach", "1");
-	if (tty && detach)
+	if (f.tty && f.detach)
 		return cli_usage("exec", "--tty and --detach do not go together");
-	if (r == 0 && tty)
-		r = tty_params(&q, term_set);
+	if (r == 0 && f.tty)
+		r = tty_params(&q, f.term_set);
 	if (r == 0)
 		r = buf_append(&q, "", 1);
 	if (r < 0)
 		return cli_fail(-E2BIG, "command line too long for one request");
-	if (tty || (interactive && !detach)) {
+	if (f.tty || (f.interactive && !f.detach)) {
 		if ((r = connect_daemon())) {
 			buf_free(&q);
 			return r;
 		}
-		r = exec_streamed(name, (const char *)q.data, interactive, tty, &code, &sig);
+		r = exec_streamed(name, (const char *)q.data, f.interactive, f.tty, &code, &sig);
 		buf_free(&q);
 		if (r < 0) {
 			cli_fail(r, NULL);
@@ -492,7 +475,7 @@ static int cmd_exec(int argc, char **argv)
 		}
 		return sig ? 128 + sig : code;
 	}
-	if (interactive) {
+	if (f.interactive) {
 		uint8_t chunk[65536];
 		ssize_t n;
 		while ((n = read(STDIN_FILENO, chunk, sizeof(chunk))) > 0)
@@ -508,14 +491,14 @@ static int cmd_exec(int argc, char **argv)
 		return r;
 	}
 	r = hbd_client_exec(name, (const char *)q.data, in.data, in.len, STDOUT_FILENO,
-			    STDERR_FILENO, &code, &sig, detach ? &det : NULL);
+			    STDERR_FILENO, &code, &sig, f.detach ? &det : NULL);
 	buf_free(&q);
 	buf_free(&in);
 	if (r < 0) {
 		cli_fail(r, NULL);
 		return EXIT_EXEC_FAILED;
 	}
-	if (detach) {
+	if (f.detach) {
 		if (cli.json)
 			cli_print_json(json_incref(det));
 		else
