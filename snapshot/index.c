@@ -494,7 +494,9 @@ static int decode_columns(const uint8_t *body, size_t len, struct index_entry *e
 	for (uint32_t i = 0; i < n; i++) {
 		int64_t raw;
 
-		if (reader_varint(&rd, &v) < 0)
+		/* Two u32 differ by at most UINT32_MAX, whose zigzag is below
+		 * 2^33: refusing more keeps the sum from overflowing. */
+		if (reader_varint(&rd, &v) < 0 || v > 2 * (uint64_t)UINT32_MAX)
 			return -EBADMSG;
 		raw = (int64_t)e[i].length + unzigzag(v);
 		if (raw < 0 || raw > UINT32_MAX)
