@@ -128,6 +128,8 @@ struct hbfs {
 	struct manifest *m;
 	struct oid base_id;     /* the mounted snapshot */
 	struct oid last_id;     /* the last commit (or base) */
+	struct oid upper_base;  /* the snapshot upper/meta names */
+	uint8_t meta_state;     /* UPPER_META_*: how upper_open found upper/meta */
 	pthread_rwlock_t tree_lock;
 	struct node *root;
 	struct node **by_lower; /* leader index -> node */
@@ -179,7 +181,13 @@ uint32_t id_to_host(const struct hbfs *fs, uint32_t id);
 uint32_t id_from_host(const struct hbfs *fs, uint32_t id);
 
 /* upper.c */
-int upper_open(struct hbfs *fs);
+/* Opens and locks the upper directory and reads its meta.  A new upper's
+ * meta is written for new_base when that is known already (it can be done
+ * beside the manifest's loading: it syncs), else left to upper_bind_base,
+ * which checks the upper against fs->base_id once that is final. */
+enum { UPPER_META_NONE, UPPER_META_READ, UPPER_META_WRITTEN };
+int upper_open(struct hbfs *fs, const struct oid *new_base);
+int upper_bind_base(struct hbfs *fs);
 void upper_close(struct hbfs *fs);
 /* Journal records are built then appended under the tree write lock. */
 struct jrec {

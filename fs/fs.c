@@ -67,6 +67,7 @@ static int default_upper(char *out, size_t size)
  * the snapshot id, and an fsync costs as much as decoding a large manifest. */
 struct upper_job {
 	struct hbfs *fs;
+	const struct oid *base; /* the snapshot, when named by a full id */
 	int r;
 	char msg[1024];
 };
@@ -75,7 +76,7 @@ static void *upper_open_main(void *arg)
 {
 	struct upper_job *j = arg;
 
-	j->r = upper_open(j->fs);
+	j->r = upper_open(j->fs, j->base);
 	if (j->r < 0)
 		snprintf(j->msg, sizeof(j->msg), "%s", hb_errmsg(j->r));
 	return NULL;
@@ -107,10 +108,14 @@ static int load_base_manifest(struct hbfs *fs)
 	return repo_load_manifest(fs->repo, &fs->base_id, &fs->m);
 }
 
-/* Load the manifest and build the tree while upper_open runs beside. */
+/* Load the manifest and build the tree while upper_open runs beside; the
+ * upper is checked against the snapshot once its id is final (a tag or a
+ * prefix is resolved by the repository meanwhile). */
 static int load_lower_and_upper(struct hbfs *fs)
 {
-	struct upper_job j = { .fs = fs };
+	struct oid guess;
+	struct upper_job j = { .fs = fs,
+			       .base = full_id(fs->opts.snapshot, &guess) ? &guess : NULL };
 	pthread_t t;
 	bool threaded = pthread_create(&t, NULL, upper_open_main, &j) == 0;
 	int r;
@@ -126,7 +131,7 @@ static int load_lower_and_upper(struct hbfs *fs)
 		return r;
 	if (j.r < 0)
 		return hb_err(j.r, "%s", j.msg);
-	return 0;
+	return upper_bind_base(fs);
 }
 
 /* Everything up to a live kernel mount.  On failure *out is NULL. */

@@ -155,7 +155,7 @@ static int meta_write(struct hbfs *fs)
 	char text[256], base[OID_HEX_BYTES], last[OID_HEX_BYTES];
 	int n;
 
-	oid_format(&fs->base_id, base);
+	oid_format(&fs->upper_base, base);
 	oid_format(&fs->last_id, last);
 	n = snprintf(text, sizeof(text), "hiberbox-upper 1\nbase %s\nlast %s\n", base, last);
 	return write_file_atomic(fs->upper_fd, "meta", text, (size_t)n, 0);
@@ -168,16 +168,22 @@ int upper_save_last(struct hbfs *fs)
 	return r < 0 ? hb_err(r, "writing %s/meta", fs->upper_path) : 0;
 }
 
-static int meta_read(struct hbfs *fs)
+static int meta_read(struct hbfs *fs, const struct oid *new_base)
 {
 	struct buf b = { .max = META_MAX_BYTES };
 	char base[OID_HEX_BYTES] = "", last[OID_HEX_BYTES] = "";
-	struct oid id;
 	int r = read_file(fs->upper_fd, "meta", META_MAX_BYTES, &b);
 
 	if (r == -ENOENT) {
-		fs->last_id = fs->base_id;
-		return meta_write(fs);
+		fs->meta_state = UPPER_META_NONE;
+		if (!new_base)
+			return 0;
+		fs->upper_base = fs->last_id = *new_base;
+		r = meta_write(fs);
+		if (r < 0)
+			return hb_err(r, "writing %s/meta", fs->upper_path);
+		fs->meta_state = UPPER_META_WRITTEN;
+		return 0;
 	}
 	if (r < 0)
 		return hb_err(r, "reading %s/meta", fs->upper_path);
@@ -186,18 +192,43 @@ static int meta_read(struct hbfs *fs)
 		return -ENOMEM;
 	}
 	if (sscanf((char *)b.data, "hiberbox-upper 1\nbase %32s\nlast %32s\n", base, last) != 2 ||
-	    oid_parse(base, &id) < 0 || oid_parse(last, &fs->last_id) < 0) {
+	    oid_parse(base, &fs->upper_base) < 0 || oid_parse(last, &fs->last_id) < 0) {
 		buf_free(&b);
 		return hb_err(-EBADMSG, "%s/meta is not a hiberbox upper directory", fs->upper_path);
 	}
 	buf_free(&b);
-	if (!oid_equal(&id, &fs->base_id))
-		return hb_err(-EINVAL, "upper directory %s belongs to snapshot %s, not this one",
-			      fs->upper_path, base);
+	fs->meta_state = UPPER_META_READ;
 	return 0;
 }
 
-int upper_open(struct hbfs *fs)
+int upper_bind_base(struct hbfs *fs)
+{
+	char hex[OID_HEX_BYTES];
+	int r;
+
+	switch (fs->meta_state) {
+	case UPPER_META_READ:
+		if (oid_equal(&fs->upper_base, &fs->base_id))
+			return 0;
+		oid_format(&fs->upper_base, hex);
+		return hb_err(-EINVAL, "upper directory %s belongs to snapshot %s, not this one",
+			      fs->upper_path, hex);
+	case UPPER_META_WRITTEN:
+		if (oid_equal(&fs->upper_base, &fs->base_id))
+			return 0;
+		/* written for a full id that turned out to be a tag's name */
+		/* fallthrough */
+	default:
+		fs->upper_base = fs->last_id = fs->base_id;
+		r = meta_write(fs);
+		if (r < 0)
+			return hb_err(r, "writing %s/meta", fs->upper_path);
+		fs->meta_state = UPPER_META_WRITTEN;
+		return 0;
+	}
+}
+
+int upper_open(struct hbfs *fs, const struct oid *new_base)
 {
 	struct stat st;
 	int r;
@@ -227,7 +258,7 @@ int upper_open(struct hbfs *fs)
 	fs->journal_fd = fs->journal->fd;
 	if (fstat(fs->journal->fd, &st) == 0)
 		fs->journal->bytes = (uint64_t)st.st_size;
-	return meta_read(fs);
+	return meta_read(fs, new_base);
 }
 
 void upper_close(struct hbfs *fs)

@@ -66,6 +66,25 @@ if grep ' HEAD repo/snapshots/' "$T/trace" >/dev/null; then
 fi
 hb_ok umount "$MNT" >/dev/null
 
+log "a tag or an id prefix names the same upper directory's snapshot on every mount"
+# The upper's meta is checked while the repository resolves the name, which
+# takes round trips here: the check must wait for the resolved id.
+hb_ok tag hbtag "$id" >/dev/null
+hb_ok mount hbtag "$MNT" --upper "$T/upper-tag" >/dev/null
+echo kept >"$MNT/by-tag.txt"
+hb_ok umount "$MNT" >/dev/null
+grep -q "^base $id\$" "$T/upper-tag/meta" || bad "a new upper mounted by tag records $(sed -n 2p "$T/upper-tag/meta"), not $id"
+for name in hbtag "${id:0:10}" "$id"; do
+	hb_ok mount "$name" "$MNT" --upper "$T/upper-tag" >/dev/null
+	[ "$(cat "$MNT/by-tag.txt" 2>/dev/null)" = kept ] || bad "mounted as $name, the upper's file is gone"
+	hb_ok umount "$MNT" >/dev/null
+done
+other=$(snapshot_create "$T/src" --tag other)
+if expect_error "another snapshot over that upper" mount other "$MNT" --upper "$T/upper-tag"; then
+	[[ "$HB_ERR" == *"belongs to snapshot $id"* ]] || bad "another snapshot over that upper: $HB_ERR"
+fi
+mountpoint -q "$MNT" && { bad "another snapshot mounted over a foreign upper"; hb umount "$MNT"; }
+
 log "a corrupted window: the chunks in it are fetched again, alone, and read right"
 rm -rf "$HIBERBOX_HOME/cache"
 hb_ok mount "$id" "$MNT" >/dev/null
