@@ -305,7 +305,8 @@ int repo_snapshot_diff(struct repo *r, const struct oid *a, const struct oid *b,
 	rc = walk(&d);
 	if (rc < 0)
 		goto out;
-	qsort(d.items, d.nitems, sizeof(*d.items), item_cmp);
+	if (d.nitems)
+		qsort(d.items, d.nitems, sizeof(*d.items), item_cmp);
 	for (size_t i = 0; i < d.nitems && rc == 0; i++)
 		rc = fn(d.items[i].kind, d.items[i].path, arg);
 out:
