@@ -396,9 +396,32 @@ static int run_fusermount(const char *mountpoint, bool lazy)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
 }
 
+/* A process that has exited is not alive even while it waits to be reaped:
+ * the fs is daemonized, so its reaper is init, which may take its time (a
+ * second on some VMs' init), and umount would wait for that. */
 static bool pid_alive(pid_t pid)
 {
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+	char path[64], stat[512], *close_paren;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ENOENT;
+	n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	stat[n] = 0;
+	/* "pid (comm) S ...": comm may hold anything, the state follows the
+	 * last ')' */
+	close_paren = strrchr(stat, ')');
+	if (!close_paren || close_paren[1] != ' ')
+		return true;
+	return close_paren[2] != 'Z' && close_paren[2] != 'X';
 }
 
 /* The type of the mount at path in /proc/self/mounts (last one wins):

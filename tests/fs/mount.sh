@@ -190,6 +190,24 @@ for i in 1 2 3 4 5; do cp "$M2/sem/lower.txt" "$M2/copy$i" && hb_ok umount "$M2"
 fs_umount "$M2"
 mountpoint -q "$M2" && bad "umount left $M2 mounted"
 
+log "umount returns when the fs process exits, not when it is reaped"
+# The fs is a daemon: whoever reaps it (init, or here a subreaper that never
+# does) is not waited for; its mount record goes with it.
+python3 - "$HIBERBOX" "$ID" "$M2" "$T/reap.out" <<'PY' || bad "umount under a slow reaper: $(cat "$T/reap.out")"
+import ctypes, subprocess, sys, time
+hb, snap, mnt, out = sys.argv[1:]
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: we reap nothing
+subprocess.run([hb, "mount", snap, mnt], check=True, stdout=subprocess.DEVNULL)
+t = time.monotonic()
+r = subprocess.run([hb, "umount", mnt], capture_output=True, text=True)
+took = time.monotonic() - t
+listed = subprocess.run([hb, "mounts"], capture_output=True, text=True).stdout
+with open(out, "w") as f:
+    f.write("exit %d after %.2f s; %s; mounts: %s" % (r.returncode, took, r.stderr.strip(), listed))
+sys.exit(0 if r.returncode == 0 and took < 5 and mnt not in listed else 1)
+PY
+mountpoint -q "$M2" && { bad "umount left $M2 mounted"; fs_umount "$M2"; }
+
 log "uid shift"
 fs_mount "$ID" "$M" --upper "$T/upper-shift" --uid-shift 100000
 [ "$(stat -c %u:%g "$M/sem/lower.txt")" = "100000:100000" ] || bad "uid shift: $(stat -c %u:%g "$M/sem/lower.txt")"
