@@ -14,34 +14,7 @@
 #include "snapshot/snapshot.h"
 #include "snapshot/store.h"
 #include "util/error.h"
-
-/* "512M", "20G", "1048576" -> bytes.  @return 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	int shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (*end == 'i')
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
+#include "util/size.h"
 
 #ifdef HIBERBOX_HAVE_S3
 static int open_remote(const char *location, int create, struct store **out)
@@ -52,7 +25,7 @@ static int open_remote(const char *location, int create, struct store **out)
 	struct store *remote;
 	int r;
 
-	if (size_env && size_env[0] && parse_size(size_env, &cache_bytes) < 0)
+	if (size_env && size_env[0] && size_parse(size_env, &cache_bytes) < 0)
 		return hb_err(-EINVAL, "HIBERBOX_CACHE_SIZE=%s: not a size (e.g. 512M, 20G)", size_env);
 	r = repo_default_home(home, sizeof(home));
 	if (r < 0)

@@ -168,33 +168,6 @@ void cli_progress_done(void)
 	progress_drawn = false;
 }
 
-int cli_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-	uint64_t mult = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	case 't': case 'T': mult = 1ull << 40; end++; break;
-	default: break;
-	}
-	if (*end == 'i' || *end == 'I')
-		end++;
-	if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end)
-		return -EINVAL;
-	*out = (uint64_t)(v * (double)mult);
-	return 0;
-}
-
 const char *cli_format_bytes(uint64_t bytes, char *out, size_t size)
 {
 	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };

@@ -47,8 +47,6 @@ int cli_open_repo(struct repo **out);
 /* A progress reporter drawing a bar on stderr when cli.progress is set. */
 struct repo_progress cli_progress(void);
 void cli_progress_done(void);
-/* Parse sizes like 512M, 1G, 4096.  @return 0 or -EINVAL. */
-int cli_parse_size(const char *s, uint64_t *out);
 /* Format bytes as "12.3 MiB" into out. */
 const char *cli_format_bytes(uint64_t bytes, char *out, size_t size);
 /* Print a --help text for cmd: "usage: hiberbox <name> <args>" + extra lines. */

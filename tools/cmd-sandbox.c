@@ -20,6 +20,7 @@
 
 #include "manager/daemon/daemon.h"
 #include "tools/cli.h"
+#include "util/size.h"
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -209,7 +210,7 @@ static int cmd_create(int argc, char **argv)
 			json_object_set_new(req, "image", json_string(optarg));
 			break;
 		case 'm':
-			if (cli_parse_size(optarg, &v) < 0)
+			if (size_parse(optarg, &v) < 0)
 				{ rc = cli_usage("create", "bad --memory '%s'", optarg); goto out; }
 			json_object_set_new(req, "memory_bytes", json_integer((json_int_t)v));
 			break;

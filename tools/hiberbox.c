@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
+#include "util/size.h"
 #include "util/error.h"
 
 struct cli_globals cli;
@@ -50,9 +51,19 @@ int main(int argc, char **argv)
 		case 'r':
 			cli.repo = optarg;
 			break;
-		case 'C': /* read where the cache is opened (snapshot/store-open.c) */
+		case 'C': { /* read where the cache is opened (snapshot/store-open.c) */
+			uint64_t bytes;
+
+			/* checked here too: a local repository has no cache and
+			 * would never look at it */
+			if (size_parse(optarg, &bytes) < 0) {
+				fprintf(stderr, "hiberbox: bad --cache-size '%s' (e.g. 512M, 20G)\n",
+					optarg);
+				return 2;
+			}
 			setenv("HIBERBOX_CACHE_SIZE", optarg, 1);
 			break;
+		}
 		case 'j':
 			cli.json = true;
 			break;

@@ -173,3 +173,9 @@ expect_usage_error "restore without DIR" snapshot restore "$id" || true
 expect_usage_error "show without ID" snapshot show || true
 expect_usage_error "--level out of range" snapshot create "$T/tree" --level 99 || true
 expect_usage_error "tag without ID" tag only-a-name || true
+# checked even where no cache is used (a local repository), so a typo shows
+for size in 12Q -1G nan 1e30T; do
+	expect_usage_error "--cache-size $size" --cache-size "$size" snapshot list &&
+		expect_in "$(cat "$T/err")" "cache-size" "--cache-size $size" || true
+done
+hb_ok --cache-size 1.5G snapshot list >/dev/null
