@@ -1,7 +1,9 @@
 /* Filesystem commands: mount, commit, umount, mounts. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,24 @@ static const char mount_help[] =
 	"  --upper DIR      upper directory (default: a new one under $HIBERBOX_HOME/upper)\n"
 	"  --uid-shift N    present stored uid/gid 0..65535 as N..N+65535\n"
 	"  --foreground     serve in this process until unmounted\n"
-	"  --debug          libfuse debug output (implies --foreground)\n";
+	"  --debug          libfuse debug output (implies --foreground)\n"
+	"  --force          mount over a directory that is not empty (hiding its files)\n";
+
+/* Whether the directory at path has entries (a mount would hide them).
+ * Errors are left to the mount, which names them better. */
+static bool dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool any = false;
+
+	if (!d)
+		return false;
+	while (!any && (e = readdir(d)))
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return any;
+}
 
 /* S3 limits for a mount's reads, unless the environment sets them. */
 #define MOUNT_S3_DEADLINE_MS "20000"
@@ -34,14 +53,16 @@ static int cmd_mount(int argc, char **argv)
 		{ "uid-shift", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "force", no_argument, NULL, 'F' },
 		{ 0 }
 	};
 	struct hbfs_opts mo = { .ready_fd = -1 };
+	bool force = false;
 	const char *loc;
 	char *end;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hu:s:fd", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hu:s:fdF", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("mount", mount_help);
 		if (r)
@@ -66,6 +87,9 @@ static int cmd_mount(int argc, char **argv)
 		case 'd':
 			mo.debug = true;
 			break;
+		case 'F':
+			force = true;
+			break;
 		default:
 			return cli_usage("mount", "unknown option");
 		}
@@ -78,6 +102,12 @@ static int cmd_mount(int argc, char **argv)
 	mo.repo = loc;
 	mo.snapshot = argv[optind];
 	mo.mountpoint = argv[optind + 1];
+	/* Like restore into a non-empty directory: most likely the wrong one. */
+	if (!force && dir_has_entries(mo.mountpoint))
+		return cli_fail(hb_err(-ENOTEMPTY, "%s is not empty: the mount would hide its files "
+						   "(--force mounts over it anyway)",
+				       mo.mountpoint),
+				"mount");
 	/* A program reading through the mount should get EIO within seconds
 	 * when the bucket is unreachable, not after a batch job's patience. */
 	setenv("HIBERBOX_S3_DEADLINE_MS", MOUNT_S3_DEADLINE_MS, 0);

@@ -176,6 +176,9 @@ expect_error "commit of a non-mount" commit "$T" && expect_in "$HB_ERR" "no live
 expect_error "mount of an unknown snapshot" mount ffffffffffff "$M2"
 expect_error "mount on a missing directory" mount "$ID" "$T/nonexistent"
 expect_error "umount of a non-mount" umount "$T/src"
+expect_error "mount over a non-empty directory" mount "$ID" "$T/src" &&
+	expect_in "$HB_ERR" "not empty.*--force" "mount over a non-empty directory"
+mountpoint -q "$T/src" && { bad "mounted over a non-empty directory"; hb umount "$T/src"; }
 expect_usage_error "mount without arguments" mount
 hb_ok mount --help >/dev/null
 # umount of a mount in use fails (after a second of retries) and leaves it
