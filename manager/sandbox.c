@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -465,8 +466,12 @@ static int read_child_report(int fd, pid_t pid)
 	rep.step[sizeof(rep.step) - 1] = '\0';
 	rep.detail[sizeof(rep.detail) - 1] = '\0';
 	int err = rep.err > 0 && rep.err < 4096 ? rep.err : EIO;
-	return hb_err(-err, "sandbox setup: %s%s%s: %s", rep.step, rep.detail[0] ? " " : "",
-		      rep.detail, strerror(err));
+	/* The command or its directory are the caller's; other steps are the
+	 * sandbox's own making. */
+	bool callers = !strcmp(rep.step, "exec") || !strcmp(rep.step, "chdir");
+
+	return hb_err(-err, "%s%s%s%s: %s", callers ? "" : "sandbox setup: ", rep.step,
+		      rep.detail[0] ? " " : "", rep.detail, strerror(err));
 }
 
 /* Kill and reap a child that failed half-way. */
@@ -824,7 +829,7 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct san
 	int r = start_child(spec, sb, sb->cg, p);
 	if (r < 0) {
 		free(p);
-		return hb_err_ctx(r, "exec in %s: ", sb->name);
+		return r;
 	}
 	*out = p;
 	return 0;

@@ -113,7 +113,7 @@ static int cmd_image_import(int argc, char **argv)
 	if (argc - optind != 2)
 		return cli_usage("image import", "expected DIR|TARBALL NAME");
 	if (!realpath(argv[optind], abs))
-		return cli_fail(-errno, "%s: %s", argv[optind], strerror(errno));
+		return cli_fail(hb_err(-errno, "%s: %s", argv[optind], strerror(errno)), NULL);
 	return call_print("POST", "/images", json_pack("{s:s, s:s}", "name", argv[optind + 1],
 						       "source", abs), human_import);
 }

@@ -830,6 +830,8 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
 	    (r = sandbox_spec_set_tty(spec, req->tty)) < 0)
 		goto out;
 	r = sandbox_exec(s->sb, spec, out);
+	if (r < 0)
+		r = hb_err_ctx(r, "%s", s->rec.name);
 	s->last_activity_ns = now_ns();
 out:
 	json_decref(env);

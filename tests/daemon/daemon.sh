@@ -57,6 +57,9 @@ tar -C "$T/img" -cf "$T/img.tar" . || fail "tar"
 "$HB" image ls | grep -q '^fromtar ' || fail "image ls lacks fromtar"
 "$HB" image import "$T/img" base 2>"$T/err" && fail "importing an existing name succeeded"
 grep -q "exists already" "$T/err" || fail "duplicate import: $(cat "$T/err")"
+"$HB" image import "$T/nowhere" x 2>"$T/err" && fail "imported a missing directory"
+[ "$(cat "$T/err")" = "hiberbox: $T/nowhere: No such file or directory" ] ||
+	fail "import of a missing directory: $(cat "$T/err")"
 
 step "names"
 for bad in "../x" "a/b" ".hidden" "" "$(printf 'x%.0s' {1..70})" 'a b'; do
@@ -122,6 +125,11 @@ out=$("$HB" exec --user 1234:55 a -- id)
 grep -q "uid=1234 gid=55" <<<"$out" || fail "--user 1234:55: '$out'"
 "$HB" exec a -- /bin/nonexistent 2>"$T/err"; rc=$?
 [ "$rc" = 125 ] || fail "missing command: exit $rc, expected 125"
+[ "$(cat "$T/err")" = "hiberbox: a: exec /bin/nonexistent: No such file or directory" ] ||
+	fail "missing command, message: $(cat "$T/err")"
+"$HB" exec --cwd /nowhere a -- true 2>"$T/err"; rc=$?
+[ "$rc" = 125 ] && [ "$(cat "$T/err")" = "hiberbox: a: chdir /nowhere: No such file or directory" ] ||
+	fail "missing --cwd: $rc $(cat "$T/err")"
 "$HB" exec nosuch -- true 2>"$T/err"; rc=$?
 [ "$rc" = 125 ] && grep -q "no sandbox named 'nosuch'" "$T/err" || fail "exec on missing: $rc $(cat "$T/err")"
 # output is streamed as produced, not at the end
