@@ -392,7 +392,7 @@ static int chunk_one(struct commit_ctx *c, struct repo_writer *w, struct pending
 	pthread_rwlock_wrlock(&f->data_lock);
 	got = pread(fd, small, sizeof(small), 0);
 	if (got < 0) {
-		r = hb_err(-errno, "commit: reading inode %llu", (unsigned long long)p->n->ino);
+		r = hb_err_sys(-errno, "commit: reading inode %llu", (unsigned long long)p->n->ino);
 	} else if ((size_t)got <= MANIFEST_INLINE_WRITE_BYTES) {
 		r = manifest_builder_set_inline(c->b, p->idx, small, (size_t)got);
 		size = (uint64_t)got;

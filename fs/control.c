@@ -180,11 +180,11 @@ int control_start(struct hbfs *fs)
 		return r;
 	fs->control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fs->control_fd < 0)
-		return hb_err(-errno, "control socket");
+		return hb_err_sys(-errno, "control socket");
 	unlink(fs->sock_path);
 	if (bind(fs->control_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    listen(fs->control_fd, 8) < 0)
-		return hb_err(-errno, "binding control socket %s", fs->sock_path);
+		return hb_err_sys(-errno, "binding control socket %s", fs->sock_path);
 	chmod(fs->sock_path, 0600);
 	r = write_info(fs);
 	if (r < 0)
@@ -342,7 +342,7 @@ int hbfs_list_mounts(struct hbfs_mount_info **out, size_t *count)
 		return r;
 	d = opendir(dir);
 	if (!d)
-		return errno == ENOENT ? 0 : hb_err(-errno, "listing %s", dir);
+		return errno == ENOENT ? 0 : hb_err_sys(-errno, "listing %s", dir);
 	while ((de = readdir(d))) {
 		size_t l = strlen(de->d_name);
 		char path[8192], sock[8192], answer[64];

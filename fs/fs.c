@@ -150,7 +150,7 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	pthread_mutex_init(&fs->copy_lock, NULL);
 	pthread_cond_init(&fs->copy_done, NULL);
 	if (!realpath(opts->mountpoint, fs->mountpoint)) {
-		r = hb_err(-errno, "mountpoint %s", opts->mountpoint);
+		r = hb_err_sys(-errno, "mountpoint %s", opts->mountpoint);
 		goto fail;
 	}
 	if (opts->upper) {
@@ -336,7 +336,7 @@ static int wait_child(int rfd, pid_t pid, const char *mountpoint)
 	line[strcspn(line, "\n")] = 0;
 	if (!strcmp(line, "ok")) {
 		if (stat(mountpoint, &st) < 0)
-			return hb_err(-errno, "the mount at %s does not answer", mountpoint);
+			return hb_err_sys(-errno, "the mount at %s does not answer", mountpoint);
 		return 0;
 	}
 	if (!strncmp(line, "error ", 6)) {
@@ -355,16 +355,16 @@ int hbfs_mount(const struct hbfs_opts *opts)
 	if (!opts || !opts->repo || !opts->snapshot || !opts->mountpoint)
 		return hb_err(-EINVAL, "mount: repository, snapshot and mountpoint are required");
 	if (access("/dev/fuse", R_OK | W_OK) < 0)
-		return hb_err(-errno, "/dev/fuse is not usable");
+		return hb_err_sys(-errno, "/dev/fuse is not usable");
 	if (opts->foreground || opts->debug)
 		return serve(opts, opts->ready_fd);
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return hb_err(-errno, "pipe");
+		return hb_err_sys(-errno, "pipe");
 	pid = fork();
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
-		return hb_err(-errno, "fork");
+		return hb_err_sys(-errno, "fork");
 	}
 	if (pid == 0) {
 		/* The daemon: its own session, output to a log beside the upper. */

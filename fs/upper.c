@@ -165,7 +165,7 @@ int upper_save_last(struct hbfs *fs)
 {
 	int r = meta_write(fs);
 
-	return r < 0 ? hb_err(r, "writing %s/meta", fs->upper_path) : 0;
+	return r < 0 ? hb_err_sys(r, "writing %s/meta", fs->upper_path) : 0;
 }
 
 static int meta_read(struct hbfs *fs, const struct oid *new_base)
@@ -181,12 +181,12 @@ static int meta_read(struct hbfs *fs, const struct oid *new_base)
 		fs->upper_base = fs->last_id = *new_base;
 		r = meta_write(fs);
 		if (r < 0)
-			return hb_err(r, "writing %s/meta", fs->upper_path);
+			return hb_err_sys(r, "writing %s/meta", fs->upper_path);
 		fs->meta_state = UPPER_META_WRITTEN;
 		return 0;
 	}
 	if (r < 0)
-		return hb_err(r, "reading %s/meta", fs->upper_path);
+		return hb_err_sys(r, "reading %s/meta", fs->upper_path);
 	if (buf_append(&b, "", 1) < 0) {
 		buf_free(&b);
 		return -ENOMEM;
@@ -222,7 +222,7 @@ int upper_bind_base(struct hbfs *fs)
 		fs->upper_base = fs->last_id = fs->base_id;
 		r = meta_write(fs);
 		if (r < 0)
-			return hb_err(r, "writing %s/meta", fs->upper_path);
+			return hb_err_sys(r, "writing %s/meta", fs->upper_path);
 		fs->meta_state = UPPER_META_WRITTEN;
 		return 0;
 	}
@@ -235,22 +235,22 @@ int upper_open(struct hbfs *fs, const struct oid *new_base)
 
 	r = mkdir_p(AT_FDCWD, fs->upper_path, 0700);
 	if (r < 0)
-		return hb_err(r, "creating upper directory %s", fs->upper_path);
+		return hb_err_sys(r, "creating upper directory %s", fs->upper_path);
 	fs->upper_fd = open(fs->upper_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->upper_fd < 0)
-		return hb_err(-errno, "opening upper directory %s", fs->upper_path);
+		return hb_err_sys(-errno, "opening upper directory %s", fs->upper_path);
 	if (mkdirat(fs->upper_fd, "data", 0700) < 0 && errno != EEXIST)
-		return hb_err(-errno, "creating %s/data", fs->upper_path);
+		return hb_err_sys(-errno, "creating %s/data", fs->upper_path);
 	fs->data_fd = openat(fs->upper_fd, "data", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->data_fd < 0)
-		return hb_err(-errno, "opening %s/data", fs->upper_path);
+		return hb_err_sys(-errno, "opening %s/data", fs->upper_path);
 	fs->journal = calloc(1, sizeof(*fs->journal));
 	if (!fs->journal)
 		return -ENOMEM;
 	fs->journal->fd = openat(fs->upper_fd, "journal",
 				 O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fs->journal->fd < 0)
-		return hb_err(-errno, "opening %s/journal", fs->upper_path);
+		return hb_err_sys(-errno, "opening %s/journal", fs->upper_path);
 	/* One mount per upper directory. */
 	if (flock(fs->journal->fd, LOCK_EX | LOCK_NB) < 0)
 		return hb_err(-EBUSY, "upper directory %s is in use by another mount",
@@ -509,7 +509,7 @@ int upper_replay(struct hbfs *fs)
 
 	r = read_file(fs->upper_fd, "journal", JOURNAL_MAX_BYTES, &b);
 	if (r < 0)
-		return hb_err(r, "reading %s/journal", fs->upper_path);
+		return hb_err_sys(r, "reading %s/journal", fs->upper_path);
 	while (off + JOURNAL_HEADER_BYTES <= b.len) {
 		const uint8_t *h = b.data + off;
 		uint32_t len = get_le32(h + 4);
@@ -540,7 +540,7 @@ int upper_replay(struct hbfs *fs)
 			fs->upper_path, b.len - good);
 		if (ftruncate(fs->journal->fd, (off_t)good) < 0) {
 			buf_free(&b);
-			return hb_err(-errno, "truncating %s/journal", fs->upper_path);
+			return hb_err_sys(-errno, "truncating %s/journal", fs->upper_path);
 		}
 		fs->journal->bytes = good;
 	}
@@ -759,7 +759,7 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	fd = openat(fs->data_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return hb_err(-errno, "copy-up: creating %s/data/%s", fs->upper_path, tmp);
+		return hb_err_sys(-errno, "copy-up: creating %s/data/%s", fs->upper_path, tmp);
 	/* A large copy runs without the tree lock (the lower content cannot
 	 * change); the node is pinned and marked so that others wait for it. */
 	unlocked = len > HBFS_COPY_UP_UNLOCKED_BYTES;

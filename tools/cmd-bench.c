@@ -630,7 +630,7 @@ int bench_write_report(const struct bench_result *res, const char *path)
 	if (fclose(f) != 0 && r == 0)
 		r = -EIO;
 	if (r < 0)
-		return hb_err(r, "writing report %s", path);
+		return hb_err_sys(r, "writing report %s", path);
 	return 0;
 }
 

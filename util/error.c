@@ -22,6 +22,19 @@ int hb_err(int r, const char *fmt, ...)
 	return r;
 }
 
+int hb_err_sys(int r, const char *fmt, ...)
+{
+	char msg[ERR_MSG_BYTES];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(err_msg, sizeof(err_msg), "%s: %s", msg, strerror(r < 0 ? -r : r));
+	err_code = r;
+	return r;
+}
+
 int hb_err_ctx(int r, const char *fmt, ...)
 {
 	char prefix[ERR_MSG_BYTES], old[ERR_MSG_BYTES];

@@ -14,6 +14,10 @@
  * `return hb_err(-EIO, "reading %s", path);` both sets and propagates. */
 int hb_err(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* For a failed system call (or a helper that returns its errno): record
+ * "<message>: strerror(-r)" and return r. */
+int hb_err_sys(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Prefix the current message with more context ("restore /x: " + old) and
  * return r.  If no message was recorded, the prefix is joined with strerror(-r). */
 int hb_err_ctx(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -862,7 +862,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		req.tty = true;
 	} else if (stream_in) {
 		if (pipe2(inp, O_CLOEXEC) < 0) {
-			r = hb_err(-errno, "pipe");
+			r = hb_err_sys(-errno, "pipe");
 			goto fail_locked;
 		}
 		req.stdin_fd = inp[0];
@@ -876,13 +876,13 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 			goto fail_locked;
 		snprintf(tmp, sizeof(tmp), "%s/new-XXXXXX", logs);
 		if ((out[1] = mkostemp(tmp, O_CLOEXEC | O_APPEND)) < 0) {
-			r = hb_err(-errno, "log file in %s", logs);
+			r = hb_err_sys(-errno, "log file in %s", logs);
 			goto fail_locked;
 		}
 		req.stdout_fd = req.stderr_fd = out[1];
 	} else if (!tty) {
 		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-			r = hb_err(-errno, "pipe");
+			r = hb_err_sys(-errno, "pipe");
 			goto fail_locked;
 		}
 		req.stdout_fd = out[1];
@@ -937,7 +937,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		s->active_execs--;
 		pthread_mutex_unlock(&s->lock);
 		hbd_put(d, s);
-		return reply_err(c, hb_err(-errno, "terminal"));
+		return reply_err(c, hb_err_sys(-errno, "terminal"));
 	}
 
 	struct exec_stream *x = calloc(1, sizeof(*x));
@@ -1099,11 +1099,11 @@ static int do_exec_input(struct sbx *s, struct MHD_Connection *c, const char *id
 		return hb_err(-ENOENT, "no exec %llu with streamed stdin in %s (it has ended?)", id,
 			      s->rec.name);
 	if (r == 0 && fd < 0 && (rq->body.len || resize || (tty && close_after)))
-		r = hb_err(-errno, "stdin of exec %llu", id);
+		r = hb_err_sys(-errno, "stdin of exec %llu", id);
 	if (r == 0 && resize) {
 		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
 		if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
-			r = hb_err(-errno, "resizing the terminal of exec %llu", id);
+			r = hb_err_sys(-errno, "resizing the terminal of exec %llu", id);
 		else
 			*out = json_pack("{s:i, s:i}", "rows", (int)rows, "cols", (int)cols);
 		close(fd);
@@ -1202,7 +1202,7 @@ static enum MHD_Result do_logs(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		return reply_err(c, r);
 	}
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return reply_err(c, hb_err(-errno, "no log for pid %s", pid ? pid : "?"));
+		return reply_err(c, hb_err_sys(-errno, "no log for pid %s", pid ? pid : "?"));
 	return reply_fd(c, fd);
 }
 
@@ -1494,7 +1494,7 @@ static int listen_unix(const char *path)
 	strcpy(sa.sun_path, path);
 	unlink(path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return hb_err(-errno, "socket");
+		return hb_err_sys(-errno, "socket");
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
 	    listen(fd, 64) < 0) {
 		int r = hb_err(-errno, "listen on %s: %s", path, strerror(errno));
@@ -1548,7 +1548,7 @@ int hbd_run(const struct hbd_config *cfg)
 	setenv("HIBERBOX_HOME", d->home, 1);
 	snprintf(path, sizeof(path), "%s/sandboxes", d->home);
 	if ((r = mkdir_p(AT_FDCWD, path, 0755)) < 0) {
-		r = hb_err(r, "mkdir %s", path);
+		r = hb_err_sys(r, "mkdir %s", path);
 		goto out;
 	}
 	chmod(d->home, 0755); /* sandbox roots below must be reachable by their uids */
@@ -1593,7 +1593,7 @@ int hbd_run(const struct hbd_config *cfg)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0 || pipe2(d->stop_pipe, O_CLOEXEC) < 0) {
-		r = hb_err(-errno, "signalfd");
+		r = hb_err_sys(-errno, "signalfd");
 		goto out;
 	}
 	if ((r = hbd_socket_path(d->home, path, sizeof(path))) < 0 || (lfd = listen_unix(path)) < 0) {

@@ -399,7 +399,7 @@ static int perform(const char *method, const char *path, const char *query, cons
 	k->body.max = CLIENT_REPLY_MAX_BYTES;
 	k->frame.max = 2 * HBD_FRAME_MAX_BYTES;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return hb_err(-errno, "socket");
+		return hb_err_sys(-errno, "socket");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = errno;
 		close(fd);
@@ -555,7 +555,7 @@ int hbd_client_ensure(const char *const *self_argv)
 	snprintf(log, sizeof(log), "%s/hiberboxd.log", home);
 	pid = fork();
 	if (pid < 0)
-		return hb_err(-errno, "fork");
+		return hb_err_sys(-errno, "fork");
 	if (pid == 0) {
 		/* Double fork: the daemon is nobody's child and has its own session. */
 		setsid();

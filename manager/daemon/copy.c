@@ -183,7 +183,7 @@ static int put_tree(const struct copy *c, int dfd, const char *local, mode_t mod
 		}
 	}
 	if (r == 0 && errno)
-		r = hb_err(-errno, "listing %s", local);
+		r = hb_err_sys(-errno, "listing %s", local);
 	closedir(dir);
 	return r;
 }
@@ -252,11 +252,11 @@ static int get_file(const struct copy *c, const char *remote, int dfd, const cha
 		return hb_err(-errno, "%s: %s", shown, strerror(errno));
 	r = hbd_client_raw("GET", url, NULL, 0, fd);
 	if (r == 0 && fchmod(fd, mode & 07777) < 0)
-		r = hb_err(-errno, "chmod %s", shown);
+		r = hb_err_sys(-errno, "chmod %s", shown);
 	if (r == 0 && fstat(fd, &st) == 0)
 		c->st->bytes += (uint64_t)st.st_size;
 	if (close(fd) < 0 && r == 0)
-		r = hb_err(-errno, "writing %s", shown);
+		r = hb_err_sys(-errno, "writing %s", shown);
 	/* never over a local directory or symlink */
 	if (r == 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
 		r = hb_err(-EEXIST, "%s exists and is not a regular file", shown);
@@ -321,7 +321,7 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 	json_decref(list);
 	/* the directory's own mode last: a read-only one was filled first */
 	if (r == 0 && fchmod(dfd, mode & 07777) < 0)
-		r = hb_err(-errno, "chmod %s", shown);
+		r = hb_err_sys(-errno, "chmod %s", shown);
 	close(dfd);
 	return r;
 }

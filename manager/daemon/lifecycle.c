@@ -65,9 +65,9 @@ int rm_rf(const char *path)
 	struct stat st;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : hb_err(-errno, "stat %s", path);
+		return errno == ENOENT ? 0 : hb_err_sys(-errno, "stat %s", path);
 	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-		return hb_err(-errno, "remove %s", path);
+		return hb_err_sys(-errno, "remove %s", path);
 	return 0;
 }
 
@@ -132,7 +132,7 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	argv[n++] = mnt;
 	argv[n] = NULL;
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return hb_err(-errno, "pipe");
+		return hb_err_sys(-errno, "pipe");
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -330,7 +330,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	if ((r = rm_rf(upper)) < 0)
 		return r;
 	if (mkdir(upper, 0700) < 0)
-		return hb_err(-errno, "mkdir %s", upper);
+		return hb_err_sys(-errno, "mkdir %s", upper);
 	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base)) < 0)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
 
@@ -857,7 +857,7 @@ int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, m
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
 		return r;
 	if ((rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return hb_err(-errno, "open %s", root);
+		return hb_err_sys(-errno, "open %s", root);
 	fd = (int)syscall(SYS_openat2, rootfd, path[1] ? path + 1 : ".", &how, sizeof(how));
 	r = fd < 0 ? -errno : 0;
 	close(rootfd);
@@ -931,7 +931,7 @@ int image_import(struct hbd *d, const char *name, const char *source, json_t **o
 		mkdir_p(AT_FDCWD, tmp, 0700);
 		snprintf(tmp, sizeof(tmp), "%s/tmp/import-XXXXXX", d->home);
 		if (!mkdtemp(tmp)) {
-			r = hb_err(-errno, "mkdtemp %s", tmp);
+			r = hb_err_sys(-errno, "mkdtemp %s", tmp);
 			tmp[0] = 0;
 			goto out;
 		}

@@ -174,7 +174,10 @@ fs_umount "$M3"
 log "errors of the commands"
 expect_error "commit of a non-mount" commit "$T" && expect_in "$HB_ERR" "no live" "commit error"
 expect_error "mount of an unknown snapshot" mount ffffffffffff "$M2"
-expect_error "mount on a missing directory" mount "$ID" "$T/nonexistent"
+expect_error "mount on a missing directory" mount "$ID" "$T/nonexistent" &&
+	expect_in "$HB_ERR" "$T/nonexistent: No such file or directory" "mount on a missing directory"
+expect_error "an upper where none can be made" mount "$ID" "$M2" --upper /proc/hb-upper &&
+	expect_in "$HB_ERR" "creating upper directory /proc/hb-upper: No such file" "upper under /proc"
 expect_error "umount of a non-mount" umount "$T/src"
 expect_error "mount over a non-empty directory" mount "$ID" "$T/src" &&
 	expect_in "$HB_ERR" "not empty.*--force" "mount over a non-empty directory"
