@@ -8,30 +8,37 @@
 static _Thread_local char err_msg[ERR_MSG_BYTES];
 static _Thread_local int err_code;
 
-int hb_err(int r, const char *fmt, ...)
+/* Through a copy: hb_err(r, "%s", hb_errmsg(r)) must keep the message. */
+static int record(int r, int with_reason, const char *fmt, va_list ap)
 {
 	char msg[ERR_MSG_BYTES];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (with_reason)
+		snprintf(err_msg, sizeof(err_msg), "%s: %s", msg, strerror(r < 0 ? -r : r));
+	else
+		memcpy(err_msg, msg, sizeof(err_msg));
+	err_code = r;
+	return r;
+}
+
+int hb_err(int r, const char *fmt, ...)
+{
 	va_list ap;
 
-	/* Through a copy: hb_err(r, "%s", hb_errmsg(r)) must keep the message. */
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r = record(r, 0, fmt, ap);
 	va_end(ap);
-	memcpy(err_msg, msg, sizeof(err_msg));
-	err_code = r;
 	return r;
 }
 
 int hb_err_sys(int r, const char *fmt, ...)
 {
-	char msg[ERR_MSG_BYTES];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r = record(r, 1, fmt, ap);
 	va_end(ap);
-	snprintf(err_msg, sizeof(err_msg), "%s: %s", msg, strerror(r < 0 ? -r : r));
-	err_code = r;
 	return r;
 }
 
