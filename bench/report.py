@@ -171,8 +171,10 @@ def repo_section(doc, r):
     if "error" in r:
         doc.p("failed: " + r["error"], "err")
         return
-    doc.p("%d files, %.0f MB; %d run(s), medians; page cache %s."
-          % (r["tree"]["files"], r["tree"]["bytes"] / 1e6, r["runs"], r["page_cache"]), "help")
+    doc.p("%d files, %.0f MB; %d run(s), medians; page cache %s%s."
+          % (r["tree"]["files"], r["tree"]["bytes"] / 1e6, r["runs"], r["page_cache"],
+             "; extracts and restores onto " + r["output_fs"] if r.get("output_fs") else ""),
+          "help")
     med = r["seconds_median"]
     pairs = [("snapshot vs tar create", [("tar -I zstd -cf", "tar_create", "tar_zstd"),
                                           ("snapshot create", "hb_create", "hiberbox"),
