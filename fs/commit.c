@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -486,7 +487,18 @@ int hbfs_commit_local(struct hbfs *fs, const char *tag, struct oid *out)
 	if (r < 0)
 		goto out;
 	fs->last_id = *out;
-	r = upper_save_last(fs);
+	if (upper_save_last(fs) < 0) {
+		/* The snapshot is stored and answered; only the upper's note of
+		 * it is not (a full disk, say).  A remount after a crash would
+		 * then take the older commit as the next parent: that costs
+		 * dedup against it, never data, so the commit stands. */
+		char hex[OID_HEX_BYTES];
+
+		oid_format(out, hex);
+		fprintf(stderr, "hiberbox-fs: commit %s is stored, but %s\n", hex, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
+	r = 0;
 out:
 	if (w)
 		repo_writer_abort(w);

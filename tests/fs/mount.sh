@@ -214,6 +214,27 @@ sys.exit(0 if r.returncode == 0 and took < 5 and mnt not in listed else 1)
 PY
 mountpoint -q "$M2" && { bad "umount left $M2 mounted"; fs_umount "$M2"; }
 
+log "a commit onto a full upper disk stands"
+# The snapshot goes to the repository; only the upper's note of it cannot be
+# written, which must not turn a stored snapshot into a failed commit.
+mkdir -p "$T/tiny"
+if mount -t tmpfs -o size=1m tmpfs "$T/tiny" 2>/dev/null; then
+	fs_mount "$ID" "$M2" --upper "$T/tiny/upper"
+	dd if=/dev/zero of="$M2/fill" bs=64k count=64 2>/dev/null || true
+	out=$(hb commit "$M2" 2>"$T/full.err") || bad "commit onto a full upper disk failed: $(cat "$T/full.err")"
+	full_id=$(printf '%s\n' "$out" | tail -n 1)
+	[[ "$full_id" =~ ^[0-9a-f]{32}$ ]] && hb_ok snapshot show "$full_id" >/dev/null ||
+		bad "commit onto a full upper disk: no snapshot id ('$out')"
+	grep -q "is stored, but .*No space left" "$HIBERBOX_HOME/fs.log" ||
+		bad "the unrecorded commit was not logged"
+	rm -f "$M2/fill"
+	hb_ok commit "$M2" >/dev/null
+	fs_umount "$M2"
+	umount "$T/tiny"
+else
+	log "(skipped: no tmpfs mount here)"
+fi
+
 log "uid shift"
 fs_mount "$ID" "$M" --upper "$T/upper-shift" --uid-shift 100000
 [ "$(stat -c %u:%g "$M/sem/lower.txt")" = "100000:100000" ] || bad "uid shift: $(stat -c %u:%g "$M/sem/lower.txt")"
