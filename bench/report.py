@@ -134,10 +134,10 @@ def restore_section(doc, title, r):
     if "error" in r:
         doc.p("failed: " + r["error"], "err")
         return
-    doc.p("%d files, %.1f MB; %s repository; link: %s; %d run(s); page cache %s.\n"
+    doc.p("%d files, %.1f MB; %s repository; link: %s; %d run(s); page cache %s%s.\n"
           "Bars: median; whiskers: min..max; ratios: tar+zstd median / this median (higher is faster)."
           % (r["tree"]["files"], r["tree"]["bytes"] / 1e6, r["repository"], r["link"], r["runs"],
-             r["page_cache"]), "help")
+             r["page_cache"], "; on " + r["work_fs"] if r.get("work_fs") else ""), "help")
     fc = r["figures"].get("first_command", {}).get("hiberbox", {})
     if fc.get("vs_tar_zstd"):
         doc.p("First command after a cold wake: %s %s than the .tar.zst route."
