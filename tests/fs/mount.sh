@@ -219,6 +219,7 @@ log "a commit onto a full upper disk stands"
 # written, which must not turn a stored snapshot into a failed commit.
 mkdir -p "$T/tiny"
 if mount -t tmpfs -o size=1m tmpfs "$T/tiny" 2>/dev/null; then
+	FS_MOUNTS+=("$T/tiny") # unmounted (lazily) on exit if a check below exits
 	fs_mount "$ID" "$M2" --upper "$T/tiny/upper"
 	dd if=/dev/zero of="$M2/fill" bs=64k count=64 2>/dev/null || true
 	out=$(hb commit "$M2" 2>"$T/full.err") || bad "commit onto a full upper disk failed: $(cat "$T/full.err")"
