@@ -92,6 +92,11 @@ for row in ("sleep_full", "sleep_incremental", "wake_cold", "wake_warm", "first_
 assert d["repository"] == "local"
 assert d["stored_bytes"]["hiberbox"] > 0 and d["stored_bytes"]["tar_zstd"] > 0
 ' || fail "JSON: $(cat "$T/r.json")"
+# the note on an unjournaled ext4 work directory, against the kernel's lists
+dev=$(basename "$(readlink -f "/sys/dev/block/$(stat -c '%Hd:%Ld' "$T/work1")")" 2>/dev/null)
+if [ -n "$dev" ] && [ -e "/proc/fs/ext4/$dev" ] && [ ! -e "/proc/fs/jbd2/$dev-8" ]; then want=1; else want=0; fi
+got=$(jq_py "$T/r.json" 'print(int(any("without a journal" in n for n in d["notes"])))')
+[ "$got" = "$want" ] || fail "journal note: $got, expected $want for device '$dev'"
 grep -q "^## wake, cold cache" "$T/r.md" || fail "markdown report"
 grep -q "| hiberbox |" "$T/r.md" || fail "markdown rows"
 [ -d "$T/work1" ] && [ ! -e "$T/work1/mnt/sub" ] || fail "work dir given: kept, nothing mounted"
