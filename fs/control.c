@@ -30,6 +30,7 @@
 #include "fs/fs-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/proc.h"
 
 #define CONTROL_LINE_MAX 1024
 #define CONTROL_TIMEOUT_MS 600000 /* a commit of a big change can take minutes */
@@ -401,27 +402,16 @@ static int run_fusermount(const char *mountpoint, bool lazy)
  * second on some VMs' init), and umount would wait for that. */
 static bool pid_alive(pid_t pid)
 {
-	char path[64], stat[512], *close_paren;
-	ssize_t n;
-	int fd;
+	char stat[512];
+	const char *fields;
+	int r;
 
 	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
 		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno != ENOENT;
-	n = read(fd, stat, sizeof(stat) - 1);
-	close(fd);
-	if (n <= 0)
-		return true;
-	stat[n] = 0;
-	/* "pid (comm) S ...": comm may hold anything, the state follows the
-	 * last ')' */
-	close_paren = strrchr(stat, ')');
-	if (!close_paren || close_paren[1] != ' ')
-		return true;
-	return close_paren[2] != 'Z' && close_paren[2] != 'X';
+	r = proc_stat_fields(pid, stat, sizeof(stat), &fields);
+	if (r < 0)
+		return r != -ENOENT;
+	return fields[0] != 'Z' && fields[0] != 'X';
 }
 
 /* The type of the mount at path in /proc/self/mounts (last one wins):

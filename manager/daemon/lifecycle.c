@@ -36,6 +36,7 @@
 #include "snapshot/snapshot.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/proc.h"
 
 extern char **environ;
 
@@ -84,29 +85,18 @@ static int now_sec(void)
 /* starttime (field 22) of /proc/PID/stat: tells a pid from its reuse. */
 static uint64_t proc_start_time(pid_t pid)
 {
-	char path[64], data[1024];
-	uint64_t v = 0;
-	ssize_t n;
-	int fd;
+	char data[1024];
+	const char *p;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (proc_stat_fields(pid, data, sizeof(data), &p) < 0)
 		return 0;
-	n = read(fd, data, sizeof(data) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	data[n] = 0;
-	char *p = strrchr(data, ')'); /* the name may hold spaces and ')' */
-	if (!p)
-		return 0;
-	/* after ") " come fields 3.. ; starttime is field 22 */
-	for (int field = 2; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		v = strtoull(p + 1, NULL, 10);
-	return v;
+	/* p is field 3; starttime is field 22 */
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p ? strtoull(p, NULL, 10) : 0;
 }
 
 /* Run the mount helper and return its error line, if any. */
