@@ -782,31 +782,6 @@ static void *index_thread_main(void *arg)
 	return NULL;
 }
 
-static int check_empty(const char *dir, int fd, bool *empty)
-{
-	int dup_fd = dup(fd);
-	struct dirent *de;
-	DIR *d;
-
-	if (dup_fd < 0)
-		return -errno;
-	d = fdopendir(dup_fd);
-	if (!d) {
-		close(dup_fd);
-		return -ENOMEM;
-	}
-	*empty = true;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.' &&
-		    (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
-			continue;
-		*empty = false;
-		break;
-	}
-	closedir(d);
-	return 0;
-}
-
 int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 			  const struct repo_restore_opts *opts)
 {
@@ -856,7 +831,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		rc = hb_err(-errno, "%s: %s", dir, strerror(errno));
 		goto out;
 	}
-	rc = check_empty(dir, c.rootfd, &empty);
+	rc = dir_is_empty(c.rootfd, ".", &empty);
 	if (rc < 0)
 		goto out;
 	if (!empty && !opts->force) {

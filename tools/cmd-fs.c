@@ -1,6 +1,6 @@
 /* Filesystem commands: mount, commit, umount, mounts. */
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -13,6 +13,7 @@
 #include "fs/fs.h"
 #include "tools/cli.h"
 #include "util/error.h"
+#include "util/fileio.h"
 
 static const char mount_help[] =
 	"Mount a snapshot read-write.  Nothing is restored up front: file data is\n"
@@ -24,22 +25,6 @@ static const char mount_help[] =
 	"  --foreground     serve in this process until unmounted\n"
 	"  --debug          libfuse debug output (implies --foreground)\n"
 	"  --force          mount over a directory that is not empty (hiding its files)\n";
-
-/* Whether the directory at path has entries (a mount would hide them).
- * Errors are left to the mount, which names them better. */
-static bool dir_has_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	bool any = false;
-
-	if (!d)
-		return false;
-	while (!any && (e = readdir(d)))
-		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-	closedir(d);
-	return any;
-}
 
 /* S3 limits for a mount's reads, unless the environment sets them. */
 #define MOUNT_S3_DEADLINE_MS "20000"
@@ -57,7 +42,7 @@ static int cmd_mount(int argc, char **argv)
 		{ 0 }
 	};
 	struct hbfs_opts mo = { .ready_fd = -1 };
-	bool force = false;
+	bool force = false, empty;
 	const char *loc;
 	char *end;
 	int c, r;
@@ -103,7 +88,8 @@ static int cmd_mount(int argc, char **argv)
 	mo.snapshot = argv[optind];
 	mo.mountpoint = argv[optind + 1];
 	/* Like restore into a non-empty directory: most likely the wrong one. */
-	if (!force && dir_has_entries(mo.mountpoint))
+	/* (errors are left to the mount, which names them better) */
+	if (!force && dir_is_empty(AT_FDCWD, mo.mountpoint, &empty) == 0 && !empty)
 		return cli_fail(hb_err(-ENOTEMPTY, "%s is not empty: the mount would hide its files "
 						   "(--force mounts over it anyway)",
 				       mo.mountpoint),

@@ -1,5 +1,6 @@
 #include "util/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -187,6 +188,27 @@ int write_file_atomic(int dirfd, const char *path, const void *data, size_t len,
 		return r;
 	}
 	return fsync_parent(dirfd, path);
+}
+
+int dir_is_empty(int dirfd, const char *path, bool *empty)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -ENOMEM;
+	}
+	*empty = true;
+	while (*empty && (de = readdir(d)))
+		*empty = de->d_name[0] == '.' &&
+			 (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]));
+	closedir(d);
+	return 0;
 }
 
 int mkdir_p(int dirfd, const char *path, mode_t mode)

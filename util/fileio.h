@@ -1,6 +1,7 @@
 /* Small POSIX I/O helpers that retry on EINTR and short transfers.
  * All return 0 or a negative errno (no message recorded: callers know the path). */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,6 +23,9 @@ int read_fd(int fd, size_t max, struct buf *out);
 int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace);
 /* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine. */
 int mkdir_p(int dirfd, const char *path, mode_t mode);
+/* Whether the directory at path (relative to dirfd) has no entries but "."
+ * and "..".  @return 0 with *empty set, or -errno. */
+int dir_is_empty(int dirfd, const char *path, bool *empty);
 /* fsync the directory holding path (relative to dirfd). */
 int fsync_parent(int dirfd, const char *path);
 /* Random bytes from getrandom(). */
