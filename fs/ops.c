@@ -512,6 +512,20 @@ static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode
 	return 0;
 }
 
+/* Whether directory d can take a new node: a directory, loaded, not
+ * removed.  Tree lock held exclusively. */
+static int dir_takes_new(struct hbfs *fs, struct node *d)
+{
+	int r;
+
+	if (!d->dir)
+		return -ENOTDIR;
+	r = dir_load(fs, d);
+	if (r < 0)
+		return r;
+	return d->nlink ? 0 : -ENOENT; /* removed directory */
+}
+
 /* Create a node called name in parent; tree lock held exclusively.  For a
  * regular file the (empty) data file is created first, so the journal never
  * names a data file that does not exist. */
@@ -526,13 +540,9 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 	r = check_name(name);
 	if (r < 0)
 		return r;
-	if (!d->dir)
-		return -ENOTDIR;
-	r = dir_load(fs, d);
+	r = dir_takes_new(fs, d);
 	if (r < 0)
 		return r;
-	if (!d->nlink)
-		return -ENOENT; /* removed directory */
 	if (dir_lookup(fs, d, name))
 		return -EEXIST;
 	r = new_node(req, fs, d, mode, rdev, target, keep_open, &n);
@@ -866,7 +876,6 @@ int node_open_pinned(struct hbfs *fs, struct node *n)
 	return 0;
 }
 
-/* *killed: an O_TRUNC cleared setuid/setgid (see kill_suidgid). */
 /* The kernel opens files without telling the fs (no_open: hb_open answered
  * ENOSYS once), so a file gets its open state at its first read or write,
  * held for the kernel until it forgets the inode (forget_one): an unlinked
@@ -890,7 +899,7 @@ static int lazy_state(struct hbfs *fs, struct node *n)
 	return r;
 }
 
-
+/* *killed: an O_TRUNC cleared setuid/setgid (see kill_suidgid). */
 static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int flags,
 			bool *killed)
 {
@@ -1001,13 +1010,10 @@ static void hb_tmpfile(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t m
 {
 	struct node *n = NULL;
 	bool killed = false;
-	int r = 0;
+	int r;
 
 	wrlock(fs);
-	if (!d->dir)
-		r = -ENOTDIR;
-	else if ((r = dir_load(fs, d)) >= 0 && !d->nlink)
-		r = -ENOENT; /* removed directory */
+	r = dir_takes_new(fs, d);
 	if (r >= 0)
 		r = new_node(req, fs, d, S_IFREG | (mode & 07777), 0, NULL, !fs->no_open, &n);
 	if (r >= 0) {
@@ -1312,7 +1318,6 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	int fd = -1, r = 0;
-
 	bool temp = false;
 
 	rdlock(fs);
