@@ -33,6 +33,7 @@
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+source "$SRCDIR/bench/lib-ext4.sh"
 HB=${HIBERBOX:-$SRCDIR/build/tools/hiberbox}
 WORK=${BENCH_WORK:-/var/tmp/hiberbox-fs-bench}
 FILES=30000
@@ -115,17 +116,15 @@ UNTAR_FS="fresh ext4 image"
 fresh_fs() { # fresh_fs DIR: an empty filesystem mounted at DIR
 	mkdir -p "$1"
 	[ "$UNTAR_FS" = "fresh ext4 image" ] || return 0
-	rm -f "$1.img" && truncate -s 8G "$1.img"
-	if mkfs.ext4 -q -F "$1.img" >/dev/null 2>&1 && mount -o loop "$1.img" "$1" 2>/dev/null; then
+	if ext4_image_mount "$1" 8G; then
 		MOUNTS+=("$1")
 	else
-		rm -f "$1.img"
 		UNTAR_FS="$WORK's filesystem (no loop mount)"
 		note "untar: no loop mount here; untars go to $UNTAR_FS"
 	fi
 }
 drop_fs() { # drop_fs DIR: unmount a fresh_fs and delete it
-	if mountpoint -q "$1"; then umount "$1" && rm -f "$1.img" && rmdir "$1"; else rm -rf "$1"; fi
+	if mountpoint -q "$1"; then ext4_image_drop "$1" && rmdir "$1"; else rm -rf "$1"; fi
 }
 fresh_fs "$WORK/native-untar"
 sync

@@ -19,6 +19,7 @@
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+source "$SRCDIR/bench/lib-ext4.sh"
 HB=${HIBERBOX:-$SRCDIR/build/tools/hiberbox}
 WORK=${BENCH_WORK:-/var/tmp/hiberbox-bench}
 RUNS=3
@@ -72,27 +73,21 @@ fi
 drop_caches() { [ "$DROP" -eq 0 ] || { sync; echo 3 >/proc/sys/vm/drop_caches; }; }
 
 # --- where extracts and restores land ----------------------------------------------
-# A fresh ext4 filesystem (a loop image) for each: ext4 without a journal (the
-# root of some VMs) skips inodes freed in the last minute one by one, so an
-# extract right after deleting the previous one measures that (70% of a
-# restore's CPU in ext4's recently_deleted, measured; 2-3x the time), not the
-# tool. Without loop devices: $WORK's filesystem, and the results say so.
+# A fresh ext4 filesystem (a loop image) for each (see lib-ext4.sh: measured
+# here, 70% of a restore's CPU in ext4's recently_deleted and 2-3x the time
+# otherwise). Without loop devices: $WORK's filesystem, and the results say so.
 export OUT_FS="a fresh ext4 image each"
 out_drop() {
-	mountpoint -q "$OUTFS" && umount "$OUTFS"
-	rm -rf "$OUTFS" "$OUTFS.img"
+	ext4_image_drop "$OUTFS"
+	rm -rf "$OUTFS"
 }
 out_fresh() { # an empty $OUT on a new filesystem
 	out_drop
 	mkdir -p "$OUTFS"
-	if [ "$OUT_FS" = "a fresh ext4 image each" ]; then
-		truncate -s $((tree_bytes * 3 + (256 << 20))) "$OUTFS.img"
-		if ! { mkfs.ext4 -q -F "$OUTFS.img" >/dev/null 2>&1 &&
-			mount -o loop "$OUTFS.img" "$OUTFS" 2>/dev/null; }; then
-			rm -f "$OUTFS.img"
-			OUT_FS="$WORK's filesystem (no loop mount here)"
-			log "extracts and restores go to $OUT_FS"
-		fi
+	if [ "$OUT_FS" = "a fresh ext4 image each" ] &&
+		! ext4_image_mount "$OUTFS" $((tree_bytes * 3 + (256 << 20))); then
+		OUT_FS="$WORK's filesystem (no loop mount here)"
+		log "extracts and restores go to $OUT_FS"
 	fi
 	mkdir -p "$OUT"
 }
