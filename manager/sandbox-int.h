@@ -139,6 +139,11 @@ int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
 int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen);
 /* How many tasks the kernel's OOM killer killed in the memory group. */
 unsigned cgroup_oom_kills(struct sandbox_cgroup *cg);
+/* The same count through a file kept open (-1 if there is no memory group):
+ * an exec'd command compares it at its start and end, and the file stays
+ * readable without the sandbox's handle; a removed group reads as 0. */
+int cgroup_oom_counter_open(struct sandbox_cgroup *cg);
+unsigned cgroup_oom_counter_read(int fd);
 /* Free the handle, leave the groups. */
 void cgroup_forget(struct sandbox_cgroup *cg);
 /* frozen = 1 freezes and waits until frozen; 0 thaws. */

@@ -52,6 +52,8 @@ struct sandbox_proc {
 	int status_fd; /* read end: the command's wait status */
 	int reaped;
 	struct sandbox_exit exit;
+	int oom_fd;           /* exec'd command: its sandbox's OOM kill count */
+	unsigned oom_at_start;
 };
 
 struct sandbox {
@@ -629,7 +631,9 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	}
 	close_fd(&err_p[0]);
 	free(envp);
-	*p = (struct sandbox_proc){ .pid = pid, .pidfd = pidfd, .status_fd = st_p[0] };
+	p->pid = pid; /* the rest (oom_fd) is the caller's */
+	p->pidfd = pidfd;
+	p->status_fd = st_p[0];
 	return 0;
 
 fail_child:
@@ -728,7 +732,7 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out)
 	struct sandbox *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return hb_err(-ENOMEM, "out of memory");
-	sb->init.pidfd = sb->init.status_fd = -1;
+	sb->init.pidfd = sb->init.status_fd = sb->init.oom_fd = -1;
 	sb->net = spec->net;
 	if (spec->name[0])
 		memcpy(sb->name, spec->name, sizeof(sb->name));
@@ -826,8 +830,11 @@ int sandbox_exec(struct sandbox *sb, const struct sandbox_spec *spec, struct san
 	struct sandbox_proc *p = calloc(1, sizeof(*p));
 	if (!p)
 		return hb_err(-ENOMEM, "out of memory");
+	p->oom_fd = cgroup_oom_counter_open(sb->cg);
+	p->oom_at_start = cgroup_oom_counter_read(p->oom_fd);
 	int r = start_child(spec, sb, sb->cg, p);
 	if (r < 0) {
+		close_fd(&p->oom_fd);
 		free(p);
 		return r;
 	}
@@ -843,6 +850,11 @@ pid_t sandbox_proc_pid(const struct sandbox_proc *p)
 int sandbox_proc_wait(struct sandbox_proc *p, int timeout_ms, struct sandbox_exit *ex)
 {
 	int r = proc_wait(p, timeout_ms, "exec'd command");
+	if (r == 0 && p->oom_fd >= 0) {
+		unsigned now = cgroup_oom_counter_read(p->oom_fd);
+		p->exit.oom_kills = now > p->oom_at_start ? now - p->oom_at_start : 0;
+		close_fd(&p->oom_fd);
+	}
 	if (r == 0 && ex)
 		*ex = p->exit;
 	return r;
@@ -863,6 +875,7 @@ void sandbox_proc_free(struct sandbox_proc *p)
 	}
 	close_fd(&p->pidfd);
 	close_fd(&p->status_fd);
+	close_fd(&p->oom_fd);
 	free(p);
 }
 
@@ -922,7 +935,7 @@ int sandbox_adopt(const char *name, pid_t pid, struct sandbox **out)
 	struct sandbox *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return hb_err(-ENOMEM, "out of memory");
-	sb->init.status_fd = -1;
+	sb->init.status_fd = sb->init.oom_fd = -1;
 	sb->init.pid = pid;
 	memcpy(sb->name, name, strlen(name) + 1);
 	/* the pidfd pins the process: if it is still alive after the checks,

@@ -125,7 +125,9 @@ const char *sandbox_cgroup_dir(const struct sandbox *sb, const char *controller)
 struct sandbox_exit {
 	int code;   /* exit code of the command, or -1 if killed by a signal */
 	int signal; /* the signal that killed it, or 0 */
-	unsigned oom_kills; /* sandbox_wait: tasks the OOM killer took in the sandbox */
+	/* tasks the OOM killer took in the sandbox: all of them (sandbox_wait),
+	 * or while the command ran (sandbox_proc_wait) */
+	unsigned oom_kills;
 };
 
 /* Wait for the command to end (its init exits with it; every other process

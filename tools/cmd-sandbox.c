@@ -271,7 +271,9 @@ static int append_param(struct buf *q, const char *key, const char *value)
 static const char exec_help[] =
 	"Run CMD in the sandbox (woken first if it sleeps).  Its stdout and stderr\n"
 	"stream as produced; its exit code is this command's (128+N if killed by\n"
-	"signal N, 125 if it could not be started).\n\n"
+	"signal N, 125 if it could not be started).  When the command did not end\n"
+	"by itself but was killed by --timeout, its memory limit, a sleep or an rm,\n"
+	"a line on stderr says which.\n\n"
 	"Options:\n"
 	"  -i, --interactive    pass this command's stdin on as it comes (with -d: read\n"
 	"                       to its end first, at most 64 MiB)\n"
@@ -346,7 +348,7 @@ static void on_winch(int sig)
 }
 
 static int exec_streamed(const char *name, const char *query, bool interactive, bool tty,
-			 int *code, int *sig)
+			 struct hbd_exec_end *end)
 {
 	struct hbd_exec_tty t = { .term_fd = -1, .winch_fd = -1 };
 	int r;
@@ -368,11 +370,23 @@ static int exec_streamed(const char *name, const char *query, bool interactive, 
 		tcsetattr(STDIN_FILENO, TCSADRAIN, &raw);
 	}
 	r = hbd_client_exec_stream(name, query, interactive ? STDIN_FILENO : -1, tty ? &t : NULL,
-				   STDOUT_FILENO, STDERR_FILENO, code, sig);
+				   STDOUT_FILENO, STDERR_FILENO, end);
 	restore_terminal();
 	if (t.winch_fd >= 0)
 		signal(SIGWINCH, SIG_DFL);
 	return r;
+}
+
+/* The command's exit status as this command's, and a line on stderr when
+ * the daemon, not the command, ended it (a sleep, a removal, --timeout):
+ * 137 alone would look like the command's own crash. */
+static int exec_status(const char *name, const struct hbd_exec_end *end)
+{
+	const char *why = hbd_exec_killed_text(end);
+
+	if (why)
+		fprintf(stderr, "hiberbox: %s: %s\n", name, why);
+	return end->signal ? 128 + end->signal : end->exit_code;
 }
 
 struct exec_flags {
@@ -418,7 +432,8 @@ static int cmd_exec(int argc, char **argv)
 	};
 	struct buf q = { .max = CLI_QUERY_MAX_BYTES }, in = { .max = CLI_UPLOAD_MAX_BYTES };
 	struct exec_flags f = { 0 };
-	int c, k, r = 0, code = 0, sig = 0;
+	int c, k, r = 0;
+	struct hbd_exec_end end = { 0 };
 	json_t *det = NULL;
 	const char *name;
 
@@ -468,13 +483,13 @@ static int cmd_exec(int argc, char **argv)
 			buf_free(&q);
 			return r;
 		}
-		r = exec_streamed(name, (const char *)q.data, f.interactive, f.tty, &code, &sig);
+		r = exec_streamed(name, (const char *)q.data, f.interactive, f.tty, &end);
 		buf_free(&q);
 		if (r < 0) {
 			cli_fail(r, NULL);
 			return EXIT_EXEC_FAILED;
 		}
-		return sig ? 128 + sig : code;
+		return exec_status(name, &end);
 	}
 	if (f.interactive) {
 		uint8_t chunk[65536];
@@ -492,7 +507,7 @@ static int cmd_exec(int argc, char **argv)
 		return r;
 	}
 	r = hbd_client_exec(name, (const char *)q.data, in.data, in.len, STDOUT_FILENO,
-			    STDERR_FILENO, &code, &sig, f.detach ? &det : NULL);
+			    STDERR_FILENO, &end, f.detach ? &det : NULL);
 	buf_free(&q);
 	buf_free(&in);
 	if (r < 0) {
@@ -507,7 +522,7 @@ static int cmd_exec(int argc, char **argv)
 		json_decref(det);
 		return 0;
 	}
-	return sig ? 128 + sig : code;
+	return exec_status(name, &end);
 }
 
 static int cmd_logs(int argc, char **argv)

@@ -234,7 +234,7 @@ static void *idle_main(void *arg)
 				else if (now_ns() - s->last_activity_ns >=
 					 s->rec.idle_timeout_s * 1000000000ull) {
 					uint64_t ms;
-					int r = sbx_sleep_locked(d, s, &ms, NULL);
+					int r = sbx_sleep_locked(d, s, "idle", &ms, NULL);
 					if (r < 0)
 						fprintf(stderr, "hiberboxd: idle sleep %s: %s\n",
 							s->rec.name, hb_errmsg(r));
@@ -434,6 +434,7 @@ struct exec_stream {
 	int out_fd, err_fd;
 	int client_fd;        /* the connection, watched for the client leaving */
 	uint64_t deadline_ns; /* 0: none */
+	unsigned stops_at_start; /* s->stops when the command started */
 	bool timed_out, done, exited, client_gone;
 	struct sandbox_exit ex;
 	struct buf pending;
@@ -485,8 +486,17 @@ static int frame(struct buf *b, int type, const void *data, size_t len)
 
 static void exec_finish(struct exec_stream *x)
 {
-	json_t *j = json_pack("{s:i, s:i, s:b}", "exit_code", x->ex.code, "signal", x->ex.signal,
-			      "timed_out", x->timed_out);
+	/* A SIGKILL the sandbox's stop sent (counted before it was sent) is
+	 * told apart from one the command got from inside. */
+	const char *killed_by = NULL;
+	if (x->timed_out)
+		killed_by = "timeout";
+	else if (x->ex.signal == SIGKILL && atomic_load(&x->s->stops) != x->stops_at_start)
+		killed_by = atomic_load(&x->s->stop_reason);
+	else if (x->ex.signal == SIGKILL && x->ex.oom_kills)
+		killed_by = "oom";
+	json_t *j = json_pack("{s:i, s:i, s:b, s:s?}", "exit_code", x->ex.code, "signal",
+			      x->ex.signal, "timed_out", x->timed_out, "killed_by", killed_by);
 	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 
 	if (s)
@@ -918,6 +928,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 							     "log", final));
 	}
 	s->active_execs++;
+	unsigned stops = atomic_load(&s->stops);
 	pthread_mutex_unlock(&s->lock);
 	/* The terminal's slave (or the pipes' other ends) now belong to the
 	 * command alone: its exit is then the end of the output. */
@@ -964,6 +975,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	x->client_fd = ci ? ci->connect_fd : -1;
 	x->pending.max = 4 * API_READ_CHUNK_BYTES;
 	x->deadline_ns = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
+	x->stops_at_start = stops;
 	x->stdin_w = inp[1];
 	x->tty = tty;
 	if (stream_in || tty) {
@@ -1312,7 +1324,7 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 		char snap[OID_HEX_BYTES] = "";
 		pthread_mutex_lock(&s->lock);
 		bool was = s->sb != NULL;
-		r = sbx_sleep_locked(d, s, &ms, snap);
+		r = sbx_sleep_locked(d, s, "sleep", &ms, snap);
 		if (r == 0)
 			out = json_pack("{s:s, s:s, s:I, s:b}", "name", name, "snapshot", snap,
 					"sleep_ms", (json_int_t)ms, "was_running", was);
@@ -1639,7 +1651,7 @@ out:
 		struct sbx **all = hbd_all(d, &n);
 		for (size_t i = 0; all && i < n; i++) {
 			pthread_mutex_lock(&all[i]->lock);
-			if (all[i]->sb && sbx_sleep_locked(d, all[i], NULL, NULL) < 0) {
+			if (all[i]->sb && sbx_sleep_locked(d, all[i], "shutdown", NULL, NULL) < 0) {
 				fprintf(stderr, "hiberboxd: sleep %s: %s\n", all[i]->rec.name,
 					hb_errmsg(-EIO));
 				hb_err_clear();

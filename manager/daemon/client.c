@@ -41,7 +41,7 @@ struct sink {
 	int out_fd, err_fd;
 	struct buf frame;
 	bool got_exit;
-	int exit_code, signal;
+	struct hbd_exec_end end;
 	char error[512];
 	/* stdin=stream: the pump started by the STARTED frame */
 	const char *name;
@@ -193,8 +193,11 @@ static int decode_frames(struct sink *k)
 			json_t *j = json_loadb((const char *)p, len, 0, NULL);
 			if (h[0] == HBD_FRAME_EXIT) {
 				k->got_exit = true;
-				k->exit_code = (int)json_integer_value(json_object_get(j, "exit_code"));
-				k->signal = (int)json_integer_value(json_object_get(j, "signal"));
+				const char *by = json_string_value(json_object_get(j, "killed_by"));
+				k->end.exit_code =
+					(int)json_integer_value(json_object_get(j, "exit_code"));
+				k->end.signal = (int)json_integer_value(json_object_get(j, "signal"));
+				snprintf(k->end.killed_by, sizeof(k->end.killed_by), "%s", by ? by : "");
 			} else {
 				snprintf(k->error, sizeof(k->error), "%s",
 					 json_string_value(json_object_get(j, "error")) ?: "error");
@@ -474,22 +477,21 @@ int hbd_client_raw(const char *method, const char *path, const void *body, size_
 
 /* How an exec stream ended: its error frame or a missing exit status as an
  * error, the exit status out; frees the sink. */
-static int exec_result(struct sink *k, int r, int *exit_code, int *signal)
+static int exec_result(struct sink *k, int r, struct hbd_exec_end *end)
 {
 	if (r == 0 && k->error[0])
 		r = hb_err(-EIO, "%s", k->error);
 	else if (r == 0 && !k->got_exit)
 		r = hb_err(-EIO, "the exec stream ended without an exit status");
-	*exit_code = k->exit_code;
-	*signal = k->signal;
+	*end = k->end;
 	buf_free(&k->body);
 	buf_free(&k->frame);
 	return r;
 }
 
 int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd,
-			   const struct hbd_exec_tty *tty, int out_fd, int err_fd, int *exit_code,
-			   int *signal)
+			   const struct hbd_exec_tty *tty, int out_fd, int err_fd,
+			   struct hbd_exec_end *end)
 {
 	struct sink k = { .fd = -1, .stream = true, .out_fd = out_fd, .err_fd = err_fd,
 			  .name = name, .stdin_fd = stdin_fd, .tty = tty };
@@ -507,11 +509,11 @@ int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd,
 	r = perform("POST", path, (const char *)q.data, NULL, 0, "application/octet-stream", &k);
 	pump_stop(&k);
 	buf_free(&q);
-	return exec_result(&k, r, exit_code, signal);
+	return exec_result(&k, r, end);
 }
 
 int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
-		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
+		    size_t stdin_len, int out_fd, int err_fd, struct hbd_exec_end *end,
 		    json_t **detached)
 {
 	struct sink k = { .fd = -1, .stream = !detached, .out_fd = out_fd, .err_fd = err_fd,
@@ -523,9 +525,9 @@ int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 	r = perform("POST", path, query, stdin_data ? stdin_data : "", stdin_len,
 		    "application/octet-stream", &k);
 	if (!detached)
-		return exec_result(&k, r, exit_code, signal);
+		return exec_result(&k, r, end);
 	*detached = r == 0 ? json_loadb((const char *)k.body.data, k.body.len, 0, NULL) : NULL;
-	*exit_code = *signal = 0;
+	memset(end, 0, sizeof(*end));
 	buf_free(&k.body);
 	buf_free(&k.frame);
 	return r;
@@ -625,4 +627,27 @@ int hbd_mount_helper_main(int argc, char **argv)
 		return 1;
 	}
 	return 0;
+}
+
+const char *hbd_exec_killed_text(const struct hbd_exec_end *end)
+{
+	static const struct {
+		const char *by, *text;
+	} texts[] = {
+		{ "timeout", "killed: its --timeout ran out" },
+		{ "oom", "killed: out of memory (the sandbox's --memory limit)" },
+		{ "sleep", "killed: the sandbox was put to sleep (its disk is kept)" },
+		{ "idle", "killed: the sandbox went to sleep when idle (its disk is kept)" },
+		{ "init", "killed: the sandbox's init ended; it sleeps (its disk is kept)" },
+		{ "rm", "killed: the sandbox was removed" },
+		{ "shutdown", "killed: the daemon stopped; the sandbox sleeps (its disk is kept)" },
+		{ "recover", "killed: the daemon restarted and could not take the sandbox over" },
+	};
+
+	if (!end->killed_by[0])
+		return NULL;
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		if (!strcmp(end->killed_by, texts[i].by))
+			return texts[i].text;
+	return "killed by the daemon";
 }

@@ -6,6 +6,7 @@
  * connection is serialized by SQLite itself (SQLITE_OPEN_FULLMUTEX). */
 #pragma once
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -90,6 +91,12 @@ struct sbx {
 	uint64_t last_activity_ns;
 	int refs;             /* under hbd.lock */
 	bool removed;
+	/* Every stop of the sandbox's processes counts one and says why (a
+	 * static word: "sleep", "idle", "init", "rm", "shutdown"), so an exec
+	 * stream that saw its command killed can tell its client what did it.
+	 * Written under lock; read by streams without it. */
+	atomic_uint stops;
+	_Atomic(const char *) stop_reason;
 };
 
 struct hbd {
@@ -108,7 +115,9 @@ struct hbd {
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
 /* If the sandbox's init has ended, commit and put it to sleep. */
 int sbx_check_init_locked(struct hbd *d, struct sbx *s);
-int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out);
+/* why: what the processes it kills are told ended them (see sbx.stops). */
+int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
+		     char *snap_out);
 int sbx_commit_locked(struct hbd *d, struct sbx *s);
 int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct sbx **out);
 int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx **out);

@@ -54,12 +54,22 @@ int hbd_client_call(const char *method, const char *path, json_t *body, json_t *
 int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
 		   int out_fd);
 
+/* How an exec's command ended (its exit frame). */
+struct hbd_exec_end {
+	int exit_code; /* -1 if a signal ended it */
+	int signal;
+	/* "" if the command ended by itself or by a signal from inside the
+	 * sandbox; else what killed it: "timeout", "oom", "sleep", "idle",
+	 * "init", "rm", "shutdown", "recover" (see docs/api.md) */
+	char killed_by[16];
+};
+
 /* Exec with streamed output (see docs/api.md for the framing).  query is the
  * already-encoded query string.  stdin_data may be NULL.  Output frames are
- * written to out_fd / err_fd as they arrive.  *exit_code, *signal and, for
- * detached execs, the JSON reply (*detached, may be NULL) come back. */
+ * written to out_fd / err_fd as they arrive.  *end and, for detached execs,
+ * the JSON reply (*detached, may be NULL) come back. */
 int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
-		    size_t stdin_len, int out_fd, int err_fd, int *exit_code, int *signal,
+		    size_t stdin_len, int out_fd, int err_fd, struct hbd_exec_end *end,
 		    json_t **detached);
 
 /* A tty exec's local side (query has tty=1): the remote terminal's size
@@ -74,8 +84,12 @@ struct hbd_exec_tty {
  * a terminal types end-of-file).  stdin_fd may be -1 with a tty: no input.
  * query as for hbd_client_exec, without stdin. */
 int hbd_client_exec_stream(const char *name, const char *query, int stdin_fd,
-			   const struct hbd_exec_tty *tty, int out_fd, int err_fd, int *exit_code,
-			   int *signal);
+			   const struct hbd_exec_tty *tty, int out_fd, int err_fd,
+			   struct hbd_exec_end *end);
+
+/* One line for a command some outside event killed ("the sandbox was put to
+ * sleep"); NULL when end->killed_by is empty. */
+const char *hbd_exec_killed_text(const struct hbd_exec_end *end);
 
 /* Copy a file or a tree into or out of sandbox name (copy.c; like cp -r: an
  * existing destination directory receives SRC under its own name; "-" as the

@@ -242,10 +242,13 @@ static void detach_stale(const char *root)
  * namespace still holds zombies that nobody reaps (children of a crashed
  * daemon, orphaned to a host init that does not reap) never ends; its handle
  * is then released, its cgroups left, rather than the daemon hanging. */
-static void stop_sandbox(struct sbx *s)
+static void stop_sandbox(struct sbx *s, const char *why)
 {
 	if (!s->sb)
 		return;
+	/* reason first: a stream that sees the new count reads this one */
+	atomic_store(&s->stop_reason, why);
+	atomic_fetch_add(&s->stops, 1);
 	sandbox_kill(s->sb, SIGKILL); /* pending while frozen, fatal at thaw */
 	sandbox_thaw(s->sb);
 	hb_err_clear();
@@ -261,9 +264,9 @@ static void stop_sandbox(struct sbx *s)
 }
 
 /* Kill every process, then release the mount.  No commit. */
-static void stop_all(struct sbx *s, const char *root)
+static void stop_all(struct sbx *s, const char *root, const char *why)
 {
-	stop_sandbox(s);
+	stop_sandbox(s, why);
 	free_detached(s);
 	if (s->rec.lower[0] && unmount_root(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
@@ -284,7 +287,7 @@ int sbx_check_init_locked(struct hbd *d, struct sbx *s)
 	 * let the next use start it again. */
 	fprintf(stderr, "hiberboxd: %s: init ended (code %d, signal %d): sleeping\n",
 		s->rec.name, ex.code, ex.signal);
-	r = sbx_sleep_locked(d, s, NULL, NULL);
+	r = sbx_sleep_locked(d, s, "init", NULL, NULL);
 	if (r < 0)
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(r));
 	return r;
@@ -440,7 +443,8 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 	return save(d, s);
 }
 
-int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out)
+int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
+		     char *snap_out)
 {
 	char root[4200], upper[4200], tag[128];
 	uint64_t t0 = now_ns();
@@ -468,7 +472,7 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, uint64_t *ms, char *snap_out)
 			sandbox_thaw(s->sb);
 		return hb_err_ctx(r, "sleep %s", s->rec.name);
 	}
-	stop_all(s, root);
+	stop_all(s, root, why);
 	rm_rf(upper);
 	hb_err_clear();
 	if ((r = record_commit(d, s, &id)) < 0)
@@ -662,7 +666,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		goto out;
-	stop_all(s, root);
+	stop_all(s, root, "rm");
 	s->removed = true;
 	s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
 	if ((r = prune(d, s)) < 0)
@@ -714,7 +718,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 			return 0;
 		}
 		s->sb = sb;
-		stop_sandbox(s); /* kills it and removes its cgroups */
+		stop_sandbox(s, "recover"); /* kills it and removes its cgroups */
 	} else if (s->rec.init_pid > 0 && s->rec.init_start &&
 		   proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start) {
 		kill((pid_t)s->rec.init_pid, SIGKILL);

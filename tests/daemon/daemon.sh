@@ -77,12 +77,16 @@ out=$("$HB" exec a -- sh -c 'echo out; echo err >&2; exit 7' 2>"$T/err"); rc=$?
 [ "$rc" = 7 ] || fail "exit code $rc, expected 7"
 [ "$out" = out ] || fail "stdout: '$out'"
 [ "$(cat "$T/err")" = err ] || fail "stderr: '$(cat "$T/err")'"
-"$HB" exec a -- sh -c 'kill -9 $$'; rc=$?
+"$HB" exec a -- sh -c 'kill -9 $$' 2>"$T/err"; rc=$?
 [ "$rc" = 137 ] || fail "killed by SIGKILL: exit $rc, expected 137"
+# a kill from inside is the command's own business: no word from hiberbox
+[ ! -s "$T/err" ] || fail "killed from inside: stderr '$(cat "$T/err")'"
 t0=$(date +%s%N)
-"$HB" exec --timeout 1 a -- sleep 20; rc=$?
+"$HB" exec --timeout 1 a -- sleep 20 2>"$T/err"; rc=$?
 t1=$(date +%s%N)
 [ "$rc" = 137 ] || fail "timeout: exit $rc, expected 137"
+[ "$(cat "$T/err")" = "hiberbox: a: killed: its --timeout ran out" ] ||
+	fail "timeout: stderr '$(cat "$T/err")'"
 [ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "timeout took $(( (t1 - t0) / 1000000 )) ms"
 t0=$(date +%s%N)
 "$HB" exec --timeout 1 a -- sh -c 'exec >&- 2>&-; sleep 20'; rc=$?
@@ -178,16 +182,24 @@ tr -d '\r' < "$T/ts" | grep -q '^50 132$' || fail "resize did not reach the comm
 
 step "limits: a memory hog dies in its own cgroup, a fork bomb stops at --pids"
 "$HB" create lim --image base --memory 64M --pids 20 >/dev/null || fail "create lim"
-"$HB" exec lim -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived ${#x}' >"$T/hog" 2>&1
+"$HB" exec lim -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived ${#x}' >"$T/hog" 2>"$T/err"
 rc=$?
-[ "$rc" = 137 ] || fail "memory hog: exit $rc ($(cat "$T/hog"))"
+[ "$rc" = 137 ] || fail "memory hog: exit $rc ($(cat "$T/hog" "$T/err"))"
+[ "$(cat "$T/err")" = "hiberbox: lim: killed: out of memory (the sandbox's --memory limit)" ] ||
+	fail "memory hog: stderr '$(cat "$T/err")'"
 out=$("$HB" exec lim -- sh -c '(i=0; while [ $i -lt 60 ]; do sleep 2 & i=$((i+1)); done) 2>/dev/null
 	set -- /proc/[0-9]*; echo $#' 2>/dev/null)
 [ -n "$out" ] && [ "$out" -le 20 ] || fail "fork bomb: $out processes with --pids 20"
 sleep 2.5
 [ "$("$HB" exec lim -- echo alive)" = alive ] || fail "lim unusable after the fork bomb"
 "$HB" daemon status >/dev/null || fail "the daemon died with the memory hog"
+"$HB" exec lim -- sh -c 'echo started; exec sleep 60' >"$T/out" 2>"$T/err" &
+killed=$!
+for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
 "$HB" rm lim >/dev/null || fail "rm lim"
+wait $killed; rc=$?
+[ "$rc" = 137 ] && [ "$(cat "$T/err")" = "hiberbox: lim: killed: the sandbox was removed" ] ||
+	fail "command killed by rm: exit $rc, stderr '$(cat "$T/err")'"
 
 step "API: bad requests get clear errors, the daemon survives them"
 S=$HIBERBOX_HOME/hiberboxd.sock
@@ -336,6 +348,19 @@ out=$("$HB" exec a -- cat /work/file) || fail "exec on a sleeping sandbox"
 "$HB" sleep a >/dev/null
 out=$("$HB" exec -t a -- cat /work/file | tr -d '\r') || fail "exec -t on a sleeping sandbox"
 [ "$out" = persistent ] || fail "exec -t after sleep: '$out'"
+# a command the sleep kills says so (137 alone reads as its own crash)
+"$HB" exec a -- sh -c 'echo started; exec sleep 60' >"$T/out" 2>"$T/err" &
+killed=$!
+for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
+"$HB" sleep a >/dev/null || fail "sleep with a command running"
+wait $killed; rc=$?
+[ "$rc" = 137 ] || fail "command killed by sleep: exit $rc"
+[ "$(cat "$T/err")" = "hiberbox: a: killed: the sandbox was put to sleep (its disk is kept)" ] ||
+	fail "command killed by sleep: stderr '$(cat "$T/err")'"
+curl -s --unix-socket "$S" -X POST --output "$T/frames" \
+	'http://x/v1/sandboxes/a/exec?arg=sh&arg=-c&arg=kill%20-9%20%24%24'
+grep -aq '"killed_by":null' "$T/frames" && grep -aq '"signal":9' "$T/frames" ||
+	fail "exit frame of a command killed from inside: $(tr -d '\0-\10' <"$T/frames")"
 
 step "fork isolation; two sandboxes see neither files nor processes of each other"
 "$HB" fork a b >/dev/null || fail "fork"
