@@ -56,6 +56,25 @@ const struct cli_command *cli_find(const char *name)
 	return NULL;
 }
 
+size_t cli_subcommands(const char *group, char *out, size_t size)
+{
+	size_t glen = strlen(group), n = 0, used = 0;
+
+	out[0] = '\0';
+	for (const struct command_table *t = cli_tables(); t->commands; t++)
+		for (const struct cli_command *c = t->commands; c->name; c++) {
+			if (strncmp(c->name, group, glen) != 0 || c->name[glen] != ' ' ||
+			    strncmp(c->summary, "(internal)", 10) == 0)
+				continue;
+			int w = snprintf(out + used, size - used, "%s%s", n ? ", " : "",
+					 c->name + glen + 1);
+			if (w > 0 && (size_t)w < size - used)
+				used += (size_t)w;
+			n++;
+		}
+	return n;
+}
+
 int cli_fail(int r, const char *fmt, ...)
 {
 	char prefix[1024] = "";

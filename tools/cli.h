@@ -71,3 +71,6 @@ struct command_table {
 const struct command_table *cli_tables(void);
 /* Find the command entry by name (for help). */
 const struct cli_command *cli_find(const char *name);
+/* The second words of the commands "group WORD" as "create, restore, ..."
+ * into out; returns how many there are (0: group is no group). */
+size_t cli_subcommands(const char *group, char *out, size_t size);

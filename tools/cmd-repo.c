@@ -150,7 +150,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 	cli_progress_done();
 	repo_close(repo);
 	if (r < 0)
-		return cli_fail(r, "snapshot create %s", argv[optind]);
+		return cli_fail(r, "snapshot create");
 	if (cli.json) {
 		cli_print_json(info_json(&id, &info, co.tag));
 		return 0;

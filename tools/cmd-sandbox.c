@@ -707,6 +707,8 @@ static int cmd_daemon_run(int argc, char **argv)
 
 	if (r)
 		return r < 0 ? cli_help("daemon run", "Runs hiberboxd in the foreground.\n") : r;
+	if (argc != optind)
+		return cli_usage("daemon run", "takes no arguments");
 	cfg.repo = cli_repo_location();
 	r = hbd_run(&cfg);
 	return r < 0 ? cli_fail(r, NULL) : 0;
@@ -733,6 +735,8 @@ static int cmd_daemon_status(int argc, char **argv)
 
 	if (r)
 		return r < 0 ? cli_help("daemon status", NULL) : r;
+	if (argc != optind)
+		return cli_usage("daemon status", "takes no arguments");
 	/* status never starts a daemon */
 	r = hbd_client_call("GET", "/daemon", NULL, &j);
 	if (r == -ECONNREFUSED) {
@@ -756,6 +760,15 @@ static int cmd_daemon_status(int argc, char **argv)
 
 static int cmd_daemon(int argc, char **argv)
 {
+	char subs[128];
+
+	/* "daemon WORD" for a WORD that is no subcommand lands here */
+	if (argc > 1 && argv[1][0] != '-') {
+		cli_subcommands("daemon", subs, sizeof(subs));
+		fprintf(stderr, "hiberbox: unknown command 'daemon %s'; 'daemon' takes: %s\n", argv[1],
+			subs);
+		return 2;
+	}
 	return cmd_daemon_status(argc, argv);
 }
 
@@ -766,6 +779,8 @@ static int cmd_daemon_stop(int argc, char **argv)
 
 	if (r)
 		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
+	if (argc != optind)
+		return cli_usage("daemon stop", "takes no arguments");
 	r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
 	json_decref(j);
 	if (r == -ECONNREFUSED) {

@@ -105,7 +105,16 @@ int main(int argc, char **argv)
 	if (!cmd)
 		cmd = cli_find(argv[0]);
 	if (!cmd) {
-		fprintf(stderr, "hiberbox: unknown command '%s' (see 'hiberbox --help')\n", argv[0]);
+		char subs[512];
+
+		if (cli_subcommands(argv[0], subs, sizeof(subs)) == 0)
+			fprintf(stderr, "hiberbox: unknown command '%s' (see 'hiberbox --help')\n",
+				argv[0]);
+		else if (argc >= 2)
+			fprintf(stderr, "hiberbox: unknown command '%s %s'; '%s' takes: %s\n",
+				argv[0], argv[1], argv[0], subs);
+		else
+			fprintf(stderr, "hiberbox: '%s' needs one of: %s\n", argv[0], subs);
 		return 2;
 	}
 	cli.progress = !cli.quiet && !cli.json && isatty(STDERR_FILENO);

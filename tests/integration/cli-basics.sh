@@ -49,6 +49,19 @@ done
 
 # --- errors before any repository ----------------------------------------
 expect_error "unknown command" no-such-command && expect_in "$HB_ERR" "no-such-command" "unknown command" || true
+# a group without its second word, or with a wrong one, lists the right ones
+hb_try snapshot
+[ "$HB_RC" = 2 ] && [ "$(cat "$T/err")" = "hiberbox: 'snapshot' needs one of: create, restore, list, show, diff, rm" ] ||
+	bad "'hiberbox snapshot': exit $HB_RC, stderr: $(head -c 300 "$T/err")"
+hb_try snapshot frob
+[ "$HB_RC" = 2 ] && grep -q "unknown command 'snapshot frob'; 'snapshot' takes: create, restore" "$T/err" ||
+	bad "'hiberbox snapshot frob': exit $HB_RC, stderr: $(head -c 300 "$T/err")"
+hb_try daemon frob
+[ "$HB_RC" = 2 ] && [ "$(cat "$T/err")" = "hiberbox: unknown command 'daemon frob'; 'daemon' takes: run, stop, status" ] ||
+	bad "'hiberbox daemon frob': exit $HB_RC, stderr: $(head -c 300 "$T/err")"
+hb_try daemon status extra
+[ "$HB_RC" = 2 ] && grep -q "takes no arguments" "$T/err" ||
+	bad "'hiberbox daemon status extra': exit $HB_RC, stderr: $(head -c 300 "$T/err")"
 hb_try --no-such-option snapshot list
 [ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] && grep -q -- "no-such-option" "$T/err" ||
 	bad "unknown global option: exit $HB_RC, stderr does not name it: $(head -c 300 "$T/err")"
