@@ -184,6 +184,17 @@ static int xattr_cmp(const void *a, const void *b)
 }
 
 /* Add an entry backed by a node. */
+/* Can an upper file unchanged since the last commit reuse the chunk list
+ * recorded then?  Not if that commit was removed and garbage-collected
+ * meanwhile: the file is then chunked again from the upper data, which is
+ * all still here.  1 yes, 0 no, or a negative errno. */
+static int committed_still_stored(struct hbfs *fs, struct node *n)
+{
+	if (n->committed_inline || !n->ncommitted)
+		return 1;
+	return repo_has_chunks(fs->repo, n->committed, n->ncommitted, NULL);
+}
+
 static int add_node(struct commit_ctx *c, struct node *n, const char *name, uint32_t parent,
 		    uint32_t *out_idx)
 {
@@ -258,7 +269,10 @@ static int add_node(struct commit_ctx *c, struct node *n, const char *name, uint
 			} else {
 				count_entry(c, n->mode, n->size, true, NULL, 0);
 			}
-		} else if (!(n->flags & NODE_DATA_DIRTY) && (n->flags & NODE_COMMITTED)) {
+		} else if (!(n->flags & NODE_DATA_DIRTY) && (n->flags & NODE_COMMITTED) &&
+			   (r = committed_still_stored(fs, n)) != 0) {
+			if (r < 0)
+				return (int)r;
 			/* Unchanged since the last commit: its content as then. */
 			if (n->committed_inline || !n->ncommitted)
 				r = manifest_builder_set_inline(c->b, idx, n->committed_inline,

@@ -1180,6 +1180,19 @@ uint32_t manifest_builder_count(const struct manifest_builder *b)
 	return b->count;
 }
 
+const struct manifest_chunk *manifest_builder_chunks(const struct manifest_builder *b, uint32_t i,
+						     uint32_t *count)
+{
+	*count = i < b->count ? b->e[i].n.nchunks : 0;
+	return *count ? b->e[i].chunks : NULL;
+}
+
+const char *manifest_builder_name(const struct manifest_builder *b, uint32_t i, size_t *len)
+{
+	*len = i < b->count ? b->e[i].n.name_len : 0;
+	return *len ? (const char *)b->names.data + b->e[i].n.name_off : "";
+}
+
 static int builder_check_add(struct manifest_builder *b, const struct manifest_node *node,
 			     const char *name, size_t name_len, size_t data_len)
 {

@@ -175,6 +175,10 @@ int manifest_builder_set_inline(struct manifest_builder *b, uint32_t i, const vo
 				size_t len);
 int manifest_builder_set_hot(struct manifest_builder *b, const struct oid *ids, uint32_t count);
 uint32_t manifest_builder_count(const struct manifest_builder *b);
+/* Entry i's chunk list (NULL, 0 for none) and its name (not terminated). */
+const struct manifest_chunk *manifest_builder_chunks(const struct manifest_builder *b, uint32_t i,
+						     uint32_t *count);
+const char *manifest_builder_name(const struct manifest_builder *b, uint32_t i, size_t *len);
 /* base: a manifest from manifest_decode_reusable, typically the parent
  * snapshot; it must outlive the encode.  If the body comes out byte for byte
  * the same as base's (an unchanged tree), encode reuses base's compressed

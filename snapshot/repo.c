@@ -607,6 +607,26 @@ int repo_index_lookup(struct repo *r, const struct oid *chunk, struct index_entr
 	return rc;
 }
 
+int repo_has_chunks(struct repo *r, const struct manifest_chunk *chunks, uint32_t n,
+		    struct oid *missing)
+{
+	struct index_entry e;
+	int rc = repo_load_index(r);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&r->index_lock);
+	for (uint32_t k = 0; k < n && rc == 0; k++)
+		if (!oid_is_zero(&chunks[k].id) && /* a hole, stored nowhere */
+		    chunk_index_lookup(r->index, &chunks[k].id, &e) != 1) {
+			if (missing)
+				*missing = chunks[k].id;
+			rc = 1;
+		}
+	pthread_rwlock_unlock(&r->index_lock);
+	return !rc;
+}
+
 int repo_index_add(struct repo *r, const struct index_entry *entries, size_t count)
 {
 	int rc = repo_load_index(r);

@@ -103,6 +103,11 @@ int repo_read_chunk_near(struct repo *r, const struct oid *chunk, struct buf *ou
 int repo_fetch_near(struct repo *r, const struct oid *chunk);
 /* Reload the index from storage (after another process wrote). */
 int repo_refresh(struct repo *r);
+/* Are all n chunks (holes need nothing) in the index as loaded (a writer's is fresh: read under
+ * its lock, which gc cannot take)?  1 yes, 0 if one is missing (its id in
+ * *missing if not NULL), or a negative errno. */
+int repo_has_chunks(struct repo *r, const struct manifest_chunk *chunks, uint32_t n,
+		    struct oid *missing);
 
 
 /* Tags. */

@@ -710,6 +710,43 @@ int repo_source_ref_get(struct repo *r, const char *host, const char *source, st
 	return rc;
 }
 
+/* Every chunk the manifest names must be in the index now.  Lists reused
+ * rather than written (a parent's unchanged files, a mount's lower files and
+ * earlier commits) could name chunks that a gc removed after they were read:
+ * their snapshot was removed while still in use.  Such a snapshot would be
+ * recorded and never restorable, so it is refused here.  The index was read
+ * under our lock and this writer's own entries were added to it; gc cannot
+ * run until we release the lock. */
+static int check_references(struct repo_writer *w, const struct manifest_builder *b)
+{
+	uint32_t n = manifest_builder_count(b);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t count;
+		const struct manifest_chunk *c = manifest_builder_chunks(b, i, &count);
+		struct oid missing;
+		char hex[OID_HEX_BYTES];
+		size_t len;
+		const char *name;
+		int rc;
+
+		if (!count)
+			continue;
+		rc = repo_has_chunks(w->repo, c, count, &missing);
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			continue;
+		name = manifest_builder_name(b, i, &len);
+		return hb_err(-ESTALE,
+			      "chunk %s of '%.*s' is no longer in the repository (a snapshot it "
+			      "came from was removed and garbage-collected while in use); "
+			      "snapshot not recorded",
+			      oid_format(&missing, hex), (int)(len > 200 ? 200 : len), name);
+	}
+	return 0;
+}
+
 int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 		       struct manifest_info *info, const char *tag, struct oid *out)
 {
@@ -756,6 +793,9 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 			goto out;
 	}
 	/* Manifest after index: every chunk it names can be found. */
+	rc = check_references(w, b);
+	if (rc < 0)
+		goto out;
 	info->new_chunks = w->new_chunks;
 	info->new_bytes = w->new_bytes;
 	info->new_raw_bytes = w->new_raw_bytes;

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "fs/fs.h"
 #include "tools/cli.h"
 #include "util/error.h"
 
@@ -377,18 +380,68 @@ static int cmd_snapshot_diff(int argc, char **argv)
 	return 0;
 }
 
+/* Do two repository locations name the same repository? */
+static bool same_repo(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (!strncmp(a, "s3://", 5) || !strncmp(b, "s3://", 5)) {
+		while (la > 5 && a[la - 1] == '/')
+			la--;
+		while (lb > 5 && b[lb - 1] == '/')
+			lb--;
+		return la == lb && !strncmp(a, b, la);
+	}
+	return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+/* A live mount of this host that reads from snapshot id: removing it would
+ * let the next gc take data the mount still serves.  0, or the error. */
+static int refuse_mounted(const struct oid *id)
+{
+	struct hbfs_mount_info *list;
+	char hex[OID_HEX_BYTES];
+	size_t n;
+	int r = 0;
+
+	if (hbfs_list_mounts(&list, &n) < 0) {
+		hb_err_clear(); /* the list is a courtesy, not a lock */
+		return 0;
+	}
+	oid_format(id, hex);
+	for (size_t i = 0; i < n && r == 0; i++)
+		if (list[i].alive && !strcmp(list[i].snapshot, hex) &&
+		    same_repo(list[i].repo, cli_repo_location()))
+			r = hb_err(-EBUSY, "%.12s is mounted at %s; unmount it first (--force "
+					   "removes it anyway, and the next gc takes the data "
+					   "the mount reads)",
+				   hex, list[i].mountpoint);
+	free(list);
+	return r;
+}
+
 static int cmd_snapshot_rm(int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
+	static const struct option opts[] = { CLI_COMMON_OPTIONS,
+					      { "force", no_argument, NULL, 'F' }, { 0 } };
 	struct repo *repo;
 	struct oid id;
+	bool force = false;
 	int c, r = 0;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot rm",
-				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n");
-		if (!r)
+				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n"
+				    "A snapshot a live mount of this host reads from is refused.\n\n"
+				    "Options:\n"
+				    "  --force   remove it anyway\n");
+		if (r)
+			continue;
+		if (c == 'F')
+			force = true;
+		else
 			return cli_usage("snapshot rm", "unknown option '%s'", argv[optind - 1]);
 	}
 	if (optind >= argc)
@@ -397,6 +450,8 @@ static int cmd_snapshot_rm(int argc, char **argv)
 		return r;
 	for (int i = optind; i < argc && r == 0; i++) {
 		r = repo_resolve(repo, argv[i], &id);
+		if (r == 0 && !force)
+			r = refuse_mounted(&id);
 		if (r == 0)
 			r = repo_snapshot_remove(repo, &id);
 	}
@@ -546,7 +601,7 @@ const struct cli_command cli_commands_repo[] = {
 	{ "snapshot list", "[--json]", "list snapshots", cmd_snapshot_list },
 	{ "snapshot show", "ID|TAG [--json]", "show a snapshot's details", cmd_snapshot_show },
 	{ "snapshot diff", "A B", "list paths added, removed and changed from A to B", cmd_snapshot_diff },
-	{ "snapshot rm", "ID|TAG...", "remove snapshots (data goes at the next gc)", cmd_snapshot_rm },
+	{ "snapshot rm", "ID|TAG... [--force]", "remove snapshots (data goes at the next gc)", cmd_snapshot_rm },
 	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },
 	{ "gc", "[--dry-run]", "remove data no kept snapshot uses", cmd_gc },
 	{ "check", "[--read-data]", "verify the repository", cmd_check },

@@ -1,0 +1,53 @@
+#!/bin/bash
+# gc beside a live mount.  A mount reuses chunk lists it read earlier (its
+# lower snapshot's, and those of its own last commit for files unchanged
+# since); if those snapshots are removed and collected meanwhile, a commit
+# must never record a snapshot that names chunks that are gone:
+#  - its own earlier commit removed + gc: unchanged upper files are chunked
+#    again from the upper data, and the commit restores byte for byte;
+#  - the mounted snapshot itself: `snapshot rm` refuses while it is mounted;
+#    forced and collected, the commit fails with one clear line and records
+#    nothing.
+set -u
+. "$SRCDIR/tests/integration/lib.sh"
+. "$SRCDIR/tests/fs/lib-fs.sh"
+fs_setup
+hb_ok init >/dev/null
+mkdir -p "$T/src"
+randfile "$T/src/lower.bin" 300000 lower
+BASE=$(snapshot_create "$T/src" --tag base) || exit 1
+M="$T/mnt"
+fs_mount base "$M" --upper "$T/upper"
+
+log "an earlier commit of the mount removed and collected"
+randfile "$M/new.bin" 400000 upper-new
+A=$(fs_commit "$M") || exit 1
+hb_ok snapshot rm "$A"
+hb_ok gc >/dev/null
+echo later >"$M/later.txt"
+C=$(fs_commit "$M") || exit 1
+hb_try check --read-data
+[ "$HB_RC" = 0 ] || bad "check after a commit over a collected parent: $(cat "$T/out" "$T/err")"
+hb_ok snapshot restore "$C" "$T/restored"
+cmp -s "$T/restored/new.bin" "$M/new.bin" || bad "new.bin differs in the commit made after gc"
+cmp -s "$T/restored/lower.bin" "$T/src/lower.bin" || bad "lower.bin differs in the commit made after gc"
+[ "$(cat "$T/restored/later.txt")" = later ] || bad "later.txt missing from the commit made after gc"
+
+log "the mounted snapshot: refused, then forced"
+expect_error "rm of a mounted snapshot" snapshot rm base &&
+	expect_in "$HB_ERR" "is mounted at .*unmount it first" "rm of a mounted snapshot"
+expect_error "rm of a mounted snapshot by id prefix" snapshot rm "${BASE:0:8}" || true
+hb_ok snapshot show "$BASE" >/dev/null
+hb_ok snapshot rm --force base "$C"
+hb_ok gc >/dev/null
+before=$(list_ids | wc -l)
+echo more >"$M/more.txt"
+expect_error "commit over collected lower data" commit "$M" &&
+	expect_in "$HB_ERR" "no longer in the repository.*not recorded" "commit over collected lower data"
+[ "$(list_ids | wc -l)" = "$before" ] || bad "a failed commit recorded a snapshot"
+hb_try check
+[ "$HB_RC" = 0 ] || bad "check after the refused commit: $(cat "$T/out" "$T/err")"
+# the mount still serves what it has: upper files, and says EIO for the rest
+[ "$(cat "$M/more.txt")" = more ] || bad "the mount lost an upper file"
+cmp -s "$M/new.bin" "$T/restored/new.bin" || bad "the mount lost new.bin"
+finish
