@@ -1488,11 +1488,63 @@ static int encode_entry(struct manifest_builder *b, uint32_t i, uint32_t *prev_p
 	return rc ? -ENOMEM : 0;
 }
 
+static size_t oid_slot(const struct oid *id, size_t mask)
+{
+	uint64_t h;
+
+	memcpy(&h, id->b, sizeof(h)); /* ids are keyed hashes: any 8 bytes spread */
+	return (size_t)h & mask;
+}
+
+/* Keep in the hot list only chunks the snapshot's files name: a mount of it
+ * can read no others (a mount's list also holds chunks of files deleted since,
+ * which a gc may then take), and prefetching them would be wasted. */
+static int hot_keep_referenced(struct manifest_builder *b)
+{
+	size_t refs = 0, cap = 16, mask;
+	struct oid *set;
+	uint32_t kept = 0;
+
+	for (uint32_t i = 0; i < b->count; i++)
+		refs += b->e[i].chunks ? b->e[i].n.nchunks : 0;
+	while (cap < refs * 2)
+		cap <<= 1;
+	mask = cap - 1;
+	/* the all-zero id (a hole) marks an empty slot: holes are never hot */
+	set = calloc(cap, sizeof(*set));
+	if (!set)
+		return hb_err(-ENOMEM, "manifest builder: out of memory");
+	for (uint32_t i = 0; i < b->count; i++)
+		for (uint32_t k = 0; b->e[i].chunks && k < b->e[i].n.nchunks; k++) {
+			const struct oid *id = &b->e[i].chunks[k].id;
+			size_t j = oid_slot(id, mask);
+
+			if (oid_is_zero(id))
+				continue;
+			while (!oid_is_zero(&set[j]) && !oid_equal(&set[j], id))
+				j = (j + 1) & mask;
+			set[j] = *id;
+		}
+	for (uint32_t h = 0; h < b->nhot; h++) {
+		size_t j = oid_slot(&b->hot[h], mask);
+
+		while (!oid_is_zero(&set[j]) && !oid_equal(&set[j], &b->hot[h]))
+			j = (j + 1) & mask;
+		if (!oid_is_zero(&set[j]))
+			b->hot[kept++] = b->hot[h];
+	}
+	b->nhot = kept;
+	free(set);
+	return 0;
+}
+
 int manifest_builder_encode_body(struct manifest_builder *b, struct buf *raw)
 {
 	uint32_t prev_parent = 0;
 	int rc;
 
+	if (b->nhot && !b->unchecked && (rc = hot_keep_referenced(b)) < 0)
+		return rc;
 	raw->max = MANIFEST_MAX_BODY_BYTES;
 	rc = buf_append_varint(raw, b->count);
 	for (uint32_t i = 0; rc == 0 && i < b->count; i++)

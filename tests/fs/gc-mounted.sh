@@ -50,4 +50,24 @@ hb_try check
 # the mount still serves what it has: upper files, and says EIO for the rest
 [ "$(cat "$M/more.txt")" = more ] || bad "the mount lost an upper file"
 cmp -s "$M/new.bin" "$T/restored/new.bin" || bad "the mount lost new.bin"
+fs_umount "$M"
+
+log "the hot list names only chunks of the snapshot's own files"
+mkdir -p "$T/src2"
+randfile "$T/src2/gone.bin" 300000 gone
+randfile "$T/src2/kept.bin" 300000 kept
+S2=$(snapshot_create "$T/src2") || exit 1
+fs_mount "$S2" "$T/m2" --upper "$T/u2"
+cat "$T/m2/gone.bin" "$T/m2/kept.bin" >/dev/null
+rm "$T/m2/gone.bin"
+C2=$(fs_commit "$T/m2") || exit 1
+fs_umount "$T/m2"
+hb_ok snapshot rm "$S2"
+hb_ok gc >/dev/null # takes gone.bin's chunks
+: >"$HIBERBOX_HOME/fs.log"
+fs_mount "$C2" "$T/m3" --upper "$T/u3"
+cmp -s "$T/m3/kept.bin" "$T/src2/kept.bin" || bad "kept.bin differs"
+fs_umount "$T/m3"
+grep -q "hot list: \([0-9]*\) of \1 chunks prefetched (0 failed)" "$HIBERBOX_HOME/fs.log" ||
+	bad "hot list of a commit names chunks outside it: $(grep 'hot list' "$HIBERBOX_HOME/fs.log")"
 finish

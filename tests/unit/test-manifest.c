@@ -403,6 +403,35 @@ static void test_minimal(void)
 	buf_free(&enc);
 }
 
+/* A hot list keeps only chunks the files name (a mount's list may hold
+ * chunks of files deleted since), in its order. */
+static void test_hot_only_referenced(void)
+{
+	struct manifest_builder *b = manifest_builder_new();
+	struct manifest_info info;
+	struct buf enc = BUF_INIT;
+	struct manifest *m = NULL;
+	const struct oid *hot;
+	uint32_t nhot = 0;
+
+	memset(&info, 0, sizeof(info));
+	CHECK_OK(add_dir(b, 0, ""));
+	CHECK(add_file(b, 0, "a", 10) == 1); /* chunk mkid(1) */
+	CHECK(add_file(b, 0, "b", 10) == 2); /* chunk mkid(2) */
+	CHECK_OK(manifest_builder_set_hot(
+		b, (struct oid[]){ mkid(7), mkid(2), { { 0 } }, mkid(1), mkid(8) }, 5));
+	CHECK_OK(manifest_builder_encode(b, &info, &enc));
+	CHECK_OK(decode_buf(&enc, &m));
+	if (m) {
+		hot = manifest_hot(m, &nhot);
+		CHECK(nhot == 2 && oid_equal(&hot[0], &(struct oid[]){ mkid(2) }[0]) &&
+		      oid_equal(&hot[1], &(struct oid[]){ mkid(1) }[0]));
+	}
+	manifest_free(m);
+	manifest_builder_free(b);
+	buf_free(&enc);
+}
+
 /* ---- a 50k-entry tree ------------------------------------------------- */
 
 #define BIG_DIRS 100
@@ -1302,6 +1331,7 @@ int main(int argc, char **argv)
 		return write_corpus(argv[2]);
 	test_roundtrip_kinds();
 	test_minimal();
+	test_hot_only_referenced();
 	test_big();
 	test_builder_refusals();
 	test_crafted();
