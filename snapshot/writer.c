@@ -739,9 +739,10 @@ static int check_references(struct repo_writer *w, const struct manifest_builder
 			continue;
 		name = manifest_builder_name(b, i, &len);
 		return hb_err(-ESTALE,
-			      "chunk %s of '%.*s' is no longer in the repository (a snapshot it "
-			      "came from was removed and garbage-collected while in use); "
-			      "snapshot not recorded",
+			      "chunk %s of '%.*s' is no longer in the repository (the snapshot "
+			      "it came from was removed and garbage-collected while in use, or "
+			      "an index file is lost: see 'hiberbox check'); snapshot not "
+			      "recorded",
 			      oid_format(&missing, hex), (int)(len > 200 ? 200 : len), name);
 	}
 	return 0;
