@@ -64,6 +64,22 @@ static bool same_as_parent(const struct create_ctx *c, const struct walk_entry *
 	       p->mtime_sec == e->node.mtime_sec && p->mtime_nsec == e->node.mtime_nsec;
 }
 
+/* Is the parent's record of e's content still in the repository?  Not if an
+ * index file was lost: the file is then read and stored again, so the new
+ * snapshot is whole whatever happened to the parent's data. */
+static bool parent_data_stored(const struct create_ctx *c, const struct walk_entry *e)
+{
+	const struct manifest_node *p = manifest_node(c->parent, (uint32_t)e->prev);
+
+	if (p->flags & MANIFEST_FLAG_INLINE)
+		return true;
+	if (repo_has_chunks(c->repo, manifest_chunks(c->parent, (uint32_t)e->prev), p->nchunks,
+			    NULL) == 1)
+		return true;
+	hb_err_clear();
+	return false;
+}
+
 static int add_to_builder(struct create_ctx *c)
 {
 	for (uint32_t i = 0; i < c->count; i++) {
@@ -237,7 +253,7 @@ static int store_contents(struct create_ctx *c, unsigned threads)
 
 		if (!S_ISREG(e->node.mode) || e->node.hardlink != i)
 			continue;
-		if (same_as_parent(c, e)) {
+		if (same_as_parent(c, e) && parent_data_stored(c, e)) {
 			e->reused = true;
 			r = reuse_from_parent(c, i);
 			continue;

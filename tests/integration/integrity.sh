@@ -132,6 +132,10 @@ hb_try check
 [ "$HB_RC" -ne 0 ] && [ "$HB_RC" -lt 124 ] || bad "missing index: check exited $HB_RC"
 restore_fails_cleanly "missing index" a || true
 b_still_fine "missing index"
+# a new snapshot of the unchanged tree must not reuse what the index lost:
+# its files are read again, and it restores whole
+A2=$(snapshot_create "$T/a")
+restore_and_compare "$A2" "$T/a.json" "missing index: a new snapshot of the same tree" || true
 
 # --- a corrupt index file ---------------------------------------------------------------------
 fresh_repo
