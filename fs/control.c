@@ -397,22 +397,6 @@ static int run_fusermount(const char *mountpoint, bool lazy)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
 }
 
-/* A process that has exited is not alive even while it waits to be reaped:
- * the fs is daemonized, so its reaper is init, which may take its time (a
- * second on some VMs' init), and umount would wait for that. */
-static bool pid_alive(pid_t pid)
-{
-	char stat[512];
-	const char *fields;
-	int r;
-
-	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
-		return false;
-	r = proc_stat_fields(pid, stat, sizeof(stat), &fields);
-	if (r < 0)
-		return r != -ENOENT;
-	return fields[0] != 'Z' && fields[0] != 'X';
-}
 
 /* The type of the mount at path in /proc/self/mounts (last one wins):
  * 1 hiberbox, 0 not mounted, -1 another filesystem. */
@@ -461,7 +445,7 @@ int hbfs_umount(const char *mountpoint)
 		if (kind < 0)
 			return hb_err(-EINVAL, "%s is not a hiberbox mount", real);
 		if (kind == 0 && !dead) {
-			if (have_info && !pid_alive(mi.pid)) {
+			if (have_info && !proc_alive(mi.pid)) {
 				unlink(info);
 				unlink(sock);
 			}
@@ -493,9 +477,9 @@ int hbfs_umount(const char *mountpoint)
 	}
 	/* Wait for the fs process to finish (it flushes the upper directory). */
 	if (have_info) {
-		for (int i = 0; i < 1000 && pid_alive(mi.pid); i++)
+		for (int i = 0; i < 1000 && proc_alive(mi.pid); i++)
 			usleep(10000);
-		if (!pid_alive(mi.pid)) {
+		if (!proc_alive(mi.pid)) {
 			unlink(info);
 			unlink(sock);
 		}

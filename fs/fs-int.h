@@ -127,6 +127,7 @@ struct hbfs {
 	struct repo *repo;
 	struct manifest *m;
 	struct oid base_id;     /* the mounted snapshot */
+	struct repo_pin *pin;   /* tells `snapshot rm` that base_id is in use */
 	struct oid last_id;     /* the last commit (or base) */
 	struct oid upper_base;  /* the snapshot upper/meta names */
 	uint8_t meta_state;     /* UPPER_META_*: how upper_open found upper/meta */

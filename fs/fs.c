@@ -36,6 +36,7 @@ static void fs_free(struct hbfs *fs)
 		tree_free(fs);
 	upper_close(fs);
 	manifest_free(fs->m);
+	repo_pin_end(fs->pin);
 	repo_close(fs->repo);
 	pthread_rwlock_destroy(&fs->tree_lock);
 	pthread_mutex_destroy(&fs->commit_lock);
@@ -259,6 +260,17 @@ static int serve(const struct hbfs_opts *opts, int ready_fd)
 	/* Decoding the hot list overlaps the kernel mount and whatever the
 	 * caller does before its first read (a sandbox's init). */
 	lower_prefetch_hot(fs);
+	{
+		char what[600];
+
+		snprintf(what, sizeof(what), "mounted at %.500s", fs->mountpoint);
+		if (repo_pin_start(fs->repo, &fs->base_id, what, &fs->pin) < 0) {
+			/* commits stay safe without it (their reuse is checked) */
+			fprintf(stderr, "hiberbox-fs: %s: no pin on the snapshot: %s\n",
+				fs->mountpoint, hb_errmsg(-EIO));
+			hb_err_clear();
+		}
+	}
 	snprintf(optstr, sizeof(optstr), "default_permissions,fsname=hiberbox,subtype=hiberbox%s",
 		 geteuid() == 0 ? ",allow_other" : "");
 	argv[0] = "hiberbox";

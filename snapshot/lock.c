@@ -20,11 +20,17 @@
  *
  * A lock object that does not parse is treated as held (never delete data
  * because of a lock we cannot read) until it is LOCK_STALE_SEC old.
+ *
+ * Pins: an object `pins/<32 random hex>` in the same format plus the id of a
+ * snapshot something reads from for a long time (a mount) and what that is.
+ * A pin conflicts with no lock (a mount lives for days; gc must not wait on
+ * it): `snapshot rm` refuses a pinned snapshot, so gc never takes its data.
+ * It is written by its refresh thread, so a wake does not wait for the
+ * round trip, and goes stale like a lock.
  */
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,7 @@
 #include "snapshot/repo-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/proc.h"
 
 #define LOCK_STALE_SEC 3600
 #define LOCK_REFRESH_SEC 300
@@ -42,11 +49,14 @@
 #define LOCK_BACKOFF_MAX_MS 500
 #define LOCK_HOST_BYTES 256
 #define LOCK_BOOT_ID_BYTES 64
+#define LOCK_WHAT_BYTES 512
 
 struct repo_lock {
 	struct store *store;
 	char name[REPO_NAME_BYTES];
 	bool exclusive;
+	char pin[OID_HEX_BYTES]; /* a pin: the snapshot's id; "" for a lock */
+	char what[LOCK_WHAT_BYTES];
 	/* The refresh thread: wakes every LOCK_REFRESH_SEC or when stop is set. */
 	pthread_t refresher;
 	bool refresher_running;
@@ -62,6 +72,8 @@ struct lock_holder {
 	char boot_id[LOCK_BOOT_ID_BYTES];
 	long long pid;
 	long long time;
+	char pin[OID_HEX_BYTES];
+	char what[LOCK_WHAT_BYTES];
 };
 
 static void own_host(char out[LOCK_HOST_BYTES])
@@ -86,17 +98,22 @@ static void own_boot_id(char out[LOCK_BOOT_ID_BYTES])
 	out[strcspn(out, "\n")] = '\0';
 }
 
-static int lock_encode(bool exclusive, char **out)
+static int lock_encode(const struct repo_lock *l, char **out)
 {
 	char host[LOCK_HOST_BYTES], boot_id[LOCK_BOOT_ID_BYTES];
 	json_t *o;
 
 	own_host(host);
 	own_boot_id(boot_id);
-	o = json_pack("{s:b, s:s, s:I, s:I, s:s}", "exclusive", exclusive, "host", host, "pid",
+	o = json_pack("{s:b, s:s, s:I, s:I, s:s}", "exclusive", l->exclusive, "host", host, "pid",
 		      (json_int_t)getpid(), "time", (json_int_t)time(NULL), "boot_id", boot_id);
 	if (!o)
 		return -ENOMEM;
+	if (l->pin[0] && (json_object_set_new(o, "pin", json_string(l->pin)) < 0 ||
+			  json_object_set_new(o, "what", json_string(l->what)) < 0)) {
+		json_decref(o);
+		return -ENOMEM;
+	}
 	*out = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return *out ? 0 : -ENOMEM;
@@ -132,6 +149,12 @@ static int lock_decode(const struct buf *b, struct lock_holder *h)
 	v = json_object_get(o, "boot_id"); /* optional */
 	if (json_is_string(v))
 		snprintf(h->boot_id, sizeof(h->boot_id), "%s", json_string_value(v));
+	v = json_object_get(o, "pin"); /* pins only */
+	if (json_is_string(v))
+		snprintf(h->pin, sizeof(h->pin), "%s", json_string_value(v));
+	v = json_object_get(o, "what");
+	if (json_is_string(v))
+		snprintf(h->what, sizeof(h->what), "%s", json_string_value(v));
 	json_decref(o);
 	return 0;
 bad:
@@ -148,7 +171,7 @@ static bool holder_is_stale(const struct lock_holder *h, const char *host, const
 	if (same_boot) {
 		if (h->pid <= 0 || h->pid > INT32_MAX)
 			return true;
-		return kill((pid_t)h->pid, 0) < 0 && errno == ESRCH;
+		return !proc_alive((pid_t)h->pid); /* a zombie is gone too */
 	}
 	return now - h->time > LOCK_STALE_SEC;
 }
@@ -237,11 +260,25 @@ static int busy_error(const struct scan *s)
 		      s->holder.host, since);
 }
 
+static void refresh_put(struct repo_lock *l)
+{
+	char *json = NULL;
+
+	/* A failed write is retried next round; the lock only goes stale for
+	 * others after LOCK_STALE_SEC. */
+	if (lock_encode(l, &json) == 0)
+		store_put(l->store, l->name, json, strlen(json), 0);
+	free(json);
+	hb_err_clear();
+}
+
 static void *refresher_main(void *arg)
 {
 	struct repo_lock *l = arg;
 	struct timespec deadline;
 
+	if (l->pin[0])
+		refresh_put(l); /* a pin's first write is ours, not its taker's */
 	pthread_mutex_lock(&l->mutex);
 	while (!l->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -252,16 +289,7 @@ static void *refresher_main(void *arg)
 		if (l->stop)
 			break;
 		pthread_mutex_unlock(&l->mutex);
-		{
-			char *json = NULL;
-
-			/* A failed refresh is retried next round; the lock only
-			 * goes stale for others after LOCK_STALE_SEC. */
-			if (lock_encode(l->exclusive, &json) == 0)
-				store_put(l->store, l->name, json, strlen(json), 0);
-			free(json);
-			hb_err_clear();
-		}
+		refresh_put(l);
 		pthread_mutex_lock(&l->mutex);
 	}
 	pthread_mutex_unlock(&l->mutex);
@@ -293,13 +321,24 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+static int random_name(const char *prefix, char *out, size_t size)
+{
+	uint8_t rnd[OID_BYTES];
+	char hex[OID_HEX_BYTES];
+	int r = random_bytes(rnd, sizeof(rnd));
+
+	if (r < 0)
+		return hb_err(r, "getrandom: %s", strerror(-r));
+	hex_format(rnd, sizeof(rnd), hex);
+	snprintf(out, size, "%s%s", prefix, hex);
+	return 0;
+}
+
 int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct repo_lock **out)
 {
 	uint64_t deadline = now_ns() + (uint64_t)wait_ms * 1000000ull;
 	unsigned backoff = LOCK_BACKOFF_MIN_MS;
 	struct repo_lock *l;
-	uint8_t rnd[OID_BYTES];
-	char hex[OID_HEX_BYTES];
 	char *json = NULL;
 	int ret;
 
@@ -309,14 +348,10 @@ int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct r
 		return -ENOMEM;
 	l->store = r->store;
 	l->exclusive = exclusive;
-	ret = random_bytes(rnd, sizeof(rnd));
-	if (ret < 0) {
-		ret = hb_err(ret, "getrandom: %s", strerror(-ret));
+	ret = random_name(REPO_LOCKS_PREFIX, l->name, sizeof(l->name));
+	if (ret < 0)
 		goto fail;
-	}
-	hex_format(rnd, sizeof(rnd), hex);
-	snprintf(l->name, sizeof(l->name), "%s%s", REPO_LOCKS_PREFIX, hex);
-	ret = lock_encode(exclusive, &json);
+	ret = lock_encode(l, &json);
 	if (ret < 0)
 		goto fail;
 
@@ -394,4 +429,101 @@ void repo_lock_release(struct repo_lock *l)
 	if (msg[0])
 		hb_err(-EIO, "%s", msg);
 	free(l);
+}
+
+/* ---- pins ---- */
+
+struct repo_pin {
+	struct repo_lock lock;
+};
+
+
+int repo_pin_start(struct repo *r, const struct oid *snapshot, const char *what,
+		   struct repo_pin **out)
+{
+	struct repo_pin *p = calloc(1, sizeof(*p));
+	int ret;
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->lock.store = r->store;
+	oid_format(snapshot, p->lock.pin);
+	snprintf(p->lock.what, sizeof(p->lock.what), "%s", what);
+	ret = random_name(REPO_PINS_PREFIX, p->lock.name, sizeof(p->lock.name));
+	if (ret == 0)
+		ret = start_refresher(&p->lock);
+	if (ret < 0) {
+		free(p);
+		return ret;
+	}
+	*out = p;
+	return 0;
+}
+
+void repo_pin_end(struct repo_pin *p)
+{
+	if (p)
+		repo_lock_release(&p->lock); /* frees p: lock is its first member */
+}
+
+struct pin_scan {
+	struct store *store;
+	char want[OID_HEX_BYTES];
+	char host[LOCK_HOST_BYTES];
+	char boot_id[LOCK_BOOT_ID_BYTES];
+	struct repo_pin_holder *out;
+	bool found;
+};
+
+static int pin_scan_one(const char *name, uint64_t size, int64_t mtime_sec, void *arg)
+{
+	struct pin_scan *s = arg;
+	struct buf b = { .max = LOCK_MAX_BYTES };
+	struct lock_holder h;
+	int r;
+
+	(void)mtime_sec;
+	if (s->found || size > LOCK_MAX_BYTES)
+		return 0;
+	r = store_get(s->store, name, 0, STORE_GET_ALL, &b);
+	if (r == -ENOENT) /* ended meanwhile */
+		return 0;
+	if (r < 0) {
+		buf_free(&b);
+		return hb_err_ctx(r, "reading pin %s", name);
+	}
+	r = lock_decode(&b, &h);
+	buf_free(&b);
+	if (r < 0) /* a pin guards nothing it cannot name */
+		return 0;
+	if (holder_is_stale(&h, s->host, s->boot_id)) {
+		r = store_remove(s->store, name);
+		if (r < 0 && r != -ENOENT)
+			return hb_err_ctx(r, "removing stale pin %s", name);
+		return 0;
+	}
+	if (strcmp(h.pin, s->want) != 0)
+		return 0;
+	s->found = true;
+	snprintf(s->out->host, sizeof(s->out->host), "%s", h.host);
+	snprintf(s->out->what, sizeof(s->out->what), "%s", h.what);
+	s->out->pid = h.pid;
+	format_since(h.time, s->out->refreshed, sizeof(s->out->refreshed));
+	return 0;
+}
+
+int repo_pin_find(struct repo *r, const struct oid *snapshot, struct repo_pin_holder *out)
+{
+	struct pin_scan s = { .store = r->store, .out = out };
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	oid_format(snapshot, s.want);
+	own_host(s.host);
+	own_boot_id(s.boot_id);
+	ret = store_list(r->store, REPO_PINS_PREFIX, pin_scan_one, &s);
+	if (ret < 0)
+		return ret;
+	return s.found;
 }

@@ -18,6 +18,7 @@
 #define REPO_TAGS_PREFIX "refs/tags/"
 #define REPO_SOURCES_PREFIX "refs/sources/"
 #define REPO_LOCKS_PREFIX "locks/"
+#define REPO_PINS_PREFIX "pins/"
 #define REPO_NAME_BYTES 96
 #define REPO_CONFIG_MAX_BYTES (64u << 10)
 #define REPO_MANIFEST_MAX_BYTES (1u << 30)

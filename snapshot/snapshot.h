@@ -110,6 +110,23 @@ int repo_has_chunks(struct repo *r, const struct manifest_chunk *chunks, uint32_
 		    struct oid *missing);
 
 
+/* Pins: while a pin lives, snapshot_rm-style callers can see that something
+ * reads from the snapshot (repo_pin_find); see lock.c.  what says what (e.g.
+ * "mount at /mnt").  The pin object is written in the background. */
+struct repo_pin;
+int repo_pin_start(struct repo *r, const struct oid *snapshot, const char *what,
+		   struct repo_pin **out);
+void repo_pin_end(struct repo_pin *p);
+struct repo_pin_holder {
+	char host[256];
+	long long pid;
+	char refreshed[64]; /* when its holder last wrote it, local time */
+	char what[512];
+};
+/* 1 (and *out) if a live pin names snapshot, 0 if none; stale pins found on
+ * the way are removed. */
+int repo_pin_find(struct repo *r, const struct oid *snapshot, struct repo_pin_holder *out);
+
 /* Tags. */
 int repo_tag_set(struct repo *r, const char *tag, const struct oid *id);
 int repo_tag_get(struct repo *r, const char *tag, struct oid *out);

@@ -90,7 +90,8 @@ static struct tiered *to_tiered(struct store *s)
 
 static int cacheable(const char *name)
 {
-	return strncmp(name, "refs/", 5) && strncmp(name, "locks/", 6);
+	return strncmp(name, "refs/", 5) && strncmp(name, "locks/", 6) &&
+	       strncmp(name, "pins/", 5);
 }
 
 static int64_t checksum(const void *data, size_t len)

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,6 @@
 
 #include <jansson.h>
 
-#include "fs/fs.h"
 #include "tools/cli.h"
 #include "util/error.h"
 
@@ -380,45 +378,21 @@ static int cmd_snapshot_diff(int argc, char **argv)
 	return 0;
 }
 
-/* Do two repository locations name the same repository? */
-static bool same_repo(const char *a, const char *b)
+/* Something (a mount, on any host) that reads from snapshot id: removing it
+ * would let the next gc take data it still serves.  0, or the error. */
+static int refuse_pinned(struct repo *repo, const struct oid *id)
 {
-	char ra[PATH_MAX], rb[PATH_MAX];
-	size_t la = strlen(a), lb = strlen(b);
-
-	if (!strncmp(a, "s3://", 5) || !strncmp(b, "s3://", 5)) {
-		while (la > 5 && a[la - 1] == '/')
-			la--;
-		while (lb > 5 && b[lb - 1] == '/')
-			lb--;
-		return la == lb && !strncmp(a, b, la);
-	}
-	return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
-}
-
-/* A live mount of this host that reads from snapshot id: removing it would
- * let the next gc take data the mount still serves.  0, or the error. */
-static int refuse_mounted(const struct oid *id)
-{
-	struct hbfs_mount_info *list;
+	struct repo_pin_holder h;
 	char hex[OID_HEX_BYTES];
-	size_t n;
-	int r = 0;
+	int r = repo_pin_find(repo, id, &h);
 
-	if (hbfs_list_mounts(&list, &n) < 0) {
-		hb_err_clear(); /* the list is a courtesy, not a lock */
-		return 0;
-	}
+	if (r <= 0)
+		return r;
 	oid_format(id, hex);
-	for (size_t i = 0; i < n && r == 0; i++)
-		if (list[i].alive && !strcmp(list[i].snapshot, hex) &&
-		    same_repo(list[i].repo, cli_repo_location()))
-			r = hb_err(-EBUSY, "%.12s is mounted at %s; unmount it first (--force "
-					   "removes it anyway, and the next gc takes the data "
-					   "the mount reads)",
-				   hex, list[i].mountpoint);
-	free(list);
-	return r;
+	return hb_err(-EBUSY, "%.12s is in use: %s, pid %lld on host %s (seen %s); unmount it "
+			      "first (--force removes it anyway, and the next gc takes the data "
+			      "it reads)",
+		      hex, h.what[0] ? h.what : "pinned", h.pid, h.host, h.refreshed);
 }
 
 static int cmd_snapshot_rm(int argc, char **argv)
@@ -434,7 +408,7 @@ static int cmd_snapshot_rm(int argc, char **argv)
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n"
-				    "A snapshot a live mount of this host reads from is refused.\n\n"
+				    "A snapshot a live mount (on any host) reads from is refused.\n\n"
 				    "Options:\n"
 				    "  --force   remove it anyway\n");
 		if (r)
@@ -451,7 +425,7 @@ static int cmd_snapshot_rm(int argc, char **argv)
 	for (int i = optind; i < argc && r == 0; i++) {
 		r = repo_resolve(repo, argv[i], &id);
 		if (r == 0 && !force)
-			r = refuse_mounted(&id);
+			r = refuse_pinned(repo, &id);
 		if (r == 0)
 			r = repo_snapshot_remove(repo, &id);
 	}

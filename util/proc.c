@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,4 +31,18 @@ int proc_stat_fields(pid_t pid, char *buf, size_t size, const char **fields)
 		return -EBADMSG;
 	*fields = close_paren + 2;
 	return 0;
+}
+
+bool proc_alive(pid_t pid)
+{
+	char stat[512];
+	const char *fields;
+	int r;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno != EPERM))
+		return false;
+	r = proc_stat_fields(pid, stat, sizeof(stat), &fields);
+	if (r < 0)
+		return r != -ENOENT;
+	return fields[0] != 'Z' && fields[0] != 'X';
 }

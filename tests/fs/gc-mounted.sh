@@ -35,7 +35,7 @@ cmp -s "$T/restored/lower.bin" "$T/src/lower.bin" || bad "lower.bin differs in t
 
 log "the mounted snapshot: refused, then forced"
 expect_error "rm of a mounted snapshot" snapshot rm base &&
-	expect_in "$HB_ERR" "is mounted at .*unmount it first" "rm of a mounted snapshot"
+	expect_in "$HB_ERR" "is in use: mounted at $M, pid [0-9]+ on host .*unmount it first" "rm of a mounted snapshot"
 expect_error "rm of a mounted snapshot by id prefix" snapshot rm "${BASE:0:8}" || true
 hb_ok snapshot show "$BASE" >/dev/null
 hb_ok snapshot rm --force base "$C"
@@ -51,6 +51,28 @@ hb_try check
 [ "$(cat "$M/more.txt")" = more ] || bad "the mount lost an upper file"
 cmp -s "$M/new.bin" "$T/restored/new.bin" || bad "the mount lost new.bin"
 fs_umount "$M"
+
+log "pins: another host's blocks rm, a stale one or a killed mount's does not"
+mkdir -p "$T/src3"
+echo three >"$T/src3/f"
+S3=$(snapshot_create "$T/src3") || exit 1
+pin() { # pin HOST PID AGE_SECONDS
+	printf '{"exclusive":false,"host":"%s","pid":%s,"time":%s,"pin":"%s","what":"mounted at /elsewhere"}' \
+		"$1" "$2" $(($(date +%s) - $3)) "$S3" >"$HIBERBOX_REPO/pins/$(printf '%032x' $RANDOM)"
+}
+mkdir -p "$HIBERBOX_REPO/pins"
+pin other-host 1 60
+expect_error "rm of a snapshot pinned on another host" snapshot rm "$S3" &&
+	expect_in "$HB_ERR" "in use: mounted at /elsewhere, pid 1 on host other-host" "pin of another host"
+rm -f "$HIBERBOX_REPO"/pins/*
+pin other-host 1 7200 # not refreshed for two hours: its holder is gone
+fs_mount "$S3" "$T/m4" --upper "$T/u4"
+kill -9 "$(fs_pid "$T/m4")"
+for _ in $(seq 50); do [ "$(ls "$HIBERBOX_REPO/pins" | wc -l)" -ge 2 ] && break; sleep 0.1; done
+hb_try snapshot rm "$S3"
+[ "$HB_RC" = 0 ] || bad "rm with only a stale pin and a killed mount's pin: $(cat "$T/err")"
+[ -z "$(ls "$HIBERBOX_REPO/pins")" ] || bad "stale pins left behind: $(ls "$HIBERBOX_REPO/pins")"
+hb_ok umount "$T/m4"
 
 log "the hot list names only chunks of the snapshot's own files"
 mkdir -p "$T/src2"

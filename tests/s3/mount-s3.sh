@@ -44,6 +44,12 @@ for f in $(cd "$T/src" && find . -type f ! -name later.bin | sort); do
 done
 [ -d "$HIBERBOX_HOME/cache" ] || bad "the mount did not fill the local cache"
 
+log "the mounted snapshot is pinned in the bucket: rm refuses it"
+for _ in $(seq 100); do find "$T/s3" -path '*pins*' -type f | grep -q . && break; sleep 0.1; done
+find "$T/s3" -path '*pins*' -type f | grep -q . || bad "no pin object in the bucket after a mount"
+expect_error "rm of a snapshot mounted from S3" snapshot rm "$id" &&
+	expect_in "$HB_ERR" "in use: mounted at .*$MNT" "rm of a snapshot mounted from S3"
+
 # the small files stored as chunks (larger than what the manifest inlines)
 small=$(cd "$T/src" && find . -type f -size +1k ! -name '*.bin' | sort)
 nsmall=$(echo "$small" | wc -l)
@@ -51,6 +57,7 @@ nsmall=$(echo "$small" | wc -l)
 
 log "a cold mount reads a directory's files through pack windows, not one request each"
 hb_ok umount "$MNT" >/dev/null
+[ -z "$(find "$T/s3" -path '*pins*' -type f)" ] || bad "the pin outlived its mount: $(find "$T/s3" -path '*pins*' -type f)"
 rm -rf "$HIBERBOX_HOME/cache"
 HIBERBOX_S3_TRACE="$T/trace" hb_ok mount "$id" "$MNT" >/dev/null
 for f in $small; do
