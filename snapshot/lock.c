@@ -168,11 +168,11 @@ static bool holder_is_stale(const struct lock_holder *h, const char *host, const
 	bool same_boot = strcmp(h->host, host) == 0 &&
 			 (!h->boot_id[0] || !boot_id[0] || strcmp(h->boot_id, boot_id) == 0);
 
-	if (same_boot) {
-		if (h->pid <= 0 || h->pid > INT32_MAX)
-			return true;
-		return !proc_alive((pid_t)h->pid); /* a zombie is gone too */
-	}
+	if (same_boot && (h->pid <= 0 || h->pid > INT32_MAX ||
+			  !proc_alive((pid_t)h->pid))) /* a zombie is gone too */
+		return true;
+	/* Even here: a live holder rewrites its object every LOCK_REFRESH_SEC,
+	 * so one this old belongs to a dead process whose pid was reused. */
 	return now - h->time > LOCK_STALE_SEC;
 }
 

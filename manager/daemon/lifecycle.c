@@ -388,6 +388,14 @@ static int prune_one(const char *id, void *arg)
 		return 0;
 	}
 	if (oid_parse(id, &oid) == 0) {
+		struct repo_pin_holder h;
+
+		/* Mounted (by hand, to look inside), or unknown: kept until a
+		 * later prune. */
+		r = repo_pin_find(repo, &oid, &h);
+		hb_err_clear();
+		if (r != 0)
+			return 0;
 		r = repo_snapshot_remove(repo, &oid);
 		if (r < 0 && r != -ENOENT) {
 			fprintf(stderr, "hiberboxd: remove snapshot %s: %s\n", id, hb_errmsg(r));

@@ -431,7 +431,17 @@ step "rm frees the sandbox's snapshots for gc"
 "$HB" create big --image base >/dev/null || fail "create big"
 "$HB" exec big -- sh -c 'head -c 4000000 /dev/urandom > /big' || fail "write big"
 "$HB" sleep big >/dev/null
+# an older snapshot mounted by hand (to look inside) outlives the prune of
+# later sleeps while the mount lives: it is pinned
+old=$("$HB" --json inspect big | sed -n 's/.*"latest": "\([0-9a-f]*\)".*/\1/p')
+mkdir -p "$T/look"
+"$HB" mount "$old" "$T/look" --upper "$T/look-upper" >/dev/null || fail "mount of big's snapshot"
+"$HB" exec big -- sh -c 'echo y > /y'; "$HB" sleep big >/dev/null
+"$HB" snapshot show "$old" >/dev/null 2>&1 || fail "the prune removed a mounted snapshot"
+cmp -s "$T/look/big" <("$HB" exec big -- cat /big) || fail "the mounted old snapshot reads wrong"
+"$HB" umount "$T/look" || fail "umount of big's snapshot"
 "$HB" exec big -- sh -c 'echo x > /x'; "$HB" sleep big >/dev/null
+"$HB" snapshot show "$old" >/dev/null 2>&1 && fail "an unmounted old snapshot was not pruned"
 before=$(repo_bytes)
 "$HB" rm big >/dev/null || fail "rm"
 "$HB" inspect big 2>/dev/null && fail "big still listed"

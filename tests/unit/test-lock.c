@@ -2,7 +2,9 @@
  * exclusive and shared exclude each other (waiting up to wait_ms), stale locks
  * (dead pid, old lock of another host, old unreadable object) are removed,
  * live ones block with a message naming their holder, and many threads
- * hammering the lock never get two exclusive holders at once. */
+ * hammering the lock never get two exclusive holders at once.  Pins: found
+ * by their snapshot while they live, gone when ended, and no lock waits on
+ * them. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,6 +48,44 @@ static void put_lock(const char *name, bool exclusive, const char *host, long lo
 		 "{\"exclusive\":%s,\"host\":\"%s\",\"pid\":%lld,\"time\":%lld}",
 		 exclusive ? "true" : "false", host, pid, t);
 	put_raw_lock(name, json);
+}
+
+static int pin_objects(void)
+{
+	int n = 0;
+
+	store_list(repo.store, REPO_PINS_PREFIX, count_one, &n);
+	return n;
+}
+
+static void test_pins(void)
+{
+	struct oid a, b;
+	struct repo_pin *p = NULL;
+	struct repo_pin_holder h;
+	struct repo_lock *x = NULL;
+
+	memset(&a, 0xaa, sizeof(a));
+	memset(&b, 0xbb, sizeof(b));
+	CHECK(repo_pin_find(&repo, &a, &h) == 0);
+	CHECK_OK(repo_pin_start(&repo, &a, "mounted at /m", &p));
+	/* written by its own thread: wait for it */
+	for (int i = 0; i < 500 && pin_objects() == 0; i++)
+		usleep(2000);
+	CHECK(pin_objects() == 1);
+	CHECK(repo_pin_find(&repo, &a, &h) == 1);
+	CHECK(!strcmp(h.what, "mounted at /m") && h.pid == getpid());
+	CHECK(repo_pin_find(&repo, &b, &h) == 0);
+	/* a pin is no lock: gc's exclusive lock does not wait for it */
+	CHECK_OK(repo_lock_acquire(&repo, true, 0, &x));
+	repo_lock_release(x);
+	repo_pin_end(p);
+	CHECK(pin_objects() == 0);
+	CHECK(repo_pin_find(&repo, &a, &h) == 0);
+	/* ended at once, before its thread wrote it: nothing left behind */
+	CHECK_OK(repo_pin_start(&repo, &b, "short", &p));
+	repo_pin_end(p);
+	CHECK(pin_objects() == 0);
 }
 
 static uint64_t elapsed_ms(uint64_t start)
@@ -185,11 +225,16 @@ static void test_stale(void)
 	repo_lock_release(x);
 	CHECK(lock_objects() == 0);
 
-	/* A live pid on this host (init) blocks. */
-	put_lock("locks/00000000000000000000000000000005", false, host, 1, now - 7200);
+	/* A live pid on this host (init) blocks... */
+	put_lock("locks/00000000000000000000000000000005", false, host, 1, now - 600);
 	CHECK_ERR(repo_lock_acquire(&repo, true, 0, &x), -EBUSY);
 	CHECK(strstr(hb_errmsg(-EBUSY), "running as pid 1 on host") != NULL);
-	store_remove(repo.store, "locks/00000000000000000000000000000005");
+	/* ...unless it has not been rewritten for two hours: a live holder
+	 * refreshes it every 5 minutes, so its pid now belongs to another. */
+	put_lock("locks/00000000000000000000000000000005", false, host, 1, now - 7200);
+	CHECK_OK(repo_lock_acquire(&repo, true, 0, &x));
+	repo_lock_release(x);
+	CHECK(lock_objects() == 0);
 
 	/* Another host, recent: blocks, whatever the pid. */
 	put_lock("locks/00000000000000000000000000000006", true, "elsewhere.invalid", 999999, now - 60);
@@ -286,6 +331,7 @@ int main(void)
 	test_waits_for(true, false);
 	test_waits_for(true, true);
 	test_stale();
+	test_pins();
 	test_mutual_exclusion();
 
 	store_free(repo.store);
