@@ -795,11 +795,21 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	struct index_thread_arg index_thread_arg;
 	pthread_t index_thread;
 	bool empty = true, by_pack, index_thread_started = false;
+	struct repo_pin *pin = NULL;
 	unsigned fetchers;
 	int rc;
 
 	if (!opts)
 		opts = &defaults;
+	{
+		/* A long restore from a bucket: `snapshot rm` elsewhere meanwhile
+		 * would let a gc take chunks not fetched yet. */
+		char what[4200];
+
+		snprintf(what, sizeof(what), "restore into %.4000s", dir);
+		if (repo_pin_start(r, id, what, &pin) < 0)
+			hb_err_clear(); /* protection only: the restore goes on */
+	}
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.dirs_cond, NULL);
 	c.progress = opts->progress;
@@ -974,5 +984,6 @@ out:
 		close(c.rootfd);
 	pthread_mutex_destroy(&c.lock);
 	pthread_cond_destroy(&c.dirs_cond);
+	repo_pin_end(pin);
 	return rc;
 }

@@ -67,6 +67,20 @@ cold_gets=$(gets)
 log "cold restore: $cold_gets GET requests"
 [ -d "$HIBERBOX_HOME/cache" ] || bad "the restore did not fill the local cache"
 
+log "a restore pins its snapshot: rm refuses it meanwhile, the pin goes with the restore"
+fresh_home
+clear_faults
+fault delay 1 GET /packs/ 3000
+hb snapshot restore first "$T/pinned" >/dev/null 2>"$T/pinned.err" &
+restoring=$!
+for _ in $(seq 100); do find "$T/s3" -path '*pins*' -type f | grep -q . && break; sleep 0.1; done
+expect_error "rm of a snapshot being restored" snapshot rm first &&
+	expect_in "$HB_ERR" "in use: restore into .*pinned" "rm of a snapshot being restored"
+wait "$restoring" || bad "the restore beside a refused rm failed: $(cat "$T/pinned.err")"
+[ -z "$(find "$T/s3" -path '*pins*' -type f)" ] ||
+	bad "a restore left its pin in the bucket: $(find "$T/s3" -path '*pins*' -type f)"
+clear_faults
+
 log "a pack body corrupted once: read again, the tree is exact"
 fresh_home
 fault corrupt 1 GET packs/
