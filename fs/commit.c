@@ -183,7 +183,6 @@ static int xattr_cmp(const void *a, const void *b)
 	return strcmp(((const struct xattr *)a)->name, ((const struct xattr *)b)->name);
 }
 
-/* Add an entry backed by a node. */
 /* Can an upper file unchanged since the last commit reuse the chunk list
  * recorded then?  Not if that commit was removed and garbage-collected
  * meanwhile: the file is then chunked again from the upper data, which is
@@ -195,6 +194,7 @@ static int committed_still_stored(struct hbfs *fs, struct node *n)
 	return repo_has_chunks(fs->repo, n->committed, n->ncommitted, NULL);
 }
 
+/* Add an entry backed by a node. */
 static int add_node(struct commit_ctx *c, struct node *n, const char *name, uint32_t parent,
 		    uint32_t *out_idx)
 {

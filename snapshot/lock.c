@@ -437,7 +437,6 @@ struct repo_pin {
 	struct repo_lock lock;
 };
 
-
 int repo_pin_start(struct repo *r, const struct oid *snapshot, const char *what,
 		   struct repo_pin **out)
 {

@@ -389,7 +389,7 @@ static int refuse_pinned(struct repo *repo, const struct oid *id)
 	if (r <= 0)
 		return r;
 	oid_format(id, hex);
-	return hb_err(-EBUSY, "%.12s is in use: %s, pid %lld on host %s (seen %s); unmount it "
+	return hb_err(-EBUSY, "%.12s is in use: %s, pid %lld on host %s (seen %s); end that "
 			      "first (--force removes it anyway, and the next gc takes the data "
 			      "it reads)",
 		      hex, h.what[0] ? h.what : "pinned", h.pid, h.host, h.refreshed);

@@ -5,9 +5,11 @@
 # must never record a snapshot that names chunks that are gone:
 #  - its own earlier commit removed + gc: unchanged upper files are chunked
 #    again from the upper data, and the commit restores byte for byte;
-#  - the mounted snapshot itself: `snapshot rm` refuses while it is mounted;
-#    forced and collected, the commit fails with one clear line and records
-#    nothing.
+#  - the mounted snapshot itself: `snapshot rm` refuses while it is mounted
+#    (the mount pins it); forced and collected, the commit fails with one
+#    clear line and records nothing;
+#  - pins of other hosts block rm until stale; a killed mount's pin does not;
+#  - a commit's hot list names only chunks of its own files.
 set -u
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/fs/lib-fs.sh"
@@ -35,7 +37,7 @@ cmp -s "$T/restored/lower.bin" "$T/src/lower.bin" || bad "lower.bin differs in t
 
 log "the mounted snapshot: refused, then forced"
 expect_error "rm of a mounted snapshot" snapshot rm base &&
-	expect_in "$HB_ERR" "is in use: mounted at $M, pid [0-9]+ on host .*unmount it first" "rm of a mounted snapshot"
+	expect_in "$HB_ERR" "is in use: mounted at $M, pid [0-9]+ on host .*end that first" "rm of a mounted snapshot"
 expect_error "rm of a mounted snapshot by id prefix" snapshot rm "${BASE:0:8}" || true
 hb_ok snapshot show "$BASE" >/dev/null
 hb_ok snapshot rm --force base "$C"
