@@ -133,6 +133,8 @@ int repo_tag_get(struct repo *r, const char *tag, struct oid *out);
 int repo_tag_remove(struct repo *r, const char *tag);
 /* Validate a tag name: 1..REPO_TAG_MAX of [A-Za-z0-9._-], not starting with '.'. */
 int repo_tag_valid(const char *tag);
+/* The tags that name id, comma-separated into out ("" if none); how many. */
+int repo_tags_of(struct repo *r, const struct oid *id, char *out, size_t size);
 
 /* Listing. */
 struct repo_snapshot_summary {

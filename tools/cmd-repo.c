@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "manager/daemon/daemon.h"
 #include "tools/cli.h"
 #include "util/error.h"
 
@@ -395,6 +396,32 @@ static int refuse_pinned(struct repo *repo, const struct oid *id)
 		      hex, h.what[0] ? h.what : "pinned", h.pid, h.host, h.refreshed);
 }
 
+/* A snapshot the sandbox daemon stands on: a sandbox's latest state (its
+ * next wake mounts it) or an image.  Removing it loses the sandbox's disk.
+ * 0, or the error. */
+static int refuse_daemon_owned(struct repo *repo, const struct oid *id)
+{
+	char tags[1024], hex[OID_HEX_BYTES];
+	int r = repo_tags_of(repo, id, tags, sizeof(tags));
+
+	if (r <= 0)
+		return r;
+	oid_format(id, hex);
+	for (char *t = strtok(tags, ","); t; t = strtok(NULL, ",")) {
+		if (!strncmp(t, HBD_TAG_SANDBOX, strlen(HBD_TAG_SANDBOX)))
+			return hb_err(-EBUSY, "%.12s is sandbox %s's disk ('hiberbox rm %s' removes "
+					      "the sandbox; --force removes the snapshot anyway, and "
+					      "the sandbox can no longer wake)",
+				      hex, t + strlen(HBD_TAG_SANDBOX), t + strlen(HBD_TAG_SANDBOX));
+		if (!strncmp(t, HBD_TAG_IMAGE, strlen(HBD_TAG_IMAGE)))
+			return hb_err(-EBUSY, "%.12s is image %s ('hiberbox image rm %s' removes it "
+					      "once no sandbox uses it; --force removes the snapshot "
+					      "anyway)",
+				      hex, t + strlen(HBD_TAG_IMAGE), t + strlen(HBD_TAG_IMAGE));
+	}
+	return 0;
+}
+
 static int cmd_snapshot_rm(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
@@ -408,7 +435,8 @@ static int cmd_snapshot_rm(int argc, char **argv)
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n"
-				    "A snapshot a live mount (on any host) reads from is refused.\n\n"
+				    "Refused: a snapshot a live mount (on any host) reads from, a\n"
+				    "sandbox's disk or an image of the sandbox daemon.\n\n"
 				    "Options:\n"
 				    "  --force   remove it anyway\n");
 		if (r)
@@ -426,6 +454,8 @@ static int cmd_snapshot_rm(int argc, char **argv)
 		r = repo_resolve(repo, argv[i], &id);
 		if (r == 0 && !force)
 			r = refuse_pinned(repo, &id);
+		if (r == 0 && !force)
+			r = refuse_daemon_owned(repo, &id);
 		if (r == 0)
 			r = repo_snapshot_remove(repo, &id);
 	}

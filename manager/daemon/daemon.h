@@ -17,6 +17,10 @@
 
 #define HBD_SOCKET_NAME "hiberboxd.sock"
 #define HBD_API_PREFIX "/v1"
+/* Tags the daemon keeps in the repository: an image's snapshot, and a
+ * sandbox's latest state (what its next wake mounts). */
+#define HBD_TAG_IMAGE "image."
+#define HBD_TAG_SANDBOX "sb."
 
 struct hbd_config {
 	const char *home; /* NULL: repo_default_home() */
@@ -108,7 +112,7 @@ int hbd_copy_out(const char *name, const char *remote, const char *local,
 enum hbd_frame {
 	HBD_FRAME_STDOUT = 1,
 	HBD_FRAME_STDERR = 2,
-	HBD_FRAME_EXIT = 3,  /* payload: JSON {"exit_code", "signal", "timed_out"} */
+	HBD_FRAME_EXIT = 3,  /* payload: JSON {"exit_code", "signal", "timed_out", "killed_by"} */
 	HBD_FRAME_ERROR = 4, /* payload: JSON {"error"} */
 	HBD_FRAME_STARTED = 5, /* stdin=stream or tty=1, first: JSON {"exec": ID} */
 };

@@ -74,7 +74,7 @@ int rm_rf(const char *path)
 
 static void tag_of(const char *name, char *out, size_t size)
 {
-	snprintf(out, size, "sb.%s", name);
+	snprintf(out, size, HBD_TAG_SANDBOX "%s", name);
 }
 
 static int now_sec(void)
@@ -513,7 +513,7 @@ static int resolve_image(struct hbd *d, const char *image, char *hex)
 
 	if (r < 0)
 		return r;
-	snprintf(tag, sizeof(tag), "image.%s", image);
+	snprintf(tag, sizeof(tag), HBD_TAG_IMAGE "%s", image);
 	r = repo_tag_valid(tag) == 0 ? repo_tag_get(repo, tag, &id) : -ENOENT;
 	if (r < 0) {
 		hb_err_clear();
@@ -876,7 +876,7 @@ static int image_tag(const char *name, char *tag, size_t size)
 	int r = sbx_name_valid(name);
 	if (r < 0)
 		return r;
-	snprintf(tag, size, "image.%s", name);
+	snprintf(tag, size, HBD_TAG_IMAGE "%s", name);
 	return 0;
 }
 
@@ -976,7 +976,7 @@ int image_list(struct hbd *d, json_t **out)
 		snprintf(tags, sizeof(tags), "%s", list[i].tags);
 		oid_format(&list[i].id, hex);
 		for (char *t = strtok_r(tags, ",", &save); t; t = strtok_r(NULL, ",", &save))
-			if (strncmp(t, "image.", 6) == 0)
+			if (strncmp(t, HBD_TAG_IMAGE, strlen(HBD_TAG_IMAGE)) == 0)
 				json_array_append_new(arr, json_pack(
 					"{s:s, s:s, s:I, s:I, s:I}", "name", t + 6, "snapshot", hex,
 					"created", (json_int_t)list[i].info.time_sec,

@@ -342,6 +342,12 @@ grep -q '"wake_ms"' <<<"$out" || fail "wake --json lacks wake_ms: $out"
 [ "$("$HB" exec a -- cat /work/file)" = persistent ] || fail "file lost across sleep/wake"
 "$HB" exec a -- test -e /etc/motd && fail "deleted file came back"
 "$HB" sleep a >/dev/null
+# the repository's CLI will not take a sandbox's disk or an image away
+"$HB" snapshot rm sb.a 2>"$T/err" && fail "snapshot rm removed a sleeping sandbox's disk"
+grep -q "is sandbox a's disk ('hiberbox rm a' removes the sandbox" "$T/err" ||
+	fail "snapshot rm of a sandbox's disk: $(cat "$T/err")"
+"$HB" snapshot rm image.base 2>"$T/err" && fail "snapshot rm removed an image"
+grep -q "is image base ('hiberbox image rm base'" "$T/err" || fail "snapshot rm of an image: $(cat "$T/err")"
 out=$("$HB" exec a -- cat /work/file) || fail "exec on a sleeping sandbox"
 [ "$out" = persistent ] || fail "exec after sleep: '$out'"
 [ "$(state_of a)" = running ] || fail "exec did not wake a"
