@@ -468,11 +468,11 @@ void repo_pin_end(struct repo_pin *p)
 
 struct pin_scan {
 	struct store *store;
-	char want[OID_HEX_BYTES];
+	bool tidy;
 	char host[LOCK_HOST_BYTES];
 	char boot_id[LOCK_BOOT_ID_BYTES];
-	struct repo_pin_holder *out;
-	bool found;
+	int (*fn)(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg);
+	void *arg;
 };
 
 static int pin_scan_one(const char *name, uint64_t size, int64_t mtime_sec, void *arg)
@@ -480,10 +480,12 @@ static int pin_scan_one(const char *name, uint64_t size, int64_t mtime_sec, void
 	struct pin_scan *s = arg;
 	struct buf b = { .max = LOCK_MAX_BYTES };
 	struct lock_holder h;
+	struct repo_pin_holder out = { 0 };
+	struct oid id;
 	int r;
 
 	(void)mtime_sec;
-	if (s->found || size > LOCK_MAX_BYTES)
+	if (size > LOCK_MAX_BYTES)
 		return 0;
 	r = store_get(s->store, name, 0, STORE_GET_ALL, &b);
 	if (r == -ENOENT) /* ended meanwhile */
@@ -494,35 +496,55 @@ static int pin_scan_one(const char *name, uint64_t size, int64_t mtime_sec, void
 	}
 	r = lock_decode(&b, &h);
 	buf_free(&b);
-	if (r < 0) /* a pin guards nothing it cannot name */
+	if (r < 0 || oid_parse(h.pin, &id) < 0) /* a pin guards nothing it cannot name */
 		return 0;
 	if (holder_is_stale(&h, s->host, s->boot_id)) {
-		r = store_remove(s->store, name);
+		r = s->tidy ? store_remove(s->store, name) : 0;
 		if (r < 0 && r != -ENOENT)
 			return hb_err_ctx(r, "removing stale pin %s", name);
 		return 0;
 	}
-	if (strcmp(h.pin, s->want) != 0)
-		return 0;
-	s->found = true;
-	snprintf(s->out->host, sizeof(s->out->host), "%s", h.host);
-	snprintf(s->out->what, sizeof(s->out->what), "%s", h.what);
-	s->out->pid = h.pid;
-	format_since(h.time, s->out->refreshed, sizeof(s->out->refreshed));
+	snprintf(out.host, sizeof(out.host), "%s", h.host);
+	snprintf(out.what, sizeof(out.what), "%s", h.what);
+	out.pid = h.pid;
+	format_since(h.time, out.refreshed, sizeof(out.refreshed));
+	return s->fn(&id, &out, s->arg);
+}
+
+int repo_pins_each(struct repo *r, bool tidy,
+		   int (*fn)(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg),
+		   void *arg)
+{
+	struct pin_scan s = { .store = r->store, .tidy = tidy, .fn = fn, .arg = arg };
+
+	own_host(s.host);
+	own_boot_id(s.boot_id);
+	return store_list(r->store, REPO_PINS_PREFIX, pin_scan_one, &s);
+}
+
+struct pin_find {
+	const struct oid *want;
+	struct repo_pin_holder *out;
+	bool found;
+};
+
+static int pin_find_one(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg)
+{
+	struct pin_find *f = arg;
+
+	if (!f->found && oid_equal(snapshot, f->want)) {
+		*f->out = *h;
+		f->found = true;
+	}
 	return 0;
 }
 
 int repo_pin_find(struct repo *r, const struct oid *snapshot, struct repo_pin_holder *out)
 {
-	struct pin_scan s = { .store = r->store, .out = out };
+	struct pin_find f = { snapshot, out, false };
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	oid_format(snapshot, s.want);
-	own_host(s.host);
-	own_boot_id(s.boot_id);
-	ret = store_list(r->store, REPO_PINS_PREFIX, pin_scan_one, &s);
-	if (ret < 0)
-		return ret;
-	return s.found;
+	ret = repo_pins_each(r, true, pin_find_one, &f);
+	return ret < 0 ? ret : f.found;
 }

@@ -126,6 +126,11 @@ struct repo_pin_holder {
 /* 1 (and *out) if a live pin names snapshot, 0 if none; stale pins found on
  * the way are removed. */
 int repo_pin_find(struct repo *r, const struct oid *snapshot, struct repo_pin_holder *out);
+/* fn for every live pin (stale ones are skipped, and removed if tidy); a
+ * negative return from fn stops the walk and is returned. */
+int repo_pins_each(struct repo *r, bool tidy,
+		   int (*fn)(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg),
+		   void *arg);
 
 /* Tags. */
 int repo_tag_set(struct repo *r, const char *tag, const struct oid *id);

@@ -215,17 +215,54 @@ static int cmd_snapshot_restore(int argc, char **argv)
 
 /* ---- snapshot list / show ---- */
 
+/* Live pins, for the list's "in use" marks. */
+struct pin_list {
+	struct oid *ids;
+	char (*what)[600];
+	size_t n;
+};
+
+static int collect_pin(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg)
+{
+	struct pin_list *l = arg;
+	struct oid *ids = realloc(l->ids, (l->n + 1) * sizeof(*ids));
+	char(*what)[600] = ids ? realloc(l->what, (l->n + 1) * sizeof(*what)) : NULL;
+
+	if (ids)
+		l->ids = ids;
+	if (!what)
+		return -ENOMEM;
+	l->what = what;
+	l->ids[l->n] = *snapshot;
+	snprintf(l->what[l->n], sizeof(l->what[l->n]), "%.512s (pid %lld on %.60s)",
+		 h->what[0] ? h->what : "pinned", h->pid, h->host);
+	l->n++;
+	return 0;
+}
+
+/* What holds snapshot id, from pins ("" if nothing). */
+static const char *pinned_by(const struct pin_list *l, const struct oid *id)
+{
+	for (size_t k = 0; k < l->n; k++)
+		if (oid_equal(&l->ids[k], id))
+			return l->what[k];
+	return "";
+}
+
 static int cmd_snapshot_list(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo_snapshot_summary *items = NULL;
+	struct pin_list pins = { 0 };
 	struct repo *repo;
 	size_t n = 0;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
-			return cli_help("snapshot list", "Options:\n  --json   machine-readable output\n");
+			return cli_help("snapshot list",
+					"A snapshot a mount or a restore reads from now is marked [in use: ...].\n\n"
+					"Options:\n  --json   machine-readable output (\"in_use\" when in use)\n");
 		if (!r)
 			return cli_usage("snapshot list", "unknown option '%s'", argv[optind - 1]);
 	}
@@ -234,14 +271,25 @@ static int cmd_snapshot_list(int argc, char **argv)
 	if ((r = cli_open_repo(&repo)) != 0)
 		return r;
 	r = repo_list_snapshots(repo, &items, &n);
+	if (r >= 0 && repo_pins_each(repo, false, collect_pin, &pins) < 0)
+		hb_err_clear(); /* marks only: the list stands without them */
 	repo_close(repo);
-	if (r < 0)
+	if (r < 0) {
+		free(pins.ids);
+		free(pins.what);
 		return cli_fail(r, "snapshot list");
+	}
 	if (cli.json) {
 		json_t *arr = json_array();
 
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(arr, info_json(&items[i].id, &items[i].info, items[i].tags));
+		for (size_t i = 0; i < n; i++) {
+			json_t *j = info_json(&items[i].id, &items[i].info, items[i].tags);
+			const char *by = pinned_by(&pins, &items[i].id);
+
+			if (by[0])
+				json_object_set_new(j, "in_use", json_string(by));
+			json_array_append_new(arr, j);
+		}
 		cli_print_json(arr);
 	} else {
 		printf("%-12s  %-19s  %8s  %10s  %10s  %s\n", "ID", "TIME", "FILES", "SIZE", "ADDED",
@@ -250,14 +298,19 @@ static int cmd_snapshot_list(int argc, char **argv)
 			char hex[OID_HEX_BYTES], t[32], a[32], b[32];
 
 			oid_format(&items[i].id, hex);
-			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s%s\n", hex,
+			const char *by = pinned_by(&pins, &items[i].id);
+
+			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s%s%s%s%s\n", hex,
 			       format_time(items[i].info.time_sec, t, sizeof(t)), items[i].info.files,
 			       cli_format_bytes(items[i].info.bytes, a, sizeof(a)),
 			       cli_format_bytes(items[i].info.new_bytes, b, sizeof(b)), items[i].tags,
-			       items[i].tags[0] ? " " : "", items[i].info.source);
+			       items[i].tags[0] ? " " : "", items[i].info.source,
+			       by[0] ? "  [in use: " : "", by, by[0] ? "]" : "");
 		}
 	}
 	free(items);
+	free(pins.ids);
+	free(pins.what);
 	return 0;
 }
 

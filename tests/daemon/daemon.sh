@@ -23,6 +23,8 @@ cleanup() {
 	timeout 60 "$HB" daemon stop >/dev/null 2>&1
 	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
 	for p in $inits; do kill -9 "$p" 2>/dev/null; done
+	# a mount of the test's own, if a failure left it (rm -rf must not walk in)
+	mountpoint -q "$T/look" 2>/dev/null && { "$HB" umount "$T/look" >/dev/null 2>&1 || umount -l "$T/look"; }
 	for m in "$HIBERBOX_HOME"/sandboxes/*/root; do
 		[ -d "$m" ] && { "$HB" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null; }
 	done

@@ -36,6 +36,15 @@ cmp -s "$T/restored/lower.bin" "$T/src/lower.bin" || bad "lower.bin differs in t
 [ "$(cat "$T/restored/later.txt")" = later ] || bad "later.txt missing from the commit made after gc"
 
 log "the mounted snapshot: refused, then forced"
+# the list marks it, its JSON says by what
+hb_ok snapshot list | grep "^${BASE:0:12} .*\[in use: mounted at $M (pid [0-9]* on " >/dev/null ||
+	bad "snapshot list does not mark the mounted snapshot: $(hb_ok snapshot list)"
+hb_ok snapshot list --json | python3 -c 'import json,sys
+l = json.load(sys.stdin)
+use = {s["id"]: s.get("in_use", "") for s in l}
+sys.exit(0 if use[sys.argv[1]].startswith("mounted at " + sys.argv[2]) and
+         all(not v for k, v in use.items() if k != sys.argv[1]) else 1)' "$BASE" "$M" ||
+	bad "snapshot list --json: in_use wrong: $(hb_ok snapshot list --json | grep -c in_use) marked"
 expect_error "rm of a mounted snapshot" snapshot rm base &&
 	expect_in "$HB_ERR" "is in use: mounted at $M, pid [0-9]+ on host .*end that first" "rm of a mounted snapshot"
 expect_error "rm of a mounted snapshot by id prefix" snapshot rm "${BASE:0:8}" || true
