@@ -477,6 +477,36 @@ echo "   20 sandboxes: repository grew $grown bytes (image $img_bytes bytes)"
 local_bytes=$(du -sbx "$HIBERBOX_HOME/sandboxes" | cut -f1)
 [ "$local_bytes" -lt 2000000 ] || fail "sleeping sandboxes hold $local_bytes local bytes"
 
+step "gc and snapshot rm beside sandboxes that sleep and wake"
+end=$(( $(date +%s) + 15 ))
+for i in 1 2; do
+	(
+		n=0
+		while [ "$(date +%s)" -lt "$end" ]; do
+			n=$((n + 1))
+			"$HB" exec "many$i" -- sh -c "echo $n > /count; head -c $((n * 3000)) /dev/urandom > /blob; md5sum /blob > /blob.md5" ||
+				{ echo "exec $n failed" >"$T/churn$i.err"; break; }
+			[ $((n % 2)) = 0 ] && { "$HB" sleep "many$i" >/dev/null || { echo "sleep $n failed" >"$T/churn$i.err"; break; }; }
+		done
+		echo "$n" >"$T/churn$i"
+	) &
+done
+while [ "$(date +%s)" -lt "$end" ]; do
+	"$HB" gc >/dev/null 2>>"$T/churn-gc.err" || echo "gc failed" >>"$T/churn-gc.err"
+	sleep 1
+done
+wait
+for i in 1 2; do
+	[ ! -s "$T/churn$i.err" ] || fail "many$i beside gc: $(cat "$T/churn$i.err")"
+	"$HB" sleep "many$i" >/dev/null
+	[ "$("$HB" exec "many$i" -- cat /count)" = "$(cat "$T/churn$i")" ] || fail "many$i lost its last write beside gc"
+	"$HB" exec "many$i" -- md5sum -c /blob.md5 >/dev/null || fail "many$i's blob is damaged after gc"
+done
+echo "   $(cat "$T/churn1") and $(cat "$T/churn2") exec rounds (half with a sleep) beside gc"
+[ "$(cat "$T/churn1")" -ge 5 ] || fail "only $(cat "$T/churn1") rounds in 15 s"
+[ ! -s "$T/churn-gc.err" ] || fail "gc beside sandboxes: $(head -3 "$T/churn-gc.err")"
+"$HB" check --read-data >/dev/null || fail "check --read-data after gc beside sandboxes"
+
 step "daemon stop puts sandboxes to sleep; restart keeps everything"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 "$HB" daemon status >/dev/null && fail "daemon still answers after stop"
