@@ -57,6 +57,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "snapshot/index.h"
 #include "snapshot/manifest-int.h"
 #include "util/error.h"
 
@@ -1488,53 +1489,28 @@ static int encode_entry(struct manifest_builder *b, uint32_t i, uint32_t *prev_p
 	return rc ? -ENOMEM : 0;
 }
 
-static size_t oid_slot(const struct oid *id, size_t mask)
-{
-	uint64_t h;
-
-	memcpy(&h, id->b, sizeof(h)); /* ids are keyed hashes: any 8 bytes spread */
-	return (size_t)h & mask;
-}
-
 /* Keep in the hot list only chunks the snapshot's files name: a mount of it
  * can read no others (a mount's list also holds chunks of files deleted since,
  * which a gc may then take), and prefetching them would be wasted. */
 static int hot_keep_referenced(struct manifest_builder *b)
 {
-	size_t refs = 0, cap = 16, mask;
-	struct oid *set;
+	struct chunk_index *named = chunk_index_new();
+	struct index_entry e = { 0 };
 	uint32_t kept = 0;
+	int rc = named ? 0 : -ENOMEM;
 
-	for (uint32_t i = 0; i < b->count; i++)
-		refs += b->e[i].chunks ? b->e[i].n.nchunks : 0;
-	while (cap < refs * 2)
-		cap <<= 1;
-	mask = cap - 1;
-	/* the all-zero id (a hole) marks an empty slot: holes are never hot */
-	set = calloc(cap, sizeof(*set));
-	if (!set)
-		return hb_err(-ENOMEM, "manifest builder: out of memory");
-	for (uint32_t i = 0; i < b->count; i++)
-		for (uint32_t k = 0; b->e[i].chunks && k < b->e[i].n.nchunks; k++) {
-			const struct oid *id = &b->e[i].chunks[k].id;
-			size_t j = oid_slot(id, mask);
-
-			if (oid_is_zero(id))
-				continue;
-			while (!oid_is_zero(&set[j]) && !oid_equal(&set[j], id))
-				j = (j + 1) & mask;
-			set[j] = *id;
+	for (uint32_t i = 0; i < b->count && rc == 0; i++)
+		for (uint32_t k = 0; b->e[i].chunks && k < b->e[i].n.nchunks && rc == 0; k++) {
+			e.chunk = b->e[i].chunks[k].id;
+			rc = chunk_index_add(named, &e) < 0 ? -ENOMEM : 0; /* 1: new, 0: known */
 		}
-	for (uint32_t h = 0; h < b->nhot; h++) {
-		size_t j = oid_slot(&b->hot[h], mask);
-
-		while (!oid_is_zero(&set[j]) && !oid_equal(&set[j], &b->hot[h]))
-			j = (j + 1) & mask;
-		if (!oid_is_zero(&set[j]))
+	for (uint32_t h = 0; h < b->nhot && rc == 0; h++)
+		if (!oid_is_zero(&b->hot[h]) && chunk_index_lookup(named, &b->hot[h], NULL) == 1)
 			b->hot[kept++] = b->hot[h];
-	}
+	chunk_index_free(named);
+	if (rc < 0)
+		return hb_err(rc, "manifest builder: out of memory");
 	b->nhot = kept;
-	free(set);
 	return 0;
 }
 

@@ -1427,40 +1427,20 @@ static int tag_cb(const char *name, uint64_t size, int64_t mtime, void *arg)
 	return 0;
 }
 
-struct tags_of_state {
-	struct repo *r;
-	const struct oid *id;
-	char *out;
-	size_t size;
-	int count;
-};
-
-static int tags_of_cb(const char *name, uint64_t size, int64_t mtime, void *arg)
-{
-	struct tags_of_state *st = arg;
-	size_t used = strlen(st->out);
-	struct oid id;
-
-	(void)size;
-	(void)mtime;
-	if (read_ref(st->r, name, &id) < 0 || !oid_equal(&id, st->id)) {
-		hb_err_clear(); /* check reports broken refs */
-		return 0;
-	}
-	snprintf(st->out + used, st->size - used, "%s%s", st->count ? "," : "",
-		 name + strlen(REPO_TAGS_PREFIX));
-	st->count++;
-	return 0;
-}
-
 int repo_tags_of(struct repo *r, const struct oid *id, char *out, size_t size)
 {
-	struct tags_of_state st = { r, id, out, size, 0 };
-	int rc;
+	/* the listing's own tag matcher, over a list of one */
+	struct repo_snapshot_summary one = { .id = *id };
+	struct tag_state ts = { r, &one, 1 };
+	int rc = store_list(r->store, REPO_TAGS_PREFIX, tag_cb, &ts), count;
 
-	out[0] = '\0';
-	rc = store_list(r->store, REPO_TAGS_PREFIX, tags_of_cb, &st);
-	return rc < 0 ? rc : st.count;
+	if (rc < 0)
+		return rc;
+	snprintf(out, size, "%s", one.tags);
+	count = one.tags[0] != '\0';
+	for (const char *t = one.tags; (t = strchr(t, ',')); t++)
+		count++;
+	return count;
 }
 
 static int by_time(const void *a, const void *b)
