@@ -506,35 +506,24 @@ int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
 		      CGROUP_FREEZE_TIMEOUT_MS);
 }
 
-/* v1: memory.oom_control "oom_kill N" (kernel >= 4.13); v2: memory.events */
-static const char *oom_file(const struct sandbox_cgroup *cg)
-{
-	return cg->v2 ? "memory.events" : "memory.oom_control";
-}
-
-static unsigned oom_kill_field(const char *v)
-{
-	for (const char *p = v; (p = strstr(p, "oom_kill ")); p += 9) {
-		if (p == v || p[-1] == '\n')
-			return (unsigned)strtoul(p + 9, NULL, 10);
-	}
-	return 0;
-}
-
 unsigned cgroup_oom_kills(struct sandbox_cgroup *cg)
 {
-	char v[1024];
-	if (!cg->dirs[CG_MEMORY] || read_value(cg->dirs[CG_MEMORY], oom_file(cg), v, sizeof(v)) < 0)
-		return 0;
-	return oom_kill_field(v);
+	int fd = cgroup_oom_counter_open(cg);
+	unsigned n = cgroup_oom_counter_read(fd);
+
+	if (fd >= 0)
+		close(fd);
+	return n;
 }
 
 int cgroup_oom_counter_open(struct sandbox_cgroup *cg)
 {
 	char path[PATH_MAX];
+
+	/* v1: memory.oom_control "oom_kill N" (kernel >= 4.13); v2: memory.events */
 	if (!cg->dirs[CG_MEMORY] ||
-	    snprintf(path, sizeof(path), "%s/%s", cg->dirs[CG_MEMORY], oom_file(cg)) >=
-		    (int)sizeof(path))
+	    snprintf(path, sizeof(path), "%s/%s", cg->dirs[CG_MEMORY],
+		     cg->v2 ? "memory.events" : "memory.oom_control") >= (int)sizeof(path))
 		return -1;
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
@@ -543,10 +532,14 @@ unsigned cgroup_oom_counter_read(int fd)
 {
 	char v[1024];
 	ssize_t n = fd < 0 ? -1 : pread(fd, v, sizeof(v) - 1, 0);
+
 	if (n <= 0)
 		return 0;
 	v[n] = '\0';
-	return oom_kill_field(v);
+	for (const char *p = v; (p = strstr(p, "oom_kill ")); p += 9)
+		if (p == v || p[-1] == '\n')
+			return (unsigned)strtoul(p + 9, NULL, 10);
+	return 0;
 }
 
 void cgroup_forget(struct sandbox_cgroup *cg)
