@@ -397,7 +397,6 @@ static int run_fusermount(const char *mountpoint, bool lazy)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
 }
 
-
 /* The type of the mount at path in /proc/self/mounts (last one wins):
  * 1 hiberbox, 0 not mounted, -1 another filesystem. */
 static int mount_kind(const char *path)

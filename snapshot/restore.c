@@ -804,9 +804,9 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	{
 		/* A long restore from a bucket: `snapshot rm` elsewhere meanwhile
 		 * would let a gc take chunks not fetched yet. */
-		char what[4200];
+		char what[600];
 
-		snprintf(what, sizeof(what), "restore into %.4000s", dir);
+		snprintf(what, sizeof(what), "restore into %.500s", dir);
 		if (repo_pin_start(r, id, what, &pin) < 0)
 			hb_err_clear(); /* protection only: the restore goes on */
 	}

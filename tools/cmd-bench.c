@@ -1157,7 +1157,6 @@ static bool in_path(const char *name)
 	return false;
 }
 
-/* Drop the page cache (and write back what is dirty first) when allowed. */
 /* Whether path is on an ext4 mounted without a journal: the kernel lists
  * every ext4 in /proc/fs/ext4/DEV and every journal in /proc/fs/jbd2/DEV-8. */
 static bool ext4_without_journal(const char *path)
@@ -1190,6 +1189,7 @@ static bool ext4_without_journal(const char *path)
 	return access(p, F_OK) < 0;
 }
 
+/* Drop the page cache (and write back what is dirty first) when allowed. */
 static void drop_caches(struct bench_ctx *x)
 {
 	int fd;

@@ -217,24 +217,23 @@ static int cmd_snapshot_restore(int argc, char **argv)
 
 /* Live pins, for the list's "in use" marks. */
 struct pin_list {
-	struct oid *ids;
-	char (*what)[600];
+	struct pin_mark {
+		struct oid id;
+		char what[600];
+	} *marks;
 	size_t n;
 };
 
 static int collect_pin(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg)
 {
 	struct pin_list *l = arg;
-	struct oid *ids = realloc(l->ids, (l->n + 1) * sizeof(*ids));
-	char(*what)[600] = ids ? realloc(l->what, (l->n + 1) * sizeof(*what)) : NULL;
+	struct pin_mark *m = realloc(l->marks, (l->n + 1) * sizeof(*m));
 
-	if (ids)
-		l->ids = ids;
-	if (!what)
+	if (!m)
 		return -ENOMEM;
-	l->what = what;
-	l->ids[l->n] = *snapshot;
-	snprintf(l->what[l->n], sizeof(l->what[l->n]), "%.512s (pid %lld on %.60s)",
+	l->marks = m;
+	m[l->n].id = *snapshot;
+	snprintf(m[l->n].what, sizeof(m[l->n].what), "%.512s (pid %lld on %.60s)",
 		 h->what[0] ? h->what : "pinned", h->pid, h->host);
 	l->n++;
 	return 0;
@@ -244,8 +243,8 @@ static int collect_pin(const struct oid *snapshot, const struct repo_pin_holder 
 static const char *pinned_by(const struct pin_list *l, const struct oid *id)
 {
 	for (size_t k = 0; k < l->n; k++)
-		if (oid_equal(&l->ids[k], id))
-			return l->what[k];
+		if (oid_equal(&l->marks[k].id, id))
+			return l->marks[k].what;
 	return "";
 }
 
@@ -275,8 +274,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 		hb_err_clear(); /* marks only: the list stands without them */
 	repo_close(repo);
 	if (r < 0) {
-		free(pins.ids);
-		free(pins.what);
+		free(pins.marks);
 		return cli_fail(r, "snapshot list");
 	}
 	if (cli.json) {
@@ -309,8 +307,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 		}
 	}
 	free(items);
-	free(pins.ids);
-	free(pins.what);
+	free(pins.marks);
 	return 0;
 }
 

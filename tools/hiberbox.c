@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "tools/cli.h"
-#include "util/size.h"
 #include "util/error.h"
+#include "util/size.h"
 
 struct cli_globals cli;
 
