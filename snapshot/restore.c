@@ -150,8 +150,7 @@ static int remove_tree_at(int parentfd, const char *name)
 		return -ENOMEM;
 	}
 	while ((de = readdir(d)) && r == 0) {
-		if (de->d_name[0] == '.' &&
-		    (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+		if (name_is_dot_or_dotdot(de->d_name))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
 			if (errno == EISDIR || errno == EPERM)

@@ -269,7 +269,7 @@ static int list_dir(struct store_local *l, const char *rel, const char *prefix,
 		struct stat st;
 		size_t plen;
 
-		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+		if (name_is_dot_or_dotdot(de->d_name))
 			continue;
 		if (snprintf(name, sizeof(name), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
 		    (int)sizeof(name))

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/fileio.h"
 #include "util/workqueue.h"
 
 /* Enough requests in flight to keep a virtio or NVMe queue busy; the threads
@@ -458,8 +459,7 @@ static int list_dir(struct walk_dir *d)
 	}
 	errno = 0;
 	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.' &&
-		    (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+		if (name_is_dot_or_dotdot(de->d_name))
 			continue;
 		if (d->n == cap) {
 			uint32_t c2 = cap ? cap * 2 : 16;

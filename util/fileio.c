@@ -205,8 +205,7 @@ int dir_is_empty(int dirfd, const char *path, bool *empty)
 	}
 	*empty = true;
 	while (*empty && (de = readdir(d)))
-		*empty = de->d_name[0] == '.' &&
-			 (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]));
+		*empty = name_is_dot_or_dotdot(de->d_name);
 	closedir(d);
 	return 0;
 }

@@ -23,6 +23,11 @@ int read_fd(int fd, size_t max, struct buf *out);
 int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace);
 /* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine. */
 int mkdir_p(int dirfd, const char *path, mode_t mode);
+/* "." or "..": the entries every directory listing skips. */
+static inline bool name_is_dot_or_dotdot(const char *name)
+{
+	return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+}
 /* Whether the directory at path (relative to dirfd) has no entries but "."
  * and "..".  @return 0 with *empty set, or -errno. */
 int dir_is_empty(int dirfd, const char *path, bool *empty);
