@@ -366,8 +366,15 @@ int hbfs_mount(const struct hbfs_opts *opts)
 
 	if (!opts || !opts->repo || !opts->snapshot || !opts->mountpoint)
 		return hb_err(-EINVAL, "mount: repository, snapshot and mountpoint are required");
-	if (access("/dev/fuse", R_OK | W_OK) < 0)
+	if (access("/dev/fuse", R_OK | W_OK) < 0) {
+		/* fusermount3 opens it as the caller too: its mode is the
+		 * host's say on who may mount */
+		if (errno == EACCES && geteuid() != 0)
+			return hb_err(-EACCES, "/dev/fuse is not usable by this user (an unprivileged "
+				      "mount needs read and write access to it; run as root or ask "
+				      "the host's admin for access)");
 		return hb_err_sys(-errno, "/dev/fuse is not usable");
+	}
 	if (opts->foreground || opts->debug)
 		return serve(opts, opts->ready_fd);
 	if (pipe2(p, O_CLOEXEC) < 0)
