@@ -75,6 +75,19 @@ size_t cli_subcommands(const char *group, char *out, size_t size)
 	return n;
 }
 
+void cli_group_help(const char *group, FILE *out)
+{
+	size_t glen = strlen(group);
+
+	fprintf(out, "usage: hiberbox %s SUBCOMMAND [ARGS...]\n\n", group);
+	for (const struct command_table *t = cli_tables(); t->commands; t++)
+		for (const struct cli_command *c = t->commands; c->name; c++)
+			if (strncmp(c->name, group, glen) == 0 && c->name[glen] == ' ' &&
+			    strncmp(c->summary, "(internal)", 10) != 0)
+				fprintf(out, "  %-12s %s\n", c->name + glen + 1, c->summary);
+	fprintf(out, "\nRun 'hiberbox %s SUBCOMMAND --help' for its options.\n", group);
+}
+
 int cli_fail(int r, const char *fmt, ...)
 {
 	char prefix[1024] = "";
@@ -206,7 +219,7 @@ const char *cli_format_bytes(uint64_t bytes, char *out, size_t size)
 
 void cli_print_help(const struct cli_command *cmd, const char *details)
 {
-	printf("usage: hiberbox %s %s\n\n%s\n", cmd->name, cmd->args, cmd->summary);
+	printf("usage: hiberbox %s%s%s\n\n%s\n", cmd->name, cmd->args[0] ? " " : "", cmd->args, cmd->summary);
 	if (details && details[0])
 		printf("\n%s", details);
 }

@@ -37,6 +37,8 @@ struct cli_globals {
 extern struct cli_globals cli;
 
 /* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */
+/* "usage: hiberbox GROUP SUBCOMMAND" and each subcommand's summary. */
+void cli_group_help(const char *group, FILE *out);
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error for the running command; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -43,6 +43,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	const struct cli_command *cmd = NULL;
+	char *help_argv[4];
 	int c;
 
 	/* '+': stop at the command word; its options belong to it. */
@@ -88,8 +89,26 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (strcmp(argv[0], "help") == 0) {
-		usage(stdout);
-		return 0;
+		if (argc == 1) {
+			usage(stdout);
+			return 0;
+		}
+		/* "help snapshot create" is "snapshot create --help" */
+		help_argv[0] = argv[1];
+		help_argv[1] = argc >= 3 ? argv[2] : "--help";
+		help_argv[2] = argc >= 3 ? "--help" : NULL;
+		help_argv[3] = NULL;
+		argc = argc >= 3 ? 3 : 2;
+		argv = help_argv;
+	}
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		char subs[512];
+
+		/* a group ("snapshot", "daemon") lists its subcommands */
+		if (cli_subcommands(argv[0], subs, sizeof(subs)) > 0) {
+			cli_group_help(argv[0], stdout);
+			return 0;
+		}
 	}
 	/* Two-word commands ("snapshot create") first, then one word. */
 	if (argc >= 2) {

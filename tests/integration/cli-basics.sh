@@ -21,6 +21,23 @@ hb_try --version
 [ "$HB_RC" -eq 0 ] || bad "hiberbox --version exited $HB_RC"
 hb_try help
 [ "$HB_RC" -eq 0 ] || bad "hiberbox help exited $HB_RC"
+# "help CMD" is "CMD --help"; a group lists its subcommands with their summaries
+hb_try help snapshot create
+[ "$HB_RC" -eq 0 ] && grep -q "^usage: hiberbox snapshot create DIR" "$T/out" ||
+	bad "'hiberbox help snapshot create': exit $HB_RC: $(head -c 300 "$T/out" "$T/err")"
+for g in "help snapshot" "snapshot --help" "daemon -h" "help image"; do
+	read -ra words <<<"$g"
+	hb_try "${words[@]}"
+	grp=${words[0]}
+	[ "$grp" = help ] && grp=${words[1]}
+	[ "$HB_RC" -eq 0 ] && grep -q "^usage: hiberbox $grp SUBCOMMAND" "$T/out" ||
+		bad "'hiberbox $g': exit $HB_RC: $(head -c 300 "$T/out" "$T/err")"
+done
+grep -qE "^  rm +remove snapshots" <(hb help snapshot) || bad "'help snapshot' lacks rm's summary"
+grep -qE "^  stop +stop hiberboxd" <(hb daemon --help) || bad "'daemon --help' lacks stop's summary"
+hb_try help no-such-command
+[ "$HB_RC" -eq 2 ] && grep -q "unknown command 'no-such-command'" "$T/err" ||
+	bad "'help no-such-command': exit $HB_RC: $(head -c 300 "$T/err")"
 
 # Every command the top-level help lists, and every repository command the
 # issue promises (listed or not).
