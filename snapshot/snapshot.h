@@ -198,6 +198,16 @@ struct repo_restore_opts {
 int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 			  const struct repo_restore_opts *opts);
 
+/* The entry at path ("a/b", "/a/b/", "" for the root) in m, or an error
+ * with a message naming path: -ENOENT, -ENOTDIR, -EINVAL (a ".."). */
+int64_t repo_manifest_find(const struct manifest *m, const char *path);
+/* Write the content of the regular file at path ("a/b", relative to the
+ * snapshot's root; a hard link's too) in snapshot id to fd, every chunk
+ * verified.  -ENOENT, -ENOTDIR, -EISDIR, -EINVAL (a symlink or other
+ * non-file, ".." in path), -EBADMSG (corrupt data), or a write's error;
+ * each with a message naming path. */
+int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, int fd);
+
 /* Remove a snapshot (and the tags pointing at it).  Data goes at the next gc. */
 int repo_snapshot_remove(struct repo *r, const struct oid *id);
 

@@ -75,6 +75,33 @@ size_t cli_subcommands(const char *group, char *out, size_t size)
 	return n;
 }
 
+json_t *cli_json_path(const char *s)
+{
+	json_t *j = json_string(s);
+	size_t len, k, o = 0;
+	char *esc;
+
+	if (j)
+		return j;
+	/* Not UTF-8 (names are bytes): bytes >= 0x80 as \xNN, like git's quoting */
+	len = strlen(s);
+	esc = malloc(len * 4 + 1);
+	if (!esc)
+		return NULL;
+	for (k = 0; k < len; k++) {
+		unsigned char ch = (unsigned char)s[k];
+
+		if (ch < 0x80)
+			esc[o++] = (char)ch;
+		else
+			o += (size_t)sprintf(esc + o, "\\x%02x", ch);
+	}
+	esc[o] = '\0';
+	j = json_string(esc);
+	free(esc);
+	return j;
+}
+
 void cli_group_help(const char *group, FILE *out)
 {
 	size_t glen = strlen(group);
@@ -231,7 +258,7 @@ int cli_common_option(int c)
 		cli.json = true;
 		cli.progress = false;
 		return 1;
-	case 'R':
+	case CLI_OPT_REPO:
 		cli.repo = optarg;
 		return 1;
 	case 'q':

@@ -36,9 +36,12 @@ struct cli_globals {
 };
 extern struct cli_globals cli;
 
-/* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */
+/* A JSON string for a path (names are bytes): the path itself when it is
+ * UTF-8, else with each byte >= 0x80 written as "\xNN". */
+json_t *cli_json_path(const char *s);
 /* "usage: hiberbox GROUP SUBCOMMAND" and each subcommand's summary. */
 void cli_group_help(const char *group, FILE *out);
+/* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error for the running command; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,9 +59,10 @@ void cli_print_help(const struct cli_command *cmd, const char *details);
 /* Options every command accepts after its name, for its getopt_long table
  * (short letters "hjq"), and their handling: 1 if c was one of them, -1 for
  * --help, 0 otherwise. */
+#define CLI_OPT_REPO 0x100 /* long only: -R is free for commands (ls -R) */
 #define CLI_COMMON_OPTIONS \
 	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \
-	{ "repo", required_argument, NULL, 'R' }, { "quiet", no_argument, NULL, 'q' }
+	{ "repo", required_argument, NULL, CLI_OPT_REPO }, { "quiet", no_argument, NULL, 'q' }
 int cli_common_option(int c);
 /* Print the --help of the command called name; returns exit code 0. */
 int cli_help(const char *name, const char *details);

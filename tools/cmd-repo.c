@@ -1,4 +1,4 @@
-/* Repository commands: init, snapshot create/restore/list/show/diff/rm, tag,
+/* Repository commands: init, snapshot create/restore/list/show/ls/cat/diff/rm, tag,
  * gc, check. */
 #include <errno.h>
 #include <getopt.h>
@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -379,6 +381,202 @@ static int cmd_snapshot_show(int argc, char **argv)
 	return 0;
 }
 
+/* ---- snapshot ls / cat ---- */
+
+static char type_letter(uint32_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR: return 'd';
+	case S_IFLNK: return 'l';
+	case S_IFIFO: return 'p';
+	case S_IFCHR: return 'c';
+	case S_IFBLK: return 'b';
+	case S_IFSOCK: return 's';
+	default: return '-';
+	}
+}
+
+/* "drwxr-xr-x", with s/S and t/T as ls(1) shows them. */
+static void mode_string(uint32_t mode, char out[11])
+{
+	static const char rwx[] = "rwxrwxrwx";
+
+	out[0] = type_letter(mode);
+	for (int k = 0; k < 9; k++)
+		out[k + 1] = (mode & (0400u >> k)) ? rwx[k] : '-';
+	if (mode & S_ISUID)
+		out[3] = (mode & S_IXUSR) ? 's' : 'S';
+	if (mode & S_ISGID)
+		out[6] = (mode & S_IXGRP) ? 's' : 'S';
+	if (mode & S_ISVTX)
+		out[9] = (mode & S_IXOTH) ? 't' : 'T';
+	out[10] = '\0';
+}
+
+struct ls_state {
+	const struct manifest *m;
+	bool lng, recursive;
+	json_t *arr;
+	char path[8192];
+};
+
+static void ls_print(struct ls_state *st, uint32_t i, const char *shown)
+{
+	const struct manifest_node *n = manifest_node(st->m, i);
+
+	if (st->arr) {
+		json_t *o = json_pack("{s:o, s:s#, s:i, s:I, s:I, s:I, s:I, s:i}", "path",
+				      cli_json_path(st->path), "type", (char[]){ type_letter(n->mode) },
+				      (int)1, "mode", (int)(n->mode & 07777), "uid", (json_int_t)n->uid,
+				      "gid", (json_int_t)n->gid, "size", (json_int_t)n->size, "mtime",
+				      (json_int_t)n->mtime_sec, "nlink", (int)n->nlink);
+
+		if (o && S_ISLNK(n->mode))
+			json_object_set_new(o, "target",
+					    cli_json_path((const char *)manifest_data(st->m, i)));
+		if (o)
+			json_array_append_new(st->arr, o);
+		return;
+	}
+	if (st->lng) {
+		char ms[11], t[32];
+
+		mode_string(n->mode, ms);
+		printf("%s %3u %5u %5u %12" PRIu64 " %s %s", ms, n->nlink, n->uid, n->gid,
+		       (S_ISCHR(n->mode) || S_ISBLK(n->mode)) ? n->rdev : n->size,
+		       format_time(n->mtime_sec, t, sizeof(t)), shown);
+		if (S_ISLNK(n->mode))
+			printf(" -> %s", (const char *)manifest_data(st->m, i));
+		putchar('\n');
+	} else {
+		printf("%s\n", shown);
+	}
+}
+
+/* The children of directory d, each followed by its own when recursive;
+ * st->path holds d's path (no trailing slash, "" for the root). */
+static int ls_dir(struct ls_state *st, uint32_t d)
+{
+	const struct manifest_node *dn = manifest_node(st->m, d);
+	size_t base = strlen(st->path);
+
+	for (uint32_t k = 0; k < dn->nchildren; k++) {
+		uint32_t c = dn->first_child + k;
+		const char *name = manifest_name(st->m, c);
+
+		if (snprintf(st->path + base, sizeof(st->path) - base, "%s%s", base ? "/" : "",
+			     name) >= (int)(sizeof(st->path) - base))
+			return hb_err(-ENAMETOOLONG, "a path in the snapshot is too long to list");
+		ls_print(st, c, st->recursive ? st->path : name);
+		if (st->recursive && S_ISDIR(manifest_node(st->m, c)->mode)) {
+			int r = ls_dir(st, c);
+
+			if (r < 0)
+				return r;
+		}
+		st->path[base] = '\0';
+	}
+	return 0;
+}
+
+static int cmd_snapshot_ls(int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "long", no_argument, NULL, 'l' },
+					      { "recursive", no_argument, NULL, 'R' }, { 0 } };
+	struct ls_state st = { 0 };
+	struct manifest *m = NULL;
+	struct repo *repo;
+	const char *path;
+	struct oid id;
+	int64_t i;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hjqlR", opts, NULL)) != -1) {
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot ls",
+				"Lists the entries of a directory in a snapshot (the root if no PATH),\n"
+				"without restoring or mounting it; a file's own entry if PATH is one.\n\n"
+				"Options:\n"
+				"  -l, --long        mode, links, uid, gid, size, mtime, name (-> target)\n"
+				"  -R, --recursive   everything below PATH, as paths from the root\n"
+				"  --json            an array of {path, type, mode, uid, gid, size, mtime,\n"
+				"                    nlink, target}\n");
+		if (r)
+			continue;
+		if (c == 'l')
+			st.lng = true;
+		else if (c == 'R')
+			st.recursive = true;
+		else
+			return cli_usage("snapshot ls", "unknown option '%s'", argv[optind - 1]);
+	}
+	if (optind + 1 != argc && optind + 2 != argc)
+		return cli_usage("snapshot ls", "expects an ID and at most one PATH");
+	path = optind + 2 == argc ? argv[optind + 1] : "";
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_resolve(repo, argv[optind], &id);
+	if (r == 0)
+		r = repo_load_manifest(repo, &id, &m);
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot ls");
+	i = repo_manifest_find(m, path);
+	if (i < 0) {
+		manifest_free(m);
+		return cli_fail((int)i, "snapshot ls");
+	}
+	st.m = m;
+	if (cli.json)
+		st.arr = json_array();
+	/* the entry's own path, as manifest_lookup_path normalized it */
+	r = manifest_path(m, (uint32_t)i, st.path, sizeof(st.path));
+	if (r == 0) {
+		if (S_ISDIR(manifest_node(m, (uint32_t)i)->mode))
+			r = ls_dir(&st, (uint32_t)i);
+		else
+			ls_print(&st, (uint32_t)i, st.path);
+	}
+	manifest_free(m);
+	if (r < 0) {
+		json_decref(st.arr);
+		return cli_fail(r, "snapshot ls");
+	}
+	if (st.arr)
+		cli_print_json(st.arr);
+	return 0;
+}
+
+static int cmd_snapshot_cat(int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
+	struct repo *repo;
+	struct oid id;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot cat",
+				"Writes a file's content from a snapshot to stdout, every chunk verified\n"
+				"(a damaged chunk stops it with an error naming the chunk and its pack).\n");
+		if (!r)
+			return cli_usage("snapshot cat", "unknown option '%s'", argv[optind - 1]);
+	}
+	if (optind + 2 != argc)
+		return cli_usage("snapshot cat", "expects an ID and a PATH");
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	r = repo_resolve(repo, argv[optind], &id);
+	if (r == 0) {
+		fflush(stdout);
+		r = repo_snapshot_cat(repo, &id, argv[optind + 1], STDOUT_FILENO);
+	}
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot cat");
+	return 0;
+}
+
 /* ---- snapshot diff / rm / tag ---- */
 
 static int print_diff(char kind, const char *path, void *arg)
@@ -654,6 +852,8 @@ const struct cli_command cli_commands_repo[] = {
 	{ "snapshot restore", "ID|TAG DIR [--force]", "recreate a snapshot's tree in DIR", cmd_snapshot_restore },
 	{ "snapshot list", "[--json]", "list snapshots", cmd_snapshot_list },
 	{ "snapshot show", "ID|TAG [--json]", "show a snapshot's details", cmd_snapshot_show },
+	{ "snapshot ls", "ID|TAG [PATH] [-l] [-R] [--json]", "list a directory of a snapshot", cmd_snapshot_ls },
+	{ "snapshot cat", "ID|TAG PATH", "write a file of a snapshot to stdout", cmd_snapshot_cat },
 	{ "snapshot diff", "A B", "list paths added, removed and changed from A to B", cmd_snapshot_diff },
 	{ "snapshot rm", "ID|TAG... [--force]", "remove snapshots (data goes at the next gc)", cmd_snapshot_rm },
 	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },

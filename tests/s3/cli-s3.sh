@@ -36,6 +36,17 @@ first=$(snapshot_create "$T/src" --tag first)
 restore_and_compare first "$T/src.json" "restore from S3" || true
 hb_ok check >/dev/null
 
+log "ls and cat from the bucket with an empty cache (through 503s and resets)"
+fault slowdown 2 GET
+fault reset 1 GET packs/
+HIBERBOX_HOME="$T/fresh-home" hb snapshot cat first big.bin >"$T/big.out" 2>"$T/err" ||
+	bad "cat from S3 failed: $(head -c 300 "$T/err")"
+cmp -s "$T/big.out" "$T/src/big.bin" || bad "cat from S3 gave other bytes than big.bin"
+clear_faults
+HIBERBOX_HOME="$T/fresh-home2" hb snapshot ls first -R >"$T/ls.out" 2>"$T/err" || bad "ls from S3 failed: $(head -c 300 "$T/err")"
+[ "$(grep -c '' "$T/ls.out")" -eq "$(cd "$T/src" && find . -mindepth 1 | wc -l)" ] ||
+	bad "ls -R from S3 lists $(grep -c '' "$T/ls.out") entries"
+
 log "503 SlowDown bursts and resets are retried"
 mkdir -p "$T/src2" && cp -a "$T/src/." "$T/src2/" && randfile "$T/src2/more.bin" $((2 << 20)) more
 dump_tree "$T/src2" "$T/src2.json"

@@ -1,0 +1,105 @@
+#!/bin/bash
+# Browsing a snapshot without restoring it: `snapshot ls` (plain, -l, -R,
+# --json) must list exactly the source tree's entries with their metadata,
+# and `snapshot cat` must give every regular file's bytes (hard links,
+# sparse, empty, inline and chunked files, odd names); paths that are not
+# files, are missing, or climb out with ".." get one clear line.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+setup_tmp
+hb_ok init >/dev/null
+
+make_tree "$T/src" 300 6 3
+ID=$(snapshot_create "$T/src" --tag browse)
+
+log "ls -R --json lists every entry with the source's metadata"
+hb_ok snapshot ls browse -R --json >"$T/ls.json"
+python3 - "$T/src" "$T/ls.json" <<'EOF' || bad "ls -R --json differs from the source tree"
+import json, os, stat, sys
+root = os.fsencode(sys.argv[1])
+kinds = {stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFIFO: "p", stat.S_IFCHR: "c",
+         stat.S_IFBLK: "b", stat.S_IFSOCK: "s", stat.S_IFREG: "-"}
+def unesc(p):  # the CLI writes bytes >= 0x80 of a non-UTF-8 path as \xNN
+    try:
+        return p.encode("utf-8") if "\\x" not in p else p.encode("latin-1").decode("unicode_escape").encode("latin-1")
+    except Exception:
+        return p.encode("utf-8", "surrogateescape")
+want = {}
+for dirpath, dirs, files in os.walk(root):
+    for n in dirs + files:
+        full = os.path.join(dirpath, n)
+        want[os.path.relpath(full, root)] = os.lstat(full)
+got = {}
+for e in json.load(open(sys.argv[2])):
+    got[unesc(e["path"])] = e
+errors = []
+for p in sorted(set(want) | set(got)):
+    if p not in got:
+        errors.append("missing from ls: %r" % p); continue
+    if p not in want:
+        errors.append("ls lists what the source lacks: %r" % p); continue
+    st, e = want[p], got[p]
+    exp = {"type": kinds[stat.S_IFMT(st.st_mode)], "mode": stat.S_IMODE(st.st_mode),
+           "uid": st.st_uid, "gid": st.st_gid, "mtime": st.st_mtime_ns // 10**9}
+    if not stat.S_ISDIR(st.st_mode):
+        exp["nlink"] = st.st_nlink
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        exp["size"] = st.st_size
+    for k, v in exp.items():
+        if e.get(k) != v:
+            errors.append("%r: %s is %r, the source has %r" % (p, k, e.get(k), v))
+    if stat.S_ISLNK(st.st_mode) and unesc(e.get("target", "")) != os.readlink(os.path.join(root, p)):
+        errors.append("%r: target %r" % (p, e.get("target")))
+for line in errors[:20]:
+    print(line, file=sys.stderr)
+print("%d entries, %d differences" % (len(want), len(errors)), file=sys.stderr)
+sys.exit(1 if errors else 0)
+EOF
+
+log "ls: plain names of one directory, -l, a single file, the same by id prefix"
+hb_ok snapshot ls browse big >"$T/out"
+[ "$(cat "$T/out")" = "$(cd "$T/src/big" && LC_ALL=C ls -A)" ] || bad "ls big: $(cat "$T/out")"
+hb_ok snapshot ls "${ID:0:8}" /big/ >"$T/out2"
+cmp -s "$T/out" "$T/out2" || bad "ls by id prefix and /big/ differs from ls browse big"
+hb_ok snapshot ls browse big -l >"$T/out"
+size=$(stat -c %s "$T/src/big/blob-a.bin")
+grep -qE "^-rw-r--r-- +1 +[0-9]+ +[0-9]+ +$size .* blob-a\.bin$" "$T/out" || bad "ls -l: no line for blob-a.bin: $(cat "$T/out")"
+link=$(cd "$T/src" && find . -type l | head -n 1 | cut -c3-)
+hb_ok snapshot ls browse "$link" -l >"$T/out"
+grep -qF -- "$link -> $(readlink "$T/src/$link")" "$T/out" || bad "ls -l of a symlink: $(cat "$T/out")"
+hb_ok snapshot ls browse -R >"$T/out"
+[ "$(grep -c '' "$T/out")" -ge "$(cd "$T/src" && find . -mindepth 1 | wc -l)" ] || bad "ls -R lists fewer lines than the tree has entries"
+
+log "cat: every regular file, byte for byte"
+n=0
+while IFS= read -r -d '' f; do
+	rel=${f#"$T/src/"}
+	if ! hb snapshot cat browse "$rel" >"$T/cat.out" 2>"$T/err"; then
+		bad "cat '$rel' failed: $(head -c 300 "$T/err")"
+	elif ! cmp -s "$T/cat.out" "$f"; then
+		bad "cat '$rel' differs from the source"
+	fi
+	n=$((n + 1))
+done < <(find "$T/src" -type f -print0)
+log "$n files read back"
+[ "$n" -gt 300 ] || bad "only $n files checked"
+
+log "cat and ls: what is not a file, missing, or outside the snapshot"
+dir=big
+fifo=$(cd "$T/src" && find . -type p | head -n 1 | cut -c3-)
+expect_error "cat a directory" snapshot cat browse "$dir" && expect_in "$HB_ERR" "is a directory" "cat a directory" || true
+expect_error "cat a symlink" snapshot cat browse "$link" && expect_in "$HB_ERR" "symbolic link" "cat a symlink" || true
+if [ -n "$fifo" ]; then
+	expect_error "cat a fifo" snapshot cat browse "$fifo" && expect_in "$HB_ERR" "not a regular file" "cat a fifo" || true
+fi
+expect_error "cat a missing file" snapshot cat browse no/such/file && expect_in "$HB_ERR" "no such file" "cat missing" || true
+expect_error "cat through a file" snapshot cat browse big/blob-a.bin/x && expect_in "$HB_ERR" "not a directory" "cat through a file" || true
+for p in ../etc/passwd big/../../x /../../etc/passwd; do
+	expect_error "cat '$p'" snapshot cat browse "$p" && expect_in "$HB_ERR" "'..'" "cat '$p'" || true
+	expect_error "ls '$p'" snapshot ls browse "$p" && expect_in "$HB_ERR" "'..'" "ls '$p'" || true
+done
+expect_error "ls a missing path" snapshot ls browse nope && expect_in "$HB_ERR" "no such file" "ls missing" || true
+expect_error "cat of an unknown snapshot" snapshot cat no-such-tag big/blob-a.bin || true
+expect_usage_error "cat without a path" snapshot cat browse || true
+expect_usage_error "ls with two paths" snapshot ls browse a b || true
+finish
