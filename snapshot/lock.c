@@ -41,6 +41,7 @@
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/proc.h"
+#include "util/text.h"
 
 #define LOCK_STALE_SEC 3600
 #define LOCK_REFRESH_SEC 300
@@ -100,7 +101,7 @@ static void own_boot_id(char out[LOCK_BOOT_ID_BYTES])
 
 static int lock_encode(const struct repo_lock *l, char **out)
 {
-	char host[LOCK_HOST_BYTES], boot_id[LOCK_BOOT_ID_BYTES];
+	char host[LOCK_HOST_BYTES], boot_id[LOCK_BOOT_ID_BYTES], what[sizeof(l->what) * 4];
 	json_t *o;
 
 	own_host(host);
@@ -109,8 +110,10 @@ static int lock_encode(const struct repo_lock *l, char **out)
 		      (json_int_t)getpid(), "time", (json_int_t)time(NULL), "boot_id", boot_id);
 	if (!o)
 		return -ENOMEM;
+	/* "what" names a path, which may not be UTF-8; it is for people only */
 	if (l->pin[0] && (json_object_set_new(o, "pin", json_string(l->pin)) < 0 ||
-			  json_object_set_new(o, "what", json_string(l->what)) < 0)) {
+			  json_object_set_new(o, "what", json_string(text_for_json(
+								 l->what, what, sizeof(what)))) < 0)) {
 		json_decref(o);
 		return -ENOMEM;
 	}

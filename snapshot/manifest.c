@@ -60,6 +60,7 @@
 #include "snapshot/index.h"
 #include "snapshot/manifest-int.h"
 #include "util/error.h"
+#include "util/text.h"
 
 /* The smallest possible entry (a root-like directory): 19 one-byte varints. */
 #define MIN_ENTRY_BYTES 19
@@ -746,7 +747,7 @@ static int info_to_json(const struct manifest_info *info, char **out)
 	const uint64_t vals[] = { info->files, info->bytes, info->dirs, info->others,
 				  info->chunks, info->new_chunks, info->new_bytes,
 				  info->new_raw_bytes, info->duration_ms };
-	char hex[OID_HEX_BYTES];
+	char hex[OID_HEX_BYTES], source[sizeof(info->source)];
 	json_t *o;
 	int rc = -ENOMEM;
 
@@ -768,7 +769,10 @@ static int info_to_json(const struct manifest_info *info, char **out)
 	if (json_object_set_new(o, "time", json_integer(info->time_sec)) < 0 ||
 	    json_object_set_new(o, "time_nsec", json_integer(info->time_nsec)) < 0 ||
 	    json_object_set_new(o, "host", json_string(info->host)) < 0 ||
-	    json_object_set_new(o, "source", json_string(info->source)) < 0 ||
+	    /* display only (the parent is found through a ref named by the raw
+	     * bytes): a path that is not UTF-8 is kept with \xNN escapes */
+	    json_object_set_new(o, "source",
+				json_string(text_for_json(info->source, source, sizeof(source)))) < 0 ||
 	    json_object_set_new(o, "origin", json_string(info->origin)) < 0)
 		goto out;
 	for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {

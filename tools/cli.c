@@ -10,6 +10,7 @@
 #include "tools/cli.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/text.h"
 
 /* Messages quote user input (paths, tags) that may hold newlines or
  * terminal escapes; an error must stay one line and print nothing active. */
@@ -77,27 +78,10 @@ size_t cli_subcommands(const char *group, char *out, size_t size)
 
 json_t *cli_json_path(const char *s)
 {
-	json_t *j = json_string(s);
-	size_t len, k, o = 0;
-	char *esc;
+	size_t size = strlen(s) * 4 + 1; /* every byte may become \xNN */
+	char *esc = malloc(size);
+	json_t *j = esc ? json_string(text_for_json(s, esc, size)) : NULL;
 
-	if (j)
-		return j;
-	/* Not UTF-8 (names are bytes): bytes >= 0x80 as \xNN, like git's quoting */
-	len = strlen(s);
-	esc = malloc(len * 4 + 1);
-	if (!esc)
-		return NULL;
-	for (k = 0; k < len; k++) {
-		unsigned char ch = (unsigned char)s[k];
-
-		if (ch < 0x80)
-			esc[o++] = (char)ch;
-		else
-			o += (size_t)sprintf(esc + o, "\\x%02x", ch);
-	}
-	esc[o] = '\0';
-	j = json_string(esc);
 	free(esc);
 	return j;
 }

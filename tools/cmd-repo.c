@@ -70,10 +70,10 @@ static json_t *info_json(const struct oid *id, const struct manifest_info *info,
 	double ratio = info->new_raw_bytes ? (double)info->bytes / (double)info->new_raw_bytes : 0;
 	json_t *j;
 
-	j = json_pack("{s:s, s:s?, s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+	j = json_pack("{s:s, s:s?, s:I, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 		      "id", oid_format(id, hex), "parent",
 		      info->has_parent ? oid_format(&info->parent, phex) : NULL, "time",
-		      (json_int_t)info->time_sec, "host", info->host, "source", info->source, "origin",
+		      (json_int_t)info->time_sec, "host", info->host, "source", cli_json_path(info->source), "origin",
 		      info->origin, "files", (json_int_t)info->files, "dirs", (json_int_t)info->dirs,
 		      "others", (json_int_t)info->others, "bytes", (json_int_t)info->bytes, "chunks",
 		      (json_int_t)info->chunks, "new_chunks", (json_int_t)info->new_chunks,
@@ -210,7 +210,8 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	if (cli.json) {
 		char hex[OID_HEX_BYTES];
 
-		cli_print_json(json_pack("{s:s, s:s}", "id", oid_format(&id, hex), "dir", argv[optind + 1]));
+		cli_print_json(json_pack("{s:s, s:o}", "id", oid_format(&id, hex), "dir",
+					 cli_json_path(argv[optind + 1])));
 	}
 	return 0;
 }
@@ -584,7 +585,8 @@ static int print_diff(char kind, const char *path, void *arg)
 	json_t *arr = arg;
 
 	if (arr)
-		json_array_append_new(arr, json_pack("{s:s#, s:s}", "change", &kind, (int)1, "path", path));
+		json_array_append_new(arr, json_pack("{s:s#, s:o}", "change", &kind, (int)1, "path",
+						     cli_json_path(path)));
 	else
 		printf("%c %s\n", kind, path);
 	return 0;

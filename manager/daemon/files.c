@@ -18,6 +18,7 @@
 
 #include "manager/daemon/daemon-int.h"
 #include "util/error.h"
+#include "util/text.h"
 
 static const char *type_name(mode_t m)
 {
@@ -37,6 +38,7 @@ static const char *type_name(mode_t m)
  * and name as for fstatat (name "" with AT_EMPTY_PATH for the fd itself). */
 static int entry_json(int dirfd, const char *name, const char *label, json_t **out)
 {
+	char shown[PATH_MAX * 4]; /* a name that is not UTF-8, escaped */
 	struct stat st;
 	json_t *j;
 
@@ -48,14 +50,15 @@ static int entry_json(int dirfd, const char *name, const char *label, json_t **o
 	if (!j)
 		return -ENOMEM;
 	if (label)
-		json_object_set_new(j, "name", json_string(label));
+		json_object_set_new(j, "name", json_string(text_for_json(label, shown, sizeof(shown))));
 	if (S_ISLNK(st.st_mode)) {
 		char target[PATH_MAX];
 		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
 
 		if (n >= 0) {
 			target[n] = 0;
-			json_object_set_new(j, "target", json_string(target));
+			json_object_set_new(j, "target",
+					    json_string(text_for_json(target, shown, sizeof(shown))));
 		}
 	}
 	*out = j;

@@ -285,4 +285,19 @@ ls "$M" >/dev/null || bad "the fs stopped serving after a corrupt chunk"
 grep -q "chunk" "$HIBERBOX_HOME/fs.log" || bad "the corrupt chunk was not logged"
 fs_umount "$M"
 
+log "a mountpoint whose name is not UTF-8: mount, mounts, commit, umount"
+MB="$T/mnt-"$'\xfe\xff'
+fs_mount "$IDC" "$MB"
+hb_ok mounts >"$T/out"
+grep -qaF "$MB" "$T/out" || bad "mounts does not list the mount at a non-UTF-8 path: $(cat "$T/out")"
+hb_ok mounts --json >"$T/out"
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); assert any(x["mountpoint"].endswith("mnt-\\xfe\\xff") for x in m), m' "$T/out" ||
+	bad "mounts --json lacks the escaped mountpoint: $(cat "$T/out")"
+echo late >"$MB/late"
+IDB=$(fs_commit "$MB") || exit 1
+hb_ok snapshot cat "$IDB" late >"$T/out"
+[ "$(cat "$T/out")" = late ] || bad "commit of a mount at a non-UTF-8 path lost a write"
+fs_umount "$MB"
+mountpoint -q "$MB" && bad "umount left the non-UTF-8 mountpoint mounted"
+
 finish

@@ -102,4 +102,25 @@ expect_error "ls a missing path" snapshot ls browse nope && expect_in "$HB_ERR" 
 expect_error "cat of an unknown snapshot" snapshot cat no-such-tag big/blob-a.bin || true
 expect_usage_error "cat without a path" snapshot cat browse || true
 expect_usage_error "ls with two paths" snapshot ls browse a b || true
+log "a source directory whose name is not UTF-8"
+ODD="$T/odd-"$'\xfe'
+mkdir -p "$ODD" && echo one >"$ODD/f" && echo two >"$ODD/n"$'\xff'
+O1=$(snapshot_create "$ODD")
+echo three >"$ODD/g"
+O2=$(snapshot_create "$ODD")
+hb_ok snapshot show "$O2" --json >"$T/out"
+python3 - "$T/out" "$O1" <<'EOF' || bad "show --json of a snapshot of a non-UTF-8 directory: $(cat "$T/out")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["source"].endswith("odd-\\xfe"), j["source"]
+assert j["parent"] == sys.argv[2], "the second snapshot did not find the first as its parent"
+EOF
+hb_ok snapshot list --json >"$T/out"
+python3 -c 'import json,sys; ids={x["id"] for x in json.load(open(sys.argv[1]))}; assert set(sys.argv[2:]) <= ids' "$T/out" "$O1" "$O2" ||
+	bad "snapshot list --json leaves out snapshots of a non-UTF-8 directory"
+hb_ok snapshot diff "$O1" "$O2" --json >"$T/out"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert {"change":"+","path":"g"} in d, d' "$T/out" ||
+	bad "diff --json: $(cat "$T/out")"
+hb_ok snapshot diff "$ID" "$O1" --json >"$T/out"
+grep -qF '"n\\xff"' "$T/out" || bad "diff --json drops a name that is not UTF-8: $(head -c 300 "$T/out")"
 finish
