@@ -1,6 +1,8 @@
 /* Reading a snapshot without restoring or mounting it: an entry by path,
  * one file's content. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -105,4 +107,152 @@ out:
 	buf_free(&chunk);
 	manifest_free(m);
 	return ret;
+}
+
+/* Which entries the subtree keeps, in the new manifest's order. */
+struct subtree {
+	const struct manifest *m;
+	uint32_t *order;    /* old indexes, breadth-first as the builder wants */
+	uint32_t *new_of;   /* old index -> new index + 1 (0: left out) */
+	uint32_t *group_n;  /* per old representative: members kept */
+	uint32_t *new_rep;  /* per old representative: new index of the first kept */
+	uint32_t n;
+};
+
+static bool is_ancestor_or_self(const struct manifest *m, uint32_t a, uint32_t i)
+{
+	for (;;) {
+		if (i == a)
+			return true;
+		if (i == 0)
+			return false;
+		i = manifest_node(m, i)->parent;
+	}
+}
+
+/* Breadth-first from the root: the ancestors of entry (one child each) and
+ * everything below entry. */
+static int subtree_order(struct subtree *s, uint32_t entry)
+{
+	const struct manifest *m = s->m;
+
+	s->order[s->n++] = 0;
+	for (uint32_t q = 0; q < s->n; q++) {
+		uint32_t d = s->order[q];
+		const struct manifest_node *dn = manifest_node(m, d);
+		bool all = is_ancestor_or_self(m, entry, d);
+
+		if (!S_ISDIR(dn->mode))
+			continue;
+		for (uint32_t k = 0; k < dn->nchildren; k++) {
+			uint32_t c = dn->first_child + k;
+
+			if (all || is_ancestor_or_self(m, c, entry))
+				s->order[s->n++] = c;
+		}
+	}
+	for (uint32_t k = 0; k < s->n; k++)
+		s->new_of[s->order[k]] = k + 1;
+	return 0;
+}
+
+/* One entry into the builder: its parent and hard-link group renumbered,
+ * nlink what the subtree has (the decoder checks it against the entries). */
+static int subtree_add(struct subtree *s, struct manifest_builder *b, uint32_t old)
+{
+	const struct manifest *m = s->m;
+	const struct manifest_node *n = manifest_node(m, old);
+	struct manifest_node nn = *n;
+	const struct manifest_node *rep = manifest_node(m, n->hardlink);
+	const void *data = NULL;
+	size_t data_len = 0;
+	uint32_t k = s->new_of[old] - 1;
+	int64_t got;
+	int r;
+
+	nn.parent = old == 0 ? 0 : s->new_of[n->parent] - 1;
+	if (S_ISDIR(n->mode)) {
+		nn.nlink = 2;
+		for (uint32_t c = 0; c < n->nchildren; c++)
+			if (s->new_of[n->first_child + c] && S_ISDIR(manifest_node(m, n->first_child + c)->mode))
+				nn.nlink++;
+		nn.hardlink = k;
+	} else {
+		nn.hardlink = s->new_rep[n->hardlink];
+		nn.nlink = s->group_n[n->hardlink] > 1 ? s->group_n[n->hardlink] : 1;
+	}
+	/* content sits on the group's first kept member */
+	if (S_ISLNK(n->mode)) {
+		data = manifest_data(m, old);
+		data_len = n->data_len;
+	} else if (S_ISREG(n->mode) && nn.hardlink == k) {
+		nn.size = rep->size;
+		nn.flags = rep->flags;
+		if (rep->flags & MANIFEST_FLAG_INLINE) {
+			data = manifest_data(m, n->hardlink);
+			data_len = rep->data_len;
+		}
+	} else if (S_ISREG(n->mode)) {
+		nn.flags &= ~MANIFEST_FLAG_INLINE;
+	}
+	got = manifest_builder_add(b, &nn, manifest_name(m, old), n->name_len, data, data_len);
+	if (got < 0)
+		return (int)got;
+	if (S_ISREG(n->mode) && nn.hardlink == k && !(rep->flags & MANIFEST_FLAG_INLINE) &&
+	    rep->nchunks > 0) {
+		r = manifest_builder_set_chunks(b, k, manifest_chunks(m, n->hardlink), rep->nchunks);
+		if (r < 0)
+			return r;
+	}
+	for (uint32_t x = 0; x < n->nxattrs; x++) {
+		struct manifest_xattr xa;
+
+		manifest_xattr(m, old, x, &xa);
+		r = manifest_builder_add_xattr(b, k, xa.name, xa.value, xa.value_len);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int repo_manifest_subtree(const struct manifest *m, uint32_t entry, struct manifest **out)
+{
+	uint32_t count = manifest_count(m);
+	struct subtree s = { .m = m };
+	struct manifest_builder *b = NULL;
+	struct buf enc = { 0 };
+	int r = -ENOMEM;
+
+	s.order = malloc(count * sizeof(*s.order));
+	s.new_of = calloc(count, sizeof(*s.new_of));
+	s.group_n = calloc(count, sizeof(*s.group_n));
+	s.new_rep = calloc(count, sizeof(*s.new_rep));
+	b = manifest_builder_new();
+	if (!s.order || !s.new_of || !s.group_n || !s.new_rep || !b)
+		goto out;
+	subtree_order(&s, entry);
+	for (uint32_t k = 0; k < s.n; k++) {
+		const struct manifest_node *n = manifest_node(m, s.order[k]);
+
+		if (!S_ISDIR(n->mode) && s.group_n[n->hardlink]++ == 0)
+			s.new_rep[n->hardlink] = k;
+	}
+	for (uint32_t k = 0; k < s.n; k++) {
+		r = subtree_add(&s, b, s.order[k]);
+		if (r < 0)
+			goto out;
+	}
+	r = manifest_builder_encode(b, manifest_info(m), &enc);
+	if (r == 0)
+		r = manifest_decode(enc.data, enc.len, out);
+out:
+	if (r < 0 && r != -ENOMEM)
+		r = hb_err_ctx(r, "selecting a part of the snapshot");
+	buf_free(&enc);
+	manifest_builder_free(b);
+	free(s.order);
+	free(s.new_of);
+	free(s.group_n);
+	free(s.new_rep);
+	return r;
 }

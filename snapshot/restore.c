@@ -829,6 +829,18 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	}
 	if (rc < 0)
 		goto out;
+	if (opts->path) {
+		/* restored as a snapshot of just that part: everything below
+		 * (fetch plans, hard links, metadata) works unchanged */
+		struct manifest *part = NULL;
+		int64_t e = repo_manifest_find(c.m, opts->path);
+
+		rc = e < 0 ? (int)e : repo_manifest_subtree(c.m, (uint32_t)e, &part);
+		if (rc < 0)
+			goto out;
+		manifest_free(c.m);
+		c.m = part;
+	}
 	count = manifest_count(c.m);
 	rc = mkdir_p(AT_FDCWD, dir, 0755);
 	if (rc < 0) {

@@ -192,6 +192,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 
 struct repo_restore_opts {
 	bool force;        /* restore into a non-empty directory */
+	const char *path;  /* only this part ("a/b": a/b under DIR, its parents' too), or NULL */
 	unsigned threads;
 	struct repo_progress progress;
 };
@@ -201,6 +202,11 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 /* The entry at path ("a/b", "/a/b/", "" for the root) in m, or an error
  * with a message naming path: -ENOENT, -ENOTDIR, -EINVAL (a ".."). */
 int64_t repo_manifest_find(const struct manifest *m, const char *path);
+/* A manifest of entry's part of m: the entry with everything below it, and
+ * its ancestors up to the root (each holding just the one child on the
+ * way), at the same paths.  Hard-link groups keep the members inside; the
+ * content moves to the first of them. */
+int repo_manifest_subtree(const struct manifest *m, uint32_t entry, struct manifest **out);
 /* Write the content of the regular file at path ("a/b", relative to the
  * snapshot's root; a hard link's too) in snapshot id to fd, every chunk
  * verified.  -ENOENT, -ENOTDIR, -EISDIR, -EINVAL (a symlink or other

@@ -172,17 +172,20 @@ static int cmd_snapshot_create(int argc, char **argv)
 static int cmd_snapshot_restore(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "force", no_argument, NULL, 'f' },
-		{ "threads", required_argument, NULL, 'T' }, { 0 } };
+		{ "threads", required_argument, NULL, 'T' }, { "path", required_argument, NULL, 'p' },
+		{ 0 } };
 	struct repo_restore_opts ro = { 0 };
 	struct repo *repo;
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqfT:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqfT:p:", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot restore",
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
 				    "Options:\n"
+				    "  --path P        only P (a file or a directory and all below it) at\n"
+				    "                  DIR/P; its parent directories too, nothing else\n"
 				    "  --force         restore into a non-empty DIR, replacing what is there\n"
 				    "  --threads N     worker threads (default: all cores); from S3, range\n"
 				    "                  requests in flight (default 16)\n");
@@ -191,6 +194,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 		switch (c) {
 		case 'f': ro.force = true; break;
 		case 'T': ro.threads = (unsigned)atoi(optarg); break;
+		case 'p': ro.path = optarg; break;
 		default: return cli_usage("snapshot restore", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
@@ -851,7 +855,7 @@ static int cmd_check(int argc, char **argv)
 const struct cli_command cli_commands_repo[] = {
 	{ "init", "[--level N]", "create a repository", cmd_init },
 	{ "snapshot create", "DIR [--tag NAME] [--parent ID] [--no-parent]", "store a directory tree as a snapshot", cmd_snapshot_create },
-	{ "snapshot restore", "ID|TAG DIR [--force]", "recreate a snapshot's tree in DIR", cmd_snapshot_restore },
+	{ "snapshot restore", "ID|TAG DIR [--path P] [--force]", "recreate a snapshot's tree in DIR", cmd_snapshot_restore },
 	{ "snapshot list", "[--json]", "list snapshots", cmd_snapshot_list },
 	{ "snapshot show", "ID|TAG [--json]", "show a snapshot's details", cmd_snapshot_show },
 	{ "snapshot ls", "ID|TAG [PATH] [-l] [-R] [--json]", "list a directory of a snapshot", cmd_snapshot_ls },

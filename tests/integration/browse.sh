@@ -10,7 +10,49 @@ setup_tmp
 hb_ok init >/dev/null
 
 make_tree "$T/src" 300 6 3
+dump_tree "$T/src" "$T/src.json" # before anything reads the tree (atimes)
+export ITDIR
 ID=$(snapshot_create "$T/src" --tag browse)
+
+# restore --path P must give exactly P's part of the tree and its parents:
+# expected = the source's dump cut to that part, hard-link groups cut too
+part_dump() {
+	python3 - "$T/src.json" "$1" "$2" <<'EOF'
+import json, os, sys
+sys.path.insert(0, os.environ["ITDIR"])
+import treecmp
+full, sel = treecmp.load(sys.argv[1]), sys.argv[2].strip("/")
+def kept(p):
+    return p == "." or p == sel or p.startswith(sel + "/") or sel.startswith(p + "/")
+part = {p: dict(r) for p, r in full.items() if kept(p)}
+groups = {}
+for p, r in part.items():
+    if "link_group" in r:
+        groups.setdefault(r["link_group"], []).append(p)
+for members in groups.values():
+    for p in members:
+        part[p]["nlink"] = len(members)
+        if len(members) == 1:
+            del part[p]["link_group"]
+        else:
+            part[p]["link_group"] = min(members)
+with open(sys.argv[3], "w", encoding="utf-8", errors="surrogateescape") as f:
+    json.dump(part, f)
+EOF
+}
+for P in hard/b big "names" hard/a/two src; do
+	[ -e "$T/src/$P" ] || { bad "fixture lacks $P"; continue; }
+	log "restore --path $P"
+	part_dump "$P" "$T/part.json"
+	rm -rf "$T/part"
+	hb_ok snapshot restore browse "$T/part" --path "$P"
+	diffs=$(compare_trees "$T/part.json" "$T/part" --no-root-meta) || bad "restore --path $P:"$'\n'"$diffs"
+done
+expect_error "restore --path with '..'" snapshot restore browse "$T/part-x" --path hard/../../etc &&
+	expect_in "$HB_ERR" "'..'" "restore --path .." || true
+[ -e "$T/part-x" ] && bad "a refused restore --path created its DIR"
+expect_error "restore --path of a missing path" snapshot restore browse "$T/part-x" --path no/such &&
+	expect_in "$HB_ERR" "no such file" "restore --path missing" || true
 
 log "ls -R --json lists every entry with the source's metadata"
 hb_ok snapshot ls browse -R --json >"$T/ls.json"

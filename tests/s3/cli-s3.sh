@@ -47,6 +47,11 @@ HIBERBOX_HOME="$T/fresh-home2" hb snapshot ls first -R >"$T/ls.out" 2>"$T/err" |
 [ "$(grep -c '' "$T/ls.out")" -eq "$(cd "$T/src" && find . -mindepth 1 | wc -l)" ] ||
 	bad "ls -R from S3 lists $(grep -c '' "$T/ls.out") entries"
 
+HIBERBOX_HOME="$T/fresh-home3" hb snapshot restore first "$T/part" --path big.bin >/dev/null 2>"$T/err" ||
+	bad "restore --path from S3 failed: $(head -c 300 "$T/err")"
+[ "$(ls -A "$T/part")" = big.bin ] && cmp -s "$T/part/big.bin" "$T/src/big.bin" ||
+	bad "restore --path big.bin from S3: $(ls -A "$T/part" | head -5)"
+
 log "503 SlowDown bursts and resets are retried"
 mkdir -p "$T/src2" && cp -a "$T/src/." "$T/src2/" && randfile "$T/src2/more.bin" $((2 << 20)) more
 dump_tree "$T/src2" "$T/src2.json"
