@@ -11,6 +11,9 @@
  * "bytes", "chunks", "new_chunks", "new_bytes", "new_raw_bytes",
  * "duration_ms".  Missing keys read as 0 / ""; unknown keys are ignored so
  * that a later version can add some without breaking older readers.
+ * "source" is for people: a path that is not UTF-8 is stored with each byte
+ * >= 0x80 as "\xNN" (util/text.h); the parent of the next snapshot of the
+ * same directory is found through a ref named from the raw bytes.
  *
  * Body (plain, after zstd; v = unsigned LEB128 varint, z = zigzag varint,
  * s = v length then that many bytes):
