@@ -12,6 +12,8 @@
 #include "util/error.h"
 #include "util/fileio.h"
 
+#define CAT_PIN_MIN_BYTES (64u << 20)
+
 static int write_zeroes(int fd, uint64_t n)
 {
 	static const char zeroes[65536];
@@ -45,6 +47,7 @@ int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, in
 	const struct manifest_node *n;
 	const struct manifest_chunk *c;
 	struct buf chunk = { 0 };
+	struct repo_pin *pin = NULL;
 	int64_t i;
 	int ret;
 
@@ -80,6 +83,10 @@ int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, in
 		goto out;
 	}
 	c = manifest_chunks(m, (uint32_t)i);
+	/* A big file takes a while (from a bucket, minutes): keep `snapshot rm`
+	 * and so gc off it.  Small ones do not pay the pin's two writes. */
+	if (n->size >= CAT_PIN_MIN_BYTES && repo_pin_start(r, id, "snapshot cat", &pin) < 0)
+		hb_err_clear();
 	for (uint32_t k = 0; k < n->nchunks; k++) {
 		if (oid_is_zero(&c[k].id)) {
 			ret = write_zeroes(fd, c[k].size);
@@ -104,6 +111,7 @@ int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, in
 	}
 	ret = 0;
 out:
+	repo_pin_end(pin);
 	buf_free(&chunk);
 	manifest_free(m);
 	return ret;
