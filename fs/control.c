@@ -199,7 +199,8 @@ static int write_info(struct hbfs *fs)
 	json_decref(j);
 	if (!text)
 		return -ENOMEM;
-	r = write_file_atomic(AT_FDCWD, fs->info_path, text, strlen(text), 0);
+	/* the mount's live state: gone with the machine anyway */
+	r = write_file_atomic(AT_FDCWD, fs->info_path, text, strlen(text), WRITE_NO_SYNC);
 	free(text);
 	return r;
 }

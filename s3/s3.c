@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "util/curl-lazy.h"
+#include "util/digest.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/uri.h"
@@ -308,17 +308,19 @@ static void pool_put(struct s3_client *c, CURL *h)
 }
 
 
-static void sha256_hex(const void *data, size_t len, char out[65])
+static int sha256_hex(const void *data, size_t len, char out[65])
 {
 	unsigned char md[32];
-	unsigned int mdlen = 0;
+	int r;
 
 	if (!data || len == 0) {
 		memcpy(out, EMPTY_SHA256, 65);
-		return;
+		return 0;
 	}
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	hex_format(md, 32, out);
+	r = digest_sha256(data, len, md);
+	if (r == 0)
+		hex_format(md, 32, out);
+	return r;
 }
 
 /* ---- one attempt ---- */
@@ -589,7 +591,6 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 static int verify_md5(const struct s3_request *rq)
 {
 	unsigned char md[16];
-	unsigned int mdlen = 0;
 	char hex[33];
 	const char *e = rq->info.etag;
 	size_t n = strlen(e);
@@ -599,8 +600,8 @@ static int verify_md5(const struct s3_request *rq)
 	if (n != 34 || e[0] != '"' || e[33] != '"' ||
 	    strspn(e + 1, "0123456789abcdef") != 32)
 		return 0;
-	EVP_Digest(rq->out->data ? (const void *)rq->out->data : (const void *)"", rq->out->len, md,
-		   &mdlen, EVP_md5(), NULL);
+	if (digest_md5(rq->out->data, rq->out->len, md) < 0)
+		return -EIO; /* (message set) */
 	hex_format(md, 16, hex);
 	return memcmp(hex, e + 1, 32) ? -EBADMSG : 0;
 }
@@ -742,9 +743,11 @@ static int build_headers(const struct s3_client *c, const struct s3_request *rq,
 	char line[4200], sha[65];
 	struct curl_slist *l = NULL, *t;
 	const char *lines[8];
-	int n = 0;
+	int n = 0, r;
 
-	sha256_hex(rq->body, rq->body_len, sha);
+	r = sha256_hex(rq->body, rq->body_len, sha);
+	if (r < 0)
+		return r;
 	snprintf(line, sizeof(line), "x-amz-content-sha256: %s", sha);
 	if (!(l = curl_slist_append(l, line)))
 		return -ENOMEM;
@@ -1021,10 +1024,10 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len, i
 		 * as written. */
 		struct s3_object_info info;
 		unsigned char md[16];
-		unsigned int mdlen = 0;
 		char want[40], saved[1024];
 		hb_err_save(saved, sizeof(saved));
-		EVP_Digest(data ? data : (const void *)"", len, md, &mdlen, EVP_md5(), NULL);
+		if (digest_md5(data, len, md) < 0)
+			return r; /* -EEXIST as it came */
 		want[0] = '"';
 		hex_format(md, 16, want + 1);
 		want[33] = '"';

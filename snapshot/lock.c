@@ -270,7 +270,7 @@ static void refresh_put(struct repo_lock *l)
 	/* A failed write is retried next round; the lock only goes stale for
 	 * others after LOCK_STALE_SEC. */
 	if (lock_encode(l, &json) == 0)
-		store_put(l->store, l->name, json, strlen(json), 0);
+		store_put(l->store, l->name, json, strlen(json), STORE_PUT_VOLATILE);
 	free(json);
 	hb_err_clear();
 }
@@ -364,7 +364,8 @@ int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct r
 
 		own_host(s.host);
 		own_boot_id(s.boot_id);
-		ret = store_put(l->store, l->name, json, strlen(json), 0);
+		/* a lock means nothing after a crash: no fsync (milliseconds each) */
+		ret = store_put(l->store, l->name, json, strlen(json), STORE_PUT_VOLATILE);
 		if (ret < 0) {
 			ret = hb_err_ctx(ret, "taking the repository lock");
 			goto fail;

@@ -197,6 +197,12 @@ out:
 	return r;
 }
 
+static int write_flags(int put_flags)
+{
+	return ((put_flags & STORE_PUT_NOREPLACE) ? WRITE_NOREPLACE : 0) |
+	       ((put_flags & STORE_PUT_VOLATILE) ? WRITE_NO_SYNC : 0);
+}
+
 static int local_put(struct store *s, const char *name, const void *data, size_t len, int flags)
 {
 	struct store_local *l = to_local(s);
@@ -206,15 +212,14 @@ static int local_put(struct store *s, const char *name, const void *data, size_t
 	r = check_name(name);
 	if (r < 0)
 		return r;
-	r = write_file_atomic(l->dirfd, name, data, len, flags & STORE_PUT_NOREPLACE);
+	r = write_file_atomic(l->dirfd, name, data, len, write_flags(flags));
 	if (r == -ENOENT && (slash = strrchr(name, '/'))) {
 		char dir[PATH_MAX];
 
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - name), name);
 		r = mkdir_p(l->dirfd, dir, 0755);
 		if (r == 0)
-			r = write_file_atomic(l->dirfd, name, data, len,
-					      flags & STORE_PUT_NOREPLACE);
+			r = write_file_atomic(l->dirfd, name, data, len, write_flags(flags));
 	}
 	if (r == -EEXIST)
 		return r;

@@ -17,6 +17,9 @@
 #include "util/buf.h"
 
 #define STORE_PUT_NOREPLACE 0x1 /* fail with -EEXIST instead of replacing */
+/* The object means nothing once its writer is gone (a lock, a pin): atomic,
+ * but a local store does not make it durable (no fsync). */
+#define STORE_PUT_VOLATILE 0x2
 #define STORE_GET_ALL UINT64_MAX
 
 struct store;

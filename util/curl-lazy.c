@@ -37,43 +37,34 @@ static struct {
 	CURLSHcode (*share_cleanup)(CURLSH *);
 	time_t (*getdate)(const char *, const time_t *);
 } fn;
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static bool loaded;
-static char load_error[256];
 
-static void load(void)
-{
-	const struct dl_sym syms[] = {
-		{ (void **)&fn.global_init, "curl_global_init" },
-		{ (void **)&fn.global_cleanup, "curl_global_cleanup" },
-		{ (void **)&fn.easy_init, "curl_easy_init" },
-		{ (void **)&fn.easy_setopt, "curl_easy_setopt" },
-		{ (void **)&fn.easy_perform, "curl_easy_perform" },
-		{ (void **)&fn.easy_getinfo, "curl_easy_getinfo" },
-		{ (void **)&fn.easy_cleanup, "curl_easy_cleanup" },
-		{ (void **)&fn.easy_reset, "curl_easy_reset" },
-		{ (void **)&fn.easy_strerror, "curl_easy_strerror" },
-		{ (void **)&fn.slist_append, "curl_slist_append" },
-		{ (void **)&fn.slist_free_all, "curl_slist_free_all" },
-		{ (void **)&fn.share_init, "curl_share_init" },
-		{ (void **)&fn.share_setopt, "curl_share_setopt" },
-		{ (void **)&fn.share_cleanup, "curl_share_cleanup" },
-		{ (void **)&fn.getdate, "curl_getdate" },
-	};
-
-	loaded = dl_bind("libcurl.so.4", syms, sizeof(syms) / sizeof(syms[0]), load_error,
-			 sizeof(load_error)) == 0;
-}
+static const struct dl_sym syms[] = {
+	{ (void **)&fn.global_init, "curl_global_init" },
+	{ (void **)&fn.global_cleanup, "curl_global_cleanup" },
+	{ (void **)&fn.easy_init, "curl_easy_init" },
+	{ (void **)&fn.easy_setopt, "curl_easy_setopt" },
+	{ (void **)&fn.easy_perform, "curl_easy_perform" },
+	{ (void **)&fn.easy_getinfo, "curl_easy_getinfo" },
+	{ (void **)&fn.easy_cleanup, "curl_easy_cleanup" },
+	{ (void **)&fn.easy_reset, "curl_easy_reset" },
+	{ (void **)&fn.easy_strerror, "curl_easy_strerror" },
+	{ (void **)&fn.slist_append, "curl_slist_append" },
+	{ (void **)&fn.slist_free_all, "curl_slist_free_all" },
+	{ (void **)&fn.share_init, "curl_share_init" },
+	{ (void **)&fn.share_setopt, "curl_share_setopt" },
+	{ (void **)&fn.share_cleanup, "curl_share_cleanup" },
+	{ (void **)&fn.getdate, "curl_getdate" },
+};
+DL_LAZY(libcurl, "libcurl.so.4", syms);
 
 static bool ready(void)
 {
-	pthread_once(&load_once, load);
-	return loaded;
+	return dl_lazy_ready(&libcurl);
 }
 
 const char *curl_lazy_error(void)
 {
-	return ready() ? NULL : load_error;
+	return ready() ? NULL : libcurl.error;
 }
 
 CURLcode curl_global_init(long flags)

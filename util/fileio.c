@@ -158,7 +158,7 @@ int fsync_parent(int dirfd, const char *path)
 	return r;
 }
 
-int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace)
+int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int flags)
 {
 	char tmp[PATH_MAX];
 	uint32_t rnd = 0;
@@ -171,12 +171,12 @@ int write_file_atomic(int dirfd, const char *path, const void *data, size_t len,
 	if (fd < 0)
 		return -errno;
 	r = write_all(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && !(flags & WRITE_NO_SYNC) && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r == 0) {
-		if (noreplace) {
+		if (flags & WRITE_NOREPLACE) {
 			if (renameat2(dirfd, tmp, dirfd, path, RENAME_NOREPLACE) < 0)
 				r = -errno;
 		} else if (renameat(dirfd, tmp, dirfd, path) < 0) {
@@ -187,7 +187,7 @@ int write_file_atomic(int dirfd, const char *path, const void *data, size_t len,
 		unlinkat(dirfd, tmp, 0);
 		return r;
 	}
-	return fsync_parent(dirfd, path);
+	return flags & WRITE_NO_SYNC ? 0 : fsync_parent(dirfd, path);
 }
 
 int dir_is_empty(int dirfd, const char *path, bool *empty)

@@ -19,8 +19,13 @@ int read_file(int dirfd, const char *path, size_t max, struct buf *out);
 /* The same from an open fd, from its current offset to its end. */
 int read_fd(int fd, size_t max, struct buf *out);
 /* Write a file atomically: <path>.tmp.<pid>.<rand>, fsync, rename, fsync dir.
- * With noreplace, an existing path is left alone and -EEXIST returned. */
-int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int noreplace);
+ * WRITE_NOREPLACE: an existing path is left alone and -EEXIST returned.
+ * WRITE_NO_SYNC: no fsyncs, for state that means nothing after the machine
+ * went down (locks, a live mount's info): readers still see the old or the
+ * whole new file, and each fsync costs milliseconds on a busy disk. */
+#define WRITE_NOREPLACE 0x1
+#define WRITE_NO_SYNC 0x2
+int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int flags);
 /* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine. */
 int mkdir_p(int dirfd, const char *path, mode_t mode);
 /* "." or "..": the entries every directory listing skips. */

@@ -39,31 +39,21 @@ static struct {
 	struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
 							    enum MHD_ResponseMemoryMode);
 } fn;
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static bool loaded;
 
-static void load(void)
-{
-	char err[256];
-	const struct dl_sym syms[] = {
-		{ (void **)&fn.start_daemon_va, "MHD_start_daemon_va" },
-		{ (void **)&fn.stop_daemon, "MHD_stop_daemon" },
-		{ (void **)&fn.add_response_header, "MHD_add_response_header" },
-		{ (void **)&fn.queue_response, "MHD_queue_response" },
-		{ (void **)&fn.destroy_response, "MHD_destroy_response" },
-		{ (void **)&fn.lookup_connection_value, "MHD_lookup_connection_value" },
-		{ (void **)&fn.get_connection_values, "MHD_get_connection_values" },
-		{ (void **)&fn.get_connection_info, "MHD_get_connection_info" },
-		{ (void **)&fn.create_response_from_fd, "MHD_create_response_from_fd" },
-		{ (void **)&fn.create_response_from_callback, "MHD_create_response_from_callback" },
-		{ (void **)&fn.create_response_from_buffer, "MHD_create_response_from_buffer" },
-	};
-
-	loaded = dl_bind("libmicrohttpd.so.12", syms, sizeof(syms) / sizeof(syms[0]), err,
-			 sizeof(err)) == 0;
-	if (!loaded)
-		fprintf(stderr, "hiberboxd: %s\n", err);
-}
+static const struct dl_sym syms[] = {
+	{ (void **)&fn.start_daemon_va, "MHD_start_daemon_va" },
+	{ (void **)&fn.stop_daemon, "MHD_stop_daemon" },
+	{ (void **)&fn.add_response_header, "MHD_add_response_header" },
+	{ (void **)&fn.queue_response, "MHD_queue_response" },
+	{ (void **)&fn.destroy_response, "MHD_destroy_response" },
+	{ (void **)&fn.lookup_connection_value, "MHD_lookup_connection_value" },
+	{ (void **)&fn.get_connection_values, "MHD_get_connection_values" },
+	{ (void **)&fn.get_connection_info, "MHD_get_connection_info" },
+	{ (void **)&fn.create_response_from_fd, "MHD_create_response_from_fd" },
+	{ (void **)&fn.create_response_from_callback, "MHD_create_response_from_callback" },
+	{ (void **)&fn.create_response_from_buffer, "MHD_create_response_from_buffer" },
+};
+DL_LAZY(libmhd, "libmicrohttpd.so.12", syms);
 
 struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
 				    MHD_AcceptPolicyCallback apc, void *apc_cls,
@@ -72,9 +62,10 @@ struct MHD_Daemon *MHD_start_daemon(unsigned int flags, uint16_t port,
 	struct MHD_Daemon *d;
 	va_list ap;
 
-	pthread_once(&load_once, load);
-	if (!loaded)
+	if (!dl_lazy_ready(&libmhd)) {
+		fprintf(stderr, "hiberboxd: %s\n", libmhd.error);
 		return NULL;
+	}
 	va_start(ap, dh_cls);
 	d = fn.start_daemon_va(flags, port, apc, apc_cls, dh, dh_cls, ap);
 	va_end(ap);

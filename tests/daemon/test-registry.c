@@ -143,7 +143,7 @@ int main(void)
 
 	/* a schema from the future is refused, not rewritten */
 	sqlite3 *db;
-	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
 	CHECK(sqlite3_exec(db, "PRAGMA user_version = 9", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	CHECK_ERR(registry_open(path, &reg), -EPROTONOSUPPORT);
