@@ -101,6 +101,22 @@ AWS_SECRET_ACCESS_KEY=wrong expect_error "wrong secret" snapshot list &&
 HIBERBOX_REPO=s3://no-such-bucket/x expect_error "missing bucket" snapshot list &&
 	expect_in "$HB_ERR" "bucket no-such-bucket does not exist" "missing bucket"
 
+log "libraries loaded on first use: a broken one is one clear line, and only where used"
+mkdir -p "$T/badlib" "$T/badsqlite"
+echo "not a library" >"$T/badsqlite/libsqlite3.so.0"
+for so in libsqlite3.so.0 libcrypto.so.3 libcurl.so.4; do echo "not a library" >"$T/badlib/$so"; done
+rm -rf "$T/bad-home"
+LD_LIBRARY_PATH="$T/badsqlite" HIBERBOX_HOME="$T/bad-home" expect_error "no loadable libsqlite3" snapshot list &&
+	expect_in "$HB_ERR" "index.sqlite: open: .*libsqlite3.so.0" "a broken libsqlite3 is named" || true
+LD_LIBRARY_PATH="$T/badlib" HIBERBOX_HOME="$T/bad-home" expect_error "no loadable libcurl" snapshot list &&
+	expect_in "$HB_ERR" "S3 needs libcurl: .*libcurl.so.4" "a broken libcurl is named" || true
+# a local repository never loads them: the same environment works
+mkdir -p "$T/local-src" && echo x >"$T/local-src/f"
+LD_LIBRARY_PATH="$T/badlib" HIBERBOX_REPO="$T/local-repo" hb init >/dev/null 2>"$T/err" &&
+	LD_LIBRARY_PATH="$T/badlib" HIBERBOX_REPO="$T/local-repo" hb snapshot create "$T/local-src" >/dev/null 2>>"$T/err" &&
+	LD_LIBRARY_PATH="$T/badlib" HIBERBOX_REPO="$T/local-repo" hb snapshot list >/dev/null 2>>"$T/err" ||
+	bad "a local repository needed a lazily loaded library: $(head -c 300 "$T/err")"
+
 log "unreachable endpoint: an error in bounded time"
 start=$(date +%s)
 AWS_ENDPOINT_URL=http://127.0.0.1:9 HIBERBOX_S3_DEADLINE_MS=2000 expect_error "unreachable" snapshot list &&
