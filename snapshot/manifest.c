@@ -62,6 +62,7 @@
 
 #include "snapshot/index.h"
 #include "snapshot/manifest-int.h"
+#include "util/bigmem.h"
 #include "util/error.h"
 #include "util/text.h"
 
@@ -242,8 +243,10 @@ static void *grow_array(void *arr, uint32_t *cap, uint32_t need, size_t elem, ui
 	if (ncap < need)
 		return NULL;
 	p = realloc(arr, (size_t)ncap * elem);
-	if (p)
+	if (p) {
 		*cap = (uint32_t)ncap;
+		bigmem_hint(p, (size_t)ncap * elem);
+	}
 	return p;
 }
 
@@ -564,6 +567,8 @@ static int parse_body(struct manifest *m, const uint8_t *raw, size_t raw_len)
 	m->pool = malloc(m->pool_cap);
 	if (!m->nodes || !m->pool)
 		return hb_err(-ENOMEM, "manifest: out of memory for %" PRIu64 " entries", count);
+	bigmem_hint(m->nodes, m->count * sizeof(*m->nodes));
+	bigmem_hint(m->pool, m->pool_cap);
 	m->pool[0] = '\0';
 	m->pool_len = 1;
 
@@ -891,6 +896,7 @@ static int decode(const void *data, size_t len, bool keep, struct manifest **out
 	if (!raw)
 		return hb_err(-ENOMEM, "manifest: out of memory for a %" PRIu64 "-byte body",
 			      raw_len);
+	bigmem_hint(raw, (size_t)raw_len);
 	got = ZSTD_decompress(raw, (size_t)raw_len, p + off, (size_t)body_len);
 	if (ZSTD_isError(got) || got != raw_len) {
 		rc = hb_err(-EBADMSG, "manifest: corrupt body (%s)",
@@ -1276,6 +1282,7 @@ int64_t manifest_builder_add(struct manifest_builder *b, const struct manifest_n
 			return hb_err(-ENOMEM, "manifest builder: out of memory");
 		b->e = p;
 		b->cap = ncap;
+		bigmem_hint(p, (size_t)ncap * sizeof(*b->e));
 	}
 	e = &b->e[b->count];
 	memset(e, 0, sizeof(*e));

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bigmem.h"
+
 int buf_reserve(struct buf *b, size_t extra)
 {
 	size_t max = b->max ? b->max : BUF_DEFAULT_MAX_BYTES;
@@ -25,6 +27,7 @@ int buf_reserve(struct buf *b, size_t extra)
 		return -ENOMEM;
 	b->data = p;
 	b->cap = cap;
+	bigmem_hint(p, cap); /* big buffers: packs, manifests */
 	return 0;
 }
 
