@@ -90,7 +90,7 @@ uint8_t *buf_steal(struct buf *b, size_t *len)
 	return p;
 }
 
-int reader_varint(struct reader *r, uint64_t *v)
+int reader_varint_long(struct reader *r, uint64_t *v)
 {
 	uint64_t x = 0;
 	unsigned shift = 0;
@@ -112,10 +112,10 @@ int reader_varint(struct reader *r, uint64_t *v)
 	return 0;
 }
 
-int reader_varint32(struct reader *r, uint32_t *v)
+int reader_varint32_long(struct reader *r, uint32_t *v)
 {
 	uint64_t x;
-	int rc = reader_varint(r, &x);
+	int rc = reader_varint_long(r, &x);
 
 	if (rc < 0)
 		return rc;
