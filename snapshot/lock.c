@@ -21,6 +21,10 @@
  * A lock object that does not parse is treated as held (never delete data
  * because of a lock we cannot read) until it is LOCK_STALE_SEC old.
  *
+ * Locks and pins are written without fsync (STORE_PUT_VOLATILE): other
+ * processes see the renamed file at once, and after the machine went down
+ * no process holds one anyway (they would only be stale).
+ *
  * Pins: an object `pins/<32 random hex>` in the same format plus the id of a
  * snapshot something reads from for a long time (a mount) and what that is.
  * A pin conflicts with no lock (a mount lives for days; gc must not wait on
