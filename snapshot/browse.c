@@ -41,6 +41,74 @@ int64_t repo_manifest_find(const struct manifest *m, const char *path)
 	return i;
 }
 
+#define RESOLVE_MAX_LINKS 40 /* as the kernel allows */
+
+int64_t repo_manifest_resolve(const struct manifest *m, const char *path, bool follow_last)
+{
+	char work[2 * 4096 + 2], *rest;
+	uint32_t cur = 0, links = 0;
+	int64_t r = repo_manifest_find(m, path); /* what the caller typed: no ".." */
+
+	if (r < 0 && r != -ENOTDIR && r != -ENOENT)
+		return r;
+	hb_err_clear();
+	if (snprintf(work, sizeof(work), "%s", path) >= (int)sizeof(work))
+		return hb_err(-ENAMETOOLONG, "'%s': path too long", path);
+	rest = work;
+	for (;;) {
+		char *name, *slash;
+		const struct manifest_node *n;
+		int64_t c;
+
+		while (*rest == '/')
+			rest++;
+		if (!*rest)
+			return cur;
+		name = rest;
+		slash = strchr(rest, '/');
+		rest = slash ? slash + 1 : rest + strlen(rest);
+		if (slash)
+			*slash = '\0';
+		while (*rest == '/')
+			rest++;
+		if (!strcmp(name, "."))
+			continue;
+		if (!strcmp(name, "..")) { /* only from link targets; the root is its own parent */
+			cur = manifest_node(m, cur)->parent;
+			continue;
+		}
+		c = manifest_lookup_child(m, cur, name, strlen(name));
+		if (c < 0)
+			return hb_err((int)c, "'%s': %s in the snapshot", path,
+				      c == -ENOTDIR ? "a parent is not a directory"
+						    : links ? "a symbolic link on the way leads nowhere"
+							    : "no such file or directory");
+		n = manifest_node(m, (uint32_t)c);
+		if (S_ISLNK(n->mode) && (*rest || follow_last)) {
+			char next[sizeof(work)];
+			const char *target = (const char *)manifest_data(m, (uint32_t)c);
+
+			if (!target[0])
+				return hb_err(-ENOENT, "'%s': an empty symbolic link on the way", path);
+			if (++links > RESOLVE_MAX_LINKS)
+				return hb_err(-ELOOP, "'%s': too many levels of symbolic links in the snapshot",
+					      path);
+			if (snprintf(next, sizeof(next), "%s/%s", target, rest) >= (int)sizeof(next))
+				return hb_err(-ENAMETOOLONG, "'%s': path too long", path);
+			strcpy(work, next);
+			rest = work;
+			if (target[0] == '/')
+				cur = 0; /* absolute: from the snapshot's root, as in a chroot */
+			continue;
+		}
+		if (!*rest)
+			return c;
+		if (!S_ISDIR(n->mode))
+			return hb_err(-ENOTDIR, "'%s': a parent is not a directory in the snapshot", path);
+		cur = (uint32_t)c;
+	}
+}
+
 int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, int fd)
 {
 	struct manifest *m = NULL;
@@ -54,7 +122,7 @@ int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, in
 	ret = repo_load_manifest(r, id, &m);
 	if (ret < 0)
 		return ret;
-	i = repo_manifest_find(m, path);
+	i = repo_manifest_resolve(m, path, true);
 	if (i < 0) {
 		ret = (int)i;
 		goto out;
@@ -62,11 +130,6 @@ int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, in
 	n = manifest_node(m, (uint32_t)i);
 	if (S_ISDIR(n->mode)) {
 		ret = hb_err(-EISDIR, "'%s' is a directory in the snapshot", path);
-		goto out;
-	}
-	if (S_ISLNK(n->mode)) {
-		ret = hb_err(-EINVAL, "'%s' is a symbolic link (to '%s') in the snapshot", path,
-			     (const char *)manifest_data(m, (uint32_t)i));
 		goto out;
 	}
 	if (!S_ISREG(n->mode)) {

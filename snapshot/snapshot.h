@@ -207,11 +207,18 @@ int64_t repo_manifest_find(const struct manifest *m, const char *path);
  * way), at the same paths.  Hard-link groups keep the members inside; the
  * content moves to the first of them. */
 int repo_manifest_subtree(const struct manifest *m, uint32_t entry, struct manifest **out);
+/* The entry at path as a process chrooted into the snapshot would reach it:
+ * symbolic links on the way followed (absolute ones from the snapshot's
+ * root, ".." in their targets stopping at the root), the last one too if
+ * follow_last; at most 40.  path itself may not have "..".  An index, or
+ * -ENOENT, -ENOTDIR, -ELOOP, -EINVAL with a message naming path. */
+int64_t repo_manifest_resolve(const struct manifest *m, const char *path, bool follow_last);
 /* Write the content of the regular file at path ("a/b", relative to the
- * snapshot's root; a hard link's too) in snapshot id to fd, every chunk
- * verified.  -ENOENT, -ENOTDIR, -EISDIR, -EINVAL (a symlink or other
- * non-file, ".." in path), -EBADMSG (corrupt data), or a write's error;
- * each with a message naming path. */
+ * snapshot's root; a hard link's too; symbolic links followed as
+ * repo_manifest_resolve does) in snapshot id to fd, every chunk verified.
+ * -ENOENT, -ENOTDIR, -EISDIR, -ELOOP, -EINVAL (a fifo, device or socket,
+ * ".." in path), -EBADMSG (corrupt data), or a write's error; each with a
+ * message naming path. */
 int repo_snapshot_cat(struct repo *r, const struct oid *id, const char *path, int fd);
 
 /* Remove a snapshot (and the tags pointing at it).  Data goes at the next gc. */

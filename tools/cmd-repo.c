@@ -526,7 +526,17 @@ static int cmd_snapshot_ls(int argc, char **argv)
 	repo_close(repo);
 	if (r < 0)
 		return cli_fail(r, "snapshot ls");
-	i = repo_manifest_find(m, path);
+	/* As ls(1): links on the way followed; a last one that leads to a
+	 * directory too, unless -l without a trailing '/' asks for the link. */
+	i = repo_manifest_resolve(m, path, false);
+	if (i >= 0 && S_ISLNK(manifest_node(m, (uint32_t)i)->mode) &&
+	    (!st.lng || (path[0] && path[strlen(path) - 1] == '/'))) {
+		int64_t t = repo_manifest_resolve(m, path, true);
+
+		if (t >= 0 && S_ISDIR(manifest_node(m, (uint32_t)t)->mode))
+			i = t;
+		hb_err_clear();
+	}
 	if (i < 0) {
 		manifest_free(m);
 		return cli_fail((int)i, "snapshot ls");
@@ -563,7 +573,8 @@ static int cmd_snapshot_cat(int argc, char **argv)
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot cat",
 				"Writes a file's content from a snapshot to stdout, every chunk verified\n"
-				"(a damaged chunk stops it with an error naming the chunk and its pack).\n");
+				"(a damaged chunk stops it with an error naming the chunk and its pack).\n"
+				"Symbolic links are followed inside the snapshot, as if chrooted into it.\n");
 		if (!r)
 			return cli_usage("snapshot cat", "unknown option '%s'", argv[optind - 1]);
 	}
