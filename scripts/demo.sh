@@ -51,6 +51,10 @@ second=$("$hb" snapshot create "$ws" --tag demo-2 | tail -1)
 "$hb" snapshot show "$second"
 "$hb" snapshot diff "$first" "$second"
 
+step "look inside a snapshot without restoring it: ls and cat"
+"$hb" snapshot ls demo-2 src -l
+"$hb" snapshot cat demo-2 src/new.js
+
 step "wake: restore the latest state into a fresh directory"
 time "$hb" snapshot restore demo-2 "$work/restored"
 diff -r "$ws" "$work/restored" && echo "restored tree is identical to the workspace"
