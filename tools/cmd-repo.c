@@ -305,12 +305,20 @@ static int cmd_snapshot_list(int argc, char **argv)
 			oid_format(&items[i].id, hex);
 			const char *by = pinned_by(&pins, &items[i].id);
 
+			char src[sizeof(items[i].info.source) + 8];
+
+			/* a commit of a mount or a sandbox has no source directory:
+			 * say where it came from instead of nothing */
+			if (items[i].info.source[0] || !items[i].info.origin[0])
+				snprintf(src, sizeof(src), "%s", items[i].info.source);
+			else
+				snprintf(src, sizeof(src), "(%s)", items[i].info.origin);
 			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s%s%s%s%s\n", hex,
 			       format_time(items[i].info.time_sec, t, sizeof(t)), items[i].info.files,
 			       cli_format_bytes(items[i].info.bytes, a, sizeof(a)),
 			       cli_format_bytes(items[i].info.new_bytes, b, sizeof(b)), items[i].tags,
-			       items[i].tags[0] ? " " : "", items[i].info.source,
-			       by[0] ? "  [in use: " : "", by, by[0] ? "]" : "");
+			       items[i].tags[0] ? " " : "", src, by[0] ? "  [in use: " : "", by,
+			       by[0] ? "]" : "");
 		}
 	}
 	free(items);

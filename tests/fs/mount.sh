@@ -52,6 +52,8 @@ dump_tree "$M" "$T/state1.json"
 
 log "commit while mounted"
 ID2=$(fs_commit "$M" --tag after-sem) || exit 1
+hb_ok snapshot list | grep -q "^${ID2:0:12} .* after-sem (commit)$" ||
+	bad "snapshot list does not mark the commit as one: $(hb snapshot list | grep "^${ID2:0:12}")"
 echo "still writable" >"$M/after-commit" || bad "mount not writable after commit"
 rm -f "$M/after-commit"
 diffs=$(compare_trees "$T/state1.json" "$M" --no-root-meta) || bad "commit changed the mount:"$'\n'"$diffs"
