@@ -30,8 +30,8 @@
 #include "fs/fs-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/json-text.h"
 #include "util/proc.h"
-#include "util/text.h"
 
 #define CONTROL_LINE_MAX 1024
 #define CONTROL_TIMEOUT_MS 600000 /* a commit of a big change can take minutes */
@@ -137,49 +137,6 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-/* Paths are bytes and JSON strings UTF-8: a path that is not UTF-8 is
- * kept exactly as hex in "<key>_hex", beside an escaped one to read. */
-static void set_path(json_t *j, const char *key, const char *path)
-{
-	char shown[4096 * 4 + 1], name[64];
-
-	json_object_set_new(j, key, json_string(text_for_json(path, shown, sizeof(shown))));
-	if (utf8_valid(path, strlen(path)))
-		return;
-	char *hex = malloc(strlen(path) * 2 + 1);
-
-	if (!hex)
-		return;
-	for (size_t k = 0; path[k]; k++)
-		sprintf(hex + 2 * k, "%02x", (unsigned char)path[k]);
-	snprintf(name, sizeof(name), "%s_hex", key);
-	json_object_set_new(j, name, json_string(hex));
-	free(hex);
-}
-
-static void get_path(json_t *j, const char *key, char *out, size_t size)
-{
-	char name[64];
-	const char *hex, *text;
-	size_t n = 0;
-
-	snprintf(name, sizeof(name), "%s_hex", key);
-	hex = json_string_value(json_object_get(j, name));
-	if (hex) {
-		for (; hex[0] && hex[1] && n + 1 < size; hex += 2) {
-			unsigned v;
-
-			if (sscanf(hex, "%2x", &v) != 1)
-				break;
-			out[n++] = (char)v;
-		}
-		out[n] = '\0';
-		return;
-	}
-	text = json_string_value(json_object_get(j, key));
-	snprintf(out, size, "%s", text ? text : "");
-}
-
 static int write_info(struct hbfs *fs)
 {
 	json_t *j = json_object();
@@ -189,9 +146,9 @@ static int write_info(struct hbfs *fs)
 
 	if (!j)
 		return -ENOMEM;
-	set_path(j, "mountpoint", fs->mountpoint);
-	set_path(j, "upper", fs->upper_path);
-	set_path(j, "repo", fs->opts.repo);
+	json_object_set_text(j, "mountpoint", fs->mountpoint);
+	json_object_set_text(j, "upper", fs->upper_path);
+	json_object_set_text(j, "repo", fs->opts.repo);
 	json_object_set_new(j, "snapshot", json_string(oid_format(&fs->base_id, hex)));
 	json_object_set_new(j, "pid", json_integer(getpid()));
 	json_object_set_new(j, "uid_shift", json_integer(fs->opts.uid_shift));
@@ -341,9 +298,10 @@ static int read_info(const char *path, struct hbfs_mount_info *mi)
 	if (!j)
 		return -EBADMSG;
 	memset(mi, 0, sizeof(*mi));
-	get_path(j, "mountpoint", mi->mountpoint, sizeof(mi->mountpoint));
-	get_path(j, "upper", mi->upper, sizeof(mi->upper));
-	get_path(j, "repo", mi->repo, sizeof(mi->repo));
+	/* a path that is not UTF-8 is read back exactly (see util/json-text.h) */
+	json_object_get_text(j, "mountpoint", mi->mountpoint, sizeof(mi->mountpoint));
+	json_object_get_text(j, "upper", mi->upper, sizeof(mi->upper));
+	json_object_get_text(j, "repo", mi->repo, sizeof(mi->repo));
 	snprintf(mi->snapshot, sizeof(mi->snapshot), "%s",
 		 json_string_value(json_object_get(j, "snapshot")) ?: "");
 	mi->pid = (pid_t)json_integer_value(json_object_get(j, "pid"));

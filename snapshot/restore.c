@@ -833,7 +833,9 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		/* restored as a snapshot of just that part: everything below
 		 * (fetch plans, hard links, metadata) works unchanged */
 		struct manifest *part = NULL;
-		int64_t e = repo_manifest_find(c.m, opts->path);
+		/* links on the way followed (a root fs's lib -> usr/lib): the
+		 * entry is restored at its real path, a last link as itself */
+		int64_t e = repo_manifest_resolve(c.m, opts->path, false);
 
 		rc = e < 0 ? (int)e : repo_manifest_subtree(c.m, (uint32_t)e, &part);
 		if (rc < 0)

@@ -192,7 +192,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 
 struct repo_restore_opts {
 	bool force;        /* restore into a non-empty directory */
-	const char *path;  /* only this part ("a/b": a/b under DIR, its parents' too), or NULL */
+	const char *path;  /* only this part ("a/b": a/b under DIR, its parents' too; links
+			    * on the way followed as repo_manifest_resolve does), or NULL */
 	unsigned threads;
 	struct repo_progress progress;
 };

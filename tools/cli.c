@@ -10,7 +10,6 @@
 #include "tools/cli.h"
 #include "util/error.h"
 #include "util/fileio.h"
-#include "util/text.h"
 
 /* Messages quote user input (paths, tags) that may hold newlines or
  * terminal escapes; an error must stay one line and print nothing active. */
@@ -74,16 +73,6 @@ size_t cli_subcommands(const char *group, char *out, size_t size)
 			n++;
 		}
 	return n;
-}
-
-json_t *cli_json_path(const char *s)
-{
-	size_t size = strlen(s) * 4 + 1; /* every byte may become \xNN */
-	char *esc = malloc(size);
-	json_t *j = esc ? json_string(text_for_json(s, esc, size)) : NULL;
-
-	free(esc);
-	return j;
 }
 
 void cli_group_help(const char *group, FILE *out)

@@ -36,9 +36,6 @@ struct cli_globals {
 };
 extern struct cli_globals cli;
 
-/* A JSON string for a path (names are bytes): the path itself when it is
- * UTF-8, else with each byte >= 0x80 written as "\xNN". */
-json_t *cli_json_path(const char *s);
 /* "usage: hiberbox GROUP SUBCOMMAND" and each subcommand's summary. */
 void cli_group_help(const char *group, FILE *out);
 /* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */

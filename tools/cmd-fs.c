@@ -14,6 +14,7 @@
 #include "tools/cli.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/json-text.h"
 
 static const char mount_help[] =
 	"Mount a snapshot read-write.  Nothing is restored up front: file data is\n"
@@ -193,12 +194,12 @@ static int cmd_mounts(int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			json_t *j = json_object();
 
-			json_object_set_new(j, "mountpoint", cli_json_path(list[i].mountpoint));
+			json_object_set_new(j, "mountpoint", json_text(list[i].mountpoint));
 			json_object_set_new(j, "snapshot", json_string(list[i].snapshot));
 			json_object_set_new(j, "last_commit", list[i].last_commit[0]
 						       ? json_string(list[i].last_commit) : json_null());
-			json_object_set_new(j, "upper", cli_json_path(list[i].upper));
-			json_object_set_new(j, "repo", cli_json_path(list[i].repo));
+			json_object_set_new(j, "upper", json_text(list[i].upper));
+			json_object_set_new(j, "repo", json_text(list[i].repo));
 			json_object_set_new(j, "pid", json_integer(list[i].pid));
 			json_object_set_new(j, "alive", json_boolean(list[i].alive));
 			json_object_set_new(j, "uid_shift", json_integer(list[i].uid_shift));

@@ -16,6 +16,7 @@
 #include "manager/daemon/daemon.h"
 #include "tools/cli.h"
 #include "util/error.h"
+#include "util/json-text.h"
 
 static const char *format_time(int64_t sec, char *out, size_t size)
 {
@@ -73,7 +74,7 @@ static json_t *info_json(const struct oid *id, const struct manifest_info *info,
 	j = json_pack("{s:s, s:s?, s:I, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 		      "id", oid_format(id, hex), "parent",
 		      info->has_parent ? oid_format(&info->parent, phex) : NULL, "time",
-		      (json_int_t)info->time_sec, "host", info->host, "source", cli_json_path(info->source), "origin",
+		      (json_int_t)info->time_sec, "host", info->host, "source", json_text(info->source), "origin",
 		      info->origin, "files", (json_int_t)info->files, "dirs", (json_int_t)info->dirs,
 		      "others", (json_int_t)info->others, "bytes", (json_int_t)info->bytes, "chunks",
 		      (json_int_t)info->chunks, "new_chunks", (json_int_t)info->new_chunks,
@@ -185,7 +186,9 @@ static int cmd_snapshot_restore(int argc, char **argv)
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
 				    "Options:\n"
 				    "  --path P        only P (a file or a directory and all below it) at\n"
-				    "                  DIR/P; its parent directories too, nothing else\n"
+				    "                  DIR/P; its parent directories too, nothing else.\n"
+				    "                  Symbolic links on the way are followed as in a\n"
+				    "                  chroot: P lands where its target really is\n"
 				    "  --force         restore into a non-empty DIR, replacing what is there\n"
 				    "  --threads N     worker threads (default: all cores); from S3, range\n"
 				    "                  requests in flight (default 16)\n");
@@ -215,7 +218,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 		char hex[OID_HEX_BYTES];
 
 		cli_print_json(json_pack("{s:s, s:o}", "id", oid_format(&id, hex), "dir",
-					 cli_json_path(argv[optind + 1])));
+					 json_text(argv[optind + 1])));
 	}
 	return 0;
 }
@@ -439,14 +442,14 @@ static void ls_print(struct ls_state *st, uint32_t i, const char *shown)
 
 	if (st->arr) {
 		json_t *o = json_pack("{s:o, s:s#, s:i, s:I, s:I, s:I, s:I, s:i}", "path",
-				      cli_json_path(st->path), "type", (char[]){ type_letter(n->mode) },
+				      json_text(st->path), "type", (char[]){ type_letter(n->mode) },
 				      (int)1, "mode", (int)(n->mode & 07777), "uid", (json_int_t)n->uid,
 				      "gid", (json_int_t)n->gid, "size", (json_int_t)n->size, "mtime",
 				      (json_int_t)n->mtime_sec, "nlink", (int)n->nlink);
 
 		if (o && S_ISLNK(n->mode))
 			json_object_set_new(o, "target",
-					    cli_json_path((const char *)manifest_data(st->m, i)));
+					    json_text((const char *)manifest_data(st->m, i)));
 		if (o)
 			json_array_append_new(st->arr, o);
 		return;
@@ -609,7 +612,7 @@ static int print_diff(char kind, const char *path, void *arg)
 
 	if (arr)
 		json_array_append_new(arr, json_pack("{s:s#, s:o}", "change", &kind, (int)1, "path",
-						     cli_json_path(path)));
+						     json_text(path)));
 	else
 		printf("%c %s\n", kind, path);
 	return 0;

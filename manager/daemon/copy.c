@@ -22,6 +22,7 @@
 #include "manager/daemon/daemon.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/json-text.h"
 #include "util/uri.h"
 
 #define COPY_PIECE_BYTES (32u << 20) /* the daemon takes bodies up to 64 MiB */
@@ -287,7 +288,10 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 	if ((r = files_url(c, remote, "list=1", url)) == 0)
 		r = hbd_client_call("GET", url, NULL, &list);
 	json_array_foreach(json_object_get(list, "entries"), i, e) {
-		const char *n = jstr(e, "name"), *type = jstr(e, "type");
+		/* "name_hex"/"target_hex" carry names that are not UTF-8 exactly */
+		char nbuf[NAME_MAX + 1], tbuf[PATH_MAX];
+		const char *n = json_object_get_text(e, "name", nbuf, sizeof(nbuf)) ?: "";
+		const char *type = jstr(e, "type");
 		mode_t m = (mode_t)json_integer_value(json_object_get(e, "mode"));
 
 		if (r < 0)
@@ -305,7 +309,7 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 			r = get_file(c, rpath, dfd, n, lpath, m);
 		} else if (!strcmp(type, "symlink")) {
 			struct stat st;
-			const char *t = jstr(e, "target");
+			const char *t = json_object_get_text(e, "target", tbuf, sizeof(tbuf)) ?: "";
 
 			if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
 				unlinkat(dfd, n, 0);

@@ -18,7 +18,7 @@
 
 #include "manager/daemon/daemon-int.h"
 #include "util/error.h"
-#include "util/text.h"
+#include "util/json-text.h"
 
 static const char *type_name(mode_t m)
 {
@@ -38,7 +38,6 @@ static const char *type_name(mode_t m)
  * and name as for fstatat (name "" with AT_EMPTY_PATH for the fd itself). */
 static int entry_json(int dirfd, const char *name, const char *label, json_t **out)
 {
-	char shown[PATH_MAX * 4]; /* a name that is not UTF-8, escaped */
 	struct stat st;
 	json_t *j;
 
@@ -49,16 +48,16 @@ static int entry_json(int dirfd, const char *name, const char *label, json_t **o
 		      (json_int_t)st.st_mtim.tv_sec);
 	if (!j)
 		return -ENOMEM;
+	/* names are bytes: "name_hex" too for one that is not UTF-8 */
 	if (label)
-		json_object_set_new(j, "name", json_string(text_for_json(label, shown, sizeof(shown))));
+		json_object_set_text(j, "name", label);
 	if (S_ISLNK(st.st_mode)) {
 		char target[PATH_MAX];
 		ssize_t n = readlinkat(dirfd, name, target, sizeof(target) - 1);
 
 		if (n >= 0) {
 			target[n] = 0;
-			json_object_set_new(j, "target",
-					    json_string(text_for_json(target, shown, sizeof(shown))));
+			json_object_set_text(j, "target", target);
 		}
 	}
 	*out = j;
@@ -113,8 +112,12 @@ int sbx_dir_list(struct hbd *d, struct sbx *s, const char *path, json_t **out)
 		json_decref(entries);
 		return hb_err(r, "listing %s:%s", s->rec.name, path);
 	}
-	*out = json_pack("{s:s, s:o}", "path", path, "entries", entries);
-	return *out ? 0 : hb_err(-ENOMEM, "out of memory");
+	if (!(*out = json_pack("{s:o}", "entries", entries)) ||
+	    json_object_set_text(*out, "path", path) < 0) {
+		json_decref(*out);
+		return hb_err(-ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 /* The parent directory of path inside the sandbox (an O_PATH fd) and the

@@ -274,8 +274,11 @@ chmod 750 "$T/ct/src/sub"
 ln -s a.txt "$T/ct/src/link"
 ln -s /no/such/target "$T/ct/src/dangling"
 mkfifo "$T/ct/src/fifo"
+# names are bytes: Latin-1 ones (not UTF-8) go through JSON as "name_hex"
+echo latin1 > "$T/ct/src/caf"$'\xe9'
+ln -s "caf"$'\xe9' "$T/ct/src/l"$'\xe9'
 out=$("$HB" --json cp "$T/ct/src" a:/tree-in 2>"$T/err") || fail "cp of a directory in: $(cat "$T/err")"
-grep -q '"skipped": 1' <<<"$out" && grep -q '"symlinks": 2' <<<"$out" && grep -q '"files": 5' <<<"$out" ||
+grep -q '"skipped": 1' <<<"$out" && grep -q '"symlinks": 3' <<<"$out" && grep -q '"files": 6' <<<"$out" ||
 	fail "cp in: counts $out"
 [ "$("$HB" exec a -- cat /tree-in/a.txt)" = hello ] || fail "cp in: a.txt"
 [ "$("$HB" exec a -- /tree-in/sub/run.sh)" = run ] || fail "cp in: the script lost its mode"
@@ -283,6 +286,13 @@ grep -q '"skipped": 1' <<<"$out" && grep -q '"symlinks": 2' <<<"$out" && grep -q
 [ "$("$HB" exec a -- stat -c '%a %u' /tree-in/ro /tree-in/sub /tree-in/link)" = "$(printf '555 0\n750 0\n777 0')" ] ||
 	fail "cp in: modes/owners $("$HB" exec a -- stat -c '%a %u %n' /tree-in/ro /tree-in/sub /tree-in/link)"
 "$HB" exec a -- test -e /tree-in/fifo && fail "cp in: a fifo was copied"
+[ "$("$HB" exec a -- cat /tree-in/caf$'\xe9')" = latin1 ] || fail "cp in: a name that is not UTF-8"
+[ "$(api 'http://x/v1/sandboxes/a/files?path=/tree-in&list=1')" = 200 ] &&
+	grep -q '"name_hex": *"636166e9"' "$T/api.out" &&
+	grep -q '"target_hex": *"636166e9"' "$T/api.out" ||
+	fail "list: no exact bytes of a name that is not UTF-8: $(cat "$T/api.out")"
+[ "$(api 'http://x/v1/sandboxes/a/files?path=/tree-in/caf%E9')" = 200 ] &&
+	[ "$(cat "$T/api.out")" = latin1 ] || fail "GET of a name that is not UTF-8 by its bytes"
 # into an existing directory: under its own name
 "$HB" cp "$T/ct/src" a:/tree-in >/dev/null 2>&1 || fail "cp into an existing directory"
 [ "$("$HB" exec a -- cat /tree-in/src/sub/run.sh | tail -n 1)" = "echo run" ] ||

@@ -164,6 +164,16 @@ expect_error "cat through a file" snapshot cat links dirlink/deep/file/x && expe
 hb snapshot ls links dirlink -l | grep -q "^l.* dirlink -> real$" || bad "ls -l of a link to a directory does not show the link"
 [ "$(hb snapshot ls links chain)" = file ] || bad "ls of a chain of links"
 hb snapshot ls links dangling -l | grep -q "dangling -> nowhere$" || bad "ls -l of a dangling link"
+# restore --path through links: the entry lands at its real path, a last
+# link is restored as the link
+hb_ok snapshot restore links "$T/lp" --path chain/file
+[ "$(cat "$T/lp/real/deep/file" 2>&1)" = content ] && [ ! -e "$T/lp/chain" ] && [ ! -e "$T/lp/etc" ] ||
+	bad "restore --path through links: $(cd "$T/lp" && find . | sort | tr '\n' ' ')"
+hb_ok snapshot restore links "$T/lp2" --path etc/abs
+[ "$(readlink "$T/lp2/etc/abs")" = /real/deep/file ] && [ ! -e "$T/lp2/real" ] ||
+	bad "restore --path of a link: $(cd "$T/lp2" && find . | sort | tr '\n' ' ')"
+expect_error "restore --path through a loop" snapshot restore links "$T/lp3" --path loop1/x &&
+	expect_in "$HB_ERR" "too many levels" "restore --path loop" || true
 
 log "a source directory whose name is not UTF-8"
 ODD="$T/odd-"$'\xfe'

@@ -1,5 +1,6 @@
 /* Text for JSON (util/text.c): UTF-8 validation as JSON parsers do it, and
  * the escape of names that are not UTF-8. */
+#include "util/json-text.h"
 #include "util/text.h"
 
 #include <string.h>
@@ -50,10 +51,39 @@ static void test_for_json(void)
 	CHECK(strcmp(text_for_json("\xff", out, 1), "") == 0);
 }
 
+static void test_json_object_text(void)
+{
+	json_t *o = json_object();
+	char out[64];
+
+	/* UTF-8: one key, read back as itself */
+	CHECK(json_object_set_text(o, "a", "caf\xc3\xa9") == 0);
+	CHECK(!json_object_get(o, "a_hex"));
+	CHECK(json_object_get_text(o, "a", out, sizeof(out)) && !strcmp(out, "caf\xc3\xa9"));
+	/* not UTF-8: escaped to read, exact in "_hex", and the bytes come back */
+	CHECK(json_object_set_text(o, "b", "n\xff\x01") == 0);
+	CHECK(!strcmp(json_string_value(json_object_get(o, "b")), "n\\xff\x01"));
+	CHECK(!strcmp(json_string_value(json_object_get(o, "b_hex")), "6eff01"));
+	CHECK(json_object_get_text(o, "b", out, sizeof(out)) && !strcmp(out, "n\xff\x01"));
+	/* bad hex, an odd length, a NUL byte, too long, missing: NULL and "" */
+	json_object_set_new(o, "c", json_string("x"));
+	json_object_set_new(o, "c_hex", json_string("6g"));
+	CHECK(!json_object_get_text(o, "c", out, sizeof(out)) && !out[0]);
+	json_object_set_new(o, "c_hex", json_string("616"));
+	CHECK(!json_object_get_text(o, "c", out, sizeof(out)) && !out[0]);
+	json_object_set_new(o, "c_hex", json_string("6100"));
+	CHECK(!json_object_get_text(o, "c", out, sizeof(out)) && !out[0]);
+	CHECK(!json_object_get_text(o, "b", out, 3) && !out[0]);
+	CHECK(!json_object_get_text(o, "a", out, 5) && !out[0]);
+	CHECK(!json_object_get_text(o, "none", out, sizeof(out)) && !out[0]);
+	json_decref(o);
+}
+
 int main(void)
 {
 	test_valid();
 	test_invalid();
 	test_for_json();
+	test_json_object_text();
 	TEST_MAIN_END();
 }
