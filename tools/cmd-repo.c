@@ -15,6 +15,7 @@
 
 #include "manager/daemon/daemon.h"
 #include "tools/cli.h"
+#include "util/bigmem.h"
 #include "util/error.h"
 #include "util/json-text.h"
 
@@ -111,6 +112,10 @@ static int cmd_snapshot_create(int argc, char **argv)
 	struct repo *repo;
 	char hex[OID_HEX_BYTES], a[32], b[32];
 	int c, r;
+
+	/* the walk's entries and the manifests: tens of MiB in small blocks */
+	bigmem_heap(64u << 20);
+
 
 	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)

@@ -8,3 +8,10 @@
  * first touched: one page fault per 2 MiB instead of one per 4 KiB.  A hint
  * only: blocks under 2 MiB, and kernels without THP, are left alone. */
 void bigmem_hint(void *p, size_t len);
+/* For a command that builds large structures from many threads (snapshot
+ * create: a walk entry, a name, a manifest record per file): have all
+ * threads allocate from glibc's main heap, grown `bytes` at a time and
+ * advised for huge pages.  Warm, this took the page faults of an unchanged
+ * snapshot of 30 000 files from 11 000 to under 1 000.  Call once, before
+ * threads start; the process keeps what it frees until it exits. */
+void bigmem_heap(size_t bytes);
