@@ -150,6 +150,33 @@ struct repo_snapshot_summary {
 /* All snapshots, oldest first.  *out is malloc'd. */
 int repo_list_snapshots(struct repo *r, struct repo_snapshot_summary **out, size_t *count);
 
+/* A retention policy, per directory snapshotted (host and source path).
+ * Always kept: each directory's newest snapshot (the parent its next
+ * snapshot reuses files from), tagged ones, and snapshots of no directory
+ * (commits of mounts and sandboxes, images: their owners remove them). */
+struct repo_prune_policy {
+	uint64_t keep_last;      /* the newest N of each directory; 0: none more */
+	int64_t keep_within_sec; /* those taken in the last S seconds; -1: none */
+	int64_t now_sec;
+	const char *source;      /* only this directory (with host), or NULL */
+	const char *host;
+};
+enum repo_prune_verdict {
+	PRUNE_REMOVE,
+	PRUNE_KEEP_NEWEST,
+	PRUNE_KEEP_LAST,
+	PRUNE_KEEP_WITHIN,
+	PRUNE_KEEP_TAGGED,
+	PRUNE_KEEP_NO_SOURCE,
+	PRUNE_KEEP_OTHER_SOURCE,
+};
+/* The verdict on each of items[0..n) (as repo_list_snapshots gives them)
+ * into out[0..n).  0, or -ENOMEM. */
+int repo_prune_select(const struct repo_snapshot_summary *items, size_t n,
+		      const struct repo_prune_policy *p, enum repo_prune_verdict *out);
+/* Why a verdict keeps a snapshot, in words ("tagged"). */
+const char *repo_prune_reason(enum repo_prune_verdict v);
+
 /* Writing: chunks go through a writer, which packs, indexes and commits. */
 struct repo_writer;
 

@@ -18,6 +18,7 @@
 #include "util/bigmem.h"
 #include "util/error.h"
 #include "util/json-text.h"
+#include "util/size.h"
 
 static const char *format_time(int64_t sec, char *out, size_t size)
 {
@@ -746,6 +747,148 @@ static int cmd_snapshot_rm(int argc, char **argv)
 	return 0;
 }
 
+/* ---- snapshot prune ---- */
+
+static const char prune_help[] =
+	"Removes the snapshots a retention policy lets go; 'hiberbox gc' then\n"
+	"frees their data.  The policy applies to each directory snapshotted\n"
+	"(host and path) on its own.  Always kept: each directory's newest\n"
+	"snapshot (the next snapshot of that directory reuses its files), tagged\n"
+	"snapshots, snapshots in use by a mount, and snapshots of no directory\n"
+	"(commits of live mounts and sandboxes, images: 'snapshot rm' and the\n"
+	"daemon remove those).\n\n"
+	"Options:\n"
+	"  --keep-last N         keep the newest N untagged snapshots of each directory\n"
+	"  --keep-within D       keep those taken in the last D (30d, 12h, 90m, 2w, 45s)\n"
+	"  --source DIR          only snapshots of DIR (on this host)\n"
+	"  --dry-run             say what would go, remove nothing\n";
+
+static int cmd_snapshot_prune(int argc, char **argv)
+{
+	static const struct option opts[] = { CLI_COMMON_OPTIONS,
+		{ "keep-last", required_argument, NULL, 'k' },
+		{ "keep-within", required_argument, NULL, 'w' },
+		{ "source", required_argument, NULL, 's' },
+		{ "dry-run", no_argument, NULL, 'n' }, { 0 } };
+	struct repo_prune_policy pol = { .keep_within_sec = -1, .now_sec = time(NULL) };
+	struct repo_snapshot_summary *items = NULL;
+	enum repo_prune_verdict *verdict = NULL;
+	char host[256] = "", *source = NULL;
+	bool dry = false, have_policy = false;
+	json_t *removed = NULL, *kept = NULL;
+	size_t n = 0, nremoved = 0, nkept = 0;
+	struct repo *repo = NULL;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+		if ((r = cli_common_option(c)) < 0)
+			return cli_help("snapshot prune", prune_help);
+		if (r)
+			continue;
+		switch (c) {
+		case 'k': {
+			char *end;
+
+			errno = 0;
+			pol.keep_last = strtoull(optarg, &end, 10);
+			if (errno || *end || optarg[0] < '0' || optarg[0] > '9')
+				return cli_usage("snapshot prune", "bad --keep-last '%s' (a count)", optarg);
+			have_policy = true;
+			break;
+		}
+		case 'w':
+			if (duration_parse(optarg, &pol.keep_within_sec) < 0)
+				return cli_usage("snapshot prune", "bad --keep-within '%s' (e.g. 30d, 12h, 90m)",
+						 optarg);
+			have_policy = true;
+			break;
+		case 's':
+			free(source);
+			/* as snapshot create stored it: the real path */
+			if (!(source = realpath(optarg, NULL)) && !(optarg[0] == '/' && (source = strdup(optarg))))
+				return cli_usage("snapshot prune", "--source %s: %s", optarg, strerror(errno));
+			break;
+		case 'n':
+			dry = true;
+			break;
+		default:
+			free(source);
+			return cli_usage("snapshot prune", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc || !have_policy) {
+		free(source);
+		return cli_usage("snapshot prune", optind != argc ? "takes no arguments" :
+				 "needs a policy: --keep-last N and/or --keep-within D");
+	}
+	if (source) {
+		gethostname(host, sizeof(host) - 1);
+		pol.source = source;
+		pol.host = host;
+	}
+	if ((r = cli_open_repo(&repo)) != 0) {
+		free(source);
+		return r;
+	}
+	if ((r = repo_list_snapshots(repo, &items, &n)) < 0)
+		goto out;
+	if (!(verdict = calloc(n ? n : 1, sizeof(*verdict))) || !(removed = json_array()) ||
+	    !(kept = json_array())) {
+		r = hb_err(-ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = repo_prune_select(items, n, &pol, verdict)) < 0)
+		goto out;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const struct manifest_info *in = &items[i].info;
+		const char *why = repo_prune_reason(verdict[i]);
+		char hex[OID_HEX_BYTES], t[32], what[300] = "";
+		struct repo_pin_holder h;
+
+		int pinned = verdict[i] == PRUNE_REMOVE ? repo_pin_find(repo, &items[i].id, &h) : 0;
+
+		oid_format(&items[i].id, hex);
+		if (pinned < 0) { /* cannot tell: remove nothing more */
+			r = pinned;
+			break;
+		}
+		if (pinned) {
+			snprintf(what, sizeof(what), "in use: %s, pid %lld on host %s",
+				 h.what[0] ? h.what : "pinned", h.pid, h.host);
+			why = what;
+		} else if (verdict[i] == PRUNE_REMOVE) {
+			if (!dry && (r = repo_snapshot_remove(repo, &items[i].id)) < 0)
+				break;
+			nremoved++;
+			json_array_append_new(removed, json_pack("{s:s, s:I, s:o}", "id", hex, "time",
+								 (json_int_t)in->time_sec, "source",
+								 json_text(in->source)));
+			if (!cli.json && !cli.quiet)
+				printf("%s %.12s  %s  %s\n", dry ? "would remove" : "removed", hex,
+				       format_time(in->time_sec, t, sizeof(t)), in->source);
+			continue;
+		}
+		nkept++;
+		json_array_append_new(kept, json_pack("{s:s, s:s}", "id", hex, "reason", why));
+	}
+	if (r == 0) {
+		if (cli.json)
+			cli_print_json(json_pack("{s:O, s:O, s:b}", "removed", removed, "kept", kept,
+						 "dry_run", dry));
+		else if (!cli.quiet)
+			printf("%zu %s, %zu kept%s\n", nremoved, dry ? "would go" : "removed", nkept,
+			       nremoved && !dry ? "; 'hiberbox gc' frees their data" : "");
+	}
+out:
+	json_decref(removed);
+	json_decref(kept);
+	free(verdict);
+	free(items);
+	free(source);
+	repo_close(repo);
+	return r < 0 ? cli_fail(r, "snapshot prune") : 0;
+}
+
 static int cmd_tag(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "delete", no_argument, NULL, 'd' }, { 0 } };
@@ -889,6 +1032,8 @@ const struct cli_command cli_commands_repo[] = {
 	{ "snapshot cat", "ID|TAG PATH", "write a file of a snapshot to stdout", cmd_snapshot_cat },
 	{ "snapshot diff", "A B", "list paths added, removed and changed from A to B", cmd_snapshot_diff },
 	{ "snapshot rm", "ID|TAG... [--force]", "remove snapshots (data goes at the next gc)", cmd_snapshot_rm },
+	{ "snapshot prune", "--keep-last N | --keep-within D [--source DIR] [--dry-run]",
+	  "remove snapshots a retention policy lets go", cmd_snapshot_prune },
 	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },
 	{ "gc", "[--dry-run]", "remove data no kept snapshot uses", cmd_gc },
 	{ "check", "[--read-data]", "verify the repository", cmd_check },

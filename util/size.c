@@ -32,3 +32,29 @@ int size_parse(const char *s, uint64_t *out)
 	*out = (uint64_t)bytes;
 	return 0;
 }
+
+int duration_parse(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+	int64_t mult = 1;
+
+	if (*s < '0' || *s > '9') /* no sign, no space */
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (*end) {
+	case 's': end++; break;
+	case 'm': mult = 60; end++; break;
+	case 'h': mult = 3600; end++; break;
+	case 'd': mult = 86400; end++; break;
+	case 'w': mult = 7 * 86400; end++; break;
+	default: break;
+	}
+	if (*end || v > INT64_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}

@@ -41,9 +41,34 @@ static void test_refused(void)
 	}
 }
 
+static void test_durations(void)
+{
+	static const struct {
+		const char *text;
+		int64_t sec;
+	} ok[] = { { "0", 0 }, { "90", 90 }, { "45s", 45 }, { "90m", 5400 }, { "12h", 43200 },
+		   { "30d", 2592000 }, { "2w", 1209600 } };
+	static const char *bad[] = { "", "d", "-1d", "+1d", " 1d", "1.5d", "1y", "1dd", "1D",
+				     "99999999999999999999", "9223372036854775807w" };
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int64_t v = -1;
+
+		CHECK_OK(duration_parse(ok[i].text, &v));
+		CHECK(v == ok[i].sec);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int64_t v = 7;
+
+		CHECK_ERR(duration_parse(bad[i], &v), -EINVAL);
+		CHECK(v == 7);
+	}
+}
+
 int main(void)
 {
 	test_accepted();
 	test_refused();
+	test_durations();
 	TEST_MAIN_END();
 }
