@@ -159,6 +159,14 @@ hb_ok check >/dev/null
 dump_tree "$T/src3" "$T/src3.json" # the killed run read files: atimes moved
 third=$(snapshot_create "$T/src3" --tag third)
 restore_and_compare third "$T/src3.json" "snapshot retried after the server came back" || true
+# prune on the bucket: of src3's untagged snapshots only the newest stays
+echo four >"$T/src3/four" && fourth=$(snapshot_create "$T/src3")
+echo five >"$T/src3/five" && fifth=$(snapshot_create "$T/src3")
+hb_ok snapshot prune --keep-last 0 --source "$T/src3" >"$T/out"
+grep -q "^removed ${fourth:0:12}" "$T/out" && grep -q "^1 removed" "$T/out" || bad "prune on S3: $(cat "$T/out")"
+ids=$(list_ids)
+grep -q "$fourth" <<<"$ids" && bad "prune on S3 left $fourth listed"
+grep -q "$fifth" <<<"$ids" && grep -q "$third" <<<"$ids" || bad "prune on S3 removed the newest or the tagged"
 hb_ok gc >/dev/null
 hb_ok check >/dev/null
 restore_and_compare first "$T/src.json" "first snapshot after gc" || true
