@@ -777,6 +777,7 @@ static int cmd_snapshot_prune(int argc, char **argv)
 	bool dry = false, have_policy = false;
 	json_t *removed = NULL, *kept = NULL;
 	size_t n = 0, nremoved = 0, nkept = 0;
+	struct pin_list pins = { 0 };
 	struct repo *repo = NULL;
 	int c, r;
 
@@ -839,22 +840,20 @@ static int cmd_snapshot_prune(int argc, char **argv)
 	}
 	if ((r = repo_prune_select(items, n, &pol, verdict)) < 0)
 		goto out;
+	/* what mounts read from, in one listing; unlike snapshot list, not
+	 * knowing is an error here: nothing is removed */
+	if ((r = repo_pins_each(repo, true, collect_pin, &pins)) < 0)
+		goto out;
 	for (size_t i = 0; i < n && r == 0; i++) {
 		const struct manifest_info *in = &items[i].info;
 		const char *why = repo_prune_reason(verdict[i]);
-		char hex[OID_HEX_BYTES], t[32], what[300] = "";
-		struct repo_pin_holder h;
+		char hex[OID_HEX_BYTES], t[32], what[sizeof(pins.marks->what) + 16];
 
-		int pinned = verdict[i] == PRUNE_REMOVE ? repo_pin_find(repo, &items[i].id, &h) : 0;
+		const char *by = pinned_by(&pins, &items[i].id);
 
 		oid_format(&items[i].id, hex);
-		if (pinned < 0) { /* cannot tell: remove nothing more */
-			r = pinned;
-			break;
-		}
-		if (pinned) {
-			snprintf(what, sizeof(what), "in use: %s, pid %lld on host %s",
-				 h.what[0] ? h.what : "pinned", h.pid, h.host);
+		if (verdict[i] == PRUNE_REMOVE && by[0]) {
+			snprintf(what, sizeof(what), "in use: %s", by);
 			why = what;
 		} else if (verdict[i] == PRUNE_REMOVE) {
 			if (!dry && (r = repo_snapshot_remove(repo, &items[i].id)) < 0)
@@ -882,6 +881,7 @@ static int cmd_snapshot_prune(int argc, char **argv)
 out:
 	json_decref(removed);
 	json_decref(kept);
+	free(pins.marks);
 	free(verdict);
 	free(items);
 	free(source);
