@@ -68,7 +68,7 @@ done
 expect_error "unknown command" no-such-command && expect_in "$HB_ERR" "no-such-command" "unknown command" || true
 # a group without its second word, or with a wrong one, lists the right ones
 hb_try snapshot
-[ "$HB_RC" = 2 ] && [ "$(cat "$T/err")" = "hiberbox: 'snapshot' needs one of: create, restore, list, show, ls, cat, diff, rm" ] ||
+[ "$HB_RC" = 2 ] && [ "$(cat "$T/err")" = "hiberbox: 'snapshot' needs one of: create, restore, list, show, ls, cat, diff, rm, prune" ] ||
 	bad "'hiberbox snapshot': exit $HB_RC, stderr: $(head -c 300 "$T/err")"
 hb_try snapshot frob
 [ "$HB_RC" = 2 ] && grep -q "unknown command 'snapshot frob'; 'snapshot' takes: create, restore" "$T/err" ||
