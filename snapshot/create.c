@@ -323,7 +323,10 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	snprintf(info.origin, sizeof(info.origin), "create");
 	/* The walk reads only the source tree: it runs while we take the lock
 	 * and load the parent (and, cold, those wait for the disk too). */
-	rc = walk_start(&(struct walk_opts){ .rootfd = c.rootfd, .root = root }, &walk);
+	rc = walk_start(&(struct walk_opts){ .rootfd = c.rootfd, .root = root,
+					     .excludes = opts->excludes,
+					     .nexcludes = opts->nexcludes },
+			&walk);
 	if (rc < 0)
 		goto out;
 

@@ -213,6 +213,8 @@ struct repo_create_opts {
 	int zstd_level;
 	unsigned threads;
 	struct repo_progress progress;
+	const char *const *excludes; /* left out, with all below (walk.h: walk_excluded) */
+	size_t nexcludes;
 };
 int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_create_opts *opts,
 			 struct oid *out, struct manifest_info *info_out);

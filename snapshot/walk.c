@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -440,7 +441,41 @@ static int ino_cmp(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;
 }
 
-/* Read the names of d (open as d->fd), sorted bytewise. */
+bool walk_excluded(const char *const *patterns, size_t n, const char *dirpath, const char *name)
+{
+	char path[2 * PATH_MAX], pat[PATH_MAX];
+	bool have_path = false;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *p = patterns[i];
+		size_t len = strlen(p);
+
+		while (len > 1 && p[len - 1] == '/')
+			len--;
+		if (len >= sizeof(pat))
+			continue;
+		memcpy(pat, p, len);
+		pat[len] = '\0';
+		if (!strchr(pat, '/')) {
+			if (fnmatch(pat, name, 0) == 0)
+				return true;
+			continue;
+		}
+		if (!have_path) {
+			int k = snprintf(path, sizeof(path), "%s%s%s", dirpath, *dirpath ? "/" : "", name);
+
+			if (k < 0 || (size_t)k >= sizeof(path))
+				continue;
+			have_path = true;
+		}
+		if (fnmatch(pat[0] == '/' ? pat + 1 : pat, path, FNM_PATHNAME) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Read the names of d (open as d->fd), sorted bytewise; excluded ones left
+ * out. */
 static int list_dir(struct walk_dir *d)
 {
 	uint32_t cap = 0;
@@ -461,6 +496,11 @@ static int list_dir(struct walk_dir *d)
 	while ((de = readdir(dir))) {
 		if (name_is_dot_or_dotdot(de->d_name))
 			continue;
+		if (d->c->o.nexcludes &&
+		    walk_excluded(d->c->o.excludes, d->c->o.nexcludes, d->path, de->d_name)) {
+			errno = 0; /* readdir's end is told by errno */
+			continue;
+		}
 		if (d->n == cap) {
 			uint32_t c2 = cap ? cap * 2 : 16;
 			void *p = realloc(d->names, c2 * sizeof(*d->names));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,23 +101,83 @@ static json_t *info_json(const struct oid *id, const struct manifest_info *info,
 	return j;
 }
 
+/* --exclude patterns, as given or read from files. */
+struct exclude_list {
+	char **pats;
+	size_t n;
+};
+
+static void exclude_free(struct exclude_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->pats[i]);
+	free(l->pats);
+	*l = (struct exclude_list){ 0 };
+}
+
+static int exclude_add(struct exclude_list *l, const char *pat)
+{
+	char **p;
+
+	if (!*pat)
+		return cli_usage("snapshot create", "an empty --exclude pattern");
+	if (strlen(pat) >= PATH_MAX)
+		return cli_usage("snapshot create", "--exclude pattern too long");
+	if (!(p = realloc(l->pats, (l->n + 1) * sizeof(*p))) || !(p[l->n] = strdup(pat))) {
+		if (p)
+			l->pats = p;
+		return cli_fail(-ENOMEM, "snapshot create");
+	}
+	l->pats = p;
+	l->n++;
+	return 0;
+}
+
+/* One pattern per line; blank lines and lines starting with '#' skipped;
+ * spaces kept (names may have them). */
+static int exclude_read(struct exclude_list *l, const char *file)
+{
+	FILE *f = fopen(file, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int r = 0;
+
+	if (!f) {
+		fprintf(stderr, "hiberbox: --exclude-from %s: %s\n", file, strerror(errno));
+		return 2;
+	}
+	while (r == 0 && (len = getline(&line, &cap, f)) >= 0) {
+		if (len && line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (len && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len && line[0] != '#')
+			r = exclude_add(l, line);
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
+static int snapshot_create_run(struct repo_create_opts *co_in, const char *parent, int argc,
+			       char **argv);
+
 static int cmd_snapshot_create(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
 		{ "tag", required_argument, NULL, 't' }, { "parent", required_argument, NULL, 'p' },
 		{ "no-parent", no_argument, NULL, 'n' }, { "level", required_argument, NULL, 'l' },
-		{ "threads", required_argument, NULL, 'T' }, { 0 } };
+		{ "threads", required_argument, NULL, 'T' },
+		{ "exclude", required_argument, NULL, 'x' },
+		{ "exclude-from", required_argument, NULL, 'X' }, { 0 } };
 	struct repo_create_opts co = { 0 };
+	struct exclude_list ex = { 0 };
 	const char *parent = NULL;
-	struct manifest_info info;
-	struct oid id, parent_id;
-	struct repo *repo;
-	char hex[OID_HEX_BYTES], a[32], b[32];
 	int c, r;
 
 	/* the walk's entries and the manifests: tens of MiB in small blocks */
 	bigmem_heap(64u << 20);
-
 
 	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
@@ -128,18 +189,50 @@ static int cmd_snapshot_create(int argc, char **argv)
 				    "                  latest snapshot of the same DIR on this host)\n"
 				    "  --no-parent     read every file\n"
 				    "  --level N       zstd level for new chunks\n"
-				    "  --threads N     worker threads (default: all cores)\n");
+				    "  --threads N     worker threads (default: all cores)\n"
+				    "  --exclude PAT   leave out what matches PAT, with all below it:\n"
+				    "                  without '/', any name at any depth ('*.o',\n"
+				    "                  'node_modules'); with '/', the path from DIR\n"
+				    "                  ('build/out', '/cache/*'); repeatable\n"
+				    "  --exclude-from FILE  one pattern per line ('#' comments)\n"
+				    "Excludes are not remembered: give them again for the next snapshot.\n");
 		if (r)
 			continue;
 		switch (c) {
+		case 'x':
+		case 'X':
+			if ((r = c == 'x' ? exclude_add(&ex, optarg) : exclude_read(&ex, optarg)) != 0) {
+				exclude_free(&ex);
+				return r;
+			}
+			break;
 		case 't': co.tag = optarg; break;
 		case 'p': parent = optarg; break;
 		case 'n': co.no_parent = true; break;
 		case 'l': co.zstd_level = atoi(optarg); break;
 		case 'T': co.threads = (unsigned)atoi(optarg); break;
-		default: return cli_usage("snapshot create", "unknown option '%s'", argv[optind - 1]);
+		default:
+			exclude_free(&ex);
+			return cli_usage("snapshot create", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
+	co.excludes = (const char *const *)ex.pats;
+	co.nexcludes = ex.n;
+	r = snapshot_create_run(&co, parent, argc, argv);
+	exclude_free(&ex);
+	return r;
+}
+
+static int snapshot_create_run(struct repo_create_opts *co_in, const char *parent, int argc,
+			       char **argv)
+{
+	struct repo_create_opts co = *co_in;
+	struct manifest_info info;
+	struct oid id, parent_id;
+	struct repo *repo;
+	char hex[OID_HEX_BYTES], a[32], b[32];
+	int r;
+
 	if (optind + 1 != argc)
 		return cli_usage("snapshot create", "expects one DIR");
 	if (co.zstd_level < -7 || co.zstd_level > 22)

@@ -169,3 +169,32 @@ hb_try check --read-data
 restore_and_compare full "$T/full.json" "full tree after rm + gc" || true
 restore_and_compare "$full2" "$T/full2.json" "second full snapshot after rm + gc" || true
 restore_and_compare small "$T/small.json" "small tree after rm + gc" || true
+
+# --- --exclude ------------------------------------------------------------------------------
+# What find's own -name/-path matching leaves must be exactly what is
+# restored, with the same content; excludes do not stop parent reuse.
+cp -a "$T/small" "$T/ex"
+mkdir -p "$T/ex/node_modules/pkg" "$T/ex/deep/node_modules" "$T/ex/build/out/x" "$T/ex/keep/build/out"
+echo obj >"$T/ex/top.o" && echo obj >"$T/ex/build/deeper.o" && echo js >"$T/ex/node_modules/pkg/i.js"
+echo js >"$T/ex/deep/node_modules/j.js" && echo art >"$T/ex/build/out/x/a" && echo kept >"$T/ex/keep/build/out/k"
+echo kept >"$T/ex/build/out.txt" && echo 'two words' >"$T/ex/with space.tmp"
+printf '# generated\n\nnode_modules\n/build/out\n' >"$T/exclude-list"
+ex_args=(--exclude '*.o' --exclude-from "$T/exclude-list" --exclude '/with space.tmp')
+exid=$(snapshot_create "$T/ex" "${ex_args[@]}")
+hb_ok snapshot restore "$exid" "$T/ex-out"
+(cd "$T/ex" && find . \( -name '*.o' -o -name node_modules -o -path ./build/out -o -path './with space.tmp' \) -prune -o -print | LC_ALL=C sort) >"$T/ex-want"
+(cd "$T/ex-out" && find . | LC_ALL=C sort) >"$T/ex-got"
+cmp -s "$T/ex-want" "$T/ex-got" || bad "--exclude: restored paths differ: $(diff "$T/ex-want" "$T/ex-got" | head -8)"
+cp -a "$T/ex" "$T/ex-copy"
+(cd "$T/ex-copy" && find . \( -name '*.o' -o -name node_modules -o -path ./build/out -o -path './with space.tmp' \) -prune -exec rm -rf {} +)
+diff -r "$T/ex-copy" "$T/ex-out" >/dev/null || bad "--exclude: restored content differs: $(diff -r "$T/ex-copy" "$T/ex-out" | head -5)"
+# again with the same excludes: the parent's files are reused, nothing stored
+exid2=$(snapshot_create "$T/ex" "${ex_args[@]}")
+[ "$(json_get "$(show_json "$exid2")" new_chunks)" = 0 ] || bad "--exclude: a re-snapshot stored chunks"
+[ "$(json_get "$(show_json "$exid2")" files)" = "$(json_get "$(show_json "$exid")" files)" ] ||
+	bad "--exclude: a re-snapshot counts other files"
+# without them, everything is back
+hb_ok snapshot ls "$(snapshot_create "$T/ex")" build -l >"$T/out"
+grep -q ' out$' "$T/out" && grep -q 'deeper.o$' "$T/out" || bad "a snapshot without --exclude lacks entries: $(cat "$T/out")"
+expect_usage_error "an empty --exclude" snapshot create "$T/ex" --exclude '' || true
+expect_usage_error "a missing --exclude-from file" snapshot create "$T/ex" --exclude-from "$T/nope" || true
