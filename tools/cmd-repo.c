@@ -195,7 +195,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 				    "                  'node_modules'); with '/', the path from DIR\n"
 				    "                  ('build/out', '/cache/*'); repeatable\n"
 				    "  --exclude-from FILE  one pattern per line ('#' comments)\n"
-				    "Excludes are not remembered: give them again for the next snapshot.\n");
+				    "\nExcludes are not remembered: give them again for the next snapshot.\n");
 		if (r)
 			continue;
 		switch (c) {
@@ -1117,7 +1117,7 @@ static int cmd_check(int argc, char **argv)
 
 const struct cli_command cli_commands_repo[] = {
 	{ "init", "[--level N]", "create a repository", cmd_init },
-	{ "snapshot create", "DIR [--tag NAME] [--parent ID] [--no-parent]", "store a directory tree as a snapshot", cmd_snapshot_create },
+	{ "snapshot create", "DIR [--tag NAME] [--parent ID] [--no-parent] [--exclude PAT]...", "store a directory tree as a snapshot", cmd_snapshot_create },
 	{ "snapshot restore", "ID|TAG DIR [--path P] [--force]", "recreate a snapshot's tree in DIR", cmd_snapshot_restore },
 	{ "snapshot list", "[--json]", "list snapshots", cmd_snapshot_list },
 	{ "snapshot show", "ID|TAG [--json]", "show a snapshot's details", cmd_snapshot_show },
