@@ -941,13 +941,16 @@ static int cmd_snapshot_prune(int argc, char **argv)
 		const struct manifest_info *in = &items[i].info;
 		const char *why = repo_prune_reason(verdict[i]);
 		char hex[OID_HEX_BYTES], t[32], what[sizeof(pins.marks->what) + 16];
-
 		const char *by = pinned_by(&pins, &items[i].id);
 
 		oid_format(&items[i].id, hex);
 		if (verdict[i] == PRUNE_REMOVE && by[0]) {
 			snprintf(what, sizeof(what), "in use: %s", by);
 			why = what;
+			/* the policy would remove it: say why it stays */
+			if (!cli.json && !cli.quiet)
+				printf("kept %.12s  %s  %s\n", hex, format_time(in->time_sec, t, sizeof(t)),
+				       what);
 		} else if (verdict[i] == PRUNE_REMOVE) {
 			if (!dry && (r = repo_snapshot_remove(repo, &items[i].id)) < 0)
 				break;
@@ -961,7 +964,8 @@ static int cmd_snapshot_prune(int argc, char **argv)
 			continue;
 		}
 		nkept++;
-		json_array_append_new(kept, json_pack("{s:s, s:s}", "id", hex, "reason", why));
+		/* a mount's path in the reason may not be UTF-8 */
+		json_array_append_new(kept, json_pack("{s:s, s:o}", "id", hex, "reason", json_text(why)));
 	}
 	if (r == 0) {
 		if (cli.json)

@@ -93,6 +93,8 @@ assert kept[sys.argv[2]].startswith("in use"), kept
 assert "not of a directory" in kept[sys.argv[3]], kept
 assert not j["removed"], j["removed"]
 EOF
+hb_ok snapshot prune --keep-last 0 --dry-run >"$T/out"
+grep -q "^kept ${A[5]:0:12} .* in use: mounted at $T/mnt" "$T/out" || bad "prune does not say why a mounted snapshot stays: $(cat "$T/out")"
 fs_umount "$T/mnt"
 hb_ok snapshot prune --keep-last 0 >"$T/out"
 grep -q "^1 removed" "$T/out" || bad "after umount, prune: $(cat "$T/out")"
