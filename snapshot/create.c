@@ -295,6 +295,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 
 	if (!opts)
 		opts = &defaults;
+	if (opts->excluded)
+		*opts->excluded = 0;
 	clock_gettime(CLOCK_REALTIME, &start);
 	pthread_mutex_init(&c.lock, NULL);
 	if (stat(dir, &st) < 0) {
@@ -325,7 +327,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	 * and load the parent (and, cold, those wait for the disk too). */
 	rc = walk_start(&(struct walk_opts){ .rootfd = c.rootfd, .root = root,
 					     .excludes = opts->excludes,
-					     .nexcludes = opts->nexcludes },
+					     .nexcludes = opts->nexcludes,
+					     .excluded = opts->excluded },
 			&walk);
 	if (rc < 0)
 		goto out;

@@ -215,6 +215,7 @@ struct repo_create_opts {
 	struct repo_progress progress;
 	const char *const *excludes; /* left out, with all below (walk.h: walk_excluded) */
 	size_t nexcludes;
+	uint64_t *excluded;     /* if set, receives how many entries they left out */
 };
 int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_create_opts *opts,
 			 struct oid *out, struct manifest_info *info_out);

@@ -498,6 +498,8 @@ static int list_dir(struct walk_dir *d)
 			continue;
 		if (d->c->o.nexcludes &&
 		    walk_excluded(d->c->o.excludes, d->c->o.nexcludes, d->path, de->d_name)) {
+			if (d->c->o.excluded)
+				__atomic_add_fetch(d->c->o.excluded, 1, __ATOMIC_RELAXED);
 			errno = 0; /* readdir's end is told by errno */
 			continue;
 		}

@@ -42,6 +42,7 @@ struct walk_opts {
 	unsigned threads; /* 0: a default sized for disk latency, not cores */
 	const char *const *excludes; /* patterns of entries to leave out */
 	size_t nexcludes;
+	uint64_t *excluded; /* if set, counts the entries left out (atomically) */
 };
 
 /* Is the entry name, in the directory at dirpath (relative to the root, ""

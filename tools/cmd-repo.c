@@ -163,6 +163,12 @@ static int exclude_read(struct exclude_list *l, const char *file)
 static int snapshot_create_run(struct repo_create_opts *co_in, const char *parent, int argc,
 			       char **argv);
 
+static const char *excluded_note(uint64_t n, char *out, size_t size)
+{
+	snprintf(out, size, "; %" PRIu64 " %s excluded", n, n == 1 ? "entry" : "entries");
+	return out;
+}
+
 static int cmd_snapshot_create(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
@@ -230,7 +236,8 @@ static int snapshot_create_run(struct repo_create_opts *co_in, const char *paren
 	struct manifest_info info;
 	struct oid id, parent_id;
 	struct repo *repo;
-	char hex[OID_HEX_BYTES], a[32], b[32];
+	char hex[OID_HEX_BYTES], a[32], b[32], c[48];
+	uint64_t excluded = 0;
 	int r;
 
 	if (optind + 1 != argc)
@@ -250,19 +257,25 @@ static int snapshot_create_run(struct repo_create_opts *co_in, const char *paren
 		co.parent = &parent_id;
 	}
 	co.progress = cli_progress();
+	co.excluded = &excluded;
 	r = repo_snapshot_create(repo, argv[optind], &co, &id, &info);
 	cli_progress_done();
 	repo_close(repo);
 	if (r < 0)
 		return cli_fail(r, "snapshot create");
 	if (cli.json) {
-		cli_print_json(info_json(&id, &info, co.tag));
+		json_t *j = info_json(&id, &info, co.tag);
+
+		if (j && co.nexcludes)
+			json_object_set_new(j, "excluded", json_integer((json_int_t)excluded));
+		cli_print_json(j);
 		return 0;
 	}
 	if (!cli.quiet)
-		fprintf(stderr, "%" PRIu64 " files, %s; %" PRIu64 " new chunks, %s stored; %.1f s\n",
+		fprintf(stderr, "%" PRIu64 " files, %s; %" PRIu64 " new chunks, %s stored; %.1f s%s\n",
 			info.files, cli_format_bytes(info.bytes, a, sizeof(a)), info.new_chunks,
-			cli_format_bytes(info.new_bytes, b, sizeof(b)), (double)info.duration_ms / 1000);
+			cli_format_bytes(info.new_bytes, b, sizeof(b)), (double)info.duration_ms / 1000,
+			co.nexcludes ? excluded_note(excluded, c, sizeof(c)) : "");
 	printf("%s\n", oid_format(&id, hex));
 	return 0;
 }

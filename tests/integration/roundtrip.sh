@@ -193,6 +193,11 @@ exid2=$(snapshot_create "$T/ex" "${ex_args[@]}")
 [ "$(json_get "$(show_json "$exid2")" new_chunks)" = 0 ] || bad "--exclude: a re-snapshot stored chunks"
 [ "$(json_get "$(show_json "$exid2")" files)" = "$(json_get "$(show_json "$exid")" files)" ] ||
 	bad "--exclude: a re-snapshot counts other files"
+# the count reported is of the entries left out (not what is below them)
+want=$(cd "$T/ex" && find . \( -name '*.o' -o -name node_modules -o -path ./build/out -o -path './with space.tmp' \) -prune -print | wc -l)
+hb_ok --json snapshot create "$T/ex" "${ex_args[@]}" >"$T/out"
+[ "$(json_get "$(cat "$T/out")" excluded)" = "$want" ] || bad "--exclude: reported $(json_get "$(cat "$T/out")" excluded) excluded, find prunes $want"
+hb snapshot create "$T/ex" "${ex_args[@]}" 2>&1 >/dev/null | grep -q "; $want entries excluded$" || bad "--exclude: the summary line does not say how many were left out"
 # without them, everything is back
 hb_ok snapshot ls "$(snapshot_create "$T/ex")" build -l >"$T/out"
 grep -q ' out$' "$T/out" && grep -q 'deeper.o$' "$T/out" || bad "a snapshot without --exclude lacks entries: $(cat "$T/out")"
