@@ -160,13 +160,66 @@ static int exclude_read(struct exclude_list *l, const char *file)
 	return r;
 }
 
-static int snapshot_create_run(struct repo_create_opts *co_in, const char *parent, int argc,
-			       char **argv);
-
 static const char *excluded_note(uint64_t n, char *out, size_t size)
 {
 	snprintf(out, size, "; %" PRIu64 " %s excluded", n, n == 1 ? "entry" : "entries");
 	return out;
+}
+
+/* snapshot create once its options are parsed (and the excludes held by
+ * the caller). */
+static int snapshot_create_run(const struct repo_create_opts *co_in, const char *parent,
+			       int argc, char **argv)
+{
+	struct repo_create_opts co = *co_in;
+	struct manifest_info info;
+	struct oid id, parent_id;
+	struct repo *repo;
+	char hex[OID_HEX_BYTES], a[32], b[32], c[48];
+	uint64_t excluded = 0;
+	int r;
+
+	if (optind + 1 != argc)
+		return cli_usage("snapshot create", "expects one DIR");
+	if (co.zstd_level < -7 || co.zstd_level > 22)
+		return cli_usage("snapshot create", "--level must be between 1 and 19");
+	if (co.tag && (r = repo_tag_valid(co.tag)) < 0)
+		return cli_fail(r, NULL);
+	/* the walk's entries and the manifests: tens of MiB in small blocks;
+	 * before any thread starts (opening an S3 repository starts some) */
+	bigmem_heap(64u << 20);
+	if ((r = cli_open_repo(&repo)) != 0)
+		return r;
+	if (parent) {
+		r = repo_resolve(repo, parent, &parent_id);
+		if (r < 0) {
+			repo_close(repo);
+			return cli_fail(r, "--parent");
+		}
+		co.parent = &parent_id;
+	}
+	co.progress = cli_progress();
+	co.excluded = &excluded;
+	r = repo_snapshot_create(repo, argv[optind], &co, &id, &info);
+	cli_progress_done();
+	repo_close(repo);
+	if (r < 0)
+		return cli_fail(r, "snapshot create");
+	if (cli.json) {
+		json_t *j = info_json(&id, &info, co.tag);
+
+		if (j && co.nexcludes)
+			json_object_set_new(j, "excluded", json_integer((json_int_t)excluded));
+		cli_print_json(j);
+		return 0;
+	}
+	if (!cli.quiet)
+		fprintf(stderr, "%" PRIu64 " files, %s; %" PRIu64 " new chunks, %s stored; %.1f s%s\n",
+			info.files, cli_format_bytes(info.bytes, a, sizeof(a)), info.new_chunks,
+			cli_format_bytes(info.new_bytes, b, sizeof(b)), (double)info.duration_ms / 1000,
+			co.nexcludes ? excluded_note(excluded, c, sizeof(c)) : "");
+	printf("%s\n", oid_format(&id, hex));
+	return 0;
 }
 
 static int cmd_snapshot_create(int argc, char **argv)
@@ -181,9 +234,6 @@ static int cmd_snapshot_create(int argc, char **argv)
 	struct exclude_list ex = { 0 };
 	const char *parent = NULL;
 	int c, r;
-
-	/* the walk's entries and the manifests: tens of MiB in small blocks */
-	bigmem_heap(64u << 20);
 
 	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
@@ -229,56 +279,6 @@ static int cmd_snapshot_create(int argc, char **argv)
 	return r;
 }
 
-static int snapshot_create_run(struct repo_create_opts *co_in, const char *parent, int argc,
-			       char **argv)
-{
-	struct repo_create_opts co = *co_in;
-	struct manifest_info info;
-	struct oid id, parent_id;
-	struct repo *repo;
-	char hex[OID_HEX_BYTES], a[32], b[32], c[48];
-	uint64_t excluded = 0;
-	int r;
-
-	if (optind + 1 != argc)
-		return cli_usage("snapshot create", "expects one DIR");
-	if (co.zstd_level < -7 || co.zstd_level > 22)
-		return cli_usage("snapshot create", "--level must be between 1 and 19");
-	if (co.tag && (r = repo_tag_valid(co.tag)) < 0)
-		return cli_fail(r, NULL);
-	if ((r = cli_open_repo(&repo)) != 0)
-		return r;
-	if (parent) {
-		r = repo_resolve(repo, parent, &parent_id);
-		if (r < 0) {
-			repo_close(repo);
-			return cli_fail(r, "--parent");
-		}
-		co.parent = &parent_id;
-	}
-	co.progress = cli_progress();
-	co.excluded = &excluded;
-	r = repo_snapshot_create(repo, argv[optind], &co, &id, &info);
-	cli_progress_done();
-	repo_close(repo);
-	if (r < 0)
-		return cli_fail(r, "snapshot create");
-	if (cli.json) {
-		json_t *j = info_json(&id, &info, co.tag);
-
-		if (j && co.nexcludes)
-			json_object_set_new(j, "excluded", json_integer((json_int_t)excluded));
-		cli_print_json(j);
-		return 0;
-	}
-	if (!cli.quiet)
-		fprintf(stderr, "%" PRIu64 " files, %s; %" PRIu64 " new chunks, %s stored; %.1f s%s\n",
-			info.files, cli_format_bytes(info.bytes, a, sizeof(a)), info.new_chunks,
-			cli_format_bytes(info.new_bytes, b, sizeof(b)), (double)info.duration_ms / 1000,
-			co.nexcludes ? excluded_note(excluded, c, sizeof(c)) : "");
-	printf("%s\n", oid_format(&id, hex));
-	return 0;
-}
 
 /* ---- snapshot restore ---- */
 
@@ -880,6 +880,7 @@ static int cmd_snapshot_prune(int argc, char **argv)
 	struct repo_snapshot_summary *items = NULL;
 	enum repo_prune_verdict *verdict = NULL;
 	char host[256] = "", *source = NULL;
+	const char *source_arg = NULL;
 	bool dry = false, have_policy = false;
 	json_t *removed = NULL, *kept = NULL;
 	size_t n = 0, nremoved = 0, nkept = 0;
@@ -910,24 +911,22 @@ static int cmd_snapshot_prune(int argc, char **argv)
 			have_policy = true;
 			break;
 		case 's':
-			free(source);
-			/* as snapshot create stored it: the real path */
-			if (!(source = realpath(optarg, NULL)) && !(optarg[0] == '/' && (source = strdup(optarg))))
-				return cli_usage("snapshot prune", "--source %s: %s", optarg, strerror(errno));
+			source_arg = optarg;
 			break;
 		case 'n':
 			dry = true;
 			break;
 		default:
-			free(source);
 			return cli_usage("snapshot prune", "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind != argc || !have_policy) {
-		free(source);
+	if (optind != argc || !have_policy)
 		return cli_usage("snapshot prune", optind != argc ? "takes no arguments" :
 				 "needs a policy: --keep-last N and/or --keep-within D");
-	}
+	/* as snapshot create stored it: the real path (or, gone, as given) */
+	if (source_arg && !(source = realpath(source_arg, NULL)) &&
+	    !(source_arg[0] == '/' && (source = strdup(source_arg))))
+		return cli_usage("snapshot prune", "--source %s: %s", source_arg, strerror(errno));
 	if (source) {
 		gethostname(host, sizeof(host) - 1);
 		pol.source = source;
