@@ -21,27 +21,20 @@ json_t *json_text(const char *s)
 
 int json_object_set_text(json_t *obj, const char *key, const char *s)
 {
-	size_t n = strlen(s), klen = strlen(key);
-	char *hex, *hkey;
+	size_t n = strlen(s);
+	char hkey[128], *hex;
 	int r;
 
 	if (json_object_set_new(obj, key, json_text(s)) < 0)
 		return -ENOMEM;
 	if (utf8_valid(s, n))
 		return 0;
-	hex = malloc(2 * n + 1);
-	hkey = malloc(klen + sizeof("_hex"));
-	if (!hex || !hkey) {
-		free(hex);
-		free(hkey);
+	if (!(hex = malloc(2 * n + 1)))
 		return -ENOMEM;
-	}
 	hex_format((const uint8_t *)s, n, hex);
-	memcpy(hkey, key, klen);
-	memcpy(hkey + klen, "_hex", sizeof("_hex"));
+	snprintf(hkey, sizeof(hkey), "%s_hex", key);
 	r = json_object_set_new(obj, hkey, json_string(hex)) < 0 ? -ENOMEM : 0;
 	free(hex);
-	free(hkey);
 	return r;
 }
 
