@@ -213,7 +213,7 @@ struct repo_create_opts {
 	int zstd_level;
 	unsigned threads;
 	struct repo_progress progress;
-	const char *const *excludes; /* left out, with all below (walk.h: walk_excluded) */
+	const char *const *excludes; /* left out, with all below (exclude.h) */
 	size_t nexcludes;
 	uint64_t *excluded;     /* if set, receives how many entries they left out */
 };

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapshot/exclude.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
@@ -80,6 +80,7 @@ struct walk {
 	atomic_int error;
 	pthread_mutex_t lock; /* errmsg, all */
 	struct walk_dir *all;
+	struct exclude_set *excludes; /* NULL: none */
 	char errmsg[1024];
 };
 
@@ -441,39 +442,6 @@ static int ino_cmp(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;
 }
 
-bool walk_excluded(const char *const *patterns, size_t n, const char *dirpath, const char *name)
-{
-	char path[2 * PATH_MAX], pat[PATH_MAX];
-	bool have_path = false;
-
-	for (size_t i = 0; i < n; i++) {
-		const char *p = patterns[i];
-		size_t len = strlen(p);
-
-		while (len > 1 && p[len - 1] == '/')
-			len--;
-		if (len >= sizeof(pat))
-			continue;
-		memcpy(pat, p, len);
-		pat[len] = '\0';
-		if (!strchr(pat, '/')) {
-			if (fnmatch(pat, name, 0) == 0)
-				return true;
-			continue;
-		}
-		if (!have_path) {
-			int k = snprintf(path, sizeof(path), "%s%s%s", dirpath, *dirpath ? "/" : "", name);
-
-			if (k < 0 || (size_t)k >= sizeof(path))
-				continue;
-			have_path = true;
-		}
-		if (fnmatch(pat[0] == '/' ? pat + 1 : pat, path, FNM_PATHNAME) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* Read the names of d (open as d->fd), sorted bytewise; excluded ones left
  * out. */
 static int list_dir(struct walk_dir *d)
@@ -496,8 +464,7 @@ static int list_dir(struct walk_dir *d)
 	while ((de = readdir(dir))) {
 		if (name_is_dot_or_dotdot(de->d_name))
 			continue;
-		if (d->c->o.nexcludes &&
-		    walk_excluded(d->c->o.excludes, d->c->o.nexcludes, d->path, de->d_name)) {
+		if (d->c->excludes && exclude_set_match(d->c->excludes, d->path, de->d_name)) {
 			if (d->c->o.excluded)
 				__atomic_add_fetch(d->c->o.excluded, 1, __ATOMIC_RELAXED);
 			errno = 0; /* readdir's end is told by errno */
@@ -870,6 +837,7 @@ void walk_cancel(struct walk *c)
 		dir_free(d);
 	}
 	entry_free(&c->root);
+	exclude_set_free(c->excludes);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -893,6 +861,8 @@ int walk_start(const struct walk_opts *o, struct walk **out)
 		r = hb_err(-ENOTDIR, "%s is not a directory", o->root);
 		goto fail;
 	}
+	if (o->nexcludes && (r = exclude_set_new(o->excludes, o->nexcludes, &c->excludes)) < 0)
+		goto fail;
 	c->root.name = strdup("");
 	c->root.path = strdup("");
 	c->top = new_dir(c, c->root.path);

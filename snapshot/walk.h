@@ -40,18 +40,10 @@ struct walk_opts {
 	int rootfd;       /* the directory to walk; open until walk_finish */
 	const char *root; /* its absolute path (xattrs are read by path) */
 	unsigned threads; /* 0: a default sized for disk latency, not cores */
-	const char *const *excludes; /* patterns of entries to leave out */
+	const char *const *excludes; /* patterns of entries to leave out (exclude.h) */
 	size_t nexcludes;
 	uint64_t *excluded; /* if set, counts the entries left out (atomically) */
 };
-
-/* Is the entry name, in the directory at dirpath (relative to the root, ""
- * for the root), left out by one of the patterns?  A pattern without '/'
- * is matched (fnmatch) against the name at any depth ("*.o", "node_modules");
- * one with a '/' against the whole relative path, '*' not crossing '/'
- * ("build/out", "/src/tmp-*": a leading '/' is the root, as is no '/').  A
- * trailing '/' is ignored.  A directory left out takes all below with it. */
-bool walk_excluded(const char *const *patterns, size_t n, const char *dirpath, const char *name);
 
 struct walk;
 

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "manager/daemon/daemon.h"
+#include "snapshot/exclude.h"
 #include "tools/cli.h"
 #include "util/bigmem.h"
 #include "util/error.h"
@@ -115,14 +116,18 @@ static void exclude_free(struct exclude_list *l)
 	*l = (struct exclude_list){ 0 };
 }
 
-static int exclude_add(struct exclude_list *l, const char *pat)
+/* where: "FILE:LINE" of --exclude-from, or NULL. */
+static int exclude_add(struct exclude_list *l, const char *pat, const char *where)
 {
+	struct exclude_set *check;
 	char **p;
+	int r;
 
-	if (!*pat)
-		return cli_usage("snapshot create", "an empty --exclude pattern");
-	if (strlen(pat) >= PATH_MAX)
-		return cli_usage("snapshot create", "--exclude pattern too long");
+	/* refused here, before the repository is opened, with the line named */
+	if ((r = exclude_set_new(&pat, 1, &check)) < 0)
+		return cli_usage("snapshot create", "%s%s%s", where ? where : "", where ? ": " : "",
+				 hb_errmsg(r));
+	exclude_set_free(check);
 	if (!(p = realloc(l->pats, (l->n + 1) * sizeof(*p))) || !(p[l->n] = strdup(pat))) {
 		if (p)
 			l->pats = p;
@@ -147,13 +152,16 @@ static int exclude_read(struct exclude_list *l, const char *file)
 		fprintf(stderr, "hiberbox: --exclude-from %s: %s\n", file, strerror(errno));
 		return 2;
 	}
-	while (r == 0 && (len = getline(&line, &cap, f)) >= 0) {
+	for (unsigned lineno = 1; r == 0 && (len = getline(&line, &cap, f)) >= 0; lineno++) {
+		char where[PATH_MAX + 16];
+
 		if (len && line[len - 1] == '\n')
 			line[--len] = '\0';
 		if (len && line[len - 1] == '\r')
 			line[--len] = '\0';
+		snprintf(where, sizeof(where), "%s:%u", file, lineno);
 		if (len && line[0] != '#')
-			r = exclude_add(l, line);
+			r = exclude_add(l, line, where);
 	}
 	free(line);
 	fclose(f);
@@ -249,7 +257,8 @@ static int cmd_snapshot_create(int argc, char **argv)
 				    "  --exclude PAT   leave out what matches PAT, with all below it:\n"
 				    "                  without '/', any name at any depth ('*.o',\n"
 				    "                  'node_modules'); with '/', the path from DIR\n"
-				    "                  ('build/out', '/cache/*'); repeatable\n"
+				    "                  ('build/out', '/cache/*'), where '**' is any number\n"
+				    "                  of directories ('src/**/test'); repeatable\n"
 				    "  --exclude-from FILE  one pattern per line ('#' comments)\n"
 				    "\nExcludes are not remembered: give them again for the next snapshot.\n");
 		if (r)
@@ -257,7 +266,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 		switch (c) {
 		case 'x':
 		case 'X':
-			if ((r = c == 'x' ? exclude_add(&ex, optarg) : exclude_read(&ex, optarg)) != 0) {
+			if ((r = c == 'x' ? exclude_add(&ex, optarg, NULL) : exclude_read(&ex, optarg)) != 0) {
 				exclude_free(&ex);
 				return r;
 			}

@@ -201,5 +201,16 @@ hb snapshot create "$T/ex" "${ex_args[@]}" 2>&1 >/dev/null | grep -q "; $want en
 # without them, everything is back
 hb_ok snapshot ls "$(snapshot_create "$T/ex")" build -l >"$T/out"
 grep -q ' out$' "$T/out" && grep -q 'deeper.o$' "$T/out" || bad "a snapshot without --exclude lacks entries: $(cat "$T/out")"
+# '**' spans directories (find's '*' in -path does too, and the tree has
+# no build/a for '**' to match with zero directories)
+hb_ok snapshot restore "$(snapshot_create "$T/ex" --exclude '**/pkg/**' --exclude 'build/**/a')" "$T/ex-star"
+(cd "$T/ex" && find . \( -path '*/pkg/*' -o -path './build/*/a' \) -prune -o -print | LC_ALL=C sort) >"$T/ex-want"
+(cd "$T/ex-star" && find . | LC_ALL=C sort) >"$T/ex-got"
+cmp -s "$T/ex-want" "$T/ex-got" || bad "--exclude '**': restored paths differ: $(diff "$T/ex-want" "$T/ex-got" | head -8)"
+[ -d "$T/ex-star/node_modules/pkg" ] || bad "--exclude '**/pkg/**' left out pkg itself"
 expect_usage_error "an empty --exclude" snapshot create "$T/ex" --exclude '' || true
+expect_usage_error "an --exclude leaving the tree" snapshot create "$T/ex" --exclude 'a/../../b' || true
+printf 'ok\n/\n' >"$T/exclude-bad"
+expect_usage_error "an --exclude-from line naming the root" snapshot create "$T/ex" --exclude-from "$T/exclude-bad" &&
+	{ grep -q "exclude-bad:2: " "$T/err" || bad "--exclude-from: the bad line is not named: $(cat "$T/err")"; }
 expect_usage_error "a missing --exclude-from file" snapshot create "$T/ex" --exclude-from "$T/nope" || true

@@ -635,37 +635,8 @@ static void test_unchanged_body_reused(void)
 	repo_close(r);
 }
 
-static void test_excluded(void)
-{
-	static const char *const pats[] = { "*.o", "node_modules", "/build/out/", "cache/*.tmp",
-					    "sp ace" };
-	static const struct {
-		const char *dir, *name;
-		bool out;
-	} cases[] = {
-		{ "", "a.o", true }, { "x/y", "b.o", true }, { "x", "a.c", false },
-		{ "", "node_modules", true }, { "a/b", "node_modules", true },
-		{ "", "node_modules2", false },
-		{ "build", "out", true }, { "keep/build", "out", false }, { "", "build", false },
-		{ "cache", "x.tmp", true }, { "cache/sub", "x.tmp", false }, /* '*' stops at '/' */
-		{ "other/cache", "x.tmp", false },                           /* from the root */
-		{ "", "sp ace", true }, { "", "space", false },
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		bool got = walk_excluded(pats, sizeof(pats) / sizeof(pats[0]), cases[i].dir, cases[i].name);
-
-		CHECK(got == cases[i].out);
-		if (got != cases[i].out)
-			fprintf(stderr, "  '%s' in '%s': %s\n", cases[i].name, cases[i].dir,
-				got ? "excluded" : "kept");
-	}
-	CHECK(!walk_excluded(NULL, 0, "", "a.o"));
-}
-
 int main(void)
 {
-	test_excluded();
 	char cmd[4200];
 
 	if (!mkdtemp(base)) {
