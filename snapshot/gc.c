@@ -13,7 +13,8 @@
  *      its bytes are garbage), keep;
  *   5. copies the live blobs of packs to repack, as stored and verified with
  *      chunk_decode first, into new packs named by their keyed hash;
- *   6. writes one new index file holding every live entry;
+ *   6. writes one new index file holding every live entry and every entry
+ *      of a kept pack (live or not);
  *   7. removes the old index files;
  *   8. removes the packs to delete and the repacked ones;
  *   9. removes dictionaries that no index entry of a remaining pack names
@@ -36,8 +37,9 @@
  *     new index never points into them), so no lookup can lead there.  A crash
  *     in the middle leaves unindexed packs: leftovers for the next gc.
  *   - Step 9 removes only dictionaries that no blob of a remaining pack uses
- *     (every blob of a pack has an index entry), so nothing that can be read
- *     needs them; no writer runs meanwhile to pick one.
+ *     (every blob of a pack has an index entry: step 6 keeps the dead ones of
+ *     kept packs too), so nothing that can be read needs them; no writer runs
+ *     meanwhile to pick one.
  * A new pack whose bytes happen to equal an old pack (same name) is never
  * removed in step 8, and an index file equal to the new one is not removed
  * in step 7.
@@ -432,8 +434,38 @@ static int collect_entry(const struct index_entry *e, void *arg)
 	return 0;
 }
 
-/* Steps 5 and the new entry list: live entries of kept packs as they are,
- * those of repacked packs moved (or, in a dry run, only counted). */
+/* Every blob of a kept pack keeps its index entry, live or not: the pack
+ * holds its bytes anyway, a later snapshot may use them again, and step 9
+ * of the next gc must see the dictionaries they need (check decodes every
+ * blob of a pack).  Entries listed by more than one index file are added
+ * once; those that point past their pack's end are not added at all. */
+static int keep_entries_of_kept_packs(struct gc *g)
+{
+	struct index_entry *kept = malloc((g->nentries ? g->nentries : 1) * sizeof(*kept));
+	size_t n = 0;
+	int r = 0;
+
+	if (!kept)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->nentries; i++) {
+		const struct index_entry *e = &g->entries[i];
+		const struct gc_pack *p = find_pack(g, &e->pack);
+
+		if (p && p->action == GC_KEEP && (uint64_t)e->offset + e->length <= p->size)
+			kept[n++] = *e;
+	}
+	if (n > 1)
+		qsort(kept, n, sizeof(*kept), index_entry_cmp_pack_offset);
+	for (size_t i = 0; i < n && r >= 0; i++)
+		if (i == 0 || !oid_equal(&kept[i].pack, &kept[i - 1].pack) ||
+		    kept[i].offset != kept[i - 1].offset)
+			r = add_new_entry(g, &kept[i]);
+	free(kept);
+	return r;
+}
+
+/* Steps 5 and the new entry list: the entries of kept packs as they are,
+ * the live ones of repacked packs moved (or, in a dry run, only counted). */
 static int build_new_entries(struct gc *g)
 {
 	struct collect live = { 0 };
@@ -459,8 +491,7 @@ static int build_new_entries(struct gc *g)
 		while (j < live.count && oid_equal(&live.items[j].pack, &live.items[i].pack))
 			j++;
 		if (p->action == GC_KEEP) {
-			for (size_t k = i; k < j && r >= 0; k++)
-				r = add_new_entry(g, &live.items[k]);
+			/* added with the rest of its pack, below */
 		} else if (g->opts->dry_run) {
 			/* Estimate the new packs: blobs plus their trailer entries. */
 			g->new_pack_bytes += p->live_bytes + p->live_count * PACK_ENTRY_BYTES;
@@ -473,6 +504,8 @@ static int build_new_entries(struct gc *g)
 	}
 	if (r >= 0 && !g->opts->dry_run)
 		r = flush_new_pack(g);
+	if (r >= 0)
+		r = keep_entries_of_kept_packs(g);
 	if (g->opts->dry_run && to_repack)
 		g->new_pack_bytes += PACK_HEADER_BYTES + PACK_FOOTER_BYTES;
 	buf_free(&data);

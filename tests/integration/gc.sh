@@ -538,4 +538,35 @@ gc_json >/dev/null
 [ "$(cd "$REPO" && ls dicts)" = "$used_dicts" ] || bad "gc removed a dictionary in use: $(cd "$REPO" && ls dicts)"
 
 check_clean "at the end" --read-data
+
+# --- a kept pack's dead blobs keep their dictionary, gc after gc -------------------------------
+# One pack holds small files (compressed with a trained dictionary) and a
+# large random file.  Once the small files are garbage, the pack is mostly
+# live, so gc keeps it; its dead blobs stay in it, and check --read-data
+# decodes every blob of a pack: a second gc must not take their dictionary.
+export HIBERBOX_REPO=$T/dict-repo
+hb_ok init >/dev/null
+mkdir -p "$T/dict-src/js"
+python3 - "$T/dict-src/js" <<'PY'
+import random, sys
+random.seed(3)
+words = ["const", "return", "function", "await", "export", "import", "value", "index", "options"]
+for i in range(400):  # 4-8 KiB each: chunks, not inline, and samples to train on
+    lines = ["export function handler%d(req, res) {" % i]
+    while sum(map(len, lines)) < random.randint(4096, 8192):
+        lines.append("  %s %s_%d = %s(%d);" % (random.choice(words), random.choice(words),
+                                               random.randint(0, 999), random.choice(words), i))
+    open("%s/f%d.js" % (sys.argv[1], i), "w").write("\n".join(lines) + "\n}\n")
+PY
+head -c 3145728 /dev/urandom >"$T/dict-src/big.bin"
+dict_a=$(snapshot_create "$T/dict-src")
+[ -n "$(cd "$HIBERBOX_REPO" && ls dicts)" ] || bad "no dictionary trained for 400 small files"
+rm -r "$T/dict-src/js"
+snapshot_create "$T/dict-src" >/dev/null
+hb_ok snapshot rm "$dict_a" >/dev/null
+gc_json >/dev/null
+gc_json >/dev/null
+[ -n "$(cd "$HIBERBOX_REPO" && ls dicts)" ] || bad "the second gc removed the dictionary of a kept pack's blobs"
+check_clean "after two gcs that kept a pack with dead blobs" --read-data
+export HIBERBOX_REPO=$REPO
 finish
