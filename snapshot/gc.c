@@ -784,6 +784,13 @@ int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stat
 	rc = build_new_entries(&g);
 	if (rc < 0)
 		goto out;
+	/* Everything above assumed no writer ran beside us: if our lock could
+	 * have been taken for stale, one may have, and its new packs would
+	 * look like leftovers. */
+	if (!g.opts->dry_run && (rc = repo_lock_check(lock)) < 0) {
+		rc = hb_err_ctx(rc, "gc stopped, nothing removed");
+		goto out;
+	}
 	rc = commit(&g);
 	if (rc < 0 || g.opts->dry_run)
 		goto out;

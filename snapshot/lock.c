@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@
 
 #define LOCK_STALE_SEC 3600
 #define LOCK_REFRESH_SEC 300
+/* A holder stops trusting its lock this long before others may remove it
+ * (their clocks may run ahead of ours). */
+#define LOCK_SAFETY_SEC 600
 #define LOCK_MAX_BYTES 4096
 #define LOCK_BACKOFF_MIN_MS 10
 #define LOCK_BACKOFF_MAX_MS 500
@@ -68,6 +72,11 @@ struct repo_lock {
 	pthread_mutex_t mutex;
 	pthread_cond_t cond;
 	bool stop;
+	/* For repo_lock_check: when our object was last written (CLOCK_BOOTTIME:
+	 * a suspended machine's lock ages for others too), and whether a refresh
+	 * found it removed by someone who took it for stale. */
+	_Atomic uint64_t written_ns;
+	atomic_bool lost;
 };
 
 /* What a lock object says about its holder. */
@@ -267,16 +276,60 @@ static int busy_error(const struct scan *s)
 		      s->holder.host, since);
 }
 
-static void refresh_put(struct repo_lock *l)
+static uint64_t boottime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void repo_lock_refresh(struct repo_lock *l)
 {
 	char *json = NULL;
+	uint64_t size;
 
+	/* A lock someone removed as stale is not written again: gc may have
+	 * run meanwhile, and a writer must find out at repo_lock_check rather
+	 * than commit over data that is gone.  A pin is: it only guards a
+	 * snapshot against `snapshot rm` from now on. */
+	if (!l->pin[0] && store_stat(l->store, l->name, &size) == -ENOENT) {
+		atomic_store(&l->lost, true);
+		hb_err_clear();
+		return;
+	}
 	/* A failed write is retried next round; the lock only goes stale for
 	 * others after LOCK_STALE_SEC. */
-	if (lock_encode(l, &json) == 0)
-		store_put(l->store, l->name, json, strlen(json), STORE_PUT_VOLATILE);
+	if (lock_encode(l, &json) == 0 &&
+	    store_put(l->store, l->name, json, strlen(json), STORE_PUT_VOLATILE) == 0)
+		atomic_store(&l->written_ns, boottime_ns());
 	free(json);
 	hb_err_clear();
+}
+
+int repo_lock_check(struct repo_lock *l)
+{
+	uint64_t age_ns = boottime_ns() - atomic_load(&l->written_ns), size;
+	int r;
+
+	if (atomic_load(&l->lost))
+		return hb_err(-ESTALE, "the repository lock was removed meanwhile by another "
+				       "process that took it for stale; nothing was recorded");
+	if (age_ns > (uint64_t)(LOCK_STALE_SEC - LOCK_SAFETY_SEC) * 1000000000ull)
+		return hb_err(-ESTALE, "the repository lock could not be renewed for %llu minutes, "
+				       "so another process may have taken it for stale; nothing was recorded",
+			      (unsigned long long)(age_ns / 60000000000ull));
+	/* Younger than a refresh period, it is stale to nobody whose clock is
+	 * within LOCK_STALE_SEC of ours: no round trip to ask. */
+	if (age_ns < (uint64_t)LOCK_REFRESH_SEC * 1000000000ull)
+		return 0;
+	r = store_stat(l->store, l->name, &size);
+	if (r == -ENOENT) {
+		atomic_store(&l->lost, true);
+		return hb_err(-ESTALE, "the repository lock was removed meanwhile by another "
+				       "process that took it for stale; nothing was recorded");
+	}
+	return r < 0 ? hb_err_ctx(r, "checking the repository lock") : 0;
 }
 
 static void *refresher_main(void *arg)
@@ -285,7 +338,7 @@ static void *refresher_main(void *arg)
 	struct timespec deadline;
 
 	if (l->pin[0])
-		refresh_put(l); /* a pin's first write is ours, not its taker's */
+		repo_lock_refresh(l); /* a pin's first write is ours, not its taker's */
 	pthread_mutex_lock(&l->mutex);
 	while (!l->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -296,7 +349,7 @@ static void *refresher_main(void *arg)
 		if (l->stop)
 			break;
 		pthread_mutex_unlock(&l->mutex);
-		refresh_put(l);
+		repo_lock_refresh(l);
 		pthread_mutex_lock(&l->mutex);
 	}
 	pthread_mutex_unlock(&l->mutex);
@@ -374,6 +427,7 @@ int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct r
 			ret = hb_err_ctx(ret, "taking the repository lock");
 			goto fail;
 		}
+		atomic_store(&l->written_ns, boottime_ns());
 		ret = store_list(l->store, REPO_LOCKS_PREFIX, scan_one, &s);
 		if (ret < 0) {
 			store_remove(l->store, l->name);

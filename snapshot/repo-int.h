@@ -120,6 +120,16 @@ int repo_foreach_snapshot(struct repo *r, int (*fn)(const struct oid *id, void *
 struct repo_lock;
 int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct repo_lock **out);
 void repo_lock_release(struct repo_lock *l);
+/* Before a holder's changes become visible (a writer's index, gc's
+ * removals): is the lock still ours?  Another process removes a lock it
+ * believes stale (LOCK_STALE_SEC without a refresh), after which gc may run
+ * beside us.  @return 0, or -ESTALE with a message when the lock was removed
+ * or has not been renewed for long enough that it could have been. */
+int repo_lock_check(struct repo_lock *l);
+/* Write the lock object again now, as its refresh thread does every
+ * LOCK_REFRESH_SEC; one that was removed is not written again (see
+ * repo_lock_check).  Errors are not reported: the next round retries. */
+void repo_lock_refresh(struct repo_lock *l);
 
 /* The latest snapshot taken of directory `source` on `host` (refs/sources/).
  * @return 0, or -ENOENT (no message) when there is none. */

@@ -776,6 +776,11 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 		if (rc < 0)
 			goto out;
 	}
+	/* Our packs, and the chunks we reuse, are safe from gc only while the
+	 * lock is ours. */
+	rc = repo_lock_check(w->lock);
+	if (rc < 0)
+		goto out;
 	/* Index after packs: an index entry never points at a missing pack. */
 	if (w->nentries > 0) {
 		rc = repo_has_dicts(r) ? index_file_encode_v2(w->entries, w->nentries, &data)

@@ -26,6 +26,12 @@ static int count_one(const char *name, uint64_t size, int64_t mtime, void *arg)
 	return 0;
 }
 
+static int first_name(const char *name, uint64_t size, int64_t mtime, void *arg)
+{
+	snprintf(arg, 128, "%s", name);
+	return 0;
+}
+
 static int lock_objects(void)
 {
 	int n = 0;
@@ -301,6 +307,28 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
+/* A holder whose lock another process removed (taking it for stale) must
+ * not write it again nor go on as if it held it. */
+static void test_lost(void)
+{
+	struct repo_lock *x = NULL;
+	char name[128] = "";
+
+	CHECK_OK(repo_lock_acquire(&repo, false, 0, &x));
+	CHECK_OK(repo_lock_check(x));
+	repo_lock_refresh(x);
+	CHECK(lock_objects() == 1);
+	CHECK_OK(repo_lock_check(x));
+	store_list(repo.store, REPO_LOCKS_PREFIX, first_name, name);
+	CHECK_OK(store_remove(repo.store, name));
+	repo_lock_refresh(x);
+	CHECK(lock_objects() == 0); /* not written again */
+	CHECK_ERR(repo_lock_check(x), -ESTALE);
+	CHECK(strstr(hb_errmsg(-ESTALE), "removed meanwhile") != NULL);
+	repo_lock_release(x);
+	CHECK(lock_objects() == 0);
+}
+
 static void test_mutual_exclusion(void)
 {
 	pthread_t t[4];
@@ -327,6 +355,7 @@ int main(void)
 
 	test_shared_coexist();
 	test_busy_message();
+	test_lost();
 	test_waits_for(false, true);
 	test_waits_for(true, false);
 	test_waits_for(true, true);
