@@ -16,7 +16,9 @@
  * A rename is one record with two DIRENTs, so it is replayed whole or not at
  * all.  Records are written with one write() each under the tree lock, which
  * the kernel completes even if the process is killed right after; a torn tail
- * (power loss) fails its checksum and is cut off on the next mount.
+ * (power loss) fails its checksum and is cut off on the next mount.  An
+ * append that fails part way (ENOSPC, EIO) is cut off at once: a record
+ * after it would be lost with it at replay.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -52,7 +54,8 @@ static void precreate_stop(struct hbfs *fs);
 
 struct journal {
 	int fd;
-	uint64_t bytes;
+	uint64_t bytes;  /* end of the last whole record */
+	bool broken;     /* a failed append could not be cut off: no more records */
 };
 
 static uint64_t zigzag(int64_t v)
@@ -129,6 +132,10 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 	uint8_t h[JOURNAL_HEADER_BYTES];
 	int ret;
 
+	if (fs->journal->broken) {
+		buf_free(&r->b);
+		return -EIO;
+	}
 	if (r->b.max == 1 || r->b.len > HBFS_JOURNAL_MAX_RECORD) {
 		buf_free(&r->b);
 		return hb_err(-ENOMEM, "journal record too large");
@@ -141,10 +148,20 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 		ret = buf_append(&rec, r->b.data, r->b.len);
 	if (!ret)
 		ret = write_all(fs->journal->fd, rec.data, rec.len);
-	if (ret < 0)
+	if (ret < 0) {
 		hb_err(ret, "appending to the journal of %s", fs->upper_path);
-	else
+		/* Part of the record may be in (ENOSPC, EIO): records appended
+		 * after it would sit behind a bad checksum, which replay takes
+		 * for a torn tail and cuts off with them.  If the part cannot
+		 * be cut off, no later change may be acknowledged. */
+		if (ftruncate(fs->journal->fd, (off_t)fs->journal->bytes) < 0) {
+			hb_err_sys(-errno, "cutting a failed append off %s/journal: "
+				   "refusing all changes from now on", fs->upper_path);
+			fs->journal->broken = true;
+		}
+	} else {
 		fs->journal->bytes += rec.len;
+	}
 	buf_free(&rec);
 	buf_free(&r->b);
 	return ret;
