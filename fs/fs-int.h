@@ -36,6 +36,12 @@
 #define HBFS_READAHEAD_CHUNKS 3
 #define HBFS_JOURNAL_MAX_RECORD (16u << 20)
 #define HBFS_XATTR_LIST_MAX (64u * 1024)
+/* Names and values of one node's xattrs together: a record carries the whole
+ * metadata of up to two nodes (a rename's directories), so more could not
+ * be journaled.  setxattr beyond it is ENOSPC. */
+#define HBFS_XATTR_NODE_MAX_BYTES (1u << 20)
+_Static_assert(2 * HBFS_XATTR_NODE_MAX_BYTES + (64u << 10) < HBFS_JOURNAL_MAX_RECORD,
+	       "two nodes' xattrs fit in one journal record");
 #define HBFS_SYMLINK_MAX 4096
 #define HBFS_COPY_UP_UNLOCKED_BYTES (256u * 1024) /* larger copy-ups release the tree lock */
 #define HBFS_HOT_MAX 8192        /* chunks recorded as the access trace of a mount */

@@ -352,12 +352,35 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 	return 0;
 }
 
+/* The metadata a change request may set, kept to undo it when the journal
+ * refuses the change. */
+struct node_meta {
+	uint32_t mode, uid, gid;
+	struct timespec atime, mtime, ctime;
+};
+
+static struct node_meta node_meta_save(const struct node *n)
+{
+	return (struct node_meta){ n->mode, n->uid, n->gid, n->atime, n->mtime, n->ctime };
+}
+
+static void node_meta_restore(struct node *n, const struct node_meta *m)
+{
+	n->mode = m->mode;
+	n->uid = m->uid;
+	n->gid = m->gid;
+	n->atime = m->atime;
+	n->mtime = m->mtime;
+	n->ctime = m->ctime;
+}
+
 static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	struct timespec now = now_ts();
+	struct node_meta old;
 	struct stat st;
 	int r = 0;
 
@@ -367,6 +390,9 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (r < 0)
 			goto out;
 	}
+	/* what is put back if the journal refuses the change (a truncate
+	 * stands: the data file is the record of size) */
+	old = node_meta_save(n);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
 	else if (kill_flagged) /* chown, or truncate without CAP_FSETID */
@@ -387,6 +413,11 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		n->ctime = attr->st_ctim;
 	else
 		n->ctime = now;
+	r = journal_nodes(fs, n, NULL);
+	if (r < 0) {
+		node_meta_restore(n, &old);
+		goto out;
+	}
 	if ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_SIZE)) &&
 	    (n->flags & NODE_UPPER_DATA)) {
 		/* The data file's mtime is the one a remount believes (through
@@ -399,7 +430,6 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			utimensat(fs->data_fd, name, t, 0);
 		}
 	}
-	r = journal_nodes(fs, n, NULL);
 out:
 	if (r >= 0)
 		node_fill_stat(fs, n, &st);
@@ -904,6 +934,7 @@ static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int fla
 			bool *killed)
 {
 	bool writing = (flags & O_ACCMODE) != O_RDONLY;
+	uint32_t old_mode;
 	int r;
 
 	if (n->dir)
@@ -930,10 +961,12 @@ static int open_prepare(fuse_req_t req, struct hbfs *fs, struct node *n, int fla
 			return r;
 		}
 	}
+	old_mode = n->mode;
 	*killed = (flags & O_TRUNC) && kill_flagged && kill_suidgid(req, fs, n, false);
 	if (*killed) {
 		r = journal_nodes(fs, n, NULL);
 		if (r < 0) {
+			n->mode = old_mode;
 			node_close(fs, n);
 			return r;
 		}
@@ -1153,6 +1186,7 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, const struct stat *st,
 		       bool *killed)
 {
+	uint32_t old_mode;
 	int r = 0;
 
 	wrlock(fs);
@@ -1160,9 +1194,10 @@ static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, const st
 	n->mtime = st->st_mtim;
 	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
+	old_mode = n->mode;
 	*killed = kill_flagged && kill_suidgid(req, fs, n, false);
-	if (*killed)
-		r = journal_nodes(fs, n, NULL);
+	if (*killed && (r = journal_nodes(fs, n, NULL)) < 0)
+		n->mode = old_mode;
 	unlock(fs);
 	return r;
 }
@@ -1485,12 +1520,25 @@ static struct xattr *xattr_find(struct node *n, const char *name)
 	return NULL;
 }
 
+/* Bytes of n's own xattrs, names and values (see HBFS_XATTR_NODE_MAX_BYTES). */
+static size_t xattr_bytes(const struct node *n)
+{
+	size_t total = 0;
+
+	for (uint32_t k = 0; k < n->nxattrs; k++)
+		total += strlen(n->xattrs[k].name) + n->xattrs[k].len;
+	return total;
+}
+
+/* Memory changes only once the record is in: a change the journal refused
+ * (upper disk full) is not seen either, now or after a remount. */
 static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
-	struct xattr *x;
+	struct xattr *x, old;
+	struct timespec old_ctime;
 	uint8_t *copy;
 	int r;
 
@@ -1515,7 +1563,9 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		r = -ENODATA;
 		goto out;
 	}
-	if (!x && n->nxattrs >= 1024) {
+	if ((!x && n->nxattrs >= 1024) ||
+	    xattr_bytes(n) - (x ? strlen(name) + x->len : 0) + strlen(name) + size >
+		    HBFS_XATTR_NODE_MAX_BYTES) {
 		r = -ENOSPC;
 		goto out;
 	}
@@ -1541,12 +1591,25 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		x = &xs[n->nxattrs++];
 		x->name = nm;
 		x->value = NULL;
+		x->len = 0;
 	}
-	free(x->value);
+	old = *x;
+	old_ctime = n->ctime;
 	x->value = copy;
 	x->len = (uint32_t)size;
 	n->ctime = now_ts();
 	r = journal_nodes(fs, n, NULL);
+	if (r < 0) {
+		*x = old;
+		n->ctime = old_ctime;
+		free(copy);
+		if (!old.value) { /* it was new: the last one */
+			free(x->name);
+			n->nxattrs--;
+		}
+	} else {
+		free(old.value);
+	}
 out:
 	unlock(fs);
 	fuse_reply_err(req, -r);
@@ -1638,11 +1701,23 @@ static void hb_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		r = -ENODATA;
 		goto out;
 	}
-	free(x->name);
-	free(x->value);
-	*x = n->xattrs[--n->nxattrs];
-	n->ctime = now_ts();
-	r = journal_nodes(fs, n, NULL);
+	{
+		/* removed in memory for the record, put back if it fails */
+		struct xattr gone = *x;
+		struct timespec old_ctime = n->ctime;
+
+		*x = n->xattrs[--n->nxattrs];
+		n->ctime = now_ts();
+		r = journal_nodes(fs, n, NULL);
+		if (r < 0) {
+			n->xattrs[n->nxattrs++] = *x;
+			*x = gone;
+			n->ctime = old_ctime;
+		} else {
+			free(gone.name);
+			free(gone.value);
+		}
+	}
 out:
 	unlock(fs);
 	fuse_reply_err(req, -r);
