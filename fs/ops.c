@@ -1180,18 +1180,27 @@ static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 	return r;
 }
 
-/* Size and mtime from the data file itself, which a remount believes; a
+/* Size and mtime from the data file itself (fd), which a remount believes; a
  * write flagged by the kernel clears setuid/setgid (journaled: the mode is
- * not the data file's). */
-static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, const struct stat *st,
-		       bool *killed)
+ * not the data file's).  The fstat is made under the tree lock: writes to
+ * one file run at once (an O_DIRECT write split into requests, mmap
+ * writeback), and a size read before another write's, applied after it,
+ * would leave the file shorter than its data (an O_APPEND write would land
+ * inside it). */
+static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, int fd, bool *killed)
 {
+	struct stat st;
 	uint32_t old_mode;
 	int r = 0;
 
 	wrlock(fs);
-	n->size = (uint64_t)st->st_size;
-	n->mtime = st->st_mtim;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		unlock(fs);
+		return r;
+	}
+	n->size = (uint64_t)st.st_size;
+	n->mtime = st.st_mtim;
 	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
 	old_mode = n->mode;
@@ -1208,9 +1217,8 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	struct file_state *f;
-	struct stat st;
-	bool killed = false;
-	int r;
+	bool killed = false, temp = false;
+	int fd, r;
 
 	r = ensure_upper_fd(fs, n);
 	if (r < 0) {
@@ -1219,21 +1227,12 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	f = n->fst;
 	pthread_rwlock_rdlock(&f->data_lock);
-	{
-		bool temp;
-		int fd = get_fd(fs, n, O_RDWR, &temp);
-
-		r = fd < 0 ? fd : pwrite_all(fd, buf, size, off);
-		if (!r && fstat(fd, &st) < 0)
-			r = -errno;
-		put_fd(fd, temp);
-	}
+	fd = get_fd(fs, n, O_RDWR, &temp);
+	r = fd < 0 ? fd : pwrite_all(fd, buf, size, off);
 	pthread_rwlock_unlock(&f->data_lock);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	r = after_write(req, fs, n, &st, &killed);
+	if (!r)
+		r = after_write(req, fs, n, fd, &killed);
+	put_fd(fd, temp);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1257,7 +1256,6 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	struct hbfs *fs = FS(req);
 	struct node *in = N(fs, ino_in), *out = N(fs, ino_out);
 	struct file_state *f_in, *f_out;
-	struct stat st;
 	bool killed = false, in_upper;
 	int in_fd = -1, r;
 	ssize_t done = 0;
@@ -1311,14 +1309,12 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			done = r;
 		free(buf);
 	}
-	if (done >= 0 && fstat(out_fd, &st) < 0)
-		done = -errno;
-	put_fd(out_fd, out_temp);
 	pthread_rwlock_unlock(&f_out->data_lock);
 	if (in_fd >= 0)
 		close(in_fd);
-	if (done > 0 && (r = after_write(req, fs, out, &st, &killed)) < 0)
+	if (done > 0 && (r = after_write(req, fs, out, out_fd, &killed)) < 0)
 		done = r;
+	put_fd(out_fd, out_temp);
 	if (done < 0)
 		fuse_reply_err(req, (int)-done);
 	else
@@ -1785,9 +1781,8 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 {
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
-	struct stat st;
-	bool killed = false;
-	int r;
+	bool killed = false, temp = false;
+	int fd, r;
 
 	r = ensure_upper_fd(fs, n);
 	if (r < 0) {
@@ -1795,18 +1790,12 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 		return;
 	}
 	pthread_rwlock_rdlock(&n->fst->data_lock);
-	{
-		bool temp;
-		int fd = get_fd(fs, n, O_RDWR, &temp);
-
-		r = fd < 0 ? fd : fallocate(fd, mode, off, len) < 0 ? -errno : 0;
-		if (!r && fstat(fd, &st) < 0)
-			r = -errno;
-		put_fd(fd, temp);
-	}
+	fd = get_fd(fs, n, O_RDWR, &temp);
+	r = fd < 0 ? fd : fallocate(fd, mode, off, len) < 0 ? -errno : 0;
 	pthread_rwlock_unlock(&n->fst->data_lock);
 	if (!r)
-		r = after_write(req, fs, n, &st, &killed);
+		r = after_write(req, fs, n, fd, &killed);
+	put_fd(fd, temp);
 	fuse_reply_err(req, -r);
 	if (killed)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
