@@ -1,16 +1,22 @@
 /* Pick the store backend for a location string.
  *
- * A remote repository always sits behind the local cache under
- * $HIBERBOX_HOME/cache (size: $HIBERBOX_CACHE_SIZE, e.g. "20G"; default a
- * tenth of the free disk), so that a wake reads each chunk from the network
- * once and a second wake on the same host reads none.
+ * A remote repository always sits behind a local cache, one directory per
+ * remote location: $HIBERBOX_HOME/cache/<16 hex digits of a hash of the
+ * location> (size: $HIBERBOX_CACHE_SIZE per directory, e.g. "20G"; default
+ * a tenth of the free disk), so that a wake reads each chunk from the
+ * network once and a second wake on the same host reads none, and so that
+ * repositories never evict each other's caches.
  */
+#define XXH_INLINE_ALL
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
+#include "snapshot/repo-int.h"
 #include "snapshot/snapshot.h"
 #include "snapshot/store.h"
 #include "util/error.h"
@@ -20,9 +26,10 @@
 static int open_remote(const char *location, int create, struct store **out)
 {
 	const char *size_env = getenv("HIBERBOX_CACHE_SIZE");
-	char home[PATH_MAX], cache[PATH_MAX + 16];
+	char home[PATH_MAX], top[PATH_MAX + 16], cache[PATH_MAX + 48];
 	uint64_t cache_bytes = 0;
 	struct store *remote;
+	const char *where;
 	int r;
 
 	if (size_env && size_env[0] && size_parse(size_env, &cache_bytes) < 0)
@@ -33,8 +40,20 @@ static int open_remote(const char *location, int create, struct store **out)
 	r = store_s3_open(location, create, &remote);
 	if (r < 0)
 		return r;
-	snprintf(cache, sizeof(cache), "%s/cache", home);
-	return store_tiered_open(remote, cache, cache_bytes, out);
+	/* The normalised location ("s3://b/p", whatever slashes were typed). */
+	where = store_location(remote);
+	snprintf(top, sizeof(top), "%s/cache", home);
+	snprintf(cache, sizeof(cache), "%s/%016" PRIx64, top, XXH3_64bits(where, strlen(where)));
+	/* Earlier versions shared $HIBERBOX_HOME/cache itself between all
+	 * remotes: its files go once no older process is using them. */
+	store_tiered_remove_unused(top);
+	r = store_tiered_open(remote, cache, cache_bytes, out);
+	/* The cache is keyed by location, not by repository: init asks whether
+	 * a repository is there, and after one was deleted at this location
+	 * the cache would still say yes (and serve its config and secret). */
+	if (r == 0 && create)
+		store_invalidate(*out, REPO_CONFIG_NAME);
+	return r;
 }
 #endif
 

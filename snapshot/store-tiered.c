@@ -19,8 +19,13 @@
  * all cache files.  Files no row points at (a crash between file and row)
  * are removed at open.
  *
- * The cache remembers which remote it belongs to (its location) and starts
- * over when opened in front of another one.  Bytes are cached as the remote
+ * Each remote has a directory of its own (store-open.c picks it from the
+ * location), and the cache also records which remote it belongs to.  A cache
+ * that cannot be read, or belongs to another remote, is cleared only by a
+ * process that has it to itself: every process holds a shared flock on
+ * CACHE/lock while the cache is open, and clearing needs an exclusive one
+ * (deleting an index another process has open would leave it writing to a
+ * deleted file, and its cached objects gone).  Bytes are cached as the remote
  * returned them: the repository verifies chunks above this layer, and on a
  * mismatch calls store_invalidate() before it fetches again, so that a
  * bad copy is not served twice.
@@ -42,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -60,6 +66,7 @@ struct tiered {
 	struct store *remote;
 	char *dir;
 	int dirfd;
+	int lockfd; /* CACHE/lock, flock'ed shared while open */
 	sqlite3 *db;
 	pthread_mutex_t lock; /* db, total, clock */
 	uint64_t cap, total, clock;
@@ -233,19 +240,54 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 	return 0;
 }
 
-/* Forget everything: the index could not be read. */
-static void wipe_cache(struct tiered *t)
+/* Forget everything in the cache directory dir (its index and objects; the
+ * caller knows that no other process has them open). */
+static void wipe_cache(const char *dir)
 {
 	char path[4096];
 	static const char *const files[] = { "index.sqlite", "index.sqlite-wal",
 					     "index.sqlite-shm" };
 
 	for (size_t i = 0; i < 3; i++) {
-		snprintf(path, sizeof(path), "%s/%s", t->dir, files[i]);
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		unlink(path);
 	}
-	snprintf(path, sizeof(path), "%s/objects", t->dir);
+	snprintf(path, sizeof(path), "%s/objects", dir);
 	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int store_tiered_remove_unused(const char *cache_dir)
+{
+	char path[4096];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int unused = 0;
+
+	snprintf(path, sizeof(path), "%s/index.sqlite", cache_dir);
+	if (access(path, F_OK) < 0)
+		return 0;
+	/* Leaving WAL mode needs the only connection to the database (the
+	 * others hold a shared lock on it as long as they have it open); then an
+	 * exclusive transaction keeps out whoever opens it meanwhile. */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_prepare_v2(db, "PRAGMA journal_mode=DELETE", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		const char *mode = (const char *)sqlite3_column_text(st, 0);
+
+		unused = mode && !strcmp(mode, "delete");
+	}
+	sqlite3_finalize(st);
+	if (unused && sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK) {
+		wipe_cache(cache_dir);
+		snprintf(path, sizeof(path), "%s/objects", cache_dir);
+		rmdir(path); /* wipe_cache leaves it for a cache that goes on */
+	} else {
+		unused = 0;
+	}
+	sqlite3_close(db);
+	hb_err_clear();
+	return unused;
 }
 
 static int64_t meta_get_int(struct tiered *t, const char *key)
@@ -659,6 +701,8 @@ static void tiered_free(struct store *s)
 		sqlite3_exec(t->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
 		db_close(t);
 	}
+	if (t->lockfd >= 0)
+		close(t->lockfd); /* and with it the flock */
 	if (t->dirfd >= 0)
 		close(t->dirfd);
 	store_free(t->remote);
@@ -748,11 +792,37 @@ int store_tiered_stats(struct store *s, uint64_t *hits, uint64_t *misses, uint64
 	return 0;
 }
 
+static int flock_retry(int fd, int op)
+{
+	int r;
+
+	while ((r = flock(fd, op)) < 0 && errno == EINTR)
+		;
+	return r < 0 ? -errno : 0;
+}
+
+/* Take CACHE/lock: exclusively if no other process has the cache open
+ * (*alone = 1: it may be cleared; the caller downgrades to shared once the
+ * index is open), else shared.  A holder of the exclusive lock only opens
+ * the index, so waiting for it is short. */
+static int lock_cache(struct tiered *t, int *alone)
+{
+	int r;
+
+	t->lockfd = openat(t->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (t->lockfd < 0)
+		return hb_err(-errno, "cache %s/lock: %s", t->dir, strerror(errno));
+	*alone = flock_retry(t->lockfd, LOCK_EX | LOCK_NB) == 0;
+	if (!*alone && (r = flock_retry(t->lockfd, LOCK_SH)) < 0)
+		return hb_err(r, "cache %s/lock: %s", t->dir, strerror(-r));
+	return 0;
+}
+
 int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
 		      struct store **out)
 {
 	struct tiered *t;
-	int r;
+	int alone = 0, r;
 
 	*out = NULL;
 	if (!remote || !cache_dir || !*cache_dir) {
@@ -768,6 +838,7 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 	t->base.ops = &tiered_ops;
 	t->remote = remote;
 	t->dirfd = -1;
+	t->lockfd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	if ((r = mkdir_p(AT_FDCWD, cache_dir, 0700)) < 0) {
 		r = hb_err(r, "cache directory %s: %s", cache_dir, strerror(-r));
@@ -791,14 +862,25 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		t->generation = (int64_t)now_ns();
 	if (t->generation == 0)
 		t->generation = 1;
-	if (db_open(t) < 0) {
+	if ((r = lock_cache(t, &alone)) < 0)
+		goto fail;
+	if ((r = db_open(t)) < 0) {
 		/* A damaged index, or another repository's cache: it is disposable,
-		 * start over. */
+		 * start over, but only if no other process is using it. */
 		db_close(t);
-		wipe_cache(t);
+		if (!alone) {
+			r = hb_err_ctx(r, "cache %s is in use by another process, not cleared",
+				       cache_dir);
+			goto fail;
+		}
+		wipe_cache(cache_dir);
 		hb_err_clear();
 		if ((r = db_open(t)) < 0)
 			goto fail;
+	}
+	if (alone && (r = flock_retry(t->lockfd, LOCK_SH)) < 0) {
+		r = hb_err(r, "cache %s/lock: %s", cache_dir, strerror(-r));
+		goto fail;
 	}
 	/* Orphan files come from a session that did not close: only then is
 	 * the (long, for a big cache) scan worth it. */

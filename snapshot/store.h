@@ -122,11 +122,16 @@ int store_open_location(const char *location, int create, struct store **out);
  * asked until the first operation, which then reports a missing bucket or
  * refused keys. */
 int store_s3_open(const char *location, int create, struct store **out);
-/* A local cache directory in front of a remote store (store-tiered.c).
- * Takes ownership of remote.  cache_bytes 0: 10% of the free space (at least
+/* A local cache directory in front of a remote store (store-tiered.c), one
+ * directory per remote.  Takes ownership of remote.  cache_bytes 0: 10% of the free space (at least
  * 64 MiB). */
 int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cache_bytes,
 		      struct store **out);
+/* Delete the cache in cache_dir (its index.sqlite and objects/; other
+ * files and subdirectories stay) unless a process has that index open.
+ * For caches of an earlier layout, which took no lock.  @return 1 removed,
+ * 0 absent, unreadable or in use (left for a later call). */
+int store_tiered_remove_unused(const char *cache_dir);
 /* The remote store behind a tiered one (NULL if s is not tiered). */
 struct store *store_tiered_remote(struct store *s);
 /* Cache figures of a tiered store (-EINVAL if s is not tiered). */

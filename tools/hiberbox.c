@@ -25,9 +25,9 @@ static void usage(FILE *f)
 				fprintf(f, "  %-20s %s\n", c->name, c->summary);
 	}
 	fprintf(f, "\nRepository: --repo, else $HIBERBOX_REPO, else $HIBERBOX_HOME/repo.\n"
-		   "A remote repository (s3://bucket/prefix) is read through a cache in\n"
-		   "$HIBERBOX_HOME/cache of --cache-size bytes ($HIBERBOX_CACHE_SIZE; default a\n"
-		   "tenth of the free disk).\n"
+		   "A remote repository (s3://bucket/prefix) is read through a cache of its\n"
+		   "own in $HIBERBOX_HOME/cache/<hash of the location>, of --cache-size bytes\n"
+		   "($HIBERBOX_CACHE_SIZE; default a tenth of the free disk).\n"
 		   "Run 'hiberbox COMMAND --help' for a command's options.\n");
 }
 

@@ -8,20 +8,7 @@
 set -euo pipefail
 source "$SRCDIR/tests/integration/lib.sh"
 source "$SRCDIR/tests/s3/faults.sh"
-S3DIR="$SRCDIR/tests/s3"
-if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
-	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
-	exit 77
-fi
-setup_tmp
-# Stop the server whatever happens (lib.sh's trap cleans $T afterwards).
-trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' EXIT
-
-start_s3() {
-	eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbtest)" || fail "cannot start the S3 test server"
-}
-
-start_s3
+s3_test_start hbtest
 export HIBERBOX_REPO=s3://hbtest/repo
 # Short timeouts so that failures are quick; retries stay on.
 export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_TIMEOUT_MS=3000 HIBERBOX_S3_CONNECT_TIMEOUT_MS=2000

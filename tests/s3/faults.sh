@@ -20,3 +20,17 @@ gets() {
 	curl -fsS "$AWS_ENDPOINT_URL/__control/stats" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["byMethod"].get("GET", 0))'
 }
+
+# s3_test_start BUCKET...: skip (77) without node or tests/s3/node_modules;
+# else a temporary area ($T, lib.sh's setup_tmp) and the server for BUCKETs
+# with its AWS_* exports, stopped on exit whatever happens.
+s3_test_start() {
+	S3DIR="$SRCDIR/tests/s3"
+	if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
+		echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
+		exit 77
+	fi
+	setup_tmp
+	trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' EXIT
+	eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" "$@")" || fail "cannot start the S3 test server"
+}

@@ -11,15 +11,7 @@
 set -euo pipefail
 source "$SRCDIR/tests/integration/lib.sh"
 source "$SRCDIR/tests/s3/faults.sh"
-S3DIR="$SRCDIR/tests/s3"
-if ! command -v node >/dev/null || [ ! -d "$S3DIR/node_modules/s3rver" ]; then
-	echo "skipped: node or tests/s3/node_modules missing (npm ci --prefix tests/s3)"
-	exit 77
-fi
-setup_tmp
-trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' EXIT
-
-eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" hbrestore)" || fail "cannot start the S3 test server"
+s3_test_start hbrestore
 export HIBERBOX_REPO=s3://hbrestore/repo
 export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_TIMEOUT_MS=2000 HIBERBOX_S3_CONNECT_TIMEOUT_MS=1000
 export HIBERBOX_S3_DEADLINE_MS=5000
@@ -133,7 +125,7 @@ n=0
 while IFS= read -r -d '' f; do
 	printf '\xff' | dd of="$f" bs=1 seek=7 conv=notrunc status=none
 	n=$((n + 1))
-done < <(find "$HIBERBOX_HOME/cache/objects" -type f -size +100k -print0)
+done < <(find "$HIBERBOX_HOME/cache" -path '*/objects/*' -type f -size +100k -print0)
 [ "$n" -gt 0 ] || bad "no cached range to damage"
 restore_and_compare_src2 second "restore over $n damaged cache files" || true
 

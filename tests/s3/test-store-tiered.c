@@ -1,7 +1,8 @@
 /* The tiered store (local cache in front of a remote) with a local directory
  * store as the remote, wrapped to count the requests that reach it.  Checks
  * hits and misses, torn and corrupt cache files, the size cap and LRU order,
- * a damaged index, reopening, and that refs/ are never served from cache.
+ * a damaged index, reopening, another remote's cache (cleared only when no
+ * one else has it open), and that refs/ are never served from cache.
  * (test-s3 runs the same store over s3rver.)
  */
 #include <errno.h>
@@ -425,6 +426,31 @@ int main(void)
 	CHECK_OK(store_get(t, "config", 0, STORE_GET_ALL, &b));
 	store_free(t);
 	struct store *t2 = NULL;
+	/* ... but never while a process uses it: clearing it would pull the
+	 * index and the objects from under that process. */
+	t = open_tiered(4 << 20);
+	CHECK_OK(store_get(t, "config", 0, STORE_GET_ALL, &b));
+	g = counter->gets;
+	CHECK_OK(store_local_open(other, 0, &local));
+	CHECK_ERR(store_tiered_open(local, cache_dir, 4 << 20, &t2), -ESTALE);
+	CHECK(t2 == NULL);
+	hb_err_clear();
+	CHECK_OK(store_get(t, "config", 0, STORE_GET_ALL, &b));
+	CHECK(b.len == 4 && !memcmp(b.data, "mine", 4) && counter->gets == g);
+	/* A cache of the layout without locks goes only once nobody has it open. */
+	char path[400];
+	snprintf(path, sizeof(path), "%s/index.sqlite", cache_dir);
+	CHECK(store_tiered_remove_unused(cache_dir) == 0);
+	CHECK(access(path, F_OK) == 0 && cache_file_bytes() > 0);
+	CHECK_OK(store_get(t, "config", 0, STORE_GET_ALL, &b));
+	CHECK(counter->gets == g);
+	store_free(t);
+	CHECK(store_tiered_remove_unused(cache_dir) == 1);
+	CHECK(access(path, F_OK) < 0 && cache_file_bytes() == 0);
+	CHECK(store_tiered_remove_unused(cache_dir) == 0);
+	t = open_tiered(4 << 20);
+	CHECK_OK(store_get(t, "config", 0, STORE_GET_ALL, &b));
+	store_free(t);
 	CHECK_OK(store_local_open(other, 0, &local));
 	CHECK_OK(store_tiered_open(local, cache_dir, 4 << 20, &t2));
 	if (t2) {
