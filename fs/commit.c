@@ -463,6 +463,7 @@ int hbfs_commit_local(struct hbfs *fs, const char *tag, struct oid *out)
 	for (size_t i = 0; i < c.npend; i++)
 		c.pend[i].n->flags &= ~NODE_DATA_DIRTY;
 	pthread_rwlock_unlock(&fs->tree_lock);
+	hbfs_test_pause(fs);
 	if (r < 0) {
 		hb_err_ctx(r, "commit: building the manifest");
 		goto out;

@@ -150,6 +150,7 @@ struct hbfs {
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
 	bool no_opendir;             /* the kernel opens directories without us */
 	bool no_open;                /* ... and files (see lazy_state in ops.c) */
+	unsigned test_pause_ms;      /* HIBERBOX_FS_TEST_PAUSE_MS: see hbfs_test_pause */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
 	pthread_mutex_t commit_lock;
@@ -163,6 +164,13 @@ struct hbfs {
 	char sock_path[256];
 	char info_path[4096];
 };
+
+/* fs.c */
+/* Test only (tests/fs/write-races.sh): with HIBERBOX_FS_TEST_PAUSE_MS set in
+ * the mount's environment, a commit waits that long once it has pinned its
+ * files and a WRITE once it has its data fd, which makes their races
+ * reproducible.  Does nothing otherwise. */
+void hbfs_test_pause(const struct hbfs *fs);
 
 /* node.c */
 int tree_init(struct hbfs *fs);

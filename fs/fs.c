@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs/fs-int.h"
@@ -135,6 +136,14 @@ static int load_lower_and_upper(struct hbfs *fs)
 	return upper_bind_base(fs);
 }
 
+void hbfs_test_pause(const struct hbfs *fs)
+{
+	struct timespec t = { fs->test_pause_ms / 1000, (long)(fs->test_pause_ms % 1000) * 1000000 };
+
+	if (fs->test_pause_ms)
+		nanosleep(&t, NULL);
+}
+
 /* Everything up to a live kernel mount.  On failure *out is NULL. */
 static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 {
@@ -145,6 +154,8 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	if (!fs)
 		return -ENOMEM;
 	fs->opts = *opts;
+	if (getenv("HIBERBOX_FS_TEST_PAUSE_MS"))
+		fs->test_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_FS_TEST_PAUSE_MS"), NULL, 10);
 	fs->upper_fd = fs->data_fd = fs->control_fd = -1;
 	pthread_rwlock_init(&fs->tree_lock, NULL);
 	pthread_mutex_init(&fs->commit_lock, NULL);

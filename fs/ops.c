@@ -912,15 +912,21 @@ int node_open_pinned(struct hbfs *fs, struct node *n)
  * file stays readable while anything has it open, as before.  That state
  * never keeps an fd of its own; requests open the data file for their
  * duration, so fds stay bounded by creates.  Returns with n->fst set
- * (unless the kernel sends OPENs: then an open made it). */
+ * (unless the kernel sends OPENs: then an open made it).
+ *
+ * The kernel's hold is its own even when n->fst exists already: that may be
+ * only a commit's pin (node_open_pinned), which frees the state when the
+ * commit ends, under the requests using it. */
 static int lazy_state(struct hbfs *fs, struct node *n)
 {
 	int r = 0;
 
-	if (n->fst || !fs->no_open)
+	/* NODE_KERNEL_OPEN goes only at FORGET, which no request of the
+	 * kernel's on n can overtake: seen set, it stays set */
+	if (!fs->no_open || (__atomic_load_n(&n->flags, __ATOMIC_ACQUIRE) & NODE_KERNEL_OPEN))
 		return 0;
 	wrlock(fs);
-	if (!n->fst) {
+	if (!(n->flags & NODE_KERNEL_OPEN)) {
 		r = node_open(fs, n, false);
 		if (r >= 0)
 			n->flags |= NODE_KERNEL_OPEN;
@@ -1149,13 +1155,16 @@ static void hb_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /* Make sure n has its content upper and an open fd (a write can arrive on a
- * handle opened before another handle's copy-up... or through mmap). */
+ * handle opened before another handle's copy-up... or through mmap).  In
+ * no_open mode "open" means the kernel's own state (lazy_state), with no fd:
+ * a state found without NODE_KERNEL_OPEN may be a commit's pin alone. */
 static int ensure_upper_fd(struct hbfs *fs, struct node *n)
 {
 	int r;
 
-	if ((n->flags & NODE_UPPER_DATA) && n->fst &&
-	    (n->fst->fd >= 0 || (n->flags & NODE_KERNEL_OPEN)))
+	if (fs->no_open ? (n->flags & (NODE_UPPER_DATA | NODE_KERNEL_OPEN)) ==
+				  (NODE_UPPER_DATA | NODE_KERNEL_OPEN)
+			: (n->flags & NODE_UPPER_DATA) && n->fst && n->fst->fd >= 0)
 		return 0;
 	if ((r = lazy_state(fs, n)) < 0)
 		return r;
@@ -1228,6 +1237,7 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	f = n->fst;
 	pthread_rwlock_rdlock(&f->data_lock);
 	fd = get_fd(fs, n, O_RDWR, &temp);
+	hbfs_test_pause(fs);
 	r = fd < 0 ? fd : pwrite_all(fd, buf, size, off);
 	pthread_rwlock_unlock(&f->data_lock);
 	if (!r)

@@ -801,24 +801,22 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 		unlinkat(fs->data_fd, tmp, 0);
 		hb_err_ctx(r, "copy-up of inode %llu", (unsigned long long)n->ino);
 	} else {
-		uint64_t old_size = n->size;
-		uint32_t old_flags = n->flags;
-
 		/* The record says the data is upper; until it is in, it is not:
 		 * a later copy-up must not find NODE_UPPER_DATA and skip both
-		 * (replay would delete the data file as an orphan). */
-		n->size = len;
-		n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY;
-		jrec_inode(fs, &rec, n);
+		 * (replay would delete the data file as an orphan), nor may a
+		 * writer that looks without the lock see it for a moment. */
+		struct node after = *n;
+
+		after.size = len;
+		after.flags |= NODE_UPPER_DATA;
+		jrec_inode(fs, &rec, &after);
 		r = jrec_commit(fs, &rec);
 		if (r < 0) {
-			n->size = old_size;
-			n->flags &= ~(uint32_t)(NODE_UPPER_DATA | NODE_DATA_DIRTY);
-			n->flags |= old_flags & NODE_DATA_DIRTY;
 			close(fd);
 			unlinkat(fs->data_fd, name, 0);
 		} else {
-			n->flags |= NODE_META_JOURNALED;
+			n->size = len;
+			n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY | NODE_META_JOURNALED;
 			if (n->fst) {
 				if (n->fst->fd >= 0)
 					close(n->fst->fd);
