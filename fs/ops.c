@@ -528,9 +528,9 @@ static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode
 			if ((!pre || futimens(fd, t) < 0) && fstat(fd, &st) == 0)
 				n->atime = n->mtime = st.st_mtim;
 			n->flags |= NODE_UPPER_DATA;
-			if (keep_open && (r = file_state_new(n, fd)) < 0)
-				close(fd);
-			else if (!keep_open)
+			if (keep_open)
+				r = file_state_new(n, fd); /* closes fd if it fails */
+			else
 				close(fd);
 		}
 	}
