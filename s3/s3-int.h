@@ -76,6 +76,16 @@ int s3_parse_iso8601(const char *s, size_t len, int64_t *sec);
 int s3_parallel(struct s3_client *c, size_t n, int (*fn)(size_t i, void *arg), void *arg,
 		int keep_going, int *results);
 
+/* After a CompleteMultipartUpload of data (in nparts parts with these
+ * ETags) answered NoSuchUpload on its attempts-th try: whether found (a HEAD
+ * of the key) is the object an earlier try completed, its answer lost.  Only
+ * for a retried completion, of the same size, and with an ETag (when the
+ * server sends one) that is the multipart ETag of our parts or the MD5 of
+ * data.  @return 1 ours, 0 not. */
+int s3_multipart_is_ours(unsigned attempts, const void *data, size_t len,
+			 const char (*part_etags)[S3_ETAG_MAX], size_t nparts,
+			 const struct s3_object_info *found);
+
 /* Multipart upload of data (s3-multi.c). */
 int s3_put_multipart(struct s3_client *c, const char *key, const void *data, size_t len,
 		     int flags, const char *if_match, char *etag_out);

@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "util/digest.h"
 #include "util/error.h"
+#include "util/fileio.h"
 #include "util/uri.h"
 
 #define S3_MSG_BYTES 1024
@@ -178,6 +181,57 @@ static void abort_upload(struct multipart *m)
 	hb_err(-EIO, "%s", saved);
 }
 
+/* An ETag without its quotes (servers differ in sending them).  @return its
+ * length in out (S3_ETAG_MAX bytes). */
+static size_t etag_bare(const char *etag, char *out)
+{
+	size_t n = strlen(etag);
+
+	if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"') {
+		etag++;
+		n -= 2;
+	}
+	memcpy(out, etag, n);
+	out[n] = '\0';
+	return n;
+}
+
+int s3_multipart_is_ours(unsigned attempts, const void *data, size_t len,
+			 const char (*part_etags)[S3_ETAG_MAX], size_t nparts,
+			 const struct s3_object_info *found)
+{
+	char have[S3_ETAG_MAX], bare[S3_ETAG_MAX], hex[33], want[S3_ETAG_MAX];
+	uint8_t md[16], *mds;
+	size_t i;
+	int ours = 0;
+
+	/* On the first attempt NoSuchUpload means the upload is gone (aborted,
+	 * expired), and an object of that size is someone else's. */
+	if (attempts < 2 || found->size != len)
+		return 0;
+	if (!found->etag[0])
+		return 1; /* the size is all there is to compare */
+	etag_bare(found->etag, have);
+	/* S3's multipart ETag: the MD5 of the parts' binary MD5s (their ETags),
+	 * then "-N". */
+	mds = malloc(nparts ? nparts * 16 : 1);
+	for (i = 0; mds && i < nparts; i++)
+		if (etag_bare(part_etags[i], bare) != 32 || hex_parse(bare, mds + 16 * i, 16) < 0)
+			break;
+	if (mds && i == nparts && digest_md5(mds, nparts * 16, md) == 0) {
+		hex_format(md, 16, hex);
+		snprintf(want, sizeof(want), "%s-%zu", hex, nparts);
+		ours = !strcasecmp(have, want);
+	}
+	free(mds);
+	/* Servers that give a multipart object the MD5 of all of it (s3rver). */
+	if (!ours && strlen(have) == 32 && digest_md5(data, len, md) == 0) {
+		hex_format(md, 16, hex);
+		ours = !strcasecmp(have, hex);
+	}
+	return ours;
+}
+
 static int complete_upload(struct multipart *m, int flags, const char *if_match, char *etag_out)
 {
 	struct buf body = BUF_INIT, reply = { .max = S3_SMALL_REPLY_MAX };
@@ -213,12 +267,15 @@ static int complete_upload(struct multipart *m, int flags, const char *if_match,
 	rq.body_len = body.len;
 	r = s3_request_run(m->c, &rq);
 	if (r == -ENOENT) {
-		/* NoSuchUpload after a retry: the first completion went through but
-		 * its answer was lost.  The object says whether that is so. */
+		/* NoSuchUpload after a retry: an earlier completion may have gone
+		 * through with its answer lost.  The object says whether that is
+		 * so: not its size alone, which any other object may share. */
 		struct s3_object_info info;
 		char saved[S3_MSG_BYTES];
 		hb_err_save(saved, sizeof(saved));
-		if (s3_head(m->c, m->key, &info) == 0 && info.size == m->len) {
+		if (rq.attempts > 1 && s3_head(m->c, m->key, &info) == 0 &&
+		    s3_multipart_is_ours(rq.attempts, m->data, m->len,
+					 (const char(*)[S3_ETAG_MAX])m->etags, m->nparts, &info)) {
 			if (etag_out)
 				snprintf(etag_out, S3_ETAG_MAX, "%s", info.etag);
 			buf_free(&body);

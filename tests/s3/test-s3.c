@@ -511,6 +511,38 @@ static void test_basic(void)
 
 /* ---- multipart ---- */
 
+/* Whether the object found after a NoSuchUpload is the one our completion
+ * wrote: "hello world" in parts "hello " and "world". */
+static void test_multipart_is_ours(void)
+{
+	static const char parts[2][S3_ETAG_MAX] = { "\"f814893777bcc2295fff05f00e508da6\"",
+						    "\"7d793037a0760186574b0282f2f435e7\"" };
+	static const char kms[2][S3_ETAG_MAX] = { "\"not-an-md5\"", "\"nor-this\"" };
+	struct s3_object_info s3 = { .size = 11, .etag = "\"e09e4fd6265b36115fe3db32df945d84-2\"" },
+			      whole = { .size = 11, .etag = "\"5eb63bbbe01eeed093cb22bb8f5acdc3\"" },
+			      bare = { .size = 11, .etag = "E09E4FD6265B36115FE3DB32DF945D84-2" },
+			      other = { .size = 11, .etag = "\"99b1ff8f11781541f7f89f9bd41c4a17\"" },
+			      other_mp = { .size = 11, .etag = "\"99b1ff8f11781541f7f89f9bd41c4a17-2\"" },
+			      none = { .size = 11 }, shorter = s3;
+	const char *data = "hello world";
+
+	shorter.size = 10;
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &s3) == 1);
+	CHECK(s3_multipart_is_ours(3, data, 11, parts, 2, &whole) == 1); /* s3rver's ETag */
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &bare) == 1);
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &none) == 1); /* no ETag: the size */
+	/* The first attempt: NoSuchUpload means gone, whatever is there. */
+	CHECK(s3_multipart_is_ours(1, data, 11, parts, 2, &s3) == 0);
+	CHECK(s3_multipart_is_ours(1, data, 11, parts, 2, &none) == 0);
+	/* Same size, other bytes; another size. */
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &other) == 0);
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &other_mp) == 0);
+	CHECK(s3_multipart_is_ours(2, data, 11, parts, 2, &shorter) == 0);
+	/* Part ETags that are not MD5s (SSE-KMS): only the whole MD5 can tell. */
+	CHECK(s3_multipart_is_ours(2, data, 11, kms, 2, &s3) == 0);
+	CHECK(s3_multipart_is_ours(2, data, 11, kms, 2, &whole) == 1);
+}
+
 static void test_multipart(void)
 {
 	struct s3_config cfg;
@@ -554,6 +586,25 @@ static void test_multipart(void)
 	CHECK(b.len == len && !memcmp(b.data, data, len));
 	data[1] ^= 1;
 	CHECK_OK(s3_put(c, "big/one", data, len, 0, NULL, NULL));
+
+	/* NoSuchUpload on the first completion: the upload is gone, and the
+	 * object there (of the same size) is not ours.  Nor after a retry when
+	 * its bytes are not ours. */
+	const char *no_upload = "fault?kind=error&status=404&code=NoSuchUpload&count=1&method=POST"
+				"&match=uploadId";
+	data[2] ^= 1;
+	control("clear", NULL);
+	control(no_upload, NULL);
+	CHECK_ERR(s3_put(c, "big/one", data, len, 0, NULL, NULL), -EIO);
+	CHECK(strstr(hb_errmsg(-EIO), "NoSuchUpload"));
+	control("fault?kind=error500&count=1&method=POST&match=uploadId", NULL);
+	control(no_upload, NULL);
+	CHECK_ERR(s3_put(c, "big/one", data, len, 0, NULL, NULL), -EIO);
+	CHECK(stat_field("error500") == 1 && stat_field("error") == 2);
+	control("clear", NULL);
+	CHECK_OK(s3_get(c, "big/one", 0, S3_GET_ALL, &b, NULL));
+	CHECK(b.len == len && b.data[2] == (data[2] ^ 1) && !memcmp(b.data + 3, data + 3, len - 3));
+	data[2] ^= 1;
 
 	/* Parts fail for good: an error, and the object keeps its old content. */
 	data[0] ^= 1;
@@ -1118,6 +1169,7 @@ int main(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	test_helpers();
 	test_list_parser();
+	test_multipart_is_ours();
 	if (!mkdtemp(tmpl)) {
 		perror("mkdtemp");
 		return 1;
