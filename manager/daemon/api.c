@@ -335,6 +335,10 @@ static json_t *body_json(struct request *rq, int *r)
 }
 
 /* "5m", "30s", "2h", "90" (seconds), "0" (never). */
+/* Durations are counted in nanoseconds later on: 100 years keeps that far
+ * from overflowing (2^64 ns is 584 years). */
+#define API_MAX_DURATION_S (100ull * 366 * 86400)
+
 static int parse_duration(const char *s, uint64_t *out)
 {
 	char *end;
@@ -348,8 +352,10 @@ static int parse_duration(const char *s, uint64_t *out)
 		return hb_err(-EINVAL, "bad duration '%.32s'", s);
 	uint64_t mul = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 :
 		!strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
-	if (!mul || v > UINT32_MAX)
+	if (!mul)
 		return hb_err(-EINVAL, "bad duration '%.32s' (use 30s, 5m, 2h)", s);
+	if (v > API_MAX_DURATION_S / mul)
+		return hb_err(-EINVAL, "duration '%.32s' is over 100 years", s);
 	*out = v * mul;
 	return 0;
 }
@@ -396,8 +402,11 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 		rec.network = strcmp(n, "host") == 0;
 	}
 	if ((v = json_object_get(req, "idle_timeout"))) {
-		if (json_is_integer(v) && json_integer_value(v) >= 0)
+		if (json_is_integer(v) && json_integer_value(v) >= 0) {
+			if ((uint64_t)json_integer_value(v) > API_MAX_DURATION_S)
+				return hb_err(-EINVAL, "idle_timeout is over 100 years");
 			rec.idle_timeout_s = (uint64_t)json_integer_value(v);
+		}
 		else if ((r = parse_duration(json_string_value(v), &rec.idle_timeout_s)) < 0)
 			return r;
 	}
@@ -720,13 +729,19 @@ static int resolve_user(struct hbd *d, struct sbx *s, const char *user, uint32_t
 		if (len > ulen + 1 && !memcmp(line, user, ulen) && line[ulen] == ':') {
 			char tmp[512];
 			snprintf(tmp, sizeof(tmp), "%.*s", (int)(len < 511 ? len : 511), line);
-			char *f[4] = { 0 }, *sv = NULL, *t = tmp;
-			for (int k = 0; k < 4 && (f[k] = strtok_r(t, ":", &sv)); k++)
-				t = NULL;
-			if (f[2] && f[3]) {
-				u = strtoul(f[2], NULL, 10);
-				g = strtoul(f[3], NULL, 10);
-				if (u < SBX_ID_RANGE && g < SBX_ID_RANGE) {
+			/* name:password:uid:gid:...; fields may be empty (no
+			 * password), so split at every ':' (strtok would skip
+			 * them and shift the ids) */
+			char *f[4] = { 0 }, *t = tmp, *end_u = NULL, *end_g = NULL;
+			for (int k = 0; k < 4 && t; k++) {
+				f[k] = t;
+				if ((t = strchr(t, ':')))
+					*t++ = '\0';
+			}
+			if (f[2] && f[3] && *f[2] && *f[3]) {
+				u = strtoul(f[2], &end_u, 10);
+				g = strtoul(f[3], &end_g, 10);
+				if (!*end_u && !*end_g && u < SBX_ID_RANGE && g < SBX_ID_RANGE) {
 					*uid = (uint32_t)u;
 					*gid = (uint32_t)g;
 					hb_err_clear();
@@ -1147,9 +1162,12 @@ static enum MHD_Result reply_fd(struct MHD_Connection *c, int fd)
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		int r = S_ISDIR(st.st_mode) ? hb_err(-EISDIR, "a directory: only files can be "
-						     "copied") : hb_err(-EINVAL, "not a regular file");
+	int fstat_err = fstat(fd, &st) < 0 ? errno : 0;
+
+	if (fstat_err || !S_ISREG(st.st_mode)) {
+		int r = fstat_err ? hb_err_sys(-fstat_err, "fstat")
+			: S_ISDIR(st.st_mode) ? hb_err(-EISDIR, "a directory: only files can be copied")
+					      : hb_err(-EINVAL, "not a regular file");
 		close(fd);
 		return reply_err(c, r);
 	}

@@ -47,7 +47,7 @@ cp "$BUSYBOX" "$T/img/bin/busybox"
 for c in sh ls cat echo id ps sleep head mkdir rm wc true false kill stat dd grep test pidof md5sum readlink find sort tty stty; do
 	ln -s busybox "$T/img/bin/$c"
 done
-printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$T/img/etc/passwd"
+printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\nnopw::1001:1002::/:/bin/sh\n' > "$T/img/etc/passwd"
 echo "image file" > "$T/img/etc/motd"
 
 step "image import (directory and tarball), ls, duplicate"
@@ -127,6 +127,8 @@ out=$("$HB" exec a --env EXTRA=1 --cwd /etc -- sh -c 'echo $GREETING $EXTRA $(pw
 [ "$out" = "hi 1 /etc" ] || fail "env/cwd: '$out'"
 out=$("$HB" exec --user user a -- id -u)
 [ "$out" = 1000 ] || fail "--user user: '$out'"
+out=$("$HB" exec --user nopw a -- id) # an empty password field shifts nothing
+grep -q "uid=1001 gid=1002" <<<"$out" || fail "--user nopw (empty password field): '$out'"
 out=$("$HB" exec --user 1234:55 a -- id)
 grep -q "uid=1234 gid=55" <<<"$out" || fail "--user 1234:55: '$out'"
 "$HB" exec a -- /bin/nonexistent 2>"$T/err"; rc=$?
@@ -215,6 +217,19 @@ grep -q '"error"' "$T/api.out" || fail "no error text for bad JSON"
 	fail "bad network"
 [ "$(api -X POST -d '{"name":"z","image":"base","idle_timeout":"5 parsecs"}' http://x/v1/sandboxes)" = 400 ] ||
 	fail "bad idle timeout"
+for t in 18446744074 '"213504000d"'; do # past 2^64 ns: would wrap to a short timeout
+	[ "$(api -X POST -d '{"name":"z","image":"base","idle_timeout":'"$t"'}' http://x/v1/sandboxes)" = 400 ] ||
+		fail "idle timeout $t: $(cat "$T/api.out")"
+done
+[ "$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true&timeout=213504d')" = 400 ] || fail "exec timeout past 2^64 ns"
+# A FIFO the sandbox made must not hang the daemon (it holds the sandbox's
+# lock while it opens): reading or writing it is refused at once.
+"$HB" exec a -- busybox mkfifo /fifo || fail "mkfifo"
+[ "$(timeout 10 curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' 'http://x/v1/sandboxes/a/files?path=/fifo')" = 400 ] ||
+	fail "GET of a FIFO: $(cat "$T/api.out")"
+[ "$(timeout 10 curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' -X PUT --data-binary x 'http://x/v1/sandboxes/a/files?path=/fifo')" = 400 ] ||
+	fail "PUT over a FIFO: $(cat "$T/api.out")"
+"$HB" exec a -- rm /fifo || fail "rm /fifo: the sandbox hangs"
 [ "$(api -X POST -d '{"name":"z","image":"base","env":["NOEQUALS"]}' http://x/v1/sandboxes)" = 400 ] ||
 	fail "bad env"
 [ "$(api -X POST 'http://x/v1/sandboxes/a/exec')" = 400 ] || fail "exec without arg"
