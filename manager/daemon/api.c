@@ -75,8 +75,7 @@ void hbd_put(struct hbd *d, struct sbx *s)
 		while (s->detached) {
 			struct sbx_detached *x = s->detached;
 			s->detached = x->next;
-			sandbox_proc_free(x->proc);
-			free(x);
+			sbx_detached_free(x);
 		}
 		sbx_record_clear(&s->rec);
 		pthread_mutex_destroy(&s->lock);
@@ -933,9 +932,9 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		x->proc = proc;
 		x->pid = pid;
 		x->next = s->detached;
+		x->log_fd = out[1]; /* kept to cap the log's size (sbx_reap_locked) */
 		s->detached = x;
 		pthread_mutex_unlock(&s->lock);
-		close(out[1]);
 		close(req.stdin_fd);
 		free(a);
 		hbd_put(d, s);

@@ -78,8 +78,11 @@ int sbx_name_valid(const char *name);
 struct sbx_detached {
 	struct sandbox_proc *proc;
 	pid_t pid;
+	int log_fd; /* the daemon's descriptor of its log, to cap its size */
 	struct sbx_detached *next;
 };
+/* Free one (its process handle and log descriptor). */
+void sbx_detached_free(struct sbx_detached *x);
 
 /* One sandbox in memory. */
 struct sbx {

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <ftw.h>
+#include <linux/falloc.h>
 #include <linux/openat2.h>
 #include <signal.h>
 #include <spawn.h>
@@ -186,14 +187,48 @@ static int open_repo(struct hbd *d, struct repo **out)
 	return repo_open(d->repo, out);
 }
 
+void sbx_detached_free(struct sbx_detached *x)
+{
+	sandbox_proc_free(x->proc);
+	if (x->log_fd >= 0)
+		close(x->log_fd);
+	free(x);
+}
+
 static void free_detached(struct sbx *s)
 {
 	while (s->detached) {
 		struct sbx_detached *x = s->detached;
 		s->detached = x->next;
-		sandbox_proc_free(x->proc);
-		free(x);
+		sbx_detached_free(x);
 	}
+}
+
+/* A detached command writes its log, a host file, itself: without a cap a
+ * chatty one fills the disk that also holds the repository.  Past
+ * SBX_LOG_MAX_BYTES the oldest output goes and about the newest
+ * SBX_LOG_KEEP_BYTES stay (collapsed out of the file where the filesystem
+ * can do that, as ext4 and xfs do; else the log starts again with a note).
+ * Checked at every idle tick, so a fast writer may overshoot by what it
+ * writes in one. */
+#define SBX_LOG_MAX_BYTES (64ull << 20)
+#define SBX_LOG_KEEP_BYTES (16ull << 20)
+
+static void trim_log(int fd)
+{
+	static const char note[] = "[hiberbox: this log passed 64 MiB; older output was dropped]\n";
+	struct stat st;
+	uint64_t cut, block;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size <= SBX_LOG_MAX_BYTES)
+		return;
+	block = st.st_blksize > 0 ? (uint64_t)st.st_blksize : 4096;
+	cut = ((uint64_t)st.st_size - SBX_LOG_KEEP_BYTES) / block * block;
+	if (fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, (off_t)cut) == 0)
+		return;
+	/* the descriptor is O_APPEND: the note lands at the new end */
+	if (ftruncate(fd, 0) == 0 && write(fd, note, sizeof(note) - 1) < 0)
+		return;
 }
 
 /* Unmount root and wait for its fs process to end.  The daemon is a child
@@ -776,9 +811,10 @@ int sbx_reap_locked(struct sbx *s)
 		}
 		hb_err_clear();
 		*pp = x->next;
-		sandbox_proc_free(x->proc);
-		free(x);
+		sbx_detached_free(x);
 	}
+	for (struct sbx_detached *x = s->detached; x; x = x->next)
+		trim_log(x->log_fd);
 	return alive;
 }
 

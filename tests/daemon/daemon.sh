@@ -262,6 +262,16 @@ pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
 sleep 2
 out=$("$HB" logs a "$pid")
 [ "$out" = "$(printf 'started\nfinished')" ] || fail "logs: '$out'"
+# A log is a host file: past 64 MiB its oldest output goes, the newest stays.
+pid=$("$HB" exec -d a -- sh -c 'head -c 200000000 /dev/zero; echo; echo the-end; sleep 4')
+log=$HIBERBOX_HOME/sandboxes/a/logs/$pid.log
+for _ in $(seq 60); do grep -q the-end "$log" 2>/dev/null && break; sleep 0.25; done
+sleep 1.5 # a tick or two of the daemon's
+size=$(stat -c %s "$log")
+[ "$size" -le $((64 << 20)) ] || fail "a detached command's log grew to $size bytes"
+[ "$("$HB" logs a "$pid" | tail -n 1)" = the-end ] || fail "the newest output of a trimmed log is gone"
+sleep 3
+rm -f "$log" # not to count as a sleeping sandbox's local bytes below
 head -c 100000 /dev/urandom > "$T/blob"
 "$HB" cp "$T/blob" a:/blob || fail "cp in"
 "$HB" cp a:/blob "$T/blob.out" || fail "cp out"
