@@ -2,7 +2,7 @@
  *
  * A remote repository always sits behind a local cache, one directory per
  * remote location: $HIBERBOX_HOME/cache/<16 hex digits of a hash of the
- * location> (size: $HIBERBOX_CACHE_SIZE per directory, e.g. "20G"; default
+ * location and $AWS_ENDPOINT_URL> (size: $HIBERBOX_CACHE_SIZE per directory, e.g. "20G"; default
  * a tenth of the free disk), so that a wake reads each chunk from the
  * network once and a second wake on the same host reads none, and so that
  * repositories never evict each other's caches.
@@ -40,10 +40,26 @@ static int open_remote(const char *location, int create, struct store **out)
 	r = store_s3_open(location, create, &remote);
 	if (r < 0)
 		return r;
-	/* The normalised location ("s3://b/p", whatever slashes were typed). */
+	/* The normalised location ("s3://b/p", whatever slashes were typed),
+	 * and the endpoint: bucket names are unique per provider account (R2,
+	 * MinIO), not across endpoints. */
 	where = store_location(remote);
 	snprintf(top, sizeof(top), "%s/cache", home);
-	snprintf(cache, sizeof(cache), "%s/%016" PRIx64, top, XXH3_64bits(where, strlen(where)));
+	{
+		const char *endpoint = getenv("AWS_ENDPOINT_URL");
+		size_t elen = endpoint ? strlen(endpoint) : 0;
+		XXH3_state_t st;
+
+		while (elen && endpoint[elen - 1] == '/')
+			elen--;
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, where, strlen(where));
+		if (elen) {
+			XXH3_64bits_update(&st, " ", 1);
+			XXH3_64bits_update(&st, endpoint, elen);
+		}
+		snprintf(cache, sizeof(cache), "%s/%016" PRIx64, top, XXH3_64bits_digest(&st));
+	}
 	/* Earlier versions shared $HIBERBOX_HOME/cache itself between all
 	 * remotes: its files go once no older process is using them. */
 	store_tiered_remove_unused(top);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The local cache of s3:// repositories ($HIBERBOX_HOME/cache/<hash of the
-# location>) with the real CLI against s3rver: two repositories on one host
+# location and endpoint>) with the real CLI against s3rver: two repositories on one host
 # keep their caches (opening one never clears the other's); a cache of the
 # earlier shared layout ($HIBERBOX_HOME/cache/index.sqlite) is removed, but
 # not while another process has it open; init again after a repository was
@@ -74,4 +74,12 @@ HIBERBOX_REPO=$B hb_try init
 [ "$HB_RC" -eq 0 ] || bad "init where b was deleted exited $HB_RC: $(head -c 500 "$T/err")"
 export HIBERBOX_REPO=$B
 restore_and_compare "$(snapshot_create "$T/src")" "$T/src.json" "a snapshot of the new b" || true
+
+log "the endpoint is part of a cache's identity (bucket names are per provider account)"
+caches() { find "$HIBERBOX_HOME/cache" -mindepth 2 -maxdepth 2 -name index.sqlite | wc -l; }
+n=$(caches)
+AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL/ hb_ok snapshot list >/dev/null
+[ "$(caches)" -eq "$n" ] || bad "a trailing '/' on AWS_ENDPOINT_URL made another cache"
+AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL/127.0.0.1/localhost} hb_ok snapshot list >/dev/null
+[ "$(caches)" -eq $((n + 1)) ] || bad "another endpoint for the same bucket shares its cache ($(caches) caches)"
 finish
