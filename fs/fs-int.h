@@ -150,6 +150,7 @@ struct hbfs {
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
 	bool no_opendir;             /* the kernel opens directories without us */
 	bool no_open;                /* ... and files (see lazy_state in ops.c) */
+	bool no_create;              /* new files come as MKNOD (hb_create) */
 	unsigned test_pause_ms;      /* HIBERBOX_FS_TEST_PAUSE_MS: see hbfs_test_pause */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;

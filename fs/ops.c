@@ -1083,6 +1083,13 @@ static void hb_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		hb_tmpfile(req, fs, d, mode, fi);
 		return;
 	}
+	if (fs->no_create) {
+		/* Once told, the kernel makes new files with MKNOD and opens them
+		 * as any other (no_open): no RELEASE per file, as a CREATE's
+		 * open would end with. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	wrlock(fs);
 	r = dir_load(fs, d);
 	if (r >= 0)
@@ -1821,6 +1828,7 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	 * (for A/B measurements). */
 	fs->no_open = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) &&
 		      !getenv("HIBERBOX_FS_OPEN_REQUESTS");
+	fs->no_create = fs->no_open && !getenv("HIBERBOX_FS_CREATE_REQUESTS");
 	if ((conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) && !fs->no_open)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	else /* libfuse wants it by default */
