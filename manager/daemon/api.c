@@ -1576,11 +1576,15 @@ int hbd_run(const struct hbd_config *cfg)
 	/* The mount helper and the fs processes find the home through it. */
 	setenv("HIBERBOX_HOME", d->home, 1);
 	snprintf(path, sizeof(path), "%s/sandboxes", d->home);
-	if ((r = mkdir_p(AT_FDCWD, path, 0755)) < 0) {
+	if ((r = mkdir_p(AT_FDCWD, path, 0711)) < 0) {
 		r = hb_err_sys(r, "mkdir %s", path);
 		goto out;
 	}
-	chmod(d->home, 0755); /* sandbox roots below must be reachable by their uids */
+	/* Sandbox roots below must be reachable by their uids (each sandbox's
+	 * own directory then lets in only its ids: sbx_close_dir); the list of
+	 * sandboxes is nobody else's business. */
+	chmod(path, 0711);
+	chmod(d->home, 0755);
 	snprintf(path, sizeof(path), "%s/hiberboxd.lock", d->home);
 	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {

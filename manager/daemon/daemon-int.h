@@ -116,6 +116,8 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
+/* Let only root and the sandbox's ids into its state directory. */
+int sbx_close_dir(struct hbd *d, struct sbx *s);
 /* If the sandbox's init has ended, commit and put it to sleep. */
 int sbx_check_init_locked(struct hbd *d, struct sbx *s);
 /* why: what the processes it kills are told ended them (see sbx.stops). */

@@ -349,6 +349,8 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return r;
 	if ((r = mkdir_p(AT_FDCWD, root, 0755)) < 0)
 		return hb_err(r, "mkdir %s", root);
+	if ((r = sbx_close_dir(d, s)) < 0)
+		return r;
 	/* A mount left behind (the previous daemon died during a sleep) goes. */
 	if (mount_alive(root))
 		unmount_root(root);
@@ -578,6 +580,24 @@ static struct sbx *sbx_new(const struct sbx_record *rec)
 	return s;
 }
 
+/* A sandbox's state directory (its root mount, upper, logs) is for root
+ * and the sandbox's own ids: root-owned, group the sandbox's root gid,
+ * mode 0710, so its processes can reach the root below it and no other
+ * host user can (the mount is allow_other: permissions inside are the
+ * sandbox's, and its world-readable files would be anyone's).  Also
+ * applied at wake, to directories made by older versions. */
+int sbx_close_dir(struct hbd *d, struct sbx *s)
+{
+	char dir[4200];
+	int r;
+
+	if ((r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
+		return r;
+	if (chown(dir, 0, (gid_t)s->rec.id_base) < 0 || chmod(dir, 0710) < 0)
+		return hb_err_sys(-errno, "securing %s", dir);
+	return 0;
+}
+
 /* List and register a new sandbox (rec.id_base 0: a free range is taken). */
 static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out)
 {
@@ -601,7 +621,7 @@ static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out
 		return r;
 	}
 	if ((r = sbx_state_dir(d, rec->name, NULL, dir, sizeof(dir))) < 0 ||
-	    (r = mkdir_p(AT_FDCWD, dir, 0755)) < 0 ||
+	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0 || (r = sbx_close_dir(d, s)) < 0 ||
 	    (r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir))) < 0 ||
 	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0) {
 		registry_delete(d->reg, rec->name);

@@ -75,6 +75,13 @@ step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd,
 "$HB" create a --image base --memory 256M --pids 128 --cpus 1 --env GREETING=hi >/dev/null ||
 	fail "create a"
 [ "$(state_of a)" = running ] || fail "a is not running after create"
+# The root is an allow_other mount: only root and the sandbox's own ids may
+# reach it; another host user can neither read it nor list the sandboxes.
+[ -r "$HIBERBOX_HOME/sandboxes/a/root/etc/passwd" ] || fail "a's root is not mounted"
+setpriv --reuid=65534 --regid=65534 --clear-groups -- cat "$HIBERBOX_HOME/sandboxes/a/root/etc/passwd" \
+	>/dev/null 2>&1 && fail "another host user reads a sandbox's files"
+setpriv --reuid=65534 --regid=65534 --clear-groups -- ls "$HIBERBOX_HOME/sandboxes" >/dev/null 2>&1 &&
+	fail "another host user lists the sandboxes"
 out=$("$HB" exec a -- sh -c 'echo out; echo err >&2; exit 7' 2>"$T/err"); rc=$?
 [ "$rc" = 7 ] || fail "exit code $rc, expected 7"
 [ "$out" = out ] || fail "stdout: '$out'"
