@@ -385,13 +385,22 @@ static int lookup_locked(struct tiered *t, const char *name, uint64_t off, uint6
 	return found;
 }
 
-static void drop_locked(struct tiered *t, int64_t rowid, const char *file, uint64_t size)
+/* @return whether the row could be deleted (the database may be busy in
+ * another process, or refuse writes). */
+static bool drop_locked(struct tiered *t, int64_t rowid, const char *file, uint64_t size)
 {
+	bool done = false;
+
 	sqlite3_bind_int64(t->q_delete, 1, rowid);
-	if (sqlite3_step(t->q_delete) == SQLITE_DONE && sqlite3_changes(t->db) > 0)
-		t->total = t->total > size ? t->total - size : 0;
+	if (sqlite3_step(t->q_delete) == SQLITE_DONE) {
+		done = true;
+		if (sqlite3_changes(t->db) > 0)
+			t->total = t->total > size ? t->total - size : 0;
+	}
 	sqlite3_reset(t->q_delete);
-	unlinkat(t->dirfd, file, 0);
+	if (done)
+		unlinkat(t->dirfd, file, 0);
+	return done;
 }
 
 static void flush_touches_locked(struct tiered *t);
@@ -416,8 +425,13 @@ static void evict_locked(struct tiered *t)
 			t->total = 0;
 			return;
 		}
+		/* A row that cannot be deleted (the database busy past its
+		 * timeout in another process, or read-only): stop rather than
+		 * spin on the same rows, holding the lock every reader waits
+		 * for; the next store tries again. */
 		for (int i = 0; i < n && t->total > t->cap; i++)
-			drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size);
+			if (!drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size))
+				return;
 	}
 }
 
@@ -597,10 +611,12 @@ static void cache_forget(struct tiered *t, const char *name)
 	}
 	sqlite3_reset(t->q_by_name);
 	sqlite3_clear_bindings(t->q_by_name);
-	for (int i = 0; i < n; i++)
-		drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size);
+	bool failed = false;
+
+	for (int i = 0; i < n && !failed; i++)
+		failed = !drop_locked(t, batch[i].rowid, batch[i].file, batch[i].size);
 	pthread_mutex_unlock(&t->lock);
-	if (n == 256)
+	if (n == 256 && !failed) /* more rows; none if deleting fails (see evict_locked) */
 		cache_forget(t, name);
 }
 

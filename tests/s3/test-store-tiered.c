@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +378,39 @@ int main(void)
 	CHECK_ERR(store_get(t, "packs/obj00", 0, STORE_GET_ALL, &b), -ENOENT);
 	CHECK_ERR(store_stat(t, "packs/obj00", &size), -ENOENT);
 	store_free(t);
+
+	/* A smaller cap while another process holds the index's write lock:
+	 * eviction cannot delete a row, and must give up (the next store tries
+	 * again) instead of retrying the same rows for ever under the lock
+	 * every reader waits for.  SIGALRM ends the test if it spins. */
+	{
+		char idx[300], ready[300], cmd[1024];
+		int status;
+
+		snprintf(idx, sizeof(idx), "%s/index.sqlite", cache_dir);
+		snprintf(ready, sizeof(ready), "%s/busy-ready", root);
+		pid_t holder = fork();
+		if (holder == 0) {
+			snprintf(cmd, sizeof(cmd),
+				 "import sqlite3, time; db = sqlite3.connect('%s', isolation_level=None); "
+				 "db.execute('BEGIN IMMEDIATE'); open('%s', 'w').close(); time.sleep(60)",
+				 idx, ready);
+			execlp("python3", "python3", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		for (int i = 0; i < 100 && access(ready, F_OK) != 0; i++)
+			usleep(100000);
+		CHECK(access(ready, F_OK) == 0);
+		alarm(60);
+		t = open_tiered(100000); /* evicts at open: the cap shrank */
+		alarm(0);
+		kill(holder, SIGKILL);
+		waitpid(holder, &status, 0);
+		CHECK(t != NULL);
+		if (t)
+			CHECK_OK(store_get(t, "packs/obj05", 0, STORE_GET_ALL, &b));
+		store_free(t);
+	}
 
 	/* Concurrent readers, cap of 100 KB: constant eviction. */
 	static uint8_t big[300000 + 3000];
