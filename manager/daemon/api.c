@@ -28,6 +28,7 @@
 #include <microhttpd.h>
 
 #include "manager/daemon/daemon-int.h"
+#include "manager/daemon/subid.h"
 #include "manager/sandbox.h"
 #include "snapshot/snapshot.h"
 #include "util/buf.h"
@@ -95,7 +96,8 @@ uint32_t hbd_free_id_base(struct hbd *d)
 {
 	for (uint32_t slot = 0; slot < SBX_SLOTS_MAX; slot++) {
 		uint32_t base = SBX_ID_BASE_FIRST + slot * SBX_ID_RANGE;
-		if (!id_base_used(d, base))
+		/* not ids a host user may take on (subid.h) */
+		if (!id_base_used(d, base) && !subid_overlaps(base, SBX_ID_RANGE))
 			return base;
 	}
 	return 0;

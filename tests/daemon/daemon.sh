@@ -13,6 +13,11 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 T=$(mktemp -d /tmp/hb-daemon-XXXXXX)
 chmod 755 "$T"
 export HIBERBOX_HOME=$T/home
+# Host users' subordinate ids: sandboxes must not get them (the first two
+# slots, 200000.. and 265536.., each overlap one of these).
+printf 'someone:200000:65536\n' >"$T/subuid"
+printf '# comment\nbroken line\nother:300000:10\n' >"$T/subgid"
+export HIBERBOX_SUBUID_FILE=$T/subuid HIBERBOX_SUBGID_FILE=$T/subgid
 HB=$HIBERBOX
 START=$(date +%s)
 
@@ -75,6 +80,8 @@ step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd,
 "$HB" create a --image base --memory 256M --pids 128 --cpus 1 --env GREETING=hi >/dev/null ||
 	fail "create a"
 [ "$(state_of a)" = running ] || fail "a is not running after create"
+"$HB" --json inspect a | grep -q '"id_base": 331072' ||
+	fail "a's ids overlap a host user's subordinate ids: $("$HB" --json inspect a | grep id_base)"
 # The root is an allow_other mount: only root and the sandbox's own ids may
 # reach it; another host user can neither read it nor list the sandboxes.
 [ -r "$HIBERBOX_HOME/sandboxes/a/root/etc/passwd" ] || fail "a's root is not mounted"
