@@ -55,6 +55,24 @@ static struct timespec now_ts(void)
 	return t;
 }
 
+/* A node's mtime and ctime as they were before a change set them, to put
+ * back when the journal refuses the change (it is then not made at all). */
+struct saved_times {
+	struct node *n;
+	struct timespec mtime, ctime;
+};
+
+static struct saved_times times_save(struct node *n)
+{
+	return (struct saved_times){ n, n->mtime, n->ctime };
+}
+
+static void times_restore(const struct saved_times *t)
+{
+	t->n->mtime = t->mtime;
+	t->n->ctime = t->ctime;
+}
+
 static void rdlock(struct hbfs *fs)
 {
 	pthread_rwlock_rdlock(&fs->tree_lock);
@@ -583,12 +601,15 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 		node_maybe_free(fs, n);
 		return r;
 	}
+	struct saved_times dt = times_save(d);
+
 	d->mtime = d->ctime = n->ctime;
 	jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, name, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
+		times_restore(&dt);
 		dir_set(fs, d, name, NULL);
 		node_maybe_free(fs, n);
 		return r;
@@ -673,12 +694,16 @@ static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool w
 	} else if (c->dir) {
 		return -EISDIR;
 	}
+	struct saved_times dt = times_save(d);
+
 	jrec_dirent(&rec, d->ino, name, 0);
 	d->mtime = d->ctime = now_ts();
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
-	if (r < 0)
+	if (r < 0) {
+		times_restore(&dt);
 		return r;
+	}
 	dir_set(fs, d, name, NULL);
 	c->ctime = d->ctime;
 	node_maybe_free(fs, c);
@@ -765,13 +790,19 @@ static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct 
 		jrec_dirent(&rec, d2->ino, newname, src->ino);
 		jrec_dirent(&rec, d1->ino, name, 0);
 	}
+	struct saved_times t1 = times_save(d1), t2 = times_save(d2), ts = times_save(src);
+
 	d1->mtime = d1->ctime = d2->mtime = d2->ctime = src->ctime = now_ts();
 	jrec_inode(fs, &rec, d1);
 	if (d2 != d1)
 		jrec_inode(fs, &rec, d2);
 	r = jrec_commit(fs, &rec);
-	if (r < 0)
+	if (r < 0) {
+		times_restore(&ts); /* src may be d2's parent: restored last-saved first */
+		times_restore(&t2);
+		times_restore(&t1);
 		return r;
+	}
 	if (flags & RENAME_EXCHANGE) {
 		dir_set(fs, d1, name, dst);
 		dir_set(fs, d2, newname, src);
@@ -821,12 +852,18 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		r = -ENOENT;
 		goto out;
 	}
+	struct saved_times dt = times_save(d), nt = times_save(n);
+
 	d->mtime = d->ctime = n->ctime = now_ts();
 	if (n->flags & NODE_TMPFILE) /* its first name: journaled as a create is */
 		jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, newname, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
+	if (r < 0) {
+		times_restore(&nt);
+		times_restore(&dt);
+	}
 	if (r >= 0)
 		r = dir_set(fs, d, newname, n);
 	if (r >= 0 && (n->flags & NODE_TMPFILE)) {

@@ -67,6 +67,7 @@ fs_mount "$ID" "$M" --upper "$TINY/upper"
 # b.txt's records carry its xattr: larger than the c.txt ones that fill the
 # journal's last page below
 [ "$(setxattr_errno "$M/b.txt" user.pad 300)" = OK ] || bad "setxattr on an empty upper"
+mkdir "$M/d" || bad "mkdir on an empty upper"
 fill_upper
 r=$(setxattr_errno "$M/a.txt" user.big 60000)
 [ "$r" = ENOSPC ] || bad "setxattr of 60000 bytes on a full upper: $r, not ENOSPC"
@@ -78,6 +79,15 @@ done
 [ "$i" -lt 1000 ] || fail "the journal never ran out of room"
 chmod 0600 "$M/b.txt" 2>/dev/null && fail "chmod with a larger record than the last one that failed succeeded"
 [ "$(stat -c %a "$M/b.txt")" = 644 ] || bad "a chmod that could not be journaled is there anyway: $(stat -c %a "$M/b.txt")"
+# a create, rename or link that fails leaves its directory's times alone
+# (seen once the kernel forgets d and asks the fs again)
+d_times=$(stat -c '%y %z' "$M/d")
+sleep 0.05
+mkdir "$M/d/x" 2>/dev/null && fail "mkdir with a full journal succeeded"
+ln "$M/a.txt" "$M/d/a-link" 2>/dev/null && fail "link with a full journal succeeded"
+sync && echo 2 >/proc/sys/vm/drop_caches
+[ "$(stat -c '%y %z' "$M/d")" = "$d_times" ] ||
+	bad "failed changes moved their directory's times: $d_times -> $(stat -c '%y %z' "$M/d")"
 python3 -c 'import os, sys; os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)' "$M/b.txt" 2>/dev/null &&
 	fail "a copy-up with a record larger than the last one that failed succeeded"
 truncate -s 0 "$M/fill"
