@@ -55,24 +55,6 @@ static struct timespec now_ts(void)
 	return t;
 }
 
-/* A node's mtime and ctime as they were before a change set them, to put
- * back when the journal refuses the change (it is then not made at all). */
-struct saved_times {
-	struct node *n;
-	struct timespec mtime, ctime;
-};
-
-static struct saved_times times_save(struct node *n)
-{
-	return (struct saved_times){ n, n->mtime, n->ctime };
-}
-
-static void times_restore(const struct saved_times *t)
-{
-	t->n->mtime = t->mtime;
-	t->n->ctime = t->ctime;
-}
-
 static void rdlock(struct hbfs *fs)
 {
 	pthread_rwlock_rdlock(&fs->tree_lock);
@@ -370,7 +352,8 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 	return 0;
 }
 
-/* The metadata a change request may set, kept to undo it when the journal
+/* The metadata a change may set (a setattr, or the times a create, unlink,
+ * rename or link sets on its directories), kept to undo it when the journal
  * refuses the change. */
 struct node_meta {
 	uint32_t mode, uid, gid;
@@ -601,7 +584,7 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 		node_maybe_free(fs, n);
 		return r;
 	}
-	struct saved_times dt = times_save(d);
+	struct node_meta dt = node_meta_save(d); /* put back if the journal refuses */
 
 	d->mtime = d->ctime = n->ctime;
 	jrec_inode(fs, &rec, n);
@@ -609,7 +592,7 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
-		times_restore(&dt);
+		node_meta_restore(d, &dt);
 		dir_set(fs, d, name, NULL);
 		node_maybe_free(fs, n);
 		return r;
@@ -694,14 +677,14 @@ static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool w
 	} else if (c->dir) {
 		return -EISDIR;
 	}
-	struct saved_times dt = times_save(d);
+	struct node_meta dt = node_meta_save(d);
 
 	jrec_dirent(&rec, d->ino, name, 0);
 	d->mtime = d->ctime = now_ts();
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
-		times_restore(&dt);
+		node_meta_restore(d, &dt);
 		return r;
 	}
 	dir_set(fs, d, name, NULL);
@@ -790,7 +773,7 @@ static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct 
 		jrec_dirent(&rec, d2->ino, newname, src->ino);
 		jrec_dirent(&rec, d1->ino, name, 0);
 	}
-	struct saved_times t1 = times_save(d1), t2 = times_save(d2), ts = times_save(src);
+	struct node_meta m1 = node_meta_save(d1), m2 = node_meta_save(d2), ms = node_meta_save(src);
 
 	d1->mtime = d1->ctime = d2->mtime = d2->ctime = src->ctime = now_ts();
 	jrec_inode(fs, &rec, d1);
@@ -798,9 +781,9 @@ static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct 
 		jrec_inode(fs, &rec, d2);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
-		times_restore(&ts); /* src may be d2's parent: restored last-saved first */
-		times_restore(&t2);
-		times_restore(&t1);
+		node_meta_restore(src, &ms);
+		node_meta_restore(d2, &m2); /* d2 may be d1: both saved before any change */
+		node_meta_restore(d1, &m1);
 		return r;
 	}
 	if (flags & RENAME_EXCHANGE) {
@@ -852,7 +835,7 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		r = -ENOENT;
 		goto out;
 	}
-	struct saved_times dt = times_save(d), nt = times_save(n);
+	struct node_meta dt = node_meta_save(d), nt = node_meta_save(n);
 
 	d->mtime = d->ctime = n->ctime = now_ts();
 	if (n->flags & NODE_TMPFILE) /* its first name: journaled as a create is */
@@ -861,8 +844,8 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
-		times_restore(&nt);
-		times_restore(&dt);
+		node_meta_restore(n, &nt);
+		node_meta_restore(d, &dt);
 	}
 	if (r >= 0)
 		r = dir_set(fs, d, newname, n);
