@@ -312,24 +312,25 @@ int repo_lock_check(struct repo_lock *l)
 	uint64_t age_ns = boottime_ns() - atomic_load(&l->written_ns), size;
 	int r;
 
+	if (!atomic_load(&l->lost)) {
+		if (age_ns > (uint64_t)(LOCK_STALE_SEC - LOCK_SAFETY_SEC) * 1000000000ull)
+			return hb_err(-ESTALE, "the repository lock could not be renewed for %llu minutes, "
+					       "so another process may have taken it for stale; nothing was recorded",
+				      (unsigned long long)(age_ns / 60000000000ull));
+		/* Younger than a refresh period, it is stale to nobody whose
+		 * clock is within LOCK_STALE_SEC of ours: no round trip to ask. */
+		if (age_ns >= (uint64_t)LOCK_REFRESH_SEC * 1000000000ull) {
+			r = store_stat(l->store, l->name, &size);
+			if (r == -ENOENT)
+				atomic_store(&l->lost, true);
+			else if (r < 0)
+				return hb_err_ctx(r, "checking the repository lock");
+		}
+	}
 	if (atomic_load(&l->lost))
 		return hb_err(-ESTALE, "the repository lock was removed meanwhile by another "
 				       "process that took it for stale; nothing was recorded");
-	if (age_ns > (uint64_t)(LOCK_STALE_SEC - LOCK_SAFETY_SEC) * 1000000000ull)
-		return hb_err(-ESTALE, "the repository lock could not be renewed for %llu minutes, "
-				       "so another process may have taken it for stale; nothing was recorded",
-			      (unsigned long long)(age_ns / 60000000000ull));
-	/* Younger than a refresh period, it is stale to nobody whose clock is
-	 * within LOCK_STALE_SEC of ours: no round trip to ask. */
-	if (age_ns < (uint64_t)LOCK_REFRESH_SEC * 1000000000ull)
-		return 0;
-	r = store_stat(l->store, l->name, &size);
-	if (r == -ENOENT) {
-		atomic_store(&l->lost, true);
-		return hb_err(-ESTALE, "the repository lock was removed meanwhile by another "
-				       "process that took it for stale; nothing was recorded");
-	}
-	return r < 0 ? hb_err_ctx(r, "checking the repository lock") : 0;
+	return 0;
 }
 
 static void *refresher_main(void *arg)
