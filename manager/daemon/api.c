@@ -73,11 +73,7 @@ void hbd_put(struct hbd *d, struct sbx *s)
 	pthread_mutex_unlock(&d->lock);
 	if (last) {
 		sandbox_free(s->sb);
-		while (s->detached) {
-			struct sbx_detached *x = s->detached;
-			s->detached = x->next;
-			sbx_detached_free(x);
-		}
+		sbx_detached_free_all(s);
 		sbx_record_clear(&s->rec);
 		pthread_mutex_destroy(&s->lock);
 		free(s);
@@ -335,11 +331,11 @@ static json_t *body_json(struct request *rq, int *r)
 	return j;
 }
 
-/* "5m", "30s", "2h", "90" (seconds), "0" (never). */
 /* Durations are counted in nanoseconds later on: 100 years keeps that far
  * from overflowing (2^64 ns is 584 years). */
 #define API_MAX_DURATION_S (100ull * 366 * 86400)
 
+/* "5m", "30s", "2h", "90" (seconds), "0" (never). */
 static int parse_duration(const char *s, uint64_t *out)
 {
 	char *end;

@@ -81,8 +81,6 @@ struct sbx_detached {
 	int log_fd; /* the daemon's descriptor of its log, to cap its size */
 	struct sbx_detached *next;
 };
-/* Free one (its process handle and log descriptor). */
-void sbx_detached_free(struct sbx_detached *x);
 
 /* One sandbox in memory. */
 struct sbx {
@@ -116,6 +114,8 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
+/* Free s's detached records (process handles, log descriptors). */
+void sbx_detached_free_all(struct sbx *s);
 /* Let only root and the sandbox's ids into its state directory. */
 int sbx_close_dir(struct hbd *d, struct sbx *s);
 /* If the sandbox's init has ended, commit and put it to sleep. */

@@ -187,7 +187,7 @@ static int open_repo(struct hbd *d, struct repo **out)
 	return repo_open(d->repo, out);
 }
 
-void sbx_detached_free(struct sbx_detached *x)
+static void sbx_detached_free(struct sbx_detached *x)
 {
 	sandbox_proc_free(x->proc);
 	if (x->log_fd >= 0)
@@ -195,7 +195,7 @@ void sbx_detached_free(struct sbx_detached *x)
 	free(x);
 }
 
-static void free_detached(struct sbx *s)
+void sbx_detached_free_all(struct sbx *s)
 {
 	while (s->detached) {
 		struct sbx_detached *x = s->detached;
@@ -226,9 +226,10 @@ static void trim_log(int fd)
 	cut = ((uint64_t)st.st_size - SBX_LOG_KEEP_BYTES) / block * block;
 	if (fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, (off_t)cut) == 0)
 		return;
-	/* the descriptor is O_APPEND: the note lands at the new end */
-	if (ftruncate(fd, 0) == 0 && write(fd, note, sizeof(note) - 1) < 0)
-		return;
+	/* the descriptor is O_APPEND: the note lands at the new end (losing
+	 * it, if that write fails, loses nothing else) */
+	if (ftruncate(fd, 0) == 0)
+		(void)!write(fd, note, sizeof(note) - 1);
 }
 
 /* Unmount root and wait for its fs process to end.  The daemon is a child
@@ -302,7 +303,7 @@ static void stop_sandbox(struct sbx *s, const char *why)
 static void stop_all(struct sbx *s, const char *root, const char *why)
 {
 	stop_sandbox(s, why);
-	free_detached(s);
+	sbx_detached_free_all(s);
 	if (s->rec.lower[0] && unmount_root(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 		hb_err_clear();
