@@ -1400,6 +1400,8 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	put_fd(fd, temp);
 	if (!r && fdatasync(fs->journal_fd) < 0)
 		r = errno;
+	if (!r)
+		r = -upper_sync_names(fs);
 	fuse_reply_err(req, r);
 }
 
@@ -1528,7 +1530,11 @@ static void hb_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 {
 	struct hbfs *fs = FS(req);
 
-	fuse_reply_err(req, fdatasync(fs->journal_fd) < 0 ? errno : 0);
+	int r = fdatasync(fs->journal_fd) < 0 ? errno : 0;
+
+	if (!r)
+		r = -upper_sync_names(fs);
+	fuse_reply_err(req, r);
 }
 
 static void hb_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -589,6 +589,11 @@ struct precreate {
 	pthread_t thread;
 };
 
+static void data_name_made(struct hbfs *fs)
+{
+	__atomic_add_fetch(&fs->data_names_made, 1, __ATOMIC_RELEASE);
+}
+
 static void *precreate_main(void *arg)
 {
 	struct hbfs *fs = arg;
@@ -688,6 +693,10 @@ int upper_take_precreated(struct hbfs *fs, uint64_t *ino, int *fd)
 		p->count--;
 		r = 0;
 	}
+	/* counted once a file has it, not when made: refills of the pool must
+	 * not cost the next fsync a directory fsync */
+	if (!r)
+		data_name_made(fs);
 	if (p->count < PRE_LOW)
 		pthread_cond_signal(&p->low);
 	pthread_mutex_unlock(&p->lock);
@@ -701,7 +710,40 @@ int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mod
 
 	upper_data_name(n, name);
 	fd = openat(fs->data_fd, name, flags | O_CLOEXEC, mode);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	if (flags & O_CREAT)
+		data_name_made(fs);
+	return fd;
+}
+
+/* A crash after fsync() returned must not lose the file: its journal records
+ * are synced by the caller, its data by fsync() of the data file, but the
+ * data file's name only by an fsync of upper/data (a journal replay would
+ * then find the file missing and leave it empty).  The upper's own names
+ * (journal, data) are synced once per mount, at the first fsync.  Counters
+ * rather than a flag: a name made while the directory fsync runs is not
+ * counted as synced by it. */
+int upper_sync_names(struct hbfs *fs)
+{
+	uint64_t made = __atomic_load_n(&fs->data_names_made, __ATOMIC_ACQUIRE);
+	uint64_t synced;
+
+	if (!__atomic_load_n(&fs->upper_dir_synced, __ATOMIC_ACQUIRE)) {
+		if (fsync(fs->upper_fd) < 0)
+			return -errno;
+		__atomic_store_n(&fs->upper_dir_synced, true, __ATOMIC_RELEASE);
+	}
+	synced = __atomic_load_n(&fs->data_names_synced, __ATOMIC_ACQUIRE);
+	if (synced >= made)
+		return 0;
+	if (fsync(fs->data_fd) < 0)
+		return -errno;
+	while (synced < made && !__atomic_compare_exchange_n(&fs->data_names_synced, &synced, made,
+							     false, __ATOMIC_RELEASE,
+							     __ATOMIC_ACQUIRE))
+		;
+	return 0;
 }
 
 /* Copy the lower content of lower entry i, up to len bytes, into fd,
@@ -796,6 +838,8 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 		r = -errno;
 	if (r >= 0 && renameat(fs->data_fd, tmp, fs->data_fd, name) < 0)
 		r = -errno;
+	if (r >= 0)
+		data_name_made(fs);
 	if (r < 0) {
 		close(fd);
 		unlinkat(fs->data_fd, tmp, 0);
