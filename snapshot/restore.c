@@ -278,7 +278,11 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 	if (!S_ISLNK(n->mode) && fchmodat(c->rootfd, path, n->mode & 07777, 0) < 0)
 		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
 	if (n->nxattrs > 0) {
-		/* An O_PATH fd names the node itself, symlink or fifo, without opening it. */
+		/* An O_PATH fd names the node itself, symlink or fifo, without
+		 * opening it.  Its /proc/self/fd link is followed (setxattr, not
+		 * lsetxattr): the magic link leads to the node and stops there,
+		 * while lsetxattr would act on the proc link itself and fail
+		 * with ENOTSUP, which is tolerated, dropping the xattrs. */
 		fd = openat(c->rootfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return hb_err(-errno, "cannot open '%s': %s", path, strerror(errno));
@@ -287,7 +291,7 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 			struct manifest_xattr x;
 
 			manifest_xattr(c->m, i, k, &x);
-			if (lsetxattr(full, x.name, x.value, x.value_len, 0) < 0 &&
+			if (setxattr(full, x.name, x.value, x.value_len, 0) < 0 &&
 			    !tolerable(errno, c->as_root) && errno != EPERM) {
 				int e = errno;
 

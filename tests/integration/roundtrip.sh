@@ -214,3 +214,21 @@ printf 'ok\n/\n' >"$T/exclude-bad"
 expect_usage_error "an --exclude-from line naming the root" snapshot create "$T/ex" --exclude-from "$T/exclude-bad" &&
 	{ grep -q "exclude-bad:2: " "$T/err" || bad "--exclude-from: the bad line is not named: $(cat "$T/err")"; }
 expect_usage_error "a missing --exclude-from file" snapshot create "$T/ex" --exclude-from "$T/nope" || true
+
+# --- xattrs on symlinks and fifos (root: trusted.*) ---------------------------
+# They were set through lsetxattr on /proc/self/fd/N, which acts on the proc
+# link itself: ENOTSUP, tolerated, and the xattrs were silently dropped.
+if is_root; then
+	mkdir -p "$T/spx"
+	ln -s target "$T/spx/link" && mkfifo "$T/spx/fifo"
+	if setfattr -h -n trusted.on-link -v yes "$T/spx/link" 2>/dev/null &&
+		setfattr -h -n trusted.on-fifo -v yes "$T/spx/fifo" 2>/dev/null; then
+		dump_tree "$T/spx" "$T/spx.json"
+		spx=$(snapshot_create "$T/spx")
+		restore_and_compare "$spx" "$T/spx.json" "xattrs on a symlink and a fifo" || true
+		HIBERBOX_RESTORE_BY_PACK=1 restore_and_compare "$spx" "$T/spx.json" \
+			"xattrs on a symlink and a fifo, chunks by pack" || true
+	else
+		log "skipped: this filesystem refuses trusted.* xattrs on a symlink or fifo"
+	fi
+fi
