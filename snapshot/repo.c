@@ -132,6 +132,11 @@ int repo_init(const char *location, const struct repo_init_opts *opts)
 	int level = opts && opts->zstd_level ? opts->zstd_level : REPO_DEFAULT_ZSTD_LEVEL;
 	int r;
 
+	/* Checked here, not only by the reader of the config: a level it
+	 * refuses would leave a repository no command can open. */
+	if (level < REPO_ZSTD_LEVEL_MIN || level > REPO_ZSTD_LEVEL_MAX)
+		return hb_err(-EINVAL, "invalid zstd level %d (%d to %d)", level, REPO_ZSTD_LEVEL_MIN,
+			      REPO_ZSTD_LEVEL_MAX);
 	if (opts && opts->chunker.avg_bytes)
 		r = chunker_params_init(&cp, opts->chunker.min_bytes, opts->chunker.avg_bytes,
 					opts->chunker.max_bytes);
@@ -225,7 +230,7 @@ static int parse_config(struct repo *r, const struct buf *b, const char *where)
 		rc = hb_err(-EBADMSG, "%s/config: invalid chunker parameters", where);
 		goto out;
 	}
-	if (level < -7 || level > 22) {
+	if (level < REPO_ZSTD_LEVEL_MIN || level > REPO_ZSTD_LEVEL_MAX) {
 		rc = hb_err(-EBADMSG, "%s/config: invalid zstd level %d", where, level);
 		goto out;
 	}

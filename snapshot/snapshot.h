@@ -40,6 +40,9 @@
 #define REPO_FORMAT_VERSION 2
 #define REPO_FORMAT_VERSION_MIN 1
 #define REPO_DEFAULT_ZSTD_LEVEL 3
+/* zstd levels a repository's config may hold (negative: the fast ones) */
+#define REPO_ZSTD_LEVEL_MIN (-7)
+#define REPO_ZSTD_LEVEL_MAX 22
 #define REPO_TAG_MAX 128
 
 struct repo;

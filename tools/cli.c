@@ -123,6 +123,23 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	return 2;
 }
 
+/* Instead of atoi, which read "abc" as 0 (the default) and "-3" as a
+ * count of 4294967293 threads. */
+int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max,
+		  long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max)
+		return cli_usage(cmd, "bad %s '%s' (a whole number from %ld to %ld)", opt, arg, min,
+				 max);
+	*out = v;
+	return 0;
+}
+
 const char *cli_repo_location(void)
 {
 	static char loc[PATH_MAX];

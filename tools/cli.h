@@ -42,6 +42,12 @@ void cli_group_help(const char *group, FILE *out);
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error for the running command; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse an option's value arg as a decimal integer in [min, max] into *out.
+ * Returns 0, or the exit code of a usage error naming opt (2). */
+int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max,
+		  long *out);
+/* The most worker threads --threads takes (more only costs memory). */
+#define CLI_THREADS_MAX 1024
 /* The repository location to use (--repo, $HIBERBOX_REPO, default). */
 const char *cli_repo_location(void);
 /* Open the repository or print why not; returns 0 or exit code 1. */

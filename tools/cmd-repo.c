@@ -39,17 +39,20 @@ static int cmd_init(int argc, char **argv)
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "level", required_argument, NULL, 'l' }, { 0 } };
 	struct repo_init_opts io = { 0 };
 	const char *loc;
+	long v;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjql:", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
-			return cli_help("init", "Options:\n  --level N   default zstd level of the repository (1-19, default 3)\n");
+			return cli_help("init", "Options:\n  --level N   default zstd level of the repository (-7 to 22, default 3)\n");
 		if (r)
 			continue;
-		if (c == 'l')
-			io.zstd_level = atoi(optarg);
-		else
+		if (c != 'l')
 			return cli_usage("init", "unknown option '%s'", argv[optind - 1]);
+		if ((r = cli_parse_int("init", "--level", optarg, REPO_ZSTD_LEVEL_MIN,
+				       REPO_ZSTD_LEVEL_MAX, &v)) != 0)
+			return r;
+		io.zstd_level = (int)v;
 	}
 	if (optind != argc)
 		return cli_usage("init", "takes no arguments");
@@ -189,8 +192,6 @@ static int snapshot_create_run(const struct repo_create_opts *co_in, const char 
 
 	if (optind + 1 != argc)
 		return cli_usage("snapshot create", "expects one DIR");
-	if (co.zstd_level < -7 || co.zstd_level > 22)
-		return cli_usage("snapshot create", "--level must be between 1 and 19");
 	if (co.tag && (r = repo_tag_valid(co.tag)) < 0)
 		return cli_fail(r, NULL);
 	/* the walk's entries and the manifests: tens of MiB in small blocks;
@@ -241,6 +242,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 	struct repo_create_opts co = { 0 };
 	struct exclude_list ex = { 0 };
 	const char *parent = NULL;
+	long v;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
@@ -274,8 +276,21 @@ static int cmd_snapshot_create(int argc, char **argv)
 		case 't': co.tag = optarg; break;
 		case 'p': parent = optarg; break;
 		case 'n': co.no_parent = true; break;
-		case 'l': co.zstd_level = atoi(optarg); break;
-		case 'T': co.threads = (unsigned)atoi(optarg); break;
+		case 'l':
+		case 'T':
+			r = c == 'l' ? cli_parse_int("snapshot create", "--level", optarg,
+						     REPO_ZSTD_LEVEL_MIN, REPO_ZSTD_LEVEL_MAX, &v)
+				     : cli_parse_int("snapshot create", "--threads", optarg, 1,
+						     CLI_THREADS_MAX, &v);
+			if (r != 0) {
+				exclude_free(&ex);
+				return r;
+			}
+			if (c == 'l')
+				co.zstd_level = (int)v;
+			else
+				co.threads = (unsigned)v;
+			break;
 		default:
 			exclude_free(&ex);
 			return cli_usage("snapshot create", "unknown option '%s'", argv[optind - 1]);
@@ -299,6 +314,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	struct repo_restore_opts ro = { 0 };
 	struct repo *repo;
 	struct oid id;
+	long v;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqfT:p:", opts, NULL)) != -1) {
@@ -317,7 +333,12 @@ static int cmd_snapshot_restore(int argc, char **argv)
 			continue;
 		switch (c) {
 		case 'f': ro.force = true; break;
-		case 'T': ro.threads = (unsigned)atoi(optarg); break;
+		case 'T':
+			if ((r = cli_parse_int("snapshot restore", "--threads", optarg, 1,
+					       CLI_THREADS_MAX, &v)) != 0)
+				return r;
+			ro.threads = (unsigned)v;
+			break;
 		case 'p': ro.path = optarg; break;
 		default: return cli_usage("snapshot restore", "unknown option '%s'", argv[optind - 1]);
 		}
@@ -1055,6 +1076,7 @@ static int cmd_gc(int argc, char **argv)
 	struct repo_gc_stats st = { 0 };
 	struct repo *repo;
 	char a[32];
+	long v;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "hjqnp:", opts, NULL)) != -1) {
@@ -1064,12 +1086,16 @@ static int cmd_gc(int argc, char **argv)
 					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n");
 		if (r)
 			continue;
-		if (c == 'n')
+		if (c == 'n') {
 			go.dry_run = true;
-		else if (c == 'p')
-			go.repack_percent = (unsigned)atoi(optarg);
-		else
+		} else if (c == 'p') {
+			/* 0 would mean the default (50), not "any garbage" */
+			if ((r = cli_parse_int("gc", "--repack-percent", optarg, 1, 100, &v)) != 0)
+				return r;
+			go.repack_percent = (unsigned)v;
+		} else {
 			return cli_usage("gc", "unknown option '%s'", argv[optind - 1]);
+		}
 	}
 	if (optind != argc)
 		return cli_usage("gc", "takes no arguments");

@@ -202,6 +202,20 @@ expect_usage_error "create without DIR" snapshot create || true
 expect_usage_error "restore without DIR" snapshot restore "$id" || true
 expect_usage_error "show without ID" snapshot show || true
 expect_usage_error "--level out of range" snapshot create "$T/tree" --level 99 || true
+# numbers are checked, not read with atoi ("abc" was the default, "-3"
+# threads 4294967293 and "out of memory", "gc --repack-percent x" repacked
+# every pack with any garbage)
+for bad_arg in "snapshot create $T/tree --level abc" "snapshot create $T/tree --threads -3" \
+	"snapshot create $T/tree --threads x" "snapshot restore $id $T/never --threads -3" \
+	"snapshot restore $id $T/never --threads 0" "gc --repack-percent abc" "gc --repack-percent 0" \
+	"init --level abc"; do
+	# shellcheck disable=SC2086 # word splitting intended (no spaces in $T)
+	expect_usage_error "$bad_arg" $bad_arg && expect_in "$(cat "$T/err")" "bad --" "$bad_arg" || true
+done
+[ ! -e "$T/never" ] || bad "a restore with bad --threads created its target"
+# init with a level the config reader refuses left a repository nothing opens
+expect_usage_error "init --level 99" --repo "$T/repo-level" init --level 99 || true
+[ ! -e "$T/repo-level" ] || bad "init --level 99 created a repository"
 expect_usage_error "tag without ID" tag only-a-name || true
 # checked even where no cache is used (a local repository), so a typo shows
 for size in 12Q -1G nan 1e30T; do
