@@ -100,6 +100,29 @@ static uint64_t proc_start_time(pid_t pid)
 	return p ? strtoull(p, NULL, 10) : 0;
 }
 
+/* Attributes for every helper the daemon starts: nothing blocked, every
+ * signal at its default.  The daemon blocks SIGTERM/SIGINT/SIGHUP in all its
+ * threads (they go to a signalfd) and ignores SIGPIPE; a mask and ignored
+ * dispositions survive execve, so without this the fs process of a sandbox
+ * (which outlives the helper) and tar would ignore `kill` (and SIGPIPE). */
+static int spawn_attr_init(posix_spawnattr_t *at)
+{
+	sigset_t none, all;
+	int r;
+
+	sigemptyset(&none);
+	sigfillset(&all);
+	if ((r = posix_spawnattr_init(at)) != 0)
+		return hb_err(-r, "posix_spawnattr_init: %s", strerror(r));
+	if ((r = posix_spawnattr_setsigmask(at, &none)) != 0 ||
+	    (r = posix_spawnattr_setsigdefault(at, &all)) != 0 ||
+	    (r = posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) {
+		posix_spawnattr_destroy(at);
+		return hb_err(-r, "posix_spawnattr: %s", strerror(r));
+	}
+	return 0;
+}
+
 /* Run the mount helper and return its error line, if any. */
 static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, const char *mnt,
 			  uint32_t shift)
@@ -108,6 +131,7 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	char shift_s[16], err[MOUNT_HELPER_ERR_MAX];
 	int n = 0, p[2], status, r;
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
 	pid_t pid;
 
 	for (const char *const *a = d->helper_argv; *a && n < 20; a++)
@@ -122,14 +146,19 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	argv[n++] = snap;
 	argv[n++] = mnt;
 	argv[n] = NULL;
-	if (pipe2(p, O_CLOEXEC) < 0)
+	if ((r = spawn_attr_init(&at)) < 0)
+		return r;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		posix_spawnattr_destroy(&at);
 		return hb_err_sys(-errno, "pipe");
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-	r = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	r = posix_spawn(&pid, argv[0], &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
 	close(p[1]);
 	if (r != 0) {
 		close(p[0]);
@@ -964,16 +993,20 @@ static int untar(const char *tarball, const char *dir)
 	const char *argv[] = { "tar", "-xf", tarball, "-C", dir, "--numeric-owner",
 			       "--same-permissions", "--no-same-owner", NULL };
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
 	int status, r;
 	pid_t pid;
 
 	/* root extracting keeps owners by default; --no-same-owner is dropped */
 	argv[7] = NULL;
+	if ((r = spawn_attr_init(&at)) < 0)
+		return r;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	r = posix_spawnp(&pid, "tar", &fa, NULL, (char *const *)argv, environ);
+	r = posix_spawnp(&pid, "tar", &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
 	if (r != 0)
 		return hb_err(-r, "run tar: %s", strerror(r));
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)

@@ -82,6 +82,18 @@ step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd,
 [ "$(state_of a)" = running ] || fail "a is not running after create"
 "$HB" --json inspect a | grep -q '"id_base": 331072' ||
 	fail "a's ids overlap a host user's subordinate ids: $("$HB" --json inspect a | grep id_base)"
+# The fs process serving a's root was started by the daemon, which blocks
+# SIGTERM/SIGINT/SIGHUP for its signalfd: it must not inherit that mask (it
+# would ignore `kill`).
+fs_pid_of() { "$HB" --json mounts | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    if m["mountpoint"].endswith("/sandboxes/" + sys.argv[1] + "/root") and m["alive"]:
+        print(m["pid"])' "$1"; }
+fspid=$(fs_pid_of a)
+[ -n "$fspid" ] || fail "no fs process for a"
+blk=$(sed -n 's/^SigBlk:\t//p' "/proc/$fspid/status")
+(( (0x$blk & 0x4003) == 0 )) || fail "a's fs process has SIGHUP/INT/TERM blocked (SigBlk $blk)"
 # The root is an allow_other mount: only root and the sandbox's own ids may
 # reach it; another host user can neither read it nor list the sandboxes.
 [ -r "$HIBERBOX_HOME/sandboxes/a/root/etc/passwd" ] || fail "a's root is not mounted"
@@ -460,11 +472,7 @@ sleep 1
 
 step "daemon and fs process both killed: the upper is committed, the sandbox sleeps"
 "$HB" exec b -- sh -c 'echo crash > /crash' || fail "write b"
-fspid=$("$HB" --json mounts | python3 -c '
-import json, sys
-for m in json.load(sys.stdin):
-    if m["mountpoint"].endswith("/sandboxes/b/root") and m["alive"]:
-        print(m["pid"])')
+fspid=$(fs_pid_of b)
 [ -n "$fspid" ] || fail "no fs process for b"
 dp=$(daemon_pid)
 kill -9 "$dp" "$fspid"
