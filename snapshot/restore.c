@@ -118,6 +118,11 @@ static int open_beneath(int rootfd, const char *path, int flags, mode_t mode)
 	return fd < 0 ? -errno : (int)fd;
 }
 
+static bool tolerable(int err, bool as_root)
+{
+	return err == ENOTSUP || (!as_root && (err == EPERM || err == EACCES));
+}
+
 static int remove_tree_at(int parentfd, const char *name);
 
 /* Make room for a new entry at path (restore --force over existing files). */
@@ -165,6 +170,40 @@ static int remove_tree_at(int parentfd, const char *name)
 	return r;
 }
 
+/* A directory restore creates in must pass nothing on to what it creates,
+ * as one made by restore (0700, no ACL) does not: a set-gid bit gives new
+ * entries its group (and set_metadata_fd, seeing our own gid asked for,
+ * does not chown), a default ACL gives them ACLs the snapshot does not have
+ * and overrides the umask the created mode is computed with.  Phase 3 sets
+ * the directory's own mode and xattrs from the snapshot afterwards. */
+static int stop_inheritance(struct restore_ctx *c, int fd, const char *path)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return hb_err(-errno, "cannot stat '%s': %s", path, strerror(errno));
+	if ((st.st_mode & S_ISGID) && fchmod(fd, st.st_mode & 07777 & ~S_ISGID) < 0 &&
+	    !tolerable(errno, c->as_root))
+		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
+	if (fremovexattr(fd, "system.posix_acl_default") < 0 && errno != ENODATA &&
+	    !tolerable(errno, c->as_root))
+		return hb_err(-errno, "cannot remove the default ACL of '%s': %s", path,
+			      strerror(errno));
+	return 0;
+}
+
+/* An existing directory restore --force reuses. */
+static int reuse_dir(struct restore_ctx *c, const char *path)
+{
+	int fd = open_beneath(c->rootfd, path, O_RDONLY | O_DIRECTORY, 0), r;
+
+	if (fd < 0)
+		return hb_err(fd, "cannot open '%s': %s", path, strerror(-fd));
+	r = stop_inheritance(c, fd, path);
+	close(fd);
+	return r;
+}
+
 static int create_entry(struct restore_ctx *c, uint32_t i, bool force, _Atomic uint64_t *skipped)
 {
 	const struct manifest_node *n = manifest_node(c->m, i);
@@ -176,7 +215,7 @@ static int create_entry(struct restore_ctx *c, uint32_t i, bool force, _Atomic u
 		if (r < 0)
 			return hb_err(r, "cannot replace '%s': %s", path, strerror(-r));
 		if (r == 1)
-			return 0; /* an existing directory is reused */
+			return reuse_dir(c, path); /* an existing directory is reused */
 	}
 	switch (n->mode & S_IFMT) {
 	case S_IFDIR:
@@ -219,11 +258,6 @@ static mode_t current_umask(void)
 			break;
 	fclose(f);
 	return (mode_t)mask;
-}
-
-static bool tolerable(int err, bool as_root)
-{
-	return err == ENOTSUP || (!as_root && (err == EPERM || err == EACCES));
 }
 
 /* Ownership, xattrs (after chown clears capabilities), mode, then times.
@@ -865,6 +899,9 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		rc = hb_err(-ENOTEMPTY, "%s is not empty (use --force to restore into it)", dir);
 		goto out;
 	}
+	rc = stop_inheritance(&c, c.rootfd, dir);
+	if (rc < 0)
+		goto out;
 	c.paths = calloc(count, sizeof(*c.paths));
 	c.depth = calloc(count, sizeof(*c.depth));
 	if (!c.paths || !c.depth) {

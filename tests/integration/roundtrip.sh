@@ -232,3 +232,29 @@ if is_root; then
 		log "skipped: this filesystem refuses trusted.* xattrs on a symlink or fifo"
 	fi
 fi
+
+# --- a target that passes things on to what is created in it ------------------
+# A set-gid target gave every restored file its group (the chown was skipped
+# as "already ours"), a default ACL gave every entry an ACL of its own; the
+# same for directories --force reuses.
+mkdir -p "$T/inh/sub"
+echo top >"$T/inh/top" && echo deeper >"$T/inh/sub/file"
+randfile "$T/inh/big" 200000 inh
+dump_tree "$T/inh" "$T/inh.json"
+inh=$(snapshot_create "$T/inh")
+inherit_target() { # DIR: set-gid with another group (root), a default ACL
+	mkdir -p "$1"
+	if is_root; then chgrp 1234 "$1" && chmod 2775 "$1"; fi
+	setfacl -d -m u:4321:rwx "$1"
+}
+for by_pack in 0 1; do
+	inherit_target "$T/inh-out$by_pack"
+	inherit_target "$T/inh-force$by_pack/sub"
+	echo stray >"$T/inh-force$by_pack/stray"
+	HIBERBOX_RESTORE_BY_PACK=$by_pack hb_ok snapshot restore "$inh" "$T/inh-out$by_pack"
+	HIBERBOX_RESTORE_BY_PACK=$by_pack hb_ok snapshot restore "$inh" "$T/inh-force$by_pack" --force
+	compare_trees "$T/inh.json" "$T/inh-out$by_pack" >"$T/d" ||
+		bad "restore into a set-gid directory with a default ACL (by pack: $by_pack) differs: $(head -10 "$T/d")"
+	compare_trees "$T/inh.json" "$T/inh-force$by_pack" --ignore-extra >"$T/d" ||
+		bad "restore --force over such a directory (by pack: $by_pack) differs: $(head -10 "$T/d")"
+done
