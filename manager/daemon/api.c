@@ -180,7 +180,8 @@ json_t *sbx_to_json(struct sbx *s)
 	json_t *procs = json_array();
 
 	for (struct sbx_detached *x = s->detached; x; x = x->next)
-		json_array_append_new(procs, json_integer(x->pid));
+		if (x->proc)
+			json_array_append_new(procs, json_integer(x->pid));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:f}, s:s, s:o,"
 			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 			 "name", r->name, "image", r->image, "base", r->base,
@@ -917,22 +918,17 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		goto fail_locked;
 	}
 	if (detached) {
-		struct sbx_detached *x = calloc(1, sizeof(*x));
 		pid_t pid = sandbox_proc_pid(proc);
 
 		snprintf(final, sizeof(final), "%s/%d.log", logs, (int)pid);
 		rename(tmp, final);
-		if (!x) {
+		/* recorded to cap the log's size (sbx_reap_locked) */
+		if ((r = sbx_detached_add(s, proc, out[1])) < 0) {
 			sandbox_proc_free(proc);
-			r = hb_err(-ENOMEM, "out of memory");
 			goto fail_locked;
 		}
-		x->proc = proc;
-		x->pid = pid;
-		x->next = s->detached;
-		x->log_fd = out[1]; /* kept to cap the log's size (sbx_reap_locked) */
-		s->detached = x;
 		pthread_mutex_unlock(&s->lock);
+		close(out[1]);
 		close(req.stdin_fd);
 		free(a);
 		hbd_put(d, s);

@@ -74,11 +74,11 @@ int sbx_record_copy(struct sbx_record *dst, const struct sbx_record *src);
  * with '.' or '-'. */
 int sbx_name_valid(const char *name);
 
-/* A live detached process. */
+/* A detached process, and its log while anything writes it. */
 struct sbx_detached {
-	struct sandbox_proc *proc;
+	struct sandbox_proc *proc; /* NULL once it ended (its children may not have) */
 	pid_t pid;
-	int log_fd; /* the daemon's descriptor of its log, to cap its size */
+	int log_fd; /* the daemon's own open of its log, to cap its size */
 	struct sbx_detached *next;
 };
 
@@ -114,6 +114,8 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
+/* Record a detached process writing to log_fd (the caller keeps log_fd). */
+int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd);
 /* Free s's detached records (process handles, log descriptors). */
 void sbx_detached_free_all(struct sbx *s);
 /* Let only root and the sandbox's ids into its state directory. */
@@ -128,7 +130,8 @@ int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct s
 int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx **out);
 int sbx_remove(struct hbd *d, struct sbx *s);
 int sbx_recover(struct hbd *d, struct sbx *s);
-/* Reap finished detached processes; count live processes besides init. */
+/* Reap finished detached processes (their logs are let go once nothing
+ * writes them) and count those alive; count live processes besides init. */
 int sbx_reap_locked(struct sbx *s);
 int sbx_process_count_locked(struct sbx *s);
 int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size);

@@ -218,7 +218,8 @@ static int open_repo(struct hbd *d, struct repo **out)
 
 static void sbx_detached_free(struct sbx_detached *x)
 {
-	sandbox_proc_free(x->proc);
+	if (x->proc)
+		sandbox_proc_free(x->proc);
 	if (x->log_fd >= 0)
 		close(x->log_fd);
 	free(x);
@@ -259,6 +260,44 @@ static void trim_log(int fd)
 	 * it, if that write fails, loses nothing else) */
 	if (ftruncate(fd, 0) == 0)
 		(void)!write(fd, note, sizeof(note) - 1);
+}
+
+/* Whether anything but the daemon still has the log open: a background
+ * child of a detached command that outlived it writes there through the
+ * command's descriptor.  The daemon holds an open of its own (see
+ * sbx_detached_add), and a write lease is granted only to a file's sole
+ * opener.  A filesystem without leases counts as nobody (the log is then
+ * let go when its command ends, as before). */
+static bool log_still_written(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		return false;
+	}
+	return errno == EAGAIN || errno == EBUSY;
+}
+
+int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd)
+{
+	struct sbx_detached *x = calloc(1, sizeof(*x));
+	char self[64];
+
+	if (!x)
+		return hb_err(-ENOMEM, "out of memory");
+	/* A new open of the log, not a copy of the command's descriptor: only
+	 * then can log_still_written tell the two apart. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", log_fd);
+	x->log_fd = open(self, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (x->log_fd < 0) {
+		int r = hb_err_sys(-errno, "reopening the log");
+		free(x);
+		return r;
+	}
+	x->proc = proc;
+	x->pid = sandbox_proc_pid(proc);
+	x->next = s->detached;
+	s->detached = x;
+	return 0;
 }
 
 /* Unmount root and wait for its fs process to end.  The daemon is a child
@@ -854,17 +893,24 @@ int sbx_reap_locked(struct sbx *s)
 		struct sbx_detached *x = *pp;
 		struct sandbox_exit ex;
 
-		if (sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) {
+		trim_log(x->log_fd); /* first: what an ended writer wrote last counts */
+		if (x->proc && sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) {
 			alive++;
 			pp = &x->next;
 			continue;
 		}
 		hb_err_clear();
+		if (x->proc) { /* ended: its log stays capped while others write it */
+			sandbox_proc_free(x->proc);
+			x->proc = NULL;
+		}
+		if (log_still_written(x->log_fd)) {
+			pp = &x->next;
+			continue;
+		}
 		*pp = x->next;
 		sbx_detached_free(x);
 	}
-	for (struct sbx_detached *x = s->detached; x; x = x->next)
-		trim_log(x->log_fd);
 	return alive;
 }
 
