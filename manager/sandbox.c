@@ -971,6 +971,20 @@ fail:
 	return r;
 }
 
+int sandbox_remove_cgroups(const char *name)
+{
+	struct sandbox_cgroup *cg;
+	int r = check_name(name);
+
+	if (r < 0)
+		return r;
+	if ((r = cgroup_open(&cg, name)) == -ENOENT) {
+		hb_err_clear();
+		return 0;
+	}
+	return r < 0 ? r : cgroup_destroy(cg);
+}
+
 void sandbox_release(struct sandbox *sb)
 {
 	if (!sb)

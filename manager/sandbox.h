@@ -155,6 +155,10 @@ int sandbox_adopt(const char *name, pid_t pid, struct sandbox **out);
 /* Free the handle and leave the sandbox running, its cgroups in place (for
  * a daemon that stops without stopping its sandboxes).  NULL is fine. */
 void sandbox_release(struct sandbox *sb);
+/* Remove the cgroups of a sandbox that ended without its handle freeing them
+ * (its init died while nobody held one, e.g. with the daemon down); 0 if it
+ * has none.  They must be empty, or become so within a moment. */
+int sandbox_remove_cgroups(const char *name);
 
 /* A command started in a running sandbox. */
 struct sandbox_proc;

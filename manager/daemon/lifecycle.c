@@ -851,9 +851,15 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 		}
 		s->sb = sb;
 		stop_sandbox(s, "recover"); /* kills it and removes its cgroups */
-	} else if (s->rec.init_pid > 0 && s->rec.init_start &&
-		   proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start) {
-		kill((pid_t)s->rec.init_pid, SIGKILL);
+	} else {
+		if (s->rec.init_pid > 0 && s->rec.init_start &&
+		    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start)
+			kill((pid_t)s->rec.init_pid, SIGKILL);
+		/* No handle removes its groups: each wake makes new ones, so
+		 * those of an init that died with the daemon would stay. */
+		hb_err_clear();
+		if (sandbox_remove_cgroups(cgname) < 0)
+			fprintf(stderr, "hiberboxd: recover %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 	}
 	hb_err_clear();
 	if (alive) {

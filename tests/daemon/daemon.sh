@@ -478,6 +478,16 @@ kill -9 "$kinit"
 sleep 1
 [ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init was killed"
 [ "$(state_of k)" = running ] || fail "k not running after exec"
+# init and daemon killed together: the restarted daemon removes the dead
+# init's cgroups (the next wake makes new ones, so nothing else would)
+kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+kcg=$(sed -n 's/^[0-9]*:pids:\(.*\)/\/sys\/fs\/cgroup\/pids\1/p' "/proc/$kinit/cgroup")
+[ -n "$kcg" ] || kcg=/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$kinit/cgroup")
+[ -d "$kcg" ] || fail "k's cgroup $kcg not found"
+kill -9 "$(daemon_pid)" "$kinit"
+sleep 0.3
+[ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init and daemon were killed"
+[ ! -d "$kcg" ] || fail "the cgroup of an init that died with the daemon was left: $kcg"
 "$HB" rm k >/dev/null || fail "rm k"
 
 step "daemon and fs process both killed: the upper is committed, the sandbox sleeps"

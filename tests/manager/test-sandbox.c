@@ -838,15 +838,10 @@ static void test_timing(void)
 	CHECK(spawn_ms < 1000 && exec_ms < 1000);
 }
 
-/* A daemon that dies leaves its sandboxes running; the next one adopts
- * them by name and pid.  We are the subreaper, so the orphaned init becomes
- * our child and its exit status is known again. */
-static void test_adopt(void)
+/* An init-only sandbox named name, started by a "daemon" that crashes at
+ * once (no sandbox_free): its init's pid, or -1. */
+static pid_t spawn_orphan(const char *name)
 {
-	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
-	char name[64], other[64];
-	snprintf(name, sizeof(name), "hbtest-adopt-%d", (int)getpid());
-	snprintf(other, sizeof(other), "hbtest-other-%d", (int)getpid());
 	int p[2];
 	CHECK(pipe2(p, O_CLOEXEC) == 0);
 	pid_t old_daemon = fork();
@@ -868,6 +863,44 @@ static void test_adopt(void)
 	CHECK(read(p[0], &pid, sizeof(pid)) == sizeof(pid) && pid > 0);
 	close(p[0]);
 	waitpid(old_daemon, NULL, 0);
+	return pid;
+}
+
+/* An init that dies while no handle holds it leaves its cgroups; a daemon
+ * that finds it dead removes them by name. */
+static void test_remove_orphan_cgroups(void)
+{
+	char name[64], *dir = NULL;
+	struct sandbox *sb = NULL;
+	struct stat st;
+
+	snprintf(name, sizeof(name), "hbtest-orphan-%d", (int)getpid());
+	pid_t pid = spawn_orphan(name);
+	if (pid <= 0)
+		return;
+	CHECK_OK(sandbox_adopt(name, pid, &sb));
+	if (sb)
+		dir = strdup(sandbox_cgroup_dir(sb, "pids"));
+	sandbox_release(sb);
+	CHECK(dir && stat(dir, &st) == 0);
+	CHECK(kill(pid, SIGKILL) == 0 && waitpid(pid, NULL, 0) == pid);
+	CHECK_OK(sandbox_remove_cgroups(name));
+	CHECK(dir && stat(dir, &st) < 0 && errno == ENOENT);
+	CHECK_OK(sandbox_remove_cgroups(name)); /* none left: fine */
+	CHECK_ERR(sandbox_remove_cgroups("../x"), -EINVAL);
+	free(dir);
+}
+
+/* A daemon that dies leaves its sandboxes running; the next one adopts
+ * them by name and pid.  We are the subreaper, so the orphaned init becomes
+ * our child and its exit status is known again. */
+static void test_adopt(void)
+{
+	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+	char name[64], other[64];
+	snprintf(name, sizeof(name), "hbtest-adopt-%d", (int)getpid());
+	snprintf(other, sizeof(other), "hbtest-other-%d", (int)getpid());
+	pid_t pid = spawn_orphan(name);
 	if (pid <= 0)
 		return;
 
@@ -905,6 +938,7 @@ static void test_adopt(void)
 		fprintf(stderr, "  adopted: code %d signal %d\n", ex.code, ex.signal);
 	sandbox_free(sb);
 	CHECK_ERR(sandbox_adopt(name, pid, &sb), -ESRCH);
+	test_remove_orphan_cgroups();
 	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
 }
 
