@@ -1557,6 +1557,9 @@ int hbd_run(const struct hbd_config *cfg)
 	pthread_mutex_init(&d->lock, NULL);
 	d->stop_pipe[0] = d->stop_pipe[1] = -1;
 	d->helper_argv = cfg->helper_argv;
+	if (getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"))
+		d->test_sleep_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"),
+							   NULL, 10);
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)

@@ -110,6 +110,7 @@ struct hbd {
 	const char *const *helper_argv;
 	volatile int stopping;
 	int stop_pipe[2];
+	unsigned test_sleep_pause_ms; /* HIBERBOX_TEST_SLEEP_PAUSE_MS (lifecycle.c) */
 };
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */

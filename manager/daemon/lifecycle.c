@@ -73,6 +73,32 @@ int rm_rf(const char *path)
 	return 0;
 }
 
+/* Remove an upper directory whose writes are committed and recorded.  It
+ * is renamed aside first: a daemon that dies while it is being removed must
+ * not find a part of it to replay and commit (recovery replays an upper
+ * only while its meta file is there) over the snapshot that holds it all. */
+static void drop_upper(const char *upper)
+{
+	char gone[4300];
+
+	snprintf(gone, sizeof(gone), "%s.gone", upper);
+	rm_rf(gone); /* what an earlier crash left */
+	rm_rf(rename(upper, gone) == 0 ? gone : upper);
+	hb_err_clear();
+}
+
+/* Test knob (HIBERBOX_TEST_SLEEP_PAUSE_MS, read at start): a sleep waits
+ * this long once the sandbox is stopped and its upper dropped, before it
+ * records the sandbox as asleep, so a test can kill the daemon there. */
+static void test_pause(const struct hbd *d)
+{
+	if (d->test_sleep_pause_ms) {
+		struct timespec ts = { d->test_sleep_pause_ms / 1000,
+				       (long)(d->test_sleep_pause_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void tag_of(const char *name, char *out, size_t size)
 {
 	snprintf(out, size, HBD_TAG_SANDBOX "%s", name);
@@ -581,16 +607,17 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 	frozen = sandbox_freeze(s->sb) == 0;
 	hb_err_clear();
 	r = hbfs_commit(root, tag, &id);
-	if (r < 0) {
+	/* Recorded before anything of the running sandbox goes: a daemon that
+	 * dies from here on finds the disk in latest (its recovery can commit
+	 * again only while the mount or the whole upper is there). */
+	if (r < 0 || (r = record_commit(d, s, &id)) < 0 || (r = save(d, s)) < 0) {
 		if (frozen)
 			sandbox_thaw(s->sb);
 		return hb_err_ctx(r, "sleep %s", s->rec.name);
 	}
 	stop_all(s, root, why);
-	rm_rf(upper);
-	hb_err_clear();
-	if ((r = record_commit(d, s, &id)) < 0)
-		return r;
+	drop_upper(upper);
+	test_pause(d);
 	if (snap_out)
 		oid_format(&id, snap_out);
 	s->rec.state = SBX_SLEEPING;
@@ -873,13 +900,15 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 	}
 	if (r == 0)
 		r = record_commit(d, s, &id);
-	else
+	if (r == 0)
+		r = save(d, s); /* before the upper goes, as in a sleep */
+	if (r < 0)
 		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
 			"lost)\n", s->rec.name, hb_errmsg(r));
 	hb_err_clear();
 	unmount_root(root);
 	hb_err_clear();
-	rm_rf(upper);
+	drop_upper(upper);
 	s->rec.state = SBX_SLEEPING;
 	s->rec.lower[0] = 0;
 	s->rec.init_pid = 0;

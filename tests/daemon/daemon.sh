@@ -500,6 +500,20 @@ sleep 0.3
 [ "$("$HB" exec b -- cat /crash)" = crash ] || fail "write lost when daemon and fs died"
 [ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "b lost older data"
 
+step "a daemon killed in the middle of a sleep: the commit is kept"
+# Started with a pause after the sleep dropped b's upper, before it records
+# b as asleep: the commit must already be b's latest by then.
+"$HB" daemon stop >/dev/null || fail "daemon stop before the mid-sleep kill"
+HIBERBOX_TEST_SLEEP_PAUSE_MS=5000 "$HB" exec b -- sh -c 'echo mid-sleep > /midsleep' ||
+	fail "write before the mid-sleep kill"
+"$HB" sleep b >/dev/null 2>&1 &
+sp=$!
+for _ in $(seq 100); do [ -d "$HIBERBOX_HOME/sandboxes/b/upper" ] || break; sleep 0.1; done
+[ ! -d "$HIBERBOX_HOME/sandboxes/b/upper" ] || fail "the sleep of b did not drop its upper"
+kill -9 "$(daemon_pid)"
+wait $sp
+[ "$("$HB" exec b -- cat /midsleep)" = mid-sleep ] || fail "a write was lost when the daemon died during a sleep"
+
 step "idle timeout"
 "$HB" create idle --image base --idle-timeout 2s >/dev/null || fail "create idle"
 "$HB" exec idle -- true
