@@ -642,6 +642,7 @@ const char *hbd_exec_killed_text(const struct hbd_exec_end *end)
 		{ "rm", "killed: the sandbox was removed" },
 		{ "shutdown", "killed: the daemon stopped; the sandbox sleeps (its disk is kept)" },
 		{ "recover", "killed: the daemon restarted and could not take the sandbox over" },
+		{ "fs", "killed: the sandbox's filesystem process died; it sleeps (its disk is kept)" },
 	};
 
 	if (!end->killed_by[0])

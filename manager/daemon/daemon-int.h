@@ -93,7 +93,8 @@ struct sbx {
 	int refs;             /* under hbd.lock */
 	bool removed;
 	/* Every stop of the sandbox's processes counts one and says why (a
-	 * static word: "sleep", "idle", "init", "rm", "shutdown"), so an exec
+	 * static word: "sleep", "idle", "init", "rm", "shutdown", "recover",
+	 * "fs"), so an exec
 	 * stream that saw its command killed can tell its client what did it.
 	 * Written under lock; read by streams without it. */
 	atomic_uint stops;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -362,9 +363,10 @@ static int unmount_root(const char *root)
  * init's business once its parent daemon died. */
 static void detach_stale(const char *root)
 {
-	struct stat st;
+	struct statfs sf;
 
-	if (stat(root, &st) < 0 && errno == ENOTCONN)
+	/* statfs: see fs_died */
+	if (statfs(root, &sf) < 0 && errno == ENOTCONN)
 		umount2(root, MNT_DETACH);
 }
 
@@ -423,10 +425,14 @@ int sbx_check_init_locked(struct hbd *d, struct sbx *s)
 	return r;
 }
 
+/* A dead fs process under a running sandbox (below, beside recovery). */
+static bool fs_died(struct hbd *d, struct sbx *s);
+static int fs_died_settle_locked(struct hbd *d, struct sbx *s);
+
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 {
 	char root[4200], upper[4200], host[65];
-	const char *snap = s->rec.latest[0] ? s->rec.latest : s->rec.base;
+	const char *snap;
 	struct sandbox_spec *spec = NULL;
 	uint64_t t0 = now_ns();
 	int r;
@@ -437,8 +443,12 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	if ((r = sbx_check_init_locked(d, s)) < 0)
 		return r;
+	if (fs_died(d, s) && (r = fs_died_settle_locked(d, s)) < 0)
+		return r;
 	if (s->sb)
 		return 0;
+	/* only now: the checks above may have just committed a newer one */
+	snap = s->rec.latest[0] ? s->rec.latest : s->rec.base;
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
 		return r;
@@ -593,6 +603,8 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 
 	if (ms)
 		*ms = 0;
+	if (fs_died(d, s) && (r = fs_died_settle_locked(d, s)) < 0)
+		return r;
 	if (!s->sb) {
 		if (snap_out)
 			snprintf(snap_out, OID_HEX_BYTES, "%s",
@@ -846,23 +858,106 @@ out:
 	return r;
 }
 
+/* A sandbox whose processes are gone but whose disk may hold writes since
+ * its last sleep (the daemon or its fs process died): commit them, through
+ * the live mount (alive) or else by replaying the upper on a new mount, and
+ * record the sandbox asleep.  Writes are lost only if neither works. */
+static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
+{
+	char root[4200], upper[4200], meta[4300], tag[128];
+	struct oid id;
+	int r = -ENOENT;
+
+	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
+	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
+	snprintf(meta, sizeof(meta), "%s/meta", upper);
+	tag_of(s->rec.name, tag, sizeof(tag));
+	if (alive) {
+		r = hbfs_commit(root, tag, &id);
+	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
+		/* The fs process died: its upper replays on a new mount. */
+		detach_stale(root);
+		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
+		if (r == 0)
+			r = hbfs_commit(root, tag, &id);
+	}
+	if (r == 0)
+		r = record_commit(d, s, &id);
+	if (r == 0)
+		r = save(d, s); /* before the upper goes, as in a sleep */
+	if (r < 0)
+		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
+			"lost)\n", s->rec.name, hb_errmsg(r));
+	hb_err_clear();
+	unmount_root(root);
+	hb_err_clear();
+	drop_upper(upper);
+	s->rec.state = SBX_SLEEPING;
+	s->rec.lower[0] = 0;
+	s->rec.init_pid = 0;
+	s->rec.init_start = 0;
+	s->rec.slept_at = now_sec();
+	return save(d, s);
+}
+
+/* Whether the fs process serving a running sandbox's root died: the kernel
+ * then answers ENOTCONN for the mount, and nothing inside can do I/O.
+ * statfs, not stat: it always reaches the fs (stat may be answered from
+ * the attributes the kernel caches, long after the process is gone). */
+static bool fs_died(struct hbd *d, struct sbx *s)
+{
+	char root[4200];
+	struct statfs sf;
+
+	return s->sb && sbx_state_dir(d, s->rec.name, "root", root, sizeof(root)) == 0 &&
+	       statfs(root, &sf) < 0 && errno == ENOTCONN;
+}
+
+/* Reap a dead fs process of ours: the daemon is a subreaper and the mount
+ * helper's fs process is its orphan, which nobody else waits for. */
+static void reap_dead_fs(const char *root)
+{
+	struct hbfs_mount_info *m = NULL;
+	size_t count = 0;
+
+	if (hbfs_list_mounts(&m, &count) < 0) {
+		hb_err_clear();
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(m[i].mountpoint, root) == 0 && !m[i].alive && m[i].pid > 0)
+			waitpid(m[i].pid, NULL, WNOHANG);
+	free(m);
+}
+
+/* The fs process of running s died under it: stop its processes and settle
+ * its disk as a restarted daemon would; the next use wakes it again. */
+static int fs_died_settle_locked(struct hbd *d, struct sbx *s)
+{
+	char root[4200];
+
+	fprintf(stderr, "hiberboxd: %s: its fs process died: committing its upper, sleeping\n",
+		s->rec.name);
+	stop_sandbox(s, "fs");
+	sbx_detached_free_all(s);
+	if (sbx_state_dir(d, s->rec.name, "root", root, sizeof(root)) == 0)
+		reap_dead_fs(root);
+	return settle_locked(d, s, false);
+}
+
 /* The previous daemon died with s running.  If its mount and its init
  * are both alive the sandbox is taken over as it is (processes and all).
  * Otherwise what is left is stopped and the writes committed: it sleeps, and
  * wakes on the next exec with its whole disk. */
 int sbx_recover(struct hbd *d, struct sbx *s)
 {
-	char root[4200], upper[4200], meta[4300], tag[128], cgname[64];
+	char root[4200], cgname[64];
 	struct sandbox *sb = NULL;
-	struct oid id;
 	bool alive;
-	int r = -ENOENT;
+	int r;
 
 	pthread_mutex_lock(&s->lock);
 	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
-	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
-	snprintf(meta, sizeof(meta), "%s/meta", upper);
-	tag_of(s->rec.name, tag, sizeof(tag));
 	cgroup_name_of(d, s, cgname, sizeof(cgname));
 	alive = mount_alive(root);
 	if (s->rec.init_pid > 0 && s->rec.init_start &&
@@ -889,32 +984,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 			fprintf(stderr, "hiberboxd: recover %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 	}
 	hb_err_clear();
-	if (alive) {
-		r = hbfs_commit(root, tag, &id);
-	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
-		/* The fs process died too: its upper replays on a new mount. */
-		detach_stale(root);
-		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
-		if (r == 0)
-			r = hbfs_commit(root, tag, &id);
-	}
-	if (r == 0)
-		r = record_commit(d, s, &id);
-	if (r == 0)
-		r = save(d, s); /* before the upper goes, as in a sleep */
-	if (r < 0)
-		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
-			"lost)\n", s->rec.name, hb_errmsg(r));
-	hb_err_clear();
-	unmount_root(root);
-	hb_err_clear();
-	drop_upper(upper);
-	s->rec.state = SBX_SLEEPING;
-	s->rec.lower[0] = 0;
-	s->rec.init_pid = 0;
-	s->rec.init_start = 0;
-	s->rec.slept_at = now_sec();
-	r = save(d, s);
+	r = settle_locked(d, s, alive);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

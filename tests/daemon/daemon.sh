@@ -475,7 +475,8 @@ step "an init killed from outside: the disk is kept, the next exec starts it aga
 "$HB" exec k -- sh -c 'echo before-init-kill > /ik' || fail "write before init kill"
 kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
 kill -9 "$kinit"
-sleep 1
+# at once, before the idle tick sees init gone: the exec's own wake commits
+# k (never asleep yet) and must then mount that commit, not k's image
 [ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init was killed"
 [ "$(state_of k)" = running ] || fail "k not running after exec"
 # init and daemon killed together: the restarted daemon removes the dead
@@ -499,6 +500,27 @@ kill -9 "$dp" "$fspid"
 sleep 0.3
 [ "$("$HB" exec b -- cat /crash)" = crash ] || fail "write lost when daemon and fs died"
 [ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "b lost older data"
+
+step "an fs process killed under a live daemon: the upper is committed, the sandbox wakes"
+"$HB" create fsd --image base >/dev/null || fail "create fsd"
+"$HB" exec fsd -- sh -c 'echo before-fs-death > /fsd' || fail "write fsd"
+"$HB" exec fsd -- sleep 60 2>"$T/err" &
+ep=$!
+wait_for_procs() { for _ in $(seq 100); do [ "$("$HB" --json inspect "$1" | sed -n 's/.*"processes": \([0-9]*\).*/\1/p')" = "$2" ] && return 0; sleep 0.1; done; return 1; }
+wait_for_procs fsd 1 || fail "the sleep in fsd did not start"
+fspid=$(fs_pid_of fsd)
+kill -9 "$fspid"
+[ "$("$HB" exec fsd -- cat /fsd)" = before-fs-death ] || fail "write lost when the fs process died"
+wait $ep; rc=$?
+[ "$rc" = 137 ] && [ "$(cat "$T/err")" = "hiberbox: fsd: killed: the sandbox's filesystem process died; it sleeps (its disk is kept)" ] ||
+	fail "a command of a sandbox whose fs died: exit $rc, stderr '$(cat "$T/err")'"
+[ "$(sed -n 's/^State:\t\(.\).*/\1/p' "/proc/$fspid/status" 2>/dev/null)" != Z ] ||
+	fail "the dead fs process $fspid was left a zombie"
+# and a sleep (not an exec) is what finds it dead
+kill -9 "$(fs_pid_of fsd)"
+"$HB" sleep fsd >/dev/null || fail "sleep of a sandbox whose fs process died"
+[ "$("$HB" exec fsd -- cat /fsd)" = before-fs-death ] || fail "write lost after a sleep found the fs dead"
+"$HB" rm fsd >/dev/null || fail "rm fsd"
 
 step "a daemon killed in the middle of a sleep: the commit is kept"
 # Started with a pause after the sleep dropped b's upper, before it records
