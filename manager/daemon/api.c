@@ -389,8 +389,9 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 		if (!json_is_number(v))
 			return hb_err(-EINVAL, "cpus must be a number");
 		double c = json_number_value(v);
-		if (c < 0 || c > 1024)
-			return hb_err(-EINVAL, "cpus must be between 0 and 1024");
+		/* (0 is no limit; a fraction that rounds to it would be none too) */
+		if (c < 0 || c > 1024 || (c > 0 && c < 0.001))
+			return hb_err(-EINVAL, "cpus must be 0 (no limit) or between 0.001 and 1024");
 		rec.cpu_millis = (uint32_t)(c * 1000 + 0.5);
 	}
 	if ((v = json_object_get(req, "network"))) {
@@ -405,6 +406,9 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 				return hb_err(-EINVAL, "idle_timeout is over 100 years");
 			rec.idle_timeout_s = (uint64_t)json_integer_value(v);
 		}
+		else if (!json_is_string(v))
+			return hb_err(-EINVAL, "idle_timeout must be whole seconds or a duration "
+				      "such as \"5m\"");
 		else if ((r = parse_duration(json_string_value(v), &rec.idle_timeout_s)) < 0)
 			return r;
 	}
@@ -1229,13 +1233,39 @@ static enum MHD_Result do_logs(struct hbd *d, struct sbx *s, struct MHD_Connecti
 	return reply_fd(c, fd);
 }
 
+/* The mode query parameter: octal permission bits, at most 07777 (what the
+ * PUT is given is what it sets, never a silent 0 or a stray setuid bit). */
+static int parse_mode(struct MHD_Connection *c, mode_t def, mode_t *out)
+{
+	const char *v = arg(c, "mode");
+	char *end;
+	unsigned long m;
+
+	*out = def;
+	if (!v)
+		return 0;
+	errno = 0;
+	m = strtoul(v, &end, 8);
+	if (!*v || *end || errno || m > 07777 || strchr(v, '-'))
+		return hb_err(-EINVAL, "mode must be octal permission bits (e.g. 0644), not '%.32s'",
+			      v);
+	*out = (mode_t)m;
+	return 0;
+}
+
 static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
 				const char *method, struct request *rq)
 {
-	const char *path = arg(c, "path"), *mode_s = arg(c, "mode"), *type = arg(c, "type");
+	const char *path = arg(c, "path"), *type = arg(c, "type");
+	bool put_dir = type && !strcmp(type, "dir");
 	json_t *j = NULL;
+	mode_t mode = 0;
 	int fd, r = 0;
 
+	if (!strcmp(method, "PUT") && (r = parse_mode(c, put_dir ? 0755 : 0644, &mode)) < 0) {
+		hbd_put(d, s);
+		return reply_err(c, r);
+	}
 	pthread_mutex_lock(&s->lock);
 	if (!strcmp(method, "GET") && (flag(c, "stat") || flag(c, "list"))) {
 		r = flag(c, "stat") ? sbx_file_stat(d, s, path, &j) : sbx_dir_list(d, s, path, &j);
@@ -1244,11 +1274,9 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		return reply_ok(c, j, r);
 	}
 	if (!strcmp(method, "PUT") && type && strcmp(type, "file")) {
-		mode_t dmode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0755;
-
-		if (!strcmp(type, "dir"))
+		if (put_dir)
 			r = rq->body.len ? hb_err(-EINVAL, "type=dir takes no body") :
-					   sbx_make_dir(d, s, path, dmode);
+					   sbx_make_dir(d, s, path, mode);
 		else if (!strcmp(type, "symlink"))
 			r = sbx_make_symlink(d, s, path, rq->body.data, rq->body.len);
 		else
@@ -1265,7 +1293,6 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		hbd_put(d, s);
 		return fd < 0 ? reply_err(c, fd) : reply_fd(c, fd);
 	}
-	mode_t mode = mode_s ? (mode_t)strtoul(mode_s, NULL, 8) & 07777 : 0644;
 	bool append = flag(c, "append"), created = false;
 	if (append) {
 		/* the next piece of a file larger than one request: as it is */

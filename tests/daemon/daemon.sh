@@ -280,6 +280,22 @@ head -c 2000000 /dev/zero | tr '\0' ' ' > "$T/bigjson"
 	fail "memory_bytes as a string"
 [ "$(api -X POST -d '{"name":"z","image":"base","cpus":-1}' http://x/v1/sandboxes)" = 400 ] ||
 	fail "negative cpus"
+# a fraction of a cpu too small to set would have meant no limit at all
+[ "$(api -X POST -d '{"name":"z","image":"base","cpus":0.0001}' http://x/v1/sandboxes)" = 400 ] ||
+	fail "cpus rounding to no limit: $(cat "$T/api.out")"
+[ "$(api -X POST -d '{"name":"z","image":"base","idle_timeout":-5}' http://x/v1/sandboxes)" = 400 ] &&
+	grep -q "whole seconds" "$T/api.out" || fail "negative idle timeout: $(cat "$T/api.out")"
+# a mode that is not octal bits was taken as 0 (or kept stray high bits)
+for m in rw 17777 -1 ''; do
+	[ "$(api -X PUT --data-binary x "http://x/v1/sandboxes/a/files?path=/badmode&mode=$m")" = 400 ] ||
+		fail "PUT with mode '$m': $(cat "$T/api.out")"
+	[ "$(api -X PUT "http://x/v1/sandboxes/a/files?path=/badmode.d&type=dir&mode=$m")" = 400 ] ||
+		fail "mkdir with mode '$m': $(cat "$T/api.out")"
+done
+"$HB" exec a -- test -e /badmode -o -e /badmode.d && fail "a PUT with a bad mode made something"
+[ "$(api -X PUT --data-binary x 'http://x/v1/sandboxes/a/files?path=/goodmode&mode=640')" = 200 ] &&
+	[ "$("$HB" exec a -- stat -c %a /goodmode)" = 640 ] || fail "PUT with mode 640"
+"$HB" exec a -- rm /goodmode
 "$HB" inspect a >/dev/null || fail "the daemon did not survive bad requests"
 
 step "detached process and logs; cp in and out"
