@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapshot/beneath.h"
 #include "snapshot/repo-int.h"
 #include "snapshot/walk.h"
 #include "util/error.h"
@@ -114,6 +115,41 @@ static uint64_t count_chunks(const struct manifest_chunk *chunks, uint32_t count
 	return n;
 }
 
+/* Open a regular file the walk found, for reading.  The tree may have
+ * changed since: a directory on the path replaced by a symbolic link must
+ * not lead the read out of the tree (a file from elsewhere in the
+ * snapshot), and a FIFO in the file's place must not block the snapshot
+ * for ever (hence O_NONBLOCK until it is known to be a file).  @return an
+ * fd or a negative errno with a message. */
+static int open_source_file(struct create_ctx *c, const char *path)
+{
+	/* Reading for a snapshot should not change the source's atimes (which
+	 * the next snapshot records); O_NOATIME is only for the owner. */
+	int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+	int fd = open_beneath(c->rootfd, path, flags | O_NOATIME, 0), r = 0;
+	struct stat st;
+
+	if (fd == -EPERM)
+		fd = open_beneath(c->rootfd, path, flags, 0);
+	if (fd == -ELOOP || fd == -EXDEV)
+		return hb_err(fd, "cannot read '%s': it or a directory on its path became a "
+				  "symbolic link during the snapshot", path);
+	if (fd < 0)
+		return hb_err(fd, "cannot read '%s': %s", path, strerror(-fd));
+	if (fstat(fd, &st) < 0)
+		r = hb_err(-errno, "cannot read '%s': %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		r = hb_err(-EINVAL, "cannot read '%s': no longer a regular file (changed during "
+				    "the snapshot)", path);
+	else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		r = hb_err(-errno, "cannot read '%s': %s", path, strerror(errno));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
 static int store_file(struct create_ctx *c, uint32_t i)
 {
 	struct walk_entry *e = &c->entries[i];
@@ -122,13 +158,9 @@ static int store_file(struct create_ctx *c, uint32_t i)
 	uint64_t size = 0;
 	int fd, r;
 
-	/* Reading for a snapshot should not change the source's atimes (which
-	 * the next snapshot records); O_NOATIME is only for the owner. */
-	fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NOATIME);
-	if (fd < 0 && errno == EPERM)
-		fd = openat(c->rootfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	fd = open_source_file(c, e->path);
 	if (fd < 0)
-		return hb_err(-errno, "cannot read '%s': %s", e->path, strerror(errno));
+		return fd;
 	if (e->node.size <= MANIFEST_INLINE_WRITE_BYTES) {
 		uint8_t small[MANIFEST_INLINE_WRITE_BYTES + 1];
 		ssize_t n = read_full(fd, small, sizeof(small));

@@ -30,16 +30,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "snapshot/beneath.h"
 #include "snapshot/restore-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -101,21 +100,6 @@ static void ctx_fail(struct restore_ctx *c, int r)
 		atomic_store(&c->cancel, 1);
 	}
 	pthread_mutex_unlock(&c->lock);
-}
-
-/* Open beneath the restore root, never through a symlink. */
-static int open_beneath(int rootfd, const char *path, int flags, mode_t mode)
-{
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	long fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-
-	if (fd < 0 && errno == ENOSYS)
-		fd = openat(rootfd, path, flags | O_CLOEXEC | O_NOFOLLOW, mode);
-	return fd < 0 ? -errno : (int)fd;
 }
 
 static bool tolerable(int err, bool as_root)

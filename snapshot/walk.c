@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapshot/beneath.h"
 #include "snapshot/exclude.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -503,15 +504,21 @@ out:
 static int open_dir(struct walk_dir *d)
 {
 	const char *p = d->path[0] ? d->path : ".";
-	int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	int flags = O_RDONLY | O_DIRECTORY;
 
 	/* Listing a directory should not change its atime; O_NOATIME is only
-	 * for the owner (or CAP_FOWNER). */
-	d->fd = openat(d->c->o.rootfd, p, flags | O_NOATIME);
-	if (d->fd < 0 && errno == EPERM)
-		d->fd = openat(d->c->o.rootfd, p, flags);
-	if (d->fd < 0)
-		return hb_err(-errno, "cannot open directory '%s': %s", p, strerror(errno));
+	 * for the owner (or CAP_FOWNER).  Beneath the root: a directory on the
+	 * path replaced by a symbolic link since we listed its parent must not
+	 * take the walk out of the tree. */
+	d->fd = open_beneath(d->c->o.rootfd, p, flags | O_NOATIME, 0);
+	if (d->fd == -EPERM)
+		d->fd = open_beneath(d->c->o.rootfd, p, flags, 0);
+	if (d->fd < 0) {
+		int r = d->fd;
+
+		d->fd = -1;
+		return hb_err(r, "cannot open directory '%s': %s", p, strerror(-r));
+	}
 	return 0;
 }
 

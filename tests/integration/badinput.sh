@@ -94,6 +94,62 @@ else
 	log "SKIP unreadable-source cases: cannot run as an unprivileged user ($(head -c 200 "$T/err"))"
 fi
 
+# --- a tree that changes between the walk and the read -----------------------------------------
+# snapshot create reads files after the walk.  A FIFO put in a file's place
+# meanwhile blocked the open for ever; a directory on a file's path replaced
+# by a symbolic link took the read out of the tree (the snapshot held a file
+# from elsewhere).  With one thread, small/file is read after big, so
+# changing it once big is open changes it after the walk.
+RC="$T/racy"
+mkdir -p "$RC/small" "$T/elsewhere"
+randfile "$RC/a-big" $((96 * 1048576)) racy
+echo public >"$RC/small/file"
+echo "not in the tree" >"$T/elsewhere/file"
+# change_after_walk WHAT: start a create, do WHAT to small/ once the big file
+# is being read; HB_RC, $T/out, $T/err as hb_try sets them (HB_RC 99: the
+# create ended before the change, nothing to judge)
+change_after_walk() {
+	local pid child i
+	# a hang is what the fix prevents: killed after 2 minutes (exit 137)
+	timeout --signal=KILL 120 "$HIBERBOX" snapshot create "$RC" --no-parent \
+		--threads 1 >"$T/out" 2>"$T/err" &
+	pid=$!
+	for i in $(seq 1 3000); do
+		child=$(pgrep -P "$pid" | head -n 1) || true
+		[ -n "$child" ] && ls -l "/proc/$child/fd" 2>/dev/null | grep -q a-big && break
+		sleep 0.005
+	done
+	case $1 in
+	fifo) rm "$RC/small/file" && mkfifo "$RC/small/file" ;;
+	symlink) mv "$RC/small" "$RC/small.real" && ln -s ../elsewhere "$RC/small" ;;
+	esac
+	kill -0 "$child" 2>/dev/null || { wait "$pid" || true; HB_RC=99; return 0; }
+	HB_RC=0
+	wait "$pid" || HB_RC=$?
+}
+judge_racy() { # DESC
+	if [ "$HB_RC" -eq 99 ]; then
+		log "SKIP $1: the create was done before the change"
+	elif [ "$HB_RC" -eq 137 ]; then
+		bad "$1: snapshot create hung"
+	elif [ "$HB_RC" -eq 0 ]; then
+		hb_ok snapshot cat "$(tail -n 1 "$T/out")" small/file >"$T/cat"
+		bad "$1: snapshot create succeeded, small/file holds: $(head -c 100 "$T/cat")"
+	else
+		[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^hiberbox: .*small/file" "$T/err" ||
+			bad "$1: expected one line naming small/file, got: $(head -c 500 "$T/err")"
+	fi
+}
+before=$(count)
+change_after_walk fifo
+judge_racy "a FIFO in a file's place after the walk"
+rm -f "$RC/small/file" && echo public >"$RC/small/file"
+change_after_walk symlink
+judge_racy "a directory replaced by a symbolic link after the walk"
+rm "$RC/small" && mv "$RC/small.real" "$RC/small"
+[ "$(count)" -eq "$before" ] || bad "failed racy creates recorded snapshots"
+rm -rf "$RC"
+
 # --- names that do not resolve ----------------------------------------------------------------
 make_small_tree "$T/tiny" 3 9
 first=$(snapshot_create "$T/tiny")
