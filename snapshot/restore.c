@@ -744,6 +744,22 @@ static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
 	return r;
 }
 
+/* Phase 3: entry i as another name of its hard-link group's first entry.
+ * A device node that a restore without root could not make is not there
+ * to link to: its other names are skipped (and counted) the same way. */
+static int link_member(struct restore_ctx *c, uint32_t i)
+{
+	const struct manifest_node *n = manifest_node(c->m, i);
+
+	if (linkat(c->rootfd, c->paths[n->hardlink], c->rootfd, c->paths[i], 0) == 0)
+		return 0;
+	if (errno == ENOENT && !c->as_root && (S_ISCHR(n->mode) || S_ISBLK(n->mode))) {
+		atomic_fetch_add(&c->skipped, 1);
+		return 0;
+	}
+	return hb_err(-errno, "cannot link '%s': %s", c->paths[i], strerror(errno));
+}
+
 /* Restoring from object storage waits on round trips, not on cores: keep
  * many range requests in flight. */
 #define RESTORE_REMOTE_FETCHERS 16
@@ -968,11 +984,8 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (!S_ISDIR(n->mode) && n->hardlink != i &&
-		    linkat(c.rootfd, c.paths[n->hardlink], c.rootfd, c.paths[i], 0) < 0) {
-			rc = hb_err(-errno, "cannot link '%s': %s", c.paths[i], strerror(errno));
+		if (!S_ISDIR(n->mode) && n->hardlink != i && (rc = link_member(&c, i)) < 0)
 			goto out;
-		}
 	}
 	for (uint32_t i = count; i-- > 0;) {
 		int fd;

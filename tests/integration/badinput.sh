@@ -90,6 +90,24 @@ if nb init >/dev/null 2>"$T/err"; then
 	# the readable part of the tree is fine once the file is readable
 	chmod 644 "$U/tree/secret-file"
 	nb snapshot create "$U/tree" >"$T/out" 2>"$T/err" || bad "create after fixing permissions failed: $(cat "$T/err")"
+	# device nodes (made as root) are skipped by a restore without root,
+	# with a note; a hard link to one made the restore fail ("cannot link")
+	if is_root; then
+		mkdir -p "$U/devs"
+		mknod "$U/devs/null" c 1 3 && ln "$U/devs/null" "$U/devs/null-link"
+		echo data >"$U/devs/file"
+		devs=$(HIBERBOX_HOME="$U/home" HIBERBOX_REPO="$U/repo" snapshot_create "$U/devs")
+		chown -R 65534:65534 "$U"
+		rc=0
+		nb snapshot restore "$devs" "$U/devs-out" >"$T/out" 2>"$T/err" || rc=$?
+		if [ "$rc" -ne 0 ]; then
+			bad "restore of hard-linked device nodes without root exited $rc: $(cat "$T/err")"
+		else
+			grep -q "2 device node(s) not restored" "$T/err" ||
+				bad "restore without root: no note of the 2 skipped device nodes: $(cat "$T/err")"
+			[ "$(cat "$U/devs-out/file")" = data ] || bad "restore without root: file missing"
+		fi
+	fi
 else
 	log "SKIP unreadable-source cases: cannot run as an unprivileged user ($(head -c 200 "$T/err"))"
 fi
