@@ -571,6 +571,9 @@ int hbd_client_ensure(const char *const *self_argv)
 		}
 		if (lfd >= 0)
 			dup2(lfd, 2);
+		/* Nothing else of the caller's: a pipe it holds (a shell's $(...),
+		 * a CI runner's) would stay open for the daemon's lifetime. */
+		close_range(3, ~0u, 0);
 		setenv("HIBERBOX_HOME", home, 1);
 		execv(self_argv[0], (char *const *)self_argv);
 		_exit(127);

@@ -639,7 +639,13 @@ echo "   $(cat "$T/churn1") and $(cat "$T/churn2") exec rounds (half with a slee
 step "daemon stop puts sandboxes to sleep; restart keeps everything"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 "$HB" daemon status >/dev/null && fail "daemon still answers after stop"
-"$HB" --json ls | grep -q '"state": "running"' && fail "a sandbox still runs after daemon stop"
+# the daemon a command starts keeps none of that command's descriptors (a
+# caller's pipe held open by it would never see EOF)
+exec {held}>"$T/held-by-the-cli"
+"$HB" --json ls > "$T/ls.out" || fail "ls starting the daemon"
+exec {held}>&-
+grep -q '"state": "running"' "$T/ls.out" && fail "a sandbox still runs after daemon stop"
+ls -l "/proc/$(daemon_pid)/fd" | grep -q held-by-the-cli && fail "the daemon kept a descriptor of the CLI that started it"
 [ "$("$HB" exec a -- cat /unsaved)" = unsaved ] || fail "lost a's file over stop/start"
 [ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "lost b's file over stop/start"
 
