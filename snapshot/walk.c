@@ -197,8 +197,11 @@ static int read_one_xattr(const char *path, const char *label, const char *name,
 		free(x->value);
 		return -ENOMEM;
 	}
-	/* It may have grown since we asked for its size: ERANGE fails loudly. */
-	vlen = lgetxattr(path, name, x->value, (size_t)vlen);
+	/* It may have grown since we asked for its size: ERANGE fails loudly.
+	 * Not for an empty value: a size of 0 asks for the size again, and a
+	 * value set meanwhile would be taken as read into our 1-byte buffer. */
+	if (vlen > 0)
+		vlen = lgetxattr(path, name, x->value, (size_t)vlen);
 	if (vlen < 0) {
 		int r = -errno;
 
