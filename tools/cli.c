@@ -12,11 +12,15 @@
 #include "util/fileio.h"
 
 /* Messages quote user input (paths, tags) that may hold newlines or
- * terminal escapes; an error must stay one line and print nothing active. */
-static void put_escaped(const char *s, FILE *f)
+ * terminal escapes; an error must stay one line and print nothing active.
+ * With backslash set, '\\' is escaped too, so that the text says which
+ * bytes the name had. */
+static void put_escaped_as(const char *s, FILE *f, bool backslash)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '\n')
+		if (*p == '\\' && backslash)
+			fputs("\\\\", f);
+		else if (*p == '\n')
 			fputs("\\n", f);
 		else if (*p == '\t')
 			fputs("\\t", f);
@@ -25,6 +29,16 @@ static void put_escaped(const char *s, FILE *f)
 		else
 			fputc(*p, f);
 	}
+}
+
+static void put_escaped(const char *s, FILE *f)
+{
+	put_escaped_as(s, f, false);
+}
+
+void cli_put_name(const char *s, FILE *f)
+{
+	put_escaped_as(s, f, true);
 }
 
 /* The registered tables, in the order --help shows them. */

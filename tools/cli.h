@@ -42,6 +42,11 @@ void cli_group_help(const char *group, FILE *out);
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error for the running command; returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a path or name from a snapshot as one line's worth of text:
+ * newlines, tabs, other control bytes and '\\' as C escapes ("\\n",
+ * "\\x1b", "\\\\"), so that a name cannot forge lines of a listing or
+ * send terminal escapes.  (--json carries the bytes as they are.) */
+void cli_put_name(const char *s, FILE *f);
 /* Parse an option's value arg as a decimal integer in [min, max] into *out.
  * Returns 0, or the exit code of a usage error naming opt (2). */
 int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, long max,

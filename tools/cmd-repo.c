@@ -600,14 +600,18 @@ static void ls_print(struct ls_state *st, uint32_t i, const char *shown)
 		char ms[11], t[32];
 
 		mode_string(n->mode, ms);
-		printf("%s %3u %5u %5u %12" PRIu64 " %s %s", ms, n->nlink, n->uid, n->gid,
+		printf("%s %3u %5u %5u %12" PRIu64 " %s ", ms, n->nlink, n->uid, n->gid,
 		       (S_ISCHR(n->mode) || S_ISBLK(n->mode)) ? n->rdev : n->size,
-		       format_time(n->mtime_sec, t, sizeof(t)), shown);
-		if (S_ISLNK(n->mode))
-			printf(" -> %s", (const char *)manifest_data(st->m, i));
+		       format_time(n->mtime_sec, t, sizeof(t)));
+		cli_put_name(shown, stdout);
+		if (S_ISLNK(n->mode)) {
+			fputs(" -> ", stdout);
+			cli_put_name((const char *)manifest_data(st->m, i), stdout);
+		}
 		putchar('\n');
 	} else {
-		printf("%s\n", shown);
+		cli_put_name(shown, stdout);
+		putchar('\n');
 	}
 }
 
@@ -658,7 +662,9 @@ static int cmd_snapshot_ls(int argc, char **argv)
 				"  -l, --long        mode, links, uid, gid, size, mtime, name (-> target)\n"
 				"  -R, --recursive   everything below PATH, as paths from the root\n"
 				"  --json            an array of {path, type, mode, uid, gid, size, mtime,\n"
-				"                    nlink, target}\n");
+				"                    nlink, target}\n"
+				"\nOne entry per line: control characters and '\\' in names as C escapes\n"
+				"('\\n', '\\x1b', '\\\\'); --json gives names as they are.\n");
 		if (r)
 			continue;
 		if (c == 'l')
@@ -755,8 +761,11 @@ static int print_diff(char kind, const char *path, void *arg)
 	if (arr)
 		json_array_append_new(arr, json_pack("{s:s#, s:o}", "change", &kind, (int)1, "path",
 						     json_text(path)));
-	else
-		printf("%c %s\n", kind, path);
+	else {
+		printf("%c ", kind);
+		cli_put_name(path, stdout); /* a name with a newline forged a line */
+		putchar('\n');
+	}
 	return 0;
 }
 
@@ -771,7 +780,9 @@ static int cmd_snapshot_diff(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot diff",
-				    "Lists paths added (+), removed (-) and changed (M) from A to B.\n");
+				    "Lists paths added (+), removed (-) and changed (M) from A to B, one\n"
+				    "per line: control characters and '\\' in names as C escapes ('\\n',\n"
+				    "'\\x1b', '\\\\'); --json gives names as they are.\n");
 		if (!r)
 			return cli_usage("snapshot diff", "unknown option '%s'", argv[optind - 1]);
 	}

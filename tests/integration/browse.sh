@@ -196,4 +196,31 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert {"change":"+
 	bad "diff --json: $(cat "$T/out")"
 hb_ok snapshot diff "$ID" "$O1" --json >"$T/out"
 grep -qF '"n\\xff"' "$T/out" || bad "diff --json drops a name that is not UTF-8: $(head -c 300 "$T/out")"
+# Text listings are one line per entry whatever the names hold: a newline in
+# a name printed as it was forged a line ("+ evil" then "M fake" in diff),
+# and an escape sequence reached the terminal.
+FORGE="$T/forge"
+mkdir -p "$FORGE" && echo a >"$FORGE/plain"
+F1=$(snapshot_create "$FORGE")
+echo b >"$FORGE/"$'evil\nM plain'
+echo c >"$FORGE/"$'esc\e[31mred'
+echo d >"$FORGE/back\\slash"
+ln -s $'to\nx' "$FORGE/lnk"
+F2=$(snapshot_create "$FORGE")
+hb_ok snapshot diff "$F1" "$F2" >"$T/out"
+[ "$(grep -c '' "$T/out")" -eq 4 ] && ! grep -vq '^+ ' "$T/out" ||
+	bad "diff lines forged by names: $(od -c "$T/out" | head -8)"
+grep -qxF '+ evil\nM plain' "$T/out" && grep -qxF '+ back\\slash' "$T/out" ||
+	bad "diff: names not escaped as expected: $(cat -A "$T/out")"
+for args in "" "-l" "-R"; do
+	# shellcheck disable=SC2086 # no args is no word
+	hb_ok snapshot ls "$F2" $args >"$T/out"
+	[ "$(grep -c '' "$T/out")" -eq 5 ] || bad "ls $args: $(grep -c '' "$T/out") lines for 5 entries"
+	if grep -q $'\e' "$T/out"; then bad "ls $args printed an escape sequence"; fi
+done
+hb_ok snapshot ls "$F2" -l >"$T/out"
+grep -qF -- '-> to\nx' "$T/out" || bad "ls -l: a link target with a newline not escaped: $(cat -A "$T/out")"
+hb_ok snapshot diff "$F1" "$F2" --json >"$T/out"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert {"change":"+","path":"evil\nM plain"} in d, d' "$T/out" ||
+	bad "diff --json: the name is not carried as it is: $(cat "$T/out")"
 finish
