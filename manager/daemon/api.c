@@ -346,7 +346,8 @@ static int parse_duration(const char *s, uint64_t *out)
 		return hb_err(-EINVAL, "empty duration");
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	/* strtoull takes "-1" as 2^64-1 */
+	if (errno || end == s || strchr(s, '-'))
 		return hb_err(-EINVAL, "bad duration '%.32s'", s);
 	uint64_t mul = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 :
 		!strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
@@ -927,7 +928,8 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		snprintf(final, sizeof(final), "%s/%d.log", logs, (int)pid);
 		rename(tmp, final);
 		/* recorded to cap the log's size (sbx_reap_locked) */
-		if ((r = sbx_detached_add(s, proc, out[1])) < 0) {
+		uint64_t deadline = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
+		if ((r = sbx_detached_add(s, proc, out[1], deadline)) < 0) {
 			sandbox_proc_free(proc);
 			goto fail_locked;
 		}

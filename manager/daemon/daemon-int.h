@@ -79,6 +79,7 @@ struct sbx_detached {
 	struct sandbox_proc *proc; /* NULL once it ended (its children may not have) */
 	pid_t pid;
 	int log_fd; /* the daemon's own open of its log, to cap its size */
+	uint64_t deadline_ns; /* its exec timeout (now_ns clock), 0: none */
 	struct sbx_detached *next;
 };
 
@@ -116,8 +117,9 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
-/* Record a detached process writing to log_fd (the caller keeps log_fd). */
-int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd);
+/* Record a detached process writing to log_fd (the caller keeps log_fd),
+ * killed once deadline_ns passes (0: never; checked at each idle tick). */
+int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd, uint64_t deadline_ns);
 /* Free s's detached records (process handles, log descriptors). */
 void sbx_detached_free_all(struct sbx *s);
 /* Let only root and the sandbox's ids into its state directory. */

@@ -304,7 +304,7 @@ static bool log_still_written(int fd)
 	return errno == EAGAIN || errno == EBUSY;
 }
 
-int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd)
+int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd, uint64_t deadline_ns)
 {
 	struct sbx_detached *x = calloc(1, sizeof(*x));
 	char self[64];
@@ -322,6 +322,7 @@ int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd)
 	}
 	x->proc = proc;
 	x->pid = sandbox_proc_pid(proc);
+	x->deadline_ns = deadline_ns;
 	x->next = s->detached;
 	s->detached = x;
 	return 0;
@@ -999,6 +1000,10 @@ int sbx_reap_locked(struct sbx *s)
 		struct sandbox_exit ex;
 
 		trim_log(x->log_fd); /* first: what an ended writer wrote last counts */
+		if (x->proc && x->deadline_ns && now_ns() >= x->deadline_ns) {
+			sandbox_proc_kill(x->proc, SIGKILL); /* its timeout; reaped below */
+			x->deadline_ns = 0;
+		}
 		if (x->proc && sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) {
 			alive++;
 			pp = &x->next;

@@ -304,6 +304,12 @@ pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
 sleep 2
 out=$("$HB" logs a "$pid")
 [ "$out" = "$(printf 'started\nfinished')" ] || fail "logs: '$out'"
+# --timeout holds for a detached command too (it was ignored)
+pid=$("$HB" exec -d --timeout 1 a -- sleep 30)
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "a detached command outlived its --timeout"
+"$HB" exec --timeout=-1 a -- true 2>"$T/err" && fail "a negative timeout was taken"
+grep -q "bad duration '-1'" "$T/err" || fail "negative timeout: $(cat "$T/err")"
 # A log is a host file: past 64 MiB its oldest output goes, the newest stays.
 pid=$("$HB" exec -d a -- sh -c 'head -c 200000000 /dev/zero; echo; echo the-end; sleep 4')
 log=$HIBERBOX_HOME/sandboxes/a/logs/$pid.log
