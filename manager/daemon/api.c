@@ -34,6 +34,7 @@
 #include "util/buf.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/json-text.h"
 
 #define API_JSON_MAX_BYTES (1u << 20)
 #define API_UPLOAD_MAX_BYTES (64u << 20)
@@ -288,8 +289,10 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, jso
 
 static enum MHD_Result reply_err(struct MHD_Connection *c, int r)
 {
-	const char *msg = hb_errmsg(r);
-	json_t *j = json_pack("{s:s, s:i}", "error", msg, "errno", -r);
+	/* The message may quote a path or name that is not UTF-8 (a Latin-1
+	 * file name asked for by its bytes): json_text escapes it, where a
+	 * plain JSON string would fail and leave the client no reply at all. */
+	json_t *j = json_pack("{s:o?, s:i}", "error", json_text(hb_errmsg(r)), "errno", -r);
 
 	hb_err_clear();
 	return reply_json(c, status_of(r), j);

@@ -296,6 +296,13 @@ done
 [ "$(api -X PUT --data-binary x 'http://x/v1/sandboxes/a/files?path=/goodmode&mode=640')" = 200 ] &&
 	[ "$("$HB" exec a -- stat -c %a /goodmode)" = 640 ] || fail "PUT with mode 640"
 "$HB" exec a -- rm /goodmode
+# an error quoting bytes that are not UTF-8 still gets its reply (there was
+# none: the JSON error could not be built, the connection just closed)
+[ "$(api 'http://x/v1/sandboxes/a/files?path=/caf%E9-nope')" = 404 ] &&
+	grep -qF 'caf\\xe9-nope: No such file' "$T/api.out" || fail "a non-UTF-8 path's error: $(cat "$T/api.out")"
+[ "$(api -X POST 'http://x/v1/sandboxes/%FF/exec?arg=true')" = 400 ] || fail "a non-UTF-8 name's error"
+"$HB" cp a:/caf$'\xe9'-nope "$T/nope" 2>"$T/err" && fail "cp of a missing Latin-1 name succeeded"
+grep -q "No such file" "$T/err" || fail "cp of a missing Latin-1 name: $(cat "$T/err")"
 "$HB" inspect a >/dev/null || fail "the daemon did not survive bad requests"
 
 step "detached process and logs; cp in and out"
