@@ -577,6 +577,8 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 	struct oid id;
 	int r, frozen;
 
+	if (fs_died(d, s)) /* commits what it can and sleeps: latest is then current */
+		return fs_died_settle_locked(d, s);
 	if (!s->sb)
 		return 0;
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)

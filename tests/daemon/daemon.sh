@@ -549,6 +549,12 @@ wait $ep; rc=$?
 kill -9 "$(fs_pid_of fsd)"
 "$HB" sleep fsd >/dev/null || fail "sleep of a sandbox whose fs process died"
 [ "$("$HB" exec fsd -- cat /fsd)" = before-fs-death ] || fail "write lost after a sleep found the fs dead"
+# or a fork, which commits its parent first
+"$HB" exec fsd -- sh -c 'echo for-the-fork > /fsd2' || fail "write fsd2"
+kill -9 "$(fs_pid_of fsd)"
+"$HB" fork fsd fsd-child >/dev/null || fail "fork of a sandbox whose fs process died"
+[ "$("$HB" exec fsd-child -- cat /fsd2)" = for-the-fork ] || fail "the fork lacks its parent's last write"
+"$HB" rm fsd-child >/dev/null || fail "rm fsd-child"
 "$HB" rm fsd >/dev/null || fail "rm fsd"
 
 step "a daemon killed in the middle of a sleep: the commit is kept"
