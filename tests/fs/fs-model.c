@@ -6,16 +6,40 @@
  *   NOPS 0 only compares the two trees (after a commit and remount).
  * Both directories start with the same content (a snapshot of a copy).
  * Prints the first differences and exits 1 if any.
+ *
+ * Crash testing (tests/fs/crash.sh) counts the system calls made on the
+ * first directory ("calls"); the random sequence does not depend on results,
+ * so a seed names the same calls on any tree:
+ *   fs-model --progress FILE MOUNT_DIR NATIVE_DIR SEED NOPS
+ *     as above, and after each call on the mount returns, FILE holds the
+ *     number of calls returned.  A call failing with ENOTCONN/ECONNABORTED
+ *     (the fs process was killed) is not counted: exit 3 at once (1 if the
+ *     mount differed before).
+ *   fs-model --stop-after N DIR SCRATCH SEED NOPS
+ *     the same sequence on two native trees, stopped before call N+1 on DIR:
+ *     DIR is then the tree a mount must show after N acknowledged calls.
+ *     Prints "next-write" if call N+1 writes file data, else "next-other".
+ *   fs-model --committed MOUNT_DIR OTHER_DIR SEED 0
+ *     compares a mount of a commit with the tree committed: hard links of
+ *     symlinks and special files are separate entries in a commit (fs/README.md,
+ *     limits), so only regular files' link counts and links are compared.
+ *   fs-model --check MOUNT_DIR TREE_N [TREE_N1 [torn]]
+ *     MOUNT_DIR must equal TREE_N or TREE_N1 as a whole (the call in flight
+ *     at the kill landed wholly or not at all); with "torn" (the call in
+ *     flight wrote data) also TREE_N with that file's data partly written:
+ *     every byte and the size as in TREE_N or in TREE_N1.  Prints which.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -29,12 +53,20 @@ static const char *paths[] = {
 };
 #define NPATHS (sizeof(paths) / sizeof(paths[0]))
 
-static const char *roots[2];
+static const char *roots[3]; /* roots[2]: TREE_N1 of a torn --check */
 static int fds[2][NFDS];
 static uint64_t rng;
 static int failures;
 static unsigned long step;
-static char *wbuf, *rbuf[2];
+static char *wbuf, *rbuf[3];
+static int quiet;
+static bool committed; /* --committed */
+
+/* Call counting for crash tests (see the top). */
+enum { K_OTHER, K_WRITE };
+static int progress_fd = -1;
+static long long stop_after = -1;
+static unsigned long ncalls;
 
 static uint64_t rnd(void)
 {
@@ -57,7 +89,7 @@ static void full(char *out, int side, const char *rel)
 static void differ(const char *what, const char *detail)
 {
 	failures++;
-	if (failures <= 30)
+	if (failures <= 30 && !quiet)
 		printf("step %lu: %s: %s\n", step, what, detail);
 }
 
@@ -75,6 +107,59 @@ static void same(const char *op, const char *arg, long long r0, long long r1)
 }
 
 #define RES(x) ({ long long _v = (long long)(x); _v < 0 ? -(long long)errno : _v; })
+
+static void call_begin(int side, int kind)
+{
+	if (side == 0 && stop_after >= 0 && ncalls == (unsigned long long)stop_after) {
+		printf("%s\n", kind == K_WRITE ? "next-write" : "next-other");
+		exit(0);
+	}
+}
+
+static bool mount_gone(void)
+{
+	struct statfs sf;
+
+	return statfs(roots[0], &sf) < 0 && (errno == ENOTCONN || errno == ECONNABORTED);
+}
+
+/* short_count: a read or write moved fewer bytes than asked (see SYSN). */
+static long long call_end(int side, long long r, bool short_count)
+{
+	char b[32];
+	int n;
+
+	if (side != 0)
+		return r;
+	if (progress_fd >= 0 &&
+	    (r == -ENOTCONN || r == -ECONNABORTED || (short_count && mount_gone()))) {
+		printf("mount gone after %lu calls (step %lu), %d differences before\n", ncalls, step,
+		       failures);
+		exit(failures ? 1 : 3);
+	}
+	ncalls++;
+	n = snprintf(b, sizeof(b), "%020lu\n", ncalls);
+	if (progress_fd >= 0 && pwrite(progress_fd, b, (size_t)n, 0) != n) {
+		perror("fs-model: progress file");
+		exit(2);
+	}
+	return r;
+}
+
+/* One system call on side s: result or -errno, counted (see the top). */
+#define SYS(s, kind, x) ({ call_begin(s, kind); call_end(s, RES(x), false); })
+/* A read or write of up to len bytes.  The kernel may send one call to the
+ * fs as several requests (a read by pages; on 6.18 a write's first page alone
+ * when it starts inside a page the kernel has not cached): killed between
+ * them, the call returns the count of the first ones.  A short count from a
+ * mount that is gone is the call in flight, not an acknowledged one: for a
+ * write --check allows any part of it (torn). */
+#define SYSN(s, kind, len, x)                                                    \
+	({                                                                       \
+		call_begin(s, kind);                                             \
+		long long _n = RES(x);                                           \
+		call_end(s, _n, _n >= 0 && (size_t)_n < (len));                  \
+	})
 
 static void fill(size_t len, uint64_t seed)
 {
@@ -109,12 +194,13 @@ static void op_write_path(void)
 		int fd;
 
 		full(f, s, p);
-		fd = open(f, flags, 0644);
+		fd = (int)SYS(s, K_OTHER, open(f, flags, 0644));
 		if (fd < 0) {
-			r[s] = -errno;
+			r[s] = fd;
 			continue;
 		}
-		r[s] = (flags & O_APPEND) ? RES(write(fd, wbuf, len)) : RES(pwrite(fd, wbuf, len, off));
+		r[s] = (flags & O_APPEND) ? SYSN(s, K_WRITE, len, write(fd, wbuf, len))
+					  : SYSN(s, K_WRITE, len, pwrite(fd, wbuf, len, off));
 		close(fd);
 	}
 	same("write", p, r[0], r[1]);
@@ -127,12 +213,10 @@ static long long read_all(int side, const char *p, char *out, size_t *len)
 	ssize_t n;
 
 	full(f, side, p);
-	fd = open(f, O_RDONLY);
+	fd = (int)SYS(side, K_OTHER, open(f, O_RDONLY));
 	if (fd < 0)
-		return -errno;
-	n = read(fd, out, MAX_FILE);
-	if (n < 0)
-		n = -errno;
+		return fd;
+	n = SYSN(side, K_OTHER, MAX_FILE, read(fd, out, MAX_FILE));
 	close(fd);
 	*len = n > 0 ? (size_t)n : 0;
 	return n;
@@ -160,7 +244,7 @@ static void op_stat(void)
 		char f[PATH_MAX];
 
 		full(f, s, p);
-		r[s] = RES(lstat(f, &st[s]));
+		r[s] = SYS(s, K_OTHER, lstat(f, &st[s]));
 	}
 	same("lstat", p, r[0], r[1]);
 	if (r[0] || r[1])
@@ -176,7 +260,9 @@ static void op_stat(void)
 	}
 }
 
-#define BOTH(opname, arg, call)                                                  \
+/* call: an expression on side s's paths f (for a) and g (for b) giving a
+ * result or -errno, its system calls counted. */
+#define BOTH_CALLS(opname, arg, call)                                            \
 	do {                                                                     \
 		long long _r[2];                                                 \
 		for (int s = 0; s < 2; s++) {                                    \
@@ -184,46 +270,82 @@ static void op_stat(void)
 			(void)g;                                                 \
 			full(f, s, a);                                           \
 			full(g, s, b);                                           \
-			_r[s] = RES(call);                                       \
+			_r[s] = (call);                                          \
 		}                                                                \
 		same(opname, arg, _r[0], _r[1]);                                 \
 	} while (0)
+/* call: one system call */
+#define BOTH(opname, arg, call) BOTH_CALLS(opname, arg, SYS(s, K_OTHER, call))
 
 /* copy_file_range of a random range of a into b (created if missing). */
-static long long copy_range(const char *f, const char *g, off_t off_in, off_t off_out, size_t len)
+static long long copy_range(int s, const char *f, const char *g, off_t off_in, off_t off_out, size_t len)
 {
-	int in = open(f, O_RDONLY), out;
+	int in = (int)SYS(s, K_OTHER, open(f, O_RDONLY)), out;
 	long long r;
 
 	if (in < 0)
-		return -errno;
-	out = open(g, O_WRONLY | O_CREAT, 0644);
+		return in;
+	out = (int)SYS(s, K_OTHER, open(g, O_WRONLY | O_CREAT, 0644));
 	if (out < 0) {
-		r = -errno;
 		close(in);
-		return r;
+		return out;
 	}
-	r = RES(copy_file_range(in, &off_in, out, &off_out, len, 0));
+	r = SYSN(s, K_WRITE, len, copy_file_range(in, &off_in, out, &off_out, len, 0));
 	close(in);
 	close(out);
 	return r;
 }
 
 /* An O_TMPFILE in directory f with len bytes of wbuf, then named g. */
-static long long tmpfile_named(const char *f, const char *g, size_t len)
+static long long tmpfile_named(int s, const char *f, const char *g, size_t len)
 {
 	char proc[64];
-	int fd = open(f, O_TMPFILE | O_RDWR, 0640);
+	int fd = (int)SYS(s, K_OTHER, open(f, O_TMPFILE | O_RDWR, 0640));
 	long long r;
 
 	if (fd < 0)
-		return -errno;
-	r = RES(write(fd, wbuf, len));
+		return fd;
+	/* a file without a name: a torn write of it is not seen */
+	r = SYSN(s, K_OTHER, len, write(fd, wbuf, len));
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	if (r >= 0)
-		r = RES(linkat(AT_FDCWD, proc, AT_FDCWD, g, AT_SYMLINK_FOLLOW));
+		r = SYS(s, K_OTHER, linkat(AT_FDCWD, proc, AT_FDCWD, g, AT_SYMLINK_FOLLOW));
 	close(fd);
 	return r;
+}
+
+/* The sorted names in directory f, each followed by '/', into out.
+ * 0, or -1 with errno set. */
+static int list_dir(const char *f, char *out, size_t size)
+{
+	DIR *d = opendir(f);
+	struct dirent *de;
+	char *list[256];
+	int n = 0, err;
+
+	if (!d)
+		return -1;
+	errno = 0;
+	while (n < 256 && (de = readdir(d)))
+		list[n++] = strdup(de->d_name);
+	err = errno;
+	closedir(d);
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+			if (strcmp(list[i], list[j]) > 0) {
+				char *t = list[i];
+
+				list[i] = list[j];
+				list[j] = t;
+			}
+	out[0] = 0;
+	for (int i = 0; i < n; i++) {
+		strncat(out, list[i], size - strlen(out) - 2);
+		strcat(out, "/");
+		free(list[i]);
+	}
+	errno = err;
+	return err ? -1 : 0;
 }
 
 static void op_misc(void)
@@ -242,14 +364,14 @@ static void op_misc(void)
 		off_t off_in = (off_t)pick(MAX_FILE), off_out = (off_t)pick(MAX_FILE);
 		size_t len = pick(MAX_FILE);
 
-		BOTH("copy_file_range", arg, copy_range(f, g, off_in, off_out, len));
+		BOTH_CALLS("copy_file_range", arg, copy_range(s, f, g, off_in, off_out, len));
 		break;
 	}
 	case 13: {
 		size_t len = pick(70000);
 
 		fill(len, rnd());
-		BOTH("tmpfile+linkat", arg, tmpfile_named(f, g, len));
+		BOTH_CALLS("tmpfile+linkat", arg, tmpfile_named(s, f, g, len));
 		break;
 	}
 	case 0:
@@ -300,34 +422,12 @@ static void op_misc(void)
 
 		for (int s = 0; s < 2; s++) {
 			char f[PATH_MAX];
-			DIR *d;
-			struct dirent *de;
-			char *list[256];
-			int n = 0;
+			long long r;
 
 			full(f, s, a);
-			names[s][0] = 0;
-			d = opendir(f);
-			if (!d) {
-				snprintf(names[s], sizeof(names[s]), "error %d", errno);
-				continue;
-			}
-			while ((de = readdir(d)) && n < 256)
-				list[n++] = strdup(de->d_name);
-			closedir(d);
-			for (int i = 0; i < n; i++)
-				for (int j = i + 1; j < n; j++)
-					if (strcmp(list[i], list[j]) > 0) {
-						char *t = list[i];
-
-						list[i] = list[j];
-						list[j] = t;
-					}
-			for (int i = 0; i < n; i++) {
-				strncat(names[s], list[i], sizeof(names[s]) - strlen(names[s]) - 2);
-				strcat(names[s], "/");
-				free(list[i]);
-			}
+			r = SYS(s, K_OTHER, list_dir(f, names[s], sizeof(names[s])));
+			if (r < 0)
+				snprintf(names[s], sizeof(names[s]), "error %lld", -r);
 		}
 		if (strcmp(names[0], names[1])) {
 			char d[8300];
@@ -356,8 +456,9 @@ static void op_fd(void)
 			if (fds[s][k] >= 0)
 				close(fds[s][k]);
 			full(f, s, p);
-			fds[s][k] = open(f, O_RDWR);
-			r[s] = fds[s][k] < 0 ? -errno : 0;
+			r[s] = SYS(s, K_OTHER, open(f, O_RDWR));
+			fds[s][k] = r[s] < 0 ? -1 : (int)r[s];
+			r[s] = r[s] < 0 ? r[s] : 0;
 		}
 		same("open", p, r[0], r[1]);
 		break;
@@ -367,7 +468,7 @@ static void op_fd(void)
 
 		fill(len, rnd());
 		for (int s = 0; s < 2; s++)
-			r[s] = fds[s][k] < 0 ? -EBADF : RES(pwrite(fds[s][k], wbuf, len, off));
+			r[s] = fds[s][k] < 0 ? -EBADF : SYSN(s, K_WRITE, len, pwrite(fds[s][k], wbuf, len, off));
 		same("fd write", "", r[0], r[1]);
 		break;
 	}
@@ -375,7 +476,8 @@ static void op_fd(void)
 		off_t off = (off_t)pick(100000);
 
 		for (int s = 0; s < 2; s++)
-			r[s] = fds[s][k] < 0 ? -EBADF : RES(pread(fds[s][k], rbuf[s], 65536, off));
+			r[s] = fds[s][k] < 0 ? -EBADF
+					     : SYSN(s, K_OTHER, 65536, pread(fds[s][k], rbuf[s], 65536, off));
 		same("fd read", "", r[0], r[1]);
 		if (r[0] == r[1] && r[0] > 0 && memcmp(rbuf[0], rbuf[1], (size_t)r[0]))
 			differ("fd read content", "");
@@ -385,7 +487,7 @@ static void op_fd(void)
 		struct stat st[2];
 
 		for (int s = 0; s < 2; s++) {
-			r[s] = fds[s][k] < 0 ? -EBADF : RES(fstat(fds[s][k], &st[s]));
+			r[s] = fds[s][k] < 0 ? -EBADF : SYS(s, K_OTHER, fstat(fds[s][k], &st[s]));
 		}
 		same("fstat", "", r[0], r[1]);
 		if (!r[0] && !r[1] && (st[0].st_size != st[1].st_size || st[0].st_nlink != st[1].st_nlink))
@@ -409,6 +511,33 @@ struct seen {
 static struct seen seen_inos[4096];
 static int nseen;
 
+/* --check torn: file rel on the mount (size0 bytes) is the file of TREE_N
+ * with the in-flight write partly done: its size and each byte as in TREE_N
+ * (roots[1]) or in TREE_N1 (roots[2]). */
+static bool torn_ok(const char *rel, off_t size0)
+{
+	struct stat st1, st2;
+	char f[PATH_MAX];
+	size_t l[3];
+
+	full(f, 1, rel);
+	if (lstat(f, &st1) < 0 || !S_ISREG(st1.st_mode))
+		return false;
+	full(f, 2, rel);
+	if (lstat(f, &st2) < 0 || !S_ISREG(st2.st_mode))
+		return false;
+	if (size0 < (st1.st_size < st2.st_size ? st1.st_size : st2.st_size) ||
+	    size0 > (st1.st_size > st2.st_size ? st1.st_size : st2.st_size))
+		return false;
+	for (int s = 0; s < 3; s++)
+		if (read_all(s, rel, rbuf[s], &l[s]) < 0)
+			return false;
+	for (size_t i = 0; i < l[0]; i++)
+		if (!(i < l[1] && rbuf[0][i] == rbuf[1][i]) && !(i < l[2] && rbuf[0][i] == rbuf[2][i]))
+			return false;
+	return true;
+}
+
 static void compare_tree(const char *rel)
 {
 	char f[2][PATH_MAX], d[PATH_MAX + 200];
@@ -417,6 +546,7 @@ static void compare_tree(const char *rel)
 	struct dirent *de;
 	char *names[1024];
 	int n = 0;
+	bool torn, links;
 
 	for (int s = 0; s < 2; s++) {
 		snprintf(f[s], PATH_MAX, "%s%s%s", roots[s], *rel ? "/" : "", rel);
@@ -426,9 +556,11 @@ static void compare_tree(const char *rel)
 			return;
 		}
 	}
-	if ((st[0].st_mode != st[1].st_mode) ||
-	    (!S_ISDIR(st[0].st_mode) && st[0].st_nlink != st[1].st_nlink) ||
-	    (S_ISREG(st[0].st_mode) && st[0].st_size != st[1].st_size)) {
+	torn = roots[2] && S_ISREG(st[0].st_mode) && st[0].st_mode == st[1].st_mode &&
+	       st[0].st_nlink == st[1].st_nlink && torn_ok(rel, st[0].st_size);
+	links = committed ? S_ISREG(st[0].st_mode) : !S_ISDIR(st[0].st_mode);
+	if ((st[0].st_mode != st[1].st_mode) || (links && st[0].st_nlink != st[1].st_nlink) ||
+	    (S_ISREG(st[0].st_mode) && st[0].st_size != st[1].st_size && !torn)) {
 		snprintf(d, sizeof(d), "%s: mode %o/%o nlink %lu/%lu size %lld/%lld", rel,
 			 st[0].st_mode, st[1].st_mode, (unsigned long)st[0].st_nlink,
 			 (unsigned long)st[1].st_nlink, (long long)st[0].st_size,
@@ -436,7 +568,7 @@ static void compare_tree(const char *rel)
 		differ("tree", d);
 		return;
 	}
-	if (*rel && !S_ISDIR(st[0].st_mode)) {
+	if (*rel && links) {
 		int i;
 
 		for (i = 0; i < nseen; i++)
@@ -459,7 +591,7 @@ static void compare_tree(const char *rel)
 		size_t l0, l1;
 		long long r0 = read_all(0, rel, rbuf[0], &l0), r1 = read_all(1, rel, rbuf[1], &l1);
 
-		if (r0 != r1 || (r0 > 0 && memcmp(rbuf[0], rbuf[1], l0)))
+		if ((r0 != r1 || (r0 > 0 && memcmp(rbuf[0], rbuf[1], l0))) && !torn)
 			differ("tree content", rel);
 	} else if (S_ISLNK(st[0].st_mode)) {
 		char t0[256] = "", t1[256] = "";
@@ -523,23 +655,87 @@ static void compare_tree(const char *rel)
 	}
 }
 
+/* Compares roots[0] with roots[1] (and roots[2] if torn): the number of
+ * differences, printed unless quiet. */
+static int compare_with(const char *tree, const char *torn_tree)
+{
+	roots[1] = tree;
+	roots[2] = torn_tree;
+	failures = 0;
+	nseen = 0;
+	step = 0;
+	compare_tree("");
+	return failures;
+}
+
+/* --check MOUNT_DIR TREE_N [TREE_N1 [torn]] (see the top). */
+static int check(int argc, char **argv)
+{
+	bool torn = argc == 6 && !strcmp(argv[5], "torn");
+	int trees = argc == 4 ? 1 : torn ? 3 : 2;
+	const char *name[3] = { "the tree after N calls", "the tree after N+1 calls",
+				"the tree after N calls with the write of call N+1 torn" };
+
+	if (argc < 4 || argc > 6 || (argc == 6 && !torn)) {
+		fprintf(stderr, "usage: fs-model --check MOUNT_DIR TREE_N [TREE_N1 [torn]]\n");
+		return 2;
+	}
+	roots[0] = argv[2];
+	quiet = 1;
+	if (!compare_with(argv[3], NULL))
+		printf("matches %s\n", name[0]);
+	else if (trees > 1 && !compare_with(argv[4], NULL))
+		printf("matches %s\n", name[1]);
+	else if (torn && !compare_with(argv[3], argv[4]))
+		printf("matches %s\n", name[2]);
+	else {
+		quiet = 0;
+		for (int i = 0; i < trees; i++) {
+			printf("differences from %s:\n", name[i]);
+			compare_with(argv[3 + (i == 1)], i == 2 ? argv[4] : NULL);
+		}
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long nops;
 
+	wbuf = malloc(MAX_FILE);
+	for (int s = 0; s < 3; s++)
+		rbuf[s] = malloc(MAX_FILE);
+	if (!wbuf || !rbuf[0] || !rbuf[1] || !rbuf[2])
+		return 2;
+	if (argc > 1 && !strcmp(argv[1], "--check"))
+		return check(argc, argv);
+	if (argc == 7 && !strcmp(argv[1], "--progress")) {
+		progress_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (progress_fd < 0) {
+			perror(argv[2]);
+			return 2;
+		}
+		argc -= 2;
+		argv += 2;
+	} else if (argc == 6 && !strcmp(argv[1], "--committed")) {
+		committed = true;
+		argc--;
+		argv++;
+	} else if (argc == 7 && !strcmp(argv[1], "--stop-after")) {
+		stop_after = strtoll(argv[2], NULL, 10);
+		argc -= 2;
+		argv += 2;
+	}
 	if (argc != 5) {
-		fprintf(stderr, "usage: fs-model MOUNT_DIR NATIVE_DIR SEED NOPS\n");
+		fprintf(stderr, "usage: fs-model [--progress FILE | --stop-after N | --committed] MOUNT_DIR NATIVE_DIR SEED NOPS\n"
+				"       fs-model --check MOUNT_DIR TREE_N [TREE_N1 [torn]]\n");
 		return 2;
 	}
 	roots[0] = argv[1];
 	roots[1] = argv[2];
 	rng = strtoull(argv[3], NULL, 10) * 2654435761u + 88172645463325252ull;
 	nops = strtoul(argv[4], NULL, 10);
-	wbuf = malloc(MAX_FILE);
-	rbuf[0] = malloc(MAX_FILE);
-	rbuf[1] = malloc(MAX_FILE);
-	if (!wbuf || !rbuf[0] || !rbuf[1])
-		return 2;
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < NFDS; k++)
 			fds[s][k] = -1;
@@ -569,6 +765,12 @@ int main(int argc, char **argv)
 		for (int k = 0; k < NFDS; k++)
 			if (fds[s][k] >= 0)
 				close(fds[s][k]);
+	if (stop_after >= 0 || progress_fd >= 0) {
+		/* the crash test compares the trees itself, after the kill */
+		printf("%s%lu operations, %lu calls, %d differences\n", stop_after >= 0 ? "next-none\n" : "",
+		       nops, ncalls, failures);
+		return failures ? 1 : 0;
+	}
 	step = 0;
 	compare_tree("");
 	printf("%lu operations, %d differences\n", nops, failures);

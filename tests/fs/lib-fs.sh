@@ -31,6 +31,17 @@ fs_cleanup() {
 	fi
 }
 
+# fs_model_src DIR: the tree fs-model's workloads start from (its paths).
+fs_model_src() {
+	mkdir -p "$1/lower/sub" "$1/d0"
+	echo f1 >"$1/lower/f1"
+	printf 'f2 content\n' >"$1/lower/f2"
+	ln "$1/lower/f2" "$1/d1-link"
+	echo g >"$1/lower/sub/g"
+	randfile "$1/lower/big" 300000 big
+	setfattr -n user.k0 -v lowerval "$1/lower/f1"
+}
+
 # fs_mount SNAPSHOT MOUNTPOINT [ARGS...]
 fs_mount() {
 	local snap=$1 mnt=$2

@@ -10,13 +10,7 @@ fs_setup
 hb_ok init >/dev/null
 OPS=${FS_MODEL_OPS:-3000}
 
-mkdir -p "$T/src/lower/sub" "$T/src/d0"
-echo f1 >"$T/src/lower/f1"
-printf 'f2 content\n' >"$T/src/lower/f2"
-ln "$T/src/lower/f2" "$T/src/d1-link"
-echo g >"$T/src/lower/sub/g"
-randfile "$T/src/lower/big" 300000 big
-setfattr -n user.k0 -v lowerval "$T/src/lower/f1"
+fs_model_src "$T/src"
 ID=$(snapshot_create "$T/src") || exit 1
 
 for seed in 1 2 3; do
