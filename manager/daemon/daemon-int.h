@@ -33,7 +33,8 @@ struct sbx_record {
 	char image[256];
 	char base[OID_HEX_BYTES];   /* snapshot it was created from */
 	char latest[OID_HEX_BYTES]; /* its latest snapshot ("" = base) */
-	char lower[OID_HEX_BYTES];  /* snapshot mounted now ("" when sleeping) */
+	char lower[OID_HEX_BYTES];  /* snapshot mounted now; when sleeping "", or the
+				     * one an uncommitted upper kept belongs to */
 	enum sbx_state state;
 	uint64_t memory_bytes;
 	uint32_t pids;

@@ -429,13 +429,35 @@ int sbx_check_init_locked(struct hbd *d, struct sbx *s)
 /* A dead fs process under a running sandbox (below, beside recovery). */
 static bool fs_died(struct hbd *d, struct sbx *s);
 static int fs_died_settle_locked(struct hbd *d, struct sbx *s);
+static int settle_locked(struct hbd *d, struct sbx *s, bool alive);
+
+/* Whether s sleeps with an upper whose writes no snapshot holds yet: a
+ * settle could not commit it (the repository unwritable or unreachable) and
+ * kept it, with lower naming the snapshot it belongs to. */
+static bool upper_kept(struct hbd *d, const struct sbx *s)
+{
+	char meta[4300];
+
+	if (s->sb || !s->rec.lower[0] ||
+	    sbx_state_dir(d, s->rec.name, "upper", meta, sizeof(meta) - 5) < 0)
+		return false;
+	strcat(meta, "/meta");
+	return access(meta, F_OK) == 0;
+}
+
+/* A kept upper, committed now (a sleep or a fork needs its writes in a
+ * snapshot); when that fails again it stays kept and the error is returned. */
+static int settle_kept_locked(struct hbd *d, struct sbx *s)
+{
+	return upper_kept(d, s) ? settle_locked(d, s, false) : 0;
+}
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 {
-	char root[4200], upper[4200], host[65];
-	const char *snap;
+	char root[4200], upper[4200], host[65], snap[sizeof(s->rec.lower)];
 	struct sandbox_spec *spec = NULL;
 	uint64_t t0 = now_ns();
+	bool kept;
 	int r;
 
 	if (ms)
@@ -444,12 +466,18 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	if ((r = sbx_check_init_locked(d, s)) < 0)
 		return r;
-	if (fs_died(d, s) && (r = fs_died_settle_locked(d, s)) < 0)
-		return r;
+	/* a commit that fails here keeps the upper, which is mounted below */
+	if (fs_died(d, s) && fs_died_settle_locked(d, s) < 0)
+		hb_err_clear();
 	if (s->sb)
 		return 0;
-	/* only now: the checks above may have just committed a newer one */
-	snap = s->rec.latest[0] ? s->rec.latest : s->rec.base;
+	/* only now: the checks above may have just committed a newer one; an
+	 * upper no commit could take is mounted again over its own lower, its
+	 * writes live as before (the next sleep commits them) */
+	kept = upper_kept(d, s);
+	/* a copy: lower is set to it below */
+	snprintf(snap, sizeof(snap), "%s",
+		 kept ? s->rec.lower : s->rec.latest[0] ? s->rec.latest : s->rec.base);
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
 		return r;
@@ -463,9 +491,9 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	else
 		detach_stale(root);
 	hb_err_clear();
-	if ((r = rm_rf(upper)) < 0)
+	if (!kept && (r = rm_rf(upper)) < 0)
 		return r;
-	if (mkdir(upper, 0700) < 0)
+	if (!kept && mkdir(upper, 0700) < 0)
 		return hb_err_sys(-errno, "mkdir %s", upper);
 	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base)) < 0)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
@@ -492,7 +520,8 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sandbox_spawn(spec, &s->sb)) < 0) {
 		sandbox_spec_free(spec);
 		hbfs_umount(root);
-		rm_rf(upper);
+		if (!kept)
+			rm_rf(upper);
 		return hb_err_ctx(r, "wake %s", s->rec.name);
 	}
 	sandbox_spec_free(spec);
@@ -580,7 +609,7 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 	if (fs_died(d, s)) /* commits what it can and sleeps: latest is then current */
 		return fs_died_settle_locked(d, s);
 	if (!s->sb)
-		return 0;
+		return settle_kept_locked(d, s);
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
 		return r;
 	tag_of(s->rec.name, tag, sizeof(tag));
@@ -608,6 +637,8 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 		*ms = 0;
 	if (fs_died(d, s) && (r = fs_died_settle_locked(d, s)) < 0)
 		return r;
+	if (!s->sb && (r = settle_kept_locked(d, s)) < 0)
+		return hb_err_ctx(r, "sleep %s", s->rec.name);
 	if (!s->sb) {
 		if (snap_out)
 			snprintf(snap_out, OID_HEX_BYTES, "%s",
@@ -867,17 +898,19 @@ out:
  * record the sandbox asleep.  Writes are lost only if neither works. */
 static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 {
-	char root[4200], upper[4200], meta[4300], tag[128];
+	char root[4200], upper[4200], meta[4300], tag[128], why[512];
 	struct oid id;
-	int r = -ENOENT;
+	bool tried, keep;
+	int r = -ENOENT, rs;
 
 	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
 	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
 	snprintf(meta, sizeof(meta), "%s/meta", upper);
 	tag_of(s->rec.name, tag, sizeof(tag));
+	tried = alive || (s->rec.lower[0] && access(meta, F_OK) == 0);
 	if (alive) {
 		r = hbfs_commit(root, tag, &id);
-	} else if (s->rec.lower[0] && access(meta, F_OK) == 0) {
+	} else if (tried) {
 		/* The fs process died: its upper replays on a new mount. */
 		detach_stale(root);
 		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
@@ -888,19 +921,30 @@ static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 		r = record_commit(d, s, &id);
 	if (r == 0)
 		r = save(d, s); /* before the upper goes, as in a sleep */
-	if (r < 0)
-		fprintf(stderr, "hiberboxd: recover %s: %s (its writes since the last sleep are "
-			"lost)\n", s->rec.name, hb_errmsg(r));
+	/* Writes no snapshot holds are never dropped: the upper stays, with
+	 * lower naming its snapshot, for the next wake to mount again and the
+	 * next sleep or fork to commit (upper_kept). */
+	keep = r < 0 && tried && s->rec.lower[0] && access(meta, F_OK) == 0;
+	if (r < 0) {
+		snprintf(why, sizeof(why), "%s", hb_errmsg(r));
+		fprintf(stderr, "hiberboxd: settle %s: %s (its writes since the last sleep %s)\n",
+			s->rec.name, why, keep ? "are kept in its upper, uncommitted" : "are lost");
+	}
 	hb_err_clear();
 	unmount_root(root);
 	hb_err_clear();
-	drop_upper(upper);
+	if (!keep) {
+		drop_upper(upper);
+		s->rec.lower[0] = 0;
+	}
 	s->rec.state = SBX_SLEEPING;
-	s->rec.lower[0] = 0;
 	s->rec.init_pid = 0;
 	s->rec.init_start = 0;
 	s->rec.slept_at = now_sec();
-	return save(d, s);
+	rs = save(d, s);
+	if (keep)
+		return hb_err(r, "its writes since the last sleep are kept uncommitted: %s", why);
+	return rs;
 }
 
 /* Whether the fs process serving a running sandbox's root died: the kernel

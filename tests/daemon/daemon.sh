@@ -24,6 +24,7 @@ START=$(date +%s)
 daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
 cleanup() {
 	local p inits
+	chattr -i "$HIBERBOX_HOME/repo/snapshots" 2>/dev/null
 	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
 	timeout 60 "$HB" daemon stop >/dev/null 2>&1
 	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
@@ -556,6 +557,34 @@ kill -9 "$(fs_pid_of fsd)"
 [ "$("$HB" exec fsd-child -- cat /fsd2)" = for-the-fork ] || fail "the fork lacks its parent's last write"
 "$HB" rm fsd-child >/dev/null || fail "rm fsd-child"
 "$HB" rm fsd >/dev/null || fail "rm fsd"
+
+step "an upper no commit can take is kept, mounted again, committed later"
+# The repository refuses new snapshots (immutable snapshots/, root too) while
+# the fs process is dead: the settle's commit fails, and the writes must stay
+# in the upper rather than be dropped with it.
+"$HB" create kept --image base >/dev/null || fail "create kept"
+"$HB" exec kept -- sh -c 'echo uncommitted > /kept' || fail "write kept"
+SNAPDIR=$HIBERBOX_HOME/repo/snapshots
+chattr +i "$SNAPDIR" || fail "chattr +i $SNAPDIR"
+kill -9 "$(fs_pid_of kept)"
+out=$("$HB" exec kept -- cat /kept 2>"$T/err")
+[ "$out" = uncommitted ] || fail "a settle that could not commit lost the writes: '$out' ($(cat "$T/err"))"
+"$HB" sleep kept >/dev/null 2>"$T/err" && fail "sleep of kept succeeded with an immutable snapshots/"
+"$HB" exec kept -- cat /kept >/dev/null || fail "kept does not run after its sleep failed"
+# the daemon and the fs process both die: recovery cannot commit either
+dp=$(daemon_pid)
+kill -9 "$dp" "$(fs_pid_of kept)"
+out=$("$HB" exec kept -- cat /kept 2>"$T/err")
+[ "$out" = uncommitted ] || fail "recovery that could not commit lost the writes: '$out' ($(cat "$T/err"))"
+kill -9 "$(fs_pid_of kept)"
+"$HB" sleep kept >/dev/null 2>"$T/err" && fail "sleep of kept (kept upper) succeeded with an immutable snapshots/"
+grep -q "kept uncommitted" "$T/err" || fail "sleep with a kept upper: '$(cat "$T/err")'"
+"$HB" fork kept kept-child >/dev/null 2>&1 && fail "a fork of kept succeeded without its parent's writes committed"
+chattr -i "$SNAPDIR"
+"$HB" sleep kept >/dev/null || fail "sleep of kept once the repository takes snapshots"
+[ ! -d "$HIBERBOX_HOME/sandboxes/kept/upper" ] || fail "the kept upper stayed after its commit"
+[ "$("$HB" exec kept -- cat /kept)" = uncommitted ] || fail "the kept writes are not in kept's snapshot"
+"$HB" rm kept >/dev/null || fail "rm kept"
 
 step "a daemon killed in the middle of a sleep: the commit is kept"
 # Started with a pause after the sleep dropped b's upper, before it records
