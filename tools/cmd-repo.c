@@ -458,12 +458,13 @@ static int cmd_snapshot_list(int argc, char **argv)
 				snprintf(src, sizeof(src), "%s", items[i].info.source);
 			else
 				snprintf(src, sizeof(src), "(%s)", items[i].info.origin);
-			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s%s%s%s%s\n", hex,
+			printf("%.12s  %s  %8" PRIu64 "  %10s  %10s  %s%s", hex,
 			       format_time(items[i].info.time_sec, t, sizeof(t)), items[i].info.files,
 			       cli_format_bytes(items[i].info.bytes, a, sizeof(a)),
 			       cli_format_bytes(items[i].info.new_bytes, b, sizeof(b)), items[i].tags,
-			       items[i].tags[0] ? " " : "", src, by[0] ? "  [in use: " : "", by,
-			       by[0] ? "]" : "");
+			       items[i].tags[0] ? " " : "");
+			cli_put_name(src, stdout); /* a directory's name is anything */
+			printf("%s%s%s\n", by[0] ? "  [in use: " : "", by, by[0] ? "]" : "");
 		}
 	}
 	free(items);
@@ -519,7 +520,9 @@ static int cmd_snapshot_show(int argc, char **argv)
 		printf("id:          %s\n", oid_format(&s->id, hex));
 		printf("parent:      %s\n", in->has_parent ? oid_format(&in->parent, hex) : "-");
 		printf("time:        %s\n", format_time(in->time_sec, t, sizeof(t)));
-		printf("host:        %s\nsource:      %s\n", in->host, in->source);
+		printf("host:        %s\nsource:      ", in->host);
+		cli_put_name(in->source, stdout);
+		putchar('\n');
 		printf("tags:        %s\n", s->tags[0] ? s->tags : "-");
 		printf("files:       %" PRIu64 " (+%" PRIu64 " dirs, %" PRIu64 " other)\n", in->files,
 		       in->dirs, in->others);

@@ -226,4 +226,14 @@ grep -qF -- '-> to\nx' "$T/out" || bad "ls -l: a link target with a newline not 
 hb_ok snapshot diff "$F1" "$F2" --json >"$T/out"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert {"change":"+","path":"evil\nM plain"} in d, d' "$T/out" ||
 	bad "diff --json: the name is not carried as it is: $(cat "$T/out")"
+# ... and so are the source directories of snapshot list and show
+EVIL="$T/"$'src\nM\e[31m'
+mkdir -p "$EVIL" && echo e >"$EVIL/f"
+E1=$(snapshot_create "$EVIL")
+hb_ok snapshot list >"$T/out"
+[ "$(grep -c '' "$T/out")" -eq "$(($(hb_ok snapshot list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') + 1))" ] ||
+	bad "snapshot list: a source directory's newline forged a line: $(cat -A "$T/out")"
+if grep -q $'\e' "$T/out"; then bad "snapshot list printed an escape sequence"; fi
+hb_ok snapshot show "$E1" >"$T/out"
+grep -qxF "source:      $T/src\nM\x1b[31m" "$T/out" || bad "snapshot show: source not escaped: $(cat -A "$T/out")"
 finish
