@@ -148,7 +148,7 @@ struct hbfs {
 	struct journal *journal;
 	int journal_fd;          /* the journal's fd, for fsync */
 	/* Names made in upper/data (counted up), and how many of them an fsync
-	 * has made durable: see upper_sync_names. */
+	 * has made durable: see upper_sync. */
 	uint64_t data_names_made, data_names_synced;
 	bool upper_dir_synced;
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
@@ -228,11 +228,11 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to);
 int upper_take_precreated(struct hbfs *fs, uint64_t *ino, int *fd);
 /* Open the data file of n (O_RDWR). */
 int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mode);
-/* An fsync of a file or directory of the mount: makes the directory entries
- * of the upper's data files (and of the upper's own files) durable, which
- * fsync() of a data file does not promise.  Costs a directory fsync only
- * when a data file was named since the last one. */
-int upper_sync_names(struct hbfs *fs);
+/* An fsync of a file or directory of the mount: makes the journal durable,
+ * and the directory entries of the upper's data files (and of the upper's
+ * own files), which fsync() of a data file does not promise.  Costs a
+ * directory fsync only when a data file was named since the last one. */
+int upper_sync(struct hbfs *fs);
 void upper_data_name(const struct node *n, char out[32]);
 
 /* lower.c */

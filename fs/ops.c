@@ -1398,10 +1398,8 @@ static void hb_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
 		r = errno;
 	put_fd(fd, temp);
-	if (!r && fdatasync(fs->journal_fd) < 0)
-		r = errno;
 	if (!r)
-		r = -upper_sync_names(fs);
+		r = -upper_sync(fs);
 	fuse_reply_err(req, r);
 }
 
@@ -1528,13 +1526,7 @@ static void hb_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void hb_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct hbfs *fs = FS(req);
-
-	int r = fdatasync(fs->journal_fd) < 0 ? errno : 0;
-
-	if (!r)
-		r = -upper_sync_names(fs);
-	fuse_reply_err(req, r);
+	fuse_reply_err(req, -upper_sync(FS(req)));
 }
 
 static void hb_statfs(fuse_req_t req, fuse_ino_t ino)

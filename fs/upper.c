@@ -718,17 +718,19 @@ int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mod
 }
 
 /* A crash after fsync() returned must not lose the file: its journal records
- * are synced by the caller, its data by fsync() of the data file, but the
- * data file's name only by an fsync of upper/data (a journal replay would
- * then find the file missing and leave it empty).  The upper's own names
- * (journal, data) are synced once per mount, at the first fsync.  Counters
- * rather than a flag: a name made while the directory fsync runs is not
- * counted as synced by it. */
-int upper_sync_names(struct hbfs *fs)
+ * are synced here, its data by the caller's fsync() of the data file, but
+ * the data file's name only by an fsync of upper/data (a journal replay
+ * would then find the file missing and leave it empty).  The upper's own
+ * names (journal, data) are synced once per mount, at the first fsync.
+ * Counters rather than a flag: a name made while the directory fsync runs
+ * is not counted as synced by it. */
+int upper_sync(struct hbfs *fs)
 {
 	uint64_t made = __atomic_load_n(&fs->data_names_made, __ATOMIC_ACQUIRE);
 	uint64_t synced;
 
+	if (fdatasync(fs->journal_fd) < 0)
+		return -errno;
 	if (!__atomic_load_n(&fs->upper_dir_synced, __ATOMIC_ACQUIRE)) {
 		if (fsync(fs->upper_fd) < 0)
 			return -errno;
