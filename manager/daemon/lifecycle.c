@@ -359,15 +359,23 @@ static int unmount_root(const char *root)
 	return hb_err(-ETIMEDOUT, "the fs process of %s did not end", root);
 }
 
+/* Whether root is the mount of an fs process that died: the kernel then
+ * answers ENOTCONN, and nothing inside can do I/O.  statfs, not stat: it
+ * always reaches the fs (stat may be answered from the attributes the
+ * kernel caches, long after the process is gone). */
+static bool mount_dead(const char *root)
+{
+	struct statfs sf;
+
+	return statfs(root, &sf) < 0 && errno == ENOTCONN;
+}
+
 /* Detach the mount of a dead fs process (the kernel answers ENOTCONN).
  * Not hbfs_umount: it waits for the dead process to be reaped, which is
  * init's business once its parent daemon died. */
 static void detach_stale(const char *root)
 {
-	struct statfs sf;
-
-	/* statfs: see fs_died */
-	if (statfs(root, &sf) < 0 && errno == ENOTCONN)
+	if (mount_dead(root))
 		umount2(root, MNT_DETACH);
 }
 
@@ -431,10 +439,11 @@ static bool fs_died(struct hbd *d, struct sbx *s);
 static int fs_died_settle_locked(struct hbd *d, struct sbx *s);
 static int settle_locked(struct hbd *d, struct sbx *s, bool alive);
 
-/* Whether s sleeps with an upper whose writes no snapshot holds yet: a
- * settle could not commit it (the repository unwritable or unreachable) and
- * kept it, with lower naming the snapshot it belongs to. */
-static bool upper_kept(struct hbd *d, const struct sbx *s)
+/* Whether s's processes are gone and its upper holds writes that can be
+ * replayed over lower (lower named, upper/meta there).  In a sleeping
+ * sandbox that is an upper a settle could not commit (the repository
+ * unwritable or unreachable) and kept: no snapshot holds its writes yet. */
+static bool upper_replayable(struct hbd *d, const struct sbx *s)
 {
 	char meta[4300];
 
@@ -449,7 +458,7 @@ static bool upper_kept(struct hbd *d, const struct sbx *s)
  * snapshot); when that fails again it stays kept and the error is returned. */
 static int settle_kept_locked(struct hbd *d, struct sbx *s)
 {
-	return upper_kept(d, s) ? settle_locked(d, s, false) : 0;
+	return upper_replayable(d, s) ? settle_locked(d, s, false) : 0;
 }
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
@@ -474,7 +483,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	/* only now: the checks above may have just committed a newer one; an
 	 * upper no commit could take is mounted again over its own lower, its
 	 * writes live as before (the next sleep commits them) */
-	kept = upper_kept(d, s);
+	kept = upper_replayable(d, s);
 	/* a copy: lower is set to it below */
 	snprintf(snap, sizeof(snap), "%s",
 		 kept ? s->rec.lower : s->rec.latest[0] ? s->rec.latest : s->rec.base);
@@ -898,19 +907,17 @@ out:
  * record the sandbox asleep.  Writes are lost only if neither works. */
 static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 {
-	char root[4200], upper[4200], meta[4300], tag[128], why[512];
+	char root[4200], upper[4200], tag[128], why[512];
 	struct oid id;
-	bool tried, keep;
+	bool replayable = upper_replayable(d, s), keep;
 	int r = -ENOENT, rs;
 
 	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
 	sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper));
-	snprintf(meta, sizeof(meta), "%s/meta", upper);
 	tag_of(s->rec.name, tag, sizeof(tag));
-	tried = alive || (s->rec.lower[0] && access(meta, F_OK) == 0);
 	if (alive) {
 		r = hbfs_commit(root, tag, &id);
-	} else if (tried) {
+	} else if (replayable) {
 		/* The fs process died: its upper replays on a new mount. */
 		detach_stale(root);
 		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
@@ -923,8 +930,8 @@ static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 		r = save(d, s); /* before the upper goes, as in a sleep */
 	/* Writes no snapshot holds are never dropped: the upper stays, with
 	 * lower naming its snapshot, for the next wake to mount again and the
-	 * next sleep or fork to commit (upper_kept). */
-	keep = r < 0 && tried && s->rec.lower[0] && access(meta, F_OK) == 0;
+	 * next sleep or fork to commit (settle_kept_locked). */
+	keep = r < 0 && replayable;
 	if (r < 0) {
 		snprintf(why, sizeof(why), "%s", hb_errmsg(r));
 		fprintf(stderr, "hiberboxd: settle %s: %s (its writes since the last sleep %s)\n",
@@ -947,17 +954,13 @@ static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 	return rs;
 }
 
-/* Whether the fs process serving a running sandbox's root died: the kernel
- * then answers ENOTCONN for the mount, and nothing inside can do I/O.
- * statfs, not stat: it always reaches the fs (stat may be answered from
- * the attributes the kernel caches, long after the process is gone). */
+/* Whether the fs process serving a running sandbox's root died. */
 static bool fs_died(struct hbd *d, struct sbx *s)
 {
 	char root[4200];
-	struct statfs sf;
 
 	return s->sb && sbx_state_dir(d, s->rec.name, "root", root, sizeof(root)) == 0 &&
-	       statfs(root, &sf) < 0 && errno == ENOTCONN;
+	       mount_dead(root);
 }
 
 /* Reap a dead fs process of ours: the daemon is a subreaper and the mount
