@@ -24,15 +24,11 @@
 set -u
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/fs/lib-fs.sh"
-: "${FS_MODEL:?FS_MODEL must point at the fs-model binary}"
-fs_setup
-hb_ok init >/dev/null
+fs_model_start
 ROUNDS=${FS_CRASH_ROUNDS:-30}
 BASE=${FS_CRASH_SEED:-7000}
 NOPS=100000 # more than any round gets through before its kill
 
-fs_model_src "$T/src"
-ID=$(snapshot_create "$T/src") || exit 1
 M="$T/mnt"
 M2="$T/mnt-commit"
 

@@ -31,6 +31,17 @@ fs_cleanup() {
 	fi
 }
 
+# fs_model_start: the start of a test driving fs-model: a temporary area, a
+# repository, and ID, a snapshot of the tree the workloads start from
+# ($T/src, see fs_model_src).
+fs_model_start() {
+	: "${FS_MODEL:?FS_MODEL must point at the fs-model binary}"
+	fs_setup
+	hb_ok init >/dev/null
+	fs_model_src "$T/src"
+	ID=$(snapshot_create "$T/src") || exit 1
+}
+
 # fs_model_src DIR: the tree fs-model's workloads start from (its paths).
 fs_model_src() {
 	mkdir -p "$1/lower/sub" "$1/d0"

@@ -5,13 +5,8 @@
 set -u
 . "$SRCDIR/tests/integration/lib.sh"
 . "$SRCDIR/tests/fs/lib-fs.sh"
-: "${FS_MODEL:?FS_MODEL must point at the fs-model binary}"
-fs_setup
-hb_ok init >/dev/null
+fs_model_start
 OPS=${FS_MODEL_OPS:-3000}
-
-fs_model_src "$T/src"
-ID=$(snapshot_create "$T/src") || exit 1
 
 for seed in 1 2 3; do
 	log "seed $seed: $OPS operations"
