@@ -71,6 +71,7 @@ struct restore_ctx {
 	struct repo_progress progress;
 	_Atomic uint64_t bytes_done;
 	_Atomic uint64_t skipped; /* device nodes not created (not root) */
+	_Atomic uint64_t setid_dropped; /* set-id bits not restored (owner not set) */
 	uint64_t total;
 	uint64_t last_progress_ns;
 	pthread_mutex_t lock;
@@ -244,6 +245,31 @@ static mode_t current_umask(void)
 	return (mode_t)mask;
 }
 
+/* A set-uid or set-gid file whose owner could not be set (a restore without
+ * root) would run as whoever restored it, or with their group: a privilege
+ * the snapshot never gave (GNU tar drops the bits likewise).  A set-gid
+ * directory is left as it is: it only passes its group on. */
+static bool setid_at_risk(const struct manifest_node *n)
+{
+	return !S_ISDIR(n->mode) && (n->mode & (S_ISUID | S_ISGID));
+}
+
+/* The mode to give entry n now owned as st says: each set-id bit kept only
+ * if the file has the owner (group) the snapshot says. */
+static mode_t setid_for_owner(struct restore_ctx *c, const struct manifest_node *n,
+			      const struct stat *st)
+{
+	mode_t mode = n->mode & 07777;
+
+	if (st->st_uid != n->uid)
+		mode &= ~(mode_t)S_ISUID;
+	if (st->st_gid != n->gid)
+		mode &= ~(mode_t)S_ISGID;
+	if (mode != (n->mode & 07777))
+		atomic_fetch_add(&c->setid_dropped, 1);
+	return mode;
+}
+
 /* Ownership, xattrs (after chown clears capabilities), mode, then times.
  * created_mode: the mode the file was created with (0: unknown), so that
  * calls which would change nothing are skipped: restores of many small
@@ -260,9 +286,17 @@ static int set_metadata_fd(struct restore_ctx *c, uint32_t i, int fd, mode_t cre
 		{ .tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec },
 	};
 
-	if (!owner_ok && fchown(fd, n->uid, n->gid) < 0 && !tolerable(errno, c->as_root))
-		return hb_err(-errno, "cannot set owner of '%s': %s", path, strerror(errno));
-	if ((!owner_ok || created_mode != (n->mode & 07777)) && fchmod(fd, n->mode & 07777) < 0)
+	mode_t mode = n->mode & 07777;
+	struct stat st;
+
+	if (!owner_ok && fchown(fd, n->uid, n->gid) < 0) {
+		if (!tolerable(errno, c->as_root))
+			return hb_err(-errno, "cannot set owner of '%s': %s", path,
+				      strerror(errno));
+		if (setid_at_risk(n) && fstat(fd, &st) == 0)
+			mode = setid_for_owner(c, n, &st);
+	}
+	if ((!owner_ok || created_mode != mode) && fchmod(fd, mode) < 0)
 		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
 	for (uint32_t k = 0; k < n->nxattrs; k++) {
 		struct manifest_xattr x;
@@ -290,10 +324,17 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 	};
 	int fd;
 
-	if (fchownat(c->rootfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0 &&
-	    !tolerable(errno, c->as_root))
-		return hb_err(-errno, "cannot set owner of '%s': %s", path, strerror(errno));
-	if (!S_ISLNK(n->mode) && fchmodat(c->rootfd, path, n->mode & 07777, 0) < 0)
+	mode_t mode = n->mode & 07777;
+	struct stat st;
+
+	if (fchownat(c->rootfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (!tolerable(errno, c->as_root))
+			return hb_err(-errno, "cannot set owner of '%s': %s", path,
+				      strerror(errno));
+		if (setid_at_risk(n) && fstatat(c->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			mode = setid_for_owner(c, n, &st);
+	}
+	if (!S_ISLNK(n->mode) && fchmodat(c->rootfd, path, mode, 0) < 0)
 		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
 	if (n->nxattrs > 0) {
 		/* An O_PATH fd names the node itself, symlink or fifo, without
@@ -1006,6 +1047,11 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	if (atomic_load(&c.skipped))
 		fprintf(stderr, "hiberbox: %llu device node(s) not restored: creating them needs root\n",
 			(unsigned long long)atomic_load(&c.skipped));
+	if (atomic_load(&c.setid_dropped))
+		fprintf(stderr,
+			"hiberbox: %llu file(s) restored without their set-uid/set-gid bits: "
+			"their owner could not be set (needs root)\n",
+			(unsigned long long)atomic_load(&c.setid_dropped));
 	if (c.progress.update)
 		c.progress.update(c.progress.arg, "restoring", c.total, c.total);
 	rc = 0;

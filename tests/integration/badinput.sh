@@ -96,6 +96,12 @@ if nb init >/dev/null 2>"$T/err"; then
 		mkdir -p "$U/devs"
 		mknod "$U/devs/null" c 1 3 && ln "$U/devs/null" "$U/devs/null-link"
 		echo data >"$U/devs/file"
+		# set-id files: a restore that cannot give them their owner must
+		# not leave them set-uid/set-gid to the restoring user
+		for f in suid-root sgid-root suid-own; do echo '#!/bin/sh' >"$U/devs/$f"; done
+		chown 65534:65534 "$U/devs/suid-own"
+		chmod 4755 "$U/devs/suid-root" "$U/devs/suid-own"
+		chmod 2755 "$U/devs/sgid-root"
 		devs=$(HIBERBOX_HOME="$U/home" HIBERBOX_REPO="$U/repo" snapshot_create "$U/devs")
 		chown -R 65534:65534 "$U"
 		rc=0
@@ -106,6 +112,12 @@ if nb init >/dev/null 2>"$T/err"; then
 			grep -q "2 device node(s) not restored" "$T/err" ||
 				bad "restore without root: no note of the 2 skipped device nodes: $(cat "$T/err")"
 			[ "$(cat "$U/devs-out/file")" = data ] || bad "restore without root: file missing"
+			modes=$(cd "$U/devs-out" && stat -c '%n %a %u' suid-root sgid-root suid-own | tr '\n' ' ')
+			[ "$modes" = "suid-root 755 65534 sgid-root 755 65534 suid-own 4755 65534 " ] ||
+				bad "restore without root: set-id bits kept on files it could not give their owner (or dropped where it could): $modes"
+			[ "$(grep -c "set-uid/set-gid" "$T/err")" -eq 1 ] &&
+				grep -q "^hiberbox: 2 file(s) restored without their set-uid/set-gid bits" "$T/err" ||
+				bad "restore without root: expected one note of 2 files without set-id bits: $(cat "$T/err")"
 		fi
 	fi
 else
