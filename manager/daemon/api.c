@@ -181,7 +181,7 @@ json_t *sbx_to_json(struct sbx *s)
 	json_t *procs = json_array();
 
 	for (struct sbx_detached *x = s->detached; x; x = x->next)
-		if (x->proc)
+		if (sbx_detached_running(x))
 			json_array_append_new(procs, json_integer(x->pid));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:f}, s:s, s:o,"
 			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
@@ -222,7 +222,7 @@ static void *idle_main(void *arg)
 
 			if (pthread_mutex_trylock(&s->lock) != 0)
 				continue;
-			int busy = sbx_reap_locked(s);
+			int busy = sbx_reap_locked(d, s);
 			if (s->sb && !s->removed)
 				sbx_check_init_locked(d, s);
 			hb_err_clear();
@@ -932,7 +932,7 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		rename(tmp, final);
 		/* recorded to cap the log's size (sbx_reap_locked) */
 		uint64_t deadline = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
-		if ((r = sbx_detached_add(s, proc, out[1], deadline)) < 0) {
+		if ((r = sbx_detached_add(d, s, proc, out[1], final, deadline)) < 0) {
 			sandbox_proc_free(proc);
 			goto fail_locked;
 		}
@@ -1354,7 +1354,7 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 
 	if (!*op && !strcmp(method, "GET")) {
 		pthread_mutex_lock(&s->lock);
-		sbx_reap_locked(s);
+		sbx_reap_locked(d, s);
 		out = sbx_to_json(s);
 		json_object_set_new(out, "processes",
 				    json_integer(sbx_process_count_locked(s)));

@@ -69,17 +69,35 @@ int registry_snapshot_user(struct registry *reg, const char *id, const char *exc
 /* ids owned by owner: fn per id. */
 int registry_snapshots_of(struct registry *reg, const char *owner,
 			  int (*fn)(const char *id, void *), void *arg);
+/* A detached command (table detached): pid and its /proc starttime, which
+ * tell it from a later process with the same pid; its --timeout as a
+ * CLOCK_MONOTONIC time (now_ns(), the same for every process of a boot;
+ * 0: none); its log. */
+struct sbx_detached_row {
+	int64_t pid;
+	uint64_t start;
+	uint64_t deadline_ns;
+	char log[4400];
+};
+int registry_detached_add(struct registry *reg, const char *sandbox,
+			  const struct sbx_detached_row *row);
+/* pid 0: every row of sandbox. */
+int registry_detached_delete(struct registry *reg, const char *sandbox, int64_t pid);
+int registry_detached_of(struct registry *reg, const char *sandbox,
+			 int (*fn)(const struct sbx_detached_row *, void *), void *arg);
 void sbx_record_clear(struct sbx_record *rec);
 int sbx_record_copy(struct sbx_record *dst, const struct sbx_record *src);
 /* Validate a sandbox or image name: 1..64 of [A-Za-z0-9_.-], not starting
  * with '.' or '-'. */
 int sbx_name_valid(const char *name);
 
-/* A detached process, and its log while anything writes it. */
+/* A detached process, and its log while anything writes it.  One a
+ * previous daemon started has no handle: a pidfd watches it instead. */
 struct sbx_detached {
 	struct sandbox_proc *proc; /* NULL once it ended (its children may not have) */
+	int pidfd; /* re-adopted and running: its pidfd, else -1 */
 	pid_t pid;
-	int log_fd; /* the daemon's own open of its log, to cap its size */
+	int log_fd; /* the daemon's own open of its log, to cap its size (or -1) */
 	uint64_t deadline_ns; /* its exec timeout (now_ns clock), 0: none */
 	struct sbx_detached *next;
 };
@@ -118,11 +136,17 @@ struct hbd {
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
-/* Record a detached process writing to log_fd (the caller keeps log_fd),
- * killed once deadline_ns passes (0: never; checked at each idle tick). */
-int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd, uint64_t deadline_ns);
-/* Free s's detached records (process handles, log descriptors). */
+/* Record a detached process writing to log_fd, the file log (the caller
+ * keeps log_fd), killed once deadline_ns passes (0: never; checked at each
+ * idle tick).  The registry has it too, for a daemon restarted while it runs. */
+int sbx_detached_add(struct hbd *d, struct sbx *s, struct sandbox_proc *proc, int log_fd,
+		     const char *log, uint64_t deadline_ns);
+/* Free s's detached records (process handles, log descriptors), in memory
+ * only. */
 void sbx_detached_free_all(struct sbx *s);
+/* Whether a detached record's process runs (not counting ended ones whose
+ * log is still written). */
+bool sbx_detached_running(const struct sbx_detached *x);
 /* Let only root and the sandbox's ids into its state directory. */
 int sbx_close_dir(struct hbd *d, struct sbx *s);
 /* If the sandbox's init has ended, commit and put it to sleep. */
@@ -137,7 +161,7 @@ int sbx_remove(struct hbd *d, struct sbx *s);
 int sbx_recover(struct hbd *d, struct sbx *s);
 /* Reap finished detached processes (their logs are let go once nothing
  * writes them) and count those alive; count live processes besides init. */
-int sbx_reap_locked(struct sbx *s);
+int sbx_reap_locked(struct hbd *d, struct sbx *s);
 int sbx_process_count_locked(struct sbx *s);
 int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size);
 json_t *sbx_to_json(struct sbx *s);

@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <linux/falloc.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -247,9 +248,27 @@ static void sbx_detached_free(struct sbx_detached *x)
 {
 	if (x->proc)
 		sandbox_proc_free(x->proc);
+	if (x->pidfd >= 0)
+		close(x->pidfd);
 	if (x->log_fd >= 0)
 		close(x->log_fd);
 	free(x);
+}
+
+bool sbx_detached_running(const struct sbx_detached *x)
+{
+	return x->proc || x->pidfd >= 0;
+}
+
+/* Every detached record of s goes, from memory and the registry: its
+ * processes were just killed with the sandbox. */
+static void detached_forget_all(struct hbd *d, struct sbx *s)
+{
+	sbx_detached_free_all(s);
+	if (registry_detached_delete(d->reg, s->rec.name, 0) < 0) {
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
 }
 
 void sbx_detached_free_all(struct sbx *s)
@@ -304,13 +323,17 @@ static bool log_still_written(int fd)
 	return errno == EAGAIN || errno == EBUSY;
 }
 
-int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd, uint64_t deadline_ns)
+int sbx_detached_add(struct hbd *d, struct sbx *s, struct sandbox_proc *proc, int log_fd,
+		     const char *log, uint64_t deadline_ns)
 {
 	struct sbx_detached *x = calloc(1, sizeof(*x));
+	struct sbx_detached_row row = { .deadline_ns = deadline_ns };
 	char self[64];
+	int r;
 
 	if (!x)
 		return hb_err(-ENOMEM, "out of memory");
+	x->pidfd = -1;
 	/* A new open of the log, not a copy of the command's descriptor: only
 	 * then can log_still_written tell the two apart. */
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", log_fd);
@@ -320,9 +343,55 @@ int sbx_detached_add(struct sbx *s, struct sandbox_proc *proc, int log_fd, uint6
 		free(x);
 		return r;
 	}
-	x->proc = proc;
 	x->pid = sandbox_proc_pid(proc);
 	x->deadline_ns = deadline_ns;
+	row.pid = x->pid;
+	row.start = proc_start_time(x->pid);
+	snprintf(row.log, sizeof(row.log), "%s", log);
+	if ((r = registry_detached_add(d->reg, s->rec.name, &row)) < 0) {
+		sbx_detached_free(x);
+		return r;
+	}
+	x->proc = proc;
+	x->next = s->detached;
+	s->detached = x;
+	return 0;
+}
+
+/* A detached command of the previous daemon's, in a sandbox re-adopted
+ * with its processes: watched through a pidfd (it is no child of ours),
+ * killed at its deadline, its log capped again.  One that ended meanwhile
+ * is kept while something else still writes its log, as sbx_reap_locked
+ * keeps an ended one. */
+static int readopt_detached(const struct sbx_detached_row *row, void *arg)
+{
+	void **a = arg;
+	struct hbd *d = a[0];
+	struct sbx *s = a[1];
+	struct sbx_detached *x = calloc(1, sizeof(*x));
+	pid_t pid = (pid_t)row->pid;
+
+	if (!x)
+		return hb_err(-ENOMEM, "out of memory");
+	x->pid = pid;
+	x->deadline_ns = row->deadline_ns;
+	x->pidfd = -1;
+	/* the start time, checked again once the pidfd is open, tells the
+	 * command from a later process that got its pid */
+	if (row->start && proc_start_time(pid) == row->start) {
+		x->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (x->pidfd >= 0 && proc_start_time(pid) != row->start) {
+			close(x->pidfd);
+			x->pidfd = -1;
+		}
+	}
+	x->log_fd = open(row->log, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	if (x->pidfd < 0 && x->log_fd < 0) {
+		free(x);
+		return registry_detached_delete(d->reg, s->rec.name, row->pid);
+	}
+	fprintf(stderr, "hiberboxd: %s: detached pid %d re-adopted (%s)\n", s->rec.name, (int)pid,
+		x->pidfd >= 0 ? "running" : "ended, its log still open");
 	x->next = s->detached;
 	s->detached = x;
 	return 0;
@@ -405,10 +474,10 @@ static void stop_sandbox(struct sbx *s, const char *why)
 }
 
 /* Kill every process, then release the mount.  No commit. */
-static void stop_all(struct sbx *s, const char *root, const char *why)
+static void stop_all(struct hbd *d, struct sbx *s, const char *root, const char *why)
 {
 	stop_sandbox(s, why);
-	sbx_detached_free_all(s);
+	detached_forget_all(d, s);
 	if (s->rec.lower[0] && unmount_root(root) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 		hb_err_clear();
@@ -670,7 +739,7 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 			sandbox_thaw(s->sb);
 		return hb_err_ctx(r, "sleep %s", s->rec.name);
 	}
-	stop_all(s, root, why);
+	stop_all(d, s, root, why);
 	drop_upper(upper);
 	test_pause(d);
 	if (snap_out)
@@ -880,7 +949,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		goto out;
-	stop_all(s, root, "rm");
+	stop_all(d, s, root, "rm");
 	s->removed = true;
 	s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
 	if ((r = prune(d, s)) < 0)
@@ -989,7 +1058,7 @@ static int fs_died_settle_locked(struct hbd *d, struct sbx *s)
 	fprintf(stderr, "hiberboxd: %s: its fs process died: committing its upper, sleeping\n",
 		s->rec.name);
 	stop_sandbox(s, "fs");
-	sbx_detached_free_all(s);
+	detached_forget_all(d, s);
 	if (sbx_state_dir(d, s->rec.name, "root", root, sizeof(root)) == 0)
 		reap_dead_fs(root);
 	return settle_locked(d, s, false);
@@ -1014,12 +1083,15 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start &&
 	    sandbox_adopt(cgname, (pid_t)s->rec.init_pid, &sb) == 0) {
 		if (alive) {
+			void *a[2] = { d, s };
+
 			s->sb = sb;
 			s->last_activity_ns = now_ns();
 			fprintf(stderr, "hiberboxd: %s: re-adopted (init pid %lld)\n", s->rec.name,
 				(long long)s->rec.init_pid);
+			r = registry_detached_of(d->reg, s->rec.name, readopt_detached, a);
 			pthread_mutex_unlock(&s->lock);
-			return 0;
+			return r;
 		}
 		s->sb = sb;
 		stop_sandbox(s, "recover"); /* kills it and removes its cgroups */
@@ -1034,12 +1106,23 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 			fprintf(stderr, "hiberboxd: recover %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 	}
 	hb_err_clear();
+	/* its detached commands died with it */
+	detached_forget_all(d, s);
 	r = settle_locked(d, s, alive);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
 
-int sbx_reap_locked(struct sbx *s)
+/* Whether a re-adopted detached process runs: its pidfd is readable once
+ * it ended. */
+static bool pidfd_running(int pidfd)
+{
+	struct pollfd p = { pidfd, POLLIN, 0 };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+int sbx_reap_locked(struct hbd *d, struct sbx *s)
 {
 	struct sbx_detached **pp = &s->detached;
 	int alive = 0;
@@ -1049,11 +1132,16 @@ int sbx_reap_locked(struct sbx *s)
 		struct sandbox_exit ex;
 
 		trim_log(x->log_fd); /* first: what an ended writer wrote last counts */
-		if (x->proc && x->deadline_ns && now_ns() >= x->deadline_ns) {
-			sandbox_proc_kill(x->proc, SIGKILL); /* its timeout; reaped below */
+		if (sbx_detached_running(x) && x->deadline_ns && now_ns() >= x->deadline_ns) {
+			/* its timeout; seen ended below or at the next tick */
+			if (x->proc)
+				sandbox_proc_kill(x->proc, SIGKILL);
+			else
+				syscall(SYS_pidfd_send_signal, x->pidfd, SIGKILL, NULL, 0);
 			x->deadline_ns = 0;
 		}
-		if (x->proc && sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) {
+		if ((x->proc && sandbox_proc_wait(x->proc, 0, &ex) == -ETIMEDOUT) ||
+		    (x->pidfd >= 0 && pidfd_running(x->pidfd))) {
 			alive++;
 			pp = &x->next;
 			continue;
@@ -1063,11 +1151,17 @@ int sbx_reap_locked(struct sbx *s)
 			sandbox_proc_free(x->proc);
 			x->proc = NULL;
 		}
-		if (log_still_written(x->log_fd)) {
+		if (x->pidfd >= 0) {
+			close(x->pidfd);
+			x->pidfd = -1;
+		}
+		if (x->log_fd >= 0 && log_still_written(x->log_fd)) {
 			pp = &x->next;
 			continue;
 		}
 		*pp = x->next;
+		if (registry_detached_delete(d->reg, s->rec.name, x->pid) < 0)
+			hb_err_clear(); /* a stale row: its start time no longer matches */
 		sbx_detached_free(x);
 	}
 	return alive;

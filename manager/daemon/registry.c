@@ -14,7 +14,7 @@
 #include "manager/daemon/daemon-int.h"
 #include "util/error.h"
 
-#define REGISTRY_SCHEMA_VERSION 1
+#define REGISTRY_SCHEMA_VERSION 2
 #define REGISTRY_BUSY_TIMEOUT_MS 5000
 
 struct registry {
@@ -35,6 +35,18 @@ static const char schema_v1[] =
 	" wakes INTEGER NOT NULL DEFAULT 0);"
 	"CREATE TABLE IF NOT EXISTS snapshots (id TEXT PRIMARY KEY, owner TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS snapshots_owner ON snapshots(owner);";
+
+/* v2: detached commands, so that a restarted daemon still enforces their
+ * timeouts and caps their logs.  A row goes with its sandbox's. */
+static const char schema_v2[] =
+	"CREATE TABLE IF NOT EXISTS detached ("
+	" sandbox TEXT NOT NULL REFERENCES sandboxes(name) ON DELETE CASCADE,"
+	" pid INTEGER NOT NULL, start INTEGER NOT NULL, deadline_ns INTEGER NOT NULL,"
+	" log TEXT NOT NULL, PRIMARY KEY (sandbox, pid));";
+
+/* Migrations: schema_steps[i] takes version i to i + 1 (one transaction
+ * each, so a crash leaves the file at one version or the next). */
+static const char *const schema_steps[REGISTRY_SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 static int db_err(struct registry *reg, int rc, const char *what)
 {
@@ -117,13 +129,15 @@ int registry_open(const char *path, struct registry **out)
 			  "PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
-	if (version < REGISTRY_SCHEMA_VERSION) {
+	for (; version < REGISTRY_SCHEMA_VERSION; version++) {
+		char bump[64];
+
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d; COMMIT", version + 1);
 		rc = sqlite3_exec(reg->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(reg->db, schema_v1, NULL, NULL, NULL);
+			rc = sqlite3_exec(reg->db, schema_steps[version], NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(reg->db, "PRAGMA user_version = 1; COMMIT", NULL, NULL,
-					  NULL);
+			rc = sqlite3_exec(reg->db, bump, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
 			goto fail;
@@ -383,5 +397,77 @@ int registry_snapshot_user(struct registry *reg, const char *id, const char *exc
 		r = db_err(reg, rc, "snapshot users");
 	}
 	sqlite3_finalize(st);
+	return r;
+}
+
+int registry_detached_add(struct registry *reg, const char *sandbox,
+			  const struct sbx_detached_row *row)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(reg->db, "INSERT OR REPLACE INTO detached (sandbox, pid, start,"
+				    " deadline_ns, log) VALUES (?, ?, ?, ?, ?)", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(reg, rc, "add detached");
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, row->pid);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)row->start);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)row->deadline_ns);
+	sqlite3_bind_text(st, 5, row->log, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(reg, rc, "add detached");
+}
+
+int registry_detached_delete(struct registry *reg, const char *sandbox, int64_t pid)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(reg->db, "DELETE FROM detached WHERE sandbox=?1 AND"
+				    " (?2 = 0 OR pid=?2)", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(reg, rc, "delete detached");
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, pid);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_err(reg, rc, "delete detached");
+}
+
+int registry_detached_of(struct registry *reg, const char *sandbox,
+			 int (*fn)(const struct sbx_detached_row *, void *), void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(reg->db, "SELECT pid, start, deadline_ns, log FROM detached"
+				    " WHERE sandbox=? ORDER BY pid", -1, &st, NULL);
+	/* Collected first: fn may change the table. */
+	struct sbx_detached_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	if (rc != SQLITE_OK)
+		return db_err(reg, rc, "list detached");
+	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			void *p = realloc(rows, (cap = cap ? cap * 2 : 8) * sizeof(*rows));
+			if (!p) {
+				r = hb_err(-ENOMEM, "out of memory");
+				break;
+			}
+			rows = p;
+		}
+		rows[n].pid = sqlite3_column_int64(st, 0);
+		rows[n].start = (uint64_t)sqlite3_column_int64(st, 1);
+		rows[n].deadline_ns = (uint64_t)sqlite3_column_int64(st, 2);
+		snprintf(rows[n].log, sizeof(rows[n].log), "%s", text(st, 3));
+		n++;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_err(reg, rc, "list detached");
+	sqlite3_finalize(st);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = fn(&rows[i], arg);
+	free(rows);
 	return r;
 }

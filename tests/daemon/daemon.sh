@@ -500,6 +500,36 @@ init_after=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p'
 [ "$init_before" = "$init_after" ] || fail "a was not re-adopted (init $init_before -> $init_after)"
 "$HB" exec a -- ps | grep -q "sleep 300" || fail "a's detached process did not survive the crash"
 
+step "a restarted daemon still enforces detached commands' --timeout and log cap"
+# The daemon that started them dies; the next one finds them in the
+# registry (pid and start time, deadline, log) and takes them over.
+tpid=$("$HB" exec -d --timeout 4 a -- sleep 60) || fail "exec -d --timeout"
+lpid=$("$HB" exec -d a -- sh -c 'sleep 2; head -c 200000000 /dev/zero; echo; echo after-restart; sleep 3') ||
+	fail "exec -d of a log writer"
+log=$HIBERBOX_HOME/sandboxes/a/logs/$lpid.log
+t0=$(date +%s)
+kill -9 "$(daemon_pid)"
+sleep 0.3
+"$HB" --json inspect a > "$T/inspect.out" || fail "inspect a after the daemon died"
+for p in "$tpid" "$lpid"; do
+	python3 -c 'import json, sys; sys.exit(int(sys.argv[2]) not in json.load(open(sys.argv[1]))["detached_pids"])' \
+		"$T/inspect.out" "$p" || fail "detached pid $p is not listed after the restart: $(grep -A3 detached_pids "$T/inspect.out")"
+done
+for _ in $(seq 80); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$tpid" 2>/dev/null && fail "a detached command outlived its --timeout over a daemon restart"
+[ $(( $(date +%s) - t0 )) -ge 3 ] || fail "the --timeout of a re-adopted command ran out early"
+for _ in $(seq 80); do tail -c 100 "$log" 2>/dev/null | grep -q after-restart && break; sleep 0.25; done
+sleep 1.5 # a tick or two of the daemon's
+size=$(stat -c %s "$log")
+[ "$size" -le $((64 << 20)) ] || fail "the log of a re-adopted detached command grew to $size bytes"
+[ "$("$HB" logs a "$lpid" | tail -n 1)" = after-restart ] || fail "the newest output of a re-adopted command's log is gone"
+for _ in $(seq 80); do kill -0 "$lpid" 2>/dev/null || break; sleep 0.1; done
+sleep 1
+rows() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM detached WHERE pid=?", (int(sys.argv[2]),)).fetchone()[0])' "$HIBERBOX_HOME/sandboxes.db" "$1"; }
+[ "$(rows "$lpid")" = 0 ] && [ "$(rows "$tpid")" = 0 ] || fail "the registry still lists ended detached commands"
+[ "$(rows "$bgpid")" = 1 ] || fail "the registry does not list a's running detached command"
+rm -f "$log"
+
 step "an init killed from outside: the disk is kept, the next exec starts it again"
 "$HB" create k --image base >/dev/null || fail "create k"
 "$HB" exec k -- sh -c 'echo before-init-kill > /ik' || fail "write before init kill"

@@ -24,6 +24,20 @@ static int count_ids(const char *id, void *arg)
 	return 0;
 }
 
+struct detached_seen {
+	int count;
+	struct sbx_detached_row last;
+};
+
+static int count_detached(const struct sbx_detached_row *row, void *arg)
+{
+	struct detached_seen *seen = arg;
+
+	seen->count++;
+	seen->last = *row;
+	return 0;
+}
+
 static void write_garbage(const char *path, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -127,7 +141,45 @@ int main(void)
 	CHECK_OK(registry_snapshots_of(reg, "two", count_ids, &n));
 	CHECK(n == 1);
 	CHECK_OK(registry_snapshot_delete(reg, "cccc"));
+
+	/* detached commands: a round trip, a delete by pid, and their rows go
+	 * with their sandbox's */
+	struct sbx_detached_row drow = { .pid = 4242, .start = 1u << 20, .deadline_ns = 777 };
+	struct detached_seen dgot = { 0 };
+	snprintf(drow.log, sizeof(drow.log), "/x/logs/4242.log");
+	CHECK_OK(registry_detached_add(reg, "two", &drow));
+	drow.pid = 4343;
+	CHECK_OK(registry_detached_add(reg, "two", &drow));
+	CHECK_OK(registry_detached_add(reg, "one", &drow));
+	CHECK_OK(registry_detached_of(reg, "two", count_detached, &dgot));
+	CHECK(dgot.count == 2 && dgot.last.pid == 4343 && dgot.last.start == 1u << 20);
+	CHECK(dgot.last.deadline_ns == 777 && strcmp(dgot.last.log, "/x/logs/4242.log") == 0);
+	CHECK(registry_detached_add(reg, "ghost", &drow) < 0); /* no such sandbox */
+	hb_err_clear();
+	CHECK_OK(registry_detached_delete(reg, "two", 4343));
+	memset(&dgot, 0, sizeof(dgot));
+	CHECK_OK(registry_detached_of(reg, "two", count_detached, &dgot));
+	CHECK(dgot.count == 1 && dgot.last.pid == 4242);
 	CHECK_OK(registry_delete(reg, "two"));
+	memset(&dgot, 0, sizeof(dgot));
+	CHECK_OK(registry_detached_of(reg, "two", count_detached, &dgot));
+	CHECK(dgot.count == 0);
+	CHECK_OK(registry_detached_delete(reg, "one", 0));
+	CHECK_OK(registry_detached_of(reg, "one", count_detached, &dgot));
+	CHECK(dgot.count == 0);
+	registry_close(reg);
+	reg = NULL;
+
+	/* a version 1 registry (no detached table) is brought up to date */
+	sqlite3 *v1;
+	CHECK(sqlite3_open_v2(path, &v1, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(v1, "DROP TABLE detached; PRAGMA user_version = 1", NULL, NULL,
+			   NULL) == SQLITE_OK);
+	sqlite3_close(v1);
+	CHECK_OK(registry_open(path, &reg));
+	drow.pid = 1;
+	CHECK_OK(registry_detached_add(reg, "one", &drow));
+	CHECK_OK(registry_detached_delete(reg, "one", 0));
 	registry_close(reg);
 	reg = NULL;
 
