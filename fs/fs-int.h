@@ -199,6 +199,14 @@ void node_fill_stat(struct hbfs *fs, const struct node *n, struct stat *st);
 /* uid shifting between stored and presented ids. */
 uint32_t id_to_host(const struct hbfs *fs, uint32_t id);
 uint32_t id_from_host(const struct hbfs *fs, uint32_t id);
+/* The ids inside an xattr value, shifted as owners are (to_host: stored ->
+ * presented): a POSIX ACL's user and group entries, a v3 file capability's
+ * root id.  The kernel reads and writes those as ids of the mount's
+ * namespace (it maps them for callers in a sandbox's), so unshifted they
+ * named the wrong users, and a sandbox's own came back shifted in a commit.
+ * Other values, and malformed ones, are left as they are. */
+void xattr_shift_ids(const struct hbfs *fs, const char *name, uint8_t *value, size_t len,
+		     bool to_host);
 
 /* upper.c */
 /* Opens and locks the upper directory and reads its meta.  A new upper's

@@ -6,8 +6,13 @@
  * create nodes is not enough: dir_load and node_lower create, so callers hold
  * it exclusively when a directory may not be loaded yet).
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +39,49 @@ uint32_t id_from_host(const struct hbfs *fs, uint32_t id)
 	if (id >= shift && id - shift < HBFS_UID_SHIFT_RANGE)
 		return id - shift;
 	return 65534; /* the overflow id: outside the range a sandbox can own */
+}
+
+static uint32_t le32_at(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static void le32_put(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+void xattr_shift_ids(const struct hbfs *fs, const char *name, uint8_t *value, size_t len,
+		     bool to_host)
+{
+	uint32_t (*map)(const struct hbfs *, uint32_t) = to_host ? id_to_host : id_from_host;
+	const size_t head = sizeof(struct posix_acl_xattr_header);
+	const size_t ent = sizeof(struct posix_acl_xattr_entry);
+
+	if (!fs->opts.uid_shift)
+		return;
+	if ((!strcmp(name, "system.posix_acl_access") ||
+	     !strcmp(name, "system.posix_acl_default")) &&
+	    len >= head && (len - head) % ent == 0 &&
+	    le32_at(value) == POSIX_ACL_XATTR_VERSION) {
+		for (size_t off = head; off < len; off += ent) {
+			uint16_t tag = (uint16_t)(value[off] | value[off + 1] << 8);
+
+			if (tag == ACL_USER || tag == ACL_GROUP)
+				le32_put(value + off + offsetof(struct posix_acl_xattr_entry, e_id),
+					 map(fs, le32_at(value + off +
+							 offsetof(struct posix_acl_xattr_entry, e_id))));
+		}
+	} else if (!strcmp(name, "security.capability") && len == XATTR_CAPS_SZ_3 &&
+		   (le32_at(value) & VFS_CAP_REVISION_MASK) == VFS_CAP_REVISION_3) {
+		size_t at = offsetof(struct vfs_ns_cap_data, rootid);
+
+		le32_put(value + at, map(fs, le32_at(value + at)));
+	}
 }
 
 static uint64_t ino_slot(const struct hbfs *fs, uint64_t ino)

@@ -1606,6 +1606,7 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		goto out;
 	}
 	memcpy(copy, value, size);
+	xattr_shift_ids(fs, name, copy, size, false);
 	if (!x) {
 		struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
 		char *nm = strdup(name);
@@ -1656,6 +1657,27 @@ static void reply_sized(fuse_req_t req, const void *data, size_t len, size_t siz
 		fuse_reply_buf(req, data, len);
 }
 
+/* A value as the caller sees it: ids in it shifted (xattr_shift_ids). */
+static void reply_value(fuse_req_t req, struct hbfs *fs, const char *name, const void *value,
+			size_t len, size_t size)
+{
+	uint8_t *shifted;
+
+	if (!fs->opts.uid_shift || !size || len > size) {
+		reply_sized(req, value, len, size);
+		return;
+	}
+	shifted = malloc(len ? len : 1);
+	if (!shifted) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(shifted, value, len);
+	xattr_shift_ids(fs, name, shifted, len, true);
+	reply_sized(req, shifted, len, size);
+	free(shifted);
+}
+
 static void hb_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct hbfs *fs = FS(req);
@@ -1666,7 +1688,7 @@ static void hb_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		struct xattr *x = xattr_find(n, name);
 
 		if (x)
-			reply_sized(req, x->value, x->len, size);
+			reply_value(req, fs, name, x->value, x->len, size);
 		else
 			fuse_reply_err(req, ENODATA);
 	} else {
@@ -1680,7 +1702,7 @@ static void hb_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 				break;
 		}
 		if (k < mn->nxattrs)
-			reply_sized(req, x.value, x.value_len, size);
+			reply_value(req, fs, name, x.value, x.value_len, size);
 		else
 			fuse_reply_err(req, ENODATA);
 	}

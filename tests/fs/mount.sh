@@ -35,6 +35,9 @@ chmod 0600 "$S/private"
 echo ro >"$S/rodir/file"
 chmod 0755 "$S/rodir"
 chmod 0644 "$S/rodir/file"
+# a v3 file capability: its root id is a uid (see uid shift)
+echo cap >"$T/src/cap3"
+setfattr -n security.capability -v 0x$(printf '%s' 00000003 00200000 00000000 00000000 00000000 e8030000) "$T/src/cap3"
 dump_tree "$T/src" "$T/src.json"
 ID=$(snapshot_create "$T/src") || exit 1
 
@@ -244,10 +247,30 @@ fs_mount "$ID" "$M" --upper "$T/upper-shift" --uid-shift 100000
 [ "$(stat -c %u "$M/tree/owners/u1234-g5678")" = "101234" ] || bad "uid shift of 1234"
 echo new >"$M/made-by-root" # host root is outside the range: stored as 65534
 chown 100005:100006 "$M/sem/lower.txt"
+# Ids inside xattrs are shifted as owners are: the kernel reads a POSIX
+# ACL's user and group entries and a v3 capability's root id as ids of the
+# mount (and maps them for a caller in the sandbox's namespace).
+cap_hex() { getfattr -n security.capability -e hex "$1" 2>/dev/null | sed -n 's/^security.capability=0x//p'; }
+acl_ids() { getfacl -n "$@" 2>/dev/null | grep -E '^(user|group):[0-9]' | tr '\n' ' '; }
+got=$(acl_ids "$M/tree/xattrs/acl-file")
+[ "$got" = "user:101234:rwx group:105678:r-x " ] || bad "uid shift of a lower ACL: '$got'"
+got=$(acl_ids -d "$M/tree/xattrs/acl-dir")
+[ "$got" = "user:101234:r-x " ] || bad "uid shift of a lower default ACL: '$got'"
+got=$(cap_hex "$M/cap3")
+[ "$got" = "0000000300200000000000000000000000000000888a0100" ] || bad "uid shift of a v3 capability's root id: '$got'"
+setfacl -m u:100007:r,g:100008:r "$M/tree/xattrs/acl-file"
+echo cap >"$M/cap3-new"
+setfattr -n security.capability -v 0x$(printf '%s' 00000003 00200000 00000000 00000000 00000000 a9860100) "$M/cap3-new"
+[ "$(cap_hex "$M/cap3-new")" = "0000000300200000000000000000000000000000a9860100" ] || bad "v3 capability set through a shifted mount: '$(cap_hex "$M/cap3-new")'"
 ID4=$(fs_commit "$M") || exit 1
 fs_umount "$M"
 fs_mount "$ID4" "$M2"
 [ "$(stat -c %u:%g "$M2/sem/lower.txt")" = "5:6" ] || bad "uid shift stored back: $(stat -c %u:%g "$M2/sem/lower.txt")"
+got=$(acl_ids "$M2/tree/xattrs/acl-file")
+[ "$got" = "user:7:r-- user:1234:rwx group:8:r-- group:5678:r-x " ] || bad "ACL set through a shifted mount, stored: '$got'"
+got=$(cap_hex "$M2/cap3-new")
+[ "$got" = "000000030020000000000000000000000000000009000000" ] || bad "v3 capability set through a shifted mount, stored: '$got'"
+[ "$(cap_hex "$M2/cap3")" = "0000000300200000000000000000000000000000e8030000" ] || bad "untouched v3 capability changed: '$(cap_hex "$M2/cap3")'"
 fs_umount "$M2"
 
 log "journal: a torn tail is dropped, corruption in the middle refuses the mount"
