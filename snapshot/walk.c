@@ -29,6 +29,7 @@
 
 #include "snapshot/beneath.h"
 #include "snapshot/exclude.h"
+#include "snapshot/testhook.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
@@ -169,11 +170,29 @@ static int xattr_cmp(const void *a, const void *b)
 	return strcmp(((const struct walk_xattr *)a)->name, ((const struct walk_xattr *)b)->name);
 }
 
-/* Append xattr `name` of path to e; a name removed meanwhile is skipped. */
-static int read_one_xattr(const char *path, const char *label, const char *name,
+/* Where an entry's xattrs are read from (see entry_xattrs): an fd open on
+ * it, or else (path set) the /proc/self/fd link of an O_PATH fd, which the
+ * *xattr calls follow to the node itself. */
+struct xattr_src {
+	int fd;
+	const char *path;
+};
+
+static ssize_t src_get(const struct xattr_src *s, const char *name, void *buf, size_t size)
+{
+	return s->path ? getxattr(s->path, name, buf, size) : fgetxattr(s->fd, name, buf, size);
+}
+
+static ssize_t src_list(const struct xattr_src *s, char *buf, size_t size)
+{
+	return s->path ? listxattr(s->path, buf, size) : flistxattr(s->fd, buf, size);
+}
+
+/* Append xattr `name` of s to e; a name removed meanwhile is skipped. */
+static int read_one_xattr(const struct xattr_src *s, const char *label, const char *name,
 			  struct walk_entry *e)
 {
-	ssize_t vlen = lgetxattr(path, name, NULL, 0);
+	ssize_t vlen = src_get(s, name, NULL, 0);
 	struct walk_xattr *x;
 	void *p;
 
@@ -201,7 +220,7 @@ static int read_one_xattr(const char *path, const char *label, const char *name,
 	 * Not for an empty value: a size of 0 asks for the size again, and a
 	 * value set meanwhile would be taken as read into our 1-byte buffer. */
 	if (vlen > 0)
-		vlen = lgetxattr(path, name, x->value, (size_t)vlen);
+		vlen = src_get(s, name, x->value, (size_t)vlen);
 	if (vlen < 0) {
 		int r = -errno;
 
@@ -216,14 +235,14 @@ static int read_one_xattr(const char *path, const char *label, const char *name,
 	return 0;
 }
 
-/* Read the xattrs of path (not following symlinks), sorted by name. */
-static int read_xattrs(const char *path, const char *label, struct walk_entry *e)
+/* Read the xattrs of s, sorted by name. */
+static int read_xattrs(const struct xattr_src *s, const char *label, struct walk_entry *e)
 {
 	char *list;
 	ssize_t len;
 	int r = 0;
 
-	len = llistxattr(path, NULL, 0);
+	len = src_list(s, NULL, 0);
 	if (len < 0) {
 		if (errno == ENOTSUP || errno == ENODATA)
 			return 0;
@@ -234,13 +253,13 @@ static int read_xattrs(const char *path, const char *label, struct walk_entry *e
 	list = malloc((size_t)len + 1);
 	if (!list)
 		return -ENOMEM;
-	len = llistxattr(path, list, (size_t)len);
+	len = src_list(s, list, (size_t)len);
 	if (len < 0) {
 		r = hb_err(-errno, "cannot list xattrs of '%s': %s", label, strerror(errno));
 		goto out;
 	}
 	for (char *name = list; name < list + len && r == 0; name += strlen(name) + 1)
-		r = read_one_xattr(path, label, name, e);
+		r = read_one_xattr(s, label, name, e);
 	if (r == 0 && e->nxattrs > 1)
 		qsort(e->xattrs, e->nxattrs, sizeof(*e->xattrs), xattr_cmp);
 out:
@@ -276,18 +295,45 @@ static int copy_parent_xattrs(const struct manifest *parent, struct walk_entry *
 	return 0;
 }
 
-/* Read the xattrs of e from the filesystem. */
+/* Read the xattrs of e from the filesystem.  Most entries have none, and
+ * llistxattr on the path says so for one lookup.  Names and values are only
+ * read through a descriptor opened beneath the root: a directory on the
+ * path swapped for a symbolic link since the walk would take a path outside
+ * the tree, where a count is harmless and the xattrs of a file from
+ * elsewhere are not.  Files and directories are opened (not blocking, in
+ * case a FIFO took the place of a file); others, which must not be opened
+ * (a device), and what we may not read get an O_PATH fd, whose xattrs are
+ * reached through its /proc/self/fd link (f*xattr refuse O_PATH fds). */
 static int entry_xattrs(const struct walk_opts *o, struct walk_entry *e)
 {
-	char *full;
+	const char *rel = e->path[0] ? e->path : ".";
+	struct xattr_src src = { -1, NULL };
+	char *full, proc[40];
+	ssize_t len;
 	int r;
 
-	if (!e->path[0])
-		return read_xattrs(o->root, ".", e);
 	if (asprintf(&full, "%s/%s", o->root, e->path) < 0)
 		return -ENOMEM;
-	r = read_xattrs(full, e->path, e);
+	len = llistxattr(full, NULL, 0);
 	free(full);
+	if (len < 0 && errno != ENOTSUP && errno != ENODATA)
+		return hb_err(-errno, "cannot list xattrs of '%s': %s", rel, strerror(errno));
+	if (len <= 0)
+		return 0;
+	if (S_ISREG(e->node.mode) || S_ISDIR(e->node.mode))
+		src.fd = open_beneath(o->rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0);
+	if (src.fd < 0 && src.fd != -ELOOP && src.fd != -EXDEV) {
+		src.fd = open_beneath(o->rootfd, rel, O_PATH, 0);
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src.fd);
+		src.path = proc;
+	}
+	if (src.fd == -ELOOP || src.fd == -EXDEV)
+		return hb_err(src.fd, "cannot read xattrs of '%s': it or a directory on its path "
+				      "became a symbolic link during the snapshot", rel);
+	if (src.fd < 0)
+		return hb_err(src.fd, "cannot read xattrs of '%s': %s", rel, strerror(-src.fd));
+	r = read_xattrs(&src, rel, e);
+	close(src.fd);
 	return r;
 }
 
@@ -810,6 +856,7 @@ static int all_xattrs(struct walk *c, const struct manifest *parent, struct walk
 		else
 			todo[ntodo++] = i;
 	}
+	test_hook_wait("HIBERBOX_TEST_WALK_XATTRS_WAIT");
 	njobs = (ntodo + WALK_XATTR_SLICE - 1) / WALK_XATTR_SLICE;
 	jobs = calloc(njobs ? njobs : 1, sizeof(*jobs));
 	if (r == 0 && !jobs)

@@ -180,6 +180,43 @@ rm "$RC/small" && mv "$RC/small.real" "$RC/small"
 [ "$(count)" -eq "$before" ] || bad "failed racy creates recorded snapshots"
 rm -rf "$RC"
 
+# --- xattrs read after the walk, through a directory swapped meanwhile -------------------------
+# The walk reads xattrs once it knows every entry.  It read them by path, so
+# a directory swapped for a symbolic link to elsewhere in between gave the
+# snapshot the xattrs of what is elsewhere (as root: any file on the host).
+# HIBERBOX_TEST_WALK_XATTRS_WAIT holds the create right before xattrs are
+# read until the test has swapped.
+if setfattr -n user.probe -v 1 "$T" 2>/dev/null; then
+	XR="$T/xrace"
+	mkdir -p "$XR/sub/d" "$T/outside/d"
+	setfattr -n user.secret -v leaked "$T/outside/d"
+	mkfifo "$T/xwait"
+	before=$(count)
+	HIBERBOX_TEST_WALK_XATTRS_WAIT="$T/xwait" timeout --signal=KILL 120 "$HIBERBOX" \
+		snapshot create "$XR" --no-parent >"$T/out" 2>"$T/err" &
+	pid=$!
+	# opening the FIFO waits for the create to reach the hook; closing it
+	# (the end of this bash) lets it go on
+	if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/sub" "$2/sub.real" && ln -s ../outside "$2/sub"' \
+		_ "$T/xwait" "$XR"; then
+		kill -KILL "$pid" 2>/dev/null
+		bad "xattr race: the create never reached HIBERBOX_TEST_WALK_XATTRS_WAIT"
+	fi
+	rc=0
+	wait "$pid" || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		hb snapshot restore "$(tail -n 1 "$T/out")" "$T/xr-out" >/dev/null 2>&1
+		bad "xattr race: create succeeded after the swap; sub/d's user.secret: $(getfattr --absolute-names --only-values -n user.secret "$T/xr-out/sub/d" 2>&1)"
+	else
+		[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^hiberbox: .*sub/d.*symbolic link" "$T/err" ||
+			bad "xattr race: expected one line naming sub/d, got ($rc): $(head -c 500 "$T/err")"
+	fi
+	[ "$(count)" -eq "$before" ] || bad "xattr race: the failed create recorded a snapshot"
+	rm -rf "$XR" "$T/outside" "$T/xr-out" "$T/xwait"
+else
+	log "SKIP xattr race: no user xattrs on $T"
+fi
+
 # --- names that do not resolve ----------------------------------------------------------------
 make_small_tree "$T/tiny" 3 9
 first=$(snapshot_create "$T/tiny")
