@@ -442,8 +442,8 @@ int hbfs_commit_local(struct hbfs *fs, const char *tag, struct oid *out)
 	struct timespec start, end;
 	int r;
 
-	if (tag && repo_tag_valid(tag) < 0)
-		return hb_err(-EINVAL, "invalid tag name '%s'", tag);
+	if (tag && (r = repo_tag_valid(tag)) < 0)
+		return r;
 	clock_gettime(CLOCK_REALTIME, &start);
 	pthread_mutex_lock(&fs->commit_lock);
 	c.b = manifest_builder_new();

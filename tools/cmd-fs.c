@@ -129,8 +129,8 @@ static int cmd_commit(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage("commit", "expected MOUNTPOINT");
-	if (tag && repo_tag_valid(tag) < 0)
-		return cli_fail(-EINVAL, "invalid tag '%s'", tag);
+	if (tag && (r = repo_tag_valid(tag)) < 0)
+		return cli_fail(r, NULL); /* its message names the tag and the rule */
 	r = hbfs_commit(argv[optind], tag, &id);
 	if (r < 0)
 		return cli_fail(r, NULL);

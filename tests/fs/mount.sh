@@ -58,6 +58,8 @@ ID2=$(fs_commit "$M" --tag after-sem) || exit 1
 hb_ok snapshot list | grep -q "^${ID2:0:12} .* after-sem (commit)$" ||
 	bad "snapshot list does not mark the commit as one: $(hb snapshot list | grep "^${ID2:0:12}")"
 echo "still writable" >"$M/after-commit" || bad "mount not writable after commit"
+expect_error "commit with a bad tag" commit "$M" --tag 'bad tag' &&
+	[ "$(grep -o "invalid tag" <<<"$HB_ERR" | wc -l)" = 1 ] || bad "bad tag: '$HB_ERR' (the reason once)"
 rm -f "$M/after-commit"
 diffs=$(compare_trees "$T/state1.json" "$M" --no-root-meta) || bad "commit changed the mount:"$'\n'"$diffs"
 
