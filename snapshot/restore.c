@@ -24,7 +24,9 @@
  * not left half written, and the restore fails naming the file, the chunk
  * and the pack.  Every path is opened beneath the target with symlinks
  * refused (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a hostile tree
- * already in the target (restore --force) cannot redirect writes outside it.
+ * already in the target (restore --force) cannot redirect writes outside it;
+ * symlinks and special files are made, and given their metadata, by name in
+ * their directory opened that way, never following the name.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,6 +42,7 @@
 
 #include "snapshot/beneath.h"
 #include "snapshot/restore-int.h"
+#include "snapshot/testhook.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
@@ -189,45 +192,23 @@ static int reuse_dir(struct restore_ctx *c, const char *path)
 	return r;
 }
 
-static int create_entry(struct restore_ctx *c, uint32_t i, bool force, _Atomic uint64_t *skipped)
+/* Phase 1: directory i (with force, over whatever is at its path). */
+static int create_dir(struct restore_ctx *c, uint32_t i, bool force)
 {
-	const struct manifest_node *n = manifest_node(c->m, i);
 	const char *path = c->paths[i];
 	int r;
 
 	if (force) {
-		r = clear_path(c, path, S_ISDIR(n->mode));
+		r = clear_path(c, path, true);
 		if (r < 0)
 			return hb_err(r, "cannot replace '%s': %s", path, strerror(-r));
 		if (r == 1)
 			return reuse_dir(c, path); /* an existing directory is reused */
 	}
-	switch (n->mode & S_IFMT) {
-	case S_IFDIR:
-		/* Owner-writable until phase 3 sets the real mode. */
-		if (mkdirat(c->rootfd, path, 0700) < 0)
-			return hb_err(-errno, "cannot create directory '%s': %s", path, strerror(errno));
-		return 0;
-	case S_IFREG:
-		return 0; /* created by fill_file, or linked in phase 3 */
-	case S_IFLNK:
-		if (symlinkat((const char *)manifest_data(c->m, i), c->rootfd, path) < 0)
-			return hb_err(-errno, "cannot create symlink '%s': %s", path, strerror(errno));
-		return 0;
-	case S_IFIFO:
-	case S_IFCHR:
-	case S_IFBLK:
-		if (mknodat(c->rootfd, path, (n->mode & S_IFMT) | 0600, (dev_t)n->rdev) < 0) {
-			if (errno == EPERM && !c->as_root && !S_ISFIFO(n->mode)) {
-				atomic_fetch_add(skipped, 1); /* device nodes need root */
-				return 0;
-			}
-			return hb_err(-errno, "cannot create '%s': %s", path, strerror(errno));
-		}
-		return 0;
-	default:
-		return 0;
-	}
+	/* Owner-writable until phase 3 sets the real mode. */
+	if (mkdirat(c->rootfd, path, 0700) < 0)
+		return hb_err(-errno, "cannot create directory '%s': %s", path, strerror(errno));
+	return 0;
 }
 
 static mode_t current_umask(void)
@@ -312,8 +293,11 @@ static int set_metadata_fd(struct restore_ctx *c, uint32_t i, int fd, mode_t cre
 	return 0;
 }
 
-/* Symlinks and special files cannot be opened for writing: use *at calls. */
-static int set_metadata_path(struct restore_ctx *c, uint32_t i)
+/* Symlinks and special files cannot be opened for writing: *at calls on
+ * their name in their directory (pfd, opened beneath the target), never
+ * following it, so that neither a directory on the path nor the entry
+ * itself swapped for a symbolic link meanwhile can redirect them. */
+static int set_metadata_at(struct restore_ctx *c, uint32_t i, int pfd, const char *name)
 {
 	const struct manifest_node *n = manifest_node(c->m, i);
 	const char *path = c->paths[i];
@@ -322,19 +306,18 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 		{ .tv_sec = n->atime_sec, .tv_nsec = n->atime_nsec },
 		{ .tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec },
 	};
-	int fd;
-
 	mode_t mode = n->mode & 07777;
 	struct stat st;
+	int fd;
 
-	if (fchownat(c->rootfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (fchownat(pfd, name, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (!tolerable(errno, c->as_root))
 			return hb_err(-errno, "cannot set owner of '%s': %s", path,
 				      strerror(errno));
-		if (setid_at_risk(n) && fstatat(c->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		if (setid_at_risk(n) && fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
 			mode = setid_for_owner(c, n, &st);
 	}
-	if (!S_ISLNK(n->mode) && fchmodat(c->rootfd, path, mode, 0) < 0)
+	if (!S_ISLNK(n->mode) && fchmodat(pfd, name, mode, AT_SYMLINK_NOFOLLOW) < 0)
 		return hb_err(-errno, "cannot set mode of '%s': %s", path, strerror(errno));
 	if (n->nxattrs > 0) {
 		/* An O_PATH fd names the node itself, symlink or fifo, without
@@ -342,7 +325,7 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 		 * lsetxattr): the magic link leads to the node and stops there,
 		 * while lsetxattr would act on the proc link itself and fail
 		 * with ENOTSUP, which is tolerated, dropping the xattrs. */
-		fd = openat(c->rootfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return hb_err(-errno, "cannot open '%s': %s", path, strerror(errno));
 		snprintf(full, sizeof(full), "/proc/self/fd/%d", fd);
@@ -361,9 +344,39 @@ static int set_metadata_path(struct restore_ctx *c, uint32_t i)
 		}
 		close(fd);
 	}
-	if (utimensat(c->rootfd, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+	if (utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
 		return hb_err(-errno, "cannot set times of '%s': %s", path, strerror(errno));
 	return 0;
+}
+
+/* Create symlink or special file i in its directory pfd, with its
+ * metadata.  A device node a restore without root cannot make is skipped
+ * and counted. */
+static int restore_node(struct restore_ctx *c, uint32_t i, int pfd)
+{
+	const struct manifest_node *n = manifest_node(c->m, i);
+	const char *path = c->paths[i], *name = manifest_name(c->m, i);
+
+	switch (n->mode & S_IFMT) {
+	case S_IFLNK:
+		if (symlinkat((const char *)manifest_data(c->m, i), pfd, name) < 0)
+			return hb_err(-errno, "cannot create symlink '%s': %s", path, strerror(errno));
+		break;
+	case S_IFIFO:
+	case S_IFCHR:
+	case S_IFBLK:
+		if (mknodat(pfd, name, (n->mode & S_IFMT) | 0600, (dev_t)n->rdev) < 0) {
+			if (errno == EPERM && !c->as_root && !S_ISFIFO(n->mode)) {
+				atomic_fetch_add(&c->skipped, 1); /* device nodes need root */
+				return 0;
+			}
+			return hb_err(-errno, "cannot create '%s': %s", path, strerror(errno));
+		}
+		break;
+	default:
+		return 0;
+	}
+	return set_metadata_at(c, i, pfd, name);
 }
 
 static void report(struct restore_ctx *c, uint64_t n)
@@ -651,34 +664,53 @@ static bool filled_by_worker(const struct restore_ctx *c, uint32_t i)
 	return restored_in_phase2(manifest_node(c->m, i), i) && !(c->files && fetched(c->m, i));
 }
 
-static int restore_one(struct restore_ctx *c, uint32_t i)
+/* Open the directory the entries of a job are in (*pfd, once per job):
+ * beneath the target, so that a directory on its path swapped for a
+ * symbolic link cannot lead what is made in it elsewhere. */
+static int open_parent(struct restore_ctx *c, uint32_t i, int *pfd)
 {
-	const struct manifest_node *n = manifest_node(c->m, i);
-	int r;
+	uint32_t parent = manifest_node(c->m, i)->parent;
+	const char *dir = parent ? c->paths[parent] : ".";
 
-	if (S_ISREG(n->mode))
-		return fill_file(c, i);
-	r = create_entry(c, i, false, &c->skipped);
-	/* A skipped device node is not there to take metadata. */
-	if (r == 0 && (!(S_ISCHR(n->mode) || S_ISBLK(n->mode)) ||
-		       faccessat(c->rootfd, c->paths[i], F_OK, AT_SYMLINK_NOFOLLOW) == 0))
-		r = set_metadata_path(c, i);
-	return r;
+	if (*pfd >= 0)
+		return 0;
+	*pfd = open_beneath(c->rootfd, dir, O_PATH | O_DIRECTORY, 0);
+	if (*pfd == -ELOOP || *pfd == -EXDEV || *pfd == -ENOTDIR)
+		return hb_err(*pfd, "cannot create '%s': a directory on its path was replaced "
+				    "during the restore (by a symbolic link or a file)", c->paths[i]);
+	if (*pfd < 0)
+		return hb_err(*pfd, "cannot create '%s': %s", c->paths[i], strerror(-*pfd));
+	return 0;
 }
 
+static int restore_one(struct restore_ctx *c, uint32_t i, int *pfd)
+{
+	int r;
+
+	if (S_ISREG(manifest_node(c->m, i)->mode))
+		return fill_file(c, i);
+	test_hook_wait("HIBERBOX_TEST_RESTORE_NODES_WAIT");
+	r = open_parent(c, i, pfd);
+	return r < 0 ? r : restore_node(c, i, *pfd);
+}
+
+/* A job's entries are siblings: they share one parent fd. */
 static void fill_job_run(void *arg)
 {
 	struct fill_job *j = arg;
+	int pfd = -1;
 
 	for (uint32_t i = j->first; i < j->end && !atomic_load(&j->c->cancel); i++) {
 		int r;
 
 		if (!filled_by_worker(j->c, i))
 			continue;
-		r = restore_one(j->c, i);
+		r = restore_one(j->c, i, &pfd);
 		if (r < 0 && r != -ECANCELED)
 			ctx_fail(j->c, r);
 	}
+	if (pfd >= 0)
+		close(pfd);
 }
 
 /* Phase 2's worker jobs, made in manifest order, each handed out once its
@@ -732,7 +764,7 @@ static void mkdir_job_run(void *arg)
 
 		if (!S_ISDIR(manifest_node(j->c->m, i)->mode))
 			continue;
-		r = create_entry(j->c, i, false, &j->c->skipped);
+		r = create_dir(j->c, i, false);
 		if (r < 0)
 			ctx_fail(j->c, r);
 	}
@@ -1006,7 +1038,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 				}
 				continue;
 			}
-			rc = create_entry(&c, i, true, &c.skipped);
+			rc = create_dir(&c, i, true);
 			if (rc < 0)
 				goto out;
 		}

@@ -217,6 +217,35 @@ else
 	log "SKIP xattr race: no user xattrs on $T"
 fi
 
+# --- restore: a directory swapped for a symbolic link before its entries are made ---------------
+# Symlinks and special files were made, and given owner, mode and times, by
+# their path from the target's root, so a directory on it swapped for a
+# symbolic link meanwhile (by whatever else writes in the target) had them
+# made and changed elsewhere.  HIBERBOX_TEST_RESTORE_NODES_WAIT holds the
+# restore before its first symlink or special file until the test swapped.
+NR="$T/nrace"
+mkdir -p "$NR/src/d" "$T/outside2"
+mkfifo "$NR/src/d/fifo"
+ln -s target "$NR/src/d/link"
+nid=$(snapshot_create "$NR/src")
+mkfifo "$T/nwait"
+HIBERBOX_TEST_RESTORE_NODES_WAIT="$T/nwait" timeout --signal=KILL 120 "$HIBERBOX" \
+	snapshot restore "$nid" "$NR/out" >"$T/out" 2>"$T/err" &
+pid=$!
+if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/d" "$2/d.real" && ln -s "$3" "$2/d"' \
+	_ "$T/nwait" "$NR/out" "$T/outside2"; then
+	kill -KILL "$pid" 2>/dev/null
+	bad "restore race: the restore never reached HIBERBOX_TEST_RESTORE_NODES_WAIT"
+fi
+rc=0
+wait "$pid" || rc=$?
+[ -z "$(ls -A "$T/outside2")" ] ||
+	bad "restore race: entries made outside the target: $(ls -l "$T/outside2" | tail -n +2)"
+[ "$rc" -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
+	grep -q "^hiberbox: .*cannot create 'd/.*was replaced during the restore" "$T/err" ||
+	bad "restore race: expected a failure with one line naming d/..., got ($rc): $(head -c 500 "$T/err")"
+rm -rf "$NR" "$T/outside2" "$T/nwait"
+
 # --- names that do not resolve ----------------------------------------------------------------
 make_small_tree "$T/tiny" 3 9
 first=$(snapshot_create "$T/tiny")
