@@ -188,7 +188,8 @@ json_t *sbx_to_json(struct sbx *s)
 			 "name", r->name, "image", r->image, "base", r->base,
 			 "latest", r->latest[0] ? r->latest : r->base,
 			 "mounted", r->lower[0] ? r->lower : NULL,
-			 "state", r->state == SBX_RUNNING ? "running" : "sleeping",
+			 "state", r->removing ? "removing" :
+				  r->state == SBX_RUNNING ? "running" : "sleeping",
 			 "limits", "memory_bytes", (json_int_t)r->memory_bytes,
 			 "pids", (json_int_t)r->pids, "cpus", r->cpu_millis / 1000.0,
 			 "network", r->network ? "host" : "none",
@@ -1536,6 +1537,7 @@ static int load_one(const struct sbx_record *rec, void *arg)
 	pthread_mutex_init(&s->lock, NULL);
 	s->refs = 1;
 	s->last_activity_ns = now_ns();
+	s->removed = rec->removing; /* finished before anything else (hbd_run) */
 	return hbd_add(d, s);
 }
 
@@ -1592,6 +1594,9 @@ int hbd_run(const struct hbd_config *cfg)
 	if (getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"))
 		d->test_sleep_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"),
 							   NULL, 10);
+	if (getenv("HIBERBOX_TEST_RM_PAUSE_MS"))
+		d->test_rm_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_RM_PAUSE_MS"), NULL,
+							10);
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
@@ -1637,9 +1642,26 @@ int hbd_run(const struct hbd_config *cfg)
 	snprintf(path, sizeof(path), "%s/sandboxes.db", d->home);
 	if ((r = registry_open(path, &d->reg)) < 0 || (r = registry_load(d->reg, load_one, d)) < 0)
 		goto out;
+	/* Removals the previous daemon began: finished first, so that nothing
+	 * else (a recovery's commit) touches what is half gone. */
+	{
+		size_t n;
+		struct sbx **all = hbd_all(d, &n);
+		for (size_t i = 0; all && i < n; i++)
+			if (all[i]->rec.removing) {
+				fprintf(stderr, "hiberboxd: finishing the removal of %s\n",
+					all[i]->rec.name);
+				if (sbx_remove_unfinished(d, all[i]) < 0) {
+					fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
+					hb_err_clear();
+				}
+			}
+		if (all)
+			hbd_put_all(d, all, n);
+	}
 	/* Sandboxes the previous daemon left running. */
 	for (size_t i = 0; i < d->count; i++)
-		if (d->list[i]->rec.state == SBX_RUNNING) {
+		if (d->list[i]->rec.state == SBX_RUNNING && !d->list[i]->rec.removing) {
 			fprintf(stderr, "hiberboxd: recovering %s\n", d->list[i]->rec.name);
 			if (sbx_recover(d, d->list[i]) < 0) {
 				fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));

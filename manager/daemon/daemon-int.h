@@ -48,6 +48,7 @@ struct sbx_record {
 	int64_t created, slept_at, woken_at; /* unix seconds */
 	uint64_t last_sleep_ms, last_wake_ms;
 	uint64_t wakes; /* count, part of the cgroup name (unique per wake) */
+	bool removing;  /* its removal began: finished by rm or the next start */
 };
 
 /* registry.c */
@@ -111,6 +112,8 @@ struct sbx {
 	struct sbx_detached *detached;
 	uint64_t last_activity_ns;
 	int refs;             /* under hbd.lock */
+	/* No longer to be used: its removal began (rec.removing) or is done
+	 * (rec.removing cleared again, the row deleted, unlisted). */
 	bool removed;
 	/* Every stop of the sandbox's processes counts one and says why (a
 	 * static word: "sleep", "idle", "init", "rm", "shutdown", "recover",
@@ -132,6 +135,7 @@ struct hbd {
 	volatile int stopping;
 	int stop_pipe[2];
 	unsigned test_sleep_pause_ms; /* HIBERBOX_TEST_SLEEP_PAUSE_MS (lifecycle.c) */
+	unsigned test_rm_pause_ms;    /* HIBERBOX_TEST_RM_PAUSE_MS (lifecycle.c) */
 };
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
@@ -157,8 +161,13 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 int sbx_commit_locked(struct hbd *d, struct sbx *s);
 int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct sbx **out);
 int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx **out);
+/* Remove s: its row is marked removing first and deleted last, and every
+ * step between can be done again, so that a removal a crash or an error
+ * interrupted is finished by the next rm or the next daemon start. */
 int sbx_remove(struct hbd *d, struct sbx *s);
 int sbx_recover(struct hbd *d, struct sbx *s);
+/* At start: finish a removal (rec.removing) a previous daemon began. */
+int sbx_remove_unfinished(struct hbd *d, struct sbx *s);
 /* Reap finished detached processes (their logs are let go once nothing
  * writes them) and count those alive; count live processes besides init. */
 int sbx_reap_locked(struct hbd *d, struct sbx *s);

@@ -89,14 +89,18 @@ static void drop_upper(const char *upper)
 	hb_err_clear();
 }
 
-/* Test knob (HIBERBOX_TEST_SLEEP_PAUSE_MS, read at start): a sleep waits
- * this long once the sandbox is stopped and its upper dropped, before it
- * records the sandbox as asleep, so a test can kill the daemon there. */
-static void test_pause(const struct hbd *d)
+/* Test knobs (read at start), so a test can kill the daemon at a known
+ * point: HIBERBOX_TEST_SLEEP_PAUSE_MS, a sleep waits this long once the
+ * sandbox is stopped and its upper dropped, before it records the sandbox
+ * as asleep; HIBERBOX_TEST_RM_PAUSE_MS, a removal waits once the sandbox is
+ * stopped and its snapshots are gone, before its tag, its directory and
+ * its row go.  A line in the log says when a pause begins. */
+static void test_pause(const char *what, const char *name, unsigned ms)
 {
-	if (d->test_sleep_pause_ms) {
-		struct timespec ts = { d->test_sleep_pause_ms / 1000,
-				       (long)(d->test_sleep_pause_ms % 1000) * 1000000L };
+	if (ms) {
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+		fprintf(stderr, "hiberboxd: test pause: %s %s\n", what, name);
 		nanosleep(&ts, NULL);
 	}
 }
@@ -741,7 +745,7 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 	}
 	stop_all(d, s, root, why);
 	drop_upper(upper);
-	test_pause(d);
+	test_pause("sleep", s->rec.name, d->test_sleep_pause_ms);
 	if (snap_out)
 		oid_format(&id, snap_out);
 	s->rec.state = SBX_SLEEPING;
@@ -939,31 +943,57 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 {
 	char root[4200], dir[4200], tag[128];
 	struct repo *repo;
+	struct stat st;
 	int r;
 
 	pthread_mutex_lock(&s->lock);
-	if (s->removed) {
+	if (s->removed && !s->rec.removing) {
 		pthread_mutex_unlock(&s->lock);
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	}
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		goto out;
+	/* Marked first, holding no snapshot: a removal cut short is finished,
+	 * never taken for a sandbox with part of its state gone.  init_pid and
+	 * init_start stay, for a restarted daemon to find what to kill. */
+	if (!s->rec.removing) {
+		struct sbx_record was = s->rec;
+
+		s->rec.removing = true;
+		s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
+		if ((r = save(d, s)) < 0) {
+			memcpy(&s->rec, &was, sizeof(was));
+			goto out;
+		}
+		s->removed = true;
+	}
 	stop_all(d, s, root, "rm");
-	s->removed = true;
-	s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
+	/* a mount stop_all did not know of (a previous daemon's, dead or not) */
+	if (mount_alive(root))
+		unmount_root(root);
+	else
+		detach_stale(root);
+	hb_err_clear();
 	if ((r = prune(d, s)) < 0)
 		goto out;
+	test_pause("rm", s->rec.name, d->test_rm_pause_ms);
 	if (open_repo(d, &repo) == 0) {
 		tag_of(s->rec.name, tag, sizeof(tag));
 		repo_tag_remove(repo, tag);
 		repo_close(repo);
 	}
 	hb_err_clear();
-	if ((r = registry_delete(d->reg, s->rec.name)) < 0)
-		goto out;
 	rm_rf(dir);
 	hb_err_clear();
+	if (lstat(dir, &st) == 0) {
+		r = hb_err(-EBUSY, "%s could not be removed entirely (still mounted?): "
+			   "rm %s again, or restart the daemon", dir, s->rec.name);
+		goto out;
+	}
+	if ((r = registry_delete(d->reg, s->rec.name)) < 0)
+		goto out;
+	s->rec.removing = false; /* done: s->removed alone */
 	hbd_unlist(d, s);
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -1068,33 +1098,31 @@ static int fs_died_settle_locked(struct hbd *d, struct sbx *s)
  * are both alive the sandbox is taken over as it is (processes and all).
  * Otherwise what is left is stopped and the writes committed: it sleeps, and
  * wakes on the next exec with its whole disk. */
-int sbx_recover(struct hbd *d, struct sbx *s)
+/* The init a previous daemon left, adopted (its pid and start time as
+ * recorded, in its cgroup), or NULL. */
+static struct sandbox *adopt_init(struct hbd *d, struct sbx *s)
 {
-	char root[4200], cgname[64];
+	char cgname[64];
 	struct sandbox *sb = NULL;
-	bool alive;
-	int r;
 
-	pthread_mutex_lock(&s->lock);
-	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
 	cgroup_name_of(d, s, cgname, sizeof(cgname));
-	alive = mount_alive(root);
 	if (s->rec.init_pid > 0 && s->rec.init_start &&
 	    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start &&
-	    sandbox_adopt(cgname, (pid_t)s->rec.init_pid, &sb) == 0) {
-		if (alive) {
-			void *a[2] = { d, s };
+	    sandbox_adopt(cgname, (pid_t)s->rec.init_pid, &sb) == 0)
+		return sb;
+	hb_err_clear();
+	return NULL;
+}
 
-			s->sb = sb;
-			s->last_activity_ns = now_ns();
-			fprintf(stderr, "hiberboxd: %s: re-adopted (init pid %lld)\n", s->rec.name,
-				(long long)s->rec.init_pid);
-			r = registry_detached_of(d->reg, s->rec.name, readopt_detached, a);
-			pthread_mutex_unlock(&s->lock);
-			return r;
-		}
+/* Kill what a previous daemon left of s's processes: sb from adopt_init, or
+ * else whatever init its record names, and its cgroups either way. */
+static void stop_leftovers(struct hbd *d, struct sbx *s, struct sandbox *sb, const char *why)
+{
+	char cgname[64];
+
+	if (sb) {
 		s->sb = sb;
-		stop_sandbox(s, "recover"); /* kills it and removes its cgroups */
+		stop_sandbox(s, why); /* kills it and removes its cgroups */
 	} else {
 		if (s->rec.init_pid > 0 && s->rec.init_start &&
 		    proc_start_time((pid_t)s->rec.init_pid) == s->rec.init_start)
@@ -1102,15 +1130,56 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 		/* No handle removes its groups: each wake makes new ones, so
 		 * those of an init that died with the daemon would stay. */
 		hb_err_clear();
+		cgroup_name_of(d, s, cgname, sizeof(cgname));
 		if (sandbox_remove_cgroups(cgname) < 0)
 			fprintf(stderr, "hiberboxd: recover %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 	}
 	hb_err_clear();
 	/* its detached commands died with it */
 	detached_forget_all(d, s);
+}
+
+/* The previous daemon died with s running.  If its mount and its init
+ * are both alive the sandbox is taken over as it is (processes and all).
+ * Otherwise what is left is stopped and the writes committed: it sleeps, and
+ * wakes on the next exec with its whole disk. */
+int sbx_recover(struct hbd *d, struct sbx *s)
+{
+	char root[4200];
+	struct sandbox *sb;
+	bool alive;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	sbx_state_dir(d, s->rec.name, "root", root, sizeof(root));
+	alive = mount_alive(root);
+	sb = adopt_init(d, s);
+	if (sb && alive) {
+		void *a[2] = { d, s };
+
+		s->sb = sb;
+		s->last_activity_ns = now_ns();
+		fprintf(stderr, "hiberboxd: %s: re-adopted (init pid %lld)\n", s->rec.name,
+			(long long)s->rec.init_pid);
+		r = registry_detached_of(d->reg, s->rec.name, readopt_detached, a);
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	stop_leftovers(d, s, sb, "recover");
 	r = settle_locked(d, s, alive);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+/* A removal the previous daemon began: its processes are stopped first
+ * (stop_all knows only those of this daemon), then sbx_remove goes on. */
+int sbx_remove_unfinished(struct hbd *d, struct sbx *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->rec.state == SBX_RUNNING)
+		stop_leftovers(d, s, adopt_init(d, s), "rm");
+	pthread_mutex_unlock(&s->lock);
+	return sbx_remove(d, s);
 }
 
 /* Whether a re-adopted detached process runs: its pidfd is readable once

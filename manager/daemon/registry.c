@@ -14,7 +14,7 @@
 #include "manager/daemon/daemon-int.h"
 #include "util/error.h"
 
-#define REGISTRY_SCHEMA_VERSION 2
+#define REGISTRY_SCHEMA_VERSION 3
 #define REGISTRY_BUSY_TIMEOUT_MS 5000
 
 struct registry {
@@ -44,9 +44,15 @@ static const char schema_v2[] =
 	" pid INTEGER NOT NULL, start INTEGER NOT NULL, deadline_ns INTEGER NOT NULL,"
 	" log TEXT NOT NULL, PRIMARY KEY (sandbox, pid));";
 
+/* v3: a sandbox whose removal began (rm marks it first, deletes its row
+ * last; a restarted daemon finishes what a crash interrupted). */
+static const char schema_v3[] =
+	"ALTER TABLE sandboxes ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;";
+
 /* Migrations: schema_steps[i] takes version i to i + 1 (one transaction
  * each, so a crash leaves the file at one version or the next). */
-static const char *const schema_steps[REGISTRY_SCHEMA_VERSION] = { schema_v1, schema_v2 };
+static const char *const schema_steps[REGISTRY_SCHEMA_VERSION] = { schema_v1, schema_v2,
+								   schema_v3 };
 
 static int db_err(struct registry *reg, int rc, const char *what)
 {
@@ -139,8 +145,11 @@ int registry_open(const char *path, struct registry **out)
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(reg->db, bump, NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
+			/* the message first: the rollback clears it */
+			int r = db_err(reg, rc, "schema upgrade");
 			sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
-			goto fail;
+			registry_close(reg);
+			return r;
 		}
 	}
 	/* A damaged database opens fine; check it once before trusting rows. */
@@ -188,7 +197,7 @@ static const char *text(sqlite3_stmt *st, int col)
 
 #define COLUMNS "name, image, base, latest, lower, state, memory_bytes, pids, cpu_millis," \
 	" network, env, idle_timeout_s, id_base, init_pid, init_start, created, slept_at," \
-	" woken_at, last_sleep_ms, last_wake_ms, wakes"
+	" woken_at, last_sleep_ms, last_wake_ms, wakes, removing"
 
 int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, void *), void *arg)
 {
@@ -223,6 +232,7 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 		rec.last_sleep_ms = (uint64_t)sqlite3_column_int64(st, 18);
 		rec.last_wake_ms = (uint64_t)sqlite3_column_int64(st, 19);
 		rec.wakes = (uint64_t)sqlite3_column_int64(st, 20);
+		rec.removing = sqlite3_column_int64(st, 21) != 0;
 		if (!rec.env_json) {
 			r = hb_err(-ENOMEM, "out of memory");
 			break;
@@ -268,6 +278,7 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->last_sleep_ms);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->last_wake_ms);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->wakes);
+	sqlite3_bind_int64(st, i++, rec->removing);
 	return i;
 }
 
@@ -296,7 +307,7 @@ static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_rec
 int registry_insert(struct registry *reg, const struct sbx_record *rec)
 {
 	int r = exec_stmt(reg, "INSERT INTO sandboxes (" COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,"
-			  "?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
+			  "?,?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
 	if (r == -EEXIST)
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", rec->name);
 	return r < 0 ? r : 0;
@@ -308,7 +319,7 @@ int registry_update(struct registry *reg, const struct sbx_record *rec)
 			  " state=?6, memory_bytes=?7, pids=?8, cpu_millis=?9, network=?10, env=?11,"
 			  " idle_timeout_s=?12, id_base=?13, init_pid=?14, init_start=?15,"
 			  " created=?16, slept_at=?17, woken_at=?18, last_sleep_ms=?19,"
-			  " last_wake_ms=?20, wakes=?21 WHERE name=?1", rec, NULL, NULL, "update");
+			  " last_wake_ms=?20, wakes=?21, removing=?22 WHERE name=?1", rec, NULL, NULL, "update");
 	if (r == 0)
 		return hb_err(-ENOENT, "no sandbox named '%s'", rec->name);
 	return r < 0 ? r : 0;

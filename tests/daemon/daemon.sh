@@ -630,6 +630,51 @@ kill -9 "$(daemon_pid)"
 wait $sp
 [ "$("$HB" exec b -- cat /midsleep)" = mid-sleep ] || fail "a write was lost when the daemon died during a sleep"
 
+step "a daemon killed in the middle of an rm: the next one finishes it"
+# Paused once gone is stopped and its snapshots are removed, before its tag,
+# its directory and its row go: the restarted daemon must finish the
+# removal (it listed gone with its snapshots missing), and leave b alone.
+"$HB" daemon stop >/dev/null || fail "daemon stop before the mid-rm kill"
+HIBERBOX_TEST_RM_PAUSE_MS=10000 "$HB" create gone --image base >/dev/null || fail "create gone"
+"$HB" exec gone -- sh -c 'echo one > /one' || fail "write gone"
+"$HB" sleep gone >/dev/null || fail "sleep gone"
+gsnap=$("$HB" --json inspect gone | sed -n 's/.*"latest": "\([0-9a-f]*\)".*/\1/p')
+"$HB" snapshot show "$gsnap" >/dev/null || fail "gone's snapshot $gsnap is not in the repository"
+"$HB" exec gone -- sh -c 'echo two > /two' || fail "write gone after its wake"
+gpid=$("$HB" exec -d gone -- sleep 300) || fail "exec -d in gone"
+ginit=$("$HB" --json inspect gone | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+gfs=$(fs_pid_of gone)
+gcg=$(sed -n 's/^[0-9]*:pids:\(.*\)/\/sys\/fs\/cgroup\/pids\1/p' "/proc/$ginit/cgroup")
+[ -n "$ginit" ] && [ -n "$gfs" ] && [ -d "$gcg" ] || fail "gone: init '$ginit', fs '$gfs', cgroup '$gcg'"
+"$HB" exec b -- sh -c 'echo untouched > /untouched' || fail "write b"
+binit=$("$HB" --json inspect b | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+"$HB" rm gone >/dev/null 2>&1 &
+rp=$!
+for _ in $(seq 100); do grep -q "test pause: rm gone" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+grep -q "test pause: rm gone" "$HIBERBOX_HOME/hiberboxd.log" || fail "the rm of gone did not reach its pause"
+kill -9 "$(daemon_pid)"
+wait $rp
+"$HB" --json ls > "$T/ls.out" || fail "ls after the mid-rm kill"
+grep -q '"name": "gone"' "$T/ls.out" && fail "gone is still listed after a restart finished its rm: $(grep -A3 '"name": "gone"' "$T/ls.out")"
+python3 -c 'import sqlite3, sys; sys.exit(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM sandboxes WHERE name=?", ("gone",)).fetchone()[0])' \
+	"$HIBERBOX_HOME/sandboxes.db" || fail "gone's registry row stayed"
+[ ! -e "$HIBERBOX_HOME/sandboxes/gone" ] || fail "gone's state directory stayed: $(ls "$HIBERBOX_HOME/sandboxes/gone")"
+grep -q "/sandboxes/gone/" /proc/mounts && fail "gone's root is still mounted"
+for p in "$ginit" "$gfs" "$gpid"; do
+	[ -d "/proc/$p" ] && [ "$(sed -n 's/^State:\t\(.\).*/\1/p' "/proc/$p/status")" != Z ] &&
+		fail "a process of gone ($p) outlived its removal"
+done
+[ ! -d "$gcg" ] || fail "gone's cgroup $gcg stayed"
+"$HB" snapshot show "$gsnap" >/dev/null 2>&1 && fail "gone's snapshot $gsnap stayed"
+"$HB" snapshot show sb.gone >/dev/null 2>&1 && fail "gone's tag stayed"
+[ "$("$HB" --json inspect b | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')" = "$binit" ] ||
+	fail "b was not re-adopted beside the finished rm"
+[ "$("$HB" exec b -- cat /untouched)" = untouched ] || fail "b lost a write beside the finished rm"
+[ "$("$HB" exec b -- cat /midsleep)" = mid-sleep ] || fail "b lost older data beside the finished rm"
+"$HB" create gone --image base >/dev/null || fail "the name of a removed sandbox cannot be taken again"
+"$HB" exec gone -- test -e /one && fail "a new sandbox named gone has the old one's files"
+"$HB" rm gone >/dev/null || fail "rm the new gone"
+
 step "idle timeout"
 "$HB" create idle --image base --idle-timeout 2s >/dev/null || fail "create idle"
 "$HB" exec idle -- true

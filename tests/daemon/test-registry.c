@@ -170,16 +170,32 @@ int main(void)
 	registry_close(reg);
 	reg = NULL;
 
-	/* a version 1 registry (no detached table) is brought up to date */
+	/* a version 1 registry (no detached table, no removing column) is
+	 * brought up to date, its rows kept */
 	sqlite3 *v1;
 	CHECK(sqlite3_open_v2(path, &v1, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	CHECK(sqlite3_exec(v1, "DROP TABLE detached; PRAGMA user_version = 1", NULL, NULL,
-			   NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(v1, "DROP TABLE detached; ALTER TABLE sandboxes DROP COLUMN removing;"
+			   " PRAGMA user_version = 1", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(v1);
 	CHECK_OK(registry_open(path, &reg));
 	drow.pid = 1;
 	CHECK_OK(registry_detached_add(reg, "one", &drow));
 	CHECK_OK(registry_detached_delete(reg, "one", 0));
+	free(got.env_json);
+	memset(&got, 0, sizeof(got));
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(strcmp(got.name, "one") == 0 && !got.removing);
+	free(got.env_json);
+	/* the removing mark round-trips */
+	rec.removing = true;
+	CHECK_OK(registry_update(reg, &rec));
+	memset(&got, 0, sizeof(got));
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(got.removing);
+	free(got.env_json);
+	memset(&got, 0, sizeof(got));
+	rec.removing = false;
+	CHECK_OK(registry_update(reg, &rec));
 	registry_close(reg);
 	reg = NULL;
 
