@@ -153,11 +153,26 @@ static bool caller_in_group(fuse_req_t req, struct hbfs *fs, uint32_t gid)
 	return false;
 }
 
+/* Whether the caller of a chown is taken to hold CAP_FSETID over n (the
+ * request does not say): the host's root, and with --uid-shift the
+ * sandbox's root (host uid = the shift), which holds it in its namespace
+ * over a file whose owner and group are mapped there (stored ids in the
+ * shifted range), as the kernel's capable_wrt_inode_uidgid decides. */
+static bool chown_capable(fuse_req_t req, struct hbfs *fs, const struct node *n)
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+
+	if (uid == 0)
+		return true;
+	return fs->opts.uid_shift && uid == fs->opts.uid_shift && n->uid < HBFS_UID_SHIFT_RANGE &&
+	       n->gid < HBFS_UID_SHIFT_RANGE;
+}
+
 /* A request the kernel flagged clears setuid, and setgid when the file is
  * group-executable or the caller is outside its group (then without
- * CAP_FSETID: a flagged write or truncate says so; for a chown, root is
- * taken as capable), as the kernel's own code would.  Returns whether the
- * mode changed.  Tree lock held exclusively. */
+ * CAP_FSETID: a flagged write or truncate says so; for a chown,
+ * chown_capable), as the kernel's own code would.  Returns whether the
+ * mode changed.  Tree lock held exclusively, before a chown changes ids. */
 static bool kill_suidgid(fuse_req_t req, struct hbfs *fs, struct node *n, bool chown)
 {
 	uint32_t old = n->mode;
@@ -166,7 +181,7 @@ static bool kill_suidgid(fuse_req_t req, struct hbfs *fs, struct node *n, bool c
 		return false;
 	n->mode &= ~(uint32_t)S_ISUID;
 	if ((n->mode & S_IXGRP) ||
-	    (!(chown && fuse_req_ctx(req)->uid == 0) && !caller_in_group(req, fs, n->gid)))
+	    (!(chown && chown_capable(req, fs, n)) && !caller_in_group(req, fs, n->gid)))
 		n->mode &= ~(uint32_t)S_ISGID;
 	return n->mode != old;
 }

@@ -264,6 +264,15 @@ setfacl -m u:100007:r,g:100008:r "$M/tree/xattrs/acl-file"
 echo cap >"$M/cap3-new"
 setfattr -n security.capability -v 0x$(printf '%s' 00000003 00200000 00000000 00000000 00000000 a9860100) "$M/cap3-new"
 [ "$(cap_hex "$M/cap3-new")" = "0000000300200000000000000000000000000000a9860100" ] || bad "v3 capability set through a shifted mount: '$(cap_hex "$M/cap3-new")'"
+# A chown by the sandbox's root (host uid = the shift, CAP_FSETID in its
+# namespace) keeps setgid without group-execute, as root's does.
+if command -v setpriv >/dev/null; then
+	echo x >"$M/sgid-chown"
+	chown 100000:100005 "$M/sgid-chown" && chmod 06745 "$M/sgid-chown"
+	setpriv --reuid 100000 --regid 100000 --clear-groups --inh-caps +chown,+fsetid \
+		--ambient-caps +chown,+fsetid chown 100000:100006 "$M/sgid-chown" || bad "chown as the sandbox's root failed"
+	[ "$(stat -c %a "$M/sgid-chown")" = 2745 ] || bad "chown by the sandbox's root: mode $(stat -c %a "$M/sgid-chown"), not 2745"
+fi
 ID4=$(fs_commit "$M") || exit 1
 fs_umount "$M"
 fs_mount "$ID4" "$M2"
