@@ -111,21 +111,81 @@ static bool tolerable(int err, bool as_root)
 	return err == ENOTSUP || (!as_root && (err == EPERM || err == EACCES));
 }
 
+/* A directory of the target opened beneath it (O_PATH, no symlinks on the
+ * way), for *at calls on one name in it that do not follow that name:
+ * neither a directory on the path nor the entry itself swapped for a
+ * symbolic link meanwhile (by another process writing in the target) can
+ * then take a call outside the target.  Entries come grouped by directory
+ * (breadth-first), so one open serves a run of siblings. */
+struct dir_at {
+	uint32_t dir; /* the entry open as fd */
+	int fd;       /* -1: none */
+};
+#define DIR_AT_NONE ((struct dir_at){ 0, -1 })
+
+static void dir_at_close(struct dir_at *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
+/* Open (or keep) d on the directory of entry i.  what: the verb of the
+ * message.  @return 0, or a negative errno with a message. */
+static int dir_at_open(struct restore_ctx *c, struct dir_at *d, uint32_t i, const char *what)
+{
+	uint32_t parent = manifest_node(c->m, i)->parent;
+	int fd;
+
+	if (d->fd >= 0 && d->dir == parent)
+		return 0;
+	fd = open_beneath(c->rootfd, parent ? c->paths[parent] : ".", O_PATH | O_DIRECTORY, 0);
+	if (fd == -ELOOP || fd == -EXDEV || fd == -ENOTDIR)
+		return hb_err(fd, "cannot %s '%s': a directory on its path was replaced during "
+				  "the restore (by a symbolic link or a file)", what, c->paths[i]);
+	if (fd < 0)
+		return hb_err(fd, "cannot %s '%s': %s", what, c->paths[i], strerror(-fd));
+	dir_at_close(d);
+	d->fd = fd;
+	d->dir = parent;
+	return 0;
+}
+
+/* Remove entry i from the target (a file that must not look restored);
+ * best effort, after a failure. */
+static void unlink_entry(struct restore_ctx *c, uint32_t i)
+{
+	struct dir_at d = DIR_AT_NONE;
+
+	if (dir_at_open(c, &d, i, "remove") == 0)
+		unlinkat(d.fd, manifest_name(c->m, i), 0);
+	else
+		hb_err_clear();
+	dir_at_close(&d);
+}
+
 static int remove_tree_at(int parentfd, const char *name);
 
-/* Make room for a new entry at path (restore --force over existing files). */
-static int clear_path(struct restore_ctx *c, const char *path, bool keep_dir)
+/* Make room for entry i (restore --force over existing files).  @return 1
+ * if a directory is there and keep_dir says to keep it, 0 if there is room
+ * now, or a negative errno with a message. */
+static int clear_path(struct restore_ctx *c, uint32_t i, bool keep_dir, struct dir_at *d)
 {
+	const char *name = manifest_name(c->m, i);
 	struct stat st;
+	int r = dir_at_open(c, d, i, "replace");
 
-	if (fstatat(c->rootfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (S_ISDIR(st.st_mode)) {
-		if (keep_dir)
-			return 1;
-		return remove_tree_at(c->rootfd, path);
-	}
-	return unlinkat(c->rootfd, path, 0) < 0 ? -errno : 0;
+	if (r < 0)
+		return r;
+	if (fstatat(d->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		r = errno == ENOENT ? 0 : -errno;
+	else if (S_ISDIR(st.st_mode))
+		r = keep_dir ? 1 : remove_tree_at(d->fd, name);
+	else
+		r = unlinkat(d->fd, name, 0) < 0 ? -errno : 0;
+	if (r < 0)
+		return hb_err(r, "cannot replace '%s': %s", c->paths[i], strerror(-r));
+	return r;
 }
 
 static int remove_tree_at(int parentfd, const char *name)
@@ -192,21 +252,24 @@ static int reuse_dir(struct restore_ctx *c, const char *path)
 	return r;
 }
 
-/* Phase 1: directory i (with force, over whatever is at its path). */
-static int create_dir(struct restore_ctx *c, uint32_t i, bool force)
+/* Phase 1: directory i (with force, over whatever is at its path), in
+ * its directory d. */
+static int create_dir(struct restore_ctx *c, uint32_t i, bool force, struct dir_at *d)
 {
 	const char *path = c->paths[i];
 	int r;
 
 	if (force) {
-		r = clear_path(c, path, true);
+		r = clear_path(c, i, true, d);
 		if (r < 0)
-			return hb_err(r, "cannot replace '%s': %s", path, strerror(-r));
+			return r;
 		if (r == 1)
 			return reuse_dir(c, path); /* an existing directory is reused */
 	}
+	if ((r = dir_at_open(c, d, i, "create directory")) < 0)
+		return r;
 	/* Owner-writable until phase 3 sets the real mode. */
-	if (mkdirat(c->rootfd, path, 0700) < 0)
+	if (mkdirat(d->fd, manifest_name(c->m, i), 0700) < 0)
 		return hb_err(-errno, "cannot create directory '%s': %s", path, strerror(errno));
 	return 0;
 }
@@ -442,7 +505,7 @@ static int fill_file(struct restore_ctx *c, uint32_t i)
 	close(fd);
 	buf_free(&chunk);
 	if (r < 0)
-		unlinkat(c->rootfd, path, 0); /* never leave a file that looks valid */
+		unlink_entry(c, i); /* never leave a file that looks valid */
 	return r;
 }
 
@@ -598,7 +661,7 @@ static void remove_unfinished(struct restore_ctx *c)
 			close(f->fd);
 		f->fd = -1;
 		if (f->created && !f->done)
-			unlinkat(c->rootfd, c->paths[i], 0);
+			unlink_entry(c, i);
 	}
 }
 
@@ -664,53 +727,32 @@ static bool filled_by_worker(const struct restore_ctx *c, uint32_t i)
 	return restored_in_phase2(manifest_node(c->m, i), i) && !(c->files && fetched(c->m, i));
 }
 
-/* Open the directory the entries of a job are in (*pfd, once per job):
- * beneath the target, so that a directory on its path swapped for a
- * symbolic link cannot lead what is made in it elsewhere. */
-static int open_parent(struct restore_ctx *c, uint32_t i, int *pfd)
-{
-	uint32_t parent = manifest_node(c->m, i)->parent;
-	const char *dir = parent ? c->paths[parent] : ".";
-
-	if (*pfd >= 0)
-		return 0;
-	*pfd = open_beneath(c->rootfd, dir, O_PATH | O_DIRECTORY, 0);
-	if (*pfd == -ELOOP || *pfd == -EXDEV || *pfd == -ENOTDIR)
-		return hb_err(*pfd, "cannot create '%s': a directory on its path was replaced "
-				    "during the restore (by a symbolic link or a file)", c->paths[i]);
-	if (*pfd < 0)
-		return hb_err(*pfd, "cannot create '%s': %s", c->paths[i], strerror(-*pfd));
-	return 0;
-}
-
-static int restore_one(struct restore_ctx *c, uint32_t i, int *pfd)
+static int restore_one(struct restore_ctx *c, uint32_t i, struct dir_at *d)
 {
 	int r;
 
 	if (S_ISREG(manifest_node(c->m, i)->mode))
 		return fill_file(c, i);
 	test_hook_wait("HIBERBOX_TEST_RESTORE_NODES_WAIT");
-	r = open_parent(c, i, pfd);
-	return r < 0 ? r : restore_node(c, i, *pfd);
+	r = dir_at_open(c, d, i, "create");
+	return r < 0 ? r : restore_node(c, i, d->fd);
 }
 
-/* A job's entries are siblings: they share one parent fd. */
 static void fill_job_run(void *arg)
 {
 	struct fill_job *j = arg;
-	int pfd = -1;
+	struct dir_at d = DIR_AT_NONE; /* a job's entries are siblings */
 
 	for (uint32_t i = j->first; i < j->end && !atomic_load(&j->c->cancel); i++) {
 		int r;
 
 		if (!filled_by_worker(j->c, i))
 			continue;
-		r = restore_one(j->c, i, &pfd);
+		r = restore_one(j->c, i, &d);
 		if (r < 0 && r != -ECANCELED)
 			ctx_fail(j->c, r);
 	}
-	if (pfd >= 0)
-		close(pfd);
+	dir_at_close(&d);
 }
 
 /* Phase 2's worker jobs, made in manifest order, each handed out once its
@@ -758,16 +800,18 @@ static void submit_fill_jobs(struct restore_ctx *c, struct fill_plan *p, uint32_
 static void mkdir_job_run(void *arg)
 {
 	struct fill_job *j = arg;
+	struct dir_at d = DIR_AT_NONE;
 
 	for (uint32_t i = j->first; i < j->end && !atomic_load(&j->c->cancel); i++) {
 		int r;
 
 		if (!S_ISDIR(manifest_node(j->c->m, i)->mode))
 			continue;
-		r = create_dir(j->c, i, false);
+		r = create_dir(j->c, i, false, &d);
 		if (r < 0)
 			ctx_fail(j->c, r);
 	}
+	dir_at_close(&d);
 }
 
 /* Phase 1 into an empty directory: the directories of one depth at a time,
@@ -820,17 +864,25 @@ static int make_dirs_by_depth(struct restore_ctx *c, struct fill_plan *fp)
 /* Phase 3: entry i as another name of its hard-link group's first entry.
  * A device node that a restore without root could not make is not there
  * to link to: its other names are skipped (and counted) the same way. */
-static int link_member(struct restore_ctx *c, uint32_t i)
+static int link_member(struct restore_ctx *c, uint32_t i, struct dir_at *d)
 {
 	const struct manifest_node *n = manifest_node(c->m, i);
+	struct dir_at from = DIR_AT_NONE;
+	int r;
 
-	if (linkat(c->rootfd, c->paths[n->hardlink], c->rootfd, c->paths[i], 0) == 0)
-		return 0;
-	if (errno == ENOENT && !c->as_root && (S_ISCHR(n->mode) || S_ISBLK(n->mode))) {
+	if ((r = dir_at_open(c, d, i, "link")) < 0 ||
+	    (r = dir_at_open(c, &from, n->hardlink, "link to")) < 0)
+		return r;
+	r = linkat(from.fd, manifest_name(c->m, n->hardlink), d->fd, manifest_name(c->m, i), 0);
+	r = r < 0 ? -errno : 0;
+	dir_at_close(&from);
+	if (r == -ENOENT && !c->as_root && (S_ISCHR(n->mode) || S_ISBLK(n->mode))) {
 		atomic_fetch_add(&c->skipped, 1);
 		return 0;
 	}
-	return hb_err(-errno, "cannot link '%s': %s", c->paths[i], strerror(errno));
+	if (r < 0)
+		return hb_err(r, "cannot link '%s': %s", c->paths[i], strerror(-r));
+	return 0;
 }
 
 /* Restoring from object storage waits on round trips, not on cores: keep
@@ -899,6 +951,7 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	struct restore_ctx c = { .repo = r, .rootfd = -1, .as_root = geteuid() == 0,
 				 .euid = geteuid(), .egid = getegid(), .umask = current_umask() };
 	struct fill_plan fill = { 0 };
+	struct dir_at at = DIR_AT_NONE; /* phase 1 with --force, phase 3's links */
 	struct restore_fetch fetch;
 	struct restore_fetch_run *fetch_run = NULL;
 	uint32_t count, *fetch_files = NULL;
@@ -1030,18 +1083,17 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 			const struct manifest_node *n = manifest_node(c.m, i);
 
 			if (!S_ISDIR(n->mode)) {
-				rc = clear_path(&c, c.paths[i], false);
-				if (rc < 0) {
-					rc = hb_err(rc, "cannot replace '%s': %s", c.paths[i],
-						    strerror(-rc));
+				test_hook_wait("HIBERBOX_TEST_RESTORE_CLEAR_WAIT");
+				rc = clear_path(&c, i, false, &at);
+				if (rc < 0)
 					goto out;
-				}
 				continue;
 			}
-			rc = create_dir(&c, i, true);
+			rc = create_dir(&c, i, true, &at);
 			if (rc < 0)
 				goto out;
 		}
+		dir_at_close(&at);
 	}
 	dirs_ready(&c, UINT32_MAX);
 	submit_fill_jobs(&c, &fill, UINT32_MAX);
@@ -1057,9 +1109,10 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 	for (uint32_t i = 1; i < count; i++) {
 		const struct manifest_node *n = manifest_node(c.m, i);
 
-		if (!S_ISDIR(n->mode) && n->hardlink != i && (rc = link_member(&c, i)) < 0)
+		if (!S_ISDIR(n->mode) && n->hardlink != i && (rc = link_member(&c, i, &at)) < 0)
 			goto out;
 	}
+	dir_at_close(&at);
 	for (uint32_t i = count; i-- > 0;) {
 		int fd;
 
@@ -1092,6 +1145,7 @@ out:
 		atomic_store(&c.cancel, 1);
 		dirs_ready(&c, UINT32_MAX); /* wakes fetchers that wait for phase 1 */
 	}
+	dir_at_close(&at);
 	restore_fetch_wait(fetch_run);
 	workqueue_free(fill.pool);
 	if (c.files) {

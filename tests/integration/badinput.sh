@@ -246,6 +246,36 @@ wait "$pid" || rc=$?
 	bad "restore race: expected a failure with one line naming d/..., got ($rc): $(head -c 500 "$T/err")"
 rm -rf "$NR" "$T/outside2" "$T/nwait"
 
+# --- restore --force: a directory swapped for a symbolic link before an entry is replaced ------
+# restore --force made room for each entry by its path from the target's
+# root (fstatat, then unlinkat or a recursive removal), so a directory on it
+# swapped for a symbolic link meanwhile had a file elsewhere removed.
+# HIBERBOX_TEST_RESTORE_CLEAR_WAIT holds the restore before it makes room
+# for its first file until the test swapped.
+FR="$T/frace"
+mkdir -p "$FR/src/d" "$FR/out/d" "$T/outside3"
+echo new >"$FR/src/d/victim"
+echo old >"$FR/out/d/victim"
+echo "must stay" >"$T/outside3/victim"
+fid=$(snapshot_create "$FR/src")
+mkfifo "$T/fwait"
+HIBERBOX_TEST_RESTORE_CLEAR_WAIT="$T/fwait" timeout --signal=KILL 120 "$HIBERBOX" \
+	snapshot restore "$fid" "$FR/out" --force >"$T/out" 2>"$T/err" &
+pid=$!
+if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/d" "$2/d.real" && ln -s "$3" "$2/d"' \
+	_ "$T/fwait" "$FR/out" "$T/outside3"; then
+	kill -KILL "$pid" 2>/dev/null
+	bad "restore --force race: the restore never reached HIBERBOX_TEST_RESTORE_CLEAR_WAIT"
+fi
+rc=0
+wait "$pid" || rc=$?
+[ "$(cat "$T/outside3/victim" 2>&1)" = "must stay" ] ||
+	bad "restore --force race: a file outside the target was removed or replaced: $(ls -l "$T/outside3" | tail -n +2)"
+[ "$rc" -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
+	grep -q "^hiberbox: .*cannot replace 'd/victim': a directory on its path was replaced" "$T/err" ||
+	bad "restore --force race: expected a failure with one line naming d/victim, got ($rc): $(head -c 500 "$T/err")"
+rm -rf "$FR" "$T/outside3" "$T/fwait"
+
 # --- names that do not resolve ----------------------------------------------------------------
 make_small_tree "$T/tiny" 3 9
 first=$(snapshot_create "$T/tiny")
