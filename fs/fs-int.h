@@ -37,11 +37,12 @@
 #define HBFS_JOURNAL_MAX_RECORD (16u << 20)
 #define HBFS_XATTR_LIST_MAX (64u * 1024)
 /* Names and values of one node's xattrs together: a record carries the whole
- * metadata of up to two nodes (a rename's directories), so more could not
- * be journaled.  setxattr beyond it is ENOSPC. */
+ * metadata of up to four nodes (a rename's directories and the two nodes
+ * whose ctime it changes), so more could not be journaled.  setxattr beyond
+ * it is ENOSPC. */
 #define HBFS_XATTR_NODE_MAX_BYTES (1u << 20)
-_Static_assert(2 * HBFS_XATTR_NODE_MAX_BYTES + (64u << 10) < HBFS_JOURNAL_MAX_RECORD,
-	       "two nodes' xattrs fit in one journal record");
+_Static_assert(4 * HBFS_XATTR_NODE_MAX_BYTES + (256u << 10) < HBFS_JOURNAL_MAX_RECORD,
+	       "four nodes' xattrs fit in one journal record");
 #define HBFS_SYMLINK_MAX 4096
 #define HBFS_COPY_UP_UNLOCKED_BYTES (256u * 1024) /* larger copy-ups release the tree lock */
 #define HBFS_HOT_MAX 8192        /* chunks recorded as the access trace of a mount */
@@ -176,6 +177,13 @@ struct hbfs {
  * files and a WRITE once it has its data fd, which makes their races
  * reproducible.  Does nothing otherwise. */
 void hbfs_test_pause(const struct hbfs *fs);
+
+/* A data file's mtime that differs from the one last journaled means a
+ * write came since: it set the node's ctime too (after_write, and replay). */
+static inline bool timespec_equal(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 /* node.c */
 int tree_init(struct hbfs *fs);

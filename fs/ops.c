@@ -361,8 +361,9 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 	if (r < 0)
 		return r;
 	n->size = size;
+	if (!timespec_equal(n->mtime, st.st_mtim)) /* as after_write */
+		n->ctime = st.st_mtim;
 	n->mtime = st.st_mtim;
-	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
 	return 0;
 }
@@ -692,18 +693,25 @@ static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool w
 	} else if (c->dir) {
 		return -EISDIR;
 	}
-	struct node_meta dt = node_meta_save(d);
+	struct node_meta dt = node_meta_save(d), ct = node_meta_save(c);
+	/* a file that keeps other names shows the change in its ctime, which
+	 * a remount must find too */
+	bool survives = !c->dir && c->nlink > 1;
 
 	jrec_dirent(&rec, d->ino, name, 0);
-	d->mtime = d->ctime = now_ts();
+	d->mtime = d->ctime = c->ctime = now_ts();
 	jrec_inode(fs, &rec, d);
+	if (survives)
+		jrec_inode(fs, &rec, c);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
 		node_meta_restore(d, &dt);
+		node_meta_restore(c, &ct);
 		return r;
 	}
+	if (survives)
+		c->flags |= NODE_META_JOURNALED;
 	dir_set(fs, d, name, NULL);
-	c->ctime = d->ctime;
 	node_maybe_free(fs, c);
 	return 0;
 }
@@ -789,22 +797,35 @@ static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct 
 		jrec_dirent(&rec, d1->ino, name, 0);
 	}
 	struct node_meta m1 = node_meta_save(d1), m2 = node_meta_save(d2), ms = node_meta_save(src);
+	struct node_meta md = dst ? node_meta_save(dst) : ms;
+	/* The moved nodes' ctimes change (and a replaced file's that keeps
+	 * other names): in the same record, so that a remount has them. */
+	bool dst_changes = dst && ((flags & RENAME_EXCHANGE) || (!dst->dir && dst->nlink > 1));
 
 	d1->mtime = d1->ctime = d2->mtime = d2->ctime = src->ctime = now_ts();
+	if (dst_changes)
+		dst->ctime = src->ctime;
 	jrec_inode(fs, &rec, d1);
 	if (d2 != d1)
 		jrec_inode(fs, &rec, d2);
+	jrec_inode(fs, &rec, src);
+	if (dst_changes)
+		jrec_inode(fs, &rec, dst);
 	r = jrec_commit(fs, &rec);
 	if (r < 0) {
+		if (dst)
+			node_meta_restore(dst, &md);
 		node_meta_restore(src, &ms);
 		node_meta_restore(d2, &m2); /* d2 may be d1: both saved before any change */
 		node_meta_restore(d1, &m1);
 		return r;
 	}
+	src->flags |= NODE_META_JOURNALED;
+	if (dst_changes)
+		dst->flags |= NODE_META_JOURNALED;
 	if (flags & RENAME_EXCHANGE) {
 		dir_set(fs, d1, name, dst);
 		dir_set(fs, d2, newname, src);
-		dst->ctime = src->ctime;
 	} else {
 		dir_set(fs, d2, newname, src);
 		dir_set(fs, d1, name, NULL);
@@ -853,8 +874,9 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct node_meta dt = node_meta_save(d), nt = node_meta_save(n);
 
 	d->mtime = d->ctime = n->ctime = now_ts();
-	if (n->flags & NODE_TMPFILE) /* its first name: journaled as a create is */
-		jrec_inode(fs, &rec, n);
+	/* its ctime (and for a tmpfile, its first name: journaled as a create
+	 * is) */
+	jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, newname, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
@@ -864,7 +886,7 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	}
 	if (r >= 0)
 		r = dir_set(fs, d, newname, n);
-	if (r >= 0 && (n->flags & NODE_TMPFILE)) {
+	if (r >= 0) {
 		n->flags &= ~NODE_TMPFILE;
 		n->flags |= NODE_META_JOURNALED;
 	}
@@ -1251,8 +1273,11 @@ static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, int fd, 
 		return r;
 	}
 	n->size = (uint64_t)st.st_size;
+	/* ctime as the write set it in the data file, which is what a remount
+	 * finds there (replay_finish); no journal record per write */
+	if (!timespec_equal(n->mtime, st.st_mtim))
+		n->ctime = st.st_mtim;
 	n->mtime = st.st_mtim;
-	n->ctime = now_ts();
 	n->flags |= NODE_DATA_DIRTY;
 	old_mode = n->mode;
 	*killed = kill_flagged && kill_suidgid(req, fs, n, false);

@@ -472,6 +472,10 @@ static int replay_finish(struct hbfs *fs)
 			upper_data_name(x, name);
 			if (fstatat(fs->data_fd, name, &st, 0) == 0) {
 				x->size = (uint64_t)st.st_size;
+				/* written since its last record: the write set
+				 * ctime too (after_write) */
+				if (!timespec_equal(x->mtime, st.st_mtim))
+					x->ctime = st.st_mtim;
 				x->mtime = st.st_mtim;
 			} else {
 				/* Journal ahead of data (should not happen): keep

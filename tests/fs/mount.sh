@@ -102,6 +102,12 @@ tmppy=$!
 for _ in $(seq 100); do [ -s "$T/tmpfile.ino" ] && break; sleep 0.1; done
 orphan=$(cat "$T/tmpfile.ino")
 [ -n "$orphan" ] && [ -f "$T/upper/data/$orphan" ] || bad "no data file for the open O_TMPFILE ('$orphan')"
+# ctimes are recovered too: of a moved directory, of a file that lost one of
+# its names, of a file that got one more, of one written since its create
+echo one >"$M/ct-written"
+echo two >>"$M/ct-written"
+ln "$M/killed.txt" "$M/killed-link.txt"
+ctimes=$(cd "$M" && stat -c '%n %z' tree/src-moved sem/hl2 killed.txt ct-written)
 pid=$(fs_pid "$M")
 [ -n "$pid" ] || fail "no pid for $M"
 kill -KILL "$pid"
@@ -126,6 +132,8 @@ fs_mount "$ID" "$M" --upper "$T/upper"
 [ ! -e "$M/sem/hl1" ] || bad "unlink lost by SIGKILL"
 [ "$(cat "$M/tmp-linked.txt" 2>/dev/null)" = "named after the fact" ] || bad "linked O_TMPFILE lost by SIGKILL"
 [ ! -e "$T/upper/data/$orphan" ] || bad "the unnamed O_TMPFILE's data file outlived the recovery"
+got=$(cd "$M" && stat -c '%n %z' tree/src-moved sem/hl2 killed.txt ct-written)
+[ "$got" = "$ctimes" ] || bad "ctimes changed across the kill:"$'\n'"$ctimes"$'\n'"now:"$'\n'"$got"
 dump_tree "$M" "$T/state2.json"
 ID3=$(fs_commit "$M") || exit 1
 fs_umount "$M"
