@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,6 +561,26 @@ const char *cgroup_dir(const struct sandbox_cgroup *cg, const char *controller)
 			return cg->dirs[i];
 	}
 	return NULL;
+}
+
+void cgroup_kill_all(struct sandbox_cgroup *cg)
+{
+	char procs[65536];
+
+	/* a frozen task takes SIGKILL only once thawed */
+	cgroup_set_frozen(cg, 0);
+	for (int i = 0; i < CG_N; i++) {
+		if (!cg->dirs[i] || read_value(cg->dirs[i], "cgroup.procs", procs, sizeof(procs)) < 0)
+			continue;
+		for (char *p = procs, *end; *p; p = end) {
+			long pid = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (pid > 1)
+				kill((pid_t)pid, SIGKILL);
+		}
+	}
+	hb_err_clear();
 }
 
 int cgroup_destroy(struct sandbox_cgroup *cg)

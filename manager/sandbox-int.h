@@ -148,6 +148,8 @@ unsigned cgroup_oom_counter_read(int fd);
 void cgroup_forget(struct sandbox_cgroup *cg);
 /* frozen = 1 freezes and waits until frozen; 0 thaws. */
 int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen);
+/* SIGKILL every task in the groups (thawed first). */
+void cgroup_kill_all(struct sandbox_cgroup *cg);
 /* Remove the groups (retrying briefly while dying tasks leave) and free. */
 int cgroup_destroy(struct sandbox_cgroup *cg);
 /* The directory of controller ("memory", "pids", "cpu", "freezer") or NULL. */

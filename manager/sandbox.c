@@ -971,7 +971,9 @@ fail:
 	return r;
 }
 
-int sandbox_remove_cgroups(const char *name)
+/* Remove a sandbox's groups by name, killing what is in them first (kill)
+ * or trusting they are empty, or about to be. */
+static int remove_cgroups(const char *name, bool kill)
 {
 	struct sandbox_cgroup *cg;
 	int r = check_name(name);
@@ -982,7 +984,21 @@ int sandbox_remove_cgroups(const char *name)
 		hb_err_clear();
 		return 0;
 	}
-	return r < 0 ? r : cgroup_destroy(cg);
+	if (r < 0)
+		return r;
+	if (kill)
+		cgroup_kill_all(cg);
+	return cgroup_destroy(cg);
+}
+
+int sandbox_remove_cgroups(const char *name)
+{
+	return remove_cgroups(name, false);
+}
+
+int sandbox_kill_cgroups(const char *name)
+{
+	return remove_cgroups(name, true);
 }
 
 void sandbox_release(struct sandbox *sb)

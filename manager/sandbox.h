@@ -159,6 +159,10 @@ void sandbox_release(struct sandbox *sb);
  * (its init died while nobody held one, e.g. with the daemon down); 0 if it
  * has none.  They must be empty, or become so within a moment. */
 int sandbox_remove_cgroups(const char *name);
+/* The same for groups that may still hold tasks: a sandbox whose init
+ * started but was never recorded (its daemon died in between).  Every task
+ * in them is killed first. */
+int sandbox_kill_cgroups(const char *name);
 
 /* A command started in a running sandbox. */
 struct sandbox_proc;

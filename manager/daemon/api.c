@@ -1597,6 +1597,9 @@ int hbd_run(const struct hbd_config *cfg)
 	if (getenv("HIBERBOX_TEST_RM_PAUSE_MS"))
 		d->test_rm_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_RM_PAUSE_MS"), NULL,
 							10);
+	if (getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"))
+		d->test_wake_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"),
+							  NULL, 10);
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
@@ -1659,15 +1662,21 @@ int hbd_run(const struct hbd_config *cfg)
 		if (all)
 			hbd_put_all(d, all, n);
 	}
-	/* Sandboxes the previous daemon left running. */
-	for (size_t i = 0; i < d->count; i++)
-		if (d->list[i]->rec.state == SBX_RUNNING && !d->list[i]->rec.removing) {
-			fprintf(stderr, "hiberboxd: recovering %s\n", d->list[i]->rec.name);
-			if (sbx_recover(d, d->list[i]) < 0) {
-				fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
-				hb_err_clear();
-			}
+	/* Sandboxes the previous daemon left running, or that it may have
+	 * begun to wake. */
+	for (size_t i = 0; i < d->count; i++) {
+		struct sbx *s = d->list[i];
+
+		if (s->rec.removing)
+			continue;
+		if (s->rec.state == SBX_RUNNING)
+			fprintf(stderr, "hiberboxd: recovering %s\n", s->rec.name);
+		if ((s->rec.state == SBX_RUNNING ? sbx_recover(d, s) :
+		     sbx_recover_sleeping(d, s)) < 0) {
+			fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
+			hb_err_clear();
 		}
+	}
 
 	/* Signals go to the main thread's signalfd; every thread inherits the mask. */
 	sigemptyset(&sigs);

@@ -136,6 +136,7 @@ struct hbd {
 	int stop_pipe[2];
 	unsigned test_sleep_pause_ms; /* HIBERBOX_TEST_SLEEP_PAUSE_MS (lifecycle.c) */
 	unsigned test_rm_pause_ms;    /* HIBERBOX_TEST_RM_PAUSE_MS (lifecycle.c) */
+	unsigned test_wake_pause_ms;  /* HIBERBOX_TEST_WAKE_PAUSE_MS (lifecycle.c) */
 };
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
@@ -166,6 +167,8 @@ int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx 
  * interrupted is finished by the next rm or the next daemon start. */
 int sbx_remove(struct hbd *d, struct sbx *s);
 int sbx_recover(struct hbd *d, struct sbx *s);
+/* At start, for a sandbox recorded asleep: kill what a wake cut short left. */
+int sbx_recover_sleeping(struct hbd *d, struct sbx *s);
 /* At start: finish a removal (rec.removing) a previous daemon began. */
 int sbx_remove_unfinished(struct hbd *d, struct sbx *s);
 /* Reap finished detached processes (their logs are let go once nothing

@@ -94,7 +94,9 @@ static void drop_upper(const char *upper)
  * sandbox is stopped and its upper dropped, before it records the sandbox
  * as asleep; HIBERBOX_TEST_RM_PAUSE_MS, a removal waits once the sandbox is
  * stopped and its snapshots are gone, before its tag, its directory and
- * its row go.  A line in the log says when a pause begins. */
+ * its row go; HIBERBOX_TEST_WAKE_PAUSE_MS, a wake waits once its init
+ * runs, before it records the sandbox as running.  A line in the log says
+ * when a pause begins. */
 static void test_pause(const char *what, const char *name, unsigned ms)
 {
 	if (ms) {
@@ -588,6 +590,16 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	char cgname[64];
 	s->rec.wakes++;
 	cgroup_name_of(d, s, cgname, sizeof(cgname));
+	/* The new cgroup name is recorded before the init that it will hold
+	 * starts: a daemon that dies before the sandbox is recorded running
+	 * leaves that init behind, and the next one finds it by this name
+	 * (sbx_recover_sleeping). */
+	if ((r = save(d, s)) < 0) {
+		hbfs_umount(root);
+		if (!kept)
+			rm_rf(upper);
+		return hb_err_ctx(r, "wake %s", s->rec.name);
+	}
 	snprintf(host, sizeof(host), "%s", s->rec.name);
 	for (char *c = host; *c; c++)
 		if (*c == '_' || *c == '.')
@@ -607,6 +619,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
 	}
 	sandbox_spec_free(spec);
+	test_pause("wake", s->rec.name, d->test_wake_pause_ms);
 	s->rec.state = SBX_RUNNING;
 	snprintf(s->rec.lower, sizeof(s->rec.lower), "%s", snap);
 	s->rec.init_pid = sandbox_pid(s->sb);
@@ -1169,6 +1182,22 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 	r = settle_locked(d, s, alive);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+/* The previous daemon recorded s asleep, but may have died in a wake
+ * between starting its init and recording it: that init, and whatever
+ * joined it, is killed with its cgroups.  None of this is there normally
+ * (a sleep removes them). */
+int sbx_recover_sleeping(struct hbd *d, struct sbx *s)
+{
+	char cgname[64];
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	cgroup_name_of(d, s, cgname, sizeof(cgname));
+	r = sandbox_kill_cgroups(cgname);
+	pthread_mutex_unlock(&s->lock);
+	return r < 0 ? hb_err_ctx(r, "recover %s", s->rec.name) : 0;
 }
 
 /* A removal the previous daemon began: its processes are stopped first

@@ -675,6 +675,31 @@ done
 "$HB" exec gone -- test -e /one && fail "a new sandbox named gone has the old one's files"
 "$HB" rm gone >/dev/null || fail "rm the new gone"
 
+step "a daemon killed in the middle of a wake: the init it started is not left behind"
+# Paused once b's new init runs, before b is recorded running: the next
+# daemon must kill that init and remove its cgroups (they stayed for ever,
+# and the next wake failed: "a sandbox of that name is running").
+binit=$("$HB" --json inspect b | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+cgprefix=$(sed -n 's/^[0-9]*:[^:]*:.*\/\(hbd-[0-9a-f]*-[0-9]*\)-[0-9]*$/\1/p' "/proc/$binit/cgroup" | head -1)
+[ -n "$cgprefix" ] || fail "b's cgroup name not found in /proc/$binit/cgroup"
+"$HB" daemon stop >/dev/null || fail "daemon stop before the mid-wake kill"
+HIBERBOX_TEST_WAKE_PAUSE_MS=10000 "$HB" ls >/dev/null || fail "ls starting the daemon"
+"$HB" wake b >/dev/null 2>&1 &
+wp=$!
+for _ in $(seq 100); do grep -q "test pause: wake b" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+grep -q "test pause: wake b" "$HIBERBOX_HOME/hiberboxd.log" || fail "the wake of b did not reach its pause"
+wcgs=$(find /sys/fs/cgroup -maxdepth 5 -type d -name "$cgprefix-*")
+winit=$(cat $(printf '%s/cgroup.procs\n' $wcgs) 2>/dev/null | sort -u | head -1)
+[ -n "$wcgs" ] && [ -n "$winit" ] || fail "no cgroup $cgprefix-* with b's new init in it"
+kill -9 "$(daemon_pid)"
+wait $wp
+"$HB" ls >/dev/null || fail "ls after the mid-wake kill"
+for c in $wcgs; do [ ! -d "$c" ] || fail "the cgroup $c of an init whose wake was cut short stayed"; done
+[ -d "/proc/$winit" ] && [ "$(sed -n 's/^State:\t\(.\).*/\1/p' "/proc/$winit/status")" != Z ] &&
+	fail "the init $winit of a wake cut short was left running"
+out=$("$HB" exec b -- cat /midsleep 2>"$T/err")
+[ "$out" = mid-sleep ] || fail "exec b after a wake cut short: '$out' ($(cat "$T/err"))"
+
 step "idle timeout"
 "$HB" create idle --image base --idle-timeout 2s >/dev/null || fail "create idle"
 "$HB" exec idle -- true
