@@ -188,14 +188,21 @@ static ssize_t src_list(const struct xattr_src *s, char *buf, size_t size)
 	return s->path ? listxattr(s->path, buf, size) : flistxattr(s->fd, buf, size);
 }
 
+/* Values up to this size are read in one call, not sized first. */
+#define WALK_XATTR_SMALL 512
+
 /* Append xattr `name` of s to e; a name removed meanwhile is skipped. */
 static int read_one_xattr(const struct xattr_src *s, const char *label, const char *name,
 			  struct walk_entry *e)
 {
-	ssize_t vlen = src_get(s, name, NULL, 0);
+	char small[WALK_XATTR_SMALL];
+	ssize_t vlen = src_get(s, name, small, sizeof(small));
+	bool read = vlen >= 0;
 	struct walk_xattr *x;
 	void *p;
 
+	if (vlen < 0 && errno == ERANGE)
+		vlen = src_get(s, name, NULL, 0);
 	if (vlen < 0) {
 		if (errno == ENODATA)
 			return 0;
@@ -219,7 +226,9 @@ static int read_one_xattr(const struct xattr_src *s, const char *label, const ch
 	/* It may have grown since we asked for its size: ERANGE fails loudly.
 	 * Not for an empty value: a size of 0 asks for the size again, and a
 	 * value set meanwhile would be taken as read into our 1-byte buffer. */
-	if (vlen > 0)
+	if (read)
+		memcpy(x->value, small, (size_t)vlen);
+	else if (vlen > 0)
 		vlen = src_get(s, name, x->value, (size_t)vlen);
 	if (vlen < 0) {
 		int r = -errno;
@@ -235,28 +244,34 @@ static int read_one_xattr(const struct xattr_src *s, const char *label, const ch
 	return 0;
 }
 
-/* Read the xattrs of s, sorted by name. */
-static int read_xattrs(const struct xattr_src *s, const char *label, struct walk_entry *e)
+/* Read the xattrs of s, sorted by name.  size: of the list as last seen
+ * (it may have changed since: read again with the size it has now). */
+static int read_xattrs(const struct xattr_src *s, const char *label, struct walk_entry *e,
+		       size_t size)
 {
-	char *list;
-	ssize_t len;
+	ssize_t len = (ssize_t)size;
+	char *list = NULL;
 	int r = 0;
 
-	len = src_list(s, NULL, 0);
-	if (len < 0) {
-		if (errno == ENOTSUP || errno == ENODATA)
-			return 0;
-		return hb_err(-errno, "cannot list xattrs of '%s': %s", label, strerror(errno));
-	}
-	if (len == 0)
-		return 0;
-	list = malloc((size_t)len + 1);
-	if (!list)
-		return -ENOMEM;
-	len = src_list(s, list, (size_t)len);
-	if (len < 0) {
-		r = hb_err(-errno, "cannot list xattrs of '%s': %s", label, strerror(errno));
-		goto out;
+	while (len > 0) {
+		char *p = realloc(list, (size_t)len + 1);
+
+		if (!p) {
+			r = -ENOMEM;
+			goto out;
+		}
+		list = p;
+		len = src_list(s, list, (size_t)len);
+		if (len < 0 && errno == ERANGE)
+			len = src_list(s, NULL, 0);
+		else if (len >= 0)
+			break;
+		if (len < 0) {
+			if (errno != ENOTSUP && errno != ENODATA)
+				r = hb_err(-errno, "cannot list xattrs of '%s': %s", label,
+					   strerror(errno));
+			goto out;
+		}
 	}
 	for (char *name = list; name < list + len && r == 0; name += strlen(name) + 1)
 		r = read_one_xattr(s, label, name, e);
@@ -332,7 +347,7 @@ static int entry_xattrs(const struct walk_opts *o, struct walk_entry *e)
 				      "became a symbolic link during the snapshot", rel);
 	if (src.fd < 0)
 		return hb_err(src.fd, "cannot read xattrs of '%s': %s", rel, strerror(-src.fd));
-	r = read_xattrs(&src, rel, e);
+	r = read_xattrs(&src, rel, e, (size_t)len);
 	close(src.fd);
 	return r;
 }
