@@ -180,6 +180,28 @@ rm "$RC/small" && mv "$RC/small.real" "$RC/small"
 [ "$(count)" -eq "$before" ] || bad "failed racy creates recorded snapshots"
 rm -rf "$RC"
 
+# held_swap HOOK DIR LINK_TO ARGS...: run the CLI with ARGS, held by the test
+# hook HOOK (snapshot/testhook.h) at its moment, swap directory DIR for a
+# symbolic link to LINK_TO, and let it go on; HB_RC is its exit status,
+# $T/out and $T/err its output.  A CLI that never reaches the hook fails.
+held_swap() {
+	local hook=$1 dir=$2 to=$3 pid
+	shift 3
+	rm -f "$T/hold" && mkfifo "$T/hold"
+	env "$hook=$T/hold" timeout --signal=KILL 120 "$HIBERBOX" "$@" >"$T/out" 2>"$T/err" &
+	pid=$!
+	# opening the FIFO waits for the CLI to reach the hook; closing it (the
+	# end of this bash) lets it go on
+	if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2" "$2.real" && ln -s "$3" "$2"' \
+		_ "$T/hold" "$dir" "$to"; then
+		kill -KILL "$pid" 2>/dev/null
+		bad "$hook: '$*' never reached the hook"
+	fi
+	HB_RC=0
+	wait "$pid" || HB_RC=$?
+	rm -f "$T/hold"
+}
+
 # --- xattrs read after the walk, through a directory swapped meanwhile -------------------------
 # The walk reads xattrs once it knows every entry.  It read them by path, so
 # a directory swapped for a symbolic link to elsewhere in between gave the
@@ -190,20 +212,9 @@ if setfattr -n user.probe -v 1 "$T" 2>/dev/null; then
 	XR="$T/xrace"
 	mkdir -p "$XR/sub/d" "$T/outside/d"
 	setfattr -n user.secret -v leaked "$T/outside/d"
-	mkfifo "$T/xwait"
 	before=$(count)
-	HIBERBOX_TEST_WALK_XATTRS_WAIT="$T/xwait" timeout --signal=KILL 120 "$HIBERBOX" \
-		snapshot create "$XR" --no-parent >"$T/out" 2>"$T/err" &
-	pid=$!
-	# opening the FIFO waits for the create to reach the hook; closing it
-	# (the end of this bash) lets it go on
-	if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/sub" "$2/sub.real" && ln -s ../outside "$2/sub"' \
-		_ "$T/xwait" "$XR"; then
-		kill -KILL "$pid" 2>/dev/null
-		bad "xattr race: the create never reached HIBERBOX_TEST_WALK_XATTRS_WAIT"
-	fi
-	rc=0
-	wait "$pid" || rc=$?
+	held_swap HIBERBOX_TEST_WALK_XATTRS_WAIT "$XR/sub" "$T/outside" snapshot create "$XR" --no-parent
+	rc=$HB_RC
 	if [ "$rc" -eq 0 ]; then
 		hb snapshot restore "$(tail -n 1 "$T/out")" "$T/xr-out" >/dev/null 2>&1
 		bad "xattr race: create succeeded after the swap; sub/d's user.secret: $(getfattr --absolute-names --only-values -n user.secret "$T/xr-out/sub/d" 2>&1)"
@@ -212,7 +223,7 @@ if setfattr -n user.probe -v 1 "$T" 2>/dev/null; then
 			bad "xattr race: expected one line naming sub/d, got ($rc): $(head -c 500 "$T/err")"
 	fi
 	[ "$(count)" -eq "$before" ] || bad "xattr race: the failed create recorded a snapshot"
-	rm -rf "$XR" "$T/outside" "$T/xr-out" "$T/xwait"
+	rm -rf "$XR" "$T/outside" "$T/xr-out"
 else
 	log "SKIP xattr race: no user xattrs on $T"
 fi
@@ -228,23 +239,14 @@ mkdir -p "$NR/src/d" "$T/outside2"
 mkfifo "$NR/src/d/fifo"
 ln -s target "$NR/src/d/link"
 nid=$(snapshot_create "$NR/src")
-mkfifo "$T/nwait"
-HIBERBOX_TEST_RESTORE_NODES_WAIT="$T/nwait" timeout --signal=KILL 120 "$HIBERBOX" \
-	snapshot restore "$nid" "$NR/out" >"$T/out" 2>"$T/err" &
-pid=$!
-if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/d" "$2/d.real" && ln -s "$3" "$2/d"' \
-	_ "$T/nwait" "$NR/out" "$T/outside2"; then
-	kill -KILL "$pid" 2>/dev/null
-	bad "restore race: the restore never reached HIBERBOX_TEST_RESTORE_NODES_WAIT"
-fi
-rc=0
-wait "$pid" || rc=$?
+held_swap HIBERBOX_TEST_RESTORE_NODES_WAIT "$NR/out/d" "$T/outside2" snapshot restore "$nid" "$NR/out"
+rc=$HB_RC
 [ -z "$(ls -A "$T/outside2")" ] ||
 	bad "restore race: entries made outside the target: $(ls -l "$T/outside2" | tail -n +2)"
 [ "$rc" -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
 	grep -q "^hiberbox: .*cannot create 'd/.*was replaced during the restore" "$T/err" ||
 	bad "restore race: expected a failure with one line naming d/..., got ($rc): $(head -c 500 "$T/err")"
-rm -rf "$NR" "$T/outside2" "$T/nwait"
+rm -rf "$NR" "$T/outside2"
 
 # --- restore --force: a directory swapped for a symbolic link before an entry is replaced ------
 # restore --force made room for each entry by its path from the target's
@@ -258,23 +260,15 @@ echo new >"$FR/src/d/victim"
 echo old >"$FR/out/d/victim"
 echo "must stay" >"$T/outside3/victim"
 fid=$(snapshot_create "$FR/src")
-mkfifo "$T/fwait"
-HIBERBOX_TEST_RESTORE_CLEAR_WAIT="$T/fwait" timeout --signal=KILL 120 "$HIBERBOX" \
-	snapshot restore "$fid" "$FR/out" --force >"$T/out" 2>"$T/err" &
-pid=$!
-if ! timeout 60 bash -c 'exec 3>"$1" && mv "$2/d" "$2/d.real" && ln -s "$3" "$2/d"' \
-	_ "$T/fwait" "$FR/out" "$T/outside3"; then
-	kill -KILL "$pid" 2>/dev/null
-	bad "restore --force race: the restore never reached HIBERBOX_TEST_RESTORE_CLEAR_WAIT"
-fi
-rc=0
-wait "$pid" || rc=$?
+held_swap HIBERBOX_TEST_RESTORE_CLEAR_WAIT "$FR/out/d" "$T/outside3" \
+	snapshot restore "$fid" "$FR/out" --force
+rc=$HB_RC
 [ "$(cat "$T/outside3/victim" 2>&1)" = "must stay" ] ||
 	bad "restore --force race: a file outside the target was removed or replaced: $(ls -l "$T/outside3" | tail -n +2)"
 [ "$rc" -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
 	grep -q "^hiberbox: .*cannot replace 'd/victim': a directory on its path was replaced" "$T/err" ||
 	bad "restore --force race: expected a failure with one line naming d/victim, got ($rc): $(head -c 500 "$T/err")"
-rm -rf "$FR" "$T/outside3" "$T/fwait"
+rm -rf "$FR" "$T/outside3"
 
 # --- names that do not resolve ----------------------------------------------------------------
 make_small_tree "$T/tiny" 3 9
