@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -632,6 +634,103 @@ static void test_sparse(void)
 	CHECK(unlink(P("w/huge")) == 0);
 }
 
+/* Lower content edited in place: fallocate modes copy the file up and act
+ * on the copy, the rest of it intact; SEEK_DATA past a lower file's data. */
+static void test_lower_fallocate(void)
+{
+	static char before[8192], after[8192];
+	const off_t at = 10 << 20; /* the 4 KiB of data in "sparse" */
+	struct stat st;
+	int fd = open(P("sparse"), O_RDWR);
+
+	CHECK(fd >= 0);
+	CHECK_ERR(E(lseek(fd, at + 4096 + (1 << 20), SEEK_DATA)), -ENXIO);
+	CHECK(lseek(fd, (64 << 20) - 1, SEEK_HOLE) == (64 << 20) - 1);
+	CHECK(pread(fd, before, sizeof(before), at) == sizeof(before));
+	CHECK_OK(E(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at + 1000, 100)));
+	CHECK_OK(E(fallocate(fd, FALLOC_FL_ZERO_RANGE, at + 2000, 10)));
+	CHECK_OK(E(fallocate(fd, FALLOC_FL_KEEP_SIZE, 64 << 20, 8192)));
+	CHECK(fstat(fd, &st) == 0 && st.st_size == 64 << 20);
+	memset(before + 1000, 0, 100);
+	memset(before + 2000, 0, 10);
+	CHECK(pread(fd, after, sizeof(after), at) == sizeof(after));
+	CHECK(!memcmp(before, after, sizeof(before)));
+	CHECK_OK(E(fallocate(fd, 0, 64 << 20, 4096)));
+	CHECK(fstat(fd, &st) == 0 && st.st_size == (64 << 20) + 4096);
+	close(fd);
+}
+
+/* Namespace corners: flags renameat2 does not take here, an exchange of a
+ * lower directory with a new file (link counts follow), names of 255 and
+ * 256 bytes for every call that makes one, a tmpfile given two names by
+ * AT_EMPTY_PATH, sockets and device nodes. */
+static void test_names(void)
+{
+	struct stat st, w0, m0;
+	char name[300], b[256];
+	int fd;
+
+	CHECK_ERR(renameat2_(P("lower.txt"), P("w/wo"), RENAME_WHITEOUT), -EINVAL);
+	CHECK_ERR(renameat2_(P("lower.txt"), P("hl1"), RENAME_NOREPLACE | RENAME_EXCHANGE), -EINVAL);
+	CHECK_OK(write_whole(P("w/xfile"), "xf", 0));
+	CHECK(stat(P("w"), &w0) == 0 && stat(M, &m0) == 0);
+	CHECK_OK(renameat2_(P("lowerdir"), P("w/xfile"), RENAME_EXCHANGE));
+	CHECK(stat(P("lowerdir"), &st) == 0 && S_ISREG(st.st_mode));
+	CHECK(stat(P("w/xfile/a2"), &st) == 0);
+	CHECK(stat(P("w"), &st) == 0 && st.st_nlink == w0.st_nlink + 1);
+	CHECK(stat(M, &st) == 0 && st.st_nlink == m0.st_nlink - 1);
+	CHECK_OK(renameat2_(P("lowerdir"), P("w/xfile"), RENAME_EXCHANGE));
+	CHECK(stat(P("w"), &st) == 0 && st.st_nlink == w0.st_nlink);
+	CHECK(stat(M, &st) == 0 && st.st_nlink == m0.st_nlink);
+
+	memset(b, 'd', 255); /* test_open_flags made a file of 255 'n's */
+	b[255] = 0;
+	snprintf(name, sizeof(name), "w/%s", b);
+	CHECK_OK(E(mkdir(P(name), 0755)));
+	CHECK(stat(P(name), &st) == 0 && S_ISDIR(st.st_mode));
+	snprintf(name, sizeof(name), "w/%sN", b);
+	CHECK_ERR(E(mkdir(P(name), 0755)), -ENAMETOOLONG);
+	CHECK_ERR(E(symlink("x", P(name))), -ENAMETOOLONG);
+	CHECK_ERR(E(link(P("lower.txt"), P(name))), -ENAMETOOLONG);
+	CHECK_ERR(E(rename(P("w/xfile"), P(name))), -ENAMETOOLONG);
+	CHECK_ERR(E(mknod(P(name), S_IFIFO | 0644, 0)), -ENAMETOOLONG);
+
+	fd = open(P("w"), O_TMPFILE | O_RDWR, 0600);
+	CHECK(fd >= 0 && write(fd, "t", 1) == 1);
+	CHECK_OK(E(linkat(fd, "", AT_FDCWD, P("w/tmp-empty1"), AT_EMPTY_PATH)));
+	CHECK_OK(E(linkat(fd, "", AT_FDCWD, P("w/tmp-empty2"), AT_EMPTY_PATH)));
+	CHECK(fstat(fd, &st) == 0 && st.st_nlink == 2);
+	close(fd);
+	CHECK(read_whole(P("w/tmp-empty2"), b, sizeof(b)) == 1 && b[0] == 't');
+
+	CHECK_OK(E(mknod(P("w/sock"), S_IFSOCK | 0644, 0)));
+	CHECK(lstat(P("w/sock"), &st) == 0 && S_ISSOCK(st.st_mode));
+	CHECK_OK(E(mknod(P("w/null"), S_IFCHR | 0644, makedev(1, 3))));
+	CHECK(lstat(P("w/null"), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+}
+
+/* A lower directory whose every entry was removed can go, and its name then
+ * holds a new, empty directory (runs last: rodir is the permission test's). */
+static void test_rmdir_emptied(void)
+{
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	CHECK_ERR(E(rmdir(P("rodir"))), -ENOTEMPTY);
+	CHECK_OK(E(unlink(P("rodir/file"))));
+	CHECK_OK(E(rmdir(P("rodir"))));
+	CHECK_OK(E(mkdir(P("rodir"), 0755)));
+	d = opendir(P("rodir"));
+	CHECK(d != NULL);
+	while (d && (de = readdir(d)))
+		n++;
+	if (d)
+		closedir(d);
+	CHECK(n == 2);
+	CHECK_ERR(E(access(P("rodir/file"), F_OK)), -ENOENT);
+}
+
 /* Entries added and removed while a listing is read in many pieces (far more
  * than one getdents): every entry present throughout comes exactly once,
  * removed ones at most once, also when the removals (here of entries already
@@ -878,11 +977,14 @@ int main(int argc, char **argv)
 	test_misc();
 	test_mmap();
 	test_sparse();
+	test_lower_fallocate();
+	test_names();
 	test_readdir_stable();
 	if (getuid() == 0) {
 		test_permissions();
 		test_killpriv();
 	}
+	test_rmdir_emptied();
 	if (many)
 		test_many_entries(many);
 	TEST_MAIN_END();
