@@ -268,6 +268,7 @@ static int status_of(int r)
 		return MHD_HTTP_BAD_REQUEST;
 	case EACCES: case EPERM: return MHD_HTTP_FORBIDDEN;
 	case EFBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
+	case ESHUTDOWN: return MHD_HTTP_SERVICE_UNAVAILABLE;
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
@@ -1600,6 +1601,9 @@ int hbd_run(const struct hbd_config *cfg)
 	if (getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"))
 		d->test_wake_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"),
 							  NULL, 10);
+	if (getenv("HIBERBOX_TEST_STOP_PAUSE_MS"))
+		d->test_stop_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_STOP_PAUSE_MS"),
+							  NULL, 10);
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
@@ -1742,6 +1746,7 @@ out:
 		if (all)
 			hbd_put_all(d, all, n);
 	}
+	hbd_test_pause("stop", "hiberboxd", d->test_stop_pause_ms);
 	if (mhd) {
 		MHD_stop_daemon(mhd);
 		if (hbd_socket_path(d->home, path, sizeof(path)) == 0)

@@ -137,9 +137,12 @@ struct hbd {
 	unsigned test_sleep_pause_ms; /* HIBERBOX_TEST_SLEEP_PAUSE_MS (lifecycle.c) */
 	unsigned test_rm_pause_ms;    /* HIBERBOX_TEST_RM_PAUSE_MS (lifecycle.c) */
 	unsigned test_wake_pause_ms;  /* HIBERBOX_TEST_WAKE_PAUSE_MS (lifecycle.c) */
+	unsigned test_stop_pause_ms;  /* HIBERBOX_TEST_STOP_PAUSE_MS (lifecycle.c) */
 };
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */
+/* Wait ms (if not 0) for a test to kill the daemon there (HIBERBOX_TEST_*). */
+void hbd_test_pause(const char *what, const char *name, unsigned ms);
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
 /* Record a detached process writing to log_fd, the file log (the caller
  * keeps log_fd), killed once deadline_ns passes (0: never; checked at each

@@ -95,9 +95,10 @@ static void drop_upper(const char *upper)
  * as asleep; HIBERBOX_TEST_RM_PAUSE_MS, a removal waits once the sandbox is
  * stopped and its snapshots are gone, before its tag, its directory and
  * its row go; HIBERBOX_TEST_WAKE_PAUSE_MS, a wake waits once its init
- * runs, before it records the sandbox as running.  A line in the log says
- * when a pause begins. */
-static void test_pause(const char *what, const char *name, unsigned ms)
+ * runs, before it records the sandbox as running; HIBERBOX_TEST_STOP_PAUSE_MS
+ * (api.c), a stopping daemon waits once its sandboxes sleep, before its
+ * server stops.  A line in the log says when a pause begins. */
+void hbd_test_pause(const char *what, const char *name, unsigned ms)
 {
 	if (ms) {
 		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -548,6 +549,11 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		*ms = 0;
 	if (s->removed)
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
+	/* The shutdown puts every sandbox to sleep once (under its lock, after
+	 * stopping is set): one woken after that would be left running, its
+	 * mount and fs process alive, when the daemon exits. */
+	if (d->stopping && !s->sb)
+		return hb_err(-ESHUTDOWN, "hiberboxd is stopping: %s stays asleep", s->rec.name);
 	if ((r = sbx_check_init_locked(d, s)) < 0)
 		return r;
 	/* a commit that fails here keeps the upper, which is mounted below */
@@ -619,7 +625,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
 	}
 	sandbox_spec_free(spec);
-	test_pause("wake", s->rec.name, d->test_wake_pause_ms);
+	hbd_test_pause("wake", s->rec.name, d->test_wake_pause_ms);
 	s->rec.state = SBX_RUNNING;
 	snprintf(s->rec.lower, sizeof(s->rec.lower), "%s", snap);
 	s->rec.init_pid = sandbox_pid(s->sb);
@@ -758,7 +764,7 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 	}
 	stop_all(d, s, root, why);
 	drop_upper(upper);
-	test_pause("sleep", s->rec.name, d->test_sleep_pause_ms);
+	hbd_test_pause("sleep", s->rec.name, d->test_sleep_pause_ms);
 	if (snap_out)
 		oid_format(&id, snap_out);
 	s->rec.state = SBX_SLEEPING;
@@ -990,7 +996,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	hb_err_clear();
 	if ((r = prune(d, s)) < 0)
 		goto out;
-	test_pause("rm", s->rec.name, d->test_rm_pause_ms);
+	hbd_test_pause("rm", s->rec.name, d->test_rm_pause_ms);
 	if (open_repo(d, &repo) == 0) {
 		tag_of(s->rec.name, tag, sizeof(tag));
 		repo_tag_remove(repo, tag);

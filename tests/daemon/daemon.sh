@@ -784,6 +784,24 @@ echo "   $(cat "$T/churn1") and $(cat "$T/churn2") exec rounds (half with a slee
 [ ! -s "$T/churn-gc.err" ] || fail "gc beside sandboxes: $(head -3 "$T/churn-gc.err")"
 "$HB" check --read-data >/dev/null || fail "check --read-data after gc beside sandboxes"
 
+step "daemon stop: a request during the shutdown does not wake a sandbox again"
+# Paused once the stopping daemon has put its sandboxes to sleep, before its
+# server stops: an exec then woke a again, and the daemon exited with a's
+# mount and fs process alive and a recorded running.
+"$HB" daemon stop >/dev/null || fail "daemon stop before the shutdown pause"
+HIBERBOX_TEST_STOP_PAUSE_MS=5000 "$HB" exec a -- true || fail "exec a starting the daemon"
+"$HB" daemon stop >/dev/null 2>&1 &
+sp=$!
+for _ in $(seq 100); do grep -q "test pause: stop hiberboxd" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+grep -q "test pause: stop hiberboxd" "$HIBERBOX_HOME/hiberboxd.log" || fail "the daemon's stop did not reach its pause"
+code=$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true')
+[ "$code" = 503 ] && grep -q "stopping" "$T/api.out" ||
+	fail "an exec during the shutdown: HTTP $code ($(cat "$T/api.out"))"
+wait $sp || fail "daemon stop with an exec during it"
+n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM sandboxes WHERE state=?", ("running",)).fetchone()[0])' "$HIBERBOX_HOME/sandboxes.db")
+[ "$n" = 0 ] || fail "$n sandboxes recorded running after daemon stop"
+grep -q "$HIBERBOX_HOME/sandboxes/" /proc/mounts && fail "a sandbox's root is still mounted after daemon stop: $(grep "$HIBERBOX_HOME/sandboxes/" /proc/mounts)"
+
 step "daemon stop puts sandboxes to sleep; restart keeps everything"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 "$HB" daemon status >/dev/null && fail "daemon still answers after stop"
