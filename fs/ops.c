@@ -1601,6 +1601,16 @@ static size_t xattr_bytes(const struct node *n)
 	return total;
 }
 
+/* Bytes listxattr() gives for n's own xattrs: each name and its NUL. */
+static size_t xattr_list_bytes(const struct node *n)
+{
+	size_t total = 0;
+
+	for (uint32_t k = 0; k < n->nxattrs; k++)
+		total += strlen(n->xattrs[k].name) + 1;
+	return total;
+}
+
 /* Memory changes only once the record is in: a change the journal refused
  * (upper disk full) is not seen either, now or after a remount. */
 static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -1634,7 +1644,11 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		r = -ENODATA;
 		goto out;
 	}
-	if ((!x && n->nxattrs >= 1024) ||
+	/* A new name must leave the list within what listxattr() can return
+	 * (XATTR_LIST_MAX): past it every tool that lists (getfattr, cp -a,
+	 * tar --xattrs) fails on the file with E2BIG. */
+	if ((!x && (n->nxattrs >= 1024 ||
+		    xattr_list_bytes(n) + strlen(name) + 1 > XATTR_LIST_MAX)) ||
 	    xattr_bytes(n) - (x ? strlen(name) + x->len : 0) + strlen(name) + size >
 		    HBFS_XATTR_NODE_MAX_BYTES) {
 		r = -ENOSPC;
