@@ -204,8 +204,9 @@ json_t *sbx_to_json(struct sbx *s)
 			 "detached_pids", procs);
 }
 
-/* Idle sleeper: a running sandbox with no exec, no detached process and no
- * process besides init for idle_timeout_s goes to sleep. */
+/* Idle sleeper: a running sandbox with no exec, no detached process, no
+ * process besides init and no file download for idle_timeout_s goes to
+ * sleep. */
 static void *idle_main(void *arg)
 {
 	struct hbd *d = arg;
@@ -228,19 +229,24 @@ static void *idle_main(void *arg)
 				sbx_check_init_locked(d, s);
 			hb_err_clear();
 			if (s->sb && !s->removed && s->rec.idle_timeout_s) {
-				busy += s->active_execs + sbx_process_count_locked(s);
+				busy += s->active_execs + sbx_process_count_locked(s) +
+					hbd_transfers_open(d, s, NULL, 0);
 				if (busy)
 					s->last_activity_ns = now_ns();
 				else if (now_ns() - s->last_activity_ns >=
 					 s->rec.idle_timeout_s * 1000000000ull) {
 					uint64_t ms;
 					int r = sbx_sleep_locked(d, s, "idle", &ms, NULL);
-					if (r < 0)
+					if (r < 0) {
 						fprintf(stderr, "hiberboxd: idle sleep %s: %s\n",
 							s->rec.name, hb_errmsg(r));
-					else
+						/* tried again after another idle
+						 * timeout, not at every tick */
+						s->last_activity_ns = now_ns();
+					} else {
 						fprintf(stderr, "hiberboxd: %s idle: asleep in %llu ms\n",
 							s->rec.name, (unsigned long long)ms);
+					}
 					hb_err_clear();
 				}
 			}
@@ -1160,33 +1166,141 @@ static int do_exec_input(struct sbx *s, struct MHD_Connection *c, const char *id
 	return 0;
 }
 
+/* fd's size and mode if it is a regular file; else fd is closed and the
+ * error says what it is. */
+static int regular_file(int fd, struct stat *st)
+{
+	int r = 0;
+
+	if (fstat(fd, st) < 0)
+		r = hb_err_sys(-errno, "fstat");
+	else if (S_ISDIR(st->st_mode))
+		r = hb_err(-EISDIR, "a directory: only files can be copied");
+	else if (!S_ISREG(st->st_mode))
+		r = hb_err(-EINVAL, "not a regular file");
+	if (r < 0)
+		close(fd);
+	return r;
+}
+
+static enum MHD_Result queue_file(struct MHD_Connection *c, struct MHD_Response *resp,
+				  mode_t mode)
+{
+	char m[16];
+	enum MHD_Result ret;
+
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	snprintf(m, sizeof(m), "%04o", (unsigned)(mode & 07777));
+	MHD_add_response_header(resp, "X-Hiberbox-Mode", m);
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result reply_fd(struct MHD_Connection *c, int fd)
 {
 	struct stat st;
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
+	int r = regular_file(fd, &st);
 
-	int fstat_err = fstat(fd, &st) < 0 ? errno : 0;
-
-	if (fstat_err || !S_ISREG(st.st_mode)) {
-		int r = fstat_err ? hb_err_sys(-fstat_err, "fstat")
-			: S_ISDIR(st.st_mode) ? hb_err(-EISDIR, "a directory: only files can be copied")
-					      : hb_err(-EINVAL, "not a regular file");
-		close(fd);
+	if (r < 0)
 		return reply_err(c, r);
-	}
 	resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
 	if (!resp) {
 		close(fd);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-	char mode[16];
-	snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
-	MHD_add_response_header(resp, "X-Hiberbox-Mode", mode);
-	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return queue_file(c, resp, st.st_mode);
+}
+
+/* A file download from a sandbox's root, open from the moment its file is
+ * opened (under the sandbox's lock) until its reply is done or its client
+ * went away: a sleep must not pull the mount from under it. */
+struct sbx_transfer {
+	struct hbd *d;
+	struct sbx *s; /* a reference, let go at the end */
+	int fd;
+	struct sbx_transfer *next;
+	char path[];
+};
+
+int hbd_transfers_open(struct hbd *d, struct sbx *s, char *path_out, size_t size)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct sbx_transfer *x = s->transfers; x; x = x->next)
+		n++;
+	if (n && path_out)
+		snprintf(path_out, size, "%s", s->transfers->path);
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
+static ssize_t transfer_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sbx_transfer *x = cls;
+	ssize_t n;
+
+	do
+		n = pread(x->fd, buf, max, (off_t)pos);
+	while (n < 0 && errno == EINTR);
+	/* 0: the file is shorter than when the reply began.  The connection is
+	 * cut, so the client cannot take what it got for the whole file. */
+	return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void transfer_end(void *cls)
+{
+	struct sbx_transfer *x = cls;
+
+	close(x->fd); /* before it is unlisted: then nothing holds the mount */
+	pthread_mutex_lock(&x->d->lock);
+	for (struct sbx_transfer **p = &x->s->transfers; *p; p = &(*p)->next)
+		if (*p == x) {
+			*p = x->next;
+			break;
+		}
+	pthread_mutex_unlock(&x->d->lock);
+	hbd_put(x->d, x->s);
+	free(x);
+}
+
+/* Reply fd, a file of s's root opened under s's lock, which is held and let
+ * go here (the download is listed first); s's reference passes to it. */
+static enum MHD_Result reply_download(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
+				      int fd, const char *path)
+{
+	struct sbx_transfer *x = NULL;
+	struct MHD_Response *resp;
+	struct stat st;
+	int r = regular_file(fd, &st);
+
+	if (r == 0 && !(x = calloc(1, sizeof(*x) + strlen(path) + 1))) {
+		close(fd);
+		r = hb_err(-ENOMEM, "out of memory");
+	}
+	if (r < 0) {
+		pthread_mutex_unlock(&s->lock);
+		hbd_put(d, s);
+		return reply_err(c, r);
+	}
+	x->d = d;
+	x->s = s;
+	x->fd = fd;
+	strcpy(x->path, path);
+	pthread_mutex_lock(&d->lock);
+	x->next = s->transfers;
+	s->transfers = x;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&s->lock);
+	resp = MHD_create_response_from_callback((uint64_t)st.st_size, API_READ_CHUNK_BYTES * 4,
+						 transfer_read, x, transfer_end);
+	if (!resp) {
+		transfer_end(x);
+		return MHD_NO;
+	}
+	return queue_file(c, resp, st.st_mode);
 }
 
 static int latest_log(const char *dir, char *out, size_t size)
@@ -1296,9 +1410,11 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 	}
 	if (!strcmp(method, "GET")) {
 		fd = sbx_open_inside(d, s, path, O_RDONLY, 0);
+		if (fd >= 0)
+			return reply_download(d, s, c, fd, path);
 		pthread_mutex_unlock(&s->lock);
 		hbd_put(d, s);
-		return fd < 0 ? reply_err(c, fd) : reply_fd(c, fd);
+		return reply_err(c, fd);
 	}
 	bool append = flag(c, "append"), created = false;
 	if (append) {
@@ -1542,6 +1658,28 @@ static int load_one(const struct sbx_record *rec, void *arg)
 	return hbd_add(d, s);
 }
 
+/* At the daemon's stop: put every running sandbox to sleep.  again: one
+ * more try follows, so a sandbox still busy (EBUSY) is not worth a word. */
+static void shutdown_sleep_all(struct hbd *d, bool again)
+{
+	size_t n;
+	struct sbx **all = hbd_all(d, &n);
+
+	for (size_t i = 0; all && i < n; i++) {
+		int r;
+		pthread_mutex_lock(&all[i]->lock);
+		if (all[i]->sb && (r = sbx_sleep_locked(d, all[i], "shutdown", NULL, NULL)) < 0) {
+			if (!again || r != -EBUSY)
+				fprintf(stderr, "hiberboxd: sleep %s: %s\n", all[i]->rec.name,
+					hb_errmsg(-EIO));
+			hb_err_clear();
+		}
+		pthread_mutex_unlock(&all[i]->lock);
+	}
+	if (all)
+		hbd_put_all(d, all, n);
+}
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1730,27 +1868,16 @@ out:
 	d->stopping = 1;
 	if (idle_started)
 		pthread_join(idle, NULL);
-	/* Sleep everything: streams see their commands end, then the server stops. */
-	{
-		size_t n;
-		struct sbx **all = hbd_all(d, &n);
-		for (size_t i = 0; all && i < n; i++) {
-			pthread_mutex_lock(&all[i]->lock);
-			if (all[i]->sb && sbx_sleep_locked(d, all[i], "shutdown", NULL, NULL) < 0) {
-				fprintf(stderr, "hiberboxd: sleep %s: %s\n", all[i]->rec.name,
-					hb_errmsg(-EIO));
-				hb_err_clear();
-			}
-			pthread_mutex_unlock(&all[i]->lock);
-		}
-		if (all)
-			hbd_put_all(d, all, n);
-	}
+	/* Sleep everything: streams see their commands end, then the server
+	 * stops.  A sandbox a file download still reads from sleeps once the
+	 * server's stop has cut that download. */
+	shutdown_sleep_all(d, mhd != NULL);
 	hbd_test_pause("stop", "hiberboxd", d->test_stop_pause_ms);
 	if (mhd) {
 		MHD_stop_daemon(mhd);
 		if (hbd_socket_path(d->home, path, sizeof(path)) == 0)
 			unlink(path);
+		shutdown_sleep_all(d, false);
 	}
 	if (lfd >= 0)
 		close(lfd);

@@ -18,6 +18,7 @@
 
 struct sandbox;
 struct sandbox_proc;
+struct sbx_transfer;
 
 #define SBX_NAME_MAX 64
 #define SBX_ENV_MAX 256
@@ -109,6 +110,9 @@ struct sbx {
 	struct sbx_record rec;
 	struct sandbox *sb;   /* NULL when sleeping */
 	int active_execs;     /* foreground execs streaming now */
+	/* File downloads streaming now: their replies read the root after the
+	 * lock is let go, so they hold its mount.  Under hbd.lock (api.c). */
+	struct sbx_transfer *transfers;
 	struct sbx_detached *detached;
 	uint64_t last_activity_ns;
 	int refs;             /* under hbd.lock */
@@ -210,5 +214,8 @@ struct sbx *hbd_get(struct hbd *d, const char *name); /* ref'd, or NULL */
 void hbd_put(struct hbd *d, struct sbx *s);
 int hbd_add(struct hbd *d, struct sbx *s);
 void hbd_unlist(struct hbd *d, struct sbx *s);
+/* How many file downloads of s are streaming, and the path of one in
+ * path_out (if any). */
+int hbd_transfers_open(struct hbd *d, struct sbx *s, char *path_out, size_t size);
 uint32_t hbd_free_id_base(struct hbd *d);
 int rm_rf(const char *path);

@@ -404,17 +404,20 @@ static int readopt_detached(const struct sbx_detached_row *row, void *arg)
 	return 0;
 }
 
-/* Unmount root and wait for its fs process to end.  The daemon is a child
- * subreaper, so the fs processes it started are its children and are reaped
- * here at once (hbfs_umount alone would poll until whoever reaps orphans
- * gets to it). */
-static int unmount_root(const char *root)
+/* Take root out of the host's tree, never lazily: a mount something on the
+ * host still uses stays, and the error says so.  *fs_pid: its fs process,
+ * to wait for (0: nothing left to wait for).  A running sandbox keeps its
+ * own copy of the mount in its namespace, so that process ends only once
+ * the sandbox's processes are gone too. */
+static int detach_root(const char *root, pid_t *fs_pid)
 {
 	struct hbfs_mount_info *m = NULL;
 	char real[PATH_MAX];
 	size_t count = 0;
 	pid_t pid = 0;
+	int r;
 
+	*fs_pid = 0;
 	if (!realpath(root, real) || hbfs_list_mounts(&m, &count) < 0) {
 		hb_err_clear();
 		return hbfs_umount(root);
@@ -423,16 +426,44 @@ static int unmount_root(const char *root)
 		if (strcmp(m[i].mountpoint, real) == 0 && m[i].alive)
 			pid = m[i].pid;
 	free(m);
-	if (pid <= 0 || umount2(real, 0) < 0)
+	if (pid <= 0)
 		return hbfs_umount(root);
-	for (int i = 0; i < 4000; i++) { /* 20 s */
+	/* Not hbfs_umount, which waits for the fs process to end: here it
+	 * may not end before the sandbox's processes do.  A file just closed
+	 * can hold the mount for a moment, hence the retries. */
+	for (int i = 0; (r = umount2(real, 0) < 0 ? -errno : 0) == -EBUSY && i < 100; i++)
+		usleep(10000);
+	if (r == -EBUSY)
+		return hb_err(r, "unmounting %s: in use on the host", real);
+	if (r < 0)
+		return hbfs_umount(root);
+	*fs_pid = pid;
+	return 0;
+}
+
+/* Wait for the fs process of root, detached by detach_root, to end.  The
+ * daemon is a child subreaper, so the fs processes it started are its
+ * children and are reaped here at once (hbfs_umount alone would poll until
+ * whoever reaps orphans gets to it). */
+static int wait_fs_end(const char *root, pid_t pid)
+{
+	for (int i = 0; pid > 0 && i < 4000; i++) { /* 20 s */
 		struct timespec ts = { 0, 5000000L };
 		pid_t w = waitpid(pid, NULL, WNOHANG);
 		if (w == pid || (w < 0 && errno == ECHILD && kill(pid, 0) < 0 && errno == ESRCH))
 			return 0;
 		nanosleep(&ts, NULL);
 	}
-	return hb_err(-ETIMEDOUT, "the fs process of %s did not end", root);
+	return pid > 0 ? hb_err(-ETIMEDOUT, "the fs process of %s did not end", root) : 0;
+}
+
+/* Unmount root and wait for its fs process to end. */
+static int unmount_root(const char *root)
+{
+	pid_t pid;
+	int r = detach_root(root, &pid);
+
+	return r < 0 ? r : wait_fs_end(root, pid);
 }
 
 /* Whether root is the mount of an fs process that died: the kernel then
@@ -729,10 +760,11 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
 		     char *snap_out)
 {
-	char root[4200], upper[4200], tag[128];
+	char root[4200], upper[4200], tag[128], busy[256];
 	uint64_t t0 = now_ns();
 	struct oid id;
-	int r, frozen;
+	pid_t fs_pid;
+	int r, n, frozen;
 
 	if (ms)
 		*ms = 0;
@@ -746,6 +778,13 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 				 s->rec.latest[0] ? s->rec.latest : s->rec.base);
 		return 0;
 	}
+	/* A download reads the root after the sandbox's lock is let go; the
+	 * mount cannot go under it (nor lazily: the download would end short).
+	 * None starts while the lock is held. */
+	if ((n = hbd_transfers_open(d, s, busy, sizeof(busy))) > 0)
+		return hb_err(-EBUSY, "sleep %s: a file download from it is in progress (%s%s); "
+			      "it keeps running: sleep it once the download ends",
+			      s->rec.name, busy, n > 1 ? " and others" : "");
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
 		return r;
@@ -762,7 +801,21 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 			sandbox_thaw(s->sb);
 		return hb_err_ctx(r, "sleep %s", s->rec.name);
 	}
-	stop_all(d, s, root, why);
+	/* The root leaves the host's tree before anything stops: should
+	 * something on the host still hold it, the sleep fails with the
+	 * sandbox running on as before (its disk just committed), rather than
+	 * a sleep reported done with the mount and its fs process left up. */
+	if ((r = detach_root(root, &fs_pid)) < 0) {
+		if (frozen)
+			sandbox_thaw(s->sb);
+		return hb_err_ctx(r, "sleep %s: it keeps running", s->rec.name);
+	}
+	stop_sandbox(s, why);
+	detached_forget_all(d, s);
+	if (wait_fs_end(root, fs_pid) < 0) {
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
 	drop_upper(upper);
 	hbd_test_pause("sleep", s->rec.name, d->test_sleep_pause_ms);
 	if (snap_out)
@@ -978,7 +1031,17 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	 * init_start stay, for a restarted daemon to find what to kill. */
 	if (!s->rec.removing) {
 		struct sbx_record was = s->rec;
+		char busy[256];
+		int n;
 
+		/* a download holds the mount (see sbx_sleep_locked): refused
+		 * before anything goes, rather than left half removed */
+		if ((n = hbd_transfers_open(d, s, busy, sizeof(busy))) > 0) {
+			r = hb_err(-EBUSY, "rm %s: a file download from it is in progress (%s%s); "
+				   "nothing was removed: remove it once the download ends",
+				   s->rec.name, busy, n > 1 ? " and others" : "");
+			goto out;
+		}
 		s->rec.removing = true;
 		s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
 		if ((r = save(d, s)) < 0) {

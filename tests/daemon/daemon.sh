@@ -712,6 +712,51 @@ done
 sleep 3
 [ "$(state_of idle)" = running ] || fail "a sandbox with a live process went to sleep"
 
+step "a download holds its sandbox (no idle sleep, sleep and rm get 409, the file whole); a root in use on the host fails the sleep"
+# The body of a download streams after the sandbox's lock is let go: a
+# sleep (or the idle sleep) meanwhile could not unmount the root, logged it
+# and still reported the sleep done, the mount and its fs process left up,
+# and the download came out short.
+"$HB" create xfer --image base --idle-timeout 1s >/dev/null || fail "create xfer"
+"$HB" exec xfer -- dd if=/dev/urandom of=/big bs=1M count=50 2>/dev/null || fail "write xfer:/big"
+sum=$("$HB" exec xfer -- md5sum /big | cut -d' ' -f1)
+curl -s --unix-socket "$S" --limit-rate 10M -o "$T/big.out" -w '%{http_code}' \
+	'http://x/v1/sandboxes/xfer/files?path=/big' >"$T/dl.code" &
+dl=$!
+sleep 2 # past the idle timeout, the download about halfway
+[ "$(state_of xfer)" = running ] || fail "xfer went idle to sleep during a download"
+code=$(api -X POST http://x/v1/sandboxes/xfer/sleep)
+[ "$code" = 409 ] && grep -q 'a file download from it is in progress (/big)' "$T/api.out" ||
+	fail "sleep during a download: HTTP $code ($(cat "$T/api.out"))"
+code=$(api -X DELETE http://x/v1/sandboxes/xfer)
+[ "$code" = 409 ] && grep -q 'rm xfer: a file download from it is in progress (/big); nothing was removed' "$T/api.out" ||
+	fail "rm during a download: HTTP $code ($(cat "$T/api.out"))"
+[ "$(state_of xfer)" = running ] || fail "xfer not running after a refused rm"
+wait $dl || fail "the download failed (curl exit $?)"
+[ "$(cat "$T/dl.code")" = 200 ] && [ "$(md5sum <"$T/big.out" | cut -d' ' -f1)" = "$sum" ] ||
+	fail "download beside a sleep: HTTP $(cat "$T/dl.code"), $(stat -c %s "$T/big.out") bytes of 52428800, or not the file"
+rm -f "$T/big.out"
+for _ in $(seq 40); do [ "$(state_of xfer)" = sleeping ] && break; sleep 0.25; done
+[ "$(state_of xfer)" = sleeping ] || fail "xfer did not go idle to sleep once its download ended"
+grep -q "$HIBERBOX_HOME/sandboxes/xfer/root" /proc/mounts && fail "xfer asleep with its root mounted"
+"$HB" rm xfer >/dev/null || fail "rm xfer"
+# Something on the host in the root: the sleep fails and the sandbox runs on.
+"$HB" create held --image base >/dev/null || fail "create held"
+"$HB" exec held -- sh -c 'echo kept > /held' || fail "write held:/held"
+(cd "$HIBERBOX_HOME/sandboxes/held/root" && exec sleep 30) &
+holder=$!
+sleep 0.3
+code=$(api -X POST http://x/v1/sandboxes/held/sleep)
+[ "$code" = 409 ] && grep -q 'sleep held: it keeps running: unmounting .*: in use on the host' "$T/api.out" ||
+	fail "sleep with the root in use on the host: HTTP $code ($(cat "$T/api.out"))"
+[ "$(state_of held)" = running ] || fail "held not running after its sleep failed"
+[ "$("$HB" exec held -- cat /held)" = kept ] || fail "held unusable after its sleep failed"
+kill "$holder"; wait "$holder" 2>/dev/null
+"$HB" sleep held >/dev/null || fail "sleep held once the host let go of its root"
+grep -q "$HIBERBOX_HOME/sandboxes/held/root" /proc/mounts && fail "held asleep with its root mounted"
+[ "$("$HB" exec held -- cat /held)" = kept ] || fail "held lost /held over the failed sleep"
+"$HB" rm held >/dev/null || fail "rm held"
+
 step "rm frees the sandbox's snapshots for gc"
 "$HB" create big --image base >/dev/null || fail "create big"
 "$HB" exec big -- sh -c 'head -c 4000000 /dev/urandom > /big' || fail "write big"
