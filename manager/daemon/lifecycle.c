@@ -499,6 +499,9 @@ static void stop_sandbox(struct sbx *s, const char *why)
 	atomic_fetch_add(&s->stops, 1);
 	sandbox_kill(s->sb, SIGKILL); /* pending while frozen, fatal at thaw */
 	sandbox_thaw(s->sb);
+	/* Detached commands are the daemon's children: until it reaps them the
+	 * init of their pid namespace cannot finish its exit. */
+	sbx_detached_free_all(s);
 	hb_err_clear();
 	if (sandbox_wait(s->sb, SBX_STOP_WAIT_MS, NULL) == -ETIMEDOUT) {
 		fprintf(stderr, "hiberboxd: %s: init %d did not end within %d ms; left behind\n",

@@ -755,6 +755,16 @@ kill "$holder"; wait "$holder" 2>/dev/null
 "$HB" sleep held >/dev/null || fail "sleep held once the host let go of its root"
 grep -q "$HIBERBOX_HOME/sandboxes/held/root" /proc/mounts && fail "held asleep with its root mounted"
 [ "$("$HB" exec held -- cat /held)" = kept ] || fail "held lost /held over the failed sleep"
+# A detached command is the daemon's child: a sleep left the init waiting for
+# it to be reaped (5 s, then left behind with its cgroups, which a later
+# sandbox of the same id range and wake count collided with at its wake).
+"$HB" exec -d held -- sleep 60 >/dev/null || fail "exec -d held"
+code=$(api -X POST http://x/v1/sandboxes/held/sleep)
+ms=$(sed -n 's/.*"sleep_ms":\([0-9]*\).*/\1/p' "$T/api.out")
+[ "$code" = 200 ] && [ "${ms:-99999}" -lt 4000 ] ||
+	fail "sleep with a detached command: HTTP $code ($(cat "$T/api.out"))"
+grep -q "held: init [0-9]* did not end" "$HIBERBOX_HOME/hiberboxd.log" &&
+	fail "held's init was left behind by a sleep with a detached command"
 "$HB" rm held >/dev/null || fail "rm held"
 
 step "rm frees the sandbox's snapshots for gc"
