@@ -598,19 +598,36 @@ static int cmd_cp(int argc, char **argv)
 	return 0;
 }
 
+/* An idle timeout the way --idle-timeout takes it (5m, 2h), or "off": a
+ * bare "0s" read as "sleeps at once". */
+static const char *idle_timeout_text(json_int_t s, char *out, size_t size)
+{
+	if (s <= 0)
+		snprintf(out, size, "off");
+	else if (s % 3600 == 0)
+		snprintf(out, size, "%lldh", (long long)(s / 3600));
+	else if (s % 60 == 0)
+		snprintf(out, size, "%lldm", (long long)(s / 60));
+	else
+		snprintf(out, size, "%llds", (long long)s);
+	return out;
+}
+
 static void human_ls(json_t *j)
 {
 	size_t i;
 	json_t *v;
+	char idle[32];
 
 	printf("%-24s %-9s %-16s %-16s %s\n", "NAME", "STATE", "IMAGE", "LATEST", "IDLE-TIMEOUT");
 	json_array_foreach(j, i, v)
-		printf("%-24s %-9s %-16s %-16.16s %llds\n",
+		printf("%-24s %-9s %-16s %-16.16s %s\n",
 		       json_string_value(json_object_get(v, "name")),
 		       json_string_value(json_object_get(v, "state")),
 		       json_string_value(json_object_get(v, "image")),
 		       json_string_value(json_object_get(v, "latest")),
-		       (long long)json_integer_value(json_object_get(v, "idle_timeout_s")));
+		       idle_timeout_text(json_integer_value(json_object_get(v, "idle_timeout_s")),
+					 idle, sizeof(idle)));
 }
 
 static int cmd_ls(int argc, char **argv)

@@ -702,6 +702,10 @@ out=$("$HB" exec b -- cat /midsleep 2>"$T/err")
 
 step "idle timeout"
 "$HB" create idle --image base --idle-timeout 2s >/dev/null || fail "create idle"
+# ls shows a timeout as --idle-timeout takes it, and none as "off" (not "0s")
+"$HB" ls > "$T/ls.out" || fail "ls"
+[ "$(awk '$1 == "idle" { print $NF }' "$T/ls.out")" = 2s ] || fail "ls idle timeout: $(cat "$T/ls.out")"
+[ "$(awk '$1 == "b" { print $NF }' "$T/ls.out")" = off ] || fail "ls without idle timeout: $(cat "$T/ls.out")"
 "$HB" exec idle -- true
 for i in $(seq 1 40); do
 	[ "$(state_of idle)" = sleeping ] && break
