@@ -1715,6 +1715,14 @@ int hbd_socket_path(const char *home, char *out, size_t size)
 	return 0;
 }
 
+/* A test pause's length from the environment (0: none). */
+static unsigned test_pause_ms(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v ? (unsigned)strtoul(v, NULL, 10) : 0;
+}
+
 int hbd_run(const struct hbd_config *cfg)
 {
 	struct hbd *d = calloc(1, sizeof(*d));
@@ -1728,20 +1736,14 @@ int hbd_run(const struct hbd_config *cfg)
 	if (!d)
 		return hb_err(-ENOMEM, "out of memory");
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->images_lock, NULL);
 	d->stop_pipe[0] = d->stop_pipe[1] = -1;
 	d->helper_argv = cfg->helper_argv;
-	if (getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"))
-		d->test_sleep_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_SLEEP_PAUSE_MS"),
-							   NULL, 10);
-	if (getenv("HIBERBOX_TEST_RM_PAUSE_MS"))
-		d->test_rm_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_RM_PAUSE_MS"), NULL,
-							10);
-	if (getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"))
-		d->test_wake_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_WAKE_PAUSE_MS"),
-							  NULL, 10);
-	if (getenv("HIBERBOX_TEST_STOP_PAUSE_MS"))
-		d->test_stop_pause_ms = (unsigned)strtoul(getenv("HIBERBOX_TEST_STOP_PAUSE_MS"),
-							  NULL, 10);
+	d->test_sleep_pause_ms = test_pause_ms("HIBERBOX_TEST_SLEEP_PAUSE_MS");
+	d->test_rm_pause_ms = test_pause_ms("HIBERBOX_TEST_RM_PAUSE_MS");
+	d->test_wake_pause_ms = test_pause_ms("HIBERBOX_TEST_WAKE_PAUSE_MS");
+	d->test_stop_pause_ms = test_pause_ms("HIBERBOX_TEST_STOP_PAUSE_MS");
+	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
@@ -1893,6 +1895,7 @@ out:
 	if (lockfd >= 0)
 		close(lockfd);
 	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->images_lock);
 	free(d);
 	return r;
 }

@@ -130,6 +130,10 @@ struct sbx {
 
 struct hbd {
 	pthread_mutex_t lock; /* the list */
+	/* An image's removal against a create from it: held from reading the
+	 * image's tag to the new sandbox's row (which makes it a user), and
+	 * from the removal's check for users to the snapshot's removal. */
+	pthread_mutex_t images_lock;
 	struct sbx **list;
 	size_t count, cap;
 	struct registry *reg;
@@ -142,6 +146,7 @@ struct hbd {
 	unsigned test_rm_pause_ms;    /* HIBERBOX_TEST_RM_PAUSE_MS (lifecycle.c) */
 	unsigned test_wake_pause_ms;  /* HIBERBOX_TEST_WAKE_PAUSE_MS (lifecycle.c) */
 	unsigned test_stop_pause_ms;  /* HIBERBOX_TEST_STOP_PAUSE_MS (lifecycle.c) */
+	unsigned test_create_pause_ms; /* HIBERBOX_TEST_CREATE_PAUSE_MS (lifecycle.c) */
 };
 
 /* lifecycle.c: functions ending in _locked need s->lock held. */

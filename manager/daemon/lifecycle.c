@@ -97,7 +97,9 @@ static void drop_upper(const char *upper)
  * its row go; HIBERBOX_TEST_WAKE_PAUSE_MS, a wake waits once its init
  * runs, before it records the sandbox as running; HIBERBOX_TEST_STOP_PAUSE_MS
  * (api.c), a stopping daemon waits once its sandboxes sleep, before its
- * server stops.  A line in the log says when a pause begins. */
+ * server stops; HIBERBOX_TEST_CREATE_PAUSE_MS, a create waits once it has
+ * read its image's tag, before the new sandbox's row.  A line in the log
+ * says when a pause begins. */
 void hbd_test_pause(const char *what, const char *name, unsigned ms)
 {
 	if (ms) {
@@ -946,12 +948,16 @@ int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct s
 	}
 	if ((r = sbx_record_copy(&rec, req)) < 0)
 		return r;
-	if ((r = resolve_image(d, req->image, rec.base)) < 0)
-		goto out;
-	rec.latest[0] = rec.lower[0] = 0;
-	rec.state = SBX_SLEEPING;
-	rec.id_base = 0;
-	if ((r = add_new(d, &rec, &s)) < 0)
+	pthread_mutex_lock(&d->images_lock);
+	if ((r = resolve_image(d, req->image, rec.base)) == 0) {
+		hbd_test_pause("create", req->name, d->test_create_pause_ms);
+		rec.latest[0] = rec.lower[0] = 0;
+		rec.state = SBX_SLEEPING;
+		rec.id_base = 0;
+		r = add_new(d, &rec, &s);
+	}
+	pthread_mutex_unlock(&d->images_lock);
+	if (r < 0)
 		goto out;
 	if (start) {
 		pthread_mutex_lock(&s->lock);
@@ -1585,13 +1591,13 @@ int image_remove(struct hbd *d, const char *name)
 		goto out;
 	}
 	oid_format(&id, hex);
+	pthread_mutex_lock(&d->images_lock);
 	r = registry_snapshot_user(d->reg, hex, NULL, user, sizeof(user));
 	if (r > 0)
 		r = hb_err(-EBUSY, "image '%s' is used by sandbox '%s'", name, user);
-	if (r < 0)
-		goto out;
-	if ((r = repo_snapshot_remove(repo, &id)) < 0)
-		goto out;
+	if (r == 0)
+		r = repo_snapshot_remove(repo, &id);
+	pthread_mutex_unlock(&d->images_lock);
 out:
 	repo_close(repo);
 	return r;

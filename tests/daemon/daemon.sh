@@ -797,6 +797,25 @@ after=$(repo_bytes)
 "$HB" image rm base 2>"$T/err" && fail "removed an image in use"
 grep -q "used by sandbox" "$T/err" || fail "image rm in use: $(cat "$T/err")"
 
+step "an image removed while a sandbox is created from it"
+# The create is held after it read the image's tag: the removal must wait
+# for the new sandbox's row and refuse (it removed the snapshot from under
+# the sandbox, whose every wake then failed).
+"$HB" image import "$T/img" racy >/dev/null || fail "import racy"
+"$HB" daemon stop >/dev/null || fail "daemon stop before the create race"
+HIBERBOX_TEST_CREATE_PAUSE_MS=3000 "$HB" ls >/dev/null || fail "ls starting the daemon"
+"$HB" create racer --image racy >/dev/null 2>"$T/create.err" &
+cp=$!
+for _ in $(seq 100); do grep -q "test pause: create racer" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+grep -q "test pause: create racer" "$HIBERBOX_HOME/hiberboxd.log" || fail "the create of racer did not reach its pause"
+"$HB" image rm racy 2>"$T/err" && fail "removed an image while a sandbox was created from it"
+grep -q "used by sandbox 'racer'" "$T/err" || fail "image rm during a create: $(cat "$T/err")"
+wait $cp || fail "create racer: $(cat "$T/create.err")"
+[ "$("$HB" exec racer -- cat /etc/motd)" = "image file" ] || fail "racer does not wake from its image"
+"$HB" rm racer >/dev/null || fail "rm racer"
+"$HB" image rm racy || fail "image rm racy once unused"
+"$HB" daemon stop >/dev/null || fail "daemon stop after the create race"
+
 step "20 sandboxes from one image cost about one image"
 img_bytes=$(du -sb "$T/img" | cut -f1)
 before=$(repo_bytes)
