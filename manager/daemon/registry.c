@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "manager/daemon/daemon-int.h"
+#include "util/array.h"
 #include "util/error.h"
 
 #define REGISTRY_SCHEMA_VERSION 3
@@ -367,13 +368,9 @@ int registry_snapshots_of(struct registry *reg, const char *owner,
 		return db_err(reg, rc, "list snapshots");
 	sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			void *p = realloc(ids, (cap = cap ? cap * 2 : 16) * sizeof(*ids));
-			if (!p) {
-				r = hb_err(-ENOMEM, "out of memory");
-				break;
-			}
-			ids = p;
+		if (array_grow((void **)&ids, &cap, n, sizeof(*ids)) < 0) {
+			r = hb_err(-ENOMEM, "out of memory");
+			break;
 		}
 		snprintf(ids[n++], OID_HEX_BYTES, "%s", text(st, 0));
 	}
@@ -460,13 +457,9 @@ int registry_detached_of(struct registry *reg, const char *sandbox,
 		return db_err(reg, rc, "list detached");
 	sqlite3_bind_text(st, 1, sandbox, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			void *p = realloc(rows, (cap = cap ? cap * 2 : 8) * sizeof(*rows));
-			if (!p) {
-				r = hb_err(-ENOMEM, "out of memory");
-				break;
-			}
-			rows = p;
+		if (array_grow((void **)&rows, &cap, n, sizeof(*rows)) < 0) {
+			r = hb_err(-ENOMEM, "out of memory");
+			break;
 		}
 		rows[n].pid = sqlite3_column_int64(st, 0);
 		rows[n].start = (uint64_t)sqlite3_column_int64(st, 1);
