@@ -1185,10 +1185,6 @@ static int fs_died_settle_locked(struct hbd *d, struct sbx *s)
 	return settle_locked(d, s, false);
 }
 
-/* The previous daemon died with s running.  If its mount and its init
- * are both alive the sandbox is taken over as it is (processes and all).
- * Otherwise what is left is stopped and the writes committed: it sleeps, and
- * wakes on the next exec with its whole disk. */
 /* The init a previous daemon left, adopted (its pid and start time as
  * recorded, in its cgroup), or NULL. */
 static struct sandbox *adopt_init(struct hbd *d, struct sbx *s)
