@@ -21,6 +21,7 @@
 
 #include "snapshot/beneath.h"
 #include "snapshot/repo-int.h"
+#include "snapshot/testhook.h"
 #include "snapshot/walk.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -424,6 +425,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	}
 	info.bytes = c.total_bytes;
 	pw.total = c.total_bytes;
+	test_hook_wait("HIBERBOX_TEST_CREATE_READ_WAIT");
 	rc = store_contents(&c, opts->threads);
 	if (rc < 0)
 		goto out;

@@ -639,6 +639,8 @@ static void dir_job(void *arg)
 
 	if (atomic_load(&d->c->error))
 		return;
+	if (d != d->c->top)
+		test_hook_wait("HIBERBOX_TEST_WALK_DIR_WAIT");
 	r = start_dir(d);
 	if (r < 0)
 		walk_fail(d->c, r);

@@ -35,6 +35,7 @@
 
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
+#include "snapshot/testhook.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/workqueue.h"
@@ -649,6 +650,8 @@ int repo_writer_add_fd(struct repo_writer *w, int fd, struct manifest_chunk **ch
 		}
 		memmove(block, block + n, have - (size_t)n);
 		have -= (size_t)n;
+		if (!eof)
+			test_hook_wait("HIBERBOX_TEST_CREATE_MIDREAD_WAIT");
 		if (eof && have == 0)
 			break;
 	}
