@@ -16,8 +16,10 @@
  * be refetched), so a file may be torn.  Every entry is checked against its
  * checksum before it is served for the first time in a session (and whenever
  * it is read whole); a mismatch drops the entry and reads the remote.  An unreadable index is deleted with
- * all cache files.  Files no row points at (a crash between file and row)
- * are removed at open.
+ * all cache files.  Files no row points at (a crash between file and row,
+ * a download cut by a kill) are removed at the next open after a session
+ * died: the last one to close marks the cache clean, and each session holds
+ * a locked file in CACHE/sessions/ that outlives it only if it dies.
  *
  * Each remote has a directory of its own (store-open.c picks it from the
  * location), and the cache also records which remote it belongs to.  A cache
@@ -67,6 +69,8 @@ struct tiered {
 	char *dir;
 	int dirfd;
 	int lockfd; /* CACHE/lock, flock'ed shared while open */
+	int sessionfd; /* CACHE/sessions/<name>, flock'ed exclusively while open */
+	char session[48];
 	sqlite3 *db;
 	pthread_mutex_t lock; /* db, total, clock */
 	uint64_t cap, total, clock;
@@ -354,6 +358,80 @@ static void remove_orphans(struct tiered *t)
 		closedir(d);
 	}
 	closedir(top);
+}
+
+/* Register this session as CACHE/sessions/<pid>.<random>, flock'ed
+ * exclusively until the store is freed.  A file there whose lock can be
+ * taken belongs to a process that died with the cache open, which may have
+ * left half-written downloads and files no row points at: *dead says so (the
+ * "clean" mark cannot, when another session closes cleanly after the death).
+ * Best effort: without a session file a death goes unnoticed, nothing worse. */
+static void session_begin(struct tiered *t, int *dead)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int dfd;
+
+	*dead = 0;
+	if (mkdirat(t->dirfd, "sessions", 0700) < 0 && errno != EEXIST)
+		return;
+	dfd = openat(t->dirfd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if ((d = fdopendir(dfd))) {
+		while ((de = readdir(d))) {
+			int fd;
+
+			if (de->d_name[0] == '.')
+				continue;
+			fd = openat(dirfd(d), de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+			if (fd < 0)
+				continue;
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+				unlinkat(dirfd(d), de->d_name, 0);
+				*dead = 1;
+			}
+			close(fd);
+		}
+	}
+	/* Between our create and our flock another opener may take the new
+	 * file for a dead one and unlink it: a file still linked once the lock
+	 * is ours is safe, else try another name. */
+	for (int tries = 0; tries < 8 && t->sessionfd < 0; tries++) {
+		uint64_t rnd = 0;
+		int fd;
+
+		if (random_bytes(&rnd, sizeof(rnd)) < 0)
+			rnd = now_ns();
+		snprintf(t->session, sizeof(t->session), "%d.%016" PRIx64, (int)getpid(), rnd);
+		fd = openat(dfd, t->session, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			break;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && st.st_nlink > 0)
+			t->sessionfd = fd;
+		else
+			close(fd);
+	}
+	if (d)
+		closedir(d); /* and dfd with it */
+	else
+		close(dfd);
+}
+
+static void session_end(struct tiered *t)
+{
+	char path[64];
+
+	if (t->sessionfd < 0)
+		return;
+	/* Unlinked before the lock goes: never seen unlocked while it lives. */
+	snprintf(path, sizeof(path), "sessions/%s", t->session);
+	unlinkat(t->dirfd, path, 0);
+	close(t->sessionfd);
+	t->sessionfd = -1;
 }
 
 /* ---- entries (callers hold t->lock) ---- */
@@ -717,6 +795,7 @@ static void tiered_free(struct store *s)
 		sqlite3_exec(t->db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
 		db_close(t);
 	}
+	session_end(t);
 	if (t->lockfd >= 0)
 		close(t->lockfd); /* and with it the flock */
 	if (t->dirfd >= 0)
@@ -838,7 +917,7 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		      struct store **out)
 {
 	struct tiered *t;
-	int alone = 0, r;
+	int alone = 0, dead = 0, r;
 
 	*out = NULL;
 	if (!remote || !cache_dir || !*cache_dir) {
@@ -855,6 +934,7 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 	t->remote = remote;
 	t->dirfd = -1;
 	t->lockfd = -1;
+	t->sessionfd = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	if ((r = mkdir_p(AT_FDCWD, cache_dir, 0700)) < 0) {
 		r = hb_err(r, "cache directory %s: %s", cache_dir, strerror(-r));
@@ -899,8 +979,10 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		goto fail;
 	}
 	/* Orphan files come from a session that did not close: only then is
-	 * the (long, for a big cache) scan worth it. */
-	if (meta_get_int(t, "clean") != 1)
+	 * the (long, for a big cache) scan worth it.  The mark says so when that
+	 * session was the last one; its session file when others came after. */
+	session_begin(t, &dead);
+	if (dead || meta_get_int(t, "clean") != 1)
 		remove_orphans(t);
 	meta_set_int(t, "clean", 0);
 	pthread_mutex_lock(&t->lock);

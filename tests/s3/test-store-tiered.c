@@ -337,6 +337,29 @@ int main(void)
 	CHECK(access(orphan, F_OK) != 0);
 	CHECK_OK(store_get(t, "packs/p2", 0, 1000, &b)); /* the dead session's entry serves */
 	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 0);
+
+	/* The same while another session is open and closes cleanly after the
+	 * death (a restore killed by ^C while a mount shares the cache): the
+	 * dead one's half-written download and unindexed file still go. */
+	char partial[400];
+	snprintf(partial, sizeof(partial), "%s/objects/00/partial.tmp", cache_dir);
+	pid = fork();
+	if (pid == 0) {
+		struct store *l2 = NULL, *t2 = NULL;
+		if (store_local_open(remote_dir, 0, &l2) < 0 ||
+		    store_tiered_open(l2, cache_dir, 4 << 20, &t2) < 0 ||
+		    write_file_atomic(AT_FDCWD, orphan, "stray", 5, 0) < 0 ||
+		    write_file_atomic(AT_FDCWD, partial, "half a ra", 9, 0) < 0)
+			_exit(1);
+		_exit(0); /* no store_free: as if killed */
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	store_free(t); /* the other session ends cleanly */
+	t = open_tiered(4 << 20);
+	CHECK(access(orphan, F_OK) != 0 && access(partial, F_OK) != 0);
+	CHECK_OK(store_get(t, "packs/p2", 0, 1000, &b));
+	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 0);
 	store_free(t);
 
 	/* A damaged index: the cache starts over, reads still work. */
