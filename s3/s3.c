@@ -1138,7 +1138,21 @@ int s3_bucket_check(struct s3_client *c)
 int s3_bucket_create(struct s3_client *c)
 {
 	struct s3_request rq = { .method = "PUT" };
-	int r = s3_request_run(c, &rq);
+	char conf[256];
+	int r;
+
+	/* AWS makes a bucket in the region named by LocationConstraint and
+	 * refuses one that is not the endpoint's own; us-east-1 takes none (it
+	 * refuses its own name), nor does R2's "auto". */
+	if (strcmp(c->cfg.region, "us-east-1") && strcmp(c->cfg.region, "auto")) {
+		rq.body = conf;
+		rq.body_len = (size_t)snprintf(
+			conf, sizeof(conf),
+			"<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+			"<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+			c->cfg.region);
+	}
+	r = s3_request_run(c, &rq);
 
 	/* 409: BucketAlreadyOwnedByYou, or (some servers) BucketAlreadyExists for
 	 * our own bucket: fine if we can list it. */

@@ -142,8 +142,9 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg);
 /* Check that the bucket exists and the credentials open it (one request).
  * @return 0, -ENXIO, -EACCES or a network error. */
 int s3_bucket_check(struct s3_client *c);
-/* Create the bucket (tests and first setup).  An existing bucket owned by
- * us is fine. */
+/* Create the bucket (tests and first setup) in cfg.region (sent as its
+ * LocationConstraint outside us-east-1, as AWS wants).  An existing bucket
+ * owned by us is fine. */
 int s3_bucket_create(struct s3_client *c);
 
 /* Counters since s3_client_new (for --json output and tests). */

@@ -10,7 +10,9 @@
 //  - checks x-amz-content-sha256 against the body (400 XAmzContentSHA256Mismatch)
 //    and refuses UNSIGNED-PAYLOAD on PUT/POST;
 //  - enforces If-None-Match: * and If-Match on PUT and CompleteMultipartUpload,
-//    which s3rver ignores;
+//    which s3rver ignores, and CreateBucket's LocationConstraint as AWS does
+//    (the region's name outside us-east-1, none in it; S3_TEST_REGION sets
+//    the region, default us-east-1);
 //  - injects faults on demand (control endpoint below).
 //
 // Usage: node --openssl-legacy-provider server.js --dir DIR [--port N] [--bucket NAME ...]
@@ -203,6 +205,20 @@ async function handle(s3port, req, res, body) {
     const b = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
     res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(b) });
     return res.end(b);
+  }
+
+  // CreateBucket: AWS wants the endpoint's region as LocationConstraint
+  // outside us-east-1 and refuses it there (s3rver takes any body).
+  if (req.method === 'PUT' && /^\/[^/?]+\/?(\?|$)/.test(req.url) && REGION !== 'auto') {
+    const m = /<LocationConstraint>([^<]*)<\/LocationConstraint>/.exec(body.toString());
+    const want = REGION === 'us-east-1' ? null : REGION;
+    if ((m ? m[1] : null) !== want) {
+      if (REGION === 'us-east-1')
+        return sendError(res, 400, 'InvalidLocationConstraint', 'The specified location-constraint is not valid');
+      return sendError(res, 400, 'IllegalLocationConstraintException', m
+        ? 'The ' + m[1] + ' location constraint is incompatible for the region specific endpoint this request was sent to.'
+        : 'The unspecified location constraint is incompatible for the region specific endpoint this request was sent to.');
+    }
   }
 
   const isComplete = req.method === 'POST' && /[?&]uploadId=/.test(req.url);

@@ -1028,6 +1028,45 @@ static void test_tls(const char *tmp)
 	buf_free(&b);
 }
 
+/* A bucket made outside us-east-1: AWS wants the region as its
+ * LocationConstraint (and none in us-east-1); the proxy, started for
+ * eu-west-3, answers as AWS does. */
+static void test_region(const char *tmp)
+{
+	pid_t main_pid = server_pid;
+	int main_port = server_port;
+	char main_data[sizeof(data_dir)];
+	struct s3_config cfg;
+	struct s3_client *c;
+	struct buf b = BUF_INIT;
+	int r;
+
+	memcpy(main_data, data_dir, sizeof(data_dir));
+	snprintf(data_dir, sizeof(data_dir), "%s/region-data", tmp);
+	setenv("S3_TEST_REGION", "eu-west-3", 1);
+	r = start_server(0);
+	unsetenv("S3_TEST_REGION");
+	CHECK_OK(r);
+	if (r == 0) {
+		test_config(&cfg);
+		snprintf(cfg.region, sizeof(cfg.region), "eu-west-3");
+		CHECK_OK(s3_client_new(&cfg, "hb-paris", &c));
+		CHECK_ERR(s3_bucket_check(c), -ENXIO);
+		CHECK_OK(s3_bucket_create(c));
+		CHECK_OK(s3_bucket_check(c));
+		CHECK_OK(s3_bucket_create(c)); /* already ours */
+		CHECK_OK(s3_put(c, "k", "paris", 5, 0, NULL, NULL));
+		CHECK_OK(s3_get(c, "k", 0, S3_GET_ALL, &b, NULL));
+		CHECK(b.len == 5 && !memcmp(b.data, "paris", 5));
+		s3_client_free(c);
+		stop_server(SIGKILL);
+	}
+	server_pid = main_pid;
+	server_port = main_port;
+	memcpy(data_dir, main_data, sizeof(data_dir));
+	buf_free(&b);
+}
+
 /* ---- the store ---- */
 
 struct names {
@@ -1185,6 +1224,7 @@ int main(void)
 	test_store();
 	test_measure();
 	test_tls(tmpl);
+	test_region(tmpl);
 	test_server_death();
 	stop_server(SIGKILL);
 	snprintf(nm, sizeof(nm), "rm -rf '%s'", tmpl);
