@@ -11,6 +11,10 @@
 #define S3_SMALL_REPLY_MAX (4u << 20)   /* create/complete multipart replies */
 #define S3_URL_MAX 8192
 #define S3_QUERY_MAX 4096
+/* Bytes per second an attempt must have averaged once it runs past its
+ * call's deadline plus a stall window (a trickling server never stalls).
+ * Low: 16 transfers sharing a 512 kbit/s link still pass. */
+#define S3_MIN_LATE_RATE (4u * 1024)
 
 struct s3_client {
 	struct s3_config cfg;

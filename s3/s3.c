@@ -332,6 +332,8 @@ struct attempt {
 	uint64_t stall_ns, last_move_ns; /* stall detection */
 	curl_off_t last_down, last_up;
 	int stalled;
+	uint64_t start_ns, late_ns; /* past late_ns, too slow is given up */
+	int too_slow;
 	int etag_not_md5; /* SSE-KMS and SSE-C objects have other ETags */
 	struct buf errbody;
 	char code[128], message[512];
@@ -467,6 +469,14 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 		a->stalled = 1;
 		return 1;
 	}
+	/* A trickle never stalls: past the call's deadline and a stall window,
+	 * an attempt must have averaged S3_MIN_LATE_RATE or it is given up
+	 * (without a retry: the deadline has passed). */
+	if (now > a->late_ns &&
+	    (uint64_t)(dlnow + ulnow) < (now - a->start_ns) / 1000000 * S3_MIN_LATE_RATE / 1000) {
+		a->too_slow = 1;
+		return 1;
+	}
 	return 0;
 }
 
@@ -495,6 +505,13 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 
 	*retry = 0;
 	if (cc != CURLE_OK) {
+		if (a->too_slow)
+			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: too slow: %" PRIu64 " bytes in %.1f s "
+				      "(at least %u KiB/s is needed past the %u ms deadline, "
+				      "HIBERBOX_S3_DEADLINE_MS)", rq->method, c->bucket, what,
+				      (uint64_t)(a->last_down + a->last_up),
+				      (double)(now_ns() - a->start_ns) / 1e9, S3_MIN_LATE_RATE / 1024,
+				      c->cfg.deadline_ms);
 		if (a->stalled) {
 			*retry = 1;
 			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: no data moved for %u ms", rq->method,
@@ -609,7 +626,8 @@ static int verify_md5(const struct s3_request *rq)
 static int perform_once(struct s3_client *c, struct s3_request *rq, const char *url,
 			struct curl_slist *headers, uint64_t deadline_ns, int *retry)
 {
-	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000 };
+	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000,
+			     .start_ns = now_ns() };
 	char errbuf[CURL_ERROR_SIZE] = "", range[64];
 	long stall_s = (long)((c->cfg.stall_timeout_ms + 999) / 1000);
 	curl_off_t up = 0, down = 0;
@@ -619,6 +637,7 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	int r;
 
 	*retry = 0;
+	a.late_ns = deadline_ns + a.stall_ns;
 	if ((r = pool_get(c, deadline_ns, &h)) == -ETIMEDOUT)
 		return hb_err(r, "s3 %s %s/%s: all %u connections stayed busy for %u ms", rq->method,
 			      c->bucket, rq->key ? rq->key : "", c->cfg.parallelism,

@@ -10,7 +10,8 @@
  * Every call retries connection errors, 500/502/503/504, SlowDown,
  * RequestTimeout and a 200 whose body is an error, with exponential backoff
  * and jitter, within a time budget (deadline_ms); a transfer that moves no
- * byte for stall_timeout_ms is abandoned.  Other 4xx answers are not retried.
+ * byte for stall_timeout_ms is abandoned, as is one that trickles on past
+ * the budget.  Other 4xx answers are not retried.
  * Errors carry a hint where one helps (wrong keys, missing bucket, wrong
  * region, clock skew, expired token, untrusted TLS certificate).
  *
@@ -66,7 +67,9 @@ struct s3_config {
 	unsigned stall_timeout_ms;
 	/* HIBERBOX_S3_DEADLINE_MS: no retry starts after one call has run this long,
 	 * so a call against a dead server fails within about deadline_ms +
-	 * stall_timeout_ms (+ connect_timeout_ms). */
+	 * stall_timeout_ms (+ connect_timeout_ms).  An attempt still running
+	 * then goes on only while it averages 4 KiB/s (a server trickling
+	 * bytes never stalls). */
 	unsigned deadline_ms;
 	unsigned max_retries;    /* HIBERBOX_S3_RETRIES */
 	unsigned retry_base_ms;  /* HIBERBOX_S3_RETRY_BASE_MS: first backoff */

@@ -26,7 +26,8 @@
 //        kinds: slowdown (503 SlowDown), error500, reset (half the body then
 //        a connection reset), truncate (half the body then a clean close),
 //        corrupt (one byte of the body flipped), stall (half the body, then
-//        silence), delay (ms before answering), error200 (200 whose body is
+//        silence), delay (ms before answering), trickle (the body one byte
+//        every ms, default 50), error200 (200 whose body is
 //        an <Error>; meant for CompleteMultipartUpload), error (an S3 error
 //        answer: &status=400&code=RequestTimeout)
 //   POST /__control/clear      drop pending faults and zero the counters
@@ -264,6 +265,20 @@ async function handle(s3port, req, res, body) {
     if (fault.kind === 'stall') return; // headers and half the body, then silence
     // Let the half body reach the client before the connection goes.
     return setTimeout(() => (fault.kind === 'reset' ? req.socket.resetAndDestroy() : req.socket.end()), 50);
+  }
+  if (fault && fault.kind === 'trickle' && req.method !== 'HEAD') {
+    // The whole answer, one byte every ms (default 50): never a stall, never done soon.
+    res.writeHead(up.status, headers);
+    let i = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || i >= out.length) {
+        clearInterval(timer);
+        return res.destroyed ? undefined : res.end();
+      }
+      res.write(out.subarray(i, i + 1));
+      i++;
+    }, fault.ms || 50);
+    return;
   }
   res.writeHead(up.status, headers);
   res.end(req.method === 'HEAD' ? undefined : out);

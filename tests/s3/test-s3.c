@@ -821,6 +821,27 @@ static void test_faults(void)
 	CHECK(b.len == sizeof(data));
 	s3_client_free(c);
 
+	/* A trickle (a byte every 50 ms: never a stall) is not waited for to
+	 * its end: past deadline + stall, an attempt that averages under
+	 * S3_MIN_LATE_RATE is given up.  300 bytes take 15 s; the limit is 3 s. */
+	test_config(&cfg);
+	cfg.stall_timeout_ms = 1000;
+	cfg.deadline_ms = 2000;
+	c = new_client(&cfg);
+	CHECK_OK(s3_put(c, "f/small", data, 300, 0, NULL, NULL));
+	control("fault?kind=trickle&count=1&method=GET&ms=50", NULL);
+	t0 = now_ns();
+	CHECK_ERR(s3_get(c, "f/small", 0, S3_GET_ALL, &b, NULL), -ETIMEDOUT);
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("trickled GET failed after %.2f s (deadline 2 s, stall 1 s): %s\n", secs,
+	       hb_errmsg(-ETIMEDOUT));
+	CHECK(secs >= 2.5 && secs < 6);
+	CHECK(strstr(hb_errmsg(-ETIMEDOUT), "too slow"));
+	CHECK(stat_field("trickle") == 1);
+	CHECK_OK(s3_get(c, "f/small", 0, S3_GET_ALL, &b, NULL)); /* the next one is fine */
+	CHECK(b.len == 300 && !memcmp(b.data, data, 300));
+	s3_client_free(c);
+
 	/* Every connection held by a stalled transfer: a caller waiting for one
 	 * gives up at its own deadline instead of queueing without end. */
 	test_config(&cfg);
