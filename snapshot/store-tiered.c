@@ -10,7 +10,9 @@
  * Reads: cache, then remote (and the answer is cached).  Writes: remote
  * first, then the cache, so the cache never holds what the remote lacks.
  * Size cap: least recently used entries are evicted once the total passes
- * cache_bytes; one entry may use at most an eighth of it.
+ * cache_bytes; one entry may use at most an eighth of it.  Access stamps are
+ * wall-clock times, written within a second, so that sessions sharing the
+ * cache (mounts, commands) evict by their common order of use.
  *
  * After a crash: cache files are written without fsync (the cache can always
  * be refetched), so a file may be torn.  Every entry is checked against its
@@ -52,6 +54,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -62,6 +65,7 @@
 #define TIERED_MIN_DEFAULT_BYTES ((uint64_t)64 << 20)
 #define TIERED_ENTRY_FRACTION 8 /* one entry at most cap / 8 */
 #define TIERED_PENDING_TOUCHES 256 /* access stamps written in one transaction */
+#define TIERED_TOUCH_DELAY_US 1000000 /* ... or once the oldest waits this long */
 
 struct tiered {
 	struct store base;
@@ -73,6 +77,8 @@ struct tiered {
 	char session[48];
 	sqlite3 *db;
 	pthread_mutex_t lock; /* db, total, clock */
+	/* clock: the last access stamp given, in microseconds of wall-clock
+	 * time, so that the stamps of all sessions sharing the cache compare. */
 	uint64_t cap, total, clock;
 	int64_t generation; /* this session: entries verified in it need no re-check */
 	/* Access stamps of cache hits, written in batches: a write transaction
@@ -528,12 +534,32 @@ static void flush_touches_locked(struct tiered *t)
 	t->npending = 0;
 }
 
+/* An access stamp: the time now, and always after the session's last one.
+ * A count per session, as it was, put every use in a session opened long
+ * ago (a mount) before any use in later ones, whose counts started higher:
+ * LRU then evicted the long-lived session's working set first. */
+static int64_t stamp_locked(struct tiered *t)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	t->clock = now > t->clock ? now : t->clock + 1;
+	return (int64_t)t->clock;
+}
+
 static void touch_locked(struct tiered *t, int64_t rowid)
 {
-	if (t->npending == TIERED_PENDING_TOUCHES)
+	int64_t now = stamp_locked(t);
+
+	/* Other sessions evict by these stamps: a long-lived one (a mount)
+	 * must not keep them to itself. */
+	if (t->npending == TIERED_PENDING_TOUCHES ||
+	    (t->npending > 0 && now - t->pending[0].atime > TIERED_TOUCH_DELAY_US))
 		flush_touches_locked(t);
 	t->pending[t->npending].rowid = rowid;
-	t->pending[t->npending].atime = (int64_t)++t->clock;
+	t->pending[t->npending].atime = now;
 	t->npending++;
 }
 
@@ -570,7 +596,7 @@ static void cache_insert(struct tiered *t, const char *name, int whole, uint64_t
 	sqlite3_bind_text(q, 5, file, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 6, (int64_t)size);
 	sqlite3_bind_int64(q, 7, checksum(data, size));
-	sqlite3_bind_int64(q, 8, (int64_t)++t->clock);
+	sqlite3_bind_int64(q, 8, stamp_locked(t));
 	sqlite3_bind_int64(q, 9, t->generation);
 	if (sqlite3_step(q) == SQLITE_DONE) {
 		if (sqlite3_changes(t->db) > 0)

@@ -402,6 +402,51 @@ int main(void)
 	CHECK_ERR(store_stat(t, "packs/obj00", &size), -ENOENT);
 	store_free(t);
 
+	/* Least recently used across sessions (the mounts and commands sharing
+	 * one cache): a session opened long ago uses an entry after another
+	 * session's many uses of its own; when that other session must evict,
+	 * the entry just used stays and one of its own old ones goes. */
+	{
+		struct store *t1, *t2;
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cache_dir);
+		CHECK(system(cmd) == 0);
+		t1 = open_tiered(1 << 20); /* entries up to 128 KiB */
+		fill(obj, sizeof(obj), 100);
+		CHECK_OK(store_put(t1, "packs/lru-x", obj, sizeof(obj), 0));
+		t2 = open_tiered(1 << 20);
+		for (int i = 0; i < 8; i++) { /* 900 KB with x */
+			fill(obj, sizeof(obj), (unsigned)(101 + i));
+			snprintf(name, sizeof(name), "packs/lru-y%d", i);
+			CHECK_OK(store_put(t2, name, obj, sizeof(obj), 0));
+		}
+		for (int round = 0; round < 20; round++)
+			for (int i = 0; i < 8; i++) {
+				snprintf(name, sizeof(name), "packs/lru-y%d", i);
+				CHECK_OK(store_get(t2, name, 0, 100, &b));
+			}
+		usleep(2000);
+		CHECK_OK(store_get(t1, "packs/lru-x", 0, 100, &b)); /* the latest use */
+		/* t1 stays open (a mount): its stamps reach the index within a
+		 * second of use, with its next read. */
+		usleep(1100000);
+		CHECK_OK(store_get(t1, "packs/lru-x", 100, 100, &b));
+		for (int i = 8; i < 10; i++) { /* past the cap: one entry goes */
+			fill(obj, sizeof(obj), (unsigned)(101 + i));
+			snprintf(name, sizeof(name), "packs/lru-y%d", i);
+			CHECK_OK(store_put(t2, name, obj, sizeof(obj), 0));
+		}
+		store_free(t2);
+		store_free(t1);
+		t = open_tiered(1 << 20);
+		CHECK_OK(store_get(t, "packs/lru-x", 0, STORE_GET_ALL, &b));
+		CHECK(counter->gets == 0); /* x was used last: still cached */
+		CHECK_OK(store_get(t, "packs/lru-y0", 0, STORE_GET_ALL, &b));
+		CHECK(counter->gets == 1); /* y0, used least recently, went */
+		store_free(t);
+	}
+
 	/* A smaller cap while another process holds the index's write lock:
 	 * eviction cannot delete a row, and must give up (the next store tries
 	 * again) instead of retrying the same rows for ever under the lock
