@@ -35,7 +35,9 @@
  * bad copy is not served twice.
  *
  * Several processes may share a cache directory (SQLite serialises them);
- * each keeps its own running total, so the cap is then approximate.
+ * each keeps a running total of the bytes cached, and reads the index's sum
+ * again once it has added a sixteenth of the cap or a second has passed:
+ * the others' inserts count against the cap too.
  *
  * Locking: one mutex around the SQLite handle and the byte total; file I/O
  * and remote requests run outside it, so many threads read at once.
@@ -80,6 +82,7 @@ struct tiered {
 	/* clock: the last access stamp given, in microseconds of wall-clock
 	 * time, so that the stamps of all sessions sharing the cache compare. */
 	uint64_t cap, total, clock;
+	uint64_t added, summed_ns; /* bytes added since total was last summed, and when */
 	int64_t generation; /* this session: entries verified in it need no re-check */
 	/* Access stamps of cache hits, written in batches: a write transaction
 	 * per hit would cost more than the hit. */
@@ -89,7 +92,7 @@ struct tiered {
 	unsigned npending;
 	uint64_t hits, misses; /* atomics */
 	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
-		*q_oldest, *q_exists, *q_ranges;
+		*q_oldest, *q_exists, *q_ranges, *q_total;
 };
 
 struct entry {
@@ -155,7 +158,7 @@ static void db_close(struct tiered *t)
 {
 	sqlite3_stmt **stmts[] = { &t->q_lookup, &t->q_insert, &t->q_touch, &t->q_verified,
 				   &t->q_delete, &t->q_by_name, &t->q_oldest, &t->q_exists,
-				   &t->q_ranges };
+				   &t->q_ranges, &t->q_total };
 
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		sqlite3_finalize(*stmts[i]);
@@ -192,6 +195,7 @@ static int db_open(struct tiered *t)
 		{ &t->q_oldest, "SELECT rowid, file, size FROM entries ORDER BY atime LIMIT 64" },
 		{ &t->q_exists, "SELECT 1 FROM entries WHERE file=?1" },
 		{ &t->q_ranges, "SELECT whole, off, size FROM entries WHERE name=?1 ORDER BY off" },
+		{ &t->q_total, "SELECT COALESCE(SUM(size),0) FROM entries" },
 	};
 
 	snprintf(path, sizeof(path), "%s/index.sqlite", t->dir);
@@ -236,6 +240,7 @@ static int db_open(struct tiered *t)
 	if (rc == SQLITE_ROW) {
 		t->total = (uint64_t)sqlite3_column_int64(st, 0);
 		t->clock = (uint64_t)sqlite3_column_int64(st, 1);
+		t->summed_ns = now_ns();
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
@@ -599,13 +604,24 @@ static void cache_insert(struct tiered *t, const char *name, int whole, uint64_t
 	sqlite3_bind_int64(q, 8, stamp_locked(t));
 	sqlite3_bind_int64(q, 9, t->generation);
 	if (sqlite3_step(q) == SQLITE_DONE) {
-		if (sqlite3_changes(t->db) > 0)
+		if (sqlite3_changes(t->db) > 0) {
 			t->total += size;
+			t->added += size;
+		}
 	} else {
 		unlinkat(t->dirfd, file, 0);
 	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
+	/* What other sessions stored counts too (the daemon's mounts of one
+	 * repository each add their own): sum the index again now and then. */
+	if (t->added > t->cap / 16 || now_ns() - t->summed_ns > 1000000000) {
+		if (sqlite3_step(t->q_total) == SQLITE_ROW)
+			t->total = (uint64_t)sqlite3_column_int64(t->q_total, 0);
+		sqlite3_reset(t->q_total);
+		t->added = 0;
+		t->summed_ns = now_ns();
+	}
 	evict_locked(t);
 	pthread_mutex_unlock(&t->lock);
 }

@@ -447,6 +447,29 @@ int main(void)
 		store_free(t);
 	}
 
+	/* The cap holds for the sum of what sessions sharing the cache store
+	 * (the daemon's mounts of one repository): each counting only its own
+	 * inserts, two sessions filled two caps. */
+	{
+		struct store *t1, *t2;
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cache_dir);
+		CHECK(system(cmd) == 0);
+		t1 = open_tiered(1 << 20);
+		t2 = open_tiered(1 << 20);
+		for (int i = 0; i < 16; i++) {
+			fill(obj, sizeof(obj), (unsigned)(200 + i));
+			snprintf(name, sizeof(name), "packs/cap-%d", i);
+			CHECK_OK(store_put(i % 2 ? t2 : t1, name, obj, sizeof(obj), 0));
+		}
+		printf("two sessions, cap 1 MiB: %llu bytes cached\n",
+		       (unsigned long long)cache_file_bytes());
+		CHECK(cache_file_bytes() <= (1 << 20));
+		store_free(t1);
+		store_free(t2);
+	}
+
 	/* A smaller cap while another process holds the index's write lock:
 	 * eviction cannot delete a row, and must give up (the next store tries
 	 * again) instead of retrying the same rows for ever under the lock
