@@ -156,6 +156,7 @@ struct hbfs {
 	bool no_opendir;             /* the kernel opens directories without us */
 	bool no_open;                /* ... and files (see lazy_state in ops.c) */
 	bool no_create;              /* new files come as MKNOD (hb_create) */
+	bool posix_acl;              /* FUSE_POSIX_ACL: ACLs, umask and inheritance are ours */
 	unsigned test_pause_ms;      /* HIBERBOX_FS_TEST_PAUSE_MS: see hbfs_test_pause */
 	struct chunk_cache *cache;
 	struct workqueue *readahead;
@@ -203,6 +204,10 @@ void node_maybe_free(struct hbfs *fs, struct node *n);
 const char *node_symlink(struct hbfs *fs, struct node *n);
 /* xattrs: lower ones until the first change. */
 int node_xattrs_own(struct hbfs *fs, struct node *n);
+/* The stored value of xattr name of n (its own or the lower entry's):
+ * valid until the next change of n's xattrs. */
+bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,
+		    const uint8_t **value, uint32_t *len);
 void node_fill_stat(struct hbfs *fs, const struct node *n, struct stat *st);
 /* uid shifting between stored and presented ids. */
 uint32_t id_to_host(const struct hbfs *fs, uint32_t id);

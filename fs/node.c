@@ -569,6 +569,33 @@ int node_xattrs_own(struct hbfs *fs, struct node *n)
 	return 0;
 }
 
+bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,
+		    const uint8_t **value, uint32_t *len)
+{
+	if (n->flags & NODE_XATTR_OWN) {
+		for (uint32_t k = 0; k < n->nxattrs; k++)
+			if (!strcmp(n->xattrs[k].name, name)) {
+				*value = n->xattrs[k].value;
+				*len = n->xattrs[k].len;
+				return true;
+			}
+		return false;
+	}
+	const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
+
+	for (uint32_t k = 0; k < mn->nxattrs; k++) {
+		struct manifest_xattr x;
+
+		manifest_xattr(fs->m, (uint32_t)n->lower, k, &x);
+		if (!strcmp(x.name, name)) {
+			*value = x.value;
+			*len = x.value_len;
+			return true;
+		}
+	}
+	return false;
+}
+
 void node_fill_stat(struct hbfs *fs, const struct node *n, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));

@@ -2,8 +2,10 @@
  * end.  Node ids given to the kernel are node pointers (the root is 1); a node
  * lives while the kernel holds a lookup on it, it is open, or it has a name.
  *
- * Permission checks are the kernel's (default_permissions); what is checked
- * here is what only the filesystem knows: existence, emptiness, types.
+ * Permission checks are the kernel's (default_permissions, with the POSIX
+ * ACLs it reads through getxattr); what is checked here is what only the
+ * filesystem knows: existence, emptiness, types.  Keeping ACLs and modes in
+ * step, and inheritance, are ours (acl.h).
  * Every namespace or metadata change appends one journal record (upper.c)
  * before it is answered, so an answered change survives a kill of this
  * process.
@@ -22,6 +24,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "fs/acl.h"
 #include "fs/fs-int.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -82,6 +85,30 @@ static void unlock(struct hbfs *fs)
  * the feature ignores the flag and clears the bits itself as before. */
 static __thread bool kill_flagged;
 static bool init_reply_pending;
+/* FUSE_SETXATTR_EXT, which libfuse 3.14 does not know either: the kernel
+ * then flags a SETXATTR of an access ACL whose caller is neither in the
+ * file's group nor holds CAP_FSETID over it (the setgid bit goes, as
+ * posix_acl_update_mode clears it on ext4).  io_read takes the flag into
+ * acl_kill_sgid and hands libfuse the request in the old layout. */
+static bool setxattr_ext;
+static __thread bool acl_kill_sgid;
+
+/* A SETXATTR in the extended layout made into the compat one libfuse
+ * parses (the name follows size and flags there); returns the new length. */
+static size_t setxattr_compat(void *buf, size_t len)
+{
+	struct fuse_in_header *h = buf;
+	struct fuse_setxattr_in *in = (void *)(h + 1);
+	const size_t drop = sizeof(*in) - FUSE_COMPAT_SETXATTR_IN_SIZE;
+
+	if (len < sizeof(*h) + sizeof(*in))
+		return len;
+	acl_kill_sgid = in->setxattr_flags & FUSE_SETXATTR_ACL_KILL_SGID;
+	memmove((uint8_t *)in + FUSE_COMPAT_SETXATTR_IN_SIZE, in + 1,
+		len - sizeof(*h) - sizeof(*in));
+	h->len -= (uint32_t)drop;
+	return len - drop;
+}
 
 static bool request_kills(const void *buf, size_t len)
 {
@@ -121,6 +148,11 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 	    ((struct fuse_in_header *)buf)->opcode == FUSE_TMPFILE)
 		((struct fuse_in_header *)buf)->opcode = FUSE_CREATE;
 	kill_flagged = n > 0 && request_kills(buf, (size_t)n);
+	acl_kill_sgid = false;
+	if (__atomic_load_n(&setxattr_ext, __ATOMIC_RELAXED) &&
+	    n >= (ssize_t)sizeof(struct fuse_in_header) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_SETXATTR)
+		n = (ssize_t)setxattr_compat(buf, (size_t)n);
 	return n; /* errno as read left it: libfuse looks at it */
 }
 
@@ -131,7 +163,8 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 	 * before it. */
 	if (__atomic_exchange_n(&init_reply_pending, false, __ATOMIC_ACQ_REL) && count >= 2 &&
 	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
-		((struct fuse_init_out *)iov[1].iov_base)->flags |= FUSE_HANDLE_KILLPRIV_V2;
+		((struct fuse_init_out *)iov[1].iov_base)->flags |=
+			FUSE_HANDLE_KILLPRIV_V2 | (setxattr_ext ? FUSE_SETXATTR_EXT : 0);
 	return writev(fd, iov, count);
 }
 
@@ -391,6 +424,82 @@ static void node_meta_restore(struct node *n, const struct node_meta *m)
 	n->ctime = m->ctime;
 }
 
+static struct xattr *xattr_find(struct node *n, const char *name)
+{
+	for (uint32_t k = 0; k < n->nxattrs; k++)
+		if (!strcmp(n->xattrs[k].name, name))
+			return &n->xattrs[k];
+	return NULL;
+}
+
+/* A new xattr of n (which must own its xattrs, and not have name yet),
+ * taking value; NULL when out of memory (value is then freed). */
+static struct xattr *xattr_add(struct node *n, const char *name, uint8_t *value, uint32_t len)
+{
+	struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
+	char *nm = strdup(name);
+
+	if (xs)
+		n->xattrs = xs;
+	if (!xs || !nm) {
+		free(nm);
+		free(value);
+		return NULL;
+	}
+	xs[n->nxattrs] = (struct xattr){ nm, value, len };
+	return &xs[n->nxattrs++];
+}
+
+static uint8_t *memdup(const void *p, size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+
+	if (copy)
+		memcpy(copy, p, len);
+	return copy;
+}
+
+/* A chmod keeps n's access ACL in step (posix_acl_chmod on ext4): its
+ * owner, other and mask (or group) entries take the new mode's bits.  The
+ * new value goes in at once; *old keeps the one it replaced for an undo
+ * (acl_chmod_undo, or free once the change is in).  Tree lock held
+ * exclusively. */
+static int acl_follow_chmod(struct hbfs *fs, struct node *n, struct xattr **acl, uint8_t **old)
+{
+	const uint8_t *v;
+	uint32_t len;
+	uint8_t *copy;
+	int r;
+
+	*acl = NULL;
+	*old = NULL;
+	if (S_ISLNK(n->mode) || !node_xattr_get(fs, n, ACL_XATTR_ACCESS, &v, &len))
+		return 0;
+	r = node_xattrs_own(fs, n);
+	if (r < 0)
+		return r;
+	*acl = xattr_find(n, ACL_XATTR_ACCESS);
+	copy = memdup((*acl)->value, (*acl)->len);
+	if (!copy)
+		return -ENOMEM;
+	if (acl_chmod(copy, (*acl)->len, n->mode) < 0) { /* a malformed value: left as it is */
+		free(copy);
+		*acl = NULL;
+		return 0;
+	}
+	*old = (*acl)->value;
+	(*acl)->value = copy;
+	return 0;
+}
+
+static void acl_chmod_undo(struct xattr *acl, uint8_t *old)
+{
+	if (acl) {
+		free(acl->value);
+		acl->value = old;
+	}
+}
+
 static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -398,6 +507,8 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node *n = N(fs, ino);
 	struct timespec now = now_ts();
 	struct node_meta old;
+	struct xattr *acl = NULL;
+	uint8_t *acl_old = NULL;
 	struct stat st;
 	int r = 0;
 
@@ -410,9 +521,14 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	/* what is put back if the journal refuses the change (a truncate
 	 * stands: the data file is the record of size) */
 	old = node_meta_save(n);
-	if (to_set & FUSE_SET_ATTR_MODE)
+	if (to_set & FUSE_SET_ATTR_MODE) {
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
-	else if (kill_flagged) /* chown, or truncate without CAP_FSETID */
+		r = acl_follow_chmod(fs, n, &acl, &acl_old);
+		if (r < 0) {
+			node_meta_restore(n, &old);
+			goto out;
+		}
+	} else if (kill_flagged) /* chown, or truncate without CAP_FSETID */
 		kill_suidgid(req, fs, n, to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID));
 	if (to_set & FUSE_SET_ATTR_UID)
 		n->uid = id_from_host(fs, attr->st_uid);
@@ -433,8 +549,10 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	r = journal_nodes(fs, n, NULL);
 	if (r < 0) {
 		node_meta_restore(n, &old);
+		acl_chmod_undo(acl, acl_old);
 		goto out;
 	}
+	free(acl_old);
 	if ((to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_SIZE)) &&
 	    (n->flags & NODE_UPPER_DATA)) {
 		/* The data file's mtime is the one a remount believes (through
@@ -490,6 +608,45 @@ static int file_state_new(struct node *n, int fd)
 	return 0;
 }
 
+/* A new node's mode and ACLs from its directory d, as ext4 makes them
+ * (posix_acl_create): when d has a default ACL, n gets an access ACL made
+ * from it and limited by the mode asked for (and the mode by it), a
+ * directory the default ACL too, and the umask plays no part; without one
+ * the umask applies (the kernel leaves both to us: FUSE_DONT_MASK).
+ * Symlinks get neither.  n is new: it owns its xattrs and has none.  Tree
+ * lock held exclusively. */
+static int acl_inherit(fuse_req_t req, struct hbfs *fs, struct node *d, struct node *n)
+{
+	const uint8_t *def;
+	uint8_t *acc;
+	uint32_t len;
+	int r;
+
+	if (!fs->posix_acl || S_ISLNK(n->mode))
+		return 0;
+	if (!node_xattr_get(fs, d, ACL_XATTR_DEFAULT, &def, &len)) {
+		n->mode &= ~(uint32_t)(fuse_req_ctx(req)->umask & 0777);
+		return 0;
+	}
+	acc = memdup(def, len);
+	if (!acc)
+		return -ENOMEM;
+	r = acl_create_masq(acc, len, &n->mode);
+	if (r <= 0)
+		free(acc);
+	if (r < 0) /* never set through the kernel, which checks ACLs */
+		return -EIO;
+	if (r > 0 && !xattr_add(n, ACL_XATTR_ACCESS, acc, len))
+		return -ENOMEM;
+	if (S_ISDIR(n->mode)) {
+		uint8_t *copy = memdup(def, len);
+
+		if (!copy || !xattr_add(n, ACL_XATTR_DEFAULT, copy, len))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* A new node of the caller's for directory d, with no name yet (nlink 0);
  * a regular file gets its empty data file, open if keep_open.  Tree lock
  * held exclusively. */
@@ -524,7 +681,8 @@ static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode
 	}
 	n->rdev = rdev;
 	n->atime = n->mtime = n->ctime = now;
-	if (target) {
+	r = acl_inherit(req, fs, d, n);
+	if (!r && target) {
 		n->target = strdup(target);
 		if (!n->target)
 			r = -ENOMEM;
@@ -1583,14 +1741,6 @@ static void hb_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static struct xattr *xattr_find(struct node *n, const char *name)
-{
-	for (uint32_t k = 0; k < n->nxattrs; k++)
-		if (!strcmp(n->xattrs[k].name, name))
-			return &n->xattrs[k];
-	return NULL;
-}
-
 /* Bytes of n's own xattrs, names and values (see HBFS_XATTR_NODE_MAX_BYTES). */
 static size_t xattr_bytes(const struct node *n)
 {
@@ -1611,6 +1761,51 @@ static size_t xattr_list_bytes(const struct node *n)
 	return total;
 }
 
+/* Remove xattr x of n (n owns its xattrs; x NULL: none to remove) and set
+ * its mode, in one record; memory changes only once the record is in. */
+static int xattr_drop(struct hbfs *fs, struct node *n, struct xattr *x, uint32_t mode)
+{
+	struct xattr gone = x ? *x : (struct xattr){ 0 };
+	struct node_meta old = node_meta_save(n);
+	int r;
+
+	if (x)
+		*x = n->xattrs[--n->nxattrs];
+	n->mode = mode;
+	n->ctime = now_ts();
+	r = journal_nodes(fs, n, NULL);
+	if (r < 0) {
+		node_meta_restore(n, &old);
+		if (x) {
+			n->xattrs[n->nxattrs++] = *x;
+			*x = gone;
+		}
+	} else {
+		free(gone.name);
+		free(gone.value);
+	}
+	return r;
+}
+
+/* What setting an ACL does beside storing it (posix_acl_update_mode on
+ * ext4): an access ACL sets the mode's permission bits (the group's from
+ * its mask), and setgid goes when the kernel says the caller may not keep
+ * it; an access ACL the mode says all of is not kept (returns 0, else 1).
+ * value is stored-form; -EINVAL when malformed. */
+static int acl_setting(const char *name, const uint8_t *value, size_t size, uint32_t *mode)
+{
+	int r;
+
+	if (!strcmp(name, ACL_XATTR_DEFAULT))
+		return acl_check(value, size) < 0 ? -EINVAL : 1;
+	if (strcmp(name, ACL_XATTR_ACCESS))
+		return 1;
+	r = acl_equiv_mode(value, size, mode);
+	if (r >= 0 && acl_kill_sgid)
+		*mode &= ~(uint32_t)S_ISGID;
+	return r;
+}
+
 /* Memory changes only once the record is in: a change the journal refused
  * (upper disk full) is not seen either, now or after a remount. */
 static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -1619,7 +1814,8 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino);
 	struct xattr *x, old;
-	struct timespec old_ctime;
+	struct node_meta old_meta;
+	uint32_t mode;
 	uint8_t *copy;
 	int r;
 
@@ -1654,40 +1850,38 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		r = -ENOSPC;
 		goto out;
 	}
-	copy = malloc(size ? size : 1);
+	copy = memdup(value, size);
 	if (!copy) {
 		r = -ENOMEM;
 		goto out;
 	}
-	memcpy(copy, value, size);
 	xattr_shift_ids(fs, name, copy, size, false);
+	mode = n->mode;
+	r = acl_setting(name, copy, size, &mode);
+	if (r <= 0) {
+		free(copy);
+		if (!r)
+			r = xattr_drop(fs, n, x, mode);
+		goto out;
+	}
 	if (!x) {
-		struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
-		char *nm = strdup(name);
-
-		if (!xs || !nm) {
-			if (xs)
-				n->xattrs = xs;
-			free(nm);
+		x = xattr_add(n, name, NULL, 0);
+		if (!x) {
 			free(copy);
 			r = -ENOMEM;
 			goto out;
 		}
-		n->xattrs = xs;
-		x = &xs[n->nxattrs++];
-		x->name = nm;
-		x->value = NULL;
-		x->len = 0;
 	}
 	old = *x;
-	old_ctime = n->ctime;
+	old_meta = node_meta_save(n);
 	x->value = copy;
 	x->len = (uint32_t)size;
+	n->mode = mode;
 	n->ctime = now_ts();
 	r = journal_nodes(fs, n, NULL);
 	if (r < 0) {
 		*x = old;
-		n->ctime = old_ctime;
+		node_meta_restore(n, &old_meta);
 		free(copy);
 		if (!old.value) { /* it was new: the last one */
 			free(x->name);
@@ -1735,31 +1929,14 @@ static void reply_value(fuse_req_t req, struct hbfs *fs, const char *name, const
 static void hb_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct hbfs *fs = FS(req);
-	struct node *n = N(fs, ino);
+	const uint8_t *value;
+	uint32_t len;
 
 	rdlock(fs);
-	if (n->flags & NODE_XATTR_OWN) {
-		struct xattr *x = xattr_find(n, name);
-
-		if (x)
-			reply_value(req, fs, name, x->value, x->len, size);
-		else
-			fuse_reply_err(req, ENODATA);
-	} else {
-		const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
-		uint32_t k;
-		struct manifest_xattr x;
-
-		for (k = 0; k < mn->nxattrs; k++) {
-			manifest_xattr(fs->m, (uint32_t)n->lower, k, &x);
-			if (!strcmp(x.name, name))
-				break;
-		}
-		if (k < mn->nxattrs)
-			reply_value(req, fs, name, x.value, x.value_len, size);
-		else
-			fuse_reply_err(req, ENODATA);
-	}
+	if (node_xattr_get(fs, N(fs, ino), name, &value, &len))
+		reply_value(req, fs, name, value, len, size);
+	else
+		fuse_reply_err(req, ENODATA);
 	unlock(fs);
 }
 
@@ -1804,27 +1981,13 @@ static void hb_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (r < 0)
 		goto out;
 	x = xattr_find(n, name);
-	if (!x) {
+	if (x)
+		r = xattr_drop(fs, n, x, n->mode);
+	else if (fs->posix_acl &&
+		 (!strcmp(name, ACL_XATTR_ACCESS) || !strcmp(name, ACL_XATTR_DEFAULT)))
+		r = 0; /* removing an ACL that is not there is no error (ext4) */
+	else
 		r = -ENODATA;
-		goto out;
-	}
-	{
-		/* removed in memory for the record, put back if it fails */
-		struct xattr gone = *x;
-		struct timespec old_ctime = n->ctime;
-
-		*x = n->xattrs[--n->nxattrs];
-		n->ctime = now_ts();
-		r = journal_nodes(fs, n, NULL);
-		if (r < 0) {
-			n->xattrs[n->nxattrs++] = *x;
-			*x = gone;
-			n->ctime = old_ctime;
-		} else {
-			free(gone.name);
-			free(gone.value);
-		}
-	}
 out:
 	unlock(fs);
 	fuse_reply_err(req, -r);
@@ -1939,8 +2102,18 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	/* We clear setuid/setgid (kill_suidgid): see hbfs_io. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ; /* requests go through io_read */
-	if (!fuse_session_custom_io(fs->se, &hbfs_io, fuse_session_fd(fs->se)))
+	/* POSIX ACLs as ext4 has them: the kernel reads (and caches) them for
+	 * its permission checks; keeping them and the mode in step, the
+	 * inheritance of default ACLs and so the umask (the kernel leaves new
+	 * modes unmasked: FUSE_DONT_MASK) are ours (acl.h, acl_inherit). */
+	fs->posix_acl = (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK);
+	if (fs->posix_acl)
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+	if (!fuse_session_custom_io(fs->se, &hbfs_io, fuse_session_fd(fs->se))) {
+		/* the extended SETXATTR came with protocol 7.33 */
+		setxattr_ext = fs->posix_acl && conn->proto_minor >= 33;
 		__atomic_store_n(&init_reply_pending, true, __ATOMIC_RELEASE);
+	}
 	conn->max_readahead = 1u << 20;
 	/* One write() of up to 1 MiB arrives as one request, so a commit
 	 * captures it wholly or not at all (and big writes cost fewer trips). */
