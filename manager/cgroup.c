@@ -446,6 +446,11 @@ int cgroup_open(struct sandbox_cgroup **out, const char *name)
 	return 0;
 }
 
+int cgroup_set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim)
+{
+	return set_limits(cg, lim);
+}
+
 int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid)
 {
 	char v[32];

@@ -136,6 +136,8 @@ int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sa
 /* The groups of a running sandbox (after a restart): -ENOENT if absent. */
 int cgroup_open(struct sandbox_cgroup **out, const char *name);
 int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
+/* Limits of a group cgroup_open() found (0: that limit left as it is). */
+int cgroup_set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim);
 int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen);
 /* How many tasks the kernel's OOM killer killed in the memory group. */
 unsigned cgroup_oom_kills(struct sandbox_cgroup *cg);

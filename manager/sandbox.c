@@ -1001,6 +1001,26 @@ int sandbox_kill_cgroups(const char *name)
 	return remove_cgroups(name, true);
 }
 
+int sandbox_cgroup_confine(const char *name, const struct sandbox_limits *lim, pid_t pid)
+{
+	struct sandbox_cgroup *cg;
+	int r = check_name(name);
+
+	if (r < 0)
+		return r;
+	/* groups a previous helper left (its daemon died) are taken again */
+	if ((r = cgroup_create(&cg, name, lim)) == -EEXIST) {
+		hb_err_clear();
+		if ((r = cgroup_open(&cg, name)) == 0 && (r = cgroup_set_limits(cg, lim)) < 0)
+			cgroup_forget(cg);
+	}
+	if (r < 0)
+		return r;
+	r = cgroup_add_pid(cg, pid);
+	cgroup_forget(cg);
+	return r < 0 ? hb_err(r, "cgroup %s: moving %d in: %s", name, (int)pid, strerror(-r)) : 0;
+}
+
 void sandbox_release(struct sandbox *sb)
 {
 	if (!sb)

@@ -163,6 +163,12 @@ int sandbox_remove_cgroups(const char *name);
  * started but was never recorded (its daemon died in between).  Every task
  * in them is killed first. */
 int sandbox_kill_cgroups(const char *name);
+/* Put pid, a process that works for a sandbox from outside it (the fs
+ * process serving its root), in groups of its own named name with limits
+ * lim: what the sandbox makes it allocate is then bounded too.  Groups of
+ * that name left by an earlier helper are reused, lim set again.  Remove
+ * them with sandbox_remove_cgroups() once pid has ended. */
+int sandbox_cgroup_confine(const char *name, const struct sandbox_limits *lim, pid_t pid);
 
 /* A command started in a running sandbox. */
 struct sandbox_proc;

@@ -45,6 +45,7 @@ extern char **environ;
 
 #define MOUNT_HELPER_ERR_MAX 2048
 #define SBX_STOP_WAIT_MS 5000
+#define HBD_FS_MEMORY_ROOM (256ull << 20) /* fs process: beyond the sandbox's own limit */
 
 int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size)
 {
@@ -216,12 +217,12 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	return hb_err(-EIO, "mount %s: %s", snap, err[0] ? err : "mount helper failed");
 }
 
-/* Is a live fs process serving mnt? 1 yes, 0 no (stale or none). */
-static int mount_alive(const char *mnt)
+/* The pid of the live fs process serving mnt (a real path), or 0. */
+static pid_t fs_pid_of(const char *mnt)
 {
 	struct hbfs_mount_info *m = NULL;
 	size_t count = 0;
-	int alive = 0;
+	pid_t pid = 0;
 
 	if (hbfs_list_mounts(&m, &count) < 0) {
 		hb_err_clear();
@@ -229,9 +230,15 @@ static int mount_alive(const char *mnt)
 	}
 	for (size_t i = 0; i < count; i++)
 		if (strcmp(m[i].mountpoint, mnt) == 0 && m[i].alive)
-			alive = 1;
+			pid = m[i].pid;
 	free(m);
-	return alive;
+	return pid;
+}
+
+/* Is a live fs process serving mnt? 1 yes, 0 no (stale or none). */
+static int mount_alive(const char *mnt)
+{
+	return fs_pid_of(mnt) > 0;
 }
 
 /* The sandbox's cgroup name: stable across daemon restarts (adoption finds
@@ -241,6 +248,49 @@ static void cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t
 	/* the home's hash keeps daemons of different homes apart */
 	snprintf(out, size, "hbd-%08x-%u-%llu", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
 		 s->rec.id_base, (unsigned long long)s->rec.wakes);
+}
+
+/* The cgroups of the fs process serving the sandbox's root: one name per
+ * sandbox (its id range), the same across wakes. */
+static void fs_cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t size)
+{
+	snprintf(out, size, "hbdfs-%08x-%u", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
+		 s->rec.id_base);
+}
+
+/* The fs process keeps in its own memory what the sandbox writes into its
+ * tree (nodes, names, xattrs of up to 1 MiB each), outside the sandbox's
+ * cgroup: a sandbox with a memory limit could make it grow without bound
+ * (400 MB for 400 files' xattrs under a 256 MiB limit).  It gets a memory
+ * limit of its own: the sandbox's plus room for its fixed needs (chunk
+ * cache, the image's tree, I/O buffers).  Should it hit that, the kernel
+ * kills it, and the sandbox is settled as for any fs process that died. */
+static int confine_fs(struct hbd *d, struct sbx *s, const char *root)
+{
+	char real[PATH_MAX], name[64];
+	struct sandbox_limits lim = { .memory_bytes = s->rec.memory_bytes + HBD_FS_MEMORY_ROOM };
+	pid_t pid;
+
+	if (!s->rec.memory_bytes)
+		return 0;
+	if (!realpath(root, real))
+		return hb_err_sys(-errno, "%s", root);
+	if ((pid = fs_pid_of(real)) <= 0)
+		return hb_err(-ESRCH, "no fs process serves %s", real);
+	fs_cgroup_name_of(d, s, name, sizeof(name));
+	return sandbox_cgroup_confine(name, &lim, pid);
+}
+
+/* Once the fs process ended (a sleep, a settle, an rm). */
+static void unconfine_fs(struct hbd *d, struct sbx *s)
+{
+	char name[64];
+
+	fs_cgroup_name_of(d, s, name, sizeof(name));
+	if (sandbox_remove_cgroups(name) < 0) {
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
 }
 
 static int save(struct hbd *d, struct sbx *s)
@@ -413,22 +463,12 @@ static int readopt_detached(const struct sbx_detached_row *row, void *arg)
  * the sandbox's processes are gone too. */
 static int detach_root(const char *root, pid_t *fs_pid)
 {
-	struct hbfs_mount_info *m = NULL;
 	char real[PATH_MAX];
-	size_t count = 0;
 	pid_t pid = 0;
 	int r;
 
 	*fs_pid = 0;
-	if (!realpath(root, real) || hbfs_list_mounts(&m, &count) < 0) {
-		hb_err_clear();
-		return hbfs_umount(root);
-	}
-	for (size_t i = 0; i < count; i++)
-		if (strcmp(m[i].mountpoint, real) == 0 && m[i].alive)
-			pid = m[i].pid;
-	free(m);
-	if (pid <= 0)
+	if (!realpath(root, real) || (pid = fs_pid_of(real)) <= 0)
 		return hbfs_umount(root);
 	/* Not hbfs_umount, which waits for the fs process to end: here it
 	 * may not end before the sandbox's processes do.  A file just closed
@@ -623,6 +663,12 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return hb_err_sys(-errno, "mkdir %s", upper);
 	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base)) < 0)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
+	if ((r = confine_fs(d, s, root)) < 0) {
+		hbfs_umount(root);
+		if (!kept)
+			rm_rf(upper);
+		return hb_err_ctx(r, "wake %s", s->rec.name);
+	}
 
 	struct sandbox_limits lim = {
 		.memory_bytes = s->rec.memory_bytes,
@@ -820,6 +866,8 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 	if (wait_fs_end(root, fs_pid) < 0) {
 		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
 		hb_err_clear();
+	} else {
+		unconfine_fs(d, s);
 	}
 	drop_upper(upper);
 	hbd_test_pause("sleep", s->rec.name, d->test_sleep_pause_ms);
@@ -1066,6 +1114,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	else
 		detach_stale(root);
 	hb_err_clear();
+	unconfine_fs(d, s);
 	if ((r = prune(d, s)) < 0)
 		goto out;
 	hbd_test_pause("rm", s->rec.name, d->test_rm_pause_ms);
@@ -1128,7 +1177,8 @@ static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 			s->rec.name, why, keep ? "are kept in its upper, uncommitted" : "are lost");
 	}
 	hb_err_clear();
-	unmount_root(root);
+	if (unmount_root(root) == 0)
+		unconfine_fs(d, s);
 	hb_err_clear();
 	if (!keep) {
 		drop_upper(upper);

@@ -213,6 +213,21 @@ tr -d '\r' < "$T/ts" | grep -q '^50 132$' || fail "resize did not reach the comm
 
 step "limits: a memory hog dies in its own cgroup, a fork bomb stops at --pids"
 "$HB" create lim --image base --memory 64M --pids 20 >/dev/null || fail "create lim"
+# What the sandbox writes into its tree (xattrs of up to 1 MiB a node) is
+# held by its fs process outside the sandbox: that process has a memory
+# limit too, the sandbox's plus 256 MiB (unlimited, xattrs of 400 files
+# took 400 MB under --memory 256M).
+memcg_of() { # the memory cgroup directory of pid $1 (v1 or v2)
+	local p
+	p=$(sed -n 's/^[0-9]*:[^:]*\bmemory\b[^:]*://p' "/proc/$1/cgroup")
+	if [ -n "$p" ]; then echo "/sys/fs/cgroup/memory$p"; else echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; fi
+}
+mem_limit_of() { cat "$1/memory.limit_in_bytes" 2>/dev/null || cat "$1/memory.max"; }
+limfs=$(fs_pid_of lim)
+[ -n "$limfs" ] || fail "no fs process for lim"
+limcg=$(memcg_of "$limfs")
+[ "$(mem_limit_of "$limcg")" = $(( (64 + 256) << 20 )) ] ||
+	fail "lim's fs process has no memory limit of 64M + 256M ($limcg: $(mem_limit_of "$limcg"))"
 "$HB" exec lim -- sh -c 'x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived ${#x}' >"$T/hog" 2>"$T/err"
 rc=$?
 [ "$rc" = 137 ] || fail "memory hog: exit $rc ($(cat "$T/hog" "$T/err"))"
@@ -231,7 +246,7 @@ for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
 wait $killed; rc=$?
 [ "$rc" = 137 ] && [ "$(cat "$T/err")" = "hiberbox: lim: killed: the sandbox was removed" ] ||
 	fail "command killed by rm: exit $rc, stderr '$(cat "$T/err")'"
-
+[ -d "$limcg" ] && fail "lim's fs cgroup $limcg is left after rm"
 step "API: bad requests get clear errors, the daemon survives them"
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
