@@ -168,7 +168,7 @@ static const char create_help[] =
 	"Options:\n"
 	"  --image IMG          image name (see 'hiberbox image ls')\n"
 	"  --memory SIZE        memory limit, e.g. 512M\n"
-	"  --pids N             process/thread limit\n"
+	"  --pids N             process/thread limit (default 4096, 0: none)\n"
 	"  --cpus N             CPU limit in cores, e.g. 1.5\n"
 	"  --network none|host  loopback only (default) or the host's network\n"
 	"  --idle-timeout D     sleep after D without exec or process (30s, 5m, 2h)\n"
@@ -216,7 +216,7 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'p':
 			v = strtoull(optarg, &end, 10);
-			if (end == optarg || *end || v == 0 || v > UINT32_MAX)
+			if (end == optarg || *end || v > UINT32_MAX)
 				{ rc = cli_usage("create", "bad --pids '%s'", optarg); goto out; }
 			json_object_set_new(req, "pids", json_integer((json_int_t)v));
 			break;

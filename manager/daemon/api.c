@@ -346,6 +346,8 @@ static json_t *body_json(struct request *rq, int *r)
 /* Durations are counted in nanoseconds later on: 100 years keeps that far
  * from overflowing (2^64 ns is 584 years). */
 #define API_MAX_DURATION_S (100ull * 366 * 86400)
+#define API_DEFAULT_PIDS 4096u
+#define API_MAX_PIDS 4194304u /* the kernel's PID_MAX_LIMIT: pids.max takes no more */
 
 /* "5m", "30s", "2h", "90" (seconds), "0" (never). */
 static int parse_duration(const char *s, uint64_t *out)
@@ -391,10 +393,16 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 			return hb_err(-EINVAL, "memory_bytes must be a number of bytes");
 		rec.memory_bytes = (uint64_t)json_integer_value(v);
 	}
+	/* Not unlimited unless asked: a fork bomb in a sandbox without a
+	 * limit takes every pid of the host (pid_max, 32768 by default, is
+	 * below the RLIMIT_NPROC root passes on), and nothing on the host can
+	 * fork any more. */
+	rec.pids = API_DEFAULT_PIDS;
 	if ((v = json_object_get(req, "pids"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > UINT32_MAX)
-			return hb_err(-EINVAL, "pids must be a count");
+		    json_integer_value(v) > API_MAX_PIDS)
+			return hb_err(-EINVAL, "pids must be a count of at most %u (0: no limit)",
+				      API_MAX_PIDS);
 		rec.pids = (uint32_t)json_integer_value(v);
 	}
 	if ((v = json_object_get(req, "cpus"))) {

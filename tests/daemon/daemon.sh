@@ -247,6 +247,21 @@ wait $killed; rc=$?
 [ "$rc" = 137 ] && [ "$(cat "$T/err")" = "hiberbox: lim: killed: the sandbox was removed" ] ||
 	fail "command killed by rm: exit $rc, stderr '$(cat "$T/err")'"
 [ -d "$limcg" ] && fail "lim's fs cgroup $limcg is left after rm"
+# Without --pids a fork bomb took every pid of the host (pid_max is below
+# the RLIMIT_NPROC root passes on): a sandbox gets 4096 unless told, and
+# --pids 0 is the way to ask for no limit.
+"$HB" create deflim --image base >/dev/null || fail "create deflim"
+"$HB" --json inspect deflim | grep -q '"pids": 4096' ||
+	fail "a sandbox created without --pids: $("$HB" --json inspect deflim | grep '"pids"')"
+dinit=$("$HB" --json inspect deflim | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+dpids=$(sed -n 's/^[0-9]*:pids://p' "/proc/$dinit/cgroup")
+[ -z "$dpids" ] || [ "$(cat "/sys/fs/cgroup/pids$dpids/pids.max")" = 4096 ] ||
+	fail "deflim's pids.max: $(cat "/sys/fs/cgroup/pids$dpids/pids.max")"
+"$HB" rm deflim >/dev/null || fail "rm deflim"
+"$HB" create nolim --image base --pids 0 >/dev/null || fail "create nolim --pids 0"
+"$HB" --json inspect nolim | grep -q '"pids": 0' || fail "--pids 0 is not 'no limit'"
+"$HB" rm nolim >/dev/null || fail "rm nolim"
+
 step "API: bad requests get clear errors, the daemon survives them"
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
