@@ -270,10 +270,18 @@ static int get_file(const struct copy *c, const char *remote, int dfd, const cha
 	return r;
 }
 
+/* get_tree's buffers, on the heap: the sandbox decides how deep a tree goes
+ * (a path of 4095 bytes nests 2047 directories), and some 20 KB of buffers
+ * a level on the stack overflowed it past about 400 levels. */
+struct get_level {
+	char url[COPY_URL_MAX], rpath[PATH_MAX], lpath[PATH_MAX];
+	char name[NAME_MAX + 1], target[PATH_MAX];
+};
+
 static int get_tree(const struct copy *c, const char *remote, int pfd, const char *name,
 		    const char *shown, mode_t mode)
 {
-	char url[COPY_URL_MAX], rpath[PATH_MAX], lpath[PATH_MAX];
+	struct get_level *l;
 	json_t *list = NULL, *e;
 	size_t i;
 	int r, dfd;
@@ -284,13 +292,16 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 		return hb_err(-errno, "%s: %s", shown,
 			      errno == ENOTDIR || errno == ELOOP ? "exists and is not a directory" :
 			      strerror(errno));
+	if (!(l = malloc(sizeof(*l)))) {
+		close(dfd);
+		return hb_err(-ENOMEM, "out of memory");
+	}
 	c->st->dirs++;
-	if ((r = files_url(c, remote, "list=1", url)) == 0)
-		r = hbd_client_call("GET", url, NULL, &list);
+	if ((r = files_url(c, remote, "list=1", l->url)) == 0)
+		r = hbd_client_call("GET", l->url, NULL, &list);
 	json_array_foreach(json_object_get(list, "entries"), i, e) {
 		/* "name_hex"/"target_hex" carry names that are not UTF-8 exactly */
-		char nbuf[NAME_MAX + 1], tbuf[PATH_MAX];
-		const char *n = json_object_get_text(e, "name", nbuf, sizeof(nbuf)) ?: "";
+		const char *n = json_object_get_text(e, "name", l->name, sizeof(l->name)) ?: "";
 		const char *type = jstr(e, "type");
 		mode_t m = (mode_t)json_integer_value(json_object_get(e, "mode"));
 
@@ -300,21 +311,22 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 			r = hb_err(-EINVAL, "%s:%s lists an entry named '%.100s'", c->name, remote, n);
 			break;
 		}
-		if ((r = join(rpath, sizeof(rpath), remote, n)) < 0 ||
-		    (r = join(lpath, sizeof(lpath), shown, n)) < 0)
+		if ((r = join(l->rpath, sizeof(l->rpath), remote, n)) < 0 ||
+		    (r = join(l->lpath, sizeof(l->lpath), shown, n)) < 0)
 			break;
 		if (!strcmp(type, "dir")) {
-			r = get_tree(c, rpath, dfd, n, lpath, m);
+			r = get_tree(c, l->rpath, dfd, n, l->lpath, m);
 		} else if (!strcmp(type, "file")) {
-			r = get_file(c, rpath, dfd, n, lpath, m);
+			r = get_file(c, l->rpath, dfd, n, l->lpath, m);
 		} else if (!strcmp(type, "symlink")) {
 			struct stat st;
-			const char *t = json_object_get_text(e, "target", tbuf, sizeof(tbuf)) ?: "";
+			const char *t =
+				json_object_get_text(e, "target", l->target, sizeof(l->target)) ?: "";
 
 			if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
 				unlinkat(dfd, n, 0);
 			if (!*t || symlinkat(t, dfd, n) < 0)
-				r = hb_err(*t ? -errno : -EINVAL, "symlink %s: %s", lpath,
+				r = hb_err(*t ? -errno : -EINVAL, "symlink %s: %s", l->lpath,
 					   *t ? strerror(errno) : "no target");
 			else
 				c->st->symlinks++;
@@ -323,6 +335,7 @@ static int get_tree(const struct copy *c, const char *remote, int pfd, const cha
 		}
 	}
 	json_decref(list);
+	free(l);
 	/* the directory's own mode last: a read-only one was filled first */
 	if (r == 0 && fchmod(dfd, mode & 07777) < 0)
 		r = hb_err_sys(-errno, "chmod %s", shown);

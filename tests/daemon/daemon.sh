@@ -430,6 +430,14 @@ cmp -s "$T/ct/src/sub/deep/blob" "$T/ct/out/sub/deep/blob" || fail "cp out: blob
 "$HB" cp a:/trap "$T/ct/trap" 2>"$T/err" || fail "cp out of symlinks: $(cat "$T/err")"
 [ -L "$T/ct/trap/root" ] && [ "$(readlink "$T/ct/trap/root")" = / ] && [ -L "$T/ct/trap/pw" ] ||
 	fail "cp out: symlinks were not recreated as symlinks"
+# the sandbox decides how deep a tree goes: 600 nested directories come out
+# whole (the CLI, with 20 KB of buffers a level on its stack, died of SIGSEGV)
+"$HB" exec a -- sh -c 'cd / && i=0; while [ $i -lt 600 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done' ||
+	fail "making 600 nested directories"
+"$HB" cp a:/d "$T/ct/deep" 2>"$T/err"; rc=$?
+[ "$rc" = 0 ] || fail "cp out of 600 nested directories: exit $rc, stderr '$(cat "$T/err")'"
+[ "$(find "$T/ct/deep" -type d | wc -l)" = 600 ] || fail "cp out of 600 nested directories: not all came"
+rm -rf "$T/ct/deep"
 # a local symlink where a file of the sandbox lands is replaced, not written through
 mkdir -p "$T/ct/victim" && ln -s "$T/ct/target" "$T/ct/victim/a.txt"
 "$HB" cp a:/tree-in/a.txt "$T/ct/victim/" 2>/dev/null
