@@ -577,6 +577,13 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 		return hb_err(-EINVAL, "bucket %s does not answer in region %s: check AWS_REGION "
 				       "(%s%s%s)", c->bucket, c->cfg.region, code[0] ? code : "HTTP 301",
 			      a->message[0] ? ": " : "", a->message);
+	if (st == 403 && !strcmp(code, "AccessDenied"))
+		/* The keys were accepted (a bad key or secret has codes of its
+		 * own); a policy refuses this operation. */
+		return hb_err(-EACCES,
+			      "access denied to bucket %s: these credentials are not allowed to "
+			      "%s %s (AccessDenied: check the IAM or bucket policy)",
+			      c->bucket, rq->method, what[0] ? what : "the bucket");
 	if (st == 403 || st == 401)
 		return hb_err(-EACCES,
 			      "access denied to bucket %s: check AWS_ACCESS_KEY_ID and "

@@ -19,7 +19,9 @@
  * through hb_err() (util/error.h):
  *   -ENOENT   no such key (404 NoSuchKey, HEAD 404)
  *   -ENXIO    no such bucket ("bucket B does not exist")
- *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...")
+ *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...", or
+ *             for AccessDenied, where the keys were accepted: "... not allowed to
+ *             PUT K (AccessDenied: check the IAM or bucket policy)")
  *   -EEXIST   412: a conditional PUT found the object (or another ETag); an
  *             object identical to the one being written counts as success
  *             (an earlier attempt wrote it and only its answer was lost)

@@ -681,6 +681,18 @@ static void test_auth(void)
 	CHECK(st.retries == 0 && st.requests == 3); /* a 403 is not retried */
 	s3_client_free(c);
 
+	/* Right keys that a policy does not allow to write: the keys are not
+	 * what to check. */
+	test_config(&cfg);
+	c = new_client(&cfg);
+	control("fault?kind=error&count=1&status=403&code=AccessDenied&method=PUT", NULL);
+	CHECK_ERR(s3_put(c, "x", "y", 1, 0, NULL, NULL), -EACCES);
+	CHECK(strstr(hb_errmsg(-EACCES), "not allowed to PUT x") &&
+	      strstr(hb_errmsg(-EACCES), "policy") &&
+	      !strstr(hb_errmsg(-EACCES), "AWS_SECRET_ACCESS_KEY"));
+	control("clear", NULL);
+	s3_client_free(c);
+
 	/* Temporary credentials: the token travels signed (the proxy checks
 	 * every signed header). */
 	test_config(&cfg);
