@@ -44,6 +44,9 @@
 _Static_assert(4 * HBFS_XATTR_NODE_MAX_BYTES + (256u << 10) < HBFS_JOURNAL_MAX_RECORD,
 	       "four nodes' xattrs fit in one journal record");
 #define HBFS_SYMLINK_MAX 4096
+/* Names of one file at most: ext4's limit, which tools (cp, tar, rsync)
+ * know to expect as EMLINK; the VFS leaves it to a FUSE filesystem. */
+#define HBFS_LINK_MAX 65000
 #define HBFS_COPY_UP_UNLOCKED_BYTES (256u * 1024) /* larger copy-ups release the tree lock */
 #define HBFS_HOT_MAX 8192        /* chunks recorded as the access trace of a mount */
 

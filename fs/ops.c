@@ -1029,6 +1029,10 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 		r = -ENOENT;
 		goto out;
 	}
+	if (n->nlink >= HBFS_LINK_MAX) {
+		r = -EMLINK;
+		goto out;
+	}
 	struct node_meta dt = node_meta_save(d), nt = node_meta_save(n);
 
 	d->mtime = d->ctime = n->ctime = now_ts();

@@ -174,6 +174,11 @@ fs_mount "$IDM" "$M3"
 [ "$(ls "$M3/w/many" | wc -l)" -eq 100000 ] || bad "committed 100k directory has $(ls "$M3/w/many" | wc -l) entries"
 fs_umount "$M3"
 
+log "link() past 65000 names is EMLINK"
+fs_mount "$ID" "$M3"
+"$FS_SEMANTICS" --link-max "$M3" || bad "link count limit"
+fs_umount "$M3"
+
 log "dirty tracking: an unchanged 64 MiB file is not read again"
 fs_mount "$ID" "$M3" --upper "$T/upper-dirty"
 randfile "$M3/big-new" $((64 << 20)) dirty
