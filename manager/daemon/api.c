@@ -1762,6 +1762,10 @@ int hbd_run(const struct hbd_config *cfg)
 		goto out;
 	/* fs processes (grandchildren through the mount helper) are ours to reap. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* Commands in sandboxes start with the daemon's umask: not whatever the
+	 * shell that started it on demand had (with 000 every file root made
+	 * in a sandbox was writable by its other users), but a login's. */
+	umask(022);
 	/* The mount helper and the fs processes find the home through it. */
 	setenv("HIBERBOX_HOME", d->home, 1);
 	snprintf(path, sizeof(path), "%s/sandboxes", d->home);

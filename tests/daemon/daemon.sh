@@ -78,8 +78,14 @@ done
 grep -q "no image 'nope'" "$T/err" || fail "missing image: $(cat "$T/err")"
 
 step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd, user"
-"$HB" create a --image base --memory 256M --pids 128 --cpus 1 --env GREETING=hi >/dev/null ||
+# The daemon starts again on demand, from a shell whose umask is 000: a
+# command in a sandbox still starts with 022 (it had the shell's, so every
+# file root made there was writable by the sandbox's other users).
+"$HB" daemon stop >/dev/null || fail "daemon stop before create a"
+(umask 000; "$HB" create a --image base --memory 256M --pids 128 --cpus 1 --env GREETING=hi >/dev/null) ||
 	fail "create a"
+[ "$("$HB" exec a -- sh -c umask)" = 0022 ] ||
+	fail "a command's umask is $("$HB" exec a -- sh -c umask) under a daemon started with umask 000"
 [ "$(state_of a)" = running ] || fail "a is not running after create"
 "$HB" --json inspect a | grep -q '"id_base": 331072' ||
 	fail "a's ids overlap a host user's subordinate ids: $("$HB" --json inspect a | grep id_base)"
