@@ -633,8 +633,7 @@ static int verify_md5(const struct s3_request *rq)
 static int perform_once(struct s3_client *c, struct s3_request *rq, const char *url,
 			struct curl_slist *headers, uint64_t deadline_ns, int *retry)
 {
-	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000,
-			     .start_ns = now_ns() };
+	struct attempt a = { .rq = rq, .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000 };
 	char errbuf[CURL_ERROR_SIZE] = "", range[64];
 	long stall_s = (long)((c->cfg.stall_timeout_ms + 999) / 1000);
 	curl_off_t up = 0, down = 0;
@@ -651,6 +650,7 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 			      c->cfg.deadline_ms);
 	if (r < 0)
 		return hb_err(r, "curl_easy_init failed");
+	a.start_ns = now_ns(); /* the transfer's rate, not counting the wait for a handle */
 	curl_easy_reset(h);
 	rq->status = 0;
 	rq->content_range_total = UINT64_MAX;

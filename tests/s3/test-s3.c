@@ -611,8 +611,11 @@ static void test_multipart(void)
 	fault("error500", 100, "PUT");
 	cfg.max_retries = 2;
 	struct s3_client *c2 = new_client(&cfg);
+	long deletes_before = stat_field("DELETE"), sig_before = stat_field("sigFailures");
 	CHECK_ERR(s3_put(c2, "big/one", data, len, 0, NULL, NULL), -EIO);
 	CHECK(strstr(hb_errmsg(-EIO), "multipart upload of hbtest/big/one"));
+	/* ... and the upload was aborted (a signed DELETE), leaving no parts to bill. */
+	CHECK(stat_field("DELETE") == deletes_before + 1 && stat_field("sigFailures") == sig_before);
 	s3_client_free(c2);
 	control("clear", NULL);
 	CHECK_OK(s3_get(c, "big/one", 0, 16, &b, NULL));
