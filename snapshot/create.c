@@ -6,11 +6,24 @@
  * it needs only at the end.  Then the content of every regular file that the
  * parent snapshot does not already describe (same size, mtime, ctime and
  * inode) is read and stored by a pool of file workers feeding one
- * repo_writer.  Any unreadable file fails the whole snapshot: nothing is
- * recorded, so a snapshot is never silently partial.
+ * repo_writer; the manifest is built once every file has been read.
+ *
+ * The tree may be live (a build or a package install running in it).  An
+ * entry that vanished after it was listed, or was replaced by another kind
+ * of entry, is left out with a warning: the snapshot then shows a state in
+ * which it is gone, which is consistent.  A file is checked with fstat
+ * before and after it is read; if it changed meanwhile its content may be
+ * torn (part old, part new), so it is read again, up to CREATE_READ_TRIES
+ * times, then stored as last read with a warning.  The metadata recorded is
+ * the one seen just before the content was read, so a file that changed
+ * during or after its read never looks unchanged to the next snapshot.
+ * Any unreadable file (EACCES, EIO) still fails the whole snapshot: nothing
+ * is recorded, so a snapshot is never silently partial.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +40,23 @@
 #include "util/fileio.h"
 #include "util/workqueue.h"
 
+#define CREATE_READ_TRIES 3
+
+/* A regular file's content as read (or taken from the parent), kept until
+ * the manifest is built. */
+struct content {
+	const struct manifest_chunk *chunks; /* the parent's, or owned */
+	struct manifest_chunk *owned;
+	uint32_t count;
+	uint8_t *data; /* inline content */
+	uint32_t len;
+	bool is_inline;
+};
+
 struct create_ctx {
+	const struct repo_create_opts *opts;
+	struct timespec started; /* CLOCK_REALTIME_COARSE, before the walk */
+	struct content *content; /* per entry */
 	struct repo *repo;
 	int rootfd;
 	const char *root;
@@ -43,6 +72,41 @@ struct create_ctx {
 	int error;
 	char errmsg[1024];
 };
+
+static void content_free(struct content *k)
+{
+	free(k->owned);
+	free(k->data);
+	memset(k, 0, sizeof(*k));
+}
+
+static void create_warn(struct create_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void create_warn(struct create_ctx *c, const char *fmt, ...)
+{
+	char line[PATH_MAX + 256];
+	va_list ap;
+
+	if (!c->opts->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&c->lock);
+	c->opts->warn(c->opts->warn_arg, line);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void warn_gone(struct create_ctx *c, const char *path, const char *why)
+{
+	create_warn(c, "'%s' %s during the snapshot; left out", path, why);
+}
+
+static void walk_gone(void *arg, const char *path, const char *why)
+{
+	warn_gone(arg, path, why);
+}
 
 static void ctx_fail(struct create_ctx *c, int r)
 {
@@ -82,22 +146,30 @@ static bool parent_data_stored(const struct create_ctx *c, const struct walk_ent
 	return false;
 }
 
+/* Entries, then the content of each file; members of a hard-link group
+ * take the size their representative was stored with. */
 static int add_to_builder(struct create_ctx *c)
 {
 	for (uint32_t i = 0; i < c->count; i++) {
 		struct walk_entry *e = &c->entries[i];
+		const struct content *k = &c->content[i];
 		int64_t idx;
+		int r = 0;
 
+		if (S_ISREG(e->node.mode) && e->node.hardlink != i)
+			e->node.size = c->entries[e->node.hardlink].node.size;
 		idx = manifest_builder_add(c->builder, &e->node, e->name, strlen(e->name), e->target,
 					   e->target ? strlen(e->target) : 0);
 		if (idx < 0)
 			return hb_err_ctx((int)idx, "'%s'", e->path[0] ? e->path : ".");
-		for (uint32_t k = 0; k < e->nxattrs; k++) {
-			int r = manifest_builder_add_xattr(c->builder, i, e->xattrs[k].name,
-							   e->xattrs[k].value, e->xattrs[k].len);
-			if (r < 0)
-				return hb_err_ctx(r, "'%s'", e->path);
-		}
+		for (uint32_t x = 0; x < e->nxattrs && r == 0; x++)
+			r = manifest_builder_add_xattr(c->builder, i, e->xattrs[x].name,
+						       e->xattrs[x].value, e->xattrs[x].len);
+		if (r == 0 && S_ISREG(e->node.mode) && e->node.hardlink == i)
+			r = k->is_inline ? manifest_builder_set_inline(c->builder, i, k->data, k->len)
+					 : manifest_builder_set_chunks(c->builder, i, k->chunks, k->count);
+		if (r < 0)
+			return hb_err_ctx(r, "'%s'", e->path);
 	}
 	return 0;
 }
@@ -116,34 +188,52 @@ static uint64_t count_chunks(const struct manifest_chunk *chunks, uint32_t count
 	return n;
 }
 
-/* Open a regular file the walk found, for reading.  The tree may have
- * changed since: a directory on the path replaced by a symbolic link must
- * not lead the read out of the tree (a file from elsewhere in the
- * snapshot), and a FIFO in the file's place must not block the snapshot
- * for ever (hence O_NONBLOCK until it is known to be a file).  @return an
- * fd or a negative errno with a message. */
-static int open_source_file(struct create_ctx *c, const char *path)
+static const char *kind_name(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR: return "a directory";
+	case S_IFLNK: return "a symbolic link";
+	case S_IFIFO: return "a FIFO";
+	case S_IFSOCK: return "a socket";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	default: return "something else";
+	}
+}
+
+/* Open a regular file the walk found, for reading, and fstat it into st.
+ * The tree may have changed since: a directory on the path replaced by a
+ * symbolic link must not lead the read out of the tree (a file from
+ * elsewhere in the snapshot), and a FIFO in the file's place must not block
+ * the snapshot for ever (hence O_NONBLOCK until it is known to be a file).
+ * @return an fd; or a negative errno, either with *gone set to what
+ * happened to the file (it is no longer there as the walk saw it) or with
+ * a message. */
+static int open_source_file(struct create_ctx *c, const char *path, struct stat *st,
+			    const char **gone)
 {
 	/* Reading for a snapshot should not change the source's atimes (which
 	 * the next snapshot records); O_NOATIME is only for the owner. */
 	int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
 	int fd = open_beneath(c->rootfd, path, flags | O_NOATIME, 0), r = 0;
-	struct stat st;
+	static __thread char why[64];
 
+	*gone = NULL;
 	if (fd == -EPERM)
 		fd = open_beneath(c->rootfd, path, flags, 0);
-	if (fd == -ELOOP || fd == -EXDEV)
-		return hb_err(fd, "cannot read '%s': it or a directory on its path became a "
-				  "symbolic link during the snapshot", path);
+	if (fd < 0 && (*gone = walk_gone_why(fd)))
+		return fd;
 	if (fd < 0)
 		return hb_err(fd, "cannot read '%s': %s", path, strerror(-fd));
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, st) < 0) {
 		r = hb_err(-errno, "cannot read '%s': %s", path, strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		r = hb_err(-EINVAL, "cannot read '%s': no longer a regular file (changed during "
-				    "the snapshot)", path);
-	else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+	} else if (!S_ISREG(st->st_mode)) {
+		snprintf(why, sizeof(why), "was replaced by %s", kind_name(st->st_mode));
+		*gone = why;
+		r = -ENOENT;
+	} else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
 		r = hb_err(-errno, "cannot read '%s': %s", path, strerror(errno));
+	}
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -151,52 +241,122 @@ static int open_source_file(struct create_ctx *c, const char *path)
 	return fd;
 }
 
-static int store_file(struct create_ctx *c, uint32_t i)
+/* Open file i, a hard-link group's representative: if its name is gone,
+ * the next name of its group still there (the content is the inode's).
+ * Names found gone are marked so.  @return an fd, -ENOENT if every name is
+ * gone, or another negative errno with a message. */
+static int open_group(struct create_ctx *c, uint32_t i, struct stat *st)
 {
-	struct walk_entry *e = &c->entries[i];
-	struct manifest_chunk *chunks = NULL;
-	uint32_t count = 0;
-	uint64_t size = 0;
-	int fd, r;
+	for (uint32_t j = i; j < c->count; j++) {
+		struct walk_entry *m = &c->entries[j];
+		const char *why;
+		int fd;
 
-	fd = open_source_file(c, e->path);
-	if (fd < 0)
-		return fd;
+		if (j != i && (!S_ISREG(m->node.mode) || m->node.hardlink != i))
+			continue;
+		fd = open_source_file(c, m->path, st, &why);
+		if (fd >= 0 || !why)
+			return fd;
+		m->gone = true;
+		warn_gone(c, m->path, why);
+		if (c->entries[i].node.nlink <= 1)
+			break; /* no other names */
+	}
+	return -ENOENT;
+}
+
+/* Did the walk see the inode as st shows it now? */
+static bool walk_saw(const struct walk_entry *e, const struct stat *st)
+{
+	const struct manifest_node *n = &e->node;
+
+	return n->src_ino == (uint64_t)st->st_ino && n->src_dev == (uint64_t)st->st_dev &&
+	       n->mode == st->st_mode && n->uid == st->st_uid && n->gid == st->st_gid &&
+	       n->size == (uint64_t)st->st_size && n->mtime_sec == st->st_mtim.tv_sec &&
+	       n->mtime_nsec == (uint32_t)st->st_mtim.tv_nsec &&
+	       n->ctime_sec == st->st_ctim.tv_sec && n->ctime_nsec == (uint32_t)st->st_ctim.tv_nsec;
+}
+
+static bool stat_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Read the content of the open file e into k (and its size into e). */
+static int read_content(struct create_ctx *c, struct walk_entry *e, int fd, struct content *k)
+{
+	uint64_t size = 0;
+	int r;
+
 	if (e->node.size <= MANIFEST_INLINE_WRITE_BYTES) {
 		uint8_t small[MANIFEST_INLINE_WRITE_BYTES + 1];
 		ssize_t n = read_full(fd, small, sizeof(small));
 
-		if (n < 0) {
-			r = hb_err((int)n, "cannot read '%s': %s", e->path, strerror((int)-n));
-			goto out;
-		}
+		if (n < 0)
+			return hb_err((int)n, "cannot read '%s': %s", e->path, strerror((int)-n));
 		if ((size_t)n <= MANIFEST_INLINE_WRITE_BYTES) {
+			k->is_inline = true;
+			k->len = (uint32_t)n;
+			k->data = n ? malloc((size_t)n) : NULL;
+			if (n && !k->data)
+				return -ENOMEM;
+			if (n)
+				memcpy(k->data, small, (size_t)n);
 			e->node.size = (uint64_t)n;
-			manifest_builder_set_size(c->builder, i, (uint64_t)n);
-			atomic_fetch_add(&c->stored_bytes, (uint64_t)n);
-			r = manifest_builder_set_inline(c->builder, i, small, (size_t)n);
-			goto out;
+			return 0;
 		}
 		/* It grew since the walk: store it as chunks after all. */
-		if (lseek(fd, 0, SEEK_SET) < 0) {
-			r = -errno;
-			goto out;
-		}
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			return hb_err(-errno, "cannot read '%s': %s", e->path, strerror(errno));
 	}
-	r = repo_writer_add_fd(c->writer, fd, &chunks, &count, &size);
-	if (r < 0) {
-		r = hb_err_ctx(r, "'%s'", e->path);
-		goto out;
-	}
+	r = repo_writer_add_fd(c->writer, fd, &k->owned, &k->count, &size);
+	if (r < 0)
+		return hb_err_ctx(r, "'%s'", e->path);
+	k->chunks = k->owned;
 	e->node.size = size;
-	manifest_builder_set_size(c->builder, i, size);
-	atomic_fetch_add(&c->stored_bytes, size);
-	atomic_fetch_add(&c->stored_chunks, count_chunks(chunks, count));
-	r = manifest_builder_set_chunks(c->builder, i, chunks, count);
-out:
-	free(chunks);
-	close(fd);
-	return r;
+	return 0;
+}
+
+static int store_file(struct create_ctx *c, uint32_t i)
+{
+	struct walk_entry *e = &c->entries[i];
+	struct content *k = &c->content[i];
+	struct stat before, after;
+
+	for (unsigned tries = 1;; tries++) {
+		int fd = open_group(c, i, &before), r = 0;
+
+		if (fd == -ENOENT)
+			return 0; /* every name gone: left out */
+		if (fd < 0)
+			return fd;
+		/* Changed since the walk: what is recorded is what is read. */
+		if (!walk_saw(e, &before))
+			r = walk_entry_update(e, fd, &before, &c->started);
+		if (r == 0)
+			r = read_content(c, e, fd, k);
+		if (r == 0 && fstat(fd, &after) < 0)
+			r = hb_err(-errno, "cannot read '%s': %s", e->path, strerror(errno));
+		close(fd);
+		if (r < 0) {
+			content_free(k);
+			return r;
+		}
+		if (stat_same(&before, &after))
+			break;
+		if (tries == CREATE_READ_TRIES) {
+			create_warn(c, "'%s' changed while it was read, %u times; stored as last read",
+				    e->path, tries);
+			break;
+		}
+		content_free(k); /* its chunks are garbage for gc */
+	}
+	atomic_fetch_add(&c->stored_bytes, e->node.size);
+	if (!k->is_inline)
+		atomic_fetch_add(&c->stored_chunks, count_chunks(k->chunks, k->count));
+	return 0;
 }
 
 static void file_job_run(void *arg)
@@ -215,15 +375,23 @@ static int reuse_from_parent(struct create_ctx *c, uint32_t i)
 {
 	uint32_t prev = (uint32_t)c->entries[i].prev;
 	const struct manifest_node *p = manifest_node(c->parent, prev);
+	struct content *k = &c->content[i];
 
 	atomic_fetch_add(&c->stored_bytes, p->size);
-	if (p->flags & MANIFEST_FLAG_INLINE)
-		return manifest_builder_set_inline(c->builder, i, manifest_data(c->parent, prev),
-						   p->data_len);
-	atomic_fetch_add(&c->stored_chunks, count_chunks(manifest_chunks(c->parent, prev),
-							 p->nchunks));
-	return manifest_builder_set_chunks(c->builder, i, manifest_chunks(c->parent, prev),
-					   p->nchunks);
+	if (p->flags & MANIFEST_FLAG_INLINE) {
+		k->is_inline = true;
+		k->len = p->data_len;
+		k->data = k->len ? malloc(k->len) : NULL;
+		if (k->len && !k->data)
+			return -ENOMEM;
+		if (k->len)
+			memcpy(k->data, manifest_data(c->parent, prev), k->len);
+		return 0;
+	}
+	k->chunks = manifest_chunks(c->parent, prev);
+	k->count = p->nchunks;
+	atomic_fetch_add(&c->stored_chunks, count_chunks(k->chunks, k->count));
+	return 0;
 }
 
 /* repo_read_manifest, but keeping the parent's body: an unchanged tree gives
@@ -301,21 +469,62 @@ static int store_contents(struct create_ctx *c, unsigned threads)
 		return r;
 	if (c->error)
 		return hb_err(c->error, "%s", c->errmsg);
-	/* Members of a group take the size their representative was stored with. */
+	return 0;
+}
+
+/* Leave out the files found gone.  A group whose first name went but not
+ * every name keeps its content, on the next name left (which represents it
+ * from now on). */
+static int drop_gone(struct create_ctx *c)
+{
+	uint32_t *map, n = c->count;
+	bool any = false;
+	int r;
+
 	for (uint32_t i = 0; i < c->count; i++) {
 		struct walk_entry *e = &c->entries[i];
 
-		if (S_ISREG(e->node.mode) && e->node.hardlink != i)
-			manifest_builder_set_size(c->builder, i, c->entries[e->node.hardlink].node.size);
+		if (!e->gone)
+			continue;
+		any = true;
+		if (!S_ISREG(e->node.mode) || e->node.hardlink != i || e->node.nlink <= 1)
+			continue;
+		for (uint32_t j = i + 1; j < c->count; j++) {
+			struct walk_entry *m = &c->entries[j];
+
+			if (S_ISREG(m->node.mode) && m->node.hardlink == i && !m->gone) {
+				c->content[j] = c->content[i];
+				memset(&c->content[i], 0, sizeof(c->content[i]));
+				m->node.size = e->node.size;
+				m->reused = e->reused;
+				break;
+			}
+		}
 	}
-	return 0;
+	if (!any)
+		return 0;
+	map = malloc(c->count * sizeof(*map));
+	if (!map)
+		return -ENOMEM;
+	r = walk_drop_gone(c->entries, &n, map);
+	for (uint32_t i = 0; r == 0 && i < c->count; i++) {
+		if (map[i] == WALK_DROPPED) {
+			content_free(&c->content[i]);
+		} else if (map[i] != i) {
+			c->content[map[i]] = c->content[i];
+			memset(&c->content[i], 0, sizeof(c->content[i]));
+		}
+	}
+	free(map);
+	c->count = n;
+	return r;
 }
 
 int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_create_opts *opts,
 			 struct oid *out, struct manifest_info *info_out)
 {
 	struct repo_create_opts defaults = { 0 };
-	struct create_ctx c = { .repo = r, .rootfd = -1 };
+	struct create_ctx c = { .repo = r, .rootfd = -1, .opts = opts ? opts : &defaults };
 	struct repo_writer_opts wopts = { 0 };
 	struct progress_wrap pw = { { 0 }, 0 };
 	struct manifest_info info = { 0 };
@@ -331,6 +540,7 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	if (opts->excluded)
 		*opts->excluded = 0;
 	clock_gettime(CLOCK_REALTIME, &start);
+	clock_gettime(CLOCK_REALTIME_COARSE, &c.started);
 	pthread_mutex_init(&c.lock, NULL);
 	if (stat(dir, &st) < 0) {
 		rc = hb_err(-errno, "%s: %s", dir, strerror(errno));
@@ -361,7 +571,8 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	rc = walk_start(&(struct walk_opts){ .rootfd = c.rootfd, .root = root,
 					     .excludes = opts->excludes,
 					     .nexcludes = opts->nexcludes,
-					     .excluded = opts->excluded },
+					     .excluded = opts->excluded,
+					     .gone = walk_gone, .gone_arg = &c },
 			&walk);
 	if (rc < 0)
 		goto out;
@@ -401,14 +612,22 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	walk = NULL;
 	if (rc < 0)
 		goto out;
-	c.builder = manifest_builder_new();
-	if (!c.builder) {
+	c.content = calloc(c.count, sizeof(*c.content));
+	if (!c.content) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (c.parent)
-		manifest_builder_set_base(c.builder, c.parent);
-	rc = add_to_builder(&c);
+	for (uint32_t i = 0; i < c.count; i++) {
+		const struct manifest_node *n = &c.entries[i].node;
+
+		if (S_ISREG(n->mode) && n->hardlink == i)
+			c.total_bytes += n->size;
+	}
+	pw.total = c.total_bytes;
+	test_hook_wait("HIBERBOX_TEST_CREATE_READ_WAIT");
+	rc = store_contents(&c, opts->threads);
+	if (rc == 0)
+		rc = drop_gone(&c);
 	if (rc < 0)
 		goto out;
 	for (uint32_t i = 0; i < c.count; i++) {
@@ -420,13 +639,15 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 			info.files++;
 		else
 			info.others++;
-		if (S_ISREG(n->mode) && n->hardlink == i)
-			c.total_bytes += n->size;
 	}
-	info.bytes = c.total_bytes;
-	pw.total = c.total_bytes;
-	test_hook_wait("HIBERBOX_TEST_CREATE_READ_WAIT");
-	rc = store_contents(&c, opts->threads);
+	c.builder = manifest_builder_new();
+	if (!c.builder) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (c.parent)
+		manifest_builder_set_base(c.builder, c.parent);
+	rc = add_to_builder(&c);
 	if (rc < 0)
 		goto out;
 	clock_gettime(CLOCK_REALTIME, &end);
@@ -445,6 +666,9 @@ out:
 	walk_cancel(walk);
 	repo_writer_abort(c.writer);
 	manifest_builder_free(c.builder);
+	for (uint32_t i = 0; c.content && i < c.count; i++)
+		content_free(&c.content[i]);
+	free(c.content);
 	manifest_free(c.parent);
 	walk_free(c.entries, c.count);
 	if (c.rootfd >= 0)

@@ -219,6 +219,13 @@ struct repo_create_opts {
 	const char *const *excludes; /* left out, with all below (exclude.h) */
 	size_t nexcludes;
 	uint64_t *excluded;     /* if set, receives how many entries they left out */
+	/* The tree may change while it is read.  An entry that vanishes (or is
+	 * replaced by another kind: a file by a directory or symbolic link)
+	 * after it was listed is left out, and a file that keeps changing
+	 * while it is read is stored as last read; warn, if set, is told of
+	 * each with one line naming it.  Called one at a time. */
+	void (*warn)(void *arg, const char *line);
+	void *warn_arg;
 };
 int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_create_opts *opts,
 			 struct oid *out, struct manifest_info *info_out);

@@ -70,6 +70,7 @@ struct walk_dir {
 	struct slice_job *slices;
 	atomic_uint slices_left;
 	struct walk_dir *next_all; /* every walk_dir of the walk, for freeing */
+	bool gone;                 /* vanished before it could be opened: left out */
 };
 
 struct walk {
@@ -79,6 +80,7 @@ struct walk {
 	struct timespec started; /* CLOCK_REALTIME_COARSE before the first stat */
 	struct workqueue *wq;
 	atomic_uint kept;
+	atomic_uint gone; /* entries marked gone after the listing (xattrs) */
 	atomic_int error;
 	pthread_mutex_t lock; /* errmsg, all */
 	struct walk_dir *all;
@@ -94,6 +96,27 @@ static void walk_fail(struct walk *c, int r)
 		atomic_store(&c->error, r);
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+const char *walk_gone_why(int err)
+{
+	switch (err) {
+	case -ENOENT:
+		return "was removed";
+	case -ENOTDIR:
+		return "was replaced (a directory on its path is no longer one)";
+	case -ELOOP:
+	case -EXDEV:
+		return "was replaced by a symbolic link (it or a directory on its path)";
+	default:
+		return NULL;
+	}
+}
+
+static void report_gone(struct walk *c, const char *path, const char *why)
+{
+	if (c->o.gone)
+		c->o.gone(c->o.gone_arg, path[0] ? path : ".", why);
 }
 
 static void entry_free(struct walk_entry *e)
@@ -319,11 +342,13 @@ static int copy_parent_xattrs(const struct manifest *parent, struct walk_entry *
  * case a FIFO took the place of a file); others, which must not be opened
  * (a device), and what we may not read get an O_PATH fd, whose xattrs are
  * reached through its /proc/self/fd link (f*xattr refuse O_PATH fds). */
-static int entry_xattrs(const struct walk_opts *o, struct walk_entry *e)
+static int entry_xattrs(struct walk *c, struct walk_entry *e)
 {
+	const struct walk_opts *o = &c->o;
 	const char *rel = e->path[0] ? e->path : ".";
 	struct xattr_src src = { -1, NULL };
 	char *full, proc[40];
+	const char *why;
 	ssize_t len;
 	int r;
 
@@ -331,6 +356,13 @@ static int entry_xattrs(const struct walk_opts *o, struct walk_entry *e)
 		return -ENOMEM;
 	len = llistxattr(full, NULL, 0);
 	free(full);
+	if (len < 0 && e->path[0] && (why = walk_gone_why(-errno))) {
+		/* gone since it was listed: left out, as if listed later */
+		e->gone = true;
+		atomic_fetch_add(&c->gone, 1);
+		report_gone(c, e->path, why);
+		return 0;
+	}
 	if (len < 0 && errno != ENOTSUP && errno != ENODATA)
 		return hb_err(-errno, "cannot list xattrs of '%s': %s", rel, strerror(errno));
 	if (len <= 0)
@@ -342,9 +374,12 @@ static int entry_xattrs(const struct walk_opts *o, struct walk_entry *e)
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src.fd);
 		src.path = proc;
 	}
-	if (src.fd == -ELOOP || src.fd == -EXDEV)
-		return hb_err(src.fd, "cannot read xattrs of '%s': it or a directory on its path "
-				      "became a symbolic link during the snapshot", rel);
+	if (src.fd < 0 && e->path[0] && (why = walk_gone_why(src.fd))) {
+		e->gone = true;
+		atomic_fetch_add(&c->gone, 1);
+		report_gone(c, e->path, why);
+		return 0;
+	}
 	if (src.fd < 0)
 		return hb_err(src.fd, "cannot read xattrs of '%s': %s", rel, strerror(-src.fd));
 	r = read_xattrs(&src, rel, e, (size_t)len);
@@ -380,14 +415,14 @@ static void dir_job(void *arg);
  * tick is that long. */
 #define WALK_COARSE_FS_TICK_SEC 2
 
-static void smudge_racy_ctime(const struct walk *c, struct manifest_node *n)
+void walk_smudge_racy_ctime(struct manifest_node *n, const struct timespec *started)
 {
 	if (n->ctime_nsec == 0) {
-		if (n->ctime_sec + WALK_COARSE_FS_TICK_SEC <= c->started.tv_sec)
+		if (n->ctime_sec + WALK_COARSE_FS_TICK_SEC <= started->tv_sec)
 			return;
-	} else if (n->ctime_sec < c->started.tv_sec ||
-		   (n->ctime_sec == c->started.tv_sec &&
-		    n->ctime_nsec < (uint32_t)c->started.tv_nsec)) {
+	} else if (n->ctime_sec < started->tv_sec ||
+		   (n->ctime_sec == started->tv_sec &&
+		    n->ctime_nsec < (uint32_t)started->tv_nsec)) {
 		return;
 	}
 	if (n->ctime_nsec > 0) {
@@ -414,48 +449,92 @@ static struct walk_dir *new_dir(struct walk *c, const char *path)
 	return d;
 }
 
+/* Read the target of symlink name in d (on the heap: a full queue runs a
+ * subdirectory's job inline, so this frame may repeat once per level of a
+ * deep tree).  @return the length, or -errno. */
+static ssize_t read_target(struct walk_dir *d, const char *name, char **out)
+{
+	char *t = malloc(PATH_MAX), *shrink;
+	ssize_t n;
+
+	*out = NULL;
+	if (!t)
+		return -ENOMEM;
+	n = readlinkat(d->fd, name, t, PATH_MAX - 1);
+	if (n < 0) {
+		n = -errno;
+		free(t);
+		return n;
+	}
+	t[n] = '\0';
+	shrink = realloc(t, (size_t)n + 1); /* do not keep PATH_MAX per link */
+	*out = shrink ? shrink : t;
+	return n;
+}
+
+/* A symlink whose target cannot be read because it was replaced by
+ * something else is looked at again, this many times in all. */
+#define WALK_RESTAT_TRIES 3
+
 /* Describe names[k] of directory d into d->kids[k]. */
 static int stat_child(struct walk_dir *d, uint32_t k)
 {
 	struct walk_entry *e = &d->kids[k];
-	char *name = d->names[k].name;
+	char *name = d->names[k].name, *target = NULL, *path;
+	ssize_t tlen = 0;
 	struct statx sx;
 
-	if (statx(d->fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, WALK_STATX_MASK, &sx) < 0) {
-		if (errno == ENOENT) /* deleted while we walked: not part of the snapshot */
-			return 0;
-		return hb_err(-errno, "cannot stat '%s%s%s': %s", d->path, d->path[0] ? "/" : "",
-			      name, strerror(errno));
-	}
-	if (S_ISSOCK(sx.stx_mode)) /* sockets cannot be restored meaningfully */
-		return 0;
-	e->path = join_path(d->path, name);
-	if (!e->path)
+	path = join_path(d->path, name);
+	if (!path)
 		return -ENOMEM;
+	for (unsigned tries = 1;; tries++) {
+		if (statx(d->fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, WALK_STATX_MASK,
+			  &sx) < 0) {
+			int r = -errno;
+
+			if (r == -ENOENT) { /* deleted once listed: as if listed later */
+				report_gone(d->c, path, walk_gone_why(r));
+				free(path);
+				return 0;
+			}
+			free(path);
+			return hb_err(r, "cannot stat '%s%s%s': %s", d->path, d->path[0] ? "/" : "",
+				      name, strerror(-r));
+		}
+		if (!S_ISLNK(sx.stx_mode))
+			break;
+		tlen = read_target(d, name, &target);
+		if (tlen >= 0)
+			break;
+		if ((tlen != -ENOENT && tlen != -EINVAL) || tries == WALK_RESTAT_TRIES) {
+			int r = (int)tlen;
+
+			if (r == -ENOENT || r == -EINVAL) {
+				report_gone(d->c, path, r == -ENOENT ? walk_gone_why(r)
+								     : "kept changing");
+				free(path);
+				return 0;
+			}
+			r = hb_err(r, "cannot read symlink '%s': %s", path, strerror(-r));
+			free(path);
+			return r;
+		}
+		/* EINVAL: no longer a symlink; ENOENT: maybe replaced */
+	}
+	if (S_ISSOCK(sx.stx_mode)) { /* sockets cannot be restored meaningfully */
+		free(path);
+		return 0;
+	}
+	e->path = path;
 	e->name = name;
 	d->names[k].name = NULL;
 	fill_from_statx(&e->node, &sx);
-	smudge_racy_ctime(d->c, &e->node);
+	walk_smudge_racy_ctime(&e->node, &d->c->started);
 	e->st_nlink = sx.stx_nlink;
 	e->prev = -1;
-	if (S_ISLNK(sx.stx_mode)) {
-		/* On the heap: a full queue runs a subdirectory's job inline, so
-		 * this frame may repeat once per level of a deep tree. */
-		ssize_t n;
-		char *shrink;
-
-		e->target = malloc(PATH_MAX);
-		if (!e->target)
-			return -ENOMEM;
-		n = readlinkat(d->fd, name, e->target, PATH_MAX - 1);
-		if (n < 0)
-			return hb_err(-errno, "cannot read symlink '%s': %s", e->path,
-				      strerror(errno));
-		e->target[n] = '\0';
-		e->node.size = (uint64_t)n;
-		shrink = realloc(e->target, (size_t)n + 1); /* do not keep PATH_MAX per link */
-		if (shrink)
-			e->target = shrink;
+	if (target) {
+		e->target = target;
+		e->node.size = (uint64_t)tlen;
 	}
 	atomic_fetch_add(&d->c->kept, 1);
 	if (S_ISDIR(sx.stx_mode)) {
@@ -579,8 +658,14 @@ static int open_dir(struct walk_dir *d)
 		d->fd = open_beneath(d->c->o.rootfd, p, flags, 0);
 	if (d->fd < 0) {
 		int r = d->fd;
+		const char *why = d->path[0] ? walk_gone_why(r) : NULL;
 
 		d->fd = -1;
+		if (why) { /* gone since its parent was listed: left out */
+			d->gone = true;
+			report_gone(d->c, d->path, why);
+			return 0;
+		}
 		return hb_err(r, "cannot open directory '%s': %s", p, strerror(-r));
 	}
 	return 0;
@@ -593,7 +678,7 @@ static int start_dir(struct walk_dir *d)
 	int r;
 
 	r = open_dir(d);
-	if (r < 0)
+	if (r < 0 || d->gone)
 		return r;
 	r = list_dir(d);
 	if (r < 0)
@@ -800,7 +885,7 @@ static int assemble(struct walk_dir *root, const struct manifest *parent,
 		uint32_t first = n;
 
 		for (uint32_t k = 0; k < d->n; k++) {
-			if (!d->kids[k].name)
+			if (!d->kids[k].name || (d->subs[k] && d->subs[k]->gone))
 				continue; /* left out */
 			entries[n] = d->kids[k];
 			memset(&d->kids[k], 0, sizeof(d->kids[k]));
@@ -848,7 +933,7 @@ static void xattr_job(void *arg)
 	struct xattr_job *j = arg;
 
 	for (uint32_t k = j->from; k < j->to && !atomic_load(&j->c->error); k++) {
-		int r = entry_xattrs(&j->c->o, &j->entries[j->todo[k]]);
+		int r = entry_xattrs(j->c, &j->entries[j->todo[k]]);
 
 		if (r < 0)
 			walk_fail(j->c, r);
@@ -946,7 +1031,7 @@ int walk_start(const struct walk_opts *o, struct walk **out)
 		goto fail;
 	}
 	fill_from_stat(&c->root.node, &st);
-	smudge_racy_ctime(c, &c->root.node);
+	walk_smudge_racy_ctime(&c->root.node, &c->started);
 	c->root.st_nlink = st.st_nlink;
 	workqueue_submit(c->wq, dir_job, c->top);
 	*out = c;
@@ -990,6 +1075,8 @@ int walk_finish(struct walk *c, const struct manifest *parent, struct walk_entry
 		goto out;
 	count_dir_links(entries, count);
 	r = group_hardlinks(entries, count);
+	if (r == 0 && atomic_load(&c->gone))
+		r = walk_drop_gone(entries, &count, NULL);
 out:
 	walk_cancel(c);
 	if (r < 0) {
@@ -999,6 +1086,104 @@ out:
 	*entries_out = entries;
 	*count_out = count;
 	return 0;
+}
+
+int walk_drop_gone(struct walk_entry *entries, uint32_t *count, uint32_t *map)
+{
+	uint32_t *own = NULL, n = 0, old_count = *count;
+
+	if (!map) {
+		map = own = malloc(*count * sizeof(*map));
+		if (!map)
+			return -ENOMEM;
+	}
+	/* Breadth-first: a parent comes before its children, so one pass
+	 * removes whole subtrees, and what stays keeps the manifest's order. */
+	for (uint32_t i = 0; i < *count; i++) {
+		struct walk_entry *e = &entries[i];
+
+		if (i > 0 && (e->gone || map[e->node.parent] == WALK_DROPPED)) {
+			entry_free(e);
+			memset(e, 0, sizeof(*e));
+			map[i] = WALK_DROPPED;
+			continue;
+		}
+		map[i] = n;
+		if (i > 0)
+			e->node.parent = map[e->node.parent];
+		if (n != i) {
+			entries[n] = *e;
+			memset(e, 0, sizeof(*e));
+		}
+		n++;
+	}
+	/* Hard-link groups by index, not by inode (create may have taken a
+	 * representative's metadata from another inode since the walk): the
+	 * first member left represents each group.  newrep[h]: the new index
+	 * of the representative of the group old entry h represented. */
+	uint32_t *newrep = malloc((size_t)old_count * sizeof(*newrep));
+
+	if (!newrep) {
+		free(own);
+		*count = n;
+		return -ENOMEM;
+	}
+	for (uint32_t h = 0; h < old_count; h++)
+		newrep[h] = WALK_DROPPED;
+	for (uint32_t k = 0; k < n; k++) {
+		struct manifest_node *nd = &entries[k].node;
+
+		if (S_ISDIR(nd->mode)) {
+			nd->hardlink = k;
+			continue;
+		}
+		if (newrep[nd->hardlink] == WALK_DROPPED)
+			newrep[nd->hardlink] = k;
+		nd->hardlink = newrep[nd->hardlink];
+		nd->nlink = 0;
+	}
+	for (uint32_t k = 0; k < n; k++)
+		if (!S_ISDIR(entries[k].node.mode))
+			entries[entries[k].node.hardlink].node.nlink++;
+	for (uint32_t k = 0; k < n; k++)
+		if (!S_ISDIR(entries[k].node.mode))
+			entries[k].node.nlink = entries[entries[k].node.hardlink].node.nlink;
+	free(newrep);
+	free(own);
+	*count = n;
+	count_dir_links(entries, n);
+	return 0;
+}
+
+int walk_entry_update(struct walk_entry *e, int fd, const struct stat *st,
+		      const struct timespec *started)
+{
+	bool other_inode = (uint64_t)st->st_ino != e->node.src_ino ||
+			   (uint64_t)st->st_dev != e->node.src_dev;
+	uint32_t parent = e->node.parent, hardlink = e->node.hardlink, nlink = e->node.nlink;
+	struct xattr_src src = { fd, NULL };
+	ssize_t len;
+
+	fill_from_stat(&e->node, st);
+	walk_smudge_racy_ctime(&e->node, started);
+	e->node.parent = parent;
+	e->node.hardlink = hardlink;
+	e->node.nlink = nlink;
+	if (!other_inode)
+		return 0;
+	/* Another file renamed into its place (an editor's or npm's atomic
+	 * save): the xattrs the walk read are the old file's. */
+	for (uint32_t k = 0; k < e->nxattrs; k++) {
+		free(e->xattrs[k].name);
+		free(e->xattrs[k].value);
+	}
+	free(e->xattrs);
+	e->xattrs = NULL;
+	e->nxattrs = 0;
+	len = flistxattr(fd, NULL, 0);
+	if (len < 0 && errno != ENOTSUP && errno != ENODATA)
+		return hb_err(-errno, "cannot list xattrs of '%s': %s", e->path, strerror(errno));
+	return len > 0 ? read_xattrs(&src, e->path, e, (size_t)len) : 0;
 }
 
 int walk_tree(const struct walk_opts *o, const struct manifest *parent,

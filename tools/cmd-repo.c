@@ -177,6 +177,17 @@ static const char *excluded_note(uint64_t n, char *out, size_t size)
 	return out;
 }
 
+/* A note from snapshot create about a tree changing under it (the
+ * snapshot goes on): one line on stderr, between progress updates. */
+static void create_warning(void *arg, const char *line)
+{
+	(void)arg;
+	cli_progress_done();
+	fputs("hiberbox: warning: ", stderr);
+	cli_put_name(line, stderr);
+	fputc('\n', stderr);
+}
+
 /* snapshot create once its options are parsed (and the excludes held by
  * the caller). */
 static int snapshot_create_run(const struct repo_create_opts *co_in, const char *parent,
@@ -209,6 +220,7 @@ static int snapshot_create_run(const struct repo_create_opts *co_in, const char 
 	}
 	co.progress = cli_progress();
 	co.excluded = &excluded;
+	co.warn = create_warning;
 	r = repo_snapshot_create(repo, argv[optind], &co, &id, &info);
 	cli_progress_done();
 	repo_close(repo);

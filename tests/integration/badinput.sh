@@ -157,27 +157,30 @@ change_after_walk() {
 	HB_RC=0
 	wait "$pid" || HB_RC=$?
 }
+# What the walk listed as small/file is gone: it is left out with a
+# warning (live.sh has the rest of that behaviour), and nothing from
+# elsewhere takes its place.
 judge_racy() { # DESC
 	if [ "$HB_RC" -eq 99 ]; then
 		log "SKIP $1: the create was done before the change"
 	elif [ "$HB_RC" -eq 137 ]; then
 		bad "$1: snapshot create hung"
-	elif [ "$HB_RC" -eq 0 ]; then
-		hb_ok snapshot cat "$(tail -n 1 "$T/out")" small/file >"$T/cat"
-		bad "$1: snapshot create succeeded, small/file holds: $(head -c 100 "$T/cat")"
+	elif [ "$HB_RC" -ne 0 ]; then
+		bad "$1: snapshot create failed: $(head -c 500 "$T/err")"
 	else
-		[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^hiberbox: .*small/file" "$T/err" ||
-			bad "$1: expected one line naming small/file, got: $(head -c 500 "$T/err")"
+		grep -q "^hiberbox: warning: 'small/file' was replaced .*; left out$" "$T/err" ||
+			bad "$1: expected a warning naming small/file, got: $(head -c 500 "$T/err")"
+		if hb snapshot cat "$(tail -n 1 "$T/out")" small/file >"$T/cat" 2>/dev/null; then
+			bad "$1: the snapshot has small/file, holding: $(head -c 100 "$T/cat")"
+		fi
 	fi
 }
-before=$(count)
 change_after_walk fifo
 judge_racy "a FIFO in a file's place after the walk"
 rm -f "$RC/small/file" && echo public >"$RC/small/file"
 change_after_walk symlink
 judge_racy "a directory replaced by a symbolic link after the walk"
 rm "$RC/small" && mv "$RC/small.real" "$RC/small"
-[ "$(count)" -eq "$before" ] || bad "failed racy creates recorded snapshots"
 rm -rf "$RC"
 
 # held_swap HOOK DIR LINK_TO ARGS...: run the CLI with ARGS, held by the test
@@ -212,17 +215,19 @@ if setfattr -n user.probe -v 1 "$T" 2>/dev/null; then
 	XR="$T/xrace"
 	mkdir -p "$XR/sub/d" "$T/outside/d"
 	setfattr -n user.secret -v leaked "$T/outside/d"
-	before=$(count)
 	held_swap HIBERBOX_TEST_WALK_XATTRS_WAIT "$XR/sub" "$T/outside" snapshot create "$XR" --no-parent
 	rc=$HB_RC
-	if [ "$rc" -eq 0 ]; then
-		hb snapshot restore "$(tail -n 1 "$T/out")" "$T/xr-out" >/dev/null 2>&1
-		bad "xattr race: create succeeded after the swap; sub/d's user.secret: $(getfattr --absolute-names --only-values -n user.secret "$T/xr-out/sub/d" 2>&1)"
+	# sub/d, as listed, is gone from the tree: left out with a warning
+	if [ "$rc" -ne 0 ]; then
+		bad "xattr race: create failed ($rc): $(head -c 500 "$T/err")"
 	else
-		[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^hiberbox: .*sub/d.*symbolic link" "$T/err" ||
-			bad "xattr race: expected one line naming sub/d, got ($rc): $(head -c 500 "$T/err")"
+		grep -q "^hiberbox: warning: 'sub/d' was replaced by a symbolic link.*; left out$" "$T/err" ||
+			bad "xattr race: expected a warning naming sub/d, got: $(head -c 500 "$T/err")"
+		hb snapshot restore "$(tail -n 1 "$T/out")" "$T/xr-out" >/dev/null 2>&1
+		[ ! -e "$T/xr-out/sub/d" ] ||
+			bad "xattr race: sub/d is in the snapshot; its user.secret: $(getfattr --absolute-names --only-values -n user.secret "$T/xr-out/sub/d" 2>&1)"
+		[ -d "$T/xr-out/sub" ] || bad "xattr race: the restore lacks sub/"
 	fi
-	[ "$(count)" -eq "$before" ] || bad "xattr race: the failed create recorded a snapshot"
 	rm -rf "$XR" "$T/outside" "$T/xr-out"
 else
 	log "SKIP xattr race: no user xattrs on $T"
