@@ -335,6 +335,7 @@ struct attempt {
 	uint64_t start_ns, late_ns; /* past late_ns, too slow is given up */
 	int too_slow;
 	int etag_not_md5; /* SSE-KMS and SSE-C objects have other ETags */
+	char bucket_region[64]; /* x-amz-bucket-region of a redirect */
 	struct buf errbody;
 	char code[128], message[512];
 };
@@ -393,6 +394,19 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 		memset(&rq->info, 0, sizeof(rq->info));
 		rq->content_range_total = UINT64_MAX;
 		a->etag_not_md5 = 0;
+		a->bucket_region[0] = '\0';
+		return len;
+	}
+	if (header_is(p, len, "x-amz-bucket-region", &v, &vlen)) {
+		/* Kept only if it could be a region name (it goes into a message). */
+		size_t ok = 0;
+		while (ok < vlen && ((v[ok] >= 'a' && v[ok] <= 'z') || (v[ok] >= '0' && v[ok] <= '9') ||
+				     v[ok] == '-'))
+			ok++;
+		if (vlen > 0 && ok == vlen && vlen < sizeof(a->bucket_region)) {
+			memcpy(a->bucket_region, v, vlen);
+			a->bucket_region[vlen] = '\0';
+		}
 		return len;
 	}
 	if (header_is(p, len, "x-amz-server-side-encryption", &v, &vlen)) {
@@ -572,6 +586,10 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 	if (!strcmp(code, "ExpiredToken") || !strcmp(code, "TokenRefreshRequired"))
 		return hb_err(-EACCES, "s3: the temporary credentials (AWS_SESSION_TOKEN) have "
 				       "expired");
+	if ((st == 301 || !strcmp(code, "PermanentRedirect")) && a->bucket_region[0] &&
+	    strcmp(a->bucket_region, c->cfg.region))
+		return hb_err(-EINVAL, "bucket %s is in region %s, not %s: set AWS_REGION=%s",
+			      c->bucket, a->bucket_region, c->cfg.region, a->bucket_region);
 	if (st == 301 || !strcmp(code, "PermanentRedirect") ||
 	    !strcmp(code, "AuthorizationHeaderMalformed"))
 		return hb_err(-EINVAL, "bucket %s does not answer in region %s: check AWS_REGION "

@@ -13,7 +13,8 @@
  * byte for stall_timeout_ms is abandoned, as is one that trickles on past
  * the budget.  Other 4xx answers are not retried.
  * Errors carry a hint where one helps (wrong keys, missing bucket, wrong
- * region, clock skew, expired token, untrusted TLS certificate).
+ * region - with the bucket's own when S3 names it -, clock skew, expired
+ * token, untrusted TLS certificate).
  *
  * Return contract: 0 on success or a negative errno with one line recorded
  * through hb_err() (util/error.h):

@@ -29,7 +29,8 @@
 //        silence), delay (ms before answering), trickle (the body one byte
 //        every ms, default 50), error200 (200 whose body is
 //        an <Error>; meant for CompleteMultipartUpload), error (an S3 error
-//        answer: &status=400&code=RequestTimeout)
+//        answer: &status=400&code=RequestTimeout[&region=R for an
+//        x-amz-bucket-region header])
 //   POST /__control/clear      drop pending faults and zero the counters
 //   GET  /__control/stats      JSON counters
 'use strict';
@@ -63,10 +64,11 @@ function newStats() {
 function xmlEscape(s) {
   return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
-function sendError(res, status, code, message) {
+function sendError(res, status, code, message, extraHeaders) {
   const body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>' + code +
     '</Code><Message>' + xmlEscape(message) + '</Message><RequestId>proxy</RequestId></Error>';
-  res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) });
+  res.writeHead(status, Object.assign({ 'Content-Type': 'application/xml',
+                                        'Content-Length': Buffer.byteLength(body) }, extraHeaders || {}));
   res.end(body);
 }
 
@@ -201,7 +203,11 @@ async function handle(s3port, req, res, body) {
   if (fault && fault.kind === 'delay') await new Promise((r) => setTimeout(r, fault.ms || 1000));
   if (fault && fault.kind === 'slowdown') return sendError(res, 503, 'SlowDown', 'Please reduce your request rate.');
   if (fault && fault.kind === 'error500') return sendError(res, 500, 'InternalError', 'We encountered an internal error. Please try again.');
-  if (fault && fault.kind === 'error') return sendError(res, fault.status || 400, fault.code || 'InvalidArgument', 'injected by the test proxy');
+  // &region=R: the bucket's region in x-amz-bucket-region, as S3 sends it with
+  // a 301 (a HEAD's only clue, having no body).
+  if (fault && fault.kind === 'error')
+    return sendError(res, fault.status || 400, fault.code || 'InvalidArgument', 'injected by the test proxy',
+                     fault.region ? { 'x-amz-bucket-region': fault.region } : null);
   if (fault && fault.kind === 'error200') {
     const b = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
     res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(b) });
@@ -289,7 +295,7 @@ function control(req, res) {
   const q = parseQuery(raw);
   if (path === '/__control/fault') {
     faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0),
-                  status: +(q.status || 0), code: q.code });
+                  status: +(q.status || 0), code: q.code, region: q.region });
   } else if (path === '/__control/clear') {
     faults = [];
     stats = newStats();

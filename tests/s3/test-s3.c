@@ -714,6 +714,18 @@ static void test_auth(void)
 	CHECK(strstr(hb_errmsg(-EINVAL), "does not answer in region eu-west-1: check AWS_REGION"));
 	s3_client_free(c);
 
+	/* A bucket in another region: S3 answers 301 and names the region in
+	 * x-amz-bucket-region (a HEAD has nothing else); the message says it. */
+	test_config(&cfg);
+	c = new_client(&cfg);
+	control("fault?kind=error&count=1&status=301&code=PermanentRedirect&region=eu-west-3"
+		"&method=HEAD", NULL);
+	CHECK_ERR(s3_head(c, "dir/obj", NULL), -EINVAL);
+	CHECK(strstr(hb_errmsg(-EINVAL), "bucket hbtest is in region eu-west-3, not us-east-1: "
+					 "set AWS_REGION=eu-west-3"));
+	control("clear", NULL);
+	s3_client_free(c);
+
 	/* A missing bucket. */
 	test_config(&cfg);
 	CHECK_OK(s3_client_new(&cfg, "no-such-bucket", &c));
