@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -524,6 +525,43 @@ static void find_caller_strings(struct child_ctx *c)
 /* Start a child: a new sandbox's init (join NULL, cg its fresh cgroups) or
  * a command exec'd into join (through a short-lived joiner that makes it
  * our child).  Fills p on success. */
+static pid_t clone_plain(int flags)
+{
+	return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+}
+
+/* clone() into new namespaces, the new user namespace owned by host uid
+ * owner rather than by us.  The kernel counts what the sandbox's users hold
+ * of the per-user resources (inotify instances and watches, POSIX message
+ * queue bytes, pending signals) against the owner of their namespace too,
+ * up to the owner's own limit: owned by root, one sandbox taking its 128
+ * inotify instances left every host root process and every other sandbox
+ * without any.  Owned by the sandbox's own base uid, it has a budget of its
+ * own.  Only this thread's effective uid changes (a raw setresuid, not
+ * libc's, which would change every thread's); the mm's dumpable flag,
+ * which an euid change resets for the whole process, is put back. */
+static pid_t clone_owned_by(int flags, uid_t owner)
+{
+	int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), saved;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return clone_plain(flags);
+	if (syscall(SYS_setresuid, -1, owner, -1) < 0)
+		return -1;
+	pid = clone_plain(flags);
+	saved = errno;
+	if (pid == 0)
+		return 0;
+	/* back to euid 0 (our real and saved uid): always permitted */
+	if (syscall(SYS_setresuid, -1, 0, -1) < 0)
+		abort();
+	if (dumpable > 0)
+		prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+	errno = saved;
+	return pid;
+}
+
 static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 		       struct sandbox_cgroup *cg, struct sandbox_proc *p)
 {
@@ -565,7 +603,7 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	c.status_fd = st_p[1];
 
 	int flags = join ? 0 : ns_clone_flags(spec);
-	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+	pid = join ? clone_plain(flags) : clone_owned_by(flags, spec->id_base);
 	if (pid < 0) {
 		r = hb_err(-errno, "clone%s: %s", join ? "" : " into new namespaces", strerror(errno));
 		goto fail;

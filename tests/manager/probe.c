@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -502,6 +503,18 @@ int main(int argc, char **argv)
 		if (extra)
 			return 1;
 		printf("fds: none leaked\n");
+		return 0;
+	}
+	if (!strcmp(t, "inotify-hold")) {
+		/* every inotify instance this user may have, held for a while */
+		long ms = arg_num(argc, argv);
+		int n = 0;
+		while (inotify_init1(IN_CLOEXEC) >= 0)
+			n++;
+		printf("held=%d (then %s)\n", n, strerrorname_np(errno) ?: "?");
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
 		return 0;
 	}
 	if (!strcmp(t, "forkbomb")) {

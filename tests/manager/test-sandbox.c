@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -487,6 +488,43 @@ static void test_limits(void)
 		sandbox_spec_free(s);
 		CHECK(strncmp(res.out, "77", 2) == 0);
 	}
+}
+
+/* Per-user kernel resources a sandbox's users hold count against the owner
+ * of its user namespace as well: owned by root, a sandbox that took every
+ * inotify instance (128) left host root without any. */
+static void test_per_user_budget(void)
+{
+	const char *argv[] = { "/bin/probe", "inotify-hold", "10000", NULL };
+	struct sandbox_spec *s = new_spec(root_a, argv);
+	struct sandbox *sb = NULL;
+	char out[256] = "";
+	int fd = -1, got = 0;
+
+	CHECK_OK(spawn_piped(s, &sb, &fd));
+	sandbox_spec_free(s);
+	if (!sb)
+		return;
+	for (uint64_t end = now_ns() + 5000000000ull; got < (int)sizeof(out) - 1 && !strchr(out, '\n') &&
+	     now_ns() < end;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, out + got, sizeof(out) - 1 - (size_t)got);
+		if (n <= 0)
+			break;
+		got += (int)n;
+	}
+	CHECK(strstr(out, "held=") != NULL && atoi(strstr(out, "held=") + 5) > 0);
+	int ino = inotify_init1(IN_CLOEXEC);
+	CHECK(ino >= 0);
+	printf("inotify: the sandbox took %d instances; host root %s\n",
+	       strstr(out, "held=") ? atoi(strstr(out, "held=") + 5) : -1,
+	       ino >= 0 ? "still gets one" : strerror(errno));
+	if (ino >= 0)
+		close(ino);
+	close(fd);
+	sandbox_free(sb);
 }
 
 static int read_some(int fd, int timeout_ms)
@@ -1003,6 +1041,7 @@ int main(int argc, char **argv)
 	test_escapes();
 	test_fds_and_binds();
 	test_limits();
+	test_per_user_budget();
 	test_two_sandboxes_and_control();
 	test_exec();
 	test_symlinked_mount_target();
