@@ -28,6 +28,8 @@
 
 #include "manager/sandbox-int.h"
 
+#define SANDBOX_PTYS_MAX "64" /* terminals a sandbox may hold at once */
+
 /* The host devices a sandbox gets (bind mounts: mknod is impossible in a
  * user namespace, and a bind keeps the host node's own permissions). */
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
@@ -168,9 +170,14 @@ static int setup_dev(struct child_ctx *c)
 	}
 	if ((r = ensure_dir(c, "dev/pts")) < 0)
 		return r;
-	/* gid=5 (tty) only when the map covers it: an unmapped gid is refused */
-	const char *ptsopt = s->id_count > 5 ? "newinstance,ptmxmode=0666,mode=0620,gid=5"
-					     : "newinstance,ptmxmode=0666,mode=0620";
+	/* gid=5 (tty) only when the map covers it: an unmapped gid is refused.
+	 * max: every devpts instance but the host's first draws on one pool
+	 * (kernel.pty.max less kernel.pty.reserve, 3072 by default), and a
+	 * sandbox that took all of it left every other sandbox (and container)
+	 * without a terminal. */
+	const char *ptsopt = s->id_count > 5 ?
+				     "newinstance,ptmxmode=0666,mode=0620,max=" SANDBOX_PTYS_MAX ",gid=5" :
+				     "newinstance,ptmxmode=0666,mode=0620,max=" SANDBOX_PTYS_MAX;
 	if (mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, ptsopt) < 0)
 		return child_err(c, -errno, "mount devpts", NULL);
 	if (symlink("pts/ptmx", "dev/ptmx") < 0)

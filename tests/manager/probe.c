@@ -505,6 +505,14 @@ int main(int argc, char **argv)
 		printf("fds: none leaked\n");
 		return 0;
 	}
+	if (!strcmp(t, "ptys")) {
+		/* how many terminals this sandbox may hold, up to N */
+		long max = arg_num(argc, argv), n = 0;
+		while (n < max && open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC) >= 0)
+			n++;
+		printf("ptys=%ld (%s)\n", n, n < max ? strerrorname_np(errno) ?: "?" : "all");
+		return 0;
+	}
 	if (!strcmp(t, "inotify-hold")) {
 		/* every inotify instance this user may have, held for a while */
 		long ms = arg_num(argc, argv);

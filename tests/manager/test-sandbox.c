@@ -490,9 +490,10 @@ static void test_limits(void)
 	}
 }
 
-/* Per-user kernel resources a sandbox's users hold count against the owner
- * of its user namespace as well: owned by root, a sandbox that took every
- * inotify instance (128) left host root without any. */
+/* Kernel resources shared beyond one sandbox.  Per-user ones a sandbox's
+ * users hold count against the owner of its user namespace as well: owned
+ * by root, a sandbox that took every inotify instance (128) left host root
+ * without any. */
 static void test_per_user_budget(void)
 {
 	const char *argv[] = { "/bin/probe", "inotify-hold", "10000", NULL };
@@ -525,6 +526,14 @@ static void test_per_user_budget(void)
 		close(ino);
 	close(fd);
 	sandbox_free(sb);
+
+	/* Terminals come from one pool for every devpts instance but the
+	 * host's first (kernel.pty.max less kernel.pty.reserve): a sandbox
+	 * took all 3072, and no other sandbox could open a terminal. */
+	struct result res;
+	CHECK_OK(run_probe(root_a, "ptys", "200", &res));
+	CHECK(strstr(res.out, "ptys=64 (ENOSPC)") != NULL);
+	printf("ptys: %s", res.out);
 }
 
 static int read_some(int fd, int timeout_ms)
