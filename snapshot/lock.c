@@ -12,9 +12,11 @@
  * conflicting holders can never both proceed; at worst both withdraw and
  * retry, and the random backoff breaks the tie.
  *
- * Stale locks are removed on sight: same host (and same boot) with a pid that
- * no longer exists, or a lock whose time is older than LOCK_STALE_SEC when we
- * cannot check its pid (another host, another boot).  A live holder rewrites
+ * Stale locks are removed on sight: same host (and same boot, and same pid
+ * namespace) with a pid that no longer exists, or a lock whose time is older
+ * than LOCK_STALE_SEC when we cannot check its pid (another host, another
+ * boot, another pid namespace: a container with the host's name, where the
+ * holder's pid means nothing or another process).  A live holder rewrites
  * its lock every LOCK_REFRESH_SEC from a small thread, so a long snapshot on
  * another host is never mistaken for a dead one.
  *
@@ -39,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +87,7 @@ struct lock_holder {
 	bool exclusive;
 	char host[LOCK_HOST_BYTES];
 	char boot_id[LOCK_BOOT_ID_BYTES];
+	long long pidns; /* 0: not said (written by an older version) */
 	long long pid;
 	long long time;
 	char pin[OID_HEX_BYTES];
@@ -112,6 +116,15 @@ static void own_boot_id(char out[LOCK_BOOT_ID_BYTES])
 	out[strcspn(out, "\n")] = '\0';
 }
 
+/* The pid namespace we run in (its inode number), which gives pids their
+ * meaning; 0 when unknown. */
+static long long own_pidns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/pid", &st) == 0 ? (long long)st.st_ino : 0;
+}
+
 static int lock_encode(const struct repo_lock *l, char **out)
 {
 	char host[LOCK_HOST_BYTES], boot_id[LOCK_BOOT_ID_BYTES], what[sizeof(l->what) * 4];
@@ -119,8 +132,9 @@ static int lock_encode(const struct repo_lock *l, char **out)
 
 	own_host(host);
 	own_boot_id(boot_id);
-	o = json_pack("{s:b, s:s, s:I, s:I, s:s}", "exclusive", l->exclusive, "host", host, "pid",
-		      (json_int_t)getpid(), "time", (json_int_t)time(NULL), "boot_id", boot_id);
+	o = json_pack("{s:b, s:s, s:I, s:I, s:s, s:I}", "exclusive", l->exclusive, "host", host,
+		      "pid", (json_int_t)getpid(), "time", (json_int_t)time(NULL), "boot_id", boot_id,
+		      "pidns", (json_int_t)own_pidns());
 	if (!o)
 		return -ENOMEM;
 	/* "what" names a path, which may not be UTF-8; it is for people only */
@@ -165,6 +179,9 @@ static int lock_decode(const struct buf *b, struct lock_holder *h)
 	v = json_object_get(o, "boot_id"); /* optional */
 	if (json_is_string(v))
 		snprintf(h->boot_id, sizeof(h->boot_id), "%s", json_string_value(v));
+	v = json_object_get(o, "pidns"); /* optional */
+	if (json_is_integer(v))
+		h->pidns = json_integer_value(v);
 	v = json_object_get(o, "pin"); /* pins only */
 	if (json_is_string(v))
 		snprintf(h->pin, sizeof(h->pin), "%s", json_string_value(v));
@@ -178,13 +195,18 @@ bad:
 	return -EBADMSG;
 }
 
-static bool holder_is_stale(const struct lock_holder *h, const char *host, const char *boot_id)
+static bool holder_is_stale(const struct lock_holder *h, const char *host, const char *boot_id,
+			    long long pidns)
 {
 	long long now = (long long)time(NULL);
-	bool same_boot = strcmp(h->host, host) == 0 &&
-			 (!h->boot_id[0] || !boot_id[0] || strcmp(h->boot_id, boot_id) == 0);
+	/* Where its pid names the same process as for us.  Only the pid
+	 * namespace tells apart two containers that share the host's name
+	 * and boot: in another one, a live holder's pid is no process here. */
+	bool same_pids = strcmp(h->host, host) == 0 &&
+			 (!h->boot_id[0] || !boot_id[0] || strcmp(h->boot_id, boot_id) == 0) &&
+			 (!h->pidns || !pidns || h->pidns == pidns);
 
-	if (same_boot && (h->pid <= 0 || h->pid > INT32_MAX ||
+	if (same_pids && (h->pid <= 0 || h->pid > INT32_MAX ||
 			  !proc_alive((pid_t)h->pid))) /* a zombie is gone too */
 		return true;
 	/* Even here: a live holder rewrites its object every LOCK_REFRESH_SEC,
@@ -213,6 +235,7 @@ struct scan {
 	bool exclusive;
 	char host[LOCK_HOST_BYTES];
 	char boot_id[LOCK_BOOT_ID_BYTES];
+	long long pidns;
 	/* The first conflicting lock seen, for the message. */
 	bool conflict;
 	bool conflict_unreadable;
@@ -243,7 +266,7 @@ static int scan_one(const char *name, uint64_t size, int64_t mtime_sec, void *ar
 		readable = lock_decode(&b, &h) == 0;
 		buf_free(&b);
 	}
-	if (readable ? holder_is_stale(&h, s->host, s->boot_id)
+	if (readable ? holder_is_stale(&h, s->host, s->boot_id, s->pidns)
 		     : (int64_t)time(NULL) - mtime_sec > LOCK_STALE_SEC) {
 		r = store_remove(s->store, name);
 		if (r < 0 && r != -ENOENT)
@@ -422,6 +445,7 @@ int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct r
 
 		own_host(s.host);
 		own_boot_id(s.boot_id);
+		s.pidns = own_pidns();
 		/* a lock means nothing after a crash: no fsync (milliseconds each) */
 		ret = store_put(l->store, l->name, json, strlen(json), STORE_PUT_VOLATILE);
 		if (ret < 0) {
@@ -534,6 +558,7 @@ struct pin_scan {
 	bool tidy;
 	char host[LOCK_HOST_BYTES];
 	char boot_id[LOCK_BOOT_ID_BYTES];
+	long long pidns;
 	int (*fn)(const struct oid *snapshot, const struct repo_pin_holder *h, void *arg);
 	void *arg;
 };
@@ -561,7 +586,7 @@ static int pin_scan_one(const char *name, uint64_t size, int64_t mtime_sec, void
 	buf_free(&b);
 	if (r < 0 || oid_parse(h.pin, &id) < 0) /* a pin guards nothing it cannot name */
 		return 0;
-	if (holder_is_stale(&h, s->host, s->boot_id)) {
+	if (holder_is_stale(&h, s->host, s->boot_id, s->pidns)) {
 		r = s->tidy ? store_remove(s->store, name) : 0;
 		if (r < 0 && r != -ENOENT)
 			return hb_err_ctx(r, "removing stale pin %s", name);
@@ -582,6 +607,7 @@ int repo_pins_each(struct repo *r, bool tidy,
 
 	own_host(s.host);
 	own_boot_id(s.boot_id);
+	s.pidns = own_pidns();
 	return store_list(r->store, REPO_PINS_PREFIX, pin_scan_one, &s);
 }
 

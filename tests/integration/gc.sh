@@ -338,6 +338,20 @@ if [ "$HB_RC" -eq 0 ]; then
 else
 	expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc beside a writer"
 fi
+# The same from another pid namespace on this host (a container sharing the
+# host's name and the repository): there the writer's pid is no process, and
+# gc took its lock for stale, removed the packs it had stored, and the
+# writer then recorded a snapshot whose chunks were gone.
+if is_root && command -v unshare >/dev/null; then
+	rc=0
+	timeout --kill-after=10 "$HB_TIMEOUT" unshare --pid --fork --mount-proc "$HIBERBOX" gc \
+		>"$T/out" 2>"$T/err" || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		bad "gc in another pid namespace ran while a writer held the lock: $(cat "$T/out")"
+	else
+		expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc in another pid namespace beside a writer"
+	fi
+fi
 repo_listing >"$T/listing-after"
 diff "$T/listing-before" "$T/listing-after" >"$T/listing-diff" ||
 	bad "a refused gc changed the repository:"$'\n'"$(head -c 2000 "$T/listing-diff")"
