@@ -196,8 +196,9 @@ int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_cli
 	snprintf(c->bucket, sizeof(c->bucket), "%s", bucket);
 	snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region);
 	/* Virtual-hosted style puts the bucket in the TLS name: not possible
-	 * with dots in it, so those go path-style too. */
-	if (eplen && cfg->path_style)
+	 * with dots in it (a wildcard certificate covers one label), so those
+	 * go path-style too, on any endpoint. */
+	if (eplen && (cfg->path_style || strchr(bucket, '.')))
 		n = snprintf(c->base_url, sizeof(c->base_url), "%.*s/%s", (int)eplen, ep, bucket);
 	else if (eplen) {
 		const char *host = strstr(ep, "://") + 3;

@@ -313,6 +313,21 @@ static void test_helpers(void)
 		CHECK(!strcmp(c->base_url, "http://127.0.0.1:9000/b"));
 	s3_client_free(c);
 	CHECK_ERR(s3_client_new(&cfg, "bad/bucket", &c), -EINVAL);
+	/* Virtual-hosted on a custom endpoint, but not for a bucket with dots:
+	 * its host name would not match the endpoint's wildcard certificate. */
+	setenv("AWS_ENDPOINT_URL", "https://s3.example.com", 1);
+	setenv("HIBERBOX_S3_PATH_STYLE", "0", 1);
+	CHECK_OK(s3_config_from_env(&cfg));
+	CHECK_OK(s3_client_new(&cfg, "plain", &c));
+	if (c)
+		CHECK(!strcmp(c->base_url, "https://plain.s3.example.com"));
+	s3_client_free(c);
+	CHECK_OK(s3_client_new(&cfg, "with.dots", &c));
+	if (c)
+		CHECK(!strcmp(c->base_url, "https://s3.example.com/with.dots"));
+	s3_client_free(c);
+	unsetenv("HIBERBOX_S3_PATH_STYLE");
+	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000/", 1);
 	setenv("HIBERBOX_S3_TIMEOUT_MS", "soon", 1);
 	CHECK_ERR(s3_config_from_env(&cfg), -EINVAL);
 	CHECK(strstr(hb_errmsg(-EINVAL), "HIBERBOX_S3_TIMEOUT_MS"));
