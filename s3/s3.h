@@ -62,7 +62,8 @@ struct s3_config {
 	 * "" means AWS itself: https://BUCKET.s3.REGION.amazonaws.com. */
 	char endpoint[512];
 	int path_style;          /* 1: ENDPOINT/BUCKET/KEY (set for custom endpoints; a bucket
-	                          * with dots always goes so, TLS names allowing no dots) */
+	                          * with dots always goes so: a wildcard certificate
+	                          * covers one label) */
 	char ca_bundle[512];     /* AWS_CA_BUNDLE: PEM file of trusted CAs; "" = the system's */
 	unsigned parallelism;    /* HIBERBOX_S3_PARALLEL: transfers at once */
 	unsigned connect_timeout_ms; /* HIBERBOX_S3_CONNECT_TIMEOUT_MS */
