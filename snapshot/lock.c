@@ -340,15 +340,17 @@ int repo_lock_check(struct repo_lock *l)
 			return hb_err(-ESTALE, "the repository lock could not be renewed for %llu minutes, "
 					       "so another process may have taken it for stale; nothing was recorded",
 				      (unsigned long long)(age_ns / 60000000000ull));
-		/* Younger than a refresh period, it is stale to nobody whose
-		 * clock is within LOCK_STALE_SEC of ours: no round trip to ask. */
-		if (age_ns >= (uint64_t)LOCK_REFRESH_SEC * 1000000000ull) {
-			r = store_stat(l->store, l->name, &size);
-			if (r == -ENOENT)
-				atomic_store(&l->lost, true);
-			else if (r < 0)
-				return hb_err_ctx(r, "checking the repository lock");
-		}
+		/* Asked every time, however young the lock: one round trip
+		 * per commit.  A young lock is stale to nobody whose clock is
+		 * within LOCK_STALE_SEC of ours, but a host whose clock runs
+		 * an hour ahead (or a hand clearing locks/) removes it, and a
+		 * gc may then take the packs we stored: we must not record an
+		 * index or manifest over them. */
+		r = store_stat(l->store, l->name, &size);
+		if (r == -ENOENT)
+			atomic_store(&l->lost, true);
+		else if (r < 0)
+			return hb_err_ctx(r, "checking the repository lock");
 	}
 	if (atomic_load(&l->lost))
 		return hb_err(-ESTALE, "the repository lock was removed meanwhile by another "

@@ -371,6 +371,41 @@ rm -rf "$K"
 hb_ok gc >/dev/null
 
 # ---------------------------------------------------------------------------
+# A writer whose lock was removed while young (by a host whose clock runs an
+# hour ahead, which takes it for stale, or by hand) must record nothing: a
+# gc may have run meanwhile and taken the packs it stored.  It asked whether
+# its lock was still there only once the lock was 5 minutes old, so it
+# recorded a snapshot whose chunks gc had removed.
+# HIBERBOX_TEST_CREATE_MIDREAD_WAIT holds the create in its last file, after
+# the packs of the files before are stored.
+log "a writer whose lock was removed meanwhile records nothing"
+L=$T/lost
+mkdir -p "$L"
+for i in $(seq 10 40); do randfile "$L/a$i" 1000000 "lost$i"; done
+randfile "$L/z" 20000000 lostz
+snaps_before=$(list_ids | LC_ALL=C sort)
+rm -f "$T/hold" && mkfifo "$T/hold"
+HIBERBOX_TEST_CREATE_MIDREAD_WAIT="$T/hold" timeout --signal=KILL 120 "$HIBERBOX" snapshot create \
+	"$L" --no-parent --threads 1 >"$T/writer.out" 2>"$T/writer.err" &
+WPID=$!
+# opening the FIFO waits for the writer to be held; closing it lets it go
+timeout 60 bash -c 'exec 3>"$1" && rm -f "$2"/locks/* && "$3" gc >"$4" 2>&1' \
+	_ "$T/hold" "$REPO" "$HIBERBOX" "$T/gc.out" ||
+	bad "setup: the writer was not held, or gc with its lock gone failed: $(head -c 500 "$T/gc.out")"
+wrc=0
+wait "$WPID" || wrc=$?
+if [ "$wrc" -eq 0 ]; then
+	bad "a writer whose lock was removed recorded snapshot $(tail -n 1 "$T/writer.out")"
+else
+	expect_in "$(cat "$T/writer.err")" "lock was removed.*nothing was recorded" "writer without its lock"
+fi
+[ "$(list_ids | LC_ALL=C sort)" = "$snaps_before" ] || bad "a writer without its lock changed the snapshot list"
+rm -f "$T/hold"
+rm -rf "$L"
+hb_ok gc >/dev/null
+check_clean "after a writer lost its lock" --read-data
+
+# ---------------------------------------------------------------------------
 log "check --read-data names chunk and pack of a flipped byte"
 F=$T/flip
 mkdir -p "$F"
