@@ -203,6 +203,32 @@ else
 	expect_as_now "the snapshot after a changing read (parent reuse)"
 fi
 
+log "parent reuse: a file rewritten (same size, mtime put back) between walk and read"
+R="$T/reuse"
+rm -rf "$R" && mkdir -p "$R"
+randfile "$R/file" 3000000 r1
+randfile "$T/r2" 3000000 r2
+touch -r "$R/file" "$T/r2"
+# cp -p keeps the mtime, as rsync, tar and cp -a do
+held HIBERBOX_TEST_CREATE_READ_WAIT "cat '$T/r2' >'$R/file' && touch -r '$T/r2' '$R/file'" \
+	snapshot create "$R"
+reuse_ok() { # DESC: the create above stored file as it is now
+	local id
+	if [ "$HB_RC" -ne 0 ]; then
+		bad "$1: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+		return 0
+	fi
+	id=$(tail -n 1 "$T/out")
+	hb snapshot cat "$id" file | cmp -s - "$R/file" || bad "$1: the snapshot holds stale content"
+}
+reuse_ok "rewritten between walk and read"
+hb_try snapshot create "$R"
+reuse_ok "the next snapshot (reuses the parent's record)"
+randfile "$T/r3" 3000000 r3
+cat "$T/r3" >"$R/file" && touch -r "$T/r2" "$R/file"
+hb_try snapshot create "$R"
+reuse_ok "rewritten again, same size and mtime"
+
 # --- churn: files made and removed all the time, as in a build ---------------------------------
 # Not deterministic, but with the old code this failed almost every time
 # ("cannot read ...: No such file or directory").
