@@ -61,6 +61,11 @@ int acl_check(const uint8_t *v, size_t len)
 	return 0;
 }
 
+bool acl_empty(const uint8_t *v, size_t len)
+{
+	return len == HEAD && acl_check(v, len) == 0;
+}
+
 int acl_equiv_mode(const uint8_t *v, size_t len, uint32_t *mode)
 {
 	uint32_t bits = 0, mask = 0;

@@ -5,6 +5,7 @@
  * Values are changed in place; ids are never looked at, so stored and
  * presented (shifted) values work alike. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,11 @@
 
 /* Whether v is a well-formed ACL value (header, whole entries, known tags). */
 int acl_check(const uint8_t *v, size_t len);
+
+/* Whether v is an ACL of no entries (a header alone): the kernel and ext4
+ * take it for no ACL at all (a lower tree may hold one, the kernel never
+ * sets one). */
+bool acl_empty(const uint8_t *v, size_t len);
 
 /* The permission bits the ACL v stands for, put into *mode (other bits of
  * *mode kept): owner, group (the mask's when there is one) and other.

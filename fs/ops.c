@@ -612,7 +612,8 @@ static int file_state_new(struct node *n, int fd)
  * (posix_acl_create): when d has a default ACL, n gets an access ACL made
  * from it and limited by the mode asked for (and the mode by it), a
  * directory the default ACL too, and the umask plays no part; without one
- * the umask applies (the kernel leaves both to us: FUSE_DONT_MASK).
+ * (or with one of no entries, from a lower tree) the umask applies (the
+ * kernel leaves both to us: FUSE_DONT_MASK).
  * Symlinks get neither.  n is new: it owns its xattrs and has none.  Tree
  * lock held exclusively. */
 static int acl_inherit(fuse_req_t req, struct hbfs *fs, struct node *d, struct node *n)
@@ -624,7 +625,7 @@ static int acl_inherit(fuse_req_t req, struct hbfs *fs, struct node *d, struct n
 
 	if (!fs->posix_acl || S_ISLNK(n->mode))
 		return 0;
-	if (!node_xattr_get(fs, d, ACL_XATTR_DEFAULT, &def, &len)) {
+	if (!node_xattr_get(fs, d, ACL_XATTR_DEFAULT, &def, &len) || acl_empty(def, len)) {
 		n->mode &= ~(uint32_t)(fuse_req_ctx(req)->umask & 0777);
 		return 0;
 	}
