@@ -696,6 +696,7 @@ static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode
 		struct timespec t[2] = { now, now };
 		struct stat st;
 
+		pre_fd = -1; /* fd has it now */
 		if (fd < 0) {
 			r = hb_err(fd, "creating a data file in %s", fs->upper_path);
 		} else {
@@ -711,6 +712,16 @@ static int new_node(fuse_req_t req, struct hbfs *fs, struct node *d, mode_t mode
 		}
 	}
 	if (r < 0) {
+		if (pre_fd >= 0) {
+			/* refused before the precreated data file was the node's
+			 * (a malformed default ACL refuses every create): it goes,
+			 * or each refusal would keep an fd and a file */
+			char name[32];
+
+			close(pre_fd);
+			upper_data_name(n, name);
+			unlinkat(fs->data_fd, name, 0);
+		}
 		node_maybe_free(fs, n);
 		return r;
 	}

@@ -70,6 +70,22 @@ for d in badversion truncated nogroup; do
 	mkdir "$M/$d/d" 2>/dev/null && bad "created a directory under the malformed default ACL of $d"
 done
 
+# a create refused for the ACL gives back what it took (a precreated data
+# file and its fd): refusals without end must not exhaust the fs's fds or
+# fill the upper
+pid=$(fs_pid "$M")
+[ -n "$pid" ] || fail "no pid for the mount"
+fds_before=$(ls /proc/"$pid"/fd | wc -l)
+files_before=$(find "$T/upper" -type f | wc -l)
+for i in $(seq 200); do touch "$M/badversion/f$i" 2>/dev/null; done
+sleep 1 # the precreation pool refills
+fds_after=$(ls /proc/"$pid"/fd | wc -l)
+files_after=$(find "$T/upper" -type f | wc -l)
+[ "$fds_after" -le $((fds_before + 20)) ] ||
+	bad "200 refused creates left the fs with $fds_after fds open (was $fds_before)"
+[ "$files_after" -le $((files_before + 20)) ] ||
+	bad "200 refused creates left $files_after files in the upper (was $files_before)"
+
 log "an access ACL the kernel cannot parse grants nothing; chmod keeps it"
 if command -v setpriv >/dev/null; then
 	setpriv --reuid=65534 --regid=65534 --clear-groups cat "$M/control" >/dev/null ||
