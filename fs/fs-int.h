@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "fs/fs.h"
@@ -123,6 +125,7 @@ struct node {
 	uint8_t *committed_inline;        /* ... or inline bytes */
 	uint32_t committed_inline_len;
 	uint32_t commit_gen, commit_idx, commit_pend;
+	uint64_t charged;       /* bytes of upper data counted against the limit (quota.c) */
 	struct node *hash_next;
 };
 
@@ -156,6 +159,10 @@ struct hbfs {
 	uint64_t data_names_made, data_names_synced;
 	bool upper_dir_synced;
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
+	/* --upper-limit (0: none) and what counts against it now: the
+	 * journal's bytes and every node's charged (quota.c). */
+	uint64_t upper_limit, upper_used;
+	pthread_mutex_t quota_lock;
 	bool no_opendir;             /* the kernel opens directories without us */
 	bool no_open;                /* ... and files (see lazy_state in ops.c) */
 	bool no_create;              /* new files come as MKNOD (hb_create) */
@@ -236,6 +243,9 @@ void upper_close(struct hbfs *fs);
 /* Journal records are built then appended under the tree write lock. */
 struct jrec {
 	struct buf b;
+	/* The change frees space or keeps it (unlink, truncate down): appended
+	 * even past the upper limit, so that a full sandbox can recover. */
+	bool frees;
 };
 void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n);
 void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child);
@@ -258,6 +268,28 @@ int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mod
  * directory fsync only when a data file was named since the last one. */
 int upper_sync(struct hbfs *fs);
 void upper_data_name(const struct node *n, char out[32]);
+
+/* quota.c: the upper limit (fs->upper_limit; all of these do nothing
+ * without one).  A data file counts as its size rounded up to 4 KiB or its
+ * allocated blocks, whichever is more; the journal as its bytes. */
+uint64_t quota_charge_of(const struct stat *st);
+/* Room for n's data file to reach end: -ENOSPC if it does not fit. */
+int quota_grow(struct hbfs *fs, struct node *n, uint64_t end);
+/* As quota_grow for a write of len bytes at off: how many of them fit
+ * (fewer at the limit), or -ENOSPC if none. */
+ssize_t quota_grow_write(struct hbfs *fs, struct node *n, uint64_t off, size_t len);
+/* n's data file is st now.  exact: count it as it is (after a truncate or
+ * hole punch); else only ever more (writes racing each other). */
+void quota_settle(struct hbfs *fs, struct node *n, const struct stat *st, bool exact);
+/* n's data file is gone. */
+void quota_release(struct hbfs *fs, struct node *n);
+/* A journal append of len bytes: may it be made (0 or -ENOSPC)?  Counted
+ * by quota_journal_done once it is. */
+int quota_journal_check(struct hbfs *fs, uint64_t len, bool frees);
+void quota_journal_done(struct hbfs *fs, uint64_t len);
+/* statfs of the mount: the limit and the use instead of the upper's disk
+ * (never more free than the disk has). */
+void quota_statfs(struct hbfs *fs, struct statvfs *sv);
 
 /* lower.c */
 int cache_new(struct hbfs *fs);

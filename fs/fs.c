@@ -42,6 +42,7 @@ static void fs_free(struct hbfs *fs)
 	pthread_rwlock_destroy(&fs->tree_lock);
 	pthread_mutex_destroy(&fs->commit_lock);
 	pthread_mutex_destroy(&fs->copy_lock);
+	pthread_mutex_destroy(&fs->quota_lock);
 	pthread_cond_destroy(&fs->copy_done);
 	free(fs);
 }
@@ -160,6 +161,8 @@ static int setup(const struct hbfs_opts *opts, struct hbfs **out)
 	pthread_rwlock_init(&fs->tree_lock, NULL);
 	pthread_mutex_init(&fs->commit_lock, NULL);
 	pthread_mutex_init(&fs->copy_lock, NULL);
+	pthread_mutex_init(&fs->quota_lock, NULL);
+	fs->upper_limit = opts->upper_limit;
 	pthread_cond_init(&fs->copy_done, NULL);
 	if (!realpath(opts->mountpoint, fs->mountpoint)) {
 		r = hb_err_sys(-errno, "mountpoint %s", opts->mountpoint);

@@ -30,6 +30,9 @@ struct hbfs_opts {
 	const char *mountpoint; /* existing directory (required) */
 	const char *upper;      /* upper directory; NULL: a new one under $HIBERBOX_HOME/upper */
 	uint32_t uid_shift;     /* 0: none */
+	/* Bytes the upper directory may hold (data files and journal, see
+	 * fs/README.md "Upper limit"); growth beyond is ENOSPC.  0: none. */
+	uint64_t upper_limit;
 	bool foreground;        /* run the FUSE loop in this process */
 	bool debug;             /* libfuse debug output (implies foreground) */
 	/* If ready_fd >= 0 (foreground only), one line is written to it once the

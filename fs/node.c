@@ -522,6 +522,7 @@ void node_maybe_free(struct hbfs *fs, struct node *n)
 
 		upper_data_name(n, name);
 		unlinkat(fs->data_fd, name, 0);
+		quota_release(fs, n);
 		n->flags &= ~NODE_UPPER_DATA;
 	}
 	if (n->lower >= 0)

@@ -331,10 +331,10 @@ static void hb_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, HBFS_TIMEOUT_SEC);
 }
 
-/* Journal the whole metadata of nodes a..: one record. */
-static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
+/* Journal the whole metadata of nodes a..: one record (frees: see jrec). */
+static int journal_nodes_as(struct hbfs *fs, struct node *a, struct node *b, bool frees)
 {
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT, .frees = frees };
 	int r;
 
 	jrec_inode(fs, &rec, a);
@@ -347,6 +347,11 @@ static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
 			b->flags |= NODE_META_JOURNALED;
 	}
 	return r;
+}
+
+static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
+{
+	return journal_nodes_as(fs, a, b, false);
 }
 
 /* The data fd of an upper node for one request: its open one, or a
@@ -379,6 +384,8 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 		if (r < 0)
 			return r;
 	}
+	if (size > n->size && (r = quota_grow(fs, n, size)) < 0)
+		return r;
 	fd = get_fd(fs, n, O_RDWR, &temp);
 	if (fd < 0)
 		return fd;
@@ -393,6 +400,7 @@ static int do_truncate(struct hbfs *fs, struct node *n, uint64_t size)
 	put_fd(fd, temp);
 	if (r < 0)
 		return r;
+	quota_settle(fs, n, &st, true);
 	n->size = size;
 	if (!timespec_equal(n->mtime, st.st_mtim)) /* as after_write */
 		n->ctime = st.st_mtim;
@@ -510,9 +518,12 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct xattr *acl = NULL;
 	uint8_t *acl_old = NULL;
 	struct stat st;
+	bool shrinks;
 	int r = 0;
 
 	wrlock(fs);
+	/* its record goes in past the upper limit (see jrec) */
+	shrinks = (to_set & FUSE_SET_ATTR_SIZE) && (uint64_t)attr->st_size < n->size;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		r = do_truncate(fs, n, (uint64_t)attr->st_size);
 		if (r < 0)
@@ -546,7 +557,7 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		n->ctime = attr->st_ctim;
 	else
 		n->ctime = now;
-	r = journal_nodes(fs, n, NULL);
+	r = journal_nodes_as(fs, n, NULL, shrinks);
 	if (r < 0) {
 		node_meta_restore(n, &old);
 		acl_chmod_undo(acl, acl_old);
@@ -750,7 +761,7 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 		       mode_t mode, dev_t rdev, const char *target, bool keep_open,
 		       struct node **out)
 {
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT };
 	struct node *n;
 	int r;
 
@@ -843,7 +854,7 @@ static void hb_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool want_dir)
 {
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT };
 	struct node *c;
 	int r = dir_load(fs, d);
 
@@ -864,6 +875,7 @@ static int remove_name(struct hbfs *fs, struct node *d, const char *name, bool w
 		return -EISDIR;
 	}
 	struct node_meta dt = node_meta_save(d), ct = node_meta_save(c);
+	rec.frees = true; /* past the upper limit too: how a full sandbox recovers */
 	/* a file that keeps other names shows the change in its ctime, which
 	 * a remount must find too */
 	bool survives = !c->dir && c->nlink > 1;
@@ -923,7 +935,7 @@ static bool is_ancestor(struct hbfs *fs, struct node *a, struct node *d)
 static int do_rename(struct hbfs *fs, struct node *d1, const char *name, struct node *d2,
 		     const char *newname, unsigned flags)
 {
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT };
 	struct node *src, *dst;
 	int r;
 
@@ -1021,7 +1033,7 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 {
 	struct hbfs *fs = FS(req);
 	struct node *n = N(fs, ino), *d = N(fs, newparent);
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT };
 	int r;
 
 	wrlock(fs);
@@ -1447,6 +1459,7 @@ static int after_write(fuse_req_t req, struct hbfs *fs, struct node *n, int fd, 
 		return r;
 	}
 	n->size = (uint64_t)st.st_size;
+	quota_settle(fs, n, &st, false);
 	/* ctime as the write set it in the data file, which is what a remount
 	 * finds there (replay_finish); no journal record per write */
 	if (!timespec_equal(n->mtime, st.st_mtim))
@@ -1468,6 +1481,7 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node *n = N(fs, ino);
 	struct file_state *f;
 	bool killed = false, temp = false;
+	ssize_t room;
 	int fd, r;
 
 	r = ensure_upper_fd(fs, n);
@@ -1475,6 +1489,13 @@ static void hb_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, -r);
 		return;
 	}
+	/* at the upper limit: a short write, as on a full disk */
+	room = quota_grow_write(fs, n, (uint64_t)off, size);
+	if (room < 0) {
+		fuse_reply_err(req, (int)-room);
+		return;
+	}
+	size = (size_t)room;
 	f = n->fst;
 	pthread_rwlock_rdlock(&f->data_lock);
 	fd = get_fd(fs, n, O_RDWR, &temp);
@@ -1520,6 +1541,14 @@ static void hb_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	r = ensure_upper_fd(fs, out);
 	if (r >= 0)
 		r = lazy_state(fs, in);
+	if (r >= 0) {
+		ssize_t room = quota_grow_write(fs, out, (uint64_t)off_out, len);
+
+		if (room < 0)
+			r = (int)room;
+		else
+			len = (size_t)room;
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -1752,6 +1781,7 @@ static void hb_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, errno);
 		return;
 	}
+	quota_statfs(fs, &sv);
 	sv.f_namemax = MANIFEST_NAME_MAX;
 	sv.f_fsid = 0;
 	fuse_reply_statfs(req, &sv);
@@ -2075,6 +2105,10 @@ static void hb_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 	int fd, r;
 
 	r = ensure_upper_fd(fs, n);
+	/* an allocation counts up to its end, inside the size or not (a
+	 * punched hole keeps the size, and so its charge) */
+	if (r >= 0 && !(mode & FALLOC_FL_PUNCH_HOLE))
+		r = quota_grow(fs, n, (uint64_t)off + (uint64_t)len);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;

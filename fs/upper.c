@@ -140,6 +140,11 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 		buf_free(&r->b);
 		return hb_err(-ENOMEM, "journal record too large");
 	}
+	ret = quota_journal_check(fs, sizeof(h) + r->b.len, r->frees);
+	if (ret < 0) {
+		buf_free(&r->b);
+		return ret;
+	}
 	memcpy(h, JOURNAL_MAGIC, 4);
 	put_le32(h + 4, (uint32_t)r->b.len);
 	put_le64(h + 8, XXH3_64bits(r->b.data, r->b.len));
@@ -161,6 +166,7 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 		}
 	} else {
 		fs->journal->bytes += rec.len;
+		quota_journal_done(fs, rec.len);
 	}
 	buf_free(&rec);
 	buf_free(&r->b);
@@ -472,6 +478,7 @@ static int replay_finish(struct hbfs *fs)
 			upper_data_name(x, name);
 			if (fstatat(fs->data_fd, name, &st, 0) == 0) {
 				x->size = (uint64_t)st.st_size;
+				quota_settle(fs, x, &st, true);
 				/* written since its last record: the write set
 				 * ctime too (after_write) */
 				if (!timespec_equal(x->mtime, st.st_mtim))
@@ -569,6 +576,7 @@ int upper_replay(struct hbfs *fs)
 	r = replay_finish(fs);
 	if (r < 0)
 		return r;
+	quota_journal_done(fs, fs->journal->bytes); /* the data files are in */
 	/* after replay: it deletes data files no node owns, and next_ino is
 	 * final */
 	return precreate_start(fs);
@@ -808,7 +816,8 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	char name[32], tmp[40];
 	uint64_t len;
 	struct timespec times[2];
-	struct jrec rec = { BUF_INIT };
+	struct jrec rec = { .b = BUF_INIT };
+	struct stat st;
 	bool unlocked;
 	int fd, r;
 
@@ -820,11 +829,18 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	len = n->size;
 	if (truncate_to >= 0 && (uint64_t)truncate_to < len)
 		len = (uint64_t)truncate_to;
+	/* a copy-up that only cuts (O_TRUNC) takes no data: its record goes
+	 * in past the limit, as a delete's does */
+	rec.frees = len < n->size;
+	if ((r = quota_grow(fs, n, len)) < 0)
+		return r;
 	upper_data_name(n, name);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	fd = openat(fs->data_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		quota_release(fs, n);
 		return hb_err_sys(-errno, "copy-up: creating %s/data/%s", fs->upper_path, tmp);
+	}
 	/* A large copy runs without the tree lock (the lower content cannot
 	 * change); the node is pinned and marked so that others wait for it. */
 	unlocked = len > HBFS_COPY_UP_UNLOCKED_BYTES;
@@ -849,6 +865,7 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	if (r < 0) {
 		close(fd);
 		unlinkat(fs->data_fd, tmp, 0);
+		quota_release(fs, n);
 		hb_err_ctx(r, "copy-up of inode %llu", (unsigned long long)n->ino);
 	} else {
 		/* The record says the data is upper; until it is in, it is not:
@@ -864,7 +881,10 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 		if (r < 0) {
 			close(fd);
 			unlinkat(fs->data_fd, name, 0);
+			quota_release(fs, n);
 		} else {
+			if (fstat(fd, &st) == 0)
+				quota_settle(fs, n, &st, true);
 			n->size = len;
 			n->flags |= NODE_UPPER_DATA | NODE_DATA_DIRTY | NODE_META_JOURNALED;
 			if (n->fst) {

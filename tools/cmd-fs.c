@@ -14,6 +14,7 @@
 #include "tools/cli.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/size.h"
 #include "util/json-text.h"
 
 static const char mount_help[] =
@@ -23,6 +24,8 @@ static const char mount_help[] =
 	"Options:\n"
 	"  --upper DIR      upper directory (default: a new one under $HIBERBOX_HOME/upper)\n"
 	"  --uid-shift N    present stored uid/gid 0..65535 as N..N+65535\n"
+	"  --upper-limit SIZE  the upper directory holds at most SIZE (e.g. 10G,\n"
+	"                   512M): writes beyond get ENOSPC, df shows the limit\n"
 	"  --foreground     serve in this process until unmounted\n"
 	"  --debug          libfuse debug output (implies --foreground)\n"
 	"  --force          mount over a directory that is not empty (hiding its files)\n";
@@ -37,6 +40,7 @@ static int cmd_mount(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "upper", required_argument, NULL, 'u' },
 		{ "uid-shift", required_argument, NULL, 's' },
+		{ "upper-limit", required_argument, NULL, 'L' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "force", no_argument, NULL, 'F' },
@@ -48,7 +52,7 @@ static int cmd_mount(int argc, char **argv)
 	char *end;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hu:s:fdF", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hu:s:L:fdF", opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("mount", mount_help);
 		if (r)
@@ -67,6 +71,13 @@ static int cmd_mount(int argc, char **argv)
 			mo.uid_shift = (uint32_t)v;
 			break;
 		}
+		case 'L':
+			/* below a few blocks not even the journal's first
+			 * records would fit: surely a mistake */
+			if (size_parse(optarg, &mo.upper_limit) < 0 || mo.upper_limit < (64u << 10))
+				return cli_usage("mount", "bad --upper-limit '%s' (a size of "
+							  "at least 64K, e.g. 10G)", optarg);
+			break;
 		case 'f':
 			mo.foreground = true;
 			break;

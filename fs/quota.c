@@ -1,0 +1,136 @@
+/* The upper limit: what a sandbox's writes may take of the disk its upper
+ * directory is on.  Counted in memory (fs->upper_used, under quota_lock)
+ * from the start of the mount: replay charges every data file it finds and
+ * the journal as it is, so a remount or a restart after SIGKILL starts from
+ * the truth on disk.  Growth is checked before it is made; what shrinks is
+ * settled after. */
+#include <errno.h>
+#include <pthread.h>
+
+#include "fs/fs-int.h"
+
+#define QUOTA_BLOCK 4096u
+
+static uint64_t round_block(uint64_t v)
+{
+	return (v + QUOTA_BLOCK - 1) / QUOTA_BLOCK * QUOTA_BLOCK;
+}
+
+uint64_t quota_charge_of(const struct stat *st)
+{
+	uint64_t logical = round_block((uint64_t)st->st_size);
+	uint64_t allocated = (uint64_t)st->st_blocks * 512u;
+
+	/* a sparse file counts whole: a hole is a promise of disk the
+	 * sandbox can fill with no further growth of its size */
+	return logical > allocated ? logical : allocated;
+}
+
+/* Charges n up to want bytes, or (partial) as much of it as fits: what n
+ * is charged now, which is below want only when it did not all fit. */
+static uint64_t grow_locked(struct hbfs *fs, struct node *n, uint64_t want, bool partial)
+{
+	uint64_t room;
+
+	if (want <= n->charged)
+		return want;
+	room = fs->upper_used < fs->upper_limit ? fs->upper_limit - fs->upper_used : 0;
+	if (want - n->charged > room && !partial)
+		return n->charged;
+	if (want - n->charged > room)
+		want = n->charged + room / QUOTA_BLOCK * QUOTA_BLOCK;
+	fs->upper_used += want - n->charged;
+	n->charged = want;
+	return want;
+}
+
+int quota_grow(struct hbfs *fs, struct node *n, uint64_t end)
+{
+	uint64_t want = round_block(end), got;
+
+	if (!fs->upper_limit)
+		return 0;
+	pthread_mutex_lock(&fs->quota_lock);
+	got = grow_locked(fs, n, want, false);
+	pthread_mutex_unlock(&fs->quota_lock);
+	return got >= want ? 0 : -ENOSPC;
+}
+
+ssize_t quota_grow_write(struct hbfs *fs, struct node *n, uint64_t off, size_t len)
+{
+	uint64_t got;
+
+	if (!fs->upper_limit || !len)
+		return (ssize_t)len;
+	pthread_mutex_lock(&fs->quota_lock);
+	got = grow_locked(fs, n, round_block(off + len), true);
+	pthread_mutex_unlock(&fs->quota_lock);
+	if (got >= off + len)
+		return (ssize_t)len;
+	return got > off ? (ssize_t)(got - off) : -ENOSPC;
+}
+
+void quota_settle(struct hbfs *fs, struct node *n, const struct stat *st, bool exact)
+{
+	uint64_t now = quota_charge_of(st);
+
+	if (!fs->upper_limit)
+		return;
+	pthread_mutex_lock(&fs->quota_lock);
+	if (exact || now > n->charged) {
+		fs->upper_used = fs->upper_used - n->charged + now;
+		n->charged = now;
+	}
+	pthread_mutex_unlock(&fs->quota_lock);
+}
+
+void quota_release(struct hbfs *fs, struct node *n)
+{
+	if (!fs->upper_limit)
+		return;
+	pthread_mutex_lock(&fs->quota_lock);
+	fs->upper_used -= n->charged;
+	n->charged = 0;
+	pthread_mutex_unlock(&fs->quota_lock);
+}
+
+int quota_journal_check(struct hbfs *fs, uint64_t len, bool frees)
+{
+	int r = 0;
+
+	if (!fs->upper_limit || frees)
+		return 0;
+	pthread_mutex_lock(&fs->quota_lock);
+	if (fs->upper_used + len > fs->upper_limit)
+		r = -ENOSPC;
+	pthread_mutex_unlock(&fs->quota_lock);
+	return r;
+}
+
+void quota_journal_done(struct hbfs *fs, uint64_t len)
+{
+	if (!fs->upper_limit)
+		return;
+	pthread_mutex_lock(&fs->quota_lock);
+	fs->upper_used += len;
+	pthread_mutex_unlock(&fs->quota_lock);
+}
+
+void quota_statfs(struct hbfs *fs, struct statvfs *sv)
+{
+	uint64_t used, bsize = sv->f_frsize ? sv->f_frsize : sv->f_bsize;
+	uint64_t blocks, free_blocks;
+
+	if (!fs->upper_limit || !bsize)
+		return;
+	pthread_mutex_lock(&fs->quota_lock);
+	used = fs->upper_used;
+	pthread_mutex_unlock(&fs->quota_lock);
+	blocks = fs->upper_limit / bsize;
+	free_blocks = used < fs->upper_limit ? (fs->upper_limit - used) / bsize : 0;
+	sv->f_blocks = blocks;
+	if (sv->f_bfree > free_blocks)
+		sv->f_bfree = free_blocks;
+	if (sv->f_bavail > free_blocks)
+		sv->f_bavail = free_blocks;
+}
