@@ -24,7 +24,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +66,6 @@ struct create_ctx {
 	struct repo_writer *writer;
 	struct repo_progress progress;
 	uint64_t total_bytes;
-	_Atomic uint64_t stored_bytes, stored_chunks; /* chunk refs, holes excluded */
 	pthread_mutex_t lock;
 	int error;
 	char errmsg[1024];
@@ -241,6 +239,44 @@ static int open_source_file(struct create_ctx *c, const char *path, struct stat 
 	return fd;
 }
 
+/* What happened to directory d if it is no longer there as listed, or NULL. */
+static const char *dir_gone_why(struct create_ctx *c, uint32_t d)
+{
+	int fd = open_beneath(c->rootfd, c->entries[d].path, O_PATH | O_DIRECTORY, 0);
+
+	if (fd >= 0) {
+		close(fd);
+		return NULL;
+	}
+	return walk_gone_why(fd);
+}
+
+/* File j is gone (why).  If directories above it are gone too (a tree
+ * removed or moved away: a build's or npm's staging directory), the
+ * topmost of them is left out with all below it, and told once, not once
+ * per file. */
+static void file_gone(struct create_ctx *c, uint32_t j, const char *why)
+{
+	uint32_t top = j;
+	bool first;
+
+	for (uint32_t d = c->entries[j].node.parent; d != 0; d = c->entries[d].node.parent) {
+		const char *w = dir_gone_why(c, d);
+
+		if (!w)
+			break;
+		top = d;
+		why = w;
+	}
+	pthread_mutex_lock(&c->lock);
+	first = !c->entries[top].gone;
+	c->entries[top].gone = true;
+	c->entries[j].gone = true;
+	pthread_mutex_unlock(&c->lock);
+	if (first)
+		warn_gone(c, c->entries[top].path, why);
+}
+
 /* Open file i, a hard-link group's representative: if its name is gone,
  * the next name of its group still there (the content is the inode's).
  * Names found gone are marked so.  @return an fd, -ENOENT if every name is
@@ -257,8 +293,7 @@ static int open_group(struct create_ctx *c, uint32_t i, struct stat *st)
 		fd = open_source_file(c, m->path, st, &why);
 		if (fd >= 0 || !why)
 			return fd;
-		m->gone = true;
-		warn_gone(c, m->path, why);
+		file_gone(c, j, why);
 		if (c->entries[i].node.nlink <= 1)
 			break; /* no other names */
 	}
@@ -353,9 +388,6 @@ static int store_file(struct create_ctx *c, uint32_t i)
 		}
 		content_free(k); /* its chunks are garbage for gc */
 	}
-	atomic_fetch_add(&c->stored_bytes, e->node.size);
-	if (!k->is_inline)
-		atomic_fetch_add(&c->stored_chunks, count_chunks(k->chunks, k->count));
 	return 0;
 }
 
@@ -377,7 +409,6 @@ static int reuse_from_parent(struct create_ctx *c, uint32_t i)
 	const struct manifest_node *p = manifest_node(c->parent, prev);
 	struct content *k = &c->content[i];
 
-	atomic_fetch_add(&c->stored_bytes, p->size);
 	if (p->flags & MANIFEST_FLAG_INLINE) {
 		k->is_inline = true;
 		k->len = p->data_len;
@@ -390,7 +421,6 @@ static int reuse_from_parent(struct create_ctx *c, uint32_t i)
 	}
 	k->chunks = manifest_chunks(c->parent, prev);
 	k->count = p->nchunks;
-	atomic_fetch_add(&c->stored_chunks, count_chunks(k->chunks, k->count));
 	return 0;
 }
 
@@ -484,6 +514,8 @@ static int drop_gone(struct create_ctx *c)
 	for (uint32_t i = 0; i < c->count; i++) {
 		struct walk_entry *e = &c->entries[i];
 
+		if (i > 0 && c->entries[e->node.parent].gone)
+			e->gone = true; /* below a directory gone (parents come first) */
 		if (!e->gone)
 			continue;
 		any = true;
@@ -655,9 +687,17 @@ int repo_snapshot_create(struct repo *r, const char *dir, const struct repo_crea
 	info.time_nsec = (uint32_t)start.tv_nsec;
 	info.duration_ms = (uint64_t)(end.tv_sec - start.tv_sec) * 1000 +
 			   (uint64_t)((end.tv_nsec - start.tv_nsec) / 1000000);
-	/* As stored: files may have changed size since the walk. */
-	info.bytes = atomic_load(&c.stored_bytes);
-	info.chunks = atomic_load(&c.stored_chunks);
+	/* As stored (files may have changed size since the walk), of what
+	 * is left. */
+	for (uint32_t i = 0; i < c.count; i++) {
+		const struct walk_entry *e = &c.entries[i];
+
+		if (!S_ISREG(e->node.mode) || e->node.hardlink != i)
+			continue;
+		info.bytes += e->node.size;
+		if (!c.content[i].is_inline)
+			info.chunks += count_chunks(c.content[i].chunks, c.content[i].count);
+	}
 	rc = repo_writer_commit(c.writer, c.builder, &info, opts->tag, out);
 	c.writer = NULL;
 	if (rc == 0 && info_out)

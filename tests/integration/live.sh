@@ -75,6 +75,14 @@ fresh
 held HIBERBOX_TEST_WALK_DIR_WAIT "rm -r '$S/d'" snapshot create "$S" --no-parent
 expect_left_out "directory removed" "'d' was removed during the snapshot; left out" $'a\nk'
 
+log "a directory of many files removed between the walk and the read: one warning"
+fresh
+for i in $(seq 1 60); do echo "$i" >"$S/d/f$i"; done
+mkdir -p "$S/d/sub"
+echo deeper >"$S/d/sub/g"
+held HIBERBOX_TEST_CREATE_READ_WAIT "rm -r '$S/d'" snapshot create "$S" --no-parent
+expect_left_out "directory removed after the walk" "'d' was removed during the snapshot; left out" $'a\nk'
+
 log "a file replaced by a directory, a symbolic link, a FIFO"
 fresh
 held HIBERBOX_TEST_CREATE_READ_WAIT "rm '$S/a' && mkdir '$S/a' && echo new >'$S/a/new'" \
