@@ -168,6 +168,8 @@ static const char create_help[] =
 	"Options:\n"
 	"  --image IMG          image name (see 'hiberbox image ls')\n"
 	"  --memory SIZE        memory limit, e.g. 512M\n"
+	"  --disk SIZE          what its writes may take of the disk, e.g. 10G\n"
+	"                       (beyond: ENOSPC in the sandbox; default: no limit)\n"
 	"  --pids N             process/thread limit (default 4096, 0: none)\n"
 	"  --cpus N             CPU limit in cores, e.g. 1.5\n"
 	"  --network none|host  loopback only (default) or the host's network\n"
@@ -188,6 +190,7 @@ static int cmd_create(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "image", required_argument, NULL, 'I' },
 		{ "memory", required_argument, NULL, 'm' },
+		{ "disk", required_argument, NULL, 'D' },
 		{ "pids", required_argument, NULL, 'p' },
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "network", required_argument, NULL, 'n' },
@@ -199,7 +202,7 @@ static int cmd_create(int argc, char **argv)
 	char *end;
 	int c, k, rc;
 
-	while ((c = getopt_long(argc, argv, "hjqI:m:p:c:n:t:e:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hjqI:m:D:p:c:n:t:e:", opts, NULL)) != -1) {
 		uint64_t v;
 		if ((k = cli_common_option(c)) < 0)
 			{ rc = cli_help("create", create_help); goto out; }
@@ -213,6 +216,11 @@ static int cmd_create(int argc, char **argv)
 			if (size_parse(optarg, &v) < 0)
 				{ rc = cli_usage("create", "bad --memory '%s'", optarg); goto out; }
 			json_object_set_new(req, "memory_bytes", json_integer((json_int_t)v));
+			break;
+		case 'D':
+			if (size_parse(optarg, &v) < 0 || v > INT64_MAX)
+				{ rc = cli_usage("create", "bad --disk '%s'", optarg); goto out; }
+			json_object_set_new(req, "disk_bytes", json_integer((json_int_t)v));
 			break;
 		case 'p':
 			v = strtoull(optarg, &end, 10);

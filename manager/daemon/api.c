@@ -183,7 +183,7 @@ json_t *sbx_to_json(struct sbx *s)
 	for (struct sbx_detached *x = s->detached; x; x = x->next)
 		if (sbx_detached_running(x))
 			json_array_append_new(procs, json_integer(x->pid));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:f}, s:s, s:o,"
+	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:I, s:f}, s:s, s:o,"
 			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 			 "name", r->name, "image", r->image, "base", r->base,
 			 "latest", r->latest[0] ? r->latest : r->base,
@@ -191,6 +191,7 @@ json_t *sbx_to_json(struct sbx *s)
 			 "state", r->removing ? "removing" :
 				  r->state == SBX_RUNNING ? "running" : "sleeping",
 			 "limits", "memory_bytes", (json_int_t)r->memory_bytes,
+			 "disk_bytes", (json_int_t)r->disk_bytes,
 			 "pids", (json_int_t)r->pids, "cpus", r->cpu_millis / 1000.0,
 			 "network", r->network ? "host" : "none",
 			 "env", env ? env : json_array(),
@@ -348,6 +349,7 @@ static json_t *body_json(struct request *rq, int *r)
 #define API_MAX_DURATION_S (100ull * 366 * 86400)
 #define API_DEFAULT_PIDS 4096u
 #define API_MAX_PIDS 4194304u /* the kernel's PID_MAX_LIMIT: pids.max takes no more */
+#define API_MIN_DISK_BYTES (1u << 20)
 
 /* "5m", "30s", "2h", "90" (seconds), "0" (never). */
 static int parse_duration(const char *s, uint64_t *out)
@@ -392,6 +394,15 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 		if (!json_is_integer(v) || json_integer_value(v) < 0)
 			return hb_err(-EINVAL, "memory_bytes must be a number of bytes");
 		rec.memory_bytes = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(req, "disk_bytes"))) {
+		/* (below a megabyte the journal's first records and a few files
+		 * fill it: surely a unit forgotten) */
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    (json_integer_value(v) > 0 && json_integer_value(v) < API_MIN_DISK_BYTES))
+			return hb_err(-EINVAL, "disk_bytes must be 0 (no limit) or at least %u bytes",
+				      API_MIN_DISK_BYTES);
+		rec.disk_bytes = (uint64_t)json_integer_value(v);
 	}
 	/* Not unlimited unless asked: a fork bomb in a sandbox without a
 	 * limit takes every pid of the host (pid_max, 32768 by default, is

@@ -595,6 +595,7 @@ int hbd_mount_helper_main(int argc, char **argv)
 		{ "repo", required_argument, NULL, 'r' },
 		{ "upper", required_argument, NULL, 'u' },
 		{ "uid-shift", required_argument, NULL, 's' },
+		{ "upper-limit", required_argument, NULL, 'L' },
 		{ 0 }
 	};
 	struct hbfs_opts mo = { .ready_fd = -1 };
@@ -602,7 +603,7 @@ int hbd_mount_helper_main(int argc, char **argv)
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "r:u:s:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:u:s:L:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			mo.repo = optarg;
@@ -613,13 +614,17 @@ int hbd_mount_helper_main(int argc, char **argv)
 		case 's':
 			mo.uid_shift = (uint32_t)strtoul(optarg, &end, 10);
 			break;
+		case 'L':
+			mo.upper_limit = strtoull(optarg, &end, 10);
+			break;
 		default:
 			fprintf(stderr, "mount-helper: bad arguments\n");
 			return 2;
 		}
 	}
 	if (argc - optind != 2 || !mo.repo) {
-		fprintf(stderr, "mount-helper: usage: --repo R [--upper U] [--uid-shift N] SNAP MNT\n");
+		fprintf(stderr, "mount-helper: usage: --repo R [--upper U] [--uid-shift N]"
+				" [--upper-limit BYTES] SNAP MNT\n");
 		return 2;
 	}
 	mo.snapshot = argv[optind];

@@ -38,6 +38,7 @@ struct sbx_record {
 				     * one an uncommitted upper kept belongs to */
 	enum sbx_state state;
 	uint64_t memory_bytes;
+	uint64_t disk_bytes; /* what its upper directory may hold (0: no limit) */
 	uint32_t pids;
 	uint32_t cpu_millis;
 	int network; /* enum sandbox_network */

@@ -161,12 +161,13 @@ static int spawn_attr_init(posix_spawnattr_t *at)
 	return 0;
 }
 
-/* Run the mount helper and return its error line, if any. */
+/* Run the mount helper and return its error line, if any.  disk_bytes: the
+ * upper's limit (0: none). */
 static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, const char *mnt,
-			  uint32_t shift)
+			  uint32_t shift, uint64_t disk_bytes)
 {
 	const char *argv[32];
-	char shift_s[16], err[MOUNT_HELPER_ERR_MAX];
+	char shift_s[16], disk_s[24], err[MOUNT_HELPER_ERR_MAX];
 	int n = 0, p[2], status, r;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -181,6 +182,11 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	argv[n++] = upper;
 	argv[n++] = "--uid-shift";
 	argv[n++] = shift_s;
+	if (disk_bytes) {
+		snprintf(disk_s, sizeof(disk_s), "%llu", (unsigned long long)disk_bytes);
+		argv[n++] = "--upper-limit";
+		argv[n++] = disk_s;
+	}
 	argv[n++] = snap;
 	argv[n++] = mnt;
 	argv[n] = NULL;
@@ -661,7 +667,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 		return r;
 	if (!kept && mkdir(upper, 0700) < 0)
 		return hb_err_sys(-errno, "mkdir %s", upper);
-	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base)) < 0)
+	if ((r = mount_snapshot(d, snap, upper, root, s->rec.id_base, s->rec.disk_bytes)) < 0)
 		return hb_err_ctx(r, "wake %s", s->rec.name);
 	if ((r = confine_fs(d, s, root)) < 0) {
 		hbfs_umount(root);
@@ -1159,7 +1165,8 @@ static int settle_locked(struct hbd *d, struct sbx *s, bool alive)
 	} else if (replayable) {
 		/* The fs process died: its upper replays on a new mount. */
 		detach_stale(root);
-		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base);
+		r = mount_snapshot(d, s->rec.lower, upper, root, s->rec.id_base,
+				   s->rec.disk_bytes);
 		if (r == 0)
 			r = hbfs_commit(root, tag, &id);
 	}

@@ -15,7 +15,7 @@
 #include "util/array.h"
 #include "util/error.h"
 
-#define REGISTRY_SCHEMA_VERSION 3
+#define REGISTRY_SCHEMA_VERSION 4
 #define REGISTRY_BUSY_TIMEOUT_MS 5000
 
 struct registry {
@@ -50,10 +50,14 @@ static const char schema_v2[] =
 static const char schema_v3[] =
 	"ALTER TABLE sandboxes ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;";
 
+/* v4: the sandbox's disk limit (its upper directory; 0: none). */
+static const char schema_v4[] =
+	"ALTER TABLE sandboxes ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;";
+
 /* Migrations: schema_steps[i] takes version i to i + 1 (one transaction
  * each, so a crash leaves the file at one version or the next). */
 static const char *const schema_steps[REGISTRY_SCHEMA_VERSION] = { schema_v1, schema_v2,
-								   schema_v3 };
+								   schema_v3, schema_v4 };
 
 static int db_err(struct registry *reg, int rc, const char *what)
 {
@@ -198,7 +202,7 @@ static const char *text(sqlite3_stmt *st, int col)
 
 #define COLUMNS "name, image, base, latest, lower, state, memory_bytes, pids, cpu_millis," \
 	" network, env, idle_timeout_s, id_base, init_pid, init_start, created, slept_at," \
-	" woken_at, last_sleep_ms, last_wake_ms, wakes, removing"
+	" woken_at, last_sleep_ms, last_wake_ms, wakes, removing, disk_bytes"
 
 int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, void *), void *arg)
 {
@@ -234,6 +238,7 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 		rec.last_wake_ms = (uint64_t)sqlite3_column_int64(st, 19);
 		rec.wakes = (uint64_t)sqlite3_column_int64(st, 20);
 		rec.removing = sqlite3_column_int64(st, 21) != 0;
+		rec.disk_bytes = (uint64_t)sqlite3_column_int64(st, 22);
 		if (!rec.env_json) {
 			r = hb_err(-ENOMEM, "out of memory");
 			break;
@@ -280,6 +285,7 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->last_wake_ms);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->wakes);
 	sqlite3_bind_int64(st, i++, rec->removing);
+	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->disk_bytes);
 	return i;
 }
 
@@ -308,7 +314,7 @@ static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_rec
 int registry_insert(struct registry *reg, const struct sbx_record *rec)
 {
 	int r = exec_stmt(reg, "INSERT INTO sandboxes (" COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,"
-			  "?,?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
+			  "?,?,?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
 	if (r == -EEXIST)
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", rec->name);
 	return r < 0 ? r : 0;
@@ -320,7 +326,7 @@ int registry_update(struct registry *reg, const struct sbx_record *rec)
 			  " state=?6, memory_bytes=?7, pids=?8, cpu_millis=?9, network=?10, env=?11,"
 			  " idle_timeout_s=?12, id_base=?13, init_pid=?14, init_start=?15,"
 			  " created=?16, slept_at=?17, woken_at=?18, last_sleep_ms=?19,"
-			  " last_wake_ms=?20, wakes=?21, removing=?22 WHERE name=?1", rec, NULL, NULL, "update");
+			  " last_wake_ms=?20, wakes=?21, removing=?22, disk_bytes=?23 WHERE name=?1", rec, NULL, NULL, "update");
 	if (r == 0)
 		return hb_err(-ENOENT, "no sandbox named '%s'", rec->name);
 	return r < 0 ? r : 0;

@@ -268,6 +268,37 @@ dpids=$(sed -n 's/^[0-9]*:pids://p' "/proc/$dinit/cgroup")
 "$HB" --json inspect nolim | grep -q '"pids": 0' || fail "--pids 0 is not 'no limit'"
 "$HB" rm nolim >/dev/null || fail "rm nolim"
 
+step "disk: --disk caps a sandbox's writes (ENOSPC), df shows it, it holds after a wake"
+# Without it untrusted code filled the disk under $HIBERBOX_HOME (the
+# registry, the repository, every other sandbox).
+"$HB" create dsk --image base --disk 8M 2>"$T/err" >/dev/null || fail "create dsk --disk 8M: $(cat "$T/err")"
+"$HB" --json inspect dsk | grep -q '"disk_bytes": 8388608' ||
+	fail "inspect dsk: $("$HB" --json inspect dsk | grep disk_bytes)"
+df_total() { "$HB" exec dsk -- busybox df -k / | awk 'NR == 2 { print $2 }'; }
+[ "$(df_total)" = 8192 ] || fail "df in a sandbox with --disk 8M: $("$HB" exec dsk -- busybox df -k /)"
+"$HB" exec dsk -- sh -c 'echo kept > /keep' || fail "writing /keep"
+"$HB" exec dsk -- dd if=/dev/zero of=/fill bs=1M count=20 2>"$T/err" >/dev/null &&
+	fail "20 MB went into a sandbox with --disk 8M"
+grep -q "No space left" "$T/err" || fail "dd past --disk: $(cat "$T/err")"
+[ "$("$HB" exec dsk -- cat /keep)" = kept ] || fail "/keep lost when the disk limit was hit"
+"$HB" exec dsk -- rm /fill || fail "rm /fill in a full sandbox"
+for _ in $(seq 50); do # the space comes back when the fs forgets the file
+	"$HB" exec dsk -- dd if=/dev/zero of=/again bs=1M count=4 2>/dev/null >/dev/null && break
+	sleep 0.1
+done
+"$HB" exec dsk -- dd if=/dev/zero of=/again bs=1M count=4 2>"$T/err" >/dev/null ||
+	fail "writing after rm /fill: $(cat "$T/err")"
+"$HB" sleep dsk >/dev/null || fail "sleep dsk"
+"$HB" wake dsk >/dev/null || fail "wake dsk"
+[ "$(df_total)" = 8192 ] || fail "df after a wake: $("$HB" exec dsk -- busybox df -k /)"
+"$HB" exec dsk -- dd if=/dev/zero of=/fill bs=1M count=20 2>/dev/null >/dev/null &&
+	fail "20 MB went in after a wake: the limit was not passed on"
+[ "$("$HB" exec dsk -- cat /keep)" = kept ] || fail "/keep after the wake"
+"$HB" rm dsk >/dev/null || fail "rm dsk"
+"$HB" create dsk --image base --disk lots >/dev/null 2>"$T/err" && fail "create --disk lots"
+grep -q "bad --disk 'lots'" "$T/err" || fail "--disk lots: $(cat "$T/err")"
+"$HB" --json inspect a | grep -q '"disk_bytes": 0' || fail "a sandbox created without --disk has a disk limit"
+
 step "API: bad requests get clear errors, the daemon survives them"
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
@@ -315,6 +346,10 @@ head -c 2000000 /dev/zero | tr '\0' ' ' > "$T/bigjson"
 [ "$(api -X POST --data-binary @"$T/bigjson" http://x/v1/sandboxes)" = 413 ] || fail "oversized JSON body"
 [ "$(api -X POST -d '{"name":"z","image":"base","memory_bytes":"lots"}' http://x/v1/sandboxes)" = 400 ] ||
 	fail "memory_bytes as a string"
+for v in '"lots"' -1 1000; do
+	[ "$(api -X POST -d '{"name":"z","image":"base","disk_bytes":'"$v"'}' http://x/v1/sandboxes)" = 400 ] ||
+		fail "disk_bytes $v: $(cat "$T/api.out")"
+done
 [ "$(api -X POST -d '{"name":"z","image":"base","cpus":-1}' http://x/v1/sandboxes)" = 400 ] ||
 	fail "negative cpus"
 # a fraction of a cpu too small to set would have meant no limit at all

@@ -170,11 +170,12 @@ int main(void)
 	registry_close(reg);
 	reg = NULL;
 
-	/* a version 1 registry (no detached table, no removing column) is
-	 * brought up to date, its rows kept */
+	/* a version 1 registry (no detached table, no removing or disk_bytes
+	 * column) is brought up to date, its rows kept */
 	sqlite3 *v1;
 	CHECK(sqlite3_open_v2(path, &v1, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
 	CHECK(sqlite3_exec(v1, "DROP TABLE detached; ALTER TABLE sandboxes DROP COLUMN removing;"
+			   " ALTER TABLE sandboxes DROP COLUMN disk_bytes;"
 			   " PRAGMA user_version = 1", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(v1);
 	CHECK_OK(registry_open(path, &reg));
@@ -184,8 +185,16 @@ int main(void)
 	free(got.env_json);
 	memset(&got, 0, sizeof(got));
 	CHECK_OK(registry_load(reg, count_rows, &got));
-	CHECK(strcmp(got.name, "one") == 0 && !got.removing);
+	CHECK(strcmp(got.name, "one") == 0 && !got.removing && got.disk_bytes == 0);
 	free(got.env_json);
+	/* the disk limit round-trips */
+	rec.disk_bytes = 10ull << 30;
+	CHECK_OK(registry_update(reg, &rec));
+	memset(&got, 0, sizeof(got));
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(got.disk_bytes == 10ull << 30);
+	free(got.env_json);
+	rec.disk_bytes = 0;
 	/* the removing mark round-trips */
 	rec.removing = true;
 	CHECK_OK(registry_update(reg, &rec));
