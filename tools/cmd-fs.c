@@ -227,7 +227,7 @@ static int cmd_mounts(int argc, char **argv)
 }
 
 const struct cli_command cli_commands_fs[] = {
-	{ "mount", "[--upper DIR] [--uid-shift N] [--foreground] ID|TAG MOUNTPOINT",
+	{ "mount", "[--upper DIR] [--uid-shift N] [--upper-limit SIZE] [--foreground] ID|TAG MOUNTPOINT",
 	  "mount a snapshot read-write (copy-on-write, lazy)", cmd_mount },
 	{ "commit", "[--tag NAME] MOUNTPOINT", "snapshot a live mount", cmd_commit },
 	{ "umount", "MOUNTPOINT", "flush and unmount", cmd_umount },
