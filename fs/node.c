@@ -23,11 +23,16 @@
 
 #define DIR_INDEX_HOLE UINT32_MAX
 
+/* A stored id past the shifted range would land on an arbitrary host id,
+ * maybe inside this or another sandbox's range; it shows as the overflow id
+ * instead, which no sandbox owns (the stored value is kept unless chowned). */
 uint32_t id_to_host(const struct hbfs *fs, uint32_t id)
 {
-	if (fs->opts.uid_shift && id < HBFS_UID_SHIFT_RANGE)
+	if (!fs->opts.uid_shift)
+		return id;
+	if (id < HBFS_UID_SHIFT_RANGE)
 		return id + fs->opts.uid_shift;
-	return id;
+	return 65534;
 }
 
 uint32_t id_from_host(const struct hbfs *fs, uint32_t id)

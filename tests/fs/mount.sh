@@ -260,6 +260,11 @@ log "uid shift"
 fs_mount "$ID" "$M" --upper "$T/upper-shift" --uid-shift 100000
 [ "$(stat -c %u:%g "$M/sem/lower.txt")" = "100000:100000" ] || bad "uid shift: $(stat -c %u:%g "$M/sem/lower.txt")"
 [ "$(stat -c %u "$M/tree/owners/u1234-g5678")" = "101234" ] || bad "uid shift of 1234"
+# Stored ids past the shifted range (100000:200000) show as the overflow id,
+# not as host ids that happen to be the sandbox's root or another sandbox's.
+[ "$(stat -c %u:%g "$M/tree/owners/big-ids")" = "65534:65534" ] ||
+	bad "uid shift of ids past the range: $(stat -c %u:%g "$M/tree/owners/big-ids")"
+chmod 0640 "$M/tree/owners/big-ids"
 echo new >"$M/made-by-root" # host root is outside the range: stored as 65534
 chown 100005:100006 "$M/sem/lower.txt"
 # Ids inside xattrs are shifted as owners are: the kernel reads a POSIX
@@ -290,6 +295,8 @@ ID4=$(fs_commit "$M") || exit 1
 fs_umount "$M"
 fs_mount "$ID4" "$M2"
 [ "$(stat -c %u:%g "$M2/sem/lower.txt")" = "5:6" ] || bad "uid shift stored back: $(stat -c %u:%g "$M2/sem/lower.txt")"
+[ "$(stat -c %u:%g:%a "$M2/tree/owners/big-ids")" = "100000:200000:640" ] ||
+	bad "ids past the shifted range not kept through a chmod: $(stat -c %u:%g:%a "$M2/tree/owners/big-ids")"
 got=$(acl_ids "$M2/tree/xattrs/acl-file")
 [ "$got" = "user:7:r-- user:1234:rwx group:8:r-- group:5678:r-x " ] || bad "ACL set through a shifted mount, stored: '$got'"
 got=$(cap_hex "$M2/cap3-new")
