@@ -214,6 +214,8 @@ void node_maybe_free(struct hbfs *fs, struct node *n);
 const char *node_symlink(struct hbfs *fs, struct node *n);
 /* xattrs: lower ones until the first change. */
 int node_xattrs_own(struct hbfs *fs, struct node *n);
+/* n's own xattr name (n must own its xattrs), or NULL. */
+struct xattr *node_xattr_find(const struct node *n, const char *name);
 /* The stored value of xattr name of n (its own or the lower entry's):
  * valid until the next change of n's xattrs. */
 bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,

@@ -575,17 +575,25 @@ int node_xattrs_own(struct hbfs *fs, struct node *n)
 	return 0;
 }
 
+struct xattr *node_xattr_find(const struct node *n, const char *name)
+{
+	for (uint32_t k = 0; k < n->nxattrs; k++)
+		if (!strcmp(n->xattrs[k].name, name))
+			return &n->xattrs[k];
+	return NULL;
+}
+
 bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,
 		    const uint8_t **value, uint32_t *len)
 {
 	if (n->flags & NODE_XATTR_OWN) {
-		for (uint32_t k = 0; k < n->nxattrs; k++)
-			if (!strcmp(n->xattrs[k].name, name)) {
-				*value = n->xattrs[k].value;
-				*len = n->xattrs[k].len;
-				return true;
-			}
-		return false;
+		const struct xattr *x = node_xattr_find(n, name);
+
+		if (x) {
+			*value = x->value;
+			*len = x->len;
+		}
+		return x != NULL;
 	}
 	const struct manifest_node *mn = manifest_node(fs->m, (uint32_t)n->lower);
 

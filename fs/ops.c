@@ -432,14 +432,6 @@ static void node_meta_restore(struct node *n, const struct node_meta *m)
 	n->ctime = m->ctime;
 }
 
-static struct xattr *xattr_find(struct node *n, const char *name)
-{
-	for (uint32_t k = 0; k < n->nxattrs; k++)
-		if (!strcmp(n->xattrs[k].name, name))
-			return &n->xattrs[k];
-	return NULL;
-}
-
 /* A new xattr of n (which must own its xattrs, and not have name yet),
  * taking value; NULL when out of memory (value is then freed). */
 static struct xattr *xattr_add(struct node *n, const char *name, uint8_t *value, uint32_t len)
@@ -486,7 +478,7 @@ static int acl_follow_chmod(struct hbfs *fs, struct node *n, struct xattr **acl,
 	r = node_xattrs_own(fs, n);
 	if (r < 0)
 		return r;
-	*acl = xattr_find(n, ACL_XATTR_ACCESS);
+	*acl = node_xattr_find(n, ACL_XATTR_ACCESS);
 	copy = memdup((*acl)->value, (*acl)->len);
 	if (!copy)
 		return -ENOMEM;
@@ -1877,7 +1869,7 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	r = node_xattrs_own(fs, n);
 	if (r < 0)
 		goto out;
-	x = xattr_find(n, name);
+	x = node_xattr_find(n, name);
 	if (x && (flags & XATTR_CREATE)) {
 		r = -EEXIST;
 		goto out;
@@ -2026,7 +2018,7 @@ static void hb_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	r = node_xattrs_own(fs, n);
 	if (r < 0)
 		goto out;
-	x = xattr_find(n, name);
+	x = node_xattr_find(n, name);
 	if (x)
 		r = xattr_drop(fs, n, x, n->mode);
 	else if (fs->posix_acl &&
