@@ -78,6 +78,19 @@ static void content_free(struct content *k)
 	memset(k, 0, sizeof(*k));
 }
 
+/* k holds a copy of len bytes as inline content. */
+static int content_set_inline(struct content *k, const void *data, uint32_t len)
+{
+	k->is_inline = true;
+	k->len = len;
+	k->data = len ? malloc(len) : NULL;
+	if (len && !k->data)
+		return -ENOMEM;
+	if (len)
+		memcpy(k->data, data, len);
+	return 0;
+}
+
 static void create_warn(struct create_ctx *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -332,15 +345,8 @@ static int read_content(struct create_ctx *c, struct walk_entry *e, int fd, stru
 		if (n < 0)
 			return hb_err((int)n, "cannot read '%s': %s", e->path, strerror((int)-n));
 		if ((size_t)n <= MANIFEST_INLINE_WRITE_BYTES) {
-			k->is_inline = true;
-			k->len = (uint32_t)n;
-			k->data = n ? malloc((size_t)n) : NULL;
-			if (n && !k->data)
-				return -ENOMEM;
-			if (n)
-				memcpy(k->data, small, (size_t)n);
 			e->node.size = (uint64_t)n;
-			return 0;
+			return content_set_inline(k, small, (uint32_t)n);
 		}
 		/* It grew since the walk: store it as chunks after all. */
 		if (lseek(fd, 0, SEEK_SET) < 0)
@@ -409,16 +415,8 @@ static int reuse_from_parent(struct create_ctx *c, uint32_t i)
 	const struct manifest_node *p = manifest_node(c->parent, prev);
 	struct content *k = &c->content[i];
 
-	if (p->flags & MANIFEST_FLAG_INLINE) {
-		k->is_inline = true;
-		k->len = p->data_len;
-		k->data = k->len ? malloc(k->len) : NULL;
-		if (k->len && !k->data)
-			return -ENOMEM;
-		if (k->len)
-			memcpy(k->data, manifest_data(c->parent, prev), k->len);
-		return 0;
-	}
+	if (p->flags & MANIFEST_FLAG_INLINE)
+		return content_set_inline(k, manifest_data(c->parent, prev), p->data_len);
 	k->chunks = manifest_chunks(c->parent, prev);
 	k->count = p->nchunks;
 	return 0;
