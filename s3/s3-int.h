@@ -15,6 +15,9 @@
  * call's deadline plus a stall window (a trickling server never stalls).
  * Low: 16 transfers sharing a 512 kbit/s link still pass. */
 #define S3_MIN_LATE_RATE (4u * 1024)
+/* The longest Retry-After a call waits out (within its deadline too): a
+ * server asking for more is not coming back soon enough to be waited for. */
+#define S3_RETRY_AFTER_MAX_MS (5u * 60 * 1000)
 
 struct s3_client {
 	struct s3_config cfg;
@@ -50,6 +53,7 @@ struct s3_request {
 	long status;
 	struct s3_object_info info; /* etag, Last-Modified, Content-Length */
 	uint64_t content_range_total; /* UINT64_MAX if not sent */
+	int64_t retry_after_ms; /* the answer's Retry-After, from now; -1 if none */
 };
 
 /* Run one request, retrying what may succeed on a second try.

@@ -373,6 +373,27 @@ static uint64_t parse_u64(const char *s, size_t len, int *ok)
 	return v;
 }
 
+/* Retry-After (RFC 9110): delta-seconds, or an HTTP-date taken against our
+ * own clock.  @return milliseconds from now (0 for a date already past), or
+ * -1 for a value that is neither. */
+static int64_t parse_retry_after(const char *v, size_t vlen)
+{
+	char tmp[64];
+	int ok;
+	uint64_t secs = parse_u64(v, vlen, &ok);
+
+	if (ok)
+		return secs > INT64_MAX / 2000 ? INT64_MAX / 2 : (int64_t)secs * 1000;
+	if (vlen >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, v, vlen);
+	tmp[vlen] = '\0';
+	time_t when = curl_getdate(tmp, NULL), now = time(NULL);
+	if (when == (time_t)-1)
+		return -1;
+	return when <= now ? 0 : ((int64_t)when - (int64_t)now) * 1000;
+}
+
 static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 {
 	struct attempt *a = arg;
@@ -394,6 +415,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 		}
 		memset(&rq->info, 0, sizeof(rq->info));
 		rq->content_range_total = UINT64_MAX;
+		rq->retry_after_ms = -1;
 		a->etag_not_md5 = 0;
 		a->bucket_region[0] = '\0';
 		return len;
@@ -434,6 +456,8 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *arg)
 			if (t != (time_t)-1)
 				rq->info.mtime_sec = t;
 		}
+	} else if (header_is(p, len, "Retry-After", &v, &vlen)) {
+		rq->retry_after_ms = parse_retry_after(v, vlen);
 	} else if (header_is(p, len, "Content-Range", &v, &vlen)) {
 		const char *slash = memchr(v, '/', vlen);
 		if (slash) {
@@ -673,6 +697,7 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	curl_easy_reset(h);
 	rq->status = 0;
 	rq->content_range_total = UINT64_MAX;
+	rq->retry_after_ms = -1;
 	memset(&rq->info, 0, sizeof(rq->info));
 	if (rq->out)
 		rq->out->len = 0;
@@ -928,6 +953,28 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 		}
 		uint64_t wait = backoff_ms(&c->cfg, attempt);
 		uint64_t spent = (now_ns() - start) / 1000000;
+		if (rq->retry_after_ms >= 0) {
+			/* The server said when to come back (503 SlowDown from MinIO,
+			 * 429): sooner is refused again, so that is the least wait.
+			 * A wait past the deadline or the cap is not slept through
+			 * only to fail then. */
+			uint64_t asked = (uint64_t)rq->retry_after_ms;
+			if (asked > S3_RETRY_AFTER_MAX_MS || spent + asked > c->cfg.deadline_ms) {
+				char why[128];
+				if (spent + asked > c->cfg.deadline_ms)
+					snprintf(why, sizeof(why), "past the %u ms deadline "
+						 "(HIBERBOX_S3_DEADLINE_MS)", c->cfg.deadline_ms);
+				else
+					snprintf(why, sizeof(why), "longer than the %u s waited at most",
+						 S3_RETRY_AFTER_MAX_MS / 1000);
+				hb_err_save(msg, sizeof(msg));
+				r = hb_err(r, "%s (the server's Retry-After asks to wait %.1f s, %s: "
+					   "gave up at once)", msg, (double)asked / 1000, why);
+				break;
+			}
+			if (asked > wait)
+				wait = asked;
+		}
 		if (spent + wait > c->cfg.deadline_ms) {
 			hb_err_save(msg, sizeof(msg));
 			r = hb_err(r, "%s (gave up after %u attempts in %" PRIu64 " ms)", msg,

@@ -7,11 +7,13 @@
  * it keeps a pool of curl handles (connections stay open between requests)
  * and runs at most `parallelism` transfers at once.
  *
- * Every call retries connection errors, 500/502/503/504, SlowDown,
+ * Every call retries connection errors, 429/500/502/503/504, SlowDown,
  * RequestTimeout and a 200 whose body is an error, with exponential backoff
- * and jitter, within a time budget (deadline_ms); a transfer that moves no
- * byte for stall_timeout_ms is abandoned, as is one that trickles on past
- * the budget.  Other 4xx answers are not retried.
+ * and jitter, within a time budget (deadline_ms); a server's Retry-After
+ * (seconds or an HTTP-date) is the least wait, and one that would end past
+ * the budget, or is over 5 minutes, fails the call at once, naming it.  A
+ * transfer that moves no byte for stall_timeout_ms is abandoned, as is one
+ * that trickles on past the budget.  Other 4xx answers are not retried.
  * Errors carry a hint where one helps (wrong keys, missing bucket, wrong
  * region - with the bucket's own when S3 names it -, clock skew, expired
  * token, untrusted TLS certificate).

@@ -30,7 +30,8 @@
 //        every ms, default 50), error200 (200 whose body is
 //        an <Error>; meant for CompleteMultipartUpload), error (an S3 error
 //        answer: &status=400&code=RequestTimeout[&region=R for an
-//        x-amz-bucket-region header])
+//        x-amz-bucket-region header]); slowdown and error take
+//        &retryafter=V (a Retry-After header: seconds or an HTTP-date)
 //   POST /__control/clear      drop pending faults and zero the counters
 //   GET  /__control/stats      JSON counters
 'use strict';
@@ -201,13 +202,15 @@ async function handle(s3port, req, res, body) {
   }
   const fault = takeFault(req);
   if (fault && fault.kind === 'delay') await new Promise((r) => setTimeout(r, fault.ms || 1000));
-  if (fault && fault.kind === 'slowdown') return sendError(res, 503, 'SlowDown', 'Please reduce your request rate.');
+  // &retryafter=V: a Retry-After header (seconds or an HTTP-date) on the answer.
+  const retryAfter = fault && fault.retryAfter ? { 'Retry-After': fault.retryAfter } : null;
+  if (fault && fault.kind === 'slowdown') return sendError(res, 503, 'SlowDown', 'Please reduce your request rate.', retryAfter);
   if (fault && fault.kind === 'error500') return sendError(res, 500, 'InternalError', 'We encountered an internal error. Please try again.');
   // &region=R: the bucket's region in x-amz-bucket-region, as S3 sends it with
   // a 301 (a HEAD's only clue, having no body).
   if (fault && fault.kind === 'error')
     return sendError(res, fault.status || 400, fault.code || 'InvalidArgument', 'injected by the test proxy',
-                     fault.region ? { 'x-amz-bucket-region': fault.region } : null);
+                     Object.assign({}, retryAfter, fault.region ? { 'x-amz-bucket-region': fault.region } : null));
   if (fault && fault.kind === 'error200') {
     const b = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>';
     res.writeHead(200, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(b) });
@@ -295,7 +298,7 @@ function control(req, res) {
   const q = parseQuery(raw);
   if (path === '/__control/fault') {
     faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0),
-                  status: +(q.status || 0), code: q.code, region: q.region });
+                  status: +(q.status || 0), code: q.code, region: q.region, retryAfter: q.retryafter });
   } else if (path === '/__control/clear') {
     faults = [];
     stats = newStats();

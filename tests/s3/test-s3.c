@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "s3/s3-int.h"
@@ -910,6 +911,92 @@ static void test_faults(void)
 	buf_free(&b);
 }
 
+/* Retry-After on a 503 or 429 (MinIO sends one; AWS's SlowDown none): the
+ * retry waits at least that long, and a wait past the deadline is not slept
+ * through but one clear error at once. */
+static void test_retry_after(void)
+{
+	struct s3_config cfg;
+	struct s3_client *c;
+	struct buf b = BUF_INIT;
+	char q[300], date[64], enc[128];
+	uint64_t t0;
+	double secs;
+
+	test_config(&cfg); /* backoff 20 ms: a wait of a second is the server's */
+	c = new_client(&cfg);
+	if (!c)
+		return;
+	CHECK_OK(s3_put(c, "ra/obj", "retry after", 11, 0, NULL, NULL));
+	control("clear", NULL);
+
+	/* Delta-seconds: served on the second try, not before a second. */
+	control("fault?kind=slowdown&count=1&method=GET&retryafter=1", NULL);
+	t0 = now_ns();
+	CHECK_OK(s3_get(c, "ra/obj", 0, S3_GET_ALL, &b, NULL));
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("GET after a 503 with Retry-After: 1 took %.2f s\n", secs);
+	CHECK(b.len == 11 && !memcmp(b.data, "retry after", 11));
+	CHECK(secs >= 1.0 && secs < 3);
+	CHECK(stat_field("slowdown") == 1);
+
+	/* 429 with an HTTP-date two seconds ahead (whole seconds: over one). */
+	time_t when = time(NULL) + 2;
+	struct tm tm;
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&when, &tm));
+	CHECK(uri_encode(date, 0, enc, sizeof(enc)) > 0);
+	snprintf(q, sizeof(q), "fault?kind=error&count=1&status=429&code=TooManyRequests"
+		 "&method=HEAD&retryafter=%s", enc);
+	control(q, NULL);
+	t0 = now_ns();
+	CHECK_OK(s3_head(c, "ra/obj", NULL));
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("HEAD after a 429 with Retry-After: %s took %.2f s\n", date, secs);
+	CHECK(secs >= 0.9 && secs < 4);
+	CHECK(stat_field("error") == 1);
+
+	/* An hour, far past the 20 s deadline: one request, a fast and clear
+	 * error that names the server's wish. */
+	control("fault?kind=slowdown&count=100&retryafter=3600", NULL);
+	t0 = now_ns();
+	CHECK_ERR(s3_get(c, "ra/obj", 0, S3_GET_ALL, &b, NULL), -EIO);
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("GET with Retry-After: 3600 failed after %.2f s: %s\n", secs, hb_errmsg(-EIO));
+	CHECK(secs < 1);
+	CHECK(stat_field("slowdown") == 2);
+	CHECK(strstr(hb_errmsg(-EIO), "SlowDown") &&
+	      strstr(hb_errmsg(-EIO), "Retry-After asks to wait 3600.0 s, past the 20000 ms "
+				      "deadline"));
+	/* The same as a date a day ahead. */
+	control("clear", NULL);
+	when = time(NULL) + 86400;
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&when, &tm));
+	CHECK(uri_encode(date, 0, enc, sizeof(enc)) > 0);
+	snprintf(q, sizeof(q), "fault?kind=slowdown&count=100&retryafter=%s", enc);
+	control(q, NULL);
+	t0 = now_ns();
+	CHECK_ERR(s3_head(c, "ra/obj", NULL), -EIO);
+	CHECK((double)(now_ns() - t0) / 1e9 < 1);
+	CHECK(stat_field("slowdown") == 1);
+	CHECK(strstr(hb_errmsg(-EIO), "Retry-After asks to wait 86400.0 s") ||
+	      strstr(hb_errmsg(-EIO), "Retry-After asks to wait 86399.0 s"));
+	control("clear", NULL);
+
+	/* Longer than the most waited, even within a longer deadline. */
+	s3_client_free(c);
+	test_config(&cfg);
+	cfg.deadline_ms = 3600000;
+	c = new_client(&cfg);
+	control("fault?kind=slowdown&count=100&retryafter=600", NULL);
+	t0 = now_ns();
+	CHECK_ERR(s3_head(c, "ra/obj", NULL), -EIO);
+	CHECK((double)(now_ns() - t0) / 1e9 < 1);
+	CHECK(strstr(hb_errmsg(-EIO), "wait 600.0 s, longer than the 300 s waited at most"));
+	control("clear", NULL);
+	s3_client_free(c);
+	buf_free(&b);
+}
+
 struct killer {
 	int delay_ms;
 	int sig;
@@ -1284,6 +1371,7 @@ int main(void)
 	test_proxy_checks_hash();
 	test_auth();
 	test_faults();
+	test_retry_after();
 	test_store();
 	test_measure();
 	test_tls(tmpl);
