@@ -290,25 +290,77 @@ static void file_gone(struct create_ctx *c, uint32_t j, const char *why)
 		warn_gone(c, c->entries[top].path, why);
 }
 
-/* Open file i, a hard-link group's representative: if its name is gone,
- * the next name of its group still there (the content is the inode's).
- * Names found gone are marked so.  @return an fd, -ENOENT if every name is
- * gone, or another negative errno with a message. */
+/* The names of hard-link group i, i first: j from i on, next_member(c, i, j)
+ * after each. */
+static uint32_t next_member(const struct create_ctx *c, uint32_t i, uint32_t j)
+{
+	if (c->entries[i].node.nlink <= 1)
+		return c->count; /* no other names */
+	for (j++; j < c->count; j++)
+		if (S_ISREG(c->entries[j].node.mode) && c->entries[j].node.hardlink == i)
+			return j;
+	return c->count;
+}
+
+static bool same_inode(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
+/* Open the content of file i, a hard-link group's representative, fstat'ed
+ * into st.  The group is read once, through one name, and all its names get
+ * that content: the name must still hold the inode the walk saw.  A name
+ * since replaced by another file (an atomic save) is passed over for the
+ * next; the group, that name too, is then stored as the walk saw it, which
+ * is a state the tree was in.  If no name holds that inode any more, the
+ * file now at the names is taken (as for a single file replaced, the
+ * caller records its metadata) if they all hold the same one, most often
+ * because only one name is left; else every name is left out.  Names gone
+ * are marked so.  @return an fd, -ENOENT if the group is left out, or another
+ * negative errno with a message. */
 static int open_group(struct create_ctx *c, uint32_t i, struct stat *st)
 {
-	for (uint32_t j = i; j < c->count; j++) {
-		struct walk_entry *m = &c->entries[j];
-		const char *why;
-		int fd;
+	const struct manifest_node *walked = &c->entries[i].node;
+	struct stat other;
+	int other_fd = -1;
+	bool mixed = false;
 
-		if (j != i && (!S_ISREG(m->node.mode) || m->node.hardlink != i))
-			continue;
-		fd = open_source_file(c, m->path, st, &why);
-		if (fd >= 0 || !why)
+	for (uint32_t j = i; j < c->count; j = next_member(c, i, j)) {
+		const char *why;
+		int fd = open_source_file(c, c->entries[j].path, st, &why);
+
+		if (fd < 0 && !why) {
+			if (other_fd >= 0)
+				close(other_fd);
 			return fd;
-		file_gone(c, j, why);
-		if (c->entries[i].node.nlink <= 1)
-			break; /* no other names */
+		}
+		if (fd < 0) {
+			file_gone(c, j, why);
+			continue;
+		}
+		if ((uint64_t)st->st_ino == walked->src_ino &&
+		    (uint64_t)st->st_dev == walked->src_dev) {
+			if (other_fd >= 0)
+				close(other_fd);
+			return fd;
+		}
+		if (other_fd < 0) {
+			other_fd = fd;
+			other = *st;
+			continue;
+		}
+		mixed |= !same_inode(&other, st);
+		close(fd);
+	}
+	if (other_fd >= 0 && !mixed) {
+		*st = other;
+		return other_fd;
+	}
+	if (other_fd >= 0) {
+		close(other_fd);
+		for (uint32_t j = i; j < c->count; j = next_member(c, i, j))
+			if (!c->entries[j].gone)
+				file_gone(c, j, "was replaced by another file");
 	}
 	return -ENOENT;
 }
@@ -500,6 +552,26 @@ static int store_contents(struct create_ctx *c, unsigned threads)
 	return 0;
 }
 
+/* m, a name of the group rep represented, represents it from now on, rep
+ * being gone.  The content was read for rep, whose metadata and xattrs
+ * were then taken from the file read if it had changed since the walk (or
+ * was another file): m takes them along, or it would show that content
+ * with the metadata the walk saw. */
+static void take_group(struct walk_entry *m, struct walk_entry *rep)
+{
+	uint32_t parent = m->node.parent;
+	struct walk_xattr *xattrs = m->xattrs;
+	uint32_t nxattrs = m->nxattrs;
+
+	m->node = rep->node;
+	m->node.parent = parent;
+	m->xattrs = rep->xattrs;
+	m->nxattrs = rep->nxattrs;
+	rep->xattrs = xattrs;
+	rep->nxattrs = nxattrs;
+	m->reused = rep->reused;
+}
+
 /* Leave out the files found gone.  A group whose first name went but not
  * every name keeps its content, on the next name left (which represents it
  * from now on). */
@@ -523,10 +595,9 @@ static int drop_gone(struct create_ctx *c)
 			struct walk_entry *m = &c->entries[j];
 
 			if (S_ISREG(m->node.mode) && m->node.hardlink == i && !m->gone) {
+				take_group(m, e);
 				c->content[j] = c->content[i];
 				memset(&c->content[i], 0, sizeof(c->content[i]));
-				m->node.size = e->node.size;
-				m->reused = e->reused;
 				break;
 			}
 		}

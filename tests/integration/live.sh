@@ -141,6 +141,106 @@ if [ "$HB_RC" -eq 0 ]; then
 	rm -rf "$T/hl"
 fi
 
+# A hard-link group is read once, through one name, for all its names: that
+# name must still hold the inode the walk saw.
+# links DIR NAME...: "content links" of each name under DIR, and whether
+# they are all one inode
+links() {
+	local dir=$1 n inodes=""
+	shift
+	for n in "$@"; do
+		printf '%s %s %s\n' "$n" "$(cat "$dir/$n")" "$(stat -c %h "$dir/$n")"
+		inodes="$inodes $(stat -c %i "$dir/$n")"
+	done
+	[ "$(tr ' ' '\n' <<<"$inodes" | sort -u | grep -c .)" -eq 1 ] && echo "one inode" || echo "several inodes"
+}
+
+log "the first name of a hard-link group replaced by another file: the group as the walk saw it"
+fresh
+ln "$S/a" "$S/d/a2"
+ln "$S/a" "$S/d/a3"
+echo "the new one" >"$T/a.new"
+held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/a.new' '$S/a'" snapshot create "$S" --no-parent
+if [ "$HB_RC" -ne 0 ]; then
+	bad "hard link replaced: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+else
+	[ -z "$(warnings)" ] || bad "hard link replaced: unexpected warning: $(warnings)"
+	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+	got=$(links "$T/hl" a d/a2 d/a3)
+	[ "$got" = $'a hello 3\nd/a2 hello 3\nd/a3 hello 3\none inode' ] ||
+		bad "hard link replaced: the group is not the one the walk saw: $(tr '\n' ' ' <<<"$got")"
+	rm -rf "$T/hl"
+fi
+
+log "every name of a hard-link group replaced, by two other files: the group is left out"
+fresh
+ln "$S/a" "$S/d/a2"
+echo one >"$T/x" && echo two >"$T/y"
+held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/x' '$S/a' && mv '$T/y' '$S/d/a2'" \
+	snapshot create "$S" --no-parent
+if [ "$HB_RC" -ne 0 ]; then
+	bad "hard links replaced: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+else
+	want="hiberbox: warning: 'a' was replaced by another file during the snapshot; left out
+hiberbox: warning: 'd/a2' was replaced by another file during the snapshot; left out"
+	[ "$(warnings | sort)" = "$want" ] || bad "hard links replaced: expected warnings '$want', got: $(cat "$T/err")"
+	[ "$(hb snapshot ls "$(tail -n 1 "$T/out")" -R 2>&1)" = $'d\nd/f\nk' ] ||
+		bad "hard links replaced: snapshot lists $(hb snapshot ls "$(tail -n 1 "$T/out")" -R 2>&1 | tr '\n' ' ')"
+	hb_ok check >/dev/null
+fi
+
+log "every name of a hard-link group replaced by one other file: that file"
+fresh
+ln "$S/a" "$S/d/a2"
+echo "the new one" >"$T/x" && ln "$T/x" "$T/x2"
+held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/x' '$S/a' && mv '$T/x2' '$S/d/a2'" \
+	snapshot create "$S" --no-parent
+if [ "$HB_RC" -ne 0 ]; then
+	bad "hard links replaced by one: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+else
+	[ -z "$(warnings)" ] || bad "hard links replaced by one: unexpected warning: $(warnings)"
+	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+	got=$(links "$T/hl" a d/a2)
+	[ "$got" = $'a the new one 2\nd/a2 the new one 2\none inode' ] ||
+		bad "hard links replaced by one: $(tr '\n' ' ' <<<"$got")"
+	rm -rf "$T/hl"
+fi
+
+# The other name is outside the tree (a package manager's store): within
+# the tree the file has one name, and a file replaced is stored as the new one.
+log "the one name in the tree of a file linked from outside replaced: the new file"
+fresh
+ln "$S/a" "$T/outside"
+echo "the new one" >"$T/a.new"
+chmod 600 "$T/a.new"
+held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/a.new' '$S/a'" snapshot create "$S" --no-parent
+if [ "$HB_RC" -ne 0 ]; then
+	bad "linked from outside, replaced: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+else
+	[ -z "$(warnings)" ] || bad "linked from outside, replaced: unexpected warning: $(warnings)"
+	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+	got="$(cat "$T/hl/a") $(stat -c '%a %h' "$T/hl/a")"
+	[ "$got" = "the new one 600 1" ] || bad "linked from outside, replaced: $got"
+	rm -rf "$T/hl" "$T/outside"
+fi
+
+log "a hard-link group's first name removed and its other replaced: the new file, its metadata too"
+fresh
+ln "$S/a" "$S/d/a2"
+chmod 644 "$S/a"
+echo "the new one" >"$T/a.new"
+chmod 600 "$T/a.new"
+held HIBERBOX_TEST_CREATE_READ_WAIT "rm '$S/a' && mv '$T/a.new' '$S/d/a2'" snapshot create "$S" --no-parent
+expect_left_out "first name removed, other replaced" "'a' was removed during the snapshot; left out" \
+	$'d\nd/a2\nd/f\nk'
+if [ "$HB_RC" -eq 0 ]; then
+	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+	got="$(cat "$T/hl/d/a2") $(stat -c '%a %h %s' "$T/hl/d/a2")"
+	[ "$got" = "the new one 600 1 12" ] ||
+		bad "first name removed, other replaced: d/a2 is not the new file: $got"
+	rm -rf "$T/hl"
+fi
+
 # --- files that change while they are read ---------------------------------------------------
 # HIBERBOX_TEST_CREATE_MIDREAD_WAIT holds the read of a file after its
 # first 8 MiB.  The stored file must be one state of the file: here, since
