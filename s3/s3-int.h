@@ -32,6 +32,9 @@ struct s3_client {
 	CURL **idle;
 	unsigned nidle, ncreated;
 	uint64_t n_requests, n_retries, n_connects, n_sent, n_received; /* atomics */
+	/* Atomic: some request on the bucket succeeded, so it exists (a HEAD's
+	 * 404 has no body to tell a missing key from a missing bucket). */
+	int bucket_seen;
 };
 
 /* One S3 operation: described by the caller, run with retries by s3_request_run. */

@@ -984,6 +984,8 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 		__atomic_fetch_add(&c->n_retries, 1, __ATOMIC_RELAXED);
 		sleep_ms(wait);
 	}
+	if (r == 0)
+		__atomic_store_n(&c->bucket_seen, 1, __ATOMIC_RELAXED);
 	trace_request(rq, start, r);
 	curl_slist_free_all(headers);
 	free(url);
@@ -1077,7 +1079,18 @@ int s3_head(struct s3_client *c, const char *key, struct s3_object_info *info)
 
 	if ((r = key_ok(key)) < 0)
 		return r;
-	if ((r = s3_request_run(c, &rq)) < 0)
+	r = s3_request_run(c, &rq);
+	if (r == -ENOENT && !__atomic_load_n(&c->bucket_seen, __ATOMIC_RELAXED)) {
+		/* A 404 without a body: the key or the whole bucket may be
+		 * missing.  Asked once per client; after any success the bucket
+		 * is taken to be there. */
+		char saved[1024];
+		hb_err_save(saved, sizeof(saved));
+		if (s3_bucket_check(c) == -ENXIO)
+			return -ENXIO; /* "bucket B does not exist" */
+		return hb_err(-ENOENT, "%s", saved);
+	}
+	if (r < 0)
 		return r;
 	if (info)
 		*info = rq.info;

@@ -21,7 +21,9 @@
  * Return contract: 0 on success or a negative errno with one line recorded
  * through hb_err() (util/error.h):
  *   -ENOENT   no such key (404 NoSuchKey, HEAD 404)
- *   -ENXIO    no such bucket ("bucket B does not exist")
+ *   -ENXIO    no such bucket ("bucket B does not exist"; a HEAD's 404, which
+ *             has no body to tell, is checked against the bucket once per
+ *             client, until a request has succeeded)
  *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...", or
  *             for AccessDenied, where the keys were accepted: "... not allowed to
  *             PUT K (AccessDenied: check the IAM or bucket policy)")

@@ -745,12 +745,28 @@ static void test_auth(void)
 	/* A missing bucket. */
 	test_config(&cfg);
 	CHECK_OK(s3_client_new(&cfg, "no-such-bucket", &c));
+	/* A HEAD's 404 has no body to name NoSuchBucket: not "k does not exist". */
+	CHECK_ERR(s3_head(c, "k", NULL), -ENXIO);
+	CHECK(!strcmp(hb_errmsg(-ENXIO), "bucket no-such-bucket does not exist"));
+	CHECK_ERR(s3_get(c, "k", 0, 0, &b, NULL), -ENXIO); /* (a HEAD too) */
 	CHECK_ERR(s3_get(c, "k", 0, S3_GET_ALL, &b, NULL), -ENXIO);
 	CHECK(!strcmp(hb_errmsg(-ENXIO), "bucket no-such-bucket does not exist"));
 	CHECK_ERR(s3_bucket_check(c), -ENXIO);
 	CHECK_OK(s3_bucket_create(c));
 	CHECK_OK(s3_bucket_check(c));
 	CHECK_OK(s3_bucket_create(c)); /* already ours: fine */
+	s3_client_free(c);
+	/* There, the missing key is the key; the bucket is asked about once
+	 * per client (before anything succeeded), not on every 404. */
+	CHECK_OK(s3_client_new(&cfg, "no-such-bucket", &c));
+	CHECK_ERR(s3_head(c, "k", NULL), -ENOENT);
+	CHECK(!strcmp(hb_errmsg(-ENOENT), "s3: no-such-bucket/k does not exist"));
+	s3_client_stats(c, &st);
+	CHECK(st.requests == 2);
+	CHECK_ERR(s3_head(c, "k2", NULL), -ENOENT);
+	CHECK(!strcmp(hb_errmsg(-ENOENT), "s3: no-such-bucket/k2 does not exist"));
+	s3_client_stats(c, &st);
+	CHECK(st.requests == 3);
 	s3_client_free(c);
 	buf_free(&b);
 }
