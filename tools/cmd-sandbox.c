@@ -68,6 +68,15 @@ static int parse_common(const char *name, int argc, char **argv)
 	return 0;
 }
 
+/* A sandbox or image NAME from the command line, checked before it goes
+ * into a request path: 0, or the exit code of the error. */
+static int check_name(const char *name)
+{
+	int r = hbd_name_valid(name);
+
+	return r < 0 ? cli_fail(r, NULL) : 0;
+}
+
 /* Call and print: --json prints the reply, else fmt(reply). */
 static int call_print(const char *method, const char *path, json_t *body,
 		      void (*human)(json_t *reply))
@@ -157,7 +166,9 @@ static int cmd_image_rm(int argc, char **argv)
 		return r < 0 ? cli_help("image rm", "Refused while a sandbox uses the image.\n") : r;
 	if (argc - optind != 1)
 		return cli_usage("image rm", "expected NAME");
-	snprintf(path, sizeof(path), "/images/%.64s", argv[optind]);
+	if ((r = check_name(argv[optind])))
+		return r;
+	snprintf(path, sizeof(path), "/images/%s", argv[optind]);
 	return call_print("DELETE", path, NULL, human_removed);
 }
 
@@ -474,6 +485,8 @@ static int cmd_exec(int argc, char **argv)
 		optind++;
 	if (optind >= argc)
 		return cli_usage("exec", "expected a command after NAME (use -- CMD...)");
+	if (check_name(name))
+		return EXIT_EXEC_FAILED; /* as for a name the daemon does not know */
 	for (int i = optind; i < argc && r == 0; i++)
 		r = append_param(&q, "arg", argv[i]);
 	if (r == 0 && f.detach)
@@ -542,11 +555,17 @@ static int cmd_logs(int argc, char **argv)
 		return r < 0 ? cli_help("logs", "Without PID: the most recent detached process.\n") : r;
 	if (argc - optind < 1 || argc - optind > 2)
 		return cli_usage("logs", "expected NAME [PID]");
-	if (argc - optind == 2)
-		snprintf(path, sizeof(path), "/sandboxes/%.64s/logs?pid=%.20s", argv[optind],
-			 argv[optind + 1]);
-	else
-		snprintf(path, sizeof(path), "/sandboxes/%.64s/logs", argv[optind]);
+	if ((r = check_name(argv[optind])))
+		return r;
+	if (argc - optind == 2) {
+		const char *pid = argv[optind + 1];
+
+		if (!pid[0] || strlen(pid) > 10 || strspn(pid, "0123456789") != strlen(pid))
+			return cli_usage("logs", "bad PID '%s' (a process id)", pid);
+		snprintf(path, sizeof(path), "/sandboxes/%s/logs?pid=%s", argv[optind], pid);
+	} else {
+		snprintf(path, sizeof(path), "/sandboxes/%s/logs", argv[optind]);
+	}
 	if ((r = connect_daemon()))
 		return r;
 	r = hbd_client_raw("GET", path, NULL, 0, STDOUT_FILENO);
@@ -590,6 +609,8 @@ static int cmd_cp(int argc, char **argv)
 	int dst_remote = split_remote(dst, name2, sizeof(name2), &rpath2);
 	if (src_remote == dst_remote)
 		return cli_usage("cp", "exactly one of SRC and DST must be NAME:/path");
+	if ((r = check_name(src_remote ? name : name2)))
+		return r;
 	if ((r = connect_daemon()))
 		return r;
 	r = src_remote ? hbd_copy_out(name, rpath, dst, &st) : hbd_copy_in(name2, src, rpath2, &st);
@@ -678,7 +699,9 @@ static int one_name(const char *cmd, int argc, char **argv, const char *method, 
 		return r < 0 ? cli_help(cmd, details) : r;
 	if (argc - optind != 1)
 		return cli_usage(cmd, "expected NAME");
-	snprintf(path, sizeof(path), "/sandboxes/%.64s%s%s", argv[optind], op ? "/" : "",
+	if ((r = check_name(argv[optind])))
+		return r;
+	snprintf(path, sizeof(path), "/sandboxes/%s%s%s", argv[optind], op ? "/" : "",
 		 op ? op : "");
 	return call_print(method, path, NULL, human);
 }
@@ -717,7 +740,9 @@ static int cmd_fork(int argc, char **argv)
 				    "first if NAME runs); no data is copied.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("fork", "expected NAME NEW");
-	snprintf(path, sizeof(path), "/sandboxes/%.64s/fork", argv[optind]);
+	if ((r = check_name(argv[optind])))
+		return r;
+	snprintf(path, sizeof(path), "/sandboxes/%s/fork", argv[optind]);
 	return call_print("POST", path, json_pack("{s:s}", "name", argv[optind + 1]),
 			  human_created);
 }

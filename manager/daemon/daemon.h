@@ -41,6 +41,12 @@ int hbd_mount_helper_main(int argc, char **argv);
 
 /* Client. */
 
+/* 0 if name is a valid sandbox or image name (1 to 64 of A-Z a-z 0-9 _ . -,
+ * not starting with '.' or '-'), else -EINVAL with a message naming it.
+ * A client checks a name before it goes into a request path: the daemon
+ * sees the path decoded, so "dev/", "dev?x" or "dev%2F" would address dev. */
+int hbd_name_valid(const char *name);
+
 /* The socket path for home (NULL: default home) into out. */
 int hbd_socket_path(const char *home, char *out, size_t size);
 

@@ -87,6 +87,11 @@ int sbx_name_valid(const char *name)
 	return 0;
 }
 
+int hbd_name_valid(const char *name)
+{
+	return sbx_name_valid(name);
+}
+
 void sbx_record_clear(struct sbx_record *rec)
 {
 	free(rec->env_json);

@@ -87,6 +87,23 @@ step "create, exec: stdout, stderr, exit code, signal, timeout, stdin, env, cwd,
 [ "$("$HB" exec a -- sh -c umask)" = 0022 ] ||
 	fail "a command's umask is $("$HB" exec a -- sh -c umask) under a daemon started with umask 000"
 [ "$(state_of a)" = running ] || fail "a is not running after create"
+# Names that are no names, sent as they were in the request path, addressed
+# a: '?' began the query, the daemon split 'a/' at its '/' and decoded
+# 'a%2F' and '%61' first, so 'hiberbox rm a/' (a shell's completion of a
+# directory a) removed sandbox a.  Each is refused, and a stays.
+for alias in 'a/' 'a?x' 'a%2F' '%61' 'a#'; do
+	for cmd in inspect rm sleep logs "image rm" fork; do
+		# shellcheck disable=SC2086 # "image rm" is two words
+		"$HB" $cmd "$alias" $([ "$cmd" = fork ] && echo a2) >"$T/out" 2>"$T/err" &&
+			fail "'$cmd $alias' succeeded: $(head -c 300 "$T/out")"
+		grep -q "^hiberbox: invalid name" "$T/err" && [ "$(wc -l <"$T/err")" = 1 ] ||
+			fail "'$cmd $alias': $(cat "$T/err")"
+	done
+	"$HB" exec "$alias" -- true 2>"$T/err" && fail "'exec $alias' ran in a"
+	grep -q "invalid name" "$T/err" || fail "'exec $alias': $(cat "$T/err")"
+	[ "$(state_of a)" = running ] || fail "a is not running after commands on '$alias'"
+done
+"$HB" image ls | grep -q "^base " || fail "'image rm' of an alias removed image base"
 "$HB" --json inspect a | grep -q '"id_base": 331072' ||
 	fail "a's ids overlap a host user's subordinate ids: $("$HB" --json inspect a | grep id_base)"
 # The fs process serving a's root was started by the daemon, which blocks
