@@ -77,6 +77,23 @@ static int check_name(const char *name)
 	return r < 0 ? cli_fail(r, NULL) : 0;
 }
 
+/* A reply's "warnings": what went wrong without failing the request (an
+ * import's source that changed while it was read), one line each on
+ * stderr whatever the output format, as snapshot create prints its own. */
+static void print_reply_warnings(json_t *reply)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(json_object_get(reply, "warnings"), i, v) {
+		if (!json_is_string(v))
+			continue;
+		fputs("hiberbox: warning: ", stderr);
+		cli_put_name(json_string_value(v), stderr);
+		fputc('\n', stderr);
+	}
+}
+
 /* Call and print: --json prints the reply, else fmt(reply). */
 static int call_print(const char *method, const char *path, json_t *body,
 		      void (*human)(json_t *reply))
@@ -92,6 +109,7 @@ static int call_print(const char *method, const char *path, json_t *body,
 	json_decref(body);
 	if (r < 0)
 		return cli_fail(r, NULL);
+	print_reply_warnings(reply);
 	if (cli.json)
 		cli_print_json(json_incref(reply));
 	else if (human && !cli.quiet)

@@ -39,6 +39,7 @@
 #include "snapshot/snapshot.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/json-text.h"
 #include "util/proc.h"
 
 extern char **environ;
@@ -1544,6 +1545,22 @@ static int untar(const char *tarball, const char *dir)
 	return 0;
 }
 
+/* A source tree that changed while it was read (repo_create_opts.warn):
+ * the image lacks what the line names, so its client is told in the reply
+ * and the log keeps it too. */
+struct import_warnings {
+	const char *name;
+	json_t *lines;
+};
+
+static void import_warn(void *arg, const char *line)
+{
+	struct import_warnings *w = arg;
+
+	fprintf(stderr, "hiberboxd: import %s: warning: %s\n", w->name, line);
+	json_array_append_new(w->lines, json_text(line));
+}
+
 int image_import(struct hbd *d, const char *name, const char *source, json_t **out)
 {
 	char tag[200], tmp[4200] = "", hex[OID_HEX_BYTES];
@@ -1582,13 +1599,22 @@ int image_import(struct hbd *d, const char *name, const char *source, json_t **o
 			goto out;
 		dir = tmp;
 	}
-	struct repo_create_opts co = { .tag = tag, .no_parent = true };
-	if ((r = repo_snapshot_create(repo, dir, &co, &id, &info)) < 0)
+	struct import_warnings warnings = { .name = name, .lines = json_array() };
+	struct repo_create_opts co = { .tag = tag, .no_parent = true, .warn = import_warn,
+				       .warn_arg = &warnings };
+	if (!warnings.lines) {
+		r = hb_err(-ENOMEM, "import %s", name);
 		goto out;
-	oid_format(&id, hex);
-	*out = json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", name, "snapshot", hex,
-			 "files", (json_int_t)info.files, "bytes", (json_int_t)info.bytes,
-			 "import_ms", (json_int_t)((now_ns() - t0) / 1000000));
+	}
+	r = repo_snapshot_create(repo, dir, &co, &id, &info);
+	if (r == 0) {
+		oid_format(&id, hex);
+		*out = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O}", "name", name, "snapshot", hex,
+				 "files", (json_int_t)info.files, "bytes", (json_int_t)info.bytes,
+				 "import_ms", (json_int_t)((now_ns() - t0) / 1000000),
+				 "warnings", warnings.lines);
+	}
+	json_decref(warnings.lines);
 out:
 	if (tmp[0])
 		rm_rf(tmp);

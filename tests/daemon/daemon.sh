@@ -69,6 +69,39 @@ grep -q "exists already" "$T/err" || fail "duplicate import: $(cat "$T/err")"
 [ "$(cat "$T/err")" = "hiberbox: $T/nowhere: No such file or directory" ] ||
 	fail "import of a missing directory: $(cat "$T/err")"
 
+step "image import of a tree changing while it is read: the client and the log are told"
+# The daemon reads the source tree itself: a file removed between the walk
+# and its read is left out of the image, and whoever imported it must learn
+# that from the reply (the CLI prints it as a warning), not only find it
+# missing later.
+"$HB" daemon stop >/dev/null || fail "daemon stop before the live import"
+mkdir -p "$T/live/d"
+echo gone >"$T/live/a"
+echo kept >"$T/live/d/k"
+rm -f "$T/hold" && mkfifo "$T/hold"
+HIBERBOX_TEST_CREATE_READ_WAIT=$T/hold "$HB" ls >/dev/null || fail "ls starting the daemon with the read hook"
+"$HB" --json image import "$T/live" live >"$T/out" 2>"$T/err" &
+ip=$!
+timeout 60 bash -c 'exec 3>"$1" && rm "$2"' _ "$T/hold" "$T/live/a" ||
+	{ kill "$ip"; fail "the import never reached the read hook"; }
+wait "$ip" || fail "import of a changing tree failed: $(cat "$T/err")"
+rm -f "$T/hold"
+want="'a' was removed during the snapshot; left out"
+[ "$(cat "$T/err")" = "hiberbox: warning: $want" ] ||
+	fail "import of a changing tree: stderr '$(cat "$T/err")', expected the warning"
+python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("warnings") != [sys.argv[2]])' \
+	"$T/out" "$want" || fail "import of a changing tree: the reply's warnings: $(cat "$T/out")"
+grep -qF "hiberboxd: import live: warning: $want" "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "the daemon log lacks the import's warning"
+[ "$("$HB" snapshot ls image.live -R 2>&1)" = $'d\nd/k' ] ||
+	fail "image live holds $("$HB" snapshot ls image.live -R 2>&1 | tr '\n' ' ')"
+"$HB" --json image import "$T/live" live2 >"$T/out" 2>"$T/err" || fail "import live2"
+[ ! -s "$T/err" ] || fail "an import of a still tree printed '$(cat "$T/err")'"
+python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("warnings") != [])' "$T/out" ||
+	fail "an import of a still tree: the reply's warnings: $(cat "$T/out")"
+"$HB" image rm live >/dev/null && "$HB" image rm live2 >/dev/null || fail "image rm live, live2"
+"$HB" daemon stop >/dev/null || fail "daemon stop after the live import"
+
 step "names"
 for bad in "../x" "a/b" ".hidden" "" "$(printf 'x%.0s' {1..70})" 'a b'; do
 	"$HB" create "$bad" --image base >/dev/null 2>"$T/err" && fail "created sandbox '$bad'"
