@@ -21,7 +21,9 @@
  * all cache files.  Files no row points at (a crash between file and row,
  * a download cut by a kill) are removed at the next open after a session
  * died: the last one to close marks the cache clean, and each session holds
- * a locked file in CACHE/sessions/ that outlives it only if it dies.
+ * a locked file in CACHE/sessions/ that outlives it only if it dies (an
+ * unset mark while other sessions are open is theirs, not a death: no scan
+ * then, which would take their downloads in progress).
  *
  * Each remote has a directory of its own (store-open.c picks it from the
  * location), and the cache also records which remote it belongs to.  A cache
@@ -376,15 +378,16 @@ static void remove_orphans(struct tiered *t)
  * taken belongs to a process that died with the cache open, which may have
  * left half-written downloads and files no row points at: *dead says so (the
  * "clean" mark cannot, when another session closes cleanly after the death).
+ * *live counts the others still open (the mark is unset while one is).
  * Best effort: without a session file a death goes unnoticed, nothing worse. */
-static void session_begin(struct tiered *t, int *dead)
+static void session_begin(struct tiered *t, int *dead, int *live)
 {
 	struct dirent *de;
 	struct stat st;
 	DIR *d;
 	int dfd;
 
-	*dead = 0;
+	*dead = *live = 0;
 	if (mkdirat(t->dirfd, "sessions", 0700) < 0 && errno != EEXIST)
 		return;
 	dfd = openat(t->dirfd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -402,6 +405,8 @@ static void session_begin(struct tiered *t, int *dead)
 			if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 				unlinkat(dirfd(d), de->d_name, 0);
 				*dead = 1;
+			} else {
+				(*live)++;
 			}
 			close(fd);
 		}
@@ -959,7 +964,7 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		      struct store **out)
 {
 	struct tiered *t;
-	int alone = 0, dead = 0, r;
+	int alone = 0, dead = 0, live = 0, r;
 
 	*out = NULL;
 	if (!remote || !cache_dir || !*cache_dir) {
@@ -1021,10 +1026,15 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
 		goto fail;
 	}
 	/* Orphan files come from a session that did not close: only then is
-	 * the (long, for a big cache) scan worth it.  The mark says so when that
-	 * session was the last one; its session file when others came after. */
-	session_begin(t, &dead);
-	if (dead || meta_get_int(t, "clean") != 1)
+	 * the (long, for a big cache) scan worth it.  Its session file says so;
+	 * the mark too when that session was the last one, and so only when no
+	 * other is open: each open unsets it, so it is unset while any session
+	 * lives.  A scan then would be long for nothing, and would unlink the
+	 * live sessions' downloads in progress and files renamed into place
+	 * but not yet indexed (each costs a refetch; a reader meets a missing
+	 * file only as a miss). */
+	session_begin(t, &dead, &live);
+	if (dead || (!live && meta_get_int(t, "clean") != 1))
 		remove_orphans(t);
 	meta_set_int(t, "clean", 0);
 	pthread_mutex_lock(&t->lock);

@@ -362,6 +362,34 @@ int main(void)
 	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 0);
 	store_free(t);
 
+	/* While a session lives, its download in progress is no orphan: another
+	 * session's open leaves it (the "clean" mark, unset by the live one, is
+	 * no death), and both serve. */
+	t = open_tiered(4 << 20);
+	char inflight[400];
+	snprintf(inflight, sizeof(inflight), "%s/objects/00/inflight.%d.1.tmp", cache_dir,
+		 (int)getpid());
+	CHECK_OK(write_file_atomic(AT_FDCWD, inflight, "half", 4, 0));
+	struct store *l2 = NULL, *live2 = NULL;
+	CHECK_OK(store_local_open(remote_dir, 0, &l2));
+	CHECK_OK(store_tiered_open(l2, cache_dir, 4 << 20, &live2));
+	CHECK(access(inflight, F_OK) == 0);
+	CHECK_OK(store_get(live2, "packs/p2", 0, 1000, &b));
+	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000));
+	CHECK_OK(store_get(t, "packs/p2", 0, 1000, &b));
+	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 0);
+	/* What such a scan did to a live session (files gone under its index)
+	 * costs a refetch: never an error, never other bytes. */
+	char find[600];
+	snprintf(find, sizeof(find), "find '%s/objects' -type f -delete", cache_dir);
+	CHECK(system(find) == 0);
+	CHECK_OK(store_get(t, "packs/p2", 0, 1000, &b));
+	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 1);
+	CHECK_OK(store_get(t, "packs/p2", 0, 1000, &b));
+	CHECK(b.len == 1000 && !memcmp(b.data, pack, 1000) && counter->gets == 1);
+	store_free(live2);
+	store_free(t);
+
 	/* A damaged index: the cache starts over, reads still work. */
 	char idx[400];
 	snprintf(idx, sizeof(idx), "%s/index.sqlite", cache_dir);
