@@ -154,6 +154,27 @@ H_RSS=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
 
 mkdir -p "$WORK/hbu"
 MOUNTS+=("$WORK/hbu")
+# transport_of BIN: how a mount by BIN gets its requests (io_uring or
+# /dev/fuse: the fs process's answer on its control socket)
+transport_of() {
+	local out
+	"$1" mount "$EMPTY_ID" "$WORK/hbu" --upper "$WORK/hbt-upper" || return 1
+	out=$(python3 - "$HIBERBOX_HOME/mounts" "$WORK/hbu" <<'PY'
+import glob, json, os, socket, sys
+for info in glob.glob(os.path.join(sys.argv[1], "*.json")):
+    with open(info) as f:
+        m = json.load(f)
+    if os.path.realpath(m["mountpoint"]) == os.path.realpath(sys.argv[2]):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(info[:-5] + ".sock")
+        s.sendall(b"transport\n")
+        print(s.makefile().readline().split()[1])
+PY
+)
+	"$1" umount "$WORK/hbu"
+	rm -rf "$WORK/hbt-upper"
+	echo "${out:-/dev/fuse}"
+}
 # untar_on BIN UPPER: ms of an untar onto a fresh mount of the empty snapshot
 # (the upper directory on a fresh filesystem; PIN=CPU runs the fs and tar on
 # that one CPU)
@@ -185,7 +206,43 @@ if command -v taskset >/dev/null && [ "$(nproc)" -gt 1 ]; then
 	"$HB" umount "$WORK/hbu"
 	drop_fs "$WORK/hbu-upper"
 fi
-note "untar: native $N_UNTAR ms, hiberbox $H_UNTAR ms, hiberbox with fs and tar on one CPU $H_UNTAR_1CPU ms ($UNTAR_FS)"
+# The same through /dev/fuse (HIBERBOX_FS_URING=0), where the mount above
+# used FUSE over io_uring (fs/uring.c; "-" where the kernel has none).
+H_TRANSPORT=$(transport_of "$HB")
+H_UNTAR_DEV=-
+if [ "$H_TRANSPORT" = io_uring ]; then
+	H_UNTAR_DEV=$(HIBERBOX_FS_URING=0 untar_on "$HB" "$WORK/hbu-upper")
+	"$HB" umount "$WORK/hbu"
+	drop_fs "$WORK/hbu-upper"
+fi
+# And on a busy host (as one running many sandboxes is): a CPU-bound process
+# per CPU beside each untar, native and both transports.
+busy_untar() { # busy_untar CMD...: ms of CMD with every CPU kept busy
+	local hogs=() i r
+	for i in $(seq "$(nproc)"); do (while :; do :; done) & hogs+=($!); done
+	r=$("$@")
+	kill "${hogs[@]}"; wait "${hogs[@]}" 2>/dev/null
+	echo "$r"
+}
+native_untar() {
+	local t
+	fresh_fs "$WORK/native-untar3"
+	sync
+	t=$(date +%s%N); tar -C "$WORK/native-untar3" -xf "$WORK/tree.tar"; sync; ms "$t"
+}
+N_UNTAR_BUSY=$(busy_untar native_untar)
+drop_fs "$WORK/native-untar3"
+H_UNTAR_BUSY=$(busy_untar untar_on "$HB" "$WORK/hbu-upper")
+"$HB" umount "$WORK/hbu"
+drop_fs "$WORK/hbu-upper"
+H_UNTAR_DEV_BUSY=-
+if [ "$H_TRANSPORT" = io_uring ]; then
+	H_UNTAR_DEV_BUSY=$(HIBERBOX_FS_URING=0 busy_untar untar_on "$HB" "$WORK/hbu-upper")
+	"$HB" umount "$WORK/hbu"
+	drop_fs "$WORK/hbu-upper"
+fi
+note "untar: native $N_UNTAR ms, hiberbox $H_UNTAR ms ($H_TRANSPORT), through /dev/fuse $H_UNTAR_DEV ms, hiberbox with fs and tar on one CPU $H_UNTAR_1CPU ms ($UNTAR_FS)"
+note "untar on a busy host: native $N_UNTAR_BUSY ms, hiberbox $H_UNTAR_BUSY ms, through /dev/fuse $H_UNTAR_DEV_BUSY ms"
 [ "$B_UNTAR" = - ] || note "untar: hiberbox $H_UNTAR ms, HIBERBOX_BASE $B_UNTAR ms"
 if [ -n "${HIBERBOX_BASE:-}" ]; then
 	# native again between the two, and the base after: the average of the
@@ -346,6 +403,9 @@ printf '%-28s %10s %10s %8s %12s %8s\n' "warm tar c of every file (ms)" "$N_READ
 printf '%-28s %10s %10s %8s %12s %8s\n' "untar (ms)" "$N_UNTAR" "$H_UNTAR" "$(ratio "$N_UNTAR" "$H_UNTAR")" "$O_UNTAR" "$(ratio "$N_UNTAR" "$O_UNTAR")"
 printf '%-28s %10s %10s %8s %12s %8s\n' "npm ci (ms)" "$N_NPM" "$H_NPM" "$(ratio "$N_NPM" "$H_NPM")" "$O_NPM" "$(ratio "$N_NPM" "$O_NPM")"
 printf '%-28s %10s %10s %8s\n' "untar, fs+tar on 1 CPU (ms)" "$N_UNTAR" "$H_UNTAR_1CPU" "$(ratio "$N_UNTAR" "$H_UNTAR_1CPU")"
+printf '%-28s %10s %10s %8s\n' "untar, /dev/fuse (ms)" "$N_UNTAR" "$H_UNTAR_DEV" "$(ratio "$N_UNTAR" "$H_UNTAR_DEV")"
+printf '%-28s %10s %10s %8s\n' "untar, busy host (ms)" "$N_UNTAR_BUSY" "$H_UNTAR_BUSY" "$(ratio "$N_UNTAR_BUSY" "$H_UNTAR_BUSY")"
+printf '%-28s %10s %10s %8s\n' "  the same, /dev/fuse (ms)" "$N_UNTAR_BUSY" "$H_UNTAR_DEV_BUSY" "$(ratio "$N_UNTAR_BUSY" "$H_UNTAR_DEV_BUSY")"
 [ "$B_UNTAR" = - ] || printf '%-28s %10s %10s %8s\n' "untar, HIBERBOX_BASE (ms)" "$N_UNTAR" "$B_UNTAR" "$(ratio "$N_UNTAR" "$B_UNTAR")"
 printf '%-28s %10s %10s %8s %12s\n' "mount to first ls (ms)" - "$H_MOUNT" "" "$O_MOUNT"
 printf '%-28s %10s %10s\n' "50k files: mount to ls (ms)" - "$H_MOUNT50K"
@@ -361,11 +421,12 @@ mkdir -p "$SRCDIR/bench/results"
 out="$SRCDIR/bench/results/fs-$(date -u +%Y%m%dT%H%M%SZ).json"
 cat >"$out" <<JSON
 {"files": $FILES, "read_mb": $READ_MB, "runs": $RUNS, "untar_fs": "$UNTAR_FS",
- "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "read_all_ms": $N_READALL, "untar_ms": $N_UNTAR, "npm_ci_ms": "$N_NPM", "cp_big_ms": $N_CP, "read_warm_mbps": $N_READ},
+ "native": {"stat_ms": $N_STAT, "git_status_ms": $N_GIT, "read_all_ms": $N_READALL, "untar_ms": $N_UNTAR, "untar_busy_ms": $N_UNTAR_BUSY, "npm_ci_ms": "$N_NPM", "cp_big_ms": $N_CP, "read_warm_mbps": $N_READ},
  "hiberbox": {"stat_ms": $H_STAT, "git_status_ms": $H_GIT, "read_all_ms": $H_READALL, "untar_ms": $H_UNTAR, "npm_ci_ms": "$H_NPM", "mount_ms": $H_MOUNT,
               "mount_50k_ms": $H_MOUNT50K, "rss_50k_mib": $H_RSS50K,
               "cp_big_lower_ms": $H_CP_LOWER, "cp_big_upper_ms": $H_CP_UPPER,
-              "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
+              "commit_ms": $H_COMMIT, "untar_1cpu_ms": "$H_UNTAR_1CPU", "transport": "$H_TRANSPORT", "untar_devfuse_ms": "$H_UNTAR_DEV",
+              "untar_busy_ms": $H_UNTAR_BUSY, "untar_devfuse_busy_ms": "$H_UNTAR_DEV_BUSY", "base_untar_ms": "$B_UNTAR", "read_cold_mbps": $H_READ_COLD, "read_warm_mbps": $H_READ_WARM, "rss_mib": $H_RSS},
  "overlay_squashfuse": {"stat_ms": "$O_STAT", "git_status_ms": "$O_GIT", "read_all_ms": "$O_READALL", "untar_ms": "$O_UNTAR", "npm_ci_ms": "$O_NPM", "mount_ms": "$O_MOUNT"}}
 JSON
 echo "fs-bench: wrote $out" >&2

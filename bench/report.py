@@ -236,6 +236,12 @@ def fs_section(doc, r):
             bars.append(Bar(label, float(v), "%.0f ms" % float(v), COLORS[m]))
     if len(bars) > 1:
         doc.chart("cp of the big file inside the filesystem, then sync (ms)", bars)
+    h, n = r.get("hiberbox", {}), r.get("native", {})
+    if h.get("transport"):
+        doc.p("requests came through %s; untar through /dev/fuse: %s ms; on a busy host (a CPU-bound process "
+              "per CPU): native %s ms, hiberbox %s ms, through /dev/fuse %s ms"
+              % (h["transport"], h.get("untar_devfuse_ms", "-"), n.get("untar_busy_ms", "-"),
+                 h.get("untar_busy_ms", "-"), h.get("untar_devfuse_busy_ms", "-")), "help")
     one_cpu = r.get("hiberbox", {}).get("untar_1cpu_ms")
     if one_cpu not in (None, "-") and r.get("native", {}).get("untar_ms"):
         doc.p("untar with the fs and tar pinned to one CPU: %s ms, %.2fx native (the gap to the unpinned figure "

@@ -7,6 +7,7 @@
  * Protocol: one request line, one answer line, then the server closes.
  *   "ping"            -> "ok"
  *   "commit [TAG]"    -> "ok <id>" | "err <message>"
+ *   "transport"       -> "ok io_uring <requests served so>" | "ok /dev/fuse"
  * Requests are served one at a time by one thread, so commits never overlap.
  */
 #include <errno.h>
@@ -28,6 +29,7 @@
 #include <xxhash.h>
 
 #include "fs/fs-int.h"
+#include "fs/uring.h"
 #include "util/error.h"
 #include "util/fileio.h"
 #include "util/json-text.h"
@@ -110,6 +112,11 @@ static void serve_one(struct hbfs *fs, int c)
 		} else {
 			snprintf(answer, sizeof(answer), "ok %s\n", oid_format(&id, hex));
 		}
+	} else if (!strcmp(line, "transport")) {
+		if (fs->uring)
+			snprintf(answer, sizeof(answer), "ok io_uring %lu\n", uring_served(fs->uring));
+		else
+			snprintf(answer, sizeof(answer), "ok /dev/fuse\n");
 	} else {
 		snprintf(answer, sizeof(answer), "err unknown request\n");
 	}

@@ -175,6 +175,7 @@ struct hbfs {
 	pthread_cond_t copy_done;
 	uint32_t commit_gen;
 	struct fuse_session *se;
+	struct hbfs_uring *uring; /* FUSE over io_uring queues, or NULL (uring.h) */
 	int control_fd;
 	pthread_t control_thread;
 	bool control_running;

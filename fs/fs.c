@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "fs/fs-int.h"
+#include "fs/uring.h"
 #include "fs/lower.h"
 #include "util/error.h"
 #include "util/fileio.h"
@@ -324,6 +325,8 @@ static int serve(const struct hbfs_opts *opts, int ready_fd)
 	fuse_loop_cfg_set_max_threads(cfg, 32);
 	r = fuse_session_loop_mt(se, cfg) < 0 ? -EIO : 0;
 	fuse_loop_cfg_destroy(cfg);
+	uring_stop(fs->uring);
+	fs->uring = NULL;
 	control_stop(fs);
 	fuse_session_unmount(se);
 	if (fs->upper_fd >= 0)

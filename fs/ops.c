@@ -26,6 +26,7 @@
 
 #include "fs/acl.h"
 #include "fs/fs-int.h"
+#include "fs/uring.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -136,36 +137,66 @@ static bool request_kills(const void *buf, size_t len)
 	}
 }
 
+/* What a request read from /dev/fuse or taken from an io_uring queue
+ * (uring.c) needs before libfuse parses it; returns its new length. */
+static size_t request_prepare(void *buf, size_t n)
+{
+	/* libfuse 3.14 has no tmpfile operation; the request is a CREATE's
+	 * (fuse_create_in, then the dentry's name, "/", which no create can
+	 * have) and wants a CREATE's reply, so hb_create serves it. */
+	if (n >= sizeof(struct fuse_in_header) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_TMPFILE)
+		((struct fuse_in_header *)buf)->opcode = FUSE_CREATE;
+	kill_flagged = n > 0 && request_kills(buf, n);
+	acl_kill_sgid = false;
+	if (__atomic_load_n(&setxattr_ext, __ATOMIC_RELAXED) &&
+	    n >= sizeof(struct fuse_in_header) &&
+	    ((struct fuse_in_header *)buf)->opcode == FUSE_SETXATTR)
+		n = setxattr_compat(buf, n);
+	return n;
+}
+
+/* The io_uring queues waiting for the INIT reply (uring.h). */
+static struct hbfs_uring *uring_pending;
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
 
 	(void)userdata;
-	/* libfuse 3.14 has no tmpfile operation; the request is a CREATE's
-	 * (fuse_create_in, then the dentry's name, "/", which no create can
-	 * have) and wants a CREATE's reply, so hb_create serves it. */
-	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
-	    ((struct fuse_in_header *)buf)->opcode == FUSE_TMPFILE)
-		((struct fuse_in_header *)buf)->opcode = FUSE_CREATE;
-	kill_flagged = n > 0 && request_kills(buf, (size_t)n);
-	acl_kill_sgid = false;
-	if (__atomic_load_n(&setxattr_ext, __ATOMIC_RELAXED) &&
-	    n >= (ssize_t)sizeof(struct fuse_in_header) &&
-	    ((struct fuse_in_header *)buf)->opcode == FUSE_SETXATTR)
-		n = (ssize_t)setxattr_compat(buf, (size_t)n);
-	return n; /* errno as read left it: libfuse looks at it */
+	if (n < 0) {
+		kill_flagged = acl_kill_sgid = false;
+		return n; /* errno as read left it: libfuse looks at it */
+	}
+	return (ssize_t)request_prepare(buf, (size_t)n);
 }
 
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
+	ssize_t n;
+	bool init = false;
+
 	(void)userdata;
+	if (uring_take_reply(iov, count, &n))
+		return n;
 	/* The first reply after init() is INIT's: nothing else is answered
 	 * before it. */
 	if (__atomic_exchange_n(&init_reply_pending, false, __ATOMIC_ACQ_REL) && count >= 2 &&
-	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
-		((struct fuse_init_out *)iov[1].iov_base)->flags |=
-			FUSE_HANDLE_KILLPRIV_V2 | (setxattr_ext ? FUSE_SETXATTR_EXT : 0);
-	return writev(fd, iov, count);
+	    iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t)) {
+		struct fuse_init_out *out = iov[1].iov_base;
+
+		out->flags |= FUSE_HANDLE_KILLPRIV_V2 | (setxattr_ext ? FUSE_SETXATTR_EXT : 0);
+		if (uring_pending) {
+			out->flags |= FUSE_INIT_EXT;
+			out->flags2 |= URING_INIT_FLAG2;
+		}
+		init = true;
+	}
+	n = writev(fd, iov, count);
+	/* the kernel takes ring entries once INIT is answered */
+	if (init && n > 0)
+		uring_go(uring_pending);
+	return n;
 }
 
 static const struct fuse_custom_io hbfs_io = { .read = io_read, .writev = io_writev };
@@ -2160,6 +2191,19 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	/* One write() of up to 1 MiB arrives as one request, so a commit
 	 * captures it wholly or not at all (and big writes cost fewer trips). */
 	conn->max_write = 1u << 20;
+	/* The payload a ring entry holds: max_write, which libfuse also makes
+	 * max_pages (HIBERBOX_FS_URING=0 keeps /dev/fuse, for A/B runs). */
+	if (__atomic_load_n(&init_reply_pending, __ATOMIC_ACQUIRE) &&
+	    !(getenv("HIBERBOX_FS_URING") && !strcmp(getenv("HIBERBOX_FS_URING"), "0")) &&
+	    uring_enable()) {
+		int r = uring_start(fs->se, fuse_session_fd(fs->se), conn->max_write,
+				    request_prepare, &fs->uring);
+
+		if (r < 0)
+			fprintf(stderr, "hiberbox-fs: io_uring queues: %s; requests stay on /dev/fuse\n",
+				strerror(-r));
+		uring_pending = fs->uring;
+	}
 }
 
 const struct fuse_lowlevel_ops hbfs_ops = {

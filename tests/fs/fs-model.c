@@ -13,8 +13,9 @@
  *   fs-model --progress FILE MOUNT_DIR NATIVE_DIR SEED NOPS
  *     as above, and after each call on the mount returns, FILE holds the
  *     number of calls returned.  A call failing with ENOTCONN/ECONNABORTED
- *     (the fs process was killed) is not counted: exit 3 at once (1 if the
- *     mount differed before).
+ *     (the fs process was killed; ECANCELED, from a mount on io_uring, in
+ *     the moment before the kernel sees the connection gone) is not
+ *     counted: exit 3 at once (1 if the mount differed before).
  *   fs-model --stop-after N DIR SCRATCH SEED NOPS
  *     the same sequence on two native trees, stopped before call N+1 on DIR:
  *     DIR is then the tree a mount must show after N acknowledged calls.
@@ -132,7 +133,8 @@ static long long call_end(int side, long long r, bool short_count)
 	if (side != 0)
 		return r;
 	if (progress_fd >= 0 &&
-	    (r == -ENOTCONN || r == -ECONNABORTED || (short_count && mount_gone()))) {
+	    (r == -ENOTCONN || r == -ECONNABORTED || r == -ECANCELED ||
+	     (short_count && mount_gone()))) {
 		printf("mount gone after %lu calls (step %lu), %d differences before\n", ncalls, step,
 		       failures);
 		exit(failures ? 1 : 3);
