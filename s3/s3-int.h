@@ -13,8 +13,13 @@
 #define S3_QUERY_MAX 4096
 /* Bytes per second an attempt must have averaged once it runs past its
  * call's deadline plus a stall window (a trickling server never stalls).
- * Low: 16 transfers sharing a 512 kbit/s link still pass. */
+ * An attempt slower than that is still alive while the client's transfers
+ * as a whole moved that much in its time (they share one link) and it got
+ * at least 1/S3_LATE_SHARE_DIVISOR of its fair share (1/parallelism) of it:
+ * a dozen reads on a slow link wait, a trickle beside fast transfers does
+ * not. */
 #define S3_MIN_LATE_RATE (4u * 1024)
+#define S3_LATE_SHARE_DIVISOR 4u
 /* The longest Retry-After a call waits out (within its deadline too): a
  * server asking for more is not coming back soon enough to be waited for. */
 #define S3_RETRY_AFTER_MAX_MS (5u * 60 * 1000)
@@ -32,6 +37,7 @@ struct s3_client {
 	CURL **idle;
 	unsigned nidle, ncreated;
 	uint64_t n_requests, n_retries, n_connects, n_sent, n_received; /* atomics */
+	uint64_t n_moving; /* atomic: bytes moved either way by all attempts, as they move */
 	/* Atomic: some request on the bucket succeeded, so it exists (a HEAD's
 	 * 404 has no body to tell a missing key from a missing bucket). */
 	int bucket_seen;

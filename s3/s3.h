@@ -78,7 +78,8 @@ struct s3_config {
 	 * so a call against a dead server fails within about deadline_ms +
 	 * stall_timeout_ms (+ connect_timeout_ms).  An attempt still running
 	 * then goes on only while it averages 4 KiB/s (a server trickling
-	 * bytes never stalls). */
+	 * bytes never stalls), or while the client's transfers together do
+	 * and it gets its part of them (reads sharing a slow link). */
 	unsigned deadline_ms;
 	unsigned max_retries;    /* HIBERBOX_S3_RETRIES */
 	unsigned retry_base_ms;  /* HIBERBOX_S3_RETRY_BASE_MS: first backoff */

@@ -32,7 +32,10 @@
 //        answer: &status=400&code=RequestTimeout[&region=R for an
 //        x-amz-bucket-region header]); slowdown and error take
 //        &retryafter=V (a Retry-After header: seconds or an HTTP-date)
-//   POST /__control/clear      drop pending faults and zero the counters
+//   POST /__control/bandwidth?bps=N   every answer's body through one link of N
+//        bytes/s in all, shared evenly by the answers in flight (0: unlimited)
+//   POST /__control/clear      drop pending faults and the bandwidth limit, zero
+//        the counters
 //   GET  /__control/stats      JSON counters
 'use strict';
 
@@ -55,6 +58,39 @@ const buckets = [];
 process.argv.forEach((a, i) => { if (a === '--bucket') buckets.push(process.argv[i + 1]); });
 
 let faults = [];
+// A shared link: every answer's body goes out through one pacer at
+// `bandwidth` bytes per second in all (0: unlimited), split evenly between
+// the answers in flight, as a slow network would share it.
+let bandwidth = 0;
+const paced = new Set();
+let pacer = null;
+let pacerCarry = 0;
+const PACE_MS = 20;
+function pace(res, body) {
+  paced.add({ res, body, off: 0 });
+  if (pacer) return;
+  pacer = setInterval(() => {
+    for (const p of paced) if (p.res.destroyed) paced.delete(p);
+    if (paced.size === 0) {
+      clearInterval(pacer);
+      pacer = null;
+      pacerCarry = 0;
+      return;
+    }
+    pacerCarry += bandwidth * PACE_MS / 1000;
+    const each = Math.floor(pacerCarry / paced.size);
+    if (each < 1) return;
+    pacerCarry -= each * paced.size;
+    for (const p of paced) {
+      p.res.write(p.body.subarray(p.off, p.off + each));
+      p.off += each;
+      if (p.off >= p.body.length) {
+        p.res.end();
+        paced.delete(p);
+      }
+    }
+  }, PACE_MS);
+}
 const completedUploads = new Set();
 let stats = newStats();
 function newStats() {
@@ -290,6 +326,7 @@ async function handle(s3port, req, res, body) {
     return;
   }
   res.writeHead(up.status, headers);
+  if (bandwidth > 0 && req.method !== 'HEAD' && out.length > 0) return pace(res, out);
   res.end(req.method === 'HEAD' ? undefined : out);
 }
 
@@ -299,8 +336,11 @@ function control(req, res) {
   if (path === '/__control/fault') {
     faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0),
                   status: +(q.status || 0), code: q.code, region: q.region, retryAfter: q.retryafter });
+  } else if (path === '/__control/bandwidth') {
+    bandwidth = +(q.bps || 0);
   } else if (path === '/__control/clear') {
     faults = [];
+    bandwidth = 0;
     stats = newStats();
   } else if (path !== '/__control/stats') {
     res.writeHead(404);

@@ -1013,6 +1013,109 @@ static void test_retry_after(void)
 	buf_free(&b);
 }
 
+struct trickled {
+	struct s3_client *c;
+	int r;
+	double secs;
+	char msg[1024];
+};
+
+static void *get_trickled(void *arg)
+{
+	struct trickled *t = arg;
+	struct buf b = BUF_INIT;
+	uint64_t t0 = now_ns();
+
+	t->r = s3_get(t->c, "bw/small", 0, S3_GET_ALL, &b, NULL);
+	t->secs = (double)(now_ns() - t0) / 1e9;
+	hb_err_save(t->msg, sizeof(t->msg));
+	buf_free(&b);
+	return NULL;
+}
+
+/* The too-slow rule on a link that transfers share (the proxy's bandwidth
+ * limit): a dozen reads on a slow but moving link each get less than
+ * S3_MIN_LATE_RATE and must still be waited for; a link that has all but
+ * stopped, and a trickle beside fast transfers, are given up. */
+static void test_shared_link(void)
+{
+	enum { NREQ = 12, LEN = 16 << 10 };
+	struct s3_config cfg;
+	struct s3_client *c;
+	struct s3_get_request reqs[NREQ];
+	struct buf outs[NREQ], b = BUF_INIT;
+	uint8_t data[LEN];
+	uint64_t t0;
+	double secs;
+	int ok;
+
+	test_config(&cfg);
+	cfg.stall_timeout_ms = 1000;
+	cfg.deadline_ms = 2000; /* late (too slow judged) from 3 s on */
+	c = new_client(&cfg);
+	if (!c)
+		return;
+	fill_random(data, sizeof(data), 7);
+	CHECK_OK(s3_put(c, "bw/obj", data, sizeof(data), 0, NULL, NULL));
+	CHECK_OK(s3_put(c, "bw/small", data, 300, 0, NULL, NULL));
+	control("clear", NULL);
+
+	/* 24 KiB/s for 12 x 16 KiB: 8 s, 2 KiB/s each. */
+	control("bandwidth?bps=24576", NULL);
+	memset(reqs, 0, sizeof(reqs));
+	for (int i = 0; i < NREQ; i++) {
+		outs[i] = (struct buf)BUF_INIT;
+		reqs[i] = (struct s3_get_request){ .key = "bw/obj", .len = S3_GET_ALL, .out = &outs[i] };
+	}
+	t0 = now_ns();
+	int r = s3_get_many(c, reqs, NREQ);
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("%d GETs of 16 KiB on a 24 KiB/s link: %.2f s, %s\n", NREQ, secs,
+	       r ? hb_errmsg(r) : "all served");
+	CHECK_OK(r);
+	ok = 1;
+	for (int i = 0; i < NREQ; i++)
+		ok &= reqs[i].result == 0 && outs[i].len == LEN && !memcmp(outs[i].data, data, LEN);
+	CHECK(ok);
+	CHECK(secs >= 6 && secs < 20); /* the limit held, past the 3 s of one attempt's rule */
+
+	/* 2 KiB/s in all: the link itself is under S3_MIN_LATE_RATE; every read
+	 * gives up soon after 3 s instead of taking 96 s. */
+	control("bandwidth?bps=2048", NULL);
+	for (int i = 0; i < NREQ; i++)
+		reqs[i].result = 0;
+	t0 = now_ns();
+	r = s3_get_many(c, reqs, NREQ);
+	secs = (double)(now_ns() - t0) / 1e9;
+	printf("%d GETs on a 2 KiB/s link failed after %.2f s: %s\n", NREQ, secs, hb_errmsg(r));
+	CHECK_ERR(r, -ETIMEDOUT);
+	CHECK(strstr(hb_errmsg(-ETIMEDOUT), "too slow"));
+	ok = 1;
+	for (int i = 0; i < NREQ; i++)
+		ok &= reqs[i].result == -ETIMEDOUT;
+	CHECK(ok);
+	CHECK(secs >= 2.5 && secs < 8);
+	control("clear", NULL);
+
+	/* A trickle (300 bytes at 20 B/s) while other reads run fast: its share of
+	 * a busy link is nothing, so it is given up as when alone. */
+	control("fault?kind=trickle&count=1&method=GET&ms=50&match=bw/small", NULL);
+	struct trickled tr = { .c = c };
+	pthread_t th;
+	pthread_create(&th, NULL, get_trickled, &tr);
+	t0 = now_ns();
+	while ((double)(now_ns() - t0) / 1e9 < 4.5)
+		CHECK_OK(s3_get(c, "bw/obj", 0, S3_GET_ALL, &b, NULL));
+	pthread_join(th, NULL);
+	printf("trickled GET beside fast ones failed after %.2f s: %s\n", tr.secs, tr.msg);
+	CHECK(tr.r == -ETIMEDOUT && tr.secs >= 2.5 && tr.secs < 6 && strstr(tr.msg, "too slow"));
+	control("clear", NULL);
+	for (int i = 0; i < NREQ; i++)
+		buf_free(&outs[i]);
+	buf_free(&b);
+	s3_client_free(c);
+}
+
 struct killer {
 	int delay_ms;
 	int sig;
@@ -1388,6 +1491,7 @@ int main(void)
 	test_auth();
 	test_faults();
 	test_retry_after();
+	test_shared_link();
 	test_store();
 	test_measure();
 	test_tls(tmpl);
