@@ -325,11 +325,26 @@ static void *server_main(void *arg)
 	struct hbfs_uring *u = s->u;
 	cpu_set_t cpus;
 	bool registered = false;
+	int err;
 
 	CPU_ZERO(&cpus);
 	CPU_SET(s->qid, &cpus);
 	/* not allowed there (a cpuset): served from elsewhere, still right */
 	pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	/* Set up here, not in uring_start: the INIT reply, and so the mount's
+	 * first answer, waits for nothing but the threads' creation. */
+	err = ring_open(&s->ring);
+	s->buf = err ? NULL : malloc(PRE_BYTES + u->payload);
+	if (!err && !s->buf)
+		err = -ENOMEM;
+	if (err) {
+		note_register_error(u, err);
+		return NULL;
+	}
+	s->iov[0].iov_base = &s->hdr;
+	s->iov[0].iov_len = sizeof(s->hdr);
+	s->iov[1].iov_base = s->buf + PRE_BYTES;
+	s->iov[1].iov_len = u->payload;
 	pthread_mutex_lock(&u->lock);
 	while (!u->go && !u->stopping)
 		pthread_cond_wait(&u->cond, &u->lock);
@@ -479,18 +494,6 @@ int uring_start(struct fuse_session *se, int fd, size_t payload, uring_prepare_f
 
 		s->u = u;
 		s->qid = i / per_cpu;
-		r = ring_open(&s->ring);
-		if (r)
-			break;
-		s->buf = malloc(PRE_BYTES + payload);
-		if (!s->buf) {
-			r = -ENOMEM;
-			break;
-		}
-		s->iov[0].iov_base = &s->hdr;
-		s->iov[0].iov_len = sizeof(s->hdr);
-		s->iov[1].iov_base = s->buf + PRE_BYTES;
-		s->iov[1].iov_len = payload;
 		r = -pthread_create(&s->tid, NULL, server_main, s);
 		s->started = !r;
 	}
