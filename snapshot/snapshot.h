@@ -280,6 +280,9 @@ struct repo_gc_stats {
 struct repo_gc_opts {
 	bool dry_run;
 	unsigned repack_percent; /* repack packs with more than this % garbage (default 50) */
+	/* How long to wait for writers to finish before giving up with
+	 * -EBUSY (0: 10 s); a gc from cron beside long writes wants more. */
+	unsigned lock_wait_ms;
 	struct repo_progress progress;
 };
 int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stats *stats);

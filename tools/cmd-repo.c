@@ -1097,7 +1097,8 @@ static int cmd_tag(int argc, char **argv)
 static int cmd_gc(int argc, char **argv)
 {
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "dry-run", no_argument, NULL, 'n' },
-		{ "repack-percent", required_argument, NULL, 'p' }, { 0 } };
+		{ "repack-percent", required_argument, NULL, 'p' },
+		{ "wait", optional_argument, NULL, 'w' }, { 0 } };
 	struct repo_gc_opts go = { .repack_percent = 50 };
 	struct repo_gc_stats st = { 0 };
 	struct repo *repo;
@@ -1109,7 +1110,9 @@ static int cmd_gc(int argc, char **argv)
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
 					  "Options:\n  --dry-run            report only\n"
-					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n");
+					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n"
+					  "  --wait[=SECONDS]     wait for snapshot writers to finish, without limit or\n"
+					  "                       at most SECONDS (default: 10 s, then 'repository is busy')\n");
 		if (r)
 			continue;
 		if (c == 'n') {
@@ -1119,6 +1122,14 @@ static int cmd_gc(int argc, char **argv)
 			if ((r = cli_parse_int("gc", "--repack-percent", optarg, 1, 100, &v)) != 0)
 				return r;
 			go.repack_percent = (unsigned)v;
+		} else if (c == 'w') {
+			/* alone: as long as it takes (UINT_MAX ms, some 49 days) */
+			go.lock_wait_ms = UINT_MAX;
+			if (optarg) {
+				if ((r = cli_parse_int("gc", "--wait", optarg, 1, UINT_MAX / 1000, &v)) != 0)
+					return r;
+				go.lock_wait_ms = (unsigned)v * 1000;
+			}
 		} else {
 			return cli_usage("gc", "unknown option '%s'", argv[optind - 1]);
 		}
@@ -1205,7 +1216,7 @@ const struct cli_command cli_commands_repo[] = {
 	{ "snapshot prune", "--keep-last N | --keep-within D [--source DIR] [--dry-run]",
 	  "remove snapshots a retention policy lets go", cmd_snapshot_prune },
 	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },
-	{ "gc", "[--dry-run]", "remove data no kept snapshot uses", cmd_gc },
+	{ "gc", "[--dry-run] [--wait[=SECONDS]]", "remove data no kept snapshot uses", cmd_gc },
 	{ "check", "[--read-data]", "verify the repository", cmd_check },
 	{ NULL, NULL, NULL, NULL },
 };
