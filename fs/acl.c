@@ -102,18 +102,20 @@ int acl_equiv_mode(const uint8_t *v, size_t len, uint32_t *mode)
 }
 
 /* The entry that holds the group class's bits: the mask, or without one
- * the owning group's (NULL: neither). */
+ * the owning group's (NULL: neither).  Of several (a lower value only: the
+ * kernel refuses to set such an ACL), the last, as the kernel's
+ * posix_acl_create_masq and __posix_acl_chmod take it from ext4's disk. */
 static uint8_t *group_class(uint8_t *v, size_t len)
 {
-	uint8_t *group_obj = NULL;
+	uint8_t *group_obj = NULL, *mask = NULL;
 
 	for (size_t off = HEAD; off < len; off += ENT) {
 		if (tag_at(v + off) == ACL_MASK)
-			return v + off;
+			mask = v + off;
 		if (tag_at(v + off) == ACL_GROUP_OBJ)
 			group_obj = v + off;
 	}
-	return group_obj;
+	return mask ? mask : group_obj;
 }
 
 int acl_create_masq(uint8_t *v, size_t len, uint32_t *mode)

@@ -50,6 +50,14 @@ chmod 0644 "$SRC/control"
 setfacl -m u:daemon:r "$SRC/badaccess" || fail "setfacl on the host failed"
 setfattr -h -n user.raw.posix_acl_access -v "$(printf '0x01%s' "$(acl_hex 1:6 4:4 32:4 | cut -c5-)")" \
 	"$SRC/badaccess" || fail "setfattr on the host failed"
+# two masks, the last narrower (the kernel refuses to set such a value; on
+# ext4's disk, inheritance and chmod go by the last mask, as
+# posix_acl_create_masq and __posix_acl_chmod find it)
+crafted_default "$SRC/twomasks" "$(acl_hex 1:7 2:7:65534 4:7 16:7 16:4 32:5)"
+printf 'two masks\n' >"$SRC/twomasks-file"
+setfacl -m u:nobody:rw "$SRC/twomasks-file" || fail "setfacl on the host failed"
+setfattr -h -n user.raw.posix_acl_access -v "$(acl_hex 1:6 2:6:65534 4:4 16:6 16:4 32:4)" \
+	"$SRC/twomasks-file" || fail "setfattr on the host failed"
 ID=$(LD_PRELOAD="$RAW_ACL_PRELOAD" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
 	snapshot_create "$SRC") || exit 1
 M="$T/mnt"
@@ -63,6 +71,17 @@ log "a default ACL without entries is none: the umask applies"
 [ "$(stat -c %a "$M/empty/d" 2>/dev/null)" = 750 ] || bad "directory under an empty default ACL: mode $(stat -c %a "$M/empty/d" 2>&1), not 750"
 getfattr -h -m '^system\.posix_acl_' -d "$M/empty/f" "$M/empty/d" 2>/dev/null | grep -q posix_acl &&
 	bad "an empty default ACL was inherited"
+
+log "an ACL of two masks: inheritance and chmod limit the last, as on ext4"
+access_hex() { getfattr -h -n system.posix_acl_access -e hex "$1" 2>/dev/null | sed -n 's/^system.posix_acl_access=//p'; }
+touch "$M/twomasks/f" || bad "creating under a default ACL of two masks failed"
+got="$(stat -c %a "$M/twomasks/f" 2>&1) $(access_hex "$M/twomasks/f")"
+[ "$got" = "644 $(acl_hex 1:6 2:7:65534 4:7 16:7 16:4 32:4)" ] ||
+	bad "file under a default ACL of two masks: '$got', not the last mask limiting the group bits (644)"
+chmod 0750 "$M/twomasks-file" || bad "chmod of a file whose access ACL has two masks failed"
+got="$(stat -c %a "$M/twomasks-file" 2>&1) $(access_hex "$M/twomasks-file")"
+[ "$got" = "750 $(acl_hex 1:7 2:6:65534 4:4 16:6 16:5 32:0)" ] ||
+	bad "chmod 0750 of a file whose access ACL has two masks: '$got', not the last mask set to r-x"
 
 log "a default ACL the kernel could not parse: creating fails, the fs stays up"
 for d in badversion truncated nogroup; do
