@@ -8,10 +8,12 @@
  *   "ping"            -> "ok"
  *   "commit [TAG]"    -> "ok <id>" | "err <message>"
  *   "transport"       -> "ok io_uring <requests served so>" | "ok /dev/fuse"
+ *   "usage"           -> "ok <bytes used> <limit bytes>" (limit 0: none)
  * Requests are served one at a time by one thread, so commits never overlap.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
@@ -100,6 +102,11 @@ static void serve_one(struct hbfs *fs, int c)
 	line[strcspn(line, "\n")] = 0;
 	if (!strcmp(line, "ping")) {
 		snprintf(answer, sizeof(answer), "ok\n");
+	} else if (!strcmp(line, "usage")) {
+		uint64_t used, limit;
+
+		quota_usage(fs, &used, &limit);
+		snprintf(answer, sizeof(answer), "ok %" PRIu64 " %" PRIu64 "\n", used, limit);
 	} else if (!strncmp(line, "commit", 6) && (line[6] == 0 || line[6] == ' ')) {
 		const char *tag = line[6] == ' ' && line[7] ? line + 7 : NULL;
 		struct oid id;
@@ -159,6 +166,7 @@ static int write_info(struct hbfs *fs)
 	json_object_set_new(j, "snapshot", json_string(oid_format(&fs->base_id, hex)));
 	json_object_set_new(j, "pid", json_integer(getpid()));
 	json_object_set_new(j, "uid_shift", json_integer(fs->opts.uid_shift));
+	json_object_set_new(j, "limit", json_integer((json_int_t)fs->upper_limit));
 	text = json_dumps(j, JSON_INDENT(2));
 	json_decref(j);
 	if (!text)
@@ -313,6 +321,7 @@ static int read_info(const char *path, struct hbfs_mount_info *mi)
 		 json_string_value(json_object_get(j, "snapshot")) ?: "");
 	mi->pid = (pid_t)json_integer_value(json_object_get(j, "pid"));
 	mi->uid_shift = (uint32_t)json_integer_value(json_object_get(j, "uid_shift"));
+	mi->limit = (uint64_t)json_integer_value(json_object_get(j, "limit"));
 	json_decref(j);
 	if (!mi->mountpoint[0])
 		return -EBADMSG;
@@ -364,6 +373,10 @@ int hbfs_list_mounts(struct hbfs_mount_info **out, size_t *count)
 		snprintf(sock, sizeof(sock), "%s/%.*s.sock", dir, (int)(l - 5), de->d_name);
 		mi.alive = request(sock, "ping\n", answer, sizeof(answer), 2000) == 0 &&
 			   !strcmp(answer, "ok");
+		/* the use lives in the fs process; a dead one's is unknown */
+		mi.used_known = mi.alive && mi.limit &&
+				request(sock, "usage\n", answer, sizeof(answer), 2000) == 0 &&
+				sscanf(answer, "ok %" SCNu64, &mi.used) == 1;
 		read_last_commit(&mi);
 		grown = realloc(list, (n + 1) * sizeof(*list));
 		if (!grown) {

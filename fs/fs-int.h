@@ -125,7 +125,7 @@ struct node {
 	uint8_t *committed_inline;        /* ... or inline bytes */
 	uint32_t committed_inline_len;
 	uint32_t commit_gen, commit_idx, commit_pend;
-	uint64_t charged;       /* bytes of upper data counted against the limit (quota.c) */
+	uint64_t charged;       /* bytes of its data (upper, else lower) counted against the limit (quota.c) */
 	struct node *hash_next;
 };
 
@@ -159,9 +159,10 @@ struct hbfs {
 	uint64_t data_names_made, data_names_synced;
 	bool upper_dir_synced;
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
-	/* --upper-limit (0: none) and what counts against it now: the
-	 * journal's bytes and every node's charged (quota.c). */
-	uint64_t upper_limit, upper_used;
+	/* --upper-limit (0: none) and what counts against it now: the lower
+	 * files still visible, the journal's bytes and every node's charged
+	 * (quota.c). */
+	uint64_t upper_limit, used;
 	pthread_mutex_t quota_lock;
 	bool no_opendir;             /* the kernel opens directories without us */
 	bool no_open;                /* ... and files (see lazy_state in ops.c) */
@@ -272,10 +273,16 @@ int upper_open_data(struct hbfs *fs, const struct node *n, int flags, mode_t mod
 int upper_sync(struct hbfs *fs);
 void upper_data_name(const struct node *n, char out[32]);
 
-/* quota.c: the upper limit (fs->upper_limit; all of these do nothing
- * without one).  A data file counts as its size rounded up to 4 KiB or its
- * allocated blocks, whichever is more; the journal as its bytes. */
+/* quota.c: the disk limit of the whole tree (fs->upper_limit; all of these
+ * do nothing without one).  A data file counts as its size rounded up to
+ * 4 KiB or its allocated blocks, whichever is more; a lower file still
+ * visible as its size rounded up to 4 KiB, once per hard-link group; the
+ * journal as its bytes. */
 uint64_t quota_charge_of(const struct stat *st);
+/* Count every lower file of fs->m (once, before any node is made). */
+void quota_lower_init(struct hbfs *fs);
+/* n, a node just made for a lower entry, carries that entry's charge. */
+void quota_lower_node(struct hbfs *fs, struct node *n);
 /* Room for n's data file to reach end: -ENOSPC if it does not fit. */
 int quota_grow(struct hbfs *fs, struct node *n, uint64_t end);
 /* As quota_grow for a write of len bytes at off: how many of them fit
@@ -284,8 +291,11 @@ ssize_t quota_grow_write(struct hbfs *fs, struct node *n, uint64_t off, size_t l
 /* n's data file is st now.  exact: count it as it is (after a truncate or
  * hole punch); else only ever more (writes racing each other). */
 void quota_settle(struct hbfs *fs, struct node *n, const struct stat *st, bool exact);
-/* n's data file is gone. */
+/* n's data file is gone, or n is: a node still referenced (a copy-up
+ * undone) counts its lower file again, a dead one nothing. */
 void quota_release(struct hbfs *fs, struct node *n);
+/* What counts now, and the limit (0: none). */
+void quota_usage(struct hbfs *fs, uint64_t *used, uint64_t *limit);
 /* A journal append of len bytes: may it be made (0 or -ENOSPC)?  Counted
  * by quota_journal_done once it is. */
 int quota_journal_check(struct hbfs *fs, uint64_t len, bool frees);

@@ -30,8 +30,10 @@ struct hbfs_opts {
 	const char *mountpoint; /* existing directory (required) */
 	const char *upper;      /* upper directory; NULL: a new one under $HIBERBOX_HOME/upper */
 	uint32_t uid_shift;     /* 0: none */
-	/* Bytes the upper directory may hold (data files and journal, see
-	 * fs/README.md "Upper limit"); growth beyond is ENOSPC.  0: none. */
+	/* Bytes the mounted tree may take, as on a disk of that size: the
+	 * lower snapshot's files and the upper directory's data files and
+	 * journal (fs/README.md "Disk limit"); growth beyond is ENOSPC.
+	 * 0: none. */
 	uint64_t upper_limit;
 	bool foreground;        /* run the FUSE loop in this process */
 	bool debug;             /* libfuse debug output (implies foreground) */
@@ -65,6 +67,9 @@ struct hbfs_mount_info {
 	pid_t pid;
 	bool alive;                   /* the serving process answers */
 	uint32_t uid_shift;
+	uint64_t limit;               /* its --upper-limit; 0: none */
+	uint64_t used;                /* what counts against it now, if used_known */
+	bool used_known;              /* a live mount with a limit answered */
 };
 
 /* All registered mounts (alive or not).  *out is malloc'd. */

@@ -215,6 +215,7 @@ struct node *node_lower(struct hbfs *fs, uint32_t i)
 	} else {
 		n->nlink = mn->nlink ? mn->nlink : 1;
 	}
+	quota_lower_node(fs, n);
 	if (ino_hash_add(fs, n) < 0) {
 		free(n->dir);
 		free(n);
@@ -527,9 +528,9 @@ void node_maybe_free(struct hbfs *fs, struct node *n)
 
 		upper_data_name(n, name);
 		unlinkat(fs->data_fd, name, 0);
-		quota_release(fs, n);
 		n->flags &= ~NODE_UPPER_DATA;
 	}
+	quota_release(fs, n); /* a lower file's space too, copied up or not */
 	if (n->lower >= 0)
 		return; /* lower nodes stay in by_lower, dead */
 	ino_hash_del(fs, n);
@@ -660,6 +661,7 @@ int tree_init(struct hbfs *fs)
 	if (ino_hash_grow(fs) < 0)
 		return -ENOMEM;
 	fs->next_ino = HBFS_UPPER_INO_BASE;
+	quota_lower_init(fs);
 	fs->root = node_lower(fs, 0);
 	if (!fs->root)
 		return -ENOMEM;

@@ -1,9 +1,18 @@
-/* The upper limit: what a sandbox's writes may take of the disk its upper
- * directory is on.  Counted in memory (fs->upper_used, under quota_lock)
- * from the start of the mount: replay charges every data file it finds and
- * the journal as it is, so a remount or a restart after SIGKILL starts from
- * the truth on disk.  Growth is checked before it is made; what shrinks is
- * settled after. */
+/* The disk limit: what a sandbox's tree may take, as a disk of that size
+ * would (--upper-limit, hbfs_opts.upper_limit).  The tree is the lower
+ * snapshot's files plus the upper directory's data files and journal, so
+ * the limit holds across any number of commits and remounts: what a commit
+ * moved into the lower snapshot still counts on the next mount.
+ *
+ * Counted in memory (fs->used, under quota_lock) from the start of the
+ * mount: every lower regular file counts its manifest size rounded to a
+ * block, once per hard-link group (quota_lower_init, one pass over the
+ * manifest); a node that stands for a lower file carries that charge in
+ * n->charged, so that its copy-up takes nothing more and its data file's
+ * charge replaces the lower one, and its last name and handle going gives
+ * it back.  Replay charges every data file it finds and the journal as it
+ * is, so a remount or a restart after SIGKILL starts from the truth on disk.
+ * Growth is checked before it is made; what shrinks is settled after. */
 #include <errno.h>
 #include <pthread.h>
 
@@ -26,6 +35,37 @@ uint64_t quota_charge_of(const struct stat *st)
 	return logical > allocated ? logical : allocated;
 }
 
+/* Lower entry i (a hard-link group's leader) as the limit counts it: its
+ * size, which the manifest has, rounded as a data file's is.  Holes count,
+ * as in a data file: the manifest keeps no allocation. */
+static uint64_t lower_charge(const struct hbfs *fs, uint32_t i)
+{
+	const struct manifest_node *mn = manifest_node(fs->m, i);
+
+	return S_ISREG(mn->mode) ? round_block(mn->size) : 0;
+}
+
+void quota_lower_init(struct hbfs *fs)
+{
+	uint32_t count = manifest_count(fs->m);
+	uint64_t sum = 0;
+
+	if (!fs->upper_limit)
+		return;
+	for (uint32_t i = 0; i < count; i++)
+		if (manifest_node(fs->m, i)->hardlink == i)
+			sum += lower_charge(fs, i);
+	pthread_mutex_lock(&fs->quota_lock);
+	fs->used += sum;
+	pthread_mutex_unlock(&fs->quota_lock);
+}
+
+void quota_lower_node(struct hbfs *fs, struct node *n)
+{
+	if (fs->upper_limit && n->lower >= 0)
+		n->charged = lower_charge(fs, (uint32_t)n->lower);
+}
+
 /* Charges n up to want bytes, or (partial) as much of it as fits: what n
  * is charged now, which is below want only when it did not all fit. */
 static uint64_t grow_locked(struct hbfs *fs, struct node *n, uint64_t want, bool partial)
@@ -34,12 +74,12 @@ static uint64_t grow_locked(struct hbfs *fs, struct node *n, uint64_t want, bool
 
 	if (want <= n->charged)
 		return want;
-	room = fs->upper_used < fs->upper_limit ? fs->upper_limit - fs->upper_used : 0;
+	room = fs->used < fs->upper_limit ? fs->upper_limit - fs->used : 0;
 	if (want - n->charged > room && !partial)
 		return n->charged;
 	if (want - n->charged > room)
 		want = n->charged + room / QUOTA_BLOCK * QUOTA_BLOCK;
-	fs->upper_used += want - n->charged;
+	fs->used += want - n->charged;
 	n->charged = want;
 	return want;
 }
@@ -78,7 +118,7 @@ void quota_settle(struct hbfs *fs, struct node *n, const struct stat *st, bool e
 		return;
 	pthread_mutex_lock(&fs->quota_lock);
 	if (exact || now > n->charged) {
-		fs->upper_used = fs->upper_used - n->charged + now;
+		fs->used = fs->used - n->charged + now;
 		n->charged = now;
 	}
 	pthread_mutex_unlock(&fs->quota_lock);
@@ -86,11 +126,25 @@ void quota_settle(struct hbfs *fs, struct node *n, const struct stat *st, bool e
 
 void quota_release(struct hbfs *fs, struct node *n)
 {
+	uint64_t left = 0;
+
 	if (!fs->upper_limit)
 		return;
+	/* a node still referenced lost a data file it was getting (a copy-up
+	 * undone): its lower file is what it shows again */
+	if (n->lower >= 0 && (n->nlink || n->nlookup || n->nopen))
+		left = lower_charge(fs, (uint32_t)n->lower);
 	pthread_mutex_lock(&fs->quota_lock);
-	fs->upper_used -= n->charged;
-	n->charged = 0;
+	fs->used = fs->used - n->charged + left;
+	n->charged = left;
+	pthread_mutex_unlock(&fs->quota_lock);
+}
+
+void quota_usage(struct hbfs *fs, uint64_t *used, uint64_t *limit)
+{
+	pthread_mutex_lock(&fs->quota_lock);
+	*used = fs->used;
+	*limit = fs->upper_limit;
 	pthread_mutex_unlock(&fs->quota_lock);
 }
 
@@ -101,7 +155,7 @@ int quota_journal_check(struct hbfs *fs, uint64_t len, bool frees)
 	if (!fs->upper_limit || frees)
 		return 0;
 	pthread_mutex_lock(&fs->quota_lock);
-	if (fs->upper_used + len > fs->upper_limit)
+	if (fs->used + len > fs->upper_limit)
 		r = -ENOSPC;
 	pthread_mutex_unlock(&fs->quota_lock);
 	return r;
@@ -112,7 +166,7 @@ void quota_journal_done(struct hbfs *fs, uint64_t len)
 	if (!fs->upper_limit)
 		return;
 	pthread_mutex_lock(&fs->quota_lock);
-	fs->upper_used += len;
+	fs->used += len;
 	pthread_mutex_unlock(&fs->quota_lock);
 }
 
@@ -124,7 +178,7 @@ void quota_statfs(struct hbfs *fs, struct statvfs *sv)
 	if (!fs->upper_limit || !bsize)
 		return;
 	pthread_mutex_lock(&fs->quota_lock);
-	used = fs->upper_used;
+	used = fs->used;
 	pthread_mutex_unlock(&fs->quota_lock);
 	blocks = fs->upper_limit / bsize;
 	free_blocks = used < fs->upper_limit ? (fs->upper_limit - used) / bsize : 0;

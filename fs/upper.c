@@ -829,9 +829,10 @@ int upper_copy_up(struct hbfs *fs, struct node *n, int64_t truncate_to)
 	len = n->size;
 	if (truncate_to >= 0 && (uint64_t)truncate_to < len)
 		len = (uint64_t)truncate_to;
-	/* a copy-up that only cuts (O_TRUNC) takes no data: its record goes
-	 * in past the limit, as a delete's does */
-	rec.frees = len < n->size;
+	/* A copy-up takes no room: the lower file counted as much already
+	 * (quota.c).  Its record goes in past the limit, as a delete's does,
+	 * so that a lower file is overwritten in place in a full tree too. */
+	rec.frees = true;
 	if ((r = quota_grow(fs, n, len)) < 0)
 		return r;
 	upper_data_name(n, name);

@@ -214,13 +214,25 @@ static int cmd_mounts(int argc, char **argv)
 			json_object_set_new(j, "pid", json_integer(list[i].pid));
 			json_object_set_new(j, "alive", json_boolean(list[i].alive));
 			json_object_set_new(j, "uid_shift", json_integer(list[i].uid_shift));
+			json_object_set_new(j, "limit", list[i].limit
+					    ? json_integer((json_int_t)list[i].limit) : json_null());
+			json_object_set_new(j, "used", list[i].used_known
+					    ? json_integer((json_int_t)list[i].used) : json_null());
 			json_array_append_new(a, j);
 		}
 		cli_print_json(a);
 	} else {
-		for (size_t i = 0; i < n; i++)
-			printf("%s  %.12s  %s  pid %d%s\n", list[i].mountpoint, list[i].snapshot,
-			       list[i].upper, (int)list[i].pid, list[i].alive ? "" : "  (dead)");
+		for (size_t i = 0; i < n; i++) {
+			char disk[80] = "", used[32] = "?", limit[32];
+
+			if (list[i].used_known)
+				cli_format_bytes(list[i].used, used, sizeof(used));
+			if (list[i].limit)
+				snprintf(disk, sizeof(disk), "  disk %s of %s", used,
+					 cli_format_bytes(list[i].limit, limit, sizeof(limit)));
+			printf("%s  %.12s  %s  pid %d%s%s\n", list[i].mountpoint, list[i].snapshot,
+			       list[i].upper, (int)list[i].pid, disk, list[i].alive ? "" : "  (dead)");
+		}
 	}
 	free(list);
 	return 0;

@@ -66,14 +66,62 @@ fs_umount() {
 	hb_ok umount "$1"
 }
 
-# The pid of the process serving a mountpoint (from `mounts --json`).
-fs_pid() {
+# df_of PATH: "total used avail" in bytes, from statvfs
+df_of() {
+	python3 -c 'import os, sys
+s = os.statvfs(sys.argv[1])
+print(s.f_blocks * s.f_frsize, (s.f_blocks - s.f_bfree) * s.f_frsize, s.f_bavail * s.f_frsize)' "$1"
+}
+
+# errno_of PYTHON-STATEMENTS PATH: OK or the errno name the statements raise
+errno_of() {
+	python3 -c 'import errno, os, sys
+p = sys.argv[1]
+try:
+    exec(sys.argv[2])
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])' "$2" "$1"
+}
+
+# df_wait_avail PATH BYTES: wait (up to 10 s) until statfs shows more than
+# BYTES free: a deleted file's space comes back when the kernel forgets it.
+df_wait_avail() {
+	python3 -c 'import os, sys, time
+end = time.monotonic() + 10
+while True:
+    s = os.statvfs(sys.argv[1])
+    if s.f_bavail * s.f_frsize > int(sys.argv[2]):
+        sys.exit(0)
+    if time.monotonic() > end:
+        sys.exit(1)
+    time.sleep(0.05)' "$1" "$2"
+}
+
+# fs_mount_field MOUNTPOINT KEY: KEY of the mount in `mounts --json`
+fs_mount_field() {
 	local out
 	out=$(hb_ok mounts --json) || exit 1
 	python3 -c 'import json,os,sys
 for m in json.loads(sys.argv[1]):
     if os.path.realpath(m["mountpoint"]) == os.path.realpath(sys.argv[2]):
-        print(m["pid"])' "$out" "$1"
+        print(m[sys.argv[3]])' "$out" "$1" "$2"
+}
+
+# The pid of the process serving a mountpoint.
+fs_pid() { fs_mount_field "$1" pid; }
+
+# fs_kill MOUNTPOINT: SIGKILL the process serving it and wait until it is
+# gone (or a zombie): the mount is then dead, as after a crash.
+fs_kill() {
+	local pid
+	pid=$(fs_pid "$1")
+	kill -KILL "$pid"
+	for _ in $(seq 500); do
+		[ -d "/proc/$pid" ] || break
+		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
+		sleep 0.01
+	done
 }
 
 # fs_commit MOUNTPOINT [ARGS...]: prints the new id (validated).
