@@ -155,17 +155,25 @@ links() {
 	[ "$(tr ' ' '\n' <<<"$inodes" | sort -u | grep -c .)" -eq 1 ] && echo "one inode" || echo "several inodes"
 }
 
+# restored DESC: the create held above succeeded with no warning; its
+# snapshot is restored to $T/hl.  Else a failure, and status 1.
+restored() {
+	rm -rf "$T/hl"
+	if [ "$HB_RC" -ne 0 ]; then
+		bad "$1: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
+		return 1
+	fi
+	[ -z "$(warnings)" ] || bad "$1: unexpected warning: $(warnings)"
+	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+}
+
 log "the first name of a hard-link group replaced by another file: the group as the walk saw it"
 fresh
 ln "$S/a" "$S/d/a2"
 ln "$S/a" "$S/d/a3"
 echo "the new one" >"$T/a.new"
 held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/a.new' '$S/a'" snapshot create "$S" --no-parent
-if [ "$HB_RC" -ne 0 ]; then
-	bad "hard link replaced: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
-else
-	[ -z "$(warnings)" ] || bad "hard link replaced: unexpected warning: $(warnings)"
-	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+if restored "hard link replaced"; then
 	got=$(links "$T/hl" a d/a2 d/a3)
 	[ "$got" = $'a hello 3\nd/a2 hello 3\nd/a3 hello 3\none inode' ] ||
 		bad "hard link replaced: the group is not the one the walk saw: $(tr '\n' ' ' <<<"$got")"
@@ -195,11 +203,7 @@ ln "$S/a" "$S/d/a2"
 echo "the new one" >"$T/x" && ln "$T/x" "$T/x2"
 held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/x' '$S/a' && mv '$T/x2' '$S/d/a2'" \
 	snapshot create "$S" --no-parent
-if [ "$HB_RC" -ne 0 ]; then
-	bad "hard links replaced by one: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
-else
-	[ -z "$(warnings)" ] || bad "hard links replaced by one: unexpected warning: $(warnings)"
-	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+if restored "hard links replaced by one"; then
 	got=$(links "$T/hl" a d/a2)
 	[ "$got" = $'a the new one 2\nd/a2 the new one 2\none inode' ] ||
 		bad "hard links replaced by one: $(tr '\n' ' ' <<<"$got")"
@@ -214,11 +218,7 @@ ln "$S/a" "$T/outside"
 echo "the new one" >"$T/a.new"
 chmod 600 "$T/a.new"
 held HIBERBOX_TEST_CREATE_READ_WAIT "mv '$T/a.new' '$S/a'" snapshot create "$S" --no-parent
-if [ "$HB_RC" -ne 0 ]; then
-	bad "linked from outside, replaced: snapshot create exited $HB_RC: $(head -c 500 "$T/err")"
-else
-	[ -z "$(warnings)" ] || bad "linked from outside, replaced: unexpected warning: $(warnings)"
-	hb_ok snapshot restore "$(tail -n 1 "$T/out")" "$T/hl"
+if restored "linked from outside, replaced"; then
 	got="$(cat "$T/hl/a") $(stat -c '%a %h' "$T/hl/a")"
 	[ "$got" = "the new one 600 1" ] || bad "linked from outside, replaced: $got"
 	rm -rf "$T/hl" "$T/outside"
