@@ -63,6 +63,8 @@ enum {
 	NODE_TMPFILE = 0x80,   /* an O_TMPFILE not linked yet: no name, no journal record */
 	NODE_KERNEL_OPEN = 0x100, /* fst made at a first read/write of a file the kernel
 				   * opened without a message; one nopen until FORGET */
+	NODE_DIR_CHANGED = 0x200, /* dir_set changed an entry: a compaction of the
+				   * journal writes what differs from the lower entries */
 };
 
 struct xattr {
@@ -218,6 +220,9 @@ const char *node_symlink(struct hbfs *fs, struct node *n);
 int node_xattrs_own(struct hbfs *fs, struct node *n);
 /* n's own xattr name (n must own its xattrs), or NULL. */
 struct xattr *node_xattr_find(const struct node *n, const char *name);
+/* A new xattr of n (which must own its xattrs, and not have name yet),
+ * taking value; NULL when out of memory (value is then freed). */
+struct xattr *node_xattr_add(struct node *n, const char *name, uint8_t *value, uint32_t len);
 /* The stored value of xattr name of n (its own or the lower entry's):
  * valid until the next change of n's xattrs. */
 bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,
@@ -251,10 +256,19 @@ struct jrec {
 	 * even past the upper limit, so that a full sandbox can recover. */
 	bool frees;
 };
+/* n's metadata without its xattrs (a change of those is jrec_xattr's). */
 void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n);
+/* n's metadata and, when it owns them, all its xattrs: a new node's first
+ * record (which replaces any xattrs a replay gave the number before). */
+void jrec_inode_whole(struct hbfs *fs, struct jrec *r, const struct node *n);
+/* xattr name of n (which owns its xattrs) as it is now: its value, or gone. */
+void jrec_xattr(struct jrec *r, const struct node *n, const char *name);
 void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child);
 int jrec_commit(struct hbfs *fs, struct jrec *r);
 int upper_replay(struct hbfs *fs);
+/* Stops the upper's threads (made ahead data files, journal compaction):
+ * before the tree is freed. */
+void upper_stop_threads(struct hbfs *fs);
 int upper_save_last(struct hbfs *fs);
 /* Make n's content an upper data file (copying the lower content), tree lock
  * held exclusively.  truncate_to >= 0: the copy ends there (saves copying

@@ -34,6 +34,7 @@ static void fs_free(struct hbfs *fs)
 {
 	control_stop(fs);
 	cache_free(fs);
+	upper_stop_threads(fs); /* a compaction reads the tree */
 	if (fs->by_lower)
 		tree_free(fs);
 	upper_close(fs);

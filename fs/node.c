@@ -456,6 +456,7 @@ int dir_set(struct hbfs *fs, struct node *d, const char *name, struct node *chil
 
 		if (old == child)
 			return 0;
+		d->flags |= NODE_DIR_CHANGED;
 		if (child) {
 			link_inc(d, child);
 			e->child = child;
@@ -476,6 +477,7 @@ int dir_set(struct hbfs *fs, struct node *d, const char *name, struct node *chil
 	r = dir_insert(d->dir, name, child);
 	if (r < 0)
 		return r;
+	d->flags |= NODE_DIR_CHANGED;
 	link_inc(d, child);
 	return 0;
 }
@@ -582,6 +584,22 @@ struct xattr *node_xattr_find(const struct node *n, const char *name)
 		if (!strcmp(n->xattrs[k].name, name))
 			return &n->xattrs[k];
 	return NULL;
+}
+
+struct xattr *node_xattr_add(struct node *n, const char *name, uint8_t *value, uint32_t len)
+{
+	struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
+	char *nm = strdup(name);
+
+	if (xs)
+		n->xattrs = xs;
+	if (!xs || !nm) {
+		free(nm);
+		free(value);
+		return NULL;
+	}
+	xs[n->nxattrs] = (struct xattr){ nm, value, len };
+	return &xs[n->nxattrs++];
 }
 
 bool node_xattr_get(struct hbfs *fs, const struct node *n, const char *name,

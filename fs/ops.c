@@ -385,6 +385,21 @@ static int journal_nodes(struct hbfs *fs, struct node *a, struct node *b)
 	return journal_nodes_as(fs, a, b, false);
 }
 
+/* Journal n's metadata and its xattr name as it is now (set or gone), one
+ * record: a change of one xattr costs its own bytes, not the whole set's. */
+static int journal_xattr(struct hbfs *fs, struct node *n, const char *name, bool frees)
+{
+	struct jrec rec = { .b = BUF_INIT, .frees = frees };
+	int r;
+
+	jrec_inode(fs, &rec, n);
+	jrec_xattr(&rec, n, name);
+	r = jrec_commit(fs, &rec);
+	if (r >= 0)
+		n->flags |= NODE_META_JOURNALED;
+	return r;
+}
+
 /* The data fd of an upper node for one request: its open one, or a
  * temporary one opened with flags (closed by put_fd).  Files the kernel
  * opened by itself have none of their own (lazy_state). */
@@ -461,24 +476,6 @@ static void node_meta_restore(struct node *n, const struct node_meta *m)
 	n->atime = m->atime;
 	n->mtime = m->mtime;
 	n->ctime = m->ctime;
-}
-
-/* A new xattr of n (which must own its xattrs, and not have name yet),
- * taking value; NULL when out of memory (value is then freed). */
-static struct xattr *xattr_add(struct node *n, const char *name, uint8_t *value, uint32_t len)
-{
-	struct xattr *xs = realloc(n->xattrs, (n->nxattrs + 1) * sizeof(*xs));
-	char *nm = strdup(name);
-
-	if (xs)
-		n->xattrs = xs;
-	if (!xs || !nm) {
-		free(nm);
-		free(value);
-		return NULL;
-	}
-	xs[n->nxattrs] = (struct xattr){ nm, value, len };
-	return &xs[n->nxattrs++];
 }
 
 static uint8_t *memdup(const void *p, size_t len)
@@ -580,7 +577,8 @@ static void hb_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		n->ctime = attr->st_ctim;
 	else
 		n->ctime = now;
-	r = journal_nodes_as(fs, n, NULL, shrinks);
+	r = acl ? journal_xattr(fs, n, ACL_XATTR_ACCESS, shrinks)
+		: journal_nodes_as(fs, n, NULL, shrinks);
 	if (r < 0) {
 		node_meta_restore(n, &old);
 		acl_chmod_undo(acl, acl_old);
@@ -671,12 +669,12 @@ static int acl_inherit(fuse_req_t req, struct hbfs *fs, struct node *d, struct n
 		free(acc);
 	if (r < 0) /* never set through the kernel, which checks ACLs */
 		return -EIO;
-	if (r > 0 && !xattr_add(n, ACL_XATTR_ACCESS, acc, len))
+	if (r > 0 && !node_xattr_add(n, ACL_XATTR_ACCESS, acc, len))
 		return -ENOMEM;
 	if (S_ISDIR(n->mode)) {
 		uint8_t *copy = memdup(def, len);
 
-		if (!copy || !xattr_add(n, ACL_XATTR_DEFAULT, copy, len))
+		if (!copy || !node_xattr_add(n, ACL_XATTR_DEFAULT, copy, len))
 			return -ENOMEM;
 	}
 	return 0;
@@ -807,7 +805,7 @@ static int create_node(fuse_req_t req, struct hbfs *fs, struct node *d, const ch
 	struct node_meta dt = node_meta_save(d); /* put back if the journal refuses */
 
 	d->mtime = d->ctime = n->ctime;
-	jrec_inode(fs, &rec, n);
+	jrec_inode_whole(fs, &rec, n); /* with the ACLs it inherited */
 	jrec_dirent(&rec, d->ino, name, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
@@ -1084,8 +1082,11 @@ static void hb_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 	d->mtime = d->ctime = n->ctime = now_ts();
 	/* its ctime (and for a tmpfile, its first name: journaled as a create
-	 * is) */
-	jrec_inode(fs, &rec, n);
+	 * is, xattrs and all) */
+	if (n->flags & NODE_TMPFILE)
+		jrec_inode_whole(fs, &rec, n);
+	else
+		jrec_inode(fs, &rec, n);
 	jrec_dirent(&rec, d->ino, newname, n->ino);
 	jrec_inode(fs, &rec, d);
 	r = jrec_commit(fs, &rec);
@@ -1842,7 +1843,7 @@ static int xattr_drop(struct hbfs *fs, struct node *n, struct xattr *x, uint32_t
 		*x = n->xattrs[--n->nxattrs];
 	n->mode = mode;
 	n->ctime = now_ts();
-	r = journal_nodes(fs, n, NULL);
+	r = x ? journal_xattr(fs, n, gone.name, false) : journal_nodes(fs, n, NULL);
 	if (r < 0) {
 		node_meta_restore(n, &old);
 		if (x) {
@@ -1934,7 +1935,7 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		goto out;
 	}
 	if (!x) {
-		x = xattr_add(n, name, NULL, 0);
+		x = node_xattr_add(n, name, NULL, 0);
 		if (!x) {
 			free(copy);
 			r = -ENOMEM;
@@ -1947,7 +1948,7 @@ static void hb_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	x->len = (uint32_t)size;
 	n->mode = mode;
 	n->ctime = now_ts();
-	r = journal_nodes(fs, n, NULL);
+	r = journal_xattr(fs, n, name, false);
 	if (r < 0) {
 		*x = old;
 		node_meta_restore(n, &old_meta);

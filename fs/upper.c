@@ -11,11 +11,27 @@
  * A journal record is "HBJ1" | payload_len:u32 | XXH3-64(payload):u64 |
  * payload; the payload is a sequence of operations applied together:
  *   1 INODE  ino mode uid gid rdev flags size atime mtime ctime target
- *            [nxattrs (name value)*]  -- the whole metadata of a node
+ *            [nxattrs (name value)*]  -- the metadata of a node; with
+ *                                        NODE_XATTR_OWN in flags, all its
+ *                                        xattrs (else they stay as they are)
  *   2 DIRENT parent name child       -- set a name (child 0: remove it)
+ *   3 XATTR  ino name present [value] -- set one xattr (present 1) or
+ *                                        remove it (0); the node's lower
+ *                                        xattrs are its own from then on
  * A rename is one record with two DIRENTs, so it is replayed whole or not at
- * all.  Records are written with one write() each under the tree lock, which
- * the kernel completes even if the process is killed right after; a torn tail
+ * all.  An xattr change is an XATTR with its node's INODE (the ctime): a
+ * node's whole set went into every record of it before XATTR existed, which
+ * made n small xattrs cost O(n^2) journal bytes; binaries of then refuse a
+ * journal with XATTRs (an invalid record), and read theirs as before.
+ *
+ * The journal is compacted while the mount lives (compact_run): once it is
+ * more than twice the length of the last compaction's and above a floor, a
+ * thread writes the live state (what differs from the lower manifest) to
+ * journal.new, syncs it and renames it over the journal; a crash leaves one
+ * or the other, each whole.
+ *
+ * Records are written with one write() each under the tree lock, which the
+ * kernel completes even if the process is killed right after; a torn tail
  * (power loss) fails its checksum and is cut off on the next mount.  An
  * append that fails part way (ENOSPC, EIO) is cut off at once: a record
  * after it would be lost with it at replay.
@@ -34,6 +50,7 @@
 #include <xxhash.h>
 
 #include "fs/fs-int.h"
+#include "snapshot/testhook.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -47,15 +64,37 @@
 #define PRE_LOW 64
 #define PRE_CAP (PRE_LOW + PRE_BATCH)
 
-enum { OP_INODE = 1, OP_DIRENT = 2 };
+/* Compaction: not below this length (HIBERBOX_FS_TEST_COMPACT_BYTES sets
+ * another, for tests), and the live state written as records of about
+ * this size (a record is replayed whole: its size is what a replay holds). */
+#define COMPACT_MIN_BYTES ((uint64_t)1 << 20)
+#define COMPACT_RECORD_BYTES ((size_t)1 << 20)
+#define JOURNAL_NEW "journal.new"
+
+enum { OP_INODE = 1, OP_DIRENT = 2, OP_XATTR = 3 };
 
 static int precreate_start(struct hbfs *fs);
 static void precreate_stop(struct hbfs *fs);
+static void journal_appended(struct hbfs *fs, const struct buf *rec);
 
+/* Everything but lock, wake, want and stop is under the tree lock. */
 struct journal {
 	int fd;
 	uint64_t bytes;  /* end of the last whole record */
 	bool broken;     /* a failed append could not be cut off: no more records */
+	/* Compaction: the length after the last one (the live state's, then)
+	 * and the floor; while one writes journal.new, the records appended
+	 * since its snapshot of the state (tail), which go in after it. */
+	uint64_t compacted_bytes, min_bytes;
+	bool asked;      /* the thread was woken and has not taken its snapshot */
+	bool copying;
+	bool tail_failed; /* out of memory for the tail: that compaction is off */
+	struct buf tail;
+	uint64_t syncs;  /* upper_sync calls begun (atomic; no lock) */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool want, stop, running;
+	pthread_t thread;
 };
 
 static uint64_t zigzag(int64_t v)
@@ -82,11 +121,11 @@ static void put_bytes(struct buf *b, const void *p, size_t len)
 		b->max = 1;
 }
 
-void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n)
+static void jrec_inode_as(struct jrec *r, const struct node *n, bool xattrs)
 {
 	struct buf *b = &r->b;
 	uint8_t op = OP_INODE;
-	uint32_t flags = n->flags & (NODE_UPPER_DATA | NODE_XATTR_OWN);
+	uint32_t flags = n->flags & (NODE_UPPER_DATA | (xattrs ? NODE_XATTR_OWN : 0));
 
 	if (buf_append(b, &op, 1) < 0)
 		b->max = 1;
@@ -111,7 +150,33 @@ void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n)
 			put_bytes(b, n->xattrs[k].value, n->xattrs[k].len);
 		}
 	}
+}
+
+void jrec_inode(struct hbfs *fs, struct jrec *r, const struct node *n)
+{
 	(void)fs;
+	jrec_inode_as(r, n, false);
+}
+
+void jrec_inode_whole(struct hbfs *fs, struct jrec *r, const struct node *n)
+{
+	(void)fs;
+	jrec_inode_as(r, n, true);
+}
+
+void jrec_xattr(struct jrec *r, const struct node *n, const char *name)
+{
+	const struct xattr *x = node_xattr_find(n, name);
+	struct buf *b = &r->b;
+	uint8_t op = OP_XATTR;
+
+	if (buf_append(b, &op, 1) < 0)
+		b->max = 1;
+	put_varint(b, n->ino);
+	put_bytes(b, name, strlen(name));
+	put_varint(b, x != NULL);
+	if (x)
+		put_bytes(b, x->value, x->len);
 }
 
 void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child)
@@ -126,10 +191,22 @@ void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t chi
 	put_varint(b, child);
 }
 
+/* The payload p framed as a record (header, checksum) onto out. */
+static int frame_record(struct buf *out, const struct buf *p)
+{
+	uint8_t h[JOURNAL_HEADER_BYTES];
+	int r;
+
+	memcpy(h, JOURNAL_MAGIC, 4);
+	put_le32(h + 4, (uint32_t)p->len);
+	put_le64(h + 8, XXH3_64bits(p->data, p->len));
+	r = buf_append(out, h, sizeof(h));
+	return r < 0 ? r : buf_append(out, p->data, p->len);
+}
+
 int jrec_commit(struct hbfs *fs, struct jrec *r)
 {
 	struct buf rec = BUF_INIT;
-	uint8_t h[JOURNAL_HEADER_BYTES];
 	int ret;
 
 	if (fs->journal->broken) {
@@ -140,17 +217,12 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 		buf_free(&r->b);
 		return hb_err(-ENOMEM, "journal record too large");
 	}
-	ret = quota_journal_check(fs, sizeof(h) + r->b.len, r->frees);
+	ret = quota_journal_check(fs, JOURNAL_HEADER_BYTES + r->b.len, r->frees);
 	if (ret < 0) {
 		buf_free(&r->b);
 		return ret;
 	}
-	memcpy(h, JOURNAL_MAGIC, 4);
-	put_le32(h + 4, (uint32_t)r->b.len);
-	put_le64(h + 8, XXH3_64bits(r->b.data, r->b.len));
-	ret = buf_append(&rec, h, sizeof(h));
-	if (!ret)
-		ret = buf_append(&rec, r->b.data, r->b.len);
+	ret = frame_record(&rec, &r->b);
 	if (!ret)
 		ret = write_all(fs->journal->fd, rec.data, rec.len);
 	if (ret < 0) {
@@ -167,6 +239,7 @@ int jrec_commit(struct hbfs *fs, struct jrec *r)
 	} else {
 		fs->journal->bytes += rec.len;
 		quota_journal_done(fs, rec.len);
+		journal_appended(fs, &rec);
 	}
 	buf_free(&rec);
 	buf_free(&r->b);
@@ -270,27 +343,60 @@ int upper_open(struct hbfs *fs, const struct oid *new_base)
 	fs->journal = calloc(1, sizeof(*fs->journal));
 	if (!fs->journal)
 		return -ENOMEM;
-	fs->journal->fd = openat(fs->upper_fd, "journal",
-				 O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fs->journal->fd < 0)
-		return hb_err_sys(-errno, "opening %s/journal", fs->upper_path);
-	/* One mount per upper directory. */
-	if (flock(fs->journal->fd, LOCK_EX | LOCK_NB) < 0)
-		return hb_err(-EBUSY, "upper directory %s is in use by another mount",
-			      fs->upper_path);
+	fs->journal->fd = -1;
+	pthread_mutex_init(&fs->journal->lock, NULL);
+	pthread_cond_init(&fs->journal->wake, NULL);
+	fs->journal->min_bytes = COMPACT_MIN_BYTES;
+	if (getenv("HIBERBOX_FS_TEST_COMPACT_BYTES"))
+		fs->journal->min_bytes = strtoull(getenv("HIBERBOX_FS_TEST_COMPACT_BYTES"), NULL, 10);
+	for (;;) {
+		struct stat named;
+
+		fs->journal->fd = openat(fs->upper_fd, "journal",
+					 O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fs->journal->fd < 0)
+			return hb_err_sys(-errno, "opening %s/journal", fs->upper_path);
+		/* One mount per upper directory. */
+		if (flock(fs->journal->fd, LOCK_EX | LOCK_NB) < 0)
+			return hb_err(-EBUSY, "upper directory %s is in use by another mount",
+				      fs->upper_path);
+		if (fstat(fs->journal->fd, &st) < 0)
+			return hb_err_sys(-errno, "%s/journal", fs->upper_path);
+		/* The file we locked may have been replaced by a compaction of
+		 * the mount that held it since we opened it: the lock is the
+		 * new file's. */
+		if (fstatat(fs->upper_fd, "journal", &named, 0) == 0 &&
+		    named.st_ino == st.st_ino && named.st_dev == st.st_dev)
+			break;
+		close(fs->journal->fd);
+	}
 	fs->journal_fd = fs->journal->fd;
-	if (fstat(fs->journal->fd, &st) == 0)
-		fs->journal->bytes = (uint64_t)st.st_size;
+	fs->journal->bytes = (uint64_t)st.st_size;
+	/* a compaction killed before its rename: the journal is whole */
+	if (unlinkat(fs->upper_fd, JOURNAL_NEW, 0) < 0 && errno != ENOENT)
+		return hb_err_sys(-errno, "removing %s/" JOURNAL_NEW, fs->upper_path);
 	return meta_read(fs, new_base);
+}
+
+static void compact_stop(struct hbfs *fs);
+
+void upper_stop_threads(struct hbfs *fs)
+{
+	if (fs->data_fd >= 0)
+		precreate_stop(fs);
+	if (fs->journal)
+		compact_stop(fs);
 }
 
 void upper_close(struct hbfs *fs)
 {
-	if (fs->data_fd >= 0)
-		precreate_stop(fs);
+	upper_stop_threads(fs);
 	if (fs->journal) {
 		if (fs->journal->fd >= 0)
 			close(fs->journal->fd);
+		buf_free(&fs->journal->tail);
+		pthread_mutex_destroy(&fs->journal->lock);
+		pthread_cond_destroy(&fs->journal->wake);
 		free(fs->journal);
 		fs->journal = NULL;
 	}
@@ -431,6 +537,54 @@ static int replay_dirent(struct hbfs *fs, struct reader *rd)
 	return dir_set(fs, d, cname, c);
 }
 
+static int replay_xattr(struct hbfs *fs, struct reader *rd)
+{
+	uint64_t ino, present;
+	const uint8_t *name, *value = NULL;
+	size_t nlen, vlen = 0;
+	char cname[256];
+	struct node *n;
+	struct xattr *x;
+	uint8_t *copy;
+	int r;
+
+	if ((r = reader_varint(rd, &ino)) < 0 || (r = reader_lenbytes(rd, 255, &name, &nlen)) < 0 ||
+	    (r = reader_varint(rd, &present)) < 0)
+		return r;
+	if (present > 1 || !nlen || memchr(name, 0, nlen))
+		return -EBADMSG;
+	if (present && (r = reader_lenbytes(rd, MANIFEST_MAX_XATTR_VALUE, &value, &vlen)) < 0)
+		return r;
+	memcpy(cname, name, nlen);
+	cname[nlen] = 0;
+	n = node_by_ino(fs, ino);
+	if (!n || (n->lower < 0 && !(n->flags & NODE_XATTR_OWN)))
+		return -EBADMSG;
+	if ((r = node_xattrs_own(fs, n)) < 0)
+		return r;
+	x = node_xattr_find(n, cname);
+	if (!present) {
+		if (x) { /* as xattr_drop does it: the last one takes its place */
+			free(x->name);
+			free(x->value);
+			*x = n->xattrs[--n->nxattrs];
+		}
+		return 0;
+	}
+	if (!x && n->nxattrs >= HBFS_XATTR_LIST_MAX)
+		return -EBADMSG;
+	copy = malloc(vlen ? vlen : 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, value, vlen);
+	if (!x)
+		return node_xattr_add(n, cname, copy, (uint32_t)vlen) ? 0 : -ENOMEM;
+	free(x->value);
+	x->value = copy;
+	x->len = (uint32_t)vlen;
+	return 0;
+}
+
 static int replay_record(struct hbfs *fs, const uint8_t *p, size_t len)
 {
 	struct reader rd;
@@ -447,6 +601,8 @@ static int replay_record(struct hbfs *fs, const uint8_t *p, size_t len)
 			r = replay_inode(fs, &rd);
 		else if (*op == OP_DIRENT)
 			r = replay_dirent(fs, &rd);
+		else if (*op == OP_XATTR)
+			r = replay_xattr(fs, &rd);
 		else
 			r = -EBADMSG;
 	}
@@ -528,6 +684,316 @@ static int replay_finish(struct hbfs *fs)
 	return 0;
 }
 
+/* Journal compaction.  The journal only grows: a sandbox that creates and
+ * deletes files, or chmods one file over and over, makes it longer with
+ * every change while what it describes stays small, and the mount's replay
+ * and the upper limit (which counts the journal) pay for all of it.  Once
+ * the journal is more than twice what the last compaction left (and above
+ * the floor), a thread writes what the journal's replay comes to, the
+ * nodes and entries that differ from the lower manifest, as a new journal:
+ *
+ *   1. under the tree lock, shared (lookups and reads go on; changes wait):
+ *      the state as records in memory; from then on every record appended
+ *      is also kept (tail);
+ *   2. without the lock: the records to journal.new, fdatasync; the tail
+ *      so far too;
+ *   3. under the tree lock, exclusive: the rest of the tail, rename over
+ *      the journal, the journal's fd made the new file's (dup2: upper_sync
+ *      uses the fd without the lock).
+ *
+ * A kill before the rename leaves the old journal, whole (the next mount
+ * deletes journal.new); after it the new one, which has every record the
+ * old one had in effect.  An fsync on the mount may have synced records of
+ * the tail in the old journal: if one began since the snapshot, the new
+ * journal is synced before it takes the name, and again after the switch
+ * if one began meanwhile (it may have synced the old file only); without
+ * fsyncs no fdatasync waits under the exclusive lock.  The rename itself is
+ * synced by the next fsync on the mount (the upper's names are synced
+ * again). */
+static bool node_live(const struct hbfs *fs, const struct node *n)
+{
+	return n == fs->root || (n->nlink && !(n->flags & NODE_TMPFILE));
+}
+
+/* n's metadata is not what its lower entry says (a node made on the mount
+ * has no lower entry): it needs an INODE record. */
+static bool node_changed(const struct hbfs *fs, const struct node *n)
+{
+	const struct manifest_node *mn;
+
+	if (n->lower < 0 || (n->flags & (NODE_UPPER_DATA | NODE_XATTR_OWN)) || n->target)
+		return true;
+	mn = manifest_node(fs->m, (uint32_t)n->lower);
+	return n->mode != mn->mode || n->uid != mn->uid || n->gid != mn->gid ||
+	       n->rdev != mn->rdev || n->size != mn->size ||
+	       !timespec_equal(n->atime, (struct timespec){ mn->atime_sec, mn->atime_nsec }) ||
+	       !timespec_equal(n->mtime, (struct timespec){ mn->mtime_sec, mn->mtime_nsec }) ||
+	       !timespec_equal(n->ctime, (struct timespec){ mn->ctime_sec, mn->ctime_nsec });
+}
+
+/* The entries of d that differ from its lower ones.  A lower directory's
+ * lower names go first (removals: an entry that is not its lower node is
+ * removed, then set again at its place in insertion order, as a replay of
+ * the old journal would place it); a dead lower directory's removals count
+ * too (the link counts of nodes moved out of it). */
+static void compact_dir(struct hbfs *fs, struct jrec *rec, struct node *d)
+{
+	const struct manifest_node *mn;
+
+	if (!d->dir || !(d->flags & NODE_DIR_CHANGED) || (d->lower < 0 && !node_live(fs, d)))
+		return;
+	if (d->lower >= 0) {
+		mn = manifest_node(fs->m, (uint32_t)d->lower);
+		for (uint32_t c = 0; c < mn->nchildren; c++) {
+			uint32_t ci = mn->first_child + c;
+			const char *name = manifest_name(fs->m, ci);
+
+			if (dir_lookup(fs, d, name) != fs->by_lower[manifest_node(fs->m, ci)->hardlink])
+				jrec_dirent(rec, d->ino, name, 0);
+		}
+	}
+	for (uint32_t i = 0; i < d->dir->nents; i++) {
+		const struct dir_ent *e = &d->dir->ents[i];
+		int64_t ci;
+
+		if (!e->name)
+			continue;
+		if (d->lower >= 0) {
+			ci = manifest_lookup_child(fs->m, (uint32_t)d->lower, e->name,
+						   strlen(e->name));
+			if (ci >= 0 && e->child == fs->by_lower[manifest_node(fs->m, (uint32_t)ci)->hardlink])
+				continue;
+		}
+		jrec_dirent(rec, d->ino, e->name, e->child->ino);
+	}
+}
+
+/* The live state as framed records onto out: every changed live node's
+ * INODE (with its xattrs), then every changed directory's entries (a
+ * DIRENT may name any node: all are made by then).  Tree lock held. */
+static int compact_state(struct hbfs *fs, struct buf *out)
+{
+	struct jrec rec = { .b = BUF_INIT };
+	int r = 0;
+
+	for (int pass = 0; pass < 2 && !r; pass++)
+		for (uint64_t i = 0; i < fs->ino_hash_cap && !r; i++)
+			for (struct node *x = fs->ino_hash[i]; x && !r; x = x->hash_next) {
+				if (pass == 0 && node_live(fs, x) && node_changed(fs, x))
+					jrec_inode_whole(fs, &rec, x);
+				else if (pass == 1)
+					compact_dir(fs, &rec, x);
+				if (rec.b.max == 1)
+					r = -ENOMEM;
+				else if (rec.b.len >= COMPACT_RECORD_BYTES)
+					r = frame_record(out, &rec.b);
+				if (rec.b.len >= COMPACT_RECORD_BYTES)
+					buf_reset(&rec.b);
+			}
+	if (!r && rec.b.len)
+		r = frame_record(out, &rec.b);
+	buf_free(&rec.b);
+	return r;
+}
+
+/* A record is in the journal (tree lock held exclusively): a running
+ * compaction needs it too; a long enough journal wants one. */
+static void journal_appended(struct hbfs *fs, const struct buf *rec)
+{
+	struct journal *j = fs->journal;
+
+	if (j->copying) {
+		if (!j->tail_failed && buf_append(&j->tail, rec->data, rec->len) < 0)
+			j->tail_failed = true;
+		return;
+	}
+	if (!j->running || j->asked || j->bytes <= j->min_bytes || j->bytes <= 2 * j->compacted_bytes)
+		return;
+	j->asked = true;
+	pthread_mutex_lock(&j->lock);
+	j->want = true;
+	pthread_cond_signal(&j->wake);
+	pthread_mutex_unlock(&j->lock);
+}
+
+static double ms_since(clockid_t clock, const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(clock, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Takes the tail appended so far (tree lock held exclusively). */
+static void take_tail(struct journal *j, struct buf *out)
+{
+	buf_free(out);
+	*out = j->tail;
+	j->tail = (struct buf)BUF_INIT;
+}
+
+/* Has an upper_sync begun since *seen?  (*seen is brought up to date.) */
+static bool syncs_since(struct journal *j, uint64_t *seen)
+{
+	uint64_t now = __atomic_load_n(&j->syncs, __ATOMIC_ACQUIRE);
+	bool changed = now != *seen;
+
+	*seen = now;
+	return changed;
+}
+
+static int write_synced(int fd, const struct buf *b)
+{
+	int r = b->len ? write_all(fd, b->data, b->len) : 0;
+
+	if (!r && b->len && fdatasync(fd) < 0)
+		r = -errno;
+	return r;
+}
+
+static void compact_run(struct hbfs *fs)
+{
+	struct journal *j = fs->journal;
+	struct buf state = BUF_INIT, tail = BUF_INIT;
+	struct timespec t0, cpu0;
+	double held_state, state_cpu, held_swap;
+	uint64_t old_bytes, new_bytes, syncs;
+	int fd = -1, r;
+
+	pthread_rwlock_rdlock(&fs->tree_lock);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+	syncs = __atomic_load_n(&j->syncs, __ATOMIC_ACQUIRE);
+	/* the only writer of these while the lock is shared: appends wait */
+	j->asked = false;
+	r = j->broken ? -EIO : compact_state(fs, &state);
+	if (!r) {
+		j->copying = true;
+		j->tail_failed = false;
+	}
+	held_state = ms_since(CLOCK_MONOTONIC, &t0);
+	state_cpu = ms_since(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+	pthread_rwlock_unlock(&fs->tree_lock);
+	if (r < 0)
+		goto fail;
+
+	fd = openat(fs->upper_fd, JOURNAL_NEW, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+		    0600);
+	r = fd < 0 ? -errno : write_synced(fd, &state);
+	new_bytes = state.len;
+	buf_free(&state);
+	test_hook_wait("HIBERBOX_TEST_JOURNAL_COMPACT");
+	if (!r) {
+		pthread_rwlock_wrlock(&fs->tree_lock);
+		take_tail(j, &tail);
+		pthread_rwlock_unlock(&fs->tree_lock);
+		r = write_synced(fd, &tail);
+		new_bytes += tail.len;
+	}
+
+	pthread_rwlock_wrlock(&fs->tree_lock);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!r && (j->tail_failed || j->broken))
+		r = -ENOMEM;
+	if (!r) {
+		take_tail(j, &tail);
+		r = tail.len ? write_all(fd, tail.data, tail.len) : 0;
+		new_bytes += tail.len;
+	}
+	if (!r && syncs_since(j, &syncs) && fdatasync(fd) < 0)
+		r = -errno;
+	/* the lock of the upper directory goes with the journal (upper_open) */
+	if (!r && flock(fd, LOCK_EX | LOCK_NB) < 0)
+		r = -errno;
+	if (!r && renameat(fs->upper_fd, JOURNAL_NEW, fs->upper_fd, "journal") < 0)
+		r = -errno;
+	if (!r && dup2(fd, j->fd) < 0) {
+		/* appending to the old file now would lose every record */
+		hb_err_sys(-errno, "switching to the compacted journal of %s: refusing all "
+				   "changes from now on", fs->upper_path);
+		j->broken = true;
+	}
+	if (!r && syncs_since(j, &syncs) && fdatasync(fd) < 0)
+		fprintf(stderr, "hiberbox-fs: syncing the compacted journal of %s: %s\n",
+			fs->upper_path, strerror(errno));
+	j->copying = false;
+	buf_free(&j->tail);
+	if (r < 0) {
+		j->compacted_bytes = j->bytes; /* not again before it doubles */
+		pthread_rwlock_unlock(&fs->tree_lock);
+		goto fail;
+	}
+	old_bytes = j->bytes;
+	j->bytes = j->compacted_bytes = new_bytes;
+	/* the journal's name is another file's now */
+	__atomic_store_n(&fs->upper_dir_synced, false, __ATOMIC_RELEASE);
+	/* shorter: added modulo 2^64, the use goes down by the difference */
+	quota_journal_done(fs, new_bytes - old_bytes);
+	held_swap = ms_since(CLOCK_MONOTONIC, &t0);
+	pthread_rwlock_unlock(&fs->tree_lock);
+	close(fd);
+	buf_free(&tail);
+	fprintf(stderr, "hiberbox-fs: %s/journal compacted, %" PRIu64 " -> %" PRIu64
+			" bytes; changes waited %.1f ms (state, %.1f ms of CPU) + %.1f ms (switch)\n",
+		fs->upper_path, old_bytes, new_bytes, held_state, state_cpu, held_swap);
+	return;
+fail:
+	fprintf(stderr, "hiberbox-fs: compacting %s/journal: %s (the journal stays as it is)\n",
+		fs->upper_path, strerror(-r));
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(fs->upper_fd, JOURNAL_NEW, 0);
+	}
+	buf_free(&state);
+	buf_free(&tail);
+}
+
+static void *compact_main(void *arg)
+{
+	struct hbfs *fs = arg;
+	struct journal *j = fs->journal;
+
+	for (;;) {
+		bool stop;
+
+		pthread_mutex_lock(&j->lock);
+		while (!j->want && !j->stop)
+			pthread_cond_wait(&j->wake, &j->lock);
+		stop = j->stop;
+		j->want = false;
+		pthread_mutex_unlock(&j->lock);
+		if (stop)
+			break;
+		compact_run(fs);
+	}
+	return NULL;
+}
+
+static int compact_start(struct hbfs *fs)
+{
+	struct journal *j = fs->journal;
+	int r = pthread_create(&j->thread, NULL, compact_main, fs);
+
+	if (r)
+		return hb_err(-r, "starting the journal compaction thread");
+	j->running = true;
+	return 0;
+}
+
+static void compact_stop(struct hbfs *fs)
+{
+	struct journal *j = fs->journal;
+
+	if (!j->running)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	pthread_cond_signal(&j->wake);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(j->thread, NULL);
+	j->running = false;
+}
+
 int upper_replay(struct hbfs *fs)
 {
 	struct buf b = { .max = JOURNAL_MAX_BYTES };
@@ -577,6 +1043,9 @@ int upper_replay(struct hbfs *fs)
 	if (r < 0)
 		return r;
 	quota_journal_done(fs, fs->journal->bytes); /* the data files are in */
+	r = compact_start(fs);
+	if (r < 0)
+		return r;
 	/* after replay: it deletes data files no node owns, and next_ino is
 	 * final */
 	return precreate_start(fs);
@@ -741,6 +1210,9 @@ int upper_sync(struct hbfs *fs)
 	uint64_t made = __atomic_load_n(&fs->data_names_made, __ATOMIC_ACQUIRE);
 	uint64_t synced;
 
+	/* counted before: a compaction switching journals meanwhile syncs
+	 * the new one (compact_run) */
+	__atomic_add_fetch(&fs->journal->syncs, 1, __ATOMIC_ACQ_REL);
 	if (fdatasync(fs->journal_fd) < 0)
 		return -errno;
 	if (!__atomic_load_n(&fs->upper_dir_synced, __ATOMIC_ACQUIRE)) {

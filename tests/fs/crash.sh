@@ -17,7 +17,9 @@
 # native trees (fs-model --stop-after).  Every third round runs commits back
 # to back beside the workload, so some kills land inside a commit: the
 # repository must stay clean (`check`).  Every second round commits the
-# recovered mount: a fresh mount of that commit must equal it.
+# recovered mount: a fresh mount of that commit must equal it.  Every other
+# round compacts the journal whenever it passes 16 KiB, so that kills land
+# inside compactions as well.
 #
 # FS_CRASH_ROUNDS (default 30) kill moments; FS_CRASH_SEED varies them all;
 # FS_CRASH_KEEP=DIR keeps what a failed round leaves (upper, model trees).
@@ -65,7 +67,13 @@ for round in $(seq "$ROUNDS"); do
 	U="$T/upper$round"
 	rm -rf "$T/native"
 	cp -a "$T/src" "$T/native"
-	fs_mount "$ID" "$M" --upper "$U"
+	if [ $((round % 2)) -eq 1 ]; then
+		# the journal compacted over and over (fs/upper.c): kills land
+		# inside compactions too
+		HIBERBOX_FS_TEST_COMPACT_BYTES=16384 fs_mount "$ID" "$M" --upper "$U"
+	else
+		fs_mount "$ID" "$M" --upper "$U"
+	fi
 	PID=$(fs_pid "$M")
 	[ -n "$PID" ] || fail "round $round: no pid for $M"
 	rm -f "$T/progress" "$T/commits" "$T/commit.failed"
@@ -163,6 +171,7 @@ for round in $(seq "$ROUNDS"); do
 	rm -rf "$U"
 done
 log "$ROUNDS kills after $min_n..$max_n acknowledged calls; the call in flight had landed in $landed, torn in $torn;" \
-	"$commit_rounds rounds with commits running ($in_commit killed during one); $(($(now_ms) - START)) ms"
+	"$commit_rounds rounds with commits running ($in_commit killed during one);" \
+	"$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log") journal compactions; $(($(now_ms) - START)) ms"
 hb_ok check >/dev/null
 finish
