@@ -42,6 +42,10 @@
 #define API_READ_CHUNK_BYTES 65536
 #define API_POLL_MS 200
 #define IDLE_TICK_MS 500
+/* How long a stopping daemon lets file downloads in progress go on (a
+ * service manager's stop timeout must leave room for it and the sleeps). */
+#define HBD_STOP_DOWNLOAD_WAIT_MS 30000
+#define SHUTDOWN_POLL_MS 100
 #define PASSWD_MAX_BYTES (1u << 20)
 
 /* The list. */
@@ -1428,7 +1432,11 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		return reply_ok(c, j, r);
 	}
 	if (!strcmp(method, "GET")) {
-		fd = sbx_open_inside(d, s, path, O_RDONLY, 0);
+		/* A stopping daemon lets the downloads in progress end (for a
+		 * while: shutdown_wait_downloads), so none may begin. */
+		fd = d->stopping ? hb_err(-ESHUTDOWN, "hiberboxd is stopping: no new download from %s",
+					  s->rec.name) :
+				   sbx_open_inside(d, s, path, O_RDONLY, 0);
 		if (fd >= 0)
 			return reply_download(d, s, c, fd, path);
 		pthread_mutex_unlock(&s->lock);
@@ -1699,6 +1707,45 @@ static void shutdown_sleep_all(struct hbd *d, bool again)
 		hbd_put_all(d, all, n);
 }
 
+/* At the daemon's stop, once every sandbox without a download is asleep:
+ * let the file downloads in progress end, for at most wait_ms, before the
+ * server's stop cuts what is left (their sandboxes then sleep). */
+static void shutdown_wait_downloads(struct hbd *d, unsigned wait_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)wait_ms * 1000000ull;
+	char path[256] = "", name[SBX_NAME_MAX + 1] = "";
+	bool told = false;
+
+	for (;;) {
+		size_t n, open = 0;
+		struct sbx **all = hbd_all(d, &n);
+
+		for (size_t i = 0; all && i < n; i++) {
+			int k = hbd_transfers_open(d, all[i], open ? NULL : path, sizeof(path));
+			if (k > 0 && !open)
+				snprintf(name, sizeof(name), "%s", all[i]->rec.name);
+			open += (size_t)(k > 0 ? k : 0);
+		}
+		if (all)
+			hbd_put_all(d, all, n);
+		if (!open)
+			return;
+		if (now_ns() >= deadline) {
+			fprintf(stderr, "hiberboxd: stopping: %zu file download%s still in progress after "
+				"%u s (%s:%s%s): cut\n", open, open == 1 ? "" : "s", wait_ms / 1000,
+				name, path, open > 1 ? " and others" : "");
+			return;
+		}
+		if (!told)
+			fprintf(stderr, "hiberboxd: stopping: waiting up to %u s for %zu file download%s "
+				"(%s:%s%s)\n", wait_ms / 1000, open, open == 1 ? "" : "s", name, path,
+				open > 1 ? " and others" : "");
+		told = true;
+		struct timespec ts = { 0, SHUTDOWN_POLL_MS * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -1763,6 +1810,9 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_wake_pause_ms = test_pause_ms("HIBERBOX_TEST_WAKE_PAUSE_MS");
 	d->test_stop_pause_ms = test_pause_ms("HIBERBOX_TEST_STOP_PAUSE_MS");
 	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
+	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");
+	if (!d->stop_download_wait_ms)
+		d->stop_download_wait_ms = HBD_STOP_DOWNLOAD_WAIT_MS;
 	if (cfg->home)
 		snprintf(d->home, sizeof(d->home), "%s", cfg->home);
 	else if ((r = repo_default_home(d->home, sizeof(d->home))) < 0)
@@ -1893,10 +1943,13 @@ out:
 	d->stopping = 1;
 	if (idle_started)
 		pthread_join(idle, NULL);
-	/* Sleep everything: streams see their commands end, then the server
-	 * stops.  A sandbox a file download still reads from sleeps once the
-	 * server's stop has cut that download. */
+	/* Sleep everything: streams see their commands end, file downloads in
+	 * progress may end (bounded), then the server stops.  A sandbox a file
+	 * download still reads from sleeps once the server's stop has cut
+	 * that download. */
 	shutdown_sleep_all(d, mhd != NULL);
+	if (mhd)
+		shutdown_wait_downloads(d, d->stop_download_wait_ms);
 	hbd_test_pause("stop", "hiberboxd", d->test_stop_pause_ms);
 	if (mhd) {
 		MHD_stop_daemon(mhd);

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -530,6 +531,76 @@ int hbd_client_exec(const char *name, const char *query, const void *stdin_data,
 	memset(end, 0, sizeof(*end));
 	buf_free(&k.body);
 	buf_free(&k.frame);
+	return r;
+}
+
+/* The daemon's pid as this process's pid namespace numbers it (0 when it
+ * is not in it, or nothing answers): the kernel's record of who listens on
+ * the socket, where the pid the daemon reports is its own namespace's. */
+static pid_t daemon_pid(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof(cred);
+	char sock[4200];
+	int fd;
+
+	if (hbd_socket_path(getenv("HIBERBOX_HOME"), sock, sizeof(sock)) < 0 ||
+	    strlen(sock) >= sizeof(sa.sun_path)) {
+		hb_err_clear();
+		return 0;
+	}
+	strcpy(sa.sun_path, sock);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		cred.pid = 0;
+	close(fd);
+	return cred.pid;
+}
+
+static int ping(void);
+
+int hbd_client_stop(unsigned wait_ms)
+{
+	pid_t pid = daemon_pid();
+	/* taken before the stop is asked for: the pid cannot be reused yet */
+	int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+	json_t *j = NULL;
+	int r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
+
+	json_decref(j);
+	if (r == 0 && pidfd >= 0) {
+		/* Its exit, not its socket going quiet: the server stops before
+		 * the last sandboxes are asleep (and the daemon's lock is let go
+		 * last), so a command right after would find it still there. */
+		struct pollfd p = { pidfd, POLLIN, 0 };
+		int n;
+
+		while ((n = poll(&p, 1, (int)wait_ms)) < 0 && errno == EINTR)
+			;
+		if (n <= 0)
+			r = hb_err(-ETIMEDOUT, "hiberboxd did not stop within %u s", wait_ms / 1000);
+	} else if (r == 0) {
+		/* not in our pid namespace: the socket is all there is to go by */
+		for (unsigned waited = 0;; waited += 100) {
+			struct timespec ts = { 0, 100 * 1000000L };
+
+			if ((r = ping()) == -ECONNREFUSED) {
+				hb_err_clear();
+				r = 0;
+				break;
+			}
+			if (waited >= wait_ms) {
+				r = hb_err(-ETIMEDOUT, "hiberboxd did not stop within %u s", wait_ms / 1000);
+				break;
+			}
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (pidfd >= 0)
+		close(pidfd);
 	return r;
 }
 

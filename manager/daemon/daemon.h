@@ -55,6 +55,10 @@ int hbd_socket_path(const char *home, char *out, size_t size);
  * its output appended to $HIBERBOX_HOME/hiberboxd.log, and wait for it. */
 int hbd_client_ensure(const char *const *self_argv);
 
+/* Ask the daemon to stop and wait, at most wait_ms, until it has exited
+ * (its sandboxes asleep); -ECONNREFUSED when none runs. */
+int hbd_client_stop(unsigned wait_ms);
+
 /* One request: method, path (under /v1, e.g. "/sandboxes"), optional JSON
  * body.  *reply gets the decoded JSON reply (NULL for an empty body); a
  * reply with an HTTP status >= 400 returns its errno with its "error" text. */

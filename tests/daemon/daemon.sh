@@ -1018,6 +1018,52 @@ n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
 [ "$n" = 0 ] || fail "$n sandboxes recorded running after daemon stop"
 grep -q "$HIBERBOX_HOME/sandboxes/" /proc/mounts && fail "a sandbox's root is still mounted after daemon stop: $(grep "$HIBERBOX_HOME/sandboxes/" /proc/mounts)"
 
+step "daemon stop lets a file download end, refuses new ones, returns once all sleep; past its bound it cuts"
+# The stop cut a download in progress (17 of 50 MB), and 'daemon stop'
+# reported the daemon stopped when its socket went quiet, while the root
+# was still mounted and the sandbox recorded running (a command right after
+# found the old daemon still holding its lock).
+"$HB" exec a -- dd if=/dev/urandom of=/big bs=1M count=30 2>/dev/null || fail "write a:/big"
+sum=$("$HB" exec a -- md5sum /big | cut -d' ' -f1)
+curl -s --unix-socket "$S" --limit-rate 5M -o "$T/big.out" -w '%{http_code}' \
+	'http://x/v1/sandboxes/a/files?path=/big' >"$T/dl.code" &
+dl=$!
+sleep 0.5
+"$HB" daemon stop >/dev/null 2>"$T/stop.err" &
+sp=$!
+for _ in $(seq 50); do grep -q "stopping: waiting up to 30 s for 1 file download (a:/big)" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+grep -q "stopping: waiting up to 30 s for 1 file download (a:/big)" "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "the stopping daemon does not say it waits for the download"
+code=$(api 'http://x/v1/sandboxes/a/files?path=/etc/motd')
+[ "$code" = 503 ] && grep -q "hiberboxd is stopping: no new download from a" "$T/api.out" ||
+	fail "a new download during the stop: HTTP $code ($(cat "$T/api.out"))"
+wait $dl || fail "the download during daemon stop failed (curl exit $?)"
+[ "$(cat "$T/dl.code")" = 200 ] && [ "$(md5sum <"$T/big.out" | cut -d' ' -f1)" = "$sum" ] ||
+	fail "download during daemon stop: HTTP $(cat "$T/dl.code"), $(stat -c %s "$T/big.out") bytes of 31457280, or not the file"
+wait $sp || fail "daemon stop during a download: $(cat "$T/stop.err")"
+# returned: everything asleep, nothing mounted, the daemon gone
+grep -q "$HIBERBOX_HOME/sandboxes/" /proc/mounts && fail "a root is still mounted when daemon stop returns: $(grep "$HIBERBOX_HOME/sandboxes/" /proc/mounts)"
+n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM sandboxes WHERE state=?", ("running",)).fetchone()[0])' "$HIBERBOX_HOME/sandboxes.db")
+[ "$n" = 0 ] || fail "$n sandboxes recorded running when daemon stop returns"
+flock -n "$HIBERBOX_HOME/hiberboxd.lock" true || fail "the daemon still holds its lock when daemon stop returns"
+rm -f "$T/big.out"
+# A download past the bound (1 s here, 30 s by default) is cut, and its
+# sandbox still sleeps with its disk whole.
+HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS=1000 "$HB" exec a -- true || fail "exec a starting the daemon"
+curl -s --unix-socket "$S" --limit-rate 2M -o "$T/big.out" \
+	'http://x/v1/sandboxes/a/files?path=/big' &
+dl=$!
+sleep 0.5
+t0=$(date +%s)
+"$HB" daemon stop >/dev/null || fail "daemon stop with a slow download"
+[ $(( $(date +%s) - t0 )) -lt 10 ] || fail "daemon stop took $(( $(date +%s) - t0 )) s past a 1 s bound"
+wait $dl && fail "a download past the stop's bound came out whole ($(stat -c %s "$T/big.out") bytes)"
+grep -q "stopping: 1 file download still in progress after 1 s (a:/big): cut" "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "the daemon log does not say it cut the download"
+grep -q "$HIBERBOX_HOME/sandboxes/" /proc/mounts && fail "a root is still mounted after a stop that cut a download"
+rm -f "$T/big.out"
+[ "$("$HB" exec a -- md5sum /big | cut -d' ' -f1)" = "$sum" ] || fail "a:/big changed over the stops"
+
 step "daemon stop puts sandboxes to sleep; restart keeps everything"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 "$HB" daemon status >/dev/null && fail "daemon still answers after stop"
