@@ -33,6 +33,20 @@
  * it): `snapshot rm` refuses a pinned snapshot, so gc never takes its data.
  * It is written by its refresh thread, so a wake does not wait for the
  * round trip, and goes stale like a lock.
+ *
+ * Fencing: repo_lock_check asks whether our lock is still there, but a
+ * holder can stop right after the answer (SIGSTOP, a frozen VM, a network
+ * stall) for longer than LOCK_STALE_SEC; then its lock is removed as stale,
+ * a gc runs and removes its packs (in no index yet) and the chunks it reuses
+ * (their snapshots removed), and the holder, resuming, records a snapshot
+ * naming them.  The store cannot refuse a late write, so the holder finds
+ * out after it: gc writes a new random mark to REFS_GC_MARK before it lists
+ * the snapshots; a writer reads the mark when it takes its lock and again
+ * once its manifest is stored.  Unchanged: gc wrote its mark after our
+ * manifest was there, so it saw the manifest (and the index written before
+ * it) and keeps everything it names.  Changed: a gc ran, so our lock was
+ * taken from us (gc cannot take its own beside a live one); the writer
+ * removes its manifest and index and records nothing.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -62,6 +76,9 @@
 #define LOCK_HOST_BYTES 256
 #define LOCK_BOOT_ID_BYTES 64
 #define LOCK_WHAT_BYTES 512
+/* Under refs/: changed in place, so never cached (store-tiered.c). */
+#define LOCK_GC_MARK_NAME "refs/gc"
+#define LOCK_GC_MARK_BYTES OID_HEX_BYTES
 
 struct repo_lock {
 	struct store *store;
@@ -80,6 +97,7 @@ struct repo_lock {
 	 * found it removed by someone who took it for stale. */
 	_Atomic uint64_t written_ns;
 	atomic_bool lost;
+	char gc_mark[LOCK_GC_MARK_BYTES]; /* as it was when the lock was taken */
 };
 
 /* What a lock object says about its holder. */
@@ -420,6 +438,46 @@ static int random_name(const char *prefix, char *out, size_t size)
 	return 0;
 }
 
+/* The gc mark now; "" if no gc wrote one yet. */
+static int read_gc_mark(struct store *s, char out[LOCK_GC_MARK_BYTES])
+{
+	struct buf b = { .max = LOCK_MAX_BYTES };
+	int r = store_get(s, LOCK_GC_MARK_NAME, 0, STORE_GET_ALL, &b);
+
+	out[0] = '\0';
+	if (r == 0)
+		snprintf(out, LOCK_GC_MARK_BYTES, "%.*s", (int)b.len, (const char *)b.data);
+	buf_free(&b);
+	if (r == -ENOENT) {
+		hb_err_clear();
+		return 0;
+	}
+	return r < 0 ? hb_err_ctx(r, "reading the gc mark %s", LOCK_GC_MARK_NAME) : 0;
+}
+
+int repo_lock_gc_started(struct repo_lock *l)
+{
+	char mark[REPO_NAME_BYTES];
+	int r = random_name("", mark, sizeof(mark));
+
+	if (r == 0)
+		r = store_put(l->store, LOCK_GC_MARK_NAME, mark, strlen(mark), 0);
+	return r < 0 ? hb_err_ctx(r, "writing the gc mark %s", LOCK_GC_MARK_NAME) : 0;
+}
+
+int repo_lock_gc_ran(struct repo_lock *l)
+{
+	char now[LOCK_GC_MARK_BYTES];
+	int r = read_gc_mark(l->store, now);
+
+	if (r < 0)
+		return r;
+	if (strcmp(now, l->gc_mark) != 0)
+		return hb_err(-ESTALE, "a gc ran while this process held the repository lock (another "
+				       "process took the lock for stale); nothing was recorded");
+	return 0;
+}
+
 int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct repo_lock **out)
 {
 	uint64_t deadline = now_ns() + (uint64_t)wait_ms * 1000000ull;
@@ -481,7 +539,11 @@ int repo_lock_acquire(struct repo *r, bool exclusive, unsigned wait_ms, struct r
 			backoff *= 2;
 	}
 	free(json);
-	ret = start_refresher(l);
+	/* After our lock is there: a gc that wrote a mark since then took our
+	 * lock from us. */
+	ret = exclusive ? 0 : read_gc_mark(l->store, l->gc_mark);
+	if (ret == 0)
+		ret = start_refresher(l);
 	if (ret < 0) {
 		store_remove(l->store, l->name);
 		free(l);

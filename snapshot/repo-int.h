@@ -126,6 +126,15 @@ void repo_lock_release(struct repo_lock *l);
  * beside us.  @return 0, or -ESTALE with a message when the lock was removed
  * or has not been renewed for long enough that it could have been. */
 int repo_lock_check(struct repo_lock *l);
+/* Fencing against a gc that ran while our lock was gone, which
+ * repo_lock_check cannot see once it has said yes (lock.c, "Fencing").
+ * repo_lock_gc_started: gc, under its exclusive lock and before it reads
+ * which snapshots exist, writes a new gc mark.  repo_lock_gc_ran: a shared
+ * holder, after its manifest is stored, asks whether the mark changed since
+ * it took its lock.  @return 0, or -ESTALE with a message when it did (or a
+ * negative errno with a message if the store cannot be asked). */
+int repo_lock_gc_started(struct repo_lock *l);
+int repo_lock_gc_ran(struct repo_lock *l);
 /* Write the lock object again now, as its refresh thread does every
  * LOCK_REFRESH_SEC; one that was removed is not written again (see
  * repo_lock_check).  Errors are not reported: the next round retries. */

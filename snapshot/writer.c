@@ -751,12 +751,34 @@ static int check_references(struct repo_writer *w, const struct manifest_builder
 	return 0;
 }
 
+/* Remove the manifest and index file (each if set) that a commit stored,
+ * keeping the message of the failure that made it give up; one that cannot
+ * be removed is named in it, for 'hiberbox snapshot rm' or gc. */
+static void withdraw(struct repo *r, const char *manifest, const char *index)
+{
+	char msg[1024];
+	int rm_manifest = 0, rm_index = 0;
+
+	hb_err_save(msg, sizeof(msg));
+	if (manifest && manifest[0])
+		rm_manifest = store_remove(r->store, manifest);
+	if (index && index[0])
+		rm_index = store_remove(r->store, index);
+	if ((rm_manifest < 0 && rm_manifest != -ENOENT) || (rm_index < 0 && rm_index != -ENOENT))
+		hb_err(-ESTALE, "%s (but %s, stored before, could not be removed: remove it by hand)", msg,
+		       rm_manifest < 0 && rm_manifest != -ENOENT ? manifest : index);
+	else
+		hb_err(-ESTALE, "%s", msg);
+}
+
 int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 		       struct manifest_info *info, const char *tag, struct oid *out)
 {
 	struct repo *r = w->repo;
 	struct buf data = BUF_INIT;
 	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES + 1];
+	char index_name[REPO_NAME_BYTES] = "";
+	bool manifest_ours = false;
 	struct oid id;
 	int rc;
 
@@ -784,6 +806,7 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	rc = repo_lock_check(w->lock);
 	if (rc < 0)
 		goto out;
+	test_hook_wait("HIBERBOX_TEST_COMMIT_WAIT");
 	/* Index after packs: an index entry never points at a missing pack. */
 	if (w->nentries > 0) {
 		rc = repo_has_dicts(r) ? index_file_encode_v2(w->entries, w->nentries, &data)
@@ -793,6 +816,8 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 		oid_compute(&r->key, data.data, data.len, &id);
 		repo_index_name(&id, name);
 		rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
+		if (rc == 0)
+			memcpy(index_name, name, sizeof(name));
 		if (rc == -EEXIST)
 			rc = 0;
 		if (rc < 0)
@@ -815,10 +840,20 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	oid_compute(&r->key, data.data, data.len, &id);
 	repo_snapshot_name(&id, name);
 	rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
+	manifest_ours = rc == 0;
 	if (rc == -EEXIST)
 		rc = 0;
 	if (rc < 0)
 		goto out;
+	/* Our lock may have been taken from us since repo_lock_check (we were
+	 * stopped in between): if a gc ran, what we stored may name data it
+	 * removed, and our index may point into packs it removed, which the
+	 * next writer would take for stored.  Take both back. */
+	rc = repo_lock_gc_ran(w->lock);
+	if (rc < 0) {
+		withdraw(r, manifest_ours ? name : NULL, index_name);
+		goto out;
+	}
 	/* Refs last: a name never points at a snapshot that is not complete. */
 	if (tag) {
 		rc = repo_tag_set(r, tag, &id);
