@@ -730,7 +730,8 @@ int repo_gc(struct repo *r, const struct repo_gc_opts *opts, struct repo_gc_stat
 		g.crash_at = strtoul(getenv(GC_CRASH_ENV), NULL, 10);
 	g.stats = stats ? stats : &local_stats;
 	memset(g.stats, 0, sizeof(*g.stats));
-	rc = repo_lock_acquire(r, true, GC_LOCK_WAIT_MS, &lock);
+	rc = repo_lock_acquire(r, true, g.opts->lock_wait_ms ? g.opts->lock_wait_ms : GC_LOCK_WAIT_MS,
+			       &lock);
 	if (rc < 0)
 		return rc;
 	g.marked = chunk_index_new();

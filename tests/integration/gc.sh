@@ -8,7 +8,7 @@
 #     a little garbage is left alone unless --repack-percent says otherwise;
 #   - leftovers of a SIGKILLed `snapshot create` are garbage that gc removes;
 #   - gc refuses while a writer holds the lock, and the writer's snapshot is
-#     complete afterwards;
+#     complete afterwards; gc --wait waits for the writer and then runs;
 #   - check --read-data names chunk and pack of a flipped byte;
 #   - check on a deleted index file, truncated pack, corrupt or truncated
 #     manifest fails with one line naming the problem;
@@ -353,13 +353,36 @@ if is_root && command -v unshare >/dev/null; then
 		expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc in another pid namespace beside a writer"
 	fi
 fi
+# A gc told to wait (cron beside a long snapshot create): --wait=SECONDS
+# gives up after that long instead of 10 s; --wait alone waits past the 10 s
+# for as long as the writer holds the lock, changing nothing meanwhile, and
+# collects once the writer is done.
+t0=$SECONDS
+hb_try gc --wait=1
+if [ "$HB_RC" -eq 0 ]; then
+	bad "gc --wait=1 ran while a writer held the lock"
+else
+	expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc --wait=1 beside a writer"
+	[ $((SECONDS - t0)) -lt 8 ] || bad "gc --wait=1 gave up only after $((SECONDS - t0)) s"
+fi
+expect_usage_error "gc --wait=0" gc --wait=0
+expect_usage_error "gc --wait=soon" gc --wait=soon
+timeout --kill-after=10 "$HB_TIMEOUT" "$HIBERBOX" gc --wait >"$T/gc-wait.out" 2>"$T/gc-wait.err" &
+GC_WAIT_PID=$!
+sleep 12
+kill -0 "$GC_WAIT_PID" 2>/dev/null ||
+	bad "gc --wait ended while the writer held the lock: $(head -c 500 "$T/gc-wait.err")"
 repo_listing >"$T/listing-after"
 diff "$T/listing-before" "$T/listing-after" >"$T/listing-diff" ||
-	bad "a refused gc changed the repository:"$'\n'"$(head -c 2000 "$T/listing-diff")"
+	bad "a refused or waiting gc changed the repository:"$'\n'"$(head -c 2000 "$T/listing-diff")"
 kill -CONT "$WPID"
 wrc=0
 wait "$WPID" || wrc=$?
 [ "$wrc" -eq 0 ] || bad "the writer failed after gc was refused (exit $wrc): $(head -c 500 "$T/writer.err")"
+gcrc=0
+wait "$GC_WAIT_PID" || gcrc=$?
+[ "$gcrc" -eq 0 ] || bad "gc --wait exited $gcrc after the writer finished: $(head -c 500 "$T/gc-wait.err")"
+grep -q "packs removed" "$T/gc-wait.out" || bad "gc --wait printed '$(cat "$T/gc-wait.out")'"
 W_ID=$(tail -n 1 "$T/writer.out")
 if [[ "$W_ID" =~ ^[0-9a-f]{32}$ ]]; then
 	dst=$T/restored-k
