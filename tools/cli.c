@@ -131,10 +131,43 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "hiberbox %s: ", cmd);
+	const char *prog = cli.prog ? cli.prog : "hiberbox";
+
+	fprintf(stderr, "%s%s%s: ", prog, cmd ? " " : "", cmd ? cmd : "");
 	put_escaped(msg, stderr);
-	fprintf(stderr, " (see 'hiberbox %s --help')\n", cmd);
+	fprintf(stderr, " (see '%s%s%s --help')\n", prog, cmd ? " " : "", cmd ? cmd : "");
 	return 2;
+}
+
+int cli_bad_option(const char *cmd, char *const *argv, const char *shorts,
+		   const struct option *opts)
+{
+	const char *arg = argv[optind - 1], *p;
+	int len;
+
+	/* getopt says '?' for an unknown option, one missing its value and a
+	 * long one given a value it does not take; optopt tells them apart.
+	 * "unknown option '--tag'" for "--tag" at the end misled. */
+	if (!strncmp(arg, "--", 2)) {
+		len = (int)strcspn(arg, "=");
+		for (const struct option *o = opts; optopt && o->name; o++) {
+			if (o->val != optopt || strncmp(o->name, arg + 2, (size_t)len - 2))
+				continue;
+			return cli_usage(cmd, o->has_arg == no_argument ? "option '--%s' takes no value"
+								: "option '--%s' needs a value",
+					 o->name);
+		}
+		int matches = 0;
+
+		for (const struct option *o = opts; o->name; o++)
+			matches += len > 2 && !strncmp(o->name, arg + 2, (size_t)len - 2);
+		return cli_usage(cmd, "%s option '%.*s'", matches > 1 ? "ambiguous" : "unknown", len,
+				 arg);
+	}
+	p = optopt > 0 && optopt < 0x100 && optopt != ':' ? strchr(shorts, optopt) : NULL;
+	if (p && p[1] == ':')
+		return cli_usage(cmd, "option '-%c' needs a value", optopt);
+	return cli_usage(cmd, "unknown option '-%c'", optopt > ' ' && optopt < 0x7f ? optopt : '?');
 }
 
 /* Instead of atoi, which read "abc" as 0 (the default) and "-3" as a

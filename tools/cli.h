@@ -33,6 +33,7 @@ struct cli_globals {
 	bool json;
 	bool quiet;
 	bool progress;     /* stderr is a terminal and not --quiet/--json */
+	const char *prog;  /* the program usage errors name; NULL: "hiberbox" */
 };
 extern struct cli_globals cli;
 
@@ -40,12 +41,19 @@ extern struct cli_globals cli;
 void cli_group_help(const char *group, FILE *out);
 /* Print "hiberbox: <msg>" on stderr for error r (with hb_errmsg); returns 1. */
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Print a usage error for the running command; returns 2. */
+/* Print a usage error for the running command (NULL: for hiberbox's own
+ * options); returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for an option getopt_long(shorts, opts) answered '?' to
+ * (opterr 0): unknown, missing its value, or given one it does not take,
+ * named as it was given.  Returns 2. */
+int cli_bad_option(const char *cmd, char *const *argv, const char *shorts,
+		   const struct option *opts);
 /* Print a path or name from a snapshot as one line's worth of text:
  * newlines, tabs, other control bytes and '\\' as C escapes ("\\n",
  * "\\x1b", "\\\\"), so that a name cannot forge lines of a listing or
- * send terminal escapes.  (--json carries the bytes as they are.) */
+ * send terminal escapes.  (--json carries them as JSON strings, and a
+ * name that is not UTF-8 exactly in "<key>_hex": util/json-text.h.) */
 void cli_put_name(const char *s, FILE *f);
 /* Parse an option's value arg as a decimal integer in [min, max] into *out.
  * Returns 0, or the exit code of a usage error naming opt (2). */

@@ -36,6 +36,7 @@ static const char mount_help[] =
 
 static int cmd_mount(int argc, char **argv)
 {
+	static const char shorts[] = "hu:s:L:fdF";
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
 		{ "upper", required_argument, NULL, 'u' },
@@ -52,7 +53,7 @@ static int cmd_mount(int argc, char **argv)
 	char *end;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hu:s:L:fdF", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("mount", mount_help);
 		if (r)
@@ -88,7 +89,7 @@ static int cmd_mount(int argc, char **argv)
 			force = true;
 			break;
 		default:
-			return cli_usage("mount", "unknown option");
+			return cli_bad_option("mount", argv, shorts, opts);
 		}
 	}
 	if (argc - optind != 2)
@@ -118,6 +119,7 @@ static int cmd_mount(int argc, char **argv)
 
 static int cmd_commit(int argc, char **argv)
 {
+	static const char shorts[] = "ht:";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "tag", required_argument, NULL, 't' },
 					      { 0 } };
 	const char *tag = NULL;
@@ -125,7 +127,7 @@ static int cmd_commit(int argc, char **argv)
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "ht:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("commit",
 				    "Turn a live mount into a new snapshot; it stays mounted and\n"
@@ -136,7 +138,7 @@ static int cmd_commit(int argc, char **argv)
 		if (c == 't')
 			tag = optarg;
 		else
-			return cli_usage("commit", "unknown option");
+			return cli_bad_option("commit", argv, shorts, opts);
 	}
 	if (argc - optind != 1)
 		return cli_usage("commit", "expected MOUNTPOINT");
@@ -161,16 +163,17 @@ static int cmd_commit(int argc, char **argv)
 
 static int cmd_umount(int argc, char **argv)
 {
+	static const char shorts[] = "h";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("umount",
 				    "Flush and unmount a hiberbox mount.  Also clears a mount whose\n"
 				    "filesystem process died (the mountpoint then says ENOTCONN).\n");
 		if (!r)
-			return cli_usage("umount", "unknown option");
+			return cli_bad_option("umount", argv, shorts, opts);
 	}
 	if (argc - optind != 1)
 		return cli_usage("umount", "expected MOUNTPOINT");
@@ -182,17 +185,18 @@ static int cmd_umount(int argc, char **argv)
 
 static int cmd_mounts(int argc, char **argv)
 {
+	static const char shorts[] = "h";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct hbfs_mount_info *list;
 	size_t n;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("mounts", "List the hiberbox mounts of this host.\n\n"
 					      "Options:\n  --json   machine-readable output\n");
 		if (!r)
-			return cli_usage("mounts", "unknown option");
+			return cli_bad_option("mounts", argv, shorts, opts);
 	}
 	if (argc - optind != 0)
 		return cli_usage("mounts", "no arguments expected");
@@ -205,12 +209,12 @@ static int cmd_mounts(int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			json_t *j = json_object();
 
-			json_object_set_new(j, "mountpoint", json_text(list[i].mountpoint));
+			json_object_set_text(j, "mountpoint", list[i].mountpoint);
 			json_object_set_new(j, "snapshot", json_string(list[i].snapshot));
 			json_object_set_new(j, "last_commit", list[i].last_commit[0]
 						       ? json_string(list[i].last_commit) : json_null());
-			json_object_set_new(j, "upper", json_text(list[i].upper));
-			json_object_set_new(j, "repo", json_text(list[i].repo));
+			json_object_set_text(j, "upper", list[i].upper);
+			json_object_set_text(j, "repo", list[i].repo);
 			json_object_set_new(j, "pid", json_integer(list[i].pid));
 			json_object_set_new(j, "alive", json_boolean(list[i].alive));
 			json_object_set_new(j, "uid_shift", json_integer(list[i].uid_shift));

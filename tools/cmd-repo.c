@@ -36,19 +36,20 @@ static const char *format_time(int64_t sec, char *out, size_t size)
 
 static int cmd_init(int argc, char **argv)
 {
+	static const char shorts[] = "hjql:";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "level", required_argument, NULL, 'l' }, { 0 } };
 	struct repo_init_opts io = { 0 };
 	const char *loc;
 	long v;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjql:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("init", "Options:\n  --level N   default zstd level of the repository (-7 to 22, default 3)\n");
 		if (r)
 			continue;
 		if (c != 'l')
-			return cli_usage("init", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("init", argv, shorts, opts);
 		if ((r = cli_parse_int("init", "--level", optarg, REPO_ZSTD_LEVEL_MIN,
 				       REPO_ZSTD_LEVEL_MAX, &v)) != 0)
 			return r;
@@ -63,7 +64,10 @@ static int cmd_init(int argc, char **argv)
 	if (r < 0)
 		return cli_fail(r, NULL);
 	if (cli.json) {
-		cli_print_json(json_pack("{s:s}", "repository", loc));
+		json_t *j = json_object();
+
+		json_object_set_text(j, "repository", loc);
+		cli_print_json(j);
 	} else if (!cli.quiet) {
 		printf("initialized repository at %s\n", loc);
 	}
@@ -78,16 +82,18 @@ static json_t *info_json(const struct oid *id, const struct manifest_info *info,
 	double ratio = info->new_raw_bytes ? (double)info->bytes / (double)info->new_raw_bytes : 0;
 	json_t *j;
 
-	j = json_pack("{s:s, s:s?, s:I, s:s, s:o, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+	j = json_pack("{s:s, s:s?, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 		      "id", oid_format(id, hex), "parent",
 		      info->has_parent ? oid_format(&info->parent, phex) : NULL, "time",
-		      (json_int_t)info->time_sec, "host", info->host, "source", json_text(info->source), "origin",
+		      (json_int_t)info->time_sec, "host", info->host, "origin",
 		      info->origin, "files", (json_int_t)info->files, "dirs", (json_int_t)info->dirs,
 		      "others", (json_int_t)info->others, "bytes", (json_int_t)info->bytes, "chunks",
 		      (json_int_t)info->chunks, "new_chunks", (json_int_t)info->new_chunks,
 		      "new_bytes", (json_int_t)info->new_bytes, "new_raw_bytes",
 		      (json_int_t)info->new_raw_bytes, "duration_ms", (json_int_t)info->duration_ms,
 		      "dedup_ratio", ratio);
+	if (j)
+		json_object_set_text(j, "source", info->source);
 	if (j && tags) {
 		json_t *arr = json_array();
 
@@ -245,6 +251,7 @@ static int snapshot_create_run(const struct repo_create_opts *co_in, const char 
 
 static int cmd_snapshot_create(int argc, char **argv)
 {
+	static const char shorts[] = "hjqt:p:nl:T:";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
 		{ "tag", required_argument, NULL, 't' }, { "parent", required_argument, NULL, 'p' },
 		{ "no-parent", no_argument, NULL, 'n' }, { "level", required_argument, NULL, 'l' },
@@ -257,7 +264,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 	long v;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqt:p:nl:T:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot create",
 				    "Stores DIR and prints the new snapshot id as the last line.\n\n"
@@ -305,7 +312,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 			break;
 		default:
 			exclude_free(&ex);
-			return cli_usage("snapshot create", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot create", argv, shorts, opts);
 		}
 	}
 	co.excludes = (const char *const *)ex.pats;
@@ -320,6 +327,7 @@ static int cmd_snapshot_create(int argc, char **argv)
 
 static int cmd_snapshot_restore(int argc, char **argv)
 {
+	static const char shorts[] = "hjqfT:p:";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "force", no_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 'T' }, { "path", required_argument, NULL, 'p' },
 		{ 0 } };
@@ -329,7 +337,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	long v;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqfT:p:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot restore",
 				    "Recreates the snapshot's tree in DIR (created if missing).\n\n"
@@ -352,7 +360,7 @@ static int cmd_snapshot_restore(int argc, char **argv)
 			ro.threads = (unsigned)v;
 			break;
 		case 'p': ro.path = optarg; break;
-		default: return cli_usage("snapshot restore", "unknown option '%s'", argv[optind - 1]);
+		default: return cli_bad_option("snapshot restore", argv, shorts, opts);
 		}
 	}
 	if (optind + 2 != argc)
@@ -371,8 +379,10 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	if (cli.json) {
 		char hex[OID_HEX_BYTES];
 
-		cli_print_json(json_pack("{s:s, s:o}", "id", oid_format(&id, hex), "dir",
-					 json_text(argv[optind + 1])));
+		json_t *j = json_pack("{s:s}", "id", oid_format(&id, hex));
+
+		json_object_set_text(j, "dir", argv[optind + 1]);
+		cli_print_json(j);
 	}
 	return 0;
 }
@@ -414,6 +424,7 @@ static const char *pinned_by(const struct pin_list *l, const struct oid *id)
 
 static int cmd_snapshot_list(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo_snapshot_summary *items = NULL;
 	struct pin_list pins = { 0 };
@@ -421,13 +432,13 @@ static int cmd_snapshot_list(int argc, char **argv)
 	size_t n = 0;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot list",
 					"A snapshot a mount or a restore reads from now is marked [in use: ...].\n\n"
 					"Options:\n  --json   machine-readable output (\"in_use\" when in use)\n");
 		if (!r)
-			return cli_usage("snapshot list", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot list", argv, shorts, opts);
 	}
 	if (optind != argc)
 		return cli_usage("snapshot list", "takes no arguments");
@@ -486,6 +497,7 @@ static int cmd_snapshot_list(int argc, char **argv)
 
 static int cmd_snapshot_show(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo_snapshot_summary *items = NULL, *s = NULL;
 	struct repo *repo;
@@ -493,11 +505,11 @@ static int cmd_snapshot_show(int argc, char **argv)
 	size_t n = 0;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot show", "Options:\n  --json   machine-readable output\n");
 		if (!r)
-			return cli_usage("snapshot show", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot show", argv, shorts, opts);
 	}
 	if (optind + 1 != argc)
 		return cli_usage("snapshot show", "expects one ID");
@@ -598,15 +610,18 @@ static void ls_print(struct ls_state *st, uint32_t i, const char *shown)
 	const struct manifest_node *n = manifest_node(st->m, i);
 
 	if (st->arr) {
-		json_t *o = json_pack("{s:o, s:s#, s:i, s:I, s:I, s:I, s:I, s:i}", "path",
-				      json_text(st->path), "type", (char[]){ type_letter(n->mode) },
+		json_t *o = json_pack("{s:s#, s:i, s:I, s:I, s:I, s:I, s:i}",
+				      "type", (char[]){ type_letter(n->mode) },
 				      (int)1, "mode", (int)(n->mode & 07777), "uid", (json_int_t)n->uid,
 				      "gid", (json_int_t)n->gid, "size", (json_int_t)n->size, "mtime",
 				      (json_int_t)n->mtime_sec, "nlink", (int)n->nlink);
 
+		/* a name that is not UTF-8 also as "path_hex", its exact bytes:
+		 * the escaped text alone may be another entry's real name */
+		if (o)
+			json_object_set_text(o, "path", st->path);
 		if (o && S_ISLNK(n->mode))
-			json_object_set_new(o, "target",
-					    json_text((const char *)manifest_data(st->m, i)));
+			json_object_set_text(o, "target", (const char *)manifest_data(st->m, i));
 		if (o)
 			json_array_append_new(st->arr, o);
 		return;
@@ -658,6 +673,7 @@ static int ls_dir(struct ls_state *st, uint32_t d)
 
 static int cmd_snapshot_ls(int argc, char **argv)
 {
+	static const char shorts[] = "hjqlR";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "long", no_argument, NULL, 'l' },
 					      { "recursive", no_argument, NULL, 'R' }, { 0 } };
 	struct ls_state st = { 0 };
@@ -668,7 +684,7 @@ static int cmd_snapshot_ls(int argc, char **argv)
 	int64_t i;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqlR", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot ls",
 				"Lists the entries of a directory in a snapshot (the root if no PATH),\n"
@@ -679,7 +695,9 @@ static int cmd_snapshot_ls(int argc, char **argv)
 				"  --json            an array of {path, type, mode, uid, gid, size, mtime,\n"
 				"                    nlink, target}\n"
 				"\nOne entry per line: control characters and '\\' in names as C escapes\n"
-				"('\\n', '\\x1b', '\\\\'); --json gives names as they are.\n");
+				"('\\n', '\\x1b', '\\\\').  --json gives names as JSON strings; one\n"
+				"that is not UTF-8 comes with bytes as '\\xNN' in \"path\" and exactly,\n"
+				"in hex, in \"path_hex\" (\"target_hex\" for a link's target).\n");
 		if (r)
 			continue;
 		if (c == 'l')
@@ -687,7 +705,7 @@ static int cmd_snapshot_ls(int argc, char **argv)
 		else if (c == 'R')
 			st.recursive = true;
 		else
-			return cli_usage("snapshot ls", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot ls", argv, shorts, opts);
 	}
 	if (optind + 1 != argc && optind + 2 != argc)
 		return cli_usage("snapshot ls", "expects an ID and at most one PATH");
@@ -738,19 +756,20 @@ static int cmd_snapshot_ls(int argc, char **argv)
 
 static int cmd_snapshot_cat(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo *repo;
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot cat",
 				"Writes a file's content from a snapshot to stdout, every chunk verified\n"
 				"(a damaged chunk stops it with an error naming the chunk and its pack).\n"
 				"Symbolic links are followed inside the snapshot, as if chrooted into it.\n");
 		if (!r)
-			return cli_usage("snapshot cat", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot cat", argv, shorts, opts);
 	}
 	if (optind + 2 != argc)
 		return cli_usage("snapshot cat", "expects an ID and a PATH");
@@ -773,10 +792,12 @@ static int print_diff(char kind, const char *path, void *arg)
 {
 	json_t *arr = arg;
 
-	if (arr)
-		json_array_append_new(arr, json_pack("{s:s#, s:o}", "change", &kind, (int)1, "path",
-						     json_text(path)));
-	else {
+	if (arr) {
+		json_t *o = json_pack("{s:s#}", "change", &kind, (int)1);
+
+		json_object_set_text(o, "path", path);
+		json_array_append_new(arr, o);
+	} else {
 		printf("%c ", kind);
 		cli_put_name(path, stdout); /* a name with a newline forged a line */
 		putchar('\n');
@@ -786,20 +807,22 @@ static int print_diff(char kind, const char *path, void *arg)
 
 static int cmd_snapshot_diff(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	struct repo *repo;
 	struct oid a, b;
 	json_t *arr = NULL;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot diff",
 				    "Lists paths added (+), removed (-) and changed (M) from A to B, one\n"
 				    "per line: control characters and '\\' in names as C escapes ('\\n',\n"
-				    "'\\x1b', '\\\\'); --json gives names as they are.\n");
+				    "'\\x1b', '\\\\').  --json gives names as JSON strings; one that is\n"
+				    "not UTF-8 also exactly, in hex, as \"path_hex\".\n");
 		if (!r)
-			return cli_usage("snapshot diff", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot diff", argv, shorts, opts);
 	}
 	if (optind + 2 != argc)
 		return cli_usage("snapshot diff", "expects two IDs");
@@ -868,19 +891,22 @@ static int refuse_daemon_owned(struct repo *repo, const struct oid *id)
 
 static int cmd_snapshot_rm(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
 					      { "force", no_argument, NULL, 'F' }, { 0 } };
 	struct repo *repo;
-	struct oid id;
+	struct oid *ids;
+	size_t n = 0;
 	bool force = false;
 	int c, r = 0;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot rm",
 				    "Removes snapshots and their tags; 'hiberbox gc' frees the data.\n"
 				    "Refused: a snapshot a live mount (on any host) reads from, a\n"
-				    "sandbox's disk or an image of the sandbox daemon.\n\n"
+				    "sandbox's disk or an image of the sandbox daemon.  If any ID is\n"
+				    "unknown or refused, none is removed.\n\n"
 				    "Options:\n"
 				    "  --force   remove it anyway\n");
 		if (r)
@@ -888,22 +914,35 @@ static int cmd_snapshot_rm(int argc, char **argv)
 		if (c == 'F')
 			force = true;
 		else
-			return cli_usage("snapshot rm", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot rm", argv, shorts, opts);
 	}
 	if (optind >= argc)
 		return cli_usage("snapshot rm", "expects at least one ID");
-	if ((r = cli_open_repo(&repo)) != 0)
+	if (!(ids = calloc((size_t)(argc - optind), sizeof(*ids))))
+		return cli_fail(-ENOMEM, "snapshot rm");
+	if ((r = cli_open_repo(&repo)) != 0) {
+		free(ids);
 		return r;
-	for (int i = optind; i < argc && r == 0; i++) {
-		r = repo_resolve(repo, argv[i], &id);
-		if (r == 0 && !force)
-			r = refuse_pinned(repo, &id);
-		if (r == 0 && !force)
-			r = refuse_daemon_owned(repo, &id);
-		if (r == 0)
-			r = repo_snapshot_remove(repo, &id);
 	}
+	/* Every name resolved and every refusal decided before anything goes:
+	 * a typo in the last of several names removed the ones before it while
+	 * the command reported a failure. */
+	for (int i = optind; i < argc && r == 0; i++) {
+		r = repo_resolve(repo, argv[i], &ids[n]);
+		if (r == 0 && !force)
+			r = refuse_pinned(repo, &ids[n]);
+		if (r == 0 && !force)
+			r = refuse_daemon_owned(repo, &ids[n]);
+		bool seen = false;
+		for (size_t k = 0; r == 0 && k < n && !seen; k++)
+			seen = oid_equal(&ids[k], &ids[n]); /* an id and its tag: once */
+		if (r == 0 && !seen)
+			n++;
+	}
+	for (size_t k = 0; k < n && r == 0; k++)
+		r = repo_snapshot_remove(repo, &ids[k]);
 	repo_close(repo);
+	free(ids);
 	if (r < 0)
 		return cli_fail(r, "snapshot rm");
 	return 0;
@@ -927,6 +966,7 @@ static const char prune_help[] =
 
 static int cmd_snapshot_prune(int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS,
 		{ "keep-last", required_argument, NULL, 'k' },
 		{ "keep-within", required_argument, NULL, 'w' },
@@ -944,7 +984,7 @@ static int cmd_snapshot_prune(int argc, char **argv)
 	struct repo *repo = NULL;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("snapshot prune", prune_help);
 		if (r)
@@ -973,7 +1013,7 @@ static int cmd_snapshot_prune(int argc, char **argv)
 			dry = true;
 			break;
 		default:
-			return cli_usage("snapshot prune", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("snapshot prune", argv, shorts, opts);
 		}
 	}
 	if (optind != argc || !have_policy)
@@ -1023,9 +1063,10 @@ static int cmd_snapshot_prune(int argc, char **argv)
 			if (!dry && (r = repo_snapshot_remove(repo, &items[i].id)) < 0)
 				break;
 			nremoved++;
-			json_array_append_new(removed, json_pack("{s:s, s:I, s:o}", "id", hex, "time",
-								 (json_int_t)in->time_sec, "source",
-								 json_text(in->source)));
+			json_t *o = json_pack("{s:s, s:I}", "id", hex, "time", (json_int_t)in->time_sec);
+
+			json_object_set_text(o, "source", in->source);
+			json_array_append_new(removed, o);
 			if (!cli.json && !cli.quiet)
 				printf("%s %.12s  %s  %s\n", dry ? "would remove" : "removed", hex,
 				       format_time(in->time_sec, t, sizeof(t)), in->source);
@@ -1033,7 +1074,10 @@ static int cmd_snapshot_prune(int argc, char **argv)
 		}
 		nkept++;
 		/* a mount's path in the reason may not be UTF-8 */
-		json_array_append_new(kept, json_pack("{s:s, s:o}", "id", hex, "reason", json_text(why)));
+		json_t *o = json_pack("{s:s}", "id", hex);
+
+		json_object_set_text(o, "reason", why);
+		json_array_append_new(kept, o);
 	}
 	if (r == 0) {
 		if (cli.json)
@@ -1056,13 +1100,14 @@ out:
 
 static int cmd_tag(int argc, char **argv)
 {
+	static const char shorts[] = "hjqd";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "delete", no_argument, NULL, 'd' }, { 0 } };
 	bool del = false;
 	struct repo *repo;
 	struct oid id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("tag", "Points tag NAME at snapshot ID (moving it if it exists).\n"
 					   "  --delete   remove tag NAME\n");
@@ -1071,7 +1116,7 @@ static int cmd_tag(int argc, char **argv)
 		if (c == 'd')
 			del = true;
 		else
-			return cli_usage("tag", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("tag", argv, shorts, opts);
 	}
 	if (optind + (del ? 1 : 2) != argc)
 		return cli_usage("tag", del ? "expects NAME" : "expects NAME and ID");
@@ -1079,9 +1124,15 @@ static int cmd_tag(int argc, char **argv)
 		return cli_fail(r, NULL);
 	if ((r = cli_open_repo(&repo)) != 0)
 		return r;
-	if (del)
-		r = repo_tag_remove(repo, argv[optind]);
-	else {
+	if (del) {
+		/* a missing tag was "No such file or directory" (and nothing on
+		 * S3, whose DELETE of nothing succeeds) */
+		r = repo_tag_get(repo, argv[optind], &id);
+		if (r == -ENOENT)
+			r = hb_err(-ENOENT, "no tag named '%s'", argv[optind]);
+		if (r == 0)
+			r = repo_tag_remove(repo, argv[optind]);
+	} else {
 		r = repo_resolve(repo, argv[optind + 1], &id);
 		if (r == 0)
 			r = repo_tag_set(repo, argv[optind], &id);
@@ -1096,6 +1147,7 @@ static int cmd_tag(int argc, char **argv)
 
 static int cmd_gc(int argc, char **argv)
 {
+	static const char shorts[] = "hjqnp:";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "dry-run", no_argument, NULL, 'n' },
 		{ "repack-percent", required_argument, NULL, 'p' },
 		{ "wait", optional_argument, NULL, 'w' }, { 0 } };
@@ -1106,7 +1158,7 @@ static int cmd_gc(int argc, char **argv)
 	long v;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqnp:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
 					  "Options:\n  --dry-run            report only\n"
@@ -1131,7 +1183,7 @@ static int cmd_gc(int argc, char **argv)
 				go.lock_wait_ms = (unsigned)v * 1000;
 			}
 		} else {
-			return cli_usage("gc", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("gc", argv, shorts, opts);
 		}
 	}
 	if (optind != argc)
@@ -1160,13 +1212,14 @@ static int cmd_gc(int argc, char **argv)
 
 static int cmd_check(int argc, char **argv)
 {
+	static const char shorts[] = "hjqd";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { "read-data", no_argument, NULL, 'd' }, { 0 } };
 	struct repo_check_opts co = { 0 };
 	struct repo_check_stats st = { 0 };
 	struct repo *repo;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "hjqd", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("check", "Verifies the repository's structure.\n\n"
 					     "Options:\n  --read-data   also read and verify every chunk\n");
@@ -1175,7 +1228,7 @@ static int cmd_check(int argc, char **argv)
 		if (c == 'd')
 			co.read_data = true;
 		else
-			return cli_usage("check", "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option("check", argv, shorts, opts);
 	}
 	if (optind != argc)
 		return cli_usage("check", "takes no arguments");

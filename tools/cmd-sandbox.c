@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,6 @@
 #define CLI_UPLOAD_MAX_BYTES (64u << 20)
 #define CLI_QUERY_MAX_BYTES 65536
 #define EXIT_EXEC_FAILED 125
-#define CLI_DAEMON_STOP_WAIT_MS 120000
 
 /* Reach the daemon, starting it if needed. */
 static int connect_daemon(void)
@@ -56,15 +56,16 @@ static int connect_daemon(void)
 /* Parse only the common options; returns -1 for --help, 2 for a bad one. */
 static int parse_common(const char *name, int argc, char **argv)
 {
+	static const char shorts[] = "hjq";
 	static const struct option opts[] = { CLI_COMMON_OPTIONS, { 0 } };
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hjq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		int k = cli_common_option(c);
 		if (k < 0)
 			return -1;
 		if (k == 0)
-			return cli_usage(name, "unknown option");
+			return cli_bad_option(name, argv, shorts, opts);
 	}
 	return 0;
 }
@@ -228,11 +229,12 @@ static int cmd_create(int argc, char **argv)
 		{ "env", required_argument, NULL, 'e' },
 		{ 0 }
 	};
+	static const char shorts[] = "hjqI:m:D:p:c:n:t:e:";
 	json_t *req = json_object(), *env = json_array();
 	char *end;
 	int c, k, rc;
 
-	while ((c = getopt_long(argc, argv, "hjqI:m:D:p:c:n:t:e:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		uint64_t v;
 		if ((k = cli_common_option(c)) < 0)
 			{ rc = cli_help("create", create_help); goto out; }
@@ -260,8 +262,10 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'c': {
 			double d = strtod(optarg, &end);
-			if (end == optarg || *end || d <= 0)
-				{ rc = cli_usage("create", "bad --cpus '%s'", optarg); goto out; }
+			/* (NaN passed "d <= 0", and json_real() of NaN or infinity
+			 * is no value: the sandbox got no CPU limit at all) */
+			if (end == optarg || *end || !isfinite(d) || d <= 0)
+				{ rc = cli_usage("create", "bad --cpus '%s' (cores, e.g. 1.5)", optarg); goto out; }
 			json_object_set_new(req, "cpus", json_real(d));
 			break;
 		}
@@ -277,7 +281,7 @@ static int cmd_create(int argc, char **argv)
 			json_array_append_new(env, json_string(optarg));
 			break;
 		default:
-			{ rc = cli_usage("create", "unknown option"); goto out; }
+			{ rc = cli_bad_option("create", argv, shorts, opts); goto out; }
 		}
 	}
 	if (argc - optind != 1)
@@ -468,6 +472,7 @@ static int cmd_exec(int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ 0 }
 	};
+	static const char shorts[] = "+hjqidtC:e:u:";
 	struct buf q = { .max = CLI_QUERY_MAX_BYTES }, in = { .max = CLI_UPLOAD_MAX_BYTES };
 	struct exec_flags f = { 0 };
 	int c, k, r = 0;
@@ -475,7 +480,9 @@ static int cmd_exec(int argc, char **argv)
 	json_t *det = NULL;
 	const char *name;
 
-	while ((c = getopt_long(argc, argv, "+hjqidtC:e:u:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+		if (c == '?')
+			return cli_bad_option("exec", argv, shorts, opts);
 		if ((k = cli_common_option(c)) < 0)
 			return cli_help("exec", exec_help);
 		if (!k && (k = exec_option(c, &f, &q)))
@@ -490,11 +497,13 @@ static int cmd_exec(int argc, char **argv)
 		char **sub = argv + optind - 1;
 		int save = optind;
 		optind = 1;
-		c = getopt_long(sub_argc, sub, "+hjqidtC:e:u:", opts, NULL);
+		c = getopt_long(sub_argc, sub, shorts, opts, NULL);
 		int used = optind;
 		optind = save + used - 1;
 		if (c == -1)
 			break;
+		if (c == '?') /* (argv[optind - 1] is sub[used - 1]) */
+			return cli_bad_option("exec", argv, shorts, opts);
 		if ((k = cli_common_option(c)) < 0)
 			return cli_help("exec", exec_help);
 		if (!k && (k = exec_option(c, &f, &q)))
@@ -843,16 +852,15 @@ static int cmd_daemon(int argc, char **argv)
 
 static int cmd_daemon_stop(int argc, char **argv)
 {
+	json_t *j = NULL;
 	int r = parse_common("daemon stop", argc, argv);
 
 	if (r)
-		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first (one a file "
-				    "download reads from once it ends,\nat most 30 s later); returns once "
-				    "the daemon has exited.\n") : r;
+		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
 	if (argc != optind)
 		return cli_usage("daemon stop", "takes no arguments");
-	/* sleeping every sandbox may take a while */
-	r = hbd_client_stop(CLI_DAEMON_STOP_WAIT_MS);
+	r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
+	json_decref(j);
 	if (r == -ECONNREFUSED) {
 		hb_err_clear();
 		if (!cli.quiet)
@@ -861,9 +869,20 @@ static int cmd_daemon_stop(int argc, char **argv)
 	}
 	if (r < 0)
 		return cli_fail(r, NULL);
-	if (!cli.quiet)
-		printf("hiberboxd stopped\n");
-	return 0;
+	for (int i = 0; i < 1200; i++) { /* sleeping every sandbox may take a while */
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+		j = NULL;
+		r = hbd_client_call("GET", "/daemon", NULL, &j);
+		json_decref(j);
+		if (r == -ECONNREFUSED) {
+			hb_err_clear();
+			if (!cli.quiet)
+				printf("hiberboxd stopped\n");
+			return 0;
+		}
+	}
+	return cli_fail(-ETIMEDOUT, "hiberboxd did not stop within 2 minutes");
 }
 
 const struct cli_command cli_commands_sandbox[] = {

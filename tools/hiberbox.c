@@ -28,7 +28,9 @@ static void usage(FILE *f)
 		   "A remote repository (s3://bucket/prefix) is read through a cache of its\n"
 		   "own in $HIBERBOX_HOME/cache/<hash of the location>, of --cache-size bytes\n"
 		   "($HIBERBOX_CACHE_SIZE; default a tenth of the free disk).\n"
-		   "Run 'hiberbox COMMAND --help' for a command's options.\n");
+		   "Run 'hiberbox COMMAND --help' for a command's options.\n"
+		   "Exit status: 0 done, 1 failed, 2 a command line it cannot take (exec:\n"
+		   "the command's own, 125 if it could not start; daemon status: 3 if none runs).\n");
 }
 
 int main(int argc, char **argv)
@@ -46,8 +48,11 @@ int main(int argc, char **argv)
 	char *help_argv[4];
 	int c;
 
+	static const char shorts[] = "+r:C:jqhV";
+
+	opterr = 0; /* one line of our own (cli_bad_option), not getopt's and the usage */
 	/* '+': stop at the command word; its options belong to it. */
-	while ((c = getopt_long(argc, argv, "+r:C:jqhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			cli.repo = optarg;
@@ -78,8 +83,7 @@ int main(int argc, char **argv)
 			printf("hiberbox 0.1.0\n");
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return cli_bad_option(NULL, argv, shorts, opts);
 		}
 	}
 	if (optind >= argc) {
@@ -138,6 +142,5 @@ int main(int argc, char **argv)
 	}
 	cli.progress = !cli.quiet && !cli.json && isatty(STDERR_FILENO);
 	optind = 0; /* reset getopt for the command */
-	opterr = 0; /* commands report unknown options in one line of their own */
 	return cmd->run(argc, argv);
 }

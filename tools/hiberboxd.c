@@ -24,9 +24,13 @@ int main(int argc, char **argv)
 	struct hbd_config cfg = { .helper_argv = helper };
 	int c, r;
 
+	static const char shorts[] = "r:H:h";
+
 	if (argc >= 2 && strcmp(argv[1], "mount-helper") == 0)
 		return hbd_mount_helper_main(argc - 1, argv + 1);
-	while ((c = getopt_long(argc, argv, "r:H:h", opts, NULL)) != -1) {
+	cli.prog = "hiberboxd";
+	opterr = 0; /* one line of our own, naming the option */
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			cfg.repo = optarg;
@@ -40,9 +44,12 @@ int main(int argc, char **argv)
 			       "$HIBERBOX_HOME/hiberboxd.sock (docs/api.md).\n");
 			return 0;
 		default:
-			return 2;
+			return cli_bad_option(NULL, argv, shorts, opts);
 		}
 	}
+	/* (a word here was ignored, and the daemon started anyway) */
+	if (optind != argc)
+		return cli_usage(NULL, "takes no arguments, not '%s'", argv[optind]);
 	if (!cfg.repo)
 		cfg.repo = getenv("HIBERBOX_REPO");
 	r = hbd_run(&cfg);

@@ -223,3 +223,107 @@ for size in 12Q -1G nan 1e30T; do
 		expect_in "$(cat "$T/err")" "cache-size" "--cache-size $size" || true
 done
 hb_ok --cache-size 1.5G snapshot list >/dev/null
+
+# --- snapshot rm of several: all or none -------------------------------------------
+# Each name was removed as it came, so a typo in the last one removed the
+# others while the command failed.
+keep1=$(snapshot_create "$T/tree")
+expect_error "rm of an id and a missing tag" snapshot rm "$keep1" no-such-tag &&
+	expect_in "$HB_ERR" "no-such-tag" "rm with a missing tag: the error names it" || true
+list_ids | grep -qx "$keep1" || bad "'snapshot rm ID no-such-tag' failed but removed ID"
+hb_try snapshot rm "$keep1" "${keep1:0:8}"
+[ "$HB_RC" -eq 0 ] || bad "snapshot rm of one snapshot by id and prefix exited $HB_RC: $(cat "$T/err")"
+! list_ids | grep -qx "$keep1" || bad "snapshot rm ID PREFIX left $keep1"
+
+expect_error "tag --delete of a missing tag" tag --delete no-such-tag &&
+	expect_in "$HB_ERR" "no tag named 'no-such-tag'" "tag --delete of a missing tag: the error names it" || true
+
+# --- --json with names that are not UTF-8 --------------------------------------------
+# The escaped text of a name that is not UTF-8 ('\xff') may be another
+# entry's real name (a backslash, 'x', 'f', 'f'); the exact bytes come in
+# "<key>_hex".  Before, two entries came out alike and a program catting
+# the first path got the other file.
+J="$T/json-names"
+mkdir -p "$J/src"$'\xff'
+echo real >"$J/src"$'\xff/n\xff'
+echo decoy >"$J/src"$'\xff/n\\xff'
+ln -s $'t\xff' "$J/src"$'\xff/l'
+jid=$(snapshot_create "$J/src"$'\xff')
+echo more >>"$J/src"$'\xff/n\xff'
+jid2=$(snapshot_create "$J/src"$'\xff')
+# json_names FILE KEY: each object's KEY as bytes (from KEY_hex if there), hex, one per line
+json_names() {
+	python3 -c 'import json,sys
+v = json.load(open(sys.argv[1]))
+for o in (v if isinstance(v, list) else [v]):
+    h = o.get(sys.argv[2] + "_hex")
+    print(h if h is not None else o[sys.argv[2]].encode().hex())' "$1" "$2"
+}
+hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+for args in "snapshot ls $jid" "snapshot ls $jid -R" "snapshot diff $jid $jid2" "snapshot show $jid" \
+	"snapshot list"; do
+	read -ra a <<<"$args"
+	hb_try --json "${a[@]}"
+	[ "$HB_RC" -eq 0 ] && parse_json "$(cat "$T/out")" "--json $args" || {
+		bad "--json $args: exit $HB_RC: $(head -c 300 "$T/err")"
+		continue
+	}
+	# (a snapshot's source is stored as text already: valid JSON is all)
+	case $args in
+	"snapshot ls"*) want="$(hex l) $(hex $'n\xff') $(hex 'n\xff')" ;;
+	"snapshot diff"*) want="$(hex $'n\xff')" ;;
+	*) continue ;;
+	esac
+	got=$(json_names "$T/out" path | sort | tr '\n' ' ')
+	[ "$got" = "$(tr ' ' '\n' <<<"$want" | sort | tr '\n' ' ')" ] ||
+		bad "--json $args: names as bytes are [$got], expected [$want]"
+done
+hb_try --json snapshot ls "$jid" l
+[ "$(json_names "$T/out" target)" = "$(hex $'t\xff')" ] || bad "snapshot ls --json: a link's target_hex: $(cat "$T/out")"
+hb_try --json --repo "$J/repo"$'\xff' init
+[ "$HB_RC" -eq 0 ] && [ "$(json_names "$T/out" repository)" = "$(hex "$J/repo"$'\xff')" ] ||
+	bad "init --json with a repository path that is not UTF-8: exit $HB_RC: $(cat "$T/out" "$T/err")"
+
+# --- option errors say which option and what is wrong with it ----------------------
+# An option missing its value was "unknown option '--tag'", '-lZ' was named
+# whole, mount, commit and the sandbox commands named none, and one before
+# the command got getopt's line and the whole usage (50 lines).
+while IFS='|' read -r args want; do
+	read -ra a <<<"$args"
+	expect_usage_error "$args" "${a[@]}" || continue
+	[ "$(cat "$T/err")" = "hiberbox$want" ] || bad "'hiberbox $args': $(cat "$T/err"), expected: hiberbox$want"
+done <<'EOF2'
+snapshot create . --tag| snapshot create: option '--tag' needs a value (see 'hiberbox snapshot create --help')
+snapshot create . -t| snapshot create: option '-t' needs a value (see 'hiberbox snapshot create --help')
+snapshot ls x -lZ| snapshot ls: unknown option '-Z' (see 'hiberbox snapshot ls --help')
+snapshot rm --force=yes x| snapshot rm: option '--force' takes no value (see 'hiberbox snapshot rm --help')
+gc --frob=1| gc: unknown option '--frob' (see 'hiberbox gc --help')
+mount x y --upper| mount: option '--upper' needs a value (see 'hiberbox mount --help')
+mount x y --up=d| mount: ambiguous option '--up' (see 'hiberbox mount --help')
+commit --frob m| commit: unknown option '--frob' (see 'hiberbox commit --help')
+create x --image| create: option '--image' needs a value (see 'hiberbox create --help')
+create x --frob| create: unknown option '--frob' (see 'hiberbox create --help')
+exec x --cwd| exec: option '--cwd' needs a value (see 'hiberbox exec --help')
+exec -Z x -- true| exec: unknown option '-Z' (see 'hiberbox exec --help')
+inspect --frob x| inspect: unknown option '--frob' (see 'hiberbox inspect --help')
+--frob snapshot list|: unknown option '--frob' (see 'hiberbox --help')
+--repo|: option '--repo' needs a value (see 'hiberbox --help')
+EOF2
+: >"$T/afile"
+HBD=$(dirname "$HIBERBOX")/hiberboxd
+if [ -x "$HBD" ]; then
+	for args in "--frob" "--home" "extra-word"; do
+		rc=0
+		# (a daemon that starts anyway is stopped by the timeout)
+		timeout 10 "$HBD" --home "$T/afile" $args >/dev/null 2>"$T/err" || rc=$?
+		[ "$rc" -eq 2 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^hiberboxd: .*$args" "$T/err" ||
+			bad "'hiberboxd $args': exit $rc: $(head -c 300 "$T/err")"
+	done
+fi
+# --cpus nan or inf passed the check, and JSON has no such number: the
+# sandbox was created without a CPU limit.  (HIBERBOX_HOME is a file: no
+# daemon can start, whatever the check does.)
+for cpus in nan inf -inf 1e999; do
+	HIBERBOX_HOME="$T/afile" expect_usage_error "create --cpus $cpus" create x --image y --cpus "$cpus" &&
+		expect_in "$(cat "$T/err")" "bad --cpus '$cpus'" "create --cpus $cpus" || true
+done
