@@ -30,6 +30,7 @@
 #define CLI_UPLOAD_MAX_BYTES (64u << 20)
 #define CLI_QUERY_MAX_BYTES 65536
 #define EXIT_EXEC_FAILED 125
+#define CLI_DAEMON_STOP_WAIT_MS 120000
 
 /* Reach the daemon, starting it if needed. */
 static int connect_daemon(void)
@@ -852,15 +853,16 @@ static int cmd_daemon(int argc, char **argv)
 
 static int cmd_daemon_stop(int argc, char **argv)
 {
-	json_t *j = NULL;
 	int r = parse_common("daemon stop", argc, argv);
 
 	if (r)
-		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first.\n") : r;
+		return r < 0 ? cli_help("daemon stop", "Running sandboxes are put to sleep first (one a file "
+				    "download reads from once it ends,\nat most 30 s later); returns once "
+				    "the daemon has exited.\n") : r;
 	if (argc != optind)
 		return cli_usage("daemon stop", "takes no arguments");
-	r = hbd_client_call("POST", "/daemon/stop", NULL, &j);
-	json_decref(j);
+	/* sleeping every sandbox may take a while */
+	r = hbd_client_stop(CLI_DAEMON_STOP_WAIT_MS);
 	if (r == -ECONNREFUSED) {
 		hb_err_clear();
 		if (!cli.quiet)
@@ -869,20 +871,9 @@ static int cmd_daemon_stop(int argc, char **argv)
 	}
 	if (r < 0)
 		return cli_fail(r, NULL);
-	for (int i = 0; i < 1200; i++) { /* sleeping every sandbox may take a while */
-		struct timespec ts = { 0, 100 * 1000000L };
-		nanosleep(&ts, NULL);
-		j = NULL;
-		r = hbd_client_call("GET", "/daemon", NULL, &j);
-		json_decref(j);
-		if (r == -ECONNREFUSED) {
-			hb_err_clear();
-			if (!cli.quiet)
-				printf("hiberboxd stopped\n");
-			return 0;
-		}
-	}
-	return cli_fail(-ETIMEDOUT, "hiberboxd did not stop within 2 minutes");
+	if (!cli.quiet)
+		printf("hiberboxd stopped\n");
+	return 0;
 }
 
 const struct cli_command cli_commands_sandbox[] = {
