@@ -18,7 +18,7 @@
 # to back beside the workload, so some kills land inside a commit: the
 # repository must stay clean (`check`).  Every second round commits the
 # recovered mount: a fresh mount of that commit must equal it.  Every other
-# round compacts the journal whenever it passes 16 KiB, so that kills land
+# round compacts the journal whenever it passes 2 KiB, so that kills land
 # inside compactions as well.
 #
 # FS_CRASH_ROUNDS (default 30) kill moments; FS_CRASH_SEED varies them all;
@@ -70,7 +70,7 @@ for round in $(seq "$ROUNDS"); do
 	if [ $((round % 2)) -eq 1 ]; then
 		# the journal compacted over and over (fs/upper.c): kills land
 		# inside compactions too
-		HIBERBOX_FS_TEST_COMPACT_BYTES=16384 fs_mount "$ID" "$M" --upper "$U"
+		HIBERBOX_FS_TEST_COMPACT_BYTES=2048 fs_mount "$ID" "$M" --upper "$U"
 	else
 		fs_mount "$ID" "$M" --upper "$U"
 	fi
