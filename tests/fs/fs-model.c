@@ -121,7 +121,8 @@ static bool mount_gone(void)
 {
 	struct statfs sf;
 
-	return statfs(roots[0], &sf) < 0 && (errno == ENOTCONN || errno == ECONNABORTED);
+	return statfs(roots[0], &sf) < 0 &&
+	       (errno == ENOTCONN || errno == ECONNABORTED || errno == ECANCELED);
 }
 
 /* short_count: a read or write moved fewer bytes than asked (see SYSN). */
