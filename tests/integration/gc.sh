@@ -402,6 +402,18 @@ hb_ok gc >/dev/null
 # recorded a snapshot whose chunks gc had removed.
 # HIBERBOX_TEST_CREATE_MIDREAD_WAIT holds the create in its last file, after
 # the packs of the files before are stored.
+# writer_refused WHAT PATTERN: the held writer $WPID must fail, saying
+# PATTERN, and record nothing
+writer_refused() {
+	local wrc=0
+	wait "$WPID" || wrc=$?
+	if [ "$wrc" -eq 0 ]; then
+		bad "$1 recorded snapshot $(tail -n 1 "$T/writer.out")"
+	else
+		expect_in "$(cat "$T/writer.err")" "$2" "$1"
+	fi
+}
+
 log "a writer whose lock was removed meanwhile records nothing"
 L=$T/lost
 mkdir -p "$L"
@@ -416,13 +428,7 @@ WPID=$!
 timeout 60 bash -c 'exec 3>"$1" && rm -f "$2"/locks/* && "$3" gc >"$4" 2>&1' \
 	_ "$T/hold" "$REPO" "$HIBERBOX" "$T/gc.out" ||
 	bad "setup: the writer was not held, or gc with its lock gone failed: $(head -c 500 "$T/gc.out")"
-wrc=0
-wait "$WPID" || wrc=$?
-if [ "$wrc" -eq 0 ]; then
-	bad "a writer whose lock was removed recorded snapshot $(tail -n 1 "$T/writer.out")"
-else
-	expect_in "$(cat "$T/writer.err")" "lock was removed.*nothing was recorded" "writer without its lock"
-fi
+writer_refused "a writer whose lock was removed" "lock was removed.*nothing was recorded"
 [ "$(list_ids | LC_ALL=C sort)" = "$snaps_before" ] || bad "a writer without its lock changed the snapshot list"
 rm -f "$T/hold"
 rm -rf "$L"
@@ -451,13 +457,7 @@ timeout 60 bash -c 'exec 3>"$1" && rm -f "$2"/locks/* && "$3" --json gc >"$4" 2>
 	bad "setup: the writer was not held, or gc with its lock gone failed: $(head -c 500 "$T/gc.out")"
 [ "$(json_get "$(cat "$T/gc.out")" packs_removed)" -ge 1 ] ||
 	bad "setup: gc removed none of the held writer's packs: $(head -c 500 "$T/gc.out")"
-wrc=0
-wait "$WPID" || wrc=$?
-if [ "$wrc" -eq 0 ]; then
-	bad "a writer whose lock was removed after its check recorded snapshot $(tail -n 1 "$T/writer.out")"
-else
-	expect_in "$(cat "$T/writer.err")" "a gc ran.*nothing was recorded" "writer whose lock went after its check"
-fi
+writer_refused "a writer whose lock was removed after its check" "a gc ran.*nothing was recorded"
 [ "$(list_ids | LC_ALL=C sort)" = "$snaps_before" ] ||
 	bad "a writer whose lock went after its check changed the snapshot list"
 check_clean "after a writer lost its lock after its check" --read-data
