@@ -56,6 +56,13 @@ int hbfs_commit(const char *mountpoint, const char *tag, struct oid *out);
 /* Unmount: ask the serving process to flush and unmount, or, if it is dead,
  * detach the stale mount.  Waits until the mountpoint is released. */
 int hbfs_umount(const char *mountpoint);
+/* Whether mountpoint is the mount of an fs process that died: the kernel
+ * answers ENOTCONN (statfs, which always reaches the fs).  A mount on
+ * io_uring answers ECANCELED, then ECONNABORTED, while the dying process's
+ * rings are torn down; that is waited out (up to 5 s), so that a true
+ * answer means the process's files, the upper directory's lock among them,
+ * are closed. */
+bool hbfs_mount_dead(const char *mountpoint);
 
 /* A registered mount. */
 struct hbfs_mount_info {

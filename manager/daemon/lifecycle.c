@@ -516,14 +516,12 @@ static int unmount_root(const char *root)
 }
 
 /* Whether root is the mount of an fs process that died: the kernel then
- * answers ENOTCONN, and nothing inside can do I/O.  statfs, not stat: it
- * always reaches the fs (stat may be answered from the attributes the
- * kernel caches, long after the process is gone). */
+ * answers ENOTCONN, and nothing inside can do I/O (hbfs_mount_dead: statfs,
+ * not stat, which the kernel may answer from cached attributes long after
+ * the process is gone). */
 static bool mount_dead(const char *root)
 {
-	struct statfs sf;
-
-	return statfs(root, &sf) < 0 && errno == ENOTCONN;
+	return hbfs_mount_dead(root);
 }
 
 /* Detach the mount of a dead fs process (the kernel answers ENOTCONN).
