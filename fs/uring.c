@@ -54,9 +54,12 @@ struct uring_cmd_req {
 
 enum { CMD_REGISTER = 1, CMD_COMMIT_AND_FETCH = 2 };
 
-/* Threads a CPU's queue has: enough that a few requests waiting on the
+/* Threads a CPU's queue may have: enough that a few requests waiting on the
  * store do not hold up that CPU's others, few enough on a big machine (each
- * has a max_write buffer). */
+ * has a max_write buffer).  A queue starts with one and gains one each time
+ * all it has are busy: creating a thread costs a millisecond or more on a
+ * virtual machine, which a mount's start should not pay sixteen times, and
+ * an idle mount keeps only a buffer per CPU. */
 #define THREADS_TOTAL 16
 #define THREADS_PER_CPU_MIN 2
 #define SQE_BYTES 128 /* IORING_SETUP_SQE128: the command rides in the SQE */
@@ -91,6 +94,13 @@ struct server {
 	bool replied;
 };
 
+/* A CPU's queue: its threads are servers[q * per_queue ...]. */
+struct queue {
+	unsigned threads; /* created or being created (under the lock) */
+	unsigned idle;	  /* waiting for a request (atomic) */
+	bool grow;	  /* wants another thread (under the lock) */
+};
+
 struct hbfs_uring {
 	struct fuse_session *se;
 	int devfd, stop_fd;
@@ -99,7 +109,11 @@ struct hbfs_uring {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool go, stopping;
-	unsigned nservers;
+	bool starter_started;
+	pthread_t starter; /* creates the servers, from the INIT reply on */
+	pthread_cond_t grow_cond;
+	unsigned nqueues, per_queue, nservers;
+	struct queue *queues;
 	struct server *servers;
 	unsigned long served;
 	int register_err; /* the first registration failure, reported once */
@@ -319,6 +333,17 @@ static void note_register_error(struct hbfs_uring *u, int err)
 			strerror(-err));
 }
 
+/* All of queue q's threads are busy: ask the starter for one more. */
+static void queue_grow(struct hbfs_uring *u, unsigned q)
+{
+	pthread_mutex_lock(&u->lock);
+	if (u->queues[q].threads < u->per_queue && !u->queues[q].grow) {
+		u->queues[q].grow = true;
+		pthread_cond_signal(&u->grow_cond);
+	}
+	pthread_mutex_unlock(&u->lock);
+}
+
 static void *server_main(void *arg)
 {
 	struct server *s = arg;
@@ -331,8 +356,8 @@ static void *server_main(void *arg)
 	CPU_SET(s->qid, &cpus);
 	/* not allowed there (a cpuset): served from elsewhere, still right */
 	pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
-	/* Set up here, not in uring_start: the INIT reply, and so the mount's
-	 * first answer, waits for nothing but the threads' creation. */
+	/* Set up here, after the INIT reply: the mount's first answer waits
+	 * for no ring (requests use /dev/fuse until every queue has one). */
 	err = ring_open(&s->ring);
 	s->buf = err ? NULL : malloc(PRE_BYTES + u->payload);
 	if (!err && !s->buf)
@@ -349,7 +374,7 @@ static void *server_main(void *arg)
 	while (!u->go && !u->stopping)
 		pthread_cond_wait(&u->cond, &u->lock);
 	pthread_mutex_unlock(&u->lock);
-	if (!u->go)
+	if (!u->go || u->stopping)
 		return NULL;
 	queue_stop_poll(s);
 	queue_cmd(s, CMD_REGISTER);
@@ -381,7 +406,10 @@ static void *server_main(void *arg)
 			break;
 		}
 		registered = true;
+		if (__atomic_sub_fetch(&u->queues[s->qid].idle, 1, __ATOMIC_ACQ_REL) == 0)
+			queue_grow(u, s->qid);
 		serve(s);
+		__atomic_add_fetch(&u->queues[s->qid].idle, 1, __ATOMIC_ACQ_REL);
 		queue_cmd(s, CMD_COMMIT_AND_FETCH);
 	}
 	return NULL;
@@ -416,14 +444,58 @@ unsigned long uring_served(const struct hbfs_uring *u)
 	return u ? __atomic_load_n(&u->served, __ATOMIC_RELAXED) : 0;
 }
 
+/* Creates the queues' threads as they are wanted, off the path of the
+ * mount's first answer and of any request. */
+static void *starter_main(void *arg)
+{
+	struct hbfs_uring *u = arg;
+
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping) {
+		struct server *s = NULL;
+		int r;
+
+		for (unsigned q = 0; q < u->nqueues && !s; q++) {
+			struct queue *qu = &u->queues[q];
+
+			if (!qu->grow)
+				continue;
+			qu->grow = false;
+			s = &u->servers[q * u->per_queue + qu->threads++];
+			/* idle from now, so that its queue does not ask twice */
+			__atomic_add_fetch(&qu->idle, 1, __ATOMIC_ACQ_REL);
+		}
+		if (!s) {
+			pthread_cond_wait(&u->grow_cond, &u->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&u->lock);
+		r = pthread_create(&s->tid, NULL, server_main, s);
+		s->started = !r;
+		if (r)
+			note_register_error(u, -r);
+		pthread_mutex_lock(&u->lock);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return NULL;
+}
+
 void uring_go(struct hbfs_uring *u)
 {
+	int r;
+
 	if (!u)
 		return;
 	pthread_mutex_lock(&u->lock);
 	u->go = true;
+	for (unsigned q = 0; q < u->nqueues; q++)
+		u->queues[q].grow = true;
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
+	r = pthread_create(&u->starter, NULL, starter_main, u);
+	u->starter_started = !r;
+	if (r)
+		note_register_error(u, -r);
 }
 
 void uring_stop(struct hbfs_uring *u)
@@ -435,9 +507,13 @@ void uring_stop(struct hbfs_uring *u)
 	pthread_mutex_lock(&u->lock);
 	u->stopping = true;
 	pthread_cond_broadcast(&u->cond);
+	pthread_cond_broadcast(&u->grow_cond);
 	pthread_mutex_unlock(&u->lock);
 	if (u->stop_fd >= 0 && write(u->stop_fd, &one, sizeof(one)) < 0)
 		fprintf(stderr, "hiberbox-fs: stopping the io_uring queues: %s\n", strerror(errno));
+	/* after it, no server is being created and started says which were */
+	if (u->starter_started)
+		pthread_join(u->starter, NULL);
 	for (unsigned i = 0; i < u->nservers; i++) {
 		struct server *s = &u->servers[i];
 
@@ -449,7 +525,9 @@ void uring_stop(struct hbfs_uring *u)
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
 	pthread_cond_destroy(&u->cond);
+	pthread_cond_destroy(&u->grow_cond);
 	pthread_mutex_destroy(&u->lock);
+	free(u->queues);
 	free(u->servers);
 	free(u);
 }
@@ -459,8 +537,7 @@ int uring_start(struct fuse_session *se, int fd, size_t payload, uring_prepare_f
 {
 	struct hbfs_uring *u = calloc(1, sizeof(*u));
 	int ncpu = get_nprocs_conf();
-	unsigned per_cpu;
-	int r = 0;
+	int r;
 
 	*out = NULL;
 	if (!u)
@@ -473,33 +550,24 @@ int uring_start(struct fuse_session *se, int fd, size_t payload, uring_prepare_f
 	u->prepare = prepare;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
+	pthread_cond_init(&u->grow_cond, NULL);
 	u->stop_fd = eventfd(0, EFD_CLOEXEC);
-	per_cpu = THREADS_TOTAL / (unsigned)ncpu;
-	if (per_cpu < THREADS_PER_CPU_MIN)
-		per_cpu = THREADS_PER_CPU_MIN;
-	u->nservers = (unsigned)ncpu * per_cpu;
-	u->servers = calloc(u->nservers, sizeof(*u->servers));
-	if (u->stop_fd < 0 || !u->servers) {
+	u->nqueues = (unsigned)ncpu;
+	u->per_queue = THREADS_TOTAL / u->nqueues;
+	if (u->per_queue < THREADS_PER_CPU_MIN)
+		u->per_queue = THREADS_PER_CPU_MIN;
+	u->queues = calloc(u->nqueues, sizeof(*u->queues));
+	u->servers = calloc((size_t)u->nqueues * u->per_queue, sizeof(*u->servers));
+	if (u->stop_fd < 0 || !u->queues || !u->servers) {
 		r = u->stop_fd < 0 ? -errno : -ENOMEM;
-		u->nservers = u->servers ? u->nservers : 0;
-		for (unsigned i = 0; i < u->nservers; i++)
-			u->servers[i].ring.fd = -1;
 		uring_stop(u);
 		return r;
 	}
-	for (unsigned i = 0; i < u->nservers; i++)
+	u->nservers = u->nqueues * u->per_queue;
+	for (unsigned i = 0; i < u->nservers; i++) {
 		u->servers[i].ring.fd = -1;
-	for (unsigned i = 0; i < u->nservers && !r; i++) {
-		struct server *s = &u->servers[i];
-
-		s->u = u;
-		s->qid = i / per_cpu;
-		r = -pthread_create(&s->tid, NULL, server_main, s);
-		s->started = !r;
-	}
-	if (r) {
-		uring_stop(u);
-		return r;
+		u->servers[i].u = u;
+		u->servers[i].qid = i / u->per_queue;
 	}
 	*out = u;
 	return 0;

@@ -33,12 +33,13 @@ typedef size_t (*uring_prepare_fn)(void *buf, size_t len);
  * (libfuse 3.14 reads INIT before a custom I/O can look at the flags). */
 bool uring_enable(void);
 
-/* Starts the queue threads for session se on /dev/fuse descriptor fd; they
- * register their entries only after uring_go.  payload is the largest
- * request or reply argument (max_write, max_pages). */
+/* Prepares the queues for session se on /dev/fuse descriptor fd; their
+ * threads are started, and register their entries, by uring_go.  payload is
+ * the largest request or reply argument (max_write, max_pages). */
 int uring_start(struct fuse_session *se, int fd, size_t payload, uring_prepare_fn prepare,
 		struct hbfs_uring **out);
-/* The INIT reply (with URING_INIT_FLAG2) has been written: register. */
+/* The INIT reply (with URING_INIT_FLAG2) has been written: start the
+ * queue threads, which register as they come up. */
 void uring_go(struct hbfs_uring *u);
 /* Stops and joins the threads and frees u (NULL is fine). */
 void uring_stop(struct hbfs_uring *u);

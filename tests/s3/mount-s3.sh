@@ -33,13 +33,14 @@ hb_ok init >/dev/null
 make_small_tree "$T/src" 300 2
 randfile "$T/src/big.bin" $((8 << 20)) big
 randfile "$T/src/later.bin" $((4 << 20)) later
+randfile "$T/src/slow.bin" $((2 << 20)) slow
 id=$(snapshot_create "$T/src")
 
 log "mount with an empty cache: everything reads back exactly"
 rm -rf "$HIBERBOX_HOME/cache"
 mkdir -p "$MNT"
 hb_ok mount "$id" "$MNT" >/dev/null
-for f in $(cd "$T/src" && find . -type f ! -name later.bin | sort); do
+for f in $(cd "$T/src" && find . -type f ! -name later.bin ! -name slow.bin | sort); do
 	cmp -s "$T/src/$f" "$MNT/$f" || bad "mounted $f differs from the source"
 done
 [ -d "$HIBERBOX_HOME/cache" ] || bad "the mount did not fill the local cache"
@@ -128,6 +129,30 @@ for f in $small; do
 done
 cmp -s "$T/src/big.bin" "$MNT/big.bin" || bad "once the corruption stopped, big.bin still reads wrong"
 hb_ok umount "$MNT" >/dev/null
+
+log "a read waiting on the store holds up no other request from its CPU"
+# FUSE over io_uring queues requests per CPU and a queue starts with one
+# thread (fs/uring.c): another must come up while that one waits.  Every
+# pack GET waits 8 s (under the mount's request timeout); a stat from the
+# same CPU needs no GET and must answer meanwhile.
+rm -rf "$HIBERBOX_HOME/cache"
+HIBERBOX_S3_TIMEOUT_MS=60000 HIBERBOX_S3_DEADLINE_MS=120000 hb_ok mount "$id" "$MNT" >/dev/null
+fault delay 1000 GET packs/ 8000
+taskset -c 0 cat "$MNT/slow.bin" >"$T/slow.out" &
+reader=$!
+for _ in $(seq 300); do [ "$(injected delay)" -ge 1 ] && break; sleep 0.1; done
+[ "$(injected delay)" -ge 1 ] || bad "the read of slow.bin never reached the store"
+first=$(echo "$small" | head -n 1)
+t0=$(date +%s%N)
+taskset -c 0 stat "$MNT/$first" >/dev/null || bad "stat of $first beside a waiting read"
+waited=$(( ($(date +%s%N) - t0) / 1000000 ))
+kill -0 "$reader" 2>/dev/null || bad "the read of slow.bin was done before the stat (no wait on the store)"
+[ "$waited" -lt 4000 ] || bad "a stat on the same CPU as a read waiting on the store took $waited ms"
+clear_faults
+wait "$reader" || bad "the delayed read of slow.bin failed"
+cmp -s "$T/src/slow.bin" "$T/slow.out" || bad "the delayed read of slow.bin differs"
+hb_ok umount "$MNT" >/dev/null
+
 rm -rf "$HIBERBOX_HOME/cache"
 hb_ok mount "$id" "$MNT" >/dev/null
 cmp -s "$T/src/big.bin" "$MNT/big.bin" || bad "big.bin reads wrong"
