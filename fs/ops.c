@@ -156,6 +156,14 @@ static size_t request_prepare(void *buf, size_t n)
 	return n;
 }
 
+/* HIBERBOX_FS_URING=0 keeps a mount on /dev/fuse (A/B runs). */
+static bool uring_opted_out(void)
+{
+	const char *v = getenv("HIBERBOX_FS_URING");
+
+	return v && !strcmp(v, "0");
+}
+
 /* The io_uring queues waiting for the INIT reply (uring.h). */
 static struct hbfs_uring *uring_pending;
 
@@ -2193,9 +2201,8 @@ static void hb_init(void *userdata, struct fuse_conn_info *conn)
 	 * captures it wholly or not at all (and big writes cost fewer trips). */
 	conn->max_write = 1u << 20;
 	/* The payload a ring entry holds: max_write, which libfuse also makes
-	 * max_pages (HIBERBOX_FS_URING=0 keeps /dev/fuse, for A/B runs). */
-	if (__atomic_load_n(&init_reply_pending, __ATOMIC_ACQUIRE) &&
-	    !(getenv("HIBERBOX_FS_URING") && !strcmp(getenv("HIBERBOX_FS_URING"), "0")) &&
+	 * max_pages. */
+	if (__atomic_load_n(&init_reply_pending, __ATOMIC_ACQUIRE) && !uring_opted_out() &&
 	    uring_enable()) {
 		int r = uring_start(fs->se, fuse_session_fd(fs->se), conn->max_write,
 				    request_prepare, &fs->uring);

@@ -515,21 +515,14 @@ static int unmount_root(const char *root)
 	return r < 0 ? r : wait_fs_end(root, pid);
 }
 
-/* Whether root is the mount of an fs process that died: the kernel then
- * answers ENOTCONN, and nothing inside can do I/O (hbfs_mount_dead: statfs,
- * not stat, which the kernel may answer from cached attributes long after
- * the process is gone). */
-static bool mount_dead(const char *root)
-{
-	return hbfs_mount_dead(root);
-}
-
-/* Detach the mount of a dead fs process (the kernel answers ENOTCONN).
+/* Detach the mount of a dead fs process (the kernel answers ENOTCONN;
+ * hbfs_mount_dead asks statfs, not stat, which the kernel may answer from
+ * cached attributes long after the process is gone).
  * Not hbfs_umount: it waits for the dead process to be reaped, which is
  * init's business once its parent daemon died. */
 static void detach_stale(const char *root)
 {
-	if (mount_dead(root))
+	if (hbfs_mount_dead(root))
 		umount2(root, MNT_DETACH);
 }
 
@@ -1206,7 +1199,7 @@ static bool fs_died(struct hbd *d, struct sbx *s)
 	char root[4200];
 
 	return s->sb && sbx_state_dir(d, s->rec.name, "root", root, sizeof(root)) == 0 &&
-	       mount_dead(root);
+	       hbfs_mount_dead(root);
 }
 
 /* Reap a dead fs process of ours: the daemon is a subreaper and the mount
