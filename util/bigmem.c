@@ -33,13 +33,19 @@ void bigmem_hint(void *p, size_t len)
 
 void bigmem_heap(size_t bytes)
 {
+	/* One arena: memory the walk's threads allocate lands in the advised
+	 * heap too. */
+	mallopt(M_ARENA_MAX, 1);
+	bigmem_main_heap(bytes);
+}
+
+void bigmem_main_heap(size_t bytes)
+{
 	uintptr_t huge = BIGMEM_MIN, start, end;
 	char *p;
 
-	/* One arena: memory the walk's threads allocate lands in the advised
-	 * heap too.  Blocks up to 32 MiB come from that heap, which grows by
-	 * `bytes` at a time and keeps what is freed, so the region stays whole. */
-	mallopt(M_ARENA_MAX, 1);
+	/* Blocks up to 32 MiB come from the main heap, which grows by `bytes`
+	 * at a time and keeps what is freed, so the region stays whole. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TOP_PAD, (int)bytes);
 	mallopt(M_TRIM_THRESHOLD, (int)(bytes * 2));

@@ -15,3 +15,8 @@ void bigmem_hint(void *p, size_t len);
  * snapshot of 30 000 files from 11 000 to under 1 000.  Call once, before
  * threads start; the process keeps what it frees until it exits. */
 void bigmem_heap(size_t bytes);
+/* The same for the main thread's heap only, other threads keeping their
+ * arenas (a multi-threaded server: no lock shared by all its allocations);
+ * for a process that builds its large structures before threads start
+ * (the fs process decoding a manifest). */
+void bigmem_main_heap(size_t bytes);
