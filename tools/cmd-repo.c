@@ -365,6 +365,9 @@ static int cmd_snapshot_restore(int argc, char **argv)
 	}
 	if (optind + 2 != argc)
 		return cli_usage("snapshot restore", "expects ID and DIR");
+	/* the manifest decoded and the plan built from it; before any thread
+	 * starts (opening an S3 repository starts some) */
+	bigmem_main_heap(64u << 20);
 	if ((r = cli_open_repo(&repo)) != 0)
 		return r;
 	r = repo_resolve(repo, argv[optind], &id);
