@@ -47,14 +47,12 @@ static uint64_t lower_charge(const struct hbfs *fs, uint32_t i)
 
 void quota_lower_init(struct hbfs *fs)
 {
-	uint32_t count = manifest_count(fs->m);
-	uint64_t sum = 0;
+	uint64_t sum;
 
 	if (!fs->upper_limit)
 		return;
-	for (uint32_t i = 0; i < count; i++)
-		if (manifest_node(fs->m, i)->hardlink == i)
-			sum += lower_charge(fs, i);
+	/* lower_charge's rule, for every group at once */
+	sum = manifest_file_bytes(fs->m, QUOTA_BLOCK);
 	pthread_mutex_lock(&fs->quota_lock);
 	fs->used += sum;
 	pthread_mutex_unlock(&fs->quota_lock);

@@ -1010,6 +1010,19 @@ const struct manifest_node *manifest_node(const struct manifest *m, uint32_t i)
 	return i < m->count ? &m->nodes[i] : NULL;
 }
 
+uint64_t manifest_file_bytes(const struct manifest *m, uint32_t block)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < m->count; i++) {
+		const struct manifest_node *n = &m->nodes[i];
+
+		if (n->hardlink == i && S_ISREG(n->mode))
+			sum += (n->size + block - 1) / block * block;
+	}
+	return sum;
+}
+
 const char *manifest_name(const struct manifest *m, uint32_t i)
 {
 	return i < m->count ? m->pool + m->nodes[i].name_off : NULL;

@@ -127,6 +127,10 @@ void manifest_free(struct manifest *m);
 const struct manifest_info *manifest_info(const struct manifest *m);
 uint32_t manifest_count(const struct manifest *m);
 const struct manifest_node *manifest_node(const struct manifest *m, uint32_t i);
+/* The bytes the regular files hold, each rounded up to a multiple of block
+ * and a hard-link group counted once: what a disk limit charges for the
+ * tree (fs/quota.c; a sandbox's --disk checked at create). */
+uint64_t manifest_file_bytes(const struct manifest *m, uint32_t block);
 /* NUL-terminated name of entry i ("" for the root). */
 const char *manifest_name(const struct manifest *m, uint32_t i);
 /* Inline content or symlink target of entry i (data_len bytes; NUL-terminated). */

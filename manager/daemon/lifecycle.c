@@ -888,7 +888,35 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 	return 0;
 }
 
-static int resolve_image(struct hbd *d, const char *image, char *hex)
+/* Room a sandbox needs beyond its image's files to start and run at all
+ * (its first directories, its journal's first records). */
+#define DISK_START_ROOM (1u << 20)
+
+/* Whether an image's files leave room under disk_bytes.  The limit counts
+ * the whole tree (fs/quota.c): an image that fills it could be created but
+ * never started (its init's first mkdir failing with ENOSPC). */
+static int image_fits(struct repo *repo, const struct oid *id, const char *image,
+		      uint64_t disk_bytes)
+{
+	struct manifest *m;
+	uint64_t files;
+	int r = repo_load_manifest(repo, id, &m);
+
+	if (r < 0)
+		return r;
+	files = manifest_file_bytes(m, 4096);
+	manifest_free(m);
+	if (files + DISK_START_ROOM <= disk_bytes)
+		return 0;
+	return hb_err(-EINVAL, "image '%s' holds %.1f MiB of files: a disk limit of %.1f MiB "
+		      "leaves no room to run it (give at least %.1f MiB)", image,
+		      files / 1048576.0, disk_bytes / 1048576.0,
+		      (files + DISK_START_ROOM) / 1048576.0);
+}
+
+/* The snapshot image names, as hex; with disk_bytes (0: no limit), checked
+ * to fit. */
+static int resolve_image(struct hbd *d, const char *image, uint64_t disk_bytes, char *hex)
 {
 	struct repo *repo;
 	char tag[200];
@@ -905,6 +933,8 @@ static int resolve_image(struct hbd *d, const char *image, char *hex)
 		if (r == -ENOENT)
 			r = hb_err(-ENOENT, "no image '%s' (see 'hiberbox image ls')", image);
 	}
+	if (r == 0 && disk_bytes)
+		r = image_fits(repo, &id, image, disk_bytes);
 	repo_close(repo);
 	if (r == 0)
 		oid_format(&id, hex);
@@ -995,7 +1025,7 @@ int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct s
 	if ((r = sbx_record_copy(&rec, req)) < 0)
 		return r;
 	pthread_mutex_lock(&d->images_lock);
-	if ((r = resolve_image(d, req->image, rec.base)) == 0) {
+	if ((r = resolve_image(d, req->image, req->disk_bytes, rec.base)) == 0) {
 		hbd_test_pause("create", req->name, d->test_create_pause_ms);
 		rec.latest[0] = rec.lower[0] = 0;
 		rec.state = SBX_SLEEPING;

@@ -356,6 +356,12 @@ more=$("$HB" exec dsk -- stat -c %s /more)
 "$HB" rm dsk >/dev/null || fail "rm dsk"
 "$HB" create dsk --image base --disk lots >/dev/null 2>"$T/err" && fail "create --disk lots"
 grep -q "bad --disk 'lots'" "$T/err" || fail "--disk lots: $(cat "$T/err")"
+# an image whose files fill the limit could be created but never started
+# (its first mkdir: ENOSPC); create says so and leaves nothing behind
+"$HB" create dsk --image base --disk 1M >/dev/null 2>"$T/err" && fail "create with an image bigger than --disk"
+grep -q "^hiberbox: image 'base' holds [0-9.]* MiB of files: a disk limit of 1.0 MiB leaves no room to run it (give at least [0-9.]* MiB)$" "$T/err" ||
+	fail "create with an image bigger than --disk: $(cat "$T/err")"
+"$HB" inspect dsk >/dev/null 2>&1 && fail "a refused create left sandbox dsk"
 "$HB" --json inspect a | grep -q '"disk_bytes": 0' || fail "a sandbox created without --disk has a disk limit"
 
 step "API: bad requests get clear errors, the daemon survives them"
