@@ -45,7 +45,17 @@ first_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
 again_s=$(awk -v a="$t2" -v b="$t3" 'BEGIN {printf "%.3f", b - a}')
 log "unchanged re-snapshot: repo +$((r2 - r1)) bytes (manifest $(manifest_bytes "$s2")); $first_s s, then $again_s s"
 # Loose sanity only (timing belongs in bench/): not reading makes it faster.
-if awk -v f="$first_s" -v a="$again_s" 'BEGIN {exit !(f > 1.0 && a * 2 > f)}'; then
+# One run can be slowed by the machine (a stall, a busy neighbour), so a
+# slow one is timed again, twice at most, and the fastest counts.
+slower_than_half() { awk -v f="$first_s" -v a="$1" 'BEGIN {exit !(f > 1.0 && a * 2 > f)}'; }
+for _ in 1 2; do
+	slower_than_half "$again_s" || break
+	t2=$(date +%s.%N)
+	snapshot_create "$T/tree" >/dev/null
+	t3=$(date +%s.%N)
+	again_s=$(awk -v a="$again_s" -v b="$t2" -v c="$t3" 'BEGIN {t = c - b; printf "%.3f", t < a ? t : a}')
+done
+if slower_than_half "$again_s"; then
 	bad "unchanged re-snapshot took $again_s s, the first $first_s s"
 fi
 
