@@ -100,9 +100,13 @@ for i in $(seq 200); do touch "$M/badversion/f$i" 2>/dev/null; done
 sleep 1 # the precreation pool refills
 fds_after=$(ls /proc/"$pid"/fd | wc -l)
 files_after=$(find "$T/upper" -type f | wc -l)
-[ "$fds_after" -le $((fds_before + 20)) ] ||
+# The pool of precreated data files (fs/upper.c: refilled 32 at a time
+# below 64) holds 64..95 once refilled, and the first count may find it
+# still refilling after the creates above (59): up to 36 more after, with
+# nothing leaked.  A leak per refusal is 200.
+[ "$fds_after" -le $((fds_before + 40)) ] ||
 	bad "200 refused creates left the fs with $fds_after fds open (was $fds_before)"
-[ "$files_after" -le $((files_before + 20)) ] ||
+[ "$files_after" -le $((files_before + 40)) ] ||
 	bad "200 refused creates left $files_after files in the upper (was $files_before)"
 
 log "an access ACL the kernel cannot parse grants nothing; chmod keeps it"

@@ -48,13 +48,7 @@ model_tree() {
 
 # wait_gone PID: until the process has exited (a zombie has closed its files).
 wait_gone() {
-	local i
-	for i in $(seq 500); do
-		[ -d "/proc/$1" ] || return 0
-		grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null && return 0
-		sleep 0.01
-	done
-	fail "the fs process $1 is still alive 5 s after SIGKILL"
+	fs_gone "$1" || fail "the fs process $1 is still alive a minute after SIGKILL"
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }

@@ -13,9 +13,10 @@ M="$T/mnt"
 LOG="$HIBERBOX_HOME/fs.log"
 
 # wait_log FROM_LINE PATTERN: the first line after FROM_LINE matching PATTERN
+# (a minute at most: a loaded machine can take seconds)
 wait_log() {
 	local i
-	for i in $(seq 100); do
+	for i in $(seq 600); do
 		if [ -f "$LOG" ] && tail -n +"$(( $1 + 1 ))" "$LOG" | grep -m1 -E "$2"; then
 			return 0
 		fi

@@ -161,16 +161,24 @@ PY
 # kill_and_check: SIGKILL the fs process of $M, mount $U again, and compare
 # with $T/native.
 kill_and_check() {
-	local what=$1 pid
-	pid=$(fs_pid "$M")
-	kill -KILL "$pid"
-	for _ in $(seq 500); do [ -d "/proc/$pid" ] || break; sleep 0.01; done
+	local what=$1
+	fs_kill "$M"
 	fs_umount "$M"
 	fs_mount "$ID" "$M" --upper "$U"
 	[ -e "$U/journal.new" ] && bad "$what: journal.new is left after a remount"
 	diff <(tree_state "$T/native") <(tree_state "$M") >"$T/diff" ||
 		bad "$what: the tree after a remount is not the tree before the kill: $(head -20 "$T/diff")"
 	fs_umount "$M"
+}
+
+# wait_compacted N: until fs.log tells of more than N compactions (a
+# minute at most: a loaded machine can take seconds)
+wait_compacted() {
+	local end=$((SECONDS + 60))
+	until [ "$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")" -gt "$1" ]; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.01
+	done
 }
 
 FIFO="$T/compact.fifo"
@@ -196,10 +204,7 @@ log "SIGKILL after a compaction that took changes made while it ran"
 held_compaction "$T/upper-kill2"
 compactions=$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")
 : >"$FIFO" # let it go on
-for _ in $(seq 500); do
-	[ "$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")" -gt "$compactions" ] && break
-	sleep 0.01
-done
+wait_compacted "$compactions"
 [ -e "$U/journal.new" ] && fail "the compaction did not switch journals"
 [ "$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")" -gt "$compactions" ] || fail "the compaction did not finish"
 printf 'after the switch\n' >"$M/last" && printf 'after the switch\n' >"$T/native/last"
@@ -245,10 +250,7 @@ log "... and compacts"
 compactions=$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")
 HIBERBOX_FS_TEST_COMPACT_BYTES=1 fs_mount "$ID" "$M" --upper "$U"
 touch "$M/d"
-for _ in $(seq 500); do
-	[ "$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")" -gt "$compactions" ] && break
-	sleep 0.01
-done
+wait_compacted "$compactions"
 [ "$(grep -c "journal compacted" "$HIBERBOX_HOME/fs.log")" -gt "$compactions" ] || bad "no compaction of the old journal"
 fs_umount "$M"
 fs_mount "$ID" "$M" --upper "$U"

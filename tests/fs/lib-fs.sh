@@ -84,11 +84,12 @@ except OSError as e:
     print(errno.errorcode[e.errno])' "$2" "$1"
 }
 
-# df_wait_avail PATH BYTES: wait (up to 10 s) until statfs shows more than
-# BYTES free: a deleted file's space comes back when the kernel forgets it.
+# df_wait_avail PATH BYTES: wait (up to 60 s: only a hang takes that long,
+# a loaded machine can take seconds) until statfs shows more than BYTES
+# free: a deleted file's space comes back when the kernel forgets it.
 df_wait_avail() {
 	python3 -c 'import os, sys, time
-end = time.monotonic() + 10
+end = time.monotonic() + 60
 while True:
     s = os.statvfs(sys.argv[1])
     if s.f_bavail * s.f_frsize > int(sys.argv[2]):
@@ -111,17 +112,46 @@ for m in json.loads(sys.argv[1]):
 # The pid of the process serving a mountpoint.
 fs_pid() { fs_mount_field "$1" pid; }
 
+# fs_gone PID: wait until the process has exited (a zombie has closed its
+# files, the upper's lock among them); 1 if it is still there after a
+# minute (a SIGKILLed process takes a moment to go, longer on a loaded
+# machine; only a stuck one takes that long).
+fs_gone() {
+	local end=$((SECONDS + 60))
+	while [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.01
+	done
+}
+
 # fs_kill MOUNTPOINT: SIGKILL the process serving it and wait until it is
-# gone (or a zombie): the mount is then dead, as after a crash.
+# gone: the mount is then dead, as after a crash.
 fs_kill() {
 	local pid
 	pid=$(fs_pid "$1")
 	kill -KILL "$pid"
-	for _ in $(seq 500); do
-		[ -d "/proc/$pid" ] || break
-		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
-		sleep 0.01
-	done
+	fs_gone "$pid" || fail "the fs process $pid of $1 is still alive a minute after SIGKILL"
+}
+
+# fs_wait_dead MOUNTPOINT [RUNNER...]: wait until the mount of a killed fs
+# process answers ENOTCONN (a minute at most), asking through RUNNER (as_user
+# for a mount without allow_other).  On io_uring the kernel first answers
+# ECANCELED, then ECONNABORTED, while it tears the dead process's rings
+# down: ~20 ms here, longer on a loaded machine (see hbfs_mount_dead).
+fs_wait_dead() {
+	"${@:2}" python3 -c 'import errno, os, sys, time
+end = time.monotonic() + 60
+while True:
+    try:
+        os.statvfs(sys.argv[1])
+        last = "an answer"
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            sys.exit(0)
+        last = errno.errorcode.get(e.errno, str(e.errno))
+    if time.monotonic() > end:
+        sys.exit("%s: still %s a minute after its fs process was killed" % (sys.argv[1], last))
+    time.sleep(0.01)' "$1"
 }
 
 # fs_commit MOUNTPOINT [ARGS...]: prints the new id (validated).

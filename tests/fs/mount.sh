@@ -111,7 +111,7 @@ ctimes=$(cd "$M" && stat -c '%n %z' tree/src-moved sem/hl2 killed.txt ct-written
 pid=$(fs_pid "$M")
 [ -n "$pid" ] || fail "no pid for $M"
 kill -KILL "$pid"
-sleep 0.3
+fs_wait_dead "$M" || bad "the mount of a killed fs process did not go dead"
 start=$(date +%s%N)
 if timeout 10 ls "$M" >/dev/null 2>"$T/ls.err"; then
 	bad "listing a dead mount succeeded"

@@ -95,7 +95,7 @@ as_user sh -c "echo after-commit >'$U/m/late.txt'" || bad "write after remount f
 pid=$(nb mounts --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["pid"])')
 [ -n "$pid" ] || fail "no pid in mounts --json"
 kill -KILL "$pid"
-sleep 0.2
+fs_wait_dead "$U/m" as_user || bad "the mount of a killed fs process did not go dead"
 err=$(as_user stat "$U/m/late.txt" 2>&1) && bad "stat on a dead mount succeeded"
 expect_in "$err" "not connected" "a dead mount answers ENOTCONN" || true
 nb_ok umount "$U/m"

@@ -77,7 +77,7 @@ read -r total used2 avail < <(df_of "$M")
 [ "$used2" -lt $((used - fill + (1 << 20) + 65536)) ] || bad "truncating fill down to 1 MiB: used $used -> $used2"
 C=$(fs_commit "$M") || exit 1
 rm "$M/fill" || bad "deleting on a full upper"
-for _ in $(seq 200); do # the data file goes when the kernel forgets the node
+for _ in $(seq 1200); do # the data file goes when the kernel forgets the node (60 s at most)
 	read -r total used3 avail < <(df_of "$M")
 	[ "$avail" -gt $((LIMIT - LOWER - 300000 - 200000)) ] && break
 	sleep 0.05

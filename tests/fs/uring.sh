@@ -118,7 +118,7 @@ sleep 0.3
 kill "$busy" 2>/dev/null
 wait "$busy" 2>/dev/null
 if timeout 5 stat "$K/kept" >/dev/null 2>&1; then fail "the dead mount still answers"; fi
-timeout 10 "$HIBERBOX" umount "$K" >/dev/null 2>&1 || fail "umount of the dead mount"
+timeout 60 "$HIBERBOX" umount "$K" >/dev/null 2>&1 || fail "umount of the dead mount"
 fs_mount "$C" "$K" --upper "$T/upper-kill"
 [ "$(cat "$K/kept")" = before ] || fail "a write before the kill was lost"
 fs_umount "$K"
