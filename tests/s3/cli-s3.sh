@@ -138,7 +138,7 @@ log "dead server -> exit $rc after $took s: $(head -n 1 "$T/err3")"
 node --openssl-legacy-provider "$S3DIR/server.js" --dir "$T/s3/data" --port "$port" --bucket hbtest \
 	>"$T/s3/ready" 2>>"$T/s3/server.log" &
 echo $! >"$T/s3/pid"
-for _ in $(seq 100); do grep -q READY "$T/s3/ready" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q READY "$T/s3/ready" && break; sleep 0.1; done # (a minute at most)
 grep -q READY "$T/s3/ready" || fail "S3 test server did not come back"
 restore_and_compare first "$T/src.json" "first snapshot after the crash" || true
 restore_and_compare second "$T/src2.json" "second snapshot after the crash" || true

@@ -29,7 +29,8 @@ start)
 	node --openssl-legacy-provider "$here/server.js" --dir "$state/data" "${args[@]}" \
 		>"$state/ready" 2>"$state/server.log" &
 	echo $! >"$state/pid"
-	for _ in $(seq 200); do
+	# node takes ~1 s to be ready here; a minute at most on a loaded machine
+	for _ in $(seq 600); do
 		grep -q '^READY' "$state/ready" 2>/dev/null && break
 		kill -0 "$(cat "$state/pid")" 2>/dev/null || break
 		sleep 0.1
