@@ -45,6 +45,25 @@ fail() {
 }
 step() { echo "== $* ($(( $(date +%s) - START ))s)"; }
 state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
+# Waits below are for a condition, up to a minute: a loaded machine can be
+# seconds late with anything, and only a hang takes that long.
+# wait_for_procs NAME N: until sandbox NAME has N processes
+wait_for_procs() { for _ in $(seq 600); do [ "$("$HB" --json inspect "$1" | sed -n 's/.*"processes": \([0-9]*\).*/\1/p')" = "$2" ] && return 0; sleep 0.1; done; return 1; }
+# wait_gone PID...: until each has exited (a zombie has closed its files and
+# let go of its locks): a process killed with -9 is not gone at once
+wait_gone() {
+	local p
+	for p in "$@"; do
+		for _ in $(seq 600); do
+			[ -d "/proc/$p" ] && [ "$(sed -n 's/^State:\t\(.\).*/\1/p' "/proc/$p/status" 2>/dev/null)" != Z ] || continue 2
+			sleep 0.1
+		done
+		fail "process $p still alive a minute after SIGKILL"
+	done
+}
+# log_capped LOG: until the daemon has trimmed LOG to its cap (it does on
+# its ticks, every 0.5 s, which a loaded machine delays)
+log_capped() { for _ in $(seq 600); do [ "$(stat -c %s "$1")" -le $((64 << 20)) ] && return 0; sleep 0.1; done; return 1; }
 repo_bytes() { du -sb "$HIBERBOX_HOME/repo" | cut -f1; }
 
 # An image: static busybox, its applets, a passwd with an unprivileged user.
@@ -172,15 +191,17 @@ t1=$(date +%s%N)
 [ "$rc" = 137 ] || fail "timeout: exit $rc, expected 137"
 [ "$(cat "$T/err")" = "hiberbox: a: killed: its --timeout ran out" ] ||
 	fail "timeout: stderr '$(cat "$T/err")'"
-[ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "timeout took $(( (t1 - t0) / 1000000 )) ms"
+# the command sleeps 20 s: 15 s tells the --timeout from its end, with
+# room for a slow machine
+[ $(( (t1 - t0) / 1000000 )) -lt 15000 ] || fail "timeout took $(( (t1 - t0) / 1000000 )) ms"
 t0=$(date +%s%N)
 "$HB" exec --timeout 1 a -- sh -c 'exec >&- 2>&-; sleep 20'; rc=$?
-[ "$rc" = 137 ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+[ "$rc" = 137 ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 15000 ] ||
 	fail "timeout of a command without stdout/stderr: exit $rc"
 # a background child holding stdout does not hold the exec
 t0=$(date +%s%N)
 out=$("$HB" exec a -- sh -c 'echo fg; sleep 20 & echo done')
-[ "$out" = "$(printf 'fg\ndone')" ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+[ "$out" = "$(printf 'fg\ndone')" ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 15000 ] ||
 	fail "exec with a background child: '$out' after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 "$HB" exec a -- sh -c 'kill $(pidof sleep) 2>/dev/null; true'
 out=$(printf 'line1\nline2\n' | "$HB" exec -i a -- wc -l)
@@ -204,7 +225,7 @@ rm -f "$T/bigin"
 # a command that ends without reading stdin ends the exec at once
 t0=$(date +%s%N)
 out=$("$HB" exec -i a -- echo quick < <(sleep 20))
-[ "$out" = quick ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] ||
+[ "$out" = quick ] && [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 15000 ] ||
 	fail "-i with unread stdin: '$out' after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 out=$("$HB" exec a --env EXTRA=1 --cwd /etc -- sh -c 'echo $GREETING $EXTRA $(pwd)')
 [ "$out" = "hi 1 /etc" ] || fail "env/cwd: '$out'"
@@ -223,17 +244,20 @@ grep -q "uid=1234 gid=55" <<<"$out" || fail "--user 1234:55: '$out'"
 	fail "missing --cwd: $rc $(cat "$T/err")"
 "$HB" exec nosuch -- true 2>"$T/err"; rc=$?
 [ "$rc" = 125 ] && grep -q "no sandbox named 'nosuch'" "$T/err" || fail "exec on missing: $rc $(cat "$T/err")"
-# output is streamed as produced, not at the end
-"$HB" exec a -- sh -c 'echo first; sleep 3; echo second' > "$T/stream" &
+# output is streamed as produced, not at the end: the command cannot end
+# before the test lets it, so 'first' seen before that was streamed
+"$HB" exec a -- rm -f /tmp/stream-go
+"$HB" exec a -- sh -c 'echo first; while [ ! -e /tmp/stream-go ]; do sleep 0.1; done; echo second' > "$T/stream" &
 sp=$!
-sleep 1.5
+for _ in $(seq 600); do [ -s "$T/stream" ] && break; sleep 0.1; done
 [ "$(cat "$T/stream")" = first ] || fail "output not streamed: '$(cat "$T/stream")'"
+"$HB" exec a -- mkdir /tmp/stream-go
 wait $sp
+[ "$(cat "$T/stream")" = "$(printf 'first\nsecond')" ] || fail "streamed output: '$(cat "$T/stream")'"
 # a client that goes away takes its command with it
-timeout 1 "$HB" exec a -- sleep 30
-sleep 0.6
-n=$("$HB" --json inspect a | sed -n 's/.*"processes": \([0-9]*\).*/\1/p')
-[ "$n" = 0 ] || fail "a command outlived its client ($n processes)"
+timeout 1 "$HB" exec a -- sleep 300
+wait_for_procs a 0 ||
+	fail "a command outlived its client ($("$HB" --json inspect a | sed -n 's/.*"processes": \([0-9]*\).*/\1/p') processes)"
 # concurrent execs in one sandbox
 for i in 1 2 3 4; do "$HB" exec a -- sh -c "sleep 1; echo $i" > "$T/par$i" & done
 wait
@@ -250,14 +274,14 @@ out=$("$HB" exec -t --user user a -- sh -c 'ls /dev/pts/$(basename $(tty)) && st
 [ "$rc" = 1 ] || fail "exec without -t has a terminal (tty: exit $rc)"
 # -it from a terminal (script gives the CLI one): ^C reaches the foreground
 # job only, exit codes come back, the terminal is put back as it was
-# wait_in CMD...: until CMD succeeds inside sandbox a (at most 10 s)
-wait_in() { for _ in $(seq 100); do "$HB" exec a -- "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# wait_in CMD...: until CMD succeeds inside sandbox a (at most 30 s)
+wait_in() { for _ in $(seq 300); do "$HB" exec a -- "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 t0=$(date +%s)
 { sleep 1; printf 'sleep 60\n'; wait_in pidof sleep; printf '\003'; sleep 0.5; printf 'echo alive $?\nexit 3\n'; } |
 	timeout 90 script -qec "stty -g > $T/stty.before; $HB exec -it a -- sh; rc=\$?; stty -g > $T/stty.after; exit \$rc" \
 	/dev/null > "$T/ts" 2>&1; rc=$?
 [ "$rc" = 3 ] || fail "exec -it: exit $rc ($(tr -d '\r' < "$T/ts" | tail -5))"
-[ $(( $(date +%s) - t0 )) -lt 30 ] || fail "exec -it: ^C did not stop sleep"
+[ $(( $(date +%s) - t0 )) -lt 50 ] || fail "exec -it: ^C did not stop sleep" # (sleep 60)
 tr -d '\r' < "$T/ts" | grep -q '^alive 130$' || fail "exec -it: no 'alive 130' after ^C: $(tr -d '\r' < "$T/ts" | tail -5)"
 cmp -s "$T/stty.before" "$T/stty.after" || fail "exec -it left the local terminal changed"
 # a change of the local terminal's size reaches the command (SIGWINCH)
@@ -292,12 +316,14 @@ rc=$?
 out=$("$HB" exec lim -- sh -c '(i=0; while [ $i -lt 60 ]; do sleep 2 & i=$((i+1)); done) 2>/dev/null
 	set -- /proc/[0-9]*; echo $#' 2>/dev/null)
 [ -n "$out" ] && [ "$out" -le 20 ] || fail "fork bomb: $out processes with --pids 20"
-sleep 2.5
-[ "$("$HB" exec lim -- echo alive)" = alive ] || fail "lim unusable after the fork bomb"
+# the bomb's sleeps end 2 s after they began, and give their pids back
+alive=
+for _ in $(seq 60); do alive=$("$HB" exec lim -- echo alive 2>/dev/null) && break; sleep 1; done
+[ "$alive" = alive ] || fail "lim unusable after the fork bomb"
 "$HB" daemon status >/dev/null || fail "the daemon died with the memory hog"
 "$HB" exec lim -- sh -c 'echo started; exec sleep 60' >"$T/out" 2>"$T/err" &
 killed=$!
-for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$T/out" ] && break; sleep 0.1; done
 "$HB" rm lim >/dev/null || fail "rm lim"
 wait $killed; rc=$?
 [ "$rc" = 137 ] && [ "$(cat "$T/err")" = "hiberbox: lim: killed: the sandbox was removed" ] ||
@@ -332,7 +358,7 @@ df_total() { "$HB" exec dsk -- busybox df -k / | awk 'NR == 2 { print $2 }'; }
 grep -q "No space left" "$T/err" || fail "dd past --disk: $(cat "$T/err")"
 [ "$("$HB" exec dsk -- cat /keep)" = kept ] || fail "/keep lost when the disk limit was hit"
 "$HB" exec dsk -- rm /fill || fail "rm /fill in a full sandbox"
-for _ in $(seq 50); do # the space comes back when the fs forgets the file
+for _ in $(seq 300); do # the space comes back when the fs forgets the file
 	"$HB" exec dsk -- dd if=/dev/zero of=/again bs=1M count=4 2>/dev/null >/dev/null && break
 	sleep 0.1
 done
@@ -445,20 +471,20 @@ grep -q "No such file" "$T/err" || fail "cp of a missing Latin-1 name: $(cat "$T
 step "detached process and logs; cp in and out"
 pid=$("$HB" exec -d a -- sh -c 'echo started; sleep 1; echo finished')
 [ -n "$pid" ] || fail "exec -d printed no pid"
-sleep 2
+for _ in $(seq 600); do "$HB" logs a "$pid" 2>/dev/null | grep -q finished && break; sleep 0.1; done
 out=$("$HB" logs a "$pid")
 [ "$out" = "$(printf 'started\nfinished')" ] || fail "logs: '$out'"
 # --timeout holds for a detached command too (it was ignored)
 pid=$("$HB" exec -d --timeout 1 a -- sleep 30)
-for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "a detached command outlived its --timeout"
 "$HB" exec --timeout=-1 a -- true 2>"$T/err" && fail "a negative timeout was taken"
 grep -q "bad duration '-1'" "$T/err" || fail "negative timeout: $(cat "$T/err")"
 # A log is a host file: past 64 MiB its oldest output goes, the newest stays.
 pid=$("$HB" exec -d a -- sh -c 'head -c 200000000 /dev/zero; echo; echo the-end; sleep 4')
 log=$HIBERBOX_HOME/sandboxes/a/logs/$pid.log
-for _ in $(seq 60); do grep -q the-end "$log" 2>/dev/null && break; sleep 0.25; done
-sleep 1.5 # a tick or two of the daemon's
+for _ in $(seq 240); do grep -q the-end "$log" 2>/dev/null && break; sleep 0.25; done
+log_capped "$log"
 size=$(stat -c %s "$log")
 [ "$size" -le $((64 << 20)) ] || fail "a detached command's log grew to $size bytes"
 [ "$("$HB" logs a "$pid" | tail -n 1)" = the-end ] || fail "the newest output of a trimmed log is gone"
@@ -468,8 +494,8 @@ rm -f "$log" # not to count as a sleeping sandbox's local bytes below
 # the cap holds for as long as anything writes it.
 pid=$("$HB" exec -d a -- sh -c '(sleep 1; head -c 200000000 /dev/zero; echo; echo orphan-end) & exit 0')
 log=$HIBERBOX_HOME/sandboxes/a/logs/$pid.log
-for _ in $(seq 80); do tail -c 100 "$log" 2>/dev/null | grep -q orphan-end && break; sleep 0.25; done
-sleep 1.5
+for _ in $(seq 240); do tail -c 100 "$log" 2>/dev/null | grep -q orphan-end && break; sleep 0.25; done
+log_capped "$log"
 size=$(stat -c %s "$log")
 [ "$size" -le $((64 << 20)) ] || fail "the log of a detached command's orphan grew to $size bytes"
 [ "$("$HB" logs a "$pid" | tail -n 1)" = orphan-end ] || fail "the orphan's newest output is gone"
@@ -604,7 +630,7 @@ out=$("$HB" exec -t a -- cat /work/file | tr -d '\r') || fail "exec -t on a slee
 # a command the sleep kills says so (137 alone reads as its own crash)
 "$HB" exec a -- sh -c 'echo started; exec sleep 60' >"$T/out" 2>"$T/err" &
 killed=$!
-for _ in $(seq 100); do [ -s "$T/out" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$T/out" ] && break; sleep 0.1; done
 "$HB" sleep a >/dev/null || fail "sleep with a command running"
 wait $killed; rc=$?
 [ "$rc" = 137 ] || fail "command killed by sleep: exit $rc"
@@ -627,9 +653,9 @@ step "fork isolation; two sandboxes see neither files nor processes of each othe
 "$HB" exec a -- sh -c 'echo parent-later > /later' || fail "parent write"
 "$HB" exec b -- test -e /later && fail "parent's later write visible in the fork"
 bgpid=$("$HB" exec -d a -- sleep 300)
-sleep 0.3
-"$HB" exec b -- ps | grep -q "sleep 300" && fail "b sees a's process"
+for _ in $(seq 600); do "$HB" exec a -- ps | grep -q "sleep 300" && break; sleep 0.1; done
 "$HB" exec a -- ps | grep -q "sleep 300" || fail "a does not see its own process"
+"$HB" exec b -- ps | grep -q "sleep 300" && fail "b sees a's process"
 n=$("$HB" exec b -- sh -c 'ls /proc | grep -c "^[0-9]"')
 [ "$n" -lt 6 ] || fail "b sees $n processes"
 
@@ -638,7 +664,7 @@ step "daemon kill -9: running sandboxes are re-adopted"
 init_before=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
 dp=$(daemon_pid)
 kill -9 "$dp"
-sleep 0.3
+wait_gone "$dp"
 [ "$("$HB" exec a -- cat /unsaved)" = unsaved ] || fail "write lost over a daemon crash"
 init_after=$("$HB" --json inspect a | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
 [ "$init_before" = "$init_after" ] || fail "a was not re-adopted (init $init_before -> $init_after)"
@@ -652,24 +678,25 @@ lpid=$("$HB" exec -d a -- sh -c 'sleep 2; head -c 200000000 /dev/zero; echo; ech
 	fail "exec -d of a log writer"
 log=$HIBERBOX_HOME/sandboxes/a/logs/$lpid.log
 t0=$(date +%s)
-kill -9 "$(daemon_pid)"
-sleep 0.3
+dp=$(daemon_pid)
+kill -9 "$dp"
+wait_gone "$dp"
 "$HB" --json inspect a > "$T/inspect.out" || fail "inspect a after the daemon died"
 for p in "$tpid" "$lpid"; do
 	python3 -c 'import json, sys; sys.exit(int(sys.argv[2]) not in json.load(open(sys.argv[1]))["detached_pids"])' \
 		"$T/inspect.out" "$p" || fail "detached pid $p is not listed after the restart: $(grep -A3 detached_pids "$T/inspect.out")"
 done
-for _ in $(seq 80); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 300); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done # (sleep 60)
 kill -0 "$tpid" 2>/dev/null && fail "a detached command outlived its --timeout over a daemon restart"
 [ $(( $(date +%s) - t0 )) -ge 3 ] || fail "the --timeout of a re-adopted command ran out early"
-for _ in $(seq 80); do tail -c 100 "$log" 2>/dev/null | grep -q after-restart && break; sleep 0.25; done
-sleep 1.5 # a tick or two of the daemon's
+for _ in $(seq 240); do tail -c 100 "$log" 2>/dev/null | grep -q after-restart && break; sleep 0.25; done
+log_capped "$log"
 size=$(stat -c %s "$log")
 [ "$size" -le $((64 << 20)) ] || fail "the log of a re-adopted detached command grew to $size bytes"
 [ "$("$HB" logs a "$lpid" | tail -n 1)" = after-restart ] || fail "the newest output of a re-adopted command's log is gone"
-for _ in $(seq 80); do kill -0 "$lpid" 2>/dev/null || break; sleep 0.1; done
-sleep 1
 rows() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM detached WHERE pid=?", (int(sys.argv[2]),)).fetchone()[0])' "$HIBERBOX_HOME/sandboxes.db" "$1"; }
+# the rows go at the daemon's first tick after the commands end
+for _ in $(seq 600); do [ "$(rows "$lpid")" = 0 ] && [ "$(rows "$tpid")" = 0 ] && break; sleep 0.1; done
 [ "$(rows "$lpid")" = 0 ] && [ "$(rows "$tpid")" = 0 ] || fail "the registry still lists ended detached commands"
 [ "$(rows "$bgpid")" = 1 ] || fail "the registry does not list a's running detached command"
 rm -f "$log"
@@ -689,8 +716,9 @@ kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
 kcg=$(sed -n 's/^[0-9]*:pids:\(.*\)/\/sys\/fs\/cgroup\/pids\1/p' "/proc/$kinit/cgroup")
 [ -n "$kcg" ] || kcg=/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$kinit/cgroup")
 [ -d "$kcg" ] || fail "k's cgroup $kcg not found"
-kill -9 "$(daemon_pid)" "$kinit"
-sleep 0.3
+dp=$(daemon_pid)
+kill -9 "$dp" "$kinit"
+wait_gone "$dp" "$kinit"
 [ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init and daemon were killed"
 [ ! -d "$kcg" ] || fail "the cgroup of an init that died with the daemon was left: $kcg"
 "$HB" rm k >/dev/null || fail "rm k"
@@ -701,7 +729,7 @@ fspid=$(fs_pid_of b)
 [ -n "$fspid" ] || fail "no fs process for b"
 dp=$(daemon_pid)
 kill -9 "$dp" "$fspid"
-sleep 0.3
+wait_gone "$dp" "$fspid"
 [ "$("$HB" exec b -- cat /crash)" = crash ] || fail "write lost when daemon and fs died"
 [ "$("$HB" exec b -- cat /work/file)" = fork ] || fail "b lost older data"
 
@@ -710,7 +738,6 @@ step "an fs process killed under a live daemon: the upper is committed, the sand
 "$HB" exec fsd -- sh -c 'echo before-fs-death > /fsd' || fail "write fsd"
 "$HB" exec fsd -- sleep 60 2>"$T/err" &
 ep=$!
-wait_for_procs() { for _ in $(seq 100); do [ "$("$HB" --json inspect "$1" | sed -n 's/.*"processes": \([0-9]*\).*/\1/p')" = "$2" ] && return 0; sleep 0.1; done; return 1; }
 wait_for_procs fsd 1 || fail "the sleep in fsd did not start"
 fspid=$(fs_pid_of fsd)
 kill -9 "$fspid"
@@ -794,7 +821,7 @@ gcg=$(sed -n 's/^[0-9]*:pids:\(.*\)/\/sys\/fs\/cgroup\/pids\1/p' "/proc/$ginit/c
 binit=$("$HB" --json inspect b | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
 "$HB" rm gone >/dev/null 2>&1 &
 rp=$!
-for _ in $(seq 100); do grep -q "test pause: rm gone" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "test pause: rm gone" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
 grep -q "test pause: rm gone" "$HIBERBOX_HOME/hiberboxd.log" || fail "the rm of gone did not reach its pause"
 kill -9 "$(daemon_pid)"
 wait $rp
@@ -830,7 +857,7 @@ cgprefix=$(sed -n 's/^[0-9]*:[^:]*:.*\/\(hbd-[0-9a-f]*-[0-9]*\)-[0-9]*$/\1/p' "/
 HIBERBOX_TEST_WAKE_PAUSE_MS=10000 "$HB" ls >/dev/null || fail "ls starting the daemon"
 "$HB" wake b >/dev/null 2>&1 &
 wp=$!
-for _ in $(seq 100); do grep -q "test pause: wake b" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "test pause: wake b" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
 grep -q "test pause: wake b" "$HIBERBOX_HOME/hiberboxd.log" || fail "the wake of b did not reach its pause"
 wcgs=$(find /sys/fs/cgroup -maxdepth 5 -type d -name "$cgprefix-*")
 winit=$(cat $(printf '%s/cgroup.procs\n' $wcgs) 2>/dev/null | sort -u | head -1)
@@ -851,12 +878,12 @@ step "idle timeout"
 [ "$(awk '$1 == "idle" { print $NF }' "$T/ls.out")" = 2s ] || fail "ls idle timeout: $(cat "$T/ls.out")"
 [ "$(awk '$1 == "b" { print $NF }' "$T/ls.out")" = off ] || fail "ls without idle timeout: $(cat "$T/ls.out")"
 "$HB" exec idle -- true
-for i in $(seq 1 40); do
+for i in $(seq 1 240); do
 	[ "$(state_of idle)" = sleeping ] && break
 	sleep 0.25
 done
 [ "$(state_of idle)" = sleeping ] || fail "idle sandbox did not sleep"
-"$HB" exec -d idle -- sleep 5 >/dev/null
+"$HB" exec -d idle -- sleep 10 >/dev/null
 sleep 3
 [ "$(state_of idle)" = running ] || fail "a sandbox with a live process went to sleep"
 
@@ -884,7 +911,7 @@ wait $dl || fail "the download failed (curl exit $?)"
 [ "$(cat "$T/dl.code")" = 200 ] && [ "$(md5sum <"$T/big.out" | cut -d' ' -f1)" = "$sum" ] ||
 	fail "download beside a sleep: HTTP $(cat "$T/dl.code"), $(stat -c %s "$T/big.out") bytes of 52428800, or not the file"
 rm -f "$T/big.out"
-for _ in $(seq 40); do [ "$(state_of xfer)" = sleeping ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(state_of xfer)" = sleeping ] && break; sleep 0.25; done
 [ "$(state_of xfer)" = sleeping ] || fail "xfer did not go idle to sleep once its download ended"
 grep -q "$HIBERBOX_HOME/sandboxes/xfer/root" /proc/mounts && fail "xfer asleep with its root mounted"
 "$HB" rm xfer >/dev/null || fail "rm xfer"
@@ -893,7 +920,7 @@ grep -q "$HIBERBOX_HOME/sandboxes/xfer/root" /proc/mounts && fail "xfer asleep w
 "$HB" exec held -- sh -c 'echo kept > /held' || fail "write held:/held"
 (cd "$HIBERBOX_HOME/sandboxes/held/root" && exec sleep 30) &
 holder=$!
-sleep 0.3
+for _ in $(seq 600); do [ "$(readlink "/proc/$holder/cwd")" = "$HIBERBOX_HOME/sandboxes/held/root" ] && break; sleep 0.1; done
 code=$(api -X POST http://x/v1/sandboxes/held/sleep)
 [ "$code" = 409 ] && grep -q 'sleep held: it keeps running: unmounting .*: in use on the host' "$T/api.out" ||
 	fail "sleep with the root in use on the host: HTTP $code ($(cat "$T/api.out"))"
@@ -950,7 +977,7 @@ step "an image removed while a sandbox is created from it"
 HIBERBOX_TEST_CREATE_PAUSE_MS=3000 "$HB" ls >/dev/null || fail "ls starting the daemon"
 "$HB" create racer --image racy >/dev/null 2>"$T/create.err" &
 cp=$!
-for _ in $(seq 100); do grep -q "test pause: create racer" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "test pause: create racer" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
 grep -q "test pause: create racer" "$HIBERBOX_HOME/hiberboxd.log" || fail "the create of racer did not reach its pause"
 "$HB" image rm racy 2>"$T/err" && fail "removed an image while a sandbox was created from it"
 grep -q "used by sandbox 'racer'" "$T/err" || fail "image rm during a create: $(cat "$T/err")"
@@ -977,11 +1004,13 @@ local_bytes=$(du -sbx "$HIBERBOX_HOME/sandboxes" | cut -f1)
 [ "$local_bytes" -lt 2000000 ] || fail "sleeping sandboxes hold $local_bytes local bytes"
 
 step "gc and snapshot rm beside sandboxes that sleep and wake"
+# 15 s, and at least 5 rounds each however slow the machine
 end=$(( $(date +%s) + 15 ))
+churners=()
 for i in 1 2; do
 	(
 		n=0
-		while [ "$(date +%s)" -lt "$end" ]; do
+		while [ "$n" -lt 5 ] || [ "$(date +%s)" -lt "$end" ]; do
 			n=$((n + 1))
 			"$HB" exec "many$i" -- sh -c "echo $n > /count; head -c $((n * 3000)) /dev/urandom > /blob; md5sum /blob > /blob.md5" ||
 				{ echo "exec $n failed" >"$T/churn$i.err"; break; }
@@ -989,8 +1018,10 @@ for i in 1 2; do
 		done
 		echo "$n" >"$T/churn$i"
 	) &
+	churners+=($!)
 done
-while [ "$(date +%s)" -lt "$end" ]; do
+churning() { local p; for p in "${churners[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+while [ "$(date +%s)" -lt "$end" ] || churning; do
 	"$HB" gc >/dev/null 2>>"$T/churn-gc.err" || echo "gc failed" >>"$T/churn-gc.err"
 	sleep 1
 done
@@ -1002,7 +1033,7 @@ for i in 1 2; do
 	"$HB" exec "many$i" -- md5sum -c /blob.md5 >/dev/null || fail "many$i's blob is damaged after gc"
 done
 echo "   $(cat "$T/churn1") and $(cat "$T/churn2") exec rounds (half with a sleep) beside gc"
-[ "$(cat "$T/churn1")" -ge 5 ] || fail "only $(cat "$T/churn1") rounds in 15 s"
+[ "$(cat "$T/churn1")" -ge 5 ] || fail "only $(cat "$T/churn1") rounds"
 [ ! -s "$T/churn-gc.err" ] || fail "gc beside sandboxes: $(head -3 "$T/churn-gc.err")"
 "$HB" check --read-data >/dev/null || fail "check --read-data after gc beside sandboxes"
 
@@ -1014,7 +1045,7 @@ step "daemon stop: a request during the shutdown does not wake a sandbox again"
 HIBERBOX_TEST_STOP_PAUSE_MS=5000 "$HB" exec a -- true || fail "exec a starting the daemon"
 "$HB" daemon stop >/dev/null 2>&1 &
 sp=$!
-for _ in $(seq 100); do grep -q "test pause: stop hiberboxd" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "test pause: stop hiberboxd" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
 grep -q "test pause: stop hiberboxd" "$HIBERBOX_HOME/hiberboxd.log" || fail "the daemon's stop did not reach its pause"
 code=$(api -X POST 'http://x/v1/sandboxes/a/exec?arg=true')
 [ "$code" = 503 ] && grep -q "stopping" "$T/api.out" ||
@@ -1037,7 +1068,7 @@ dl=$!
 sleep 0.5
 "$HB" daemon stop >/dev/null 2>"$T/stop.err" &
 sp=$!
-for _ in $(seq 50); do grep -q "stopping: waiting up to 30 s for 1 file download (a:/big)" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "stopping: waiting up to 30 s for 1 file download (a:/big)" "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
 grep -q "stopping: waiting up to 30 s for 1 file download (a:/big)" "$HIBERBOX_HOME/hiberboxd.log" ||
 	fail "the stopping daemon does not say it waits for the download"
 code=$(api 'http://x/v1/sandboxes/a/files?path=/etc/motd')
@@ -1062,7 +1093,8 @@ dl=$!
 sleep 0.5
 t0=$(date +%s)
 "$HB" daemon stop >/dev/null || fail "daemon stop with a slow download"
-[ $(( $(date +%s) - t0 )) -lt 10 ] || fail "daemon stop took $(( $(date +%s) - t0 )) s past a 1 s bound"
+# (25: the default bound is 30 s; the stop also puts a to sleep)
+[ $(( $(date +%s) - t0 )) -lt 25 ] || fail "daemon stop took $(( $(date +%s) - t0 )) s past a 1 s bound"
 wait $dl && fail "a download past the stop's bound came out whole ($(stat -c %s "$T/big.out") bytes)"
 grep -q "stopping: 1 file download still in progress after 1 s (a:/big): cut" "$HIBERBOX_HOME/hiberboxd.log" ||
 	fail "the daemon log does not say it cut the download"
