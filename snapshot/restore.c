@@ -1008,14 +1008,12 @@ int repo_snapshot_restore(struct repo *r, const struct oid *id, const char *dir,
 		c.m = part;
 	}
 	count = manifest_count(c.m);
-	rc = mkdir_p(AT_FDCWD, dir, 0755);
-	if (rc < 0) {
-		rc = hb_err(rc, "cannot create %s: %s", dir, strerror(-rc));
-		goto out;
-	}
-	c.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* opened as made: "out/../out2" is out2 alone, which the kernel
+	 * would not find by that name (out is not made) */
+	c.rootfd = mkdir_p_open(AT_FDCWD, dir, 0755);
 	if (c.rootfd < 0) {
-		rc = hb_err(-errno, "%s: %s", dir, strerror(errno));
+		rc = hb_err(c.rootfd, "cannot create %s: %s", dir, strerror(-c.rootfd));
+		c.rootfd = -1;
 		goto out;
 	}
 	rc = dir_is_empty(c.rootfd, ".", &empty);

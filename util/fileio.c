@@ -210,29 +210,105 @@ int dir_is_empty(int dirfd, const char *path, bool *empty)
 	return 0;
 }
 
-int mkdir_p(int dirfd, const char *path, mode_t mode)
+/* The directory path names, made with what is missing of it, as an O_PATH
+ * descriptor.  What exists is walked as the kernel resolves it (links
+ * followed); the rest is collected in missing, where a ".." takes back
+ * the name before it: "out/../out2" made out only to step out of it. */
+static int make_dirs(int dirfd, const char *path, mode_t mode)
 {
-	char tmp[PATH_MAX];
-	size_t len = strlen(path);
+	char tmp[PATH_MAX], missing[PATH_MAX];
+	size_t len = strlen(path), mlen = 0;
+	char *save, *name;
+	int cur, fd;
 
-	if (len == 0)
-		return 0;
 	if (len >= sizeof(tmp))
 		return -ENAMETOOLONG;
 	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
+	missing[0] = '\0';
+	cur = openat(dirfd, path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cur < 0)
+		return -errno;
+	for (name = strtok_r(tmp, "/", &save); name; name = strtok_r(NULL, "/", &save)) {
+		size_t nlen = strlen(name);
 
-			*p = '\0';
-			if (mkdirat(dirfd, tmp, mode) < 0 && errno != EEXIST)
-				return -errno;
-			*p = c;
-			if (c == '\0')
-				break;
+		if (!strcmp(name, "."))
+			continue;
+		if (mlen > 0 && !strcmp(name, "..")) {
+			char *slash = memrchr(missing, '/', mlen);
+
+			mlen = slash ? (size_t)(slash - missing) : 0;
+			missing[mlen] = '\0';
+			continue;
 		}
+		if (mlen == 0) {
+			fd = openat(cur, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+			if (fd >= 0) {
+				close(cur);
+				cur = fd;
+				continue;
+			}
+			if (errno != ENOENT)
+				goto fail;
+		}
+		/* (never longer than path: a subset of its names) */
+		if (mlen > 0)
+			missing[mlen++] = '/';
+		memcpy(missing + mlen, name, nlen + 1);
+		mlen += nlen;
 	}
+	/* EEXIST is fine: another process may be making the same tree */
+	for (name = strtok_r(missing, "/", &save); name; name = strtok_r(NULL, "/", &save)) {
+		if (mkdirat(cur, name, mode) < 0 && errno != EEXIST)
+			goto fail;
+		fd = openat(cur, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			goto fail;
+		close(cur);
+		cur = fd;
+	}
+	return cur;
+fail:
+	fd = -errno;
+	close(cur);
+	return fd;
+}
+
+int mkdir_p(int dirfd, const char *path, mode_t mode)
+{
+	int fd;
+
+	if (!path[0])
+		return 0;
+	if (mkdirat(dirfd, path, mode) == 0 || errno == EEXIST)
+		return 0; /* the parents were there */
+	if (errno != ENOENT)
+		return -errno;
+	fd = make_dirs(dirfd, path, mode);
+	if (fd < 0)
+		return fd;
+	close(fd);
 	return 0;
+}
+
+int mkdir_p_open(int dirfd, const char *path, mode_t mode)
+{
+	int pfd, fd;
+
+	if (!path[0])
+		return -ENOENT;
+	if (mkdirat(dirfd, path, mode) < 0 && errno != EEXIST && errno != ENOENT)
+		return -errno;
+	fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT)
+		return fd >= 0 ? fd : -errno;
+	pfd = make_dirs(dirfd, path, mode);
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+	close(pfd);
+	return fd;
 }
 
 int random_bytes(void *out, size_t len)

@@ -26,8 +26,16 @@ int read_fd(int fd, size_t max, struct buf *out);
 #define WRITE_NOREPLACE 0x1
 #define WRITE_NO_SYNC 0x2
 int write_file_atomic(int dirfd, const char *path, const void *data, size_t len, int flags);
-/* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine. */
+/* mkdir -p relative to dirfd (AT_FDCWD for cwd); existing dirs are fine.
+ * Only the directories the path resolves to are made: a ".." after a name
+ * that does not exist takes that name back ("out/../out2" makes out2, not
+ * out), while one after an existing name (a link too) steps out of it as
+ * the kernel would. */
 int mkdir_p(int dirfd, const char *path, mode_t mode);
+/* The same, and open the directory (O_RDONLY | O_DIRECTORY): a path that
+ * needed its ".." taken back names nothing the kernel could open after.
+ * Returns the descriptor or a negative errno. */
+int mkdir_p_open(int dirfd, const char *path, mode_t mode);
 /* "." or "..": the entries every directory listing skips. */
 static inline bool name_is_dot_or_dotdot(const char *name)
 {

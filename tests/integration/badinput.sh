@@ -283,6 +283,23 @@ first=$(snapshot_create "$T/tiny")
 expect_error "restore of a missing id" snapshot restore 0123456789abcdef0123456789abcdef "$T/r-missing" || true
 [ ! -e "$T/r-missing" ] || bad "restore of a missing id created its target"
 expect_error "restore of a missing prefix" snapshot restore ffff0000 "$T/r-missing" || true
+# A target whose ".." steps out of a name that does not exist: only what the
+# path resolves to is made (missing parents of the normalised path too), as
+# restore's missing parents are: "out/../out2" made out as well.
+mkdir "$T/dd"
+for target in out/../out2 a/b/../../c/./d/../e; do
+	rm -rf "${T:?}/dd/"*
+	hb_try snapshot restore "$first" "$T/dd/$target"
+	made=$(cd "$T/dd" && find . -mindepth 1 -type d | sort | tr '\n' ' ')
+	want="./out2 "
+	[ "$target" = out/../out2 ] || want="./c ./c/e "
+	if [ "$HB_RC" -ne 0 ]; then
+		bad "restore into $target exited $HB_RC: $(cat "$T/err")"
+	elif [[ "$made" != "$want"* ]] || [ "$(find "$T/dd" -type f | wc -l)" -ne 3 ]; then
+		bad "restore into $target made [$made] and $(find "$T/dd" -type f | wc -l) files, expected [$want...] and 3"
+	fi
+done
+rm -rf "$T/dd"
 expect_error "show of a missing tag" snapshot show no-such-tag || true
 expect_error "rm of a missing id" snapshot rm 0123456789abcdef0123456789abcdef || true
 expect_error "diff with a missing id" snapshot diff "$first" 0123456789abcdef0123456789abcdef || true
