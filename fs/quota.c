@@ -1,5 +1,5 @@
 /* The disk limit: what a sandbox's tree may take, as a disk of that size
- * would (--upper-limit, hbfs_opts.upper_limit).  The tree is the lower
+ * would (mount --disk-limit, hbfs_opts.upper_limit).  The tree is the lower
  * snapshot's files plus the upper directory's data files and journal, so
  * the limit holds across any number of commits and remounts: what a commit
  * moved into the lower snapshot still counts on the next mount.

@@ -11,6 +11,7 @@
  * chunk later.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -120,6 +121,28 @@ static void secret_check(const struct repo_key *key, struct oid *out)
 	oid_compute(key, SECRET_CHECK_TEXT, strlen(SECRET_CHECK_TEXT), out);
 }
 
+/* A local directory that holds files but no config is somebody's data,
+ * not a repository to be: init added its config among them.  Other
+ * failures are left to the store's open, which names them. */
+static int refuse_foreign_dir(const char *location)
+{
+	bool empty = true;
+	int fd;
+
+	if (strstr(location, "://"))
+		return 0;
+	fd = open(location, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (faccessat(fd, REPO_CONFIG_NAME, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		dir_is_empty(fd, ".", &empty);
+	close(fd);
+	if (!empty)
+		return hb_err(-ENOTEMPTY, "%s is not empty and holds no repository (init wants a "
+					  "new or empty directory)", location);
+	return 0;
+}
+
 int repo_init(const char *location, const struct repo_init_opts *opts)
 {
 	struct repo_key key;
@@ -144,7 +167,9 @@ int repo_init(const char *location, const struct repo_init_opts *opts)
 		r = chunker_params_init(&cp, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
 	if (r < 0)
 		return hb_err(r, "invalid chunker parameters");
-	r = store_open_location(location, 1, &s);
+	r = refuse_foreign_dir(location);
+	if (r == 0)
+		r = store_open_location(location, 1, &s);
 	if (r < 0)
 		return r;
 	r = store_stat(s, REPO_CONFIG_NAME, NULL);

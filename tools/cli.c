@@ -296,6 +296,11 @@ int cli_common_option(int c)
 		cli.progress = false;
 		return 1;
 	case CLI_OPT_REPO:
+		/* Here, not at each command's use: "" went on to be a path
+		 * and came back as "no repository at  (run ...)".  Exiting
+		 * from here spares every command's loop a third answer. */
+		if (!optarg[0])
+			exit(cli_usage(NULL, "--repo: empty path"));
 		cli.repo = optarg;
 		return 1;
 	case 'q':

@@ -74,7 +74,8 @@ const char *cli_format_bytes(uint64_t bytes, char *out, size_t size);
 void cli_print_help(const struct cli_command *cmd, const char *details);
 /* Options every command accepts after its name, for its getopt_long table
  * (short letters "hjq"), and their handling: 1 if c was one of them, -1 for
- * --help, 0 otherwise. */
+ * --help, 0 otherwise.  An empty --repo is a usage error that ends the
+ * process (exit 2). */
 #define CLI_OPT_REPO 0x100 /* long only: -R is free for commands (ls -R) */
 #define CLI_COMMON_OPTIONS \
 	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \

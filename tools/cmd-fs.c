@@ -24,8 +24,10 @@ static const char mount_help[] =
 	"Options:\n"
 	"  --upper DIR      upper directory (default: a new one under $HIBERBOX_HOME/upper)\n"
 	"  --uid-shift N    present stored uid/gid 0..65535 as N..N+65535\n"
-	"  --upper-limit SIZE  the upper directory holds at most SIZE (e.g. 10G,\n"
-	"                   512M): writes beyond get ENOSPC, df shows the limit\n"
+	"  --disk-limit SIZE  the mount is a disk of SIZE (e.g. 10G, 512M): the\n"
+	"                   snapshot's files and what is written count; writes\n"
+	"                   beyond get ENOSPC, df shows the limit\n"
+	"                   (--upper-limit, its old name, works too)\n"
 	"  --foreground     serve in this process until unmounted\n"
 	"  --debug          libfuse debug output (implies --foreground)\n"
 	"  --force          mount over a directory that is not empty (hiding its files)\n";
@@ -41,6 +43,8 @@ static int cmd_mount(int argc, char **argv)
 		CLI_COMMON_OPTIONS,
 		{ "upper", required_argument, NULL, 'u' },
 		{ "uid-shift", required_argument, NULL, 's' },
+		{ "disk-limit", required_argument, NULL, 'L' },
+		/* its name from when it bounded the upper alone */
 		{ "upper-limit", required_argument, NULL, 'L' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "debug", no_argument, NULL, 'd' },
@@ -51,9 +55,10 @@ static int cmd_mount(int argc, char **argv)
 	bool force = false, empty;
 	const char *loc;
 	char *end;
-	int c, r;
+	int c, r, li;
 
-	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+	/* li: which long option it was, to name the one given (-1: a short one) */
+	for (li = -1; (c = getopt_long(argc, argv, shorts, opts, &li)) != -1; li = -1) {
 		if ((r = cli_common_option(c)) < 0)
 			return cli_help("mount", mount_help);
 		if (r)
@@ -76,8 +81,8 @@ static int cmd_mount(int argc, char **argv)
 			/* below a few blocks not even the journal's first
 			 * records would fit: surely a mistake */
 			if (size_parse(optarg, &mo.upper_limit) < 0 || mo.upper_limit < (64u << 10))
-				return cli_usage("mount", "bad --upper-limit '%s' (a size of "
-							  "at least 64K, e.g. 10G)", optarg);
+				return cli_usage("mount", "bad --%s '%s' (a size of at least "
+							  "64K, e.g. 10G)", li >= 0 ? opts[li].name : "disk-limit", optarg);
 			break;
 		case 'f':
 			mo.foreground = true;
@@ -234,8 +239,11 @@ static int cmd_mounts(int argc, char **argv)
 			if (list[i].limit)
 				snprintf(disk, sizeof(disk), "  disk %s of %s", used,
 					 cli_format_bytes(list[i].limit, limit, sizeof(limit)));
-			printf("%s  %.12s  %s  pid %d%s%s\n", list[i].mountpoint, list[i].snapshot,
-			       list[i].upper, (int)list[i].pid, disk, list[i].alive ? "" : "  (dead)");
+			/* paths escaped: a newline in one forged a row */
+			cli_put_name(list[i].mountpoint, stdout);
+			printf("  %.12s  ", list[i].snapshot);
+			cli_put_name(list[i].upper, stdout);
+			printf("  pid %d%s%s\n", (int)list[i].pid, disk, list[i].alive ? "" : "  (dead)");
 		}
 	}
 	free(list);
@@ -243,7 +251,7 @@ static int cmd_mounts(int argc, char **argv)
 }
 
 const struct cli_command cli_commands_fs[] = {
-	{ "mount", "[--upper DIR] [--uid-shift N] [--upper-limit SIZE] [--foreground] ID|TAG MOUNTPOINT",
+	{ "mount", "[--upper DIR] [--uid-shift N] [--disk-limit SIZE] [--foreground] ID|TAG MOUNTPOINT",
 	  "mount a snapshot read-write (copy-on-write, lazy)", cmd_mount },
 	{ "commit", "[--tag NAME] MOUNTPOINT", "snapshot a live mount", cmd_commit },
 	{ "umount", "MOUNTPOINT", "flush and unmount", cmd_umount },

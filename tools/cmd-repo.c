@@ -1,5 +1,6 @@
 /* Repository commands: init, snapshot create/restore/list/show/ls/cat/diff/rm, tag,
  * gc, check. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -1166,7 +1167,7 @@ static int cmd_gc(int argc, char **argv)
 			return cli_help("gc", "Removes data no kept snapshot uses; repacks packs that are mostly garbage.\n\n"
 					  "Options:\n  --dry-run            report only\n"
 					  "  --repack-percent N   repack packs with more than N% garbage (default 50)\n"
-					  "  --wait[=SECONDS]     wait for snapshot writers to finish, without limit or\n"
+					  "  --wait [SECONDS]     wait for snapshot writers to finish, without limit or\n"
 					  "                       at most SECONDS (default: 10 s, then 'repository is busy')\n");
 		if (r)
 			continue;
@@ -1180,8 +1181,15 @@ static int cmd_gc(int argc, char **argv)
 		} else if (c == 'w') {
 			/* alone: as long as it takes (UINT_MAX ms, some 49 days) */
 			go.lock_wait_ms = UINT_MAX;
-			if (optarg) {
-				if ((r = cli_parse_int("gc", "--wait", optarg, 1, UINT_MAX / 1000, &v)) != 0)
+			/* getopt gives an optional value only after '=': "--wait 30"
+			 * left 30 over as an argument gc refused.  gc takes no
+			 * arguments, so a word starting with a digit is the value. */
+			const char *secs = optarg;
+
+			if (!secs && optind < argc && isdigit((unsigned char)argv[optind][0]))
+				secs = argv[optind++];
+			if (secs) {
+				if ((r = cli_parse_int("gc", "--wait", secs, 1, UINT_MAX / 1000, &v)) != 0)
 					return r;
 				go.lock_wait_ms = (unsigned)v * 1000;
 			}
@@ -1272,7 +1280,7 @@ const struct cli_command cli_commands_repo[] = {
 	{ "snapshot prune", "--keep-last N | --keep-within D [--source DIR] [--dry-run]",
 	  "remove snapshots a retention policy lets go", cmd_snapshot_prune },
 	{ "tag", "NAME ID | --delete NAME", "name a snapshot", cmd_tag },
-	{ "gc", "[--dry-run] [--wait[=SECONDS]]", "remove data no kept snapshot uses", cmd_gc },
+	{ "gc", "[--dry-run] [--wait [SECONDS]]", "remove data no kept snapshot uses", cmd_gc },
 	{ "check", "[--read-data]", "verify the repository", cmd_check },
 	{ NULL, NULL, NULL, NULL },
 };

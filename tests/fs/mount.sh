@@ -356,4 +356,15 @@ hb_ok snapshot cat "$IDB" late >"$T/out"
 fs_umount "$MB"
 mountpoint -q "$MB" && bad "umount left the non-UTF-8 mountpoint mounted"
 
+log "a mountpoint with a newline and a terminal escape: one escaped row in mounts"
+# (and --disk-limit, the name of --upper-limit since it bounds the whole tree)
+MN="$T/mnt-"$'a\nb\x1b[7m'
+fs_mount "$IDC" "$MN" --disk-limit 4M
+hb_ok mounts >"$T/out"
+grep -qF "$T/mnt-a\\nb\\x1b[7m  ${IDC:0:12}  " "$T/out" && ! grep -q $'\x1b' "$T/out" ||
+	bad "mounts does not print the mountpoint escaped on one row: $(cat -v "$T/out")"
+grep -qF " of 4.0 MiB" "$T/out" || bad "mounts shows no disk limit of 4 MiB: $(cat -v "$T/out")"
+[ "$(df_of "$MN" | cut -d' ' -f1)" -eq $((4 << 20)) ] || bad "df of a --disk-limit 4M mount: $(df_of "$MN")"
+fs_umount "$MN"
+
 finish

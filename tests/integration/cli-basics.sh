@@ -64,6 +64,11 @@ for c in "${required[@]}" "${listed[@]}"; do
 	[ ! -e "$HIBERBOX_REPO" ] || bad "'hiberbox $c --help' created the repository"
 done
 
+# mount's limit is --disk-limit (it bounds the whole tree), --upper-limit its old name
+hb mount --help >"$T/out" 2>&1 || true
+grep -q "^usage: hiberbox mount .*\[--disk-limit SIZE\]" "$T/out" && grep -q "^  --disk-limit SIZE" "$T/out" &&
+	grep -q -- "--upper-limit.*old name" "$T/out" || bad "mount --help does not document --disk-limit: $(cat "$T/out")"
+
 # --- errors before any repository ----------------------------------------
 expect_error "unknown command" no-such-command && expect_in "$HB_ERR" "no-such-command" "unknown command" || true
 # a group without its second word, or with a wrong one, lists the right ones
@@ -128,6 +133,24 @@ cp "$HIBERBOX_REPO/config" "$T/config.before"
 expect_error "init twice" init && expect_in "$HB_ERR" "exist" "init twice" || true
 cmp -s "$T/config.before" "$HIBERBOX_REPO/config" || bad "init twice changed the existing config"
 expect_error "init --repo on an existing repository" --repo "$T/other" init || true
+# a directory with files of its own is not a repository to be: init added
+# its config among them; an empty one is fine
+mkdir -p "$T/data/sub"
+echo mine >"$T/data/file"
+expect_error "init into a non-empty directory" --repo "$T/data" init &&
+	expect_in "$HB_ERR" "data is not empty and holds no repository" "init into a non-empty directory" || true
+[ "$(cd "$T/data" && find . | sort | tr '\n' ' ')" = ". ./file ./sub " ] ||
+	bad "a refused init into a non-empty directory changed it: $(cd "$T/data" && find .)"
+mkdir "$T/empty-dir"
+hb_ok --repo "$T/empty-dir" init >/dev/null
+[ -f "$T/empty-dir/config" ] || bad "init into an existing empty directory made no config"
+# an empty --repo is a usage error, not a path ("no repository at  (run ...)")
+for args in "--repo '' init" "snapshot list --repo ''" "--repo= snapshot list" "gc --repo="; do
+	eval "a=($args)"
+	expect_usage_error "$args" "${a[@]}" || continue
+	[ "$HB_RC" -eq 2 ] && [ "$(cat "$T/err")" = "hiberbox: --repo: empty path (see 'hiberbox --help')" ] ||
+		bad "'hiberbox $args': exit $HB_RC: $(cat "$T/err")"
+done
 
 # --- an empty repository ----------------------------------------------------
 hb_try snapshot list
@@ -145,6 +168,14 @@ hb_try gc
 [ "$HB_RC" -eq 0 ] || bad "gc on an empty repository exited $HB_RC: $(cat "$T/err")"
 hb_try check --read-data
 [ "$HB_RC" -eq 0 ] || bad "check --read-data on an empty repository exited $HB_RC: $(cat "$T/err")"
+# --wait takes its value after a space as well as after '=' (the space
+# form was "gc: takes no arguments"); a word that is no number stays an error
+for args in "gc --wait 5" "gc --wait=5" "gc --wait" "gc --wait --dry-run" "gc --dry-run --wait 5"; do
+	read -ra a <<<"$args"
+	hb_try "${a[@]}"
+	[ "$HB_RC" -eq 0 ] || bad "'hiberbox $args' on an empty repository exited $HB_RC: $(cat "$T/err")"
+done
+expect_usage_error "gc --wait frob" gc --wait frob && expect_in "$(cat "$T/err")" "takes no arguments" "gc --wait frob" || true
 
 # --- JSON everywhere -------------------------------------------------------
 make_small_tree "$T/tree" 50
@@ -300,6 +331,8 @@ snapshot rm --force=yes x| snapshot rm: option '--force' takes no value (see 'hi
 gc --frob=1| gc: unknown option '--frob' (see 'hiberbox gc --help')
 mount x y --upper| mount: option '--upper' needs a value (see 'hiberbox mount --help')
 mount x y --up=d| mount: ambiguous option '--up' (see 'hiberbox mount --help')
+mount x y --disk-limit 1K| mount: bad --disk-limit '1K' (a size of at least 64K, e.g. 10G) (see 'hiberbox mount --help')
+mount x y --upper-limit abc| mount: bad --upper-limit 'abc' (a size of at least 64K, e.g. 10G) (see 'hiberbox mount --help')
 commit --frob m| commit: unknown option '--frob' (see 'hiberbox commit --help')
 create x --image| create: option '--image' needs a value (see 'hiberbox create --help')
 create x --frob| create: unknown option '--frob' (see 'hiberbox create --help')

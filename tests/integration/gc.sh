@@ -365,6 +365,18 @@ else
 	expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc --wait=1 beside a writer"
 	[ $((SECONDS - t0)) -lt 8 ] || bad "gc --wait=1 gave up only after $((SECONDS - t0)) s"
 fi
+# the value after a space too, as other options take theirs ("--wait 1"
+# was refused: getopt gives an optional value only after '=')
+t0=$SECONDS
+hb_try gc --wait 1
+if [ "$HB_RC" -eq 0 ]; then
+	bad "gc --wait 1 ran while a writer held the lock"
+else
+	expect_in "$(cat "$T/err")" "busy.*pid $WPID" "gc --wait 1 beside a writer"
+	[ $((SECONDS - t0)) -lt 8 ] || bad "gc --wait 1 gave up only after $((SECONDS - t0)) s"
+fi
+expect_usage_error "gc --wait 0" gc --wait 0 && expect_in "$(cat "$T/err")" "bad --wait '0'" "gc --wait 0" || true
+expect_usage_error "gc --wait 2s" gc --wait 2s && expect_in "$(cat "$T/err")" "bad --wait '2s'" "gc --wait 2s" || true
 expect_usage_error "gc --wait=0" gc --wait=0
 expect_usage_error "gc --wait=soon" gc --wait=soon
 timeout --kill-after=10 "$HB_TIMEOUT" "$HIBERBOX" gc --wait >"$T/gc-wait.out" 2>"$T/gc-wait.err" &
