@@ -873,7 +873,7 @@ static void test_faults(void)
 	CHECK_ERR(s3_get(c, "f/obj", 0, S3_GET_ALL, &b, NULL), -ETIMEDOUT);
 	double secs = (double)(now_ns() - t0) / 1e9;
 	printf("stalled GET failed after %.2f s (stall timeout 1 s, 2 attempts)\n", secs);
-	CHECK(secs >= 1.5 && secs < 6);
+	CHECK(secs >= 1.5 && secs < 15); /* not the 20 s deadline */
 	/* One stall, then a good answer: retried. */
 	fault("stall", 1, "GET");
 	CHECK_OK(s3_get(c, "f/obj", 0, S3_GET_ALL, &b, NULL));
@@ -894,7 +894,7 @@ static void test_faults(void)
 	secs = (double)(now_ns() - t0) / 1e9;
 	printf("trickled GET failed after %.2f s (deadline 2 s, stall 1 s): %s\n", secs,
 	       hb_errmsg(-ETIMEDOUT));
-	CHECK(secs >= 2.5 && secs < 6);
+	CHECK(secs >= 2.5 && secs < 12); /* not the trickle's 15 s */
 	CHECK(strstr(hb_errmsg(-ETIMEDOUT), "too slow"));
 	CHECK(stat_field("trickle") == 1);
 	CHECK_OK(s3_get(c, "f/small", 0, S3_GET_ALL, &b, NULL)); /* the next one is fine */
@@ -953,7 +953,7 @@ static void test_retry_after(void)
 	secs = (double)(now_ns() - t0) / 1e9;
 	printf("GET after a 503 with Retry-After: 1 took %.2f s\n", secs);
 	CHECK(b.len == 11 && !memcmp(b.data, "retry after", 11));
-	CHECK(secs >= 1.0 && secs < 3);
+	CHECK(secs >= 1.0 && secs < 6);
 	CHECK(stat_field("slowdown") == 1);
 
 	/* 429 with an HTTP-date two seconds ahead (whole seconds: over one). */
@@ -968,7 +968,7 @@ static void test_retry_after(void)
 	CHECK_OK(s3_head(c, "ra/obj", NULL));
 	secs = (double)(now_ns() - t0) / 1e9;
 	printf("HEAD after a 429 with Retry-After: %s took %.2f s\n", date, secs);
-	CHECK(secs >= 0.9 && secs < 4);
+	CHECK(secs >= 0.9 && secs < 8);
 	CHECK(stat_field("error") == 1);
 
 	/* An hour, far past the 20 s deadline: one request, a fast and clear
@@ -978,7 +978,7 @@ static void test_retry_after(void)
 	CHECK_ERR(s3_get(c, "ra/obj", 0, S3_GET_ALL, &b, NULL), -EIO);
 	secs = (double)(now_ns() - t0) / 1e9;
 	printf("GET with Retry-After: 3600 failed after %.2f s: %s\n", secs, hb_errmsg(-EIO));
-	CHECK(secs < 1);
+	CHECK(secs < 10); /* not the 20 s deadline, nor the hour */
 	CHECK(stat_field("slowdown") == 2);
 	CHECK(strstr(hb_errmsg(-EIO), "SlowDown") &&
 	      strstr(hb_errmsg(-EIO), "Retry-After asks to wait 3600.0 s, past the 20000 ms "
@@ -992,7 +992,7 @@ static void test_retry_after(void)
 	control(q, NULL);
 	t0 = now_ns();
 	CHECK_ERR(s3_head(c, "ra/obj", NULL), -EIO);
-	CHECK((double)(now_ns() - t0) / 1e9 < 1);
+	CHECK((double)(now_ns() - t0) / 1e9 < 10);
 	CHECK(stat_field("slowdown") == 1);
 	CHECK(strstr(hb_errmsg(-EIO), "Retry-After asks to wait 86400.0 s") ||
 	      strstr(hb_errmsg(-EIO), "Retry-After asks to wait 86399.0 s"));
@@ -1006,7 +1006,7 @@ static void test_retry_after(void)
 	control("fault?kind=slowdown&count=100&retryafter=600", NULL);
 	t0 = now_ns();
 	CHECK_ERR(s3_head(c, "ra/obj", NULL), -EIO);
-	CHECK((double)(now_ns() - t0) / 1e9 < 1);
+	CHECK((double)(now_ns() - t0) / 1e9 < 10);
 	CHECK(strstr(hb_errmsg(-EIO), "wait 600.0 s, longer than the 300 s waited at most"));
 	control("clear", NULL);
 	s3_client_free(c);
@@ -1094,7 +1094,7 @@ static void test_shared_link(void)
 	for (int i = 0; i < NREQ; i++)
 		ok &= reqs[i].result == -ETIMEDOUT;
 	CHECK(ok);
-	CHECK(secs >= 2.5 && secs < 8);
+	CHECK(secs >= 2.5 && secs < 15); /* whole, they would take 96 s */
 	control("clear", NULL);
 
 	/* A trickle (300 bytes at 20 B/s) while other reads run fast: its share of
@@ -1108,7 +1108,7 @@ static void test_shared_link(void)
 		CHECK_OK(s3_get(c, "bw/obj", 0, S3_GET_ALL, &b, NULL));
 	pthread_join(th, NULL);
 	printf("trickled GET beside fast ones failed after %.2f s: %s\n", tr.secs, tr.msg);
-	CHECK(tr.r == -ETIMEDOUT && tr.secs >= 2.5 && tr.secs < 6 && strstr(tr.msg, "too slow"));
+	CHECK(tr.r == -ETIMEDOUT && tr.secs >= 2.5 && tr.secs < 12 && strstr(tr.msg, "too slow"));
 	control("clear", NULL);
 	for (int i = 0; i < NREQ; i++)
 		buf_free(&outs[i]);
@@ -1180,7 +1180,7 @@ static void test_server_death(void)
 	CHECK_ERR(s3_get(c, "f/obj", 0, 4096, &b, NULL), -ETIMEDOUT);
 	secs = (double)(now_ns() - t0) / 1e9;
 	printf("GET from a frozen server failed after %.2f s (4 attempts x 1 s)\n", secs);
-	CHECK(secs >= 3.5 && secs < 9);
+	CHECK(secs >= 3.5 && secs < 15); /* not the 20 s deadline */
 	kill(server_pid, SIGCONT);
 	CHECK_OK(s3_get(c, "f/obj", 0, 4096, &b, NULL));
 	s3_client_free(c);
