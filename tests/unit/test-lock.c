@@ -75,8 +75,9 @@ static void test_pins(void)
 	memset(&b, 0xbb, sizeof(b));
 	CHECK(repo_pin_find(&repo, &a, &h) == 0);
 	CHECK_OK(repo_pin_start(&repo, &a, "mounted at /m", &p));
-	/* written by its own thread: wait for it */
-	for (int i = 0; i < 500 && pin_objects() == 0; i++)
+	/* written by its own thread: wait for it (a minute at most; a loaded
+	 * machine can leave the thread unscheduled for more than 1 s) */
+	for (int i = 0; i < 30000 && pin_objects() == 0; i++)
 		usleep(2000);
 	CHECK(pin_objects() == 1);
 	CHECK(repo_pin_find(&repo, &a, &h) == 1);
