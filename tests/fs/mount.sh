@@ -188,7 +188,19 @@ t1=$(date +%s%N)
 fs_commit "$M3" >/dev/null || exit 1
 t2=$(date +%s%N)
 log "commit with 64 MiB new: $(((t1 - t0) / 1000000)) ms; unchanged: $(((t2 - t1) / 1000000)) ms"
-[ $(((t2 - t1) * 3)) -lt $((t1 - t0)) ] || bad "a commit without changes is not much faster than one with 64 MiB new"
+# One commit can be slowed by the machine (it takes ~70 ms here, so a stall
+# of a few hundred ms is enough): a slow one is timed again, twice at most,
+# and the fastest counts.  One that reads the file again is slow every time.
+again=$((t2 - t1))
+for _ in 1 2; do
+	[ $((again * 3)) -lt $((t1 - t0)) ] && break
+	t2=$(date +%s%N)
+	fs_commit "$M3" >/dev/null || exit 1
+	t3=$(date +%s%N)
+	[ $((t3 - t2)) -lt "$again" ] && again=$((t3 - t2))
+done
+[ $((again * 3)) -lt $((t1 - t0)) ] ||
+	bad "a commit without changes ($((again / 1000000)) ms) is not much faster than one with 64 MiB new"
 fs_umount "$M3"
 
 log "errors of the commands"
