@@ -60,3 +60,11 @@ void bigmem_main_heap(size_t bytes)
 	if (end > start && end - start <= 2 * bytes)
 		(void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 }
+
+void bigmem_main_heap_end(void)
+{
+	mallopt(M_TOP_PAD, 128 << 10);
+	mallopt(M_TRIM_THRESHOLD, 128 << 10);
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+	malloc_trim(0);
+}
