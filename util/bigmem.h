@@ -20,8 +20,8 @@ void bigmem_heap(size_t bytes);
  * for a process that builds its large structures before threads start
  * (the fs process decoding a manifest). */
 void bigmem_main_heap(size_t bytes);
-/* Once those structures are built: glibc's thresholds again (fixed, no
- * longer adapting), and what was freed meanwhile (a manifest's compressed
- * and plain bodies) given back, so that a long-lived process does not keep
- * it, nor later large blocks, in its RSS. */
+/* Once those structures are built: the heap grows by small steps again and
+ * gives back free tops over 8 MiB, and what was freed meanwhile (a
+ * manifest's compressed and plain bodies) is given back, so that a
+ * long-lived process does not keep it in its RSS. */
 void bigmem_main_heap_end(void);
