@@ -107,8 +107,7 @@ struct hbfs_uring {
 	size_t payload;
 	uring_prepare_fn prepare;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool go, stopping;
+	bool stopping;
 	bool starter_started;
 	pthread_t starter; /* creates the servers, from the INIT reply on */
 	pthread_cond_t grow_cond;
@@ -349,7 +348,7 @@ static void *server_main(void *arg)
 	struct server *s = arg;
 	struct hbfs_uring *u = s->u;
 	cpu_set_t cpus;
-	bool registered = false;
+	bool registered = false, stopping;
 	int err;
 
 	CPU_ZERO(&cpus);
@@ -370,11 +369,12 @@ static void *server_main(void *arg)
 	s->iov[0].iov_len = sizeof(s->hdr);
 	s->iov[1].iov_base = s->buf + PRE_BYTES;
 	s->iov[1].iov_len = u->payload;
+	/* a server is only created once the INIT reply is out (uring_go),
+	 * but the mount may be going by the time it is set up */
 	pthread_mutex_lock(&u->lock);
-	while (!u->go && !u->stopping)
-		pthread_cond_wait(&u->cond, &u->lock);
+	stopping = u->stopping;
 	pthread_mutex_unlock(&u->lock);
-	if (!u->go || u->stopping)
+	if (stopping)
 		return NULL;
 	queue_stop_poll(s);
 	queue_cmd(s, CMD_REGISTER);
@@ -487,10 +487,8 @@ void uring_go(struct hbfs_uring *u)
 	if (!u)
 		return;
 	pthread_mutex_lock(&u->lock);
-	u->go = true;
 	for (unsigned q = 0; q < u->nqueues; q++)
 		u->queues[q].grow = true;
-	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
 	r = pthread_create(&u->starter, NULL, starter_main, u);
 	u->starter_started = !r;
@@ -506,7 +504,6 @@ void uring_stop(struct hbfs_uring *u)
 		return;
 	pthread_mutex_lock(&u->lock);
 	u->stopping = true;
-	pthread_cond_broadcast(&u->cond);
 	pthread_cond_broadcast(&u->grow_cond);
 	pthread_mutex_unlock(&u->lock);
 	if (u->stop_fd >= 0 && write(u->stop_fd, &one, sizeof(one)) < 0)
@@ -524,7 +521,6 @@ void uring_stop(struct hbfs_uring *u)
 	}
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
-	pthread_cond_destroy(&u->cond);
 	pthread_cond_destroy(&u->grow_cond);
 	pthread_mutex_destroy(&u->lock);
 	free(u->queues);
@@ -549,7 +545,6 @@ int uring_start(struct fuse_session *se, int fd, size_t payload, uring_prepare_f
 	u->payload = payload;
 	u->prepare = prepare;
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_cond_init(&u->cond, NULL);
 	pthread_cond_init(&u->grow_cond, NULL);
 	u->stop_fd = eventfd(0, EFD_CLOEXEC);
 	u->nqueues = (unsigned)ncpu;
