@@ -198,6 +198,17 @@ const char *cli_repo_location(void)
 	return loc;
 }
 
+void cli_set_repo(const char *location)
+{
+	/* Here, as it is given, not at each command's use: "" went on to be
+	 * a path and came back as "no repository at  (run ...)".  Exiting
+	 * spares every option loop (the global one, each command's, bench's)
+	 * an answer of its own. */
+	if (!location[0])
+		exit(cli_usage(NULL, "--repo: empty path"));
+	cli.repo = location;
+}
+
 int cli_open_repo(struct repo **out)
 {
 	const char *loc = cli_repo_location();
@@ -296,12 +307,7 @@ int cli_common_option(int c)
 		cli.progress = false;
 		return 1;
 	case CLI_OPT_REPO:
-		/* Here, not at each command's use: "" went on to be a path
-		 * and came back as "no repository at  (run ...)".  Exiting
-		 * from here spares every command's loop a third answer. */
-		if (!optarg[0])
-			exit(cli_usage(NULL, "--repo: empty path"));
-		cli.repo = optarg;
+		cli_set_repo(optarg);
 		return 1;
 	case 'q':
 		cli.quiet = true;

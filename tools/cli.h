@@ -63,6 +63,9 @@ int cli_parse_int(const char *cmd, const char *opt, const char *arg, long min, l
 #define CLI_THREADS_MAX 1024
 /* The repository location to use (--repo, $HIBERBOX_REPO, default). */
 const char *cli_repo_location(void);
+/* Take a --repo value, wherever on the command line it was given; an empty
+ * one is a usage error that ends the process (exit 2). */
+void cli_set_repo(const char *location);
 /* Open the repository or print why not; returns 0 or exit code 1. */
 int cli_open_repo(struct repo **out);
 /* A progress reporter drawing a bar on stderr when cli.progress is set. */
@@ -74,8 +77,7 @@ const char *cli_format_bytes(uint64_t bytes, char *out, size_t size);
 void cli_print_help(const struct cli_command *cmd, const char *details);
 /* Options every command accepts after its name, for its getopt_long table
  * (short letters "hjq"), and their handling: 1 if c was one of them, -1 for
- * --help, 0 otherwise.  An empty --repo is a usage error that ends the
- * process (exit 2). */
+ * --help, 0 otherwise.  --repo goes through cli_set_repo. */
 #define CLI_OPT_REPO 0x100 /* long only: -R is free for commands (ls -R) */
 #define CLI_COMMON_OPTIONS \
 	{ "help", no_argument, NULL, 'h' }, { "json", no_argument, NULL, 'j' }, \

@@ -2113,7 +2113,7 @@ static int cmd_bench_restore(int argc, char **argv)
 		return 0;
 	}
 	if (o.repo)
-		cli.repo = o.repo;
+		cli_set_repo(o.repo);
 	o.json |= cli.json;
 	o.quiet |= cli.quiet || o.json;
 	x.o = &o;

@@ -55,9 +55,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
-			if (!optarg[0])
-				return cli_usage(NULL, "--repo: empty path");
-			cli.repo = optarg;
+			cli_set_repo(optarg);
 			break;
 		case 'C': { /* read where the cache is opened (snapshot/store-open.c) */
 			uint64_t bytes;

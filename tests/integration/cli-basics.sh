@@ -144,8 +144,12 @@ expect_error "init into a non-empty directory" --repo "$T/data" init &&
 mkdir "$T/empty-dir"
 hb_ok --repo "$T/empty-dir" init >/dev/null
 [ -f "$T/empty-dir/config" ] || bad "init into an existing empty directory made no config"
-# an empty --repo is a usage error, not a path ("no repository at  (run ...)")
-for args in "--repo '' init" "snapshot list --repo ''" "--repo= snapshot list" "gc --repo="; do
+# an empty --repo is a usage error, not a path ("no repository at  (run ...)"),
+# for every command that takes it: bench restore's was a path too (its --work
+# is a file so that an old binary fails at once rather than run a bench)
+: >"$T/not-a-dir"
+for args in "--repo '' init" "snapshot list --repo ''" "--repo= snapshot list" "gc --repo=" \
+	"--repo '' list" "bench restore --repo= --work \"\$T/not-a-dir\""; do
 	eval "a=($args)"
 	expect_usage_error "$args" "${a[@]}" || continue
 	[ "$HB_RC" -eq 2 ] && [ "$(cat "$T/err")" = "hiberbox: --repo: empty path (see 'hiberbox --help')" ] ||
