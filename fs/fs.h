@@ -23,6 +23,10 @@
 #include "snapshot/oid.h"
 
 #define HBFS_UID_SHIFT_RANGE 65536u /* stored ids 0..65535 are shifted */
+/* The disk limit counts a file's size rounded up to this, as a disk's
+ * allocation would; whoever checks a tree against a limit before mounting
+ * it must round the same way. */
+#define HBFS_LIMIT_BLOCK_BYTES 4096u
 
 struct hbfs_opts {
 	const char *repo;       /* repository location (required) */

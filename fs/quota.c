@@ -18,11 +18,11 @@
 
 #include "fs/fs-int.h"
 
-#define QUOTA_BLOCK 4096u
-
 static uint64_t round_block(uint64_t v)
 {
-	return (v + QUOTA_BLOCK - 1) / QUOTA_BLOCK * QUOTA_BLOCK;
+	const uint64_t block = HBFS_LIMIT_BLOCK_BYTES;
+
+	return (v + block - 1) / block * block;
 }
 
 uint64_t quota_charge_of(const struct stat *st)
@@ -52,7 +52,7 @@ void quota_lower_init(struct hbfs *fs)
 	if (!fs->upper_limit)
 		return;
 	/* lower_charge's rule, for every group at once */
-	sum = manifest_file_bytes(fs->m, QUOTA_BLOCK);
+	sum = manifest_file_bytes(fs->m, HBFS_LIMIT_BLOCK_BYTES);
 	pthread_mutex_lock(&fs->quota_lock);
 	fs->used += sum;
 	pthread_mutex_unlock(&fs->quota_lock);
@@ -76,7 +76,7 @@ static uint64_t grow_locked(struct hbfs *fs, struct node *n, uint64_t want, bool
 	if (want - n->charged > room && !partial)
 		return n->charged;
 	if (want - n->charged > room)
-		want = n->charged + room / QUOTA_BLOCK * QUOTA_BLOCK;
+		want = n->charged + room - room % HBFS_LIMIT_BLOCK_BYTES;
 	fs->used += want - n->charged;
 	n->charged = want;
 	return want;

@@ -904,7 +904,7 @@ static int image_fits(struct repo *repo, const struct oid *id, const char *image
 
 	if (r < 0)
 		return r;
-	files = manifest_file_bytes(m, 4096);
+	files = manifest_file_bytes(m, HBFS_LIMIT_BLOCK_BYTES);
 	manifest_free(m);
 	if (files + DISK_START_ROOM <= disk_bytes)
 		return 0;
