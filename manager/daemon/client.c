@@ -666,7 +666,7 @@ int hbd_mount_helper_main(int argc, char **argv)
 		{ "repo", required_argument, NULL, 'r' },
 		{ "upper", required_argument, NULL, 'u' },
 		{ "uid-shift", required_argument, NULL, 's' },
-		{ "upper-limit", required_argument, NULL, 'L' },
+		{ "disk-limit", required_argument, NULL, 'L' },
 		{ 0 }
 	};
 	struct hbfs_opts mo = { .ready_fd = -1 };
@@ -695,7 +695,7 @@ int hbd_mount_helper_main(int argc, char **argv)
 	}
 	if (argc - optind != 2 || !mo.repo) {
 		fprintf(stderr, "mount-helper: usage: --repo R [--upper U] [--uid-shift N]"
-				" [--upper-limit BYTES] SNAP MNT\n");
+				" [--disk-limit BYTES] SNAP MNT\n");
 		return 2;
 	}
 	mo.snapshot = argv[optind];

@@ -185,7 +185,7 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	argv[n++] = shift_s;
 	if (disk_bytes) {
 		snprintf(disk_s, sizeof(disk_s), "%llu", (unsigned long long)disk_bytes);
-		argv[n++] = "--upper-limit";
+		argv[n++] = "--disk-limit";
 		argv[n++] = disk_s;
 	}
 	argv[n++] = snap;
