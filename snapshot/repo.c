@@ -143,6 +143,28 @@ static int refuse_foreign_dir(const char *location)
 	return 0;
 }
 
+static int stop_at_first(const char *name, uint64_t size, int64_t mtime_sec, void *arg)
+{
+	(void)name;
+	(void)size;
+	(void)mtime_sec;
+	(void)arg;
+	return 1;
+}
+
+/* refuse_foreign_dir for a remote prefix: objects there but no config are
+ * somebody's data, and init would have added its config among them.  Known
+ * only from the store (a directory marker of the prefix is not listed). */
+static int refuse_foreign_prefix(struct store *s)
+{
+	int r = store_list(s, "", stop_at_first, NULL);
+
+	if (r > 0)
+		return hb_err(-ENOTEMPTY, "%s is not empty and holds no repository (init wants a "
+					  "new or empty prefix)", store_location(s));
+	return r;
+}
+
 int repo_init(const char *location, const struct repo_init_opts *opts)
 {
 	struct repo_key key;
@@ -178,6 +200,9 @@ int repo_init(const char *location, const struct repo_init_opts *opts)
 		goto out;
 	}
 	if (r != -ENOENT)
+		goto out;
+	hb_err_clear();
+	if (strstr(location, "://") && (r = refuse_foreign_prefix(s)) < 0)
 		goto out;
 	r = random_bytes(key.secret, sizeof(key.secret));
 	if (r == 0)

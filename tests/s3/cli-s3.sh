@@ -1,6 +1,7 @@
 #!/bin/bash
 # The real CLI on an s3:// repository, against s3rver behind the verifying,
-# fault-injecting proxy (tests/s3/server.js): round trip, 503 bursts and
+# fault-injecting proxy (tests/s3/server.js): init refused in a prefix that
+# holds objects but no repository, round trip, 503 bursts and
 # resets, corrupted bodies, bad credentials, a missing bucket, an unreachable
 # endpoint, and the server killed in the middle of a snapshot.
 #
@@ -13,6 +14,24 @@ export HIBERBOX_REPO=s3://hbtest/repo
 # Short timeouts so that failures are quick; retries stay on.
 export HIBERBOX_S3_RETRY_BASE_MS=20 HIBERBOX_S3_TIMEOUT_MS=3000 HIBERBOX_S3_CONNECT_TIMEOUT_MS=2000
 export HIBERBOX_S3_DEADLINE_MS=8000
+
+log "init into a prefix that holds objects but no repository is refused"
+# put_object KEY FILE: an object written by someone else (curl signs it)
+put_object() {
+	curl -fsS --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$AWS_ENDPOINT_URL/$1" ||
+		fail "cannot put $1 into the test server"
+}
+echo "somebody's data" >"$T/foreign.txt"
+put_object hbtest/foreign/data.txt "$T/foreign.txt"
+objects() { (cd "$T/s3/data/hbtest" && find "$1" | sort | tr '\n' ' '); }
+before=$(objects foreign)
+HIBERBOX_REPO=s3://hbtest/foreign expect_error "init into a prefix with objects" init &&
+	expect_in "$HB_ERR" "^hiberbox: s3://hbtest/foreign is not empty and holds no repository" \
+		"init into a prefix with objects" || true
+[ "$(objects foreign)" = "$before" ] || bad "a refused init wrote into the prefix: $(objects foreign)"
+# a prefix only shares the start of its name with that one: still empty
+HIBERBOX_REPO=s3://hbtest/foreig hb_ok init >/dev/null
 
 log "init and a first snapshot"
 hb_ok init >/dev/null
