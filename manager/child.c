@@ -225,7 +225,7 @@ _Noreturn void child_main(struct child_ctx *c)
 		if ((r = ns_child_become_root(c)) < 0 || (r = mounts_child_setup(c)) < 0 ||
 		    (r = ns_child_set_hostname(c)) < 0)
 			child_fail(c, r);
-		if (s->net == SANDBOX_NET_NONE && (r = ns_child_loopback_up(c)) < 0)
+		if (s->net != SANDBOX_NET_HOST && (r = ns_child_loopback_up(c)) < 0)
 			child_fail(c, r);
 	}
 	if ((r = apply_rlimits(c)) < 0)

@@ -204,7 +204,7 @@ static int setup_sys(struct child_ctx *c)
 	int r;
 	if ((r = ensure_dir(c, "sys")) < 0)
 		return r;
-	if (c->spec->net != SANDBOX_NET_NONE)
+	if (c->spec->net == SANDBOX_NET_HOST)
 		return 0; /* left empty: the host's sysfs is not the sandbox's to see */
 	if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		return child_err(c, -errno, "mount sysfs", NULL);

@@ -27,7 +27,7 @@ int ns_clone_flags(const struct sandbox_spec *spec)
 	/* CLONE_NEWCGROUP comes later (ns_child_become_root), once the child
 	 * sits in its own cgroups, so that they become its cgroup root. */
 	int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-	if (spec->net == SANDBOX_NET_NONE)
+	if (spec->net != SANDBOX_NET_HOST)
 		flags |= CLONE_NEWNET;
 	return flags;
 }

@@ -294,7 +294,7 @@ int sandbox_spec_set_user(struct sandbox_spec *s, uint32_t uid, uint32_t gid)
 
 int sandbox_spec_set_network(struct sandbox_spec *s, enum sandbox_network net)
 {
-	if (net != SANDBOX_NET_NONE && net != SANDBOX_NET_HOST)
+	if (net != SANDBOX_NET_NONE && net != SANDBOX_NET_HOST && net != SANDBOX_NET_NAT)
 		return hb_err(-EINVAL, "unknown network mode %d", (int)net);
 	s->net = net;
 	return 0;
@@ -585,7 +585,7 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 	} else {
 		c.is_exec = 1;
 		c.join_pidfd = join->init.pidfd;
-		c.join_net = join->net == SANDBOX_NET_NONE;
+		c.join_net = join->net != SANDBOX_NET_HOST;
 	}
 	find_caller_strings(&c);
 	if ((r = build_env(spec, &envp, &c.path_env)) < 0)

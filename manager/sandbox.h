@@ -41,6 +41,9 @@ struct sandbox;
 enum sandbox_network {
 	SANDBOX_NET_NONE = 0, /* a new network namespace with only loopback, up */
 	SANDBOX_NET_HOST = 1, /* the host's network namespace */
+	/* a new network namespace like none; its outbound access (user-mode
+	 * NAT) is a helper the caller starts for it: manager/network.h */
+	SANDBOX_NET_NAT = 2,
 };
 
 /* 0 in any field means "no limit". */

@@ -204,7 +204,9 @@ static const char create_help[] =
 	"                       (beyond: ENOSPC in the sandbox; default: no limit)\n"
 	"  --pids N             process/thread limit (default 4096, 0: none)\n"
 	"  --cpus N             CPU limit in cores, e.g. 1.5\n"
-	"  --network none|host  loopback only (default) or the host's network\n"
+	"  --network MODE       none: loopback only (default); nat: outbound access\n"
+	"                       through slirp4netns, host loopback refused; host: the\n"
+	"                       host's network, no isolation\n"
 	"  --idle-timeout D     sleep after D without exec or process (30s, 5m, 2h)\n"
 	"  --env K=V            environment of every exec (repeatable)\n";
 
@@ -677,13 +679,15 @@ static void human_ls(json_t *j)
 	json_t *v;
 	char idle[32];
 
-	printf("%-24s %-9s %-16s %-16s %s\n", "NAME", "STATE", "IMAGE", "LATEST", "IDLE-TIMEOUT");
+	printf("%-24s %-9s %-16s %-16s %-7s %s\n", "NAME", "STATE", "IMAGE", "LATEST", "NETWORK",
+	       "IDLE-TIMEOUT");
 	json_array_foreach(j, i, v)
-		printf("%-24s %-9s %-16s %-16.16s %s\n",
+		printf("%-24s %-9s %-16s %-16.16s %-7s %s\n",
 		       json_string_value(json_object_get(v, "name")),
 		       json_string_value(json_object_get(v, "state")),
 		       json_string_value(json_object_get(v, "image")),
 		       json_string_value(json_object_get(v, "latest")),
+		       json_string_value(json_object_get(v, "network")) ?: "-",
 		       idle_timeout_text(json_integer_value(json_object_get(v, "idle_timeout_s")),
 					 idle, sizeof(idle)));
 }

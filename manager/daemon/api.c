@@ -29,6 +29,7 @@
 
 #include "manager/daemon/daemon-int.h"
 #include "manager/daemon/subid.h"
+#include "manager/network.h"
 #include "manager/sandbox.h"
 #include "snapshot/snapshot.h"
 #include "util/buf.h"
@@ -197,7 +198,7 @@ json_t *sbx_to_json(struct sbx *s)
 			 "limits", "memory_bytes", (json_int_t)r->memory_bytes,
 			 "disk_bytes", (json_int_t)r->disk_bytes,
 			 "pids", (json_int_t)r->pids, "cpus", r->cpu_millis / 1000.0,
-			 "network", r->network ? "host" : "none",
+			 "network", sandbox_network_name(r->network) ?: "none",
 			 "env", env ? env : json_array(),
 			 "idle_timeout_s", (json_int_t)r->idle_timeout_s,
 			 "id_base", (json_int_t)r->id_base,
@@ -280,6 +281,7 @@ static int status_of(int r)
 	case EACCES: case EPERM: return MHD_HTTP_FORBIDDEN;
 	case EFBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
 	case ESHUTDOWN: return MHD_HTTP_SERVICE_UNAVAILABLE;
+	case ENOPKG: return MHD_HTTP_NOT_IMPLEMENTED; /* a mode whose helper is not installed */
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
@@ -430,10 +432,11 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 		rec.cpu_millis = (uint32_t)(c * 1000 + 0.5);
 	}
 	if ((v = json_object_get(req, "network"))) {
-		const char *n = json_string_value(v);
-		if (!n || (strcmp(n, "none") && strcmp(n, "host")))
-			return hb_err(-EINVAL, "network must be \"none\" or \"host\"");
-		rec.network = strcmp(n, "host") == 0;
+		enum sandbox_network net;
+		int r = sandbox_network_parse(json_string_value(v), &net);
+		if (r < 0)
+			return r;
+		rec.network = (int)net;
 	}
 	if ((v = json_object_get(req, "idle_timeout"))) {
 		if (json_is_integer(v) && json_integer_value(v) >= 0) {

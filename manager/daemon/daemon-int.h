@@ -18,6 +18,7 @@
 
 struct sandbox;
 struct sandbox_proc;
+struct nat_helper;
 struct sbx_transfer;
 
 #define SBX_NAME_MAX 64
@@ -110,6 +111,7 @@ struct sbx {
 	pthread_mutex_t lock; /* lifecycle; held across sleep/wake/commit */
 	struct sbx_record rec;
 	struct sandbox *sb;   /* NULL when sleeping */
+	struct nat_helper *nat; /* network nat: its helper while sb runs */
 	int active_execs;     /* foreground execs streaming now */
 	/* File downloads streaming now: their replies read the root after the
 	 * lock is let go, so they hold its mount.  Under hbd.lock (api.c). */

@@ -35,6 +35,7 @@
 
 #include "fs/fs.h"
 #include "manager/daemon/daemon-int.h"
+#include "manager/network.h"
 #include "manager/sandbox.h"
 #include "snapshot/snapshot.h"
 #include "util/error.h"
@@ -550,6 +551,10 @@ static void stop_sandbox(struct sbx *s, const char *why)
 	} else {
 		sandbox_free(s->sb);
 	}
+	/* its network namespace is gone or going: the NAT helper relays for
+	 * nobody now (it would stay, as slirp4netns does not notice) */
+	nat_helper_stop(s->nat);
+	s->nat = NULL;
 	hb_err_clear();
 	s->sb = NULL;
 }
@@ -609,6 +614,36 @@ static bool upper_replayable(struct hbd *d, const struct sbx *s)
 static int settle_kept_locked(struct hbd *d, struct sbx *s)
 {
 	return upper_replayable(d, s) ? settle_locked(d, s, false) : 0;
+}
+
+/* Network nat: the sandbox's /etc/resolv.conf names the NAT's DNS
+ * forwarder.  A file of the daemon's in the sandbox's state directory,
+ * bound read-only over the image's own (which stays as it was, for the
+ * other modes). */
+static int nat_resolv_conf(struct hbd *d, struct sbx *s, struct sandbox_spec *spec)
+{
+	char path[4200];
+	int r;
+
+	if (s->rec.network != SANDBOX_NET_NAT)
+		return 0;
+	if ((r = sbx_state_dir(d, s->rec.name, "resolv.conf", path, sizeof(path))) < 0)
+		return r;
+	if ((r = write_file_atomic(AT_FDCWD, path, NAT_RESOLV_CONF, strlen(NAT_RESOLV_CONF),
+				   WRITE_NO_SYNC)) < 0)
+		return hb_err_ctx(r, "write %s", path);
+	if (chmod(path, 0644) < 0)
+		return hb_err_sys(-errno, "chmod %s", path);
+	return sandbox_spec_add_ro_bind(spec, path, "/etc/resolv.conf");
+}
+
+/* Network nat: the helper for s's new init, up before the sandbox counts
+ * as running, so that its first command has the network. */
+static int nat_start(struct sbx *s)
+{
+	if (s->rec.network != SANDBOX_NET_NAT)
+		return 0;
+	return nat_helper_start(sandbox_pid(s->sb), &s->nat);
 }
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
@@ -694,10 +729,15 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sandbox_spec_set_init_only(spec, 1)) < 0 ||
 	    (r = sandbox_spec_set_id_map(spec, s->rec.id_base, SBX_ID_RANGE)) < 0 ||
 	    (r = sandbox_spec_set_network(spec, s->rec.network)) < 0 ||
+	    (r = nat_resolv_conf(d, s, spec)) < 0 ||
 	    (r = sandbox_spec_set_limits(spec, &lim)) < 0 ||
 	    (r = sandbox_spec_set_hostname(spec, host)) < 0 ||
 	    (r = sandbox_spec_set_name(spec, cgname)) < 0 ||
-	    (r = sandbox_spawn(spec, &s->sb)) < 0) {
+	    (r = sandbox_spawn(spec, &s->sb)) < 0 || (r = nat_start(s)) < 0) {
+		if (s->sb) { /* its network did not come up */
+			sandbox_free(s->sb);
+			s->sb = NULL;
+		}
 		sandbox_spec_free(spec);
 		hbfs_umount(root);
 		if (!kept)
@@ -1022,6 +1062,8 @@ int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct s
 		hbd_put(d, s);
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", req->name);
 	}
+	if (req->network == SANDBOX_NET_NAT && (r = nat_helper_check()) < 0)
+		return r;
 	if ((r = sbx_record_copy(&rec, req)) < 0)
 		return r;
 	pthread_mutex_lock(&d->images_lock);
@@ -1324,6 +1366,16 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 		void *a[2] = { d, s };
 
 		s->sb = sb;
+		/* the previous daemon's NAT helper ended with it (its exit fd) */
+		if ((r = nat_start(s)) < 0) {
+			fprintf(stderr, "hiberboxd: %s: network nat: %s: stopping it\n",
+				s->rec.name, hb_errmsg(r));
+			hb_err_clear();
+			stop_leftovers(d, s, sb, "recover");
+			r = settle_locked(d, s, alive);
+			pthread_mutex_unlock(&s->lock);
+			return r;
+		}
 		s->last_activity_ns = now_ns();
 		fprintf(stderr, "hiberboxd: %s: re-adopted (init pid %lld)\n", s->rec.name,
 			(long long)s->rec.init_pid);

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "manager/daemon/daemon-int.h"
+#include "manager/network.h"
 #include "util/array.h"
 #include "util/error.h"
 
@@ -230,7 +231,12 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 		rec.memory_bytes = (uint64_t)sqlite3_column_int64(st, 6);
 		rec.pids = (uint32_t)sqlite3_column_int64(st, 7);
 		rec.cpu_millis = (uint32_t)sqlite3_column_int64(st, 8);
-		rec.network = strcmp(text(st, 9), "host") == 0 ? 1 : 0;
+		/* an unknown name (written by a later version) reads as none:
+		 * the most isolated mode */
+		enum sandbox_network net = SANDBOX_NET_NONE;
+		if (sandbox_network_parse(text(st, 9), &net) < 0)
+			hb_err_clear();
+		rec.network = (int)net;
 		rec.env_json = strdup(text(st, 10));
 		rec.idle_timeout_s = (uint64_t)sqlite3_column_int64(st, 11);
 		rec.id_base = (uint32_t)sqlite3_column_int64(st, 12);
@@ -277,7 +283,7 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->memory_bytes);
 	sqlite3_bind_int64(st, i++, rec->pids);
 	sqlite3_bind_int64(st, i++, rec->cpu_millis);
-	sqlite3_bind_text(st, i++, rec->network ? "host" : "none", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i++, sandbox_network_name(rec->network) ?: "none", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, i++, rec->env_json ? rec->env_json : "[]", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->idle_timeout_s);
 	sqlite3_bind_int64(st, i++, rec->id_base);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "manager/daemon/daemon-int.h"
+#include "manager/network.h"
 #include "tests/unit/test.h"
 
 static int count_rows(const struct sbx_record *rec, void *arg)
@@ -108,6 +109,22 @@ int main(void)
 	CHECK(got.idle_timeout_s == 300 && got.id_base == 200000 && got.init_pid == 1234);
 	CHECK(got.init_start == rec.init_start);
 	CHECK(strcmp(got.env_json, "[\"K=V\"]") == 0);
+
+	/* every network mode is kept by its name, nat too (the column's text,
+	 * no migration); an unknown name (a later version's) reads as none */
+	rec.network = SANDBOX_NET_NAT;
+	CHECK_OK(registry_update(reg, &rec));
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(got.network == SANDBOX_NET_NAT);
+	sqlite3 *raw;
+	CHECK(sqlite3_open_v2(path, &raw, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(raw, "UPDATE sandboxes SET network = 'wifi'", NULL, NULL, NULL) ==
+	      SQLITE_OK);
+	sqlite3_close(raw);
+	CHECK_OK(registry_load(reg, count_rows, &got));
+	CHECK(got.network == SANDBOX_NET_NONE);
+	rec.network = 1;
+	CHECK_OK(registry_update(reg, &rec));
 
 	/* another sandbox may not take the same id range */
 	struct sbx_record two = rec;

@@ -1,0 +1,46 @@
+/* Sandbox networks: the names of the modes, and the user-mode NAT helper
+ * that gives a sandbox of mode nat outbound access from its own network
+ * namespace.
+ *
+ * The helper is slirp4netns (Debian package slirp4netns): a host process,
+ * unprivileged towards the sandbox, that puts a tap device into the
+ * namespace, configures it (10.0.2.100/24, gateway 10.0.2.2, DNS forwarder
+ * 10.0.2.3) and relays the sandbox's connections through host sockets of
+ * its own.  The host's loopback (127.0.0.1 on the host) is refused to it;
+ * the host's other addresses are reached as any outside machine reaches
+ * them.  The caller owns the helper: it is the caller's child, and it ends
+ * when stopped or when the caller exits (slirp4netns's exit fd), so that
+ * no helper outlives whoever keeps track of it.
+ *
+ * Functions return 0 or a negative errno with a message (hb_err()).
+ */
+#pragma once
+#include <sys/types.h>
+
+#include "manager/sandbox.h"
+
+/* Where a nat sandbox finds its name server (slirp4netns's forwarder to
+ * the host's resolvers), as /etc/resolv.conf says it. */
+#define NAT_RESOLV_CONF "nameserver 10.0.2.3\n"
+/* The Debian package that holds the helper, named in errors. */
+#define NAT_HELPER_PACKAGE "slirp4netns"
+
+/* "none", "host" or "nat" (NULL for an unknown value). */
+const char *sandbox_network_name(enum sandbox_network net);
+/* The mode a name says; -EINVAL with a message listing the modes. */
+int sandbox_network_parse(const char *name, enum sandbox_network *out);
+
+struct nat_helper;
+
+/* 0 when the helper program is installed (found in PATH); -ENOPKG with a
+ * message naming the package otherwise. */
+int nat_helper_check(void);
+/* Give the network namespace of pid (a sandbox's init, in a namespace of
+ * its own) user-mode NAT, and return once its interface is configured: a
+ * command started in the sandbox afterwards has the network.  On failure
+ * nothing is left running. */
+int nat_helper_start(pid_t pid, struct nat_helper **out);
+/* The helper's host pid. */
+pid_t nat_helper_pid(const struct nat_helper *h);
+/* Kill and reap the helper, free the handle.  NULL is fine. */
+void nat_helper_stop(struct nat_helper *h);

@@ -1,0 +1,33 @@
+# Shared pieces of the daemon's end-to-end scripts (sourced; the functions
+# use HB, T and HIBERBOX_HOME).  daemon.sh still has its own copies.
+
+# What every such script needs (env: HIBERBOX [BUSYBOX]); skips (77) without.
+daemon_test_requires() {
+	: "${HIBERBOX:?}"
+	BUSYBOX=${BUSYBOX:-/bin/busybox}
+	[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+	[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+	[ -x "$BUSYBOX" ] || { echo "SKIP: no static busybox at $BUSYBOX"; exit 77; }
+}
+
+daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
+
+# Stop the daemon (its sandboxes go to sleep), by force if it does not
+# answer, and take down any sandbox root a failure left mounted, so that
+# removing $T never walks into a mount.
+daemon_teardown() {
+	local p m
+	timeout 60 "$HB" daemon stop >/dev/null 2>&1
+	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+	for m in "$HIBERBOX_HOME"/sandboxes/*/root; do
+		[ -d "$m" ] && { "$HB" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null; }
+	done
+}
+
+# A failed check: its line, the end of the daemon's log, exit 1.
+fail() {
+	echo "FAIL: $*" >&2
+	echo "--- daemon log:" >&2
+	tail -30 "$HIBERBOX_HOME/hiberboxd.log" >&2 2>/dev/null
+	exit 1
+}
