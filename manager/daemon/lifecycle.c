@@ -681,7 +681,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
 		return r;
 	if ((r = mkdir_p(AT_FDCWD, root, 0755)) < 0)
-		return hb_err(r, "mkdir %s", root);
+		return hb_err_sys(r, "mkdir %s", root);
 	if ((r = sbx_close_dir(d, s)) < 0)
 		return r;
 	/* A mount left behind (the previous daemon died during a sleep) goes. */
@@ -1010,8 +1010,15 @@ int sbx_close_dir(struct hbd *d, struct sbx *s)
 
 	if ((r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		return r;
-	if (chown(dir, 0, (gid_t)s->rec.id_base) < 0 || chmod(dir, 0710) < 0)
+	if (chown(dir, 0, (gid_t)s->rec.id_base) < 0 || chmod(dir, 0710) < 0) {
+		/* the first thing a daemon started by another user cannot do
+		 * (it listens and keeps a registry as any user can) */
+		if (errno == EPERM && geteuid() != 0)
+			return hb_err(-EPERM, "securing %s: %s (hiberboxd runs as uid %u: sandboxes "
+				      "need it to run as root)", dir, strerror(EPERM),
+				      (unsigned)geteuid());
 		return hb_err_sys(-errno, "securing %s", dir);
+	}
 	return 0;
 }
 
@@ -1037,14 +1044,25 @@ static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out
 		hbd_put(d, s);
 		return r;
 	}
-	if ((r = sbx_state_dir(d, rec->name, NULL, dir, sizeof(dir))) < 0 ||
-	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0 || (r = sbx_close_dir(d, s)) < 0 ||
-	    (r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir))) < 0 ||
-	    (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0) {
+	/* each step's own message: "mkdir DIR" over all of them hid why
+	 * (a daemon not run as root failed in sbx_close_dir's chown) */
+	r = sbx_state_dir(d, rec->name, NULL, dir, sizeof(dir));
+	if (r == 0 && (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0)
+		hb_err_sys(r, "mkdir %s", dir);
+	if (r == 0)
+		r = sbx_close_dir(d, s);
+	if (r == 0)
+		r = sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir));
+	if (r == 0 && (r = mkdir_p(AT_FDCWD, dir, 0700)) < 0)
+		hb_err_sys(r, "mkdir %s", dir);
+	if (r < 0) {
+		char msg[512];
+
+		hb_err_save(msg, sizeof(msg));
 		registry_delete(d->reg, rec->name);
 		hbd_unlist(d, s);
 		hbd_put(d, s);
-		return hb_err(r, "mkdir %s", dir);
+		return hb_err(r, "%s", msg);
 	}
 	*out = s;
 	return 0;

@@ -24,6 +24,8 @@ START=$(date +%s)
 daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
 cleanup() {
 	local p inits
+	# the daemon of the non-root step, if a failure left it running
+	[ -n "${NR:-}" ] && as_nobody timeout 60 "$HB" daemon stop >/dev/null 2>&1
 	chattr -i "$HIBERBOX_HOME/repo/snapshots" 2>/dev/null
 	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
 	timeout 60 "$HB" daemon stop >/dev/null 2>&1
@@ -1124,6 +1126,23 @@ rm -f "$HIBERBOX_HOME/sandboxes.db-wal" "$HIBERBOX_HOME/sandboxes.db-shm"
 grep -qi "corrupt\|not a database" "$T/err" || fail "corrupt registry: $(cat "$T/err")"
 cp "$T/good.db" "$HIBERBOX_HOME/sandboxes.db"
 "$HB" ls >/dev/null || fail "daemon with the registry restored"
+
+step "a daemon not run as root: create says why it cannot"
+# It starts and answers (a user's CLI starts one on demand) but cannot
+# give a sandbox's directories to root; create said only 'mkdir DIR'.
+NR=$T/nonroot
+mkdir -p "$NR/home"
+chown -R 65534:65534 "$NR"
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env HIBERBOX_HOME="$NR/home" "$@"; }
+as_nobody "$HB" image import "$T/img" base >/dev/null 2>"$T/err" ||
+	fail "image import with a daemon run as nobody: $(cat "$T/err")"
+as_nobody "$HB" create nr --image base >/dev/null 2>"$T/err" &&
+	fail "create with a daemon run as nobody succeeded"
+[ "$(wc -l <"$T/err")" = 1 ] &&
+	grep -q "^hiberbox: securing .*: Operation not permitted (hiberboxd runs as uid 65534" "$T/err" ||
+	fail "create with a daemon run as nobody: $(cat "$T/err")"
+as_nobody "$HB" daemon stop >/dev/null || fail "stopping the daemon run as nobody"
+NR=
 
 step "the daemon's log is free of sanitizer reports"
 "$HB" daemon stop >/dev/null
