@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -60,6 +61,68 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out)
 	}
 	return hb_err(-EINVAL, "network must be \"none\", \"host\" or \"nat\", not \"%s\"",
 		      name ? name : "");
+}
+
+/* Append the components of rel (relative to the path already in out, an
+ * absolute one) to out, taking "." and ".." as a path lookup would with no
+ * links on the way ("/.." is "/"). */
+static int path_join_lexical(char *out, size_t size, const char *rel)
+{
+	size_t len = strlen(out);
+
+	while (*rel) {
+		size_t n = strcspn(rel, "/");
+
+		if (n == 2 && rel[0] == '.' && rel[1] == '.') {
+			while (len > 0 && out[len - 1] != '/')
+				len--;
+			if (len > 1)
+				len--; /* the '/' before the name taken back */
+			out[len] = 0;
+		} else if (n > 0 && !(n == 1 && rel[0] == '.')) {
+			if (len + (len > 1) + n + 1 > size)
+				return -ENAMETOOLONG;
+			if (len > 1)
+				out[len++] = '/';
+			memcpy(out + len, rel, n);
+			len += n;
+			out[len] = 0;
+		}
+		rel += n + (rel[n] == '/');
+	}
+	return 0;
+}
+
+int nat_resolv_conf_target(const char *root, char *out, size_t size)
+{
+	static const char plain[] = "/etc/resolv.conf";
+	char link[PATH_MAX];
+	int etc, r;
+	ssize_t n;
+
+	if (size < sizeof(plain))
+		return hb_err(-ENAMETOOLONG, "resolv.conf target: no room");
+	memcpy(out, plain, sizeof(plain));
+	/* only a real /etc of the root's own: a linked one the bind refuses */
+	etc = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (etc >= 0) {
+		int dir = openat(etc, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(etc);
+		etc = dir;
+	}
+	if (etc < 0)
+		return 0;
+	n = readlinkat(etc, "resolv.conf", link, sizeof(link) - 1);
+	close(etc);
+	if (n <= 0)
+		return 0; /* not a link (or none): bound where it is */
+	link[n] = 0;
+	snprintf(out, size, "%s", link[0] == '/' ? "/" : "/etc");
+	if ((r = path_join_lexical(out, size, link)) < 0 || strcmp(out, "/") == 0) {
+		memcpy(out, plain, sizeof(plain));
+		return r < 0 ? hb_err(r, "/etc/resolv.conf links to a path too long") : 0;
+	}
+	return 0;
 }
 
 int nat_helper_check(void)

@@ -30,6 +30,15 @@ const char *sandbox_network_name(enum sandbox_network net);
 /* The mode a name says; -EINVAL with a message listing the modes. */
 int sandbox_network_parse(const char *name, enum sandbox_network *out);
 
+/* Where in the tree of root (a directory of the host, a sandbox's root)
+ * the nat resolv.conf is to be bound, as an absolute path inside: its
+ * /etc/resolv.conf, or what that names if it is a symlink (images made
+ * for systemd-resolved point it at /run/systemd/resolve/...), so that the
+ * link, part of the image, stays and still leads to the nat's file.  The
+ * link is followed once and only lexically, never out of root; whatever
+ * the bind then meets on the way (another link) it refuses. */
+int nat_resolv_conf_target(const char *root, char *out, size_t size);
+
 struct nat_helper;
 
 /* 0 when the helper program is installed (found in PATH); -ENOPKG with a

@@ -622,19 +622,21 @@ static int settle_kept_locked(struct hbd *d, struct sbx *s)
  * other modes). */
 static int nat_resolv_conf(struct hbd *d, struct sbx *s, struct sandbox_spec *spec)
 {
-	char path[4200];
+	char path[4200], root[4200], inside[PATH_MAX];
 	int r;
 
 	if (s->rec.network != SANDBOX_NET_NAT)
 		return 0;
-	if ((r = sbx_state_dir(d, s->rec.name, "resolv.conf", path, sizeof(path))) < 0)
+	if ((r = sbx_state_dir(d, s->rec.name, "resolv.conf", path, sizeof(path))) < 0 ||
+	    (r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
+	    (r = nat_resolv_conf_target(root, inside, sizeof(inside))) < 0)
 		return r;
 	if ((r = write_file_atomic(AT_FDCWD, path, NAT_RESOLV_CONF, strlen(NAT_RESOLV_CONF),
 				   WRITE_NO_SYNC)) < 0)
 		return hb_err_ctx(r, "write %s", path);
 	if (chmod(path, 0644) < 0)
 		return hb_err_sys(-errno, "chmod %s", path);
-	return sandbox_spec_add_ro_bind(spec, path, "/etc/resolv.conf");
+	return sandbox_spec_add_ro_bind(spec, path, inside);
 }
 
 /* Network nat: the helper for s's new init, up before the sandbox counts

@@ -61,7 +61,7 @@ s.serve_forever()' "$1" "$2" "$pf" 2>>"$T/servers.log" &
 # An image: static busybox (its wget), a resolv.conf of its own.
 mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/tmp" "$T/www" "$T/nobin"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh cat wget ip ls sleep true; do ln -s busybox "$T/img/bin/$c"; done
+for c in sh cat wget ip ls sleep true readlink; do ln -s busybox "$T/img/bin/$c"; done
 echo "nameserver 192.0.2.53" >"$T/img/etc/resolv.conf"
 TOKEN="page-$RANDOM-$RANDOM"
 echo "$TOKEN" >"$T/www/page"
@@ -108,6 +108,17 @@ grep -q '^default via 10\.0\.2\.2 dev tap0' "$T/route" || fail "n's routes: $(ca
 init=$(field_of n init_pid)
 [ -n "$(helper_of "$init")" ] || fail "no slirp4netns for n's init $init: $(pgrep -a slirp4netns)"
 
+step "an image whose /etc/resolv.conf is a link (systemd-resolved's) keeps it, and it leads to the nat's"
+cp -a "$T/img" "$T/linked"
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$T/linked/etc/resolv.conf"
+"$HB" image import "$T/linked" linked >/dev/null || fail "import linked"
+"$HB" create l --image linked --network nat >"$T/out" 2>&1 || fail "create l: $(cat "$T/out")"
+[ "$("$HB" exec l -- cat /etc/resolv.conf)" = "nameserver 10.0.2.3" ] ||
+	fail "l's resolv.conf: $("$HB" exec l -- cat /etc/resolv.conf 2>&1)"
+[ "$("$HB" exec l -- readlink /etc/resolv.conf)" = ../run/systemd/resolve/stub-resolv.conf ] ||
+	fail "l's /etc/resolv.conf is no longer the image's link"
+"$HB" rm l >/dev/null || fail "rm l"
+
 step "nat reaches the host's non-loopback address, not the host's 127.0.0.1; none reaches neither"
 serve 127.0.0.1 "$T/www"
 LOPORT=$PORT
@@ -151,6 +162,19 @@ step "a fork keeps nat"
 [ -z "$ADDR" ] || [ "$(fetch f "$URL")" = "$TOKEN" ] || fail "the fork has no network"
 finit=$(field_of f init_pid)
 
+step "a daemon killed with -9 takes its helpers along; the next one gives the re-adopted sandbox a new one"
+init=$(field_of n init_pid)
+dpid=$(daemon_pid)
+[ -n "$(helper_of "$init")" ] || fail "no slirp4netns for n before the daemon's kill"
+kill -9 "$dpid"
+wait_no_helper "$init" || fail "slirp4netns of n outlived its daemon (its exit fd)"
+"$HB" exec n -- ip -4 addr show tap0 >"$T/addr" || fail "exec after the daemon's restart"
+grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after the daemon's restart: $(cat "$T/addr")"
+[ "$(field_of n init_pid)" = "$init" ] || fail "n was not re-adopted (init $init, now $(field_of n init_pid))"
+[ -n "$(helper_of "$init")" ] || fail "no slirp4netns for the re-adopted n"
+[ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network in the re-adopted n"
+finit=$(field_of f init_pid)
+
 step "rm leaves no slirp4netns"
 dpid=$(daemon_pid)
 "$HB" rm f >/dev/null || fail "rm f"
@@ -160,4 +184,9 @@ wait_no_helper "$finit" || fail "slirp4netns of f outlived its rm"
 left=$(pgrep -P "$dpid" -x slirp4netns)
 [ -z "$left" ] || fail "slirp4netns left running after rm: $(ps -o pid,stat,args -p "$left")"
 "$HB" rm o >/dev/null || fail "rm o"
+"$HB" daemon stop >/dev/null || fail "daemon stop"
+if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
+	grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
+	fail "sanitizer reports in the daemon's log"
+fi
 echo "network: all checks passed"
