@@ -161,7 +161,7 @@ struct hbfs {
 	uint64_t data_names_made, data_names_synced;
 	bool upper_dir_synced;
 	struct precreate *precreate; /* empty data files made ahead (upper.c) */
-	/* --upper-limit (0: none) and what counts against it now: the lower
+	/* --disk-limit (0: none) and what counts against it now: the lower
 	 * files still visible, the journal's bytes and every node's charged
 	 * (quota.c). */
 	uint64_t upper_limit, used;

@@ -78,7 +78,7 @@ struct hbfs_mount_info {
 	pid_t pid;
 	bool alive;                   /* the serving process answers */
 	uint32_t uid_shift;
-	uint64_t limit;               /* its --upper-limit; 0: none */
+	uint64_t limit;               /* its --disk-limit; 0: none */
 	uint64_t used;                /* what counts against it now, if used_known */
 	bool used_known;              /* a live mount with a limit answered */
 };
