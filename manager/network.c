@@ -36,6 +36,7 @@ extern char **environ;
 struct nat_helper {
 	pid_t pid;
 	int exit_fd; /* write end of the helper's exit pipe */
+	char cgroup[72]; /* its groups' name, or "" */
 };
 
 static const char *const network_names[] = {
@@ -229,6 +230,22 @@ static int move_above_targets(int *fd)
 	return 0;
 }
 
+/* The helper's groups, once it has ended; r: the error being reported
+ * (0: none), whose message a failure here must not replace. */
+static void remove_groups(struct nat_helper *h, int r)
+{
+	char msg[512];
+
+	if (!h->cgroup[0])
+		return;
+	hb_err_save(msg, sizeof(msg));
+	sandbox_remove_cgroups(h->cgroup);
+	hb_err_clear();
+	if (r < 0)
+		hb_err(r, "%s", msg);
+	h->cgroup[0] = 0;
+}
+
 static void kill_and_reap(pid_t pid)
 {
 	kill(pid, SIGKILL);
@@ -236,7 +253,8 @@ static void kill_and_reap(pid_t pid)
 		;
 }
 
-int nat_helper_start(pid_t target, struct nat_helper **out)
+int nat_helper_start(pid_t target, const char *cgroup_name, const struct sandbox_limits *lim,
+		     struct nat_helper **out)
 {
 	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 };
 	struct nat_helper *h;
@@ -245,6 +263,8 @@ int nat_helper_start(pid_t target, struct nat_helper **out)
 
 	if ((r = nat_helper_check()) < 0)
 		return r;
+	if (cgroup_name && strlen(cgroup_name) >= sizeof(h->cgroup))
+		return hb_err(-ENAMETOOLONG, "cgroup name '%s' too long", cgroup_name);
 	if (!(h = calloc(1, sizeof(*h))))
 		return hb_err(-ENOMEM, "out of memory");
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(exitp, O_CLOEXEC) < 0) {
@@ -257,8 +277,13 @@ int nat_helper_start(pid_t target, struct nat_helper **out)
 	close(ready[1]);
 	close(exitp[0]);
 	ready[1] = exitp[0] = -1;
-	if ((r = wait_ready(ready[0], pid)) < 0) {
+	if (cgroup_name) { /* named first: a confinement that failed half-way is undone too */
+		snprintf(h->cgroup, sizeof(h->cgroup), "%s", cgroup_name);
+		r = sandbox_cgroup_confine(cgroup_name, lim, pid);
+	}
+	if (r < 0 || (r = wait_ready(ready[0], pid)) < 0) {
 		kill_and_reap(pid);
+		remove_groups(h, r);
 		goto fail;
 	}
 	close(ready[0]);
@@ -288,5 +313,6 @@ void nat_helper_stop(struct nat_helper *h)
 		return;
 	close(h->exit_fd);
 	kill_and_reap(h->pid);
+	remove_groups(h, 0);
 	free(h);
 }

@@ -46,10 +46,15 @@ struct nat_helper;
 int nat_helper_check(void);
 /* Give the network namespace of pid (a sandbox's init, in a namespace of
  * its own) user-mode NAT, and return once its interface is configured: a
- * command started in the sandbox afterwards has the network.  On failure
- * nothing is left running. */
-int nat_helper_start(pid_t pid, struct nat_helper **out);
+ * command started in the sandbox afterwards has the network.  With
+ * cgroup_name, the helper runs in groups of that name with limits lim
+ * (sandbox_cgroup_confine): what the sandbox makes it hold (a buffer per
+ * connection it opens) is bounded too.  They are removed with it.  On
+ * failure nothing is left running. */
+int nat_helper_start(pid_t pid, const char *cgroup_name, const struct sandbox_limits *lim,
+		     struct nat_helper **out);
 /* The helper's host pid. */
 pid_t nat_helper_pid(const struct nat_helper *h);
-/* Kill and reap the helper, free the handle.  NULL is fine. */
+/* Kill and reap the helper, remove its groups, free the handle.  NULL is
+ * fine. */
 void nat_helper_stop(struct nat_helper *h);

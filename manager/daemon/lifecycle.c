@@ -640,12 +640,29 @@ static int nat_resolv_conf(struct hbd *d, struct sbx *s, struct sandbox_spec *sp
 }
 
 /* Network nat: the helper for s's new init, up before the sandbox counts
- * as running, so that its first command has the network. */
-static int nat_start(struct sbx *s)
+ * as running, so that its first command has the network.  Its memory is
+ * what the sandbox makes it hold (a buffer per connection), so with a
+ * memory limit it gets one too: the sandbox's own, at least
+ * HBD_NAT_MEMORY_MIN (its baseline is a few MiB).  One group name per
+ * sandbox, as for its fs process. */
+#define HBD_NAT_MEMORY_MIN (64ull << 20)
+#define HBD_NAT_PIDS 32
+
+static int nat_start(struct hbd *d, struct sbx *s)
 {
+	struct sandbox_limits lim = {
+		.memory_bytes = s->rec.memory_bytes > HBD_NAT_MEMORY_MIN ? s->rec.memory_bytes
+									  : HBD_NAT_MEMORY_MIN,
+		.pids = HBD_NAT_PIDS,
+	};
+	char name[64];
+
 	if (s->rec.network != SANDBOX_NET_NAT)
 		return 0;
-	return nat_helper_start(sandbox_pid(s->sb), &s->nat);
+	snprintf(name, sizeof(name), "hbdnat-%08x-%u",
+		 (unsigned)XXH3_64bits(d->home, strlen(d->home)), s->rec.id_base);
+	return nat_helper_start(sandbox_pid(s->sb), s->rec.memory_bytes ? name : NULL, &lim,
+				&s->nat);
 }
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
@@ -735,7 +752,7 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sandbox_spec_set_limits(spec, &lim)) < 0 ||
 	    (r = sandbox_spec_set_hostname(spec, host)) < 0 ||
 	    (r = sandbox_spec_set_name(spec, cgname)) < 0 ||
-	    (r = sandbox_spawn(spec, &s->sb)) < 0 || (r = nat_start(s)) < 0) {
+	    (r = sandbox_spawn(spec, &s->sb)) < 0 || (r = nat_start(d, s)) < 0) {
 		if (s->sb) { /* its network did not come up */
 			sandbox_free(s->sb);
 			s->sb = NULL;
@@ -1387,7 +1404,7 @@ int sbx_recover(struct hbd *d, struct sbx *s)
 
 		s->sb = sb;
 		/* the previous daemon's NAT helper ended with it (its exit fd) */
-		if ((r = nat_start(s)) < 0) {
+		if ((r = nat_start(d, s)) < 0) {
 			fprintf(stderr, "hiberboxd: %s: network nat: %s: stopping it\n",
 				s->rec.name, hb_errmsg(r));
 			hb_err_clear();

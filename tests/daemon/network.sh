@@ -162,6 +162,26 @@ step "a fork keeps nat"
 [ -z "$ADDR" ] || [ "$(fetch f "$URL")" = "$TOKEN" ] || fail "the fork has no network"
 finit=$(field_of f init_pid)
 
+step "with --memory, the helper runs in groups of its own under that limit, removed with it"
+"$HB" create c --image base --network nat --memory 128M >/dev/null || fail "create c"
+cinit=$(field_of c init_pid)
+helper=$(helper_of "$cinit")
+[ -n "$helper" ] || fail "no slirp4netns for c"
+# its memory group: cgroup v1's memory hierarchy, or v2's single one
+cg=$(sed -n 's/^[0-9]*:memory://p' "/proc/$helper/cgroup")
+if [ -n "$cg" ]; then
+	cgdir=/sys/fs/cgroup/memory$cg limit=memory.limit_in_bytes
+else
+	cg=$(sed -n 's/^0:://p' "/proc/$helper/cgroup")
+	cgdir=/sys/fs/cgroup$cg limit=memory.max
+fi
+case "$cg" in */hiberbox/hbdnat-*) ;; *) fail "c's slirp4netns is in cgroup '$cg' ($(cat "/proc/$helper/cgroup"))" ;; esac
+[ "$(cat "$cgdir/$limit")" = $((128 << 20)) ] || fail "c's slirp4netns $limit: $(cat "$cgdir/$limit")"
+case "$(cat "/proc/$(helper_of "$init")/cgroup")" in *hbdnat-*) fail "n (no --memory) has its helper confined" ;; esac
+"$HB" rm c >/dev/null || fail "rm c"
+wait_no_helper "$cinit" || fail "slirp4netns of c outlived its rm"
+[ ! -d "$cgdir" ] || fail "c's helper's cgroup $cgdir stayed after rm"
+
 step "a daemon killed with -9 takes its helpers along; the next one gives the re-adopted sandbox a new one"
 init=$(field_of n init_pid)
 dpid=$(daemon_pid)
