@@ -2,9 +2,11 @@
 # Network modes of sandboxes, end to end with the real daemon: nat reaches
 # the host's non-loopback address through slirp4netns and not the host's
 # 127.0.0.1, none reaches nothing, the helper lives exactly as long as the
-# sandbox's init (sleep, wake, init killed, rm), and without slirp4netns a
-# nat sandbox is refused with one line naming the package.  No address
-# outside this machine is used.
+# sandbox's init (sleep, wake, init killed, rm, the daemon killed and
+# restarted), runs under the sandbox's memory limit, resolv.conf names its
+# DNS (through an image's symlink too), and without slirp4netns a nat
+# sandbox is refused with one line naming the package.  No address outside
+# this machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
