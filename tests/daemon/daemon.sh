@@ -797,7 +797,7 @@ HIBERBOX_TEST_SLEEP_PAUSE_MS=5000 "$HB" exec b -- sh -c 'echo mid-sleep > /midsl
 	fail "write before the mid-sleep kill"
 "$HB" sleep b >/dev/null 2>&1 &
 sp=$!
-for _ in $(seq 100); do [ -d "$HIBERBOX_HOME/sandboxes/b/upper" ] || break; sleep 0.1; done
+for _ in $(seq 600); do [ -d "$HIBERBOX_HOME/sandboxes/b/upper" ] || break; sleep 0.1; done
 [ ! -d "$HIBERBOX_HOME/sandboxes/b/upper" ] || fail "the sleep of b did not drop its upper"
 kill -9 "$(daemon_pid)"
 wait $sp
