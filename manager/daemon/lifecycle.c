@@ -1078,6 +1078,12 @@ static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out
 		char msg[512];
 
 		hb_err_save(msg, sizeof(msg));
+		/* what this call made, if it is still empty (rmdir keeps anything
+		 * else): a refused create leaves nothing behind */
+		if (sbx_state_dir(d, rec->name, "logs", dir, sizeof(dir)) == 0)
+			rmdir(dir);
+		if (sbx_state_dir(d, rec->name, NULL, dir, sizeof(dir)) == 0)
+			rmdir(dir);
 		registry_delete(d->reg, rec->name);
 		hbd_unlist(d, s);
 		hbd_put(d, s);

@@ -1141,6 +1141,7 @@ as_nobody "$HB" create nr --image base >/dev/null 2>"$T/err" &&
 [ "$(wc -l <"$T/err")" = 1 ] &&
 	grep -q "^hiberbox: securing .*: Operation not permitted (hiberboxd runs as uid 65534" "$T/err" ||
 	fail "create with a daemon run as nobody: $(cat "$T/err")"
+[ ! -e "$NR/home/sandboxes/nr" ] || fail "the refused create left $NR/home/sandboxes/nr"
 as_nobody "$HB" daemon stop >/dev/null || fail "stopping the daemon run as nobody"
 NR=
 
