@@ -1,4 +1,5 @@
-/* Sandbox networks: mode names, and the slirp4netns helper of mode nat.
+/* Sandbox networks: mode names, published ports, and the slirp4netns
+ * helper of mode nat.
  *
  * The helper is started with three descriptors of ours: a pipe it writes
  * one byte to once the tap device is up and configured (--ready-fd), and a
@@ -7,7 +8,15 @@
  * die, so no helper outlives its owner.  --enable-sandbox (its own mount
  * namespace, capabilities dropped) and --enable-seccomp narrow what a flaw
  * in its packet handling, which reads what the sandbox sends, could do.
+ *
+ * Ports are published through its API socket (--api-socket), one
+ * add_hostfwd request per connection (it answers once our side is shut
+ * for writing), after the ready byte: the socket listens by then.  The
+ * socket is made in the helper's working directory and reached through
+ * /proc/self/fd, so that no path limit of sockaddr_un (108 bytes) applies
+ * to where the caller keeps it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,8 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "manager/network.h"
 #include "util/error.h"
@@ -32,6 +45,10 @@ extern char **environ;
 #define NAT_READY_FD 3 /* the helper's descriptors */
 #define NAT_EXIT_FD 4
 #define NAT_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define NAT_API_SOCKET "api.sock" /* in cfg->api_dir, the helper's working directory */
+#define NAT_API_TIMEOUT_MS 10000
+#define NAT_API_REPLY_MAX 4096
+#define NAT_PORT_SYNTAX "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
 
 struct nat_helper {
 	pid_t pid;
@@ -62,6 +79,84 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out)
 	}
 	return hb_err(-EINVAL, "network must be \"none\", \"host\" or \"nat\", not \"%s\"",
 		      name ? name : "");
+}
+
+/* A port number of text (n bytes): 1 to 65535, digits only. */
+static int port_number(const char *text, size_t n, uint16_t *out)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 5)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(text[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -EINVAL;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+int nat_port_parse(const char *text, struct nat_port *out)
+{
+	struct nat_port p = { .host_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	const char *slash, *last, *end;
+	char addr[INET_ADDRSTRLEN];
+
+	if (!text)
+		return hb_err(-EINVAL, "publish: expected " NAT_PORT_SYNTAX);
+	slash = strchr(text, '/');
+	end = slash ? slash : text + strlen(text);
+	if (slash && strcmp(slash, "/udp") == 0)
+		p.udp = true;
+	else if (slash && strcmp(slash, "/tcp") != 0)
+		return hb_err(-EINVAL, "publish '%s': the protocol is tcp or udp, not '%s'", text,
+			      slash + 1);
+	last = end;
+	while (last > text && last[-1] != ':')
+		last--;
+	if (last == text)
+		return hb_err(-EINVAL, "publish '%s': expected " NAT_PORT_SYNTAX, text);
+	if (port_number(last, (size_t)(end - last), &p.guest_port) < 0)
+		return hb_err(-EINVAL, "publish '%s': the sandbox's port must be 1 to 65535", text);
+	const char *mid = last - 1; /* the ':' before PORT */
+	const char *hp = mid;
+	while (hp > text && hp[-1] != ':')
+		hp--;
+	if (port_number(hp, (size_t)(mid - hp), &p.host_port) < 0)
+		return hb_err(-EINVAL, "publish '%s': the host's port must be 1 to 65535", text);
+	if (hp > text) {
+		size_t n = (size_t)(hp - 1 - text);
+		if (n == 0 || n >= sizeof(addr) || memchr(text, ':', n))
+			return hb_err(-EINVAL, "publish '%s': the host address must be IPv4, e.g. "
+				      "127.0.0.1 or 0.0.0.0", text);
+		memcpy(addr, text, n);
+		addr[n] = 0;
+		if (inet_pton(AF_INET, addr, &p.host_addr) != 1)
+			return hb_err(-EINVAL, "publish '%s': '%s' is not an IPv4 address", text,
+				      addr);
+	}
+	*out = p;
+	return 0;
+}
+
+void nat_port_format(const struct nat_port *p, char *out, size_t size)
+{
+	char addr[INET_ADDRSTRLEN];
+
+	if (!inet_ntop(AF_INET, &p->host_addr, addr, sizeof(addr)))
+		snprintf(addr, sizeof(addr), "?");
+	snprintf(out, size, "%s:%u:%u/%s", addr, (unsigned)p->host_port, (unsigned)p->guest_port,
+		 p->udp ? "udp" : "tcp");
+}
+
+bool nat_port_overlaps(const struct nat_port *a, const struct nat_port *b)
+{
+	return a->udp == b->udp && a->host_port == b->host_port &&
+	       (a->host_addr.s_addr == b->host_addr.s_addr || a->host_addr.s_addr == INADDR_ANY ||
+		b->host_addr.s_addr == INADDR_ANY);
 }
 
 /* Append the components of rel (relative to the path already in out, an
@@ -149,17 +244,22 @@ int nat_helper_check(void)
  * stdin and stdout on /dev/null, stderr (its errors) ours; every signal at
  * its default and none blocked (a daemon blocks and ignores some, and both
  * survive execve). */
-static int spawn_helper(pid_t target, int ready_w, int exit_r, pid_t *pid)
+static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_dir, pid_t *pid)
 {
 	char target_s[16], ready_s[16], exit_s[16];
-	const char *argv[] = { NAT_HELPER, "--configure", "--mtu=" NAT_MTU,
-			       "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
-			       ready_s, exit_s, target_s, "tap0", NULL };
+	const char *argv[12] = { NAT_HELPER, "--configure", "--mtu=" NAT_MTU,
+				 "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
+				 ready_s, exit_s };
+	int argc = 8;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, all;
 	int r;
 
+	if (api_dir)
+		argv[argc++] = "--api-socket=" NAT_API_SOCKET; /* in its working directory */
+	argv[argc++] = target_s;
+	argv[argc++] = "tap0";
 	snprintf(target_s, sizeof(target_s), "%d", (int)target);
 	snprintf(ready_s, sizeof(ready_s), "--ready-fd=%d", NAT_READY_FD);
 	snprintf(exit_s, sizeof(exit_s), "--exit-fd=%d", NAT_EXIT_FD);
@@ -177,7 +277,8 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, pid_t *pid)
 	    (r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, ready_w, NAT_READY_FD)) == 0 &&
-	    (r = posix_spawn_file_actions_adddup2(&fa, exit_r, NAT_EXIT_FD)) == 0)
+	    (r = posix_spawn_file_actions_adddup2(&fa, exit_r, NAT_EXIT_FD)) == 0 &&
+	    (!api_dir || (r = posix_spawn_file_actions_addchdir_np(&fa, api_dir)) == 0))
 		r = posix_spawnp(pid, NAT_HELPER, &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
@@ -230,6 +331,148 @@ static int move_above_targets(int *fd)
 	return 0;
 }
 
+/* Whether the host can listen on p's address and port now: 0 or -errno.
+ * TCP as slirp's listening sockets are made (SO_REUSEADDR: a port in
+ * TIME_WAIT is free); UDP without it, so that a socket that has it (slirp
+ * binds UDP with it, and would share the port with another) counts too. */
+static int try_bind(const struct nat_port *p)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->host_port),
+				  .sin_addr = p->host_addr };
+	int fd = socket(AF_INET, (p->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	int one = 1, r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (!p->udp)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Why the host cannot listen on p's address and port (r: try_bind's
+ * answer): an error with a message naming the port; the helper's desc
+ * when the trial worked (taken and let go since). */
+static int not_published(const struct nat_port *p, const char *text, int r, const char *desc)
+{
+	if (r == -EADDRINUSE)
+		return hb_err(r, "publish %s: the host's port %u/%s is in use", text,
+			      (unsigned)p->host_port, p->udp ? "udp" : "tcp");
+	if (r == -EADDRNOTAVAIL)
+		return hb_err(r, "publish %s: the address is not one of this host's", text);
+	if (r < 0)
+		return hb_err(r, "publish %s: the host cannot listen there: %s", text, strerror(-r));
+	return hb_err(-EIO, "publish %s: " NAT_HELPER " could not listen on the host's port (%s)",
+		      text, desc ? desc : "no reason given");
+}
+
+/* Send one request to the helper's API (dir: an open descriptor of the
+ * directory holding its socket) and return its answer. */
+static int api_call(int dir, json_t *req, json_t **reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { NAT_API_TIMEOUT_MS / 1000, (NAT_API_TIMEOUT_MS % 1000) * 1000 };
+	char buf[NAT_API_REPLY_MAX + 1], *text = json_dumps(req, JSON_COMPACT);
+	size_t len = 0, sent = 0, n;
+	int fd = -1, r = 0;
+
+	if (!text)
+		return hb_err(-ENOMEM, "out of memory");
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" NAT_API_SOCKET, dir);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = hb_err_sys(-errno, NAT_HELPER "'s API socket");
+		goto out;
+	}
+	for (n = strlen(text); sent < n;) {
+		ssize_t w = send(fd, text + sent, n - sent, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			r = hb_err_sys(-errno, "send to " NAT_HELPER "'s API");
+			goto out;
+		}
+		sent += (size_t)w;
+	}
+	shutdown(fd, SHUT_WR); /* its end of a request */
+	for (;;) {
+		ssize_t got = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = hb_err_sys(errno == EAGAIN ? -ETIMEDOUT : -errno,
+				       "read from " NAT_HELPER "'s API");
+			goto out;
+		}
+		if (got == 0)
+			break;
+		len += (size_t)got;
+		if (len == sizeof(buf) - 1) {
+			r = hb_err(-EPROTO, NAT_HELPER "'s API answered over %d bytes",
+				   NAT_API_REPLY_MAX);
+			goto out;
+		}
+	}
+	buf[len] = 0;
+	if (!(*reply = json_loadb(buf, len, 0, NULL)))
+		r = hb_err(-EPROTO, NAT_HELPER "'s API answered '%.200s', not JSON", buf);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return r;
+}
+
+/* Publish one port through the helper's API. */
+static int publish_port(int dir, const struct nat_port *p)
+{
+	char text[NAT_PORT_TEXT_MAX], addr[INET_ADDRSTRLEN];
+	json_t *req, *reply = NULL;
+	int r;
+
+	nat_port_format(p, text, sizeof(text));
+	/* UDP: the helper's bind would share a port another holds with
+	 * SO_REUSEADDR (another sandbox's helper), so it is tried first */
+	if (p->udp && (r = try_bind(p)) < 0)
+		return not_published(p, text, r, NULL);
+	inet_ntop(AF_INET, &p->host_addr, addr, sizeof(addr));
+	req = json_pack("{s:s, s:{s:s, s:s, s:i, s:i}}", "execute", "add_hostfwd", "arguments",
+			"proto", p->udp ? "udp" : "tcp", "host_addr", addr,
+			"host_port", (int)p->host_port, "guest_port", (int)p->guest_port);
+	if (!req)
+		return hb_err(-ENOMEM, "out of memory");
+	r = api_call(dir, req, &reply);
+	json_decref(req);
+	if (r < 0)
+		return hb_err_ctx(r, "publish %s", text);
+	if (!json_is_object(json_object_get(reply, "return"))) {
+		const char *desc = json_string_value(json_object_get(
+			json_object_get(reply, "error"), "desc"));
+		r = not_published(p, text, try_bind(p), desc);
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Publish cfg's ports. */
+static int publish_ports(const struct nat_helper_config *cfg)
+{
+	int dir, r = 0;
+
+	if (cfg->port_count == 0)
+		return 0;
+	if ((dir = open(cfg->api_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return hb_err_sys(-errno, "open %s", cfg->api_dir);
+	for (size_t i = 0; r == 0 && i < cfg->port_count; i++)
+		r = publish_port(dir, &cfg->ports[i]);
+	close(dir);
+	return r;
+}
+
 /* The helper's groups, once it has ended; r: the error being reported
  * (0: none), whose message a failure here must not replace. */
 static void remove_groups(struct nat_helper *h, int r)
@@ -253,18 +496,28 @@ static void kill_and_reap(pid_t pid)
 		;
 }
 
-int nat_helper_start(pid_t target, const char *cgroup_name, const struct sandbox_limits *lim,
-		     struct nat_helper **out)
+int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct nat_helper **out)
 {
 	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 };
+	const char *api_dir = cfg->port_count ? cfg->api_dir : NULL;
 	struct nat_helper *h;
 	pid_t pid = -1;
 	int r;
 
 	if ((r = nat_helper_check()) < 0)
 		return r;
-	if (cgroup_name && strlen(cgroup_name) >= sizeof(h->cgroup))
-		return hb_err(-ENAMETOOLONG, "cgroup name '%s' too long", cgroup_name);
+	if (cfg->cgroup_name && strlen(cfg->cgroup_name) >= sizeof(h->cgroup))
+		return hb_err(-ENAMETOOLONG, "cgroup name '%s' too long", cfg->cgroup_name);
+	if (cfg->port_count && !api_dir)
+		return hb_err(-EINVAL, "publishing ports needs a directory for the API socket");
+	/* a killed helper leaves its socket file, which a new bind would refuse */
+	if (api_dir) {
+		char sock[PATH_MAX];
+		if (snprintf(sock, sizeof(sock), "%s/" NAT_API_SOCKET, api_dir) >= (int)sizeof(sock))
+			return hb_err(-ENAMETOOLONG, "%s: path too long", api_dir);
+		if (unlink(sock) < 0 && errno != ENOENT)
+			return hb_err_sys(-errno, "remove %s", sock);
+	}
 	if (!(h = calloc(1, sizeof(*h))))
 		return hb_err(-ENOMEM, "out of memory");
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(exitp, O_CLOEXEC) < 0) {
@@ -272,16 +525,16 @@ int nat_helper_start(pid_t target, const char *cgroup_name, const struct sandbox
 		goto fail;
 	}
 	if ((r = move_above_targets(&ready[1])) < 0 || (r = move_above_targets(&exitp[0])) < 0 ||
-	    (r = spawn_helper(target, ready[1], exitp[0], &pid)) < 0)
+	    (r = spawn_helper(target, ready[1], exitp[0], api_dir, &pid)) < 0)
 		goto fail;
 	close(ready[1]);
 	close(exitp[0]);
 	ready[1] = exitp[0] = -1;
-	if (cgroup_name) { /* named first: a confinement that failed half-way is undone too */
-		snprintf(h->cgroup, sizeof(h->cgroup), "%s", cgroup_name);
-		r = sandbox_cgroup_confine(cgroup_name, lim, pid);
+	if (cfg->cgroup_name) { /* named first: a confinement that failed half-way is undone too */
+		snprintf(h->cgroup, sizeof(h->cgroup), "%s", cfg->cgroup_name);
+		r = sandbox_cgroup_confine(cfg->cgroup_name, cfg->lim, pid);
 	}
-	if (r < 0 || (r = wait_ready(ready[0], pid)) < 0) {
+	if (r < 0 || (r = wait_ready(ready[0], pid)) < 0 || (r = publish_ports(cfg)) < 0) {
 		kill_and_reap(pid);
 		remove_groups(h, r);
 		goto fail;

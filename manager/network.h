@@ -15,6 +15,9 @@
  * Functions return 0 or a negative errno with a message (hb_err()).
  */
 #pragma once
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "manager/sandbox.h"
@@ -39,20 +42,57 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out);
  * the bind then meets on the way (another link) it refuses. */
 int nat_resolv_conf_target(const char *root, char *out, size_t size);
 
+/* A port of a nat sandbox published on the host: what connects to
+ * host_addr:host_port (TCP, or UDP) is relayed to guest_port at the
+ * sandbox's address.  slirp4netns forwards IPv4 only. */
+struct nat_port {
+	struct in_addr host_addr;
+	uint16_t host_port;
+	uint16_t guest_port;
+	bool udp;
+};
+/* "255.255.255.255:65535:65535/udp" and its NUL */
+#define NAT_PORT_TEXT_MAX 32
+
+/* Parse [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]: HOSTIP an IPv4 address,
+ * 127.0.0.1 when left out (every address of the host must be asked for,
+ * as 0.0.0.0), ports 1 to 65535, tcp unless /udp.  -EINVAL with a message
+ * naming text otherwise. */
+int nat_port_parse(const char *text, struct nat_port *out);
+/* The canonical text of p (all four parts), into out of
+ * NAT_PORT_TEXT_MAX bytes. */
+void nat_port_format(const struct nat_port *p, char *out, size_t size);
+/* Whether a and b want the same host port (same protocol and port, and
+ * the same address or either on every address): one of them would fail. */
+bool nat_port_overlaps(const struct nat_port *a, const struct nat_port *b);
+
 struct nat_helper;
+
+/* How a helper is started (nat_helper_start). */
+struct nat_helper_config {
+	/* its groups' name (NULL: none) and their limits */
+	const char *cgroup_name;
+	const struct sandbox_limits *lim;
+	/* ports to publish, and a directory only root can enter for the
+	 * helper's API socket, which publishing needs (unused without) */
+	const struct nat_port *ports;
+	size_t port_count;
+	const char *api_dir;
+};
 
 /* 0 when the helper program is installed (found in PATH); -ENOPKG with a
  * message naming the package otherwise. */
 int nat_helper_check(void);
 /* Give the network namespace of pid (a sandbox's init, in a namespace of
- * its own) user-mode NAT, and return once its interface is configured: a
- * command started in the sandbox afterwards has the network.  With
- * cgroup_name, the helper runs in groups of that name with limits lim
- * (sandbox_cgroup_confine): what the sandbox makes it hold (a buffer per
- * connection it opens) is bounded too.  They are removed with it.  On
- * failure nothing is left running. */
-int nat_helper_start(pid_t pid, const char *cgroup_name, const struct sandbox_limits *lim,
-		     struct nat_helper **out);
+ * its own) user-mode NAT, and return once its interface is configured and
+ * every port of cfg published: a command started in the sandbox
+ * afterwards has the network, and the host reaches its ports.  With
+ * cfg->cgroup_name, the helper runs in groups of that name with limits
+ * cfg->lim (sandbox_cgroup_confine): what the sandbox makes it hold (a
+ * buffer per connection it opens) is bounded too.  They are removed with
+ * it.  A port the host cannot listen on fails it with a message naming
+ * the port (-EADDRINUSE when taken).  On failure nothing is left running. */
+int nat_helper_start(pid_t pid, const struct nat_helper_config *cfg, struct nat_helper **out);
 /* The helper's host pid. */
 pid_t nat_helper_pid(const struct nat_helper *h);
 /* Kill and reap the helper, remove its groups, free the handle.  NULL is

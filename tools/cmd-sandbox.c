@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "manager/daemon/daemon.h"
+#include "manager/network.h"
 #include "tools/cli.h"
 #include "util/size.h"
 #include "util/buf.h"
@@ -207,6 +208,11 @@ static const char create_help[] =
 	"  --network MODE       none: loopback only (default); nat: outbound access\n"
 	"                       through slirp4netns, host loopback refused; host: the\n"
 	"                       host's network, no isolation\n"
+	"  --publish [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]\n"
+	"                       with --network nat: the host's HOSTPORT on HOSTIP\n"
+	"                       (default 127.0.0.1; 0.0.0.0: every address) reaches\n"
+	"                       the sandbox's PORT, from every wake (repeatable; a\n"
+	"                       fork publishes none)\n"
 	"  --idle-timeout D     sleep after D without exec or process (30s, 5m, 2h)\n"
 	"  --env K=V            environment of every exec (repeatable)\n";
 
@@ -230,10 +236,12 @@ static int cmd_create(int argc, char **argv)
 		{ "network", required_argument, NULL, 'n' },
 		{ "idle-timeout", required_argument, NULL, 't' },
 		{ "env", required_argument, NULL, 'e' },
+		{ "publish", required_argument, NULL, 'P' },
 		{ 0 }
 	};
-	static const char shorts[] = "hjqI:m:D:p:c:n:t:e:";
-	json_t *req = json_object(), *env = json_array();
+	static const char shorts[] = "hjqI:m:D:p:c:n:t:e:P:";
+	json_t *req = json_object(), *env = json_array(), *publish = json_array();
+	struct nat_port port;
 	char *end;
 	int c, k, rc;
 
@@ -283,20 +291,33 @@ static int cmd_create(int argc, char **argv)
 				{ rc = cli_usage("create", "--env wants K=V, not '%s'", optarg); goto out; }
 			json_array_append_new(env, json_string(optarg));
 			break;
+		case 'P':
+			if (nat_port_parse(optarg, &port) < 0)
+				{ rc = cli_usage("create", "%s", hb_errmsg(-EINVAL)); goto out; }
+			json_array_append_new(publish, json_string(optarg));
+			break;
 		default:
 			{ rc = cli_bad_option("create", argv, shorts, opts); goto out; }
 		}
 	}
+	if (json_array_size(publish) &&
+	    strcmp(json_string_value(json_object_get(req, "network")) ?: "none", "nat") != 0)
+		{ rc = cli_usage("create", "--publish needs --network nat"); goto out; }
 	if (argc - optind != 1)
 		{ rc = cli_usage("create", "expected NAME"); goto out; }
 	if (!json_object_get(req, "image"))
 		{ rc = cli_usage("create", "--image is required"); goto out; }
 	json_object_set_new(req, "name", json_string(argv[optind]));
 	json_object_set_new(req, "env", env);
+	if (json_array_size(publish))
+		json_object_set_new(req, "publish", publish);
+	else
+		json_decref(publish);
 	return call_print("POST", "/sandboxes", req, human_created);
 out:
 	json_decref(req);
 	json_decref(env);
+	json_decref(publish);
 	return rc;
 }
 

@@ -188,7 +188,9 @@ json_t *sbx_to_json(struct sbx *s)
 	for (struct sbx_detached *x = s->detached; x; x = x->next)
 		if (sbx_detached_running(x))
 			json_array_append_new(procs, json_integer(x->pid));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:I, s:f}, s:s, s:o,"
+	json_t *publish = sbx_publish_json(r);
+
+	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:{s:I, s:I, s:I, s:f}, s:s, s:o, s:o,"
 			 " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 			 "name", r->name, "image", r->image, "base", r->base,
 			 "latest", r->latest[0] ? r->latest : r->base,
@@ -199,6 +201,7 @@ json_t *sbx_to_json(struct sbx *s)
 			 "disk_bytes", (json_int_t)r->disk_bytes,
 			 "pids", (json_int_t)r->pids, "cpus", r->cpu_millis / 1000.0,
 			 "network", sandbox_network_name(r->network) ?: "none",
+			 "publish", publish ? publish : json_array(),
 			 "env", env ? env : json_array(),
 			 "idle_timeout_s", (json_int_t)r->idle_timeout_s,
 			 "id_base", (json_int_t)r->id_base,
@@ -282,6 +285,8 @@ static int status_of(int r)
 	case EFBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
 	case ESHUTDOWN: return MHD_HTTP_SERVICE_UNAVAILABLE;
 	case ENOPKG: return MHD_HTTP_NOT_IMPLEMENTED; /* a mode whose helper is not installed */
+	case EADDRINUSE: return MHD_HTTP_CONFLICT; /* a published port taken on the host */
+	case EADDRNOTAVAIL: return MHD_HTTP_BAD_REQUEST; /* not an address of the host */
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
@@ -380,6 +385,30 @@ static int parse_duration(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* create's "publish": an array of "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]",
+ * none wanting a host port another one has. */
+static int parse_publish(json_t *v, struct sbx_record *rec)
+{
+	size_t n = json_array_size(v);
+	int r;
+
+	if (!json_is_array(v) || n > SBX_PUBLISH_MAX)
+		return hb_err(-EINVAL, "publish must be an array of at most %d "
+			      "\"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]\"", SBX_PUBLISH_MAX);
+	for (size_t i = 0; i < n; i++) {
+		struct nat_port *p = &rec->publish[i];
+
+		if ((r = nat_port_parse(json_string_value(json_array_get(v, i)), p)) < 0)
+			return r;
+		for (size_t j = 0; j < i; j++)
+			if (nat_port_overlaps(&rec->publish[j], p))
+				return hb_err(-EINVAL, "publish: the host's port %u/%s is published "
+					      "twice", (unsigned)p->host_port, p->udp ? "udp" : "tcp");
+	}
+	rec->publish_count = (unsigned)n;
+	return 0;
+}
+
 /* POST /sandboxes */
 static int do_create(struct hbd *d, json_t *req, json_t **out)
 {
@@ -438,6 +467,8 @@ static int do_create(struct hbd *d, json_t *req, json_t **out)
 			return r;
 		rec.network = (int)net;
 	}
+	if ((v = json_object_get(req, "publish")) && (r = parse_publish(v, &rec)) < 0)
+		return r;
 	if ((v = json_object_get(req, "idle_timeout"))) {
 		if (json_is_integer(v) && json_integer_value(v) >= 0) {
 			if ((uint64_t)json_integer_value(v) > API_MAX_DURATION_S)

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "manager/daemon/daemon.h"
+#include "manager/network.h"
 #include "snapshot/oid.h"
 
 struct sandbox;
@@ -26,6 +27,7 @@ struct sbx_transfer;
 #define SBX_ID_BASE_FIRST 200000u
 #define SBX_ID_RANGE 65536u
 #define SBX_SLOTS_MAX 4096
+#define SBX_PUBLISH_MAX 32
 
 enum sbx_state { SBX_SLEEPING = 0, SBX_RUNNING = 1 };
 
@@ -43,6 +45,9 @@ struct sbx_record {
 	uint32_t pids;
 	uint32_t cpu_millis;
 	int network; /* enum sandbox_network */
+	/* network nat: ports published on the host at every wake */
+	struct nat_port publish[SBX_PUBLISH_MAX];
+	unsigned publish_count;
 	char *env_json; /* JSON array of "K=V" (malloc'd) */
 	uint64_t idle_timeout_s;
 	uint32_t id_base;
@@ -91,6 +96,10 @@ int registry_detached_of(struct registry *reg, const char *sandbox,
 			 int (*fn)(const struct sbx_detached_row *, void *), void *arg);
 void sbx_record_clear(struct sbx_record *rec);
 int sbx_record_copy(struct sbx_record *dst, const struct sbx_record *src);
+/* rec's published ports as a JSON array of their canonical texts
+ * ("127.0.0.1:8080:3000/tcp"), as the API shows them and the registry
+ * keeps them; NULL when out of memory. */
+json_t *sbx_publish_json(const struct sbx_record *rec);
 /* Validate a sandbox or image name: 1..64 of [A-Za-z0-9_.-], not starting
  * with '.' or '-'. */
 int sbx_name_valid(const char *name);

@@ -655,14 +655,32 @@ static int nat_start(struct hbd *d, struct sbx *s)
 									  : HBD_NAT_MEMORY_MIN,
 		.pids = HBD_NAT_PIDS,
 	};
-	char name[64];
+	char name[64], api_dir[4200];
+	struct nat_helper_config cfg = {
+		.lim = &lim,
+		.ports = s->rec.publish,
+		.port_count = s->rec.publish_count,
+	};
+	int r;
 
 	if (s->rec.network != SANDBOX_NET_NAT)
 		return 0;
 	snprintf(name, sizeof(name), "hbdnat-%08x-%u",
 		 (unsigned)XXH3_64bits(d->home, strlen(d->home)), s->rec.id_base);
-	return nat_helper_start(sandbox_pid(s->sb), s->rec.memory_bytes ? name : NULL, &lim,
-				&s->nat);
+	if (s->rec.memory_bytes)
+		cfg.cgroup_name = name;
+	/* the helper's API socket publishes ports on the host: root's alone
+	 * (the state directory lets the sandbox's group through) */
+	if (s->rec.publish_count) {
+		if ((r = sbx_state_dir(d, s->rec.name, "nat", api_dir, sizeof(api_dir))) < 0)
+			return r;
+		if (mkdir(api_dir, 0700) < 0 && errno != EEXIST)
+			return hb_err_sys(-errno, "mkdir %s", api_dir);
+		if (chown(api_dir, 0, 0) < 0 || chmod(api_dir, 0700) < 0)
+			return hb_err_sys(-errno, "securing %s", api_dir);
+		cfg.api_dir = api_dir;
+	}
+	return nat_helper_start(sandbox_pid(s->sb), &cfg, &s->nat);
 }
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
@@ -1105,6 +1123,9 @@ int sbx_create(struct hbd *d, const struct sbx_record *req, bool start, struct s
 		hbd_put(d, s);
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", req->name);
 	}
+	if (req->publish_count && req->network != SANDBOX_NET_NAT)
+		return hb_err(-EINVAL, "publish needs network nat (the host reaches the sandbox's "
+			      "ports through its slirp4netns)");
 	if (req->network == SANDBOX_NET_NAT && (r = nat_helper_check()) < 0)
 		return r;
 	if ((r = sbx_record_copy(&rec, req)) < 0)
@@ -1173,6 +1194,9 @@ int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx 
 	rec.init_start = 0;
 	rec.slept_at = rec.woken_at = 0;
 	rec.last_sleep_ms = rec.last_wake_ms = 0;
+	/* the parent's host ports are the parent's: the fork's would collide
+	 * with them (nat stays, the sandbox's own ports are reached as before) */
+	rec.publish_count = 0;
 	r = add_new(d, &rec, &s);
 	pthread_mutex_unlock(&parent->lock);
 	sbx_record_clear(&rec);

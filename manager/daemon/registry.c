@@ -16,7 +16,7 @@
 #include "util/array.h"
 #include "util/error.h"
 
-#define REGISTRY_SCHEMA_VERSION 4
+#define REGISTRY_SCHEMA_VERSION 5
 #define REGISTRY_BUSY_TIMEOUT_MS 5000
 
 struct registry {
@@ -55,10 +55,16 @@ static const char schema_v3[] =
 static const char schema_v4[] =
 	"ALTER TABLE sandboxes ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;";
 
+/* v5: the ports a nat sandbox publishes on the host, a JSON array of
+ * their texts (sbx_publish_json). */
+static const char schema_v5[] =
+	"ALTER TABLE sandboxes ADD COLUMN publish TEXT NOT NULL DEFAULT '[]';";
+
 /* Migrations: schema_steps[i] takes version i to i + 1 (one transaction
  * each, so a crash leaves the file at one version or the next). */
 static const char *const schema_steps[REGISTRY_SCHEMA_VERSION] = { schema_v1, schema_v2,
-								   schema_v3, schema_v4 };
+								   schema_v3, schema_v4,
+								   schema_v5 };
 
 static int db_err(struct registry *reg, int rc, const char *what)
 {
@@ -108,6 +114,41 @@ int sbx_record_copy(struct sbx_record *dst, const struct sbx_record *src)
 	*dst = *src;
 	dst->env_json = env;
 	return 0;
+}
+
+json_t *sbx_publish_json(const struct sbx_record *rec)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; a && i < rec->publish_count; i++) {
+		char text[NAT_PORT_TEXT_MAX];
+
+		nat_port_format(&rec->publish[i], text, sizeof(text));
+		if (json_array_append_new(a, json_string(text)) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+/* The publish column into rec.  An entry this version cannot read (a
+ * later one's) is left out: a port not published rather than one the
+ * user did not ask for. */
+static void publish_from_text(const char *text, struct sbx_record *rec)
+{
+	json_t *a = json_loads(text, 0, NULL);
+	size_t i;
+	json_t *v;
+
+	rec->publish_count = 0;
+	json_array_foreach(a, i, v) {
+		if (rec->publish_count < SBX_PUBLISH_MAX &&
+		    nat_port_parse(json_string_value(v), &rec->publish[rec->publish_count]) == 0)
+			rec->publish_count++;
+		hb_err_clear();
+	}
+	json_decref(a);
 }
 
 int registry_open(const char *path, struct registry **out)
@@ -208,7 +249,7 @@ static const char *text(sqlite3_stmt *st, int col)
 
 #define COLUMNS "name, image, base, latest, lower, state, memory_bytes, pids, cpu_millis," \
 	" network, env, idle_timeout_s, id_base, init_pid, init_start, created, slept_at," \
-	" woken_at, last_sleep_ms, last_wake_ms, wakes, removing, disk_bytes"
+	" woken_at, last_sleep_ms, last_wake_ms, wakes, removing, disk_bytes, publish"
 
 int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, void *), void *arg)
 {
@@ -250,6 +291,7 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 		rec.wakes = (uint64_t)sqlite3_column_int64(st, 20);
 		rec.removing = sqlite3_column_int64(st, 21) != 0;
 		rec.disk_bytes = (uint64_t)sqlite3_column_int64(st, 22);
+		publish_from_text(text(st, 23), &rec);
 		if (!rec.env_json) {
 			r = hb_err(-ENOMEM, "out of memory");
 			break;
@@ -272,6 +314,8 @@ int registry_load(struct registry *reg, int (*fn)(const struct sbx_record *, voi
 
 static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 {
+	json_t *publish = sbx_publish_json(rec);
+	char *publish_text = publish ? json_dumps(publish, JSON_COMPACT) : NULL;
 	int i = 1;
 
 	sqlite3_bind_text(st, i++, rec->name, -1, SQLITE_STATIC);
@@ -297,6 +341,10 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->wakes);
 	sqlite3_bind_int64(st, i++, rec->removing);
 	sqlite3_bind_int64(st, i++, (sqlite3_int64)rec->disk_bytes);
+	/* (a NULL, out of memory, fails the statement: the column is NOT NULL) */
+	sqlite3_bind_text(st, i++, publish_text, -1, SQLITE_TRANSIENT);
+	free(publish_text);
+	json_decref(publish);
 	return i;
 }
 
@@ -325,7 +373,7 @@ static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_rec
 int registry_insert(struct registry *reg, const struct sbx_record *rec)
 {
 	int r = exec_stmt(reg, "INSERT INTO sandboxes (" COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,"
-			  "?,?,?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
+			  "?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rec, NULL, NULL, "insert");
 	if (r == -EEXIST)
 		return hb_err(-EEXIST, "a sandbox named '%s' exists already", rec->name);
 	return r < 0 ? r : 0;
@@ -337,7 +385,8 @@ int registry_update(struct registry *reg, const struct sbx_record *rec)
 			  " state=?6, memory_bytes=?7, pids=?8, cpu_millis=?9, network=?10, env=?11,"
 			  " idle_timeout_s=?12, id_base=?13, init_pid=?14, init_start=?15,"
 			  " created=?16, slept_at=?17, woken_at=?18, last_sleep_ms=?19,"
-			  " last_wake_ms=?20, wakes=?21, removing=?22, disk_bytes=?23 WHERE name=?1", rec, NULL, NULL, "update");
+			  " last_wake_ms=?20, wakes=?21, removing=?22, disk_bytes=?23,"
+			  " publish=?24 WHERE name=?1", rec, NULL, NULL, "update");
 	if (r == 0)
 		return hb_err(-ENOENT, "no sandbox named '%s'", rec->name);
 	return r < 0 ? r : 0;

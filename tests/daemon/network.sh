@@ -5,8 +5,12 @@
 # sandbox's init (sleep, wake, init killed, rm, the daemon killed and
 # restarted), runs under the sandbox's memory limit, resolv.conf names its
 # DNS (through an image's symlink too), and without slirp4netns a nat
-# sandbox is refused with one line naming the package.  No address outside
-# this machine is used.
+# sandbox is refused with one line naming the package.  --publish: the
+# host's 127.0.0.1 port reaches a server in the sandbox (busybox httpd),
+# at every wake; a port taken on the host fails a create (nothing left)
+# and a wake, naming it; a fork publishes nothing; rm frees the port; bad
+# specs and --publish without nat are refused.  No address outside this
+# machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -61,12 +65,13 @@ s.serve_forever()' "$1" "$2" "$pf" 2>>"$T/servers.log" &
 }
 
 # An image: static busybox (its wget), a resolv.conf of its own.
-mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/tmp" "$T/www" "$T/nobin"
+mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/tmp" "$T/img/www" "$T/www" "$T/nobin"
 cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh cat wget ip ls sleep true readlink; do ln -s busybox "$T/img/bin/$c"; done
+for c in sh cat wget ip ls sleep true readlink httpd; do ln -s busybox "$T/img/bin/$c"; done
 echo "nameserver 192.0.2.53" >"$T/img/etc/resolv.conf"
 TOKEN="page-$RANDOM-$RANDOM"
 echo "$TOKEN" >"$T/www/page"
+echo "inside-$TOKEN" >"$T/img/www/page" # what the sandbox's httpd serves
 "$HB" image import "$T/img" base >/dev/null || fail "import"
 
 step "without slirp4netns, --network nat is refused with one line naming the package"
@@ -163,6 +168,131 @@ step "a fork keeps nat"
 [ "$(field_of f network)" = nat ] || fail "fork's network: $(field_of f network)"
 [ -z "$ADDR" ] || [ "$(fetch f "$URL")" = "$TOKEN" ] || fail "the fork has no network"
 finit=$(field_of f init_pid)
+
+# A host port nothing listens on now (the kernel's pick of a free one).
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# host_get PORT: the page of the sandbox's httpd through the host's
+# 127.0.0.1:PORT, once it answers (a minute at most: the server starts
+# detached).
+host_get() {
+	python3 -c '
+import sys, time, urllib.request
+for _ in range(600):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:%s/page" % sys.argv[1], timeout=5).read().decode().strip())
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)' "$1"
+}
+# bindable PROTO PORT: whether the host can listen on 127.0.0.1:PORT (TCP
+# as a server does, SO_REUSEADDR; UDP without, which a socket with it
+# refuses: slirp's has it)
+bindable() {
+	python3 -c '
+import socket, sys
+udp = sys.argv[1] == "udp"
+s = socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+if not udp: s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[2])))' "$1" "$2" 2>/dev/null
+}
+publish_of() { "$HB" --json inspect "$1" | python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)["publish"]))'; }
+api_post() {
+	curl -s --unix-socket "$HIBERBOX_HOME/hiberboxd.sock" -o "$T/api.out" -w '%{http_code}' \
+		-X POST -d "$1" http://x/v1/sandboxes
+}
+
+step "--publish: refused without --network nat and when malformed (one line, exit 2; API 400)"
+"$HB" create x --image base --publish 8080:3000 >/dev/null 2>"$T/err"; rc=$?
+[ "$rc" = 2 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q -- '--publish needs --network nat' "$T/err" ||
+	fail "--publish without nat: exit $rc, '$(cat "$T/err")'"
+for spec in 0:3000 8080:65536 8080:3000/sctp ::1:8080:3000 localhost:8080:3000 3000; do
+	"$HB" create x --image base --network nat --publish "$spec" >/dev/null 2>"$T/err"; rc=$?
+	[ "$rc" = 2 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -qF "publish '$spec'" "$T/err" ||
+		fail "--publish $spec: exit $rc, '$(cat "$T/err")'"
+done
+code=$(api_post '{"name":"x","image":"base","publish":["8080:3000"]}')
+[ "$code" = 400 ] && grep -q 'publish needs network nat' "$T/api.out" ||
+	fail "POST publish without nat: $code $(cat "$T/api.out")"
+code=$(api_post '{"name":"x","image":"base","network":"nat","publish":["8080:0"]}')
+[ "$code" = 400 ] || fail "POST publish 8080:0: $code $(cat "$T/api.out")"
+code=$(api_post '{"name":"x","image":"base","network":"nat","publish":["0.0.0.0:8080:1","8080:2"]}')
+[ "$code" = 400 ] && grep -q 'published twice' "$T/api.out" ||
+	fail "POST the same host port twice: $code $(cat "$T/api.out")"
+[ ! -e "$HIBERBOX_HOME/sandboxes/x" ] && ! "$HB" --json ls | grep -q '"name": "x"' ||
+	fail "a refused --publish left sandbox x"
+
+step "--publish: the host's 127.0.0.1 port reaches the sandbox's server"
+HP=$(free_port) HPU=$(free_port)
+[ "$HP" != "$HPU" ] || HPU=$(free_port)
+"$HB" create p --image base --network nat --publish "$HP:3000" \
+	--publish "127.0.0.1:$HPU:3001/udp" >"$T/out" 2>&1 || fail "create p: $(cat "$T/out")"
+[ "$(publish_of p)" = "127.0.0.1:$HP:3000/tcp 127.0.0.1:$HPU:3001/udp" ] ||
+	fail "inspect p: publish '$(publish_of p)'"
+"$HB" --json ls | grep -q "\"127.0.0.1:$HP:3000/tcp\"" || fail "ls --json lacks p's port"
+[ "$(stat -c %a:%U "$HIBERBOX_HOME/sandboxes/p/nat")" = 700:root ] && [ -S "$HIBERBOX_HOME/sandboxes/p/nat/api.sock" ] ||
+	fail "p's slirp4netns API socket is not in a root-only directory: $(ls -la "$HIBERBOX_HOME/sandboxes/p/nat")"
+bindable tcp "$HP" && fail "the host's port $HP is not taken by p's slirp4netns"
+bindable udp "$HPU" && fail "the host's udp port $HPU is not taken by p's slirp4netns"
+"$HB" exec -d p -- httpd -f -p 3000 -h /www >/dev/null || fail "start httpd in p"
+[ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "the host did not get p's page through 127.0.0.1:$HP"
+# on 127.0.0.1 alone, as asked: the host's other address is not published
+if [ -n "$ADDR" ]; then
+	python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)' \
+		"$ADDR" "$HP" 2>/dev/null && fail "p's port is reachable on $ADDR:$HP, not only on 127.0.0.1"
+fi
+
+step "a second sandbox publishing the same host port fails with one line naming it, leaving nothing"
+dpid=$(daemon_pid)
+helpers=$(pgrep -P "$dpid" -x slirp4netns | wc -l)
+"$HB" create q --image base --network nat --publish "$HP:3000" >"$T/out" 2>"$T/err" &&
+	fail "created q on p's host port $HP"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -qF "127.0.0.1:$HP:3000/tcp" "$T/err" && grep -q 'in use' "$T/err" ||
+	fail "q on a taken port: '$(cat "$T/err")'"
+! "$HB" --json ls | grep -q '"name": "q"' || fail "the refused q is listed"
+[ ! -e "$HIBERBOX_HOME/sandboxes/q" ] || fail "the refused q left $(ls -a "$HIBERBOX_HOME/sandboxes/q")"
+[ "$(pgrep -P "$dpid" -x slirp4netns | wc -l)" = "$helpers" ] || fail "the refused q left a slirp4netns"
+# UDP too, though slirp's own sockets would share the port (SO_REUSEADDR)
+"$HB" create q --image base --network nat --publish "127.0.0.1:$HPU:3001/udp" >"$T/out" 2>"$T/err" &&
+	fail "created q on p's udp host port $HPU"
+grep -qF "127.0.0.1:$HPU:3001/udp" "$T/err" && grep -q 'in use' "$T/err" ||
+	fail "q on a taken udp port: '$(cat "$T/err")'"
+code=$(api_post "{\"name\":\"q\",\"image\":\"base\",\"network\":\"nat\",\"publish\":[\"$HP:3000\"]}")
+[ "$code" = 409 ] || fail "POST on a taken port: $code $(cat "$T/api.out")"
+[ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "p's port stopped working after q's failure"
+
+step "a fork publishes nothing (its parent keeps the host ports) and runs beside it"
+"$HB" fork p pf >/dev/null || fail "fork p pf"
+[ -z "$(publish_of pf)" ] || fail "the fork publishes '$(publish_of pf)'"
+[ "$(field_of pf network)" = nat ] || fail "the fork's network: $(field_of pf network)"
+"$HB" exec pf -- ip -4 addr show tap0 >"$T/addr" 2>&1 || fail "the fork did not wake: $(cat "$T/addr")"
+[ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "p's port stopped working beside its fork"
+"$HB" rm pf >/dev/null || fail "rm pf"
+
+step "sleep frees the host port; a wake whose port is taken fails naming it; the next publishes again"
+"$HB" sleep p >/dev/null || fail "sleep p"
+bindable tcp "$HP" || fail "the host's port $HP stayed taken while p sleeps"
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+open(sys.argv[2], "w").close(); time.sleep(600)' "$HP" "$T/held" &
+holder=$!
+SERVERS+=($holder)
+for _ in $(seq 600); do [ -e "$T/held" ] && break; sleep 0.1; done
+[ -e "$T/held" ] || fail "could not hold the host's port $HP"
+"$HB" exec p -- true >"$T/out" 2>"$T/err" && fail "p woke with its host port $HP taken"
+grep -qF "127.0.0.1:$HP:3000/tcp" "$T/err" && grep -q 'in use' "$T/err" ||
+	fail "the wake on a taken port: '$(cat "$T/err")'"
+[ "$(field_of p state)" = sleeping ] || fail "p after its failed wake: $(field_of p state)"
+kill "$holder"; wait "$holder" 2>/dev/null
+"$HB" exec -d p -- httpd -f -p 3000 -h /www >/dev/null || fail "wake p and start httpd again"
+[ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "the host did not get p's page after sleep and wake"
+
+step "rm frees the host ports"
+"$HB" rm p >/dev/null || fail "rm p"
+bindable tcp "$HP" || fail "the host's port $HP stayed taken after rm p"
+bindable udp "$HPU" || fail "the host's udp port $HPU stayed taken after rm p"
 
 step "with --memory, the helper runs in groups of its own under that limit, removed with it"
 "$HB" create c --image base --network nat --memory 128M >/dev/null || fail "create c"
