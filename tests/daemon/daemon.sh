@@ -4,11 +4,8 @@
 # what a user of the sandbox manager relies on.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
-: "${HIBERBOX:?}"
-BUSYBOX=${BUSYBOX:-/bin/busybox}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
-[ -x "$BUSYBOX" ] || { echo "SKIP: no static busybox at $BUSYBOX"; exit 77; }
+. "$(dirname "$0")/lib-daemon.sh"
+daemon_test_requires
 
 T=$(mktemp -d /tmp/hb-daemon-XXXXXX)
 chmod 755 "$T"
@@ -21,30 +18,20 @@ export HIBERBOX_SUBUID_FILE=$T/subuid HIBERBOX_SUBGID_FILE=$T/subgid
 HB=$HIBERBOX
 START=$(date +%s)
 
-daemon_pid() { "$HB" --json daemon status 2>/dev/null | sed -n 's/.*"pid": \([0-9]*\).*/\1/p'; }
 cleanup() {
 	local p inits
 	# the daemon of the non-root step, if a failure left it running
 	[ -n "${NR:-}" ] && as_nobody timeout 60 "$HB" daemon stop >/dev/null 2>&1
 	chattr -i "$HIBERBOX_HOME/repo/snapshots" 2>/dev/null
+	# asked before the daemon goes: inits a failure left that it would not end
 	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
-	timeout 60 "$HB" daemon stop >/dev/null 2>&1
-	p=$(daemon_pid); [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+	daemon_teardown
 	for p in $inits; do kill -9 "$p" 2>/dev/null; done
 	# a mount of the test's own, if a failure left it (rm -rf must not walk in)
 	mountpoint -q "$T/look" 2>/dev/null && { "$HB" umount "$T/look" >/dev/null 2>&1 || umount -l "$T/look"; }
-	for m in "$HIBERBOX_HOME"/sandboxes/*/root; do
-		[ -d "$m" ] && { "$HB" umount "$m" >/dev/null 2>&1 || umount -l "$m" 2>/dev/null; }
-	done
 	rm -rf "$T"
 }
 trap cleanup EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	echo "--- daemon log:" >&2
-	tail -30 "$HIBERBOX_HOME/hiberboxd.log" >&2 2>/dev/null
-	exit 1
-}
 step() { echo "== $* ($(( $(date +%s) - START ))s)"; }
 state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
 # Waits below are for a condition, up to a minute: a loaded machine can be

@@ -1,5 +1,5 @@
-# Shared pieces of the daemon's end-to-end scripts (sourced; the functions
-# use HB, T and HIBERBOX_HOME).  daemon.sh still has its own copies.
+# Shared pieces of the daemon's end-to-end scripts, daemon.sh and
+# network.sh (sourced; the functions use HB, T and HIBERBOX_HOME).
 
 # What every such script needs (env: HIBERBOX [BUSYBOX]); skips (77) without.
 daemon_test_requires() {
