@@ -192,6 +192,7 @@ static int path_join_lexical(char *out, size_t size, const char *rel)
 int nat_resolv_conf_target(const char *root, char *out, size_t size)
 {
 	static const char plain[] = "/etc/resolv.conf";
+	static const char *const system_mounts[] = { "/dev", "/proc", "/sys" };
 	char link[PATH_MAX];
 	int etc, r;
 	ssize_t n;
@@ -217,6 +218,17 @@ int nat_resolv_conf_target(const char *root, char *out, size_t size)
 	if ((r = path_join_lexical(out, size, link)) < 0 || strcmp(out, "/") == 0) {
 		memcpy(out, plain, sizeof(plain));
 		return r < 0 ? hb_err(r, "/etc/resolv.conf links to a path too long") : 0;
+	}
+	/* /dev, /proc and /sys are the sandbox's own mounts, not the image's
+	 * tree: a bind there would replace what they hold (a link to /dev/null
+	 * made every '> /dev/null' fail with EROFS) */
+	for (size_t i = 0; i < sizeof(system_mounts) / sizeof(system_mounts[0]); i++) {
+		size_t n = strlen(system_mounts[i]);
+		if (strncmp(out, system_mounts[i], n) == 0 && (out[n] == 0 || out[n] == '/'))
+			return hb_err(-EINVAL, "network nat: the image's /etc/resolv.conf links to "
+				      "%s, in the sandbox's own %s, where its name server cannot be "
+				      "set (make it a file, or a link into the image's tree)", out,
+				      system_mounts[i]);
 	}
 	return 0;
 }

@@ -39,7 +39,8 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out);
  * for systemd-resolved point it at /run/systemd/resolve/...), so that the
  * link, part of the image, stays and still leads to the nat's file.  The
  * link is followed once and only lexically, never out of root; whatever
- * the bind then meets on the way (another link) it refuses. */
+ * the bind then meets on the way (another link) it refuses.  -EINVAL when
+ * it leads into /dev, /proc or /sys, the sandbox's own mounts. */
 int nat_resolv_conf_target(const char *root, char *out, size_t size);
 
 /* A port of a nat sandbox published on the host: what connects to

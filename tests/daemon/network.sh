@@ -125,6 +125,13 @@ ln -sf ../run/systemd/resolve/stub-resolv.conf "$T/linked/etc/resolv.conf"
 [ "$("$HB" exec l -- readlink /etc/resolv.conf)" = ../run/systemd/resolve/stub-resolv.conf ] ||
 	fail "l's /etc/resolv.conf is no longer the image's link"
 "$HB" rm l >/dev/null || fail "rm l"
+# a link into the sandbox's own /dev is refused, not bound over /dev/null
+ln -sfn /dev/null "$T/linked/etc/resolv.conf"
+"$HB" image import "$T/linked" devnull >/dev/null || fail "import devnull"
+"$HB" create dn --image devnull --network nat >"$T/out" 2>"$T/err" &&
+	fail "created a nat sandbox whose resolv.conf links to /dev/null ($("$HB" exec dn -- sh -c 'echo > /dev/null' 2>&1))"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -q "resolv.conf links to /dev/null, in the sandbox's own /dev" "$T/err" ||
+	fail "resolv.conf linked to /dev/null: '$(cat "$T/err")'"
 
 step "nat reaches the host's non-loopback address, not the host's 127.0.0.1; none reaches neither"
 serve 127.0.0.1 "$T/www"

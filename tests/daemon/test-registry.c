@@ -2,8 +2,10 @@
  * and files that are not (or no longer) a registry of ours. */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "manager/daemon/daemon-int.h"
@@ -330,6 +332,39 @@ int main(void)
 	CHECK_OK(nat_port_parse("10.0.0.1:8080:2", &port));
 	CHECK_OK(nat_port_parse("127.0.0.1:8080:2", &other));
 	CHECK(!nat_port_overlaps(&port, &other));
+
+	/* where the nat resolv.conf is bound: through the image's link, kept
+	 * inside its root, never onto the sandbox's own /dev, /proc or /sys */
+	static const struct {
+		const char *link, *target; /* target NULL: refused */
+	} links[] = {
+		{ "../run/systemd/resolve/stub-resolv.conf", "/run/systemd/resolve/stub-resolv.conf" },
+		{ "../../../host/file", "/host/file" },
+		{ "/run/resolvconf/resolv.conf", "/run/resolvconf/resolv.conf" },
+		{ "/tmp/resolv.conf", "/tmp/resolv.conf" },
+		{ "/device", "/device" },
+		{ "/dev/null", NULL },
+		{ "../dev/shm/resolv.conf", NULL },
+		{ "/proc/sys/kernel/hostname", NULL },
+		{ "../../sys", NULL },
+	};
+	char root[300], etc[320], conf[340], inside[PATH_MAX];
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(etc, sizeof(etc), "%s/etc", root);
+	snprintf(conf, sizeof(conf), "%s/resolv.conf", etc);
+	CHECK_OK(nat_resolv_conf_target(root, inside, sizeof(inside))); /* no /etc */
+	CHECK(strcmp(inside, "/etc/resolv.conf") == 0);
+	CHECK(mkdir(root, 0755) == 0 && mkdir(etc, 0755) == 0);
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		unlink(conf);
+		CHECK(symlink(links[i].link, conf) == 0);
+		if (links[i].target) {
+			CHECK_OK(nat_resolv_conf_target(root, inside, sizeof(inside)));
+			CHECK(strcmp(inside, links[i].target) == 0);
+		} else {
+			CHECK_ERR(nat_resolv_conf_target(root, inside, sizeof(inside)), -EINVAL);
+		}
+	}
 
 	free(rec.env_json);
 	char cmd[300];
