@@ -53,6 +53,7 @@ extern char **environ;
 struct nat_helper {
 	pid_t pid;
 	int exit_fd; /* write end of the helper's exit pipe */
+	bool reaped; /* it ended by itself and was waited for (nat_helper_ended) */
 	char cgroup[72]; /* its groups' name, or "" */
 };
 
@@ -572,12 +573,25 @@ pid_t nat_helper_pid(const struct nat_helper *h)
 	return h->pid;
 }
 
+bool nat_helper_ended(struct nat_helper *h, int *status)
+{
+	int st = 0;
+
+	if (!h->reaped && waitpid(h->pid, &st, WNOHANG) == h->pid) {
+		h->reaped = true;
+		if (status)
+			*status = st;
+	}
+	return h->reaped;
+}
+
 void nat_helper_stop(struct nat_helper *h)
 {
 	if (!h)
 		return;
 	close(h->exit_fd);
-	kill_and_reap(h->pid);
+	if (!h->reaped) /* its pid is free again once reaped: never signalled then */
+		kill_and_reap(h->pid);
 	remove_groups(h, 0);
 	free(h);
 }

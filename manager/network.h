@@ -96,6 +96,10 @@ int nat_helper_check(void);
 int nat_helper_start(pid_t pid, const struct nat_helper_config *cfg, struct nat_helper **out);
 /* The helper's host pid. */
 pid_t nat_helper_pid(const struct nat_helper *h);
+/* Whether the helper has ended by itself (killed, out of memory in its
+ * groups, crashed): the sandbox has no network then.  Reaps it (status:
+ * its wait status, the first time); nat_helper_stop still frees it. */
+bool nat_helper_ended(struct nat_helper *h, int *status);
 /* Kill and reap the helper, remove its groups, free the handle.  NULL is
  * fine. */
 void nat_helper_stop(struct nat_helper *h);

@@ -570,14 +570,18 @@ static void stop_all(struct hbd *d, struct sbx *s, const char *root, const char 
 	}
 }
 
+static int nat_check_locked(struct hbd *d, struct sbx *s);
+
 int sbx_check_init_locked(struct hbd *d, struct sbx *s)
 {
 	struct sandbox_exit ex;
 	int r;
 
-	if (!s->sb || sandbox_wait(s->sb, 0, &ex) != 0) {
-		hb_err_clear();
+	if (!s->sb)
 		return 0;
+	if (sandbox_wait(s->sb, 0, &ex) != 0) {
+		hb_err_clear();
+		return nat_check_locked(d, s);
 	}
 	/* Its init ended (killed from outside, or OOM): keep the disk, and
 	 * let the next use start it again. */
@@ -681,6 +685,33 @@ static int nat_start(struct hbd *d, struct sbx *s)
 		cfg.api_dir = api_dir;
 	}
 	return nat_helper_start(sandbox_pid(s->sb), &cfg, &s->nat);
+}
+
+/* Network nat: a helper that ended under a running sandbox (killed, out of
+ * memory in its groups) left it without network and nobody would notice
+ * until its next sleep; a new one takes its place (its tap device went
+ * with the old one), or, when that fails, the sandbox sleeps as when a
+ * re-adopted one's fails. */
+static int nat_check_locked(struct hbd *d, struct sbx *s)
+{
+	int status = 0, r;
+
+	if (!s->nat || !nat_helper_ended(s->nat, &status))
+		return 0;
+	fprintf(stderr, "hiberboxd: %s: " NAT_HELPER_PACKAGE " %d ended (code %d, signal %d): "
+		"starting a new one\n", s->rec.name, (int)nat_helper_pid(s->nat),
+		WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	nat_helper_stop(s->nat);
+	s->nat = NULL;
+	if ((r = nat_start(d, s)) == 0)
+		return 0;
+	fprintf(stderr, "hiberboxd: %s: network nat: %s: sleeping\n", s->rec.name, hb_errmsg(r));
+	hb_err_clear();
+	r = sbx_sleep_locked(d, s, "network", NULL, NULL);
+	if (r < 0)
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(r));
+	return r;
 }
 
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)

@@ -170,6 +170,22 @@ grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after its init died:
 init=$(field_of n init_pid)
 [ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network after the init died"
 
+step "a helper that ends under a running sandbox (killed, out of memory) is replaced"
+dpid=$(daemon_pid)
+helper=$(helper_of "$init")
+[ -n "$helper" ] || fail "no slirp4netns for n before killing it"
+kill -9 "$helper"
+# the daemon notices within its ticks (0.5 s), not only at an exec
+for _ in $(seq 600); do h=$(helper_of "$init"); [ -n "$h" ] && [ "$h" != "$helper" ] && break; sleep 0.1; done
+[ -n "$h" ] && [ "$h" != "$helper" ] || fail "no new slirp4netns for n after its helper $helper was killed"
+grep -q "n: slirp4netns $helper ended (code -1, signal 9): starting a new one" "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "the daemon did not log the end of n's helper $helper"
+ps -o stat= -p "$helper" 2>/dev/null | grep -q Z && fail "n's killed helper $helper is left a zombie"
+[ "$(field_of n init_pid)" = "$init" ] || fail "n's init was replaced (its processes lost) for a new helper"
+"$HB" exec n -- ip -4 addr show tap0 >"$T/addr" || fail "exec after n's helper was replaced"
+grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after its helper was replaced: $(cat "$T/addr")"
+[ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network after n's helper was replaced"
+
 step "a fork keeps nat"
 "$HB" fork n f >/dev/null || fail "fork n f"
 [ "$(field_of f network)" = nat ] || fail "fork's network: $(field_of f network)"
