@@ -69,6 +69,8 @@
  * this size (a record is replayed whole: its size is what a replay holds). */
 #define COMPACT_MIN_BYTES ((uint64_t)1 << 20)
 #define COMPACT_RECORD_BYTES ((size_t)1 << 20)
+#define COMPACT_PREFAULT_MAX_BYTES ((size_t)64 << 20)
+#define COMPACT_PREFETCH_ENTS 8
 #define JOURNAL_NEW "journal.new"
 
 enum { OP_INODE = 1, OP_DIRENT = 2, OP_XATTR = 3 };
@@ -77,7 +79,8 @@ static int precreate_start(struct hbfs *fs);
 static void precreate_stop(struct hbfs *fs);
 static void journal_appended(struct hbfs *fs, const struct buf *rec);
 
-/* Everything but lock, wake, want and stop is under the tree lock. */
+/* Everything but lock, wake, want, asked_bytes and stop is under the tree
+ * lock; those are under lock. */
 struct journal {
 	int fd;
 	uint64_t bytes;  /* end of the last whole record */
@@ -87,6 +90,7 @@ struct journal {
 	 * since its snapshot of the state (tail), which go in after it. */
 	uint64_t compacted_bytes, min_bytes;
 	bool asked;      /* the thread was woken and has not taken its snapshot */
+	uint64_t asked_bytes; /* the length when asked: its state is about that at most */
 	bool copying;
 	bool tail_failed; /* out of memory for the tail: that compaction is off */
 	struct buf tail;
@@ -109,42 +113,63 @@ static int64_t unzigzag(uint64_t v)
 
 /* Record building never fails half way in a way that matters: a failed
  * append leaves b->data short and jrec_commit refuses it (err flag in max). */
-static void put_varint(struct buf *b, uint64_t v)
-{
-	if (buf_append_varint(b, v) < 0)
-		b->max = 1; /* poison: later appends fail too and commit sees len > max */
-}
-
 static void put_bytes(struct buf *b, const void *p, size_t len)
 {
 	if (buf_append_bytes(b, p, len) < 0)
+		b->max = 1; /* poison: later appends fail too and commit sees len > max */
+}
+
+#define VARINT_MAX_BYTES 10
+
+/* Room for len more bytes at the end of b (b->len is the caller's to
+ * advance), or NULL with b poisoned.  Fields are encoded straight into it:
+ * a compaction writes ~15 of them per node while changes wait. */
+static uint8_t *room(struct buf *b, size_t len)
+{
+	if (buf_reserve(b, len) < 0) {
 		b->max = 1;
+		return NULL;
+	}
+	return b->data + b->len;
+}
+
+static uint8_t *varint_at(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
 }
 
 static void jrec_inode_as(struct jrec *r, const struct node *n, bool xattrs)
 {
 	struct buf *b = &r->b;
-	uint8_t op = OP_INODE;
 	uint32_t flags = n->flags & (NODE_UPPER_DATA | (xattrs ? NODE_XATTR_OWN : 0));
+	uint8_t *p = room(b, 1 + 13 * VARINT_MAX_BYTES), *q = p;
 
-	if (buf_append(b, &op, 1) < 0)
-		b->max = 1;
-	put_varint(b, n->ino);
-	put_varint(b, n->mode);
-	put_varint(b, n->uid);
-	put_varint(b, n->gid);
-	put_varint(b, n->rdev);
-	put_varint(b, flags);
-	put_varint(b, n->size);
-	put_varint(b, zigzag(n->atime.tv_sec));
-	put_varint(b, (uint64_t)n->atime.tv_nsec);
-	put_varint(b, zigzag(n->mtime.tv_sec));
-	put_varint(b, (uint64_t)n->mtime.tv_nsec);
-	put_varint(b, zigzag(n->ctime.tv_sec));
-	put_varint(b, (uint64_t)n->ctime.tv_nsec);
+	if (!p)
+		return;
+	*q++ = OP_INODE;
+	q = varint_at(q, n->ino);
+	q = varint_at(q, n->mode);
+	q = varint_at(q, n->uid);
+	q = varint_at(q, n->gid);
+	q = varint_at(q, n->rdev);
+	q = varint_at(q, flags);
+	q = varint_at(q, n->size);
+	q = varint_at(q, zigzag(n->atime.tv_sec));
+	q = varint_at(q, (uint64_t)n->atime.tv_nsec);
+	q = varint_at(q, zigzag(n->mtime.tv_sec));
+	q = varint_at(q, (uint64_t)n->mtime.tv_nsec);
+	q = varint_at(q, zigzag(n->ctime.tv_sec));
+	q = varint_at(q, (uint64_t)n->ctime.tv_nsec);
+	b->len += (size_t)(q - p);
 	put_bytes(b, n->target ? n->target : "", n->target ? strlen(n->target) : 0);
 	if (flags & NODE_XATTR_OWN) {
-		put_varint(b, n->nxattrs);
+		if ((p = room(b, VARINT_MAX_BYTES)))
+			b->len += (size_t)(varint_at(p, n->nxattrs) - p);
 		for (uint32_t k = 0; k < n->nxattrs; k++) {
 			put_bytes(b, n->xattrs[k].name, strlen(n->xattrs[k].name));
 			put_bytes(b, n->xattrs[k].value, n->xattrs[k].len);
@@ -168,13 +193,17 @@ void jrec_xattr(struct jrec *r, const struct node *n, const char *name)
 {
 	const struct xattr *x = node_xattr_find(n, name);
 	struct buf *b = &r->b;
-	uint8_t op = OP_XATTR;
+	uint8_t *p = room(b, 1 + VARINT_MAX_BYTES), *q = p;
 
-	if (buf_append(b, &op, 1) < 0)
-		b->max = 1;
-	put_varint(b, n->ino);
+	if (!p)
+		return;
+	*q++ = OP_XATTR;
+	b->len += (size_t)(varint_at(q, n->ino) - p);
 	put_bytes(b, name, strlen(name));
-	put_varint(b, x != NULL);
+	if ((p = room(b, 1))) {
+		*p = x != NULL;
+		b->len++;
+	}
 	if (x)
 		put_bytes(b, x->value, x->len);
 }
@@ -182,26 +211,39 @@ void jrec_xattr(struct jrec *r, const struct node *n, const char *name)
 void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t child)
 {
 	struct buf *b = &r->b;
-	uint8_t op = OP_DIRENT;
+	size_t nlen = strlen(name);
+	uint8_t *p = room(b, 1 + 3 * VARINT_MAX_BYTES + nlen), *q = p;
 
-	if (buf_append(b, &op, 1) < 0)
-		b->max = 1;
-	put_varint(b, parent);
-	put_bytes(b, name, strlen(name));
-	put_varint(b, child);
+	if (!p)
+		return;
+	*q++ = OP_DIRENT;
+	q = varint_at(q, parent);
+	q = varint_at(q, nlen);
+	memcpy(q, name, nlen);
+	q = varint_at(q + nlen, child);
+	b->len += (size_t)(q - p);
 }
 
-/* The payload p framed as a record (header, checksum) onto out. */
+/* The header of a record whose len bytes of payload follow it at h. */
+static void record_header(uint8_t *h, size_t len)
+{
+	memcpy(h, JOURNAL_MAGIC, 4);
+	put_le32(h + 4, (uint32_t)len);
+	put_le64(h + 8, XXH3_64bits(h + JOURNAL_HEADER_BYTES, len));
+}
+
+/* The payload p framed as a record onto out. */
 static int frame_record(struct buf *out, const struct buf *p)
 {
-	uint8_t h[JOURNAL_HEADER_BYTES];
-	int r;
+	int r = buf_reserve(out, JOURNAL_HEADER_BYTES + p->len);
 
-	memcpy(h, JOURNAL_MAGIC, 4);
-	put_le32(h + 4, (uint32_t)p->len);
-	put_le64(h + 8, XXH3_64bits(p->data, p->len));
-	r = buf_append(out, h, sizeof(h));
-	return r < 0 ? r : buf_append(out, p->data, p->len);
+	if (r < 0)
+		return r;
+	if (p->len)
+		memcpy(out->data + out->len + JOURNAL_HEADER_BYTES, p->data, p->len);
+	record_header(out->data + out->len, p->len);
+	out->len += JOURNAL_HEADER_BYTES + p->len;
+	return 0;
 }
 
 int jrec_commit(struct hbfs *fs, struct jrec *r)
@@ -693,8 +735,8 @@ static int replay_finish(struct hbfs *fs)
  * nodes and entries that differ from the lower manifest, as a new journal:
  *
  *   1. under the tree lock, shared (lookups and reads go on; changes wait):
- *      the state as records in memory; from then on every record appended
- *      is also kept (tail);
+ *      the state as records in memory, in a buffer made and faulted in
+ *      before; from then on every record appended is also kept (tail);
  *   2. without the lock: the records to journal.new, fdatasync; the tail
  *      so far too;
  *   3. under the tree lock, exclusive: the rest of the tail, rename over
@@ -756,6 +798,12 @@ static void compact_dir(struct hbfs *fs, struct jrec *rec, struct node *d)
 		const struct dir_ent *e = &d->dir->ents[i];
 		int64_t ci;
 
+		/* Each entry's name and child are elsewhere in the heap, a cache
+		 * miss each: asked for some entries ahead, they overlap. */
+		if (i + COMPACT_PREFETCH_ENTS < d->dir->nents) {
+			__builtin_prefetch(e[COMPACT_PREFETCH_ENTS].name);
+			__builtin_prefetch(e[COMPACT_PREFETCH_ENTS].child);
+		}
 		if (!e->name)
 			continue;
 		if (d->lower >= 0) {
@@ -768,31 +816,82 @@ static void compact_dir(struct hbfs *fs, struct jrec *rec, struct node *d)
 	}
 }
 
+/* State records are built in place in one buffer: the one begun at *start
+ * (its header blank) is closed, and the next begun, once its payload has
+ * min_payload bytes. */
+static void state_cut(struct buf *b, size_t *start, size_t min_payload)
+{
+	size_t len = b->len - *start - JOURNAL_HEADER_BYTES;
+	uint8_t *h;
+
+	if (b->max == 1 || len < min_payload)
+		return;
+	record_header(b->data + *start, len);
+	*start = b->len;
+	if ((h = room(b, JOURNAL_HEADER_BYTES)))
+		b->len += JOURNAL_HEADER_BYTES;
+}
+
 /* The live state as framed records onto out: every changed live node's
  * INODE (with its xattrs), then every changed directory's entries (a
- * DIRENT may name any node: all are made by then).  Tree lock held. */
+ * DIRENT may name any node: all are made by then).  The directories are
+ * picked up on the one walk over the nodes (each node visited is a cache
+ * miss or two).  Tree lock held. */
 static int compact_state(struct hbfs *fs, struct buf *out)
 {
-	struct jrec rec = { .b = BUF_INIT };
+	struct jrec rec = { .b = *out };
+	struct node **dirs = NULL, **more;
+	size_t ndirs = 0, dirs_cap = 0, start = rec.b.len;
 	int r = 0;
 
-	for (int pass = 0; pass < 2 && !r; pass++)
-		for (uint64_t i = 0; i < fs->ino_hash_cap && !r; i++)
-			for (struct node *x = fs->ino_hash[i]; x && !r; x = x->hash_next) {
-				if (pass == 0 && node_live(fs, x) && node_changed(fs, x))
-					jrec_inode_whole(fs, &rec, x);
-				else if (pass == 1)
-					compact_dir(fs, &rec, x);
-				if (rec.b.max == 1)
-					r = -ENOMEM;
-				else if (rec.b.len >= COMPACT_RECORD_BYTES)
-					r = frame_record(out, &rec.b);
-				if (rec.b.len >= COMPACT_RECORD_BYTES)
-					buf_reset(&rec.b);
+	*out = (struct buf)BUF_INIT;
+	if (room(&rec.b, JOURNAL_HEADER_BYTES))
+		rec.b.len += JOURNAL_HEADER_BYTES;
+	for (uint64_t i = 0; i < fs->ino_hash_cap && !r; i++) {
+		/* As in compact_dir: the node some slots on, every line of it
+		 * (its fields up to hash_next are read).  A live mount's nodes
+		 * are all over the heap; this took a state of 68 000 nodes
+		 * from ~30 to ~12 ms of CPU here. */
+		if (i + COMPACT_PREFETCH_ENTS < fs->ino_hash_cap && fs->ino_hash[i + COMPACT_PREFETCH_ENTS]) {
+			const char *ahead = (const char *)fs->ino_hash[i + COMPACT_PREFETCH_ENTS];
+
+			for (size_t off = 0; off < sizeof(struct node); off += 64)
+				__builtin_prefetch(ahead + off);
+			__builtin_prefetch(ahead + sizeof(struct node) - 1);
+		}
+		for (struct node *x = fs->ino_hash[i]; x && !r; x = x->hash_next) {
+			if (node_live(fs, x) && node_changed(fs, x))
+				jrec_inode_whole(fs, &rec, x);
+			if (x->dir && (x->flags & NODE_DIR_CHANGED)) {
+				if (ndirs == dirs_cap) {
+					dirs_cap = dirs_cap ? 2 * dirs_cap : 64;
+					more = realloc(dirs, dirs_cap * sizeof(*dirs));
+					if (!more)
+						r = -ENOMEM;
+					else
+						dirs = more;
+				}
+				if (!r)
+					dirs[ndirs++] = x;
 			}
-	if (!r && rec.b.len)
-		r = frame_record(out, &rec.b);
-	buf_free(&rec.b);
+			state_cut(&rec.b, &start, COMPACT_RECORD_BYTES);
+			if (rec.b.max == 1)
+				r = -ENOMEM;
+		}
+	}
+	for (size_t k = 0; k < ndirs && !r; k++) {
+		compact_dir(fs, &rec, dirs[k]);
+		state_cut(&rec.b, &start, COMPACT_RECORD_BYTES);
+		if (rec.b.max == 1)
+			r = -ENOMEM;
+	}
+	/* the last record, and no blank header after it */
+	state_cut(&rec.b, &start, 1);
+	rec.b.len = start;
+	if (!r && rec.b.max == 1)
+		r = -ENOMEM;
+	free(dirs);
+	*out = rec.b;
 	return r;
 }
 
@@ -812,6 +911,7 @@ static void journal_appended(struct hbfs *fs, const struct buf *rec)
 	j->asked = true;
 	pthread_mutex_lock(&j->lock);
 	j->want = true;
+	j->asked_bytes = j->bytes;
 	pthread_cond_signal(&j->wake);
 	pthread_mutex_unlock(&j->lock);
 }
@@ -851,7 +951,27 @@ static int write_synced(int fd, const struct buf *b)
 	return r;
 }
 
-static void compact_run(struct hbfs *fs)
+/* Changes wait while the state is built: its buffer is made, and its pages
+ * faulted in, before.  Grown there from nothing, a state of 100 000 nodes
+ * (6.6 MB) took ~2 300 page faults, at ~25 us each on a VM.  Sized for a
+ * journal of size_hint bytes, which its state does not exceed but by the
+ * lower xattrs of nodes given their own (grown there if so), up to
+ * COMPACT_PREFAULT_MAX_BYTES: a long journal of an old binary may hold a
+ * small state. */
+static void compact_state_buffer(struct buf *state, uint64_t size_hint)
+{
+	size_t want = size_hint < COMPACT_PREFAULT_MAX_BYTES ? (size_t)size_hint
+							      : COMPACT_PREFAULT_MAX_BYTES;
+	volatile uint8_t *p;
+
+	if (buf_reserve(state, want) < 0)
+		return; /* grown under the lock, or failing there */
+	p = state->data;
+	for (size_t off = 0; off < want; off += 4096)
+		p[off] = 0;
+}
+
+static void compact_run(struct hbfs *fs, uint64_t size_hint)
 {
 	struct journal *j = fs->journal;
 	struct buf state = BUF_INIT, tail = BUF_INIT;
@@ -860,6 +980,7 @@ static void compact_run(struct hbfs *fs)
 	uint64_t old_bytes, new_bytes, syncs;
 	int fd = -1, r;
 
+	compact_state_buffer(&state, size_hint);
 	pthread_rwlock_rdlock(&fs->tree_lock);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
@@ -954,6 +1075,7 @@ static void *compact_main(void *arg)
 	struct journal *j = fs->journal;
 
 	for (;;) {
+		uint64_t size_hint;
 		bool stop;
 
 		pthread_mutex_lock(&j->lock);
@@ -961,10 +1083,11 @@ static void *compact_main(void *arg)
 			pthread_cond_wait(&j->wake, &j->lock);
 		stop = j->stop;
 		j->want = false;
+		size_hint = j->asked_bytes;
 		pthread_mutex_unlock(&j->lock);
 		if (stop)
 			break;
-		compact_run(fs);
+		compact_run(fs, size_hint);
 	}
 	return NULL;
 }
