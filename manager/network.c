@@ -37,8 +37,6 @@
 #include "util/error.h"
 #include "util/fileio.h"
 
-extern char **environ;
-
 #define NAT_HELPER "slirp4netns"
 #define NAT_MTU "65520" /* as large as slirp4netns allows: fewer, larger packets */
 #define NAT_READY_TIMEOUT_MS 30000
@@ -256,10 +254,14 @@ int nat_helper_check(void)
 /* The helper's spawn: our descriptors at its NAT_READY_FD and NAT_EXIT_FD,
  * stdin and stdout on /dev/null, stderr (its errors) ours; every signal at
  * its default and none blocked (a daemon blocks and ignores some, and both
- * survive execve). */
+ * survive execve).  Its environment is PATH alone: ours holds the
+ * repository's credentials (AWS_SECRET_ACCESS_KEY), which a process that
+ * parses what the sandbox sends has no use for. */
 static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_dir, pid_t *pid)
 {
-	char target_s[16], ready_s[16], exit_s[16];
+	char target_s[16], ready_s[16], exit_s[16], path_env[4096];
+	const char *path = getenv("PATH");
+	char *envp[] = { path_env, NULL };
 	const char *argv[12] = { NAT_HELPER, "--configure", "--mtu=" NAT_MTU,
 				 "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
 				 ready_s, exit_s };
@@ -276,6 +278,9 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	snprintf(target_s, sizeof(target_s), "%d", (int)target);
 	snprintf(ready_s, sizeof(ready_s), "--ready-fd=%d", NAT_READY_FD);
 	snprintf(exit_s, sizeof(exit_s), "--exit-fd=%d", NAT_EXIT_FD);
+	if (!path || !path[0] ||
+	    snprintf(path_env, sizeof(path_env), "PATH=%s", path) >= (int)sizeof(path_env))
+		snprintf(path_env, sizeof(path_env), "PATH=" NAT_DEFAULT_PATH);
 	sigemptyset(&none);
 	sigfillset(&all);
 	if ((r = posix_spawnattr_init(&at)) != 0)
@@ -292,7 +297,7 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	    (r = posix_spawn_file_actions_adddup2(&fa, ready_w, NAT_READY_FD)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, exit_r, NAT_EXIT_FD)) == 0 &&
 	    (!api_dir || (r = posix_spawn_file_actions_addchdir_np(&fa, api_dir)) == 0))
-		r = posix_spawnp(pid, NAT_HELPER, &fa, &at, (char *const *)argv, environ);
+		r = posix_spawnp(pid, NAT_HELPER, &fa, &at, (char *const *)argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
 	if (r != 0)

@@ -17,6 +17,8 @@ set -uo pipefail
 daemon_test_requires
 command -v python3 >/dev/null || { echo "SKIP: no python3 for the host's web servers"; exit 77; }
 
+# what a daemon with an S3 repository holds: slirp4netns must not get it
+export AWS_SECRET_ACCESS_KEY=hb-network-test-not-a-key
 T=$(mktemp -d /tmp/hb-network-XXXXXX)
 chmod 755 "$T"
 export HIBERBOX_HOME=$T/home
@@ -114,6 +116,11 @@ grep -q '^default via 10\.0\.2\.2 dev tap0' "$T/route" || fail "n's routes: $(ca
 	fail "o's resolv.conf: $("$HB" exec o -- cat /etc/resolv.conf)"
 init=$(field_of n init_pid)
 [ -n "$(helper_of "$init")" ] || fail "no slirp4netns for n's init $init: $(pgrep -a slirp4netns)"
+# its environment is PATH alone, not the daemon's with its credentials
+tr '\0' '\n' <"/proc/$(daemon_pid)/environ" | grep -q '^AWS_SECRET_ACCESS_KEY=' ||
+	fail "the daemon was not started with the test's AWS_SECRET_ACCESS_KEY"
+env=$(tr '\0' ' ' <"/proc/$(helper_of "$init")/environ")
+[ "$env" = "PATH=$PATH " ] || fail "n's slirp4netns has the environment '$env'"
 
 step "an image whose /etc/resolv.conf is a link (systemd-resolved's) keeps it, and it leads to the nat's"
 cp -a "$T/img" "$T/linked"
