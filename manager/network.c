@@ -80,11 +80,14 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out)
 		      name ? name : "");
 }
 
-/* A port number of text (n bytes): 1 to 65535, digits only. */
+/* A port number of text (n bytes): 1 to 65535, digits only.  Leading
+ * zeros count for nothing (the value decides, not the width). */
 static int port_number(const char *text, size_t n, uint16_t *out)
 {
 	unsigned long v = 0;
 
+	while (n > 1 && text[0] == '0')
+		text++, n--;
 	if (n == 0 || n > 5)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {

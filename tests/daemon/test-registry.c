@@ -316,10 +316,16 @@ int main(void)
 	CHECK_OK(nat_port_parse("1:65535/tcp", &port));
 	CHECK(port.host_port == 1 && port.guest_port == 65535 && !port.udp);
 	CHECK(port.host_addr.s_addr == htonl(INADDR_LOOPBACK));
+	/* leading zeros: the value decides, whatever the width */
+	CHECK_OK(nat_port_parse("08080:000003000", &port));
+	CHECK(port.host_port == 8080 && port.guest_port == 3000);
+	CHECK_OK(nat_port_parse("0065535:00001/udp", &port));
+	CHECK(port.host_port == 65535 && port.guest_port == 1 && port.udp);
 	static const char *const bad[] = { "8080", "0:3000", "8080:0", "8080:65536", "8080:",
 					   ":3000", "8080:3000/sctp", "8080:3000/", "x:8080:3000",
 					   "::1:8080:3000", "1.2.3:8080:3000", "+80:3000",
-					   "8080:3000 ", "1.2.3.4:5:6:7", "" };
+					   "8080:3000 ", "1.2.3.4:5:6:7", "", "000:3000",
+					   "8080:0065536", "8080:-1", "8080:0x50" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_ERR(nat_port_parse(bad[i], &port), -EINVAL);
 	CHECK_ERR(nat_port_parse(NULL, &port), -EINVAL);
