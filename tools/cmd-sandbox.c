@@ -294,6 +294,17 @@ static int cmd_create(int argc, char **argv)
 		case 'P':
 			if (nat_port_parse(optarg, &port) < 0)
 				{ rc = cli_usage("create", "%s", hb_errmsg(-EINVAL)); goto out; }
+			/* a bad argument as any other (exit 2), not the daemon's 400 */
+			for (size_t i = 0; i < json_array_size(publish); i++) {
+				struct nat_port seen;
+				if (nat_port_parse(json_string_value(json_array_get(publish, i)),
+						   &seen) == 0 && nat_port_overlaps(&seen, &port)) {
+					rc = cli_usage("create", "publish '%s': the host's port %u/%s "
+						       "is published twice", optarg,
+						       (unsigned)port.host_port, port.udp ? "udp" : "tcp");
+					goto out;
+				}
+			}
 			json_array_append_new(publish, json_string(optarg));
 			break;
 		default:

@@ -241,6 +241,12 @@ for spec in 0:3000 8080:65536 8080:3000/sctp ::1:8080:3000 localhost:8080:3000 3
 	[ "$rc" = 2 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -qF "publish '$spec'" "$T/err" ||
 		fail "--publish $spec: exit $rc, '$(cat "$T/err")'"
 done
+# the same host port twice is a bad argument too (the daemon would answer 400, exit 1)
+"$HB" create x --image base --network nat --publish 8080:3000 --publish 0.0.0.0:08080:3001 \
+	>/dev/null 2>"$T/err"; rc=$?
+[ "$rc" = 2 ] && [ "$(wc -l <"$T/err")" = 1 ] &&
+	grep -qF "publish '0.0.0.0:08080:3001': the host's port 8080/tcp is published twice" "$T/err" ||
+	fail "--publish of one host port twice: exit $rc, '$(cat "$T/err")'"
 code=$(api_post '{"name":"x","image":"base","publish":["8080:3000"]}')
 [ "$code" = 400 ] && grep -q 'publish needs network nat' "$T/api.out" ||
 	fail "POST publish without nat: $code $(cat "$T/api.out")"
