@@ -139,6 +139,12 @@ int nat_port_parse(const char *text, struct nat_port *out)
 		if (inet_pton(AF_INET, addr, &p.host_addr) != 1)
 			return hb_err(-EINVAL, "publish '%s': '%s' is not an IPv4 address", text,
 				      addr);
+		/* the kernel lets both be bound, and nothing ever connects there */
+		uint32_t a = ntohl(p.host_addr.s_addr);
+		if (IN_MULTICAST(a) || a == INADDR_BROADCAST)
+			return hb_err(-EINVAL, "publish '%s': %s is a %s address, not one the host "
+				      "can be reached at", text, addr,
+				      IN_MULTICAST(a) ? "multicast" : "broadcast");
 	}
 	*out = p;
 	return 0;

@@ -57,7 +57,8 @@ struct nat_port {
 
 /* Parse [HOSTIP:]HOSTPORT:PORT[/tcp|/udp]: HOSTIP an IPv4 address,
  * 127.0.0.1 when left out (every address of the host must be asked for,
- * as 0.0.0.0), ports 1 to 65535, tcp unless /udp.  -EINVAL with a message
+ * as 0.0.0.0; multicast and broadcast ones are refused), ports 1 to
+ * 65535, tcp unless /udp.  -EINVAL with a message
  * naming text otherwise. */
 int nat_port_parse(const char *text, struct nat_port *out);
 /* The canonical text of p (all four parts), into out of

@@ -321,11 +321,15 @@ int main(void)
 	CHECK(port.host_port == 8080 && port.guest_port == 3000);
 	CHECK_OK(nat_port_parse("0065535:00001/udp", &port));
 	CHECK(port.host_port == 65535 && port.guest_port == 1 && port.udp);
+	CHECK_OK(nat_port_parse("223.255.255.254:8080:80", &port)); /* below multicast */
+	CHECK_OK(nat_port_parse("240.0.0.1:8080:80", &port)); /* above it */
 	static const char *const bad[] = { "8080", "0:3000", "8080:0", "8080:65536", "8080:",
 					   ":3000", "8080:3000/sctp", "8080:3000/", "x:8080:3000",
 					   "::1:8080:3000", "1.2.3:8080:3000", "+80:3000",
 					   "8080:3000 ", "1.2.3.4:5:6:7", "", "000:3000",
-					   "8080:0065536", "8080:-1", "8080:0x50" };
+					   "8080:0065536", "8080:-1", "8080:0x50",
+					   "224.0.0.1:8080:80", "239.255.255.250:1900:1900/udp",
+					   "255.255.255.255:8080:80/udp" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_ERR(nat_port_parse(bad[i], &port), -EINVAL);
 	CHECK_ERR(nat_port_parse(NULL, &port), -EINVAL);
