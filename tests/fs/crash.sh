@@ -94,7 +94,9 @@ for round in $(seq "$ROUNDS"); do
 		# files takes tens of milliseconds here
 		target=$((2 + RANDOM % 4))
 		for _ in $(seq 1000); do
-			[ "$(cut -d' ' -f1 "$T/commits" 2>/dev/null || echo 0)" -ge "$target" ] && break
+			# empty while the committer rewrites it: 0 then
+			n=$(cut -d' ' -f1 "$T/commits" 2>/dev/null)
+			[ "${n:-0}" -ge "$target" ] && break
 			sleep 0.01
 		done
 		sleep "0.0$((RANDOM % 10))"
