@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -47,6 +48,8 @@
 #define NAT_API_TIMEOUT_MS 10000
 #define NAT_API_REPLY_MAX 4096
 #define NAT_PORT_SYNTAX "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
+#define NAT_TAP "tap0"
+#define NAT_TAP_GONE_WAIT_MS 10000
 
 struct nat_helper {
 	pid_t pid;
@@ -283,7 +286,7 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	if (api_dir)
 		argv[argc++] = "--api-socket=" NAT_API_SOCKET; /* in its working directory */
 	argv[argc++] = target_s;
-	argv[argc++] = "tap0";
+	argv[argc++] = NAT_TAP;
 	snprintf(target_s, sizeof(target_s), "%d", (int)target);
 	snprintf(ready_s, sizeof(ready_s), "--ready-fd=%d", NAT_READY_FD);
 	snprintf(exit_s, sizeof(exit_s), "--exit-fd=%d", NAT_EXIT_FD);
@@ -523,6 +526,49 @@ static void kill_and_reap(pid_t pid)
 		;
 }
 
+/* Whether the network namespace of pid has the helper's tap device: 1, 0,
+ * or -errno. */
+static int has_tap(pid_t pid)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/net/dev", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return -errno;
+	while (!found && getline(&line, &cap, f) > 0) {
+		const char *name = line + strspn(line, " ");
+		found = strncmp(name, NAT_TAP ":", sizeof(NAT_TAP)) == 0;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* Wait until no helper holds the tap device of target's namespace: one
+ * that a killed daemon left is ending (its exit fd), but may not have yet
+ * when the next daemon re-adopts the sandbox, and a second one cannot make
+ * the device while it does (TUNSETIFF: EBUSY). */
+static int wait_tap_gone(pid_t target)
+{
+	uint64_t deadline = now_ns() + (uint64_t)NAT_TAP_GONE_WAIT_MS * 1000000;
+	int r;
+
+	while ((r = has_tap(target)) == 1 && now_ns() < deadline) {
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (r < 0)
+		return hb_err(r, "network of %d: /proc/%d/net/dev: %s", (int)target, (int)target,
+			      strerror(-r));
+	if (r == 1)
+		return hb_err(-EBUSY, "network of %d: " NAT_TAP " still held after %d ms (by an "
+			      "earlier " NAT_HELPER "?)", (int)target, NAT_TAP_GONE_WAIT_MS);
+	return 0;
+}
+
 int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct nat_helper **out)
 {
 	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 };
@@ -537,6 +583,8 @@ int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct n
 		return hb_err(-ENAMETOOLONG, "cgroup name '%s' too long", cfg->cgroup_name);
 	if (cfg->port_count && !api_dir)
 		return hb_err(-EINVAL, "publishing ports needs a directory for the API socket");
+	if ((r = wait_tap_gone(target)) < 0)
+		return r;
 	/* a killed helper leaves its socket file, which a new bind would refuse */
 	if (api_dir) {
 		char sock[PATH_MAX];

@@ -93,7 +93,9 @@ int nat_helper_check(void);
  * cfg->lim (sandbox_cgroup_confine): what the sandbox makes it hold (a
  * buffer per connection it opens) is bounded too.  They are removed with
  * it.  A port the host cannot listen on fails it with a message naming
- * the port (-EADDRINUSE when taken).  On failure nothing is left running. */
+ * the port (-EADDRINUSE when taken).  An earlier helper's tap device still
+ * in the namespace (its daemon killed, the helper not yet gone) is waited
+ * for, 10 s at most (-EBUSY).  On failure nothing is left running. */
 int nat_helper_start(pid_t pid, const struct nat_helper_config *cfg, struct nat_helper **out);
 /* The helper's host pid. */
 pid_t nat_helper_pid(const struct nat_helper *h);

@@ -363,6 +363,23 @@ grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after the daemon's r
 [ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network in the re-adopted n"
 finit=$(field_of f init_pid)
 
+step "a re-adopting daemon waits for the previous helper, still ending, to let go of tap0"
+init=$(field_of n init_pid)
+helper=$(helper_of "$init")
+[ -n "$helper" ] || fail "no slirp4netns for n before the second kill"
+# stopped, it cannot see its exit fd close (as a helper a loaded machine
+# has not run yet): the next daemon must not give up on n meanwhile
+kill -STOP "$helper"
+kill -9 "$(daemon_pid)"
+(sleep 1; kill -CONT "$helper") &
+cont=$!
+"$HB" exec n -- ip -4 addr show tap0 >"$T/addr" 2>&1 || fail "exec while the old helper still held tap0: $(cat "$T/addr")"
+wait "$cont"
+grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after the old helper let go: $(cat "$T/addr")"
+[ "$(field_of n init_pid)" = "$init" ] || fail "n was stopped, not re-adopted, while its old helper ended (init $init, now $(field_of n init_pid))"
+h=$(helper_of "$init")
+[ -n "$h" ] && [ "$h" != "$helper" ] || fail "n has no new slirp4netns (old $helper, now '$h')"
+
 step "rm leaves no slirp4netns"
 dpid=$(daemon_pid)
 "$HB" rm f >/dev/null || fail "rm f"
