@@ -577,8 +577,10 @@ int sbx_check_init_locked(struct hbd *d, struct sbx *s)
 	struct sandbox_exit ex;
 	int r;
 
-	if (!s->sb)
+	if (!s->sb) {
+		hb_err_clear(); /* as before nat_check_locked: callers go on from a clean slate */
 		return 0;
+	}
 	if (sandbox_wait(s->sb, 0, &ex) != 0) {
 		hb_err_clear();
 		return nat_check_locked(d, s);
