@@ -3,13 +3,15 @@
 # the host's non-loopback address through slirp4netns and not the host's
 # 127.0.0.1, none reaches nothing, the helper lives exactly as long as the
 # sandbox's init (sleep, wake, init killed, rm, the daemon killed and
-# restarted), runs under the sandbox's memory limit, resolv.conf names its
-# DNS (through an image's symlink too), and without slirp4netns a nat
+# restarted, the old helper slow to end), is replaced if killed alone,
+# gets PATH and no credentials as its environment, runs under the
+# sandbox's memory limit, resolv.conf names its DNS (through an image's
+# symlink too; one into /dev is refused), and without slirp4netns a nat
 # sandbox is refused with one line naming the package.  --publish: the
 # host's 127.0.0.1 port reaches a server in the sandbox (busybox httpd),
 # at every wake; a port taken on the host fails a create (nothing left)
 # and a wake, naming it; a fork publishes nothing; rm frees the port; bad
-# specs and --publish without nat are refused.  No address outside this
+# specs, a host port named twice and --publish without nat are refused.  No address outside this
 # machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
