@@ -37,6 +37,7 @@
 #include "manager/network.h"
 #include "util/error.h"
 #include "util/fileio.h"
+#include "util/proc.h"
 
 #define NAT_HELPER "slirp4netns"
 #define NAT_MTU "65520" /* as large as slirp4netns allows: fewer, larger packets */
@@ -280,7 +281,6 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	int argc = 8;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
-	sigset_t none, all;
 	int r;
 
 	if (api_dir)
@@ -293,18 +293,13 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	if (!path || !path[0] ||
 	    snprintf(path_env, sizeof(path_env), "PATH=%s", path) >= (int)sizeof(path_env))
 		snprintf(path_env, sizeof(path_env), "PATH=" NAT_DEFAULT_PATH);
-	sigemptyset(&none);
-	sigfillset(&all);
-	if ((r = posix_spawnattr_init(&at)) != 0)
-		return hb_err(-r, "posix_spawnattr_init: %s", strerror(r));
+	if ((r = proc_spawnattr_init(&at)) < 0)
+		return r;
 	if ((r = posix_spawn_file_actions_init(&fa)) != 0) {
 		posix_spawnattr_destroy(&at);
 		return hb_err(-r, "posix_spawn_file_actions_init: %s", strerror(r));
 	}
-	if ((r = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
-	    (r = posix_spawnattr_setsigdefault(&at, &all)) == 0 &&
-	    (r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) == 0 &&
-	    (r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
+	if ((r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, ready_w, NAT_READY_FD)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, exit_r, NAT_EXIT_FD)) == 0 &&
@@ -405,7 +400,8 @@ static int api_call(int dir, json_t *req, json_t **reply)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { NAT_API_TIMEOUT_MS / 1000, (NAT_API_TIMEOUT_MS % 1000) * 1000 };
 	char buf[NAT_API_REPLY_MAX + 1], *text = json_dumps(req, JSON_COMPACT);
-	size_t len = 0, sent = 0, n;
+	size_t len;
+	ssize_t got;
 	int fd = -1, r = 0;
 
 	if (!text)
@@ -418,35 +414,22 @@ static int api_call(int dir, json_t *req, json_t **reply)
 		r = hb_err_sys(-errno, NAT_HELPER "'s API socket");
 		goto out;
 	}
-	for (n = strlen(text); sent < n;) {
-		ssize_t w = send(fd, text + sent, n - sent, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			r = hb_err_sys(-errno, "send to " NAT_HELPER "'s API");
-			goto out;
-		}
-		sent += (size_t)w;
+	if ((r = send_all(fd, text, strlen(text))) < 0) {
+		r = hb_err_sys(r, "send to " NAT_HELPER "'s API");
+		goto out;
 	}
 	shutdown(fd, SHUT_WR); /* its end of a request */
-	for (;;) {
-		ssize_t got = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			r = hb_err_sys(errno == EAGAIN ? -ETIMEDOUT : -errno,
-				       "read from " NAT_HELPER "'s API");
-			goto out;
-		}
-		if (got == 0)
-			break;
-		len += (size_t)got;
-		if (len == sizeof(buf) - 1) {
-			r = hb_err(-EPROTO, NAT_HELPER "'s API answered over %d bytes",
-				   NAT_API_REPLY_MAX);
-			goto out;
-		}
+	got = read_full(fd, buf, sizeof(buf) - 1);
+	if (got < 0) {
+		r = hb_err_sys(got == -EAGAIN ? -ETIMEDOUT : (int)got,
+			       "read from " NAT_HELPER "'s API");
+		goto out;
 	}
+	if ((size_t)got == sizeof(buf) - 1) {
+		r = hb_err(-EPROTO, NAT_HELPER "'s API answered over %d bytes", NAT_API_REPLY_MAX);
+		goto out;
+	}
+	len = (size_t)got;
 	buf[len] = 0;
 	if (!(*reply = json_loadb(buf, len, 0, NULL)))
 		r = hb_err(-EPROTO, NAT_HELPER "'s API answered '%.200s', not JSON", buf);

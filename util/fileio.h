@@ -10,6 +10,9 @@
 
 int write_all(int fd, const void *data, size_t len);
 int pwrite_all(int fd, const void *data, size_t len, off_t off);
+/* write_all on a socket, with MSG_NOSIGNAL: a peer that hangs up is -EPIPE,
+ * not a SIGPIPE, in a process that does not ignore it. */
+int send_all(int fd, const void *data, size_t len);
 /* Read exactly len bytes at off; -EBADMSG (truncated) if the file ends first. */
 int pread_exact(int fd, void *data, size_t len, off_t off);
 /* Read up to len bytes; returns the number read (short only at end of file). */

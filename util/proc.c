@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/error.h"
+
 int proc_stat_fields(pid_t pid, char *buf, size_t size, const char **fields)
 {
 	char path[64];
@@ -45,4 +47,22 @@ bool proc_alive(pid_t pid)
 	if (r < 0)
 		return r != -ENOENT;
 	return fields[0] != 'Z' && fields[0] != 'X';
+}
+
+int proc_spawnattr_init(posix_spawnattr_t *at)
+{
+	sigset_t none, all;
+	int r;
+
+	sigemptyset(&none);
+	sigfillset(&all);
+	if ((r = posix_spawnattr_init(at)) != 0)
+		return hb_err(-r, "posix_spawnattr_init: %s", strerror(r));
+	if ((r = posix_spawnattr_setsigmask(at, &none)) != 0 ||
+	    (r = posix_spawnattr_setsigdefault(at, &all)) != 0 ||
+	    (r = posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) {
+		posix_spawnattr_destroy(at);
+		return hb_err(-r, "posix_spawnattr: %s", strerror(r));
+	}
+	return 0;
 }

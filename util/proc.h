@@ -1,5 +1,6 @@
 /* What the kernel says of a process in /proc. */
 #pragma once
+#include <spawn.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -13,3 +14,10 @@ int proc_stat_fields(pid_t pid, char *buf, size_t size, const char **fields);
  * be reaped (a daemonized process's reaper is init, which on some VMs takes a
  * second).  A process we may not signal (EPERM) counts as alive. */
 bool proc_alive(pid_t pid);
+
+/* posix_spawnattr_init, with nothing blocked and every signal at its
+ * default in the child.  A mask and ignored dispositions survive execve: a
+ * daemon that blocks SIGTERM/SIGINT/SIGHUP (for a signalfd) and ignores
+ * SIGPIPE would otherwise hand that on, and its helpers would ignore `kill`.
+ * @return 0, or -errno with a message (nothing to destroy then). */
+int proc_spawnattr_init(posix_spawnattr_t *at);

@@ -358,25 +358,6 @@ static int read_reply(struct reply *rp, struct sink *k)
 	return r;
 }
 
-/* write_all, but a daemon that hangs up is an error here, not a SIGPIPE
- * (the CLI does not ignore it). */
-static int send_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* One HTTP exchange; fills k. */
 static int perform(const char *method, const char *path, const char *query, const void *body,
 		   size_t len, const char *ctype, struct sink *k)

@@ -140,29 +140,6 @@ static uint64_t proc_start_time(pid_t pid)
 	return p ? strtoull(p, NULL, 10) : 0;
 }
 
-/* Attributes for every helper the daemon starts: nothing blocked, every
- * signal at its default.  The daemon blocks SIGTERM/SIGINT/SIGHUP in all its
- * threads (they go to a signalfd) and ignores SIGPIPE; a mask and ignored
- * dispositions survive execve, so without this the fs process of a sandbox
- * (which outlives the helper) and tar would ignore `kill` (and SIGPIPE). */
-static int spawn_attr_init(posix_spawnattr_t *at)
-{
-	sigset_t none, all;
-	int r;
-
-	sigemptyset(&none);
-	sigfillset(&all);
-	if ((r = posix_spawnattr_init(at)) != 0)
-		return hb_err(-r, "posix_spawnattr_init: %s", strerror(r));
-	if ((r = posix_spawnattr_setsigmask(at, &none)) != 0 ||
-	    (r = posix_spawnattr_setsigdefault(at, &all)) != 0 ||
-	    (r = posix_spawnattr_setflags(at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0) {
-		posix_spawnattr_destroy(at);
-		return hb_err(-r, "posix_spawnattr: %s", strerror(r));
-	}
-	return 0;
-}
-
 /* Run the mount helper and return its error line, if any.  disk_bytes: the
  * upper's limit (0: none). */
 static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, const char *mnt,
@@ -192,7 +169,7 @@ static int mount_snapshot(struct hbd *d, const char *snap, const char *upper, co
 	argv[n++] = snap;
 	argv[n++] = mnt;
 	argv[n] = NULL;
-	if ((r = spawn_attr_init(&at)) < 0)
+	if ((r = proc_spawnattr_init(&at)) < 0)
 		return r;
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		posix_spawnattr_destroy(&at);
@@ -1701,7 +1678,7 @@ static int untar(const char *tarball, const char *dir)
 
 	/* root extracting keeps owners by default; --no-same-owner is dropped */
 	argv[7] = NULL;
-	if ((r = spawn_attr_init(&at)) < 0)
+	if ((r = proc_spawnattr_init(&at)) < 0)
 		return r;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
