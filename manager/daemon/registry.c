@@ -348,12 +348,16 @@ static int bind_record(sqlite3_stmt *st, const struct sbx_record *rec)
 	return i;
 }
 
+/* Runs one statement; returns the rows it returned (an UPDATE's RETURNING:
+ * sqlite3_changes() is the connection's, and another thread's statement,
+ * say a DELETE that matched nothing, can come between a step and it) or a
+ * negative errno. */
 static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_record *rec,
 		     const char *a, const char *b, const char *what)
 {
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL);
-	int i = 1;
+	int i = 1, rows = 0;
 
 	if (rc != SQLITE_OK)
 		return db_err(reg, rc, what);
@@ -363,11 +367,12 @@ static int exec_stmt(struct registry *reg, const char *sql, const struct sbx_rec
 		sqlite3_bind_text(st, i++, a, -1, SQLITE_STATIC);
 	if (b)
 		sqlite3_bind_text(st, i++, b, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		rows++;
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return db_err(reg, rc, what);
-	return sqlite3_changes(reg->db);
+	return rows;
 }
 
 int registry_insert(struct registry *reg, const struct sbx_record *rec)
@@ -386,7 +391,7 @@ int registry_update(struct registry *reg, const struct sbx_record *rec)
 			  " idle_timeout_s=?12, id_base=?13, init_pid=?14, init_start=?15,"
 			  " created=?16, slept_at=?17, woken_at=?18, last_sleep_ms=?19,"
 			  " last_wake_ms=?20, wakes=?21, removing=?22, disk_bytes=?23,"
-			  " publish=?24 WHERE name=?1", rec, NULL, NULL, "update");
+			  " publish=?24 WHERE name=?1 RETURNING name", rec, NULL, NULL, "update");
 	if (r == 0)
 		return hb_err(-ENOENT, "no sandbox named '%s'", rec->name);
 	return r < 0 ? r : 0;
