@@ -119,8 +119,6 @@ static void put_bytes(struct buf *b, const void *p, size_t len)
 		b->max = 1; /* poison: later appends fail too and commit sees len > max */
 }
 
-#define VARINT_MAX_BYTES 10
-
 /* Room for len more bytes at the end of b (b->len is the caller's to
  * advance), or NULL with b poisoned.  Fields are encoded straight into it:
  * a compaction writes ~15 of them per node while changes wait. */
@@ -133,16 +131,6 @@ static uint8_t *room(struct buf *b, size_t len)
 	return b->data + b->len;
 }
 
-static uint8_t *varint_at(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
-
 static void jrec_inode_as(struct jrec *r, const struct node *n, bool xattrs)
 {
 	struct buf *b = &r->b;
@@ -152,24 +140,24 @@ static void jrec_inode_as(struct jrec *r, const struct node *n, bool xattrs)
 	if (!p)
 		return;
 	*q++ = OP_INODE;
-	q = varint_at(q, n->ino);
-	q = varint_at(q, n->mode);
-	q = varint_at(q, n->uid);
-	q = varint_at(q, n->gid);
-	q = varint_at(q, n->rdev);
-	q = varint_at(q, flags);
-	q = varint_at(q, n->size);
-	q = varint_at(q, zigzag(n->atime.tv_sec));
-	q = varint_at(q, (uint64_t)n->atime.tv_nsec);
-	q = varint_at(q, zigzag(n->mtime.tv_sec));
-	q = varint_at(q, (uint64_t)n->mtime.tv_nsec);
-	q = varint_at(q, zigzag(n->ctime.tv_sec));
-	q = varint_at(q, (uint64_t)n->ctime.tv_nsec);
+	q = varint_put(q, n->ino);
+	q = varint_put(q, n->mode);
+	q = varint_put(q, n->uid);
+	q = varint_put(q, n->gid);
+	q = varint_put(q, n->rdev);
+	q = varint_put(q, flags);
+	q = varint_put(q, n->size);
+	q = varint_put(q, zigzag(n->atime.tv_sec));
+	q = varint_put(q, (uint64_t)n->atime.tv_nsec);
+	q = varint_put(q, zigzag(n->mtime.tv_sec));
+	q = varint_put(q, (uint64_t)n->mtime.tv_nsec);
+	q = varint_put(q, zigzag(n->ctime.tv_sec));
+	q = varint_put(q, (uint64_t)n->ctime.tv_nsec);
 	b->len += (size_t)(q - p);
 	put_bytes(b, n->target ? n->target : "", n->target ? strlen(n->target) : 0);
 	if (flags & NODE_XATTR_OWN) {
 		if ((p = room(b, VARINT_MAX_BYTES)))
-			b->len += (size_t)(varint_at(p, n->nxattrs) - p);
+			b->len += (size_t)(varint_put(p, n->nxattrs) - p);
 		for (uint32_t k = 0; k < n->nxattrs; k++) {
 			put_bytes(b, n->xattrs[k].name, strlen(n->xattrs[k].name));
 			put_bytes(b, n->xattrs[k].value, n->xattrs[k].len);
@@ -198,7 +186,7 @@ void jrec_xattr(struct jrec *r, const struct node *n, const char *name)
 	if (!p)
 		return;
 	*q++ = OP_XATTR;
-	b->len += (size_t)(varint_at(q, n->ino) - p);
+	b->len += (size_t)(varint_put(q, n->ino) - p);
 	put_bytes(b, name, strlen(name));
 	if ((p = room(b, 1))) {
 		*p = x != NULL;
@@ -217,10 +205,10 @@ void jrec_dirent(struct jrec *r, uint64_t parent, const char *name, uint64_t chi
 	if (!p)
 		return;
 	*q++ = OP_DIRENT;
-	q = varint_at(q, parent);
-	q = varint_at(q, nlen);
+	q = varint_put(q, parent);
+	q = varint_put(q, nlen);
 	memcpy(q, name, nlen);
-	q = varint_at(q + nlen, child);
+	q = varint_put(q + nlen, child);
 	b->len += (size_t)(q - p);
 }
 

@@ -47,17 +47,9 @@ int buf_append(struct buf *b, const void *data, size_t len)
 
 int buf_append_varint(struct buf *b, uint64_t v)
 {
-	uint8_t tmp[10];
-	size_t n = 0;
+	uint8_t tmp[VARINT_MAX_BYTES];
 
-	do {
-		tmp[n] = v & 0x7f;
-		v >>= 7;
-		if (v)
-			tmp[n] |= 0x80;
-		n++;
-	} while (v);
-	return buf_append(b, tmp, n);
+	return buf_append(b, tmp, (size_t)(varint_put(tmp, v) - tmp));
 }
 
 int buf_append_bytes(struct buf *b, const void *data, size_t len)

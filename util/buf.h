@@ -22,6 +22,21 @@ struct buf {
 int buf_reserve(struct buf *b, size_t extra);
 /* Append bytes.  @return 0 or -ENOMEM / -EFBIG. */
 int buf_append(struct buf *b, const void *data, size_t len);
+/* The most bytes a 64-bit varint takes. */
+#define VARINT_MAX_BYTES 10
+
+/* Encode v as an unsigned LEB128 varint at p (room for VARINT_MAX_BYTES);
+ * returns the byte after it. */
+static inline uint8_t *varint_put(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
 /* Append an unsigned LEB128 varint. */
 int buf_append_varint(struct buf *b, uint64_t v);
 /* Append a varint length followed by the bytes. */
