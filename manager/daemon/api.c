@@ -179,6 +179,13 @@ static void hbd_put_all(struct hbd *d, struct sbx **all, size_t n)
 	free(all);
 }
 
+/* Whether s was removed while a request waited for its lock (its row is
+ * gone; one whose removal is unfinished is still shown, as "removing"). */
+static bool sbx_gone(const struct sbx *s)
+{
+	return s->removed && !s->rec.removing;
+}
+
 json_t *sbx_to_json(struct sbx *s)
 {
 	const struct sbx_record *r = &s->rec;
@@ -1533,10 +1540,14 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 
 	if (!*op && !strcmp(method, "GET")) {
 		pthread_mutex_lock(&s->lock);
-		sbx_reap_locked(d, s);
-		out = sbx_to_json(s);
-		json_object_set_new(out, "processes",
-				    json_integer(sbx_process_count_locked(s)));
+		if (sbx_gone(s)) {
+			r = hb_err(-ENOENT, "no sandbox named '%s'", name);
+		} else {
+			sbx_reap_locked(d, s);
+			out = sbx_to_json(s);
+			json_object_set_new(out, "processes",
+					    json_integer(sbx_process_count_locked(s)));
+		}
 		pthread_mutex_unlock(&s->lock);
 	} else if (!*op && !strcmp(method, "DELETE")) {
 		r = sbx_remove(d, s);
@@ -1632,7 +1643,8 @@ static enum MHD_Result route(struct hbd *d, struct MHD_Connection *c, const char
 		out = json_array();
 		for (size_t i = 0; all && i < n; i++) {
 			pthread_mutex_lock(&all[i]->lock);
-			json_array_append_new(out, sbx_to_json(all[i]));
+			if (!sbx_gone(all[i]))
+				json_array_append_new(out, sbx_to_json(all[i]));
 			pthread_mutex_unlock(&all[i]->lock);
 		}
 		if (all)

@@ -904,6 +904,9 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 
 	if (ms)
 		*ms = 0;
+	/* (a sleep that waited for the lock while an rm held it) */
+	if (s->removed)
+		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	if (fs_died(d, s) && (r = fs_died_settle_locked(d, s)) < 0)
 		return r;
 	if (!s->sb && (r = settle_kept_locked(d, s)) < 0)

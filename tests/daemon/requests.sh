@@ -1,0 +1,67 @@
+#!/bin/bash
+# hiberboxd end to end: requests that meet another one on the same sandbox
+# or wait behind a slow one, and the commands that take several names.
+#   - a sleep, inspect or ls that waited while an rm held the sandbox does
+#     not report the removed sandbox as asleep, running or listed;
+#   - ls answers while another sandbox's sleep is slow (it waited for it);
+#   - rm, sleep and wake take several names: each done in turn, one line
+#     per failure naming it, exit 1 if any failed, the others still done.
+# The slow steps are the daemon's test pauses (HIBERBOX_TEST_*_PAUSE_MS),
+# long against the waits that check them, so a slow machine passes too.
+#   env: HIBERBOX [BUSYBOX]
+set -uo pipefail
+. "$(dirname "$0")/lib-daemon.sh"
+daemon_test_requires
+
+T=$(mktemp -d /tmp/hb-requests-XXXXXX)
+chmod 755 "$T"
+export HIBERBOX_HOME=$T/home
+HB=$HIBERBOX
+PAUSE_MS=20000
+
+cleanup() {
+	local p inits
+	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
+	daemon_teardown
+	for p in $inits; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+step() { echo "== $*"; }
+state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
+# wait_log TEXT: until the daemon's log has the line (a minute at most)
+wait_log() { for _ in $(seq 600); do grep -qF "$1" "$HIBERBOX_HOME/hiberboxd.log" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/tmp"
+cp "$BUSYBOX" "$T/img/bin/busybox"
+for c in sh cat echo sleep true; do ln -s busybox "$T/img/bin/$c"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$T/img/etc/passwd"
+
+# A daemon whose rm and sleep pause (holding the sandbox) once the sandbox
+# is stopped: what a slow repository makes them take.
+HIBERBOX_TEST_RM_PAUSE_MS=$PAUSE_MS HIBERBOX_TEST_SLEEP_PAUSE_MS=$PAUSE_MS "$HB" ls >/dev/null ||
+	fail "starting the daemon"
+"$HB" image import "$T/img" base >/dev/null || fail "image import"
+
+step "a request that waited for an rm finds the sandbox gone"
+"$HB" create gone --image base >/dev/null || fail "create gone"
+"$HB" rm gone >/dev/null 2>"$T/rm.err" &
+rp=$!
+wait_log "test pause: rm gone" || fail "the rm never reached its pause"
+"$HB" sleep gone >"$T/sleep.out" 2>"$T/sleep.err" &
+sp=$!
+"$HB" --json inspect gone >"$T/inspect.out" 2>"$T/inspect.err" &
+ip=$!
+"$HB" --json ls >"$T/ls.out" 2>"$T/ls.err" &
+lp=$!
+wait "$rp" || fail "rm gone: $(cat "$T/rm.err")"
+wait "$sp" && fail "a sleep that waited for the rm succeeded: $(cat "$T/sleep.out")"
+[ "$(cat "$T/sleep.err")" = "hiberbox: sandbox gone was removed" ] ||
+	fail "sleep after rm: '$(cat "$T/sleep.err")'"
+wait "$ip" && fail "an inspect that waited for the rm succeeded: $(cat "$T/inspect.out")"
+[ "$(cat "$T/inspect.err")" = "hiberbox: no sandbox named 'gone'" ] ||
+	fail "inspect after rm: '$(cat "$T/inspect.err")'"
+wait "$lp" || fail "ls during rm: $(cat "$T/ls.err")"
+grep -q '"name": "gone"' "$T/ls.out" && fail "ls that waited for the rm lists gone: $(cat "$T/ls.out")"
+
+echo "requests: ok"
