@@ -393,12 +393,43 @@ static int not_published(const struct nat_port *p, const char *text, int r, cons
 		      text, desc ? desc : "no reason given");
 }
 
+/* Read fd's whole answer (until EOF) into buf, by deadline (now_ns()):
+ * the number of bytes, size when there is more, or -errno (-ETIMEDOUT).
+ * One deadline for all of it: a socket timeout counts per read, so an
+ * answer a byte at a time would never time out. */
+static ssize_t read_until_eof(int fd, char *buf, size_t size, uint64_t deadline)
+{
+	size_t len = 0;
+
+	while (len < size) {
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		if (pr <= 0)
+			continue;
+		ssize_t n = recv(fd, buf + len, size - len, MSG_DONTWAIT);
+		if (n == 0)
+			return (ssize_t)len;
+		if (n > 0)
+			len += (size_t)n;
+		else if (errno != EINTR && errno != EAGAIN)
+			return -errno;
+	}
+	return (ssize_t)len;
+}
+
 /* Send one request to the helper's API (dir: an open descriptor of the
- * directory holding its socket) and return its answer. */
+ * directory holding its socket) and return its answer, all of it within
+ * NAT_API_TIMEOUT_MS. */
 static int api_call(int dir, json_t *req, json_t **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { NAT_API_TIMEOUT_MS / 1000, (NAT_API_TIMEOUT_MS % 1000) * 1000 };
+	uint64_t deadline = now_ns() + (uint64_t)NAT_API_TIMEOUT_MS * 1000000;
 	char buf[NAT_API_REPLY_MAX + 1], *text = json_dumps(req, JSON_COMPACT);
 	size_t len;
 	ssize_t got;
@@ -407,8 +438,8 @@ static int api_call(int dir, json_t *req, json_t **reply)
 	if (!text)
 		return hb_err(-ENOMEM, "out of memory");
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" NAT_API_SOCKET, dir);
+	/* the request fits the socket's buffer: its send does not wait */
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = hb_err_sys(-errno, NAT_HELPER "'s API socket");
@@ -419,10 +450,14 @@ static int api_call(int dir, json_t *req, json_t **reply)
 		goto out;
 	}
 	shutdown(fd, SHUT_WR); /* its end of a request */
-	got = read_full(fd, buf, sizeof(buf) - 1);
+	got = read_until_eof(fd, buf, sizeof(buf) - 1, deadline);
+	if (got == -ETIMEDOUT) {
+		r = hb_err(-ETIMEDOUT, NAT_HELPER "'s API did not answer within %d ms",
+			   NAT_API_TIMEOUT_MS);
+		goto out;
+	}
 	if (got < 0) {
-		r = hb_err_sys(got == -EAGAIN ? -ETIMEDOUT : (int)got,
-			       "read from " NAT_HELPER "'s API");
+		r = hb_err_sys((int)got, "read from " NAT_HELPER "'s API");
 		goto out;
 	}
 	if ((size_t)got == sizeof(buf) - 1) {

@@ -11,8 +11,9 @@
 # host's 127.0.0.1 port reaches a server in the sandbox (busybox httpd),
 # at every wake; a port taken on the host fails a create (nothing left)
 # and a wake, naming it; a fork publishes nothing; rm frees the port; bad
-# specs, a host port named twice and --publish without nat are refused.  No address outside this
-# machine is used.
+# specs, a host port named twice and --publish without nat are refused; a
+# helper whose API answers a byte at a time fails the create within its
+# time.  No address outside this machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -99,6 +100,39 @@ PATH=$T/nobin "$HB" create y --image base >/dev/null || fail "a none sandbox bes
 	fail "--network wifi: '$(cat "$T/err")'"
 
 command -v slirp4netns >/dev/null || { echo "SKIP: slirp4netns is not installed (scripts/setup.sh installs it)"; exit 77; }
+
+step "a slirp4netns whose API answers a byte at a time fails the create within its time, leaving nothing"
+# a stand-in helper: ready at once, its API socket listening, then an
+# answer of one byte a second for ever (it ends with its exit fd)
+mkdir -p "$T/slowapi"
+cat >"$T/slowapi/slirp4netns" <<'PY'
+#!/usr/bin/env python3
+import os, socket, threading, time
+def exit_with_daemon():
+    while os.read(4, 1):
+        pass
+    os._exit(0)
+threading.Thread(target=exit_with_daemon, daemon=True).start()
+s = socket.socket(socket.AF_UNIX)
+s.bind("api.sock")
+s.listen()
+os.write(3, b"1")
+c, _ = s.accept()
+while c.recv(4096):
+    pass
+while True:
+    c.send(b" ")
+    time.sleep(1)
+PY
+chmod 755 "$T/slowapi/slirp4netns"
+"$HB" daemon stop >/dev/null || fail "daemon stop before the slow API"
+PATH=$T/slowapi:$PATH timeout 120 "$HB" create slow --image base --network nat \
+	--publish 18080:3000 >"$T/out" 2>"$T/err"; rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -q "slirp4netns's API did not answer within" "$T/err" ||
+	fail "a helper's API answering a byte a second: exit $rc, '$(cat "$T/err")'"
+! "$HB" --json ls | grep -q '"name": "slow"' || fail "the failed create left sandbox slow"
+pgrep -f "$T/slowapi/slirp4netns" >/dev/null && fail "the slow helper was left running"
+"$HB" daemon stop >/dev/null || fail "daemon stop after the slow API"
 
 step "create --network nat: tap0 configured before the first exec, resolv.conf, ls and inspect"
 "$HB" create n --image base --network nat >/dev/null || fail "create n"
