@@ -300,6 +300,26 @@ int hbfs_commit(const char *mountpoint, const char *tag, struct oid *out)
 	return hb_err(-EPROTO, "unexpected answer from the mount at %s", mountpoint);
 }
 
+int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t *limit)
+{
+	char sock[256], info[4096], answer[128];
+	int r = control_paths(mountpoint, sock, sizeof(sock), info, sizeof(info));
+
+	*used = *limit = 0;
+	if (r < 0)
+		return r;
+	r = request(sock, "usage\n", answer, sizeof(answer), timeout_ms);
+	if (r == -ENOENT)
+		return hb_err(r, "no live hiberbox mount at %s", mountpoint);
+	if (r < 0)
+		return hb_err(r, "asking the mount at %s for its use: %s", mountpoint, strerror(-r));
+	if (sscanf(answer, "ok %" SCNu64 " %" SCNu64, used, limit) != 2)
+		return hb_err(-EPROTO, "unexpected answer from the mount at %s", mountpoint);
+	if (!*limit)
+		*used = 0;
+	return 0;
+}
+
 static int read_info(const char *path, struct hbfs_mount_info *mi)
 {
 	struct buf b = { .max = INFO_MAX_BYTES };

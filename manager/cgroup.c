@@ -43,13 +43,28 @@
 #define CGROUP_FREEZE_TIMEOUT_MS 5000
 #define CGROUP_RMDIR_TIMEOUT_MS 2000
 
-enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_FREEZER, CG_N };
-static const char *const cg_names[CG_N] = { "memory", "pids", "cpu", "freezer" };
+/* cpuacct only counts (usage): v1 hosts often mount it apart from cpu. */
+enum { CG_MEMORY, CG_PIDS, CG_CPU, CG_FREEZER, CG_CPUACCT, CG_N };
+static const char *const cg_names[CG_N] = { "memory", "pids", "cpu", "freezer", "cpuacct" };
 
 struct sandbox_cgroup {
 	int v2;
-	char *dirs[CG_N]; /* v2: all the same string, owned by dirs[0] */
+	/* v2: all the same string, owned by dirs[0]; v1: controllers mounted
+	 * together ("cpu,cpuacct") share the first one's string */
+	char *dirs[CG_N];
 };
+
+/* dirs[i] is the string of an earlier controller (or none): not to be
+ * written, removed or freed twice. */
+static bool dir_is_alias(const struct sandbox_cgroup *cg, int i)
+{
+	if (!cg->dirs[i])
+		return true;
+	for (int j = 0; j < i; j++)
+		if (cg->dirs[j] == cg->dirs[i])
+			return true;
+	return false;
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -237,39 +252,59 @@ static int make_group(const char *base, const char *name, char **out, int create
 
 static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 {
-	for (int i = 0; i < CG_N; i++) {
-		char *mnt = NULL, *mroot = NULL, *self = NULL;
-		int r = v1_mount_of(cg_names[i], &mnt, &mroot);
-		if (r == -ENOENT && i == CG_FREEZER) {
+	char *mnts[CG_N] = { NULL };
+	int r = 0;
+
+	for (int i = 0; i < CG_N && r == 0; i++) {
+		char *mroot = NULL, *self = NULL, *base = NULL;
+		bool optional = i == CG_FREEZER || i == CG_CPUACCT;
+
+		r = v1_mount_of(cg_names[i], &mnts[i], &mroot);
+		if (r == -ENOENT && optional) {
+			/* no freezer: freezing reports -ENOTSUP later; no
+			 * cpuacct: usage has no CPU time */
 			hb_err_clear();
-			continue; /* freezing reports -ENOTSUP later */
+			r = 0;
+			continue;
 		}
 		if (r < 0)
-			return r;
+			break;
+		for (int j = 0; j < i; j++) {
+			if (mnts[j] && cg->dirs[j] && !strcmp(mnts[j], mnts[i])) {
+				cg->dirs[i] = cg->dirs[j];
+				break;
+			}
+		}
+		if (cg->dirs[i]) {
+			free(mroot);
+			continue;
+		}
 		r = self_cgroup_path(cg_names[i], &self);
 		if (r < 0) {
-			free(mnt);
 			free(mroot);
-			return r;
+			break;
 		}
 		/* a mount of a sub-tree: strip its root from our path */
 		const char *rel = self;
 		size_t rl = strlen(mroot);
 		if (strcmp(mroot, "/") != 0 && strncmp(self, mroot, rl) == 0)
 			rel = self + rl;
-		char *base = NULL;
-		if (asprintf(&base, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0)
+		if (asprintf(&base, "%s%s", mnts[i], strcmp(rel, "/") == 0 ? "" : rel) < 0)
 			r = hb_err(-ENOMEM, "out of memory");
 		else
 			r = make_group(base, name, &cg->dirs[i], create);
+		/* a sandbox started before its daemon counted CPU time */
+		if (r == -ENOENT && !create && i == CG_CPUACCT) {
+			hb_err_clear();
+			r = 0;
+		}
 		free(base);
-		free(mnt);
 		free(mroot);
 		free(self);
-		if (r < 0)
-			return r;
 	}
-	return 0;
+	for (int i = 0; i < CG_N; i++)
+		free(mnts[i]);
+	return r;
 }
 
 /* v2: let base hand the controllers in want ("+memory +pids") down. */
@@ -456,7 +491,7 @@ int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid)
 	char v[32];
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	for (int i = 0; i < CG_N; i++) {
-		if (!cg->dirs[i] || (i > 0 && cg->dirs[i] == cg->dirs[0]))
+		if (dir_is_alias(cg, i))
 			continue;
 		int r = write_value(cg->dirs[i], "cgroup.procs", v);
 		if (r < 0)
@@ -512,6 +547,57 @@ int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen)
 		      CGROUP_FREEZE_TIMEOUT_MS);
 }
 
+/* A number alone in a file (memory.current, pids.current). */
+static uint64_t read_count(const char *dir, const char *file)
+{
+	char v[64], *end;
+	unsigned long long x;
+
+	if (!dir || read_value(dir, file, v, sizeof(v)) < 0)
+		return SANDBOX_USAGE_UNKNOWN;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	return end == v || errno ? SANDBOX_USAGE_UNKNOWN : x;
+}
+
+/* key's number in a "key value" per line file (memory.stat, cpu.stat). */
+static uint64_t read_keyed_count(const char *dir, const char *file, const char *key)
+{
+	char v[16384];
+	size_t kl = strlen(key);
+
+	if (!dir || read_value(dir, file, v, sizeof(v)) < 0)
+		return SANDBOX_USAGE_UNKNOWN;
+	for (const char *p = v; p && *p;) {
+		if (!strncmp(p, key, kl) && p[kl] == ' ')
+			return strtoull(p + kl + 1, NULL, 10);
+		if ((p = strchr(p, '\n')))
+			p++;
+	}
+	return SANDBOX_USAGE_UNKNOWN;
+}
+
+void cgroup_usage(const struct sandbox_cgroup *cg, struct sandbox_usage *u)
+{
+	const char *mem = cg->dirs[CG_MEMORY];
+	uint64_t inactive;
+
+	u->memory_bytes = read_count(mem, cg->v2 ? "memory.current" : "memory.usage_in_bytes");
+	/* v1's total_ counts the group's children too, as usage_in_bytes does */
+	inactive = read_keyed_count(mem, "memory.stat", cg->v2 ? "inactive_file" : "total_inactive_file");
+	if (u->memory_bytes != SANDBOX_USAGE_UNKNOWN && inactive != SANDBOX_USAGE_UNKNOWN)
+		u->memory_bytes = inactive < u->memory_bytes ? u->memory_bytes - inactive : 0;
+	u->memory_peak_bytes = read_count(mem, cg->v2 ? "memory.peak" : "memory.max_usage_in_bytes");
+	if (cg->v2) {
+		uint64_t us = read_keyed_count(cg->dirs[CG_CPU], "cpu.stat", "usage_usec");
+
+		u->cpu_ns = us == SANDBOX_USAGE_UNKNOWN ? us : us * 1000;
+	} else {
+		u->cpu_ns = read_count(cg->dirs[CG_CPUACCT], "cpuacct.usage");
+	}
+	u->tasks = read_count(cg->dirs[CG_PIDS], "pids.current");
+}
+
 unsigned cgroup_oom_kills(struct sandbox_cgroup *cg)
 {
 	int fd = cgroup_oom_counter_open(cg);
@@ -552,8 +638,8 @@ void cgroup_forget(struct sandbox_cgroup *cg)
 {
 	if (!cg)
 		return;
-	for (int i = 0; i < CG_N; i++) {
-		if (i == 0 || cg->dirs[i] != cg->dirs[0])
+	for (int i = CG_N - 1; i >= 0; i--) {
+		if (!dir_is_alias(cg, i))
 			free(cg->dirs[i]);
 	}
 	free(cg);
@@ -594,7 +680,7 @@ int cgroup_destroy(struct sandbox_cgroup *cg)
 		return 0;
 	int ret = 0;
 	for (int i = 0; i < CG_N; i++) {
-		if (!cg->dirs[i] || (i > 0 && cg->dirs[i] == cg->dirs[0]))
+		if (dir_is_alias(cg, i))
 			continue;
 		unsigned waited = 0;
 		while (rmdir(cg->dirs[i]) < 0) {
@@ -609,8 +695,8 @@ int cgroup_destroy(struct sandbox_cgroup *cg)
 			waited += 10;
 		}
 	}
-	for (int i = 0; i < CG_N; i++) {
-		if (i == 0 || cg->dirs[i] != cg->dirs[0])
+	for (int i = CG_N - 1; i >= 0; i--) {
+		if (!dir_is_alias(cg, i))
 			free(cg->dirs[i]);
 	}
 	free(cg);

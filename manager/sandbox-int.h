@@ -139,6 +139,8 @@ int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
 /* Limits of a group cgroup_open() found (0: that limit left as it is). */
 int cgroup_set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim);
 int cgroup_is_frozen(struct sandbox_cgroup *cg, int *frozen);
+/* sandbox_usage() of the groups; never fails (unknown counts say so). */
+void cgroup_usage(const struct sandbox_cgroup *cg, struct sandbox_usage *u);
 /* How many tasks the kernel's OOM killer killed in the memory group. */
 unsigned cgroup_oom_kills(struct sandbox_cgroup *cg);
 /* The same count through a file kept open (-1 if there is no memory group):
@@ -154,5 +156,6 @@ int cgroup_set_frozen(struct sandbox_cgroup *cg, int frozen);
 void cgroup_kill_all(struct sandbox_cgroup *cg);
 /* Remove the groups (retrying briefly while dying tasks leave) and free. */
 int cgroup_destroy(struct sandbox_cgroup *cg);
-/* The directory of controller ("memory", "pids", "cpu", "freezer") or NULL. */
+/* The directory of controller ("memory", "pids", "cpu", "freezer",
+ * "cpuacct") or NULL. */
 const char *cgroup_dir(const struct sandbox_cgroup *cg, const char *controller);

@@ -414,6 +414,14 @@ const char *sandbox_cgroup_dir(const struct sandbox *sb, const char *controller)
 	return sb->cg && controller ? cgroup_dir(sb->cg, controller) : NULL;
 }
 
+int sandbox_usage(const struct sandbox *sb, struct sandbox_usage *u)
+{
+	if (!sb->cg)
+		return hb_err(-ESRCH, "sandbox %s has ended", sb->name);
+	cgroup_usage(sb->cg, u);
+	return 0;
+}
+
 /* The environment the command gets: the spec's, plus PATH if missing. */
 static int build_env(const struct sandbox_spec *s, char ***envp, const char **path)
 {

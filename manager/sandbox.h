@@ -120,10 +120,24 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out);
 pid_t sandbox_pid(const struct sandbox *sb);
 /* The cgroup name chosen for the sandbox. */
 const char *sandbox_name(const struct sandbox *sb);
-/* The sandbox's cgroup directory for "memory", "pids", "cpu" or "freezer"
- * (the same directory for all on cgroup v2), for statistics; NULL if none
- * or once the sandbox has been waited for. */
+/* The sandbox's cgroup directory for "memory", "pids", "cpu", "freezer" or
+ * "cpuacct" (the same directory for all on cgroup v2), for statistics; NULL
+ * if none or once the sandbox has been waited for. */
 const char *sandbox_cgroup_dir(const struct sandbox *sb, const char *controller);
+
+/* What a sandbox's processes use now, as its cgroups count it (since its
+ * groups were made: this start, or this wake).  A count the host does not
+ * keep is SANDBOX_USAGE_UNKNOWN. */
+#define SANDBOX_USAGE_UNKNOWN UINT64_MAX
+struct sandbox_usage {
+	/* memory charged to it, less the file cache the kernel would drop
+	 * first (inactive file pages): what docker stats and free(1) show */
+	uint64_t memory_bytes;
+	uint64_t memory_peak_bytes; /* the most charged at once (v2: Linux 5.19+) */
+	uint64_t cpu_ns;            /* CPU time of all its processes, dead ones too */
+	uint64_t tasks;             /* threads included, as --pids counts */
+};
+int sandbox_usage(const struct sandbox *sb, struct sandbox_usage *u);
 
 struct sandbox_exit {
 	int code;   /* exit code of the command, or -1 if killed by a signal */

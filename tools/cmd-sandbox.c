@@ -735,6 +735,198 @@ static int cmd_ls(int argc, char **argv)
 	return call_print("GET", "/sandboxes", NULL, human_ls);
 }
 
+/* stats: each sandbox is read twice, STATS_SAMPLE_MS apart, for the share
+ * of a CPU it had in between (its cgroup counts CPU time, not a rate). */
+#define STATS_SAMPLE_MS 1000
+
+struct stats_row {
+	const char *name;
+	json_t *first, *second; /* GET /sandboxes/NAME replies; NULL if it failed */
+	uint64_t first_ns, second_ns;
+};
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int stats_read(const char *name, json_t **out, uint64_t *at)
+{
+	char path[256];
+	int r;
+
+	snprintf(path, sizeof(path), "/sandboxes/%s", name);
+	r = hbd_client_call("GET", path, NULL, out);
+	*at = monotonic_ns();
+	return r;
+}
+
+/* A usage count; -1 when the host does not keep it (null) or it is absent. */
+static double usage_count(json_t *sandbox, const char *key)
+{
+	json_t *v = json_object_get(json_object_get(sandbox, "usage"), key);
+
+	return json_is_integer(v) ? (double)json_integer_value(v) : -1;
+}
+
+/* CPU share between the two reads, in % of one CPU; -1 if unknown. */
+static double stats_cpu_percent(const struct stats_row *row)
+{
+	double a = usage_count(row->first, "cpu_ns"), b = usage_count(row->second, "cpu_ns");
+
+	/* a sleep and wake in between starts the count again */
+	if (a < 0 || b < a || row->second_ns <= row->first_ns)
+		return -1;
+	return 100.0 * (b - a) / (double)(row->second_ns - row->first_ns);
+}
+
+/* "USED / LIMIT", "USED" without a limit, "-" when not counted. */
+static const char *stats_pair(double used, json_int_t limit, char *out, size_t size)
+{
+	char u[32], l[32];
+
+	if (used < 0)
+		return "-";
+	cli_format_bytes((uint64_t)used, u, sizeof(u));
+	if (limit <= 0)
+		snprintf(out, size, "%s", u);
+	else
+		snprintf(out, size, "%s / %s", u, cli_format_bytes((uint64_t)limit, l, sizeof(l)));
+	return out;
+}
+
+#define STATS_FORMAT "%-20s %-9s %6s %9s %21s %10s %21s %s\n"
+
+static void stats_print_row(const struct stats_row *row)
+{
+	json_t *j = row->second, *lim = json_object_get(j, "limits");
+	char cpu[32] = "-", cpu_time[32] = "-", tasks[32] = "-", mem[64], peak[32], disk[64];
+	double pct = stats_cpu_percent(row), cpu_ns = usage_count(j, "cpu_ns");
+	double n = usage_count(j, "tasks"), p = usage_count(j, "memory_peak_bytes");
+	json_int_t pids = json_integer_value(json_object_get(lim, "pids"));
+
+	if (pct >= 0)
+		snprintf(cpu, sizeof(cpu), "%.1f%%", pct);
+	if (cpu_ns >= 0)
+		snprintf(cpu_time, sizeof(cpu_time), "%.2fs", cpu_ns / 1e9);
+	if (n >= 0 && pids > 0)
+		snprintf(tasks, sizeof(tasks), "%.0f / %lld", n, (long long)pids);
+	else if (n >= 0)
+		snprintf(tasks, sizeof(tasks), "%.0f", n);
+	printf(STATS_FORMAT, row->name, json_string_value(json_object_get(j, "state")) ?: "-", cpu,
+	       cpu_time,
+	       stats_pair(usage_count(j, "memory_bytes"),
+			  json_integer_value(json_object_get(lim, "memory_bytes")), mem, sizeof(mem)),
+	       p < 0 ? "-" : cli_format_bytes((uint64_t)p, peak, sizeof(peak)),
+	       stats_pair(usage_count(j, "disk_bytes"),
+			  json_integer_value(json_object_get(lim, "disk_bytes")), disk, sizeof(disk)),
+	       tasks);
+}
+
+static void stats_print_json(const struct stats_row *rows, size_t n)
+{
+	json_t *out = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_t *j = rows[i].second;
+		double pct = stats_cpu_percent(&rows[i]);
+
+		if (!j)
+			continue;
+		json_array_append_new(out, json_pack("{s:s, s:O, s:O, s:O}", "name", rows[i].name,
+						     "state", json_object_get(j, "state"),
+						     "usage", json_object_get(j, "usage"),
+						     "limits", json_object_get(j, "limits")));
+		json_object_set_new(json_array_get(out, json_array_size(out) - 1), "cpu_percent",
+				    pct < 0 ? json_null() : json_real(pct));
+	}
+	cli_print_json(out);
+}
+
+static const char stats_help[] =
+	"Memory, CPU and disk of running sandboxes (all of them without NAME).\n"
+	"CPU% is the share of one CPU over the second the command takes to\n"
+	"measure it; CPU-TIME counts since the last wake. MEMORY leaves out file\n"
+	"cache the kernel can drop at once. DISK counts against --disk (shown only\n"
+	"with one). '-': not running, or not counted on this host.\n";
+
+static int cmd_stats(int argc, char **argv)
+{
+	struct stats_row *rows = NULL;
+	json_t *list = NULL;
+	size_t n = 0, running = 0;
+	int r = parse_common("stats", argc, argv), failed = 0;
+
+	if (r)
+		return r < 0 ? cli_help("stats", stats_help) : r;
+	for (int i = optind; i < argc; i++)
+		if ((r = check_name(argv[i])))
+			return r;
+	if ((r = connect_daemon()))
+		return r;
+	if (optind == argc) {
+		size_t i;
+		json_t *v;
+
+		if ((r = hbd_client_call("GET", "/sandboxes", NULL, &list)) < 0)
+			return cli_fail(r, NULL);
+		rows = calloc(json_array_size(list) + 1, sizeof(*rows));
+		json_array_foreach(list, i, v)
+			if (rows && !strcmp(json_string_value(json_object_get(v, "state")) ?: "", "running"))
+				rows[n++].name = json_string_value(json_object_get(v, "name"));
+	} else {
+		rows = calloc((size_t)(argc - optind), sizeof(*rows));
+		for (int i = optind; rows && i < argc; i++)
+			rows[n++].name = argv[i];
+	}
+	if (!rows) {
+		json_decref(list);
+		return cli_fail(-ENOMEM, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((r = stats_read(rows[i].name, &rows[i].first, &rows[i].first_ns)) < 0) {
+			cli_fail(r, NULL); /* one line naming it; the others still shown */
+			failed = 1;
+		} else if (json_object_get(rows[i].first, "usage") &&
+			   !json_is_null(json_object_get(rows[i].first, "usage"))) {
+			running++;
+		}
+	}
+	if (running) {
+		struct timespec ts = { STATS_SAMPLE_MS / 1000, (STATS_SAMPLE_MS % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].first)
+			continue;
+		if (!running || stats_read(rows[i].name, &rows[i].second, &rows[i].second_ns) < 0) {
+			hb_err_clear(); /* gone in between: its first read stands */
+			rows[i].second = json_incref(rows[i].first);
+			rows[i].second_ns = rows[i].first_ns;
+		}
+	}
+	if (cli.json) {
+		stats_print_json(rows, n);
+	} else if (!cli.quiet) {
+		printf(STATS_FORMAT, "NAME", "STATE", "CPU%", "CPU-TIME", "MEMORY / LIMIT",
+		       "MEM-PEAK", "DISK / LIMIT", "TASKS");
+		for (size_t i = 0; i < n; i++)
+			if (rows[i].second)
+				stats_print_row(&rows[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_decref(rows[i].first);
+		json_decref(rows[i].second);
+	}
+	free(rows);
+	json_decref(list);
+	return failed;
+}
+
 static void human_inspect(json_t *j)
 {
 	cli_print_json(json_incref(j));
@@ -922,6 +1114,7 @@ const struct cli_command cli_commands_sandbox[] = {
 	{ "cp", "SRC DST", "copy a file or a directory into or out of a sandbox (NAME:/path)", cmd_cp },
 	{ "ls", "", "list sandboxes", cmd_ls },
 	{ "inspect", "NAME", "show a sandbox", cmd_inspect },
+	{ "stats", "[NAME...]", "memory, CPU and disk use of running sandboxes", cmd_stats },
 	{ "sleep", "NAME", "commit and stop a sandbox", cmd_sleep },
 	{ "wake", "NAME", "start a sleeping sandbox", cmd_wake },
 	{ "fork", "NAME NEW", "new sandbox from NAME's latest state", cmd_fork },

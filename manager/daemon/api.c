@@ -1547,6 +1547,7 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 			out = sbx_to_json(s);
 			json_object_set_new(out, "processes",
 					    json_integer(sbx_process_count_locked(s)));
+			json_object_set_new(out, "usage", sbx_usage_json_locked(d, s) ?: json_null());
 		}
 		pthread_mutex_unlock(&s->lock);
 	} else if (!*op && !strcmp(method, "DELETE")) {

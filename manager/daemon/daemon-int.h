@@ -202,6 +202,9 @@ int sbx_remove_unfinished(struct hbd *d, struct sbx *s);
  * writes them) and count those alive; count live processes besides init. */
 int sbx_reap_locked(struct hbd *d, struct sbx *s);
 int sbx_process_count_locked(struct sbx *s);
+/* usage.c: {memory_bytes, memory_peak_bytes, cpu_ns, tasks, disk_bytes},
+ * null where not counted; NULL when it is not running. */
+json_t *sbx_usage_json_locked(struct hbd *d, struct sbx *s);
 int sbx_state_dir(struct hbd *d, const char *name, const char *sub, char *out, size_t size);
 json_t *sbx_to_json(struct sbx *s);
 /* Exec: start a command; fds are the caller's (closed by the caller). */

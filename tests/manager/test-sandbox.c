@@ -666,6 +666,31 @@ static int run_exec(struct sandbox *sb, const char *const *argv, struct result *
 	return r;
 }
 
+/* Whether the host has a v1 hierarchy with controller ctl ("unified-cpu":
+ * the unified hierarchy is the whole of /sys/fs/cgroup, cpu.stat there). */
+static bool cgroup_has(const char *ctl)
+{
+	struct buf b = BUF_INIT;
+	bool has = false;
+
+	if (!strcmp(ctl, "unified-cpu"))
+		return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+	if (read_file(AT_FDCWD, "/proc/self/mountinfo", 1 << 20, &b) == 0 &&
+	    buf_append(&b, "", 1) == 0) {
+		for (char *p = (char *)b.data; (p = strstr(p, " - cgroup ")); p++) {
+			char *eol = strchr(p, '\n'), *hit = strstr(p, ctl);
+
+			if (hit && (!eol || hit < eol) && (hit[-1] == ',' || hit[-1] == ' ') &&
+			    (hit[strlen(ctl)] == ',' || hit[strlen(ctl)] == '\n' || !hit[strlen(ctl)])) {
+				has = true;
+				break;
+			}
+		}
+	}
+	buf_free(&b);
+	return has;
+}
+
 static void test_exec(void)
 {
 	const char *unused[] = { "/bin/false", NULL };
@@ -708,6 +733,30 @@ static void test_exec(void)
 	const char *nope[] = { "/bin/nope", NULL };
 	CHECK_ERR(run_exec(sb, nope, &res), -ENOENT);
 
+	/* usage counts what the sandbox's processes did, dead ones too */
+	struct sandbox_usage u0, u1;
+	CHECK_OK(sandbox_usage(sb, &u0));
+	CHECK(u0.tasks == 1); /* init alone */
+	CHECK(u0.memory_bytes != SANDBOX_USAGE_UNKNOWN && u0.memory_bytes > 0);
+	const char *spin[] = { "/bin/probe", "spin", "300", NULL };
+	CHECK_OK(run_exec(sb, spin, &res));
+	char *cp = strstr(res.out, "cpu_ms=");
+	long spun_ms = cp ? atol(cp + 7) : -1;
+	const char *hog[] = { "/bin/probe", "memhog", "32", NULL };
+	CHECK_OK(run_exec(sb, hog, &res));
+	CHECK_OK(sandbox_usage(sb, &u1));
+	/* v1 hosts without a cpuacct hierarchy cannot count it */
+	if (cgroup_has("cpuacct") || cgroup_has("unified-cpu")) {
+		CHECK(u0.cpu_ns != SANDBOX_USAGE_UNKNOWN && u1.cpu_ns != SANDBOX_USAGE_UNKNOWN);
+		CHECK(spun_ms > 0 && u1.cpu_ns - u0.cpu_ns >= (uint64_t)spun_ms * 1000000u);
+		if (u1.cpu_ns - u0.cpu_ns < (uint64_t)spun_ms * 1000000u)
+			fprintf(stderr, "  usage: cpu %llu -> %llu ns, the probe spun %ld ms\n",
+				(unsigned long long)u0.cpu_ns, (unsigned long long)u1.cpu_ns, spun_ms);
+	}
+	if (u1.memory_peak_bytes != SANDBOX_USAGE_UNKNOWN)
+		CHECK(u1.memory_peak_bytes >= (uint64_t)32 << 20);
+	CHECK(u1.tasks == 1);
+
 	/* a long-running exec: signals are forwarded, the other exec sees it */
 	const char *sig[] = { "/bin/probe", "signals", NULL };
 	struct sandbox_spec *ls = new_spec(root_a, sig);
@@ -720,6 +769,8 @@ static void test_exec(void)
 	sandbox_spec_free(ls);
 	if (proc) {
 		CHECK(read_some(pp[0], 5000) > 0);
+		CHECK_OK(sandbox_usage(sb, &u1));
+		CHECK(u1.tasks == 2);
 		const char *procs3[] = { "/bin/probe", "procs", "3", NULL };
 		CHECK_OK(run_exec(sb, procs3, &res));
 		CHECK(res.code == 0 && strstr(res.out, "procs=3"));
@@ -743,6 +794,7 @@ static void test_exec(void)
 	if (ex.signal != SIGTERM)
 		fprintf(stderr, "  init-only sandbox ended with code %d signal %d\n", ex.code, ex.signal);
 	CHECK_ERR(run_exec(sb, id, &res), -ESRCH);
+	CHECK_ERR(sandbox_usage(sb, &u1), -ESRCH);
 	sandbox_free(sb);
 }
 
@@ -939,7 +991,7 @@ static pid_t spawn_orphan(const char *name)
  * that finds it dead removes them by name. */
 static void test_remove_orphan_cgroups(void)
 {
-	char name[64], *dir = NULL;
+	char name[64], *dir = NULL, *acct = NULL;
 	struct sandbox *sb = NULL;
 	struct stat st;
 
@@ -948,13 +1000,19 @@ static void test_remove_orphan_cgroups(void)
 	if (pid <= 0)
 		return;
 	CHECK_OK(sandbox_adopt(name, pid, &sb));
-	if (sb)
+	if (sb) {
 		dir = strdup(sandbox_cgroup_dir(sb, "pids"));
+		if (sandbox_cgroup_dir(sb, "cpuacct"))
+			acct = strdup(sandbox_cgroup_dir(sb, "cpuacct"));
+	}
 	sandbox_release(sb);
 	CHECK(dir && stat(dir, &st) == 0);
+	CHECK(!cgroup_has("cpuacct") || (acct && stat(acct, &st) == 0));
 	CHECK(kill(pid, SIGKILL) == 0 && waitpid(pid, NULL, 0) == pid);
 	CHECK_OK(sandbox_remove_cgroups(name));
 	CHECK(dir && stat(dir, &st) < 0 && errno == ENOENT);
+	CHECK(!acct || (stat(acct, &st) < 0 && errno == ENOENT));
+	free(acct);
 	CHECK_OK(sandbox_remove_cgroups(name)); /* none left: fine */
 	CHECK_ERR(sandbox_remove_cgroups("../x"), -EINVAL);
 	free(dir);
