@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -201,48 +202,141 @@ static int path_join_lexical(char *out, size_t size, const char *rel)
 	return 0;
 }
 
+/* Why the nat's resolv.conf cannot be bound at target: a message that
+ * names /etc/resolv.conf, and how it leads there when it is a link. */
+static int resolv_conf_refused(bool linked, const char *target, const char *why)
+{
+	if (!linked)
+		return hb_err(-EINVAL, "network nat: the image's /etc/resolv.conf %s, where its "
+			      "name server cannot be set (make it a file)", why);
+	return hb_err(-EINVAL, "network nat: the image's /etc/resolv.conf links to %s, %s, where "
+		      "its name server cannot be set (make it a file, or a link to one in the "
+		      "image's tree)", target, why);
+}
+
+/* Whether a file can be bound at target (absolute, lexical) in root as the
+ * sandbox's mounts bind it: every directory on the way a directory and no
+ * link, and the last a file or missing (what is missing is created).  A
+ * message naming /etc/resolv.conf otherwise. */
+static int check_bind_target(int root, const char *target, bool linked)
+{
+	char part[PATH_MAX], why[PATH_MAX + 64], to[256];
+	const char *p = target + 1;
+	struct stat st;
+	int dir = dup(root), r = 0;
+
+	if (dir < 0)
+		return hb_err_sys(-errno, "dup");
+	if (!*p) {
+		close(dir);
+		return resolv_conf_refused(linked, target, "a directory");
+	}
+	for (;;) {
+		size_t n = strcspn(p, "/");
+		bool last = p[n] == 0;
+		memcpy(part, p, n);
+		part[n] = 0;
+		if (fstatat(dir, part, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)
+				r = hb_err_sys(-errno, "/etc/resolv.conf: %.*s", (int)(p + n - target),
+					       target);
+			break; /* missing: made as the bind's target */
+		}
+		int len = (int)(p + n - target);
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t k = readlinkat(dir, part, to, sizeof(to) - 1);
+			to[k > 0 ? k : 0] = 0;
+			if (last)
+				snprintf(why, sizeof(why), "%s (to %s)",
+					 linked ? "itself a link" : "is a link", to);
+			else
+				snprintf(why, sizeof(why), "%sthrough the link %.*s (to %s)",
+					 linked ? "" : "is reached ", len, target, to);
+			r = resolv_conf_refused(linked, target, why);
+			break;
+		}
+		if (last) {
+			if (S_ISDIR(st.st_mode))
+				r = resolv_conf_refused(linked, target, linked ? "a directory" : "is a directory");
+			break;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(why, sizeof(why), "%sthrough %.*s, not a directory",
+				 linked ? "" : "is reached ", len, target);
+			r = resolv_conf_refused(linked, target, why);
+			break;
+		}
+		int next = openat(dir, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0) {
+			r = hb_err_sys(-errno, "/etc/resolv.conf: %.*s", len, target);
+			break;
+		}
+		close(dir);
+		dir = next;
+		p += n + 1;
+	}
+	close(dir);
+	return r;
+}
+
 int nat_resolv_conf_target(const char *root, char *out, size_t size)
 {
 	static const char plain[] = "/etc/resolv.conf";
 	static const char *const system_mounts[] = { "/dev", "/proc", "/sys" };
-	char link[PATH_MAX];
-	int etc, r;
+	char link[PATH_MAX + 1];
+	int top, etc, r;
 	ssize_t n;
 
 	if (size < sizeof(plain))
 		return hb_err(-ENAMETOOLONG, "resolv.conf target: no room");
 	memcpy(out, plain, sizeof(plain));
 	/* only a real /etc of the root's own: a linked one the bind refuses */
-	etc = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (etc >= 0) {
-		int dir = openat(etc, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(etc);
-		etc = dir;
-	}
-	if (etc < 0)
+	top = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (top < 0)
 		return 0;
+	etc = openat(top, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (etc < 0) {
+		r = check_bind_target(top, out, false);
+		close(top);
+		return r;
+	}
+	/* one byte more than a link can hold: a target that fills it was cut */
 	n = readlinkat(etc, "resolv.conf", link, sizeof(link) - 1);
 	close(etc);
-	if (n <= 0)
-		return 0; /* not a link (or none): bound where it is */
+	if (n <= 0) { /* not a link (or none): bound where it is */
+		r = check_bind_target(top, out, false);
+		close(top);
+		return r;
+	}
+	if ((size_t)n == sizeof(link) - 1) {
+		close(top);
+		return hb_err(-ENAMETOOLONG, "network nat: the image's /etc/resolv.conf links to a "
+			      "path too long");
+	}
 	link[n] = 0;
 	snprintf(out, size, "%s", link[0] == '/' ? "/" : "/etc");
-	if ((r = path_join_lexical(out, size, link)) < 0 || strcmp(out, "/") == 0) {
+	if ((r = path_join_lexical(out, size, link)) < 0) {
 		memcpy(out, plain, sizeof(plain));
-		return r < 0 ? hb_err(r, "/etc/resolv.conf links to a path too long") : 0;
+		close(top);
+		return hb_err(r, "network nat: the image's /etc/resolv.conf links to a path too "
+			      "long");
 	}
 	/* /dev, /proc and /sys are the sandbox's own mounts, not the image's
 	 * tree: a bind there would replace what they hold (a link to /dev/null
 	 * made every '> /dev/null' fail with EROFS) */
 	for (size_t i = 0; i < sizeof(system_mounts) / sizeof(system_mounts[0]); i++) {
-		size_t n = strlen(system_mounts[i]);
-		if (strncmp(out, system_mounts[i], n) == 0 && (out[n] == 0 || out[n] == '/'))
+		size_t len = strlen(system_mounts[i]);
+		if (strncmp(out, system_mounts[i], len) == 0 && (out[len] == 0 || out[len] == '/')) {
+			close(top);
 			return hb_err(-EINVAL, "network nat: the image's /etc/resolv.conf links to "
 				      "%s, in the sandbox's own %s, where its name server cannot be "
 				      "set (make it a file, or a link into the image's tree)", out,
 				      system_mounts[i]);
+		}
 	}
-	return 0;
+	r = check_bind_target(top, out, true);
+	close(top);
+	return r;
 }
 
 int nat_helper_check(void)

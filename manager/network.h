@@ -38,9 +38,11 @@ int sandbox_network_parse(const char *name, enum sandbox_network *out);
  * /etc/resolv.conf, or what that names if it is a symlink (images made
  * for systemd-resolved point it at /run/systemd/resolve/...), so that the
  * link, part of the image, stays and still leads to the nat's file.  The
- * link is followed once and only lexically, never out of root; whatever
- * the bind then meets on the way (another link) it refuses.  -EINVAL when
- * it leads into /dev, /proc or /sys, the sandbox's own mounts. */
+ * link is followed once and only lexically, never out of root.  -EINVAL
+ * with one line naming /etc/resolv.conf when the bind could not take what
+ * it leads to: a place in /dev, /proc or /sys (the sandbox's own mounts),
+ * a directory, another link, a path through a link or a non-directory;
+ * -ENAMETOOLONG for a target too long. */
 int nat_resolv_conf_target(const char *root, char *out, size_t size);
 
 /* A port of a nat sandbox published on the host: what connects to

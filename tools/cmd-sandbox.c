@@ -2,6 +2,7 @@
  * wake, fork, rm and the daemon itself.  Everything but `daemon run` talks to
  * hiberboxd over its socket (manager/daemon/daemon.h), starting it when
  * nothing answers. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -945,7 +946,7 @@ static void human_wake(json_t *j)
 	       (long long)json_integer_value(json_object_get(j, "wake_ms")));
 }
 
-/* NAME-only commands: inspect, sleep, wake, rm. */
+/* NAME-only commands: inspect. */
 static int one_name(const char *cmd, int argc, char **argv, const char *method, const char *op,
 		    void (*human)(json_t *), const char *details)
 {
@@ -963,6 +964,79 @@ static int one_name(const char *cmd, int argc, char **argv, const char *method, 
 	return call_print(method, path, NULL, human);
 }
 
+/* Whether msg names the sandbox name as a whole word (not inside another
+ * name, as "a" is in "sandbox"). */
+static bool names_sandbox(const char *msg, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = msg; (p = strstr(p, name)); p++) {
+		bool starts = p == msg || !(isalnum((unsigned char)p[-1]) || strchr("_.-", p[-1]));
+		char after = p[n];
+
+		if (starts && !(isalnum((unsigned char)after) || (after && strchr("_.-", after))))
+			return true;
+	}
+	return false;
+}
+
+/* NAME... commands (sleep, wake, rm), like docker rm A B: each name in
+ * turn; one that fails is one line on stderr naming it, and the others are
+ * still done.  1 if any failed.  --json prints the reply, or with several
+ * names an array of the replies of those done. */
+static int each_name(const char *cmd, int argc, char **argv, const char *method, const char *op,
+		     void (*human)(json_t *), const char *details)
+{
+	json_t *done = NULL;
+	int r = parse_common(cmd, argc, argv), failed = 0;
+
+	if (r)
+		return r < 0 ? cli_help(cmd, details) : r;
+	if (argc == optind)
+		return cli_usage(cmd, "expected NAME...");
+	if ((r = connect_daemon()))
+		return r;
+	if (cli.json && argc - optind > 1 && !(done = json_array()))
+		return cli_fail(-ENOMEM, NULL);
+	for (int i = optind; i < argc; i++) {
+		const char *name = argv[i];
+		json_t *reply = NULL;
+		char path[256];
+
+		if (check_name(name)) {
+			failed = 1;
+			continue;
+		}
+		snprintf(path, sizeof(path), "/sandboxes/%s%s%s", name, op ? "/" : "", op ? op : "");
+		if ((r = hbd_client_call(method, path, NULL, &reply)) < 0) {
+			/* the daemon's messages name the sandbox; a lost
+			 * connection's does not */
+			if (names_sandbox(hb_errmsg(r), name))
+				cli_fail(r, NULL);
+			else
+				cli_fail(r, "%s", name);
+			hb_err_clear();
+			failed = 1;
+			continue;
+		}
+		print_reply_warnings(reply);
+		if (done)
+			json_array_append(done, reply);
+		else if (cli.json)
+			cli_print_json(json_incref(reply));
+		else if (human && !cli.quiet)
+			human(reply);
+		json_decref(reply);
+	}
+	if (done)
+		cli_print_json(done);
+	return failed;
+}
+
+static const char several_names_help[] =
+	"Several names are done in turn: one that fails is one line on stderr, the\n"
+	"others are still done, and the exit code is 1 if any failed.\n";
+
 static int cmd_inspect(int argc, char **argv)
 {
 	return one_name("inspect", argc, argv, "GET", NULL, human_inspect, NULL);
@@ -970,21 +1044,29 @@ static int cmd_inspect(int argc, char **argv)
 
 static int cmd_sleep(int argc, char **argv)
 {
-	return one_name("sleep", argc, argv, "POST", "sleep", human_sleep,
-			"Freeze, commit the disk, stop every process, unmount.\n");
+	char help[512];
+
+	snprintf(help, sizeof(help), "Freeze, commit the disk, stop every process, unmount.\n%s",
+		 several_names_help);
+	return each_name("sleep", argc, argv, "POST", "sleep", human_sleep, help);
 }
 
 static int cmd_wake(int argc, char **argv)
 {
-	return one_name("wake", argc, argv, "POST", "wake", human_wake,
-			"Mount the latest snapshot and start the sandbox's init.\n");
+	char help[512];
+
+	snprintf(help, sizeof(help), "Mount the latest snapshot and start the sandbox's init.\n%s",
+		 several_names_help);
+	return each_name("wake", argc, argv, "POST", "wake", human_wake, help);
 }
 
 static int cmd_rm(int argc, char **argv)
 {
-	return one_name("rm", argc, argv, "DELETE", NULL, human_removed,
-			"Stop the sandbox and delete its snapshots; 'hiberbox gc' reclaims "
-			"the space.\n");
+	char help[512];
+
+	snprintf(help, sizeof(help), "Stop the sandbox and delete its snapshots; 'hiberbox gc' "
+		 "reclaims the space.\n%s", several_names_help);
+	return each_name("rm", argc, argv, "DELETE", NULL, human_removed, help);
 }
 
 static int cmd_fork(int argc, char **argv)
@@ -1115,10 +1197,10 @@ const struct cli_command cli_commands_sandbox[] = {
 	{ "ls", "", "list sandboxes", cmd_ls },
 	{ "inspect", "NAME", "show a sandbox", cmd_inspect },
 	{ "stats", "[NAME...]", "memory, CPU and disk use of running sandboxes", cmd_stats },
-	{ "sleep", "NAME", "commit and stop a sandbox", cmd_sleep },
-	{ "wake", "NAME", "start a sleeping sandbox", cmd_wake },
+	{ "sleep", "NAME...", "commit and stop sandboxes", cmd_sleep },
+	{ "wake", "NAME...", "start sleeping sandboxes", cmd_wake },
 	{ "fork", "NAME NEW", "new sandbox from NAME's latest state", cmd_fork },
-	{ "rm", "NAME", "remove a sandbox", cmd_rm },
+	{ "rm", "NAME...", "remove sandboxes", cmd_rm },
 	{ "daemon", "[run|stop|status]", "the sandbox daemon (default: status)", cmd_daemon },
 	{ "daemon run", "", "run hiberboxd in the foreground", cmd_daemon_run },
 	{ "daemon stop", "", "stop hiberboxd (sandboxes go to sleep)", cmd_daemon_stop },

@@ -6,7 +6,8 @@
 # restarted, the old helper slow to end), is replaced if killed alone,
 # gets PATH and no credentials as its environment, runs under the
 # sandbox's memory limit, resolv.conf names its DNS (through an image's
-# symlink too; one into /dev is refused), and without slirp4netns a nat
+# symlink too; one into /dev, to a directory, to another link or through
+# one is refused with one line naming it), and without slirp4netns a nat
 # sandbox is refused with one line naming the package.  --publish: the
 # host's 127.0.0.1 port reaches a server in the sandbox (busybox httpd),
 # at every wake; a port taken on the host fails a create (nothing left)
@@ -175,6 +176,29 @@ ln -sfn /dev/null "$T/linked/etc/resolv.conf"
 	fail "created a nat sandbox whose resolv.conf links to /dev/null ($("$HB" exec dn -- sh -c 'echo > /dev/null' 2>&1))"
 [ "$(wc -l <"$T/err")" = 1 ] && grep -q "resolv.conf links to /dev/null, in the sandbox's own /dev" "$T/err" ||
 	fail "resolv.conf linked to /dev/null: '$(cat "$T/err")'"
+# a resolv.conf the bind cannot take: one line naming it and saying why
+cp -a "$T/img" "$T/bad"
+bad_resolv() { # CASE EXPECTED (the image's /etc as $T/bad/etc is then)
+	"$HB" image import "$T/bad" "bad-$1" >/dev/null || fail "import bad-$1"
+	"$HB" create "bad-$1" --image "bad-$1" --network nat >"$T/out" 2>"$T/err" &&
+		fail "created a nat sandbox whose resolv.conf is bad ($1)"
+	[ "$(wc -l <"$T/err")" = 1 ] && grep -qF "$2" "$T/err" ||
+		fail "resolv.conf $1: '$(cat "$T/err")', not '$2'"
+}
+ln -sfn . "$T/bad/etc/resolv.conf"
+bad_resolv dot "the image's /etc/resolv.conf links to /etc, a directory"
+ln -sfn /etc "$T/bad/etc/resolv.conf"
+bad_resolv etc "the image's /etc/resolv.conf links to /etc, a directory"
+ln -sfn .. "$T/bad/etc/resolv.conf"
+bad_resolv root "the image's /etc/resolv.conf links to /, a directory"
+ln -sfn r2 "$T/bad/etc/resolv.conf"
+ln -sfn /dev/null "$T/bad/etc/r2"
+bad_resolv chain "the image's /etc/resolv.conf links to /etc/r2, itself a link (to /dev/null)"
+mkdir -p "$T/bad/var/run/x"; ln -sfn /run "$T/bad/var/run2"
+ln -sfn /var/run2/x/resolv.conf "$T/bad/etc/resolv.conf"
+bad_resolv via-link "the image's /etc/resolv.conf links to /var/run2/x/resolv.conf, through the link /var/run2 (to /run)"
+rm "$T/bad/etc/resolv.conf"; mkdir "$T/bad/etc/resolv.conf"
+bad_resolv dir "the image's /etc/resolv.conf is a directory"
 
 step "nat reaches the host's non-loopback address, not the host's 127.0.0.1; none reaches neither"
 serve 127.0.0.1 "$T/www"

@@ -37,11 +37,40 @@ cp "$BUSYBOX" "$T/img/bin/busybox"
 for c in sh cat echo sleep true; do ln -s busybox "$T/img/bin/$c"; done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$T/img/etc/passwd"
 
+"$HB" image import "$T/img" base >/dev/null || fail "image import"
+
+step "rm, sleep and wake take several names"
+for n in m1 m2 m3; do "$HB" create "$n" --image base >/dev/null || fail "create $n"; done
+"$HB" sleep m1 nosuch m2 >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 1 ] || fail "sleep m1 nosuch m2 exited $rc: $(cat "$T/err")"
+[ "$(cat "$T/err")" = "hiberbox: no sandbox named 'nosuch'" ] || fail "sleep m1 nosuch m2: '$(cat "$T/err")'"
+[ "$(grep -c ' asleep in ' "$T/out")" = 2 ] || fail "sleep m1 nosuch m2 printed '$(cat "$T/out")'"
+[ "$(state_of m1)/$(state_of m2)/$(state_of m3)" = sleeping/sleeping/running ] ||
+	fail "after sleep m1 nosuch m2: $(state_of m1)/$(state_of m2)/$(state_of m3)"
+"$HB" wake m1 'a/' m2 >/dev/null 2>"$T/err"
+rc=$?
+[ "$rc" = 1 ] || fail "wake m1 a/ m2 exited $rc"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -q "^hiberbox: invalid name 'a/'" "$T/err" ||
+	fail "wake m1 a/ m2: '$(cat "$T/err")'"
+[ "$(state_of m1)/$(state_of m2)" = running/running ] || fail "after wake m1 a/ m2: $(state_of m1)/$(state_of m2)"
+"$HB" --json sleep m1 m2 >"$T/out" || fail "sleep m1 m2"
+python3 -c 'import json, sys; sys.exit([r["name"] for r in json.load(open(sys.argv[1]))] != ["m1", "m2"])' \
+	"$T/out" || fail "--json sleep m1 m2 printed $(cat "$T/out")"
+"$HB" rm m1 nosuch m2 m3 >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 1 ] || fail "rm m1 nosuch m2 m3 exited $rc"
+[ "$(cat "$T/err")" = "hiberbox: no sandbox named 'nosuch'" ] || fail "rm m1 nosuch m2 m3: '$(cat "$T/err")'"
+[ "$("$HB" --json ls)" = "[]" ] || fail "rm m1 nosuch m2 m3 left $("$HB" ls)"
+"$HB" rm 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q "expected NAME" "$T/err" || fail "rm without a name: exit $rc, '$(cat "$T/err")'"
+"$HB" daemon stop >/dev/null || fail "daemon stop"
+
 # A daemon whose rm and sleep pause (holding the sandbox) once the sandbox
 # is stopped: what a slow repository makes them take.
 HIBERBOX_TEST_RM_PAUSE_MS=$PAUSE_MS HIBERBOX_TEST_SLEEP_PAUSE_MS=$PAUSE_MS "$HB" ls >/dev/null ||
 	fail "starting the daemon"
-"$HB" image import "$T/img" base >/dev/null || fail "image import"
 
 step "a request that waited for an rm finds the sandbox gone"
 "$HB" create gone --image base >/dev/null || fail "create gone"
