@@ -34,6 +34,30 @@ static int parse_int(const char *s, long min, long max, long *out)
 	return 0;
 }
 
+/* What ps in the sandbox shows for PID 1 is its name, not our arguments
+ * (descriptor numbers, the command's PATH): what is kept of them is copied
+ * out, then the strings /proc/1/cmdline reads are cleared.  The kernel laid
+ * them out one after the other; anything else is left alone. */
+static void hide_arguments(int argc, char **argv, struct sandbox_spec *spec, struct child_ctx *c)
+{
+	char *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+	int n = argc - 10;
+	char **cmd = calloc((size_t)n + 1, sizeof(*cmd));
+
+	prctl(PR_SET_NAME, "hiberbox-init", 0, 0, 0); /* not the memfd's name */
+	for (int i = 1; i < argc; i++)
+		if (argv[i] != argv[i - 1] + strlen(argv[i - 1]) + 1)
+			return;
+	if (!cmd || !(spec->cwd = strdup(spec->cwd)) || !(c->path_env = strdup(c->path_env)))
+		return; /* out of memory: keep them where they are */
+	for (int i = 0; i < n; i++)
+		if (!(cmd[i] = strdup(argv[10 + i])))
+			return;
+	spec->argv = cmd;
+	memset(argv[0], 0, (size_t)(end - argv[0]));
+	child_strlcpy(argv[0], "hiberbox-init", (size_t)(end - argv[0]));
+}
+
 int main(int argc, char **argv)
 {
 	static struct sandbox_spec spec;
@@ -69,6 +93,7 @@ int main(int argc, char **argv)
 	spec.argv = &argv[10];
 	c.path_env = argv[8];
 	c.envp = environ;
+	hide_arguments(argc, argv, &spec, &c);
 
 	/* The library cleared close-on-exec to hand these over; the command
 	 * must not inherit them. */

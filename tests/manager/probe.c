@@ -206,6 +206,26 @@ int main(int argc, char **argv)
 		printf("wrote %s\n", argv[2]);
 		return 0;
 	}
+	if (!strcmp(t, "cmdline")) {
+		/* a process's command line as ps shows it: NULs as spaces */
+		char path[64], buf[4096];
+		ssize_t n;
+		int fd;
+
+		if (argc < 3)
+			return 2;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", argv[2]);
+		if ((fd = open(path, O_RDONLY)) < 0 || (n = read(fd, buf, sizeof(buf) - 1)) < 0)
+			return refused("read cmdline", errno);
+		while (n > 0 && !buf[n - 1])
+			n--;
+		for (ssize_t i = 0; i < n; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		buf[n] = 0;
+		printf("cmdline=[%s]\n", buf);
+		return 0;
+	}
 	if (!strcmp(t, "exists")) {
 		if (argc < 3)
 			return 2;

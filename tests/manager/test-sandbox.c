@@ -718,6 +718,12 @@ static void test_exec(void)
 	const char *userns[] = { "/bin/probe", "userns", NULL };
 	CHECK_OK(run_exec(sb, userns, &res));
 	CHECK(res.code == 0 && strstr(res.out, "EPERM"));
+	/* ps shows PID 1 by its name, without the library's arguments */
+	const char *cmdline[] = { "/bin/probe", "cmdline", "1", NULL };
+	CHECK_OK(run_exec(sb, cmdline, &res));
+	CHECK(res.code == 0 && strstr(res.out, "cmdline=[hiberbox-init]\n"));
+	if (!strstr(res.out, "cmdline=[hiberbox-init]\n"))
+		fprintf(stderr, "  PID 1's command line: %s", res.out);
 	const char *status[] = { "/bin/probe", "status", NULL };
 	CHECK_OK(run_exec(sb, status, &res));
 	CHECK(strstr(res.out, "CapBnd=00000000a80425fb") && strstr(res.out, "Seccomp=2"));
