@@ -52,6 +52,8 @@
 #define NAT_PORT_SYNTAX "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
 #define NAT_TAP "tap0"
 #define NAT_TAP_GONE_WAIT_MS 10000
+#define NAT_LOG_TAIL_BYTES 1024 /* of the helper's log, read for an error */
+#define NAT_LOG_TAIL_LINES 3
 
 struct nat_helper {
 	pid_t pid;
@@ -359,12 +361,13 @@ int nat_helper_check(void)
 }
 
 /* The helper's spawn: our descriptors at its NAT_READY_FD and NAT_EXIT_FD,
- * stdin and stdout on /dev/null, stderr (its errors) ours; every signal at
+ * stdin and stdout on /dev/null, stderr on log_fd (ours if -1); every signal at
  * its default and none blocked (a daemon blocks and ignores some, and both
  * survive execve).  Its environment is PATH alone: ours holds the
  * repository's credentials (AWS_SECRET_ACCESS_KEY), which a process that
  * parses what the sandbox sends has no use for. */
-static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_dir, pid_t *pid)
+static int spawn_helper(pid_t target, int ready_w, int exit_r, int log_fd, const char *api_dir,
+			pid_t *pid)
 {
 	char target_s[16], ready_s[16], exit_s[16], path_env[4096];
 	const char *path = getenv("PATH");
@@ -397,6 +400,7 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 	    (r = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, ready_w, NAT_READY_FD)) == 0 &&
 	    (r = posix_spawn_file_actions_adddup2(&fa, exit_r, NAT_EXIT_FD)) == 0 &&
+	    (log_fd < 0 || (r = posix_spawn_file_actions_adddup2(&fa, log_fd, 2)) == 0) &&
 	    (!api_dir || (r = posix_spawn_file_actions_addchdir_np(&fa, api_dir)) == 0))
 		r = posix_spawnp(pid, NAT_HELPER, &fa, &at, (char *const *)argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
@@ -407,7 +411,7 @@ static int spawn_helper(pid_t target, int ready_w, int exit_r, const char *api_d
 }
 
 /* Wait for the helper's ready byte.  EOF: it ended without configuring the
- * network (its own error went to our stderr). */
+ * network (its own error is in its log: with_log_tail). */
 static int wait_ready(int fd, pid_t pid)
 {
 	uint64_t deadline = now_ns() + (uint64_t)NAT_READY_TIMEOUT_MS * 1000000;
@@ -428,11 +432,56 @@ static int wait_ready(int fd, pid_t pid)
 		if (n == 1)
 			return 0;
 		if (n == 0)
-			return hb_err(-EIO, NAT_HELPER " ended before the network was up "
-				      "(its error is in the log)");
+			return hb_err(-EIO, NAT_HELPER " ended before the network was up");
 		if (errno != EINTR)
 			return hb_err_sys(-errno, "read from " NAT_HELPER);
 	}
+}
+
+/* The error r (its message recorded) with the last lines of the helper's
+ * log at path added, on the same line: what the helper said before it
+ * failed, which the user sees rather than the daemon's log. */
+static int with_log_tail(int r, const char *path)
+{
+	char msg[512], tail[NAT_LOG_TAIL_BYTES + 1], said[NAT_LOG_TAIL_BYTES + 64] = "";
+	const char *lines[NAT_LOG_TAIL_LINES];
+	int fd = path ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1, from = 0;
+	ssize_t n = 0;
+	int count = 0;
+
+	if (end > 0) {
+		from = end > NAT_LOG_TAIL_BYTES ? end - NAT_LOG_TAIL_BYTES : 0;
+		n = pread(fd, tail, (size_t)(end - from), from);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return r;
+	tail[n] = 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (tail[i] != '\n' && ((unsigned char)tail[i] < ' ' || tail[i] == 0x7f))
+			tail[i] = '?';
+	/* the last lines, newest last; a first one the tail's start cut is
+	 * left out */
+	for (char *p = tail + n; p > tail && count < NAT_LOG_TAIL_LINES;) {
+		while (p > tail && p[-1] == '\n')
+			*--p = 0;
+		char *start = p;
+		while (start > tail && start[-1] != '\n')
+			start--;
+		if (start == p || (start == tail && from > 0))
+			break;
+		lines[count++] = start;
+		p = start;
+	}
+	for (size_t len = 0; count > 0; count--)
+		len += (size_t)snprintf(said + len, sizeof(said) - len, "%s%s", len ? " / " : "",
+					lines[count - 1]);
+	if (!said[0])
+		return r;
+	hb_err_save(msg, sizeof(msg));
+	return hb_err(r, "%s (it said: %s)", msg, said);
 }
 
 /* Move *fd to a number above the helper's targets, so that placing one
@@ -683,7 +732,7 @@ static int wait_tap_gone(pid_t target)
 
 int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct nat_helper **out)
 {
-	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 };
+	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 }, log_fd = -1;
 	const char *api_dir = cfg->port_count ? cfg->api_dir : NULL;
 	struct nat_helper *h;
 	pid_t pid = -1;
@@ -711,18 +760,32 @@ int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct n
 		r = hb_err_sys(-errno, "pipe");
 		goto fail;
 	}
+	/* emptied at every start: it holds what this helper says, no more */
+	if (cfg->log_path &&
+	    (log_fd = open(cfg->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+			   0600)) < 0) {
+		r = hb_err_sys(-errno, "open %s", cfg->log_path);
+		goto fail;
+	}
 	if ((r = move_above_targets(&ready[1])) < 0 || (r = move_above_targets(&exitp[0])) < 0 ||
-	    (r = spawn_helper(target, ready[1], exitp[0], api_dir, &pid)) < 0)
+	    (log_fd >= 0 && (r = move_above_targets(&log_fd)) < 0) ||
+	    (r = spawn_helper(target, ready[1], exitp[0], log_fd, api_dir, &pid)) < 0)
 		goto fail;
 	close(ready[1]);
 	close(exitp[0]);
 	ready[1] = exitp[0] = -1;
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
 	if (cfg->cgroup_name) { /* named first: a confinement that failed half-way is undone too */
 		snprintf(h->cgroup, sizeof(h->cgroup), "%s", cfg->cgroup_name);
 		r = sandbox_cgroup_confine(cfg->cgroup_name, cfg->lim, pid);
 	}
-	if (r < 0 || (r = wait_ready(ready[0], pid)) < 0 || (r = publish_ports(cfg)) < 0) {
+	bool not_up = r == 0 && (r = wait_ready(ready[0], pid)) < 0;
+	if (r < 0 || (r = publish_ports(cfg)) < 0) {
 		kill_and_reap(pid);
+		if (not_up) /* once it has ended: its last words are written */
+			r = with_log_tail(r, cfg->log_path);
 		remove_groups(h, r);
 		goto fail;
 	}
@@ -738,6 +801,8 @@ fail:
 		if (exitp[i] >= 0)
 			close(exitp[i]);
 	}
+	if (log_fd >= 0)
+		close(log_fd);
 	free(h);
 	return r;
 }

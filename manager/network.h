@@ -82,6 +82,10 @@ struct nat_helper_config {
 	const struct nat_port *ports;
 	size_t port_count;
 	const char *api_dir;
+	/* a file for what the helper writes on stderr, emptied at each start
+	 * (NULL: the caller's stderr); the last lines of a helper that ends
+	 * or hangs before the network is up come with the error */
+	const char *log_path;
 };
 
 /* 0 when the helper program is installed (found in PATH); -ENOPKG with a

@@ -638,16 +638,21 @@ static int nat_start(struct hbd *d, struct sbx *s)
 									  : HBD_NAT_MEMORY_MIN,
 		.pids = HBD_NAT_PIDS,
 	};
-	char name[64], api_dir[4200];
+	char name[64], api_dir[4200], log[4200];
 	struct nat_helper_config cfg = {
 		.lim = &lim,
 		.ports = s->rec.publish,
 		.port_count = s->rec.publish_count,
+		.log_path = log,
 	};
 	int r;
 
 	if (s->rec.network != SANDBOX_NET_NAT)
 		return 0;
+	/* what it says (a line at every start) is the sandbox's, not the
+	 * daemon's log */
+	if ((r = sbx_state_dir(d, s->rec.name, NAT_HELPER_PACKAGE ".log", log, sizeof(log))) < 0)
+		return r;
 	snprintf(name, sizeof(name), "hbdnat-%08x-%u",
 		 (unsigned)XXH3_64bits(d->home, strlen(d->home)), s->rec.id_base);
 	if (s->rec.memory_bytes)

@@ -14,7 +14,9 @@
 # and a wake, naming it; a fork publishes nothing; rm frees the port; bad
 # specs, a host port named twice and --publish without nat are refused; a
 # helper whose API answers a byte at a time fails the create within its
-# time.  No address outside this machine is used.
+# time.  What the helper says goes to the sandbox's slirp4netns.log
+# (emptied at each start), not the daemon's log; one that fails to start
+# has its last lines in the error.  No address outside this machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -135,6 +137,22 @@ PATH=$T/slowapi:$PATH timeout 120 "$HB" create slow --image base --network nat \
 pgrep -f "$T/slowapi/slirp4netns" >/dev/null && fail "the slow helper was left running"
 "$HB" daemon stop >/dev/null || fail "daemon stop after the slow API"
 
+step "a slirp4netns that fails to start: its last lines are in the create's one-line error"
+mkdir -p "$T/failing"
+cat >"$T/failing/slirp4netns" <<'SH'
+#!/bin/sh
+echo "stand-in: starting" >&2
+echo "stand-in: cannot set up tap0: no such luck" >&2
+exit 1
+SH
+chmod 755 "$T/failing/slirp4netns"
+PATH=$T/failing:$PATH "$HB" create failing --image base --network nat >"$T/out" 2>"$T/err"; rc=$?
+[ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] &&
+	grep -qF "slirp4netns ended before the network was up (it said: stand-in: starting / stand-in: cannot set up tap0: no such luck)" "$T/err" ||
+	fail "a helper failing to start: exit $rc, '$(cat "$T/err")'"
+! grep -q 'stand-in:' "$HIBERBOX_HOME/hiberboxd.log" || fail "the helper's lines went to the daemon's log"
+"$HB" daemon stop >/dev/null || fail "daemon stop after the failing helper"
+
 step "create --network nat: tap0 configured before the first exec, resolv.conf, ls and inspect"
 "$HB" create n --image base --network nat >/dev/null || fail "create n"
 "$HB" create o --image base >/dev/null || fail "create o (none)"
@@ -158,6 +176,11 @@ tr '\0' '\n' <"/proc/$(daemon_pid)/environ" | grep -q '^AWS_SECRET_ACCESS_KEY=' 
 	fail "the daemon was not started with the test's AWS_SECRET_ACCESS_KEY"
 env=$(tr '\0' ' ' <"/proc/$(helper_of "$init")/environ")
 [ "$env" = "PATH=$PATH " ] || fail "n's slirp4netns has the environment '$env'"
+# what it says (a line or two at every start) goes to the sandbox's own log
+NATLOG=$HIBERBOX_HOME/sandboxes/n/slirp4netns.log
+[ "$(grep -c 'sent tapfd' "$NATLOG" 2>/dev/null)" = 1 ] || fail "n's slirp4netns.log: '$(cat "$NATLOG" 2>&1)'"
+! grep -q 'tapfd\|seccomp' "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "slirp4netns wrote to the daemon's log: $(grep 'tapfd\|seccomp' "$HIBERBOX_HOME/hiberboxd.log")"
 
 step "an image whose /etc/resolv.conf is a link (systemd-resolved's) keeps it, and it leads to the nat's"
 cp -a "$T/img" "$T/linked"
@@ -225,6 +248,7 @@ wait_no_helper "$init" || fail "slirp4netns of n's init $init outlived its sleep
 "$HB" exec n -- ip -4 addr show tap0 >"$T/addr" || fail "exec after wake"
 grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after wake: $(cat "$T/addr")"
 [ "$("$HB" exec n -- cat /etc/resolv.conf)" = "nameserver 10.0.2.3" ] || fail "resolv.conf after wake"
+[ "$(grep -c 'sent tapfd' "$NATLOG")" = 1 ] || fail "n's slirp4netns.log was not emptied at the wake: '$(cat "$NATLOG")'"
 init=$(field_of n init_pid)
 [ -n "$(helper_of "$init")" ] || fail "no slirp4netns after the wake (init $init)"
 [ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network after sleep and wake"
