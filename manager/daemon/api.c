@@ -78,6 +78,7 @@ void hbd_put(struct hbd *d, struct sbx *s)
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&d->lock);
 	if (last) {
+		json_decref(s->shown);
 		sandbox_free(s->sb);
 		sbx_detached_free_all(s);
 		sbx_record_clear(&s->rec);
@@ -218,6 +219,36 @@ json_t *sbx_to_json(struct sbx *s)
 			 "sleep_ms", (json_int_t)r->last_sleep_ms,
 			 "wake_ms", (json_int_t)r->last_wake_ms,
 			 "detached_pids", procs);
+}
+
+#define LIST_LOCK_WAIT_MS 100
+
+/* A sandbox as ls shows it, or NULL if it was removed meanwhile.  Not
+ * waiting for a slow step (sleep, wake, commit, removal) that holds its
+ * lock: until that ends it is shown as it was when the step began. */
+static json_t *list_one(struct hbd *d, struct sbx *s)
+{
+	for (;;) {
+		struct timespec until;
+		json_t *j = NULL;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += LIST_LOCK_WAIT_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		if (pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &until) == 0) {
+			if (!sbx_gone(s))
+				j = sbx_to_json(s);
+			pthread_mutex_unlock(&s->lock);
+			return j;
+		}
+		pthread_mutex_lock(&d->lock);
+		if (s->shown)
+			j = json_deep_copy(s->shown);
+		pthread_mutex_unlock(&d->lock);
+		if (j)
+			return j;
+	}
 }
 
 /* Idle sleeper: a running sandbox with no exec, no detached process, no
@@ -1643,10 +1674,9 @@ static enum MHD_Result route(struct hbd *d, struct MHD_Connection *c, const char
 		struct sbx **all = hbd_all(d, &n);
 		out = json_array();
 		for (size_t i = 0; all && i < n; i++) {
-			pthread_mutex_lock(&all[i]->lock);
-			if (!sbx_gone(all[i]))
-				json_array_append_new(out, sbx_to_json(all[i]));
-			pthread_mutex_unlock(&all[i]->lock);
+			json_t *j = list_one(d, all[i]);
+			if (j)
+				json_array_append_new(out, j);
 		}
 		if (all)
 			hbd_put_all(d, all, n);

@@ -283,6 +283,40 @@ static int save(struct hbd *d, struct sbx *s)
 	return registry_update(d->reg, &s->rec);
 }
 
+/* What a listing shows of s while a slow step holds its lock: s as now. */
+static void show_now(struct hbd *d, struct sbx *s)
+{
+	json_t *j = sbx_to_json(s), *old;
+
+	pthread_mutex_lock(&d->lock);
+	old = s->shown;
+	s->shown = j;
+	pthread_mutex_unlock(&d->lock);
+	json_decref(old);
+}
+
+/* A slow step of s begins or ends (s->lock held; they nest): a sleep's
+ * commit or a wake's mount may take minutes on a remote repository, and
+ * ls, which would wait for every sandbox's lock, must not wait for it. */
+static void slow_begin(struct hbd *d, struct sbx *s)
+{
+	if (s->slow_depth++ == 0)
+		show_now(d, s);
+}
+
+static void slow_end(struct hbd *d, struct sbx *s)
+{
+	json_t *old = NULL;
+
+	if (--s->slow_depth > 0)
+		return;
+	pthread_mutex_lock(&d->lock);
+	old = s->shown;
+	s->shown = NULL;
+	pthread_mutex_unlock(&d->lock);
+	json_decref(old);
+}
+
 static int open_repo(struct hbd *d, struct repo **out)
 {
 	return repo_open(d->repo, out);
@@ -698,7 +732,7 @@ static int nat_check_locked(struct hbd *d, struct sbx *s)
 	return r;
 }
 
-int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
+static int wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 {
 	char root[4200], upper[4200], host[65], snap[sizeof(s->rec.lower)];
 	struct sandbox_spec *spec = NULL;
@@ -810,6 +844,16 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	return save(d, s);
 }
 
+int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
+{
+	int r;
+
+	slow_begin(d, s);
+	r = wake_locked(d, s, ms);
+	slow_end(d, s);
+	return r;
+}
+
 /* Remove snapshots owned by s that nothing uses any more. */
 static int prune_one(const char *id, void *arg)
 {
@@ -873,7 +917,7 @@ static int record_commit(struct hbd *d, struct sbx *s, const struct oid *id)
 	return registry_snapshot_add(d->reg, hex, s->rec.name);
 }
 
-int sbx_commit_locked(struct hbd *d, struct sbx *s)
+static int commit_locked(struct hbd *d, struct sbx *s)
 {
 	char root[4200], tag[128];
 	struct oid id;
@@ -898,8 +942,18 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 	return save(d, s);
 }
 
-int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
-		     char *snap_out)
+int sbx_commit_locked(struct hbd *d, struct sbx *s)
+{
+	int r;
+
+	slow_begin(d, s);
+	r = commit_locked(d, s);
+	slow_end(d, s);
+	return r;
+}
+
+static int sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
+			char *snap_out)
 {
 	char root[4200], upper[4200], tag[128], busy[256];
 	uint64_t t0 = now_ns();
@@ -981,6 +1035,17 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 		hb_err_clear();
 	}
 	return 0;
+}
+
+int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms,
+		     char *snap_out)
+{
+	int r;
+
+	slow_begin(d, s);
+	r = sleep_locked(d, s, why, ms, snap_out);
+	slow_end(d, s);
+	return r;
 }
 
 /* Room a sandbox needs beyond its image's files to start and run at all
@@ -1235,6 +1300,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 		pthread_mutex_unlock(&s->lock);
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	}
+	slow_begin(d, s);
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		goto out;
@@ -1261,6 +1327,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 			goto out;
 		}
 		s->removed = true;
+		show_now(d, s); /* listed as "removing" until it is gone */
 	}
 	stop_all(d, s, root, "rm");
 	/* a mount stop_all did not know of (a previous daemon's, dead or not) */
@@ -1291,6 +1358,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	s->rec.removing = false; /* done: s->removed alone */
 	hbd_unlist(d, s);
 out:
+	slow_end(d, s);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

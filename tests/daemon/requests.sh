@@ -1,9 +1,11 @@
 #!/bin/bash
 # hiberboxd end to end: requests that meet another one on the same sandbox
 # or wait behind a slow one, and the commands that take several names.
-#   - a sleep, inspect or ls that waited while an rm held the sandbox does
-#     not report the removed sandbox as asleep, running or listed;
-#   - ls answers while another sandbox's sleep is slow (it waited for it);
+#   - a sleep or inspect that waited while an rm held the sandbox does
+#     not report the removed sandbox as asleep or running, and ls shows it
+#     as removing, then no more;
+#   - ls answers while a sandbox's sleep is slow (it waited for it), showing
+#     it as it was when the sleep began;
 #   - rm, sleep and wake take several names: each done in turn, one line
 #     per failure naming it, exit 1 if any failed, the others still done.
 # The slow steps are the daemon's test pauses (HIBERBOX_TEST_*_PAUSE_MS),
@@ -17,7 +19,7 @@ T=$(mktemp -d /tmp/hb-requests-XXXXXX)
 chmod 755 "$T"
 export HIBERBOX_HOME=$T/home
 HB=$HIBERBOX
-PAUSE_MS=20000
+PAUSE_MS=40000
 
 cleanup() {
 	local p inits
@@ -91,6 +93,22 @@ wait "$ip" && fail "an inspect that waited for the rm succeeded: $(cat "$T/inspe
 [ "$(cat "$T/inspect.err")" = "hiberbox: no sandbox named 'gone'" ] ||
 	fail "inspect after rm: '$(cat "$T/inspect.err")'"
 wait "$lp" || fail "ls during rm: $(cat "$T/ls.err")"
-grep -q '"name": "gone"' "$T/ls.out" && fail "ls that waited for the rm lists gone: $(cat "$T/ls.out")"
+python3 -c 'import json, sys; sys.exit(any(s["name"] == "gone" and s["state"] != "removing" for s in json.load(open(sys.argv[1]))))' \
+	"$T/ls.out" || fail "ls during the rm lists gone as other than removing: $(cat "$T/ls.out")"
+"$HB" --json ls | grep -q '"name": "gone"' && fail "ls after the rm lists gone"
+
+step "ls does not wait for another sandbox's slow sleep"
+# (it waited for every sandbox's lock, which a sleep holds throughout)
+"$HB" create slow --image base >/dev/null || fail "create slow"
+"$HB" sleep slow >/dev/null 2>"$T/sleep.err" &
+sp=$!
+wait_log "test pause: sleep slow" || fail "the sleep never reached its pause"
+timeout $((PAUSE_MS / 2000)) "$HB" --json ls >"$T/ls.out" 2>"$T/ls.err" ||
+	fail "ls during a slow sleep: exit $? (waited for it?) $(cat "$T/ls.err")"
+python3 -c 'import json, sys; sys.exit(sorted((s["name"], s["state"]) for s in json.load(open(sys.argv[1]))) != [("slow", "running")])' \
+	"$T/ls.out" || fail "ls during a slow sleep: $(cat "$T/ls.out")"
+wait "$sp" || fail "sleep slow: $(cat "$T/sleep.err")"
+[ "$(state_of slow)" = sleeping ] || fail "slow is $(state_of slow) after its sleep"
+"$HB" --json ls | grep -q '"state": "sleeping"' || fail "ls after the sleep: $("$HB" ls)"
 
 echo "requests: ok"
