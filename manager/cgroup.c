@@ -13,6 +13,7 @@
  * internal processes"), so if the caller sits in its group it moves itself
  * into a leaf <group>/hiberboxd first.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -250,13 +251,33 @@ static int make_group(const char *base, const char *name, char **out, int create
 	return 0;
 }
 
+/* Our group in the v1 hierarchy of controller ctl, mounted at mnt (its
+ * root in the hierarchy mroot): a malloc'd path. */
+static int v1_base(const char *ctl, const char *mnt, const char *mroot, char **base)
+{
+	char *self = NULL;
+	int r = self_cgroup_path(ctl, &self);
+
+	if (r < 0)
+		return r;
+	/* a mount of a sub-tree: strip its root from our path */
+	const char *rel = self;
+	size_t rl = strlen(mroot);
+	if (strcmp(mroot, "/") != 0 && strncmp(self, mroot, rl) == 0)
+		rel = self + rl;
+	if (asprintf(base, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0)
+		r = hb_err(-ENOMEM, "out of memory");
+	free(self);
+	return r;
+}
+
 static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 {
 	char *mnts[CG_N] = { NULL };
 	int r = 0;
 
 	for (int i = 0; i < CG_N && r == 0; i++) {
-		char *mroot = NULL, *self = NULL, *base = NULL;
+		char *mroot = NULL, *base = NULL;
 		bool optional = i == CG_FREEZER || i == CG_CPUACCT;
 
 		r = v1_mount_of(cg_names[i], &mnts[i], &mroot);
@@ -279,19 +300,8 @@ static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 			free(mroot);
 			continue;
 		}
-		r = self_cgroup_path(cg_names[i], &self);
-		if (r < 0) {
-			free(mroot);
-			break;
-		}
-		/* a mount of a sub-tree: strip its root from our path */
-		const char *rel = self;
-		size_t rl = strlen(mroot);
-		if (strcmp(mroot, "/") != 0 && strncmp(self, mroot, rl) == 0)
-			rel = self + rl;
-		if (asprintf(&base, "%s%s", mnts[i], strcmp(rel, "/") == 0 ? "" : rel) < 0)
-			r = hb_err(-ENOMEM, "out of memory");
-		else
+		r = v1_base(cg_names[i], mnts[i], mroot, &base);
+		if (r == 0)
 			r = make_group(base, name, &cg->dirs[i], create);
 		/* a sandbox started before its daemon counted CPU time */
 		if (r == -ENOENT && !create && i == CG_CPUACCT) {
@@ -300,7 +310,6 @@ static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 		}
 		free(base);
 		free(mroot);
-		free(self);
 	}
 	for (int i = 0; i < CG_N; i++)
 		free(mnts[i]);
@@ -362,16 +371,29 @@ static int v2_wanted(const char *base, const struct sandbox_limits *lim, char *w
 	return 0;
 }
 
+/* Our group in the unified hierarchy: a malloc'd path. */
+static int v2_base(char **base)
+{
+	char *self = NULL;
+	int r = self_cgroup_path(NULL, &self);
+
+	if (r < 0)
+		return r;
+	if (asprintf(base, "%s%s", CGROUP_ROOT, strcmp(self, "/") == 0 ? "" : self) < 0)
+		r = hb_err(-ENOMEM, "out of memory");
+	free(self);
+	return r;
+}
+
 static int create_v2(struct sandbox_cgroup *cg, const char *name,
 		     const struct sandbox_limits *lim, int create)
 {
-	char *self = NULL, *base = NULL, *mid = NULL;
+	char *base = NULL, *mid = NULL;
 	char want[64];
-	int r = self_cgroup_path(NULL, &self);
+	int r = v2_base(&base);
 	if (r < 0)
 		return r;
-	if (asprintf(&base, "%s%s", CGROUP_ROOT, strcmp(self, "/") == 0 ? "" : self) < 0 ||
-	    asprintf(&mid, "%s/hiberbox", base) < 0) {
+	if (asprintf(&mid, "%s/hiberbox", base) < 0) {
 		r = hb_err(-ENOMEM, "out of memory");
 		goto out;
 	}
@@ -392,7 +414,6 @@ fill:
 	for (int i = 1; i < CG_N && r == 0; i++)
 		cg->dirs[i] = cg->dirs[0];
 out:
-	free(self);
 	free(base);
 	free(mid);
 	return r;
@@ -479,6 +500,45 @@ int cgroup_open(struct sandbox_cgroup **out, const char *name)
 	}
 	*out = cg;
 	return 0;
+}
+
+int cgroup_list_names(const char *prefix, int (*fn)(const char *name, void *arg), void *arg)
+{
+	struct statfs sf;
+	char *base = NULL, *dir = NULL;
+	DIR *d = NULL;
+	int r;
+
+	/* v1: the pids hierarchy, where every group has a directory */
+	if (statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC) {
+		r = v2_base(&base);
+	} else {
+		char *mnt = NULL, *mroot = NULL;
+		if ((r = v1_mount_of(cg_names[CG_PIDS], &mnt, &mroot)) == 0)
+			r = v1_base(cg_names[CG_PIDS], mnt, mroot, &base);
+		free(mnt);
+		free(mroot);
+	}
+	if (r < 0)
+		return r;
+	if (asprintf(&dir, "%s/hiberbox", base) < 0) {
+		free(base);
+		return hb_err(-ENOMEM, "out of memory");
+	}
+	free(base);
+	if (!(d = opendir(dir))) {
+		r = errno == ENOENT ? 0 : hb_err(-errno, "opendir %s: %s", dir, strerror(errno));
+		free(dir);
+		return r;
+	}
+	for (struct dirent *e; r == 0 && (e = readdir(d));) {
+		if (e->d_type == DT_DIR && strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+		    !name_is_dot_or_dotdot(e->d_name))
+			r = fn(e->d_name, arg);
+	}
+	closedir(d);
+	free(dir);
+	return r;
 }
 
 int cgroup_set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim)

@@ -135,6 +135,9 @@ struct sandbox_cgroup;
 int cgroup_create(struct sandbox_cgroup **out, const char *name, const struct sandbox_limits *lim);
 /* The groups of a running sandbox (after a restart): -ENOENT if absent. */
 int cgroup_open(struct sandbox_cgroup **out, const char *name);
+/* Call fn with the name of each of our groups (<caller's group>/hiberbox/
+ * NAME) that starts with prefix, until it returns non-zero (returned). */
+int cgroup_list_names(const char *prefix, int (*fn)(const char *name, void *arg), void *arg);
 int cgroup_add_pid(struct sandbox_cgroup *cg, pid_t pid);
 /* Limits of a group cgroup_open() found (0: that limit left as it is). */
 int cgroup_set_limits(struct sandbox_cgroup *cg, const struct sandbox_limits *lim);

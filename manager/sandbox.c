@@ -1047,6 +1047,11 @@ int sandbox_kill_cgroups(const char *name)
 	return remove_cgroups(name, true);
 }
 
+int sandbox_list_cgroups(const char *prefix, int (*fn)(const char *name, void *arg), void *arg)
+{
+	return cgroup_list_names(prefix, fn, arg);
+}
+
 int sandbox_cgroup_confine(const char *name, const struct sandbox_limits *lim, pid_t pid)
 {
 	struct sandbox_cgroup *cg;

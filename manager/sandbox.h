@@ -180,6 +180,10 @@ int sandbox_remove_cgroups(const char *name);
  * started but was never recorded (its daemon died in between).  Every task
  * in them is killed first. */
 int sandbox_kill_cgroups(const char *name);
+/* Call fn with the name of each sandbox's groups whose name starts with
+ * prefix (those a caller that died left too), until fn returns non-zero,
+ * which is returned. */
+int sandbox_list_cgroups(const char *prefix, int (*fn)(const char *name, void *arg), void *arg);
 /* Put pid, a process that works for a sandbox from outside it (the fs
  * process serving its root), in groups of its own named name with limits
  * lim: what the sandbox makes it allocate is then bounded too.  Groups of

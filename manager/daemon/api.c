@@ -1956,6 +1956,10 @@ int hbd_run(const struct hbd_config *cfg)
 		if (all)
 			hbd_put_all(d, all, n);
 	}
+	if (sbx_sweep_nat_cgroups(d) < 0) {
+		fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
+		hb_err_clear();
+	}
 	/* Sandboxes the previous daemon left running, or that it may have
 	 * begun to wake. */
 	for (size_t i = 0; i < d->count; i++) {

@@ -204,6 +204,10 @@ int sbx_recover(struct hbd *d, struct sbx *s);
 int sbx_recover_sleeping(struct hbd *d, struct sbx *s);
 /* At start: finish a removal (rec.removing) a previous daemon began. */
 int sbx_remove_unfinished(struct hbd *d, struct sbx *s);
+/* At start, before the server runs: remove (killing what is in them) the
+ * NAT helpers' groups of this home whose sandbox no longer exists, which
+ * a daemon that died left. */
+int sbx_sweep_nat_cgroups(struct hbd *d);
 /* Reap finished detached processes (their logs are let go once nothing
  * writes them) and count those alive; count live processes besides init. */
 int sbx_reap_locked(struct hbd *d, struct sbx *s);

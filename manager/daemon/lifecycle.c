@@ -266,16 +266,32 @@ static int confine_fs(struct hbd *d, struct sbx *s, const char *root)
 	return sandbox_cgroup_confine(name, &lim, pid);
 }
 
+/* The NAT helper's groups (with a memory limit): one name per sandbox, as
+ * for its fs process.  The prefix alone with id_base 0 left out. */
+static void nat_cgroup_name_of(struct hbd *d, uint32_t id_base, char *out, size_t size)
+{
+	int n = snprintf(out, size, "hbdnat-%08x-", (unsigned)XXH3_64bits(d->home, strlen(d->home)));
+
+	if (id_base && n > 0 && (size_t)n < size)
+		snprintf(out + n, size - (size_t)n, "%u", id_base);
+}
+
+/* Remove groups of s's that nothing holds any more; a failure is logged. */
+static void remove_groups_of(const struct sbx *s, const char *name)
+{
+	if (sandbox_remove_cgroups(name) < 0) {
+		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
+		hb_err_clear();
+	}
+}
+
 /* Once the fs process ended (a sleep, a settle, an rm). */
 static void unconfine_fs(struct hbd *d, struct sbx *s)
 {
 	char name[64];
 
 	fs_cgroup_name_of(d, s, name, sizeof(name));
-	if (sandbox_remove_cgroups(name) < 0) {
-		fprintf(stderr, "hiberboxd: %s: %s\n", s->rec.name, hb_errmsg(-EIO));
-		hb_err_clear();
-	}
+	remove_groups_of(s, name);
 }
 
 static int save(struct hbd *d, struct sbx *s)
@@ -687,8 +703,7 @@ static int nat_start(struct hbd *d, struct sbx *s)
 	 * daemon's log */
 	if ((r = sbx_state_dir(d, s->rec.name, NAT_HELPER_PACKAGE ".log", log, sizeof(log))) < 0)
 		return r;
-	snprintf(name, sizeof(name), "hbdnat-%08x-%u",
-		 (unsigned)XXH3_64bits(d->home, strlen(d->home)), s->rec.id_base);
+	nat_cgroup_name_of(d, s->rec.id_base, name, sizeof(name));
 	if (s->rec.memory_bytes)
 		cfg.cgroup_name = name;
 	/* the helper's API socket publishes ports on the host: root's alone
@@ -1290,7 +1305,7 @@ int sbx_fork(struct hbd *d, struct sbx *parent, const char *newname, struct sbx 
 
 int sbx_remove(struct hbd *d, struct sbx *s)
 {
-	char root[4200], dir[4200], tag[128];
+	char root[4200], dir[4200], tag[128], name[64];
 	struct repo *repo;
 	struct stat st;
 	int r;
@@ -1337,6 +1352,10 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 		detach_stale(root);
 	hb_err_clear();
 	unconfine_fs(d, s);
+	/* a helper's groups that a daemon which died left (its helper's
+	 * handle removes them otherwise) */
+	nat_cgroup_name_of(d, s->rec.id_base, name, sizeof(name));
+	remove_groups_of(s, name);
 	if ((r = prune(d, s)) < 0)
 		goto out;
 	hbd_test_pause("rm", s->rec.name, d->test_rm_pause_ms);
@@ -1556,6 +1575,44 @@ int sbx_recover_sleeping(struct hbd *d, struct sbx *s)
 	r = sandbox_kill_cgroups(cgname);
 	pthread_mutex_unlock(&s->lock);
 	return r < 0 ? hb_err_ctx(r, "recover %s", s->rec.name) : 0;
+}
+
+/* sandbox_list_cgroups: the helper's groups named prefix (arg) and an id
+ * base no sandbox of d has. */
+struct nat_sweep {
+	struct hbd *d;
+	const char *prefix;
+};
+
+static int sweep_nat_group(const char *name, void *arg)
+{
+	const struct nat_sweep *w = arg;
+	const char *digits = name + strlen(w->prefix);
+	char *end;
+	unsigned long id;
+
+	errno = 0;
+	id = strtoul(digits, &end, 10);
+	if (!*digits || *end || errno || id == 0 || id > UINT32_MAX)
+		return 0; /* not a name of ours */
+	for (size_t i = 0; i < w->d->count; i++)
+		if (w->d->list[i]->rec.id_base == id)
+			return 0;
+	fprintf(stderr, "hiberboxd: removing cgroups %s (their sandbox is gone)\n", name);
+	if (sandbox_kill_cgroups(name) < 0) {
+		fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
+		hb_err_clear();
+	}
+	return 0;
+}
+
+int sbx_sweep_nat_cgroups(struct hbd *d)
+{
+	char prefix[64];
+	struct nat_sweep w = { d, prefix };
+
+	nat_cgroup_name_of(d, 0, prefix, sizeof(prefix));
+	return sandbox_list_cgroups(prefix, sweep_nat_group, &w);
 }
 
 /* A removal the previous daemon began: its processes are stopped first

@@ -16,7 +16,9 @@
 # helper whose API answers a byte at a time fails the create within its
 # time.  What the helper says goes to the sandbox's slirp4netns.log
 # (emptied at each start), not the daemon's log; one that fails to start
-# has its last lines in the error.  No address outside this machine is used.
+# has its last lines in the error.  Helper groups a killed daemon left go
+# with rm of their (sleeping) sandbox, or at the next daemon's start when
+# their sandbox is gone.  No address outside this machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -433,6 +435,39 @@ case "$(cat "/proc/$(helper_of "$init")/cgroup")" in *hbdnat-*) fail "n (no --me
 "$HB" rm c >/dev/null || fail "rm c"
 wait_no_helper "$cinit" || fail "slirp4netns of c outlived its rm"
 [ ! -d "$cgdir" ] || fail "c's helper's cgroup $cgdir stayed after rm"
+
+step "a crashed daemon's helper groups: rm of the sleeping sandbox removes them, a starting daemon those of sandboxes gone"
+"$HB" create c2 --image base --network nat --memory 128M >/dev/null || fail "create c2"
+c2init=$(field_of c2 init_pid)
+helper=$(helper_of "$c2init")
+[ -n "$helper" ] || fail "no slirp4netns for c2"
+# its groups in every hierarchy (v1), or its one (v2), and beside each a
+# group of the same home for a sandbox that does not exist
+c2dirs=() gonedirs=()
+while IFS=: read -r _ ctl path; do
+	case "$path" in */hiberbox/hbdnat-*) ;; *) continue ;; esac
+	d=/sys/fs/cgroup${ctl:+/$ctl}$path
+	c2dirs+=("$d") gonedirs+=("${d%-*}-4000000000")
+done <"/proc/$helper/cgroup"
+[ "${#c2dirs[@]}" -gt 0 ] || fail "c2's helper is in no hbdnat group: $(cat "/proc/$helper/cgroup")"
+mkdir "${gonedirs[@]}" || fail "mkdir ${gonedirs[*]}"
+# the daemon dies, then c2's init: the next daemon puts c2 to sleep
+kill -9 "$(daemon_pid)"
+kill -9 "$c2init"
+wait_no_helper "$c2init" || fail "c2's helper outlived its daemon and init"
+[ "$(field_of c2 state)" = sleeping ] || fail "c2 after its init died with the daemon: $(field_of c2 state)"
+for d in "${gonedirs[@]}"; do
+	[ ! -d "$d" ] || fail "the starting daemon left $d, of no sandbox"
+done
+grep -q "removing cgroups hbdnat-.*-4000000000 (their sandbox is gone)" "$HIBERBOX_HOME/hiberboxd.log" ||
+	fail "the daemon did not log the removal of the groups of no sandbox"
+for d in "${c2dirs[@]}"; do
+	[ -d "$d" ] || fail "c2's helper's group $d is gone before its rm (the check needs it left)"
+done
+"$HB" rm c2 >/dev/null || fail "rm c2"
+for d in "${c2dirs[@]}"; do
+	[ ! -d "$d" ] || fail "rm of the sleeping c2 left its helper's group $d"
+done
 
 step "a daemon killed with -9 takes its helpers along; the next one gives the re-adopted sandbox a new one"
 init=$(field_of n init_pid)
