@@ -13,6 +13,9 @@
  * verified against its chunk id, and each snapshot using a corrupt chunk is
  * named with the first file that uses it.
  *
+ * Everything is read from the repository itself, past a local cache
+ * (store_tiered_read_remote), which holds this host's copies.
+ *
  * Each problem is one line on opts->report; packs that no index refers to are
  * garbage (a crashed writer's leftovers, which gc removes), reported as notes
  * and not counted as errors.  check takes a shared lock, so that no gc
@@ -148,14 +151,12 @@ static const char *reason(int r)
 
 static int check_config(struct check *c)
 {
-	struct repo *again = NULL;
-	int r = repo_open(repo_location(c->r), &again);
+	int r = repo_config_reread(c->r);
 
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0)
 		report(c, true, "config: %s", hb_errmsg(r));
-	repo_close(again);
 	return 0;
 }
 
@@ -781,6 +782,9 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 
 	c.opts = opts ? opts : &default_opts;
 	c.stats = stats ? stats : &local_stats;
+	/* The repository's own bytes, not this host's cached copies: a copy
+	 * here would hide an object damaged in the bucket from every check. */
+	store_tiered_read_remote(r->store, 1);
 	pthread_mutex_init(&c.mutex, NULL);
 	memset(c.stats, 0, sizeof(*c.stats));
 	c.idx = chunk_index_new();
@@ -823,6 +827,7 @@ int repo_check(struct repo *r, const struct repo_check_opts *opts, struct repo_c
 		rc = hb_err(-EBADMSG, "check found %llu problem%s",
 			    (unsigned long long)c.stats->errors, c.stats->errors == 1 ? "" : "s");
 out:
+	store_tiered_read_remote(r->store, 0);
 	repo_lock_release(lock);
 	free(snaps.ids);
 	chunk_index_free(c.idx);

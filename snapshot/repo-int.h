@@ -76,6 +76,10 @@ void repo_snapshot_name(const struct oid *id, char out[REPO_NAME_BYTES]);
 int repo_name_to_oid(const char *name, struct oid *out);
 
 /* Load all index files into r->index if not done yet.  @return 0 or -errno. */
+/* Read the config from the store again and parse it (check: what the
+ * store holds now, not what was read at open).  @return 0, or a negative
+ * errno with a message: missing, corrupt, or another repository's. */
+int repo_config_reread(struct repo *r);
 int repo_load_index(struct repo *r);
 /* The same with up to `threads` index files in flight (restore asks for as
  * many as it has fetchers); repo_load_index picks for the store. */

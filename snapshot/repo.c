@@ -309,6 +309,30 @@ static void *manifest_fetch_main(void *arg)
 	return NULL;
 }
 
+int repo_config_reread(struct repo *r)
+{
+	struct buf b = BUF_INIT;
+	struct repo *fresh = calloc(1, sizeof(*fresh));
+	char want[OID_HEX_BYTES], got[OID_HEX_BYTES];
+	int rc;
+
+	if (!fresh)
+		return -ENOMEM;
+	rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, &b);
+	if (rc == 0 && b.len > REPO_CONFIG_MAX_BYTES)
+		rc = hb_err(-EBADMSG, "%s/config is corrupt: too large", store_location(r->store));
+	if (rc == 0)
+		rc = parse_config(fresh, &b, store_location(r->store));
+	if (rc == 0 && !oid_equal(&fresh->id, &r->id))
+		rc = hb_err(-EBADMSG, "%s/config now names repository %s, not %s (the one opened)",
+			    store_location(r->store), oid_format(&fresh->id, got),
+			    oid_format(&r->id, want));
+	explicit_bzero(fresh, sizeof(*fresh)); /* the secret */
+	free(fresh);
+	buf_free(&b);
+	return rc;
+}
+
 int repo_open(const char *location, struct repo **out)
 {
 	return repo_open_for(location, NULL, out);

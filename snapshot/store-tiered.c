@@ -7,7 +7,8 @@
  * an XXH3-64 checksum and a last-access stamp.  Names under refs/ and locks/
  * change in place, so they are never cached: they always go to the remote.
  *
- * Reads: cache, then remote (and the answer is cached).  Writes: remote
+ * Reads: cache, then remote (and the answer is cached); the remote alone
+ * while store_tiered_read_remote() is on (check).  Writes: remote
  * first, then the cache, so the cache never holds what the remote lacks.
  * Size cap: least recently used entries are evicted once the total passes
  * cache_bytes; one entry may use at most an eighth of it.  Access stamps are
@@ -86,6 +87,7 @@ struct tiered {
 	uint64_t cap, total, clock;
 	uint64_t added, summed_ns; /* bytes added since total was last summed, and when */
 	int64_t generation; /* this session: entries verified in it need no re-check */
+	int read_remote; /* atomic: store_tiered_read_remote */
 	/* Access stamps of cache hits, written in batches: a write transaction
 	 * per hit would cost more than the hit. */
 	struct {
@@ -753,7 +755,7 @@ static int tiered_get(struct store *s, const char *name, uint64_t off, uint64_t 
 	struct tiered *t = to_tiered(s);
 	int r;
 
-	if (!cacheable(name))
+	if (!cacheable(name) || __atomic_load_n(&t->read_remote, __ATOMIC_RELAXED))
 		return store_get(t->remote, name, off, len, out);
 	if ((r = cache_read(t, name, off, len, out)) != 0) {
 		if (r > 0)
@@ -792,7 +794,7 @@ static int tiered_stat(struct store *s, const char *name, uint64_t *size)
 	struct entry e;
 	int found = 0;
 
-	if (cacheable(name)) {
+	if (cacheable(name) && !__atomic_load_n(&t->read_remote, __ATOMIC_RELAXED)) {
 		pthread_mutex_lock(&t->lock);
 		found = lookup_locked(t, name, 0, STORE_GET_ALL, &e) && e.whole;
 		pthread_mutex_unlock(&t->lock);
@@ -868,7 +870,7 @@ static int tiered_cached(struct store *s, const char *name,
 	size_t n = 0;
 	int r = 0;
 
-	if (!cacheable(name))
+	if (!cacheable(name) || __atomic_load_n(&t->read_remote, __ATOMIC_RELAXED))
 		return 0;
 	ranges = malloc(TIERED_RANGES_MAX * sizeof(*ranges));
 	if (!ranges)
@@ -912,6 +914,12 @@ static void tiered_invalidate(struct store *s, const char *name)
 		cache_forget(to_tiered(s), name);
 	if (remote)
 		store_invalidate(remote, name);
+}
+
+void store_tiered_read_remote(struct store *s, int on)
+{
+	if (s && s->ops == &tiered_ops)
+		__atomic_store_n(&to_tiered(s)->read_remote, on, __ATOMIC_RELAXED);
 }
 
 struct store *store_tiered_remote(struct store *s)

@@ -132,6 +132,12 @@ int store_tiered_open(struct store *remote, const char *cache_dir, uint64_t cach
  * For caches of an earlier layout, which took no lock.  @return 1 removed,
  * 0 absent, unreadable or in use (left for a later call). */
 int store_tiered_remove_unused(const char *cache_dir);
+/* While on, a tiered store's get and stat go to its remote and leave the
+ * cache as it is: check verifies what the repository holds, not this host's
+ * copies of it (which would hide an object damaged in the bucket), and
+ * reading every pack does not evict what mounts are using.  No-op for other
+ * stores. */
+void store_tiered_read_remote(struct store *s, int on);
 /* The remote store behind a tiered one (NULL if s is not tiered). */
 struct store *store_tiered_remote(struct store *s);
 /* Cache figures of a tiered store (-EINVAL if s is not tiered). */
