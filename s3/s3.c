@@ -961,9 +961,14 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 				 &retry);
 		if (r == 0 || !retry)
 			break;
-		/* A body that arrives corrupt is fetched once more, not forever. */
-		if (r == -EBADMSG && ++corrupt > 1)
+		/* A body that arrives corrupt is fetched once more, not forever;
+		 * the same mismatch twice is most likely the stored object. */
+		if (r == -EBADMSG && ++corrupt > 1) {
+			r = hb_err(r, "s3 GET %s/%s: body does not match its ETag twice: the object "
+				   "stored in the bucket is damaged (or every transfer damages it)",
+				   c->bucket, rq->key ? rq->key : "");
 			break;
+		}
 		if (attempt >= c->cfg.max_retries) {
 			hb_err_save(msg, sizeof(msg));
 			r = hb_err(r, "%s (gave up after %u attempts)", msg, attempt + 1);

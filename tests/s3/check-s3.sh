@@ -38,6 +38,9 @@ flip "$pack"
 hb_try check --read-data
 [ "$HB_RC" -eq 1 ] || bad "check --read-data with a damaged pack in the bucket exited $HB_RC: $(head -c 500 "$T/out")"
 grep -q "pack $packid" "$T/err" || bad "check --read-data does not name the damaged pack $packid: $(head -c 800 "$T/err")"
+# read twice with the same mismatch: the bucket's copy, not the network
+grep -q "pack $packid.*stored in the bucket is damaged" "$T/err" ||
+	bad "check --read-data blames the transfer for a pack damaged in the bucket: $(head -c 800 "$T/err")"
 # the cache was left as it was: this host still restores from it
 restore_and_compare "$id" "$T/src" "restore from the cache beside a damaged bucket" || true
 unflip "$pack"
