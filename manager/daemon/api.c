@@ -310,7 +310,24 @@ struct request {
 	struct buf body;
 	bool too_big;
 	bool started;
+	bool has_nul; /* its path or query decoded to a NUL byte */
 };
+
+/* A %00 in a request's path or query: the handler gets the decoded text
+ * cut at the NUL, so "/sandboxes/a%00x" addressed sandbox a (a DELETE
+ * too) and "path=/etc/passwd%00.txt" read /etc/passwd.  The library
+ * decodes them in the connection's own thread (one per connection) before
+ * it calls the handler, which takes this flag for its request. */
+static _Thread_local bool request_has_nul;
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+
+	if (memchr(s, 0, n))
+		request_has_nul = true;
+	return n;
+}
 
 static int status_of(int r)
 {
@@ -1562,6 +1579,9 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 
 	if (n > SBX_NAME_MAX)
 		return reply_err(c, hb_err(-EINVAL, "name too long"));
+	/* "NAME/" is no endpoint (nor is "NAME%2F"): not NAME's */
+	if (slash && !*op)
+		return reply_err(c, hb_err(-ENOENT, "no endpoint %s /sandboxes/%s", method, rest));
 	memcpy(name, rest, n);
 	name[n] = 0;
 	if ((r = sbx_name_valid(name)) < 0)
@@ -1711,6 +1731,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		if (!(rq = calloc(1, sizeof(*rq))))
 			return MHD_NO;
 		rq->body.max = big_body(url) ? API_UPLOAD_MAX_BYTES : API_JSON_MAX_BYTES;
+		rq->has_nul = request_has_nul;
+		request_has_nul = false;
 		*ctx = rq;
 		return MHD_YES;
 	}
@@ -1726,6 +1748,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	if (rq->too_big)
 		return reply_err(c, hb_err(-EFBIG, "request body larger than %zu bytes",
 					   rq->body.max));
+	if (rq->has_nul || request_has_nul)
+		return reply_err(c, hb_err(-EINVAL, "%s %s: the request's path or query holds a "
+					   "NUL byte (%%00)", method, url));
 	return route(d, c, url, method, rq);
 }
 
@@ -1739,6 +1764,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx,
 		free(rq);
 		*ctx = NULL;
 	}
+	request_has_nul = false;
 }
 
 /* Startup and shutdown. */
@@ -1995,6 +2021,7 @@ int hbd_run(const struct hbd_config *cfg)
 			       0, NULL, NULL, handler, d,
 			       MHD_OPTION_LISTEN_SOCKET, lfd,
 			       MHD_OPTION_NOTIFY_COMPLETED, completed, d,
+			       MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
 			       MHD_OPTION_END);
 	if (!mhd) {

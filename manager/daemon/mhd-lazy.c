@@ -38,6 +38,7 @@ static struct {
 							      MHD_ContentReaderFreeCallback);
 	struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
 							    enum MHD_ResponseMemoryMode);
+	size_t (*http_unescape)(char *);
 } fn;
 
 static const struct dl_sym syms[] = {
@@ -52,6 +53,7 @@ static const struct dl_sym syms[] = {
 	{ (void **)&fn.create_response_from_fd, "MHD_create_response_from_fd" },
 	{ (void **)&fn.create_response_from_callback, "MHD_create_response_from_callback" },
 	{ (void **)&fn.create_response_from_buffer, "MHD_create_response_from_buffer" },
+	{ (void **)&fn.http_unescape, "MHD_http_unescape" },
 };
 DL_LAZY(libmhd, "libmicrohttpd.so.12", syms);
 
@@ -129,4 +131,9 @@ struct MHD_Response *MHD_create_response_from_buffer(size_t size, void *buf,
 						     enum MHD_ResponseMemoryMode mode)
 {
 	return fn.create_response_from_buffer(size, buf, mode);
+}
+
+size_t MHD_http_unescape(char *val)
+{
+	return fn.http_unescape(val);
 }

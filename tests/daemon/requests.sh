@@ -7,7 +7,9 @@
 #   - ls answers while a sandbox's sleep is slow (it waited for it), showing
 #     it as it was when the sleep began;
 #   - rm, sleep and wake take several names: each done in turn, one line
-#     per failure naming it, exit 1 if any failed, the others still done.
+#     per failure naming it, exit 1 if any failed, the others still done;
+#   - a request whose path or query holds a NUL (%00), or a name followed
+#     by a bare '/', addresses no sandbox, image or file (400, 404).
 # The slow steps are the daemon's test pauses (HIBERBOX_TEST_*_PAUSE_MS),
 # long against the waits that check them, so a slow machine passes too.
 #   env: HIBERBOX [BUSYBOX]
@@ -67,6 +69,30 @@ rc=$?
 "$HB" rm 2>"$T/err"
 rc=$?
 [ "$rc" = 2 ] && grep -q "expected NAME" "$T/err" || fail "rm without a name: exit $rc, '$(cat "$T/err")'"
+
+step "the API: a NUL or a trailing / in a request addresses nothing"
+# The library hands the handler the path and query decoded, so a %00 cut
+# them: '/sandboxes/nul%00x' addressed (and DELETE removed) sandbox nul,
+# 'path=/etc/passwd%00.txt' read /etc/passwd; 'nul/' (or 'nul%2F') was nul.
+"$HB" create nul --image base >/dev/null || fail "create nul"
+S=$HIBERBOX_HOME/hiberboxd.sock
+api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
+for req in "DELETE http://x/v1/sandboxes/nul%00x" "POST http://x/v1/sandboxes/nul%00x/sleep" \
+	"DELETE http://x/v1/images/base%00x" "GET http://x/v1/sandboxes/nul/files?path=/etc/passwd%00.txt" \
+	"POST http://x/v1/sandboxes/nul/exec?arg=/bin/echo&arg=a%00b"; do
+	code=$(api -X ${req% *} "${req#* }")
+	[ "$code" = 400 ] && grep -q "holds a NUL byte" "$T/api.out" || fail "$req: $code $(cat "$T/api.out")"
+done
+for req in "DELETE http://x/v1/sandboxes/nul/" "DELETE http://x/v1/sandboxes/nul%2F" "GET http://x/v1/sandboxes/nul/"; do
+	code=$(api -X ${req% *} "${req#* }")
+	[ "$code" = 404 ] && grep -q "no endpoint" "$T/api.out" || fail "$req: $code $(cat "$T/api.out")"
+done
+# the same connection's next request is not taken for one with a NUL
+out=$(curl -s --unix-socket "$S" -w ' %{http_code}\n' "http://x/v1/sandboxes/nul%00x" "http://x/v1/sandboxes/nul/files?path=/etc/passwd")
+[ "$(echo "$out" | tail -2 | tr '\n' ' ')" = "root:x:0:0:root:/root:/bin/sh  200 " ] || fail "after a NUL request: $out"
+[ "$(state_of nul)" = running ] || fail "nul is $(state_of nul) after the requests with a NUL"
+"$HB" image ls | grep -q '^base ' || fail "image base went"
+"$HB" rm nul >/dev/null || fail "rm nul"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 
 # A daemon whose rm and sleep pause (holding the sandbox) once the sandbox
@@ -110,5 +136,12 @@ python3 -c 'import json, sys; sys.exit(sorted((s["name"], s["state"]) for s in j
 wait "$sp" || fail "sleep slow: $(cat "$T/sleep.err")"
 [ "$(state_of slow)" = sleeping ] || fail "slow is $(state_of slow) after its sleep"
 "$HB" --json ls | grep -q '"state": "sleeping"' || fail "ls after the sleep: $("$HB" ls)"
+
+step "the daemon's log is free of sanitizer reports"
+"$HB" daemon stop >/dev/null
+if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
+	grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
+	fail "sanitizer reports in the daemon's log"
+fi
 
 echo "requests: ok"
