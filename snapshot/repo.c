@@ -309,6 +309,42 @@ static void *manifest_fetch_main(void *arg)
 	return NULL;
 }
 
+/* Whole objects (manifests, index files) that fail to decode after a read:
+ * the copy may be bad, not the object.  A cache keeps the bytes the remote
+ * sent, and S3 can only check a body against an MD5 ETag (SSE-KMS and
+ * multipart objects have other ETags): without dropping that copy every
+ * later read would meet the same bytes.  @return whether to read again
+ * (once: the copy was dropped, and the error forgotten). */
+static bool refetch_bad_copy(struct repo *r, const char *name, int rc, int attempt)
+{
+	if (rc >= 0 || rc == -ENOMEM || rc == -EPROTONOSUPPORT || attempt > 0)
+		return false;
+	store_invalidate(r->store, name);
+	hb_err_clear();
+	return true;
+}
+
+/* The config from r's store, parsed into `into` (r itself, or a scratch
+ * repo), with one more read after a copy that does not parse.  @return 0,
+ * -ENOENT (no repository), or a negative errno with a message. */
+static int read_config(struct repo *r, struct repo *into, struct buf *b)
+{
+	const char *where = store_location(r->store);
+	int rc;
+
+	for (int attempt = 0;; attempt++) {
+		rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, b);
+		if (rc < 0)
+			return rc;
+		if (b->len > REPO_CONFIG_MAX_BYTES)
+			rc = hb_err(-EBADMSG, "%s/config is corrupt: too large", where);
+		else
+			rc = parse_config(into, b, where);
+		if (!refetch_bad_copy(r, REPO_CONFIG_NAME, rc, attempt))
+			return rc;
+	}
+}
+
 int repo_config_reread(struct repo *r)
 {
 	struct buf b = BUF_INIT;
@@ -318,11 +354,7 @@ int repo_config_reread(struct repo *r)
 
 	if (!fresh)
 		return -ENOMEM;
-	rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, &b);
-	if (rc == 0 && b.len > REPO_CONFIG_MAX_BYTES)
-		rc = hb_err(-EBADMSG, "%s/config is corrupt: too large", store_location(r->store));
-	if (rc == 0)
-		rc = parse_config(fresh, &b, store_location(r->store));
+	rc = read_config(r, fresh, &b);
 	if (rc == 0 && !oid_equal(&fresh->id, &r->id))
 		rc = hb_err(-EBADMSG, "%s/config now names repository %s, not %s (the one opened)",
 			    store_location(r->store), oid_format(&fresh->id, got),
@@ -367,7 +399,7 @@ int repo_open_for(const char *location, const struct oid *snapshot, struct repo 
 		repo_snapshot_name(snapshot, fetch.name);
 		fetching = pthread_create(&fetcher, NULL, manifest_fetch_main, &fetch) == 0;
 	}
-	rc = store_get(r->store, REPO_CONFIG_NAME, 0, STORE_GET_ALL, &b);
+	rc = read_config(r, r, &b);
 	if (fetching)
 		pthread_join(fetcher, NULL);
 	if (rc == -ENOENT) {
@@ -375,13 +407,6 @@ int repo_open_for(const char *location, const struct oid *snapshot, struct repo 
 			    store_location(r->store));
 		goto fail;
 	}
-	if (rc < 0)
-		goto fail;
-	if (b.len > REPO_CONFIG_MAX_BYTES) {
-		rc = hb_err(-EBADMSG, "%s/config is corrupt: too large", store_location(r->store));
-		goto fail;
-	}
-	rc = parse_config(r, &b, store_location(r->store));
 	if (rc < 0)
 		goto fail;
 	rc = chunk_dict_resolver_add(&r->key, resolve_dict, r);
@@ -490,16 +515,21 @@ static int list_index_file(const char *name, uint64_t size, int64_t mtime, void 
 
 static int fetch_index_file(struct repo *r, struct index_file *f, struct buf *b)
 {
-	int rc = store_get(r->store, f->name, 0, STORE_GET_ALL, b);
+	for (int attempt = 0;; attempt++) {
+		int rc = store_get(r->store, f->name, 0, STORE_GET_ALL, b);
 
-	if (rc == -ENOENT) {
-		hb_err_clear();
-		return 0; /* removed by a concurrent gc after its replacement was written */
+		if (rc == -ENOENT) {
+			hb_err_clear();
+			return 0; /* removed by a concurrent gc after its replacement was written */
+		}
+		if (rc < 0)
+			return rc;
+		rc = index_file_decode(b->data, b->len, &f->entries, &f->count);
+		if (rc < 0)
+			rc = hb_err_ctx(rc, "index file %s", f->name);
+		if (!refetch_bad_copy(r, f->name, rc, attempt))
+			return rc;
 	}
-	if (rc < 0)
-		return rc;
-	rc = index_file_decode(b->data, b->len, &f->entries, &f->count);
-	return rc < 0 ? hb_err_ctx(rc, "index file %s", f->name) : 0;
 }
 
 static void *index_fetcher(void *arg)
@@ -1225,24 +1255,26 @@ int repo_read_manifest(struct repo *r, const struct oid *id, struct manifest **o
 	int rc;
 
 	repo_snapshot_name(id, name);
-	rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
-	if (rc == -ENOENT) {
-		rc = hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
-		goto out;
-	}
-	if (rc < 0)
-		goto out;
-	oid_compute(&r->key, b.data, b.len, &actual);
-	rc = manifest_decode(b.data, b.len, out);
-	if (rc < 0) {
-		rc = hb_err_ctx(rc, "snapshot %s", oid_format(id, hex));
-		goto out;
-	}
-	if (!oid_equal(&actual, id)) {
-		manifest_free(*out);
-		*out = NULL;
-		rc = hb_err(-EBADMSG, "snapshot %s: manifest content does not match its id",
-			    oid_format(id, hex));
+	for (int attempt = 0;; attempt++) {
+		rc = store_get(r->store, name, 0, STORE_GET_ALL, &b);
+		if (rc == -ENOENT) {
+			rc = hb_err(rc, "snapshot %s does not exist", oid_format(id, hex));
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+		oid_compute(&r->key, b.data, b.len, &actual);
+		rc = manifest_decode(b.data, b.len, out);
+		if (rc < 0) {
+			rc = hb_err_ctx(rc, "snapshot %s", oid_format(id, hex));
+		} else if (!oid_equal(&actual, id)) {
+			manifest_free(*out);
+			*out = NULL;
+			rc = hb_err(-EBADMSG, "snapshot %s: manifest content does not match its id",
+				    oid_format(id, hex));
+		}
+		if (!refetch_bad_copy(r, name, rc, attempt))
+			break;
 	}
 out:
 	buf_free(&b);

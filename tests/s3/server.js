@@ -25,7 +25,9 @@
 //   POST /__control/fault?kind=K&count=N[&method=GET][&match=SUBSTR][&ms=MS]
 //        kinds: slowdown (503 SlowDown), error500, reset (half the body then
 //        a connection reset), truncate (half the body then a clean close),
-//        corrupt (one byte of the body flipped), stall (half the body, then
+//        corrupt (one byte of the body flipped: the middle one, or &at=N;
+//        &sse=kms: sent as from a KMS-encrypted bucket, whose ETag is no
+//        MD5), stall (half the body, then
 //        silence), delay (ms before answering), trickle (the body one byte
 //        every ms, default 50), error200 (200 whose body is
 //        an <Error>; meant for CompleteMultipartUpload), error (an S3 error
@@ -298,7 +300,13 @@ async function handle(s3port, req, res, body) {
   if (req.method !== 'HEAD') headers['content-length'] = String(out.length);
   if (fault && fault.kind === 'corrupt' && out.length > 0) {
     out = Buffer.from(out);
-    out[out.length >> 1] ^= 0x5a;
+    out[fault.at >= 0 ? Math.min(fault.at, out.length - 1) : out.length >> 1] ^= 0x5a;
+    // &sse=kms: as from a bucket encrypted with KMS, whose ETags are no MD5
+    // of the bytes (so the client cannot check them)
+    if (fault.sse === 'kms') {
+      headers['x-amz-server-side-encryption'] = 'aws:kms';
+      headers['etag'] = '"' + crypto.randomBytes(16).toString('hex') + '"';
+    }
   }
   if (fault && (fault.kind === 'reset' || fault.kind === 'truncate' || fault.kind === 'stall')) {
     if (out.length < 2) {
@@ -335,7 +343,8 @@ function control(req, res) {
   const q = parseQuery(raw);
   if (path === '/__control/fault') {
     faults.push({ kind: q.kind, count: +(q.count || 1), method: q.method, match: q.match, ms: +(q.ms || 0),
-                  status: +(q.status || 0), code: q.code, region: q.region, retryAfter: q.retryafter });
+                  status: +(q.status || 0), code: q.code, region: q.region, retryAfter: q.retryafter, sse: q.sse,
+                  at: q.at === undefined ? -1 : +q.at });
   } else if (path === '/__control/bandwidth') {
     bandwidth = +(q.bps || 0);
   } else if (path === '/__control/clear') {
