@@ -610,13 +610,35 @@ static int cmd_exec(int argc, char **argv)
 	return exec_status(name, &end);
 }
 
+static const char logs_help[] =
+	"Without PID: the most recent detached process.\n"
+	"\n"
+	"Options:\n"
+	"  -f, --follow         go on printing what it writes until it, and what it\n"
+	"                       left running, end (or the sandbox sleeps); ^C stops\n"
+	"                       the following, not the process\n";
+
 static int cmd_logs(int argc, char **argv)
 {
+	static const char shorts[] = "fhjq";
+	static const struct option opts[] = { { "follow", no_argument, NULL, 'f' },
+					      CLI_COMMON_OPTIONS, { 0 } };
 	char path[256];
-	int r = parse_common("logs", argc, argv);
+	bool follow = false;
+	int c, r;
 
-	if (r)
-		return r < 0 ? cli_help("logs", "Without PID: the most recent detached process.\n") : r;
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+		int k;
+
+		if (c == 'f') {
+			follow = true;
+			continue;
+		}
+		if ((k = cli_common_option(c)) < 0)
+			return cli_help("logs", logs_help);
+		if (k == 0)
+			return cli_bad_option("logs", argv, shorts, opts);
+	}
 	if (argc - optind < 1 || argc - optind > 2)
 		return cli_usage("logs", "expected NAME [PID]");
 	if ((r = check_name(argv[optind])))
@@ -626,9 +648,11 @@ static int cmd_logs(int argc, char **argv)
 
 		if (!pid[0] || strlen(pid) > 10 || strspn(pid, "0123456789") != strlen(pid))
 			return cli_usage("logs", "bad PID '%s' (a process id)", pid);
-		snprintf(path, sizeof(path), "/sandboxes/%s/logs?pid=%s", argv[optind], pid);
+		snprintf(path, sizeof(path), "/sandboxes/%s/logs?pid=%s%s", argv[optind], pid,
+			 follow ? "&follow=1" : "");
 	} else {
-		snprintf(path, sizeof(path), "/sandboxes/%s/logs", argv[optind]);
+		snprintf(path, sizeof(path), "/sandboxes/%s/logs%s", argv[optind],
+			 follow ? "?follow=1" : "");
 	}
 	if ((r = connect_daemon()))
 		return r;
@@ -1192,7 +1216,7 @@ const struct cli_command cli_commands_sandbox[] = {
 	{ "image rm", "NAME", "remove an image", cmd_image_rm },
 	{ "create", "NAME --image IMG [OPTIONS]", "create and start a sandbox", cmd_create },
 	{ "exec", "NAME [-i] [-t] [-d] [OPTIONS] -- CMD...", "run a command in a sandbox", cmd_exec },
-	{ "logs", "NAME [PID]", "output of a detached process", cmd_logs },
+	{ "logs", "NAME [PID] [-f]", "output of a detached process", cmd_logs },
 	{ "cp", "SRC DST", "copy a file or a directory into or out of a sandbox (NAME:/path)", cmd_cp },
 	{ "ls", "", "list sandboxes", cmd_ls },
 	{ "inspect", "NAME", "show a sandbox", cmd_inspect },

@@ -1443,27 +1443,165 @@ static int latest_log(const char *dir, char *out, size_t size)
 	return r;
 }
 
+/* GET .../logs?follow=1: the log as it grows, until nothing writes it any
+ * more (its command and what it left running ended, or the sandbox slept
+ * or went), the client leaves or the daemon stops. */
+
+/* trim_log keeps about 16 MiB when it collapses a log; a log found this
+ * small behind a follower's position started again. */
+#define LOG_RESTARTED_BYTES (1u << 20)
+
+struct log_follow {
+	struct hbd *d;
+	struct sbx *s; /* a reference, let go at the end */
+	int client_fd;
+	pid_t pid;
+	uint64_t offset;
+	bool ending; /* its writers are gone: what is left, then the end */
+	char path[];
+};
+
+/* Whether pid is still a detached process of the sandbox (listed while it
+ * or a background child of it writes its log).  A sandbox busy in a sleep
+ * or a commit counts as yes: asked again at the next poll. */
+static bool log_writer_listed(struct log_follow *f)
+{
+	bool listed = false;
+
+	if (pthread_mutex_trylock(&f->s->lock) != 0)
+		return true;
+	if (!f->s->removed) {
+		sbx_reap_locked(f->d, f->s);
+		hb_err_clear();
+		for (struct sbx_detached *x = f->s->detached; x && !listed; x = x->next)
+			listed = x->pid == f->pid;
+	}
+	pthread_mutex_unlock(&f->s->lock);
+	return listed;
+}
+
+static ssize_t log_follow_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	static const char cut_note[] = "\n[hiberbox: the log was cut while followed; "
+				       "output may be missing here]\n";
+	struct log_follow *f = cls;
+
+	for (;;) {
+		/* Opened for each read: the daemon tells whether anything still
+		 * writes a log by whether it is the file's only opener
+		 * (log_still_written), and a follower must not look like a writer. */
+		int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		int open_errno = errno;
+		ssize_t n = fd < 0 ? 0 : pread(fd, buf, max, (off_t)f->offset);
+		struct pollfd p = { f->client_fd, POLLRDHUP, 0 };
+		struct stat st;
+		bool shrank = fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size < f->offset;
+
+		if (fd >= 0)
+			close(fd);
+		if ((fd < 0 && open_errno != ENOENT) || n < 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (n > 0) {
+			f->offset += (uint64_t)n;
+			return n;
+		}
+		/* the end; also once the log went with its sandbox */
+		if (f->ending || f->d->stopping || fd < 0)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (shrank) {
+			/* the size cap (trim_log) took the oldest part out, which
+			 * moved the rest by an amount not known here; a log that
+			 * started again (with a note) is read whole */
+			f->offset = (uint64_t)st.st_size <= LOG_RESTARTED_BYTES ? 0 : (uint64_t)st.st_size;
+			if (max < sizeof(cut_note) - 1)
+				continue;
+			memcpy(buf, cut_note, sizeof(cut_note) - 1);
+			return (ssize_t)sizeof(cut_note) - 1;
+		}
+		if (!log_writer_listed(f)) {
+			f->ending = true; /* what it wrote last is in the file by now */
+			continue;
+		}
+		if (poll(&p, 1, API_POLL_MS) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+}
+
+static void log_follow_free(void *cls)
+{
+	struct log_follow *f = cls;
+
+	hbd_put(f->d, f->s);
+	free(f);
+}
+
+static enum MHD_Result reply_log_follow(struct hbd *d, struct sbx *s, struct MHD_Connection *c,
+					const char *path)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct log_follow *f = calloc(1, sizeof(*f) + strlen(path) + 1);
+	const char *base = strrchr(path, '/');
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!f) {
+		hbd_put(d, s);
+		return reply_err(c, hb_err(-ENOMEM, "out of memory"));
+	}
+	f->d = d;
+	f->s = s;
+	f->client_fd = ci ? ci->connect_fd : -1;
+	f->pid = (pid_t)strtol(base ? base + 1 : path, NULL, 10);
+	strcpy(f->path, path);
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, API_READ_CHUNK_BYTES,
+						 log_follow_read, f, log_follow_free);
+	if (!resp) {
+		log_follow_free(f);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result do_logs(struct hbd *d, struct sbx *s, struct MHD_Connection *c)
 {
 	char dir[4200], path[4400];
 	const char *pid = arg(c, "pid");
 	int r = sbx_state_dir(d, s->rec.name, "logs", dir, sizeof(dir)), fd;
+	struct stat st;
 	char *end;
 
-	hbd_put(d, s);
 	if (r < 0)
-		return reply_err(c, r);
+		goto fail;
 	if (pid) {
 		long v = strtol(pid, &end, 10);
-		if (end == pid || *end || v <= 0 || v > INT_MAX)
-			return reply_err(c, hb_err(-EINVAL, "bad pid '%.32s'", pid));
+		if (end == pid || *end || v <= 0 || v > INT_MAX) {
+			r = hb_err(-EINVAL, "bad pid '%.32s'", pid);
+			goto fail;
+		}
 		snprintf(path, sizeof(path), "%s/%ld.log", dir, v);
 	} else if ((r = latest_log(dir, path, sizeof(path))) < 0) {
-		return reply_err(c, r);
+		goto fail;
 	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return reply_err(c, hb_err_sys(-errno, "no log for pid %s", pid ? pid : "?"));
-	return reply_fd(c, fd);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		r = hb_err_sys(-errno, "no log for pid %s", pid ? pid : "?");
+		goto fail;
+	}
+	if (!flag(c, "follow")) {
+		hbd_put(d, s);
+		return reply_fd(c, fd);
+	}
+	r = regular_file(fd, &st); /* closes fd if not */
+	if (r < 0)
+		goto fail;
+	close(fd);
+	return reply_log_follow(d, s, c, path);
+fail:
+	hbd_put(d, s);
+	return reply_err(c, r);
 }
 
 /* The mode query parameter: octal permission bits, at most 07777 (what the
