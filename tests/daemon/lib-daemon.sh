@@ -31,3 +31,25 @@ fail() {
 	tail -30 "$HIBERBOX_HOME/hiberboxd.log" >&2 2>/dev/null
 	exit 1
 }
+
+# A scratch directory T (hb-WHAT-*, removed at exit once the daemon is
+# stopped) holding HIBERBOX_HOME; HB the CLI.  For scripts that need no
+# cleanup of their own.
+daemon_test_scratch() {
+	T=$(mktemp -d "/tmp/hb-$1-XXXXXX")
+	chmod 755 "$T"
+	export HIBERBOX_HOME=$T/home
+	HB=$HIBERBOX
+	trap 'daemon_teardown; rm -rf "$T"' EXIT
+}
+
+# daemon_test_image NAME CMD...: import an image NAME of a static busybox
+# with those commands linked to it (and an empty /tmp).
+daemon_test_image() {
+	local name=$1 c
+	shift
+	mkdir -p "$T/img-$name/bin" "$T/img-$name/tmp"
+	cp "$BUSYBOX" "$T/img-$name/bin/busybox"
+	for c in "$@"; do ln -s busybox "$T/img-$name/bin/$c"; done
+	"$HB" image import "$T/img-$name" "$name" >/dev/null || fail "image import $name"
+}

@@ -10,23 +10,12 @@ set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
 daemon_test_requires
 
-T=$(mktemp -d /tmp/hb-logs-XXXXXX)
-chmod 755 "$T"
-export HIBERBOX_HOME=$T/home
-HB=$HIBERBOX
-cleanup() {
-	daemon_teardown
-	rm -rf "$T"
-}
-trap cleanup EXIT
+daemon_test_scratch logs
 step() { echo "== $*"; }
 # ended_within S PID: whether process PID ended within S seconds
 ended_within() { for _ in $(seq $(($1 * 10))); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 
-mkdir -p "$T/img/bin" "$T/img/tmp"
-cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh cat echo sleep true; do ln -s busybox "$T/img/bin/$c"; done
-"$HB" image import "$T/img" base >/dev/null || fail "import"
+daemon_test_image base sh cat echo sleep true
 "$HB" create a --image base >/dev/null || fail "create a"
 
 step "output as it comes, then the end with the command's"

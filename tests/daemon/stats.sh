@@ -12,15 +12,7 @@ set -uo pipefail
 daemon_test_requires
 command -v python3 >/dev/null || { echo "SKIP: no python3 to read the JSON"; exit 77; }
 
-T=$(mktemp -d /tmp/hb-stats-XXXXXX)
-chmod 755 "$T"
-export HIBERBOX_HOME=$T/home
-HB=$HIBERBOX
-cleanup() {
-	daemon_teardown
-	rm -rf "$T"
-}
-trap cleanup EXIT
+daemon_test_scratch stats
 step() { echo "== $*"; }
 # usage NAME KEY: the count, "None" when null
 usage() {
@@ -28,10 +20,7 @@ usage() {
 		python3 -c 'import json, sys; u = json.load(sys.stdin)["usage"]; print(u and u[sys.argv[1]])' "$2"
 }
 
-mkdir -p "$T/img/bin" "$T/img/tmp"
-cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh cat dd rm sleep true head; do ln -s busybox "$T/img/bin/$c"; done
-"$HB" image import "$T/img" base >/dev/null || fail "import"
+daemon_test_image base sh cat dd rm sleep true head
 "$HB" create busy --image base --memory 256M --disk 64M >/dev/null || fail "create busy"
 "$HB" create quiet --image base >/dev/null || fail "create quiet"
 
