@@ -1113,6 +1113,18 @@ int s3_head(struct s3_client *c, const char *key, struct s3_object_info *info)
 			return -ENXIO; /* "bucket B does not exist" */
 		return hb_err(-ENOENT, "%s", saved);
 	}
+	if (r == -EACCES && rq.status == 403) {
+		/* Nor has a 403 a body to say whether the keys were refused or a
+		 * policy (S3 also answers 403 for a missing key to credentials
+		 * without s3:ListBucket): keys that can list the bucket work. */
+		char saved[1024];
+		hb_err_save(saved, sizeof(saved));
+		if (s3_bucket_check(c) == 0)
+			return hb_err(-EACCES, "access denied to bucket %s: these credentials are not "
+				      "allowed to HEAD %s (check the IAM or bucket policy; without "
+				      "s3:ListBucket a missing object is denied too)", c->bucket, key);
+		return hb_err(-EACCES, "%s", saved);
+	}
 	if (r < 0)
 		return r;
 	if (info)

@@ -26,7 +26,9 @@
  *             client, until a request has succeeded)
  *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...", or
  *             for AccessDenied, where the keys were accepted: "... not allowed to
- *             PUT K (AccessDenied: check the IAM or bucket policy)")
+ *             PUT K (AccessDenied: check the IAM or bucket policy)"); a HEAD's
+ *             403, which has no body, names the policy when the keys can list
+ *             the bucket (one request more), else the keys
  *   -EEXIST   412: a conditional PUT found the object (or another ETag); an
  *             object identical to the one being written counts as success
  *             (an earlier attempt wrote it and only its answer was lost)

@@ -698,6 +698,9 @@ static void test_auth(void)
 	CHECK_ERR(s3_bucket_check(c), -EACCES);
 	s3_client_stats(c, &st);
 	CHECK(st.retries == 0 && st.requests == 3); /* a 403 is not retried */
+	/* A HEAD's 403 with keys that cannot list either: the keys. */
+	CHECK_ERR(s3_head(c, "dir/obj", NULL), -EACCES);
+	CHECK(strstr(hb_errmsg(-EACCES), "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"));
 	s3_client_free(c);
 
 	/* Right keys that a policy does not allow to write: the keys are not
@@ -708,6 +711,13 @@ static void test_auth(void)
 	CHECK_ERR(s3_put(c, "x", "y", 1, 0, NULL, NULL), -EACCES);
 	CHECK(strstr(hb_errmsg(-EACCES), "not allowed to PUT x") &&
 	      strstr(hb_errmsg(-EACCES), "policy") &&
+	      !strstr(hb_errmsg(-EACCES), "AWS_SECRET_ACCESS_KEY"));
+	/* A HEAD's 403 has no body to tell: the bucket is asked whether the
+	 * keys work (they do), and the policy is named, not the keys. */
+	control("fault?kind=error&count=1&status=403&code=AccessDenied&method=HEAD", NULL);
+	CHECK_ERR(s3_head(c, "dir/obj", NULL), -EACCES);
+	CHECK(strstr(hb_errmsg(-EACCES), "not allowed to HEAD dir/obj") &&
+	      strstr(hb_errmsg(-EACCES), "s3:ListBucket") &&
 	      !strstr(hb_errmsg(-EACCES), "AWS_SECRET_ACCESS_KEY"));
 	control("clear", NULL);
 	s3_client_free(c);
