@@ -40,6 +40,14 @@
 #define API_JSON_MAX_BYTES (1u << 20)
 #define API_UPLOAD_MAX_BYTES (64u << 20)
 #define API_EXEC_ARGS_MAX 1024
+/* What the HTTP library may use for one connection's request: the request
+ * line and an entry for every query parameter live there.  Its default
+ * (32 KiB) ran out at about 500 exec args (4 KiB of query), and the
+ * connection was closed with no reply ('Broken pipe' in the CLI).  With
+ * 1 MiB, 10 000 args still reach the handler (API_EXEC_ARGS_MAX answers,
+ * 400); a request line that does not fit gets the library's 414.  Pages
+ * are touched only as used. */
+#define API_CONNECTION_MEMORY_BYTES (1u << 20)
 #define API_READ_CHUNK_BYTES 65536
 #define API_POLL_MS 200
 #define IDLE_TICK_MS 500
@@ -2161,6 +2169,7 @@ int hbd_run(const struct hbd_config *cfg)
 			       MHD_OPTION_NOTIFY_COMPLETED, completed, d,
 			       MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)0,
+			       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY_BYTES,
 			       MHD_OPTION_END);
 	if (!mhd) {
 		r = hb_err(-EIO, "cannot start the HTTP server on %s", path);
