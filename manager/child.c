@@ -1,9 +1,9 @@
 /* The sandbox child between clone() and execve(): the order of the steps.
  *
  * The clone child starts in new namespaces as the host's root with every
- * capability of its new user namespace, waits until the parent has written
- * its uid/gid maps and put it into its cgroups, then, in this order:
- * drops host descriptors (only the passed ones survive, moved out of the way),
+ * capability of its new user namespace, drops host descriptors (only the
+ * passed ones survive, moved out of the way), waits until the parent has
+ * written its uid/gid maps and put it into its cgroups, then, in this order:
  * becomes root of the namespace (host uid = id base), builds the mount tree
  * and pivots into it, sets hostname and loopback, applies rlimits, bounds
  * capabilities, sets no_new_privs, loads the seccomp filters (last, since
@@ -26,9 +26,6 @@
 
 #include "manager/sandbox-int.h"
 
-/* Move the passed descriptors above every target number (so that placing
- * them later cannot clobber one another), then close everything else except
- * the two report pipes. */
 /* Move one of our own descriptors above the command's fd numbers: a caller
  * started with stdin closed gets pipe fd 0, which placing the command's
  * fd 0 would otherwise overwrite. */
@@ -44,10 +41,13 @@ static int move_high(struct child_ctx *c, int *fd)
 	return 0;
 }
 
+/* Move the passed descriptors above every target number (so that placing
+ * them later cannot clobber one another), then close everything else except
+ * the report pipes, the go-ahead socket and what the next steps need. */
 static int close_host_fds(struct child_ctx *c)
 {
 	const struct sandbox_spec *s = c->spec;
-	int keep[SANDBOX_MAX_FDS + 3];
+	int keep[SANDBOX_MAX_FDS + 4];
 	unsigned nkeep = 0;
 	int r;
 
@@ -68,6 +68,7 @@ static int close_host_fds(struct child_ctx *c)
 	}
 	keep[nkeep++] = c->err_fd;
 	keep[nkeep++] = c->status_fd;
+	keep[nkeep++] = c->sync_fd;
 	if (c->is_exec)
 		keep[nkeep++] = c->join_pidfd;
 	else
@@ -201,6 +202,13 @@ _Noreturn void child_main(struct child_ctx *c)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 			child_fail(c, child_err(c, -errno, "PR_SET_PDEATHSIG", NULL));
 	}
+	/* Before the wait: until then this copy of the caller holds all its
+	 * descriptors, the other end of the go-ahead among them, so that EOF
+	 * never came should the caller die (and its lock, its API socket and
+	 * the NAT helpers' exit fds, which end them, stayed held). */
+	wipe_caller_strings(c);
+	if ((r = close_host_fds(c)) < 0)
+		child_fail(c, r);
 	/* The parent writes one byte when the uid map and cgroups are in place;
 	 * EOF means it gave up or died, and then there is nobody to report to. */
 	ssize_t n;
@@ -210,10 +218,6 @@ _Noreturn void child_main(struct child_ctx *c)
 	if (n != 1)
 		_exit(127);
 	close(c->sync_fd);
-
-	wipe_caller_strings(c);
-	if ((r = close_host_fds(c)) < 0)
-		child_fail(c, r);
 	if (c->is_exec) {
 		/* exec into a running sandbox: everything is set up already */
 		if ((r = ns_child_join(c)) < 0 || (r = ns_child_become_root(c)) < 0)

@@ -53,6 +53,7 @@ struct sandbox_spec {
 	int die_with_parent;
 	int init_only;
 	int tty; /* exec only: fd 0 becomes the controlling terminal */
+	unsigned test_go_delay_ms; /* sandbox_spec_set_test_go_delay */
 };
 
 /* Compiled seccomp programs, applied in order (the kernel enforces the

@@ -387,6 +387,12 @@ int sandbox_spec_set_die_with_parent(struct sandbox_spec *s, int on)
 	return 0;
 }
 
+int sandbox_spec_set_test_go_delay(struct sandbox_spec *s, unsigned ms)
+{
+	s->test_go_delay_ms = ms;
+	return 0;
+}
+
 int sandbox_spec_set_tty(struct sandbox_spec *s, int on)
 {
 	s->tty = !!on;
@@ -631,6 +637,11 @@ static int start_child(const struct sandbox_spec *spec, struct sandbox *join,
 		goto fail_child;
 	if ((r = cgroup_add_pid(cg, pid)) < 0)
 		goto fail_child;
+	if (spec->test_go_delay_ms) {
+		struct timespec ts = { spec->test_go_delay_ms / 1000,
+				       (long)(spec->test_go_delay_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	char go = 1;
 	if (send(sync_p[1], &go, 1, MSG_NOSIGNAL) != 1) {
 		/* the child is gone: its report says why */

@@ -102,6 +102,10 @@ int sandbox_spec_pass_fd(struct sandbox_spec *spec, int host_fd, int child_fd);
 /* Kill the sandbox (SIGKILL to its init) if the thread that spawned it dies.
  * Off by default: the daemon wants sandboxes to outlive a daemon restart. */
 int sandbox_spec_set_die_with_parent(struct sandbox_spec *spec, int on);
+/* Tests only: sandbox_spawn waits ms between the child's clone and letting
+ * it go on (its maps and cgroups in place), so that a test can kill the
+ * caller at that moment.  0 (the default): no wait. */
+int sandbox_spec_set_test_go_delay(struct sandbox_spec *spec, unsigned ms);
 /* Init only: PID 1 starts no command (argv is ignored); it reaps, and ends
  * on SIGTERM, SIGINT or SIGHUP (reported as killed by that signal) or
  * SIGKILL.  Commands then run with sandbox_exec().  Off by default. */

@@ -2059,6 +2059,7 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_wake_pause_ms = test_pause_ms("HIBERBOX_TEST_WAKE_PAUSE_MS");
 	d->test_stop_pause_ms = test_pause_ms("HIBERBOX_TEST_STOP_PAUSE_MS");
 	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
+	d->test_spawn_pause_ms = test_pause_ms("HIBERBOX_TEST_SPAWN_PAUSE_MS");
 	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");
 	if (!d->stop_download_wait_ms)
 		d->stop_download_wait_ms = HBD_STOP_DOWNLOAD_WAIT_MS;

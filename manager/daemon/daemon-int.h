@@ -165,6 +165,7 @@ struct hbd {
 	unsigned test_wake_pause_ms;  /* HIBERBOX_TEST_WAKE_PAUSE_MS (lifecycle.c) */
 	unsigned test_stop_pause_ms;  /* HIBERBOX_TEST_STOP_PAUSE_MS (lifecycle.c) */
 	unsigned test_create_pause_ms; /* HIBERBOX_TEST_CREATE_PAUSE_MS (lifecycle.c) */
+	unsigned test_spawn_pause_ms; /* HIBERBOX_TEST_SPAWN_PAUSE_MS (lifecycle.c) */
 	/* How long a stop waits for file downloads in progress (api.c;
 	 * HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS shortens it for tests) */
 	unsigned stop_download_wait_ms;

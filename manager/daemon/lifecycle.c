@@ -101,8 +101,10 @@ static void drop_upper(const char *upper)
  * runs, before it records the sandbox as running; HIBERBOX_TEST_STOP_PAUSE_MS
  * (api.c), a stopping daemon waits once its sandboxes sleep, before its
  * server stops; HIBERBOX_TEST_CREATE_PAUSE_MS, a create waits once it has
- * read its image's tag, before the new sandbox's row.  A line in the log
- * says when a pause begins. */
+ * read its image's tag, before the new sandbox's row;
+ * HIBERBOX_TEST_SPAWN_PAUSE_MS, a wake's new init waits, cloned, before
+ * the daemon lets it go on (sandbox_spec_set_test_go_delay).  A line in
+ * the log says when a pause begins. */
 void hbd_test_pause(const char *what, const char *name, unsigned ms)
 {
 	if (ms) {
@@ -826,6 +828,8 @@ static int wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	for (char *c = host; *c; c++)
 		if (*c == '_' || *c == '.')
 			*c = '-';
+	if (d->test_spawn_pause_ms) /* the pause itself is sandbox_spawn's */
+		fprintf(stderr, "hiberboxd: test pause: spawn %s\n", s->rec.name);
 	if ((r = sandbox_spec_new(&spec, root)) < 0 ||
 	    (r = sandbox_spec_set_init_only(spec, 1)) < 0 ||
 	    (r = sandbox_spec_set_id_map(spec, s->rec.id_base, SBX_ID_RANGE)) < 0 ||
@@ -834,6 +838,7 @@ static int wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 	    (r = sandbox_spec_set_limits(spec, &lim)) < 0 ||
 	    (r = sandbox_spec_set_hostname(spec, host)) < 0 ||
 	    (r = sandbox_spec_set_name(spec, cgname)) < 0 ||
+	    (r = sandbox_spec_set_test_go_delay(spec, d->test_spawn_pause_ms)) < 0 ||
 	    (r = sandbox_spawn(spec, &s->sb)) < 0 || (r = nat_start(d, s)) < 0) {
 		if (s->sb) { /* its network did not come up */
 			sandbox_free(s->sb);

@@ -18,7 +18,8 @@
 # (emptied at each start), not the daemon's log; one that fails to start
 # has its last lines in the error.  Helper groups a killed daemon left go
 # with rm of their (sleeping) sandbox, or at the next daemon's start when
-# their sandbox is gone.  No address outside this machine is used.
+# their sandbox is gone.  A daemon killed while a new init waits to be
+# let go leaves neither that init nor n's helper running.  No address outside this machine is used.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -498,6 +499,46 @@ grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after the old helper
 [ "$(field_of n init_pid)" = "$init" ] || fail "n was stopped, not re-adopted, while its old helper ended (init $init, now $(field_of n init_pid))"
 h=$(helper_of "$init")
 [ -n "$h" ] && [ "$h" != "$helper" ] || fail "n has no new slirp4netns (old $helper, now '$h')"
+
+step "a daemon killed while a new init waits to be let go: the init, n's helper and the daemon's lock go with it"
+"$HB" sleep o >/dev/null || fail "sleep o"
+kill -9 "$(daemon_pid)"
+wait_no_helper "$init" || fail "n's slirp4netns outlived its daemon before the spawn check"
+# the next daemon (re-adopting n, a new helper) holds every new init,
+# cloned, before letting it go on
+HIBERBOX_TEST_SPAWN_PAUSE_MS=600000 "$HB" exec n -- true >/dev/null || fail "exec n re-adopted"
+dpid=$(daemon_pid)
+[ -n "$(helper_of "$init")" ] || fail "no slirp4netns for n before the spawn check"
+"$HB" exec o -- true >/dev/null 2>&1 &
+waker=$!
+# o's init-to-be: the daemon's child in a user namespace of its own (not
+# the daemon's, not n's)
+setup=
+for _ in $(seq 600); do
+	for p in $(pgrep -P "$dpid"); do
+		ns=$(readlink "/proc/$p/ns/user")
+		[ -n "$ns" ] && [ "$ns" != "$(readlink "/proc/$dpid/ns/user")" ] &&
+			[ "$ns" != "$(readlink "/proc/$init/ns/user")" ] && setup=$p
+	done
+	[ -n "$setup" ] && break
+	sleep 0.1
+done
+[ -n "$setup" ] || fail "o's new init did not start (log: $(grep 'test pause: spawn' "$HIBERBOX_HOME/hiberboxd.log"))"
+kill -9 "$dpid"
+# it held copies of the daemon's descriptors: n's helper's exit fd, the
+# daemon's lock and API socket, o's exec request, its own go-ahead's other
+# end (left stuck, it is killed here so that the teardown does not hang)
+setup_fail() { kill -9 "$setup" 2>/dev/null; fail "$@"; }
+wait_no_helper "$init" || setup_fail "n's slirp4netns outlived its daemon while o's init $setup was being set up"
+# running: not gone, nor a zombie its new parent has yet to reap
+running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null); [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
+for _ in $(seq 600); do running "$setup" || break; sleep 0.1; done
+! running "$setup" ||
+	setup_fail "o's init $setup outlived the daemon that was setting it up ($(ps -o stat=,wchan= -p "$setup"))"
+timeout 120 "$HB" exec n -- true >"$T/out" 2>&1 || fail "a daemon after the one killed mid-spawn: $(cat "$T/out")"
+timeout 120 "$HB" exec o -- true >"$T/out" 2>&1 || fail "o after its spawn was cut short: $(cat "$T/out")"
+kill "$waker" 2>/dev/null; wait "$waker" 2>/dev/null
+init=$(field_of n init_pid)
 
 step "rm leaves no slirp4netns"
 dpid=$(daemon_pid)
