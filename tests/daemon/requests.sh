@@ -18,31 +18,13 @@ set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
 daemon_test_requires
 
-T=$(mktemp -d /tmp/hb-requests-XXXXXX)
-chmod 755 "$T"
-export HIBERBOX_HOME=$T/home
-HB=$HIBERBOX
+daemon_test_scratch requests
 PAUSE_MS=40000
-
-cleanup() {
-	local p inits
-	inits=$(timeout 20 "$HB" --json ls 2>/dev/null | grep -o '"init_pid": [1-9][0-9]*' | awk '{print $2}')
-	daemon_teardown
-	for p in $inits; do kill -9 "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
 step() { echo "== $*"; }
 state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
 # wait_log TEXT: until the daemon's log has the line (a minute at most)
 wait_log() { for _ in $(seq 600); do grep -qF "$1" "$HIBERBOX_HOME/hiberboxd.log" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-
-mkdir -p "$T/img/bin" "$T/img/etc" "$T/img/tmp"
-cp "$BUSYBOX" "$T/img/bin/busybox"
-for c in sh cat echo sleep true; do ln -s busybox "$T/img/bin/$c"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$T/img/etc/passwd"
-
-"$HB" image import "$T/img" base >/dev/null || fail "image import"
+daemon_test_image base sh cat echo sleep true
 
 step "rm, sleep and wake take several names"
 for n in m1 m2 m3; do "$HB" create "$n" --image base >/dev/null || fail "create $n"; done
@@ -74,12 +56,13 @@ rc=$?
 step "the API: a NUL or a trailing / in a request addresses nothing"
 # The library hands the handler the path and query decoded, so a %00 cut
 # them: '/sandboxes/nul%00x' addressed (and DELETE removed) sandbox nul,
-# 'path=/etc/passwd%00.txt' read /etc/passwd; 'nul/' (or 'nul%2F') was nul.
+# 'path=/tmp/hello%00.txt' read /tmp/hello; 'nul/' (or 'nul%2F') was nul.
 "$HB" create nul --image base >/dev/null || fail "create nul"
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
+echo hello | "$HB" cp - nul:/tmp/hello || fail "cp - nul:/tmp/hello"
 for req in "DELETE http://x/v1/sandboxes/nul%00x" "POST http://x/v1/sandboxes/nul%00x/sleep" \
-	"DELETE http://x/v1/images/base%00x" "GET http://x/v1/sandboxes/nul/files?path=/etc/passwd%00.txt" \
+	"DELETE http://x/v1/images/base%00x" "GET http://x/v1/sandboxes/nul/files?path=/tmp/hello%00.txt" \
 	"POST http://x/v1/sandboxes/nul/exec?arg=/bin/echo&arg=a%00b"; do
 	code=$(api -X ${req% *} "${req#* }")
 	[ "$code" = 400 ] && grep -q "holds a NUL byte" "$T/api.out" || fail "$req: $code $(cat "$T/api.out")"
@@ -89,8 +72,8 @@ for req in "DELETE http://x/v1/sandboxes/nul/" "DELETE http://x/v1/sandboxes/nul
 	[ "$code" = 404 ] && grep -q "no endpoint" "$T/api.out" || fail "$req: $code $(cat "$T/api.out")"
 done
 # the same connection's next request is not taken for one with a NUL
-out=$(curl -s --unix-socket "$S" -w ' %{http_code}\n' "http://x/v1/sandboxes/nul%00x" "http://x/v1/sandboxes/nul/files?path=/etc/passwd")
-[ "$(echo "$out" | tail -2 | tr '\n' ' ')" = "root:x:0:0:root:/root:/bin/sh  200 " ] || fail "after a NUL request: $out"
+out=$(curl -s --unix-socket "$S" -w ' %{http_code}\n' "http://x/v1/sandboxes/nul%00x" "http://x/v1/sandboxes/nul/files?path=/tmp/hello")
+[ "$(echo "$out" | tail -2 | tr '\n' ' ')" = "hello  200 " ] || fail "after a NUL request: $out"
 [ "$(state_of nul)" = running ] || fail "nul is $(state_of nul) after the requests with a NUL"
 "$HB" image ls | grep -q '^base ' || fail "image base went"
 
