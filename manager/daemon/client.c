@@ -32,6 +32,8 @@
 
 #define CLIENT_REPLY_MAX_BYTES (16u << 20)
 #define CLIENT_START_WAIT_MS 15000
+/* a request's query; the daemon reads heads of up to 1 MiB (api.c) */
+#define CLIENT_QUERY_MAX_BYTES (256u << 10)
 
 struct sink {
 	struct buf body;      /* JSON replies and error bodies */
@@ -363,20 +365,26 @@ static int perform(const char *method, const char *path, const char *query, cons
 		   size_t len, const char *ctype, struct sink *k)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char sock[4200], head[8192 + 512];
+	char sock[4200], target[8192], head[512];
+	size_t qlen = query ? strlen(query) : 0;
 	struct reply *rp;
-	int r, fd, n;
+	int r, fd, n, tn;
 
 	if ((r = hbd_socket_path(getenv("HIBERBOX_HOME"), sock, sizeof(sock))) < 0)
 		return r;
 	if (strlen(sock) >= sizeof(sa.sun_path))
 		return hb_err(-ENAMETOOLONG, "socket path too long: %s", sock);
 	strcpy(sa.sun_path, sock);
-	n = snprintf(head, sizeof(head), "%s %s%s%s%s HTTP/1.1\r\nHost: hiberboxd\r\n"
-		     "Connection: close\r\n", method, HBD_API_PREFIX, path,
-		     query && *query ? "?" : "", query ? query : "");
-	if (n >= 8192)
-		return hb_err(-E2BIG, "request too long (arguments over 8 KiB)");
+	/* the query (an exec's arguments, URL-encoded) is sent as it is: up to
+	 * what the daemon takes in a request's head */
+	if (qlen > CLIENT_QUERY_MAX_BYTES)
+		return hb_err(-E2BIG, "request too long (arguments over %u KiB encoded)",
+			      CLIENT_QUERY_MAX_BYTES >> 10);
+	tn = snprintf(target, sizeof(target), "%s %s%s%s", method, HBD_API_PREFIX, path,
+		      qlen ? "?" : "");
+	if (tn >= (int)sizeof(target))
+		return hb_err(-E2BIG, "request path too long");
+	n = snprintf(head, sizeof(head), " HTTP/1.1\r\nHost: hiberboxd\r\nConnection: close\r\n");
 	if (body || !strcmp(method, "POST") || !strcmp(method, "PUT"))
 		n += snprintf(head + n, sizeof(head) - (size_t)n,
 			      "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, body ? len : 0);
@@ -392,7 +400,11 @@ static int perform(const char *method, const char *path, const char *query, cons
 			return hb_err(-ECONNREFUSED, "no daemon answers on %s", sock);
 		return hb_err(-r, "connecting to %s: %s", sock, strerror(r));
 	}
-	r = send_all(fd, head, (size_t)n);
+	r = send_all(fd, target, (size_t)tn);
+	if (r == 0 && qlen)
+		r = send_all(fd, query, qlen);
+	if (r == 0)
+		r = send_all(fd, head, (size_t)n);
 	if (r == 0 && body && len)
 		r = send_all(fd, body, len);
 	if (!(rp = malloc(sizeof(*rp)))) {

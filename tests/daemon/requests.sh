@@ -10,7 +10,8 @@
 #     per failure naming it, exit 1 if any failed, the others still done;
 #   - a request whose path or query holds a NUL (%00), or a name followed
 #     by a bare '/', addresses no sandbox, image or file (400, 404);
-#   - an exec takes 1024 args; the 1025th is a 400 with its line.
+#   - an exec takes 1024 args (through the CLI too, 45 KiB of them); the
+#     1025th is a 400 with its line.
 # The slow steps are the daemon's test pauses (HIBERBOX_TEST_*_PAUSE_MS),
 # long against the waits that check them, so a slow machine passes too.
 #   env: HIBERBOX [BUSYBOX]
@@ -81,6 +82,10 @@ step "an exec with up to 1024 args runs, with more is one line (400)"
 # (the library's connection memory ran out at about 500: no reply at all,
 # 'Broken pipe' in the CLI)
 [ "$("$HB" exec nul -- echo $(seq 600) | wc -w)" = 600 ] || fail "exec with 600 args"
+# the CLI's request head was cut at 8 KiB: 1023 args of 44 bytes (45 KiB)
+long=$(printf 'x%.0s' $(seq 40))
+[ "$("$HB" exec nul -- echo $(for i in $(seq 1000 2022); do echo "$long$i"; done) | wc -w)" = 1023 ] ||
+	fail "CLI exec with 1023 args of 44 bytes"
 q="arg=echo$(printf '&arg=%s' $(seq 1023))"
 code=$(api -X POST "http://x/v1/sandboxes/nul/exec?$q")
 [ "$code" = 200 ] && grep -q 1023 "$T/api.out" || fail "exec with 1024 args: $code"
