@@ -5,10 +5,13 @@
  * config is JSON:
  *   {"format": "hiberbox-repository", "version": 2, "id": "<32 hex>",
  *    "chunker": {"min": N, "avg": N, "max": N}, "zstd_level": 3,
- *    "secret": "<384 hex>", "secret_check": "<32 hex>"}
+ *    "secret": "<384 hex>", "secret_check": "<32 hex>", "secret_digest": "<32 hex>"}
  * secret_check is the keyed hash of a fixed string: a config whose secret
- * was damaged or swapped is refused at open instead of failing chunk by
- * chunk later.
+ * was swapped is refused at open instead of failing chunk by chunk later.
+ * Hashing 35 bytes, XXH3 reads only the secret's first 64 bytes, so damage
+ * further in passed it; secret_digest (XXH3-128 of the whole secret, no key)
+ * covers every byte.  Configs written before it have no secret_digest and
+ * are opened on secret_check alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <xxhash.h>
 
 #include "snapshot/chunk.h"
 #include "snapshot/repo-int.h"
@@ -121,6 +125,14 @@ static void secret_check(const struct repo_key *key, struct oid *out)
 	oid_compute(key, SECRET_CHECK_TEXT, strlen(SECRET_CHECK_TEXT), out);
 }
 
+static void secret_digest(const struct repo_key *key, struct oid *out)
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits(key->secret, sizeof(key->secret)));
+	memcpy(out->b, c.digest, OID_BYTES);
+}
+
 /* A local directory that holds files but no config is somebody's data,
  * not a repository to be: init added its config among them.  Other
  * failures are left to the store's open, which names them. */
@@ -168,9 +180,10 @@ static int refuse_foreign_prefix(struct store *s)
 int repo_init(const char *location, const struct repo_init_opts *opts)
 {
 	struct repo_key key;
-	struct oid id, check;
+	struct oid id, check, digest;
 	struct chunker_params cp;
-	char secret_hex[2 * REPO_KEY_BYTES + 1], id_hex[OID_HEX_BYTES], check_hex[OID_HEX_BYTES];
+	char secret_hex[2 * REPO_KEY_BYTES + 1], id_hex[OID_HEX_BYTES], check_hex[OID_HEX_BYTES],
+		digest_hex[OID_HEX_BYTES];
 	struct store *s = NULL;
 	json_t *cfg = NULL;
 	char *text = NULL;
@@ -212,13 +225,15 @@ int repo_init(const char *location, const struct repo_init_opts *opts)
 		goto out;
 	}
 	secret_check(&key, &check);
+	secret_digest(&key, &digest);
 	hex_format(key.secret, sizeof(key.secret), secret_hex);
-	cfg = json_pack("{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s}",
+	cfg = json_pack("{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s, s:s}",
 			"format", "hiberbox-repository", "version", REPO_FORMAT_VERSION,
 			"id", oid_format(&id, id_hex),
 			"chunker", "min", (int)cp.min_bytes, "avg", (int)cp.avg_bytes, "max",
 			(int)cp.max_bytes, "zstd_level", level, "secret", secret_hex,
-			"secret_check", oid_format(&check, check_hex));
+			"secret_check", oid_format(&check, check_hex), "secret_digest",
+			oid_format(&digest, digest_hex));
 	text = cfg ? json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 	if (!text) {
 		r = -ENOMEM;
@@ -238,16 +253,16 @@ static int parse_config(struct repo *r, const struct buf *b, const char *where)
 {
 	json_error_t jerr;
 	json_t *cfg = json_loadb((const char *)b->data, b->len, 0, &jerr);
-	const char *format = NULL, *id = NULL, *secret = NULL, *check = NULL;
+	const char *format = NULL, *id = NULL, *secret = NULL, *check = NULL, *digest = NULL;
 	int version = 0, level = 0, cmin = 0, cavg = 0, cmax = 0, rc;
-	struct oid want, have;
+	struct oid want, have, want_digest;
 
 	if (!cfg)
 		return hb_err(-EBADMSG, "%s/config is corrupt: %s", where, jerr.text);
-	rc = json_unpack_ex(cfg, &jerr, 0, "{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s}",
+	rc = json_unpack_ex(cfg, &jerr, 0, "{s:s, s:i, s:s, s:{s:i, s:i, s:i}, s:i, s:s, s:s, s?s}",
 			    "format", &format, "version", &version, "id", &id, "chunker", "min",
 			    &cmin, "avg", &cavg, "max", &cmax, "zstd_level", &level, "secret",
-			    &secret, "secret_check", &check);
+			    &secret, "secret_check", &check, "secret_digest", &digest);
 	if (rc < 0) {
 		rc = hb_err(-EBADMSG, "%s/config is corrupt: %s", where, jerr.text);
 		goto out;
@@ -265,11 +280,15 @@ static int parse_config(struct repo *r, const struct buf *b, const char *where)
 	r->version = version;
 	if (strlen(secret) != 2 * REPO_KEY_BYTES ||
 	    hex_parse(secret, r->key.secret, REPO_KEY_BYTES) < 0 || oid_parse(id, &r->id) < 0 ||
-	    oid_parse(check, &want) < 0) {
+	    oid_parse(check, &want) < 0 || (digest && oid_parse(digest, &want_digest) < 0)) {
 		rc = hb_err(-EBADMSG, "%s/config is corrupt: malformed id or secret", where);
 		goto out;
 	}
 	secret_check(&r->key, &have);
+	if (oid_equal(&want, &have) && digest) {
+		want = want_digest;
+		secret_digest(&r->key, &have);
+	}
 	if (!oid_equal(&want, &have)) {
 		rc = hb_err(-EBADMSG,
 			    "%s/config: the repository secret does not match its check (wrong or damaged secret)",

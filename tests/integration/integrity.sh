@@ -247,6 +247,19 @@ expect_error "wrong secret: restore" snapshot restore b "$T/ws" || true
 expect_error "wrong secret: snapshot create" snapshot create "$T/b" || true
 expect_error "wrong secret: check" check --read-data || true
 
+# Byte 180 of the 192: a check hashing a short text reads only the first 64.
+fresh_repo
+edit_config 's = c["secret"]; c["secret"] = ("0" if s[360] != "0" else "1").join((s[:360], s[361:]))'
+expect_error "secret damaged at byte 180: list" snapshot list && expect_in "$HB_ERR" "secret" "secret damaged at byte 180: list" || true
+expect_error "secret damaged at byte 180: snapshot create" snapshot create "$T/b" || true
+# A config from before secret_digest opens on secret_check alone.
+fresh_repo
+edit_config 'del c["secret_digest"]'
+hb_try snapshot list
+[ "$HB_RC" -eq 0 ] || bad "a config without secret_digest (earlier versions) does not open: $(head -c 300 "$T/err")"
+edit_config 'c["secret_digest"] = "00" * 16'
+expect_error "a wrong secret_digest: list" snapshot list && expect_in "$HB_ERR" "secret" "a wrong secret_digest: list" || true
+
 fresh_repo
 HIBERBOX_REPO="$T/foreign" hb_ok init >/dev/null
 cp "$T/foreign/config" "$HIBERBOX_REPO/config" # a valid config with another secret
