@@ -167,6 +167,30 @@ void repo_writer_abort(struct repo_writer *w)
 	free(w);
 }
 
+/* A pack of this name is in the store already.  Its name is the hash of
+ * its bytes, so it is ours unless damaged: one left cut short (a copy tool
+ * stopped midway, a disk filled) would otherwise be referenced by the new
+ * index and fail every read of it.  Its size is checked in the remote
+ * itself (one HEAD on S3), not in this host's cache, which can hold a good
+ * copy of what other hosts read damaged; a copy of the same size but other
+ * bytes is left to check --read-data.  Writers of the same name write the
+ * same bytes, so replacing races with nobody. */
+static int replace_if_other_size(struct store *s, const char *name, const struct buf *pack)
+{
+	struct store *remote = store_tiered_remote(s);
+	uint64_t size;
+	int r;
+
+	hb_err_clear();
+	r = store_stat(remote ? remote : s, name, &size);
+	if (r == 0 && size == pack->len)
+		return 0;
+	if (r < 0 && r != -ENOENT) /* -ENOENT: removed meanwhile (gc), write it again */
+		return r;
+	hb_err_clear();
+	return store_put(s, name, pack->data, pack->len, 0);
+}
+
 /* Store a finished pack and record its entries.  Called without lock_m. */
 static int upload_pack(struct repo_writer *w, struct buf *pack, struct pack_entry *pe, size_t n)
 {
@@ -178,7 +202,7 @@ static int upload_pack(struct repo_writer *w, struct buf *pack, struct pack_entr
 	repo_pack_name(&id, name);
 	r = store_put(w->repo->store, name, pack->data, pack->len, STORE_PUT_NOREPLACE);
 	if (r == -EEXIST)
-		r = 0; /* the same bytes are there already */
+		r = replace_if_other_size(w->repo->store, name, pack);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&w->lock_m);
