@@ -85,6 +85,11 @@ if "$hb" --help 2>/dev/null | grep -q '^  create ' && [ -x /bin/busybox ]; then
 	"$hb" create demo-sandbox --image demo-busybox --memory 256M --pids 128
 	"$hb" exec demo-sandbox -- sh -c 'mkdir -p /root/project && seq 1 100000 > /root/project/data.txt && echo "built inside the sandbox" > /root/project/README && ls -la /root/project'
 
+	step "a background process, its output followed, and what the sandbox uses"
+	"$hb" exec -d demo-sandbox -- sh -c 'for i in 1 2 3; do echo "server tick $i"; sleep 0.3; done'
+	"$hb" logs -f demo-sandbox
+	"$hb" stats demo-sandbox
+
 	step "sleep: freeze, commit, stop, unmount"
 	"$hb" sleep demo-sandbox --json
 	"$hb" ls
