@@ -10,6 +10,8 @@
  */
 #include "s3/s3-int.h"
 
+#include <stdbool.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "s3/aws-profile.h"
 #include "util/curl-lazy.h"
 #include "util/digest.h"
 #include "util/error.h"
@@ -93,24 +96,73 @@ static int env_uint(const char *name, uint64_t min, uint64_t max, unsigned *out)
 	return r;
 }
 
+/* The keys are a pair: from the environment when it has both (the session
+ * token then only from there too, as the AWS CLI does), else from the
+ * profile; one of them alone in the environment is a mistake to name, not
+ * to patch with the other from a file. */
+static int credentials_from(struct s3_config *cfg, const struct aws_profile *p)
+{
+	const char *id = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
+	bool have_id = id && *id, have_secret = secret && *secret;
+	int r;
+
+	if (have_id != have_secret)
+		return hb_err(-EINVAL, "%s is set but %s is not (set both, or neither to use "
+				       "profile \"%s\")",
+			      have_id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+			      have_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID", p->name);
+	if (have_id) {
+		if ((r = env_string("AWS_ACCESS_KEY_ID", cfg->access_key_id,
+				    sizeof(cfg->access_key_id))) < 0 ||
+		    (r = env_string("AWS_SECRET_ACCESS_KEY", cfg->secret_access_key,
+				    sizeof(cfg->secret_access_key))) < 0 ||
+		    (r = env_string("AWS_SESSION_TOKEN", cfg->session_token,
+				    sizeof(cfg->session_token))) < 0)
+			return r;
+		return 0;
+	}
+	if (!p->access_key_id[0] || !p->secret_access_key[0])
+		return hb_err(-EINVAL, "S3 needs credentials: set AWS_ACCESS_KEY_ID and "
+				       "AWS_SECRET_ACCESS_KEY, or aws_access_key_id and "
+				       "aws_secret_access_key in profile \"%s\" of %s (aws configure)",
+			      p->name, p->credentials_file[0] ? p->credentials_file : "~/.aws/credentials");
+	memcpy(cfg->access_key_id, p->access_key_id, sizeof(cfg->access_key_id));
+	memcpy(cfg->secret_access_key, p->secret_access_key, sizeof(cfg->secret_access_key));
+	memcpy(cfg->session_token, p->session_token, sizeof(cfg->session_token));
+	return 0;
+}
+
 int s3_config_from_env(struct s3_config *cfg)
 {
+	struct aws_profile *profile;
 	unsigned path_style = 0;
 	int r, has_ps;
 
 	s3_config_defaults(cfg);
-	if ((r = env_string("AWS_ACCESS_KEY_ID", cfg->access_key_id, sizeof(cfg->access_key_id))) < 0 ||
-	    (r = env_string("AWS_SECRET_ACCESS_KEY", cfg->secret_access_key,
-			    sizeof(cfg->secret_access_key))) < 0 ||
-	    (r = env_string("AWS_SESSION_TOKEN", cfg->session_token, sizeof(cfg->session_token))) < 0 ||
-	    (r = env_string("AWS_DEFAULT_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
+	/* 6 KiB: off the stack of the threads that open stores. */
+	profile = calloc(1, sizeof(*profile));
+	if (!profile)
+		return -ENOMEM;
+	r = aws_profile_load(profile);
+	if (r == 0)
+		r = credentials_from(cfg, profile);
+	if (r == 0) {
+		if (profile->region[0])
+			memcpy(cfg->region, profile->region, sizeof(cfg->region));
+		memcpy(cfg->endpoint, profile->endpoint, sizeof(cfg->endpoint));
+	}
+	explicit_bzero(profile, sizeof(*profile));
+	free(profile);
+	if (r < 0)
+		return r;
+	/* The environment wins over the profile; the S3-only endpoint over the
+	 * one for every service. */
+	if ((r = env_string("AWS_DEFAULT_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
 	    (r = env_string("AWS_REGION", cfg->region, sizeof(cfg->region))) < 0 ||
 	    (r = env_string("AWS_ENDPOINT_URL", cfg->endpoint, sizeof(cfg->endpoint))) < 0 ||
+	    (r = env_string("AWS_ENDPOINT_URL_S3", cfg->endpoint, sizeof(cfg->endpoint))) < 0 ||
 	    (r = env_string("AWS_CA_BUNDLE", cfg->ca_bundle, sizeof(cfg->ca_bundle))) < 0)
 		return r;
-	if (!cfg->access_key_id[0] || !cfg->secret_access_key[0])
-		return hb_err(-EINVAL, "S3 needs credentials: set AWS_ACCESS_KEY_ID and "
-				       "AWS_SECRET_ACCESS_KEY");
 	cfg->path_style = cfg->endpoint[0] != '\0';
 	if ((has_ps = env_uint("HIBERBOX_S3_PATH_STYLE", 0, 1, &path_style)) < 0)
 		return has_ps;

@@ -63,8 +63,9 @@ struct s3_config {
 	char access_key_id[256];
 	char secret_access_key[256];
 	char session_token[4096]; /* "" when not using temporary credentials */
-	char region[64];          /* AWS_REGION, default us-east-1 */
-	/* AWS_ENDPOINT_URL ("http://127.0.0.1:9000", "https://ACCOUNT.r2.cloudflarestorage.com");
+	char region[64];          /* AWS_REGION or the profile's region, default us-east-1 */
+	/* AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or the profile's endpoint_url
+	 * ("http://127.0.0.1:9000", "https://ACCOUNT.r2.cloudflarestorage.com");
 	 * "" means AWS itself: https://BUCKET.s3.REGION.amazonaws.com. */
 	char endpoint[512];
 	int path_style;          /* 1: ENDPOINT/BUCKET/KEY (set for custom endpoints; a bucket
@@ -94,9 +95,21 @@ struct s3_config {
  * method, key, range, status), appended with one write() each. */
 
 /* Fill cfg from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
- * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL, AWS_CA_BUNDLE, HIBERBOX_S3_PATH_STYLE
- * and the HIBERBOX_S3_* tunables above.
- * @return 0, or -EINVAL with a message (missing credentials, bad number). */
+ * AWS_REGION (or AWS_DEFAULT_REGION), AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL),
+ * AWS_CA_BUNDLE, HIBERBOX_S3_PATH_STYLE and the HIBERBOX_S3_* tunables above.
+ * What the environment does not set comes from the AWS CLI's files, as
+ * `aws configure` writes them: profile AWS_PROFILE (default "default") of
+ * AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials, [NAME]) and AWS_CONFIG_FILE
+ * (~/.aws/config, [profile NAME] or [default]); keys aws_access_key_id,
+ * aws_secret_access_key, aws_session_token, region, endpoint_url, from either
+ * file (the credentials file wins), in their simple form (a `services`
+ * section and indented sub-settings are skipped).  The keys are a pair: both
+ * from the environment (the token too), or both from the profile.  An empty
+ * variable counts as unset.
+ * @return 0, or -EINVAL with a message (missing credentials, bad number, a
+ *         profile named by AWS_PROFILE in neither file: the message names
+ *         both files), -EBADMSG for a malformed file ("FILE line N: ...",
+ *         never a value), -ENAMETOOLONG, or a file's read error. */
 int s3_config_from_env(struct s3_config *cfg);
 /* The defaults with no credentials and no endpoint (for tests). */
 void s3_config_defaults(struct s3_config *cfg);

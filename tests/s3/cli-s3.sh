@@ -107,6 +107,31 @@ AWS_SECRET_ACCESS_KEY=wrong expect_error "wrong secret" snapshot list &&
 HIBERBOX_REPO=s3://no-such-bucket/x expect_error "missing bucket" snapshot list &&
 	expect_in "$HB_ERR" "bucket no-such-bucket does not exist" "missing bucket"
 
+log "keys, region and endpoint from the AWS CLI's files (aws configure), the environment empty"
+printf '[ci]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+	"$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/aws-credentials"
+printf '[profile ci]\nregion = %s\nendpoint_url = %s\n' "$AWS_REGION" "$AWS_ENDPOINT_URL" >"$T/aws-config"
+# from_files PROFILE CMD...: CMD with the AWS_* keys, region and endpoint set
+# empty (which counts as unset, as for the AWS CLI) and the files above
+from_files() {
+	local AWS_ACCESS_KEY_ID='' AWS_SECRET_ACCESS_KEY='' AWS_REGION='' AWS_ENDPOINT_URL='' \
+		AWS_SHARED_CREDENTIALS_FILE="$T/aws-credentials" AWS_CONFIG_FILE="$T/aws-config" AWS_PROFILE=$1
+	export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_ENDPOINT_URL \
+		AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE AWS_PROFILE
+	shift
+	"$@"
+}
+from_files ci hb_try snapshot list
+[ "$HB_RC" -eq 0 ] && grep -q second "$T/out" ||
+	bad "snapshot list with profile ci of the AWS files exited $HB_RC: $(head -c 500 "$T/err")"
+from_files nope expect_error "a profile in neither file" snapshot list &&
+	expect_in "$HB_ERR" "profile \"nope\", which is not in $T/aws-credentials or $T/aws-config" \
+		"a profile in neither file" || true
+printf '[ci]\naws_access_key_id = %s\n%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/aws-credentials"
+from_files ci expect_error "a malformed credentials file" snapshot list &&
+	expect_in "$HB_ERR" "$T/aws-credentials line 3: " "a malformed credentials file" || true
+grep -qF -- "$AWS_SECRET_ACCESS_KEY" "$T/err" && bad "the malformed line's secret was printed: $(cat "$T/err")"
+
 log "libraries loaded on first use: a broken one is one clear line, and only where used"
 mkdir -p "$T/badlib" "$T/badsqlite"
 echo "not a library" >"$T/badsqlite/libsqlite3.so.0"

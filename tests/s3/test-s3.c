@@ -288,7 +288,11 @@ static void test_helpers(void)
 	CHECK_ERR(s3_parse_iso8601("2024-13-31T12:34:56Z", 20, &t), -EBADMSG);
 	CHECK_ERR(s3_parse_iso8601("2024-01-3", 9, &t), -EBADMSG);
 
-	/* Environment. */
+	/* Environment (the AWS CLI's files are test-s3-config's; none here). */
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/hb-test-s3/credentials", 1);
+	setenv("AWS_CONFIG_FILE", "/nonexistent/hb-test-s3/config", 1);
+	unsetenv("AWS_PROFILE");
+	unsetenv("AWS_ENDPOINT_URL_S3");
 	unsetenv("AWS_ACCESS_KEY_ID");
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 	CHECK_ERR(s3_config_from_env(&cfg), -EINVAL);
