@@ -132,6 +132,25 @@ from_files ci expect_error "a malformed credentials file" snapshot list &&
 	expect_in "$HB_ERR" "$T/aws-credentials line 3: " "a malformed credentials file" || true
 grep -qF -- "$AWS_SECRET_ACCESS_KEY" "$T/err" && bad "the malformed line's secret was printed: $(cat "$T/err")"
 
+log "a pack cut short in the bucket under the name the next snapshot writes is replaced"
+# A local twin with the same config names the pack (one chunk, one pack); the
+# bucket gets that config and the first half of the pack, as a sync tool
+# stopped midway would leave them.
+mkdir -p "$T/one"
+randfile "$T/one/only.bin" 20000 s3trunc
+dump_tree "$T/one" "$T/one.json"
+HIBERBOX_REPO="$T/cut-twin" hb_ok init >/dev/null
+HIBERBOX_REPO="$T/cut-twin" hb_ok snapshot create "$T/one" >/dev/null
+twin_pack=$(cd "$T/cut-twin" && find packs -type f)
+head -c 10000 "$T/cut-twin/$twin_pack" >"$T/cut-half"
+put_object hbtest/cut/config "$T/cut-twin/config"
+put_object "hbtest/cut/$twin_pack" "$T/cut-half"
+one=$(HIBERBOX_REPO=s3://hbtest/cut snapshot_create "$T/one")
+HIBERBOX_REPO=s3://hbtest/cut HIBERBOX_HOME="$T/cut-home" restore_and_compare "$one" "$T/one.json" \
+	"a pack cut short in the bucket before snapshot create (empty cache)" || true
+HIBERBOX_REPO=s3://hbtest/cut hb_try check --read-data
+[ "$HB_RC" -eq 0 ] || bad "a pack cut short in the bucket before snapshot create: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
+
 log "libraries loaded on first use: a broken one is one clear line, and only where used"
 mkdir -p "$T/badlib" "$T/badsqlite"
 echo "not a library" >"$T/badsqlite/libsqlite3.so.0"
