@@ -11,12 +11,14 @@
  *
  * On v2 a group with processes cannot hand controllers to children ("no
  * internal processes"), so if the caller sits in its group it moves itself
- * into a leaf <group>/hiberboxd first.
+ * into a leaf <group>/hiberboxd first.  <group> stays the base of every
+ * later path: the leaf is where the caller lives, not where its groups go.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +318,16 @@ static int create_v1(struct sandbox_cgroup *cg, const char *name, int create)
 	return r;
 }
 
+/* The group this process left for its leaf <group>/hiberboxd (NULL while
+ * it has not moved), under v2_moved_lock.  /proc/self/cgroup then names
+ * the leaf, and paths based on it would nest every later sandbox one level
+ * deeper (hiberboxd/hiberbox/NAME, then hiberboxd/hiberboxd/...): groups by
+ * name (an fs process's, at rm or at the next daemon's start) would be
+ * looked for where they are not, and the leaf, holding the processes this
+ * one started since, could not hand controllers down (EBUSY). */
+static pthread_mutex_t v2_moved_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *v2_moved_from;
+
 /* v2: let base hand the controllers in want ("+memory +pids") down. */
 static int v2_enable_controllers(const char *base, const char *want)
 {
@@ -324,13 +336,22 @@ static int v2_enable_controllers(const char *base, const char *want)
 		return r;
 	/* We live in base: move into a leaf, then try again. */
 	hb_err_clear();
-	char *leaf = NULL;
-	if (asprintf(&leaf, "%s/hiberboxd", base) < 0)
+	char *leaf = NULL, *from = NULL;
+	if (asprintf(&leaf, "%s/hiberboxd", base) < 0 || !(from = strdup(base))) {
+		free(leaf);
 		return hb_err(-ENOMEM, "out of memory");
+	}
 	r = mkdir_ok(leaf);
+	pthread_mutex_lock(&v2_moved_lock);
 	if (r == 0)
 		r = write_value(leaf, "cgroup.procs", "0");
+	if (r == 0 && !v2_moved_from) {
+		v2_moved_from = from;
+		from = NULL;
+	}
+	pthread_mutex_unlock(&v2_moved_lock);
 	free(leaf);
+	free(from);
 	if (r < 0)
 		return r;
 	return write_value(base, "cgroup.subtree_control", want);
@@ -371,16 +392,24 @@ static int v2_wanted(const char *base, const struct sandbox_limits *lim, char *w
 	return 0;
 }
 
-/* Our group in the unified hierarchy: a malloc'd path. */
+/* Our group in the unified hierarchy (the one we left for our leaf, if we
+ * did): a malloc'd path. */
 static int v2_base(char **base)
 {
 	char *self = NULL;
-	int r = self_cgroup_path(NULL, &self);
+	int r = 0;
 
-	if (r < 0)
+	pthread_mutex_lock(&v2_moved_lock);
+	if (v2_moved_from) {
+		if (!(*base = strdup(v2_moved_from)))
+			r = hb_err(-ENOMEM, "out of memory");
+		pthread_mutex_unlock(&v2_moved_lock);
 		return r;
-	if (asprintf(base, "%s%s", CGROUP_ROOT, strcmp(self, "/") == 0 ? "" : self) < 0)
+	}
+	r = self_cgroup_path(NULL, &self);
+	if (r == 0 && asprintf(base, "%s%s", CGROUP_ROOT, strcmp(self, "/") == 0 ? "" : self) < 0)
 		r = hb_err(-ENOMEM, "out of memory");
+	pthread_mutex_unlock(&v2_moved_lock);
 	free(self);
 	return r;
 }

@@ -1075,6 +1075,79 @@ static void test_adopt(void)
 	CHECK(prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
 }
 
+/* An init-only sandbox under a pids limit, or NULL (checked). */
+static struct sandbox *spawn_limited(void)
+{
+	const char *unused[] = { "/bin/false", NULL };
+	struct sandbox_spec *s = new_spec(root_a, unused);
+	struct sandbox_limits lim = { .pids = 16 };
+	struct sandbox *sb = NULL;
+
+	CHECK_OK(sandbox_spec_set_init_only(s, 1));
+	CHECK_OK(sandbox_spec_set_limits(s, &lim));
+	CHECK_OK(sandbox_spawn(s, &sb));
+	sandbox_spec_free(s);
+	return sb;
+}
+
+static void end_sandbox(struct sandbox *sb)
+{
+	struct sandbox_exit ex;
+
+	if (!sb)
+		return;
+	CHECK_OK(sandbox_kill(sb, SIGKILL));
+	CHECK_OK(sandbox_wait(sb, RUN_TIMEOUT_MS, &ex));
+	sandbox_free(sb);
+}
+
+/* cgroup v2: a caller alone in its group moves itself into the leaf
+ * <group>/hiberboxd to hand controllers down.  Groups made after that go
+ * to <group>/hiberbox too, beside the first, though the leaf now holds a
+ * process the caller started: they were made under the leaf
+ * (hiberboxd/hiberbox/NAME), or failed, that process keeping the leaf from
+ * handing controllers down.  Nothing to check on v1, or where the caller
+ * did not move (the root group). */
+static void test_v2_groups_beside_leaf(void)
+{
+	struct buf self = BUF_INIT;
+	struct sandbox *first, *second = NULL;
+	pid_t kid;
+
+	if (!cgroup_has("unified-cpu"))
+		return;
+	if (!(first = spawn_limited()))
+		return;
+	CHECK_OK(read_file(AT_FDCWD, "/proc/self/cgroup", 1 << 16, &self));
+	CHECK_OK(buf_append(&self, "", 1));
+	if (!self.data || !strstr((char *)self.data, "/hiberboxd\n")) {
+		buf_free(&self);
+		end_sandbox(first);
+		return;
+	}
+	buf_free(&self);
+	if ((kid = fork()) == 0) {
+		pause();
+		_exit(0);
+	}
+	CHECK(kid > 0);
+	second = spawn_limited();
+	if (second) {
+		const char *a = sandbox_cgroup_dir(first, "pids"), *b = sandbox_cgroup_dir(second, "pids");
+		const char *sa = a ? strrchr(a, '/') : NULL, *sb = b ? strrchr(b, '/') : NULL;
+
+		CHECK(sa && sb && sa - a == sb - b && !strncmp(a, b, (size_t)(sa - a)));
+		if (!(sa && sb && sa - a == sb - b && !strncmp(a, b, (size_t)(sa - a))))
+			fprintf(stderr, "  v2 groups after the move: %s, then %s\n", a, b);
+	}
+	if (kid > 0) {
+		kill(kid, SIGKILL);
+		waitpid(kid, NULL, 0);
+	}
+	end_sandbox(second);
+	end_sandbox(first);
+}
+
 static int count_fds(void)
 {
 	int n = 0;
@@ -1139,6 +1212,7 @@ int main(int argc, char **argv)
 	test_per_user_budget();
 	test_two_sandboxes_and_control();
 	test_exec();
+	test_v2_groups_beside_leaf();
 	test_symlinked_mount_target();
 	test_all_fd_slots();
 	if (access("/bin/bash", X_OK) == 0)
