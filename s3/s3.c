@@ -126,6 +126,8 @@ static int credentials_from(struct s3_config *cfg, const struct aws_profile *p)
 				       "AWS_SECRET_ACCESS_KEY, or aws_access_key_id and "
 				       "aws_secret_access_key in profile \"%s\" of %s (aws configure)",
 			      p->name, p->credentials_file[0] ? p->credentials_file : "~/.aws/credentials");
+	snprintf(cfg->keys_source, sizeof(cfg->keys_source), "profile \"%s\" (%s, %s)", p->name,
+		 p->credentials_file, p->config_file);
 	memcpy(cfg->access_key_id, p->access_key_id, sizeof(cfg->access_key_id));
 	memcpy(cfg->secret_access_key, p->secret_access_key, sizeof(cfg->secret_access_key));
 	memcpy(cfg->session_token, p->session_token, sizeof(cfg->session_token));
@@ -695,6 +697,12 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 			      "access denied to bucket %s: these credentials are not allowed to "
 			      "%s %s (AccessDenied: check the IAM or bucket policy)",
 			      c->bucket, rq->method, what[0] ? what : "the bucket");
+	if ((st == 403 || st == 401) && c->cfg.keys_source[0])
+		return hb_err(-EACCES,
+			      "access denied to bucket %s: check aws_access_key_id and "
+			      "aws_secret_access_key in %s (%s %s: %s)",
+			      c->bucket, c->cfg.keys_source, rq->method, what,
+			      code[0] ? code : "HTTP 403");
 	if (st == 403 || st == 401)
 		return hb_err(-EACCES,
 			      "access denied to bucket %s: check AWS_ACCESS_KEY_ID and "

@@ -24,7 +24,8 @@
  *   -ENXIO    no such bucket ("bucket B does not exist"; a HEAD's 404, which
  *             has no body to tell, is checked against the bucket once per
  *             client, until a request has succeeded)
- *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...", or
+ *   -EACCES   403 ("access denied to bucket B: check AWS_ACCESS_KEY_ID ...", naming
+ *             the profile and its files for keys from them; or
  *             for AccessDenied, where the keys were accepted: "... not allowed to
  *             PUT K (AccessDenied: check the IAM or bucket policy)"); a HEAD's
  *             403, which has no body, names the policy when the keys can list
@@ -72,6 +73,9 @@ struct s3_config {
 	                          * with dots always goes so: a wildcard certificate
 	                          * covers one label) */
 	char ca_bundle[512];     /* AWS_CA_BUNDLE: PEM file of trusted CAs; "" = the system's */
+	/* Where the keys came from, for the hint on refused keys: "" for the
+	 * environment, else 'profile "P" (CREDENTIALS_FILE, CONFIG_FILE)'. */
+	char keys_source[2304];
 	unsigned parallelism;    /* HIBERBOX_S3_PARALLEL: transfers at once */
 	unsigned connect_timeout_ms; /* HIBERBOX_S3_CONNECT_TIMEOUT_MS */
 	/* HIBERBOX_S3_TIMEOUT_MS: a transfer that moves no byte for this long is

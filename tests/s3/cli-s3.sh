@@ -127,6 +127,10 @@ from_files ci hb_try snapshot list
 from_files nope expect_error "a profile in neither file" snapshot list &&
 	expect_in "$HB_ERR" "profile \"nope\", which is not in $T/aws-credentials or $T/aws-config" \
 		"a profile in neither file" || true
+printf '[ci]\naws_access_key_id = %s\naws_secret_access_key = wrong\n' "$AWS_ACCESS_KEY_ID" >"$T/aws-credentials"
+from_files ci expect_error "a wrong secret in the credentials file" snapshot list &&
+	expect_in "$HB_ERR" "check aws_access_key_id and aws_secret_access_key in profile \"ci\" \($T/aws-credentials, $T/aws-config\)" \
+		"a wrong secret in the credentials file" || true
 printf '[ci]\naws_access_key_id = %s\n%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/aws-credentials"
 from_files ci expect_error "a malformed credentials file" snapshot list &&
 	expect_in "$HB_ERR" "$T/aws-credentials line 3: " "a malformed credentials file" || true
