@@ -347,6 +347,8 @@ static int status_of(int r)
 	case EACCES: case EPERM: return MHD_HTTP_FORBIDDEN;
 	case EFBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
 	case ESHUTDOWN: return MHD_HTTP_SERVICE_UNAVAILABLE;
+	/* a full disk, the sandbox's --disk or a quota: nothing the daemon got wrong */
+	case ENOSPC: case EDQUOT: return MHD_HTTP_INSUFFICIENT_STORAGE;
 	case ENOPKG: return MHD_HTTP_NOT_IMPLEMENTED; /* a mode whose helper is not installed */
 	case EADDRINUSE: return MHD_HTTP_CONFLICT; /* a published port taken on the host */
 	case EADDRNOTAVAIL: return MHD_HTTP_BAD_REQUEST; /* not an address of the host */
@@ -1057,11 +1059,18 @@ static enum MHD_Result do_exec(struct hbd *d, struct sbx *s, struct MHD_Connecti
 		pid_t pid = sandbox_proc_pid(proc);
 
 		snprintf(final, sizeof(final), "%s/%d.log", logs, (int)pid);
-		rename(tmp, final);
+		if (rename(tmp, final) < 0) {
+			r = hb_err_sys(-errno, "log file %s", final);
+			unlink(tmp);
+			sandbox_proc_free(proc); /* kills it: its output would go nowhere */
+			goto fail_locked;
+		}
 		/* recorded to cap the log's size (sbx_reap_locked) */
 		uint64_t deadline = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
 		if ((r = sbx_detached_add(d, s, proc, out[1], final, deadline)) < 0) {
 			sandbox_proc_free(proc);
+			/* nobody would ever list, cap or remove it */
+			unlink(final);
 			goto fail_locked;
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -1697,10 +1706,15 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 			r = fchown(fd, s->rec.id_base, s->rec.id_base) < 0 ? -errno : 0;
 		if (r == 0 && !append)
 			r = fchmod(fd, mode) < 0 ? -errno : 0;
-		if (r == 0)
+		if (r == 0) {
+			/* up to 64 MiB through the fs process, with the lock */
+			sbx_slow_begin(d, s);
+			hbd_test_pause("upload", s->rec.name, d->test_upload_pause_ms);
 			r = write_all(fd, rq->body.data, rq->body.len);
+			sbx_slow_end(d, s);
+		}
 		if (r < 0)
-			r = hb_err(r, "writing %s:%s", s->rec.name, path);
+			r = hb_err_sys(r, "writing %s:%s", s->rec.name, path);
 		close(fd);
 	} else {
 		r = fd;
@@ -2060,6 +2074,8 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_stop_pause_ms = test_pause_ms("HIBERBOX_TEST_STOP_PAUSE_MS");
 	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
 	d->test_spawn_pause_ms = test_pause_ms("HIBERBOX_TEST_SPAWN_PAUSE_MS");
+	d->test_upload_pause_ms = test_pause_ms("HIBERBOX_TEST_UPLOAD_PAUSE_MS");
+	d->test_detached_add_fails = test_pause_ms("HIBERBOX_TEST_DETACHED_ADD_FAILS") != 0;
 	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");
 	if (!d->stop_download_wait_ms)
 		d->stop_download_wait_ms = HBD_STOP_DOWNLOAD_WAIT_MS;
@@ -2129,7 +2145,7 @@ int hbd_run(const struct hbd_config *cfg)
 		if (all)
 			hbd_put_all(d, all, n);
 	}
-	if (sbx_sweep_nat_cgroups(d) < 0) {
+	if (sbx_sweep_cgroups(d) < 0) {
 		fprintf(stderr, "hiberboxd: %s\n", hb_errmsg(-EIO));
 		hb_err_clear();
 	}

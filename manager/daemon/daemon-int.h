@@ -166,6 +166,8 @@ struct hbd {
 	unsigned test_stop_pause_ms;  /* HIBERBOX_TEST_STOP_PAUSE_MS (lifecycle.c) */
 	unsigned test_create_pause_ms; /* HIBERBOX_TEST_CREATE_PAUSE_MS (lifecycle.c) */
 	unsigned test_spawn_pause_ms; /* HIBERBOX_TEST_SPAWN_PAUSE_MS (lifecycle.c) */
+	unsigned test_upload_pause_ms; /* HIBERBOX_TEST_UPLOAD_PAUSE_MS (lifecycle.c) */
+	bool test_detached_add_fails; /* HIBERBOX_TEST_DETACHED_ADD_FAILS (lifecycle.c) */
 	/* How long a stop waits for file downloads in progress (api.c;
 	 * HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS shortens it for tests) */
 	unsigned stop_download_wait_ms;
@@ -174,6 +176,11 @@ struct hbd {
 /* lifecycle.c: functions ending in _locked need s->lock held. */
 /* Wait ms (if not 0) for a test to kill the daemon there (HIBERBOX_TEST_*). */
 void hbd_test_pause(const char *what, const char *name, unsigned ms);
+/* A slow step of s begins or ends (s->lock held; they nest): until the
+ * outermost one ends, a listing shows s as it was when it began instead of
+ * waiting for its lock. */
+void sbx_slow_begin(struct hbd *d, struct sbx *s);
+void sbx_slow_end(struct hbd *d, struct sbx *s);
 int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms);
 /* Record a detached process writing to log_fd, the file log (the caller
  * keeps log_fd), killed once deadline_ns passes (0: never; checked at each
@@ -206,9 +213,9 @@ int sbx_recover_sleeping(struct hbd *d, struct sbx *s);
 /* At start: finish a removal (rec.removing) a previous daemon began. */
 int sbx_remove_unfinished(struct hbd *d, struct sbx *s);
 /* At start, before the server runs: remove (killing what is in them) the
- * NAT helpers' groups of this home whose sandbox no longer exists, which
- * a daemon that died left. */
-int sbx_sweep_nat_cgroups(struct hbd *d);
+ * fs processes' and NAT helpers' groups of this home whose sandbox no
+ * longer exists, which a daemon that died left. */
+int sbx_sweep_cgroups(struct hbd *d);
 /* Reap finished detached processes (their logs are let go once nothing
  * writes them) and count those alive; count live processes besides init. */
 int sbx_reap_locked(struct hbd *d, struct sbx *s);

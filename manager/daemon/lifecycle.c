@@ -103,8 +103,11 @@ static void drop_upper(const char *upper)
  * server stops; HIBERBOX_TEST_CREATE_PAUSE_MS, a create waits once it has
  * read its image's tag, before the new sandbox's row;
  * HIBERBOX_TEST_SPAWN_PAUSE_MS, a wake's new init waits, cloned, before
- * the daemon lets it go on (sandbox_spec_set_test_go_delay).  A line in
- * the log says when a pause begins. */
+ * the daemon lets it go on (sandbox_spec_set_test_go_delay);
+ * HIBERBOX_TEST_UPLOAD_PAUSE_MS (api.c), a file upload waits before it
+ * writes.  A line in the log says when a pause begins.
+ * HIBERBOX_TEST_DETACHED_ADD_FAILS=1 fails every sbx_detached_add, the
+ * path of a registry that cannot record the process. */
 void hbd_test_pause(const char *what, const char *name, unsigned ms)
 {
 	if (ms) {
@@ -237,12 +240,18 @@ static void cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t
 		 s->rec.id_base, (unsigned long long)s->rec.wakes);
 }
 
-/* The cgroups of the fs process serving the sandbox's root: one name per
- * sandbox (its id range), the same across wakes. */
-static void fs_cgroup_name_of(struct hbd *d, const struct sbx *s, char *out, size_t size)
+/* The groups of a process that works for a sandbox from outside it, of
+ * kind "hbdfs" (the fs process serving its root) or "hbdnat" (its NAT
+ * helper, with a memory limit): one name per sandbox (its id range), the
+ * same across wakes.  With id_base 0, the prefix every such name of this
+ * home has. */
+static void helper_cgroup_name_of(struct hbd *d, const char *kind, uint32_t id_base,
+				  char *out, size_t size)
 {
-	snprintf(out, size, "hbdfs-%08x-%u", (unsigned)XXH3_64bits(d->home, strlen(d->home)),
-		 s->rec.id_base);
+	int n = snprintf(out, size, "%s-%08x-", kind, (unsigned)XXH3_64bits(d->home, strlen(d->home)));
+
+	if (id_base && n > 0 && (size_t)n < size)
+		snprintf(out + n, size - (size_t)n, "%u", id_base);
 }
 
 /* The fs process keeps in its own memory what the sandbox writes into its
@@ -264,18 +273,8 @@ static int confine_fs(struct hbd *d, struct sbx *s, const char *root)
 		return hb_err_sys(-errno, "%s", root);
 	if ((pid = fs_pid_of(real)) <= 0)
 		return hb_err(-ESRCH, "no fs process serves %s", real);
-	fs_cgroup_name_of(d, s, name, sizeof(name));
+	helper_cgroup_name_of(d, "hbdfs", s->rec.id_base, name, sizeof(name));
 	return sandbox_cgroup_confine(name, &lim, pid);
-}
-
-/* The NAT helper's groups (with a memory limit): one name per sandbox, as
- * for its fs process.  The prefix alone with id_base 0 left out. */
-static void nat_cgroup_name_of(struct hbd *d, uint32_t id_base, char *out, size_t size)
-{
-	int n = snprintf(out, size, "hbdnat-%08x-", (unsigned)XXH3_64bits(d->home, strlen(d->home)));
-
-	if (id_base && n > 0 && (size_t)n < size)
-		snprintf(out + n, size - (size_t)n, "%u", id_base);
 }
 
 /* Remove groups of s's that nothing holds any more; a failure is logged. */
@@ -292,7 +291,7 @@ static void unconfine_fs(struct hbd *d, struct sbx *s)
 {
 	char name[64];
 
-	fs_cgroup_name_of(d, s, name, sizeof(name));
+	helper_cgroup_name_of(d, "hbdfs", s->rec.id_base, name, sizeof(name));
 	remove_groups_of(s, name);
 }
 
@@ -316,13 +315,13 @@ static void show_now(struct hbd *d, struct sbx *s)
 /* A slow step of s begins or ends (s->lock held; they nest): a sleep's
  * commit or a wake's mount may take minutes on a remote repository, and
  * ls, which would wait for every sandbox's lock, must not wait for it. */
-static void slow_begin(struct hbd *d, struct sbx *s)
+void sbx_slow_begin(struct hbd *d, struct sbx *s)
 {
 	if (s->slow_depth++ == 0)
 		show_now(d, s);
 }
 
-static void slow_end(struct hbd *d, struct sbx *s)
+void sbx_slow_end(struct hbd *d, struct sbx *s)
 {
 	json_t *old = NULL;
 
@@ -427,6 +426,10 @@ int sbx_detached_add(struct hbd *d, struct sbx *s, struct sandbox_proc *proc, in
 	char self[64];
 	int r;
 
+	if (d->test_detached_add_fails) {
+		free(x);
+		return hb_err(-EIO, "recording the detached process: test failure");
+	}
 	if (!x)
 		return hb_err(-ENOMEM, "out of memory");
 	x->pidfd = -1;
@@ -705,7 +708,7 @@ static int nat_start(struct hbd *d, struct sbx *s)
 	 * daemon's log */
 	if ((r = sbx_state_dir(d, s->rec.name, NAT_HELPER_PACKAGE ".log", log, sizeof(log))) < 0)
 		return r;
-	nat_cgroup_name_of(d, s->rec.id_base, name, sizeof(name));
+	helper_cgroup_name_of(d, "hbdnat", s->rec.id_base, name, sizeof(name));
 	if (s->rec.memory_bytes)
 		cfg.cgroup_name = name;
 	/* the helper's API socket publishes ports on the host: root's alone
@@ -868,9 +871,9 @@ int sbx_wake_locked(struct hbd *d, struct sbx *s, uint64_t *ms)
 {
 	int r;
 
-	slow_begin(d, s);
+	sbx_slow_begin(d, s);
 	r = wake_locked(d, s, ms);
-	slow_end(d, s);
+	sbx_slow_end(d, s);
 	return r;
 }
 
@@ -966,9 +969,9 @@ int sbx_commit_locked(struct hbd *d, struct sbx *s)
 {
 	int r;
 
-	slow_begin(d, s);
+	sbx_slow_begin(d, s);
 	r = commit_locked(d, s);
-	slow_end(d, s);
+	sbx_slow_end(d, s);
 	return r;
 }
 
@@ -1062,9 +1065,9 @@ int sbx_sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t *ms
 {
 	int r;
 
-	slow_begin(d, s);
+	sbx_slow_begin(d, s);
 	r = sleep_locked(d, s, why, ms, snap_out);
-	slow_end(d, s);
+	sbx_slow_end(d, s);
 	return r;
 }
 
@@ -1320,7 +1323,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 		pthread_mutex_unlock(&s->lock);
 		return hb_err(-ENOENT, "sandbox %s was removed", s->rec.name);
 	}
-	slow_begin(d, s);
+	sbx_slow_begin(d, s);
 	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0 ||
 	    (r = sbx_state_dir(d, s->rec.name, NULL, dir, sizeof(dir))) < 0)
 		goto out;
@@ -1359,7 +1362,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	unconfine_fs(d, s);
 	/* a helper's groups that a daemon which died left (its helper's
 	 * handle removes them otherwise) */
-	nat_cgroup_name_of(d, s->rec.id_base, name, sizeof(name));
+	helper_cgroup_name_of(d, "hbdnat", s->rec.id_base, name, sizeof(name));
 	remove_groups_of(s, name);
 	if ((r = prune(d, s)) < 0)
 		goto out;
@@ -1382,7 +1385,7 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 	s->rec.removing = false; /* done: s->removed alone */
 	hbd_unlist(d, s);
 out:
-	slow_end(d, s);
+	sbx_slow_end(d, s);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -1582,16 +1585,16 @@ int sbx_recover_sleeping(struct hbd *d, struct sbx *s)
 	return r < 0 ? hb_err_ctx(r, "recover %s", s->rec.name) : 0;
 }
 
-/* sandbox_list_cgroups: the helper's groups named prefix (arg) and an id
- * base no sandbox of d has. */
-struct nat_sweep {
+/* sandbox_list_cgroups: the fs processes' or the NAT helpers' groups named
+ * prefix (arg) and an id base no sandbox of d has. */
+struct cgroup_sweep {
 	struct hbd *d;
 	const char *prefix;
 };
 
-static int sweep_nat_group(const char *name, void *arg)
+static int sweep_group(const char *name, void *arg)
 {
-	const struct nat_sweep *w = arg;
+	const struct cgroup_sweep *w = arg;
 	const char *digits = name + strlen(w->prefix);
 	char *end;
 	unsigned long id;
@@ -1611,13 +1614,18 @@ static int sweep_nat_group(const char *name, void *arg)
 	return 0;
 }
 
-int sbx_sweep_nat_cgroups(struct hbd *d)
+int sbx_sweep_cgroups(struct hbd *d)
 {
-	char prefix[64];
-	struct nat_sweep w = { d, prefix };
+	char fs[64], nat[64];
+	struct cgroup_sweep wfs = { d, fs }, wnat = { d, nat };
+	int r;
 
-	nat_cgroup_name_of(d, 0, prefix, sizeof(prefix));
-	return sandbox_list_cgroups(prefix, sweep_nat_group, &w);
+	helper_cgroup_name_of(d, "hbdfs", 0, fs, sizeof(fs));
+	helper_cgroup_name_of(d, "hbdnat", 0, nat, sizeof(nat));
+	/* both, whatever the first did */
+	r = sandbox_list_cgroups(fs, sweep_group, &wfs);
+	int r2 = sandbox_list_cgroups(nat, sweep_group, &wnat);
+	return r < 0 ? r : r2;
 }
 
 /* A removal the previous daemon began: its processes are stopped first

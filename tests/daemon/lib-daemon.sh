@@ -1,5 +1,5 @@
-# Shared pieces of the daemon's end-to-end scripts, daemon.sh and
-# network.sh (sourced; the functions use HB, T and HIBERBOX_HOME).
+# Shared pieces of the daemon's end-to-end scripts (sourced; the functions
+# use HB, T and HIBERBOX_HOME).
 
 # What every such script needs (env: HIBERBOX [BUSYBOX]); skips (77) without.
 daemon_test_requires() {
@@ -52,4 +52,45 @@ daemon_test_image() {
 	cp "$BUSYBOX" "$T/img-$name/bin/busybox"
 	for c in "$@"; do ln -s busybox "$T/img-$name/bin/$c"; done
 	"$HB" image import "$T/img-$name" "$name" >/dev/null || fail "image import $name"
+}
+
+# daemon_test_groups_of PID KIND: the directories of PID's groups named
+# KIND-* (a sandbox's hbdfs or hbdnat groups), one a line: one in every v1
+# hierarchy that has it, or its one in v2.
+daemon_test_groups_of() {
+	local ctl path
+	while IFS=: read -r _ ctl path; do
+		case "$path" in */hiberbox/"$2"-*) echo "/sys/fs/cgroup${ctl:+/$ctl}$path" ;; esac
+	done <"/proc/$1/cgroup"
+}
+
+# Stop the daemon; fail if its log (every daemon's of this home) has a
+# sanitizer's report.
+daemon_test_no_sanitizer_reports() {
+	"$HB" daemon stop >/dev/null
+	if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
+		grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
+		fail "sanitizer reports in the daemon's log"
+	fi
+}
+
+# daemon_test_gone_groups DIR...: beside each of a sandbox's groups, make
+# one of the same home and kind for a sandbox that does not exist (id base
+# 4000000000), listed in GONE, for the next daemon to remove.
+daemon_test_gone_groups() {
+	local d
+	GONE=()
+	for d in "$@"; do GONE+=("${d%-*}-4000000000"); done
+	mkdir "${GONE[@]}" || fail "mkdir ${GONE[*]}"
+}
+
+# daemon_test_gone_swept KIND: the daemon that started since removed GONE,
+# KIND's groups, and said so in its log.
+daemon_test_gone_swept() {
+	local d
+	for d in "${GONE[@]}"; do
+		[ ! -d "$d" ] || fail "the starting daemon left $d, of no sandbox"
+	done
+	grep -q "removing cgroups $1-.*-4000000000 (their sandbox is gone)" "$HIBERBOX_HOME/hiberboxd.log" ||
+		fail "the daemon did not log the removal of the $1 groups of no sandbox"
 }

@@ -442,26 +442,15 @@ step "a crashed daemon's helper groups: rm of the sleeping sandbox removes them,
 c2init=$(field_of c2 init_pid)
 helper=$(helper_of "$c2init")
 [ -n "$helper" ] || fail "no slirp4netns for c2"
-# its groups in every hierarchy (v1), or its one (v2), and beside each a
-# group of the same home for a sandbox that does not exist
-c2dirs=() gonedirs=()
-while IFS=: read -r _ ctl path; do
-	case "$path" in */hiberbox/hbdnat-*) ;; *) continue ;; esac
-	d=/sys/fs/cgroup${ctl:+/$ctl}$path
-	c2dirs+=("$d") gonedirs+=("${d%-*}-4000000000")
-done <"/proc/$helper/cgroup"
+mapfile -t c2dirs < <(daemon_test_groups_of "$helper" hbdnat)
 [ "${#c2dirs[@]}" -gt 0 ] || fail "c2's helper is in no hbdnat group: $(cat "/proc/$helper/cgroup")"
-mkdir "${gonedirs[@]}" || fail "mkdir ${gonedirs[*]}"
+daemon_test_gone_groups "${c2dirs[@]}"
 # the daemon dies, then c2's init: the next daemon puts c2 to sleep
 kill -9 "$(daemon_pid)"
 kill -9 "$c2init"
 wait_no_helper "$c2init" || fail "c2's helper outlived its daemon and init"
 [ "$(field_of c2 state)" = sleeping ] || fail "c2 after its init died with the daemon: $(field_of c2 state)"
-for d in "${gonedirs[@]}"; do
-	[ ! -d "$d" ] || fail "the starting daemon left $d, of no sandbox"
-done
-grep -q "removing cgroups hbdnat-.*-4000000000 (their sandbox is gone)" "$HIBERBOX_HOME/hiberboxd.log" ||
-	fail "the daemon did not log the removal of the groups of no sandbox"
+daemon_test_gone_swept hbdnat
 for d in "${c2dirs[@]}"; do
 	[ -d "$d" ] || fail "c2's helper's group $d is gone before its rm (the check needs it left)"
 done

@@ -5,7 +5,8 @@
 #     not report the removed sandbox as asleep or running, and ls shows it
 #     as removing, then no more;
 #   - ls answers while a sandbox's sleep is slow (it waited for it), showing
-#     it as it was when the sleep began;
+#     it as it was when the sleep began, and while a file upload (up to
+#     64 MiB) into a sandbox is written;
 #   - rm, sleep and wake take several names: each done in turn, one line
 #     per failure naming it, exit 1 if any failed, the others still done;
 #   - a request whose path or query holds a NUL (%00), or a name followed
@@ -25,6 +26,16 @@ step() { echo "== $*"; }
 state_of() { "$HB" --json inspect "$1" | sed -n 's/.*"state": "\([a-z]*\)".*/\1/p'; }
 # wait_log TEXT: until the daemon's log has the line (a minute at most)
 wait_log() { for _ in $(seq 600); do grep -qF "$1" "$HIBERBOX_HOME/hiberboxd.log" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# ls_during WHAT NAME/STATE...: ls answers (well before the pause ends)
+# while WHAT holds a sandbox, listing exactly these sandboxes in these states
+ls_during() {
+	local what=$1
+	shift
+	timeout $((PAUSE_MS / 2000)) "$HB" --json ls >"$T/ls.out" 2>"$T/ls.err" ||
+		fail "ls during $what: exit $? (waited for it?) $(cat "$T/ls.err")"
+	python3 -c 'import json, sys; sys.exit(sorted(s["name"] + "/" + s["state"] for s in json.load(open(sys.argv[1]))) != sys.argv[2:])' \
+		"$T/ls.out" "$@" || fail "ls during $what: $(cat "$T/ls.out")"
+}
 daemon_test_image base sh cat echo sleep true
 
 step "rm, sleep and wake take several names"
@@ -96,9 +107,10 @@ code=$(api -X POST "http://x/v1/sandboxes/nul/exec?$q&arg=x")
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 
 # A daemon whose rm and sleep pause (holding the sandbox) once the sandbox
-# is stopped: what a slow repository makes them take.
-HIBERBOX_TEST_RM_PAUSE_MS=$PAUSE_MS HIBERBOX_TEST_SLEEP_PAUSE_MS=$PAUSE_MS "$HB" ls >/dev/null ||
-	fail "starting the daemon"
+# is stopped: what a slow repository makes them take; an upload before it
+# writes, as a large one would.
+HIBERBOX_TEST_RM_PAUSE_MS=$PAUSE_MS HIBERBOX_TEST_SLEEP_PAUSE_MS=$PAUSE_MS \
+	HIBERBOX_TEST_UPLOAD_PAUSE_MS=$PAUSE_MS "$HB" ls >/dev/null || fail "starting the daemon"
 
 step "a request that waited for an rm finds the sandbox gone"
 "$HB" create gone --image base >/dev/null || fail "create gone"
@@ -129,19 +141,22 @@ step "ls does not wait for another sandbox's slow sleep"
 "$HB" sleep slow >/dev/null 2>"$T/sleep.err" &
 sp=$!
 wait_log "test pause: sleep slow" || fail "the sleep never reached its pause"
-timeout $((PAUSE_MS / 2000)) "$HB" --json ls >"$T/ls.out" 2>"$T/ls.err" ||
-	fail "ls during a slow sleep: exit $? (waited for it?) $(cat "$T/ls.err")"
-python3 -c 'import json, sys; sys.exit(sorted((s["name"], s["state"]) for s in json.load(open(sys.argv[1]))) != [("slow", "running")])' \
-	"$T/ls.out" || fail "ls during a slow sleep: $(cat "$T/ls.out")"
+ls_during "a slow sleep" slow/running
 wait "$sp" || fail "sleep slow: $(cat "$T/sleep.err")"
 [ "$(state_of slow)" = sleeping ] || fail "slow is $(state_of slow) after its sleep"
 "$HB" --json ls | grep -q '"state": "sleeping"' || fail "ls after the sleep: $("$HB" ls)"
 
+step "ls does not wait for a file upload"
+# (a PUT of up to 64 MiB is written holding the sandbox's lock)
+"$HB" create up --image base >/dev/null || fail "create up"
+echo uploaded | "$HB" cp - up:/data 2>"$T/cp.err" &
+cp=$!
+wait_log "test pause: upload up" || fail "the upload never reached its pause"
+ls_during "an upload" slow/sleeping up/running
+wait "$cp" || fail "cp - up:/data: $(cat "$T/cp.err")"
+[ "$("$HB" exec up -- cat /data)" = uploaded ] || fail "up's /data after the upload"
+
 step "the daemon's log is free of sanitizer reports"
-"$HB" daemon stop >/dev/null
-if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
-	grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
-	fail "sanitizer reports in the daemon's log"
-fi
+daemon_test_no_sanitizer_reports
 
 echo "requests: ok"
