@@ -8,7 +8,8 @@
  *   "ping"            -> "ok"
  *   "commit [TAG]"    -> "ok <id>" | "err <message>"
  *   "transport"       -> "ok io_uring <requests served so>" | "ok /dev/fuse"
- *   "usage"           -> "ok <bytes used> <limit bytes>" (limit 0: none)
+ *   "usage"           -> "ok <bytes used> <limit bytes> <its RSS bytes>" (limit 0:
+ *                        none; RSS 18446744073709551615: unknown)
  * Requests are served one at a time by one thread, so commits never overlap.
  */
 #include <errno.h>
@@ -104,10 +105,14 @@ static void serve_one(struct hbfs *fs, int c)
 	if (!strcmp(line, "ping")) {
 		snprintf(answer, sizeof(answer), "ok\n");
 	} else if (!strcmp(line, "usage")) {
-		uint64_t used, limit;
+		uint64_t used, limit, rss;
 
 		quota_usage(fs, &used, &limit);
-		snprintf(answer, sizeof(answer), "ok %" PRIu64 " %" PRIu64 "\n", used, limit);
+		/* its own memory too: a sandbox's cost includes the fs serving it */
+		if (proc_rss_bytes(0, &rss) < 0)
+			rss = UINT64_MAX;
+		snprintf(answer, sizeof(answer), "ok %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", used,
+			 limit, rss);
 	} else if (!strncmp(line, "commit", 6) && (line[6] == 0 || line[6] == ' ')) {
 		const char *tag = line[6] == ' ' && line[7] ? line + 7 : NULL;
 		struct oid id;
@@ -300,12 +305,16 @@ int hbfs_commit(const char *mountpoint, const char *tag, struct oid *out)
 	return hb_err(-EPROTO, "unexpected answer from the mount at %s", mountpoint);
 }
 
-int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t *limit)
+int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t *limit,
+	       uint64_t *rss)
 {
 	char sock[256], info[4096], answer[128];
 	int r = control_paths(mountpoint, sock, sizeof(sock), info, sizeof(info));
+	uint64_t own = UINT64_MAX;
 
 	*used = *limit = 0;
+	if (rss)
+		*rss = UINT64_MAX;
 	if (r < 0)
 		return r;
 	r = request(sock, "usage\n", answer, sizeof(answer), timeout_ms);
@@ -313,8 +322,12 @@ int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t 
 		return hb_err(r, "no live hiberbox mount at %s", mountpoint);
 	if (r < 0)
 		return hb_err(r, "asking the mount at %s for its use: %s", mountpoint, strerror(-r));
-	if (sscanf(answer, "ok %" SCNu64 " %" SCNu64, used, limit) != 2)
+	/* a mount served by an older binary answers without its memory */
+	r = sscanf(answer, "ok %" SCNu64 " %" SCNu64 " %" SCNu64, used, limit, &own);
+	if (r < 2)
 		return hb_err(-EPROTO, "unexpected answer from the mount at %s", mountpoint);
+	if (rss && r == 3)
+		*rss = own;
 	if (!*limit)
 		*used = 0;
 	return 0;

@@ -59,9 +59,12 @@ int hbfs_commit(const char *mountpoint, const char *tag, struct oid *out);
 
 /* What counts against the --disk-limit of the mount at mountpoint, and the
  * limit; 0 for both when it has none (the use is counted only under a
- * limit).  Waits at most timeout_ms for the answer (a commit in progress
- * holds it up): -ETIMEDOUT then; -ENOENT if no live mount is there. */
-int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t *limit);
+ * limit).  *rss (if rss is not NULL): the serving process's resident memory,
+ * UINT64_MAX when it does not say (an older binary).  Waits at most
+ * timeout_ms for the answer (a commit in progress holds it up): -ETIMEDOUT
+ * then; -ENOENT if no live mount is there. */
+int hbfs_usage(const char *mountpoint, int timeout_ms, uint64_t *used, uint64_t *limit,
+	       uint64_t *rss);
 
 /* Unmount: ask the serving process to flush and unmount, or, if it is dead,
  * detach the stale mount.  Waits until the mountpoint is released. */

@@ -823,18 +823,24 @@ static const char *stats_pair(double used, json_int_t limit, char *out, size_t s
 	return out;
 }
 
-#define STATS_FORMAT "%-20s %-9s %6s %9s %21s %10s %21s %s\n"
+#define STATS_FORMAT "%-20s %-9s %6s %9s %21s %10s %10s %21s %s\n"
 
 static void stats_print_row(const struct stats_row *row)
 {
 	json_t *j = row->second, *lim = json_object_get(j, "limits");
 	char cpu[32] = "-", cpu_time[32] = "-", tasks[32] = "-", mem[64], peak[32], disk[64];
+	char host[32] = "-";
 	double pct = stats_cpu_percent(row), cpu_ns = usage_count(j, "cpu_ns");
 	double n = usage_count(j, "tasks"), p = usage_count(j, "memory_peak_bytes");
+	double fs_mem = usage_count(j, "fs_memory_bytes");
+	double net_mem = usage_count(j, "network_memory_bytes");
 	json_int_t pids = json_integer_value(json_object_get(lim, "pids"));
 
 	if (pct >= 0)
 		snprintf(cpu, sizeof(cpu), "%.1f%%", pct);
+	if (fs_mem >= 0 || net_mem >= 0)
+		cli_format_bytes((uint64_t)((fs_mem > 0 ? fs_mem : 0) + (net_mem > 0 ? net_mem : 0)),
+				 host, sizeof(host));
 	if (cpu_ns >= 0)
 		snprintf(cpu_time, sizeof(cpu_time), "%.2fs", cpu_ns / 1e9);
 	if (n >= 0 && pids > 0)
@@ -845,7 +851,7 @@ static void stats_print_row(const struct stats_row *row)
 	       cpu_time,
 	       stats_pair(usage_count(j, "memory_bytes"),
 			  json_integer_value(json_object_get(lim, "memory_bytes")), mem, sizeof(mem)),
-	       p < 0 ? "-" : cli_format_bytes((uint64_t)p, peak, sizeof(peak)),
+	       p < 0 ? "-" : cli_format_bytes((uint64_t)p, peak, sizeof(peak)), host,
 	       stats_pair(usage_count(j, "disk_bytes"),
 			  json_integer_value(json_object_get(lim, "disk_bytes")), disk, sizeof(disk)),
 	       tasks);
@@ -875,8 +881,10 @@ static const char stats_help[] =
 	"Memory, CPU and disk of running sandboxes (all of them without NAME).\n"
 	"CPU% is the share of one CPU over the second the command takes to\n"
 	"measure it; CPU-TIME counts since the last wake. MEMORY leaves out file\n"
-	"cache the kernel can drop at once. DISK counts against --disk (shown only\n"
-	"with one). '-': not running, or not counted on this host.\n";
+	"cache the kernel can drop at once. HOST-MEM is what the host's processes\n"
+	"serving it hold (its filesystem, its network helper), beside MEMORY.\n"
+	"DISK counts against --disk (shown only with one). '-': not running, or\n"
+	"not counted on this host.\n";
 
 static int cmd_stats(int argc, char **argv)
 {
@@ -938,7 +946,7 @@ static int cmd_stats(int argc, char **argv)
 		stats_print_json(rows, n);
 	} else if (!cli.quiet) {
 		printf(STATS_FORMAT, "NAME", "STATE", "CPU%", "CPU-TIME", "MEMORY / LIMIT",
-		       "MEM-PEAK", "DISK / LIMIT", "TASKS");
+		       "MEM-PEAK", "HOST-MEM", "DISK / LIMIT", "TASKS");
 		for (size_t i = 0; i < n; i++)
 			if (rows[i].second)
 				stats_print_row(&rows[i]);

@@ -49,6 +49,31 @@ bool proc_alive(pid_t pid)
 	return fields[0] != 'Z' && fields[0] != 'X';
 }
 
+int proc_rss_bytes(pid_t pid, uint64_t *out)
+{
+	char path[64], text[256];
+	unsigned long long pages, resident;
+	ssize_t n;
+	int fd;
+
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/statm");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	text[n] = 0;
+	if (sscanf(text, "%llu %llu", &pages, &resident) != 2)
+		return -EPROTO; /* an exited process's empty file */
+	*out = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
 int proc_spawnattr_init(posix_spawnattr_t *at)
 {
 	sigset_t none, all;

@@ -82,13 +82,35 @@ d2=$(usage busy disk_bytes)
 [ "$d2" -lt $((d1 - (7 << 20))) ] || fail "busy: disk $d1 then $d2 after rm of the 8 MiB file"
 [ "$(usage quiet disk_bytes)" = None ] || fail "quiet (no --disk): disk $(usage quiet disk_bytes)"
 
+step "host memory: the fs process's, and the NAT helper's with --network nat"
+f=$(usage busy fs_memory_bytes)
+[ "$f" != None ] && [ "$f" -gt $((1 << 20)) ] && [ "$f" -lt $((1 << 30)) ] ||
+	fail "busy: fs_memory_bytes $f, expected the fs process's RSS (1 MiB to 1 GiB)"
+[ "$(usage busy network_memory_bytes)" = None ] ||
+	fail "busy (no nat): network_memory_bytes $(usage busy network_memory_bytes)"
+if command -v slirp4netns >/dev/null; then
+	"$HB" create net --image base --network nat >/dev/null || fail "create net (nat)"
+	nm=$(usage net network_memory_bytes)
+	[ "$nm" != None ] && [ "$nm" -gt $((256 << 10)) ] ||
+		fail "net: network_memory_bytes $nm, expected slirp4netns's RSS"
+	"$HB" stats net >"$T/out" || fail "stats net"
+	# HOST-MEM (fs + helper), its column by position: the fields before it
+	# hold spaces ("1.2 MiB / 256.0 MiB")
+	head -1 "$T/out" | cut -c82-91 | grep -q '^  HOST-MEM$' || fail "stats header: $(head -1 "$T/out")"
+	sed -n 2p "$T/out" | cut -c82-91 | grep -Eq '^ *[0-9.]+ MiB$' ||
+		fail "stats net: no HOST-MEM figure: $(cat "$T/out")"
+	"$HB" rm net >/dev/null || fail "rm net"
+else
+	echo "   (no slirp4netns: the NAT helper's memory is not checked)"
+fi
+
 step "asleep: usage null, stats shows dashes; an unknown name fails alone"
 "$HB" sleep quiet >/dev/null || fail "sleep quiet"
 [ "$(usage quiet tasks 2>&1)" != 1 ] || fail "asleep: still counted"
 "$HB" --json inspect quiet | grep -q '"usage": null' || fail "asleep: usage not null"
 "$HB" stats quiet nosuch >"$T/out" 2>"$T/err" && fail "stats of an unknown name exited 0"
 [ "$(cat "$T/err")" = "hiberbox: no sandbox named 'nosuch'" ] || fail "stats nosuch: '$(cat "$T/err")'"
-grep -q '^quiet  *sleeping  *-  *-  *-  *-  *-  *-$' "$T/out" || fail "stats of a sleeping sandbox: $(cat "$T/out")"
+grep -q '^quiet  *sleeping  *-  *-  *-  *-  *-  *-  *-$' "$T/out" || fail "stats of a sleeping sandbox: $(cat "$T/out")"
 "$HB" stats 'a/b' 2>"$T/err" && fail "stats a/b exited 0"
 [ "$(wc -l <"$T/err")" = 1 ] || fail "stats a/b: $(cat "$T/err")"
 # with no names, only the running ones
