@@ -730,6 +730,18 @@ static int wait_tap_gone(pid_t target)
 	return 0;
 }
 
+/* path becomes path.1 (an older .1 goes); none yet is fine. */
+static int rotate_log(const char *path)
+{
+	char older[PATH_MAX];
+
+	if (snprintf(older, sizeof(older), "%s.1", path) >= (int)sizeof(older))
+		return hb_err(-ENAMETOOLONG, "%s: path too long", path);
+	if (rename(path, older) < 0 && errno != ENOENT)
+		return hb_err_sys(-errno, "rename %s to %s", path, older);
+	return 0;
+}
+
 int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct nat_helper **out)
 {
 	int ready[2] = { -1, -1 }, exitp[2] = { -1, -1 }, log_fd = -1;
@@ -760,7 +772,10 @@ int nat_helper_start(pid_t target, const struct nat_helper_config *cfg, struct n
 		r = hb_err_sys(-errno, "pipe");
 		goto fail;
 	}
-	/* emptied at every start: it holds what this helper says, no more */
+	/* it holds what this helper says, no more; the previous one's lines
+	 * (a helper that died, a wake that failed) are kept once, as .1 */
+	if (cfg->log_path && (r = rotate_log(cfg->log_path)) < 0)
+		goto fail;
 	if (cfg->log_path &&
 	    (log_fd = open(cfg->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 			   0600)) < 0) {

@@ -82,9 +82,10 @@ struct nat_helper_config {
 	const struct nat_port *ports;
 	size_t port_count;
 	const char *api_dir;
-	/* a file for what the helper writes on stderr, emptied at each start
-	 * (NULL: the caller's stderr); the last lines of a helper that ends
-	 * or hangs before the network is up come with the error */
+	/* a file for what the helper writes on stderr, a new one at each
+	 * start, the previous start's kept as PATH.1 (NULL: the caller's
+	 * stderr); the last lines of a helper that ends or hangs before the
+	 * network is up come with the error */
 	const char *log_path;
 };
 

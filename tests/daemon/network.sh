@@ -14,9 +14,10 @@
 # and a wake, naming it; a fork publishes nothing; rm frees the port; bad
 # specs, a host port named twice and --publish without nat are refused; a
 # helper whose API answers a byte at a time fails the create within its
-# time.  What the helper says goes to the sandbox's slirp4netns.log
-# (emptied at each start), not the daemon's log; one that fails to start
-# has its last lines in the error.  Helper groups a killed daemon left go
+# time.  What the helper says goes to the sandbox's slirp4netns.log (a
+# new one at each start, the previous one kept as slirp4netns.log.1), not
+# the daemon's log; one that fails to start has its last lines in the
+# error.  Helper groups a killed daemon left go
 # with rm of their (sleeping) sandbox, or at the next daemon's start when
 # their sandbox is gone.  A daemon killed while a new init waits to be
 # let go leaves neither that init nor n's helper running.  No address outside this machine is used.
@@ -245,13 +246,18 @@ else
 	[ "$(fetch o "$URL")" != "$TOKEN" ] || fail "a none sandbox got $URL"
 fi
 
-step "sleep ends the helper, wake starts a new one before the first exec"
+step "sleep ends the helper, wake starts a new one before the first exec; its log keeps the previous start's as .1"
+# a line of the helper's log as it was before the sleep (root writes it: the test runs as root)
+echo "before the sleep $TOKEN" >>"$NATLOG"
 "$HB" sleep n >/dev/null || fail "sleep n"
 wait_no_helper "$init" || fail "slirp4netns of n's init $init outlived its sleep"
 "$HB" exec n -- ip -4 addr show tap0 >"$T/addr" || fail "exec after wake"
 grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after wake: $(cat "$T/addr")"
 [ "$("$HB" exec n -- cat /etc/resolv.conf)" = "nameserver 10.0.2.3" ] || fail "resolv.conf after wake"
-[ "$(grep -c 'sent tapfd' "$NATLOG")" = 1 ] || fail "n's slirp4netns.log was not emptied at the wake: '$(cat "$NATLOG")'"
+[ "$(grep -c 'sent tapfd' "$NATLOG")" = 1 ] && ! grep -q "before the sleep" "$NATLOG" ||
+	fail "n's slirp4netns.log was not emptied at the wake: '$(cat "$NATLOG")'"
+[ "$(grep -c 'sent tapfd' "$NATLOG.1" 2>/dev/null)" = 1 ] && grep -q "before the sleep $TOKEN" "$NATLOG.1" ||
+	fail "n's slirp4netns.log.1 is not the previous start's log: '$(cat "$NATLOG.1" 2>&1)'"
 init=$(field_of n init_pid)
 [ -n "$(helper_of "$init")" ] || fail "no slirp4netns after the wake (init $init)"
 [ -z "$ADDR" ] || [ "$(fetch n "$URL")" = "$TOKEN" ] || fail "no network after sleep and wake"
@@ -268,6 +274,7 @@ step "a helper that ends under a running sandbox (killed, out of memory) is repl
 dpid=$(daemon_pid)
 helper=$(helper_of "$init")
 [ -n "$helper" ] || fail "no slirp4netns for n before killing it"
+echo "before the kill $TOKEN" >>"$NATLOG"
 kill -9 "$helper"
 # the daemon notices within its ticks (0.5 s), not only at an exec
 for _ in $(seq 600); do h=$(helper_of "$init"); [ -n "$h" ] && [ "$h" != "$helper" ] && break; sleep 0.1; done
@@ -275,6 +282,11 @@ for _ in $(seq 600); do h=$(helper_of "$init"); [ -n "$h" ] && [ "$h" != "$helpe
 grep -q "n: slirp4netns $helper ended (code -1, signal 9): starting a new one" "$HIBERBOX_HOME/hiberboxd.log" ||
 	fail "the daemon did not log the end of n's helper $helper"
 ps -o stat= -p "$helper" 2>/dev/null | grep -q Z && fail "n's killed helper $helper is left a zombie"
+# the killed helper's lines are kept for whoever looks into it; the start
+# before it (.1 at the sleep step) is gone: one rotation
+grep -q "before the kill $TOKEN" "$NATLOG.1" && ! grep -q "before the sleep" "$NATLOG.1" ||
+	fail "after n's helper was replaced, slirp4netns.log.1: '$(cat "$NATLOG.1" 2>&1)'"
+! grep -q "before the kill" "$NATLOG" || fail "the new helper's slirp4netns.log has the old one's lines"
 [ "$(field_of n init_pid)" = "$init" ] || fail "n's init was replaced (its processes lost) for a new helper"
 "$HB" exec n -- ip -4 addr show tap0 >"$T/addr" || fail "exec after n's helper was replaced"
 grep -q 'inet 10\.0\.2\.100/24' "$T/addr" || fail "n's tap0 after its helper was replaced: $(cat "$T/addr")"
