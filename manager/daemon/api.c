@@ -114,7 +114,39 @@ uint32_t hbd_free_id_base(struct hbd *d)
 	return 0;
 }
 
-int hbd_add(struct hbd *d, struct sbx *s)
+/* A listed sandbox that publishes a host port s wants (under d->lock):
+ * -EADDRINUSE naming both, or 0.  Every listed one counts, asleep too: its
+ * next wake takes the port again. */
+static int publish_conflict(struct hbd *d, const struct sbx *s)
+{
+	for (size_t i = 0; i < d->count; i++) {
+		const struct sbx *o = d->list[i];
+
+		/* publish is set at creation and never changed: no lock needed */
+		for (unsigned a = 0; a < s->rec.publish_count; a++)
+			for (unsigned b = 0; b < o->rec.publish_count; b++) {
+				const struct nat_port *p = &s->rec.publish[a];
+				char text[NAT_PORT_TEXT_MAX];
+
+				if (!nat_port_overlaps(p, &o->rec.publish[b]))
+					continue;
+				/* its state is o's lock's, which is not taken under
+				 * the list's: read as it is, for the message alone */
+				bool removing = __atomic_load_n(&o->rec.removing, __ATOMIC_RELAXED);
+				bool running = __atomic_load_n(&o->rec.state, __ATOMIC_RELAXED) ==
+					       SBX_RUNNING;
+				nat_port_format(p, text, sizeof(text));
+				return hb_err(-EADDRINUSE, "publish %s: host port %u/%s is published "
+					      "by sandbox '%s' (%s)", text, (unsigned)p->host_port,
+					      p->udp ? "udp" : "tcp", o->rec.name,
+					      removing ? "being removed" :
+					      running ? "running" : "asleep");
+			}
+	}
+	return 0;
+}
+
+int hbd_add(struct hbd *d, struct sbx *s, bool new_sandbox)
 {
 	int r = 0;
 
@@ -122,6 +154,10 @@ int hbd_add(struct hbd *d, struct sbx *s)
 	for (size_t i = 0; i < d->count; i++)
 		if (strcmp(d->list[i]->rec.name, s->rec.name) == 0)
 			r = hb_err(-EEXIST, "a sandbox named '%s' exists already", s->rec.name);
+	/* Checked and listed under one hold of the list's lock: of two
+	 * creates wanting one port, the second sees the first. */
+	if (r == 0 && new_sandbox)
+		r = publish_conflict(d, s);
 	if (r == 0 && s->rec.id_base == 0 && !(s->rec.id_base = hbd_free_id_base(d)))
 		r = hb_err(-ENOSPC, "no free id range for another sandbox");
 	if (r == 0 && d->count == d->cap) {
@@ -1945,7 +1981,9 @@ static int load_one(const struct sbx_record *rec, void *arg)
 	s->refs = 1;
 	s->last_activity_ns = now_ns();
 	s->removed = rec->removing; /* finished before anything else (hbd_run) */
-	return hbd_add(d, s);
+	/* rows an earlier version let share a port are loaded all the same:
+	 * the second to wake fails, naming the port */
+	return hbd_add(d, s, false);
 }
 
 /* At the daemon's stop: put every running sandbox to sleep.  again: one

@@ -253,7 +253,10 @@ int image_remove(struct hbd *d, const char *name);
 /* The list (api.c). */
 struct sbx *hbd_get(struct hbd *d, const char *name); /* ref'd, or NULL */
 void hbd_put(struct hbd *d, struct sbx *s);
-int hbd_add(struct hbd *d, struct sbx *s);
+/* List s.  new_sandbox: one being created, refused (-EADDRINUSE, nothing
+ * listed) when a listed sandbox, asleep or not, publishes a host port it
+ * wants; otherwise one the registry had (loaded as it is). */
+int hbd_add(struct hbd *d, struct sbx *s, bool new_sandbox);
 void hbd_unlist(struct hbd *d, struct sbx *s);
 /* How many file downloads of s are streaming, and the path of one in
  * path_out (if any). */

@@ -1177,7 +1177,7 @@ static int add_new(struct hbd *d, const struct sbx_record *rec, struct sbx **out
 	if (!(s = sbx_new(rec)))
 		return hb_err(-ENOMEM, "out of memory");
 	s->rec.created = now_sec();
-	if ((r = hbd_add(d, s)) < 0) { /* sets id_base */
+	if ((r = hbd_add(d, s, true)) < 0) { /* sets id_base */
 		sbx_record_clear(&s->rec);
 		free(s);
 		return r;

@@ -10,14 +10,18 @@
 # one is refused with one line naming it), and without slirp4netns a nat
 # sandbox is refused with one line naming the package.  --publish: the
 # host's 127.0.0.1 port reaches a server in the sandbox (busybox httpd),
-# at every wake; a port taken on the host fails a create (nothing left)
-# and a wake, naming it; a fork publishes nothing; rm frees the port; bad
-# specs, a host port named twice and --publish without nat are refused; a
-# helper whose API answers a byte at a time fails the create within its
-# time.  What the helper says goes to the sandbox's slirp4netns.log (a
-# new one at each start, the previous one kept as slirp4netns.log.1), not
-# the daemon's log; one that fails to start has its last lines in the
-# error.  Helper groups a killed daemon left go
+# at every wake; a host port another sandbox publishes, running or asleep
+# (or at every address, or asked for by a create at the same time), is
+# refused at create with one line naming that sandbox (nothing left; the
+# same number in udp is another port); a port a process outside hiberbox
+# holds fails a create (nothing left) and a wake, naming it, the sandbox
+# left asleep with its files; a fork publishes nothing; rm frees the
+# port; bad specs, a host port named twice and --publish without nat are
+# refused; a helper whose API answers a byte at a time fails the create
+# within its time.  What the helper says goes to the sandbox's
+# slirp4netns.log (a new one at each start, the previous one kept as
+# slirp4netns.log.1), not the daemon's log; one that fails to start has
+# its last lines in the error.  Helper groups a killed daemon left go
 # with rm of their (sleeping) sandbox, or at the next daemon's start when
 # their sandbox is gone.  A daemon killed while a new init waits to be
 # let go leaves neither that init nor n's helper running.  No address outside this machine is used.
@@ -377,24 +381,60 @@ if [ -n "$ADDR" ]; then
 		"$ADDR" "$HP" 2>/dev/null && fail "p's port is reachable on $ADDR:$HP, not only on 127.0.0.1"
 fi
 
-step "a second sandbox publishing the same host port fails with one line naming it, leaving nothing"
-dpid=$(daemon_pid)
-helpers=$(pgrep -P "$dpid" -x slirp4netns | wc -l)
-"$HB" create q --image base --network nat --publish "$HP:3000" >"$T/out" 2>"$T/err" &&
-	fail "created q on p's host port $HP"
-[ "$(wc -l <"$T/err")" = 1 ] && grep -qF "127.0.0.1:$HP:3000/tcp" "$T/err" && grep -q 'in use' "$T/err" ||
-	fail "q on a taken port: '$(cat "$T/err")'"
-! "$HB" --json ls | grep -q '"name": "q"' || fail "the refused q is listed"
-[ ! -e "$HIBERBOX_HOME/sandboxes/q" ] || fail "the refused q left $(ls -a "$HIBERBOX_HOME/sandboxes/q")"
-[ "$(pgrep -P "$dpid" -x slirp4netns | wc -l)" = "$helpers" ] || fail "the refused q left a slirp4netns"
+# refused_q WHY SPEC...: create q publishing SPECs fails (exit 1) with the
+# one line WHY, leaving no q: not listed, no state directory, no helper
+refused_q() {
+	local why=$1 dpid helpers rc
+	shift
+	dpid=$(daemon_pid)
+	helpers=$(pgrep -P "$dpid" -x slirp4netns | wc -l)
+	"$HB" create q --image base --network nat "${@/#/--publish=}" >"$T/out" 2>"$T/err"; rc=$?
+	[ "$rc" = 1 ] && [ "$(wc -l <"$T/err")" = 1 ] && grep -qF -- "$why" "$T/err" ||
+		fail "create q --publish $*: exit $rc, '$(cat "$T/err")', not '$why'"
+	! "$HB" --json ls | grep -q '"name": "q"' || fail "the refused q (--publish $*) is listed"
+	[ ! -e "$HIBERBOX_HOME/sandboxes/q" ] ||
+		fail "the refused q (--publish $*) left $(ls -a "$HIBERBOX_HOME/sandboxes/q")"
+	[ "$(pgrep -P "$dpid" -x slirp4netns | wc -l)" = "$helpers" ] ||
+		fail "the refused q (--publish $*) left a slirp4netns"
+}
+# hold_port PORT: a process outside hiberbox listens on the host's
+# 127.0.0.1:PORT (TCP) until killed; sets HOLDER
+hold_port() {
+	rm -f "$T/held"
+	python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+open(sys.argv[2], "w").close(); time.sleep(600)' "$1" "$T/held" &
+	HOLDER=$!
+	SERVERS+=($HOLDER)
+	for _ in $(seq 600); do [ -e "$T/held" ] && break; sleep 0.1; done
+	[ -e "$T/held" ] || fail "could not hold the host's port $1"
+}
+
+step "a host port another sandbox publishes is refused at create with one line naming it, leaving nothing"
+refused_q "publish 127.0.0.1:$HP:3000/tcp: host port $HP/tcp is published by sandbox 'p' (running)" \
+	"$HP:3000"
+# every address of the host takes 127.0.0.1's port too
+refused_q "publish 0.0.0.0:$HP:3002/tcp: host port $HP/tcp is published by sandbox 'p' (running)" \
+	"0.0.0.0:$HP:3002"
 # UDP too, though slirp's own sockets would share the port (SO_REUSEADDR)
-"$HB" create q --image base --network nat --publish "127.0.0.1:$HPU:3001/udp" >"$T/out" 2>"$T/err" &&
-	fail "created q on p's udp host port $HPU"
-grep -qF "127.0.0.1:$HPU:3001/udp" "$T/err" && grep -q 'in use' "$T/err" ||
-	fail "q on a taken udp port: '$(cat "$T/err")'"
+refused_q "publish 127.0.0.1:$HPU:3001/udp: host port $HPU/udp is published by sandbox 'p' (running)" \
+	"127.0.0.1:$HPU:3001/udp"
 code=$(api_post "{\"name\":\"q\",\"image\":\"base\",\"network\":\"nat\",\"publish\":[\"$HP:3000\"]}")
-[ "$code" = 409 ] || fail "POST on a taken port: $code $(cat "$T/api.out")"
+[ "$code" = 409 ] && grep -qF "host port $HP/tcp is published by sandbox 'p'" "$T/api.out" ||
+	fail "POST on p's port: $code $(cat "$T/api.out")"
 [ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "p's port stopped working after q's failure"
+# the same number in the other protocol is another port
+"$HB" create q --image base --network nat --publish "$HP:3000/udp" >"$T/out" 2>&1 ||
+	fail "create q on udp $HP beside p's tcp $HP: $(cat "$T/out")"
+"$HB" rm q >/dev/null || fail "rm q"
+
+step "a host port a process outside hiberbox listens on fails the create with one line naming it, leaving nothing"
+HPX=$(free_port)
+hold_port "$HPX"
+refused_q "publish 127.0.0.1:$HPX:3000/tcp: the host's port $HPX/tcp is in use" "$HPX:3000"
+kill "$HOLDER"; wait "$HOLDER" 2>/dev/null
 
 step "a fork publishes nothing (its parent keeps the host ports) and runs beside it"
 "$HB" fork p pf >/dev/null || fail "fork p pf"
@@ -404,25 +444,30 @@ step "a fork publishes nothing (its parent keeps the host ports) and runs beside
 [ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "p's port stopped working beside its fork"
 "$HB" rm pf >/dev/null || fail "rm pf"
 
-step "sleep frees the host port; a wake whose port is taken fails naming it; the next publishes again"
+step "sleep frees the host port but keeps it p's: another create is refused while p sleeps"
+"$HB" exec p -- sh -c "echo kept-$TOKEN >/kept" || fail "write /kept in p"
 "$HB" sleep p >/dev/null || fail "sleep p"
 bindable tcp "$HP" || fail "the host's port $HP stayed taken while p sleeps"
-python3 -c '
-import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
-open(sys.argv[2], "w").close(); time.sleep(600)' "$HP" "$T/held" &
-holder=$!
-SERVERS+=($holder)
-for _ in $(seq 600); do [ -e "$T/held" ] && break; sleep 0.1; done
-[ -e "$T/held" ] || fail "could not hold the host's port $HP"
-"$HB" exec p -- true >"$T/out" 2>"$T/err" && fail "p woke with its host port $HP taken"
-grep -qF "127.0.0.1:$HP:3000/tcp" "$T/err" && grep -q 'in use' "$T/err" ||
-	fail "the wake on a taken port: '$(cat "$T/err")'"
+refused_q "publish 127.0.0.1:$HP:3000/tcp: host port $HP/tcp is published by sandbox 'p' (asleep)" \
+	"$HP:3000"
+refused_q "host port $HPU/udp is published by sandbox 'p' (asleep)" "18081:3000" "$HPU:3001/udp"
+[ "$(field_of p state)" = sleeping ] || fail "p after the refused creates: $(field_of p state)"
+
+step "a wake whose port a process outside hiberbox took fails with one line naming it; p stays asleep and whole"
+hold_port "$HP"
+helpers=$(pgrep -P "$(daemon_pid)" -x slirp4netns | wc -l)
+"$HB" exec p -- true >"$T/out" 2>"$T/err"; rc=$?
+[ "$rc" != 0 ] || fail "p woke with its host port $HP taken"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -qF "publish 127.0.0.1:$HP:3000/tcp: the host's port $HP/tcp is in use" "$T/err" ||
+	fail "the wake on a taken port: exit $rc, '$(cat "$T/err")'"
 [ "$(field_of p state)" = sleeping ] || fail "p after its failed wake: $(field_of p state)"
-kill "$holder"; wait "$holder" 2>/dev/null
+! mountpoint -q "$HIBERBOX_HOME/sandboxes/p/root" || fail "p's root stayed mounted after its failed wake"
+[ "$(pgrep -P "$(daemon_pid)" -x slirp4netns | wc -l)" = "$helpers" ] || fail "the failed wake of p left a slirp4netns"
+bindable udp "$HPU" || fail "the failed wake of p left its udp port $HPU taken"
+kill "$HOLDER"; wait "$HOLDER" 2>/dev/null
 "$HB" exec -d p -- httpd -f -p 3000 -h /www >/dev/null || fail "wake p and start httpd again"
 [ "$(host_get "$HP")" = "inside-$TOKEN" ] || fail "the host did not get p's page after sleep and wake"
+[ "$("$HB" exec p -- cat /kept)" = "kept-$TOKEN" ] || fail "p lost /kept across its failed wake"
 
 step "rm frees the host ports"
 "$HB" rm p >/dev/null || fail "rm p"
@@ -550,6 +595,27 @@ wait_no_helper "$finit" || fail "slirp4netns of f outlived its rm"
 left=$(pgrep -P "$dpid" -x slirp4netns)
 [ -z "$left" ] || fail "slirp4netns left running after rm: $(ps -o pid,stat,args -p "$left")"
 "$HB" rm o >/dev/null || fail "rm o"
+
+step "two creates at once wanting one host port: one is made, the other refused with one line naming it"
+"$HB" daemon stop >/dev/null || fail "daemon stop before the concurrent creates"
+# each create waits 1.5 s once its image is resolved, before its sandbox
+# is listed: the second request is in the daemon while the first is
+HIBERBOX_TEST_CREATE_PAUSE_MS=1500 "$HB" ls >/dev/null || fail "ls starting the daemon"
+HPR=$(free_port)
+"$HB" create r1 --image base --network nat --publish "$HPR:3000" >"$T/r1.out" 2>"$T/r1.err" &
+c1=$!
+for _ in $(seq 600); do grep -q 'test pause: create r1' "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+"$HB" create r2 --image base --network nat --publish "0.0.0.0:$HPR:3001" >"$T/r2.out" 2>"$T/r2.err"
+rc2=$?
+wait "$c1"; rc1=$?
+[ "$rc1" = 0 ] && [ "$rc2" = 1 ] || fail "concurrent creates on port $HPR: r1 exit $rc1 '$(cat "$T/r1.err")', r2 exit $rc2 '$(cat "$T/r2.err")'"
+[ "$(wc -l <"$T/r2.err")" = 1 ] &&
+	grep -qF "publish 0.0.0.0:$HPR:3001/tcp: host port $HPR/tcp is published by sandbox 'r1' (" "$T/r2.err" ||
+	fail "the second create on port $HPR: '$(cat "$T/r2.err")'"
+! "$HB" --json ls | grep -q '"name": "r2"' && [ ! -e "$HIBERBOX_HOME/sandboxes/r2" ] ||
+	fail "the refused r2 was left behind"
+bindable tcp "$HPR" && fail "r1 does not hold the host's port $HPR"
+"$HB" rm r1 >/dev/null || fail "rm r1"
 "$HB" daemon stop >/dev/null || fail "daemon stop"
 if grep -q "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log"; then
 	grep -A20 "Sanitizer\|runtime error:" "$HIBERBOX_HOME/hiberboxd.log" | head -60 >&2
