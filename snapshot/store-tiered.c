@@ -3,8 +3,12 @@
  * What is cached: whole objects (written through put, or read whole) and the
  * byte ranges read from objects (chunks inside packs; a read inside a cached
  * range, e.g. one chunk of a coalesced read, is served from it), each as one file
- * under CACHE/objects/xx/<hash>, indexed in CACHE/index.sqlite with its size,
- * an XXH3-64 checksum and a last-access stamp.  Names under refs/ and locks/
+ * under CACHE/objects/xx/<hash>.<unique>, indexed in CACHE/index.sqlite with its
+ * size, an XXH3-64 checksum and a last-access stamp.  No two insertions share
+ * a file name, and a row is dropped by rowid and file name with its file
+ * unlinked only when that DELETE removed it: whoever drops an entry (eviction,
+ * a torn file, invalidate) never takes the file of a fresh copy that another
+ * thread or process stored meanwhile.  Names under refs/ and locks/
  * change in place, so they are never cached: they always go to the remote.
  *
  * Reads: cache, then remote (and the answer is cached); the remote alone
@@ -64,6 +68,7 @@
 #include <xxhash.h>
 
 #include "snapshot/store.h"
+#include "snapshot/testhook.h"
 #include "util/error.h"
 #include "util/fileio.h"
 
@@ -96,7 +101,7 @@ struct tiered {
 	unsigned npending;
 	uint64_t hits, misses; /* atomics */
 	sqlite3_stmt *q_lookup, *q_insert, *q_touch, *q_verified, *q_delete, *q_by_name,
-		*q_oldest, *q_exists, *q_ranges, *q_total;
+		*q_oldest, *q_exists, *q_ranges, *q_total, *q_by_key;
 };
 
 struct entry {
@@ -123,7 +128,13 @@ static int64_t checksum(const void *data, size_t len)
 	return (int64_t)XXH3_64bits(data, len);
 }
 
-static void entry_file(const char *name, int whole, uint64_t off, uint64_t len, char out[64])
+/* The file of one insertion: "objects/xx/<hash of the entry's key>.<unique>".
+ * Never the name of another insertion, even of the same bytes: dropping an
+ * entry (eviction, a torn file, invalidate) unlinks the file its row named,
+ * and must not take a fresh copy that another thread or process sharing
+ * the cache stored meanwhile for a row of its own. */
+static void entry_file(const char *name, int whole, uint64_t off, uint64_t len, uint64_t unique,
+		       char out[64])
 {
 	char key[64];
 	XXH3_state_t st;
@@ -134,8 +145,8 @@ static void entry_file(const char *name, int whole, uint64_t off, uint64_t len, 
 	XXH3_128bits_update(&st, name, strlen(name));
 	XXH3_128bits_update(&st, key, strlen(key));
 	h = XXH3_128bits_digest(&st);
-	snprintf(out, 64, "objects/%02x/%016" PRIx64 "%016" PRIx64, (unsigned)(h.high64 >> 56),
-		 h.high64, h.low64);
+	snprintf(out, 64, "objects/%02x/%016" PRIx64 "%016" PRIx64 ".%016" PRIx64,
+		 (unsigned)(h.high64 >> 56), h.high64, h.low64, unique);
 }
 
 /* ---- index ---- */
@@ -162,7 +173,7 @@ static void db_close(struct tiered *t)
 {
 	sqlite3_stmt **stmts[] = { &t->q_lookup, &t->q_insert, &t->q_touch, &t->q_verified,
 				   &t->q_delete, &t->q_by_name, &t->q_oldest, &t->q_exists,
-				   &t->q_ranges, &t->q_total };
+				   &t->q_ranges, &t->q_total, &t->q_by_key };
 
 	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
 		sqlite3_finalize(*stmts[i]);
@@ -190,11 +201,17 @@ static int db_open(struct tiered *t)
 				" UNION ALL SELECT * FROM (SELECT rowid, file, size, sum, whole, off,"
 				" verified_gen FROM entries WHERE name=?1 AND whole=0 AND off<=?2"
 				" AND (?3<>-1 OR (off=?2 AND len=-1)) ORDER BY off DESC LIMIT 8)" },
-		{ &t->q_insert, "INSERT OR IGNORE INTO entries(name, whole, off, len, file, size,"
-				" sum, atime, verified_gen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)" },
+		{ &t->q_insert, "INSERT INTO entries(name, whole, off, len, file, size,"
+				" sum, atime, verified_gen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+				" ON CONFLICT(name, whole, off, len) DO UPDATE SET file=excluded.file,"
+				" size=excluded.size, sum=excluded.sum, atime=excluded.atime,"
+				" verified_gen=excluded.verified_gen" },
+		{ &t->q_by_key, "SELECT file, size FROM entries"
+				" WHERE name=?1 AND whole=?2 AND off=?3 AND len=?4" },
 		{ &t->q_touch, "UPDATE entries SET atime=?2 WHERE rowid=?1" },
 		{ &t->q_verified, "UPDATE entries SET verified_gen=?2 WHERE rowid=?1" },
-		{ &t->q_delete, "DELETE FROM entries WHERE rowid=?1" },
+		/* The file too: a rowid may be reused once its row is gone. */
+		{ &t->q_delete, "DELETE FROM entries WHERE rowid=?1 AND file=?2" },
 		{ &t->q_by_name, "SELECT rowid, file, size FROM entries WHERE name=?1" },
 		{ &t->q_oldest, "SELECT rowid, file, size FROM entries ORDER BY atime LIMIT 64" },
 		{ &t->q_exists, "SELECT 1 FROM entries WHERE file=?1" },
@@ -481,21 +498,26 @@ static int lookup_locked(struct tiered *t, const char *name, uint64_t off, uint6
 	return found;
 }
 
-/* @return whether the row could be deleted (the database may be busy in
- * another process, or refuse writes). */
+/* Delete the row (rowid, file) and then its file, unless the row is gone
+ * already: another thread or process dropped it first, and unlinked the file.
+ * @return whether the DELETE ran (the database may be busy in another
+ * process, or refuse writes), whether or not it found the row. */
 static bool drop_locked(struct tiered *t, int64_t rowid, const char *file, uint64_t size)
 {
-	bool done = false;
+	bool done = false, removed = false;
 
 	sqlite3_bind_int64(t->q_delete, 1, rowid);
+	sqlite3_bind_text(t->q_delete, 2, file, -1, SQLITE_STATIC);
 	if (sqlite3_step(t->q_delete) == SQLITE_DONE) {
 		done = true;
-		if (sqlite3_changes(t->db) > 0)
-			t->total = t->total > size ? t->total - size : 0;
+		removed = sqlite3_changes(t->db) > 0;
 	}
 	sqlite3_reset(t->q_delete);
-	if (done)
+	sqlite3_clear_bindings(t->q_delete);
+	if (removed) {
+		t->total = t->total > size ? t->total - size : 0;
 		unlinkat(t->dirfd, file, 0);
+	}
 	return done;
 }
 
@@ -575,51 +597,92 @@ static void touch_locked(struct tiered *t, int64_t rowid)
 	t->npending++;
 }
 
+/* Index the file just written for the key (name, whole, off, len).  A row
+ * of that key may be there already: another thread or process cached the
+ * same bytes meanwhile, or it is a damaged copy that the lookup which
+ * missed did not read (it tried another range).  Ours replaces it, and its
+ * file goes (no other row names it); a reader holding the old row finds the
+ * file gone, which is a miss.  @return whether ours is indexed. */
+static bool index_file_locked(struct tiered *t, const char *name, int whole, uint64_t off,
+			      int64_t len, const char *file, uint64_t size, int64_t sum)
+{
+	char old[64] = "";
+	uint64_t old_size = 0;
+	sqlite3_stmt *q = t->q_by_key;
+	bool ok;
+
+	if (sqlite3_exec(t->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, whole);
+	sqlite3_bind_int64(q, 3, (int64_t)off);
+	sqlite3_bind_int64(q, 4, len);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		const char *f = (const char *)sqlite3_column_text(q, 0);
+
+		snprintf(old, sizeof(old), "%s", f ? f : "");
+		old_size = (uint64_t)sqlite3_column_int64(q, 1);
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	q = t->q_insert;
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 2, whole);
+	sqlite3_bind_int64(q, 3, (int64_t)off);
+	sqlite3_bind_int64(q, 4, len);
+	sqlite3_bind_text(q, 5, file, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, (int64_t)size);
+	sqlite3_bind_int64(q, 7, sum);
+	sqlite3_bind_int64(q, 8, stamp_locked(t));
+	sqlite3_bind_int64(q, 9, t->generation);
+	ok = sqlite3_step(q) == SQLITE_DONE;
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	ok = ok && sqlite3_exec(t->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if (!ok) {
+		sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
+		return false;
+	}
+	if (old[0]) {
+		unlinkat(t->dirfd, old, 0);
+		t->total = t->total > old_size ? t->total - old_size : 0;
+	}
+	t->total += size;
+	t->added += size;
+	return true;
+}
+
 /* Store bytes in the cache.  Failures only cost a later remote read. */
 static void cache_insert(struct tiered *t, const char *name, int whole, uint64_t off,
 			 uint64_t len, const void *data, size_t size)
 {
-	char file[64], tmp[96], dir[32];
+	char file[64], dir[32];
+	uint64_t unique;
 	int fd, r;
 
 	if (!cacheable(name) || size > t->cap / TIERED_ENTRY_FRACTION)
 		return;
-	entry_file(name, whole, off, whole ? 0 : len, file);
+	if (random_bytes(&unique, sizeof(unique)) < 0)
+		unique = now_ns() ^ (uint64_t)pthread_self();
+	entry_file(name, whole, off, whole ? 0 : len, unique, file);
 	snprintf(dir, sizeof(dir), "%.10s", file); /* "objects/xx" */
 	if (mkdir_p(t->dirfd, dir, 0700) < 0)
 		return;
-	snprintf(tmp, sizeof(tmp), "%s.%d.%lx.tmp", file, (int)getpid(),
-		 (unsigned long)pthread_self());
-	fd = openat(t->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* Written in place: no reader looks for this name before its row
+	 * exists, and a write cut short by a kill has no row (an orphan). */
+	fd = openat(t->dirfd, file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
 	r = write_all(fd, data, size);
-	if (close(fd) < 0 || r < 0 || renameat(t->dirfd, tmp, t->dirfd, file) < 0) {
-		unlinkat(t->dirfd, tmp, 0);
+	if (close(fd) < 0 || r < 0) {
+		unlinkat(t->dirfd, file, 0);
 		return;
 	}
+	test_hook_wait("HIBERBOX_TEST_CACHE_INSERT_WAIT");
 	pthread_mutex_lock(&t->lock);
-	/* Already there (another thread fetched the same bytes): keep that row. */
-	sqlite3_stmt *q = t->q_insert;
-	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int(q, 2, whole);
-	sqlite3_bind_int64(q, 3, (int64_t)(whole ? 0 : off));
-	sqlite3_bind_int64(q, 4, whole ? -1 : (int64_t)len);
-	sqlite3_bind_text(q, 5, file, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 6, (int64_t)size);
-	sqlite3_bind_int64(q, 7, checksum(data, size));
-	sqlite3_bind_int64(q, 8, stamp_locked(t));
-	sqlite3_bind_int64(q, 9, t->generation);
-	if (sqlite3_step(q) == SQLITE_DONE) {
-		if (sqlite3_changes(t->db) > 0) {
-			t->total += size;
-			t->added += size;
-		}
-	} else {
+	if (!index_file_locked(t, name, whole, whole ? 0 : off, whole ? -1 : (int64_t)len, file,
+			       size, checksum(data, size)))
 		unlinkat(t->dirfd, file, 0);
-	}
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
 	/* What other sessions stored counts too (the daemon's mounts of one
 	 * repository each add their own): sum the index again now and then. */
 	if (t->added > t->cap / 16 || now_ns() - t->summed_ns > 1000000000) {
@@ -716,6 +779,7 @@ torn:
 	if (fd >= 0)
 		close(fd);
 	out->len = 0;
+	test_hook_wait("HIBERBOX_TEST_CACHE_DROP_WAIT");
 	pthread_mutex_lock(&t->lock);
 	drop_locked(t, e.rowid, e.file, e.size);
 	pthread_mutex_unlock(&t->lock);

@@ -125,6 +125,39 @@ static uint64_t cache_file_bytes(void)
 	return n;
 }
 
+/* Another process with a session of its own on the cache (hiberbox
+ * commands and mounts sharing one directory) reads name whole, held by test
+ * hook env (snapshot/testhook.h) at its moment until the parent has changed
+ * the cache and closed the FIFO.  Exits 0 when the read returned expect. */
+static pid_t held_reader(const char *env, const char *fifo, const char *name, int expect)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct store *l = NULL, *tc = NULL;
+		struct buf cb = BUF_INIT;
+		int r;
+
+		setenv(env, fifo, 1);
+		if (store_local_open(remote_dir, 0, &l) < 0 ||
+		    store_tiered_open(l, cache_dir, 4 << 20, &tc) < 0)
+			_exit(2);
+		r = store_get(tc, name, 0, STORE_GET_ALL, &cb);
+		store_free(tc);
+		_exit(r == expect ? 0 : 1);
+	}
+	return pid;
+}
+
+static void remove_from_remote(const char *name)
+{
+	struct store *l = NULL;
+
+	CHECK_OK(store_local_open(remote_dir, 0, &l));
+	CHECK_OK(store_remove(l, name));
+	store_free(l);
+}
+
 /* Many readers at once over a cache that is too small: evictions race with
  * reads and inserts; every answer must still be right. */
 struct reader_arg {
@@ -616,6 +649,69 @@ int main(void)
 	t = open_tiered(300000);
 	CHECK(cache_file_bytes() <= 300000);
 	store_free(t);
+
+	/* Two processes on one cache: one drops an entry while the other stores
+	 * the same object again.  Neither may remove the file of the other's
+	 * fresh row: the next read is a hit, not a remote read.  (Before, a
+	 * file was named by the entry's key alone, and dropping unlinked it
+	 * even when the DELETE found no row.) */
+	{
+		char cmd[400], fifo[400];
+		int status, fd;
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cache_dir);
+		CHECK(system(cmd) == 0);
+		snprintf(fifo, sizeof(fifo), "%s/hook", root);
+		CHECK(mkfifo(fifo, 0600) == 0);
+		fill(obj, sizeof(obj), 300);
+		CHECK_OK(store_local_open(remote_dir, 0, &local));
+		CHECK_OK(store_put(local, "packs/race-insert", obj, sizeof(obj), 0));
+		CHECK_OK(store_put(local, "packs/race-drop", obj, sizeof(obj), 0));
+		CHECK_OK(store_put(local, "packs/race-later", obj, sizeof(obj), 0));
+		store_free(local);
+		t = open_tiered(4 << 20);
+
+		/* The other process has written its file, not yet its row; this
+		 * one caches the object and invalidates it meanwhile. */
+		pid = held_reader("HIBERBOX_TEST_CACHE_INSERT_WAIT", fifo, "packs/race-insert", 0);
+		alarm(60); /* the child never reached its hook: fail, not hang */
+		fd = open(fifo, O_WRONLY | O_CLOEXEC);
+		CHECK(fd >= 0);
+		CHECK_OK(store_get(t, "packs/race-insert", 0, STORE_GET_ALL, &b));
+		store_invalidate(t, "packs/race-insert");
+		close(fd);
+		waitpid(pid, &status, 0);
+		alarm(0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		g = counter->gets;
+		CHECK_OK(store_get(t, "packs/race-insert", 0, STORE_GET_ALL, &b));
+		CHECK(b.len == sizeof(obj) && !memcmp(b.data, obj, sizeof(obj)));
+		CHECK(counter->gets == g);
+
+		/* The other process found a torn file and is about to drop its row;
+		 * this one drops it first and caches a fresh copy (a later row
+		 * exists, so the new row's rowid is another).  Gone from the
+		 * remote then, so that the other's refetch fails and does not
+		 * store the file again. */
+		CHECK_OK(store_get(t, "packs/race-drop", 0, STORE_GET_ALL, &b));
+		CHECK_OK(store_get(t, "packs/race-later", 0, STORE_GET_ALL, &b));
+		damage_cache(1);
+		pid = held_reader("HIBERBOX_TEST_CACHE_DROP_WAIT", fifo, "packs/race-drop", -ENOENT);
+		alarm(60);
+		fd = open(fifo, O_WRONLY | O_CLOEXEC);
+		CHECK(fd >= 0);
+		CHECK_OK(store_get(t, "packs/race-drop", 0, STORE_GET_ALL, &b));
+		remove_from_remote("packs/race-drop");
+		close(fd);
+		waitpid(pid, &status, 0);
+		alarm(0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		g = counter->gets;
+		CHECK_OK(store_get(t, "packs/race-drop", 0, STORE_GET_ALL, &b));
+		CHECK(b.len == sizeof(obj) && !memcmp(b.data, obj, sizeof(obj)));
+		CHECK(counter->gets == g);
+		store_free(t);
+	}
 
 	buf_free(&b);
 	char cmd[400];
