@@ -602,55 +602,67 @@ static void parse_error_body(struct attempt *a, const struct buf *body)
 		s3_xml_text(v, vlen, a->message, sizeof(a->message));
 }
 
+#define S3_TARGET_MAX (sizeof(((struct s3_client *)0)->bucket) + 1 + S3_KEY_MAX + 1)
+
+/* What a message names: "BUCKET/KEY", or the bucket alone for a request on
+ * the bucket itself (list, the bucket probe, create), not "BUCKET/". */
+static const char *request_target(const struct s3_client *c, const char *key,
+				  char out[S3_TARGET_MAX])
+{
+	snprintf(out, S3_TARGET_MAX, "%s%s%s", c->bucket, key && *key ? "/" : "", key ? key : "");
+	return out;
+}
+
 /* The one place where a curl result and an HTTP answer become an errno and
  * a message.  *retry says whether another attempt may succeed. */
 static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLcode cc,
 			 const struct attempt *a, const char *curlmsg, int *retry)
 {
 	const char *what = rq->key ? rq->key : "";
+	char target[S3_TARGET_MAX];
 	const char *code = a->code;
 	long st = a->status;
 
 	*retry = 0;
+	request_target(c, rq->key, target);
 	if (cc != CURLE_OK) {
 		if (a->too_slow)
-			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: too slow: %" PRIu64 " bytes in %.1f s, "
+			return hb_err(-ETIMEDOUT, "s3 %s %s: too slow: %" PRIu64 " bytes in %.1f s, "
 				      "%" PRIu64 " by all transfers to the endpoint (at least %u KiB/s "
 				      "is needed past the %u ms deadline, HIBERBOX_S3_DEADLINE_MS)",
-				      rq->method, c->bucket, what,
+				      rq->method, target,
 				      (uint64_t)(a->last_down + a->last_up),
 				      (double)(now_ns() - a->start_ns) / 1e9, a->link_moved,
 				      S3_MIN_LATE_RATE / 1024, c->cfg.deadline_ms);
 		if (a->stalled) {
 			*retry = 1;
-			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: no data moved for %u ms", rq->method,
-				      c->bucket, what, c->cfg.stall_timeout_ms);
+			return hb_err(-ETIMEDOUT, "s3 %s %s: no data moved for %u ms", rq->method,
+				      target, c->cfg.stall_timeout_ms);
 		}
 		switch (cc) {
 		case CURLE_WRITE_ERROR:
 			if (a->overflow)
-				return hb_err(-EFBIG, "s3 %s %s/%s: reply larger than %zu bytes",
-					      rq->method, c->bucket, what,
+				return hb_err(-EFBIG, "s3 %s %s: reply larger than %zu bytes",
+					      rq->method, target,
 					      rq->out->max ? rq->out->max : BUF_DEFAULT_MAX_BYTES);
-			return hb_err(-ENOMEM, "s3 %s %s/%s: out of memory", rq->method, c->bucket,
-				      what);
+			return hb_err(-ENOMEM, "s3 %s %s: out of memory", rq->method, target);
 		case CURLE_OPERATION_TIMEDOUT:
 			*retry = 1;
-			return hb_err(-ETIMEDOUT, "s3 %s %s/%s: timed out (%s)", rq->method,
-				      c->bucket, what, curlmsg);
+			return hb_err(-ETIMEDOUT, "s3 %s %s: timed out (%s)", rq->method,
+				      target, curlmsg);
 		case CURLE_COULDNT_CONNECT:
 			*retry = 1;
-			return hb_err(-ECONNREFUSED, "s3 %s %s/%s: cannot connect: %s", rq->method,
-				      c->bucket, what, curlmsg);
+			return hb_err(-ECONNREFUSED, "s3 %s %s: cannot connect: %s", rq->method,
+				      target, curlmsg);
 		case CURLE_COULDNT_RESOLVE_HOST:
 		case CURLE_COULDNT_RESOLVE_PROXY:
 			*retry = 1;
-			return hb_err(-EHOSTUNREACH, "s3 %s %s/%s: %s", rq->method, c->bucket, what,
+			return hb_err(-EHOSTUNREACH, "s3 %s %s: %s", rq->method, target,
 				      curlmsg);
 		case CURLE_PEER_FAILED_VERIFICATION:
-			return hb_err(-EACCES, "s3 %s %s/%s: the server's TLS certificate is not "
+			return hb_err(-EACCES, "s3 %s %s: the server's TLS certificate is not "
 					       "trusted (%s); AWS_CA_BUNDLE names extra CAs",
-				      rq->method, c->bucket, what, curlmsg);
+				      rq->method, target, curlmsg);
 		case CURLE_SSL_CACERT_BADFILE:
 			return hb_err(-EINVAL, "s3: cannot use the CA bundle %s: %s",
 				      c->cfg.ca_bundle[0] ? c->cfg.ca_bundle : "(system)", curlmsg);
@@ -658,11 +670,11 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 			return -ENOMEM;
 		case CURLE_URL_MALFORMAT:
 		case CURLE_UNSUPPORTED_PROTOCOL:
-			return hb_err(-EINVAL, "s3: bad URL for %s/%s: %s", c->bucket, what, curlmsg);
+			return hb_err(-EINVAL, "s3: bad URL for %s: %s", target, curlmsg);
 		default:
 			/* Resets, truncated bodies, TLS hiccups: the network's fault. */
 			*retry = 1;
-			return hb_err(-EIO, "s3 %s %s/%s: %s", rq->method, c->bucket, what, curlmsg);
+			return hb_err(-EIO, "s3 %s %s: %s", rq->method, target, curlmsg);
 		}
 	}
 	if (st >= 200 && st < 300 && !code[0])
@@ -671,8 +683,8 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 	    !strcmp(code, "InternalError") || st == 429 || st == 500 || st == 502 || st == 503 ||
 	    st == 504 || (st >= 200 && st < 300)) {
 		*retry = 1;
-		return hb_err(-EIO, "s3 %s %s/%s: server error: HTTP %ld%s%s%s%s", rq->method,
-			      c->bucket, what, st, code[0] ? " " : "", code, a->message[0] ? ": " : "",
+		return hb_err(-EIO, "s3 %s %s: server error: HTTP %ld%s%s%s%s", rq->method,
+			      target, st, code[0] ? " " : "", code, a->message[0] ? ": " : "",
 			      a->message);
 	}
 	if (!strcmp(code, "RequestTimeTooSkewed"))
@@ -701,33 +713,34 @@ static int s3_map_result(struct s3_client *c, const struct s3_request *rq, CURLc
 		return hb_err(-EACCES,
 			      "access denied to bucket %s: check aws_access_key_id and "
 			      "aws_secret_access_key in %s (%s %s: %s)",
-			      c->bucket, c->cfg.keys_source, rq->method, what,
+			      c->bucket, c->cfg.keys_source, rq->method, what[0] ? what : c->bucket,
 			      code[0] ? code : "HTTP 403");
 	if (st == 403 || st == 401)
 		return hb_err(-EACCES,
 			      "access denied to bucket %s: check AWS_ACCESS_KEY_ID and "
 			      "AWS_SECRET_ACCESS_KEY (%s %s: %s)",
-			      c->bucket, rq->method, what, code[0] ? code : "HTTP 403");
+			      c->bucket, rq->method, what[0] ? what : c->bucket,
+			      code[0] ? code : "HTTP 403");
 	if (st == 404 && !strcmp(code, "NoSuchBucket"))
 		return hb_err(-ENXIO, "bucket %s does not exist", c->bucket);
 	if (st == 404 && !strcmp(code, "NoSuchUpload"))
-		return hb_err(-ENOENT, "s3 %s %s/%s: multipart upload vanished (NoSuchUpload)",
-			      rq->method, c->bucket, what);
+		return hb_err(-ENOENT, "s3 %s %s: multipart upload vanished (NoSuchUpload)",
+			      rq->method, target);
 	if (st == 404)
-		return hb_err(-ENOENT, "s3: %s/%s does not exist", c->bucket, what);
+		return hb_err(-ENOENT, "s3: %s does not exist", target);
 	if (st == 412)
-		return hb_err(-EEXIST, "s3 %s %s/%s: precondition failed (object exists or changed)",
-			      rq->method, c->bucket, what);
+		return hb_err(-EEXIST, "s3 %s %s: precondition failed (object exists or changed)",
+			      rq->method, target);
 	if (st == 409)
-		return hb_err(-EAGAIN, "s3 %s %s/%s: conflicting concurrent write (%s)", rq->method,
-			      c->bucket, what, code[0] ? code : "HTTP 409");
+		return hb_err(-EAGAIN, "s3 %s %s: conflicting concurrent write (%s)", rq->method,
+			      target, code[0] ? code : "HTTP 409");
 	if (st == 416)
-		return hb_err(-EBADMSG, "s3 GET %s/%s: range starts past the end of the object",
-			      c->bucket, what);
+		return hb_err(-EBADMSG, "s3 GET %s: range starts past the end of the object",
+			      target);
 	if (st == 405 || st == 501)
-		return hb_err(-EOPNOTSUPP, "s3 %s %s/%s: not supported by the server (HTTP %ld%s%s)",
-			      rq->method, c->bucket, what, st, code[0] ? " " : "", code);
-	return hb_err(-EINVAL, "s3 %s %s/%s: HTTP %ld %s%s%s", rq->method, c->bucket, what, st,
+		return hb_err(-EOPNOTSUPP, "s3 %s %s: not supported by the server (HTTP %ld%s%s)",
+			      rq->method, target, st, code[0] ? " " : "", code);
+	return hb_err(-EINVAL, "s3 %s %s: HTTP %ld %s%s%s", rq->method, target, st,
 		      code[0] ? code : "(no details)", a->message[0] ? ": " : "", a->message);
 }
 
@@ -754,7 +767,7 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 {
 	struct attempt a = { .c = c, .rq = rq,
 			     .stall_ns = (uint64_t)c->cfg.stall_timeout_ms * 1000000 };
-	char errbuf[CURL_ERROR_SIZE] = "", range[64];
+	char errbuf[CURL_ERROR_SIZE] = "", range[64], target[S3_TARGET_MAX];
 	long stall_s = (long)((c->cfg.stall_timeout_ms + 999) / 1000);
 	curl_off_t up = 0, down = 0;
 	long connects = 0;
@@ -765,8 +778,8 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	*retry = 0;
 	a.late_ns = deadline_ns + a.stall_ns;
 	if ((r = pool_get(c, deadline_ns, &h)) == -ETIMEDOUT)
-		return hb_err(r, "s3 %s %s/%s: all %u connections stayed busy for %u ms", rq->method,
-			      c->bucket, rq->key ? rq->key : "", c->cfg.parallelism,
+		return hb_err(r, "s3 %s %s: all %u connections stayed busy for %u ms", rq->method,
+			      request_target(c, rq->key, target), c->cfg.parallelism,
 			      c->cfg.deadline_ms);
 	if (r < 0)
 		return hb_err(r, "curl_easy_init failed");
@@ -858,8 +871,8 @@ static int perform_once(struct s3_client *c, struct s3_request *rq, const char *
 	if (!strcmp(rq->method, "GET") && rq->out && !rq->has_range && !a.etag_not_md5 &&
 	    verify_md5(rq) < 0) {
 		*retry = 1;
-		return hb_err(-EBADMSG, "s3 GET %s/%s: body does not match its ETag (corrupted on "
-					"the way)", c->bucket, rq->key ? rq->key : "");
+		return hb_err(-EBADMSG, "s3 GET %s: body does not match its ETag (corrupted on "
+					"the way)", request_target(c, rq->key, target));
 	}
 	return 0;
 }
@@ -980,7 +993,7 @@ static void trace_request(const struct s3_request *rq, uint64_t start, int resul
 
 int s3_request_run(struct s3_client *c, struct s3_request *rq)
 {
-	char *url, msg[1024];
+	char *url, msg[1024], target[S3_TARGET_MAX];
 	struct curl_slist *headers = NULL;
 	uint64_t start;
 	unsigned corrupt = 0;
@@ -1024,9 +1037,9 @@ int s3_request_run(struct s3_client *c, struct s3_request *rq)
 		/* A body that arrives corrupt is fetched once more, not forever;
 		 * the same mismatch twice is most likely the stored object. */
 		if (r == -EBADMSG && ++corrupt > 1) {
-			r = hb_err(r, "s3 GET %s/%s: body does not match its ETag twice: the object "
+			r = hb_err(r, "s3 GET %s: body does not match its ETag twice: the object "
 				   "stored in the bucket is damaged (or every transfer damages it)",
-				   c->bucket, rq->key ? rq->key : "");
+				   request_target(c, rq->key, target));
 			break;
 		}
 		if (attempt >= c->cfg.max_retries) {
@@ -1298,7 +1311,9 @@ int s3_list(struct s3_client *c, const char *prefix, s3_list_fn fn, void *arg)
 		r = s3_list_parse_page((const char *)page.data, page.len, fn, arg, &fn_ret, key, token,
 				       S3_QUERY_MAX / 4, &more);
 		if (r < 0) {
-			r = hb_err_ctx(r, "s3 list %s/%s", c->bucket, prefix ? prefix : "");
+			char target[S3_TARGET_MAX];
+
+			r = hb_err_ctx(r, "s3 list %s", request_target(c, prefix, target));
 			goto out;
 		}
 		if (fn_ret) {

@@ -700,6 +700,8 @@ static void test_auth(void)
 	CHECK(strstr(hb_errmsg(-EACCES), "SignatureDoesNotMatch"));
 	CHECK_ERR(s3_put(c, "x", "y", 1, 0, NULL, NULL), -EACCES);
 	CHECK_ERR(s3_bucket_check(c), -EACCES);
+	/* A request on the bucket names the bucket, not an empty key. */
+	CHECK(strstr(hb_errmsg(-EACCES), "(GET hbtest: SignatureDoesNotMatch)"));
 	s3_client_stats(c, &st);
 	CHECK(st.retries == 0 && st.requests == 3); /* a 403 is not retried */
 	/* A HEAD's 403 with keys that cannot list either: the keys. */
@@ -842,6 +844,18 @@ static void test_faults(void)
 	s3_client_stats(c, &st);
 	CHECK(st.requests == before + 6);
 	CHECK_OK(s3_get(c, "f/obj", 0, 10, &b, NULL));
+	/* Requests on the bucket itself (the probe, a list) name the bucket
+	 * alone: "s3 GET hbtest: ...", not "hbtest/". */
+	control("fault?kind=error&count=1&status=400&code=InvalidArgument", NULL);
+	CHECK_ERR(s3_bucket_check(c), -EINVAL);
+	CHECK(strstr(hb_errmsg(-EINVAL), "s3 GET " BUCKET ": HTTP 400 InvalidArgument") &&
+	      !strstr(hb_errmsg(-EINVAL), BUCKET "/"));
+	struct collect none = { 0 };
+	fault("error500", 100, "GET");
+	CHECK_ERR(s3_list(c, "f/", collect_key, &none), -EIO);
+	CHECK(strstr(hb_errmsg(-EIO), "s3 GET " BUCKET ": server error: HTTP 500") &&
+	      !strstr(hb_errmsg(-EIO), BUCKET "/"));
+	control("clear", NULL);
 
 	/* More 503s than retries: a clear error. */
 	fault("slowdown", 100, NULL);
