@@ -94,6 +94,26 @@ static bool section_is_profile(const char *section, const char *profile, enum aw
 	return strcmp(section, profile) == 0;
 }
 
+static bool env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v;
+}
+
+/* Does the environment give this setting?  Then it wins (s3_config_from_env)
+ * and the profile's value is never used: botocore ignores it, bad or not,
+ * and so does this file (no check of its form or length). */
+static bool overridden_by_env(const char *key)
+{
+	if (!strcmp(key, "region"))
+		return env_set("AWS_REGION") || env_set("AWS_DEFAULT_REGION");
+	if (!strcmp(key, "endpoint_url"))
+		return env_set("AWS_ENDPOINT_URL_S3") || env_set("AWS_ENDPOINT_URL");
+	/* The keys come as a pair, the token with them (credentials_from). */
+	return env_set("AWS_ACCESS_KEY_ID") && env_set("AWS_SECRET_ACCESS_KEY");
+}
+
 static int value_ok(const char *path, unsigned line, const char *key, const char *v)
 {
 	if (!strcmp(key, "region") &&
@@ -157,7 +177,8 @@ static int parse_file(char *text, const char *path, enum aws_file_kind kind, str
 			char *dst = (char *)p + aws_keys[i].offset;
 			int r;
 
-			if (strcasecmp(key, aws_keys[i].name) != 0)
+			if (strcasecmp(key, aws_keys[i].name) != 0 ||
+			    overridden_by_env(aws_keys[i].name))
 				continue;
 			if (strlen(value) >= aws_keys[i].size)
 				return hb_err(-ENAMETOOLONG, "%s line %u: %s is too long (at most %zu bytes)",

@@ -31,7 +31,10 @@ struct aws_profile {
 };
 
 /* Read the profile from both files; a missing file is empty.  Fields the
- * files do not set are "".
+ * files do not set are "", and so are those the environment sets
+ * (AWS_REGION or AWS_DEFAULT_REGION; AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL;
+ * the keys and token when AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are
+ * both set): their values in the files are not read, nor checked.
  * @return 0; -EINVAL for a profile named by AWS_PROFILE that neither file
  *         has ("... not in FILE1 or FILE2"); -EBADMSG for a malformed line
  *         or a bad region or endpoint ("FILE line N: ..."; never a value of

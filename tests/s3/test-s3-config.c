@@ -198,6 +198,36 @@ static void test_errors(void)
 		CHECK_ERR(s3_config_from_env(&cfg), -ENAMETOOLONG);
 		CHECK(strstr(hb_errmsg(-ENAMETOOLONG), "config line 2: aws_secret_access_key is too long"));
 	}
+	/* What the environment overrides is not read, so not checked either
+	 * (botocore ignores it): a bad region or endpoint_url, a secret too long. */
+	write_text(".aws/config", "[default]\nregion = eu west\nendpoint_url = 127.0.0.1:9000\n");
+	setenv("AWS_REGION", "eu-north-1", 1);
+	setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4", 1);
+	CHECK_OK(s3_config_from_env(&cfg));
+	CHECK(!strcmp(cfg.region, "eu-north-1") && !strcmp(cfg.endpoint, "http://127.0.0.1:4"));
+	unsetenv("AWS_REGION");
+	unsetenv("AWS_ENDPOINT_URL");
+	setenv("AWS_DEFAULT_REGION", "eu-north-1", 1);
+	setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:5", 1);
+	CHECK_OK(s3_config_from_env(&cfg));
+	CHECK(!strcmp(cfg.region, "eu-north-1") && !strcmp(cfg.endpoint, "http://127.0.0.1:5"));
+	unsetenv("AWS_ENDPOINT_URL_S3"); /* the endpoint_url is read again: an error */
+	CHECK_ERR(s3_config_from_env(&cfg), -EBADMSG);
+	CHECK(strstr(hb_errmsg(-EBADMSG), "config line 3: endpoint_url"));
+	unsetenv("AWS_DEFAULT_REGION");
+	{
+		char text[1024];
+
+		snprintf(text, sizeof(text), "[default]\naws_secret_access_key = %0300d\n", 7);
+		write_text(".aws/config", text);
+		setenv("AWS_ACCESS_KEY_ID", "AKENV", 1); /* half a pair: the file's keys count */
+		CHECK_ERR(s3_config_from_env(&cfg), -ENAMETOOLONG);
+		setenv("AWS_SECRET_ACCESS_KEY", "SECRETENV", 1);
+		CHECK_OK(s3_config_from_env(&cfg));
+		CHECK(!strcmp(cfg.secret_access_key, "SECRETENV"));
+		unsetenv("AWS_ACCESS_KEY_ID");
+		unsetenv("AWS_SECRET_ACCESS_KEY");
+	}
 	/* A section that is not the profile's may hold what it likes. */
 	write_text(".aws/config", "[profile x]\nregion = not a region\n");
 	CHECK_OK(s3_config_from_env(&cfg));
