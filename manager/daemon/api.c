@@ -2113,6 +2113,7 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
 	d->test_spawn_pause_ms = test_pause_ms("HIBERBOX_TEST_SPAWN_PAUSE_MS");
 	d->test_upload_pause_ms = test_pause_ms("HIBERBOX_TEST_UPLOAD_PAUSE_MS");
+	d->test_exec_pause_ms = test_pause_ms("HIBERBOX_TEST_EXEC_PAUSE_MS");
 	d->test_detached_add_fails = test_pause_ms("HIBERBOX_TEST_DETACHED_ADD_FAILS") != 0;
 	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");
 	if (!d->stop_download_wait_ms)

@@ -167,6 +167,7 @@ struct hbd {
 	unsigned test_create_pause_ms; /* HIBERBOX_TEST_CREATE_PAUSE_MS (lifecycle.c) */
 	unsigned test_spawn_pause_ms; /* HIBERBOX_TEST_SPAWN_PAUSE_MS (lifecycle.c) */
 	unsigned test_upload_pause_ms; /* HIBERBOX_TEST_UPLOAD_PAUSE_MS (lifecycle.c) */
+	unsigned test_exec_pause_ms;  /* HIBERBOX_TEST_EXEC_PAUSE_MS (lifecycle.c) */
 	bool test_detached_add_fails; /* HIBERBOX_TEST_DETACHED_ADD_FAILS (lifecycle.c) */
 	/* How long a stop waits for file downloads in progress (api.c;
 	 * HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS shortens it for tests) */

@@ -105,7 +105,9 @@ static void drop_upper(const char *upper)
  * HIBERBOX_TEST_SPAWN_PAUSE_MS, a wake's new init waits, cloned, before
  * the daemon lets it go on (sandbox_spec_set_test_go_delay);
  * HIBERBOX_TEST_UPLOAD_PAUSE_MS (api.c), a file upload waits before it
- * writes.  A line in the log says when a pause begins.
+ * writes; HIBERBOX_TEST_EXEC_PAUSE_MS, an exec waits once it found its
+ * sandbox running, before it joins it.  A line in the log says when a
+ * pause begins.
  * HIBERBOX_TEST_DETACHED_ADD_FAILS=1 fails every sbx_detached_add, the
  * path of a registry that cannot record the process. */
 void hbd_test_pause(const char *what, const char *name, unsigned ms)
@@ -1712,6 +1714,10 @@ int sbx_process_count_locked(struct sbx *s)
 	return count > 0 ? count - 1 : 0; /* init does not count */
 }
 
+/* How long an exec that could not join the sandbox waits for its init to
+ * finish dying: a SIGKILLed init exits within milliseconds. */
+#define EXEC_INIT_DYING_MS 2000
+
 int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req,
 			  struct sandbox_proc **out)
 {
@@ -1742,7 +1748,17 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
 	    (r = sandbox_spec_pass_fd(spec, req->stderr_fd, 2)) < 0 ||
 	    (r = sandbox_spec_set_tty(spec, req->tty)) < 0)
 		goto out;
+	hbd_test_pause("exec", s->rec.name, d->test_exec_pause_ms);
 	r = sandbox_exec(s->sb, spec, out);
+	/* Its namespaces are gone (-ESRCH): an init killed a moment ago, still
+	 * dying when sbx_wake_locked's look found it running.  Once it has
+	 * ended, it is put to sleep and woken like any init found dead. */
+	if (r == -ESRCH && s->sb && sandbox_wait(s->sb, EXEC_INIT_DYING_MS, NULL) != -ETIMEDOUT) {
+		hb_err_clear();
+		if ((r = sbx_check_init_locked(d, s)) < 0 || (r = sbx_wake_locked(d, s, NULL)) < 0)
+			goto out;
+		r = sandbox_exec(s->sb, spec, out);
+	}
 	if (r < 0)
 		r = hb_err_ctx(r, "%s", s->rec.name);
 	s->last_activity_ns = now_ns();

@@ -699,6 +699,25 @@ kill -9 "$kinit"
 # k (never asleep yet) and must then mount that commit, not k's image
 [ "$("$HB" exec k -- cat /ik)" = before-init-kill ] || fail "write lost when init was killed"
 [ "$(state_of k)" = running ] || fail "k not running after exec"
+# the same, made certain: init dies while an exec, having found it running,
+# has yet to join it (the next daemon re-adopts k and holds every exec
+# there); the exec must wake k again, not fail 'join sandbox namespaces:
+# No such process' (seen above, on a loaded host, before)
+kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
+dp=$(daemon_pid)
+kill -9 "$dp"
+wait_gone "$dp"
+HIBERBOX_TEST_EXEC_PAUSE_MS=1500 "$HB" ls >/dev/null || fail "ls starting a daemon with exec pauses"
+dp=$(daemon_pid)
+[ -n "$dp" ] || fail "no pid of the daemon with exec pauses: $("$HB" daemon status 2>&1)"
+"$HB" exec k -- cat /ik >"$T/ik.out" 2>"$T/ik.err" &
+ep=$!
+for _ in $(seq 600); do grep -q 'test pause: exec k' "$HIBERBOX_HOME/hiberboxd.log" && break; sleep 0.1; done
+kill -9 "$kinit"
+wait "$ep" && [ "$(cat "$T/ik.out")" = before-init-kill ] ||
+	fail "an exec whose sandbox's init died before it joined: '$(cat "$T/ik.out")' '$(cat "$T/ik.err")'"
+kill -9 "$dp"
+wait_gone "$dp"
 # init and daemon killed together: the restarted daemon removes the dead
 # init's cgroups (the next wake makes new ones, so nothing else would)
 kinit=$("$HB" --json inspect k | sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p')
