@@ -213,7 +213,8 @@ static const char create_help[] =
 	"                       with --network nat: the host's HOSTPORT on HOSTIP\n"
 	"                       (default 127.0.0.1; 0.0.0.0: every address) reaches\n"
 	"                       the sandbox's PORT, from every wake (repeatable; a\n"
-	"                       fork publishes none)\n"
+	"                       fork publishes none). The port is the sandbox's\n"
+	"                       until rm, asleep too: another create cannot take it\n"
 	"  --idle-timeout D     sleep after D without exec or process (30s, 5m, 2h)\n"
 	"  --env K=V            environment of every exec (repeatable)\n";
 
