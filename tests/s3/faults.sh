@@ -31,6 +31,7 @@ s3_test_start() {
 		exit 77
 	fi
 	setup_tmp
-	trap '"$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1 || true; cleanup_tmp' EXIT
+	# cleanup_tmp reports the status it is entered with: the script's, not the stop's
+	trap 's3_rc=$?; set +e; "$S3DIR/run-s3rver.sh" stop "$T/s3" >/dev/null 2>&1; (exit $s3_rc); cleanup_tmp' EXIT
 	eval "$("$S3DIR/run-s3rver.sh" start "$T/s3" "$@")" || fail "cannot start the S3 test server"
 }
