@@ -358,9 +358,7 @@ static int flush_new_pack(struct gc *g)
 	oid_compute(&g->r->key, pack.data, pack.len, &id);
 	repo_pack_name(&id, name);
 	before_change(g);
-	r = store_put(g->r->store, name, pack.data, pack.len, STORE_PUT_NOREPLACE);
-	if (r == -EEXIST)
-		r = 0;
+	r = repo_put_named_by_content(g->r, name, pack.data, pack.len, REPO_VERIFY_SIZE, NULL);
 	if (r < 0) {
 		r = hb_err_ctx(r, "gc: writing pack %s", name);
 		goto out;
@@ -646,9 +644,8 @@ static int commit(struct gc *g)
 			oid_compute(&g->r->key, b.data, b.len, &id);
 			repo_index_name(&id, new_name);
 			before_change(g);
-			r = store_put(g->r->store, new_name, b.data, b.len, STORE_PUT_NOREPLACE);
-			if (r == -EEXIST)
-				r = 0;
+			r = repo_put_named_by_content(g->r, new_name, b.data, b.len,
+						      REPO_VERIFY_BYTES, NULL);
 			if (r < 0) {
 				r = hb_err_ctx(r, "gc: writing index file %s", new_name);
 				goto out;

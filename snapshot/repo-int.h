@@ -75,6 +75,25 @@ void repo_snapshot_name(const struct oid *id, char out[REPO_NAME_BYTES]);
  * @return 0 or -EINVAL. */
 int repo_name_to_oid(const char *name, struct oid *out);
 
+/* How repo_put_named_by_content looks at a copy already in the store. */
+enum repo_verify {
+	REPO_VERIFY_SIZE,  /* packs: too large to read back; other bytes are check --read-data's */
+	REPO_VERIFY_BYTES, /* index files, manifests: small enough to compare whole */
+};
+/* Store an object named by the keyed hash of its bytes (a pack, an index
+ * file, a manifest).  An object of that name already there is the same
+ * unless damaged (cut short by a copy tool or a full disk, bytes changed),
+ * and a damaged one would be referenced by what is written next and fail
+ * every read of it: it is checked as `how` says, in the remote itself (on
+ * S3, not this host's cache, which can hold a good copy of what other hosts
+ * read damaged), and replaced when it differs.  Writers of one name write
+ * the same bytes, so a replace racing with another is harmless.
+ * *created (may be NULL): this call stored it where there was nothing (a
+ * copy verified or replaced is not the caller's to remove).
+ * @return 0, or a negative errno with a message. */
+int repo_put_named_by_content(struct repo *r, const char *name, const void *data, size_t len,
+			      enum repo_verify how, bool *created);
+
 /* Load all index files into r->index if not done yet.  @return 0 or -errno. */
 /* Read the config from the store again and parse it (check: what the
  * store holds now, not what was read at open).  @return 0, or a negative

@@ -97,6 +97,48 @@ void repo_snapshot_name(const struct oid *id, char out[REPO_NAME_BYTES])
 	snprintf(out, REPO_NAME_BYTES, REPO_SNAPSHOTS_PREFIX "%s", oid_format(id, hex));
 }
 
+int repo_put_named_by_content(struct repo *r, const char *name, const void *data, size_t len,
+			      enum repo_verify how, bool *created)
+{
+	struct store *remote = store_tiered_remote(r->store);
+	struct store *source = remote ? remote : r->store;
+	struct buf have = BUF_INIT;
+	bool same = false;
+	uint64_t size;
+	int rc;
+
+	if (created)
+		*created = false;
+	rc = store_put(r->store, name, data, len, STORE_PUT_NOREPLACE);
+	if (rc != -EEXIST) {
+		if (rc == 0 && created)
+			*created = true;
+		return rc;
+	}
+	hb_err_clear();
+	rc = store_stat(source, name, &size);
+	if (rc == 0 && size == len && how == REPO_VERIFY_SIZE) {
+		same = true;
+	} else if (rc == 0 && size == len) {
+		rc = store_get(source, name, 0, STORE_GET_ALL, &have);
+		same = rc == 0 && have.len == len && memcmp(have.data, data, len) == 0;
+		if (rc == -EBADMSG) /* S3: its body missed its ETag twice, damaged there */
+			rc = 0;
+	}
+	buf_free(&have);
+	if (same)
+		return 0;
+	if (rc < 0 && rc != -ENOENT) /* -ENOENT: removed meanwhile (gc), write it again */
+		return hb_err_ctx(rc, "checking %s, already in the repository", name);
+	hb_err_clear();
+	/* An atomic replace, never a remove first: a writer of the same name
+	 * that counted the copy there as stored finds the same bytes. */
+	rc = store_put(r->store, name, data, len, 0);
+	if (rc < 0)
+		return hb_err_ctx(rc, "replacing %s, damaged in the repository", name);
+	return 0;
+}
+
 int repo_name_to_oid(const char *name, struct oid *out)
 {
 	const char *slash = strrchr(name, '/');

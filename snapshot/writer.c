@@ -167,30 +167,6 @@ void repo_writer_abort(struct repo_writer *w)
 	free(w);
 }
 
-/* A pack of this name is in the store already.  Its name is the hash of
- * its bytes, so it is ours unless damaged: one left cut short (a copy tool
- * stopped midway, a disk filled) would otherwise be referenced by the new
- * index and fail every read of it.  Its size is checked in the remote
- * itself (one HEAD on S3), not in this host's cache, which can hold a good
- * copy of what other hosts read damaged; a copy of the same size but other
- * bytes is left to check --read-data.  Writers of the same name write the
- * same bytes, so replacing races with nobody. */
-static int replace_if_other_size(struct store *s, const char *name, const struct buf *pack)
-{
-	struct store *remote = store_tiered_remote(s);
-	uint64_t size;
-	int r;
-
-	hb_err_clear();
-	r = store_stat(remote ? remote : s, name, &size);
-	if (r == 0 && size == pack->len)
-		return 0;
-	if (r < 0 && r != -ENOENT) /* -ENOENT: removed meanwhile (gc), write it again */
-		return r;
-	hb_err_clear();
-	return store_put(s, name, pack->data, pack->len, 0);
-}
-
 /* Store a finished pack and record its entries.  Called without lock_m. */
 static int upload_pack(struct repo_writer *w, struct buf *pack, struct pack_entry *pe, size_t n)
 {
@@ -200,9 +176,7 @@ static int upload_pack(struct repo_writer *w, struct buf *pack, struct pack_entr
 
 	oid_compute(&w->repo->key, pack->data, pack->len, &id);
 	repo_pack_name(&id, name);
-	r = store_put(w->repo->store, name, pack->data, pack->len, STORE_PUT_NOREPLACE);
-	if (r == -EEXIST)
-		r = replace_if_other_size(w->repo->store, name, pack);
+	r = repo_put_named_by_content(w->repo, name, pack->data, pack->len, REPO_VERIFY_SIZE, NULL);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&w->lock_m);
@@ -802,7 +776,7 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 	struct buf data = BUF_INIT;
 	char name[REPO_NAME_BYTES], hex[OID_HEX_BYTES + 1];
 	char index_name[REPO_NAME_BYTES] = "";
-	bool manifest_ours = false;
+	bool manifest_ours = false, index_ours = false;
 	struct oid id;
 	int rc;
 
@@ -839,13 +813,12 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 			goto out;
 		oid_compute(&r->key, data.data, data.len, &id);
 		repo_index_name(&id, name);
-		rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
-		if (rc == 0)
-			memcpy(index_name, name, sizeof(name));
-		if (rc == -EEXIST)
-			rc = 0;
+		rc = repo_put_named_by_content(r, name, data.data, data.len, REPO_VERIFY_BYTES,
+					       &index_ours);
 		if (rc < 0)
 			goto out;
+		if (index_ours)
+			memcpy(index_name, name, sizeof(name));
 		rc = repo_index_add(r, w->entries, w->nentries);
 		if (rc < 0)
 			goto out;
@@ -863,10 +836,8 @@ int repo_writer_commit(struct repo_writer *w, struct manifest_builder *b,
 		goto out;
 	oid_compute(&r->key, data.data, data.len, &id);
 	repo_snapshot_name(&id, name);
-	rc = store_put(r->store, name, data.data, data.len, STORE_PUT_NOREPLACE);
-	manifest_ours = rc == 0;
-	if (rc == -EEXIST)
-		rc = 0;
+	rc = repo_put_named_by_content(r, name, data.data, data.len, REPO_VERIFY_BYTES,
+				       &manifest_ours);
 	if (rc < 0)
 		goto out;
 	/* Our lock may have been taken from us since repo_lock_check (we were

@@ -341,6 +341,113 @@ hb_try check --read-data
 HIBERBOX_REPO=$saved_repo
 rm -rf "$T/cut" "$T/cut-twin"
 
+# --- an index file or a manifest damaged under the very name the next snapshot writes --------
+# Their names are the keyed hashes of their bytes, as a pack's is, and a
+# writer that found one there already counted it as stored: the snapshot it
+# recorded named a damaged object and failed every restore and check.  A
+# twin repository with the same secret names both, with the wall clock
+# stopped at the same second for the two creates (a manifest records when it
+# was taken: fixed-clock-preload.so).  Each is cut short and, separately,
+# has a byte flipped.  A damaged index file fails every open of the
+# repository, so it arrives while the create is held before its index (as
+# a copy tool, or another writer of the same data, would put it meanwhile);
+# no create reads a manifest that is not its parent, so that one is there
+# before.
+: "${FIXED_CLOCK_PRELOAD:?FIXED_CLOCK_PRELOAD must point at fixed-clock-preload.so}"
+frozen_clock=$(date +%s)
+frozen() {
+	LD_PRELOAD="$FIXED_CLOCK_PRELOAD" FIXED_CLOCK_SEC=$frozen_clock \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"
+}
+mkdir -p "$T/two"
+randfile "$T/two/only.bin" 20000 idamage
+dump_tree "$T/two" "$T/two.json"
+HIBERBOX_REPO="$T/dmg-clean" hb_ok init >/dev/null
+cp -a "$T/dmg-clean" "$T/dmg-twin"
+TWO=$(HIBERBOX_REPO="$T/dmg-twin" frozen snapshot_create "$T/two")
+twin_index=$(cd "$T/dmg-twin" && find index -type f)
+[ "$(wc -l <<<"$twin_index")" -eq 1 ] || fail "expected one index file in the twin repository: $twin_index"
+[ -f "$T/dmg-twin/snapshots/$TWO" ] || fail "the twin's snapshot $TWO has no manifest at snapshots/$TWO"
+
+# damaged_copy HOW OBJECT DST: the twin's OBJECT into DST, cut to half its
+# size or with its middle byte flipped.
+damaged_copy() {
+	local src="$T/dmg-twin/$2" dst=$3 size
+	size=$(stat -c %s "$src")
+	if [ "$1" = cut ]; then
+		head -c $((size / 2)) "$src" >"$dst"
+	else
+		cp "$src" "$dst"
+		python3 -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1)
+    f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0x01]))' "$dst" $((size / 2))
+	fi
+	cmp -s "$src" "$dst" && fail "setup: $1 left $2 as it was"
+	return 0
+}
+
+# damaged_before_create HOW OBJECT DESC
+damaged_before_create() {
+	local how=$1 object=$2 desc=$3 id wpid
+	rm -rf "$T/dmg" && cp -a "$T/dmg-clean" "$T/dmg"
+	if [ "$object" = "$twin_index" ]; then
+		rm -f "$T/hold" && mkfifo "$T/hold"
+		HIBERBOX_REPO="$T/dmg" HIBERBOX_TEST_COMMIT_WAIT="$T/hold" frozen timeout --signal=KILL 120 \
+			"$HIBERBOX" snapshot create "$T/two" >"$T/writer.out" 2>"$T/writer.err" &
+		wpid=$!
+		damaged_copy "$how" "$object" "$T/damaged"
+		# opening the FIFO waits for the create to reach it; closing it lets it go on
+		timeout 60 bash -c 'exec 3>"$1" && mkdir -p "$(dirname "$3")" && cp "$2" "$3"' \
+			_ "$T/hold" "$T/damaged" "$T/dmg/$object" ||
+			bad "setup: $desc: the create was not held before its index: $(head -c 500 "$T/writer.err")"
+		wait "$wpid" || fail "$desc: snapshot create exited $?: $(head -c 500 "$T/writer.err")"
+		id=$(tail -n 1 "$T/writer.out")
+	else
+		mkdir -p "$(dirname "$T/dmg/$object")"
+		damaged_copy "$how" "$object" "$T/dmg/$object"
+		id=$(HIBERBOX_REPO="$T/dmg" frozen snapshot_create "$T/two")
+	fi
+	# another id would leave the damaged object aside: nothing tested
+	[ "$id" = "$TWO" ] || fail "setup: $desc: the create recorded $id, not the twin's $TWO"
+	cmp -s "$T/dmg/$object" "$T/dmg-twin/$object" ||
+		bad "$desc: snapshot create kept $object as it was ($(stat -c %s "$T/dmg/$object") of $(stat -c %s "$T/dmg-twin/$object") bytes)"
+	HIBERBOX_REPO="$T/dmg" restore_and_compare "$id" "$T/two.json" "$desc" || true
+	HIBERBOX_REPO="$T/dmg" hb_try check --read-data
+	[ "$HB_RC" -eq 0 ] || bad "$desc: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
+}
+damaged_before_create cut "$twin_index" "an index file cut short during snapshot create"
+damaged_before_create flip "$twin_index" "an index file with a flipped byte during snapshot create"
+damaged_before_create cut "snapshots/$TWO" "a manifest cut short before snapshot create"
+damaged_before_create flip "snapshots/$TWO" "a manifest with a flipped byte before snapshot create"
+rm -rf "$T/dmg" "$T/dmg-clean" "$T/dmg-twin" "$T/hold"
+
+# --- a pack cut short under the very name gc's repack writes ------------------------------
+# gc's repacked pack is named by its bytes too, and gc counted one already
+# there as written: its new index then pointed into the short copy.  A twin
+# repository's gc names it (gc is deterministic).
+mkdir -p "$T/gcsrc"
+for i in 1 2 3; do randfile "$T/gcsrc/f$i" 300000 "igc$i"; done
+HIBERBOX_REPO="$T/gcr" hb_ok init >/dev/null
+GC_A=$(HIBERBOX_REPO="$T/gcr" snapshot_create "$T/gcsrc")
+rm "$T/gcsrc/f2"
+dump_tree "$T/gcsrc" "$T/gcsrc.json"
+GC_B=$(HIBERBOX_REPO="$T/gcr" snapshot_create "$T/gcsrc")
+HIBERBOX_REPO="$T/gcr" hb_ok snapshot rm "$GC_A" >/dev/null
+cp -a "$T/gcr" "$T/gcr-twin"
+HIBERBOX_REPO="$T/gcr-twin" hb_ok gc --repack-percent 10 >/dev/null
+gc_pack=$(comm -13 <(cd "$T/gcr" && find packs -type f | sort) <(cd "$T/gcr-twin" && find packs -type f | sort))
+[ "$(wc -l <<<"$gc_pack")" -eq 1 ] && [ -n "$gc_pack" ] || fail "setup: expected gc to write one new pack in the twin repository: '$gc_pack'"
+mkdir -p "$(dirname "$T/gcr/$gc_pack")"
+head -c $(($(stat -c %s "$T/gcr-twin/$gc_pack") / 2)) "$T/gcr-twin/$gc_pack" >"$T/gcr/$gc_pack"
+HIBERBOX_REPO="$T/gcr" hb_ok gc --repack-percent 10 >/dev/null
+[ "$(stat -c %s "$T/gcr/$gc_pack")" -eq "$(stat -c %s "$T/gcr-twin/$gc_pack")" ] ||
+	bad "a pack cut short under the name gc writes was kept ($(stat -c %s "$T/gcr/$gc_pack") bytes)"
+HIBERBOX_REPO="$T/gcr" restore_and_compare "$GC_B" "$T/gcsrc.json" "a pack cut short under the name gc writes" || true
+HIBERBOX_REPO="$T/gcr" hb_try check --read-data
+[ "$HB_RC" -eq 0 ] || bad "a pack cut short under the name gc writes: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
+rm -rf "$T/gcr" "$T/gcr-twin" "$T/gcsrc"
+
 # --- after all that, the pristine copy is still fine (the damage was the cause) ---------------
 fresh_repo
 hb_try check --read-data

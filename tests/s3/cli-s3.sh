@@ -22,6 +22,12 @@ put_object() {
 		-H "x-amz-content-sha256: $(sha256sum "$2" | cut -d' ' -f1)" -T "$2" "$AWS_ENDPOINT_URL/$1" ||
 		fail "cannot put $1 into the test server"
 }
+# get_object KEY FILE: an object as the bucket holds it
+get_object() {
+	curl -fsS --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+		-H "x-amz-content-sha256: $(sha256sum </dev/null | cut -d' ' -f1)" -o "$2" "$AWS_ENDPOINT_URL/$1" ||
+		fail "cannot get $1 from the test server"
+}
 echo "somebody's data" >"$T/foreign.txt"
 put_object hbtest/foreign/data.txt "$T/foreign.txt"
 objects() { (cd "$T/s3/data/hbtest" && find "$1" | sort | tr '\n' ' '); }
@@ -154,6 +160,36 @@ HIBERBOX_REPO=s3://hbtest/cut HIBERBOX_HOME="$T/cut-home" restore_and_compare "$
 	"a pack cut short in the bucket before snapshot create (empty cache)" || true
 HIBERBOX_REPO=s3://hbtest/cut hb_try check --read-data
 [ "$HB_RC" -eq 0 ] || bad "a pack cut short in the bucket before snapshot create: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
+
+log "a manifest cut short in the bucket under the name the next snapshot writes is replaced"
+# Inline files only (no pack, no index), --no-parent and the wall clock
+# stopped (fixed-clock-preload.so): two creates of the same tree write the
+# same manifest.  The first one's put left it whole in this host's cache;
+# the bucket then gets its first half, as a sync tool stopped midway would
+# leave it.  The second create must look in the bucket, not the cache.
+: "${FIXED_CLOCK_PRELOAD:?FIXED_CLOCK_PRELOAD must point at fixed-clock-preload.so}"
+frozen_clock=$(date +%s)
+frozen() {
+	LD_PRELOAD="$FIXED_CLOCK_PRELOAD" FIXED_CLOCK_SEC=$frozen_clock \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"
+}
+mkdir -p "$T/tiny"
+echo "a file small enough to be kept in its manifest" >"$T/tiny/small"
+dump_tree "$T/tiny" "$T/tiny.json"
+HIBERBOX_REPO=s3://hbtest/mcut hb_ok init >/dev/null
+m1=$(HIBERBOX_REPO=s3://hbtest/mcut frozen snapshot_create "$T/tiny" --no-parent)
+get_object "hbtest/mcut/snapshots/$m1" "$T/m-whole"
+head -c $(($(stat -c %s "$T/m-whole") / 2)) "$T/m-whole" >"$T/m-half"
+put_object "hbtest/mcut/snapshots/$m1" "$T/m-half"
+m2=$(HIBERBOX_REPO=s3://hbtest/mcut frozen snapshot_create "$T/tiny" --no-parent)
+[ "$m2" = "$m1" ] || fail "setup: the second create recorded $m2, not the first's $m1"
+get_object "hbtest/mcut/snapshots/$m1" "$T/m-after"
+cmp -s "$T/m-after" "$T/m-whole" ||
+	bad "a manifest cut short in the bucket was kept by snapshot create ($(stat -c %s "$T/m-after") of $(stat -c %s "$T/m-whole") bytes)"
+HIBERBOX_REPO=s3://hbtest/mcut HIBERBOX_HOME="$T/mcut-home" restore_and_compare "$m1" "$T/tiny.json" \
+	"a manifest cut short in the bucket before snapshot create (empty cache)" || true
+HIBERBOX_REPO=s3://hbtest/mcut hb_try check --read-data
+[ "$HB_RC" -eq 0 ] || bad "a manifest cut short in the bucket before snapshot create: check --read-data exited $HB_RC: $(head -c 500 "$T/err")"
 
 log "libraries loaded on first use: a broken one is one clear line, and only where used"
 mkdir -p "$T/badlib" "$T/badsqlite"
