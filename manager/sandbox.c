@@ -410,6 +410,28 @@ pid_t sandbox_pid(const struct sandbox *sb)
 	return sb->init.pid;
 }
 
+int sandbox_root_open(const struct sandbox *sb)
+{
+	char path[64];
+	int fd, r;
+
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)sb->init.pid);
+	if ((fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = errno == ENOENT ? -ESRCH : -errno; /* a zombie has no root */
+		return hb_err(r, "the root of sandbox %s (its init, pid %d): %s", sb->name,
+			      (int)sb->init.pid, r == -ESRCH ? "its init has ended" : strerror(-r));
+	}
+	/* The pidfd pins init's pid while init exists, even as a zombie: if it
+	 * is there after the open, the root opened was init's and not that of
+	 * a process that reused the pid. */
+	if (sb->init.pidfd < 0 || syscall(SYS_pidfd_send_signal, sb->init.pidfd, 0, NULL, 0) < 0) {
+		close(fd);
+		return hb_err(-ESRCH, "the root of sandbox %s: its init (pid %d) has ended", sb->name,
+			      (int)sb->init.pid);
+	}
+	return fd;
+}
+
 const char *sandbox_name(const struct sandbox *sb)
 {
 	return sb->name;

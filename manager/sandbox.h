@@ -122,6 +122,12 @@ int sandbox_spawn(const struct sandbox_spec *spec, struct sandbox **out);
 
 /* The host pid of the sandbox's init (PID 1 inside). */
 pid_t sandbox_pid(const struct sandbox *sb);
+/* The root directory of the sandbox's mount namespace, as its processes see
+ * it (its /tmp, /dev/shm and other mounts included): an O_PATH fd of its
+ * init's /proc/PID/root, checked against the init's pidfd so that a pid
+ * reused by another process is never taken for it.  -ESRCH once the init
+ * has ended. */
+int sandbox_root_open(const struct sandbox *sb);
 /* The cgroup name chosen for the sandbox. */
 const char *sandbox_name(const struct sandbox *sb);
 /* The sandbox's cgroup directory for "memory", "pids", "cpu", "freezer" or

@@ -1723,37 +1723,16 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		hbd_put(d, s);
 		return reply_err(c, fd);
 	}
-	bool append = flag(c, "append"), created = false;
-	if (append) {
-		/* the next piece of a file larger than one request: as it is */
-		fd = sbx_open_inside(d, s, path, O_WRONLY | O_APPEND | O_NOFOLLOW, 0);
-	} else {
-		fd = sbx_open_inside(d, s, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
-		created = fd >= 0;
-		if (fd == -EEXIST) {
-			hb_err_clear();
-			fd = sbx_open_inside(d, s, path, O_WRONLY | O_TRUNC | O_NOFOLLOW, 0);
-		}
-	}
-	if (fd >= 0) {
-		/* a new file belongs to the sandbox's root, not to the host's
-		 * (which the fs presents as the overflow id) */
-		if (created)
-			r = fchown(fd, s->rec.id_base, s->rec.id_base) < 0 ? -errno : 0;
-		if (r == 0 && !append)
-			r = fchmod(fd, mode) < 0 ? -errno : 0;
-		if (r == 0) {
-			/* up to 64 MiB through the fs process, with the lock */
-			sbx_slow_begin(d, s);
-			hbd_test_pause("upload", s->rec.name, d->test_upload_pause_ms);
-			r = write_all(fd, rq->body.data, rq->body.len);
-			sbx_slow_end(d, s);
-		}
+	struct sbx_upload up;
+	if ((r = sbx_upload_open(d, s, path, mode, flag(c, "append"), &up)) == 0) {
+		/* up to 64 MiB through the fs process, with the lock */
+		sbx_slow_begin(d, s);
+		hbd_test_pause("upload", s->rec.name, d->test_upload_pause_ms);
+		r = write_all(up.fd, rq->body.data, rq->body.len);
+		sbx_slow_end(d, s);
 		if (r < 0)
 			r = hb_err_sys(r, "writing %s:%s", s->rec.name, path);
-		close(fd);
-	} else {
-		r = fd;
+		sbx_upload_close(&up, r);
 	}
 	pthread_mutex_unlock(&s->lock);
 	j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path, "bytes", (json_int_t)rq->body.len);

@@ -237,9 +237,24 @@ struct sbx_exec_req {
 };
 int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_req *req,
 			  struct sandbox_proc **out);
-/* Open a path inside a sandbox's root without leaving it. */
+/* files.c: paths inside a running sandbox's mount namespace (s->lock held;
+ * a sleeping sandbox is woken).  Open path for reading (O_RDONLY, O_PATH or
+ * O_DIRECTORY) without leaving the sandbox's root. */
 int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode);
-/* files.c: the tree operations of the files endpoint (s->lock held). */
+/* A file upload: path opened for writing (created with mode and owned by
+ * the sandbox's root, or truncated; with append, an existing file to add
+ * to) in a place the API writes in. */
+struct sbx_upload {
+	int dirfd, fd;
+	char base[256];
+	bool created;
+};
+int sbx_upload_open(struct hbd *d, struct sbx *s, const char *path, mode_t mode, bool append,
+		    struct sbx_upload *u);
+/* Close it; r < 0 (the upload failed) removes the file if this upload
+ * created it. */
+void sbx_upload_close(struct sbx_upload *u, int r);
+/* The tree operations of the files endpoint. */
 int sbx_file_stat(struct hbd *d, struct sbx *s, const char *path, json_t **out);
 int sbx_dir_list(struct hbd *d, struct sbx *s, const char *path, json_t **out);
 int sbx_make_dir(struct hbd *d, struct sbx *s, const char *path, mode_t mode);

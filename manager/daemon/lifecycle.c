@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <ftw.h>
 #include <linux/falloc.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -1766,56 +1765,6 @@ out:
 	json_decref(env);
 	sandbox_spec_free(spec);
 	return r;
-}
-
-int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode)
-{
-	char root[4200];
-	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC),
-		.mode = (flags & O_CREAT) ? mode : 0,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-	};
-	/* An open for data must not block: a FIFO (or anything else that waits
-	 * for a peer) made by the sandbox would hang the daemon while it holds
-	 * the sandbox's lock.  Only files and directories are for data. */
-	bool data = !(flags & (O_PATH | O_DIRECTORY));
-	int r, rootfd, fd;
-
-	if (data)
-		how.flags |= O_NONBLOCK | O_NOCTTY;
-	if (!path || path[0] != '/')
-		return hb_err(-EINVAL, "path '%s' inside the sandbox must be absolute",
-			      path ? path : "");
-	if ((r = sbx_wake_locked(d, s, NULL)) < 0)
-		return r;
-	if ((r = sbx_state_dir(d, s->rec.name, "root", root, sizeof(root))) < 0)
-		return r;
-	if ((rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return hb_err_sys(-errno, "open %s", root);
-	fd = (int)syscall(SYS_openat2, rootfd, path[1] ? path + 1 : ".", &how, sizeof(how));
-	r = fd < 0 ? -errno : 0;
-	close(rootfd);
-	if (r == -ENXIO && data) /* a FIFO opened for writing, no reader */
-		return hb_err(-EINVAL, "%s:%s: not a regular file", s->rec.name, path);
-	if (r < 0)
-		return hb_err(r, "%s:%s: %s", s->rec.name, path, strerror(-r));
-	if (data) {
-		struct stat st;
-
-		if (fstat(fd, &st) < 0)
-			r = hb_err_sys(-errno, "%s:%s", s->rec.name, path);
-		else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-			r = hb_err(-EINVAL, "%s:%s: not a regular file", s->rec.name, path);
-		else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
-			r = hb_err_sys(-errno, "%s:%s", s->rec.name, path);
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
-	}
-	s->last_activity_ns = now_ns();
-	return fd;
 }
 
 /* Images. */

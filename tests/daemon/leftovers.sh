@@ -6,7 +6,7 @@
 #     longer exists, rm those of its sandbox;
 #   - a detached exec the daemon cannot record leaves no log file;
 #   - a request that runs out of space (an upload beyond --disk) is a 507
-#     with its one line, not a 500.
+#     with its one line, not a 500, and leaves no partial file.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -26,7 +26,7 @@ for m in json.load(sys.stdin):
 wait_gone() { for _ in $(seq 600); do [ -d "/proc/$1" ] || return 0; sleep 0.1; done; return 1; }
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
-daemon_test_image base sh cat sleep true rm
+daemon_test_image base sh cat sleep true rm test
 
 step "a killed daemon's fs groups: a starting daemon removes those of sandboxes gone, rm the others"
 "$HB" create f --image base --memory 128M >/dev/null || fail "create f"
@@ -57,8 +57,10 @@ python3 -c 'import json, sys, errno, os; e = json.load(open(sys.argv[1])); sys.e
 	"$T/api.out" || fail "the 507's body: $(cat "$T/api.out")"
 "$HB" cp "$T/big" small:/big2 2>"$T/err" && fail "cp of 32 MiB into a 16 MiB --disk succeeded"
 [ "$(wc -l <"$T/err")" = 1 ] && grep -q 'No space left on device' "$T/err" || fail "cp beyond --disk: '$(cat "$T/err")'"
-# what the failed uploads wrote is left (as a failed write leaves it)
-"$HB" exec small -- rm /big /big2 || fail "rm the failed uploads' files"
+# a failed upload removes the file it created: no partial file is left
+for f in /big /big2; do
+	"$HB" exec small -- test -e "$f" && fail "the failed upload left $f"
+done
 echo fits | "$HB" cp - small:/fits || fail "a small cp after the full one"
 [ "$("$HB" exec small -- cat /fits)" = fits ] || fail "small's /fits"
 "$HB" rm small >/dev/null || fail "rm small"
