@@ -1347,7 +1347,12 @@ int sbx_remove(struct hbd *d, struct sbx *s)
 		s->rec.removing = true;
 		s->rec.latest[0] = s->rec.lower[0] = s->rec.base[0] = 0;
 		if ((r = save(d, s)) < 0) {
-			memcpy(&s->rec, &was, sizeof(was));
+			/* the fields changed, not the whole record: hbd_add reads
+			 * name, id_base and publish under the list's lock alone */
+			s->rec.removing = false;
+			memcpy(s->rec.latest, was.latest, sizeof(was.latest));
+			memcpy(s->rec.lower, was.lower, sizeof(was.lower));
+			memcpy(s->rec.base, was.base, sizeof(was.base));
 			goto out;
 		}
 		s->removed = true;
