@@ -59,8 +59,8 @@ static int check_name(const char *name)
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
 			return hb_err(-EINVAL, "invalid object name '%s'", name);
 		p += n;
-		if (*p == '/')
-			p++;
+		if (*p == '/' && !*++p) /* "a/": names a directory */
+			return hb_err(-EINVAL, "invalid object name '%s'", name);
 	}
 	return 0;
 }
@@ -128,7 +128,9 @@ static void close_object(struct store_local *l, int fd, int slot)
 	pthread_mutex_unlock(&l->fd_lock);
 }
 
-/* A removed pack must not be served from a cached descriptor. */
+/* A removed or replaced pack must not be served from a cached descriptor,
+ * which holds the old file.  One in use stays open for its readers, under
+ * no name: the next open_object of that slot closes it. */
 static void forget_object(struct store_local *l, const char *name)
 {
 	struct fd_slot *fs;
@@ -137,9 +139,11 @@ static void forget_object(struct store_local *l, const char *name)
 		return;
 	fs = &l->fd_cache[name_slot(name)];
 	pthread_mutex_lock(&l->fd_lock);
-	if (fs->fd > 0 && fs->refs == 0 && strcmp(fs->name, name) == 0) {
-		close(fs->fd);
-		fs->fd = 0;
+	if (fs->fd > 0 && strcmp(fs->name, name) == 0) {
+		if (fs->refs == 0) {
+			close(fs->fd);
+			fs->fd = 0;
+		}
 		fs->name[0] = '\0';
 	}
 	pthread_mutex_unlock(&l->fd_lock);
@@ -225,6 +229,7 @@ static int local_put(struct store *s, const char *name, const void *data, size_t
 		return r;
 	if (r < 0)
 		return hb_err(r, "writing %s/%s: %s", l->path, name, strerror(-r));
+	forget_object(l, name); /* a pack replaced (cut short before) */
 	return 0;
 }
 
