@@ -884,8 +884,9 @@ static const char stats_help[] =
 	"measure it; CPU-TIME counts since the last wake. MEMORY leaves out file\n"
 	"cache the kernel can drop at once. HOST-MEM is what the host's processes\n"
 	"serving it hold (its filesystem, its network helper), beside MEMORY.\n"
-	"DISK counts against --disk (shown only with one). '-': not running, or\n"
-	"not counted on this host.\n";
+	"DISK counts against --disk (shown only with one). '-': not running, in\n"
+	"the middle of a sleep, wake, commit, removal or file upload (not waited\n"
+	"for), or not counted on this host.\n";
 
 static int cmd_stats(int argc, char **argv)
 {

@@ -265,34 +265,43 @@ json_t *sbx_to_json(struct sbx *s)
 			 "detached_pids", procs);
 }
 
-#define LIST_LOCK_WAIT_MS 100
+#define SHOWN_LOCK_WAIT_MS 100
 
-/* A sandbox as ls shows it, or NULL if it was removed meanwhile.  Not
- * waiting for a slow step (sleep, wake, commit, removal) that holds its
- * lock: until that ends it is shown as it was when the step began. */
-static json_t *list_one(struct hbd *d, struct sbx *s)
+/* Take s->lock (0), unless a slow step (sleep, wake, commit, removal, file
+ * upload) holds it: then 1, s not locked, and *shown a copy of s as it was
+ * when the step began, which ls and inspect show rather than wait for it.
+ * A lock held briefly (an exec's start, an idle tick) is waited for, so
+ * nothing else is ever shown stale. */
+static int sbx_lock_or_shown(struct hbd *d, struct sbx *s, json_t **shown)
 {
 	for (;;) {
 		struct timespec until;
-		json_t *j = NULL;
 
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += LIST_LOCK_WAIT_MS * 1000000L;
+		until.tv_nsec += SHOWN_LOCK_WAIT_MS * 1000000L;
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
-		if (pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &until) == 0) {
-			if (!sbx_gone(s))
-				j = sbx_to_json(s);
-			pthread_mutex_unlock(&s->lock);
-			return j;
-		}
+		if (pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &until) == 0)
+			return 0;
 		pthread_mutex_lock(&d->lock);
-		if (s->shown)
-			j = json_deep_copy(s->shown);
+		*shown = s->shown ? json_deep_copy(s->shown) : NULL;
 		pthread_mutex_unlock(&d->lock);
-		if (j)
-			return j;
+		if (*shown)
+			return 1;
 	}
+}
+
+/* A sandbox as ls shows it, or NULL if it was removed meanwhile. */
+static json_t *list_one(struct hbd *d, struct sbx *s)
+{
+	json_t *j = NULL;
+
+	if (sbx_lock_or_shown(d, s, &j))
+		return j;
+	if (!sbx_gone(s))
+		j = sbx_to_json(s);
+	pthread_mutex_unlock(&s->lock);
+	return j;
 }
 
 /* Idle sleeper: a running sandbox with no exec, no detached process, no
@@ -1765,17 +1774,24 @@ static enum MHD_Result do_sandbox(struct hbd *d, struct MHD_Connection *c, const
 		return reply_err(c, -ENOENT);
 
 	if (!*op && !strcmp(method, "GET")) {
-		pthread_mutex_lock(&s->lock);
-		if (sbx_gone(s)) {
-			r = hb_err(-ENOENT, "no sandbox named '%s'", name);
+		if (sbx_lock_or_shown(d, s, &out)) {
+			/* inspect and stats must not hang either; what s runs
+			 * and uses is not read without its lock */
+			json_object_set_new(out, "processes", json_null());
+			json_object_set_new(out, "usage", json_null());
 		} else {
-			sbx_reap_locked(d, s);
-			out = sbx_to_json(s);
-			json_object_set_new(out, "processes",
-					    json_integer(sbx_process_count_locked(s)));
-			json_object_set_new(out, "usage", sbx_usage_json_locked(d, s) ?: json_null());
+			if (sbx_gone(s)) {
+				r = hb_err(-ENOENT, "no sandbox named '%s'", name);
+			} else {
+				sbx_reap_locked(d, s);
+				out = sbx_to_json(s);
+				json_object_set_new(out, "processes",
+						    json_integer(sbx_process_count_locked(s)));
+				json_object_set_new(out, "usage",
+						    sbx_usage_json_locked(d, s) ?: json_null());
+			}
+			pthread_mutex_unlock(&s->lock);
 		}
-		pthread_mutex_unlock(&s->lock);
 	} else if (!*op && !strcmp(method, "DELETE")) {
 		r = sbx_remove(d, s);
 		if (r == 0)

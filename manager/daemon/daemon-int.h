@@ -131,10 +131,11 @@ struct sbx {
 	/* No longer to be used: its removal began (rec.removing) or is done
 	 * (rec.removing cleared again, the row deleted, unlisted). */
 	bool removed;
-	/* A slow step under lock (a sleep, a wake, a commit, a removal): how
-	 * deep they nest (under lock) and, while one runs, the sandbox as it
-	 * was when it began (sbx_to_json, under hbd.lock), which a listing
-	 * shows rather than wait for the lock (api.c, lifecycle.c). */
+	/* A slow step under lock (a sleep, a wake, a commit, a removal, a
+	 * file upload): how deep they nest (under lock) and, while one runs,
+	 * the sandbox as it was when it began (sbx_to_json, under hbd.lock),
+	 * which a listing and GET /sandboxes/NAME show rather than wait for
+	 * the lock (api.c, lifecycle.c). */
 	int slow_depth;
 	json_t *shown;
 	/* Every stop of the sandbox's processes counts one and says why (a

@@ -1,12 +1,13 @@
 #!/bin/bash
 # hiberboxd end to end: requests that meet another one on the same sandbox
 # or wait behind a slow one, and the commands that take several names.
-#   - a sleep or inspect that waited while an rm held the sandbox does
-#     not report the removed sandbox as asleep or running, and ls shows it
-#     as removing, then no more;
-#   - ls answers while a sandbox's sleep is slow (it waited for it), showing
-#     it as it was when the sleep began, and while a file upload (up to
-#     64 MiB) into a sandbox is written;
+#   - a sleep or rm that waited while an rm held the sandbox does not
+#     report the removed sandbox as asleep or removed twice; ls and inspect
+#     show it as removing at once, then no more;
+#   - ls, inspect and stats answer while a sandbox's sleep is slow (they
+#     waited for it), showing it as it was when the sleep began, with what
+#     it runs and uses unknown (null, dashes), and while a file upload (up
+#     to 64 MiB) into a sandbox is written, which an exec still waits for;
 #   - rm, sleep and wake take several names: each done in turn, one line
 #     per failure naming it, exit 1 if any failed, the others still done;
 #   - a request whose path or query holds a NUL (%00), or a name followed
@@ -35,6 +36,33 @@ ls_during() {
 		fail "ls during $what: exit $? (waited for it?) $(cat "$T/ls.err")"
 	python3 -c 'import json, sys; sys.exit(sorted(s["name"] + "/" + s["state"] for s in json.load(open(sys.argv[1]))) != sys.argv[2:])' \
 		"$T/ls.out" "$@" || fail "ls during $what: $(cat "$T/ls.out")"
+}
+# inspect_during WHAT NAME STATE: inspect answers (well before the pause
+# ends) while WHAT holds sandbox NAME, showing it in STATE, its processes
+# and usage null
+inspect_during() {
+	timeout $((PAUSE_MS / 2000)) "$HB" --json inspect "$2" >"$T/inspect.out" 2>"$T/inspect.err" ||
+		fail "inspect $2 during $1: exit $? (waited for it?) $(cat "$T/inspect.err")"
+	python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); sys.exit([j["name"], j["state"], j["processes"], j["usage"]] != sys.argv[2:] + [None, None])' \
+		"$T/inspect.out" "$2" "$3" || fail "inspect $2 during $1: $(cat "$T/inspect.out")"
+}
+# stats_during WHAT NAME STATE: stats NAME, and stats of all sandboxes,
+# answer while WHAT holds NAME, its row STATE and dashes
+stats_during() {
+	local args
+	for args in "$2" ""; do
+		timeout $((PAUSE_MS / 2000)) "$HB" stats $args >"$T/stats.out" 2>"$T/stats.err" ||
+			fail "stats $args during $1: exit $? (waited for it?) $(cat "$T/stats.err")"
+		grep -q "^$2  *$3  *-  *-  *-  *-  *-  *-  *-\$" "$T/stats.out" ||
+			fail "stats $args during $1: $(cat "$T/stats.out")"
+	done
+}
+# inspect_after NAME STATE USAGE: NAME is in STATE, its processes counted,
+# its usage null or not (USAGE null or counted)
+inspect_after() {
+	"$HB" --json inspect "$1" >"$T/inspect.out" 2>"$T/inspect.err" || fail "inspect $1: $(cat "$T/inspect.err")"
+	python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); sys.exit([j["state"], type(j["processes"]) is int, "null" if j["usage"] is None else "counted"] != [sys.argv[2], True, sys.argv[3]])' \
+		"$T/inspect.out" "$2" "$3" || fail "inspect $1 after: $(cat "$T/inspect.out")"
 }
 daemon_test_image base sh cat echo sleep true
 
@@ -119,15 +147,22 @@ rp=$!
 wait_log "test pause: rm gone" || fail "the rm never reached its pause"
 "$HB" sleep gone >"$T/sleep.out" 2>"$T/sleep.err" &
 sp=$!
-"$HB" --json inspect gone >"$T/inspect.out" 2>"$T/inspect.err" &
-ip=$!
+"$HB" rm gone >"$T/rm2.out" 2>"$T/rm2.err" &
+rp2=$!
 "$HB" --json ls >"$T/ls.out" 2>"$T/ls.err" &
 lp=$!
+# (inspect waited for the whole removal, as ls did)
+inspect_during "an rm" gone removing
+kill -0 "$rp2" 2>/dev/null || fail "a second rm did not wait for the first: $(cat "$T/rm2.out" "$T/rm2.err")"
 wait "$rp" || fail "rm gone: $(cat "$T/rm.err")"
 wait "$sp" && fail "a sleep that waited for the rm succeeded: $(cat "$T/sleep.out")"
 [ "$(cat "$T/sleep.err")" = "hiberbox: sandbox gone was removed" ] ||
 	fail "sleep after rm: '$(cat "$T/sleep.err")'"
-wait "$ip" && fail "an inspect that waited for the rm succeeded: $(cat "$T/inspect.out")"
+wait "$rp2" && fail "an rm that waited for the rm succeeded: $(cat "$T/rm2.out")"
+[ "$(cat "$T/rm2.err")" = "hiberbox: sandbox gone was removed" ] ||
+	fail "rm after rm: '$(cat "$T/rm2.err")'"
+"$HB" --json inspect gone >"$T/inspect.out" 2>"$T/inspect.err" &&
+	fail "inspect after the rm succeeded: $(cat "$T/inspect.out")"
 [ "$(cat "$T/inspect.err")" = "hiberbox: no sandbox named 'gone'" ] ||
 	fail "inspect after rm: '$(cat "$T/inspect.err")'"
 wait "$lp" || fail "ls during rm: $(cat "$T/ls.err")"
@@ -135,26 +170,46 @@ python3 -c 'import json, sys; sys.exit(any(s["name"] == "gone" and s["state"] !=
 	"$T/ls.out" || fail "ls during the rm lists gone as other than removing: $(cat "$T/ls.out")"
 "$HB" --json ls | grep -q '"name": "gone"' && fail "ls after the rm lists gone"
 
-step "ls does not wait for another sandbox's slow sleep"
-# (it waited for every sandbox's lock, which a sleep holds throughout)
+step "ls, inspect and stats do not wait for a sandbox's slow sleep"
+# (ls waited for every sandbox's lock, which a sleep holds throughout;
+# inspect and stats, reading it twice, waited for that one's)
 "$HB" create slow --image base >/dev/null || fail "create slow"
 "$HB" sleep slow >/dev/null 2>"$T/sleep.err" &
 sp=$!
 wait_log "test pause: sleep slow" || fail "the sleep never reached its pause"
 ls_during "a slow sleep" slow/running
+inspect_during "a slow sleep" slow running
+stats_during "a slow sleep" slow running
+kill -0 "$sp" 2>/dev/null || fail "the sleep ended before the checks during it (pause too short?)"
 wait "$sp" || fail "sleep slow: $(cat "$T/sleep.err")"
 [ "$(state_of slow)" = sleeping ] || fail "slow is $(state_of slow) after its sleep"
 "$HB" --json ls | grep -q '"state": "sleeping"' || fail "ls after the sleep: $("$HB" ls)"
+inspect_after slow sleeping null
+"$HB" stats slow >"$T/stats.out" || fail "stats slow after the sleep"
+grep -q '^slow  *sleeping  *-  *-  *-  *-  *-  *-  *-$' "$T/stats.out" || fail "stats slow after the sleep: $(cat "$T/stats.out")"
 
-step "ls does not wait for a file upload"
+step "ls, inspect and stats do not wait for a file upload, an exec does"
 # (a PUT of up to 64 MiB is written holding the sandbox's lock)
 "$HB" create up --image base >/dev/null || fail "create up"
 echo uploaded | "$HB" cp - up:/data 2>"$T/cp.err" &
 cp=$!
 wait_log "test pause: upload up" || fail "the upload never reached its pause"
+# the file is made before the pause: an exec that did not wait reads it empty
+"$HB" exec up -- cat /data >"$T/exec.out" 2>"$T/exec.err" &
+ep=$!
 ls_during "an upload" slow/sleeping up/running
+inspect_during "an upload" up running
+stats_during "an upload" up running
+kill -0 "$cp" 2>/dev/null || fail "the upload ended before the checks during it (pause too short?)"
+kill -0 "$ep" 2>/dev/null || fail "an exec did not wait for the upload: '$(cat "$T/exec.out" "$T/exec.err")'"
 wait "$cp" || fail "cp - up:/data: $(cat "$T/cp.err")"
+wait "$ep" || fail "exec up -- cat /data: $(cat "$T/exec.err")"
+[ "$(cat "$T/exec.out")" = uploaded ] || fail "an exec that waited for the upload read '$(cat "$T/exec.out")'"
 [ "$("$HB" exec up -- cat /data)" = uploaded ] || fail "up's /data after the upload"
+inspect_after up running counted
+"$HB" --json stats up >"$T/stats.out" || fail "stats up after the upload"
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(not (r[0]["state"] == "running" and type(r[0]["usage"]["memory_bytes"]) is int))' \
+	"$T/stats.out" || fail "stats up after the upload: $(cat "$T/stats.out")"
 
 step "the daemon's log is free of sanitizer reports"
 daemon_test_no_sanitizer_reports
