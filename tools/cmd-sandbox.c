@@ -689,7 +689,10 @@ static int cmd_cp(int argc, char **argv)
 				    "is copied with everything in it (files, directories, symlinks, with\n"
 				    "their permission bits; other kinds are skipped and counted); an\n"
 				    "existing destination directory receives SRC under its own name.\n"
-				    "'-' as the local side is stdin/stdout, for one file.\n") : r;
+				    "'-' as the local side is stdin/stdout, for one file.  Into a sandbox\n"
+				    "a file arrives whole: its destination keeps the old content (or does\n"
+				    "not exist) until all of it is there; a copy that fails stops at its\n"
+				    "first error, files already copied staying.\n") : r;
 	if (argc - optind != 2)
 		return cli_usage("cp", "expected SRC DST");
 	src = argv[optind];

@@ -89,6 +89,7 @@ void hbd_put(struct hbd *d, struct sbx *s)
 		json_decref(s->shown);
 		sandbox_free(s->sb);
 		sbx_detached_free_all(s);
+		sbx_uploads_free(s);
 		sbx_record_clear(&s->rec);
 		pthread_mutex_destroy(&s->lock);
 		free(s);
@@ -1732,19 +1733,29 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		hbd_put(d, s);
 		return reply_err(c, fd);
 	}
+	struct sbx_upload_req ur = {
+		.path = path, .upload = arg(c, "upload"), .mode = mode, .append = flag(c, "append"),
+		.commit = flag(c, "commit"), .abort = flag(c, "abort"),
+	};
 	struct sbx_upload up;
-	if ((r = sbx_upload_open(d, s, path, mode, flag(c, "append"), &up)) == 0) {
+	if (ur.abort) {
+		r = rq->body.len ? hb_err(-EINVAL, "abort=1 takes no body") :
+				   sbx_upload_abort(d, s, path, ur.upload);
+	} else if ((r = sbx_upload_open(d, s, &ur, &up)) == 0) {
 		/* up to 64 MiB through the fs process, with the lock */
 		sbx_slow_begin(d, s);
 		hbd_test_pause("upload", s->rec.name, d->test_upload_pause_ms);
 		r = write_all(up.fd, rq->body.data, rq->body.len);
-		sbx_slow_end(d, s);
 		if (r < 0)
 			r = hb_err_sys(r, "writing %s:%s", s->rec.name, path);
-		sbx_upload_close(&up, r);
+		r = sbx_upload_close(s, &up, r);
+		sbx_slow_end(d, s);
 	}
 	pthread_mutex_unlock(&s->lock);
 	j = r < 0 ? NULL : json_pack("{s:s, s:I}", "path", path, "bytes", (json_int_t)rq->body.len);
+	/* the id the next pieces name */
+	if (j && !ur.abort && ur.upload && !ur.commit)
+		json_object_set_new(j, "upload", json_string(up.id));
 	hbd_put(d, s);
 	return reply_ok(c, j, r);
 }
@@ -2108,6 +2119,9 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_create_pause_ms = test_pause_ms("HIBERBOX_TEST_CREATE_PAUSE_MS");
 	d->test_spawn_pause_ms = test_pause_ms("HIBERBOX_TEST_SPAWN_PAUSE_MS");
 	d->test_upload_pause_ms = test_pause_ms("HIBERBOX_TEST_UPLOAD_PAUSE_MS");
+	d->upload_idle_ms = getenv("HIBERBOX_TEST_UPLOAD_IDLE_MS") ?
+				    test_pause_ms("HIBERBOX_TEST_UPLOAD_IDLE_MS") :
+				    10 * 60 * 1000;
 	d->test_exec_pause_ms = test_pause_ms("HIBERBOX_TEST_EXEC_PAUSE_MS");
 	d->test_detached_add_fails = test_pause_ms("HIBERBOX_TEST_DETACHED_ADD_FAILS") != 0;
 	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");

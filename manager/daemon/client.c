@@ -455,8 +455,10 @@ int hbd_client_call(const char *method, const char *path, json_t *body, json_t *
 	return r;
 }
 
-int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
-		   int out_fd)
+/* A raw body out; the JSON reply to *reply if reply (else dropped) or
+ * the reply's bytes to out_fd. */
+static int raw_request(const char *method, const char *path, const void *body, size_t len,
+		       int out_fd, json_t **reply)
 {
 	struct sink k = { .fd = out_fd };
 	const char *q = strchr(path, '?');
@@ -465,8 +467,27 @@ int hbd_client_raw(const char *method, const char *path, const void *body, size_
 
 	snprintf(p, sizeof(p), "%.*s", q ? (int)(q - path) : (int)strlen(path), path);
 	r = perform(method, p, q ? q + 1 : NULL, body, len, "application/octet-stream", &k);
+	if (r == 0 && reply) {
+		json_error_t e;
+		*reply = k.body.len ? json_loadb((const char *)k.body.data, k.body.len, 0, &e) : NULL;
+		if (!*reply)
+			r = hb_err(-EBADMSG, "bad reply from the daemon: %s",
+				   k.body.len ? e.text : "empty");
+	}
 	buf_free(&k.body);
 	return r;
+}
+
+int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
+		   int out_fd)
+{
+	return raw_request(method, path, body, len, out_fd, NULL);
+}
+
+int hbd_client_raw_json(const char *method, const char *path, const void *body, size_t len,
+			json_t **reply)
+{
+	return raw_request(method, path, body, len, -1, reply);
 }
 
 /* How an exec stream ended: its error frame or a missing exit status as an

@@ -99,28 +99,58 @@ static int put(const struct copy *c, const char *path, const char *query, const 
 	return r < 0 ? r : hbd_client_raw("PUT", url, data ? data : "", len, -1);
 }
 
-/* A file in pieces of at most one request body: the first creates or
- * truncates it with its mode, the others append. */
+/* A file in pieces of at most one request body.  One that fits in one is
+ * a single PUT; a larger one begins an upload (upload=new), whose id the
+ * daemon answers, adds the next pieces to it and ends with commit=1: the
+ * daemon writes the pieces to a temporary and renames it over remote with
+ * the last, so the destination holds its old content (or nothing) until the
+ * whole file is there.  A piece the daemon fails removes the temporary; a
+ * local read error gives the upload up (abort=1). */
 static int put_file(const struct copy *c, int fd, const char *what, mode_t mode,
 		    const char *remote)
 {
 	uint8_t *piece = malloc(COPY_PIECE_BYTES);
-	char q[32];
+	char q[128], url[COPY_URL_MAX], id[64] = "";
 	int r = piece ? 0 : hb_err(-ENOMEM, "out of memory");
 
-	snprintf(q, sizeof(q), "mode=%o", (unsigned)(mode & 07777));
 	for (bool first = true; r == 0; first = false) {
 		ssize_t n = read_full(fd, piece, COPY_PIECE_BYTES);
+		bool last = n >= 0 && (size_t)n < COPY_PIECE_BYTES;
 
 		if (n < 0) {
+			if (*id) { /* the daemon's temporary goes; its error is not ours */
+				snprintf(q, sizeof(q), "upload=%s&abort=1", id);
+				put(c, remote, q, NULL, 0);
+				hb_err_clear();
+			}
 			r = hb_err((int)n, "reading %s", what);
 			break;
 		}
-		if (n == 0 && !first)
-			break;
-		if ((r = put(c, remote, first ? q : "append=1", piece, (size_t)n)) == 0)
+		if (first && last) {
+			snprintf(q, sizeof(q), "mode=%o", (unsigned)(mode & 07777));
+			r = put(c, remote, q, piece, (size_t)n);
+		} else if (first) {
+			json_t *j = NULL;
+			const char *got;
+
+			snprintf(q, sizeof(q), "mode=%o&upload=new", (unsigned)(mode & 07777));
+			if ((r = files_url(c, remote, q, url)) == 0)
+				r = hbd_client_raw_json("PUT", url, piece, (size_t)n, &j);
+			got = json_string_value(json_object_get(j, "upload"));
+			if (r == 0 && (!got || strlen(got) >= sizeof(id) || strspn(got,
+				       "0123456789abcdef") != strlen(got)))
+				r = hb_err(-EBADMSG, "the daemon gave no upload id for %s:%s", c->name,
+					   remote);
+			else if (r == 0)
+				snprintf(id, sizeof(id), "%s", got);
+			json_decref(j);
+		} else {
+			snprintf(q, sizeof(q), "upload=%s%s", id, last ? "&commit=1" : "");
+			r = put(c, remote, q, piece, (size_t)n);
+		}
+		if (r == 0)
 			c->st->bytes += (uint64_t)n;
-		if ((size_t)n < COPY_PIECE_BYTES)
+		if (last)
 			break;
 	}
 	if (r == 0)

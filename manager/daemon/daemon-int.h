@@ -145,6 +145,9 @@ struct sbx {
 	 * Written under lock; read by streams without it. */
 	atomic_uint stops;
 	_Atomic(const char *) stop_reason;
+	/* File uploads in pieces whose last piece has not come (files.c;
+	 * under lock). */
+	struct sbx_pending_upload *uploads;
 };
 
 struct hbd {
@@ -168,6 +171,10 @@ struct hbd {
 	unsigned test_create_pause_ms; /* HIBERBOX_TEST_CREATE_PAUSE_MS (lifecycle.c) */
 	unsigned test_spawn_pause_ms; /* HIBERBOX_TEST_SPAWN_PAUSE_MS (lifecycle.c) */
 	unsigned test_upload_pause_ms; /* HIBERBOX_TEST_UPLOAD_PAUSE_MS (lifecycle.c) */
+	/* How long an upload in pieces waits for its next piece before the
+	 * next upload into its sandbox gives it up (files.c; 10 minutes,
+	 * HIBERBOX_TEST_UPLOAD_IDLE_MS sets it for tests) */
+	unsigned upload_idle_ms;
 	unsigned test_exec_pause_ms;  /* HIBERBOX_TEST_EXEC_PAUSE_MS (lifecycle.c) */
 	bool test_detached_add_fails; /* HIBERBOX_TEST_DETACHED_ADD_FAILS (lifecycle.c) */
 	/* How long a stop waits for file downloads in progress (api.c;
@@ -242,19 +249,41 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
  * a sleeping sandbox is woken).  Open path for reading (O_RDONLY, O_PATH or
  * O_DIRECTORY) without leaving the sandbox's root. */
 int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode);
-/* A file upload: path opened for writing (created with mode and owned by
- * the sandbox's root, or truncated; with append, an existing file to add
- * to) in a place the API writes in. */
-struct sbx_upload {
-	int dirfd, fd;
-	char base[256];
-	bool created;
+/* A file upload (PUT of a file): written to a temporary in the destination's
+ * directory and renamed over it when complete (files.c says how).
+ * upload: NULL for a whole file in one request, "new" for the first piece
+ * of several, or the id the first piece got; commit: this is the last
+ * piece; append: an older client's piece, added to the file itself. */
+#define SBX_UPLOAD_ID_BYTES 33 /* 32 hex digits */
+struct sbx_upload_req {
+	const char *path, *upload;
+	mode_t mode;
+	bool append, commit, abort;
 };
-int sbx_upload_open(struct hbd *d, struct sbx *s, const char *path, mode_t mode, bool append,
+struct sbx_upload {
+	int dirfd, fd;       /* the destination's directory, the file written */
+	const char *path;
+	char base[256];      /* the destination's name in dirfd */
+	char tmp[64];        /* the temporary's */
+	char id[SBX_UPLOAD_ID_BYTES];
+	mode_t mode;
+	bool temp, created, commit, renamed;
+};
+/* Open what a piece writes to (u->fd); the body is then written by the
+ * caller, and sbx_upload_close ends the request. */
+int sbx_upload_open(struct hbd *d, struct sbx *s, const struct sbx_upload_req *req,
 		    struct sbx_upload *u);
-/* Close it; r < 0 (the upload failed) removes the file if this upload
- * created it. */
-void sbx_upload_close(struct sbx_upload *u, int r);
+/* r == 0: the last piece is renamed over the destination (the result is
+ * returned), another is listed as pending; r < 0 (the piece failed): the
+ * temporary is removed.  Returns r or the commit's error. */
+int sbx_upload_close(struct sbx *s, struct sbx_upload *u, int r);
+/* abort=1: a pending upload given up by its client, its temporary removed. */
+int sbx_upload_abort(struct hbd *d, struct sbx *s, const char *path, const char *id);
+/* A sleep: the temporaries of pending uploads go (before the disk is
+ * committed), their ids with them. */
+void sbx_uploads_drop_locked(struct sbx *s, const char *why);
+/* The list alone (a sandbox freed). */
+void sbx_uploads_free(struct sbx *s);
 /* The tree operations of the files endpoint. */
 int sbx_file_stat(struct hbd *d, struct sbx *s, const char *path, json_t **out);
 int sbx_dir_list(struct hbd *d, struct sbx *s, const char *path, json_t **out);

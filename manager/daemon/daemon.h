@@ -67,6 +67,9 @@ int hbd_client_call(const char *method, const char *path, json_t *body, json_t *
 /* Raw request: body bytes out (may be NULL), reply bytes written to fd. */
 int hbd_client_raw(const char *method, const char *path, const void *body, size_t len,
 		   int out_fd);
+/* Raw request, its JSON reply decoded into *reply. */
+int hbd_client_raw_json(const char *method, const char *path, const void *body, size_t len,
+			json_t **reply);
 
 /* How an exec's command ended (its exit frame). */
 struct hbd_exec_end {

@@ -197,23 +197,19 @@ static int as_sandbox_root(const struct sbx *s, struct as_root *saved)
 		      strerror(-r));
 }
 
-/* The parent directory of path inside the sandbox (an O_PATH fd), checked
- * to be a place to write in, and the last component, which must be a plain
- * name. */
-static int open_parent(struct hbd *d, struct sbx *s, const char *path, char *base,
-		       size_t size)
+/* path's parent into parent and its last component, which must be a plain
+ * name, into base. */
+static int split_path(const char *path, char *parent, size_t psize, char *base, size_t size)
 {
-	char parent[PATH_MAX];
 	size_t n = path ? strlen(path) : 0;
 	const char *slash;
-	int rootfd, fd, r;
 
 	if (!path || path[0] != '/')
 		return hb_err(-EINVAL, "path '%s' inside the sandbox must be absolute",
 			      path ? path : "");
 	while (n > 1 && path[n - 1] == '/')
 		n--;
-	if (n >= sizeof(parent))
+	if (n >= psize)
 		return hb_err(-ENAMETOOLONG, "path too long");
 	memcpy(parent, path, n);
 	parent[n] = 0;
@@ -222,6 +218,20 @@ static int open_parent(struct hbd *d, struct sbx *s, const char *path, char *bas
 	    !strcmp(base, ".") || !strcmp(base, ".."))
 		return hb_err(-EINVAL, "'%s' does not name an entry to create", path);
 	parent[slash == parent ? 1 : (size_t)(slash - parent)] = 0;
+	return 0;
+}
+
+/* The parent directory of path inside the sandbox (an O_PATH fd), checked
+ * to be a place to write in, and the last component, which must be a plain
+ * name. */
+static int open_parent(struct hbd *d, struct sbx *s, const char *path, char *base,
+		       size_t size)
+{
+	char parent[PATH_MAX];
+	int rootfd, fd, r;
+
+	if ((r = split_path(path, parent, sizeof(parent), base, size)) < 0)
+		return r;
 	if ((rootfd = inside_root(d, s)) < 0)
 		return rootfd;
 	fd = resolve_in(rootfd, parent, O_PATH | O_DIRECTORY, 0, 0);
@@ -239,72 +249,340 @@ static int open_parent(struct hbd *d, struct sbx *s, const char *path, char *bas
 	return fd;
 }
 
-int sbx_upload_open(struct hbd *d, struct sbx *s, const char *path, mode_t mode, bool append,
+/* --- uploads ---
+ *
+ * A file is written under a temporary name in its destination's directory,
+ * UPLOAD_TEMP_PREFIX and a random id, created 0600 as the sandbox's root,
+ * and renamed over the destination once all of it is there: a process
+ * inside reads the old file (or finds none) until the rename, then the
+ * whole new one, never a part.  An upload in pieces (upload=new, upload=ID,
+ * commit=1) keeps its temporary between requests; the daemon lists it under
+ * the sandbox (s->uploads, under s->lock) so that only an id it handed out
+ * is written to.  A failed piece removes the temporary; so do a client's
+ * abort=1, the sandbox's sleep, and the next upload into the sandbox once
+ * the upload got no piece for d->upload_idle_ms (a client killed between
+ * pieces).  A daemon killed with uploads in progress leaves their
+ * temporaries, recognisable by their name. */
+#define UPLOAD_TEMP_PREFIX ".hiberbox-upload."
+
+struct sbx_pending_upload {
+	struct sbx_pending_upload *next;
+	char id[SBX_UPLOAD_ID_BYTES];
+	char *path;
+	mode_t mode;
+	uint64_t last_ns;
+};
+
+static void temp_name(const char *id, char *out, size_t size)
+{
+	snprintf(out, size, UPLOAD_TEMP_PREFIX "%s", id);
+}
+
+static void pending_free(struct sbx_pending_upload *p)
+{
+	if (p) {
+		free(p->path);
+		free(p);
+	}
+}
+
+/* Take the pending upload id of path off s's list (NULL if none). */
+static struct sbx_pending_upload *pending_take(struct sbx *s, const char *id, const char *path)
+{
+	for (struct sbx_pending_upload **pp = &s->uploads; *pp; pp = &(*pp)->next) {
+		struct sbx_pending_upload *p = *pp;
+
+		if (!strcmp(p->id, id) && (!path || !strcmp(p->path, path))) {
+			*pp = p->next;
+			p->next = NULL;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/* Remove the temporary of a pending upload, in the root rootfd.  Errors are
+ * only logged: what is removed is a leftover. */
+static void pending_remove_temp(struct sbx *s, int rootfd, const struct sbx_pending_upload *p,
+				const char *why)
+{
+	char parent[PATH_MAX], base[NAME_MAX + 1], tmp[NAME_MAX + 1];
+	struct stat st;
+	int dirfd;
+
+	if (split_path(p->path, parent, sizeof(parent), base, sizeof(base)) < 0 ||
+	    (dirfd = resolve_in(rootfd, parent, O_PATH | O_DIRECTORY, 0, 0)) < 0) {
+		hb_err_clear();
+		return;
+	}
+	temp_name(p->id, tmp, sizeof(tmp));
+	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    unlinkat(dirfd, tmp, 0) == 0)
+		fprintf(stderr, "hiberboxd: %s: removed %s/%s of an upload to %s (%s)\n",
+			s->rec.name, parent, tmp, p->path, why);
+	close(dirfd);
+}
+
+void sbx_uploads_drop_locked(struct sbx *s, const char *why)
+{
+	struct sbx_pending_upload *p;
+	int rootfd = s->uploads && s->sb ? sandbox_root_open(s->sb) : -1;
+
+	hb_err_clear();
+	while ((p = s->uploads)) {
+		s->uploads = p->next;
+		if (rootfd >= 0)
+			pending_remove_temp(s, rootfd, p, why);
+		pending_free(p);
+	}
+	if (rootfd >= 0)
+		close(rootfd);
+}
+
+void sbx_uploads_free(struct sbx *s)
+{
+	struct sbx_pending_upload *p;
+
+	while ((p = s->uploads)) {
+		s->uploads = p->next;
+		pending_free(p);
+	}
+}
+
+/* Uploads that got no piece for d->upload_idle_ms: their client is gone. */
+static void drop_idle_uploads(struct hbd *d, struct sbx *s)
+{
+	uint64_t now = now_ns(), max = (uint64_t)d->upload_idle_ms * 1000000u;
+	struct sbx_pending_upload **pp = &s->uploads;
+	int rootfd = -1;
+
+	while (*pp) {
+		struct sbx_pending_upload *p = *pp;
+
+		if (now - p->last_ns <= max) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (rootfd < 0 && s->sb)
+			rootfd = sandbox_root_open(s->sb);
+		if (rootfd >= 0)
+			pending_remove_temp(s, rootfd, p, "no piece came for too long");
+		pending_free(p);
+	}
+	if (rootfd >= 0)
+		close(rootfd);
+	hb_err_clear();
+}
+
+static bool upload_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n != SBX_UPLOAD_ID_BYTES - 1)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* The destination name as it is before the rename: nothing, or a regular
+ * file (whose owner the new file gets).  A directory, a symlink or a device
+ * is refused, as writing into it was before. */
+static int destination_check(int dirfd, const char *base, struct stat *st, bool *exists)
+{
+	*exists = false;
+	if (fstatat(dirfd, base, st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	*exists = true;
+	return S_ISREG(st->st_mode) ? 0 : S_ISLNK(st->st_mode) ? -ELOOP : -EINVAL;
+}
+
+int sbx_upload_open(struct hbd *d, struct sbx *s, const struct sbx_upload_req *req,
 		    struct sbx_upload *u)
 {
 	const int wr = O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+	const char *path = req->path;
+	uint8_t rnd[(SBX_UPLOAD_ID_BYTES - 1) / 2];
+	struct sbx_pending_upload *p = NULL;
 	struct as_root saved;
 	struct stat st;
+	bool exists;
 	int r = 0;
 
+	memset(u, 0, sizeof(*u));
 	u->fd = -1;
-	u->created = false;
+	u->path = path;
+	u->mode = req->mode & 07777;
+	u->commit = !req->upload || req->commit;
+	if (req->upload && req->append)
+		return hb_err(-EINVAL, "append=1 and upload= do not go together");
+	if (!req->upload && (req->commit || req->abort))
+		return hb_err(-EINVAL, "commit=1 and abort=1 go with upload=ID");
+	if (req->upload && strcmp(req->upload, "new") && !upload_id_valid(req->upload))
+		return hb_err(-EINVAL, "upload must be 'new' or an id the daemon gave, not '%.80s'",
+			      req->upload);
+	if (req->abort)
+		return hb_err(-EINVAL, "abort=1 is no upload (sbx_upload_abort)");
 	if ((u->dirfd = open_parent(d, s, path, u->base, sizeof(u->base))) < 0)
 		return u->dirfd;
-	if (!append) {
-		if ((r = as_sandbox_root(s, &saved)) < 0)
-			goto fail;
-		u->fd = openat(u->dirfd, u->base, wr | O_CREAT | O_EXCL, mode & 07777);
-		r = u->fd < 0 ? -errno : 0;
-		as_daemon(&saved);
-		u->created = r == 0;
-	}
-	/* an existing file: only a regular one is opened (a FIFO would block,
-	 * a device is the host's) */
-	if (append || r == -EEXIST) {
-		r = 0;
-		if (fstatat(u->dirfd, u->base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode) &&
-		    !S_ISLNK(st.st_mode))
+	if (req->append) {
+		/* older clients' pieces: added to the file itself, as it is */
+		if (fstatat(u->dirfd, u->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
 			r = -EINVAL;
-		else if ((u->fd = openat(u->dirfd, u->base, wr | (append ? O_APPEND : O_TRUNC))) < 0)
+		else if ((u->fd = openat(u->dirfd, u->base, wr | O_APPEND)) < 0)
 			r = errno == ENXIO ? -EINVAL : -errno;
 		else if (fstat(u->fd, &st) < 0)
 			r = -errno;
 		else if (!S_ISREG(st.st_mode))
 			r = -EINVAL;
+		u->commit = false;
+		goto opened;
 	}
+	u->temp = true;
+	if (req->upload && strcmp(req->upload, "new")) {
+		/* the next piece of an upload this daemon began */
+		if (!(p = pending_take(s, req->upload, path))) {
+			r = hb_err(-ENOENT, "%s:%s: no upload %s in progress (it failed, was given "
+				   "up or the sandbox slept)", s->rec.name, path, req->upload);
+			goto fail;
+		}
+		snprintf(u->id, sizeof(u->id), "%s", p->id);
+		u->mode = p->mode;
+		pending_free(p);
+		temp_name(u->id, u->tmp, sizeof(u->tmp));
+		u->created = true;
+		if ((u->fd = openat(u->dirfd, u->tmp, wr | O_APPEND)) < 0 && errno == ENOENT) {
+			r = hb_err(-ENOENT, "%s:%s: the upload's temporary %s is gone", s->rec.name,
+				   path, u->tmp);
+			goto fail;
+		} else if (u->fd < 0)
+			r = -errno;
+		else if (fstat(u->fd, &st) < 0)
+			r = -errno;
+		else if (!S_ISREG(st.st_mode))
+			r = -EINVAL;
+		goto opened;
+	}
+	drop_idle_uploads(d, s);
+	/* refused before the body is written, not after */
+	if ((r = destination_check(u->dirfd, u->base, &st, &exists)) < 0)
+		goto opened;
+	if ((r = random_bytes(rnd, sizeof(rnd))) < 0)
+		goto opened;
+	hex_format(rnd, sizeof(rnd), u->id);
+	temp_name(u->id, u->tmp, sizeof(u->tmp));
+	if ((r = as_sandbox_root(s, &saved)) < 0)
+		goto fail;
+	u->fd = openat(u->dirfd, u->tmp, wr | O_CREAT | O_EXCL, 0600);
+	r = u->fd < 0 ? -errno : 0;
+	as_daemon(&saved);
+	u->created = r == 0;
+	/* the sandbox's root's own (on its root filesystem the fs presents
+	 * the daemon's own uid as the overflow id) */
+	if (r == 0 && fchown(u->fd, s->rec.id_base, s->rec.id_base) < 0)
+		r = -errno;
+opened:
 	if (r == 0 && fcntl(u->fd, F_SETFL, fcntl(u->fd, F_GETFL) & ~O_NONBLOCK) < 0)
-		r = -errno;
-	/* a new file belongs to the sandbox's root (on its root filesystem the
-	 * fs presents the daemon's own uid as the overflow id) */
-	if (r == 0 && u->created && fchown(u->fd, s->rec.id_base, s->rec.id_base) < 0)
-		r = -errno;
-	if (r == 0 && !append && fchmod(u->fd, mode & 07777) < 0)
 		r = -errno;
 	if (r == 0)
 		return 0;
 	r = r == -EINVAL ? hb_err(r, "%s:%s: not a regular file", s->rec.name, path) :
 			   hb_err(r, "%s:%s: %s", s->rec.name, path, strerror(-r));
 fail:
-	sbx_upload_close(u, r);
+	sbx_upload_close(s, u, r);
 	return r;
 }
 
-void sbx_upload_close(struct sbx_upload *u, int r)
+int sbx_upload_abort(struct hbd *d, struct sbx *s, const char *path, const char *id)
+{
+	char base[NAME_MAX + 1], tmp[NAME_MAX + 1];
+	struct sbx_pending_upload *p;
+	struct stat st;
+	int dirfd;
+
+	if (!id || !upload_id_valid(id))
+		return hb_err(-EINVAL, "abort=1 needs upload=ID, an id the daemon gave");
+	if ((dirfd = open_parent(d, s, path, base, sizeof(base))) < 0)
+		return dirfd;
+	if (!(p = pending_take(s, id, path))) {
+		close(dirfd);
+		return hb_err(-ENOENT, "%s:%s: no upload %s in progress (it failed, was given "
+			      "up or the sandbox slept)", s->rec.name, path, id);
+	}
+	temp_name(p->id, tmp, sizeof(tmp));
+	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+		unlinkat(dirfd, tmp, 0);
+	pending_free(p);
+	close(dirfd);
+	return 0;
+}
+
+/* The temporary, complete, becomes the destination: with the old file's
+ * owner (or the sandbox's root's) and the mode asked for. */
+static int upload_commit(struct sbx *s, struct sbx_upload *u)
+{
+	struct as_root saved;
+	struct stat st;
+	bool exists;
+	int r;
+
+	if ((r = destination_check(u->dirfd, u->base, &st, &exists)) < 0)
+		return r == -EINVAL ? hb_err(r, "%s:%s: not a regular file", s->rec.name, u->path) :
+				      hb_err(r, "%s:%s: %s", s->rec.name, u->path, strerror(-r));
+	if (exists && fchown(u->fd, st.st_uid, st.st_gid) < 0)
+		return hb_err_sys(-errno, "%s:%s: keeping its owner", s->rec.name, u->path);
+	if (fchmod(u->fd, u->mode) < 0)
+		return hb_err_sys(-errno, "%s:%s: chmod", s->rec.name, u->path);
+	if ((r = as_sandbox_root(s, &saved)) < 0)
+		return r;
+	r = renameat(u->dirfd, u->tmp, u->dirfd, u->base) < 0 ? -errno : 0;
+	as_daemon(&saved);
+	if (r < 0)
+		return r == -EISDIR || r == -ENOTDIR ?
+			       hb_err(-EINVAL, "%s:%s: not a regular file", s->rec.name, u->path) :
+			       hb_err(r, "%s:%s: %s", s->rec.name, u->path, strerror(-r));
+	u->renamed = true;
+	return 0;
+}
+
+int sbx_upload_close(struct sbx *s, struct sbx_upload *u, int r)
 {
 	struct stat mine, there;
 
-	/* a failed upload leaves no file of its own making: removed if its
-	 * name still holds the file this upload made */
-	if (r < 0 && u->created && u->fd >= 0 && fstat(u->fd, &mine) == 0 &&
-	    fstatat(u->dirfd, u->base, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)
-		unlinkat(u->dirfd, u->base, 0);
+	if (r == 0 && u->temp && u->commit)
+		r = upload_commit(s, u);
+	if (r == 0 && u->temp && !u->commit) {
+		/* more pieces to come: listed until the last one */
+		struct sbx_pending_upload *p = calloc(1, sizeof(*p));
+
+		if (!p || !(p->path = strdup(u->path))) {
+			free(p);
+			r = hb_err(-ENOMEM, "out of memory");
+		} else {
+			snprintf(p->id, sizeof(p->id), "%s", u->id);
+			p->mode = u->mode;
+			p->last_ns = now_ns();
+			p->next = s->uploads;
+			s->uploads = p;
+		}
+	}
+	/* a failed (or given up) upload leaves nothing: its temporary is
+	 * removed if its name still holds it (one that cannot be opened any
+	 * more is removed by name: it holds no file the sandbox wants) */
+	if (r < 0 && u->temp && u->created && !u->renamed && u->tmp[0] &&
+	    (u->fd < 0 || (fstat(u->fd, &mine) == 0 &&
+			   fstatat(u->dirfd, u->tmp, &there, AT_SYMLINK_NOFOLLOW) == 0 &&
+			   mine.st_dev == there.st_dev && mine.st_ino == there.st_ino)))
+		unlinkat(u->dirfd, u->tmp, 0);
 	if (u->fd >= 0)
 		close(u->fd);
 	if (u->dirfd >= 0)
 		close(u->dirfd);
 	u->fd = u->dirfd = -1;
+	return r;
 }
 
 static const char *type_name(mode_t m)

@@ -104,9 +104,10 @@ static void drop_upper(const char *upper)
  * HIBERBOX_TEST_SPAWN_PAUSE_MS, a wake's new init waits, cloned, before
  * the daemon lets it go on (sandbox_spec_set_test_go_delay);
  * HIBERBOX_TEST_UPLOAD_PAUSE_MS (api.c), a file upload waits before it
- * writes; HIBERBOX_TEST_EXEC_PAUSE_MS, an exec waits once it found its
+ * writes (each piece of one in pieces); HIBERBOX_TEST_EXEC_PAUSE_MS, an exec waits once it found its
  * sandbox running, before it joins it.  A line in the log says when a
- * pause begins.
+ * pause begins.  HIBERBOX_TEST_UPLOAD_IDLE_MS (api.c) sets how long an
+ * upload in pieces waits for its next piece (files.c; 10 minutes).
  * HIBERBOX_TEST_DETACHED_ADD_FAILS=1 fails every sbx_detached_add, the
  * path of a registry that cannot record the process. */
 void hbd_test_pause(const char *what, const char *name, unsigned ms)
@@ -1011,6 +1012,8 @@ static int sleep_locked(struct hbd *d, struct sbx *s, const char *why, uint64_t 
 	    (r = sbx_state_dir(d, s->rec.name, "upper", upper, sizeof(upper))) < 0)
 		return r;
 	tag_of(s->rec.name, tag, sizeof(tag));
+	/* an upload cut off between pieces is not part of the disk kept */
+	sbx_uploads_drop_locked(s, "the sandbox sleeps");
 	/* Frozen, nothing writes while the snapshot is taken. */
 	frozen = sandbox_freeze(s->sb) == 0;
 	hb_err_clear();

@@ -9,7 +9,13 @@
 #   - nothing is written under /proc, /sys or /dev (but /dev/shm), nor read
 #     from /proc, each with one line; /proc lists as empty;
 #   - an upload that fails (out of space in /dev/shm; a client gone after
-#     half its body) leaves no file behind.
+#     half its body) leaves no file behind;
+#   - an upload is atomic: one or two pieces give the exact bytes, mode and
+#     owner; one failing in its second piece leaves the old file whole and
+#     no temporary, a cp -r failing so no half file; a process reading the
+#     destination during the upload reads the old file; a client killed
+#     between pieces leaves no destination, and its temporary
+#     (.hiberbox-upload.ID) goes at the next upload once idle, or at a sleep.
 #   env: HIBERBOX [BUSYBOX]
 set -uo pipefail
 . "$(dirname "$0")/lib-daemon.sh"
@@ -22,7 +28,7 @@ step() { echo "== $*"; }
 S=$HIBERBOX_HOME/hiberboxd.sock
 api() { curl -s --unix-socket "$S" -o "$T/api.out" -w '%{http_code}' "$@"; }
 inside() { "$HB" exec dev -- "$@"; }
-daemon_test_image base sh cat ls mkdir chown chmod ln dd test echo
+daemon_test_image base sh cat ls mkdir chown chmod ln dd test echo rm sleep grep
 "$HB" create dev --image base >/dev/null || fail "create dev"
 
 step "into /tmp and /dev/shm: seen inside, owned by the sandbox's root"
@@ -112,6 +118,103 @@ EOF
 sleep 0.5
 inside ls -a /tmp | grep -q half && fail "the cut upload left $(inside ls -a /tmp)"
 "$HB" cp "$T/x" dev:/tmp/after || fail "a cp after the cut one"
+
+# temps DIR: the upload temporaries a process of dev sees in DIR
+temps() { inside ls -a "$1" | grep '^\.hiberbox-upload\.'; }
+no_temps() { local t; t=$(temps "$1") && fail "$2: $1 holds $t"; }
+
+step "uploads in one piece and in two: the exact bytes, mode and owner"
+inside rm -f /dev/shm/fill || fail "rm /dev/shm/fill"
+head -c $((40 << 20)) /dev/urandom >"$T/40m"
+chmod 0751 "$T/40m"
+head -c 1000 /dev/urandom >"$T/small"
+chmod 0600 "$T/small"
+for dst in /tmp/big /big /tmp/u/mine; do
+	"$HB" cp "$T/40m" "dev:$dst" || fail "cp of 40 MiB to $dst"
+	"$HB" cp "dev:$dst" - | cmp -s - "$T/40m" || fail "the 40 MiB at $dst differ"
+	own="0 *0"
+	[ "$dst" = /tmp/u/mine ] && own="1000 *1000"
+	inside ls -ln "$dst" | grep -q "^-rwxr-x--x *1 $own *41943040 " || fail "the 40 MiB at $dst: $(inside ls -ln "$dst")"
+	"$HB" cp "$T/small" "dev:$dst" || fail "cp of 1000 bytes over $dst"
+	"$HB" cp "dev:$dst" - | cmp -s - "$T/small" || fail "the 1000 bytes at $dst differ"
+	inside ls -ln "$dst" | grep -q "^-rw------- *1 $own *1000 " || fail "the 1000 bytes at $dst: $(inside ls -ln "$dst")"
+	no_temps "${dst%/*}/" "after the uploads to $dst"
+done
+# exactly one piece long: the last piece is empty
+head -c $((32 << 20)) /dev/urandom >"$T/32r"
+"$HB" cp "$T/32r" dev:/tmp/32r && "$HB" cp dev:/tmp/32r - | cmp -s - "$T/32r" || fail "cp of exactly 32 MiB"
+
+step "an upload failing in its second piece leaves the old file whole and no temporary"
+# /dev/shm holds 64 MiB: with 30 taken, the first 32 MiB fit, the next 8 not
+inside sh -c 'echo old >/dev/shm/old && dd if=/dev/zero of=/dev/shm/fill bs=1M count=30 2>/dev/null' ||
+	fail "fill /dev/shm"
+"$HB" cp "$T/40m" dev:/dev/shm/old 2>"$T/err" && fail "cp of 40 MiB into a full /dev/shm succeeded"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -q 'dev:/dev/shm/old: No space left on device' "$T/err" ||
+	fail "cp into a full /dev/shm: '$(cat "$T/err")'"
+[ "$(inside cat /dev/shm/old)" = old ] || fail "the failed upload over /dev/shm/old left $(inside ls -ln /dev/shm/old)"
+no_temps /dev/shm "the failed upload"
+# a tree: one line, the file cut short is not there (whole files may be)
+inside rm /dev/shm/old || fail "rm /dev/shm/old"
+mkdir "$T/bigtree"
+echo a >"$T/bigtree/a"
+cp "$T/40m" "$T/bigtree/big"
+"$HB" cp "$T/bigtree" dev:/dev/shm/ 2>"$T/err" && fail "cp -r of 40 MiB into a full /dev/shm succeeded"
+[ "$(wc -l <"$T/err")" = 1 ] && grep -q 'No space left on device' "$T/err" || fail "cp -r into a full /dev/shm: '$(cat "$T/err")'"
+inside test -e /dev/shm/bigtree/big && fail "the failed cp -r left $(inside ls -ln /dev/shm/bigtree)"
+no_temps /dev/shm/bigtree "the failed cp -r"
+inside rm -rf /dev/shm/fill /dev/shm/bigtree || fail "rm /dev/shm/fill"
+
+step "while an upload waits, the sandbox reads the old file; a client killed between pieces leaves none"
+"$HB" daemon stop >/dev/null || fail "daemon stop"
+HIBERBOX_TEST_UPLOAD_PAUSE_MS=4000 HIBERBOX_TEST_UPLOAD_IDLE_MS=3000 "$HB" ls >/dev/null || fail "starting the daemon"
+wait_log() { for _ in $(seq 600); do [ "$(grep -cF "$1" "$HIBERBOX_HOME/hiberboxd.log" 2>/dev/null)" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+pauses() { grep -cF "test pause: upload dev" "$HIBERBOX_HOME/hiberboxd.log" 2>/dev/null; }
+inside sh -c 'echo old >/tmp/c' || fail "/tmp/c"
+# the reader runs before the upload takes the sandbox, and reads during
+# its pause (2 s in, of 4)
+inside sh -c 'echo started; sleep 2; cat /tmp/c; ls -a /tmp' >"$T/reader" 2>&1 &
+rp=$!
+for _ in $(seq 100); do grep -q started "$T/reader" && break; sleep 0.1; done
+n=$(pauses)
+echo new | "$HB" cp - dev:/tmp/c || fail "cp over /tmp/c"
+wait "$rp"
+[ "$(pauses)" -gt "$n" ] || fail "the upload did not pause"
+[ "$(sed -n 2p "$T/reader")" = old ] || fail "during the upload the sandbox read '$(sed -n 2p "$T/reader")' in /tmp/c"
+grep -q '^\.hiberbox-upload\.[0-9a-f]\{32\}$' "$T/reader" || fail "no temporary seen during the upload: $(cat "$T/reader")"
+[ "$(inside cat /tmp/c)" = new ] || fail "/tmp/c after the upload"
+# killed in its first piece's pause: the daemon writes the piece, no other
+# comes; the destination was never made, the temporary is there (0600)
+cut_upload() {
+	local n
+	n=$(pauses)
+	"$HB" cp "$T/40m" "dev:$1" 2>/dev/null &
+	cp_pid=$!
+	wait_log "test pause: upload dev" $((n + 1)) || fail "the upload to $1 never reached its pause"
+	kill -9 "$cp_pid"
+	wait "$cp_pid" 2>/dev/null
+}
+cut_upload /cut
+# (the exec waits for the piece: the sandbox's lock)
+inside test -e /cut && fail "the upload killed between pieces left /cut: $(inside ls -ln /cut)"
+t=$(temps /) || fail "the cut upload left no temporary named .hiberbox-upload.ID in /"
+inside ls -ln "/$t" | grep -q '^-rw------- *1 0 *0 *33554432 ' || fail "the temporary: $(inside ls -ln "/$t")"
+# given up once it got no piece for HIBERBOX_TEST_UPLOAD_IDLE_MS: at the
+# next upload into the sandbox
+sleep 3.5
+echo other | "$HB" cp - dev:/tmp/other || fail "cp after the cut one"
+no_temps / "the upload idle for 3 s, after the next upload"
+# given up at a sleep, before the disk is kept
+cut_upload /cut2
+inside test -e /cut2 && fail "the upload killed between pieces left /cut2"
+temps / >/dev/null || fail "the second cut upload left no temporary"
+"$HB" sleep dev >/dev/null || fail "sleep dev"
+no_temps / "the cut upload, after a sleep"
+inside test -e /cut2 && fail "/cut2 after a sleep"
+# an id of no upload in progress
+[ "$(api -X PUT --data-binary x "http://x/v1/sandboxes/dev/files?path=/cut2&upload=0123456789abcdef0123456789abcdef&commit=1")" = 404 ] ||
+	fail "a piece of no upload: $(cat "$T/api.out")"
+[ "$(api -X PUT --data-binary x "http://x/v1/sandboxes/dev/files?path=/cut2&upload=../x")" = 400 ] ||
+	fail "a bad upload id: $(cat "$T/api.out")"
 
 daemon_test_no_sanitizer_reports
 echo "cp: all passed"
