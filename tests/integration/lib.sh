@@ -166,6 +166,17 @@ snapshot_create() {
 	printf '%s\n' "$id"
 }
 
+# frozen CMD ARGS...: CMD with the wall clock stopped at FROZEN_CLOCK_SEC
+# (fixed-clock-preload.so, FIXED_CLOCK_PRELOAD): a manifest records when its
+# snapshot was taken, so two creates of one tree at a stopped clock (in twin
+# repositories with one secret, or with --no-parent) write the same manifest.
+frozen() {
+	: "${FIXED_CLOCK_PRELOAD:?FIXED_CLOCK_PRELOAD must point at fixed-clock-preload.so}"
+	: "${FROZEN_CLOCK_SEC:?set FROZEN_CLOCK_SEC once, for every create that must match}"
+	LD_PRELOAD="$FIXED_CLOCK_PRELOAD" FIXED_CLOCK_SEC=$FROZEN_CLOCK_SEC \
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"
+}
+
 # json_get JSON_TEXT KEY: a top-level value of a JSON object (prints '' if null).
 json_get() {
 	python3 -c 'import json,sys

@@ -168,11 +168,7 @@ log "a manifest cut short in the bucket under the name the next snapshot writes 
 # the bucket then gets its first half, as a sync tool stopped midway would
 # leave it.  The second create must look in the bucket, not the cache.
 : "${FIXED_CLOCK_PRELOAD:?FIXED_CLOCK_PRELOAD must point at fixed-clock-preload.so}"
-frozen_clock=$(date +%s)
-frozen() {
-	LD_PRELOAD="$FIXED_CLOCK_PRELOAD" FIXED_CLOCK_SEC=$frozen_clock \
-		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"
-}
+FROZEN_CLOCK_SEC=$(date +%s) # frozen (lib.sh) stops the clock there
 mkdir -p "$T/tiny"
 echo "a file small enough to be kept in its manifest" >"$T/tiny/small"
 dump_tree "$T/tiny" "$T/tiny.json"
