@@ -54,6 +54,8 @@
 /* How long a stopping daemon lets file downloads in progress go on (a
  * service manager's stop timeout must leave room for it and the sleeps). */
 #define HBD_STOP_DOWNLOAD_WAIT_MS 30000
+/* d->upload_idle_ms unless a test sets it */
+#define HBD_UPLOAD_IDLE_MS (10 * 60 * 1000)
 #define SHUTDOWN_POLL_MS 100
 #define PASSWD_MAX_BYTES (1u << 20)
 
@@ -891,7 +893,7 @@ static int resolve_user(struct hbd *d, struct sbx *s, const char *user, uint32_t
 		*gid = (uint32_t)g;
 		return 0;
 	}
-	int fd = sbx_open_inside(d, s, "/etc/passwd", O_RDONLY, 0);
+	int fd = sbx_open_inside(d, s, "/etc/passwd", O_RDONLY);
 	struct buf b = { .max = PASSWD_MAX_BYTES };
 	int r;
 
@@ -1726,7 +1728,7 @@ static enum MHD_Result do_files(struct hbd *d, struct sbx *s, struct MHD_Connect
 		 * while: shutdown_wait_downloads), so none may begin. */
 		fd = d->stopping ? hb_err(-ESHUTDOWN, "hiberboxd is stopping: no new download from %s",
 					  s->rec.name) :
-				   sbx_open_inside(d, s, path, O_RDONLY, 0);
+				   sbx_open_inside(d, s, path, O_RDONLY);
 		if (fd >= 0)
 			return reply_download(d, s, c, fd, path);
 		pthread_mutex_unlock(&s->lock);
@@ -2121,7 +2123,7 @@ int hbd_run(const struct hbd_config *cfg)
 	d->test_upload_pause_ms = test_pause_ms("HIBERBOX_TEST_UPLOAD_PAUSE_MS");
 	d->upload_idle_ms = getenv("HIBERBOX_TEST_UPLOAD_IDLE_MS") ?
 				    test_pause_ms("HIBERBOX_TEST_UPLOAD_IDLE_MS") :
-				    10 * 60 * 1000;
+				    HBD_UPLOAD_IDLE_MS;
 	d->test_exec_pause_ms = test_pause_ms("HIBERBOX_TEST_EXEC_PAUSE_MS");
 	d->test_detached_add_fails = test_pause_ms("HIBERBOX_TEST_DETACHED_ADD_FAILS") != 0;
 	d->stop_download_wait_ms = test_pause_ms("HIBERBOX_TEST_STOP_DOWNLOAD_WAIT_MS");

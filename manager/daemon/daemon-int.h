@@ -248,7 +248,7 @@ int sbx_exec_start_locked(struct hbd *d, struct sbx *s, const struct sbx_exec_re
 /* files.c: paths inside a running sandbox's mount namespace (s->lock held;
  * a sleeping sandbox is woken).  Open path for reading (O_RDONLY, O_PATH or
  * O_DIRECTORY) without leaving the sandbox's root. */
-int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode);
+int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags);
 /* A file upload (PUT of a file): written to a temporary in the destination's
  * directory and renamed over it when complete (files.c says how).
  * upload: NULL for a whole file in one request, "new" for the first piece

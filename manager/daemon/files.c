@@ -84,7 +84,7 @@ static bool on_kernel_fs(int fd)
 	}
 }
 
-int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, mode_t mode)
+int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags)
 {
 	/* An open for data must not block: a FIFO (or anything else that waits
 	 * for a peer) made by the sandbox would hang the daemon while it holds
@@ -93,7 +93,6 @@ int sbx_open_inside(struct hbd *d, struct sbx *s, const char *path, int flags, m
 	int r = 0, rootfd, fd;
 	struct stat st;
 
-	(void)mode;
 	if (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC))
 		return hb_err(-EINVAL, "sbx_open_inside is for reading (sbx_upload_open writes)");
 	if (!path || path[0] != '/')
@@ -286,18 +285,21 @@ static void pending_free(struct sbx_pending_upload *p)
 	}
 }
 
-/* Take the pending upload id of path off s's list (NULL if none). */
+/* Take the pending upload id of path off s's list; NULL, with the error
+ * (-ENOENT) set, if there is none. */
 static struct sbx_pending_upload *pending_take(struct sbx *s, const char *id, const char *path)
 {
 	for (struct sbx_pending_upload **pp = &s->uploads; *pp; pp = &(*pp)->next) {
 		struct sbx_pending_upload *p = *pp;
 
-		if (!strcmp(p->id, id) && (!path || !strcmp(p->path, path))) {
+		if (!strcmp(p->id, id) && !strcmp(p->path, path)) {
 			*pp = p->next;
 			p->next = NULL;
 			return p;
 		}
 	}
+	hb_err(-ENOENT, "%s:%s: no upload %s in progress (it failed, was given up or the "
+	       "sandbox slept)", s->rec.name, path, id);
 	return NULL;
 }
 
@@ -323,20 +325,36 @@ static void pending_remove_temp(struct sbx *s, int rootfd, const struct sbx_pend
 	close(dirfd);
 }
 
-void sbx_uploads_drop_locked(struct sbx *s, const char *why)
+/* Drop the pending uploads that got no piece for longer than idle_ns (all
+ * of them with 0), removing their temporaries while the sandbox runs. */
+static void drop_uploads(struct sbx *s, uint64_t idle_ns, const char *why)
 {
-	struct sbx_pending_upload *p;
-	int rootfd = s->uploads && s->sb ? sandbox_root_open(s->sb) : -1;
+	struct sbx_pending_upload **pp = &s->uploads;
+	uint64_t now = now_ns();
+	int rootfd = -1;
 
-	hb_err_clear();
-	while ((p = s->uploads)) {
-		s->uploads = p->next;
+	while (*pp) {
+		struct sbx_pending_upload *p = *pp;
+
+		if (idle_ns && now - p->last_ns <= idle_ns) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (rootfd < 0 && s->sb)
+			rootfd = sandbox_root_open(s->sb);
 		if (rootfd >= 0)
 			pending_remove_temp(s, rootfd, p, why);
 		pending_free(p);
 	}
 	if (rootfd >= 0)
 		close(rootfd);
+	hb_err_clear();
+}
+
+void sbx_uploads_drop_locked(struct sbx *s, const char *why)
+{
+	drop_uploads(s, 0, why);
 }
 
 void sbx_uploads_free(struct sbx *s)
@@ -347,32 +365,6 @@ void sbx_uploads_free(struct sbx *s)
 		s->uploads = p->next;
 		pending_free(p);
 	}
-}
-
-/* Uploads that got no piece for d->upload_idle_ms: their client is gone. */
-static void drop_idle_uploads(struct hbd *d, struct sbx *s)
-{
-	uint64_t now = now_ns(), max = (uint64_t)d->upload_idle_ms * 1000000u;
-	struct sbx_pending_upload **pp = &s->uploads;
-	int rootfd = -1;
-
-	while (*pp) {
-		struct sbx_pending_upload *p = *pp;
-
-		if (now - p->last_ns <= max) {
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		if (rootfd < 0 && s->sb)
-			rootfd = sandbox_root_open(s->sb);
-		if (rootfd >= 0)
-			pending_remove_temp(s, rootfd, p, "no piece came for too long");
-		pending_free(p);
-	}
-	if (rootfd >= 0)
-		close(rootfd);
-	hb_err_clear();
 }
 
 static bool upload_id_valid(const char *id)
@@ -445,8 +437,7 @@ int sbx_upload_open(struct hbd *d, struct sbx *s, const struct sbx_upload_req *r
 	if (req->upload && strcmp(req->upload, "new")) {
 		/* the next piece of an upload this daemon began */
 		if (!(p = pending_take(s, req->upload, path))) {
-			r = hb_err(-ENOENT, "%s:%s: no upload %s in progress (it failed, was given "
-				   "up or the sandbox slept)", s->rec.name, path, req->upload);
+			r = -ENOENT;
 			goto fail;
 		}
 		snprintf(u->id, sizeof(u->id), "%s", p->id);
@@ -466,7 +457,8 @@ int sbx_upload_open(struct hbd *d, struct sbx *s, const struct sbx_upload_req *r
 			r = -EINVAL;
 		goto opened;
 	}
-	drop_idle_uploads(d, s);
+	/* uploads whose client went between pieces */
+	drop_uploads(s, (uint64_t)d->upload_idle_ms * 1000000u, "no piece came for too long");
 	/* refused before the body is written, not after */
 	if ((r = destination_check(u->dirfd, u->base, &st, &exists)) < 0)
 		goto opened;
@@ -509,8 +501,7 @@ int sbx_upload_abort(struct hbd *d, struct sbx *s, const char *path, const char 
 		return dirfd;
 	if (!(p = pending_take(s, id, path))) {
 		close(dirfd);
-		return hb_err(-ENOENT, "%s:%s: no upload %s in progress (it failed, was given "
-			      "up or the sandbox slept)", s->rec.name, path, id);
+		return -ENOENT;
 	}
 	temp_name(p->id, tmp, sizeof(tmp));
 	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
@@ -632,7 +623,7 @@ static int entry_json(int dirfd, const char *name, const char *label, json_t **o
 int sbx_file_stat(struct hbd *d, struct sbx *s, const char *path, json_t **out)
 {
 	/* the last component is followed, as stat(2) does */
-	int fd = sbx_open_inside(d, s, path, O_PATH, 0), r;
+	int fd = sbx_open_inside(d, s, path, O_PATH), r;
 
 	if (fd < 0)
 		return fd;
@@ -643,7 +634,7 @@ int sbx_file_stat(struct hbd *d, struct sbx *s, const char *path, json_t **out)
 
 int sbx_dir_list(struct hbd *d, struct sbx *s, const char *path, json_t **out)
 {
-	int fd = sbx_open_inside(d, s, path, O_RDONLY | O_DIRECTORY, 0), r = 0;
+	int fd = sbx_open_inside(d, s, path, O_RDONLY | O_DIRECTORY), r = 0;
 	json_t *entries;
 	struct dirent *de;
 	DIR *dir;

@@ -104,9 +104,9 @@ static void drop_upper(const char *upper)
  * HIBERBOX_TEST_SPAWN_PAUSE_MS, a wake's new init waits, cloned, before
  * the daemon lets it go on (sandbox_spec_set_test_go_delay);
  * HIBERBOX_TEST_UPLOAD_PAUSE_MS (api.c), a file upload waits before it
- * writes (each piece of one in pieces); HIBERBOX_TEST_EXEC_PAUSE_MS, an exec waits once it found its
- * sandbox running, before it joins it.  A line in the log says when a
- * pause begins.  HIBERBOX_TEST_UPLOAD_IDLE_MS (api.c) sets how long an
+ * writes (each piece of one in pieces); HIBERBOX_TEST_EXEC_PAUSE_MS, an
+ * exec waits once it found its sandbox running, before it joins it.  A line
+ * in the log says when a pause begins.  HIBERBOX_TEST_UPLOAD_IDLE_MS (api.c) sets how long an
  * upload in pieces waits for its next piece (files.c; 10 minutes).
  * HIBERBOX_TEST_DETACHED_ADD_FAILS=1 fails every sbx_detached_add, the
  * path of a registry that cannot record the process. */
